@@ -1,0 +1,59 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else is set up here.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+BUN_VERSION := 1.4.4
+BUN := $(CURDIR)/.tools/node_modules/@oven/bun-linux-x64/bin/bun
+HUB_PORT ?= 3000
+
+# Reflex must make no outside calls at start-up (this machine reaches only the registries).
+export REFLEX_TELEMETRY_ENABLED := false
+export REFLEX_CHECK_LATEST_VERSION := 0
+export NPM_CONFIG_REGISTRY := https://registry.npmjs.org
+export REFLEX_BUN_PATH := $(BUN)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: run test setup bun chromium migrate lint typecheck bench clean
+
+setup: $(STAMP) bun
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+bun: $(BUN)
+
+$(BUN):
+	npm install --silent --no-save --no-audit --no-fund --prefix .tools bun@$(BUN_VERSION)
+	@test -x $(BUN) || { echo "bun binary missing at $(BUN)"; exit 1; }
+
+# Debian's chromium for the browser tests; never `playwright install` (no outside downloads).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+migrate: $(STAMP)
+	$(VENV)/bin/hub migrate
+
+run: setup migrate
+	$(VENV)/bin/hub users ensure-admin
+	$(VENV)/bin/hub serve --port $(HUB_PORT)
+
+test: setup chromium
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy dashboard connectors
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf .web .states

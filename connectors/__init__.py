@@ -1,0 +1,1 @@
+"""Platform layer of Connector Hub: pure Python, imports nothing from ``dashboard``."""

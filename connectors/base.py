@@ -1,0 +1,146 @@
+"""The Connector interface and the unified records every platform produces.
+
+A sync is: the engine asks a connector for one stream of one integration, starting at a
+checkpoint; the connector yields ``Batch``es of ``UnifiedRecord``s, each with the checkpoint
+*after* it; the engine upserts a batch and stores its checkpoint in one transaction.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+import httpx
+
+
+class RecordKind(StrEnum):
+    """Kinds of unified records; values name tables in ``dashboard.models.RECORD_TABLES``."""
+
+    PRODUCT = "product"
+    VARIANT = "variant"
+    INVENTORY_LEVEL = "inventory_level"
+    ORDER = "order"
+    ORDER_LINE = "order_line"
+    CUSTOMER = "customer"
+
+
+@dataclass(slots=True)
+class UnifiedRecord:
+    """One record in the hub's unified shape.
+
+    ``fields`` holds the kind's table columns (see ``dashboard.models``: e.g. ``title``,
+    ``sku`` for products); ``raw`` is the platform's JSON as received.
+    """
+
+    kind: RecordKind
+    external_id: str
+    fields: dict[str, Any]
+    raw: dict[str, Any]
+    remote_updated_at: datetime | None = None
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class RecordError:
+    """A record that could not be normalized: logged and skipped, never fatal."""
+
+    external_id: str | None
+    message: str
+    raw: Any = None
+
+
+@dataclass(slots=True)
+class Batch:
+    records: list[UnifiedRecord]
+    cursor: dict[str, Any] | None
+    """Checkpoint after this batch (JSON-serialisable); resuming from it loses nothing."""
+    total_hint: int | None = None
+    """Total records the stream expects, when the platform tells (for progress)."""
+    errors: list[RecordError] = field(default_factory=list)
+    pages: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    name: str
+    label: str
+    description: str
+    record_kinds: tuple[RecordKind, ...]
+    default_interval_minutes: int = 15
+    incremental: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationRef:
+    """What a connector needs to know about an integration (no database objects)."""
+
+    id: str
+    platform: str
+    shop_domain: str | None = None
+    selling_partner_id: str | None = None
+    region: str | None = None
+    marketplaces: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StoredCredential:
+    kind: str
+    secret: str
+    scopes: list[str] = field(default_factory=list)
+    expires_at: datetime | None = None
+
+
+class CredentialStore(Protocol):
+    """Where a connector reads and saves an integration's secrets (the vault behind it)."""
+
+    async def get(self, kind: str) -> StoredCredential | None: ...
+
+    async def save(self, credential: StoredCredential) -> None: ...
+
+    async def delete(self, kind: str) -> None: ...
+
+    def refresh_lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """A lock held across processes while a token is refreshed (one refresh at a time)."""
+        ...
+
+
+TransportFactory = Callable[[], httpx.AsyncBaseTransport | None]
+
+
+class Connector(abc.ABC):
+    """A platform. Subclasses live in their own package and register in ``registry``."""
+
+    platform: ClassVar[str]
+    label: ClassVar[str]
+    streams: ClassVar[tuple[StreamSpec, ...]]
+
+    def stream(self, name: str) -> StreamSpec:
+        for spec in self.streams:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.platform} has no stream {name!r}")
+
+    @abc.abstractmethod
+    def read_stream(
+        self,
+        integration: IntegrationRef,
+        credentials: CredentialStore,
+        stream: str,
+        cursor: dict[str, Any] | None,
+        *,
+        full_refresh: bool = False,
+    ) -> AsyncIterator[Batch]:
+        """Yield batches of the stream from ``cursor`` (None or full_refresh: from the start).
+
+        Raises ``connectors.errors`` types: AuthRevoked/AuthError, RateLimited,
+        TransientError, PlatformError.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections."""

@@ -1,0 +1,90 @@
+"""The one place platform HTTP clients are built and retried.
+
+Every platform call goes through ``build_client``: tests and the embedded sandbox pass a
+transport (respx, ``httpx.ASGITransport``) instead of patching internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from connectors.errors import TransientError
+
+USER_AGENT = "ConnectorHub/0.1 (+https://github.com/connector-hub/connector-hub)"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def build_client(
+    *,
+    base_url: str = "",
+    transport: httpx.AsyncBaseTransport | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+) -> httpx.AsyncClient:
+    """An AsyncClient naming the hub in its User-Agent, pooled, with the given transport."""
+    merged = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    merged.update(headers or {})
+    return httpx.AsyncClient(
+        base_url=base_url,
+        transport=transport,
+        headers=merged,
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        follow_redirects=False,
+    )
+
+
+def is_transient_status(status: int) -> bool:
+    return status >= 500 or status in (408,)
+
+
+def raise_for_transient(response: httpx.Response) -> None:
+    """Turn a 5xx/408 into TransientError so the retry policy sees one exception type."""
+    if is_transient_status(response.status_code):
+        raise TransientError(f"{response.request.method} {response.request.url.path} "
+                             f"answered {response.status_code}")
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("retrying after transient error (attempt %s): %s", state.attempt_number, error)
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 6,
+    max_wait: float = 30.0,
+    initial_wait: float = 0.5,
+    max_elapsed: float = 300.0,
+) -> T:
+    """Run ``call`` again on TransientError and httpx network errors, exponential + jitter.
+
+    The last error is re-raised as is when the attempts run out.
+    """
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type((TransientError, httpx.TransportError)),
+        wait=wait_exponential_jitter(initial=initial_wait, max=max_wait),
+        stop=stop_after_attempt(attempts) | stop_after_delay(max_elapsed),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

@@ -1,0 +1,497 @@
+"""Every table of the hub, in one place.
+
+UUID keys, timezone-aware UTC timestamps (``UTCDateTime`` restores the zone SQLite drops),
+bounded strings. Record tables share ``RecordColumns`` and are unique per
+(integration, external id) so that every batch upsert is idempotent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC; always returns aware datetimes, also on SQLite."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def ts(*, nullable: bool = True, index: bool = False, default_now: bool = False) -> Any:
+    """A timezone-aware timestamp field."""
+    kwargs: dict[str, Any] = {}
+    if default_now:
+        kwargs["default_factory"] = utcnow
+    else:
+        kwargs["default"] = None
+    return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index), **kwargs)
+
+
+def json_field(*, default_factory: Any = dict, nullable: bool = False) -> Any:
+    return Field(default_factory=default_factory, sa_column=sa.Column(sa.JSON, nullable=nullable))
+
+
+# --------------------------------------------------------------------------------------
+# Enumerations (stored as strings so new values need no migration of an enum type)
+# --------------------------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    VIEWER = "viewer"
+
+
+class Platform(StrEnum):
+    SHOPIFY = "shopify"
+    AMAZON = "amazon"
+
+
+class IntegrationStatus(StrEnum):
+    PENDING = "pending"
+    CONNECTED = "connected"
+    SYNCING = "syncing"
+    NEEDS_REAUTH = "needs_reauth"
+    ERROR = "error"
+    PAUSED = "paused"
+    DISCONNECTED = "disconnected"
+
+
+class ConnectPurpose(StrEnum):
+    CONNECT = "connect"
+    RECONNECT = "reconnect"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+class RunTrigger(StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    WEBHOOK = "webhook"
+    RETRY = "retry"
+
+
+class EventLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class WebhookStatus(StrEnum):
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+
+# --------------------------------------------------------------------------------------
+# People and sign-in
+# --------------------------------------------------------------------------------------
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email: str = Field(max_length=320, unique=True, index=True)
+    password_hash: str = Field(max_length=512)
+    role: str = Field(default=Role.VIEWER.value, max_length=16)
+    disabled: bool = False
+    failed_logins: int = 0
+    locked_until: datetime | None = ts()
+    created_at: datetime = ts(nullable=False, default_now=True)
+    last_login_at: datetime | None = ts()
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in browser. Only the SHA-256 of the token is stored."""
+
+    __tablename__ = "user_sessions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    created_at: datetime = ts(nullable=False, default_now=True)
+    expires_at: datetime = ts(nullable=False)
+    revoked_at: datetime | None = ts()
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    actor: str = Field(max_length=320, description="user email, 'system' or 'merchant'")
+    action: str = Field(max_length=64, index=True)
+    target: str = Field(default="", max_length=255)
+    context: dict[str, Any] = json_field()
+    at: datetime = ts(nullable=False, index=True, default_now=True)
+
+
+# --------------------------------------------------------------------------------------
+# Integrations, credentials, connect links
+# --------------------------------------------------------------------------------------
+
+
+class Integration(SQLModel, table=True):
+    __tablename__ = "integrations"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    platform: str = Field(max_length=16, index=True)
+    display_name: str = Field(max_length=200)
+    shop_domain: str | None = Field(default=None, max_length=255, index=True)
+    selling_partner_id: str | None = Field(default=None, max_length=64, index=True)
+    region: str | None = Field(default=None, max_length=8)
+    marketplaces: list[str] = json_field(default_factory=list)
+    status: str = Field(default=IntegrationStatus.PENDING.value, max_length=16, index=True)
+    status_detail: str | None = Field(default=None, max_length=2000)
+    shop_info: dict[str, Any] = json_field(description="name, plan, currency, timezone")
+    created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_at: datetime = ts(nullable=False, default_now=True)
+    updated_at: datetime = ts(nullable=False, default_now=True)
+    connected_at: datetime | None = ts()
+    last_sync_at: datetime | None = ts()
+
+
+class Credential(SQLModel, table=True):
+    """A secret of an integration, encrypted by the vault; ``key_id`` names the key."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (sa.UniqueConstraint("integration_id", "kind"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=32, description="access_token, refresh_token, ...")
+    ciphertext: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    key_id: str = Field(max_length=64)
+    scopes: list[str] = json_field(default_factory=list)
+    expires_at: datetime | None = ts()
+    refreshed_at: datetime | None = ts()
+    created_at: datetime = ts(nullable=False, default_now=True)
+
+
+class ConnectLink(SQLModel, table=True):
+    """A no-login link a merchant opens to approve access. Only the token's hash is kept."""
+
+    __tablename__ = "connect_links"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    purpose: str = Field(default=ConnectPurpose.CONNECT.value, max_length=16)
+    created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_at: datetime = ts(nullable=False, default_now=True)
+    expires_at: datetime = ts(nullable=False)
+    used_at: datetime | None = ts()
+    revoked_at: datetime | None = ts()
+    declined_at: datetime | None = ts()
+
+
+class OAuthState(SQLModel, table=True):
+    """A single-use OAuth ``state``: bound to the integration, the shop and its origin."""
+
+    __tablename__ = "oauth_states"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    state_hash: str = Field(max_length=64, unique=True, index=True)
+    platform: str = Field(max_length=16)
+    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    shop_domain: str | None = Field(default=None, max_length=255)
+    connect_link_id: uuid.UUID | None = Field(
+        default=None, foreign_key="connect_links.id", ondelete="SET NULL"
+    )
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_at: datetime = ts(nullable=False, default_now=True)
+    expires_at: datetime = ts(nullable=False)
+    used_at: datetime | None = ts()
+
+
+# --------------------------------------------------------------------------------------
+# Streams and runs
+# --------------------------------------------------------------------------------------
+
+
+class StreamConfig(SQLModel, table=True):
+    """One stream of one integration: its schedule and its checkpoint (``cursor``)."""
+
+    __tablename__ = "stream_configs"
+    __table_args__ = (sa.UniqueConstraint("integration_id", "stream"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    stream: str = Field(max_length=64)
+    enabled: bool = True
+    interval_minutes: int = 15
+    paused: bool = False
+    cursor: dict[str, Any] | None = json_field(default_factory=lambda: None, nullable=True)
+    cursor_updated_at: datetime | None = ts()
+    last_run_at: datetime | None = ts()
+    next_run_at: datetime | None = ts()
+    records_total: int = 0
+
+
+class SyncRun(SQLModel, table=True):
+    __tablename__ = "sync_runs"
+    __table_args__ = (sa.Index("ix_sync_runs_integration_started", "integration_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    stream: str = Field(max_length=64)
+    status: str = Field(default=RunStatus.QUEUED.value, max_length=16, index=True)
+    trigger: str = Field(default=RunTrigger.SCHEDULE.value, max_length=16)
+    full_refresh: bool = False
+    attempt: int = 1
+    pages: int = 0
+    records_read: int = 0
+    records_inserted: int = 0
+    records_updated: int = 0
+    records_deleted: int = 0
+    records_skipped: int = 0
+    records_total: int | None = None
+    progress: float | None = Field(default=None, description="0..1 when the total is knowable")
+    records_per_second: float | None = None
+    cursor_before: dict[str, Any] | None = json_field(default_factory=lambda: None, nullable=True)
+    cursor_after: dict[str, Any] | None = json_field(default_factory=lambda: None, nullable=True)
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    cancel_requested: bool = False
+    worker: str | None = Field(default=None, max_length=128)
+    heartbeat_at: datetime | None = ts()
+    created_at: datetime = ts(nullable=False, index=True, default_now=True)
+    started_at: datetime | None = ts()
+    finished_at: datetime | None = ts()
+
+
+class SyncEvent(SQLModel, table=True):
+    __tablename__ = "sync_events"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    run_id: uuid.UUID = Field(foreign_key="sync_runs.id", index=True, ondelete="CASCADE")
+    level: str = Field(default=EventLevel.INFO.value, max_length=8)
+    message: str = Field(max_length=2000)
+    context: dict[str, Any] = json_field()
+    at: datetime = ts(nullable=False, default_now=True)
+
+
+class SchedulerLease(SQLModel, table=True):
+    """Which process schedules: taken and renewed by one holder, free once it expires."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    acquired_at: datetime = ts(nullable=False, default_now=True)
+    expires_at: datetime = ts(nullable=False)
+
+
+# --------------------------------------------------------------------------------------
+# Webhooks and alerts
+# --------------------------------------------------------------------------------------
+
+
+class WebhookEvent(SQLModel, table=True):
+    __tablename__ = "webhook_events"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    platform: str = Field(max_length=16)
+    webhook_id: str = Field(max_length=128, unique=True, index=True)
+    topic: str = Field(max_length=64, index=True)
+    shop: str | None = Field(default=None, max_length=255, index=True)
+    integration_id: uuid.UUID | None = Field(
+        default=None, foreign_key="integrations.id", index=True, ondelete="SET NULL"
+    )
+    payload: dict[str, Any] = json_field()
+    received_at: datetime = ts(nullable=False, default_now=True)
+    processed_at: datetime | None = ts()
+    status: str = Field(default=WebhookStatus.RECEIVED.value, max_length=16, index=True)
+    error: str | None = Field(default=None, max_length=2000)
+
+
+class WebhookSubscription(SQLModel, table=True):
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (sa.UniqueConstraint("integration_id", "topic"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    topic: str = Field(max_length=64)
+    remote_id: str | None = Field(default=None, max_length=255)
+    callback_url: str = Field(max_length=1000)
+    created_at: datetime = ts(nullable=False, default_now=True)
+
+
+class Notification(SQLModel, table=True):
+    """In-app alert: failed runs, needs-reauth."""
+
+    __tablename__ = "notifications"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    kind: str = Field(max_length=32)
+    message: str = Field(max_length=2000)
+    integration_id: uuid.UUID | None = Field(
+        default=None, foreign_key="integrations.id", index=True, ondelete="CASCADE"
+    )
+    run_id: uuid.UUID | None = Field(default=None, foreign_key="sync_runs.id", ondelete="SET NULL")
+    created_at: datetime = ts(nullable=False, index=True, default_now=True)
+    read_at: datetime | None = ts()
+
+
+# --------------------------------------------------------------------------------------
+# Normalized records
+# --------------------------------------------------------------------------------------
+
+
+class RecordColumns(SQLModel):
+    """Columns every synced record has; ``raw`` keeps the platform's JSON as received."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    external_id: str = Field(max_length=255)
+    raw: dict[str, Any] = json_field()
+    remote_updated_at: datetime | None = ts()
+    deleted_at: datetime | None = ts()
+    first_synced_at: datetime = ts(nullable=False, default_now=True)
+    synced_at: datetime = ts(nullable=False, default_now=True)
+
+
+def _unique(table: str) -> tuple[sa.UniqueConstraint]:
+    return (sa.UniqueConstraint("integration_id", "external_id", name=f"uq_{table}_external"),)
+
+
+class Product(RecordColumns, table=True):
+    __tablename__ = "products"
+    __table_args__ = _unique("products")
+
+    title: str = Field(default="", max_length=512)
+    handle: str | None = Field(default=None, max_length=255)
+    vendor: str | None = Field(default=None, max_length=255)
+    product_type: str | None = Field(default=None, max_length=255)
+    status: str | None = Field(default=None, max_length=32)
+    sku: str | None = Field(default=None, max_length=255, index=True)
+    asin: str | None = Field(default=None, max_length=32)
+    price: str | None = Field(default=None, max_length=32, description="decimal as text")
+    currency: str | None = Field(default=None, max_length=3)
+    quantity: int | None = None
+    remote_created_at: datetime | None = ts()
+
+
+class Variant(RecordColumns, table=True):
+    __tablename__ = "variants"
+    __table_args__ = _unique("variants")
+
+    product_external_id: str = Field(max_length=255, index=True)
+    title: str = Field(default="", max_length=512)
+    sku: str | None = Field(default=None, max_length=255, index=True)
+    barcode: str | None = Field(default=None, max_length=255)
+    price: str | None = Field(default=None, max_length=32)
+    inventory_item_id: str | None = Field(default=None, max_length=255)
+    inventory_quantity: int | None = None
+
+
+class InventoryLevel(RecordColumns, table=True):
+    """Stock of one item at one place: a Shopify location or an Amazon FBA pool."""
+
+    __tablename__ = "inventory_levels"
+    __table_args__ = _unique("inventory_levels")
+
+    inventory_item_id: str = Field(max_length=255, index=True)
+    location_id: str = Field(max_length=255)
+    location_name: str | None = Field(default=None, max_length=255)
+    sku: str | None = Field(default=None, max_length=255, index=True)
+    available: int | None = None
+    on_hand: int | None = None
+    reserved: int | None = None
+    inbound: int | None = None
+
+
+class Order(RecordColumns, table=True):
+    __tablename__ = "orders"
+    __table_args__ = _unique("orders")
+
+    name: str | None = Field(default=None, max_length=64, description="#1001 or 123-456-789")
+    financial_status: str | None = Field(default=None, max_length=32)
+    fulfillment_status: str | None = Field(default=None, max_length=32)
+    currency: str | None = Field(default=None, max_length=3)
+    total_price: str | None = Field(default=None, max_length=32)
+    customer_external_id: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    marketplace_id: str | None = Field(default=None, max_length=32)
+    placed_at: datetime | None = ts(index=True)
+    cancelled_at: datetime | None = ts()
+
+
+class OrderLine(RecordColumns, table=True):
+    __tablename__ = "order_lines"
+    __table_args__ = _unique("order_lines")
+
+    order_external_id: str = Field(max_length=255, index=True)
+    sku: str | None = Field(default=None, max_length=255)
+    title: str | None = Field(default=None, max_length=512)
+    quantity: int = 0
+    price: str | None = Field(default=None, max_length=32)
+    product_external_id: str | None = Field(default=None, max_length=255)
+    variant_external_id: str | None = Field(default=None, max_length=255)
+
+
+class Customer(RecordColumns, table=True):
+    __tablename__ = "customers"
+    __table_args__ = _unique("customers")
+
+    email: str | None = Field(default=None, max_length=320, index=True)
+    first_name: str | None = Field(default=None, max_length=255)
+    last_name: str | None = Field(default=None, max_length=255)
+    state: str | None = Field(default=None, max_length=32)
+    orders_count: int | None = None
+    total_spent: str | None = Field(default=None, max_length=32)
+    remote_created_at: datetime | None = ts()
+
+
+class AppSetting(SQLModel, table=True):
+    """Small runtime settings an admin changes in the UI (alert webhook URL ...)."""
+
+    __tablename__ = "app_settings"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: dict[str, Any] = json_field()
+    updated_at: datetime = ts(nullable=False, default_now=True)
+
+
+# Record kind (connectors.base.RecordKind value) -> table. The one mapping the sync engine
+# and the records page use.
+RECORD_TABLES: dict[str, type[RecordColumns]] = {
+    "product": Product,
+    "variant": Variant,
+    "inventory_level": InventoryLevel,
+    "order": Order,
+    "order_line": OrderLine,
+    "customer": Customer,
+}

@@ -1,0 +1,176 @@
+"""The hub's one configuration object.
+
+Every value comes from an environment variable with the ``HUB_`` prefix (or ``.env``);
+``DATABASE_URL`` and ``REDIS_URL`` are also read unprefixed because hosting platforms set
+them that way. An invalid value stops start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Credentials the sandbox's built-in apps accept; used only when HUB_SANDBOX is on and no
+# real credentials are configured, so `make run` works with no platform accounts.
+SANDBOX_SHOPIFY_CLIENT_ID = "sandbox-shopify-client-id"
+SANDBOX_SHOPIFY_CLIENT_SECRET = "sandbox-shopify-client-secret"  # noqa: S105
+SANDBOX_AMAZON_APP_ID = "amzn1.sp.solution.sandbox-app"
+SANDBOX_AMAZON_CLIENT_ID = "amzn1.application-oa2-client.sandbox"
+SANDBOX_AMAZON_CLIENT_SECRET = "sandbox-amazon-client-secret"  # noqa: S105
+
+
+class SettingsError(RuntimeError):
+    """Raised at start-up when configuration is invalid; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- serving -------------------------------------------------------------------------
+    port: int = Field(3000, ge=1, le=65535, description="Port the hub serves on.")
+    public_url: str | None = Field(
+        None,
+        description="URL merchants and platforms reach the hub at (OAuth redirects, "
+        "webhooks, connect links). Default http://localhost:{port}.",
+    )
+    org_name: str = Field("Connector Hub", description="Organisation shown to merchants.")
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="SQLite file, generated key.")
+    env: Literal["dev", "prod", "test"] = "prod"
+    log_level: str = "INFO"
+
+    # --- storage -------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("HUB_DATABASE_URL", "DATABASE_URL")
+    )
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("HUB_REDIS_URL", "REDIS_URL"))
+    encryption_keys: str | None = Field(
+        None,
+        description="Comma-separated key-id:base64 AES-256 keys, newest first. "
+        "Default: one generated into {data_dir}/secret.key.",
+    )
+
+    # --- first admin ---------------------------------------------------------------------
+    admin_email: str | None = None
+    admin_password: str | None = None
+    session_hours: int = Field(12, ge=1, le=24 * 30)
+
+    # --- sandbox -------------------------------------------------------------------------
+    sandbox: bool = Field(True, description="Mount the platform sandbox at /sandbox.")
+    sandbox_seed: int = 42
+    sandbox_time_scale: float = Field(1.0, gt=0)
+    sandbox_demo: bool = Field(True, description="Seed demo shops and a seller.")
+
+    # --- Shopify -------------------------------------------------------------------------
+    shopify_client_id: str | None = None
+    shopify_client_secret: str | None = None
+    shopify_scopes: str = "read_products,read_inventory,read_orders,read_customers,read_locations"
+    shopify_base_url: str | None = Field(
+        None,
+        description="Base replacing https://{shop}; e.g. {public_url}/sandbox/shopify. "
+        "Empty means the real Shopify.",
+    )
+    shopify_bulk_threshold: int = Field(
+        10_000, ge=0, description="Backfills larger than this use a bulk operation."
+    )
+
+    # --- Amazon --------------------------------------------------------------------------
+    amazon_app_id: str | None = None
+    amazon_client_id: str | None = None
+    amazon_client_secret: str | None = None
+    amazon_draft_app: bool = Field(False, description="Send version=beta on consent.")
+    amazon_base_url: str | None = Field(
+        None, description="Base replacing Amazon's hosts; e.g. {public_url}/sandbox/amazon."
+    )
+    amazon_orders_api: Literal["v2026-01-01", "v0"] = "v2026-01-01"
+
+    # --- sync ----------------------------------------------------------------------------
+    sync_max_concurrency: int = Field(8, ge=1, le=512)
+    sync_default_interval_minutes: int = Field(15, ge=1)
+    scheduler_enabled: bool = True
+    alert_webhook_url: str | None = None
+
+    @field_validator("public_url", "shopify_base_url", "amazon_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
+        if value and value.startswith("postgres://"):
+            return "postgresql" + value[len("postgres") :]
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.data_dir = Path(self.data_dir).resolve()
+        if self.public_url is None:
+            self.public_url = f"http://localhost:{self.port}"
+        if self.sandbox:
+            sandbox_base = f"{self.public_url}/sandbox"
+            self.shopify_base_url = self.shopify_base_url or f"{sandbox_base}/shopify"
+            self.amazon_base_url = self.amazon_base_url or f"{sandbox_base}/amazon"
+            self.shopify_client_id = self.shopify_client_id or SANDBOX_SHOPIFY_CLIENT_ID
+            self.shopify_client_secret = (
+                self.shopify_client_secret or SANDBOX_SHOPIFY_CLIENT_SECRET
+            )
+            self.amazon_app_id = self.amazon_app_id or SANDBOX_AMAZON_APP_ID
+            self.amazon_client_id = self.amazon_client_id or SANDBOX_AMAZON_CLIENT_ID
+            self.amazon_client_secret = self.amazon_client_secret or SANDBOX_AMAZON_CLIENT_SECRET
+        if self.env == "prod" and not self.sandbox and self.public_url.startswith("http://"):
+            host = self.public_url.split("://", 1)[1].split(":")[0].split("/")[0]
+            if host not in {"localhost", "127.0.0.1"}:
+                raise ValueError(
+                    "HUB_PUBLIC_URL must use https:// outside local use (OAuth and webhooks)"
+                )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """Absolute database URL: relative SQLite paths would follow the working directory."""
+        if self.database_url:
+            if self.database_url.startswith("postgresql://"):
+                return "postgresql+psycopg://" + self.database_url[len("postgresql://") :]
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'hub.db'}"
+
+    @property
+    def shopify_scope_list(self) -> list[str]:
+        return [s.strip() for s in self.shopify_scopes.split(",") if s.strip()]
+
+
+def _format_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        var = field.upper() if field.upper() in {"DATABASE_URL", "REDIS_URL"} else f"HUB_{field.upper()}"
+        lines.append(f"{var}: {item['msg']} (got {item.get('input')!r})")
+    return "Invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; raises SettingsError naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic fills the rest
+    except ValidationError as error:
+        raise SettingsError(_format_error(error)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return load_settings()
