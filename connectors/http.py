@@ -56,8 +56,9 @@ def is_transient_status(status: int) -> bool:
 def raise_for_transient(response: httpx.Response) -> None:
     """Turn a 5xx/408 into TransientError so the retry policy sees one exception type."""
     if is_transient_status(response.status_code):
-        raise TransientError(f"{response.request.method} {response.request.url.path} "
-                             f"answered {response.status_code}")
+        raise TransientError(
+            f"{response.request.method} {response.request.url.path} answered {response.status_code}"
+        )
 
 
 def _log_retry(state: RetryCallState) -> None:

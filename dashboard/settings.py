@@ -125,9 +125,7 @@ class Settings(BaseSettings):
             self.shopify_base_url = self.shopify_base_url or f"{sandbox_base}/shopify"
             self.amazon_base_url = self.amazon_base_url or f"{sandbox_base}/amazon"
             self.shopify_client_id = self.shopify_client_id or SANDBOX_SHOPIFY_CLIENT_ID
-            self.shopify_client_secret = (
-                self.shopify_client_secret or SANDBOX_SHOPIFY_CLIENT_SECRET
-            )
+            self.shopify_client_secret = self.shopify_client_secret or SANDBOX_SHOPIFY_CLIENT_SECRET
             self.amazon_app_id = self.amazon_app_id or SANDBOX_AMAZON_APP_ID
             self.amazon_client_id = self.amazon_client_id or SANDBOX_AMAZON_CLIENT_ID
             self.amazon_client_secret = self.amazon_client_secret or SANDBOX_AMAZON_CLIENT_SECRET
@@ -153,11 +151,17 @@ class Settings(BaseSettings):
         return [s.strip() for s in self.shopify_scopes.split(",") if s.strip()]
 
 
+_UNPREFIXED = {"DATABASE_URL", "REDIS_URL"}
+
+
 def _format_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "?"
-        var = field.upper() if field.upper() in {"DATABASE_URL", "REDIS_URL"} else f"HUB_{field.upper()}"
+        if not item["loc"]:  # a rule across fields; its message names the variables
+            lines.append(item["msg"].removeprefix("Value error, "))
+            continue
+        name = str(item["loc"][0]).upper()
+        var = name if name.startswith("HUB_") or name in _UNPREFIXED else f"HUB_{name}"
         lines.append(f"{var}: {item['msg']} (got {item.get('input')!r})")
     return "Invalid configuration:\n  " + "\n  ".join(lines)
 

@@ -1,0 +1,376 @@
+"""Integrations, merchant connect links and OAuth ``state``: the setup side of the hub.
+
+UI, CLI and HTTP routes all go through these keyword-only functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from connectors.errors import InvalidInput, OAuthError
+from dashboard.models import (
+    ConnectLink,
+    ConnectPurpose,
+    Integration,
+    IntegrationStatus,
+    OAuthState,
+    Platform,
+    StreamConfig,
+    User,
+)
+from dashboard.services.audit import record_audit
+from dashboard.settings import get_settings
+
+OAUTH_STATE_TTL = timedelta(minutes=10)
+CONNECT_LINK_TTL = timedelta(days=7)
+AMAZON_REGIONS = ("na", "eu", "fe")
+
+# Streams each platform offers, with their default interval in minutes. Kept as data here so
+# the wizard can offer them before a connector is loaded; the connectors define the same names.
+PLATFORM_STREAMS: dict[str, dict[str, int]] = {
+    Platform.SHOPIFY.value: {"products": 15, "inventory": 15, "orders": 5, "customers": 60},
+    Platform.AMAZON.value: {"orders": 10, "listings": 60, "inventory": 30},
+}
+
+
+class NotFound(LookupError):
+    """No row with that id."""
+
+
+class LinkInvalid(Exception):
+    """A connect link that cannot be used; ``reason`` is unknown/expired/used/revoked/declined."""
+
+    MESSAGES = {
+        "unknown": "This connect link is not valid. Check that you copied the whole link.",
+        "expired": "This connect link has expired. Ask your account manager for a new one.",
+        "used": "This connect link was used already. Ask your account manager if you need "
+        "to connect again.",
+        "revoked": "This connect link was withdrawn. Ask your account manager for a new one.",
+        "declined": "You declined this request. Ask your account manager for a new link if "
+        "you change your mind.",
+    }
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(self.MESSAGES[reason])
+        self.reason = reason
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- URLs ----------------------------------------------------------------------------------
+
+
+def connect_callback_url(platform: str) -> str:
+    return f"{get_settings().public_url}/api/oauth/{platform}/callback"
+
+
+def webhook_url(platform: str) -> str:
+    return f"{get_settings().public_url}/api/webhooks/{platform}"
+
+
+def connect_link_url(token: str) -> str:
+    return f"{get_settings().public_url}/connect/{token}"
+
+
+# --- integrations --------------------------------------------------------------------------
+
+
+def normalize_shop_domain(shop: str) -> str:
+    """Lower-cased ``name.myshopify.com``; raises InvalidInput for anything else."""
+    from connectors.shopify.domains import validate_shop_domain
+
+    return validate_shop_domain(shop)
+
+
+def create_integration(
+    *,
+    session: Session,
+    platform: str,
+    display_name: str,
+    shop_domain: str | None = None,
+    region: str | None = None,
+    marketplaces: Iterable[str] = (),
+    streams: dict[str, int] | None = None,
+    actor: User | None = None,
+) -> Integration:
+    """Create a pending integration with its stream configs; raises InvalidInput."""
+    try:
+        platform = Platform(platform).value
+    except ValueError:
+        raise InvalidInput(f"unknown platform {platform!r}") from None
+    display_name = display_name.strip()
+    if not display_name:
+        raise InvalidInput("give the integration a name")
+    if platform == Platform.SHOPIFY:
+        if not shop_domain:
+            raise InvalidInput("enter the shop's myshopify.com domain")
+        shop_domain = normalize_shop_domain(shop_domain)
+        region = None
+    else:
+        region = (region or "").lower()
+        if region not in AMAZON_REGIONS:
+            raise InvalidInput("choose the seller's region: NA, EU or FE")
+        shop_domain = None
+    offered = PLATFORM_STREAMS[platform]
+    chosen = streams if streams is not None else offered
+    unknown = set(chosen) - set(offered)
+    if unknown:
+        raise InvalidInput(f"{platform} has no stream {', '.join(sorted(unknown))}")
+    if not chosen:
+        raise InvalidInput("choose at least one thing to sync")
+    integration = Integration(
+        platform=platform,
+        display_name=display_name[:200],
+        shop_domain=shop_domain,
+        region=region,
+        marketplaces=list(marketplaces),
+        created_by=actor.id if actor else None,
+    )
+    session.add(integration)
+    session.flush()
+    for stream, interval in chosen.items():
+        if interval < 1:
+            raise InvalidInput(f"the interval of {stream} must be at least one minute")
+        session.add(
+            StreamConfig(integration_id=integration.id, stream=stream, interval_minutes=interval)
+        )
+    record_audit(
+        session=session,
+        actor=actor.email if actor else "system",
+        action="integration.create",
+        target=str(integration.id),
+        context={"platform": platform, "name": integration.display_name},
+    )
+    session.flush()
+    return integration
+
+
+def get_integration(*, session: Session, integration_id: uuid.UUID | str) -> Integration:
+    integration = session.get(Integration, uuid.UUID(str(integration_id)))
+    if integration is None:
+        raise NotFound(f"no integration {integration_id}")
+    return integration
+
+
+def find_integration_by_shop(*, session: Session, shop_domain: str) -> Integration | None:
+    return session.exec(
+        select(Integration)
+        .where(Integration.shop_domain == shop_domain.lower())
+        .where(Integration.status != IntegrationStatus.DISCONNECTED.value)
+        .order_by(col(Integration.created_at).desc())
+    ).first()
+
+
+def set_integration_status(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    status: IntegrationStatus,
+    detail: str | None = None,
+) -> None:
+    integration = get_integration(session=session, integration_id=integration_id)
+    integration.status = IntegrationStatus(status).value
+    integration.status_detail = detail
+    integration.updated_at = _now()
+    session.add(integration)
+
+
+def mark_connected(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    shop_info: dict[str, object] | None = None,
+    selling_partner_id: str | None = None,
+    marketplaces: Iterable[str] | None = None,
+    actor: str = "merchant",
+) -> Integration:
+    """The merchant approved: status connected, details filled in, audit written."""
+    integration = get_integration(session=session, integration_id=integration_id)
+    integration.status = IntegrationStatus.CONNECTED.value
+    integration.status_detail = None
+    integration.connected_at = integration.updated_at = _now()
+    if shop_info is not None:
+        integration.shop_info = dict(shop_info)
+    if selling_partner_id is not None:
+        integration.selling_partner_id = selling_partner_id
+    if marketplaces is not None:
+        integration.marketplaces = list(marketplaces)
+    session.add(integration)
+    record_audit(
+        session=session, actor=actor, action="integration.connected", target=str(integration.id)
+    )
+    return integration
+
+
+# --- connect links -------------------------------------------------------------------------
+
+
+def create_connect_link(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    purpose: ConnectPurpose | str = ConnectPurpose.CONNECT,
+    actor: User | None = None,
+    ttl: timedelta = CONNECT_LINK_TTL,
+) -> tuple[ConnectLink, str]:
+    """A new link for the merchant; returns (row, raw token). Only the hash is stored."""
+    integration = get_integration(session=session, integration_id=integration_id)
+    token = secrets.token_urlsafe(32)
+    link = ConnectLink(
+        token_hash=_hash(token),
+        integration_id=integration.id,
+        purpose=ConnectPurpose(purpose).value,
+        created_by=actor.id if actor else None,
+        expires_at=_now() + ttl,
+    )
+    session.add(link)
+    record_audit(
+        session=session,
+        actor=actor.email if actor else "system",
+        action="connect_link.create",
+        target=str(integration.id),
+        context={"purpose": link.purpose, "expires_at": link.expires_at.isoformat()},
+    )
+    session.flush()
+    return link, token
+
+
+def resolve_connect_link(*, session: Session, token: str) -> ConnectLink:
+    """The usable link for ``token``; raises LinkInvalid with the reason."""
+    link = session.exec(select(ConnectLink).where(ConnectLink.token_hash == _hash(token))).first()
+    if link is None:
+        raise LinkInvalid("unknown")
+    if link.revoked_at is not None:
+        raise LinkInvalid("revoked")
+    if link.declined_at is not None:
+        raise LinkInvalid("declined")
+    if link.used_at is not None:
+        raise LinkInvalid("used")
+    if link.expires_at <= _now():
+        raise LinkInvalid("expired")
+    return link
+
+
+def revoke_connect_link(*, session: Session, link_id: uuid.UUID, actor: User | None) -> None:
+    link = session.get(ConnectLink, link_id)
+    if link is None:
+        raise NotFound("no such connect link")
+    if link.revoked_at is None:
+        link.revoked_at = _now()
+        session.add(link)
+        record_audit(
+            session=session,
+            actor=actor.email if actor else "system",
+            action="connect_link.revoke",
+            target=str(link.integration_id),
+        )
+
+
+def decline_connect_link(*, session: Session, token: str) -> ConnectLink:
+    link = resolve_connect_link(session=session, token=token)
+    link.declined_at = _now()
+    session.add(link)
+    record_audit(
+        session=session,
+        actor="merchant",
+        action="connect_link.decline",
+        target=str(link.integration_id),
+    )
+    return link
+
+
+def active_connect_links(*, session: Session, integration_id: uuid.UUID) -> list[ConnectLink]:
+    now = _now()
+    rows = session.exec(
+        select(ConnectLink)
+        .where(ConnectLink.integration_id == integration_id)
+        .order_by(col(ConnectLink.created_at).desc())
+    ).all()
+    return [
+        row
+        for row in rows
+        if row.used_at is None
+        and row.revoked_at is None
+        and row.declined_at is None
+        and row.expires_at > now
+    ]
+
+
+# --- OAuth state ---------------------------------------------------------------------------
+
+
+def issue_oauth_state(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    platform: str,
+    shop_domain: str | None = None,
+    connect_link_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+) -> str:
+    """A random single-use ``state`` (10 minutes) bound to the integration and its origin."""
+    state = secrets.token_urlsafe(32)
+    session.add(
+        OAuthState(
+            state_hash=_hash(state),
+            platform=platform,
+            integration_id=integration_id,
+            shop_domain=shop_domain,
+            connect_link_id=connect_link_id,
+            user_id=user_id,
+            expires_at=_now() + OAUTH_STATE_TTL,
+        )
+    )
+    session.flush()
+    return state
+
+
+def consume_oauth_state(*, session: Session, state: str | None, platform: str) -> OAuthState:
+    """Mark the state used and return it; raises OAuthError for unknown, used or expired."""
+    restart = "Start the connection again from the hub or from your connect link."
+    if not state:
+        raise OAuthError(
+            "callback without state", user_message=f"The request had no state. {restart}"
+        )
+    row = session.exec(select(OAuthState).where(OAuthState.state_hash == _hash(state))).first()
+    if row is None or row.platform != platform:
+        raise OAuthError(
+            "unknown state", user_message=f"This sign-in request is unknown. {restart}"
+        )
+    if row.used_at is not None:
+        raise OAuthError(
+            "state replayed",
+            user_message="This sign-in request was completed already and cannot be reused. "
+            + restart,
+        )
+    if row.expires_at <= _now():
+        raise OAuthError(
+            "state expired",
+            user_message=f"This sign-in request expired (they last 10 minutes). {restart}",
+        )
+    row.used_at = _now()
+    session.add(row)
+    session.flush()
+    return row
+
+
+def finish_connect_link(*, session: Session, link_id: uuid.UUID | None) -> None:
+    """Mark the connect link behind a completed authorization as used."""
+    if link_id is None:
+        return
+    link = session.get(ConnectLink, link_id)
+    if link is not None and link.used_at is None:
+        link.used_at = _now()
+        session.add(link)

@@ -1,0 +1,170 @@
+"""Credential vault: AES-256-GCM with named keys.
+
+Every ciphertext carries the id of the key that made it, so several keys can be live at
+once (``HUB_ENCRYPTION_KEYS="k2:<b64>,k1:<b64>"``, newest first). New secrets use the newest
+key; ``rotate`` re-encrypts every credential under it, one row at a time, without downtime.
+With no key configured the embedded default generates one into ``{data_dir}/secret.key``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlmodel import Session, select
+
+from dashboard.models import Credential
+from dashboard.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_NONCE_BYTES = 12
+_KEY_FILE = "secret.key"
+
+
+class VaultError(RuntimeError):
+    """The vault cannot encrypt or decrypt: the message says which key and what to do."""
+
+
+@dataclass(frozen=True)
+class VaultKey:
+    key_id: str
+    material: bytes
+
+
+def _parse_keys(spec: str) -> list[VaultKey]:
+    keys: list[VaultKey] = []
+    for position, item in enumerate(part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        key_id, sep, encoded = item.partition(":")
+        if not sep or not key_id:
+            raise VaultError(
+                f"HUB_ENCRYPTION_KEYS entry {position + 1} must look like 'key-id:base64-key'"
+            )
+        try:
+            material = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            raise VaultError(f"HUB_ENCRYPTION_KEYS key {key_id!r} is not valid base64") from None
+        if len(material) != 32:
+            raise VaultError(
+                f"HUB_ENCRYPTION_KEYS key {key_id!r} must be 32 bytes (AES-256), "
+                f"got {len(material)}; generate one with `hub keys generate`"
+            )
+        keys.append(VaultKey(key_id, material))
+    if not keys:
+        raise VaultError("HUB_ENCRYPTION_KEYS is set but holds no key")
+    if len({k.key_id for k in keys}) != len(keys):
+        raise VaultError("HUB_ENCRYPTION_KEYS has the same key id twice")
+    return keys
+
+
+def generate_key_spec(key_id: str | None = None) -> str:
+    """A new 'key-id:base64' entry for HUB_ENCRYPTION_KEYS."""
+    key_id = key_id or datetime.now(UTC).strftime("k%Y%m%d%H%M%S")
+    return f"{key_id}:{base64.urlsafe_b64encode(AESGCM.generate_key(256)).decode().rstrip('=')}"
+
+
+def _load_or_create_key_file(data_dir: Path) -> list[VaultKey]:
+    path = data_dir / _KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        spec = generate_key_spec("local1")
+        # O_EXCL: two processes starting at once must not overwrite each other's key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(spec + "\n")
+            log.warning(
+                "No HUB_ENCRYPTION_KEYS set: generated an encryption key into %s (mode 0600). "
+                "Back it up; credentials cannot be read without it.",
+                path,
+            )
+    return _parse_keys(path.read_text().strip().replace("\n", ","))
+
+
+class Vault:
+    def __init__(self, keys: list[VaultKey]) -> None:
+        if not keys:
+            raise VaultError("the vault needs at least one key")
+        self._keys = {key.key_id: AESGCM(key.material) for key in keys}
+        self.key_ids = [key.key_id for key in keys]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Vault:
+        if settings.encryption_keys:
+            return cls(_parse_keys(settings.encryption_keys))
+        return cls(_load_or_create_key_file(settings.data_dir))
+
+    @property
+    def current_key_id(self) -> str:
+        return self.key_ids[0]
+
+    def encrypt(self, plaintext: str, *, associated_data: str = "") -> tuple[str, str]:
+        """Encrypt with the newest key; returns (key id, base64 nonce+ciphertext)."""
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = self._keys[self.current_key_id].encrypt(
+            nonce, plaintext.encode(), associated_data.encode() or None
+        )
+        return self.current_key_id, base64.b64encode(nonce + sealed).decode()
+
+    def decrypt(self, key_id: str, ciphertext: str, *, associated_data: str = "") -> str:
+        """Decrypt; raises VaultError naming the key when it is missing or does not fit."""
+        aead = self._keys.get(key_id)
+        if aead is None:
+            raise VaultError(
+                f"credential was encrypted with key {key_id!r}, which is not configured; "
+                f"add it back to HUB_ENCRYPTION_KEYS (configured: {', '.join(self.key_ids)})"
+            )
+        try:
+            blob = base64.b64decode(ciphertext)
+            return aead.decrypt(
+                blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], associated_data.encode() or None
+            ).decode()
+        except (InvalidTag, ValueError, binascii.Error):
+            raise VaultError(
+                f"credential does not decrypt with key {key_id!r}: the key material changed "
+                "or the row is corrupted"
+            ) from None
+
+    def rotate(self, *, session: Session, batch_size: int = 200) -> int:
+        """Re-encrypt every credential not under the newest key; returns how many."""
+        rotated = 0
+        while True:
+            rows = session.exec(
+                select(Credential).where(Credential.key_id != self.current_key_id).limit(batch_size)
+            ).all()
+            if not rows:
+                return rotated
+            for row in rows:
+                aad = str(row.integration_id)
+                plaintext = self.decrypt(row.key_id, row.ciphertext, associated_data=aad)
+                row.key_id, row.ciphertext = self.encrypt(plaintext, associated_data=aad)
+                session.add(row)
+            # Commit per batch: readers always see a row under a key the vault still has.
+            session.commit()
+            rotated += len(rows)
+
+    def key_usage(self, *, session: Session) -> dict[str, int]:
+        """How many credentials each key id protects (for the Settings page)."""
+        counts = dict.fromkeys(self.key_ids, 0)
+        for key_id in session.exec(select(Credential.key_id)).all():
+            counts[key_id] = counts.get(key_id, 0) + 1
+        return counts
+
+
+@functools.cache
+def get_vault() -> Vault:
+    return Vault.from_settings(get_settings())
