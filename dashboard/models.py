@@ -24,8 +24,11 @@ def utcnow() -> datetime:
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores UTC; always returns aware datetimes, also on SQLite."""
 
-    impl = sa.DateTime(timezone=True)
+    impl = sa.DateTime
     cache_ok = True
+
+    def __init__(self, timezone: bool = True) -> None:
+        super().__init__(timezone=True)
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
@@ -41,17 +44,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def ts(*, nullable: bool = True, index: bool = False, default_now: bool = False) -> Any:
-    """A timezone-aware timestamp field."""
-    kwargs: dict[str, Any] = {}
+    """A timezone-aware timestamp field (sa_type, not sa_column: mixins share it safely)."""
     if default_now:
-        kwargs["default_factory"] = utcnow
-    else:
-        kwargs["default"] = None
-    return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index), **kwargs)
+        return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=nullable, index=index)
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
 
 
 def json_field(*, default_factory: Any = dict, nullable: bool = False) -> Any:
-    return Field(default_factory=default_factory, sa_column=sa.Column(sa.JSON, nullable=nullable))
+    return Field(default_factory=default_factory, sa_type=sa.JSON, nullable=nullable)
 
 
 # --------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class Integration(SQLModel, table=True):
     marketplaces: list[str] = json_field(default_factory=list)
     status: str = Field(default=IntegrationStatus.PENDING.value, max_length=16, index=True)
     status_detail: str | None = Field(default=None, max_length=2000)
-    shop_info: dict[str, Any] = json_field(description="name, plan, currency, timezone")
+    shop_info: dict[str, Any] = json_field()  # name, plan, currency, timezone
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     created_at: datetime = ts(nullable=False, default_now=True)
     updated_at: datetime = ts(nullable=False, default_now=True)

@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("sqlite", "postgresql")):
+        if value and not value.startswith(("sqlite", "postgresql", "postgres:")):
             raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
         if value and value.startswith("postgres://"):
             return "postgresql" + value[len("postgres") :]

@@ -1,0 +1,52 @@
+"""HTTP routes of the hub beside Reflex: health, OAuth callbacks, webhooks, the sandbox.
+
+``build_api`` is passed to ``rx.App(api_transformer=...)`` as a factory: it builds a fresh
+Starlette app around Reflex's ASGI app every time (the harness builds the App twice).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+
+from dashboard.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# Modules exposing ``routes: list[BaseRoute]``; a platform's routes live in its own module.
+ROUTE_MODULES = ("dashboard.api.health", "dashboard.api.shopify", "dashboard.api.amazon")
+
+
+def collect_routes() -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue
+        routes.extend(module.routes)
+    return routes
+
+
+def build_api(asgi_app: Any) -> Starlette:
+    """Our routes first, the sandbox at /sandbox when enabled, Reflex for everything else."""
+    settings = get_settings()
+    routes = collect_routes()
+    if settings.sandbox:
+        from connectors.sandbox.app import create_sandbox_app
+
+        sandbox = create_sandbox_app(
+            seed=settings.sandbox_seed,
+            time_scale=settings.sandbox_time_scale,
+            demo=settings.sandbox_demo,
+            public_base=f"{settings.public_url}/sandbox",
+        )
+        routes.append(Mount("/sandbox", app=sandbox))
+    routes.append(Mount("/", app=asgi_app))
+    return Starlette(routes=routes)

@@ -1,0 +1,246 @@
+"""The ``hub`` command: operators' entry point, calling the same services as the UI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dashboard.settings import PROJECT_ROOT, SettingsError, get_settings
+
+log = logging.getLogger("hub")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"hub: {message}", file=sys.stderr)
+    return code
+
+
+# --- serve / migrate -------------------------------------------------------------------------
+
+
+def reflex_environment(port: int) -> dict[str, str]:
+    """Environment for a Reflex child process that makes no outside calls."""
+    env = dict(os.environ)
+    env.setdefault("REFLEX_TELEMETRY_ENABLED", "false")
+    env.setdefault("REFLEX_CHECK_LATEST_VERSION", "0")
+    env.setdefault("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org")
+    bun = PROJECT_ROOT / ".tools/node_modules/@oven/bun-linux-x64/bin/bun"
+    if "REFLEX_BUN_PATH" not in env and bun.exists():
+        env["REFLEX_BUN_PATH"] = str(bun)
+    env["HUB_PORT"] = str(port)
+    return env
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    port = args.port or settings.port
+    reflex = shutil.which("reflex", path=str(Path(sys.executable).parent)) or "reflex"
+    command = [
+        reflex, "run", "--env", "prod", "--single-port",
+        "--frontend-port", str(port), "--backend-port", str(port),
+    ]  # fmt: skip
+    print(f"Connector Hub on {settings.public_url} (sandbox {'on' if settings.sandbox else 'off'})")
+    return subprocess.call(command, cwd=PROJECT_ROOT, env=reflex_environment(port))  # noqa: S603
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from dashboard import migrations
+
+    migrations.upgrade_head()
+    print(f"database at revision {migrations.current_revision()}")
+    return 0
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if getattr(args, "password_stdin", False) or not sys.stdin.isatty():
+        data = sys.stdin.readline().rstrip("\n")
+        return data or None
+    return None
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from dashboard.db import session_scope
+    from dashboard.services.auth import UserError, create_user
+
+    password = _read_password(args)
+    try:
+        with session_scope() as session:
+            user, generated = create_user(
+                session=session, email=args.email, role=args.role, password=password
+            )
+    except UserError as error:
+        return _fail(str(error))
+    print(f"created {user.email} ({user.role})")
+    if generated:
+        print(f"password: {generated}  (shown once; change it after signing in)")
+    return 0
+
+
+def cmd_users_ensure_admin(_: argparse.Namespace) -> int:
+    from dashboard.db import session_scope
+    from dashboard.services.auth import ensure_admin
+
+    settings = get_settings()
+    with session_scope() as session:
+        created = ensure_admin(
+            session=session, email=settings.admin_email, password=settings.admin_password
+        )
+    if created is None:
+        print("users exist already; sign in with your account")
+        return 0
+    user, generated = created
+    print(f"first admin created: {user.email}")
+    if generated:
+        # Printed once to the operator's terminal, never logged.
+        print(f"password: {generated}  (shown once; change it after signing in)")
+    return 0
+
+
+def cmd_users_list(_: argparse.Namespace) -> int:
+    from dashboard.db import session_scope
+    from dashboard.services.auth import list_users
+
+    with session_scope() as session:
+        for user in list_users(session=session):
+            state = "disabled" if user.disabled else "active"
+            print(f"{user.email:40} {user.role:8} {state}")
+    return 0
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+def cmd_keys_generate(_: argparse.Namespace) -> int:
+    from dashboard.services.vault import generate_key_spec
+
+    print(generate_key_spec())
+    return 0
+
+
+def cmd_keys_rotate(_: argparse.Namespace) -> int:
+    from dashboard.db import session_scope
+    from dashboard.services.audit import record_audit
+    from dashboard.services.vault import get_vault
+
+    vault = get_vault()
+    with session_scope() as session:
+        count = vault.rotate(session=session)
+        record_audit(
+            session=session,
+            actor="cli",
+            action="keys.rotate",
+            context={"key_id": vault.current_key_id, "credentials": count},
+        )
+    print(f"re-encrypted {count} credential(s) under key {vault.current_key_id}")
+    return 0
+
+
+def cmd_keys_status(_: argparse.Namespace) -> int:
+    from dashboard.db import session_scope
+    from dashboard.services.vault import get_vault
+
+    vault = get_vault()
+    with session_scope() as session:
+        usage = vault.key_usage(session=session)
+    for key_id, count in usage.items():
+        marker = (
+            "newest"
+            if key_id == vault.current_key_id
+            else ("missing!" if key_id not in vault.key_ids else "old")
+        )
+        print(f"{key_id:24} {count:8} credential(s)  {marker}")
+    return 0
+
+
+# --- sandbox ---------------------------------------------------------------------------------
+
+
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from connectors.sandbox import serve
+
+    serve(
+        host=args.host, port=args.port, seed=args.seed, time_scale=args.time_scale, demo=args.demo
+    )
+    return 0
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description="Connector Hub operations")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the hub (production mode, one port)")
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users", required=True)
+    create = users.add_parser("create", help="create a user (password from stdin or generated)")
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", choices=["admin", "manager", "viewer"], default="viewer")
+    create.add_argument("--password-stdin", action="store_true")
+    create.set_defaults(func=cmd_users_create)
+    users.add_parser(
+        "ensure-admin", help="create the first admin if there is no user"
+    ).set_defaults(func=cmd_users_ensure_admin)
+    users.add_parser("list").set_defaults(func=cmd_users_list)
+
+    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="keys", required=True)
+    keys.add_parser("generate", help="print a new key for HUB_ENCRYPTION_KEYS").set_defaults(
+        func=cmd_keys_generate
+    )
+    keys.add_parser("rotate", help="re-encrypt every credential under the newest key").set_defaults(
+        func=cmd_keys_rotate
+    )
+    keys.add_parser("status", help="which key protects how many credentials").set_defaults(
+        func=cmd_keys_status
+    )
+
+    sandbox = sub.add_parser("sandbox", help="the local platform sandbox").add_subparsers(
+        dest="sandbox", required=True
+    )
+    sandbox_serve = sandbox.add_parser("serve", help="serve the sandbox standalone")
+    sandbox_serve.add_argument("--host", default="127.0.0.1")
+    sandbox_serve.add_argument("--port", type=int, default=8900)
+    sandbox_serve.add_argument("--seed", type=int, default=42)
+    sandbox_serve.add_argument("--time-scale", type=float, default=1.0)
+    sandbox_serve.add_argument("--demo", action="store_true")
+    sandbox_serve.set_defaults(func=cmd_sandbox_serve)
+
+    try:
+        from dashboard.cli_sync import register
+    except ModuleNotFoundError as error:
+        if error.name != "dashboard.cli_sync":
+            raise
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    from dashboard.services.vault import VaultError
+
+    try:
+        get_settings()
+        return int(args.func(args) or 0)
+    except (SettingsError, VaultError) as error:
+        return _fail(str(error))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

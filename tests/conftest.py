@@ -1,0 +1,109 @@
+"""Shared fixtures: one isolated hub database per test, users, and the PostgreSQL switch.
+
+``hub_env`` points the settings at a fresh data dir (SQLite file + generated key) and resets
+every process-wide cache, so tests never see each other's rows or keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel
+
+import dashboard.models  # noqa: F401  registers the tables
+from dashboard import db
+from dashboard.services import vault
+from dashboard.settings import get_settings
+
+PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# Tests never read the developer's .env or environment for hub settings.
+for _name in list(os.environ):
+    if _name.startswith("HUB_") and _name != "HUB_TEST_PG_URL":
+        del os.environ[_name]
+os.environ.pop("DATABASE_URL", None)
+os.environ.pop("REDIS_URL", None)
+
+
+def reset_caches() -> None:
+    get_settings.cache_clear()
+    vault.get_vault.cache_clear()
+    db.reset_engines()
+
+
+@pytest.fixture
+def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Settings for an isolated hub under tmp_path (sandbox on, SQLite, generated key)."""
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HUB_ENV", "test")
+    monkeypatch.chdir(tmp_path)  # .env of the developer's checkout must not leak in
+    reset_caches()
+    yield tmp_path / "data"
+    reset_caches()
+
+
+@pytest.fixture
+def hub_db(hub_env: Path) -> Iterator[sa.Engine]:
+    """A fresh SQLite hub database with every table (create_all: faster than migrating)."""
+    engine = db.get_engine()
+    SQLModel.metadata.create_all(engine)
+    yield engine
+
+
+@pytest.fixture
+def session(hub_db: sa.Engine) -> Iterator[Session]:
+    with db.session_scope() as session:
+        yield session
+
+
+def postgres_available() -> str | None:
+    """None when PostgreSQL answers, else the reason to skip."""
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as error:
+        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {type(error).__name__}"
+
+
+@pytest.fixture
+def pg_database_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database (created and dropped per test); skips without one."""
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    import uuid
+
+    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(
+        PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        db.reset_engines()
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_hub_db(
+    pg_database_url: str, hub_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[sa.Engine]:
+    """The hub configured on a fresh PostgreSQL database with every table."""
+    monkeypatch.setenv("DATABASE_URL", pg_database_url)
+    reset_caches()
+    engine = db.get_engine()
+    SQLModel.metadata.create_all(engine)
+    yield engine
+    reset_caches()

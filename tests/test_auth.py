@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session
+
+from dashboard.models import Role, User
+from dashboard.services import auth
+from dashboard.services.auth import (
+    LoginRefused,
+    PermissionDenied,
+    UserError,
+    authenticate,
+    create_session,
+    create_user,
+    ensure_admin,
+    require_role,
+    revoke_session,
+    set_disabled,
+    set_role,
+    user_for_token,
+)
+
+
+def test_password_hash_verifies_and_hides_password() -> None:
+    stored = auth.hash_password("correct horse battery")
+    assert "correct horse" not in stored
+    assert stored.startswith("scrypt$")
+    assert auth.verify_password("correct horse battery", stored)
+    assert not auth.verify_password("correct horse battery!", stored)
+    assert not auth.verify_password("x", "garbage")
+
+
+def test_sign_in_session_survives_and_logout_ends_it(session: Session) -> None:
+    user, generated = create_user(session=session, email="Ann@Example.com", role=Role.MANAGER)
+    assert generated and len(generated) >= 15
+    signed_in = authenticate(session=session, email="ann@example.com", password=generated)
+    token = create_session(session=session, user=signed_in)
+    assert user_for_token(session=session, token=token).id == user.id
+    revoke_session(session=session, token=token)
+    assert user_for_token(session=session, token=token) is None
+    assert user_for_token(session=session, token="forged") is None
+
+
+def test_wrong_password_and_unknown_user_look_the_same(session: Session) -> None:
+    create_user(session=session, email="a@example.com", role=Role.VIEWER, password="long enough pw")
+    with pytest.raises(LoginRefused) as wrong:
+        authenticate(session=session, email="a@example.com", password="nope-nope-nope")
+    with pytest.raises(LoginRefused) as unknown:
+        authenticate(session=session, email="b@example.com", password="nope-nope-nope")
+    assert str(wrong.value) == str(unknown.value) == "Wrong email or password."
+
+
+def test_repeated_failures_slow_down_then_correct_password_works(session: Session) -> None:
+    user, _ = create_user(
+        session=session, email="a@example.com", role=Role.VIEWER, password="long enough pw"
+    )
+    for _ in range(5):
+        with pytest.raises(LoginRefused):
+            authenticate(session=session, email="a@example.com", password="wrong-wrong")
+    with pytest.raises(LoginRefused, match="Too many failed sign-ins"):
+        authenticate(session=session, email="a@example.com", password="long enough pw")
+    user.locked_until = datetime.now(UTC) - timedelta(seconds=1)
+    session.add(user)
+    assert authenticate(session=session, email="a@example.com", password="long enough pw")
+
+
+def test_expired_and_disabled_sessions_are_refused(session: Session) -> None:
+    admin, _ = create_user(session=session, email="root@example.com", role=Role.ADMIN)
+    user, password = create_user(session=session, email="v@example.com", role=Role.VIEWER)
+    token = create_session(session=session, user=user)
+    set_disabled(session=session, user_id=user.id, disabled=True, actor=admin)
+    assert user_for_token(session=session, token=token) is None
+    with pytest.raises(LoginRefused, match="disabled"):
+        authenticate(session=session, email="v@example.com", password=password)
+
+
+def test_roles_are_ordered() -> None:
+    viewer = User(email="v@x.io", password_hash="", role=Role.VIEWER)
+    manager = User(email="m@x.io", password_hash="", role=Role.MANAGER)
+    admin = User(email="a@x.io", password_hash="", role=Role.ADMIN)
+    assert require_role(admin, Role.MANAGER) is admin
+    assert require_role(manager, Role.MANAGER) is manager
+    with pytest.raises(PermissionDenied):
+        require_role(viewer, Role.MANAGER)
+    with pytest.raises(PermissionDenied):
+        require_role(manager, Role.ADMIN)
+    with pytest.raises(PermissionDenied, match="sign in"):
+        require_role(None, Role.VIEWER)
+
+
+def test_only_admins_manage_users_and_last_admin_is_kept(session: Session) -> None:
+    admin, _ = create_user(session=session, email="root@example.com", role=Role.ADMIN)
+    manager, _ = create_user(session=session, email="m@example.com", role=Role.MANAGER)
+    with pytest.raises(PermissionDenied):
+        set_role(session=session, user_id=manager.id, role=Role.ADMIN, actor=manager)
+    with pytest.raises(UserError, match="last admin"):
+        set_role(session=session, user_id=admin.id, role=Role.VIEWER, actor=admin)
+    set_role(session=session, user_id=manager.id, role=Role.ADMIN, actor=admin)
+    assert manager.role == "admin"
+
+
+def test_short_password_and_bad_email_are_refused(session: Session) -> None:
+    with pytest.raises(UserError, match="at least 10"):
+        create_user(session=session, email="a@example.com", role=Role.VIEWER, password="short")
+    with pytest.raises(UserError, match="not an email"):
+        create_user(session=session, email="not-an-email", role=Role.VIEWER)
+
+
+def test_first_admin_is_created_once(session: Session) -> None:
+    created = ensure_admin(session=session, email="boss@example.com", password="a long password")
+    assert created is not None and created[0].role == "admin" and created[1] is None
+    assert ensure_admin(session=session) is None
