@@ -1,0 +1,84 @@
+"""The operator's `hub` command, run as a real process like an operator would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dashboard.services.vault import generate_key_spec
+
+
+def hub(*args: str, data_dir: Path, stdin: str = "", env: dict[str, str] | None = None):
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k != "DATABASE_URL"
+    }
+    environment.update({"HUB_DATA_DIR": str(data_dir), "HUB_ENV": "test", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "dashboard.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        cwd=data_dir.parent,
+    )
+
+
+def test_first_admin_then_users_and_key_rotation(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert hub("migrate", data_dir=data).returncode == 0
+
+    first = hub("users", "ensure-admin", data_dir=data)
+    assert first.returncode == 0
+    assert "first admin created: admin@localhost.localdomain" in first.stdout
+    password = first.stdout.split("password: ")[1].split()[0]
+    assert len(password) >= 15
+    assert password not in first.stderr  # printed once to the operator, never logged
+
+    again = hub("users", "ensure-admin", data_dir=data)
+    assert "users exist already" in again.stdout and "password" not in again.stdout
+
+    created = hub(
+        "users",
+        "create",
+        "--email",
+        "v@example.com",
+        "--role",
+        "viewer",
+        data_dir=data,
+        stdin="a long password\n",
+    )
+    assert created.returncode == 0 and "password:" not in created.stdout
+    listed = hub("users", "list", data_dir=data).stdout
+    assert "v@example.com" in listed and "viewer" in listed
+
+    duplicate = hub("users", "create", "--email", "v@example.com", data_dir=data, stdin="x" * 12)
+    assert duplicate.returncode == 2 and "exists already" in duplicate.stderr
+
+    status = hub("keys", "status", data_dir=data)  # generates the embedded default key
+    assert "local1" in status.stdout and "newest" in status.stdout
+    rotated = hub(
+        "keys",
+        "rotate",
+        data_dir=data,
+        env={
+            "HUB_ENCRYPTION_KEYS": f"{generate_key_spec('k2')},"
+            + (data / "secret.key").read_text().strip()
+        },
+    )
+    assert rotated.returncode == 0 and "under key k2" in rotated.stdout
+
+
+def test_bad_configuration_names_the_variable(tmp_path: Path) -> None:
+    result = hub("migrate", data_dir=tmp_path / "data", env={"HUB_PORT": "eighty"})
+    assert result.returncode == 2
+    assert "HUB_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_wrong_encryption_key_is_a_clear_error(tmp_path: Path) -> None:
+    result = hub(
+        "keys", "status", data_dir=tmp_path / "data", env={"HUB_ENCRYPTION_KEYS": "k1:tooshort"}
+    )
+    assert result.returncode == 2 and "32 bytes" in result.stderr
