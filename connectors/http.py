@@ -80,7 +80,7 @@ async def with_retries(
     """
     retrying = AsyncRetrying(
         retry=retry_if_exception_type((TransientError, httpx.TransportError)),
-        wait=wait_exponential_jitter(initial=initial_wait, max=max_wait),
+        wait=wait_exponential_jitter(multiplier=initial_wait, max=max_wait, jitter=initial_wait),
         stop=stop_after_attempt(attempts) | stop_after_delay(max_elapsed),
         before_sleep=_log_retry,
         reraise=True,

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     sync_default_interval_minutes: int = Field(15, ge=1)
     scheduler_enabled: bool = True
     alert_webhook_url: str | None = None
+    alert_webhook_secret: str | None = Field(
+        None, description="Signs outgoing alert webhooks (X-Hub-Signature-256)."
+    )
 
     @field_validator("public_url", "shopify_base_url", "amazon_base_url")
     @classmethod
