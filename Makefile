@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 BUN_VERSION := 1.4.4
-BUN := $(CURDIR)/.tools/node_modules/@oven/bun-linux-x64/bin/bun
+BUN := $(CURDIR)/.tools/bin/bun
 HUB_PORT ?= 3000
 
 # Reflex must make no outside calls at start-up (this machine reaches only the registries).
@@ -27,9 +27,15 @@ $(STAMP): pyproject.toml
 
 bun: $(BUN)
 
+# bun comes from the npm registry (Reflex's own installer needs the open internet). Its
+# postinstall moves the real binary into bun/bin/bun.exe; without it, the platform package
+# holds it. Link whichever is the real (large) binary to .tools/bin/bun.
 $(BUN):
 	npm install --silent --no-save --no-audit --no-fund --prefix .tools bun@$(BUN_VERSION)
-	@test -x $(BUN) || { echo "bun binary missing at $(BUN)"; exit 1; }
+	@mkdir -p .tools/bin; for f in .tools/node_modules/bun/bin/bun.exe \
+	  .tools/node_modules/@oven/bun-linux-x64/bin/bun; do \
+	  if [ -f $$f ] && [ $$(stat -c %s $$f) -gt 1000000 ]; then ln -sf $(CURDIR)/$$f $(BUN); break; fi; done
+	@$(BUN) --version >/dev/null || { echo "bun binary missing at $(BUN)"; exit 1; }
 
 # Debian's chromium for the browser tests; never `playwright install` (no outside downloads).
 chromium:

@@ -30,7 +30,7 @@ def reflex_environment(port: int) -> dict[str, str]:
     env.setdefault("REFLEX_TELEMETRY_ENABLED", "false")
     env.setdefault("REFLEX_CHECK_LATEST_VERSION", "0")
     env.setdefault("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org")
-    bun = PROJECT_ROOT / ".tools/node_modules/@oven/bun-linux-x64/bin/bun"
+    bun = PROJECT_ROOT / ".tools/bin/bun"  # linked by `make bun`
     if "REFLEX_BUN_PATH" not in env and bun.exists():
         env["REFLEX_BUN_PATH"] = str(bun)
     env["HUB_PORT"] = str(port)

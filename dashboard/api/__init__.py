@@ -38,7 +38,7 @@ def build_api(asgi_app: Any) -> Starlette:
     """Our routes first, the sandbox at /sandbox when enabled, Reflex for everything else."""
     settings = get_settings()
     routes = collect_routes()
-    if settings.sandbox:
+    if settings.sandbox and _sandbox_installed():
         from connectors.sandbox.app import create_sandbox_app
 
         sandbox = create_sandbox_app(
@@ -50,3 +50,12 @@ def build_api(asgi_app: Any) -> Starlette:
         routes.append(Mount("/sandbox", app=sandbox))
     routes.append(Mount("/", app=asgi_app))
     return Starlette(routes=routes)
+
+
+def _sandbox_installed() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("connectors.sandbox.app") is None:
+        log.warning("HUB_SANDBOX is on but connectors.sandbox.app is missing; not mounted")
+        return False
+    return True

@@ -1,0 +1,66 @@
+"""Small building blocks shared by pages."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+STATUS_COLORS = {
+    "pending": "gray",
+    "connected": "green",
+    "syncing": "blue",
+    "needs_reauth": "orange",
+    "error": "red",
+    "paused": "amber",
+    "disconnected": "gray",
+    "queued": "gray",
+    "running": "blue",
+    "succeeded": "green",
+    "partial": "amber",
+    "failed": "red",
+    "cancelled": "gray",
+    "interrupted": "orange",
+}
+
+
+def status_badge(status: rx.Var[str] | str) -> rx.Component:
+    color = rx.match(status, *[(k, v) for k, v in STATUS_COLORS.items()], "gray")
+    return rx.badge(
+        status.replace("_", " ") if isinstance(status, str) else status,
+        color_scheme=color,
+        variant="soft",
+        radius="full",
+    )
+
+
+def empty_state(icon: str, title: str, body: str, *actions: rx.Component) -> rx.Component:
+    return rx.center(
+        rx.vstack(
+            rx.icon(icon, size=40, color=rx.color("gray", 9)),
+            rx.heading(title, size="4"),
+            rx.text(body, color_scheme="gray", text_align="center", max_width="32rem"),
+            *actions,
+            align="center",
+            spacing="3",
+        ),
+        padding="3rem 1rem",
+        border=f"1px dashed {rx.color('gray', 6)}",
+        border_radius="var(--radius-4)",
+        width="100%",
+    )
+
+
+def stat_card(label: str, value: rx.Var | str | int, icon: str) -> rx.Component:
+    return rx.card(
+        rx.hstack(
+            rx.icon(icon, size=20, color=rx.color("accent", 10)),
+            rx.vstack(
+                rx.text(label, size="2", color_scheme="gray"),
+                rx.heading(value, size="6"),
+                spacing="0",
+            ),
+            align="center",
+            spacing="3",
+        ),
+        min_width="10rem",
+        flex="1",
+    )

@@ -1,0 +1,136 @@
+"""The signed-in shell: sidebar, header with user menu and colour mode; ``template`` wraps
+``rx.page`` so a page module is just its content."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import reflex as rx
+
+from dashboard import routes
+from dashboard.state.auth import AuthState
+
+NAV = (
+    ("Overview", routes.OVERVIEW, "layout-dashboard"),
+    ("Integrations", routes.INTEGRATIONS, "plug"),
+    ("Runs", routes.RUNS, "activity"),
+    ("Records", routes.RECORDS, "database"),
+    ("Settings", routes.SETTINGS, "settings"),
+)
+
+
+def nav_link(label: str, href: str, icon: str) -> rx.Component:
+    current = rx.State.router.page.path
+    active = (current == href) | ((href != "/") & current.startswith(href))
+    return rx.link(
+        rx.hstack(rx.icon(icon, size=18), rx.text(label, size="3"), align="center", spacing="3"),
+        href=href,
+        underline="none",
+        padding="0.5rem 0.75rem",
+        border_radius="var(--radius-3)",
+        width="100%",
+        color=rx.cond(active, rx.color("accent", 11), rx.color("gray", 12)),
+        background=rx.cond(active, rx.color("accent", 3), "transparent"),
+        _hover={"background": rx.color("gray", 3)},
+    )
+
+
+def sidebar() -> rx.Component:
+    return rx.vstack(
+        rx.hstack(
+            rx.icon("cable", size=22),
+            rx.heading("Connector Hub", size="4"),
+            align="center",
+            padding="0.5rem 0.75rem 1rem",
+        ),
+        *[nav_link(*item) for item in NAV],
+        rx.spacer(),
+        spacing="1",
+        width="14rem",
+        min_width="14rem",
+        height="100vh",
+        position="sticky",
+        top="0",
+        padding="1rem 0.75rem",
+        border_right=f"1px solid {rx.color('gray', 5)}",
+        display=["none", "none", "flex"],
+        aria_label="Main navigation",
+    )
+
+
+def user_menu() -> rx.Component:
+    return rx.menu.root(
+        rx.menu.trigger(
+            rx.button(
+                rx.icon("circle-user", size=16),
+                AuthState.user_email,
+                variant="soft",
+                aria_label="User menu",
+            ),
+        ),
+        rx.menu.content(
+            rx.box(
+                rx.text("Role: ", AuthState.user_role, size="2", color_scheme="gray"),
+                padding="0.25rem 0.75rem",
+            ),
+            rx.menu.separator(),
+            rx.menu.item("Sign out", on_select=AuthState.sign_out),
+        ),
+    )
+
+
+def header(title: str) -> rx.Component:
+    return rx.hstack(
+        rx.heading(title, size="6"),
+        rx.spacer(),
+        rx.color_mode.button(aria_label="Toggle light and dark"),
+        user_menu(),
+        align="center",
+        width="100%",
+        padding_bottom="1rem",
+    )
+
+
+def mobile_nav() -> rx.Component:
+    return rx.hstack(
+        *[rx.link(label, href=href, size="2") for label, href, _ in NAV],
+        display=["flex", "flex", "none"],
+        spacing="3",
+        wrap="wrap",
+        padding_bottom="0.5rem",
+    )
+
+
+def template(
+    *, route: str, title: str, on_load: Any = None, admin_only: bool = False
+) -> Callable[[Callable[[], rx.Component]], Callable[[], rx.Component]]:
+    """Register a signed-in page: the session check runs first on every load."""
+    check = AuthState.check_admin if admin_only else AuthState.check_session
+    loads = [check] + (on_load if isinstance(on_load, list) else [on_load] if on_load else [])
+
+    def decorator(content: Callable[[], rx.Component]) -> Callable[[], rx.Component]:
+        def page() -> rx.Component:
+            return rx.hstack(
+                sidebar(),
+                rx.box(
+                    mobile_nav(),
+                    header(title),
+                    rx.cond(
+                        AuthState.user_email != "",
+                        content(),
+                        rx.center(rx.spinner(size="3"), padding="4rem"),
+                    ),
+                    padding="1.5rem",
+                    width="100%",
+                    max_width="80rem",
+                ),
+                spacing="0",
+                align="start",
+                width="100%",
+            )
+
+        page.__name__ = content.__name__
+        return rx.page(route=route, title=f"{title} · Connector Hub", on_load=loads)(page)
+
+    return decorator

@@ -1,0 +1,12 @@
+"""The Reflex app: pages, HTTP routes beside them, background services in the lifespan."""
+
+import reflex as rx
+
+from dashboard.api import build_api
+from dashboard.pages import integrations, login, overview, settings  # noqa: F401  registers pages
+from dashboard.services.lifespan import hub_lifespan
+
+app = rx.App(
+    api_transformer=build_api,  # a factory: a fresh Starlette app each time the App is built
+)
+app.register_lifespan_task(hub_lifespan)

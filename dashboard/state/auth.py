@@ -1,0 +1,73 @@
+"""Who is signed in. Every protected page and every event handler goes through here.
+
+The browser keeps only a random session token (cookie); the user is looked up server-side on
+each check, so a disabled user or a changed role takes effect at once.
+"""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from dashboard import routes
+from dashboard.db import in_session
+from dashboard.models import Role, User
+from dashboard.services import auth as auth_service
+from dashboard.settings import get_settings
+
+
+class AuthState(rx.State):
+    session_token: str = rx.Cookie("", name="hub_session", same_site="strict", path="/")
+    user_email: str = ""
+    user_role: str = ""
+    org_name: str = get_settings().org_name
+
+    async def current_user(self) -> User | None:
+        token = self.session_token
+        return await in_session(lambda s: auth_service.user_for_token(session=s, token=token))
+
+    async def require(self, role: Role) -> User:
+        """The signed-in user if their role allows ``role``; raises PermissionDenied."""
+        user = await self.current_user()
+        return auth_service.require_role(user, role)
+
+    def _remember(self, user: User | None) -> None:
+        self.user_email = user.email if user else ""
+        self.user_role = user.role if user else ""
+
+    @rx.var
+    def is_admin(self) -> bool:
+        return self.user_role == Role.ADMIN.value
+
+    @rx.var
+    def can_manage(self) -> bool:
+        return self.user_role in (Role.ADMIN.value, Role.MANAGER.value)
+
+    @rx.event
+    async def check_session(self):
+        """on_load of every signed-in page: back to the login page without a valid session."""
+        user = await self.current_user()
+        self._remember(user)
+        if user is None:
+            return rx.redirect(routes.LOGIN)
+        return None
+
+    @rx.event
+    async def check_admin(self):
+        user = await self.current_user()
+        self._remember(user)
+        if user is None:
+            return rx.redirect(routes.LOGIN)
+        if not auth_service.has_role(user, Role.ADMIN):
+            return [
+                rx.redirect(routes.OVERVIEW),
+                rx.toast.error("Only admins can open that page."),
+            ]
+        return None
+
+    @rx.event
+    async def sign_out(self):
+        token = self.session_token
+        await in_session(lambda s: auth_service.revoke_session(session=s, token=token))
+        self.session_token = ""
+        self._remember(None)
+        return rx.redirect(routes.LOGIN)

@@ -1,0 +1,23 @@
+"""Reflex configuration: everything that varies comes from the hub's settings."""
+
+import reflex as rx
+
+from dashboard.settings import get_settings
+
+settings = get_settings()
+
+config = rx.Config(
+    app_name="dashboard",
+    telemetry_enabled=False,
+    db_url=settings.sqlalchemy_url,
+    redis_url=settings.redis_url,
+    frontend_port=settings.port,
+    backend_port=settings.port,
+    # One origin in production: the browser's websocket goes back to the public URL.
+    api_url=settings.public_url,
+    deploy_url=settings.public_url,
+    show_built_with_reflex=False,
+    default_color_mode="system",
+    plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="indigo", radius="medium"))],
+    disable_plugins=[rx.plugins.SitemapPlugin],
+)
