@@ -117,7 +117,8 @@ def template(
                     mobile_nav(),
                     header(title),
                     rx.cond(
-                        AuthState.user_email != "",
+                        # Admin pages render nothing for others, not even for a moment.
+                        AuthState.is_admin if admin_only else AuthState.user_email != "",
                         content(),
                         rx.center(rx.spinner(size="3"), padding="4rem"),
                     ),

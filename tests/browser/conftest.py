@@ -1,0 +1,114 @@
+"""A real hub (``hub serve``, production build) and Debian's chromium driven by Playwright.
+
+One hub per test module: the first start builds the frontend (seconds once bun has its
+packages). Screenshots go to test-output/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SCREENSHOTS = PROJECT_ROOT / "test-output" / "screenshots"
+ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-password-1"
+
+
+@dataclass
+class Hub:
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dashboard.cli", *args], input=stdin, text=True,
+            capture_output=True, env=self.env, cwd=PROJECT_ROOT, timeout=120, check=True,
+        )  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("hub") / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.pop("DATABASE_URL", None)
+    env.update({
+        "HUB_DATA_DIR": str(data_dir), "HUB_PORT": str(port),
+        "HUB_ADMIN_EMAIL": ADMIN_EMAIL, "HUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "HUB_SANDBOX_DEMO": "false",
+    })  # fmt: skip
+    hub = Hub(url=f"http://localhost:{port}", data_dir=data_dir, env=env)
+    hub.cli("migrate")
+    hub.cli("users", "ensure-admin")
+    log_path = data_dir.parent / "hub.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dashboard.cli", "serve"], cwd=PROJECT_ROOT, env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if httpx.get(f"{hub.url}/login/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"hub did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield hub
+    finally:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+        # Secrets must never reach the logs.
+        assert ADMIN_PASSWORD not in log_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def sign_in(page, hub: Hub, email: str, password: str) -> None:
+    page.goto(f"{hub.url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{hub.url}/", timeout=30_000)
+
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
