@@ -14,7 +14,7 @@ config = rx.Config(
     frontend_port=settings.port,
     backend_port=settings.port,
     # One origin in production: the browser's websocket goes back to the public URL.
-    api_url=settings.public_url,
+    api_url=settings.public_url or f"http://localhost:{settings.port}",
     deploy_url=settings.public_url,
     show_built_with_reflex=False,
     default_color_mode="system",

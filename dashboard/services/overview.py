@@ -90,6 +90,6 @@ def _next_runs(*, session: Session, ids: list[Any]) -> dict[Any, str]:
     rows = session.exec(
         select(StreamConfig.integration_id, func.min(StreamConfig.next_run_at))
         .where(col(StreamConfig.integration_id).in_(ids))
-        .group_by(StreamConfig.integration_id)
+        .group_by(col(StreamConfig.integration_id))
     ).all()
     return {integration_id: _iso(next_run) for integration_id, next_run in rows}
