@@ -1,0 +1,169 @@
+"""Batch upsert of unified records into the record tables.
+
+One statement per record kind per batch (INSERT ... ON CONFLICT DO UPDATE on the unique
+(integration, external id)), so replaying a batch after a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic_core import PydanticUndefined
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from connectors.base import RecordError, UnifiedRecord
+from dashboard.models import RECORD_TABLES, RecordColumns
+
+_CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
+_PROTECTED = {"id", "integration_id", "external_id", "first_synced_at"}
+
+
+@dataclass
+class UpsertResult:
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    errors: list[RecordError] = field(default_factory=list)
+
+
+_SET_BY_US = {
+    "id",
+    "integration_id",
+    "external_id",
+    "raw",
+    "remote_updated_at",
+    "deleted_at",
+    "first_synced_at",
+    "synced_at",
+}
+
+
+@dataclass(frozen=True)
+class _TableShape:
+    columns: frozenset[str]
+    defaults: dict[str, Any]
+    required: frozenset[str]
+
+
+@functools.cache
+def _shape(table: type[RecordColumns]) -> _TableShape:
+    """Columns a connector may fill, their defaults, and those it must fill."""
+    defaults: dict[str, Any] = {}
+    required = set()
+    for name, info in table.model_fields.items():
+        if name in _SET_BY_US:
+            continue
+        if info.default is not PydanticUndefined:
+            defaults[name] = info.default
+        else:
+            required.add(name)
+    return _TableShape(frozenset(defaults) | frozenset(required), defaults, frozenset(required))
+
+
+def _row(
+    record: UnifiedRecord, integration_id: uuid.UUID, now: datetime, shape: _TableShape
+) -> dict[str, Any]:
+    if not record.external_id or not isinstance(record.external_id, str):
+        raise ValueError("record without an external id")
+    unknown = set(record.fields) - shape.columns
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}")
+    missing = shape.required - set(record.fields)
+    if missing:
+        raise ValueError(f"missing fields {sorted(missing)}")
+    row = dict(shape.defaults)
+    row.update(record.fields)
+    row.update(
+        integration_id=integration_id,
+        external_id=record.external_id[:255],
+        raw=record.raw,
+        remote_updated_at=record.remote_updated_at,
+        deleted_at=now if record.deleted else None,
+        synced_at=now,
+        id=uuid.uuid4(),
+        first_synced_at=now,
+    )
+    return row
+
+
+def upsert_records(
+    *, session: Session, integration_id: uuid.UUID, records: list[UnifiedRecord]
+) -> UpsertResult:
+    """Insert or update ``records``; a record that cannot be stored is reported, not fatal."""
+    result = UpsertResult()
+    now = datetime.now(UTC)
+    by_kind: dict[str, list[UnifiedRecord]] = defaultdict(list)
+    for record in records:
+        by_kind[str(record.kind)].append(record)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    for kind, kind_records in by_kind.items():
+        table = RECORD_TABLES.get(kind)
+        if table is None:
+            result.errors += [
+                RecordError(r.external_id, f"unknown record kind {kind!r}") for r in kind_records
+            ]
+            continue
+        shape = _shape(table)
+        rows: dict[str, dict[str, Any]] = {}
+        for record in kind_records:
+            try:
+                # The last version of a record in a batch wins (overlap windows repeat rows).
+                rows[record.external_id] = _row(record, integration_id, now, shape)
+            except (ValueError, TypeError) as error:
+                result.errors.append(RecordError(record.external_id, str(error), record.raw))
+        if not rows:
+            continue
+        table_obj: sa.Table = table.__table__  # type: ignore[attr-defined]
+        existing = _existing_ids(session, table_obj, integration_id, list(rows))
+        values = list(rows.values())
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            statement = insert(table_obj).values(chunk)
+            update = {name: statement.excluded[name] for name in chunk[0] if name not in _PROTECTED}
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["integration_id", "external_id"], set_=update
+                )
+            )
+        for external_id, row in rows.items():
+            if row["deleted_at"] is not None:
+                result.deleted += 1
+            elif external_id in existing:
+                result.updated += 1
+            else:
+                result.inserted += 1
+    return result
+
+
+def _existing_ids(
+    session: Session, table: sa.Table, integration_id: uuid.UUID, external_ids: list[str]
+) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(external_ids), _CHUNK):
+        chunk = external_ids[start : start + _CHUNK]
+        found.update(
+            session.execute(
+                sa.select(table.c.external_id).where(
+                    table.c.integration_id == integration_id, table.c.external_id.in_(chunk)
+                )
+            ).scalars()
+        )
+    return found
+
+
+def count_records(*, session: Session, integration_id: uuid.UUID, kind: str) -> int:
+    table: sa.Table = RECORD_TABLES[kind].__table__  # type: ignore[attr-defined]
+    statement = (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(table.c.integration_id == integration_id, table.c.deleted_at.is_(None))
+    )
+    return int(session.execute(statement).scalar_one())
