@@ -613,6 +613,18 @@ async def request_sync(
     trigger: RunTrigger | str = RunTrigger.MANUAL,
     full_refresh: bool = False,
 ) -> list[uuid.UUID]:
-    return await get_engine().request_sync(
+    run_ids = await get_engine().request_sync(
         integration_id=integration_id, stream=stream, trigger=trigger, full_refresh=full_refresh
     )
+    if RunTrigger(trigger) == RunTrigger.MANUAL:
+        from dashboard.services import scheduler
+
+        active = scheduler.get_scheduler()
+        if active is not None:
+            for run_stream in await in_session(lambda s: _streams_of(s, run_ids)):
+                active.rebase(integration_id, run_stream)
+    return run_ids
+
+
+def _streams_of(session: Session, run_ids: list[uuid.UUID]) -> list[str]:
+    return list(session.exec(select(SyncRun.stream).where(col(SyncRun.id).in_(run_ids))).all())

@@ -1,0 +1,232 @@
+"""Scheduled syncs: APScheduler 3 in the backend process, jobs stored in the hub database.
+
+With several backend workers each runs the lifespan, but only the holder of the database
+lease (a row in ``scheduler_leases``, renewed while alive, taken over once it expires)
+schedules; the others only serve requests and run the syncs users ask them for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlmodel import Session, col, select
+
+from dashboard.db import get_engine as get_db_engine
+from dashboard.db import in_session
+from dashboard.models import Integration, RunTrigger, SchedulerLease, StreamConfig
+from dashboard.services import sync
+
+log = logging.getLogger("hub.scheduler")
+
+LEASE_NAME = "scheduler"
+LEASE_TTL = timedelta(seconds=30)
+RENEW_EVERY = 10.0
+JOB_PREFIX = "sync:"
+MINUTE = 60.0  # seconds in a schedule minute; tests shrink it to see jobs repeat quickly
+
+
+def job_id(integration_id: uuid.UUID | str, stream: str) -> str:
+    return f"{JOB_PREFIX}{integration_id}:{stream}"
+
+
+async def scheduled_sync(integration_id: str, stream: str) -> None:
+    """The job APScheduler runs (referenced by name in the job store, so keep it importable)."""
+    try:
+        await sync.request_sync(
+            integration_id=integration_id, stream=stream, trigger=RunTrigger.SCHEDULE
+        )
+    except sync.SyncRefused as refused:
+        log.info("scheduled sync of %s/%s skipped: %s", integration_id, stream, refused)
+
+
+# --- lease -------------------------------------------------------------------------------------
+
+
+def try_acquire_lease(session: Session, holder: str, *, now: datetime | None = None) -> bool:
+    """Take or renew the lease; True when ``holder`` holds it afterwards."""
+    now = now or datetime.now(UTC)
+    table = SchedulerLease.__table__  # type: ignore[attr-defined]
+    result = session.execute(
+        sa.update(table)
+        .where(table.c.name == LEASE_NAME)
+        .where(sa.or_(table.c.holder == holder, table.c.expires_at < now))
+        .values(holder=holder, expires_at=now + LEASE_TTL)
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        session.commit()
+        return True
+    if session.get(SchedulerLease, LEASE_NAME) is not None:
+        return False
+    try:
+        session.add(SchedulerLease(name=LEASE_NAME, holder=holder, expires_at=now + LEASE_TTL))
+        session.commit()
+        return True
+    except sa.exc.IntegrityError:  # another process inserted it first
+        session.rollback()
+        return False
+
+
+def release_lease(session: Session, holder: str) -> None:
+    table = SchedulerLease.__table__  # type: ignore[attr-defined]
+    session.execute(sa.delete(table).where(table.c.name == LEASE_NAME, table.c.holder == holder))
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+def wanted_jobs(session: Session) -> dict[str, tuple[str, str, int]]:
+    """job id -> (integration id, stream, minutes) for every stream that should run."""
+    rows = session.exec(
+        select(StreamConfig, Integration)
+        .join(Integration, col(Integration.id) == col(StreamConfig.integration_id))
+        .where(col(StreamConfig.enabled).is_(True), col(StreamConfig.paused).is_(False))
+        .where(col(Integration.status).in_(sync.SYNCABLE))
+    ).all()
+    return {
+        job_id(config.integration_id, config.stream): (
+            str(config.integration_id), config.stream, config.interval_minutes,
+        )
+        for config, _ in rows
+    }  # fmt: skip
+
+
+class HubScheduler:
+    def __init__(self, *, holder: str | None = None) -> None:
+        self.holder = holder or sync.worker_id()
+        self.scheduler: AsyncIOScheduler | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.scheduler is not None
+
+    def _start_scheduler(self) -> None:
+        store = SQLAlchemyJobStore(engine=get_db_engine(), tablename="apscheduler_jobs")
+        scheduler = AsyncIOScheduler(
+            jobstores={"default": store},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+            timezone=UTC,
+        )
+        scheduler.start()
+        self.scheduler = scheduler
+        log.info("this process holds the scheduler lease (%s)", self.holder)
+
+    def _stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+
+    async def reconcile(self) -> None:
+        """Make the job store match the stream configs; record each stream's next run."""
+        if self.scheduler is None:
+            return
+        wanted = await in_session(wanted_jobs)
+        existing = {job.id: job for job in self.scheduler.get_jobs()}
+        for jid in existing:
+            if jid.startswith(JOB_PREFIX) and jid not in wanted:
+                with contextlib.suppress(JobLookupError):
+                    self.scheduler.remove_job(jid)
+        for jid, (integration_id, stream, minutes) in wanted.items():
+            job = existing.get(jid)
+            seconds = minutes * MINUTE
+            if job is not None and job.trigger.interval == timedelta(seconds=seconds):
+                continue
+            self.scheduler.add_job(
+                scheduled_sync,
+                # Jitter spreads many integrations on the same interval over time.
+                trigger=IntervalTrigger(seconds=seconds, jitter=int(min(60, seconds // 10))),
+                args=[integration_id, stream],
+                id=jid,
+                name=f"sync {stream} of {integration_id}",
+                replace_existing=True,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=min(seconds, 5)),
+            )
+        next_runs = {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+        await in_session(lambda s: _store_next_runs(s, next_runs))
+
+    def rebase(self, integration_id: uuid.UUID | str, stream: str) -> None:
+        """After a manual sync, the next scheduled one is a full interval away."""
+        if self.scheduler is None:
+            return
+        job = self.scheduler.get_job(job_id(integration_id, stream))
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC) + job.trigger.interval)
+
+    def poke(self) -> None:
+        """Reconcile soon (after a pause, resume, connect or schedule change)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Hold or wait for the lease; while held, keep jobs in line with the database."""
+        while not stop.is_set():
+            try:
+                leader = await in_session(lambda s: try_acquire_lease(s, self.holder))
+                if leader and self.scheduler is None:
+                    self._start_scheduler()
+                    await sync.get_engine().recover_interrupted()
+                elif not leader and self.scheduler is not None:
+                    log.warning("scheduler lease lost to another process")
+                    self._stop_scheduler()
+                await self.reconcile()
+            except Exception:  # a database hiccup must not kill scheduling for good
+                log.exception("scheduler loop error; retrying")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=RENEW_EVERY)
+        self._stop_scheduler()
+        with contextlib.suppress(Exception):
+            await in_session(lambda s: release_lease(s, self.holder))
+
+
+def _store_next_runs(session: Session, next_runs: dict[str, datetime | None]) -> None:
+    for config in session.exec(select(StreamConfig)).all():
+        value = next_runs.get(job_id(config.integration_id, config.stream))
+        if config.next_run_at != value:
+            config.next_run_at = value
+            session.add(config)
+
+
+_scheduler: HubScheduler | None = None
+
+
+def get_scheduler() -> HubScheduler | None:
+    return _scheduler
+
+
+def poke() -> None:
+    if _scheduler is not None:
+        _scheduler.poke()
+
+
+@contextlib.asynccontextmanager
+async def scheduler_lifespan() -> AsyncIterator[None]:
+    """Lifespan task: the sync engine and, when this process holds the lease, the scheduler."""
+    global _scheduler
+    from dashboard.settings import get_settings
+
+    engine = sync.get_engine()
+    stop = asyncio.Event()
+    task = None
+    if get_settings().scheduler_enabled:
+        _scheduler = HubScheduler()
+        task = asyncio.get_running_loop().create_task(_scheduler.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        if _scheduler is not None:
+            _scheduler.poke()
+        if task is not None:
+            await asyncio.wait([task], timeout=10)
+        await engine.stop()
+        _scheduler = None

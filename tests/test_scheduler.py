@@ -1,0 +1,148 @@
+"""Scheduling: jobs follow the stream configs, survive restarts, and one process leads."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session, SQLModel, func, select
+
+from dashboard.db import get_engine, session_scope
+from dashboard.models import RunTrigger, StreamConfig, SyncRun
+from dashboard.services import scheduler as scheduler_module
+from dashboard.services import sync
+from dashboard.services.integrations import create_integration, mark_connected
+from dashboard.services.scheduler import HubScheduler, job_id, try_acquire_lease
+from tests.fake_connector import FakeConnector
+
+
+def connected_integration(session: Session, name: str = "acme") -> uuid.UUID:
+    integration = create_integration(
+        session=session, platform="shopify", display_name=name,
+        shop_domain=f"{name}.myshopify.com", streams={"products": 1},
+    )  # fmt: skip
+    mark_connected(session=session, integration_id=integration.id)
+    session.commit()
+    return integration.id
+
+
+@pytest.fixture
+def fast_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler_module, "MINUTE", 0.3)  # a 1-minute stream runs every 0.3 s
+
+
+@pytest.fixture
+def fake_engine():
+    engine = sync.SyncEngine(
+        connector_factory=lambda _: FakeConnector(total=5), retry_delays=(0.01,)
+    )
+    sync.set_engine(engine)
+    yield engine
+    sync.set_engine(None)
+
+
+def count_runs(trigger: str | None = None) -> int:
+    with session_scope() as s:
+        query = select(func.count()).select_from(SyncRun)
+        if trigger:
+            query = query.where(SyncRun.trigger == trigger)
+        return int(s.exec(query).one())
+
+
+def run_times() -> list[datetime]:
+    with session_scope() as s:
+        return sorted(r.created_at for r in s.exec(select(SyncRun)).all())
+
+
+def test_lease_is_exclusive_and_taken_over_when_it_expires(session: Session) -> None:
+    assert try_acquire_lease(session, "worker-a")
+    assert not try_acquire_lease(session, "worker-b")
+    assert try_acquire_lease(session, "worker-a")  # renewal
+    later = datetime.now(UTC) + timedelta(minutes=5)  # worker-a died and stopped renewing
+    assert try_acquire_lease(session, "worker-b", now=later)
+    assert not try_acquire_lease(session, "worker-a", now=later)
+
+
+async def test_scheduled_run_happens_and_repeats(session, fast_minutes, fake_engine) -> None:
+    integration_id = connected_integration(session)
+    hub = HubScheduler(holder="test")
+    hub._start_scheduler()
+    try:
+        await hub.reconcile()
+        assert hub.scheduler.get_job(job_id(integration_id, "products")) is not None
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if count_runs(RunTrigger.SCHEDULE) >= 2:
+                break
+        await fake_engine.wait()
+        assert count_runs(RunTrigger.SCHEDULE) >= 2
+        with session_scope() as s:
+            assert s.exec(select(StreamConfig)).one().next_run_at is not None
+    finally:
+        hub._stop_scheduler()
+
+
+async def test_paused_stream_loses_its_job_and_restart_keeps_schedules(session) -> None:
+    integration_id = connected_integration(session)
+    first = HubScheduler(holder="one")
+    first._start_scheduler()
+    await first.reconcile()
+    first._stop_scheduler()
+
+    second = HubScheduler(holder="two")  # a restart: the job store is in the database
+    second._start_scheduler()
+    try:
+        assert second.scheduler.get_job(job_id(integration_id, "products")) is not None
+        with session_scope() as s:
+            sync.set_paused(
+                session=s, integration_id=integration_id, stream="products", paused=True
+            )
+        await second.reconcile()
+        assert second.scheduler.get_job(job_id(integration_id, "products")) is None
+    finally:
+        second._stop_scheduler()
+
+
+async def _two_schedulers(seconds: float) -> tuple[HubScheduler, HubScheduler]:
+    stop = asyncio.Event()
+    a, b = HubScheduler(holder="a"), HubScheduler(holder="b")
+    tasks = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
+    await asyncio.sleep(seconds)
+    leaders = [a.is_leader, b.is_leader]
+    stop.set()
+    a.poke()
+    b.poke()
+    await asyncio.gather(*tasks)
+    assert leaders.count(True) == 1
+    return a, b
+
+
+async def test_only_the_leaseholder_schedules(session, fast_minutes, fake_engine) -> None:
+    connected_integration(session)
+    await _two_schedulers(1.5)
+    await fake_engine.wait()
+    times = run_times()
+    assert times, "the leader scheduled nothing"
+    # One job of one leader: runs never start twice at the same moment.
+    assert all(
+        later - earlier > timedelta(seconds=0.1) for earlier, later in itertools.pairwise(times)
+    )
+
+
+@pytest.mark.postgres
+async def test_two_schedulers_on_postgres_run_each_job_once(
+    pg_hub_db, fast_minutes, fake_engine
+) -> None:
+    SQLModel.metadata.create_all(get_engine())
+    with session_scope() as s:
+        connected_integration(s, "pg-shop")
+    await _two_schedulers(2.0)
+    await fake_engine.wait()
+    times = run_times()
+    assert times, "the leader scheduled nothing"
+    assert all(
+        later - earlier > timedelta(seconds=0.1) for earlier, later in itertools.pairwise(times)
+    )
