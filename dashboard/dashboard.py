@@ -3,7 +3,13 @@
 import reflex as rx
 
 from dashboard.api import build_api
-from dashboard.pages import integrations, login, overview, settings  # noqa: F401  registers pages
+from dashboard.pages import (  # noqa: F401  registers pages
+    integrations,
+    login,
+    overview,
+    runs,
+    settings,
+)
 from dashboard.services.lifespan import hub_lifespan
 
 app = rx.App(

@@ -1,0 +1,240 @@
+"""Runs: every sync, live; filter, cancel, retry; a run's log tail."""
+
+from __future__ import annotations
+
+import uuid
+
+import reflex as rx
+
+from dashboard import routes
+from dashboard.components.common import empty_state, status_badge
+from dashboard.components.shell import template
+from dashboard.db import in_session
+from dashboard.models import Role, RunTrigger, SyncRun
+from dashboard.services import runs as runs_service
+from dashboard.services import sync
+from dashboard.services.auth import PermissionDenied
+from dashboard.state.live import LiveState, live_region
+
+
+class RunsState(LiveState):
+    rows: list[dict] = []
+    status_filter: str = "all"
+    platform_filter: str = "all"
+    selected_run: str = ""
+    events: list[dict[str, str]] = []
+
+    async def fetch(self) -> object:
+        status = "" if self.status_filter == "all" else self.status_filter
+        platform = "" if self.platform_filter == "all" else self.platform_filter
+        selected = self.selected_run
+
+        def load(session):
+            rows = runs_service.list_runs(session=session, status=status, platform=platform)
+            events = (
+                runs_service.run_events(session=session, run_id=uuid.UUID(selected))
+                if selected
+                else []
+            )
+            return rows, events
+
+        return await in_session(load)
+
+    def apply(self, data: object) -> None:
+        self.rows, self.events = data  # type: ignore[misc]
+
+    @rx.event
+    async def load_runs(self):
+        self.apply(await self.fetch())
+
+    @rx.event
+    async def set_status_filter(self, value: str):
+        self.status_filter = value
+        await self.load_runs()
+
+    @rx.event
+    async def set_platform_filter(self, value: str):
+        self.platform_filter = value
+        await self.load_runs()
+
+    @rx.event
+    async def show_log(self, run_id: str):
+        self.selected_run = "" if self.selected_run == run_id else run_id
+        await self.load_runs()
+
+    @rx.event
+    async def cancel_run(self, run_id: str):
+        try:
+            await self.require(Role.MANAGER)
+            await in_session(lambda s: sync.request_cancel(session=s, run_id=uuid.UUID(run_id)))
+        except (PermissionDenied, sync.SyncRefused) as error:
+            return rx.toast.error(str(error))
+        await self.load_runs()
+        return rx.toast.info("Cancelling: the run stops after its current batch.")
+
+    @rx.event
+    async def retry_run(self, run_id: str):
+        try:
+            await self.require(Role.MANAGER)
+            run = await in_session(lambda s: s.get(SyncRun, uuid.UUID(run_id)))
+            if run is None:
+                return rx.toast.error("That run no longer exists.")
+            await sync.request_sync(
+                integration_id=run.integration_id, stream=run.stream, trigger=RunTrigger.RETRY
+            )
+        except (PermissionDenied, sync.SyncRefused) as error:
+            return rx.toast.error(str(error))
+        await self.load_runs()
+        return rx.toast.success("Retry queued.")
+
+
+def progress_cell(row: rx.Var[dict]) -> rx.Component:
+    return rx.cond(
+        row["status"] == "running",
+        rx.vstack(
+            rx.cond(
+                row["has_progress"],
+                rx.progress(value=row["progress"], width="8rem"),
+                rx.progress(width="8rem"),
+            ),
+            rx.text(row["records_read"], " records · ", row["rate"], "/s", size="1"),
+            spacing="1",
+        ),
+        rx.text(row["records_read"], " records", size="2"),
+    )
+
+
+def run_row(row: rx.Var[dict]) -> rx.Component:
+    return rx.fragment(
+        rx.table.row(
+            rx.table.cell(rx.moment(row["created_at"], from_now=True)),
+            rx.table.cell(
+                rx.link(row["integration"], href="/integrations/" + row["integration_id"].to(str))
+            ),
+            rx.table.cell(row["stream"]),
+            rx.table.cell(row["trigger"]),
+            rx.table.cell(status_badge(row["status"])),
+            rx.table.cell(progress_cell(row)),
+            rx.table.cell(rx.text(row["error"], size="1", color_scheme="red")),
+            rx.table.cell(
+                rx.hstack(
+                    rx.button(
+                        "Log", size="1", variant="ghost", on_click=RunsState.show_log(row["id"])
+                    ),
+                    rx.cond(
+                        (row["status"] == "running") | (row["status"] == "queued"),
+                        rx.button(
+                            "Cancel",
+                            size="1",
+                            variant="soft",
+                            color_scheme="red",
+                            on_click=RunsState.cancel_run(row["id"]),
+                        ),
+                    ),
+                    rx.cond(
+                        (row["status"] == "failed")
+                        | (row["status"] == "interrupted")
+                        | (row["status"] == "cancelled"),
+                        rx.button(
+                            "Retry",
+                            size="1",
+                            variant="soft",
+                            on_click=RunsState.retry_run(row["id"]),
+                        ),
+                    ),
+                )
+            ),
+        ),
+        rx.cond(
+            RunsState.selected_run == row["id"],
+            rx.table.row(
+                rx.table.cell(
+                    rx.vstack(
+                        rx.foreach(
+                            RunsState.events,
+                            lambda e: rx.text(rx.code(e["level"]), " ", e["message"], size="1"),
+                        ),
+                        rx.cond(
+                            RunsState.events.length() == 0, rx.text("No events yet.", size="1")
+                        ),
+                        spacing="1",
+                    ),
+                    col_span=8,
+                )
+            ),
+        ),
+    )
+
+
+@template(route=routes.RUNS, title="Runs", on_load=RunsState.load_runs)
+def runs_page() -> rx.Component:
+    return live_region(
+        rx.vstack(
+            rx.hstack(
+                rx.select.root(
+                    rx.select.trigger(aria_label="Status"),
+                    rx.select.content(
+                        rx.select.item("All statuses", value="all"),
+                        *[
+                            rx.select.item(s.capitalize(), value=s)
+                            for s in (
+                                "queued",
+                                "running",
+                                "succeeded",
+                                "partial",
+                                "failed",
+                                "cancelled",
+                                "interrupted",
+                            )
+                        ],
+                    ),
+                    value=RunsState.status_filter,
+                    on_change=RunsState.set_status_filter,
+                ),
+                rx.select.root(
+                    rx.select.trigger(aria_label="Platform"),
+                    rx.select.content(
+                        rx.select.item("All platforms", value="all"),
+                        rx.select.item("Shopify", value="shopify"),
+                        rx.select.item("Amazon", value="amazon"),
+                    ),
+                    value=RunsState.platform_filter,
+                    on_change=RunsState.set_platform_filter,
+                ),
+            ),
+            rx.cond(
+                RunsState.rows.length() > 0,
+                rx.table.root(
+                    rx.table.header(
+                        rx.table.row(
+                            *[
+                                rx.table.column_header_cell(h)
+                                for h in (
+                                    "Queued",
+                                    "Integration",
+                                    "Stream",
+                                    "Trigger",
+                                    "Status",
+                                    "Progress",
+                                    "Error",
+                                    "",
+                                )
+                            ]
+                        )
+                    ),
+                    rx.table.body(rx.foreach(RunsState.rows, run_row)),
+                    variant="surface",
+                    width="100%",
+                ),
+                empty_state(
+                    "activity",
+                    "No sync runs yet",
+                    "Runs appear here as soon as an integration is connected and its "
+                    "first sync starts, and update live while they run.",
+                ),
+            ),
+            width="100%",
+            spacing="4",
+        ),
+        state=RunsState,
+    )
