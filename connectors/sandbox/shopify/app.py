@@ -1,0 +1,479 @@
+"""Sandbox Shopify: OAuth consent and token endpoints, the Admin GraphQL API with cost-based
+throttling, webhooks, and the control routes tests and demos drive it with.
+
+URL layout below the sandbox base: ``https://{shop}`` becomes ``{BASE}/shopify/{shop}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import html
+import json
+import random
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from connectors.sandbox.core import FaultConfig, SandboxState
+from connectors.sandbox.shopify import webhooks_api
+from connectors.sandbox.shopify.data import ID_BASE, PLANS, ShopData, iso
+from connectors.sandbox.shopify.graphql_api import API_VERSION, run_query
+
+CLIENT_ID = "sandbox-shopify-client-id"
+CLIENT_SECRET = "sandbox-shopify-client-secret"  # noqa: S105  the sandbox app's public secret
+CODE_LIFETIME = 60.0  # platform seconds an authorization code stays valid
+TOKEN_LIFETIME = 3600.0  # expiring offline tokens
+SHOP_PATTERN = r"{shop:str}"
+DEMO_SHOPS = {
+    "demo-outdoor.myshopify.com": {"products": 1200, "orders": 2500, "customers": 800},
+    "demo-kitchen.myshopify.com": {"products": 600, "orders": 1500, "customers": 500},
+}
+INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105
+
+
+@dataclass
+class Grant:
+    shop: str
+    scopes: str
+    expires_at: float | None = None  # platform seconds; None = non-expiring offline token
+    used: bool = False
+
+
+@dataclass
+class Bucket:
+    """Leaky bucket of query cost points per shop and app."""
+
+    maximum: float
+    restore_rate: float
+    available: float
+    updated: float
+
+    def refill(self, now: float) -> None:
+        self.available = min(
+            self.maximum, self.available + (now - self.updated) * self.restore_rate
+        )
+        self.updated = now
+
+
+@dataclass
+class ShopifySandbox:
+    state: SandboxState
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
+    shops: dict[str, ShopData] = field(default_factory=dict)
+    codes: dict[str, Grant] = field(default_factory=dict)
+    tokens: dict[str, Grant] = field(default_factory=dict)
+    refresh_tokens: dict[str, Grant] = field(default_factory=dict)
+    buckets: dict[str, Bucket] = field(default_factory=dict)
+    subscriptions: dict[str, dict[str, webhooks_api.Subscription]] = field(default_factory=dict)
+    revoked: set[str] = field(default_factory=set)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+    deliveries: list[tuple[str, Any]] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "throttled": 0})
+
+    def create_shop(self, shop: str, **sizes: Any) -> ShopData:
+        plan = sizes.pop("plan", "standard")
+        if plan not in PLANS:
+            raise ValueError(f"plan must be one of {', '.join(PLANS)}")
+        data = ShopData(shop=shop, seed=self.state.seed, plan=plan, **sizes)
+        self.shops[shop] = data
+        self.revoked.discard(shop)
+        restore = PLANS[plan][1]
+        now = self.state.clock.monotonic()
+        self.buckets[shop] = Bucket(restore * 20, restore, restore * 20, now)
+        return data
+
+    def shop(self, shop: str) -> ShopData:
+        """The shop, created small on first use so any myshopify domain can be tried."""
+        if shop not in self.shops:
+            self.create_shop(shop)
+        return self.shops[shop]
+
+    def charge(self, shop: str, cost: int) -> bool:
+        bucket = self.buckets[shop]
+        bucket.refill(self.state.clock.monotonic())
+        if bucket.available < cost:
+            return False
+        bucket.available -= cost
+        return True
+
+    def refund(self, shop: str, points: int) -> None:
+        bucket = self.buckets[shop]
+        bucket.available = min(bucket.maximum, bucket.available + points)
+
+    def throttle_status(self, shop: str) -> dict[str, float]:
+        bucket = self.buckets[shop]
+        bucket.refill(self.state.clock.monotonic())
+        return {
+            "maximumAvailable": bucket.maximum,
+            "currentlyAvailable": round(bucket.available, 1),
+            "restoreRate": bucket.restore_rate,
+        }
+
+    def token_grant(self, shop: str, token: str | None) -> Grant | None:
+        grant = self.tokens.get(token or "")
+        if grant is None or grant.shop != shop or shop in self.revoked:
+            return None
+        if self.state.faults.config("shopify", shop).revoke_tokens:
+            return None
+        if grant.expires_at is not None and grant.expires_at <= self.state.clock.monotonic():
+            return None
+        return grant
+
+    def issue_token(self, shop: str, scopes: str, *, expiring: bool) -> dict[str, Any]:
+        token = "shpat_" + secrets.token_hex(16)
+        now = self.state.clock.monotonic()
+        grant = Grant(shop, scopes, now + TOKEN_LIFETIME if expiring else None)
+        self.tokens[token] = grant
+        body: dict[str, Any] = {"access_token": token, "scope": scopes}
+        if expiring:
+            refresh = "shprt_" + secrets.token_hex(16)
+            self.refresh_tokens[refresh] = Grant(shop, scopes, now + 90 * 86400)
+            body.update(
+                expires_in=int(TOKEN_LIFETIME),
+                refresh_token=refresh,
+                refresh_token_expires_in=90 * 86400,
+            )
+        return body
+
+    # --- changes, with webhooks --------------------------------------------------------------
+
+    async def mutate(
+        self,
+        shop_name: str,
+        *,
+        updates: int = 0,
+        deletes: int = 0,
+        new_orders: int = 0,
+        transport: Any = None,
+    ) -> dict[str, int]:
+        shop = self.shops[shop_name]
+        rng = random.Random(
+            f"{self.state.seed}:{shop_name}:{len(shop.updated)}:{len(shop.deleted)}"
+        )
+        now = self.state.clock.now()
+        delivered = 0
+        live = [i for i in range(shop.products) if shop.is_live("product", i)]
+        for index in rng.sample(live, min(updates, len(live))):
+            shop.touch("product", index, now)
+            delivered += await webhooks_api.deliver(
+                sandbox=self,
+                shop=shop_name,
+                topic="PRODUCTS_UPDATE",
+                payload=_rest_payload("product", shop.product_node(index)),
+                transport=transport,
+            )
+        live = [i for i in range(shop.products) if shop.is_live("product", i)]
+        for index in rng.sample(live, min(deletes, len(live))):
+            shop.delete("product", index, now)
+            delivered += await webhooks_api.deliver(
+                sandbox=self,
+                shop=shop_name,
+                topic="PRODUCTS_DELETE",
+                payload={"id": ID_BASE["product"] + index},
+                transport=transport,
+            )
+        for _ in range(new_orders):
+            index = shop.add_order(now)
+            delivered += await webhooks_api.deliver(
+                sandbox=self,
+                shop=shop_name,
+                topic="ORDERS_CREATE",
+                payload=_rest_payload("order", shop.order_node(index)),
+                transport=transport,
+            )
+        return {
+            "updated": updates,
+            "deleted": deletes,
+            "new_orders": new_orders,
+            "webhooks": delivered,
+        }
+
+    async def revoke(self, shop_name: str, transport: Any = None) -> None:
+        """The merchant uninstalled the app: tokens stop working, app/uninstalled is sent."""
+        self.revoked.add(shop_name)
+        await webhooks_api.deliver(
+            sandbox=self,
+            shop=shop_name,
+            topic="APP_UNINSTALLED",
+            payload={"id": ID_BASE["product"], "domain": shop_name, "myshopify_domain": shop_name},
+            transport=transport,
+        )
+
+
+def _rest_payload(kind: str, node: dict[str, Any]) -> dict[str, Any]:
+    """The REST-shaped body Shopify's JSON webhooks carry (the fields the hub reads)."""
+    return {
+        "id": int(node["legacyResourceId"]),
+        "admin_graphql_api_id": node["id"],
+        "updated_at": node["updatedAt"],
+        "title": node.get("title"),
+        "name": node.get("name"),
+    }
+
+
+# --- HTTP: OAuth -------------------------------------------------------------------------------
+
+
+def query_hmac(params: dict[str, str], secret: str) -> str:
+    message = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "hmac")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+        f"content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui;max-width:32rem;margin:3rem auto;padding:0 1rem}"
+        "button{font-size:1rem;padding:.6rem 1.2rem;margin-right:.5rem}</style></head>"
+        f"<body><p><b>Shopify sandbox</b></p><h1>{html.escape(title)}</h1>{body}</body></html>",
+        status_code=status,
+    )
+
+
+def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
+    async def authorize(request: Request) -> Response:
+        shop = request.path_params["shop"]
+        params = dict(request.query_params)
+        if request.method == "POST":
+            params.update({k: str(v) for k, v in (await request.form()).items()})
+        if params.get("client_id") != sandbox.client_id:
+            return _page("Unknown app", "<p>The client_id does not belong to an app.</p>", 400)
+        redirect_uri = params.get("redirect_uri", "")
+        if not redirect_uri.startswith(("http://", "https://")):
+            return _page("Invalid redirect", "<p>redirect_uri is missing or invalid.</p>", 400)
+        scopes = params.get("scope", "")
+        sandbox.shop(shop)
+        if request.method == "GET":
+            hidden = "".join(
+                f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v)}'>"
+                for k, v in params.items()
+                if k != "decision"
+            )
+            items = "".join(f"<li>{html.escape(s)}</li>" for s in scopes.split(",") if s)
+            return _page(
+                f"Install app on {shop}?",
+                f"<p>The app asks for these permissions:</p><ul>{items}</ul>"
+                f"<form method='post'>{hidden}"
+                "<button name='decision' value='approve'>Install app</button>"
+                "<button name='decision' value='deny'>Cancel</button></form>",
+            )
+        if params.get("decision") != "approve":
+            return _page("Installation cancelled", "<p>The app was not installed.</p>")
+        code = secrets.token_hex(16)
+        sandbox.codes[code] = Grant(shop, scopes, sandbox.state.clock.monotonic() + CODE_LIFETIME)
+        back = {
+            "code": code,
+            "host": _host(shop),
+            "shop": shop,
+            "state": params.get("state", ""),
+            "timestamp": str(int(sandbox.state.clock.now().timestamp())),
+        }
+        back["hmac"] = query_hmac(back, sandbox.client_secret)
+        return RedirectResponse(f"{redirect_uri}?{urlencode(back)}", status_code=302)
+
+    async def access_token(request: Request) -> Response:
+        shop = request.path_params["shop"]
+        if "json" in request.headers.get("content-type", ""):
+            try:
+                params = {k: str(v) for k, v in (await request.json()).items()}
+            except (ValueError, AttributeError):
+                return JSONResponse({"error": "invalid_request"}, status_code=400)
+        else:
+            params = {k: str(v) for k, v in (await request.form()).items()}
+        if params.get("client_id") != sandbox.client_id or not hmac.compare_digest(
+            params.get("client_secret", ""), sandbox.client_secret
+        ):
+            return JSONResponse(
+                {"error": "invalid_client", "error_description": "Client credentials are invalid"},
+                status_code=400,
+            )
+        now = sandbox.state.clock.monotonic()
+        if params.get("grant_type") == "refresh_token":
+            grant = sandbox.refresh_tokens.pop(params.get("refresh_token", ""), None)
+            if (
+                grant is None
+                or grant.shop != shop
+                or shop in sandbox.revoked
+                or (grant.expires_at or 0) <= now
+            ):
+                return JSONResponse(
+                    {"error": "invalid_grant", "error_description": "refresh token is invalid"},
+                    status_code=400,
+                )
+            return JSONResponse(sandbox.issue_token(shop, grant.scopes, expiring=True))
+        grant = sandbox.codes.get(params.get("code", ""))
+        if grant is None or grant.shop != shop or grant.used or (grant.expires_at or 0) <= now:
+            return JSONResponse(
+                {
+                    "error": "invalid_request",
+                    "error_description": "The authorization code was not found or was already used",
+                },
+                status_code=400,
+            )
+        grant.used = True
+        expiring = params.get("expiring") in ("1", "true")
+        return JSONResponse(sandbox.issue_token(shop, grant.scopes, expiring=expiring))
+
+    async def graphql_endpoint(request: Request) -> Response:
+        shop_name = request.path_params["shop"]
+        if request.path_params["version"] != API_VERSION:
+            return JSONResponse({"errors": "Not Found"}, status_code=404)
+        sandbox.stats["requests"] += 1
+        fault = sandbox.state.faults.pick("shopify", shop_name)
+        if fault == "error":
+            status = random.Random(sandbox.stats["requests"]).choice((500, 502, 503))
+            return JSONResponse({"errors": "Internal Server Error"}, status_code=status)
+        if fault == "timeout":
+            await sandbox.state.clock.sleep(120)
+        if fault == "slow":
+            await sandbox.state.clock.sleep(
+                sandbox.state.faults.config("shopify", shop_name).slow_seconds
+            )
+        grant = sandbox.token_grant(shop_name, request.headers.get("x-shopify-access-token"))
+        if grant is None or shop_name not in sandbox.shops:
+            return JSONResponse({"errors": INVALID_TOKEN}, status_code=401)
+        try:
+            payload = await request.json()
+            query = payload["query"]
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse(
+                {"errors": {"query": "Required parameter missing or invalid"}}, status_code=400
+            )
+        shop = sandbox.shops[shop_name]
+        if fault == "throttle":
+            sandbox.buckets[shop_name].available = 0.0
+        # Executing a page of 250 nodes is CPU work: keep it off the (shared) event loop.
+        body = await asyncio.to_thread(
+            run_query,
+            shop,
+            query,
+            payload.get("variables"),
+            {"sandbox": sandbox},
+            charge=lambda c: sandbox.charge(shop_name, c),
+        )
+        requested, actual = body.pop("_cost", (0, 0))
+        if actual is not None and requested > actual:
+            sandbox.refund(shop_name, requested - actual)
+        if actual is None:
+            sandbox.stats["throttled"] += 1
+        body["extensions"] = {
+            "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": actual,
+                "throttleStatus": sandbox.throttle_status(shop_name),
+            }
+        }
+        text = json.dumps(body)
+        if fault == "malformed":
+            text = text[: max(1, len(text) // 2)]
+        return Response(text, media_type="application/json")
+
+    return [
+        Route(f"/{SHOP_PATTERN}/admin/oauth/authorize", authorize, methods=["GET", "POST"]),
+        Route(f"/{SHOP_PATTERN}/admin/oauth/access_token", access_token, methods=["POST"]),
+        Route(
+            f"/{SHOP_PATTERN}/admin/api/{{version:str}}/graphql.json",
+            graphql_endpoint,
+            methods=["POST"],
+        ),
+    ]
+
+
+def _host(shop: str) -> str:
+    import base64
+
+    return base64.b64encode(f"{shop}/admin".encode()).decode().rstrip("=")
+
+
+# --- HTTP: control API ---------------------------------------------------------------------------
+
+SIZE_FIELDS = {"products", "variants_per_product", "orders", "customers", "locations", "plan"}
+
+
+def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
+    async def create_shop(request: Request) -> Response:
+        body = await request.json()
+        shop = str(body.get("shop", ""))
+        if not shop.endswith(".myshopify.com"):
+            return JSONResponse({"error": "shop must be a myshopify.com domain"}, status_code=400)
+        sizes = {k: v for k, v in body.items() if k in SIZE_FIELDS}
+        try:
+            data = sandbox.create_shop(shop, **sizes)
+        except (TypeError, ValueError) as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse(
+            {
+                "shop": shop,
+                "products": data.products,
+                "orders": data.orders,
+                "customers": data.customers,
+                "plan": data.plan,
+            },
+            status_code=201,
+        )
+
+    async def truth(request: Request) -> Response:
+        shop = sandbox.shops.get(request.path_params["shop"])
+        if shop is None:
+            return JSONResponse({"error": "unknown shop"}, status_code=404)
+        return JSONResponse(
+            {"shop": shop.shop, "streams": shop.truth(), "at": iso(sandbox.state.clock.now())}
+        )
+
+    async def mutate(request: Request) -> Response:
+        name = request.path_params["shop"]
+        if name not in sandbox.shops:
+            return JSONResponse({"error": "unknown shop"}, status_code=404)
+        body = await request.json()
+        result = await sandbox.mutate(
+            name,
+            updates=int(body.get("updates", 0)),
+            deletes=int(body.get("deletes", 0)),
+            new_orders=int(body.get("new_orders", 0)),
+        )
+        return JSONResponse(result)
+
+    async def revoke(request: Request) -> Response:
+        name = request.path_params["shop"]
+        if name not in sandbox.shops:
+            return JSONResponse({"error": "unknown shop"}, status_code=404)
+        await sandbox.revoke(name)
+        return JSONResponse({"revoked": name})
+
+    async def stats(_: Request) -> Response:
+        return JSONResponse(sandbox.stats)
+
+    return [
+        Route("/shopify/shops", create_shop, methods=["POST"]),
+        Route(f"/shopify/shops/{SHOP_PATTERN}/truth", truth, methods=["GET"]),
+        Route(f"/shopify/shops/{SHOP_PATTERN}/mutate", mutate, methods=["POST"]),
+        Route(f"/shopify/shops/{SHOP_PATTERN}/revoke", revoke, methods=["POST"]),
+        Route("/shopify/stats", stats, methods=["GET"]),
+    ]
+
+
+def seed_demo(sandbox: ShopifySandbox) -> None:
+    for shop, sizes in DEMO_SHOPS.items():
+        sandbox.create_shop(shop, **sizes)
+
+
+async def run_demo_changes(sandbox: ShopifySandbox, stop: asyncio.Event) -> None:
+    """A slow stream of changes so the dashboard shows live activity."""
+    while not stop.is_set():
+        for shop in DEMO_SHOPS:
+            await sandbox.mutate(shop, updates=3, new_orders=1)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=20)
+        except TimeoutError:
+            continue
+
+
+__all__ = ["FaultConfig", "ShopifySandbox", "control_routes", "routes"]

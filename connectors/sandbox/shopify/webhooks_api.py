@@ -1,0 +1,166 @@
+"""Webhook subscriptions of the sandbox Admin API and their signed deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from graphql import GraphQLSchema
+
+from connectors.sandbox.shopify.data import iso
+
+log = logging.getLogger("sandbox.shopify.webhooks")
+RETRY_DELAYS = (1.0, 5.0, 30.0)  # platform seconds between delivery attempts
+
+
+@dataclass
+class Subscription:
+    id: str
+    topic: str  # GraphQL enum, e.g. PRODUCTS_UPDATE
+    callback_url: str
+    created_at: str
+
+    @property
+    def rest_topic(self) -> str:  # PRODUCTS_UPDATE -> products/update
+        first, _, rest = self.topic.partition("_")
+        return f"{first.lower()}/{rest.lower()}"
+
+    def node(self) -> dict[str, Any]:
+        number = int(self.id.rsplit("/", 1)[1])
+        return {
+            "__typename": "WebhookSubscription", "id": self.id, "legacyResourceId": str(number),
+            "topic": self.topic, "callbackUrl": self.callback_url, "uri": self.callback_url,
+            "format": "JSON", "createdAt": self.created_at, "updatedAt": self.created_at,
+            "includeFields": [], "metafieldNamespaces": [], "metafields": [], "filter": None,
+            "name": None, "apiVersion": {"handle": "2026-10", "displayName": "2026-10",
+                                         "supported": True},
+            "endpoint": {"__typename": "WebhookHttpEndpoint", "callbackUrl": self.callback_url},
+        }  # fmt: skip
+
+
+def sign(body: bytes, secret: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def _create(_: Any, info: Any, topic: str, webhookSubscription: dict[str, Any]) -> dict:
+    sandbox, shop = info.context["sandbox"], info.context["shop"]
+    url = webhookSubscription.get("uri") or webhookSubscription.get("callbackUrl")
+    if not url:
+        return {
+            "webhookSubscription": None,
+            "userErrors": [
+                {"field": ["webhookSubscription", "uri"], "message": "Address can't be blank"}
+            ],
+        }
+    subscriptions = sandbox.subscriptions.setdefault(shop.shop, {})
+    for existing in subscriptions.values():
+        if existing.topic == topic and existing.callback_url == url:
+            return {
+                "webhookSubscription": None,
+                "userErrors": [
+                    {
+                        "field": ["webhookSubscription", "callbackUrl"],
+                        "message": "Address for this topic has already been taken",
+                    }
+                ],
+            }
+    number = 9_000_000 + sum(len(s) for s in sandbox.subscriptions.values()) + 1
+    subscription = Subscription(
+        f"gid://shopify/WebhookSubscription/{number}", topic, url, iso(sandbox.state.clock.now())
+    )
+    subscriptions[subscription.id] = subscription
+    return {"webhookSubscription": subscription.node(), "userErrors": []}
+
+
+def _delete(_: Any, info: Any, id: str) -> dict:
+    sandbox, shop = info.context["sandbox"], info.context["shop"]
+    removed = sandbox.subscriptions.get(shop.shop, {}).pop(id, None)
+    if removed is None:
+        return {
+            "deletedWebhookSubscriptionId": None,
+            "userErrors": [{"field": ["id"], "message": "Webhook subscription does not exist"}],
+        }
+    return {"deletedWebhookSubscriptionId": id, "userErrors": []}
+
+
+def _list(_: Any, info: Any, first: int | None = None, **__: Any) -> dict:
+    from connectors.sandbox.shopify.graphql_api import _connection
+
+    sandbox, shop = info.context["sandbox"], info.context["shop"]
+    items = list(sandbox.subscriptions.get(shop.shop, {}).values())
+    clock = sandbox.state.clock.now()
+    return _connection(
+        iter(range(len(items))), first, lambda i: items[i].node(), lambda i: (clock, i)
+    )
+
+
+def attach(schema: GraphQLSchema) -> None:
+    assert schema.mutation_type is not None and schema.query_type is not None
+    schema.mutation_type.fields["webhookSubscriptionCreate"].resolve = _create
+    schema.mutation_type.fields["webhookSubscriptionDelete"].resolve = _delete
+    schema.query_type.fields["webhookSubscriptions"].resolve = _list
+
+
+async def deliver(
+    *,
+    sandbox: Any,
+    shop: str,
+    topic: str,
+    payload: dict[str, Any],
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> int:
+    """POST ``payload`` to every subscription of ``topic`` (GraphQL enum); returns how many.
+
+    Headers as Shopify sends them; failed deliveries are retried with backoff.
+    """
+    targets = [s for s in sandbox.subscriptions.get(shop, {}).values() if s.topic == topic]
+    if not targets:
+        return 0
+    body = json.dumps(payload).encode()
+    event_id = str(uuid.uuid4())
+    for subscription in targets:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": subscription.rest_topic,
+            "X-Shopify-Hmac-Sha256": sign(body, sandbox.client_secret),
+            "X-Shopify-Shop-Domain": shop,
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "X-Shopify-Event-Id": event_id,
+            "X-Shopify-Triggered-At": sandbox.state.clock.now().isoformat(),
+            "X-Shopify-API-Version": "2026-10",
+        }
+        task = asyncio.get_running_loop().create_task(
+            _post(sandbox, subscription.callback_url, body, headers, transport)
+        )
+        sandbox.background.add(task)
+        task.add_done_callback(sandbox.background.discard)
+    return len(targets)
+
+
+async def _post(
+    sandbox: Any,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    transport: httpx.AsyncBaseTransport | None,
+) -> None:
+    async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+        for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
+            if delay:
+                await sandbox.state.clock.sleep(delay)
+            try:
+                response = await client.post(url, content=body, headers=headers)
+                sandbox.deliveries.append((headers["X-Shopify-Topic"], response.status_code))
+                if response.status_code < 300:
+                    return
+            except httpx.HTTPError as error:
+                sandbox.deliveries.append((headers["X-Shopify-Topic"], type(error).__name__))
+            log.info("webhook delivery attempt %s to %s failed", attempt + 1, url)
