@@ -63,6 +63,8 @@ class Batch:
     """Total records the stream expects, when the platform tells (for progress)."""
     errors: list[RecordError] = field(default_factory=list)
     pages: int = 1
+    done: int | None = None
+    """Primary records read so far in this stream (the unit of ``total_hint``)."""
 
 
 @dataclass(frozen=True, slots=True)

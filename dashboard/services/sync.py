@@ -380,7 +380,8 @@ def _apply_batch(session: Session, context: _RunContext, batch: Batch, elapsed: 
     run.heartbeat_at = datetime.now(UTC)
     if batch.total_hint:
         run.records_total = batch.total_hint
-        run.progress = min(1.0, run.records_read / batch.total_hint)
+        done = batch.done if batch.done is not None else run.records_read
+        run.progress = min(1.0, done / batch.total_hint)
     run.records_per_second = run.records_read / elapsed if elapsed > 0 else None
     session.add(run)
     for error in errors:

@@ -305,6 +305,7 @@ class ShopData:
             "firstName": first,
             "lastName": last + "son",
             "email": f"customer{index}@example.com",
+            "defaultEmailAddress": {"emailAddress": f"customer{index}@example.com"},
             "state": "ENABLED",
             "numberOfOrders": str(self._rand("orders", index) % 12),
             "amountSpent": {

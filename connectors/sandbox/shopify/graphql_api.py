@@ -538,6 +538,19 @@ def _resolve_locations(_: Any, info: Any, first: int | None = None, **__: Any) -
     )
 
 
+def _count(kind: str) -> Callable:
+    def resolve(
+        _: Any, info: Any, query: str | None = None, limit: int | None = 10_000, **__: Any
+    ) -> dict[str, Any]:
+        shop = _shop_of(info)
+        total = sum(1 for _ in _ordered(shop, kind, None, query))
+        if limit is not None and total > limit:
+            return {"count": limit, "precision": "AT_LEAST"}
+        return {"count": total, "precision": "EXACT"}
+
+    return resolve
+
+
 def _resolve_node_by_id(kind: str) -> Callable:
     def resolve(_: Any, info: Any, id: str) -> dict[str, Any] | None:
         shop = _shop_of(info)
@@ -561,6 +574,9 @@ def _attach_resolvers(schema: GraphQLSchema) -> None:
     query.fields["customers"].resolve = _root_connection("customer", customer)
     query.fields["inventoryItems"].resolve = _resolve_inventory_items
     query.fields["locations"].resolve = _resolve_locations
+    query.fields["productsCount"].resolve = _count("product")
+    query.fields["ordersCount"].resolve = _count("order")
+    query.fields["customersCount"].resolve = _count("customer")
     query.fields["product"].resolve = _resolve_node_by_id("product")
     query.fields["order"].resolve = _resolve_node_by_id("order")
     query.fields["customer"].resolve = _resolve_node_by_id("customer")

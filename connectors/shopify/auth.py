@@ -1,0 +1,181 @@
+"""Shopify OAuth (authorization code grant, offline tokens) and request signatures."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from authlib.common.urls import add_params_to_uri
+
+from connectors.base import StoredCredential
+from connectors.errors import AuthRevoked, OAuthError, PlatformError, TransientError
+from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.shopify.domains import validate_shop_domain
+
+CALLBACK_MAX_AGE = timedelta(minutes=5)
+ACCESS_TOKEN = "access_token"  # noqa: S105  credential kind names, not secrets
+REFRESH_TOKEN = "refresh_token"  # noqa: S105
+
+
+def shop_base_url(shop: str, base_url: str | None) -> str:
+    """``https://{shop}`` on the real platform; ``{base}/{shop}`` against the sandbox."""
+    shop = validate_shop_domain(shop)
+    return f"{base_url}/{shop}" if base_url else f"https://{shop}"
+
+
+def authorize_url(
+    *,
+    shop: str,
+    client_id: str,
+    scopes: list[str],
+    redirect_uri: str,
+    state: str,
+    base_url: str | None,
+) -> str:
+    return add_params_to_uri(
+        f"{shop_base_url(shop, base_url)}/admin/oauth/authorize",
+        [
+            ("client_id", client_id),
+            ("scope", ",".join(scopes)),
+            ("redirect_uri", redirect_uri),
+            ("state", state),
+        ],
+    )
+
+
+def query_signature(params: Mapping[str, str], secret: str) -> str:
+    message = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "hmac")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_callback(params: Mapping[str, str], *, secret: str, now: float | None = None) -> str:
+    """Check the callback's hmac and timestamp; returns the validated shop domain.
+
+    Raises OAuthError with a message for the person in front of the browser.
+    """
+    retry = "Start the connection again from the hub or your connect link."
+    given = params.get("hmac", "")
+    if not given or not hmac.compare_digest(given, query_signature(params, secret)):
+        raise OAuthError(
+            "callback hmac mismatch",
+            user_message=f"The answer from Shopify could not be verified (bad signature). {retry}",
+        )
+    try:
+        stamp = int(params.get("timestamp", ""))
+    except ValueError:
+        raise OAuthError(
+            "callback without timestamp",
+            user_message=f"The answer from Shopify had no valid time. {retry}",
+        ) from None
+    age = (now or time.time()) - stamp
+    if age > CALLBACK_MAX_AGE.total_seconds() or age < -60:
+        raise OAuthError(
+            "callback too old", user_message=f"The answer from Shopify is too old. {retry}"
+        )
+    try:
+        return validate_shop_domain(params.get("shop", ""))
+    except Exception:
+        raise OAuthError(
+            "callback with invalid shop", user_message=f"The answer named an invalid shop. {retry}"
+        ) from None
+
+
+def verify_webhook(body: bytes, signature: str | None, secret: str) -> bool:
+    """X-Shopify-Hmac-Sha256: base64 HMAC-SHA256 of the raw body; constant-time compare."""
+    if not signature:
+        return False
+    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return hmac.compare_digest(expected, signature)
+
+
+def _credentials(body: dict[str, Any]) -> list[StoredCredential]:
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise PlatformError("token endpoint answered without an access token")
+    scopes = [s for s in str(body.get("scope", "")).split(",") if s]
+    now = datetime.now(UTC)
+    expires = now + timedelta(seconds=int(body["expires_in"])) if body.get("expires_in") else None
+    result = [StoredCredential(ACCESS_TOKEN, token, scopes, expires)]
+    if body.get("refresh_token"):
+        refresh_expires = (
+            now + timedelta(seconds=int(body["refresh_token_expires_in"]))
+            if body.get("refresh_token_expires_in")
+            else None
+        )
+        result.append(
+            StoredCredential(REFRESH_TOKEN, body["refresh_token"], scopes, refresh_expires)
+        )
+    return result
+
+
+async def _token_request(
+    shop: str,
+    base_url: str | None,
+    payload: dict[str, str],
+    transport: httpx.AsyncBaseTransport | None,
+) -> dict[str, Any]:
+    url = f"{shop_base_url(shop, base_url)}/admin/oauth/access_token"
+    async with build_client(transport=transport) as client:
+
+        async def post() -> httpx.Response:
+            response = await client.post(url, json=payload)
+            raise_for_transient(response)
+            return response
+
+        try:
+            response = await with_retries(post, attempts=3, max_elapsed=30)
+        except (TransientError, httpx.TransportError) as error:
+            raise TransientError(f"Shopify token endpoint unreachable: {error}") from error
+    try:
+        body = response.json()
+    except ValueError:
+        raise PlatformError("token endpoint answered with a malformed body") from None
+    if response.status_code >= 400:
+        if body.get("error") == "invalid_grant":
+            raise AuthRevoked("refresh token refused (invalid_grant)")
+        raise OAuthError(
+            f"token exchange refused: {body.get('error')}",
+            user_message="Shopify refused the authorization code (it may have "
+            "expired or been used). Start the connection again.",
+        )
+    return body
+
+
+async def exchange_code(
+    *,
+    shop: str,
+    code: str,
+    client_id: str,
+    client_secret: str,
+    base_url: str | None,
+    expiring: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[StoredCredential]:
+    payload = {"client_id": client_id, "client_secret": client_secret, "code": code}
+    if expiring:
+        payload["expiring"] = "1"
+    return _credentials(await _token_request(shop, base_url, payload, transport))
+
+
+async def refresh_access_token(
+    *,
+    shop: str,
+    refresh_token: str,
+    client_id: str,
+    client_secret: str,
+    base_url: str | None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[StoredCredential]:
+    payload = {
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+    }
+    return _credentials(await _token_request(shop, base_url, payload, transport))

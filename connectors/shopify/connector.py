@@ -1,0 +1,197 @@
+"""ShopifyConnector: the Connector interface over the Admin GraphQL API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from connectors.base import (
+    Batch,
+    Connector,
+    CredentialStore,
+    IntegrationRef,
+    RecordKind,
+    StreamSpec,
+)
+from connectors.errors import AuthRevoked, InvalidInput
+from connectors.shopify import auth, queries
+from connectors.shopify.client import ShopifyClient
+from connectors.shopify.streams import read_window
+
+REFRESH_AHEAD = timedelta(seconds=60)  # authlib's leeway: refresh a minute before expiry
+
+
+@dataclass(frozen=True)
+class ShopifyConfig:
+    client_id: str
+    client_secret: str
+    scopes: tuple[str, ...]
+    base_url: str | None  # None: the real https://{shop}
+    bulk_threshold: int = 10_000
+
+
+class ShopifyConnector(Connector):
+    platform: ClassVar[str] = "shopify"
+    label: ClassVar[str] = "Shopify"
+    streams: ClassVar[tuple[StreamSpec, ...]] = (
+        StreamSpec(
+            "products",
+            "Products",
+            "Products and their variants",
+            (RecordKind.PRODUCT, RecordKind.VARIANT),
+            15,
+        ),
+        StreamSpec(
+            "inventory",
+            "Inventory",
+            "Stock per inventory item and location",
+            (RecordKind.INVENTORY_LEVEL,),
+            15,
+        ),
+        StreamSpec(
+            "orders",
+            "Orders",
+            "Orders and their line items",
+            (RecordKind.ORDER, RecordKind.ORDER_LINE),
+            5,
+        ),
+        StreamSpec("customers", "Customers", "Customer profiles", (RecordKind.CUSTOMER,), 60),
+    )
+
+    def __init__(
+        self, config: ShopifyConfig, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self.transport = transport
+
+    @classmethod
+    def from_settings(
+        cls, values: Mapping[str, Any], *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> ShopifyConnector:
+        if not values.get("shopify_client_id") or not values.get("shopify_client_secret"):
+            raise InvalidInput(
+                "Shopify app credentials are not configured "
+                "(HUB_SHOPIFY_CLIENT_ID / HUB_SHOPIFY_CLIENT_SECRET)"
+            )
+        scopes = tuple(
+            s.strip() for s in str(values.get("shopify_scopes", "")).split(",") if s.strip()
+        )
+        return cls(ShopifyConfig(
+            client_id=values["shopify_client_id"], client_secret=values["shopify_client_secret"],
+            scopes=scopes, base_url=values.get("shopify_base_url"),
+            bulk_threshold=int(values.get("shopify_bulk_threshold") or 10_000),
+        ), transport)  # fmt: skip
+
+    def base_url(self, shop: str) -> str:
+        return auth.shop_base_url(shop, self.config.base_url)
+
+    async def access_token(self, shop: str, credentials: CredentialStore) -> str:
+        """The shop's token; an expiring one is refreshed ahead of expiry, once at a time."""
+        token = await credentials.get(auth.ACCESS_TOKEN)
+        if token is None:
+            raise AuthRevoked("no access token stored: connect the shop first")
+        if token.expires_at is None or token.expires_at - REFRESH_AHEAD > datetime.now(UTC):
+            return token.secret
+        async with credentials.refresh_lock(auth.ACCESS_TOKEN):
+            token = await credentials.get(auth.ACCESS_TOKEN)  # another process may have won
+            if token and (
+                token.expires_at is None or token.expires_at - REFRESH_AHEAD > datetime.now(UTC)
+            ):
+                return token.secret
+            refresh = await credentials.get(auth.REFRESH_TOKEN)
+            if refresh is None:
+                raise AuthRevoked("the access token expired and there is no refresh token")
+            fresh = await auth.refresh_access_token(
+                shop=shop, refresh_token=refresh.secret, client_id=self.config.client_id,
+                client_secret=self.config.client_secret, base_url=self.config.base_url,
+                transport=self.transport)  # fmt: skip
+            for credential in fresh:  # saved before use: a crash cannot lose the rotated token
+                await credentials.save(credential)
+            return fresh[0].secret
+
+    async def client(self, shop: str, credentials: CredentialStore) -> ShopifyClient:
+        token = await self.access_token(shop, credentials)
+        return ShopifyClient(
+            shop=shop, base_url=self.base_url(shop), token=token, transport=self.transport
+        )
+
+    async def read_stream(
+        self,
+        integration: IntegrationRef,
+        credentials: CredentialStore,
+        stream: str,
+        cursor: dict[str, Any] | None,
+        *,
+        full_refresh: bool = False,
+    ) -> AsyncIterator[Batch]:
+        self.stream(stream)  # KeyError for an unknown stream
+        if not integration.shop_domain:
+            raise InvalidInput("this integration has no shop domain")
+        client = await self.client(integration.shop_domain, credentials)
+        try:
+            async for batch in read_window(client, stream, None if full_refresh else cursor):
+                yield batch
+        finally:
+            await client.aclose()
+
+    # --- set-up after connecting -------------------------------------------------------------
+
+    async def fetch_shop(self, shop: str, credentials: CredentialStore) -> dict[str, Any]:
+        client = await self.client(shop, credentials)
+        try:
+            data = await client.query("Shop", queries.SHOP, expected_cost=2)
+        finally:
+            await client.aclose()
+        info = data["shop"]
+        return {
+            "name": info.get("name"),
+            "plan": (info.get("plan") or {}).get("displayName"),
+            "currency": info.get("currencyCode"),
+            "timezone": info.get("ianaTimezone"),
+            "email": info.get("email"),
+        }
+
+    async def subscribe_webhooks(
+        self, shop: str, credentials: CredentialStore, callback_url: str
+    ) -> dict[str, str | None]:
+        """Subscribe every topic the hub needs; returns topic -> subscription id."""
+        client = await self.client(shop, credentials)
+        result: dict[str, str | None] = {}
+        try:
+            for topic in queries.WEBHOOK_TOPICS:
+                data = await client.query(
+                    "WebhookSubscribe",
+                    queries.WEBHOOK_SUBSCRIBE,
+                    {"topic": topic, "uri": callback_url},
+                    expected_cost=10,
+                )
+                payload = data.get("webhookSubscriptionCreate") or {}
+                subscription = payload.get("webhookSubscription") or {}
+                errors = payload.get("userErrors") or []
+                taken = any("already been taken" in str(e.get("message")) for e in errors)
+                if errors and not taken:
+                    raise InvalidInput(f"subscribing {topic} failed: {errors[0]['message']}")
+                result[topic] = subscription.get("id")
+        finally:
+            await client.aclose()
+        return result
+
+    async def fetch_node(
+        self, shop: str, credentials: CredentialStore, kind: str, node_id: str
+    ) -> dict[str, Any] | None:
+        """The current product or order behind a webhook (None when it no longer exists)."""
+        client = await self.client(shop, credentials)
+        document, name = (
+            (queries.PRODUCT_BY_ID, "ProductById")
+            if kind == "product"
+            else (queries.ORDER_BY_ID, "OrderById")
+        )
+        try:
+            data = await client.query(name, document, {"id": node_id}, expected_cost=30)
+        finally:
+            await client.aclose()
+        return data.get(kind)
