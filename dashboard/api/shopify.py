@@ -1,0 +1,166 @@
+"""Shopify HTTP routes: install (OAuth start and callback) and the webhook endpoint."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from connectors.errors import ConnectorError, InvalidInput, OAuthError
+from connectors.shopify import auth as shopify_auth
+from connectors.shopify.connector import ShopifyConnector
+from dashboard.api.result_page import result_page
+from dashboard.db import in_session
+from dashboard.services import connect, shopify_webhooks
+from dashboard.services import integrations as integration_service
+from dashboard.services.credentials import DbCredentialStore, save_credential
+from dashboard.settings import get_settings
+
+log = logging.getLogger("hub.shopify")
+PLATFORM = "shopify"
+MAX_WEBHOOK_BYTES = 1_000_000
+
+
+def connector() -> ShopifyConnector:
+    return ShopifyConnector.from_settings(get_settings().model_dump())
+
+
+async def start(request: Request) -> Response:
+    """Send the browser to the shop's consent page with a fresh single-use state."""
+    try:
+        started = await connect.start_connection(
+            platform=PLATFORM,
+            integration_id=request.query_params.get("integration"),
+            link_token=request.query_params.get("link"),
+            session_token=request.cookies.get("hub_session"),
+        )
+        settings = get_settings()
+        url = shopify_auth.authorize_url(
+            shop=started.shop_domain or "",
+            client_id=settings.shopify_client_id or "",
+            scopes=settings.shopify_scope_list,
+            redirect_uri=integration_service.connect_callback_url(PLATFORM),
+            state=started.state,
+            base_url=settings.shopify_base_url,
+        )
+    except connect.StartRefused as refused:
+        return result_page("This link cannot be used", str(refused), ok=False, status=403)
+    except InvalidInput as invalid:
+        return result_page("Shop not valid", str(invalid), ok=False, status=400)
+    return RedirectResponse(url, status_code=302)
+
+
+async def callback(request: Request) -> Response:
+    """Shopify sends the merchant back here: verify everything, store the token, connect."""
+    params = dict(request.query_params)
+    settings = get_settings()
+    try:
+        shop = shopify_auth.verify_callback(params, secret=settings.shopify_client_secret or "")
+        state = await in_session(
+            lambda s: integration_service.consume_oauth_state(
+                session=s, state=params.get("state"), platform=PLATFORM
+            )
+        )
+        if state.shop_domain != shop:
+            raise OAuthError(
+                "shop mismatch",
+                user_message="Shopify answered for a different "
+                "shop than the one being connected. Start again from the hub.",
+            )
+        credentials = await shopify_auth.exchange_code(
+            shop=shop,
+            code=params.get("code", ""),
+            client_id=settings.shopify_client_id or "",
+            client_secret=settings.shopify_client_secret or "",
+            base_url=settings.shopify_base_url,
+        )
+        integration_id = state.integration_id
+        for credential in credentials:
+            await in_session(
+                lambda s, c=credential: save_credential(
+                    session=s, integration_id=integration_id, credential=c
+                )
+            )
+        store = DbCredentialStore(integration_id)
+        shopify = connector()
+        shop_info = await shopify.fetch_shop(shop, store)
+        callback_url = integration_service.webhook_url(PLATFORM)
+        try:
+            subscriptions = await shopify.subscribe_webhooks(shop, store, callback_url)
+        except ConnectorError as error:  # syncing still works; webhooks only speed it up
+            log.warning("webhook subscription for %s failed: %s", shop, error)
+            subscriptions = {}
+
+        def finish(session):
+            integration = integration_service.mark_connected(
+                session=session,
+                integration_id=integration_id,
+                shop_info=shop_info,
+                actor="merchant" if state.connect_link_id else "manager",
+            )
+            integration_service.finish_connect_link(session=session, link_id=state.connect_link_id)
+            connect.record_webhook_subscriptions(
+                session=session,
+                integration_id=integration_id,
+                subscriptions=subscriptions,
+                callback_url=callback_url,
+            )
+            return integration.display_name
+
+        name = await in_session(finish)
+    except OAuthError as refused:
+        log.info("shopify callback refused: %s", refused)
+        return result_page("Connection not completed", refused.user_message, ok=False, status=400)
+    except ConnectorError as error:
+        log.warning("shopify callback failed: %s", type(error).__name__)
+        return result_page(
+            "Connection not completed",
+            "Shopify could not be reached to "
+            "finish the connection. Please try again in a few minutes.",
+            ok=False,
+            status=502,
+        )
+    connect.schedule_first_sync(integration_id)
+    if state.user_id is not None:  # a manager connecting from the hub goes back to it
+        return RedirectResponse(f"/integrations/{integration_id}", status_code=302)
+    return result_page(
+        "Connected",
+        f"{shop_info.get('name') or shop} is now connected to "
+        f"{settings.org_name} ({name}). You can close this page.",
+        ok=True,
+    )
+
+
+async def webhook(request: Request) -> Response:
+    """Verify before parsing, persist before answering, process afterwards."""
+    length = int(request.headers.get("content-length") or 0)
+    if length > MAX_WEBHOOK_BYTES:
+        return JSONResponse({"error": "payload too large"}, status_code=413)
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        return JSONResponse({"error": "payload too large"}, status_code=413)
+    headers = request.headers
+    if not body or not headers.get("x-shopify-topic") or not headers.get("x-shopify-webhook-id"):
+        return JSONResponse({"error": "missing body or Shopify headers"}, status_code=400)
+    secret = get_settings().shopify_client_secret or ""
+    if not shopify_auth.verify_webhook(body, headers.get("x-shopify-hmac-sha256"), secret):
+        log.warning("shopify webhook with a bad signature refused")
+        return JSONResponse({"error": "invalid signature"}, status_code=401)
+    event_id = await shopify_webhooks.persist(
+        webhook_id=headers["x-shopify-webhook-id"],
+        topic=headers["x-shopify-topic"],
+        shop=headers.get("x-shopify-shop-domain", ""),
+        body=body,
+    )
+    if event_id is not None:
+        shopify_webhooks.process_later(event_id)
+    return JSONResponse({"ok": True})
+
+
+routes = [
+    Route("/api/oauth/shopify/start", start, methods=["GET"]),
+    Route("/api/oauth/shopify/callback", callback, methods=["GET"]),
+    Route("/api/webhooks/shopify", webhook, methods=["POST"]),
+]

@@ -1,0 +1,239 @@
+"""Shopify webhook events: stored first (deduplicated on X-Shopify-Webhook-Id), then applied.
+
+Changes are applied by re-reading the current record from the Admin API (payloads can arrive
+out of order; the API answers with the latest state), deletes mark records deleted, and
+app/uninstalled disconnects the integration and destroys its token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from connectors.base import UnifiedRecord
+from connectors.errors import AuthError, ConnectorError
+from connectors.shopify.connector import ShopifyConnector
+from connectors.shopify.streams import normalize_order, normalize_product
+from dashboard.db import in_session
+from dashboard.models import (
+    Customer,
+    Integration,
+    IntegrationStatus,
+    Order,
+    OrderLine,
+    Product,
+    Variant,
+    WebhookEvent,
+    WebhookStatus,
+)
+from dashboard.services.audit import record_audit
+from dashboard.services.credentials import DbCredentialStore, delete_credentials
+from dashboard.services.integrations import find_integration_by_shop
+from dashboard.services.records import upsert_records
+from dashboard.settings import get_settings
+
+log = logging.getLogger("hub.shopify.webhooks")
+_tasks: set[asyncio.Task[None]] = set()
+COMPLIANCE = {"customers/data_request", "customers/redact", "shop/redact"}
+
+
+async def persist(*, webhook_id: str, topic: str, shop: str, body: bytes) -> uuid.UUID | None:
+    """Store the event; None when this webhook id was received already (a redelivery)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = {"unparsed": body[:2000].decode(errors="replace")}
+
+    def store(session: Session) -> uuid.UUID | None:
+        integration = find_integration_by_shop(session=session, shop_domain=shop) if shop else None
+        event = WebhookEvent(
+            platform="shopify",
+            webhook_id=webhook_id[:128],
+            topic=topic[:64],
+            shop=shop[:255] or None,
+            payload=payload if isinstance(payload, dict) else {"value": payload},
+            integration_id=integration.id if integration else None,
+        )
+        session.add(event)
+        try:
+            session.flush()
+        except sa.exc.IntegrityError:
+            session.rollback()
+            return None
+        return event.id
+
+    return await in_session(store)
+
+
+def process_later(event_id: uuid.UUID) -> None:
+    task = asyncio.get_running_loop().create_task(process(event_id))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def process(event_id: uuid.UUID) -> None:
+    event = await in_session(lambda s: s.get(WebhookEvent, event_id))
+    if event is None:
+        return
+    status, error = WebhookStatus.PROCESSED, None
+    try:
+        handled = await _apply(event)
+        if not handled:
+            status = WebhookStatus.IGNORED
+    except (ConnectorError, ValueError, KeyError) as failure:
+        status, error = WebhookStatus.FAILED, f"{type(failure).__name__}: {failure}"
+        log.warning("webhook %s (%s) failed: %s", event.webhook_id, event.topic, error)
+
+    def done(session: Session) -> None:
+        row = session.get(WebhookEvent, event_id)
+        if row is not None:
+            row.status, row.error, row.processed_at = status.value, error, datetime.now(UTC)
+            session.add(row)
+
+    await in_session(done)
+
+
+async def _apply(event: WebhookEvent) -> bool:
+    topic, payload = event.topic, event.payload
+    if topic in COMPLIANCE:
+        await in_session(lambda s: _compliance(s, event))
+        return True
+    if event.integration_id is None:
+        return False
+    integration = await in_session(lambda s: s.get(Integration, event.integration_id))
+    if integration is None or not integration.shop_domain:
+        return False
+    if topic == "app/uninstalled":
+        await in_session(lambda s: _uninstalled(s, integration.id))
+        return True
+    resource, _, action = topic.partition("/")
+    if action == "delete":
+        table = {"products": Product, "orders": Order, "customers": Customer}.get(resource)
+        if table is None:
+            return False
+        kind = resource[:-1].capitalize()
+        gid = payload.get("admin_graphql_api_id") or f"gid://shopify/{kind}/{payload['id']}"
+        await in_session(lambda s: _mark_deleted(s, integration.id, table, gid))
+        return True
+    if resource in ("products", "orders"):
+        kind = resource[:-1]
+        gid = (
+            payload.get("admin_graphql_api_id")
+            or f"gid://shopify/{kind.capitalize()}/{payload['id']}"
+        )
+        connector = ShopifyConnector.from_settings(get_settings().model_dump())
+        try:
+            node = await connector.fetch_node(
+                integration.shop_domain, DbCredentialStore(integration.id), kind, gid
+            )
+        except AuthError:
+            return False  # the next sync marks the integration needs_reauth
+        if node is None:
+            table = Product if kind == "product" else Order
+            await in_session(lambda s: _mark_deleted(s, integration.id, table, gid))
+            return True
+        records: list[UnifiedRecord] = (
+            normalize_product(node) if kind == "product" else normalize_order(node)
+        )
+        await in_session(
+            lambda s: upsert_records(session=s, integration_id=integration.id, records=records)
+        )
+        return True
+    if resource in ("customers", "inventory_levels"):
+        from dashboard.services import sync
+
+        stream = "customers" if resource == "customers" else "inventory"
+        try:
+            await sync.request_sync(integration_id=integration.id, stream=stream, trigger="webhook")
+        except sync.SyncRefused:
+            return False
+        return True
+    return False
+
+
+def _mark_deleted(session: Session, integration_id: uuid.UUID, table: Any, gid: str) -> None:
+    now = datetime.now(UTC)
+    session.execute(
+        sa.update(table)
+        .where(
+            col(table.integration_id) == integration_id,
+            col(table.external_id) == gid,
+            col(table.deleted_at).is_(None),
+        )
+        .values(deleted_at=now)
+    )
+    children = {
+        Product: (Variant, Variant.product_external_id),
+        Order: (OrderLine, OrderLine.order_external_id),
+    }.get(table)
+    if children is not None:
+        child, parent_column = children
+        session.execute(
+            sa.update(child)
+            .where(
+                col(child.integration_id) == integration_id,
+                col(parent_column) == gid,
+                col(child.deleted_at).is_(None),
+            )
+            .values(deleted_at=now)
+        )
+
+
+def _uninstalled(session: Session, integration_id: uuid.UUID) -> None:
+    integration = session.get(Integration, integration_id)
+    if integration is None:
+        return
+    delete_credentials(session=session, integration_id=integration_id)
+    integration.status = IntegrationStatus.DISCONNECTED.value
+    integration.status_detail = (
+        "The merchant removed the app from their shop. Send a reconnect link to sync again."
+    )
+    session.add(integration)
+    record_audit(
+        session=session,
+        actor="shopify",
+        action="integration.uninstalled",
+        target=str(integration_id),
+    )
+
+
+def _compliance(session: Session, event: WebhookEvent) -> None:
+    """Mandatory GDPR topics: record the request; redact what Shopify asks us to forget."""
+    payload = event.payload
+    integration = find_integration_by_shop(session=session, shop_domain=event.shop or "")
+    redacted = 0
+    if integration is not None and event.topic == "customers/redact":
+        customer_id = (payload.get("customer") or {}).get("id")
+        if customer_id:
+            gid = f"gid://shopify/Customer/{customer_id}"
+            redacted = (
+                session.execute(
+                    sa.delete(Customer).where(
+                        col(Customer.integration_id) == integration.id,
+                        col(Customer.external_id) == gid,
+                    )
+                ).rowcount
+                or 0
+            )  # type: ignore[attr-defined]
+    if integration is not None and event.topic == "shop/redact":
+        for table in (Customer,):
+            redacted += (
+                session.execute(
+                    sa.delete(table).where(col(table.integration_id) == integration.id)
+                ).rowcount
+                or 0
+            )  # type: ignore[attr-defined]
+    record_audit(
+        session=session,
+        actor="shopify",
+        action=f"compliance.{event.topic}",
+        target=event.shop or "",
+        context={"redacted_rows": redacted, "webhook_id": event.webhook_id},
+    )
