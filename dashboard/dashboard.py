@@ -4,9 +4,13 @@ import reflex as rx
 
 from dashboard.api import build_api
 from dashboard.pages import (  # noqa: F401  registers pages
+    connect,
+    integration_detail,
     integrations,
     login,
+    new_integration,
     overview,
+    records,
     runs,
     settings,
 )

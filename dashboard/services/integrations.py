@@ -374,3 +374,130 @@ def finish_connect_link(*, session: Session, link_id: uuid.UUID | None) -> None:
     if link is not None and link.used_at is None:
         link.used_at = _now()
         session.add(link)
+
+
+# --- detail, rename, disconnect, delete -------------------------------------------------------
+
+
+def integration_detail(*, session: Session, integration_id: uuid.UUID) -> dict[str, object]:
+    """What the detail page shows: never a secret, only ages, scopes and key ids."""
+    from dashboard.services.credentials import credential_summaries
+
+    integration = get_integration(session=session, integration_id=integration_id)
+    credentials = credential_summaries(session=session, integration_id=integration.id)
+    token = next(
+        (c for c in credentials if c["kind"] == "access_token"), next(iter(credentials), None)
+    )
+
+    def iso(value: object) -> str:
+        return value.isoformat() if isinstance(value, datetime) else ""
+
+    return {
+        "id": str(integration.id),
+        "platform": integration.platform,
+        "name": integration.display_name,
+        "account": integration.shop_domain or integration.selling_partner_id or "",
+        "region": (integration.region or "").upper(),
+        "marketplaces": ", ".join(integration.marketplaces or []),
+        "status": integration.status,
+        "status_detail": integration.status_detail or "",
+        "shop_name": str(integration.shop_info.get("name") or ""),
+        "shop_plan": str(integration.shop_info.get("plan") or ""),
+        "currency": str(integration.shop_info.get("currency") or ""),
+        "connected_at": iso(integration.connected_at),
+        "last_sync": iso(integration.last_sync_at),
+        "token_refreshed": iso(token["refreshed_at"] or token["created_at"]) if token else "",
+        "token_expires": iso(token["expires_at"]) if token else "",
+        "scopes": ", ".join(token["scopes"]) if token else "",  # type: ignore[arg-type]
+        "key_id": str(token["key_id"]) if token else "",
+    }
+
+
+def stream_rows(*, session: Session, integration_id: uuid.UUID) -> list[dict[str, object]]:
+    from dashboard.services.records import count_records
+
+    kinds = {
+        "products": "product",
+        "inventory": "inventory_level",
+        "orders": "order",
+        "customers": "customer",
+        "listings": "product",
+    }
+    rows = []
+    for config in session.exec(
+        select(StreamConfig)
+        .where(StreamConfig.integration_id == integration_id)
+        .order_by(col(StreamConfig.stream))
+    ):
+        kind = kinds.get(config.stream)
+        rows.append(
+            {
+                "stream": config.stream,
+                "interval": config.interval_minutes,
+                "paused": config.paused,
+                "last_run": config.last_run_at.isoformat() if config.last_run_at else "",
+                "next_run": config.next_run_at.isoformat() if config.next_run_at else "",
+                "records": count_records(session=session, integration_id=integration_id, kind=kind)
+                if kind
+                else 0,
+            }
+        )
+    return rows
+
+
+def rename_integration(
+    *, session: Session, integration_id: uuid.UUID, name: str, actor: User
+) -> None:
+    integration = get_integration(session=session, integration_id=integration_id)
+    name = name.strip()
+    if not name:
+        raise InvalidInput("give the integration a name")
+    integration.display_name = name[:200]
+    session.add(integration)
+    record_audit(
+        session=session,
+        actor=actor.email,
+        action="integration.rename",
+        target=str(integration_id),
+        context={"name": name},
+    )
+
+
+def disconnect_integration(*, session: Session, integration_id: uuid.UUID, actor: User) -> None:
+    """Stop syncing and destroy the stored tokens; data and history stay."""
+    from dashboard.services.credentials import delete_credentials
+
+    integration = get_integration(session=session, integration_id=integration_id)
+    delete_credentials(session=session, integration_id=integration_id)
+    integration.status = IntegrationStatus.DISCONNECTED.value
+    integration.status_detail = "Disconnected by " + actor.email
+    session.add(integration)
+    record_audit(
+        session=session,
+        actor=actor.email,
+        action="integration.disconnect",
+        target=str(integration_id),
+    )
+
+
+def delete_integration(*, session: Session, integration_id: uuid.UUID, actor: User) -> None:
+    """Remove the integration with its credentials, streams, runs and synced records."""
+    import sqlalchemy as sa
+
+    from dashboard.models import RECORD_TABLES, SyncEvent, SyncRun
+
+    integration = get_integration(session=session, integration_id=integration_id)
+    name = integration.display_name
+    run_ids = select(SyncRun.id).where(SyncRun.integration_id == integration_id)
+    session.execute(sa.delete(SyncEvent).where(col(SyncEvent.run_id).in_(run_ids)))
+    for table in RECORD_TABLES.values():
+        session.execute(sa.delete(table).where(col(table.integration_id) == integration_id))
+    session.delete(integration)
+    session.flush()
+    record_audit(
+        session=session,
+        actor=actor.email,
+        action="integration.delete",
+        target=str(integration_id),
+        context={"name": name},
+    )

@@ -1,0 +1,164 @@
+"""The merchant's page behind a connect link: no sign-in, plain words, approve or decline."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from dashboard import routes
+from dashboard.db import in_session
+from dashboard.models import Integration
+from dashboard.services import integrations as integration_service
+from dashboard.services.integrations import LinkInvalid
+from dashboard.settings import get_settings
+
+SCOPE_WORDS = {
+    "read_products": "See your products and their variants",
+    "read_inventory": "See your stock levels",
+    "read_orders": "See your orders, including the customer details on them",
+    "read_customers": "See your customer profiles",
+    "read_locations": "See your store and warehouse locations",
+}
+AMAZON_ACCESS = [
+    "See your orders and the items in them",
+    "See your listings (catalog report)",
+    "See your FBA inventory",
+]
+
+
+class ConnectState(rx.State):
+    org_name: str = get_settings().org_name
+    platform: str = ""
+    store: str = ""
+    purpose: str = "connect"
+    access: list[str] = []
+    problem: str = ""
+    declined: bool = False
+    loaded: bool = False
+
+    @rx.var
+    def link_token(self) -> str:
+        return self.router.page.params.get("token", "")
+
+    @rx.var
+    def approve_url(self) -> str:
+        return f"/api/oauth/{self.platform}/start?link={self.link_token}"
+
+    @rx.event
+    async def load_link(self):
+        token = self.link_token
+
+        def load(session):
+            link = integration_service.resolve_connect_link(session=session, token=token)
+            integration = session.get(Integration, link.integration_id)
+            return link.purpose, integration
+
+        self.declined, self.problem = False, ""
+        try:
+            purpose, integration = await in_session(load)
+        except LinkInvalid as invalid:
+            self.problem, self.loaded = str(invalid), True
+            return
+        settings = get_settings()
+        self.purpose = purpose
+        self.platform = integration.platform
+        if integration.platform == "shopify":
+            self.store = integration.shop_domain or ""
+            self.access = [SCOPE_WORDS.get(s, s) for s in settings.shopify_scope_list]
+        else:
+            self.store = f"Amazon seller account ({(integration.region or '').upper()})"
+            self.access = AMAZON_ACCESS
+        self.loaded = True
+
+    @rx.event
+    async def decline(self):
+        token = self.link_token
+        try:
+            await in_session(
+                lambda s: integration_service.decline_connect_link(session=s, token=token)
+            )
+        except LinkInvalid as invalid:
+            self.problem = str(invalid)
+            return
+        self.declined = True
+
+
+def card(*children: rx.Component) -> rx.Component:
+    return rx.center(
+        rx.card(rx.vstack(*children, spacing="4"), width="min(32rem, 94vw)", size="4"),
+        min_height="100vh",
+        padding="1rem",
+    )
+
+
+@rx.page(route=routes.CONNECT, title="Connect your store", on_load=ConnectState.load_link)
+def connect_page() -> rx.Component:
+    return rx.cond(
+        ~ConnectState.loaded,
+        rx.center(rx.spinner(size="3"), min_height="100vh"),
+        rx.cond(
+            ConnectState.problem != "",
+            card(
+                rx.icon("link-2-off", size=32),
+                rx.heading("This link cannot be used", size="5"),
+                rx.text(ConnectState.problem),
+            ),
+            rx.cond(
+                ConnectState.declined,
+                card(
+                    rx.icon("circle-x", size=32),
+                    rx.heading("Request declined", size="5"),
+                    rx.text(
+                        ConnectState.org_name, " will not get access. You can close this page."
+                    ),
+                ),
+                card(
+                    rx.heading(
+                        ConnectState.org_name,
+                        " asks to connect to ",
+                        rx.cond(
+                            ConnectState.platform == "shopify",
+                            "your Shopify store",
+                            "your Amazon seller account",
+                        ),
+                        size="5",
+                    ),
+                    rx.text("Store: ", rx.code(ConnectState.store)),
+                    rx.text(
+                        "If you approve, ",
+                        ConnectState.org_name,
+                        " will be able to:",
+                        weight="medium",
+                    ),
+                    rx.el.ul(rx.foreach(ConnectState.access, lambda a: rx.el.li(a))),
+                    rx.text(
+                        "Read-only: nothing in your store is changed. You can remove the "
+                        "access at any time from your store's admin.",
+                        size="2",
+                        color_scheme="gray",
+                    ),
+                    rx.hstack(
+                        rx.link(
+                            rx.button(rx.icon("check"), "Approve", size="3"),
+                            href=ConnectState.approve_url,
+                            is_external=False,
+                        ),
+                        rx.button(
+                            "Decline",
+                            size="3",
+                            variant="soft",
+                            color_scheme="gray",
+                            on_click=ConnectState.decline,
+                        ),
+                        wrap="wrap",
+                    ),
+                    rx.text(
+                        "Approve takes you to ",
+                        rx.cond(ConnectState.platform == "shopify", "Shopify", "Amazon"),
+                        " to confirm.",
+                        size="2",
+                        color_scheme="gray",
+                    ),
+                ),
+            ),
+        ),
+    )

@@ -1,0 +1,410 @@
+"""Add-integration wizard: platform -> details -> streams and schedule -> connect or link."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import reflex as rx
+
+from connectors.errors import InvalidInput
+from dashboard import routes
+from dashboard.components.shell import template
+from dashboard.db import in_session
+from dashboard.models import Role
+from dashboard.services import integrations as integration_service
+from dashboard.services.auth import PermissionDenied
+from dashboard.state.auth import AuthState
+
+# Amazon marketplaces per SP-API region (id, label): the seller picks where they sell.
+MARKETPLACES = {
+    "na": [
+        ("ATVPDKIKX0DER", "United States"),
+        ("A2EUQ1WTGCTBG2", "Canada"),
+        ("A1AM78C64UM0Y8", "Mexico"),
+        ("A2Q3Y263D00KWC", "Brazil"),
+    ],
+    "eu": [
+        ("A1F83G8C2ARO7P", "United Kingdom"),
+        ("A1PA6795UKMFR9", "Germany"),
+        ("A13V1IB3VIYZZH", "France"),
+        ("APJ6JRA9NG5V4", "Italy"),
+        ("A1RKKUPIHCS9HS", "Spain"),
+        ("A1805IZSGTT6HS", "Netherlands"),
+    ],
+    "fe": [
+        ("A1VC38T7YXB528", "Japan"),
+        ("A39IBJ37TRP1C6", "Australia"),
+        ("A19VAU5U5O7RUS", "Singapore"),
+    ],
+}
+AMAZON_AVAILABLE = importlib.util.find_spec("connectors.amazon.connector") is not None
+STREAM_LABELS = {
+    "products": "Products and variants",
+    "inventory": "Inventory levels",
+    "orders": "Orders and line items",
+    "customers": "Customers",
+    "listings": "Listings (catalog report)",
+}
+
+
+class WizardState(AuthState):
+    step: int = 1
+    platform: str = ""
+    name: str = ""
+    shop_domain: str = ""
+    shop_error: str = ""
+    region: str = "na"
+    marketplaces: list[str] = ["ATVPDKIKX0DER"]
+    streams: dict[str, bool] = {}
+    intervals: dict[str, str] = {}
+    error: str = ""
+    created_id: str = ""
+    link_url: str = ""
+    link_expires: str = ""
+
+    @rx.var
+    def marketplace_options(self) -> list[list[str]]:
+        return [[mid, label] for mid, label in MARKETPLACES.get(self.region, [])]
+
+    @rx.var
+    def stream_options(self) -> list[list[str]]:
+        offered = integration_service.PLATFORM_STREAMS.get(self.platform, {})
+        return [[name, STREAM_LABELS.get(name, name)] for name in offered]
+
+    @rx.event
+    def reset_wizard(self):
+        self.step, self.platform, self.name, self.shop_domain = 1, "", "", ""
+        self.shop_error, self.error, self.created_id, self.link_url = "", "", "", ""
+        self.region, self.marketplaces = "na", ["ATVPDKIKX0DER"]
+
+    @rx.event
+    def choose_platform(self, platform: str):
+        self.platform = platform
+        offered = integration_service.PLATFORM_STREAMS[platform]
+        self.streams = dict.fromkeys(offered, True)
+        self.intervals = {name: str(minutes) for name, minutes in offered.items()}
+        self.step = 2
+
+    @rx.event
+    def set_name(self, value: str):
+        self.name = value
+
+    @rx.event
+    def set_shop_domain(self, value: str):
+        self.shop_domain = value
+        try:
+            integration_service.normalize_shop_domain(value)
+            self.shop_error = ""
+        except InvalidInput as invalid:
+            self.shop_error = str(invalid) if value.strip() else ""
+
+    @rx.event
+    def set_region(self, value: str):
+        self.region = value
+        self.marketplaces = [MARKETPLACES[value][0][0]]
+
+    @rx.event
+    def toggle_marketplace(self, marketplace: str):
+        if marketplace in self.marketplaces:
+            self.marketplaces = [m for m in self.marketplaces if m != marketplace]
+        else:
+            self.marketplaces = [*self.marketplaces, marketplace]
+
+    @rx.event
+    def toggle_stream(self, stream: str):
+        self.streams = {**self.streams, stream: not self.streams.get(stream, False)}
+
+    @rx.event
+    def set_interval(self, stream: str, value: str):
+        self.intervals = {**self.intervals, stream: value}
+
+    @rx.event
+    def go_to(self, step: int):
+        self.error = ""
+        if step == 3:
+            if not self.name.strip():
+                self.error = "Give the integration a name."
+                return
+            if self.platform == "shopify":
+                try:
+                    integration_service.normalize_shop_domain(self.shop_domain)
+                except InvalidInput as invalid:
+                    self.shop_error = str(invalid)
+                    return
+            elif not self.marketplaces:
+                self.error = "Choose at least one marketplace."
+                return
+        self.step = step
+
+    async def _create(self) -> str | None:
+        try:
+            actor = await self.require(Role.MANAGER)
+        except PermissionDenied as denied:
+            self.error = str(denied)
+            return None
+        try:
+            streams = {
+                name: int(self.intervals.get(name) or 15) for name, on in self.streams.items() if on
+            }
+        except ValueError:
+            self.error = "Intervals are whole minutes."
+            return None
+        platform, name, shop = self.platform, self.name, self.shop_domain
+        region, marketplaces = self.region, list(self.marketplaces)
+        try:
+            integration = await in_session(
+                lambda s: integration_service.create_integration(
+                    session=s,
+                    platform=platform,
+                    display_name=name,
+                    shop_domain=shop or None,
+                    region=region,
+                    marketplaces=marketplaces,
+                    streams=streams,
+                    actor=actor,
+                )
+            )
+        except InvalidInput as invalid:
+            self.error = str(invalid)
+            return None
+        self.created_id = str(integration.id)
+        return self.created_id
+
+    @rx.event
+    async def connect_now(self):
+        integration_id = await self._create()
+        if integration_id is None:
+            return rx.toast.error(self.error)
+        # The browser goes through the platform's consent page and comes back to the detail.
+        return rx.redirect(
+            f"/api/oauth/{self.platform}/start?integration={integration_id}", is_external=True
+        )
+
+    @rx.event
+    async def create_link(self):
+        integration_id = self.created_id or await self._create()
+        if integration_id is None:
+            return rx.toast.error(self.error)
+        actor = await self.require(Role.MANAGER)
+        import uuid
+
+        link, token = await in_session(
+            lambda s: integration_service.create_connect_link(
+                session=s, integration_id=uuid.UUID(integration_id), actor=actor
+            )
+        )
+        self.link_url = integration_service.connect_link_url(token)
+        self.link_expires = link.expires_at.isoformat()
+        self.step = 4
+        return rx.toast.success("Connect link created. Send it to the merchant.")
+
+
+def step_header(number: int, title: str) -> rx.Component:
+    return rx.hstack(
+        rx.badge(
+            str(number), variant=rx.cond(WizardState.step == number, "solid", "soft"), radius="full"
+        ),
+        rx.text(title, weight=rx.cond(WizardState.step == number, "bold", "regular")),
+        align="center",
+    )
+
+
+def platform_card(platform: str, label: str, icon: str, body: str) -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.icon(icon, size=28),
+            rx.heading(label, size="4"),
+            rx.text(body, size="2", color_scheme="gray"),
+            spacing="2",
+        ),
+        as_child=False,
+        on_click=WizardState.choose_platform(platform),
+        cursor="pointer",
+        width="16rem",
+        role="button",
+        tab_index=0,
+        aria_label=f"Choose {label}",
+    )
+
+
+def details_step() -> rx.Component:
+    return rx.vstack(
+        rx.el.label("Name", html_for="integration-name", font_weight="500"),
+        rx.input(
+            id="integration-name",
+            value=WizardState.name,
+            on_change=WizardState.set_name,
+            placeholder="e.g. Acme Outdoor US",
+            width="24rem",
+        ),
+        rx.cond(
+            WizardState.platform == "shopify",
+            rx.vstack(
+                rx.el.label("Shop domain", html_for="shop-domain", font_weight="500"),
+                rx.input(
+                    id="shop-domain",
+                    value=WizardState.shop_domain,
+                    on_change=WizardState.set_shop_domain,
+                    placeholder="my-store.myshopify.com",
+                    width="24rem",
+                ),
+                rx.cond(
+                    WizardState.shop_error != "",
+                    rx.text(WizardState.shop_error, color_scheme="red", size="2", role="alert"),
+                ),
+            ),
+            rx.vstack(
+                rx.el.label("Region", html_for="region", font_weight="500"),
+                rx.select.root(
+                    rx.select.trigger(id="region", aria_label="Region"),
+                    rx.select.content(
+                        rx.select.item("North America (NA)", value="na"),
+                        rx.select.item("Europe (EU)", value="eu"),
+                        rx.select.item("Far East (FE)", value="fe"),
+                    ),
+                    value=WizardState.region,
+                    on_change=WizardState.set_region,
+                ),
+                rx.text("Marketplaces", weight="medium"),
+                rx.foreach(
+                    WizardState.marketplace_options,
+                    lambda m: rx.checkbox(
+                        m[1],
+                        checked=WizardState.marketplaces.contains(m[0]),
+                        on_change=lambda _: WizardState.toggle_marketplace(m[0]),
+                    ),
+                ),
+            ),
+        ),
+        rx.hstack(
+            rx.button("Back", variant="soft", on_click=WizardState.go_to(1)),
+            rx.button("Next", on_click=WizardState.go_to(3)),
+        ),
+        spacing="3",
+    )
+
+
+def streams_step() -> rx.Component:
+    return rx.vstack(
+        rx.text("What to sync and how often (minutes):", weight="medium"),
+        rx.foreach(
+            WizardState.stream_options,
+            lambda s: rx.hstack(
+                rx.checkbox(
+                    s[1],
+                    checked=WizardState.streams[s[0]],
+                    on_change=lambda _: WizardState.toggle_stream(s[0]),
+                ),
+                rx.input(
+                    value=WizardState.intervals[s[0]],
+                    type="number",
+                    min=1,
+                    width="6rem",
+                    on_change=lambda v: WizardState.set_interval(s[0], v),
+                    aria_label="Interval in minutes",
+                ),
+                align="center",
+            ),
+        ),
+        rx.hstack(
+            rx.button("Back", variant="soft", on_click=WizardState.go_to(2)),
+            rx.button(rx.icon("plug-zap"), "Connect now", on_click=WizardState.connect_now),
+            rx.button(
+                rx.icon("link"),
+                "Create connect link",
+                variant="outline",
+                on_click=WizardState.create_link,
+            ),
+        ),
+        rx.text(
+            "Connect now opens the platform's consent page in this browser. A connect "
+            "link lets the merchant approve access themselves, no hub account needed.",
+            size="2",
+            color_scheme="gray",
+            max_width="36rem",
+        ),
+        spacing="3",
+    )
+
+
+def link_step() -> rx.Component:
+    return rx.vstack(
+        rx.callout("Send this link to the merchant. It works once.", icon="link"),
+        rx.hstack(
+            rx.code(WizardState.link_url, size="3", id="connect-link"),
+            rx.button(
+                rx.icon("copy"),
+                "Copy",
+                variant="soft",
+                on_click=[rx.set_clipboard(WizardState.link_url), rx.toast.success("Copied")],
+            ),
+            align="center",
+        ),
+        rx.text("Expires ", rx.moment(WizardState.link_expires, from_now=True), size="2"),
+        rx.hstack(
+            rx.link(
+                rx.button("Open the integration"), href="/integrations/" + WizardState.created_id
+            ),
+            rx.button("Add another", variant="soft", on_click=WizardState.reset_wizard),
+        ),
+        spacing="3",
+    )
+
+
+@template(route=routes.NEW_INTEGRATION, title="Add integration", on_load=WizardState.reset_wizard)
+def new_integration() -> rx.Component:
+    return rx.cond(
+        WizardState.can_manage,
+        rx.vstack(
+            rx.hstack(
+                step_header(1, "Platform"),
+                step_header(2, "Details"),
+                step_header(3, "Streams and schedule"),
+                step_header(4, "Connect"),
+                spacing="5",
+                wrap="wrap",
+            ),
+            rx.cond(
+                WizardState.error != "",
+                rx.callout(
+                    WizardState.error, icon="triangle_alert", color_scheme="red", role="alert"
+                ),
+            ),
+            rx.match(
+                WizardState.step,
+                (
+                    1,
+                    rx.hstack(
+                        platform_card(
+                            "shopify",
+                            "Shopify",
+                            "shopping-bag",
+                            "A Shopify store: products, inventory, orders, customers.",
+                        ),
+                        platform_card(
+                            "amazon",
+                            "Amazon Seller Central",
+                            "package",
+                            "An Amazon seller: orders, listings, FBA inventory.",
+                        )
+                        if AMAZON_AVAILABLE
+                        else rx.callout(
+                            "Amazon Seller Central is not available in this version of the hub "
+                            "yet: its connector is still being built.",
+                            icon="info",
+                            width="16rem",
+                        ),
+                        wrap="wrap",
+                        spacing="4",
+                    ),
+                ),
+                (2, details_step()),
+                (3, streams_step()),
+                (4, link_step()),
+                rx.fragment(),
+            ),
+            spacing="5",
+            width="100%",
+        ),
+        rx.callout("Only managers and admins can add integrations.", icon="lock"),
+    )
