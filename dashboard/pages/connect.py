@@ -10,6 +10,7 @@ from dashboard.models import Integration
 from dashboard.services import integrations as integration_service
 from dashboard.services.integrations import LinkInvalid
 from dashboard.settings import get_settings
+from dashboard.state.auth import leave_app
 
 SCOPE_WORDS = {
     "read_products": "See your products and their variants",
@@ -68,6 +69,10 @@ class ConnectState(rx.State):
             self.store = f"Amazon seller account ({(integration.region or '').upper()})"
             self.access = AMAZON_ACCESS
         self.loaded = True
+
+    @rx.event
+    def approve(self):
+        return leave_app(self.approve_url)
 
     @rx.event
     async def decline(self):
@@ -137,10 +142,8 @@ def connect_page() -> rx.Component:
                         color_scheme="gray",
                     ),
                     rx.hstack(
-                        rx.link(
-                            rx.button(rx.icon("check"), "Approve", size="3"),
-                            href=ConnectState.approve_url,
-                            is_external=False,
+                        rx.button(
+                            rx.icon("check"), "Approve", size="3", on_click=ConnectState.approve
                         ),
                         rx.button(
                             "Decline",

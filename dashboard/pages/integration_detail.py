@@ -17,10 +17,12 @@ from dashboard.services import runs as runs_service
 from dashboard.services import scheduler, sync
 from dashboard.services.auth import PermissionDenied
 from dashboard.services.integrations import NotFound
-from dashboard.state.live import LiveState, live_region
+from dashboard.state.auth import AuthState
+from dashboard.state.live import live_loop, live_region
 
 
-class DetailState(LiveState):
+class DetailState(AuthState):
+    watching: bool = False
     info: dict[str, str] = {}
     streams: list[dict] = []
     runs: list[dict] = []
@@ -32,6 +34,14 @@ class DetailState(LiveState):
     @rx.var
     def integration_id(self) -> str:
         return self.router.page.params.get("integration_id", "")
+
+    @rx.event(background=True)
+    async def watch(self):
+        await live_loop(self)
+
+    @rx.event
+    def stop_watching(self):
+        self.watching = False
 
     async def fetch(self) -> object:
         raw_id = self.integration_id
@@ -537,6 +547,7 @@ def integration_detail() -> rx.Component:
                 width="100%",
                 spacing="4",
             ),
-            state=DetailState,
+            watch=DetailState.watch,
+            stop=DetailState.stop_watching,
         ),
     )

@@ -13,7 +13,7 @@ from dashboard.db import in_session
 from dashboard.models import Role
 from dashboard.services import integrations as integration_service
 from dashboard.services.auth import PermissionDenied
-from dashboard.state.auth import AuthState
+from dashboard.state.auth import AuthState, leave_app
 
 # Amazon marketplaces per SP-API region (id, label): the seller picks where they sell.
 MARKETPLACES = {
@@ -176,9 +176,7 @@ class WizardState(AuthState):
         if integration_id is None:
             return rx.toast.error(self.error)
         # The browser goes through the platform's consent page and comes back to the detail.
-        return rx.redirect(
-            f"/api/oauth/{self.platform}/start?integration={integration_id}", is_external=True
-        )
+        return leave_app(f"/api/oauth/{self.platform}/start?integration={integration_id}")
 
     @rx.event
     async def create_link(self):

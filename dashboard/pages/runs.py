@@ -14,15 +14,25 @@ from dashboard.models import Role, RunTrigger, SyncRun
 from dashboard.services import runs as runs_service
 from dashboard.services import sync
 from dashboard.services.auth import PermissionDenied
-from dashboard.state.live import LiveState, live_region
+from dashboard.state.auth import AuthState
+from dashboard.state.live import live_loop, live_region
 
 
-class RunsState(LiveState):
+class RunsState(AuthState):
+    watching: bool = False
     rows: list[dict] = []
     status_filter: str = "all"
     platform_filter: str = "all"
     selected_run: str = ""
     events: list[dict[str, str]] = []
+
+    @rx.event(background=True)
+    async def watch(self):
+        await live_loop(self)
+
+    @rx.event
+    def stop_watching(self):
+        self.watching = False
 
     async def fetch(self) -> object:
         status = "" if self.status_filter == "all" else self.status_filter
@@ -236,5 +246,6 @@ def runs_page() -> rx.Component:
             width="100%",
             spacing="4",
         ),
-        state=RunsState,
+        watch=RunsState.watch,
+        stop=RunsState.stop_watching,
     )

@@ -71,3 +71,11 @@ class AuthState(rx.State):
         self.session_token = ""
         self._remember(None)
         return rx.redirect(routes.LOGIN)
+
+
+def leave_app(url: str) -> rx.event.EventSpec:
+    """Full-page navigation to a hub route outside the SPA (OAuth start): Reflex's router
+    would otherwise handle a same-origin URL itself and show its 404 page."""
+    import json
+
+    return rx.call_script(f"window.location.assign({json.dumps(url)})")

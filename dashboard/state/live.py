@@ -1,54 +1,48 @@
 """Live updates: one background event per open page re-reads its rows about once a second.
 
-The page starts the watcher on mount and stops it on unmount; the watcher holds the state
-lock only to swap the rows in, never while the database is read.
+The page starts its watcher on mount and stops it on unmount; the loop holds the state lock
+only to swap the rows in, never while the database is read. Reflex binds an event handler to
+the class that defines it, so each live page declares its own two small handlers
+(``watch`` and ``stop_watching``) and a ``watching`` flag, and they all run this one loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Protocol
 
 import reflex as rx
-
-from dashboard.state.auth import AuthState
 
 POLL_SECONDS = 1.0
 
 
-class LiveState(AuthState):
-    """Base for pages with live data: subclasses implement ``fetch`` and ``apply``."""
+class LivePage(Protocol):
+    watching: bool
 
-    watching: bool = False
+    async def fetch(self) -> Any: ...
 
-    async def fetch(self) -> object:  # runs outside the state lock
-        raise NotImplementedError  # pragma: no cover - every live page overrides it
+    def apply(self, data: Any) -> None: ...
 
-    def apply(self, data: object) -> None:
-        raise NotImplementedError  # pragma: no cover - every live page overrides it
+    async def __aenter__(self) -> Any: ...
 
-    @rx.event
-    def stop_watching(self):
-        self.watching = False
+    async def __aexit__(self, *args: Any) -> Any: ...
 
-    @rx.event(background=True)
-    async def watch(self):
-        async with self:
-            if self.watching:
+
+async def live_loop(state: LivePage) -> None:
+    """Body of a page's background ``watch`` event."""
+    async with state:
+        if state.watching:
+            return  # already watching in another task of this tab
+        state.watching = True
+    while True:
+        data = await state.fetch()
+        async with state:
+            if not state.watching:
                 return
-            self.watching = True
-        while True:
-            async with self:
-                if not self.watching:
-                    return
-                snapshot = self  # read inputs (filters) under the lock
-            data = await snapshot.fetch()
-            async with self:
-                if not self.watching:
-                    return
-                self.apply(data)
-            await asyncio.sleep(POLL_SECONDS)
+            state.apply(data)
+        await asyncio.sleep(POLL_SECONDS)
 
 
-def live_region(*children: rx.Component, state: type[LiveState]) -> rx.Component:
+def live_region(*children: rx.Component, watch: Any, stop: Any) -> rx.Component:
     """Wrap a page's live part: watching while it is on screen."""
-    return rx.box(*children, on_mount=state.watch, on_unmount=state.stop_watching, width="100%")
+    return rx.box(*children, on_mount=watch, on_unmount=stop, width="100%")
