@@ -1,10 +1,9 @@
-"""The sandbox as one ASGI app: /shopify, /amazon (when built) and the /_sandbox control API."""
+"""The sandbox as one ASGI app: /shopify, /amazon and the /_sandbox control API."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from connectors.sandbox.amazon import AmazonSandbox
+from connectors.sandbox.amazon import app as amazon_app
 from connectors.sandbox.core import FaultConfig, FaultInjector, SandboxClock, SandboxState
 from connectors.sandbox.shopify import ShopifySandbox
 from connectors.sandbox.shopify import app as shopify_app
@@ -31,15 +32,21 @@ def create_sandbox_app(
     )
     shopify = ShopifySandbox(state)
     state.extras["shopify"] = shopify
-    control: list[Any] = [*shopify_app.control_routes(shopify), *_fault_routes(state)]
-    routes: list[Any] = [Mount("/shopify", routes=shopify_app.routes(shopify))]
-    amazon = _amazon_module()
-    if amazon is not None:
-        routes.append(Mount("/amazon", routes=amazon.build_routes(state)))
-        control.extend(amazon.control_routes(state))
-    routes.append(Mount("/_sandbox", routes=control))
+    amazon = AmazonSandbox(state)
+    state.extras["amazon"] = amazon
+    control: list[Any] = [
+        *shopify_app.control_routes(shopify),
+        *amazon_app.control_routes(amazon),
+        *_fault_routes(state),
+    ]
+    routes: list[Any] = [
+        Mount("/shopify", routes=shopify_app.routes(shopify)),
+        Mount("/amazon", routes=amazon_app.build_routes(amazon)),
+        Mount("/_sandbox", routes=control),
+    ]
     if demo:
         shopify_app.seed_demo(shopify)
+        amazon_app.seed_demo(amazon)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -47,8 +54,7 @@ def create_sandbox_app(
         tasks = []
         if demo:
             tasks.append(asyncio.create_task(shopify_app.run_demo_changes(shopify, stop)))
-            if amazon is not None and hasattr(amazon, "start_demo"):
-                tasks.append(asyncio.create_task(amazon.start_demo(state)))
+            tasks.append(asyncio.create_task(amazon_app.run_demo_changes(amazon, stop)))
         try:
             yield
         finally:
@@ -59,13 +65,6 @@ def create_sandbox_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = state
     return app
-
-
-def _amazon_module() -> Any:
-    if importlib.util.find_spec("connectors.sandbox.amazon") is None:
-        return None
-    module = importlib.import_module("connectors.sandbox.amazon")
-    return module if hasattr(module, "build_routes") else None
 
 
 def _fault_routes(state: SandboxState) -> list[Route]:

@@ -1,0 +1,367 @@
+"""Sandbox Amazon state: the sandbox app, sellers, LWA grants, rate-limit buckets, reports.
+
+Routes live in ``app.py``; this module holds what they share and what the control API and the
+tests drive directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from connectors.amazon.regions import MARKETPLACES, REGION_MARKETPLACES, REGIONS
+from connectors.ratelimit import TokenBucket
+from connectors.sandbox.amazon import spec
+from connectors.sandbox.amazon.data import LISTING_HEADER, SellerData
+from connectors.sandbox.core import SandboxState, checksum
+
+APP_ID = "amzn1.sp.solution.sandbox-app"
+CLIENT_ID = "amzn1.application-oa2-client.sandbox"
+CLIENT_SECRET = "sandbox-amazon-client-secret"  # noqa: S105  the sandbox app's public secret
+CODE_LIFETIME = 300.0  # "An LWA authorization code expires after five minutes."
+ACCESS_TOKEN_LIFETIME = 3600.0
+DOCUMENT_URL_LIFETIME = 300.0  # pre-signed report URLs live five minutes
+FBA_TOKEN_LIFETIME = 30.0  # getInventorySummaries nextToken expires after 30 s
+REPORT_QUEUE_SECONDS = 20.0
+REPORT_BASE_SECONDS = 30.0
+REPORT_ROWS_PER_SECOND = 20_000.0
+GRANTLESS_SCOPES = {
+    "sellingpartnerapi::notifications",
+    "sellingpartnerapi::client_credential:rotation",
+}
+DEMO_SELLER = "A1DEMOSELLER0NA"
+DEMO_SIZES = {"orders": 2000, "listings": 1500, "fba_items": 600}
+EXPIRED = "The access token you provided has expired."
+REVOKED = "The access token you provided is revoked, malformed or invalid."
+
+
+@dataclass
+class SandboxApp:
+    app_id: str = APP_ID
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
+    draft: bool = False
+    redirect_uris: list[str] | None = None  # None: any redirect URI is registered
+
+
+@dataclass
+class Grant:
+    seller_id: str | None  # None for grantless tokens
+    region: str | None
+    expires_at: float  # platform seconds
+    scope: str = ""
+    redirect_uri: str | None = None
+    used: bool = False
+
+
+@dataclass
+class Report:
+    report_id: str
+    seller_id: str
+    region: str
+    report_type: str
+    marketplace_ids: list[str]
+    created: datetime
+    created_at: float  # platform seconds
+    rows: int
+    outcome: str  # DONE, CANCELLED or FATAL once processed
+    cancelled: bool = False
+    document_id: str | None = None
+
+    def status(self, now: float) -> str:
+        if self.cancelled:
+            return "CANCELLED"
+        age = now - self.created_at
+        if age < REPORT_QUEUE_SECONDS:
+            return "IN_QUEUE"
+        if age < REPORT_QUEUE_SECONDS + REPORT_BASE_SECONDS + self.rows / REPORT_ROWS_PER_SECOND:
+            return "IN_PROGRESS"
+        return self.outcome
+
+
+@dataclass
+class AmazonSandbox:
+    state: SandboxState
+    app: SandboxApp = field(default_factory=SandboxApp)
+    sellers: dict[str, SellerData] = field(default_factory=dict)
+    codes: dict[str, Grant] = field(default_factory=dict)
+    access_tokens: dict[str, Grant] = field(default_factory=dict)
+    refresh_tokens: dict[str, Grant] = field(default_factory=dict)
+    revoked: set[str] = field(default_factory=set)
+    buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
+    reports: dict[str, Report] = field(default_factory=dict)
+    report_outcomes: dict[str, str] = field(default_factory=dict)  # seller -> forced outcome
+    fba_tokens: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"requests": 0, "throttled": 0, "refused": 0}
+    )
+
+    # --- sellers ------------------------------------------------------------------------
+
+    def create_seller(
+        self,
+        seller_id: str,
+        region: str = "na",
+        marketplaces: list[str] | None = None,
+        **sizes: Any,
+    ) -> SellerData:
+        if region not in REGIONS:
+            raise ValueError(f"region must be one of {', '.join(REGIONS)}")
+        chosen = tuple(marketplaces or REGION_MARKETPLACES[region][:2])
+        wrong = [m for m in chosen if m not in MARKETPLACES or MARKETPLACES[m].region != region]
+        if wrong:
+            raise ValueError(f"marketplaces not in region {region}: {', '.join(wrong)}")
+        unknown = set(sizes) - {"orders", "listings", "fba_items", "store_name"}
+        if unknown:
+            raise ValueError(f"unknown seller settings: {', '.join(sorted(unknown))}")
+        seller = SellerData(
+            seller_id=seller_id,
+            region=region,
+            seed=self.state.seed,
+            created=self.state.clock.now(),
+            marketplaces=chosen,
+            **sizes,
+        )
+        self.sellers[seller_id] = seller
+        self.revoked.discard(seller_id)
+        return seller
+
+    def default_seller(self, region: str) -> SellerData:
+        """The seller a consent page signs in as when the control API made none."""
+        for seller in self.sellers.values():
+            if seller.region == region:
+                return seller
+        seller_id = (
+            "A" + hashlib.sha256(f"{self.state.seed}:{region}".encode()).hexdigest()[:12].upper()
+        )
+        return self.create_seller(seller_id, region)
+
+    def truth(self, seller_id: str) -> dict[str, dict[str, Any]]:
+        seller = self.sellers[seller_id]
+        orders = [seller.order(i) for i in range(seller.orders)]
+        visible_before = self.state.clock.now() - timedelta(minutes=2)
+        orders = [o for o in orders if o["updated"] < visible_before]
+        listings = [
+            f"{seller.listing(i)['sku']}@{seller.listing_marketplace(i)}"
+            for i in range(seller.listings)
+        ]
+        inventory = [
+            f"{seller.listing(i)['sku']}@{seller.listing_marketplace(i)}"
+            for i in range(seller.fba_items)
+        ]
+        lines = [item["orderItemId"] for order in orders for item in order["items"]]
+        return {
+            "orders": {"count": len(orders), "checksum": checksum(o["orderId"] for o in orders)},
+            "order_lines": {"count": len(lines), "checksum": checksum(lines)},
+            "listings": {"count": len(listings), "checksum": checksum(listings)},
+            "inventory": {"count": len(inventory), "checksum": checksum(inventory)},
+        }
+
+    def mutate(self, seller_id: str, *, updates: int = 0, new_orders: int = 0) -> dict[str, int]:
+        seller = self.sellers[seller_id]
+        now = self.state.clock.now()
+        start = len(seller.order_updates) + len(seller.added_orders)
+        for step in range(min(updates, seller.orders)):
+            seller.touch_order((start * 7919 + step * 104729) % seller.orders, now)
+        for _ in range(new_orders):
+            seller.add_order(now)
+        return {"updated": updates, "new_orders": new_orders}
+
+    # --- LWA ------------------------------------------------------------------------------
+
+    def issue_code(self, seller_id: str, region: str, redirect_uri: str | None) -> str:
+        code = "ANDa" + secrets.token_urlsafe(18)
+        self.codes[code] = Grant(
+            seller_id,
+            region,
+            self.state.clock.monotonic() + CODE_LIFETIME,
+            redirect_uri=redirect_uri,
+        )
+        return code
+
+    def issue_tokens(self, grant: Grant, *, with_refresh: bool) -> dict[str, Any]:
+        now = self.state.clock.monotonic()
+        access = "Atza|" + secrets.token_urlsafe(40)
+        self.access_tokens[access] = Grant(
+            grant.seller_id, grant.region, now + ACCESS_TOKEN_LIFETIME, scope=grant.scope
+        )
+        body: dict[str, Any] = {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": int(ACCESS_TOKEN_LIFETIME),
+        }
+        if with_refresh:
+            refresh = "Atzr|" + secrets.token_urlsafe(60)
+            self.refresh_tokens[refresh] = Grant(grant.seller_id, grant.region, float("inf"))
+            body["refresh_token"] = refresh
+        return body
+
+    def token_problem(self, token: str | None, region: str) -> tuple[Grant | None, str | None]:
+        """The grant behind an access token, or the 403 details Amazon gives for it."""
+        grant = self.access_tokens.get(token or "")
+        if grant is None or grant.seller_id is None:
+            return None, REVOKED
+        if grant.seller_id in self.revoked:
+            return None, REVOKED
+        if self.state.faults.config("amazon", grant.seller_id).revoke_tokens:
+            return None, REVOKED
+        if grant.expires_at <= self.state.clock.monotonic():
+            return None, EXPIRED
+        if grant.region != region:
+            return None, REVOKED  # authorizations are regional
+        return grant, None
+
+    def revoke(self, seller_id: str) -> None:
+        self.revoked.add(seller_id)
+        for tokens in (self.refresh_tokens, self.access_tokens):
+            for token in [t for t, g in tokens.items() if g.seller_id == seller_id]:
+                del tokens[token]
+
+    def expire_access_tokens(self, seller_id: str) -> int:
+        now = self.state.clock.monotonic()
+        expired = 0
+        for grant in self.access_tokens.values():
+            if grant.seller_id == seller_id:
+                grant.expires_at = now
+                expired += 1
+        return expired
+
+    # --- rate limits ----------------------------------------------------------------------
+
+    def bucket(self, seller_id: str, operation: spec.Operation) -> TokenBucket:
+        key = (seller_id, f"{operation.model}:{operation.operation_id}")
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucket(operation.rate, operation.burst, clock=self.state.clock.monotonic)
+            self.buckets[key] = bucket
+        return bucket
+
+    def rate_header(self, operation: spec.Operation) -> str:
+        """The seller's actual rate in requests per (real) second.
+
+        A faster sandbox clock looks, to a client, like a generous dynamic usage plan: the
+        header tells the truth about what the bucket allows, as Amazon's does.
+        """
+        return f"{operation.rate * self.state.clock.time_scale:g}"
+
+    # --- reports --------------------------------------------------------------------------
+
+    def create_report(
+        self, seller_id: str, region: str, report_type: str, marketplace_ids: list[str]
+    ) -> Report:
+        seller = self.sellers[seller_id]
+        rows = sum(len(seller.listings_in(m)) for m in marketplace_ids)
+        outcome = self.report_outcomes.get(seller_id) or ("DONE" if rows else "CANCELLED")
+        report = Report(
+            report_id=str(50_000_000 + len(self.reports)),
+            seller_id=seller_id,
+            region=region,
+            report_type=report_type,
+            marketplace_ids=marketplace_ids,
+            created=self.state.clock.now(),
+            created_at=self.state.clock.monotonic(),
+            rows=rows,
+            outcome=outcome,
+        )
+        if outcome == "DONE":
+            report.document_id = f"amzn1.spdoc.1.4.na.{uuid.uuid4()}"
+        self.reports[report.report_id] = report
+        return report
+
+    def report_body(self, report: Report) -> dict[str, Any]:
+        now = self.state.clock.monotonic()
+        status = report.status(now)
+        body: dict[str, Any] = {
+            "reportId": report.report_id,
+            "reportType": report.report_type,
+            "marketplaceIds": report.marketplace_ids,
+            "createdTime": _iso(report.created),
+            "processingStatus": status,
+        }
+        if status != "IN_QUEUE":
+            body["processingStartTime"] = _iso(
+                report.created + timedelta(seconds=REPORT_QUEUE_SECONDS)
+            )
+        if status in ("DONE", "FATAL", "CANCELLED") and not report.cancelled:
+            body["processingEndTime"] = _iso(
+                report.created
+                + timedelta(
+                    seconds=REPORT_QUEUE_SECONDS
+                    + REPORT_BASE_SECONDS
+                    + report.rows / REPORT_ROWS_PER_SECOND
+                )
+            )
+        if status == "DONE" and report.document_id:
+            body["reportDocumentId"] = report.document_id
+        return body
+
+    def document_report(self, document_id: str) -> Report | None:
+        for report in self.reports.values():
+            if report.document_id == document_id:
+                return report
+        return None
+
+    def sign_document(self, document_id: str) -> tuple[str, str]:
+        expires = f"{self.state.clock.monotonic() + DOCUMENT_URL_LIFETIME:.3f}"
+        message = f"{document_id}:{expires}".encode()
+        return expires, hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()
+
+    def check_document_signature(self, document_id: str, expires: str, signature: str) -> str:
+        """'' when the pre-signed URL is valid, else the reason S3 would give."""
+        message = f"{document_id}:{expires}".encode()
+        wanted = hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(wanted, signature or ""):
+            return "SignatureDoesNotMatch"
+        try:
+            deadline = float(expires)
+        except ValueError:
+            return "AuthorizationQueryParametersError"
+        if deadline < self.state.clock.monotonic():
+            return "Request has expired"
+        return ""
+
+    def report_charset(self, report: Report) -> tuple[str, str]:
+        """(name in Content-Type, Python codec): Shift_JIS in JP, Cp1252 elsewhere."""
+        if any(MARKETPLACES[m].country == "JP" for m in report.marketplace_ids):
+            return "Shift_JIS", "shift_jis"
+        return "Cp1252", "cp1252"
+
+    def report_chunks(self, report: Report) -> Any:
+        """The report's TSV, encoded and gzipped, as a stream of chunks (constant memory)."""
+        seller = self.sellers[report.seller_id]
+        _, codec = self.report_charset(report)
+        compressor = _GzipStream()
+        yield compressor.feed(("\t".join(LISTING_HEADER) + "\n").encode(codec))
+        lines: list[str] = []
+        for marketplace in report.marketplace_ids:
+            for index in seller.listings_in(marketplace):
+                lines.append("\t".join(seller.listing_row(index)))
+                if len(lines) >= 2000:
+                    yield compressor.feed(("\n".join(lines) + "\n").encode(codec, "replace"))
+                    lines = []
+        if lines:
+            yield compressor.feed(("\n".join(lines) + "\n").encode(codec, "replace"))
+        yield compressor.finish()
+
+
+class _GzipStream:
+    def __init__(self) -> None:
+        import zlib
+
+        self._compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container
+
+    def feed(self, data: bytes) -> bytes:
+        return self._compressor.compress(data)
+
+    def finish(self) -> bytes:
+        return self._compressor.flush()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
