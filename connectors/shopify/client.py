@@ -73,7 +73,11 @@ class ShopifyThrottle:
             if elapsed > 0.005 and refilled > 0 and current + actual_cost < maximum * 0.95:
                 rate = max(documented, min(refilled / elapsed, documented * 1000))
         self.maximum, self.available, self.restore_rate, self.updated = (
-            maximum, current, rate, now)
+            maximum,
+            current,
+            rate,
+            now,
+        )
         self._last = (current, now)
 
 
@@ -125,8 +129,11 @@ class ShopifyClient:
             body = await with_retries(lambda: self._post(name, document, variables))
             extensions = (body.get("extensions") or {}).get("cost") or {}
             if extensions.get("throttleStatus"):
-                throttle.observe(extensions["throttleStatus"],
-                                 extensions.get("actualQueryCost"), time.monotonic())
+                throttle.observe(
+                    extensions["throttleStatus"],
+                    extensions.get("actualQueryCost"),
+                    time.monotonic(),
+                )
             if extensions.get("requestedQueryCost"):
                 throttle.expected_cost[name] = float(extensions["requestedQueryCost"])
             errors = body.get("errors") or []

@@ -191,7 +191,8 @@ async def read_window(
             next_cursor = {"since": since, "after": after, "high_water": high, "done": done}
         else:
             # Window complete: the next run starts a little before the newest change seen.
-            next_since = _iso(parse_time(high) - OVERLAP) if high else since
+            newest = parse_time(high) if high else None
+            next_since = _iso(newest - OVERLAP) if newest else since
             next_cursor = {"since": next_since, "after": None, "high_water": high}
         yield Batch(records=records, errors=errors, cursor=next_cursor, total_hint=total, done=done)
         if not page_info.get("hasNextPage"):

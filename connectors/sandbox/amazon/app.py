@@ -304,7 +304,7 @@ async def get_orders_v0(
             )
         after = found
         before = _check_before(_time_param(request, "LastUpdatedBefore"), now, "LastUpdatedBefore")
-    page = []
+    page: list[dict[str, Any]] = []
     last_index = None
     more = False
     for index in seller.orders_between(after, before, start_key):
@@ -754,14 +754,14 @@ async def _request_values(
 ) -> dict[str, Any]:
     values: dict[str, Any] = dict(path_params)
     for parameter in operation.parameters:
-        name, where = parameter.get("name"), parameter.get("in")
+        name, where = str(parameter.get("name")), parameter.get("in")
         if where == "query" and name in request.query_params:
             raw = request.query_params.getlist(name)
             if parameter.get("type") == "array":
                 values[name] = [v for item in raw for v in item.split(",")]
             else:
                 values[name] = raw[0]
-        elif where == "header" and name and name.lower() in request.headers:
+        elif where == "header" and name.lower() in request.headers:
             values[name] = request.headers[name.lower()]
         elif where == "body":
             body = await request.body()

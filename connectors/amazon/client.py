@@ -1,0 +1,197 @@
+"""SP-API client: one per (seller, region), token buckets per operation, typed errors.
+
+Before every call the client takes a token from the operation's bucket, seeded with the
+documented usage plan and corrected by ``x-amzn-RateLimit-Limit``: a backlog runs at the
+limit instead of into 429s. A 429 still happens when another app or process shares the
+seller's quota; then the bucket is emptied and slowed, and the call waits its turn again.
+No SigV4: Amazon dropped it in 2023; the LWA token in ``x-amz-access-token`` is all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from connectors.errors import (
+    AuthError,
+    AuthRevoked,
+    MalformedResponse,
+    PlatformError,
+    RateLimited,
+)
+from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.ratelimit import TokenBucket
+
+log = logging.getLogger("connectors.amazon")
+
+# Default (rate per second, burst) of each operation the hub calls, from the usage-plan
+# tables of Amazon's models; tests/test_amazon_client.py checks them against the models.
+USAGE_PLANS: dict[str, tuple[float, int]] = {
+    "searchOrders": (0.0056, 20),
+    "getOrder": (0.5, 30),
+    "getOrders": (0.0167, 20),
+    "getOrderItems": (0.5, 30),
+    "createReport": (0.0167, 15),
+    "getReport": (2.0, 15),
+    "getReports": (0.0222, 10),
+    "getReportDocument": (0.0167, 15),
+    "getInventorySummaries": (2.0, 2),
+    "searchListingsItems": (5.0, 5),
+    "getListingsItem": (5.0, 10),
+    "getMarketplaceParticipations": (0.016, 15),
+}
+EXPIRED_DETAILS = "The access token you provided has expired."
+MAX_THROTTLED = 6  # 429s in a row on one call before giving up with RateLimited
+SLOWDOWN = 0.8  # a 429 means the real rate is lower than we believed
+
+TokenSource = Callable[[str | None], Awaitable[str]]
+"""Returns an access token; given the token Amazon just rejected, returns a fresh one."""
+
+
+@dataclass
+class BucketRegistry:
+    """The buckets of every seller, region and operation in this process."""
+
+    buckets: dict[tuple[str, str, str], TokenBucket] = field(default_factory=dict)
+    throttled: int = 0
+    waited: float = 0.0
+
+    def get(self, seller: str, region: str, operation: str) -> TokenBucket:
+        key = (seller, region, operation)
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            rate, burst = USAGE_PLANS.get(operation, (1.0, 1))
+            bucket = self.buckets[key] = TokenBucket(rate, burst)
+        return bucket
+
+
+BUCKETS = BucketRegistry()
+
+
+class SpApiClient:
+    def __init__(
+        self,
+        *,
+        seller_id: str,
+        region: str,
+        base_url: str,
+        token_source: TokenSource,
+        transport: httpx.AsyncBaseTransport | None = None,
+        buckets: BucketRegistry = BUCKETS,
+    ) -> None:
+        self.seller_id = seller_id
+        self.region = region
+        self.base_url = base_url
+        self._token_source = token_source
+        self._buckets = buckets
+        self._http = build_client(base_url=base_url, transport=transport)
+        self._downloads = build_client(transport=transport, timeout=httpx.Timeout(120, connect=10))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._downloads.aclose()
+
+    async def call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        """Send one SP-API operation and return its JSON body (``{}`` when empty)."""
+        bucket = self._buckets.get(self.seller_id, self.region, operation)
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        rejected: str | None = None
+        throttled = 0
+        while True:
+            self._buckets.waited += await bucket.acquire()
+            token = await self._token_source(rejected)
+
+            async def send(token: str = token) -> tuple[httpx.Response, dict[str, Any]]:
+                response = await self._http.request(
+                    method, path, params=query, json=json, headers={"x-amz-access-token": token}
+                )
+                raise_for_transient(response)
+                # A truncated 2xx body is retried like a 5xx: the next answer is usually whole.
+                body = _json(response, operation) if response.is_success else {}
+                return response, body
+
+            response, body = await with_retries(send, attempts=5, max_elapsed=120)
+            status = response.status_code
+            if status == 429:
+                throttled += 1
+                self._buckets.throttled += 1
+                bucket.drain()
+                bucket.set_rate(bucket.rate * SLOWDOWN)
+                log.warning("SP-API %s throttled (429), slowing to %.4f/s", operation, bucket.rate)
+                if throttled >= MAX_THROTTLED:
+                    raise RateLimited(f"{operation} stayed throttled after {throttled} attempts")
+                continue
+            limit = response.headers.get("x-amzn-RateLimit-Limit")
+            if limit:
+                try:
+                    bucket.set_rate(float(limit))
+                except ValueError:
+                    log.debug("unreadable x-amzn-RateLimit-Limit %r", limit)
+            if status in (401, 403):
+                details = _error_details(response)
+                if status == 403 and EXPIRED_DETAILS in details and rejected is None:
+                    rejected = token  # refresh once and try again
+                    continue
+                if "revoked" in details:
+                    raise AuthRevoked(f"{operation}: {details}")
+                if details:
+                    raise AuthError(f"{operation} refused ({status}): {details}")
+                raise AuthError(f"{operation} refused ({status}): the app lacks the role for it")
+            if status >= 400:
+                errors = _safe_errors(response)
+                first = (errors or [{}])[0]
+                raise PlatformError(
+                    f"{operation} failed ({status} {first.get('code')}): {first.get('message')}",
+                    status=status,
+                    details=errors,
+                )
+            return body
+
+    def download(self, url: str) -> Any:
+        """Stream a report document from its pre-signed URL (no SP-API token: S3 signs it)."""
+        return self._downloads.stream("GET", url)
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)  # arrays go comma-separated (collectionFormat csv)
+    return str(value)
+
+
+def _json(response: httpx.Response, operation: str) -> dict[str, Any]:
+    if not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        raise MalformedResponse(f"{operation} answered with a malformed body") from None
+    if not isinstance(body, dict):
+        raise MalformedResponse(f"{operation} answered with {type(body).__name__}, not an object")
+    return body
+
+
+def _safe_errors(response: httpx.Response) -> list[dict[str, Any]]:
+    """The models' error list, or [] when the body is not one."""
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _error_details(response: httpx.Response) -> str:
+    return " ".join(str(e.get("details") or "") for e in _safe_errors(response)).strip()

@@ -1,0 +1,218 @@
+"""AmazonConnector: the Connector interface over the Selling Partner API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from connectors.amazon import auth
+from connectors.amazon.client import BUCKETS, BucketRegistry, SpApiClient
+from connectors.amazon.regions import REGION_MARKETPLACES, sp_api_base, validate_region
+from connectors.amazon.streams import StreamOptions, read_inventory, read_listings, read_orders
+from connectors.base import (
+    Batch,
+    Connector,
+    CredentialStore,
+    IntegrationRef,
+    RecordKind,
+    StoredCredential,
+    StreamSpec,
+)
+from connectors.errors import AuthRevoked, InvalidInput
+
+REFRESH_AHEAD = timedelta(seconds=60)  # as Amazon's Java SDK: refresh a minute before expiry
+READERS = {"orders": read_orders, "listings": read_listings, "inventory": read_inventory}
+
+
+@dataclass(frozen=True)
+class AmazonConfig:
+    app_id: str
+    client_id: str
+    client_secret: str
+    base_url: str | None  # None: Amazon's real hosts
+    draft_app: bool = False
+    options: StreamOptions = field(default_factory=StreamOptions)
+
+
+class AmazonConnector(Connector):
+    platform: ClassVar[str] = "amazon"
+    label: ClassVar[str] = "Amazon Seller Central"
+    streams: ClassVar[tuple[StreamSpec, ...]] = (
+        StreamSpec(
+            "orders",
+            "Orders",
+            "Orders with their items (Orders API)",
+            (RecordKind.ORDER, RecordKind.ORDER_LINE),
+            10,
+        ),
+        StreamSpec(
+            "listings",
+            "Listings",
+            "Every listing, from the merchant listings report",
+            (RecordKind.PRODUCT,),
+            60,
+            incremental=False,
+        ),
+        StreamSpec(
+            "inventory",
+            "FBA inventory",
+            "Fulfillable, reserved and inbound stock in Amazon's warehouses",
+            (RecordKind.INVENTORY_LEVEL,),
+            30,
+        ),
+    )
+
+    def __init__(
+        self,
+        config: AmazonConfig,
+        transport: httpx.AsyncBaseTransport | None = None,
+        buckets: BucketRegistry = BUCKETS,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.buckets = buckets
+        self._tokens: dict[str, StoredCredential] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def from_settings(
+        cls, values: Mapping[str, Any], *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AmazonConnector:
+        missing = [
+            name
+            for name in ("amazon_app_id", "amazon_client_id", "amazon_client_secret")
+            if not values.get(name)
+        ]
+        if missing:
+            raise InvalidInput(
+                "Amazon app credentials are not configured ("
+                + ", ".join(f"HUB_{name.upper()}" for name in missing)
+                + ")"
+            )
+        options = StreamOptions(
+            orders_api=str(values.get("amazon_orders_api") or "v2026-01-01"),
+        )
+        return cls(AmazonConfig(
+            app_id=values["amazon_app_id"], client_id=values["amazon_client_id"],
+            client_secret=values["amazon_client_secret"], base_url=values.get("amazon_base_url"),
+            draft_app=bool(values.get("amazon_draft_app")), options=options,
+        ), transport)  # fmt: skip
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _fresh(token: StoredCredential | None, rejected: str | None) -> bool:
+        return (
+            token is not None
+            and token.secret != rejected
+            and token.expires_at is not None
+            and token.expires_at - REFRESH_AHEAD > datetime.now(UTC)
+        )
+
+    async def access_token(
+        self, integration_id: str, credentials: CredentialStore, rejected: str | None = None
+    ) -> str:
+        """A cached access token; refreshed a minute before expiry, once across processes.
+
+        ``rejected`` is a token Amazon just called expired: never hand that one out again.
+        """
+        cached = self._tokens.get(integration_id)
+        if self._fresh(cached, rejected):
+            assert cached is not None
+            return cached.secret
+        async with (
+            self._locks.setdefault(integration_id, asyncio.Lock()),
+            credentials.refresh_lock(auth.ACCESS_TOKEN),
+        ):
+            stored = await credentials.get(auth.ACCESS_TOKEN)  # another process may have won
+            if not self._fresh(stored, rejected):
+                refresh = await credentials.get(auth.REFRESH_TOKEN)
+                if refresh is None:
+                    raise AuthRevoked("no refresh token stored: connect the seller first")
+                stored = await auth.refresh_access_token(
+                    refresh_token=refresh.secret,
+                    client_id=self.config.client_id,
+                    client_secret=self.config.client_secret,
+                    base_url=self.config.base_url,
+                    transport=self.transport,
+                )
+                await credentials.save(stored)
+            assert stored is not None
+            self._tokens[integration_id] = stored
+            return stored.secret
+
+    def client(self, integration: IntegrationRef, credentials: CredentialStore) -> SpApiClient:
+        region = validate_region(integration.region)
+        if not integration.selling_partner_id:
+            raise InvalidInput("this integration has no selling partner id yet: connect it first")
+
+        async def token_source(rejected: str | None) -> str:
+            return await self.access_token(integration.id, credentials, rejected)
+
+        return SpApiClient(
+            seller_id=integration.selling_partner_id,
+            region=region,
+            base_url=sp_api_base(region, self.config.base_url),
+            token_source=token_source,
+            transport=self.transport,
+            buckets=self.buckets,
+        )
+
+    # --- streams --------------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        integration: IntegrationRef,
+        credentials: CredentialStore,
+        stream: str,
+        cursor: dict[str, Any] | None,
+        *,
+        full_refresh: bool = False,
+    ) -> AsyncIterator[Batch]:
+        self.stream(stream)  # KeyError for an unknown stream
+        marketplaces = list(integration.marketplaces) or list(
+            REGION_MARKETPLACES[validate_region(integration.region)][:1]
+        )
+        client = self.client(integration, credentials)
+        try:
+            reader = READERS[stream]
+            async for batch in reader(
+                client, marketplaces, None if full_refresh else cursor, self.config.options
+            ):
+                yield batch
+        finally:
+            await client.aclose()
+
+    # --- set-up after connecting ----------------------------------------------------------
+
+    async def marketplace_participations(
+        self, integration: IntegrationRef, credentials: CredentialStore
+    ) -> list[dict[str, Any]]:
+        """The seller's marketplaces in this region: id, country, name, store, participating."""
+        client = self.client(integration, credentials)
+        try:
+            body = await client.call(
+                "getMarketplaceParticipations", "GET", "/sellers/v1/marketplaceParticipations"
+            )
+        finally:
+            await client.aclose()
+        result = []
+        for entry in body.get("payload") or []:
+            market = entry.get("marketplace") or {}
+            participation = entry.get("participation") or {}
+            result.append(
+                {
+                    "id": market.get("id"),
+                    "country": market.get("countryCode"),
+                    "name": market.get("name"),
+                    "currency": market.get("defaultCurrencyCode"),
+                    "store": entry.get("storeName"),
+                    "participating": bool(participation.get("isParticipating")),
+                }
+            )
+        return result
