@@ -28,7 +28,7 @@ from dashboard.models import (
     WebhookEvent,
     WebhookSubscription,
 )
-from dashboard.services import shopify_webhooks, sync
+from dashboard.services import connect, shopify_webhooks, sync
 from dashboard.services.integrations import create_connect_link, create_integration
 from tests.conftest import reset_caches
 from tests.sandbox_server import running_sandbox
@@ -105,8 +105,13 @@ async def test_merchant_connects_through_a_link(hub: dict) -> None:
         integration = s.get(Integration, integration_id)
         assert integration.status in ("connected", "syncing")
         assert integration.shop_info["currency"] == "USD"
-        credential = s.exec(select(Credential)).one()
-        assert credential.kind == "access_token" and "shpat_" not in credential.ciphertext
+        stored = {c.kind: c for c in s.exec(select(Credential)).all()}
+        # An expiring offline token with its refresh token, both encrypted at rest.
+        assert set(stored) == {"access_token", "refresh_token"}
+        assert stored["access_token"].expires_at is not None
+        assert all(
+            "shpat_" not in c.ciphertext and "shprt_" not in c.ciphertext for c in stored.values()
+        )
         topics = {w.topic for w in s.exec(select(WebhookSubscription)).all()}
         assert {"PRODUCTS_UPDATE", "APP_UNINSTALLED"} <= topics
         assert len(s.exec(select(Product)).all()) == 30  # the first sync ran
@@ -156,6 +161,9 @@ def signed(body: dict, **headers: str) -> dict:
 async def test_webhooks_are_verified_deduplicated_and_applied(hub: dict) -> None:
     integration_id, token = new_link()
     await hub["client"].get(await approve(hub, token))
+    # The first sync starts from a background task: let it start, then finish, so it
+    # cannot re-store a product after the delete webhook below.
+    await asyncio.gather(*connect._background)
     await sync.get_engine().wait()
     client = hub["client"]
     gid = "gid://shopify/Product/1000003"

@@ -75,6 +75,9 @@ async def callback(request: Request) -> Response:
             client_id=settings.shopify_client_id or "",
             client_secret=settings.shopify_client_secret or "",
             base_url=settings.shopify_base_url,
+            # Shopify requires expiring offline tokens for new public apps (2026-04) and for
+            # every app from 2027; the connector refreshes them ahead of expiry.
+            expiring=True,
         )
         integration_id = state.integration_id
         for credential in credentials:
