@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from connectors.amazon import regions as amazon_regions
 from connectors.errors import InvalidInput, OAuthError
 from dashboard.models import (
     ConnectLink,
@@ -29,7 +30,7 @@ from dashboard.settings import get_settings
 
 OAUTH_STATE_TTL = timedelta(minutes=10)
 CONNECT_LINK_TTL = timedelta(days=7)
-AMAZON_REGIONS = ("na", "eu", "fe")
+AMAZON_REGIONS = amazon_regions.REGIONS
 
 # Streams each platform offers, with their default interval in minutes. Kept as data here so
 # the wizard can offer them before a connector is loaded; the connectors define the same names.
@@ -122,6 +123,7 @@ def create_integration(
         region = (region or "").lower()
         if region not in AMAZON_REGIONS:
             raise InvalidInput("choose the seller's region: NA, EU or FE")
+        marketplaces = amazon_regions.validate_marketplaces(region, list(marketplaces))
         shop_domain = None
     offered = PLATFORM_STREAMS[platform]
     chosen = streams if streams is not None else offered

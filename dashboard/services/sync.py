@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -245,8 +246,9 @@ class SyncEngine:
                 full_refresh=context.full_refresh and context.cursor is None,
             )  # fmt: skip
             async for batch in batches:
+                elapsed = time.monotonic() - started
                 cancelled = await in_session(
-                    lambda s, b=batch: _apply_batch(s, context, b, time.monotonic() - started)
+                    functools.partial(_apply_batch, context=context, batch=batch, elapsed=elapsed)
                 )
                 context.cursor = batch.cursor
                 if cancelled:
