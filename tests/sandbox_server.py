@@ -69,3 +69,38 @@ def shopify_install(base: str, shop: str, *, scopes: str = "read_products") -> s
             },
         )
         return str(token.json()["access_token"])
+
+
+AMAZON_APP = {
+    "app_id": "amzn1.sp.solution.sandbox-app",
+    "client_id": "amzn1.application-oa2-client.sandbox",
+    "client_secret": "sandbox-amazon-client-secret",
+}
+
+
+def amazon_install(base: str, seller: str, region: str = "na") -> str:
+    """Authorize the sandbox app for ``seller`` and return its refresh token (set-up only)."""
+    from urllib.parse import parse_qs, urlparse
+
+    with httpx.Client(base_url=base) as client:
+        response = client.post(
+            f"/amazon/sellercentral/{region}/apps/authorize/consent",
+            params={
+                "application_id": AMAZON_APP["app_id"],
+                "state": "s",
+                "redirect_uri": "http://hub/cb",
+            },
+            data={"decision": "approve", "selling_partner_id": seller},
+        )
+        code = parse_qs(urlparse(response.headers["location"]).query)["spapi_oauth_code"][0]
+        token = client.post(
+            "/amazon/lwa/auth/o2/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": "http://hub/cb",
+                "client_id": AMAZON_APP["client_id"],
+                "client_secret": AMAZON_APP["client_secret"],
+            },
+        )
+        return str(token.json()["refresh_token"])

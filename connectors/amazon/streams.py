@@ -11,6 +11,7 @@ Each yields ``Batch``es whose cursor resumes exactly where the batch ended:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -368,27 +369,36 @@ async def read_inventory(
     finished: list[str] = list(cursor.get("done") or [])
     started = datetime.now(UTC)
     done = 0
+
+    async def fetch(marketplace: str, token: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "details": True,
+            "granularityType": "Marketplace",
+            "granularityId": marketplace,
+            "marketplaceIds": [marketplace],
+        }
+        if since:
+            params["startDateTime"] = since
+        if token:
+            params["nextToken"] = token
+        return await client.call(
+            "getInventorySummaries", "GET", "/fba/inventory/v1/summaries", params=params
+        )
+
     for marketplace in marketplaces:
         if marketplace in finished:
             continue
-        token = None
+        restarts = 0
+        next_page: asyncio.Task[dict[str, Any]] | None = None
+        body = await fetch(marketplace, None)
         while True:
-            params: dict[str, Any] = {
-                "details": True,
-                "granularityType": "Marketplace",
-                "granularityId": marketplace,
-                "marketplaceIds": [marketplace],
-            }
-            if since:
-                params["startDateTime"] = since
-            if token:
-                params["nextToken"] = token
-            body = await client.call(
-                "getInventorySummaries", "GET", "/fba/inventory/v1/summaries", params=params
-            )
             summaries = (body.get("payload") or {}).get("inventorySummaries")
             if not isinstance(summaries, list):
                 raise PlatformError("getInventorySummaries answered without inventorySummaries")
+            token = (body.get("pagination") or {}).get("nextToken")
+            # A nextToken dies 30 s after it was issued: ask for the next page now, while
+            # this one is being stored, never after.
+            next_page = asyncio.create_task(fetch(marketplace, token)) if token else None
             records, errors = [], []
             for summary in summaries:
                 try:
@@ -396,13 +406,24 @@ async def read_inventory(
                 except (KeyError, TypeError, ValueError) as error:
                     errors.append(RecordError(None, f"inventory summary: {error!r}", summary))
             done += len(summaries)
-            token = (body.get("pagination") or {}).get("nextToken")
-            if not token:
+            if next_page is None:
                 finished = [*finished, marketplace]
-            # The nextToken is not checkpointed: it dies in 30 s, a resumed run restarts
-            # the marketplace (upserts make that harmless).
-            yield Batch(records, {"since": since, "done": finished}, errors=errors, done=done)
-            if not token:
-                break
+            try:
+                # The nextToken is never checkpointed: a resumed run restarts the
+                # marketplace, which upserts make harmless.
+                yield Batch(records, {"since": since, "done": finished}, errors=errors, done=done)
+                if next_page is None:
+                    break
+                try:
+                    body = await next_page
+                except PlatformError as error:
+                    if error.status != 400 or restarts >= 2:
+                        raise
+                    restarts += 1
+                    log.warning("FBA nextToken expired for %s, restarting it", marketplace)
+                    body = await fetch(marketplace, None)
+            finally:
+                if next_page is not None and not next_page.done():
+                    next_page.cancel()
     next_since = _iso(started - INVENTORY_OVERLAP)
     yield Batch([], {"since": next_since, "done": []}, pages=0, done=done)
