@@ -756,20 +756,24 @@ async def _request_values(
     for parameter in operation.parameters:
         name, where = str(parameter.get("name")), parameter.get("in")
         if where == "query" and name in request.query_params:
-            raw = request.query_params.getlist(name)
+            given = request.query_params.getlist(name)
             if parameter.get("type") == "array":
-                values[name] = [v for item in raw for v in item.split(",")]
+                values[name] = [v for item in given for v in item.split(",")]
             else:
-                values[name] = raw[0]
+                values[name] = given[0]
         elif where == "header" and name.lower() in request.headers:
             values[name] = request.headers[name.lower()]
-        elif where == "body":
-            body = await request.body()
-            if body:
-                try:
-                    values[name] = json.loads(body)
-                except ValueError:
-                    values[name] = body.decode(errors="replace")
+    raw = await request.body()
+    if raw:
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode(errors="replace")
+        # Examples name the body by its declared parameter or, in some models, "body".
+        for parameter in operation.parameters:
+            if parameter.get("in") == "body":
+                values[str(parameter.get("name"))] = body
+        values.setdefault("body", body)
     return values
 
 
@@ -781,17 +785,26 @@ async def static_sandbox(request: Request) -> Response:
         return JSONResponse(errors_body("NotFound", "Resource not found."), status_code=404)
     operation, path_params = found
     values = _normalize(await _request_values(request, operation, path_params))
+    best: tuple[int, int, Any] | None = None  # (matched parameters, status, response)
     for status, parameters, response in operation.static_examples():
-        wanted = {
-            name: _normalize(spec_value.get("value")) for name, spec_value in parameters.items()
+        wanted = {  # a parameter given without a value constrains nothing
+            name: _normalize(holder["value"])
+            for name, holder in parameters.items()
+            if "value" in holder
         }
-        if all(values.get(name) == value for name, value in wanted.items()):
-            headers = {"x-amzn-RequestId": _request_id()}
-            if 200 <= status < 300:
-                headers["x-amzn-RateLimit-Limit"] = "5"
-            if response is None:
-                return Response(status_code=status, headers=headers)
-            return JSONResponse(response, status_code=status, headers=headers)
+        matches = all(values.get(name) == value for name, value in wanted.items())
+        # The most specific example wins, as several may match a request; between equally
+        # specific ones (getAccount has a 200 and a 400 without parameters) the first.
+        if matches and (best is None or len(wanted) > best[0]):
+            best = (len(wanted), status, response)
+    if best is not None:
+        _, status, response = best
+        headers = {"x-amzn-RequestId": _request_id()}
+        if 200 <= status < 300:
+            headers["x-amzn-RateLimit-Limit"] = "5"
+        if response is None:
+            return Response(status_code=status, headers=headers)
+        return JSONResponse(response, status_code=status, headers=headers)
     return JSONResponse(
         errors_body(
             "InvalidInput",

@@ -75,7 +75,7 @@ def load_model(name: str) -> dict[str, Any]:
 
 
 def _pattern(path: str) -> re.Pattern[str]:
-    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]*)", re.escape(path))
     return re.compile(regex)
 
 
