@@ -59,6 +59,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy dashboard connectors
 
 bench: setup
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/run_all.py
 
 clean:

@@ -1,0 +1,261 @@
+"""Amazon connector at the SP-API's real limits (time-scaled): orders backfill throughput and
+share of the rate-limit bound, 429s after warm-up, peak memory of a listings report, and the
+same orders backfill done by a plain python-amazon-sp-api loop as the peer.
+
+The sandbox runs as its own process (``hub sandbox serve``), so the peak RSS printed here is
+the connector's alone. A time scale S makes every platform clock S times faster: searchOrders'
+documented 0.0056 requests/s becomes 0.0056*S, with the burst of 20 unchanged.
+
+    python bench/amazon_sync.py [--orders 6000] [--listings 1000000] [--time-scale 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from connectors.amazon.client import USAGE_PLANS, BucketRegistry  # noqa: E402
+from connectors.amazon.connector import AmazonConfig, AmazonConnector  # noqa: E402
+from connectors.amazon.reports import ReportPolling  # noqa: E402
+from connectors.amazon.streams import StreamOptions  # noqa: E402
+from connectors.base import IntegrationRef, StoredCredential  # noqa: E402
+from tests.sandbox_server import AMAZON_APP, amazon_install, free_port  # noqa: E402
+
+US = "ATVPDKIKX0DER"
+
+
+class MemoryStore:
+    """Credentials in memory: the benchmark measures the connector, not the vault."""
+
+    def __init__(self, refresh_token: str) -> None:
+        self.items = {"refresh_token": StoredCredential("refresh_token", refresh_token)}
+
+    async def get(self, kind: str) -> StoredCredential | None:
+        return self.items.get(kind)
+
+    async def save(self, credential: StoredCredential) -> None:
+        self.items[credential.kind] = credential
+
+    async def delete(self, kind: str) -> None:
+        self.items.pop(kind, None)
+
+    @contextlib.asynccontextmanager
+    async def refresh_lock(self, name: str) -> AsyncIterator[None]:
+        yield
+
+
+@contextlib.contextmanager
+def sandbox_process(time_scale: float) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dashboard.cli", "sandbox", "serve", "--port", str(port),
+         "--time-scale", str(time_scale), "--seed", "21"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/_sandbox/amazon/stats", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the sandbox did not start") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def seller(base: str, seller_id: str, **sizes: int) -> str:
+    httpx.post(
+        f"{base}/_sandbox/amazon/sellers",
+        json={"selling_partner_id": seller_id, "marketplaces": [US], **sizes},
+        timeout=60,
+    ).raise_for_status()
+    return amazon_install(base, seller_id)
+
+
+def stats(base: str) -> dict[str, int]:
+    return dict(httpx.get(f"{base}/_sandbox/amazon/stats").json())
+
+
+def connector(base: str) -> AmazonConnector:
+    return AmazonConnector(
+        AmazonConfig(
+            AMAZON_APP["app_id"], AMAZON_APP["client_id"], AMAZON_APP["client_secret"],
+            f"{base}/amazon", options=StreamOptions(polling=ReportPolling(0.05, 1.0, 600)),
+        ),
+        buckets=BucketRegistry(),
+    )  # fmt: skip
+
+
+async def hub_orders(base: str, seller_id: str, refresh: str, scale: float) -> dict[str, Any]:
+    amazon = connector(base)
+    ref = IntegrationRef("bench", "amazon", selling_partner_id=seller_id, region="na",
+                         marketplaces=(US,))  # fmt: skip
+    store = MemoryStore(refresh)
+    before = stats(base)
+    started = time.monotonic()
+    orders = pages = 0
+    warm_throttled = None
+    rate, burst = USAGE_PLANS["searchOrders"]
+    async for batch in amazon.read_stream(ref, store, "orders", None):
+        pages += 1
+        orders += sum(1 for r in batch.records if r.kind.value == "order")
+        if pages == burst:
+            warm_throttled = stats(base)["throttled"]
+    elapsed = time.monotonic() - started
+    after = stats(base)
+    bound = burst + rate * scale * elapsed  # pages the bucket allows in that time
+    return {
+        "orders": orders,
+        "pages": pages,
+        "seconds": elapsed,
+        "orders_per_s": orders / elapsed,
+        "share_of_bound": min(pages, bound) / bound if pages > burst else 1.0,
+        "throttled_after_warmup": after["throttled"] - (warm_throttled or before["throttled"]),
+        "throttled_total": after["throttled"] - before["throttled"],
+    }
+
+
+def peer_orders(base: str, seller_id: str, refresh: str, scale: float) -> dict[str, Any] | str:
+    """python-amazon-sp-api as its users write it: a page loop with ``@throttle_retry()``.
+
+    Its defaults (10 tries, 5 s growing by 1.3x) are scaled by the time scale like every
+    platform clock, so the peer meets the same ratios it meets against Amazon.
+    """
+    try:
+        from sp_api.api import OrdersV20260101
+        from sp_api.auth import AccessTokenClient, access_token_client
+        from sp_api.base import SellingApiForbiddenException, SellingApiRequestThrottledException
+        from sp_api.util import throttle_retry
+    except ImportError:
+        return "python-amazon-sp-api is not installed (pip install -e .[bench])"
+    host = base.removeprefix("http://")
+
+    class SandboxToken(AccessTokenClient):  # only the LWA host differs
+        scheme, path = "http://", "/amazon/lwa/auth/o2/token"
+
+    SandboxToken.host = host
+
+    class Orders(OrdersV20260101):
+        @property
+        def headers(self) -> dict[str, str]:
+            return {**super().headers, "host": host}
+
+    client = Orders(
+        refresh_token=refresh,
+        credentials={"lwa_app_id": AMAZON_APP["client_id"],
+                     "lwa_client_secret": AMAZON_APP["client_secret"]},
+        auth_token_client_class=SandboxToken,
+    )  # fmt: skip
+    client.endpoint = f"{base}/amazon/sp/na"
+
+    @throttle_retry(tries=10, delay=5 / scale, rate=1.3)
+    def page(**params: Any) -> Any:
+        return client.search_orders(**params)
+
+    before = stats(base)
+    started = time.monotonic()
+    orders = pages = 0
+    token = None
+    while True:
+        params: dict[str, Any] = {"lastUpdatedAfter": "2020-01-01T00:00:00Z",
+                                  "marketplaceIds": [US], "maxResultsPerPage": 100}  # fmt: skip
+        if token:
+            params["paginationToken"] = token
+        try:
+            response = page(**params)
+        except SellingApiForbiddenException:
+            # Its token cache keeps tokens 3200 real seconds; the scaled sandbox expires
+            # them sooner. Drop the cache and go on, as a user of it would.
+            access_token_client.cache.clear()
+            continue
+        except SellingApiRequestThrottledException:
+            return f"gave up after 10 throttled retries on page {pages + 1}"
+        pages += 1
+        orders += len(response.payload.get("orders", []))
+        token = response.next_token
+        if not token:
+            break
+    elapsed = time.monotonic() - started
+    return {
+        "orders": orders,
+        "pages": pages,
+        "seconds": elapsed,
+        "orders_per_s": orders / elapsed,
+        "throttled_total": stats(base)["throttled"] - before["throttled"],
+    }
+
+
+async def listings_memory(base: str, seller_id: str, refresh: str) -> dict[str, Any]:
+    amazon = connector(base)
+    ref = IntegrationRef("bench-l", "amazon", selling_partner_id=seller_id, region="na",
+                         marketplaces=(US,))  # fmt: skip
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.monotonic()
+    rows = 0
+    async for batch in amazon.read_stream(ref, MemoryStore(refresh), "listings", None):
+        rows += len(batch.records)
+    elapsed = time.monotonic() - started
+    return {
+        "rows": rows,
+        "seconds": elapsed,
+        "rows_per_s": rows / elapsed,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_mb": rss_before,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=6000)
+    parser.add_argument("--listings", type=int, default=1_000_000)
+    parser.add_argument("--time-scale", type=float, default=500.0)
+    args = parser.parse_args()
+    with sandbox_process(args.time_scale) as base:
+        hub_refresh = seller(base, "A1BENCHHUB", orders=args.orders, listings=10, fba_items=1)
+        peer_refresh = seller(base, "A1BENCHPEER", orders=args.orders, listings=10, fba_items=1)
+        big_refresh = seller(base, "A1BENCHLIST", orders=1, listings=args.listings, fba_items=1)
+        time.sleep(300 / args.time_scale)  # the 2-minute rule: let every order become visible
+        rate, burst = USAGE_PLANS["searchOrders"]
+        print(f"time scale {args.time_scale:g}: searchOrders {rate * args.time_scale:.2f} "
+              f"requests/s after a burst of {burst}")  # fmt: skip
+        hub = asyncio.run(hub_orders(base, "A1BENCHHUB", hub_refresh, args.time_scale))
+        print(f"hub orders backfill:  {hub['orders']} orders in {hub['pages']} pages, "
+              f"{hub['seconds']:.1f} s, {hub['orders_per_s']:.0f} orders/s, "
+              f"{hub['share_of_bound']:.1%} of the rate-limit bound, "
+              f"429s after warm-up {hub['throttled_after_warmup']} "
+              f"(total {hub['throttled_total']})")  # fmt: skip
+        peer = peer_orders(base, "A1BENCHPEER", peer_refresh, args.time_scale)
+        if isinstance(peer, str):
+            print(f"peer (python-amazon-sp-api): {peer}")
+        else:
+            print(f"peer python-amazon-sp-api loop: {peer['orders']} orders in {peer['pages']} "
+                  f"pages, {peer['seconds']:.1f} s, {peer['orders_per_s']:.0f} orders/s, "
+                  f"429s {peer['throttled_total']}")  # fmt: skip
+        listing = asyncio.run(listings_memory(base, "A1BENCHLIST", big_refresh))
+        print(f"listings report:      {listing['rows']} rows in {listing['seconds']:.1f} s "
+              f"({listing['rows_per_s']:.0f} rows/s incl. the sandbox generating it), "
+              f"peak RSS {listing['peak_rss_mb']:.0f} MB "
+              f"(before the report {listing['rss_before_mb']:.0f} MB)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
