@@ -42,6 +42,7 @@ class ShopifyThrottle:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     throttled: int = 0
     waited: float = 0.0
+    learned_rate: float = 0.0
     _last: tuple[float, float] | None = None
 
     def estimate(self, now: float) -> float:
@@ -65,13 +66,18 @@ class ShopifyThrottle:
         maximum = float(status.get("maximumAvailable", self.maximum))
         current = float(status.get("currentlyAvailable", self.available))
         documented = float(status.get("restoreRate", self.restore_rate)) or 1.0
-        rate = documented
+        rate = max(documented, self.learned_rate)  # keep what was learned before
         if self._last is not None and actual_cost is not None:
             last_available, last_time = self._last
             elapsed = now - last_time
             refilled = current + actual_cost - last_available
-            if elapsed > 0.005 and refilled > 0 and current + actual_cost < maximum * 0.95:
-                rate = max(documented, min(refilled / elapsed, documented * 1000))
+            if elapsed > 0.005 and refilled > 0:
+                measured = min(refilled / elapsed, documented * 1000)
+                if current + actual_cost < maximum * 0.95:
+                    rate = max(documented, measured)
+                else:  # the bucket hit its top: it refills at least this fast
+                    rate = max(rate, measured)
+                self.learned_rate = rate
         self.maximum, self.available, self.restore_rate, self.updated = (
             maximum,
             current,
