@@ -19,7 +19,7 @@ from dashboard.state.live import live_loop, live_region
 
 
 class RunsState(AuthState):
-    watching: bool = False
+    watching: int = 0
     rows: list[dict] = []
     status_filter: str = "all"
     platform_filter: str = "all"
@@ -32,7 +32,7 @@ class RunsState(AuthState):
 
     @rx.event
     def stop_watching(self):
-        self.watching = False
+        self.watching = 0
 
     async def fetch(self) -> object:
         status = "" if self.status_filter == "all" else self.status_filter
@@ -55,7 +55,8 @@ class RunsState(AuthState):
 
     @rx.event
     async def load_runs(self):
-        self.apply(await self.fetch())
+        if await self.signed_in():
+            self.apply(await self.fetch())
 
     @rx.event
     async def set_status_filter(self, value: str):
@@ -114,6 +115,32 @@ def progress_cell(row: rx.Var[dict]) -> rx.Component:
     )
 
 
+def run_actions(row: rx.Var[dict]) -> rx.Component:
+    return rx.fragment(
+        rx.cond(
+            (row["status"] == "running") | (row["status"] == "queued"),
+            rx.button(
+                "Cancel",
+                size="1",
+                variant="soft",
+                color_scheme="red",
+                on_click=RunsState.cancel_run(row["id"]),
+            ),
+        ),
+        rx.cond(
+            (row["status"] == "failed")
+            | (row["status"] == "interrupted")
+            | (row["status"] == "cancelled"),
+            rx.button(
+                "Retry",
+                size="1",
+                variant="soft",
+                on_click=RunsState.retry_run(row["id"]),
+            ),
+        ),
+    )
+
+
 def run_row(row: rx.Var[dict]) -> rx.Component:
     return rx.fragment(
         rx.table.row(
@@ -131,27 +158,8 @@ def run_row(row: rx.Var[dict]) -> rx.Component:
                     rx.button(
                         "Log", size="1", variant="ghost", on_click=RunsState.show_log(row["id"])
                     ),
-                    rx.cond(
-                        (row["status"] == "running") | (row["status"] == "queued"),
-                        rx.button(
-                            "Cancel",
-                            size="1",
-                            variant="soft",
-                            color_scheme="red",
-                            on_click=RunsState.cancel_run(row["id"]),
-                        ),
-                    ),
-                    rx.cond(
-                        (row["status"] == "failed")
-                        | (row["status"] == "interrupted")
-                        | (row["status"] == "cancelled"),
-                        rx.button(
-                            "Retry",
-                            size="1",
-                            variant="soft",
-                            on_click=RunsState.retry_run(row["id"]),
-                        ),
-                    ),
+                    # Viewers do not see actions they cannot use; the handlers check too.
+                    rx.cond(RunsState.can_manage, run_actions(row)),
                 )
             ),
         ),

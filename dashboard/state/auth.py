@@ -30,6 +30,12 @@ class AuthState(rx.State):
         user = await self.current_user()
         return auth_service.require_role(user, role)
 
+    async def signed_in(self) -> bool:
+        """For loaders: a page's data goes only to a signed-in user, whoever sends the event."""
+        user = await self.current_user()
+        self._remember(user)
+        return user is not None
+
     def _remember(self, user: User | None) -> None:
         self.user_email = user.email if user else ""
         self.user_role = user.role if user else ""

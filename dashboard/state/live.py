@@ -2,22 +2,32 @@
 
 The page starts its watcher on mount and stops it on unmount; the loop holds the state lock
 only to swap the rows in, never while the database is read. Reflex binds an event handler to
-the class that defines it, so each live page declares its own two small handlers
-(``watch`` and ``stop_watching``) and a ``watching`` flag, and they all run this one loop.
+the class that defines it, so each live state declares its own two small handlers
+(``watch`` and ``stop_watching``) and a ``watching`` field, and they all run this one loop.
+
+``watching`` is 0 when no loop runs, else the id of the one loop that may: leaving a page and
+coming back within a second starts a new loop, and the old one, on waking, sees a different id
+and ends, so a tab never accumulates loops. The loop also ends when the session does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 from typing import Any, Protocol
 
 import reflex as rx
 
 POLL_SECONDS = 1.0
+# How often a running loop checks that its session is still valid (user disabled, signed out).
+SESSION_CHECK_EVERY = 15
 
 
 class LivePage(Protocol):
-    watching: bool
+    watching: int
+
+    async def current_user(self) -> Any: ...
 
     async def fetch(self) -> Any: ...
 
@@ -29,20 +39,28 @@ class LivePage(Protocol):
 
 
 async def live_loop(state: LivePage) -> None:
-    """Body of a page's background ``watch`` event."""
+    """Body of a live state's background ``watch`` event."""
     async with state:
         if state.watching:
             return  # already watching in another task of this tab
-        state.watching = True
-    while True:
+        # Random, not a counter: with several workers the tab's state is shared through Redis.
+        loop_id = state.watching = secrets.randbelow(2**48) + 1
+    for tick in itertools.count():
+        # Only signed-in users get live data, whoever sends the event.
+        if tick % SESSION_CHECK_EVERY == 0 and await state.current_user() is None:
+            async with state:
+                if state.watching == loop_id:
+                    state.watching = 0
+            return
         data = await state.fetch()
         async with state:
-            if not state.watching:
+            if state.watching != loop_id:
                 return
             state.apply(data)
         await asyncio.sleep(POLL_SECONDS)
 
 
-def live_region(*children: rx.Component, watch: Any, stop: Any) -> rx.Component:
+def live_region(*children: rx.Component, watch: Any, stop: Any, **props: Any) -> rx.Component:
     """Wrap a page's live part: watching while it is on screen."""
-    return rx.box(*children, on_mount=watch, on_unmount=stop, width="100%")
+    props.setdefault("width", "100%")
+    return rx.box(*children, on_mount=watch, on_unmount=stop, **props)
