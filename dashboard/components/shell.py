@@ -9,6 +9,7 @@ from typing import Any
 import reflex as rx
 
 from dashboard import routes
+from dashboard.components.notifications import notification_bell
 from dashboard.state.auth import AuthState
 
 NAV = (
@@ -84,6 +85,7 @@ def header(title: str) -> rx.Component:
     return rx.hstack(
         rx.heading(title, size="6"),
         rx.spacer(),
+        rx.cond(AuthState.user_email != "", notification_bell()),
         rx.color_mode.button(aria_label="Toggle light and dark"),
         user_menu(),
         align="center",

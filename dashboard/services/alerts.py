@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from connectors.http import build_client, with_retries
-from dashboard.models import Notification
+from dashboard.models import Integration, Notification
 from dashboard.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,45 @@ def list_notifications(*, session: Session, limit: int = 50) -> list[Notificatio
     return list(session.exec(statement).all())
 
 
-def mark_all_read(*, session: Session) -> None:
-    now = datetime.now(UTC)
-    for row in session.exec(select(Notification).where(col(Notification.read_at).is_(None))):
-        row.read_at = now
-        session.add(row)
+def notification_rows(*, session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest notifications for the notification center, with the integration's name."""
+    statement = (
+        select(Notification, Integration.display_name)
+        .join(Integration, col(Integration.id) == col(Notification.integration_id), isouter=True)
+        .order_by(col(Notification.created_at).desc(), col(Notification.id))
+        .limit(limit)
+    )
+    return [
+        {
+            "id": str(row.id),
+            "kind": row.kind,
+            "message": row.message,
+            "integration_id": str(row.integration_id) if row.integration_id else "",
+            "integration": name or "",
+            "created_at": row.created_at.isoformat(),
+            "unread": row.read_at is None,
+        }
+        for row, name in session.exec(statement).all()
+    ]
+
+
+def mark_read(*, session: Session, notification_id: uuid.UUID) -> None:
+    """Mark one notification read (a no-op when it is read already or gone)."""
+    session.execute(
+        sa.update(Notification)
+        .where(col(Notification.id) == notification_id, col(Notification.read_at).is_(None))
+        .values(read_at=datetime.now(UTC))
+    )
+
+
+def mark_all_read(*, session: Session) -> int:
+    """Mark every unread notification read in one statement; returns how many were unread."""
+    result = session.execute(
+        sa.update(Notification)
+        .where(col(Notification.read_at).is_(None))
+        .values(read_at=datetime.now(UTC))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def sign(body: bytes, *, secret: str, timestamp: int) -> str:

@@ -1,0 +1,77 @@
+"""The notification center in the header: failed runs and integrations needing reconnection.
+
+Live like the pages (its own watcher, see ``live.py``). Read state is shared by the team, so
+marking read is a manager's action; viewers see the same list.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import reflex as rx
+
+from dashboard.db import in_session
+from dashboard.models import Role
+from dashboard.services import alerts
+from dashboard.services.auth import PermissionDenied
+from dashboard.state.auth import AuthState
+from dashboard.state.live import live_loop
+
+SHOWN = 20
+
+
+class NotificationState(AuthState):
+    watching: int = 0
+    unread: int = 0
+    items: list[dict[str, Any]] = []
+
+    @rx.var
+    def unread_label(self) -> str:
+        return "9+" if self.unread > 9 else str(self.unread)
+
+    @rx.var
+    def bell_label(self) -> str:
+        return f"Notifications, {self.unread} unread" if self.unread else "Notifications"
+
+    @rx.event(background=True)
+    async def watch(self):
+        await live_loop(self)
+
+    @rx.event
+    def stop_watching(self):
+        self.watching = 0
+
+    async def fetch(self) -> object:
+        def load(session):
+            return (
+                alerts.unread_count(session=session),
+                alerts.notification_rows(session=session, limit=SHOWN),
+            )
+
+        return await in_session(load)
+
+    def apply(self, data: Any) -> None:
+        self.unread, self.items = data
+
+    @rx.event
+    async def mark_read(self, notification_id: str):
+        try:
+            await self.require(Role.MANAGER)
+        except PermissionDenied as denied:
+            return rx.toast.error(str(denied))
+        await in_session(
+            lambda s: alerts.mark_read(session=s, notification_id=uuid.UUID(notification_id))
+        )
+        self.apply(await self.fetch())
+        return None
+
+    @rx.event
+    async def mark_all_read(self):
+        try:
+            await self.require(Role.MANAGER)
+        except PermissionDenied as denied:
+            return rx.toast.error(str(denied))
+        await in_session(lambda s: alerts.mark_all_read(session=s))
+        self.apply(await self.fetch())
+        return rx.toast.success("All notifications marked read.")
