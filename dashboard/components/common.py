@@ -19,6 +19,9 @@ STATUS_COLORS = {
     "failed": "red",
     "cancelled": "gray",
     "interrupted": "orange",
+    "received": "gray",
+    "processed": "green",
+    "ignored": "gray",
 }
 
 

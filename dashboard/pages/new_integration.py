@@ -6,6 +6,7 @@ import importlib.util
 
 import reflex as rx
 
+from connectors.amazon.regions import MARKETPLACES, REGION_MARKETPLACES
 from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.components.shell import template
@@ -15,28 +16,13 @@ from dashboard.services import integrations as integration_service
 from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState, leave_app
 
-# Amazon marketplaces per SP-API region (id, label): the seller picks where they sell.
-MARKETPLACES = {
-    "na": [
-        ("ATVPDKIKX0DER", "United States"),
-        ("A2EUQ1WTGCTBG2", "Canada"),
-        ("A1AM78C64UM0Y8", "Mexico"),
-        ("A2Q3Y263D00KWC", "Brazil"),
-    ],
-    "eu": [
-        ("A1F83G8C2ARO7P", "United Kingdom"),
-        ("A1PA6795UKMFR9", "Germany"),
-        ("A13V1IB3VIYZZH", "France"),
-        ("APJ6JRA9NG5V4", "Italy"),
-        ("A1RKKUPIHCS9HS", "Spain"),
-        ("A1805IZSGTT6HS", "Netherlands"),
-    ],
-    "fe": [
-        ("A1VC38T7YXB528", "Japan"),
-        ("A39IBJ37TRP1C6", "Australia"),
-        ("A19VAU5U5O7RUS", "Singapore"),
-    ],
-}
+
+def _marketplace_options(region: str) -> list[list[str]]:
+    """(id, label) of a region's marketplaces, from the connector's one list."""
+    marketplaces = (MARKETPLACES[m] for m in REGION_MARKETPLACES.get(region, ()))
+    return [[m.id, f"{m.name} ({m.country})"] for m in marketplaces]
+
+
 AMAZON_AVAILABLE = importlib.util.find_spec("connectors.amazon.connector") is not None
 STREAM_LABELS = {
     "products": "Products and variants",
@@ -54,7 +40,7 @@ class WizardState(AuthState):
     shop_domain: str = ""
     shop_error: str = ""
     region: str = "na"
-    marketplaces: list[str] = ["ATVPDKIKX0DER"]
+    marketplaces: list[str] = list(REGION_MARKETPLACES["na"][:1])
     streams: dict[str, bool] = {}
     intervals: dict[str, str] = {}
     error: str = ""
@@ -64,7 +50,7 @@ class WizardState(AuthState):
 
     @rx.var
     def marketplace_options(self) -> list[list[str]]:
-        return [[mid, label] for mid, label in MARKETPLACES.get(self.region, [])]
+        return _marketplace_options(self.region)
 
     @rx.var
     def stream_options(self) -> list[list[str]]:
@@ -75,7 +61,7 @@ class WizardState(AuthState):
     def reset_wizard(self):
         self.step, self.platform, self.name, self.shop_domain = 1, "", "", ""
         self.shop_error, self.error, self.created_id, self.link_url = "", "", "", ""
-        self.region, self.marketplaces = "na", ["ATVPDKIKX0DER"]
+        self.region, self.marketplaces = "na", list(REGION_MARKETPLACES["na"][:1])
 
     @rx.event
     def choose_platform(self, platform: str):
@@ -101,7 +87,7 @@ class WizardState(AuthState):
     @rx.event
     def set_region(self, value: str):
         self.region = value
-        self.marketplaces = [MARKETPLACES[value][0][0]]
+        self.marketplaces = list(REGION_MARKETPLACES.get(value, ())[:1])
 
     @rx.event
     def toggle_marketplace(self, marketplace: str):
@@ -264,13 +250,24 @@ def details_step() -> rx.Component:
                     on_change=WizardState.set_region,
                 ),
                 rx.text("Marketplaces", weight="medium"),
-                rx.foreach(
-                    WizardState.marketplace_options,
-                    lambda m: rx.checkbox(
-                        m[1],
-                        checked=WizardState.marketplaces.contains(m[0]),
-                        on_change=lambda _: WizardState.toggle_marketplace(m[0]),
+                rx.grid(
+                    rx.foreach(
+                        WizardState.marketplace_options,
+                        lambda m: rx.checkbox(
+                            m[1],
+                            checked=WizardState.marketplaces.contains(m[0]),
+                            on_change=lambda _: WizardState.toggle_marketplace(m[0]),
+                        ),
                     ),
+                    columns=rx.breakpoints(initial="1", sm="2", md="3"),
+                    spacing="2",
+                    width="min(40rem, 100%)",
+                ),
+                rx.text(
+                    "One Seller Central consent covers the whole region; the hub syncs the "
+                    "marketplaces ticked here.",
+                    size="2",
+                    color_scheme="gray",
                 ),
             ),
         ),

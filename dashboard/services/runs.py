@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
-from dashboard.models import Integration, SyncEvent, SyncRun
+from dashboard.models import EventLevel, Integration, SyncEvent, SyncRun
 
 
 def _iso(value: datetime | None) -> str:
@@ -67,3 +68,80 @@ def run_events(*, session: Session, run_id: uuid.UUID, limit: int = 200) -> list
         select(SyncEvent).where(SyncEvent.run_id == run_id).order_by(col(SyncEvent.at)).limit(limit)
     ).all()
     return [{"at": _iso(e.at), "level": e.level, "message": e.message} for e in rows]
+
+
+# Severity order of events; the Logs tab filters by "this level and above".
+LEVELS = tuple(level.value for level in EventLevel)  # debug < info < warning < error
+# The Logs tab searches the events of an integration's newest runs, so that a long history
+# never slows the page down; a download covers the whole history up to EXPORT_LIMIT events.
+RECENT_RUNS = 200
+EXPORT_LIMIT = 20_000
+
+
+def _contains(text: str) -> str:
+    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def integration_events(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    search: str = "",
+    level: str = "",
+    limit: int = 200,
+    recent_runs: int | None = RECENT_RUNS,
+) -> list[dict[str, str]]:
+    """An integration's run events, newest first, at ``level`` or above, matching ``search``."""
+    runs = select(SyncRun.id).where(SyncRun.integration_id == integration_id)
+    if recent_runs is not None:
+        runs = runs.order_by(col(SyncRun.created_at).desc()).limit(recent_runs)
+    statement = (
+        select(SyncEvent, SyncRun.stream)
+        .join(SyncRun, col(SyncRun.id) == col(SyncEvent.run_id))
+        .where(col(SyncEvent.run_id).in_(runs.scalar_subquery()))
+    )
+    if level in LEVELS:
+        statement = statement.where(col(SyncEvent.level).in_(LEVELS[LEVELS.index(level) :]))
+    if search.strip():
+        statement = statement.where(
+            func.lower(SyncEvent.message).like(_contains(search), escape="\\")
+        )
+    statement = statement.order_by(col(SyncEvent.at).desc(), col(SyncEvent.id)).limit(limit)
+    return [
+        {
+            "id": str(event.id),
+            "at": _iso(event.at),
+            "level": event.level,
+            "message": event.message,
+            "stream": stream,
+            "run_id": str(event.run_id),
+        }
+        for event, stream in session.exec(statement).all()
+    ]
+
+
+def export_events(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    search: str = "",
+    level: str = "",
+    fmt: str = "json",
+) -> str:
+    """The matching events of the integration's whole history, oldest first, as a JSON array
+    or as text lines ``time level stream message``."""
+    events = integration_events(
+        session=session,
+        integration_id=integration_id,
+        search=search,
+        level=level,
+        limit=EXPORT_LIMIT,
+        recent_runs=None,
+    )
+    events.reverse()
+    if fmt == "json":
+        return json.dumps(events, indent=1)
+    return "".join(
+        f"{e['at']} {e['level'].upper():<7} {e['stream']:<10} {e['message']}\n" for e in events
+    )
