@@ -32,7 +32,8 @@ from connectors.amazon.connector import AmazonConfig, AmazonConnector  # noqa: E
 from connectors.amazon.reports import ReportPolling  # noqa: E402
 from connectors.amazon.streams import StreamOptions  # noqa: E402
 from connectors.base import IntegrationRef, StoredCredential  # noqa: E402
-from tests.sandbox_server import AMAZON_APP, amazon_install, free_port  # noqa: E402
+from connectors.sandbox.installer import AMAZON_APP  # noqa: E402
+from tests.sandbox_server import amazon_install, free_port  # noqa: E402
 
 US = "ATVPDKIKX0DER"
 

@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 
 from connectors.sandbox.app import create_sandbox_app
+from connectors.sandbox.installer import install_amazon, install_shopify
 
 
 def free_port() -> int:
@@ -46,61 +47,11 @@ def running_sandbox(**options: Any) -> Iterator[tuple[str, Any]]:
 
 def shopify_install(base: str, shop: str, *, scopes: str = "read_products") -> str:
     """Approve the sandbox app on ``shop`` and return an access token (test set-up only)."""
-    from urllib.parse import parse_qs, urlparse
-
     with httpx.Client(base_url=base) as client:
-        response = client.post(
-            f"/shopify/{shop}/admin/oauth/authorize",
-            data={
-                "client_id": "sandbox-shopify-client-id",
-                "scope": scopes,
-                "redirect_uri": "http://hub/cb",
-                "state": "s",
-                "decision": "approve",
-            },
-        )
-        code = parse_qs(urlparse(response.headers["location"]).query)["code"][0]
-        token = client.post(
-            f"/shopify/{shop}/admin/oauth/access_token",
-            json={
-                "client_id": "sandbox-shopify-client-id",
-                "client_secret": "sandbox-shopify-client-secret",
-                "code": code,
-            },
-        )
-        return str(token.json()["access_token"])
-
-
-AMAZON_APP = {
-    "app_id": "amzn1.sp.solution.sandbox-app",
-    "client_id": "amzn1.application-oa2-client.sandbox",
-    "client_secret": "sandbox-amazon-client-secret",
-}
+        return str(install_shopify(client, shop, scopes=scopes)["access_token"])
 
 
 def amazon_install(base: str, seller: str, region: str = "na") -> str:
     """Authorize the sandbox app for ``seller`` and return its refresh token (set-up only)."""
-    from urllib.parse import parse_qs, urlparse
-
     with httpx.Client(base_url=base) as client:
-        response = client.post(
-            f"/amazon/sellercentral/{region}/apps/authorize/consent",
-            params={
-                "application_id": AMAZON_APP["app_id"],
-                "state": "s",
-                "redirect_uri": "http://hub/cb",
-            },
-            data={"decision": "approve", "selling_partner_id": seller},
-        )
-        code = parse_qs(urlparse(response.headers["location"]).query)["spapi_oauth_code"][0]
-        token = client.post(
-            "/amazon/lwa/auth/o2/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": "http://hub/cb",
-                "client_id": AMAZON_APP["client_id"],
-                "client_secret": AMAZON_APP["client_secret"],
-            },
-        )
-        return str(token.json()["refresh_token"])
+        return install_amazon(client, seller, region)

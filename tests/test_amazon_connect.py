@@ -15,13 +15,14 @@ from sqlmodel import Session, select
 from starlette.applications import Starlette
 
 from connectors.amazon.client import BUCKETS
+from connectors.sandbox.installer import AMAZON_APP
 from dashboard.api import build_api
 from dashboard.db import session_scope
 from dashboard.models import Credential, Integration, Order
 from dashboard.services import connect, sync
 from dashboard.services.integrations import create_connect_link, create_integration
 from tests.conftest import reset_caches
-from tests.sandbox_server import AMAZON_APP, running_sandbox
+from tests.sandbox_server import running_sandbox
 
 HUB = "http://hub.test"
 SELLER = "A4CONNECTSELLER"

@@ -18,12 +18,13 @@ from connectors.amazon.reports import ReportPolling
 from connectors.amazon.streams import StreamOptions
 from connectors.base import StoredCredential
 from connectors.sandbox.core import checksum
+from connectors.sandbox.installer import AMAZON_APP
 from dashboard.db import session_scope
 from dashboard.models import Integration, InventoryLevel, Order, OrderLine, Product, SyncRun
 from dashboard.services.credentials import save_credential
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine
-from tests.sandbox_server import AMAZON_APP, amazon_install, running_sandbox
+from tests.sandbox_server import amazon_install, running_sandbox
 
 SELLER = "A2SYNCTESTSELLER"
 MARKETPLACES = ["ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"]

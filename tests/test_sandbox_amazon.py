@@ -20,7 +20,7 @@ import pytest
 
 from connectors.sandbox.amazon import spec
 from connectors.sandbox.app import create_sandbox_app
-from tests.sandbox_server import AMAZON_APP
+from connectors.sandbox.installer import AMAZON_APP
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/platform-specs/amazon-sp-api"
 SELLER = "A3SANDBOXTEST"
