@@ -1,6 +1,8 @@
-"""Overview: what needs attention now."""
+"""Overview: what needs attention now, live: counts, syncs running, records per hour."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import reflex as rx
 
@@ -8,58 +10,220 @@ from dashboard import routes
 from dashboard.components.common import empty_state, stat_card
 from dashboard.components.shell import template
 from dashboard.db import in_session
+from dashboard.models import IntegrationStatus
 from dashboard.services import overview as overview_service
+from dashboard.services import runs as runs_service
 from dashboard.state.auth import AuthState
+from dashboard.state.live import live_loop, live_region
+
+CHART_HEIGHT = 240
+PANEL_HEIGHT = "17rem"  # fixed, so rows coming and going never move the page
 
 
 class OverviewState(AuthState):
-    counts: dict[str, int] = {}
+    watching: int = 0
+    loaded: bool = False
+    counts: dict[str, int] = {status.value: 0 for status in IntegrationStatus}
     failures_24h: int = 0
+    per_hour: list[dict[str, Any]] = []
+    running: list[dict[str, Any]] = []
+    reauth: list[dict[str, str]] = []
 
     @rx.var
     def total_integrations(self) -> int:
         return sum(self.counts.values())
 
+    @rx.var
+    def records_24h(self) -> str:
+        return f"{sum(int(hour['records']) for hour in self.per_hour):,}"
+
+    @rx.event(background=True)
+    async def watch(self):
+        await live_loop(self)
+
+    @rx.event
+    def stop_watching(self):
+        self.watching = 0
+
+    async def fetch(self) -> object:
+        def load(session):
+            return {
+                "counts": overview_service.status_counts(session=session),
+                "failures_24h": overview_service.failures_since(session=session, hours=24),
+                "per_hour": overview_service.records_per_hour(session=session, hours=24),
+                "running": runs_service.list_runs(session=session, status="running", limit=10),
+                "reauth": overview_service.needs_reauth(session=session, limit=10),
+            }
+
+        return await in_session(load)
+
+    def apply(self, data: Any) -> None:
+        for name, value in data.items():
+            setattr(self, name, value)
+        self.loaded = True
+
     @rx.event
     async def load_overview(self):
-        def load(session):
-            return (
-                overview_service.status_counts(session=session),
-                overview_service.failures_since(session=session, hours=24),
-            )
+        if await self.signed_in():
+            self.apply(await self.fetch())
 
-        self.counts, self.failures_24h = await in_session(load)
+
+def panel(title: str, *children: rx.Component, **props: Any) -> rx.Component:
+    return rx.card(
+        rx.vstack(rx.heading(title, size="3"), *children, spacing="3", height="100%"),
+        height=PANEL_HEIGHT,
+        **props,
+    )
+
+
+def records_chart() -> rx.Component:
+    return panel(
+        "Records synced per hour",
+        rx.box(
+            rx.recharts.bar_chart(
+                rx.recharts.cartesian_grid(stroke_dasharray="3 3", vertical=False),
+                rx.recharts.bar(
+                    data_key="records",
+                    name="Records",
+                    fill=rx.color("accent", 9),
+                    is_animation_active=False,  # redrawn every second: no replayed animation
+                ),
+                rx.recharts.x_axis(data_key="hour", interval=3, tick_line=False),
+                rx.recharts.y_axis(allow_decimals=False, width=56),
+                rx.recharts.graphing_tooltip(cursor=False),
+                data=OverviewState.per_hour,
+                width="100%",
+                height=CHART_HEIGHT - 40,
+            ),
+            role="img",
+            aria_label="Records synced per hour over the last 24 hours",
+            width="100%",
+            id="records-per-hour",
+        ),
+        rx.text(
+            OverviewState.records_24h,
+            " records in the last 24 h (hours in UTC)",
+            size="1",
+            color_scheme="gray",
+        ),
+        flex="2",
+        min_width="20rem",
+    )
+
+
+def running_row(run: rx.Var[dict]) -> rx.Component:
+    return rx.hstack(
+        rx.link(
+            run["integration"],
+            " · ",
+            run["stream"],
+            href="/integrations/" + run["integration_id"].to(str),
+            size="2",
+            min_width="10rem",
+            flex="1",
+        ),
+        rx.cond(
+            run["has_progress"],
+            rx.progress(value=run["progress"], width="8rem"),
+            rx.progress(width="8rem"),
+        ),
+        rx.text(run["records_read"], " · ", run["rate"], "/s", size="1", min_width="7rem"),
+        align="center",
+        width="100%",
+    )
+
+
+def running_panel() -> rx.Component:
+    return panel(
+        "Syncing now",
+        rx.cond(
+            OverviewState.running.length() > 0,
+            rx.scroll_area(
+                rx.vstack(rx.foreach(OverviewState.running, running_row), spacing="2"),
+                type="auto",
+                scrollbars="vertical",
+                flex="1",
+            ),
+            rx.text("No sync is running.", size="2", color_scheme="gray"),
+        ),
+        flex="1",
+        min_width="20rem",
+    )
+
+
+def reauth_panel() -> rx.Component:
+    return panel(
+        "Waiting for reconnection",
+        rx.cond(
+            OverviewState.reauth.length() > 0,
+            rx.scroll_area(
+                rx.vstack(
+                    rx.foreach(
+                        OverviewState.reauth,
+                        lambda row: rx.hstack(
+                            rx.icon("key-round", size=16, color=rx.color("orange", 10)),
+                            rx.link(row["name"], href="/integrations/" + row["id"], size="2"),
+                            rx.text(row["account"], size="1", color_scheme="gray"),
+                            align="center",
+                        ),
+                    ),
+                    spacing="2",
+                ),
+                type="auto",
+                scrollbars="vertical",
+                flex="1",
+            ),
+            rx.text("Every integration's access works.", size="2", color_scheme="gray"),
+        ),
+        flex="1",
+        min_width="16rem",
+    )
+
+
+def dashboard_view() -> rx.Component:
+    return rx.vstack(
+        rx.flex(
+            stat_card("Integrations", OverviewState.total_integrations, "plug"),
+            stat_card("Connected", OverviewState.counts["connected"], "circle-check"),
+            stat_card("Syncing", OverviewState.counts["syncing"], "refresh-cw"),
+            stat_card("Need reconnecting", OverviewState.counts["needs_reauth"], "key-round"),
+            stat_card("Failed runs (24 h)", OverviewState.failures_24h, "circle-x"),
+            wrap="wrap",
+            spacing="3",
+            width="100%",
+        ),
+        rx.flex(records_chart(), reauth_panel(), wrap="wrap", spacing="3", width="100%"),
+        rx.flex(running_panel(), wrap="wrap", spacing="3", width="100%"),
+        spacing="3",
+        width="100%",
+    )
 
 
 @template(route=routes.OVERVIEW, title="Overview", on_load=OverviewState.load_overview)
 def overview() -> rx.Component:
-    return rx.vstack(
+    return live_region(
         rx.cond(
-            OverviewState.total_integrations == 0,
-            empty_state(
-                "plug",
-                "No integrations yet",
-                "Connect a Shopify store or an Amazon seller account to start syncing its "
-                "catalog, inventory and orders. Live sync activity will show here.",
-                rx.cond(
-                    OverviewState.can_manage,
-                    rx.link(
-                        rx.button(rx.icon("plus"), "Add integration"), href=routes.NEW_INTEGRATION
+            ~OverviewState.loaded,
+            rx.center(rx.spinner(size="3"), min_height="20rem"),
+            rx.cond(
+                OverviewState.total_integrations == 0,
+                empty_state(
+                    "plug",
+                    "No integrations yet",
+                    "Connect a Shopify store or an Amazon seller account to start syncing its "
+                    "catalog, inventory and orders. Live sync activity will show here.",
+                    rx.cond(
+                        OverviewState.can_manage,
+                        rx.link(
+                            rx.button(rx.icon("plus"), "Add integration"),
+                            href=routes.NEW_INTEGRATION,
+                        ),
+                        rx.text("Ask a manager to add the first integration.", size="2"),
                     ),
-                    rx.text("Ask a manager to add the first integration.", size="2"),
                 ),
-            ),
-            rx.flex(
-                stat_card("Integrations", OverviewState.total_integrations, "plug"),
-                stat_card("Connected", OverviewState.counts["connected"], "circle-check"),
-                stat_card("Syncing", OverviewState.counts["syncing"], "refresh-cw"),
-                stat_card("Need reconnecting", OverviewState.counts["needs_reauth"], "key-round"),
-                stat_card("Failed runs (24 h)", OverviewState.failures_24h, "circle-x"),
-                wrap="wrap",
-                spacing="3",
-                width="100%",
+                dashboard_view(),
             ),
         ),
-        width="100%",
-        spacing="4",
+        watch=OverviewState.watch,
+        stop=OverviewState.stop_watching,
     )
