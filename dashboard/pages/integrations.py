@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+import uuid
+
 import reflex as rx
+from sqlmodel import Session
 
 from dashboard import routes
 from dashboard.components.common import empty_state, status_badge
 from dashboard.components.shell import template
 from dashboard.db import in_session
+from dashboard.models import Integration, Role, User
 from dashboard.services import overview as overview_service
+from dashboard.services import scheduler, sync
+from dashboard.services.audit import record_audit
+from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
 
 PAGE_SIZE = 25
+
+
+DEFAULT_DESCENDING = {"created_at": True, "last_sync": True, "name": False, "status": False}
+
+
+def _pause_many(session: Session, *, ids: list[str], paused: bool, actor: User) -> tuple[int, int]:
+    """Pause or resume each integration; returns (changed, asked). Only connected (or paused)
+    integrations change: pending or revoked ones have nothing to pause."""
+    changed = 0
+    for raw_id in ids:
+        integration = session.get(Integration, uuid.UUID(raw_id))
+        if integration is None:
+            continue
+        before = integration.status
+        sync.set_paused(session=session, integration_id=integration.id, paused=paused)
+        changed += integration.status != before
+    record_audit(
+        session=session,
+        actor=actor.email,
+        action="integration.pause" if paused else "integration.resume",
+        target=f"{changed} integrations",
+        context={"ids": ids},
+    )
+    return changed, len(ids)
 
 
 class IntegrationsState(AuthState):
@@ -22,6 +53,8 @@ class IntegrationsState(AuthState):
     platform_filter: str = "all"
     status_filter: str = "all"
     sort: str = "created_at"
+    descending: bool = True
+    selected: list[str] = []
     loaded: bool = False
 
     @rx.var
@@ -30,15 +63,25 @@ class IntegrationsState(AuthState):
 
     @rx.var
     def page_label(self) -> str:
-        return f"Page {self.page + 1} of {max(1, -(-self.total // PAGE_SIZE))}"
+        return f"Page {self.page + 1:,} of {max(1, -(-self.total // PAGE_SIZE)):,}"
+
+    @rx.var
+    def total_label(self) -> str:
+        return f"{self.total:,} integration{'' if self.total == 1 else 's'}"
 
     @rx.var
     def filtered(self) -> bool:
         return bool(self.search) or self.platform_filter != "all" or self.status_filter != "all"
 
+    @rx.var
+    def all_selected(self) -> bool:
+        return bool(self.rows) and all(row["id"] in self.selected for row in self.rows)
+
     @rx.event
     async def load_integrations(self):
-        search, page, sort = self.search, self.page, self.sort
+        if not await self.signed_in():
+            return
+        search, page, sort, descending = self.search, self.page, self.sort, self.descending
         platform = "" if self.platform_filter == "all" else self.platform_filter
         status = "" if self.status_filter == "all" else self.status_filter
         self.rows, self.total = await in_session(
@@ -48,16 +91,19 @@ class IntegrationsState(AuthState):
                 platform=platform,
                 status=status,
                 sort=sort,
-                descending=sort in ("created_at", "last_sync"),
+                descending=descending,
                 offset=page * PAGE_SIZE,
                 limit=PAGE_SIZE,
             )
         )
+        # A selection is of rows on screen: it ends when they change.
+        shown = {row["id"] for row in self.rows}
+        self.selected = [row_id for row_id in self.selected if row_id in shown]
         self.loaded = True
 
     @rx.event
     async def set_search(self, value: str):
-        self.search, self.page = value, 0
+        self.search, self.page = value[:200], 0
         await self.load_integrations()
 
     @rx.event
@@ -73,6 +119,12 @@ class IntegrationsState(AuthState):
     @rx.event
     async def set_sort(self, value: str):
         self.sort, self.page = value, 0
+        self.descending = DEFAULT_DESCENDING.get(value, True)
+        await self.load_integrations()
+
+    @rx.event
+    async def reverse_order(self):
+        self.descending, self.page = not self.descending, 0
         await self.load_integrations()
 
     @rx.event
@@ -87,9 +139,50 @@ class IntegrationsState(AuthState):
             self.page -= 1
             await self.load_integrations()
 
+    @rx.event
+    def toggle_selected(self, integration_id: str):
+        if integration_id in self.selected:
+            self.selected = [i for i in self.selected if i != integration_id]
+        else:
+            self.selected = [*self.selected, integration_id]
+
+    @rx.event
+    def select_page(self, checked: bool):
+        self.selected = [row["id"] for row in self.rows] if checked else []
+
+    @rx.event
+    async def pause_selected(self, paused: bool):
+        try:
+            actor = await self.require(Role.MANAGER)
+        except PermissionDenied as denied:
+            return rx.toast.error(str(denied))
+        ids = list(self.selected)
+        if not ids:
+            return rx.toast.info("Select integrations first.")
+        changed, asked = await in_session(
+            lambda s: _pause_many(s, ids=ids, paused=paused, actor=actor)
+        )
+        scheduler.poke()
+        self.selected = []
+        await self.load_integrations()
+        verb = "Paused" if paused else "Resumed"
+        skipped = asked - changed
+        note = f"; {skipped} had nothing to {'pause' if paused else 'resume'}" if skipped else ""
+        return rx.toast.success(f"{verb} {changed} of {asked}{note}.")
+
 
 def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
     return rx.table.row(
+        rx.cond(
+            IntegrationsState.can_manage,
+            rx.table.cell(
+                rx.checkbox(
+                    checked=IntegrationsState.selected.contains(row["id"]),
+                    on_change=lambda _: IntegrationsState.toggle_selected(row["id"]),
+                    aria_label="Select " + row["name"].to(str),
+                )
+            ),
+        ),
         rx.table.cell(
             rx.hstack(
                 rx.icon(rx.cond(row["platform"] == "shopify", "shopping-bag", "package"), size=16),
@@ -115,7 +208,7 @@ def filters() -> rx.Component:
     return rx.hstack(
         rx.input(
             placeholder="Search name, shop or seller",
-            value=IntegrationsState.search,
+            default_value=IntegrationsState.search,
             on_change=IntegrationsState.set_search.debounce(300),
             width="18rem",
             aria_label="Search integrations",
@@ -161,6 +254,17 @@ def filters() -> rx.Component:
             value=IntegrationsState.sort,
             on_change=IntegrationsState.set_sort,
         ),
+        rx.icon_button(
+            rx.cond(
+                IntegrationsState.descending,
+                rx.icon("arrow-down-wide-narrow", size=16),
+                rx.icon("arrow-up-narrow-wide", size=16),
+            ),
+            variant="soft",
+            on_click=IntegrationsState.reverse_order,
+            aria_label="Reverse the order",
+            title="Reverse the order",
+        ),
         rx.spacer(),
         rx.cond(
             IntegrationsState.can_manage,
@@ -172,30 +276,67 @@ def filters() -> rx.Component:
     )
 
 
+COLUMNS = (
+    ("Platform", "8rem"),
+    ("Name", "auto"),
+    ("Shop / seller", "auto"),
+    ("Status", "9rem"),
+    ("Last sync", "9rem"),
+    ("Next sync", "9rem"),
+)
+
+
+def bulk_bar() -> rx.Component:
+    """Pause or resume the selected rows (managers)."""
+    return rx.hstack(
+        rx.checkbox(
+            "Select this page",
+            checked=IntegrationsState.all_selected,
+            on_change=IntegrationsState.select_page,
+        ),
+        rx.text(IntegrationsState.selected.length(), " selected", size="2", color_scheme="gray"),
+        rx.button(
+            rx.icon("pause", size=14),
+            "Pause selected",
+            size="1",
+            variant="soft",
+            disabled=IntegrationsState.selected.length() == 0,
+            on_click=IntegrationsState.pause_selected(True),
+        ),
+        rx.button(
+            rx.icon("play", size=14),
+            "Resume selected",
+            size="1",
+            variant="soft",
+            disabled=IntegrationsState.selected.length() == 0,
+            on_click=IntegrationsState.pause_selected(False),
+        ),
+        align="center",
+        spacing="3",
+        height="2rem",
+    )
+
+
 def integrations_table() -> rx.Component:
     return rx.vstack(
+        rx.cond(IntegrationsState.can_manage, bulk_bar()),
         rx.table.root(
             rx.table.header(
                 rx.table.row(
-                    *[
-                        rx.table.column_header_cell(h)
-                        for h in (
-                            "Platform",
-                            "Name",
-                            "Shop / seller",
-                            "Status",
-                            "Last sync",
-                            "Next sync",
-                        )
-                    ],
+                    rx.cond(
+                        IntegrationsState.can_manage,
+                        rx.table.column_header_cell("", width="2.5rem"),
+                    ),
+                    *[rx.table.column_header_cell(h, width=w) for h, w in COLUMNS],
                 )
             ),
             rx.table.body(rx.foreach(IntegrationsState.rows, integration_row)),
             width="100%",
             variant="surface",
+            layout="fixed",  # columns keep their width from page to page
         ),
         rx.hstack(
-            rx.text(IntegrationsState.total, " integrations", size="2", color_scheme="gray"),
+            rx.text(IntegrationsState.total_label, size="2", color_scheme="gray"),
             rx.spacer(),
             rx.button(
                 "Previous",
@@ -227,24 +368,28 @@ def integrations() -> rx.Component:
             IntegrationsState.total > 0,
             integrations_table(),
             rx.cond(
-                IntegrationsState.filtered,
-                empty_state(
-                    "search-x",
-                    "No integration matches",
-                    "Change the search or the filters to see more.",
-                ),
-                empty_state(
-                    "plug",
-                    "No integrations yet",
-                    "An integration connects one Shopify store or Amazon seller account. "
-                    "Add one, then connect it yourself or send the merchant a connect link.",
-                    rx.cond(
-                        IntegrationsState.can_manage,
-                        rx.link(
-                            rx.button(rx.icon("plus"), "Add integration"),
-                            href=routes.NEW_INTEGRATION,
+                ~IntegrationsState.loaded,
+                rx.center(rx.spinner(size="3"), min_height="12rem"),
+                rx.cond(
+                    IntegrationsState.filtered,
+                    empty_state(
+                        "search-x",
+                        "No integration matches",
+                        "Change the search or the filters to see more.",
+                    ),
+                    empty_state(
+                        "plug",
+                        "No integrations yet",
+                        "An integration connects one Shopify store or Amazon seller account. "
+                        "Add one, then connect it yourself or send the merchant a connect link.",
+                        rx.cond(
+                            IntegrationsState.can_manage,
+                            rx.link(
+                                rx.button(rx.icon("plus"), "Add integration"),
+                                href=routes.NEW_INTEGRATION,
+                            ),
+                            rx.text("Managers and admins can add integrations.", size="2"),
                         ),
-                        rx.text("Managers and admins can add integrations.", size="2"),
                     ),
                 ),
             ),
