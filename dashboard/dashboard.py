@@ -14,9 +14,11 @@ from dashboard.pages import (  # noqa: F401  registers pages
     runs,
     settings,
 )
+from dashboard.services.demo import demo_lifespan
 from dashboard.services.lifespan import hub_lifespan
 
 app = rx.App(
     api_transformer=build_api,  # a factory: a fresh Starlette app each time the App is built
 )
 app.register_lifespan_task(hub_lifespan)
+app.register_lifespan_task(demo_lifespan)  # HUB_SANDBOX_DEMO: connected demo integrations

@@ -23,11 +23,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_sandbox(**options: Any) -> Iterator[tuple[str, Any]]:
-    """Yields (base URL, sandbox app) while a uvicorn server serves it."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_sandbox_app(public_base=base, **options)
+def serving(app: Any, port: int) -> Iterator[None]:
+    """Serve an ASGI app with uvicorn in a thread (lifespan on) while the block runs."""
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -36,13 +33,23 @@ def running_sandbox(**options: Any) -> Iterator[tuple[str, Any]]:
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline:
-            raise RuntimeError("sandbox did not start")
+            raise RuntimeError("server did not start")
         time.sleep(0.02)
     try:
-        yield base, app
+        yield
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+@contextmanager
+def running_sandbox(**options: Any) -> Iterator[tuple[str, Any]]:
+    """Yields (base URL, sandbox app) while a uvicorn server serves it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_sandbox_app(public_base=base, **options)
+    with serving(app, port):
+        yield base, app
 
 
 def shopify_install(base: str, shop: str, *, scopes: str = "read_products") -> str:

@@ -1,0 +1,164 @@
+"""The demo profile of ``make run``: connected demo integrations on an empty hub.
+
+The sandbox seeds two demo shops and a demo seller (``HUB_SANDBOX_DEMO``); this connects
+them as a manager would (through the sandbox's consent endpoints), so a newcomer's first
+screen shows integrations syncing live, with the sandbox's webhooks arriving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from sqlmodel import Session, select
+
+from connectors.amazon.connector import AmazonConnector
+from connectors.base import IntegrationRef, StoredCredential
+from connectors.sandbox.installer import install_amazon, install_shopify
+from connectors.shopify.connector import ShopifyConnector
+from dashboard.db import in_session
+from dashboard.models import Integration
+from dashboard.services import connect, sync
+from dashboard.services import integrations as integration_service
+from dashboard.services.credentials import DbCredentialStore, cross_process_lock
+from dashboard.settings import get_settings
+
+log = logging.getLogger("hub.demo")
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    platform: str
+    name: str
+    account: str  # shop domain or selling partner id
+    region: str | None = None
+
+
+DEMO_ACCOUNTS = (
+    DemoAccount("shopify", "Demo Outdoor (Shopify)", "demo-outdoor.myshopify.com"),
+    DemoAccount("shopify", "Demo Kitchen (Shopify)", "demo-kitchen.myshopify.com"),
+    DemoAccount("amazon", "Demo Outdoor Co. (Amazon)", "A1DEMOSELLER0NA", "na"),
+)
+
+
+async def _hub_is_empty() -> bool:
+    def first(session: Session) -> Integration | None:
+        return session.exec(select(Integration).limit(1)).first()
+
+    return await in_session(first) is None
+
+
+async def _wait_for_sandbox(base: str, patience: float = 120.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + patience
+    async with httpx.AsyncClient(timeout=5) as client:
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                if (await client.get(f"{base}/_sandbox/amazon/stats")).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(1)
+    return False
+
+
+async def _connect(account: DemoAccount, base: str) -> None:
+    settings = get_settings()
+    values = settings.model_dump()
+
+    def create(session: Session) -> Integration:
+        return integration_service.create_integration(
+            session=session,
+            platform=account.platform,
+            display_name=account.name,
+            shop_domain=account.account if account.platform == "shopify" else None,
+            region=account.region,
+        )
+
+    integration = await in_session(create)
+    store = DbCredentialStore(integration.id)
+    with httpx.Client(base_url=base, timeout=30) as client:
+        if account.platform == "shopify":
+            # Non-expiring: the demo may run on a sped-up sandbox clock, where an hour of
+            # token life passes in seconds.
+            token = await asyncio.to_thread(
+                install_shopify, client, account.account, scopes=settings.shopify_scopes
+            )
+        else:
+            refresh = await asyncio.to_thread(install_amazon, client, account.account, "na")
+    extra: dict[str, object] = {}
+    if account.platform == "shopify":
+        shopify = ShopifyConnector.from_settings(values)
+        await store.save(StoredCredential("access_token", token["access_token"],
+                                          settings.shopify_scope_list))  # fmt: skip
+        if token.get("refresh_token"):
+            await store.save(StoredCredential("refresh_token", token["refresh_token"]))
+        extra["shop_info"] = await shopify.fetch_shop(account.account, store)
+        callback = integration_service.webhook_url("shopify")
+        subscriptions = await shopify.subscribe_webhooks(account.account, store, callback)
+    else:
+        await store.save(StoredCredential("refresh_token", refresh))
+        ref = IntegrationRef(str(integration.id), "amazon", selling_partner_id=account.account,
+                             region=account.region)  # fmt: skip
+        participations = await AmazonConnector.from_settings(values).marketplace_participations(
+            ref, store
+        )
+        extra = {
+            "selling_partner_id": account.account,
+            "marketplaces": [p["id"] for p in participations if p["participating"]],
+            "shop_info": {"name": participations[0]["store"] if participations else account.name},
+        }
+
+    def finish(session: Session) -> None:
+        integration_service.mark_connected(
+            session=session,
+            integration_id=integration.id,
+            actor="demo",
+            **extra,  # type: ignore[arg-type]
+        )
+        if account.platform == "shopify":
+            connect.record_webhook_subscriptions(
+                session=session, integration_id=integration.id,
+                subscriptions=subscriptions, callback_url=callback,
+            )  # fmt: skip
+
+    await in_session(finish)
+    await sync.request_sync(integration_id=integration.id, trigger="manual")
+
+
+async def seed_demo_integrations() -> int:
+    """Connect the demo accounts when the demo profile is on and the hub has none yet."""
+    settings = get_settings()
+    if not (settings.sandbox and settings.sandbox_demo):
+        return 0
+    if not await _hub_is_empty():
+        return 0
+    base = f"{settings.public_url}/sandbox"
+    if not await _wait_for_sandbox(base):
+        log.warning("demo: the sandbox at %s did not answer; no demo integrations", base)
+        return 0
+    async with cross_process_lock("demo-seed"):  # several workers: one seeds
+        if not await _hub_is_empty():
+            return 0
+        created = 0
+        for account in DEMO_ACCOUNTS:
+            try:
+                await _connect(account, base)
+                created += 1
+            except Exception:  # a demo nicety must never stop the hub
+                log.exception("demo: connecting %s failed", account.name)
+        log.info("demo: %d demo integrations connected and syncing", created)
+        return created
+
+
+@contextlib.asynccontextmanager
+async def demo_lifespan() -> AsyncIterator[None]:
+    """Lifespan task: seed after start-up, since the sandbox answers once the server listens."""
+    task = asyncio.get_running_loop().create_task(seed_demo_integrations())
+    try:
+        yield
+    finally:
+        task.cancel()
