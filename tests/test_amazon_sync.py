@@ -25,6 +25,7 @@ from dashboard.services.credentials import save_credential
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine
 from tests.sandbox_server import amazon_install, running_sandbox
+from tests.spapi_contract import RecordingTransport, contract_problems
 
 SELLER = "A2SYNCTESTSELLER"
 MARKETPLACES = ["ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"]
@@ -66,7 +67,9 @@ def connect(session: Session, base: str, **sizes: object) -> uuid.UUID:
     return integration.id
 
 
-def engine_for(base: str, orders_api: str = "v2026-01-01") -> SyncEngine:
+def engine_for(
+    base: str, orders_api: str = "v2026-01-01", transport: httpx.AsyncBaseTransport | None = None
+) -> SyncEngine:
     config = AmazonConfig(
         app_id=AMAZON_APP["app_id"],
         client_id=AMAZON_APP["client_id"],
@@ -76,7 +79,7 @@ def engine_for(base: str, orders_api: str = "v2026-01-01") -> SyncEngine:
     )
     buckets = BucketRegistry()
     return SyncEngine(
-        connector_factory=lambda _: AmazonConnector(config, buckets=buckets),
+        connector_factory=lambda _: AmazonConnector(config, transport, buckets=buckets),
         retry_delays=(0.05, 0.05, 0.05, 0.05),
     )
 
@@ -223,3 +226,23 @@ async def test_expired_access_token_is_refreshed_once_and_the_run_goes_on(sessio
     await engine.wait()
     assert runs_by_stream([run_id])["orders"].status == "succeeded"
     assert stored(integration_id)["orders"] == truth(sandbox)["orders"]
+
+
+async def test_every_request_the_connector_sends_follows_the_models(session, sandbox) -> None:
+    integration_id = connect(session, sandbox, orders=150, listings=60, fba_items=60)
+    recorder = RecordingTransport()
+    engine = engine_for(sandbox, transport=recorder)
+    await engine.request_sync(integration_id=integration_id)
+    await engine.wait()
+    v0 = engine_for(sandbox, "v0", transport=recorder)
+    await v0.request_sync(integration_id=integration_id, stream="orders", full_refresh=True)
+    await v0.wait()
+    operations = {
+        spec_path
+        for request in recorder.requests
+        if (spec_path := request.url.path.split("/sp/na", 1)[-1]) != request.url.path
+    }
+    assert any(path.startswith("/orders/v0/orders") for path in operations)
+    assert "/orders/2026-01-01/orders" in operations and "/fba/inventory/v1/summaries" in operations
+    problems = [p for request in recorder.requests for p in contract_problems(request)]
+    assert problems == []

@@ -104,6 +104,18 @@ async def test_every_served_operation_answers_in_its_model_shape(amazon) -> None
     )
     body = validate("searchOrders", "2026", orders)
     assert len(body["orders"]) == 20 and body["pagination"]["nextToken"]
+    # Datasets come only when asked for with includedData, as in Amazon's model.
+    assert "proceeds" not in body["orders"][0] and "fulfillment" not in body["orders"][0]
+    detailed = await amazon.get(
+        "/amazon/sp/na/orders/2026-01-01/orders",
+        params={"lastUpdatedAfter": "2020-01-01T00:00:00Z", "maxResultsPerPage": "1",
+                "includedData": "PROCEEDS,FULFILLMENT"},
+    )  # fmt: skip
+    first = validate("searchOrders", "2026", detailed)["orders"][0]
+    assert (
+        first["proceeds"]["grandTotal"]["currencyCode"]
+        and first["fulfillment"]["fulfillmentStatus"]
+    )
     assert float(orders.headers["x-amzn-RateLimit-Limit"]) == pytest.approx(0.0056 * 1000)
     order_id = body["orders"][0]["orderId"]
     validate(

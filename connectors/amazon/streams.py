@@ -27,6 +27,7 @@ from connectors.errors import PlatformError
 log = logging.getLogger("connectors.amazon")
 LISTINGS_REPORT = "GET_MERCHANT_LISTINGS_ALL_DATA"
 ROWS_PER_BATCH = 1000
+ORDER_DATASETS = ["PROCEEDS", "FULFILLMENT"]
 INVENTORY_OVERLAP = timedelta(minutes=10)
 
 
@@ -178,8 +179,14 @@ async def read_orders(
             params: dict[str, Any] = {"MarketplaceIds": marketplaces, "MaxResultsPerPage": 100}
             params.update({"NextToken": token} if token else {"LastUpdatedAfter": after})
         else:
-            params = {"lastUpdatedAfter": after, "marketplaceIds": marketplaces}
-            params["maxResultsPerPage"] = 100
+            params = {
+                "lastUpdatedAfter": after,
+                "marketplaceIds": marketplaces,
+                "maxResultsPerPage": 100,
+                # Totals and status come only in these datasets; BUYER/RECIPIENT would need
+                # PII roles the hub does not ask for.
+                "includedData": ORDER_DATASETS,
+            }
             if token:
                 params["paginationToken"] = token
         try:

@@ -132,11 +132,17 @@ def _check_before(before: datetime | None, now: datetime, name: str) -> datetime
 # --- Orders v2026-01-01 ---------------------------------------------------------------------
 
 
-def order_2026(seller: SellerData, index: int) -> dict[str, Any]:
+ORDER_DATASETS = ("PROCEEDS", "FULFILLMENT")  # the includedData sets the sandbox fills in
+
+
+def order_2026(
+    seller: SellerData, index: int, included: frozenset[str] = frozenset(ORDER_DATASETS)
+) -> dict[str, Any]:
+    """An Orders 2026-01-01 order; ``proceeds`` and ``fulfillment`` only when asked for."""
     order = seller.order(index)
     marketplace = MARKETPLACES[order["marketplace"]]
     currency = order["currency"]
-    return {
+    body: dict[str, Any] = {
         "orderId": order["orderId"],
         "createdTime": iso(order["created"]),
         "lastUpdatedTime": iso(order["updated"]),
@@ -145,11 +151,6 @@ def order_2026(seller: SellerData, index: int) -> dict[str, Any]:
             "channelName": "AMAZON",
             "marketplaceId": marketplace.id,
             "marketplaceName": marketplace.name,
-        },
-        "proceeds": {"grandTotal": {"amount": order["total"], "currencyCode": currency}},
-        "fulfillment": {
-            "fulfillmentStatus": order["status"],
-            "fulfilledBy": order["fulfilledBy"],
         },
         "orderItems": [
             {
@@ -165,6 +166,18 @@ def order_2026(seller: SellerData, index: int) -> dict[str, Any]:
             for item in order["items"]
         ],
     }
+    if "PROCEEDS" in included:
+        body["proceeds"] = {"grandTotal": {"amount": order["total"], "currencyCode": currency}}
+    if "FULFILLMENT" in included:
+        body["fulfillment"] = {
+            "fulfillmentStatus": order["status"],
+            "fulfilledBy": order["fulfilledBy"],
+        }
+    return body
+
+
+def _included(request: Request) -> frozenset[str]:
+    return frozenset(_list_param(request, "includedData"))
 
 
 async def search_orders(
@@ -219,18 +232,19 @@ async def search_orders(
     page: list[dict[str, Any]] = []
     last_index = None
     more = False
+    included = _included(request)
     for index in indexes:
-        order = order_2026(seller, index)
-        if order["salesChannel"]["marketplaceId"] not in marketplaces:
+        facts = seller.order(index)
+        if facts["marketplace"] not in marketplaces:
             continue
-        if statuses and order["fulfillment"]["fulfillmentStatus"] not in statuses:
+        if statuses and facts["status"] not in statuses:
             continue
-        if fulfilled_by and order["fulfillment"]["fulfilledBy"] not in fulfilled_by:
+        if fulfilled_by and facts["fulfilledBy"] not in fulfilled_by:
             continue
         if len(page) == page_size:
             more = True
             break
-        page.append(order)
+        page.append(order_2026(seller, index, included))
         last_index = index
     body: dict[str, Any] = {"orders": page, before_key: iso(before)}
     if more and last_index is not None:
@@ -257,7 +271,7 @@ async def get_order_2026(
     request: Request, sandbox: AmazonSandbox, seller: SellerData, params: dict[str, str]
 ) -> Response:
     index = _find_order(seller, params["orderId"])
-    return _ok(sandbox, request, {"order": order_2026(seller, index)})
+    return _ok(sandbox, request, {"order": order_2026(seller, index, _included(request))})
 
 
 # --- Orders v0 (deprecated, still served) ---------------------------------------------------
