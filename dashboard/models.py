@@ -261,9 +261,25 @@ class StreamConfig(SQLModel, table=True):
     records_total: int = 0
 
 
+# A run holds its stream while it is queued or running.
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+_ACTIVE_RUN = sa.text("status IN ('queued', 'running')")
+
+
 class SyncRun(SQLModel, table=True):
     __tablename__ = "sync_runs"
-    __table_args__ = (sa.Index("ix_sync_runs_integration_started", "integration_id", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_sync_runs_integration_started", "integration_id", "created_at"),
+        # One queued or running run per stream, across every process sharing the database.
+        sa.Index(
+            "uq_sync_runs_active_stream",
+            "integration_id",
+            "stream",
+            unique=True,
+            sqlite_where=_ACTIVE_RUN,
+            postgresql_where=_ACTIVE_RUN,
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")

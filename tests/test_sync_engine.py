@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlmodel import Session, func, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
 
 from dashboard.db import session_scope
 from dashboard.models import (
@@ -18,7 +21,7 @@ from dashboard.models import (
     SyncRun,
 )
 from dashboard.services.integrations import create_integration, mark_connected
-from dashboard.services.sync import SyncEngine, SyncRefused, request_cancel
+from dashboard.services.sync import SyncEngine, SyncRefused, _insert_run, request_cancel
 from tests.fake_connector import FakeConnector
 
 
@@ -199,3 +202,134 @@ async def test_pending_integration_cannot_sync(session: Session) -> None:
     session.commit()
     with pytest.raises(SyncRefused, match="connect it before syncing"):
         await engine_with(FakeConnector()).request_sync(integration_id=integration.id)
+
+
+# --- one active run per stream across processes ------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest) -> str:
+    """The hub database on SQLite, then on PostgreSQL (skipped when it is not reachable)."""
+    request.getfixturevalue("pg_hub_db" if request.param == "postgres" else "hub_db")
+    return str(request.param)
+
+
+@pytest.fixture
+def shared_integration(any_db: str) -> uuid.UUID:
+    with session_scope() as s:
+        integration = create_integration(
+            session=s, platform="shopify", display_name="Shared",
+            shop_domain="shared.myshopify.com", streams={"products": 15},
+        )  # fmt: skip
+        mark_connected(session=s, integration_id=integration.id)
+        return integration.id
+
+
+def process_engine(connector: FakeConnector, name: str) -> SyncEngine:
+    """An engine standing for another hub process (its own worker id)."""
+    engine = engine_with(connector)
+    engine.worker = name
+    return engine
+
+
+def active_runs(integration_id: uuid.UUID) -> list[SyncRun]:
+    with session_scope() as s:
+        return list(
+            s.exec(
+                select(SyncRun).where(
+                    SyncRun.integration_id == integration_id,
+                    col(SyncRun.status).in_(("queued", "running")),
+                )
+            ).all()
+        )
+
+
+def test_the_database_refuses_a_second_active_run_of_a_stream(shared_integration) -> None:
+    with session_scope() as s:
+        s.add(SyncRun(integration_id=shared_integration, stream="products", status="succeeded"))
+        s.add(SyncRun(integration_id=shared_integration, stream="products", status="queued"))
+    with pytest.raises(sa.exc.IntegrityError), session_scope() as s:
+        s.add(SyncRun(integration_id=shared_integration, stream="products", status="running"))
+    with session_scope() as s:  # the engine's insert yields instead of failing
+        taken = dict(integration_id=shared_integration, stream="products", trigger="manual")
+        assert _insert_run(s, **taken) is None
+        assert _insert_run(s, **{**taken, "stream": "orders"}) is not None  # another stream
+    assert len(active_runs(shared_integration)) == 2
+
+
+async def test_concurrent_requests_of_many_processes_make_one_run(shared_integration) -> None:
+    connector = FakeConnector(total=60, page_size=10)
+
+    async def slow_page(page: int) -> None:
+        await asyncio.sleep(0.05)  # still running while the last process asks
+
+    connector.on_page = slow_page
+    engines = [process_engine(connector, f"host-{i}:{100 + i}") for i in range(8)]
+    answers = await asyncio.gather(
+        *(e.request_sync(integration_id=shared_integration) for e in engines)
+    )
+    await asyncio.gather(*(e.wait() for e in engines))
+    assert len({tuple(a) for a in answers}) == 1  # every process got the same run
+    run = run_row(answers[0][0])
+    assert run.status == RunStatus.SUCCEEDED
+    assert (run.records_read, run.records_inserted, run.pages) == (60, 60, 6)
+    assert connector.pages_served == 6  # executed once, not once per process
+    assert product_count(shared_integration) == 60
+
+
+async def test_a_run_running_in_another_process_is_not_executed_again(shared_integration) -> None:
+    gate = asyncio.Event()
+
+    async def hold_second_page(page: int) -> None:
+        if page == 1:
+            await gate.wait()
+
+    first, second = FakeConnector(total=30, page_size=10), FakeConnector(total=30, page_size=10)
+    first.on_page = hold_second_page
+    hub, cli = process_engine(first, "hub:1"), process_engine(second, "cli:2")
+    [run_id] = await hub.request_sync(integration_id=shared_integration)
+    while run_row(run_id).pages < 1:
+        await asyncio.sleep(0.01)
+    assert await cli.request_sync(integration_id=shared_integration) == [run_id]
+    await cli.wait()
+    assert second.pages_served == 0
+    gate.set()
+    await cli.wait_finished([run_id], poll=0.02)  # waits for the other process's run
+    run = run_row(run_id)
+    assert (run.status, run.worker, run.records_read, run.pages) == ("succeeded", "hub:1", 30, 3)
+
+
+async def test_a_run_declared_dead_can_never_write_again(shared_integration) -> None:
+    """A process that was only frozen (stale heartbeat) wakes up after recovery took over:
+    its next batch is refused, and the retry completes the stream exactly."""
+    gate = asyncio.Event()
+
+    async def freeze_on_third_page(page: int) -> None:
+        if page == 2:
+            await gate.wait()
+
+    frozen = FakeConnector(total=50, page_size=10)
+    frozen.on_page = freeze_on_third_page
+    sleeper = process_engine(frozen, "sleeper:1")
+    [run_id] = await sleeper.request_sync(integration_id=shared_integration)
+    while run_row(run_id).pages < 2:
+        await asyncio.sleep(0.01)
+    with session_scope() as s:  # no heartbeat for three minutes
+        s.execute(
+            sa.update(SyncRun.__table__)
+            .where(SyncRun.__table__.c.id == run_id)
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=3))
+        )
+    rescuer = process_engine(FakeConnector(total=50, page_size=10), "rescuer:2")
+    [retry_id] = await rescuer.recover_interrupted()
+    gate.set()
+    await sleeper.wait()
+    await rescuer.wait()
+    old, retry = run_row(run_id), run_row(retry_id)
+    assert (old.status, old.records_read) == ("interrupted", 20)  # nothing after the takeover
+    assert "resumed from the last checkpoint" in (old.error or "")
+    assert (retry.status, retry.trigger) == ("succeeded", "retry")
+    assert (retry.cursor_before, retry.records_read) == ({"next": 20}, 30)
+    assert product_count(shared_integration) == 50
+    with session_scope() as s:
+        assert s.exec(select(StreamConfig)).one().cursor == {"next": 50}

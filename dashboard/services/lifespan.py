@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
-log = logging.getLogger(__name__)
+from dashboard.services.scheduler import scheduler_lifespan
+from dashboard.services.sync import engine_lifespan
 
 
 @contextlib.asynccontextmanager
 async def hub_lifespan() -> AsyncIterator[None]:
-    """Start the sync engine and scheduler when present; stop them on shutdown."""
-    try:
-        from dashboard.services.scheduler import scheduler_lifespan
-    except ModuleNotFoundError as error:
-        if error.name != "dashboard.services.scheduler":
-            raise
-        log.info("sync scheduler not installed; serving without scheduled syncs")
-        yield
-        return
-    async with scheduler_lifespan():
+    """The sync engine (crash recovery included) in every process; the scheduler inside it,
+    so that at shutdown scheduling stops before the running syncs are interrupted."""
+    async with engine_lifespan(), scheduler_lifespan():
         yield

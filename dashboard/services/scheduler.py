@@ -2,7 +2,8 @@
 
 With several backend workers each runs the lifespan, but only the holder of the database
 lease (a row in ``scheduler_leases``, renewed while alive, taken over once it expires)
-schedules; the others only serve requests and run the syncs users ask them for.
+schedules; the others only serve requests and run the syncs users ask them for. Crash
+recovery does not depend on the lease: every process runs it (``sync.engine_lifespan``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ def try_acquire_lease(session: Session, holder: str, *, now: datetime | None = N
     except sa.exc.IntegrityError:  # another process inserted it first
         session.rollback()
         return False
+
+
+def lease_holder(session: Session, *, now: datetime | None = None) -> str | None:
+    """The process holding an unexpired scheduler lease, i.e. a live hub; None if none."""
+    lease = session.get(SchedulerLease, LEASE_NAME)
+    if lease is None or lease.expires_at < (now or datetime.now(UTC)):
+        return None
+    return lease.holder
 
 
 def release_lease(session: Session, holder: str) -> None:
@@ -173,7 +182,6 @@ class HubScheduler:
                 leader = await in_session(lambda s: try_acquire_lease(s, self.holder))
                 if leader and self.scheduler is None:
                     self._start_scheduler()
-                    await sync.get_engine().recover_interrupted()
                 elif not leader and self.scheduler is not None:
                     log.warning("scheduler lease lost to another process")
                     self._stop_scheduler()
@@ -210,11 +218,10 @@ def poke() -> None:
 
 @contextlib.asynccontextmanager
 async def scheduler_lifespan() -> AsyncIterator[None]:
-    """Lifespan task: the sync engine and, when this process holds the lease, the scheduler."""
+    """Lifespan task: compete for the lease and, while this process holds it, schedule."""
     global _scheduler
     from dashboard.settings import get_settings
 
-    engine = sync.get_engine()
     stop = asyncio.Event()
     task = None
     if get_settings().scheduler_enabled:
@@ -228,5 +235,4 @@ async def scheduler_lifespan() -> AsyncIterator[None]:
             _scheduler.poke()
         if task is not None:
             await asyncio.wait([task], timeout=10)
-        await engine.stop()
         _scheduler = None
