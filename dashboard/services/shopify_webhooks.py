@@ -23,12 +23,14 @@ from connectors.shopify.connector import ShopifyConnector
 from connectors.shopify.streams import normalize_order, normalize_product
 from dashboard.db import in_session
 from dashboard.models import (
+    RECORD_TABLES,
     Customer,
     Integration,
     IntegrationStatus,
     Order,
     OrderLine,
     Product,
+    RecordColumns,
     Variant,
     WebhookEvent,
     WebhookStatus,
@@ -169,10 +171,11 @@ def _mark_deleted(session: Session, integration_id: uuid.UUID, table: Any, gid: 
         )
         .values(deleted_at=now)
     )
-    children = {
+    parents: dict[type[RecordColumns], tuple[type[RecordColumns], Any]] = {
         Product: (Variant, Variant.product_external_id),
         Order: (OrderLine, OrderLine.order_external_id),
-    }.get(table)
+    }
+    children = parents.get(table)
     if children is not None:
         child, parent_column = children
         session.execute(
@@ -204,8 +207,17 @@ def _uninstalled(session: Session, integration_id: uuid.UUID) -> None:
     )
 
 
+def _rows(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def _compliance(session: Session, event: WebhookEvent) -> None:
-    """Mandatory GDPR topics: record the request; redact what Shopify asks us to forget."""
+    """Mandatory GDPR topics: record the request; erase what Shopify asks us to forget.
+
+    customers/redact removes the customer and the personal data on their orders;
+    shop/redact (48 hours after an uninstall) removes every record of the shop.
+    customers/data_request is recorded for the merchant to answer from the hub's tables.
+    """
     payload = event.payload
     integration = find_integration_by_shop(session=session, shop_domain=event.shop or "")
     redacted = 0
@@ -213,23 +225,29 @@ def _compliance(session: Session, event: WebhookEvent) -> None:
         customer_id = (payload.get("customer") or {}).get("id")
         if customer_id:
             gid = f"gid://shopify/Customer/{customer_id}"
-            redacted = (
+            redacted += _rows(
                 session.execute(
                     sa.delete(Customer).where(
                         col(Customer.integration_id) == integration.id,
                         col(Customer.external_id) == gid,
                     )
-                ).rowcount
-                or 0
-            )  # type: ignore[attr-defined]
-    if integration is not None and event.topic == "shop/redact":
-        for table in (Customer,):
-            redacted += (
+                )
+            )
+            redacted += _rows(
                 session.execute(
-                    sa.delete(table).where(col(table.integration_id) == integration.id)
-                ).rowcount
-                or 0
-            )  # type: ignore[attr-defined]
+                    sa.update(Order)
+                    .where(
+                        col(Order.integration_id) == integration.id,
+                        col(Order.customer_external_id) == gid,
+                    )
+                    .values(email=None, raw={})
+                )
+            )
+    if integration is not None and event.topic == "shop/redact":
+        for table in RECORD_TABLES.values():
+            redacted += _rows(
+                session.execute(sa.delete(table).where(col(table.integration_id) == integration.id))
+            )
     record_audit(
         session=session,
         actor="shopify",
