@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -80,12 +81,14 @@ async def callback(request: Request) -> Response:
             expiring=True,
         )
         integration_id = state.integration_id
-        for credential in credentials:
-            await in_session(
-                lambda s, c=credential: save_credential(
-                    session=s, integration_id=integration_id, credential=c
+
+        def save_all(session: Session) -> None:  # the token and its refresh token together
+            for credential in credentials:
+                save_credential(
+                    session=session, integration_id=integration_id, credential=credential
                 )
-            )
+
+        await in_session(save_all)
         store = DbCredentialStore(integration_id)
         shopify = connector()
         shop_info = await shopify.fetch_shop(shop, store)
@@ -96,7 +99,7 @@ async def callback(request: Request) -> Response:
             log.warning("webhook subscription for %s failed: %s", shop, error)
             subscriptions = {}
 
-        def finish(session):
+        def finish(session: Session) -> str:
             integration = integration_service.mark_connected(
                 session=session,
                 integration_id=integration_id,
