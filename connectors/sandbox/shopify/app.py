@@ -18,14 +18,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Route
 
 from connectors.sandbox.core import FaultConfig, SandboxState
-from connectors.sandbox.shopify import webhooks_api
+from connectors.sandbox.shopify import bulk, webhooks_api
 from connectors.sandbox.shopify.data import ID_BASE, PLANS, ShopData, iso
-from connectors.sandbox.shopify.graphql_api import API_VERSION, run_query
+from connectors.sandbox.shopify.graphql_api import API_VERSION, admin_schema, run_query
 
 CLIENT_ID = "sandbox-shopify-client-id"
 CLIENT_SECRET = "sandbox-shopify-client-secret"  # noqa: S105  the sandbox app's public secret
@@ -78,6 +85,10 @@ class ShopifySandbox:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     deliveries: list[tuple[str, Any]] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "throttled": 0})
+    bulk: bulk.BulkOperations = field(default_factory=bulk.BulkOperations)
+    # Transport for deliveries the sandbox starts on its own (bulk_operations/finish); tests
+    # set one, otherwise real HTTP.
+    webhook_transport: httpx.AsyncBaseTransport | None = None
 
     def create_shop(self, shop: str, **sizes: Any) -> ShopData:
         plan = sizes.pop("plan", "standard")
@@ -86,6 +97,8 @@ class ShopifySandbox:
         data = ShopData(shop=shop, seed=self.state.seed, plan=plan, **sizes)
         self.shops[shop] = data
         self.revoked.discard(shop)
+        self.bulk.forget_shop(shop)
+        self.bulk.faults.pop(shop, None)
         restore = PLANS[plan][1]
         now = self.state.clock.monotonic()
         self.buckets[shop] = Bucket(restore * 20, restore, restore * 20, now)
@@ -351,15 +364,19 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         shop = sandbox.shops[shop_name]
         if fault == "throttle":
             sandbox.buckets[shop_name].available = 0.0
+        # Where this Shopify is served (for bulk result urls), as the client reached it.
+        own_url = str(request.url).split("?", 1)[0]
+        base_url = own_url[: own_url.rindex(f"/{shop_name}/admin/")]
         # Executing a page of 250 nodes is CPU work: keep it off the (shared) event loop.
         body = await asyncio.to_thread(
             run_query,
             shop,
             query,
             payload.get("variables"),
-            {"sandbox": sandbox},
+            {"sandbox": sandbox, "base_url": base_url},
             charge=lambda c: sandbox.charge(shop_name, c),
         )
+        bulk.start_pending(sandbox, admin_schema())
         requested, actual = body.pop("_cost", (0, 0))
         if actual is not None and requested > actual:
             sandbox.refund(shop_name, requested - actual)
@@ -377,7 +394,21 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             text = text[: max(1, len(text) // 2)]
         return Response(text, media_type="application/json")
 
+    async def bulk_result(request: Request) -> Response:
+        """A bulk operation's JSONL, streamed from disk; no token, like a signed storage url."""
+        op = sandbox.bulk.by_key(request.path_params["key"])
+        if (
+            op is None
+            or op.path is None
+            or op.finished_at is None
+            or op.expired(sandbox.state.clock.now())
+            or not op.path.exists()
+        ):
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        return FileResponse(op.path, media_type="application/jsonl")
+
     return [
+        Route("/_bulk/{key:str}.jsonl", bulk_result, methods=["GET"]),
         Route(f"/{SHOP_PATTERN}/admin/oauth/authorize", authorize, methods=["GET", "POST"]),
         Route(f"/{SHOP_PATTERN}/admin/oauth/access_token", access_token, methods=["POST"]),
         Route(
@@ -452,12 +483,45 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
     async def stats(_: Request) -> Response:
         return JSONResponse(sandbox.stats)
 
+    async def bulk_faults(request: Request) -> Response:
+        """The shop's next bulk operations fail: {"error_code", "count"} (count -1: all)."""
+        name = request.path_params["shop"]
+        if name not in sandbox.shops:
+            return JSONResponse({"error": "unknown shop"}, status_code=404)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        unknown = set(body) - {"error_code", "count"}
+        code = body.get("error_code", "INTERNAL_SERVER_ERROR")
+        count = body.get("count", 1)
+        if unknown:
+            return JSONResponse(
+                {"error": f"unknown bulk fault settings: {', '.join(sorted(unknown))}"},
+                status_code=400,
+            )
+        if code not in bulk.ERROR_CODES:
+            return JSONResponse(
+                {"error": f"error_code must be one of {', '.join(bulk.ERROR_CODES)}"},
+                status_code=400,
+            )
+        if not isinstance(count, int) or isinstance(count, bool) or count < -1:
+            return JSONResponse({"error": "count must be an integer >= -1"}, status_code=400)
+        if count == 0:
+            sandbox.bulk.faults.pop(name, None)
+        else:
+            sandbox.bulk.faults[name] = bulk.BulkFault(code, count)
+        return JSONResponse({"shop": name, "error_code": code if count else None, "count": count})
+
     return [
         Route("/shopify/shops", create_shop, methods=["POST"]),
         Route(f"/shopify/shops/{SHOP_PATTERN}/truth", truth, methods=["GET"]),
         Route(f"/shopify/shops/{SHOP_PATTERN}/mutate", mutate, methods=["POST"]),
         Route(f"/shopify/shops/{SHOP_PATTERN}/revoke", revoke, methods=["POST"]),
         Route("/shopify/stats", stats, methods=["GET"]),
+        Route(f"/shopify/shops/{SHOP_PATTERN}/bulk_faults", bulk_faults, methods=["PUT"]),
     ]
 
 

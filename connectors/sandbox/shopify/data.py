@@ -7,6 +7,7 @@ Base records are ordered by ``updated_at`` = epoch + i * step; changed ones come
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -317,6 +318,12 @@ class ShopData:
         }
 
     # --- changes -------------------------------------------------------------------------
+
+    def snapshot(self) -> ShopData:
+        """A copy frozen at this instant: later changes do not reach it (bulk exports)."""
+        return dataclasses.replace(
+            self, updated=dict(self.updated), deleted=dict(self.deleted), version=dict(self.version)
+        )
 
     def touch(self, kind: str, index: int, moment: datetime) -> None:
         self.updated[(kind, index)] = moment

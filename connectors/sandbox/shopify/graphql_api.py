@@ -34,6 +34,7 @@ from graphql.execution import ExecutionResult, execute
 from graphql.language import parse
 from graphql.validation import validate
 
+from connectors.sandbox.shopify.bulk import unbounded_first
 from connectors.sandbox.shopify.data import ID_BASE, ShopData, gid, iso
 
 API_VERSION = "2026-10"
@@ -296,7 +297,7 @@ def _connection(
 ) -> dict[str, Any]:
     if first is None or first < 0:
         raise ValueError("you must provide one of first or last")
-    if first > MAX_FIRST:
+    if first > MAX_FIRST and not unbounded_first.get():  # bulk exports read every node
         raise ValueError(f"The 'first' argument must be at most {MAX_FIRST}")
     taken: list[Any] = []
     has_next = False
@@ -551,6 +552,93 @@ def _count(kind: str) -> Callable:
     return resolve
 
 
+def _resolve_variants_count(
+    _: Any, info: Any, query: str | None = None, limit: int | None = 10_000, **__: Any
+) -> dict[str, Any]:
+    shop = _shop_of(info)
+    total = sum(1 for _ in _ordered(shop, "product", None, query)) * shop.variants_per_product
+    if limit is not None and total > limit:
+        return {"count": limit, "precision": "AT_LEAST"}
+    return {"count": total, "precision": "EXACT"}
+
+
+# --- events: the sandbox records one, `destroy` of a product ---------------------------------
+
+EVENT_BASE = 10_000_000
+_TERM = re.compile(r"(\w+):(>=|<=|>|<)?\s*'?\"?([^'\"\s]+)'?\"?")
+
+
+def _product_events(shop: ShopData) -> list[dict[str, Any]]:
+    """A BasicEvent per deleted product, numbered in the order of deletion."""
+    events = []
+    for ordinal, ((kind, index), moment) in enumerate(list(shop.deleted.items())):
+        if kind != "product":
+            continue
+        title = shop.product_title(index)
+        events.append({
+            "__typename": "BasicEvent", "id": f"gid://shopify/BasicEvent/{EVENT_BASE + ordinal}",
+            "action": "destroy", "message": f"{title} was deleted.", "secondaryMessage": None,
+            "createdAt": iso(moment), "subjectId": gid("product", ID_BASE["product"] + index),
+            "subjectType": "PRODUCT", "subject": None, "appTitle": None, "author": None,
+            "attributeToApp": False, "attributeToUser": True, "criticalAlert": False,
+            "hasAdditionalContent": False, "additionalContent": None, "additionalData": None,
+            "arguments": [title], "_number": EVENT_BASE + ordinal,
+            "_moment": moment.replace(microsecond=0),  # what createdAt shows
+        })  # fmt: skip
+    return events
+
+
+def _event_matches(event: dict[str, Any], query: str | None) -> bool:
+    """Shopify's events search terms: action, subject_type, created_at, id (comments ignored)."""
+    for name, operator, value in _TERM.findall(query or ""):
+        if name == "action" and event["action"] != value:
+            return False
+        if name == "subject_type" and event["subjectType"] != value.upper():
+            return False
+        if name in ("created_at", "id"):
+            if name == "id":
+                left: Any = event["_number"]
+                right: Any = int(value.rsplit("/", 1)[-1])
+            else:
+                left = event["_moment"]
+                right = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if right.tzinfo is None:
+                    right = right.replace(tzinfo=left.tzinfo)
+            ok = {">": left > right, ">=": left >= right, "<": left < right,
+                  "<=": left <= right, "": left == right}[operator]  # fmt: skip
+            if not ok:
+                return False
+    return True
+
+
+def _resolve_events(
+    _: Any,
+    info: Any,
+    first: int | None = None,
+    after: str | None = None,
+    query: str | None = None,
+    sortKey: str = "ID",
+    reverse: bool = False,
+    **__: Any,
+) -> dict[str, Any]:
+    shop = _shop_of(info)
+    events = [e for e in _product_events(shop) if _event_matches(e, query)]
+    if sortKey == "CREATED_AT":
+        events.sort(key=lambda e: (e["_moment"], e["_number"]))
+    if reverse:
+        events.reverse()
+    if after:
+        _, number = decode_cursor(after)
+        position = next((i for i, e in enumerate(events) if e["_number"] == number), -1)
+        events = events[position + 1 :]
+    return _connection(iter(events), first, dict, lambda e: (e["_moment"], e["_number"]))
+
+
+def _resolve_events_count(_: Any, info: Any, query: str | None = None, **__: Any) -> dict:
+    events = [e for e in _product_events(_shop_of(info)) if _event_matches(e, query)]
+    return {"count": len(events), "precision": "EXACT"}
+
+
 def _resolve_node_by_id(kind: str) -> Callable:
     def resolve(_: Any, info: Any, id: str) -> dict[str, Any] | None:
         shop = _shop_of(info)
@@ -577,9 +665,13 @@ def _attach_resolvers(schema: GraphQLSchema) -> None:
     query.fields["productsCount"].resolve = _count("product")
     query.fields["ordersCount"].resolve = _count("order")
     query.fields["customersCount"].resolve = _count("customer")
+    query.fields["productVariantsCount"].resolve = _resolve_variants_count
+    query.fields["events"].resolve = _resolve_events
+    query.fields["eventsCount"].resolve = _resolve_events_count
     query.fields["product"].resolve = _resolve_node_by_id("product")
     query.fields["order"].resolve = _resolve_node_by_id("order")
     query.fields["customer"].resolve = _resolve_node_by_id("customer")
-    from connectors.sandbox.shopify import webhooks_api
+    from connectors.sandbox.shopify import bulk, webhooks_api
 
     webhooks_api.attach(schema)
+    bulk.attach(schema)

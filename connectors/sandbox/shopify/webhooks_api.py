@@ -29,9 +29,8 @@ class Subscription:
     created_at: str
 
     @property
-    def rest_topic(self) -> str:  # PRODUCTS_UPDATE -> products/update
-        first, _, rest = self.topic.partition("_")
-        return f"{first.lower()}/{rest.lower()}"
+    def rest_topic(self) -> str:
+        return rest_topic(self.topic)
 
     def node(self) -> dict[str, Any]:
         number = int(self.id.rsplit("/", 1)[1])
@@ -44,6 +43,20 @@ class Subscription:
                                          "supported": True},
             "endpoint": {"__typename": "WebhookHttpEndpoint", "callbackUrl": self.callback_url},
         }  # fmt: skip
+
+
+# Topics whose action has more than one word; all others end in a one-word action.
+_MULTI_WORD_ACTIONS = {"CUSTOMERS_DATA_REQUEST": "customers/data_request"}
+
+
+def rest_topic(topic: str) -> str:
+    """The X-Shopify-Topic of a GraphQL topic: PRODUCTS_UPDATE -> products/update,
+    INVENTORY_LEVELS_UPDATE -> inventory_levels/update, BULK_OPERATIONS_FINISH ->
+    bulk_operations/finish."""
+    if topic in _MULTI_WORD_ACTIONS:
+        return _MULTI_WORD_ACTIONS[topic]
+    resource, _, action = topic.rpartition("_")
+    return f"{resource.lower()}/{action.lower()}"
 
 
 def sign(body: bytes, secret: str) -> str:

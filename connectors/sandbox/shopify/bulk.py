@@ -1,0 +1,763 @@
+"""Bulk query operations of the sandbox Admin API, as Shopify documents them for 2026-10.
+
+``bulkOperationRunQuery`` validates the query and answers at once with a CREATED operation.
+A background task then moves it to RUNNING and COMPLETED on the sandbox clock, writes the
+JSONL result page by page from a snapshot of the shop taken at creation (constant memory,
+whatever the shop's size), and sends ``BULK_OPERATIONS_FINISH``. Clients poll with
+``bulkOperation(id:)`` or ``bulkOperations``; ``url`` serves the file without a token, the
+way Shopify's signed storage URLs do.
+
+Each object is one line. Nodes of a nested connection are lines of their own carrying
+``__parentId``; with ``groupObjects: true`` they follow their parent directly, without it
+they come after the page of parents they belong to (Shopify promises only "after").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import json
+import logging
+import re
+import secrets
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    get_named_type,
+    parse,
+    validate,
+)
+from graphql.error import GraphQLSyntaxError
+from graphql.execution import execute
+from graphql.language import (
+    ArgumentNode,
+    IntValueNode,
+    NamedTypeNode,
+    NameNode,
+    NonNullTypeNode,
+    VariableDefinitionNode,
+    VariableNode,
+)
+
+from connectors.sandbox.shopify.data import ShopData, iso
+
+log = logging.getLogger("sandbox.shopify.bulk")
+
+CONCURRENT_QUERIES = 5  # API 2026-01 and later: five bulk query operations per shop at a time
+CREATED_SECONDS = 1.0  # platform seconds an operation waits in CREATED before it runs
+OBJECTS_PER_SECOND = 2_000.0  # export throughput, in platform time
+RESULT_LIFETIME = timedelta(days=7)  # the url expires 7 days after the operation finished
+MAX_CONNECTIONS = 5
+MAX_NESTING = 2  # connection levels, the top-level connection included
+ROOT_PAGE = 100  # top-level objects per execution while writing the file
+UNBOUNDED = 2_147_483_647  # `first` of nested connections: bulk exports read every node
+ROOTS = ("products", "orders", "customers", "inventoryItems")  # what the sandbox can export
+ERROR_CODES = ("ACCESS_DENIED", "INTERNAL_SERVER_ERROR", "TIMEOUT")
+ACTIVE = ("CREATED", "RUNNING", "CANCELING")
+PAGE_INFO_KEY = "_bulkPageInfo"
+ID_KEY = "_bulkId"
+
+# Set while a bulk export runs: nested connections may then return all their nodes.
+unbounded_first: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "bulk_unbounded_first", default=False
+)
+
+
+class BulkQueryError(Exception):
+    """A bulk query Shopify refuses (answered as a userError with code INVALID)."""
+
+
+# --- what a query's result looks like: which keys are connections -----------------------------
+
+
+@dataclass
+class Shape:
+    """Response keys of one selection that hold connections or objects (scalars omitted)."""
+
+    fields: dict[str, FieldShape] = field(default_factory=dict)
+
+    def merge(self, other: Shape) -> None:
+        for key, spec in other.fields.items():
+            mine = self.fields.get(key)
+            if mine is None:
+                self.fields[key] = spec
+            elif mine.shape is not None and spec.shape is not None:
+                mine.shape.merge(spec.shape)
+
+
+@dataclass
+class FieldShape:
+    connection: bool
+    shape: Shape | None
+
+
+@dataclass
+class Prepared:
+    document: DocumentNode  # the query rewritten for paging through the whole root connection
+    root: str  # the top-level field, e.g. products
+    key: str  # its response key (an alias, when the query gives one)
+    node_shape: Shape  # shape of one top-level node
+
+
+def _name(value: str) -> NameNode:
+    return NameNode(value=value)
+
+
+def _is_connection(named: Any) -> bool:
+    return named.name.endswith("Connection") and hasattr(named, "fields")
+
+
+class _Rewriter:
+    """Rewrites a validated bulk query: paging arguments on the root connection, unbounded
+    nested connections, fragments inlined, private aliases for ids and pageInfo; and checks
+    Shopify's limits on the number and nesting of connections on the way."""
+
+    def __init__(self, schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode]):
+        self.schema = schema
+        self.fragments = fragments
+        self.connections = 0
+
+    def selection(
+        self, selection: SelectionSetNode, parent: Any, level: int
+    ) -> tuple[SelectionSetNode, Shape]:
+        shape = Shape()
+        selections: list[Any] = []
+        has_connection = False
+        for node in selection.selections:
+            if isinstance(node, FragmentSpreadNode):
+                fragment = self.fragments[node.name.value]
+                node = InlineFragmentNode(
+                    type_condition=fragment.type_condition,
+                    directives=node.directives,
+                    selection_set=fragment.selection_set,
+                )
+            if isinstance(node, InlineFragmentNode):
+                condition = (
+                    self.schema.get_type(node.type_condition.name.value)
+                    if node.type_condition
+                    else parent
+                )
+                sub, sub_shape = self.selection(node.selection_set, condition, level)
+                shape.merge(sub_shape)
+                has_connection = has_connection or any(
+                    s.connection for s in sub_shape.fields.values()
+                )
+                selections.append(
+                    InlineFragmentNode(
+                        type_condition=node.type_condition,
+                        directives=node.directives,
+                        selection_set=sub,
+                    )
+                )
+                continue
+            assert isinstance(node, FieldNode)
+            definition = getattr(parent, "fields", {}).get(node.name.value)
+            if definition is None or node.selection_set is None:  # scalars, __typename
+                selections.append(node)
+                continue
+            named = get_named_type(definition.type)
+            key = node.alias.value if node.alias else node.name.value
+            if _is_connection(named):
+                has_connection = True
+                rewritten, node_shape = self.connection(node, named, level + 1)
+                selections.append(rewritten)
+                shape.fields[key] = FieldShape(True, node_shape)
+            else:
+                sub, sub_shape = self.selection(node.selection_set, named, level)
+                selections.append(self._with_selection(node, sub))
+                shape.fields[key] = FieldShape(False, sub_shape)
+        if has_connection and "id" in getattr(parent, "fields", {}):
+            # Children name their parent by id, whether or not the query selects it.
+            selections.append(FieldNode(alias=_name(ID_KEY), name=_name("id")))
+        return SelectionSetNode(selections=tuple(selections)), shape
+
+    def connection(self, node: FieldNode, named: Any, level: int) -> tuple[FieldNode, Shape]:
+        self.connections += 1
+        if self.connections > MAX_CONNECTIONS:
+            raise BulkQueryError(
+                f"Invalid bulk query: it cannot contain more than {MAX_CONNECTIONS} connections."
+            )
+        if level > MAX_NESTING:
+            raise BulkQueryError(
+                f"Invalid bulk query: connections cannot nest more than {MAX_NESTING} levels deep."
+            )
+        node_shape = Shape()
+        selections: list[Any] = []
+        node_type = get_named_type(named.fields["nodes"].type) if "nodes" in named.fields else None
+        assert node.selection_set is not None
+        for sub in node.selection_set.selections:
+            if not isinstance(sub, FieldNode) or sub.selection_set is None:
+                selections.append(sub)
+                continue
+            if sub.name.value == "nodes" and node_type is not None:
+                inner, inner_shape = self.selection(sub.selection_set, node_type, level)
+                node_shape.merge(inner_shape)
+                selections.append(self._with_selection(sub, inner))
+            elif sub.name.value == "edges":
+                edge_type = get_named_type(named.fields["edges"].type)
+                edge_selections: list[Any] = []
+                for edge_field in sub.selection_set.selections:
+                    if (
+                        isinstance(edge_field, FieldNode)
+                        and edge_field.name.value == "node"
+                        and edge_field.selection_set is not None
+                    ):
+                        inner_type = get_named_type(edge_type.fields["node"].type)
+                        inner, inner_shape = self.selection(
+                            edge_field.selection_set, inner_type, level
+                        )
+                        node_shape.merge(inner_shape)
+                        edge_selections.append(self._with_selection(edge_field, inner))
+                    else:
+                        edge_selections.append(edge_field)
+                selections.append(
+                    self._with_selection(sub, SelectionSetNode(selections=tuple(edge_selections)))
+                )
+            else:
+                selections.append(sub)
+        arguments = [
+            a
+            for a in node.arguments or ()
+            if a.name.value not in ("first", "last", "after", "before")
+        ]
+        if level == 1:  # the top-level connection pages through variables
+            arguments += [
+                ArgumentNode(name=_name("first"), value=VariableNode(name=_name("bulkFirst"))),
+                ArgumentNode(name=_name("after"), value=VariableNode(name=_name("bulkAfter"))),
+            ]
+            selections.append(
+                FieldNode(
+                    alias=_name(PAGE_INFO_KEY),
+                    name=_name("pageInfo"),
+                    selection_set=SelectionSetNode(
+                        selections=(
+                            FieldNode(name=_name("hasNextPage")),
+                            FieldNode(name=_name("endCursor")),
+                        )
+                    ),
+                )
+            )
+        else:
+            arguments.append(
+                ArgumentNode(name=_name("first"), value=IntValueNode(value=str(UNBOUNDED)))
+            )
+        rewritten = FieldNode(
+            alias=node.alias,
+            name=node.name,
+            arguments=tuple(arguments),
+            directives=node.directives,
+            selection_set=SelectionSetNode(selections=tuple(selections)),
+        )
+        return rewritten, node_shape
+
+    @staticmethod
+    def _with_selection(node: FieldNode, selection: SelectionSetNode) -> FieldNode:
+        return FieldNode(
+            alias=node.alias,
+            name=node.name,
+            arguments=node.arguments,
+            directives=node.directives,
+            selection_set=selection,
+        )
+
+
+def prepare(query: str, schema: GraphQLSchema) -> Prepared:
+    """Validate a bulk query as Shopify does and rewrite it for export; BulkQueryError if not."""
+    try:
+        document = parse(query)
+    except GraphQLSyntaxError as error:
+        raise BulkQueryError(f"Invalid bulk query: {error.message}") from error
+    errors = validate(schema, document)
+    if errors:
+        raise BulkQueryError(f"Invalid bulk query: {errors[0].message}")
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != 1 or operations[0].operation != OperationType.QUERY:
+        raise BulkQueryError("Invalid bulk query: it must hold exactly one query operation.")
+    operation = operations[0]
+    if operation.variable_definitions:
+        raise BulkQueryError("Invalid bulk query: bulk queries cannot use variables.")
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    tops = [
+        s
+        for s in operation.selection_set.selections
+        if not (isinstance(s, FieldNode) and s.name.value == "__typename")
+    ]
+    if len(tops) != 1 or not isinstance(tops[0], FieldNode):
+        raise BulkQueryError("Invalid bulk query: it must select exactly one top-level field.")
+    top = tops[0]
+    query_type = schema.query_type
+    assert query_type is not None
+    named = get_named_type(query_type.fields[top.name.value].type)
+    if top.name.value in ("node", "nodes") or not _is_connection(named):
+        raise BulkQueryError(
+            "Invalid bulk query: the top-level field must be a connection "
+            "(`node` and `nodes` cannot be used)."
+        )
+    if top.name.value not in ROOTS:
+        raise BulkQueryError(
+            f"Invalid bulk query: the sandbox exports only {', '.join(ROOTS)} "
+            f"(not {top.name.value})."
+        )
+    rewriter = _Rewriter(schema, fragments)
+    field_node, node_shape = rewriter.connection(top, named, 1)
+    rewritten = OperationDefinitionNode(
+        operation=OperationType.QUERY,
+        name=operation.name,
+        variable_definitions=(
+            VariableDefinitionNode(
+                variable=VariableNode(name=_name("bulkFirst")),
+                type=NonNullTypeNode(type=NamedTypeNode(name=_name("Int"))),
+            ),
+            VariableDefinitionNode(
+                variable=VariableNode(name=_name("bulkAfter")),
+                type=NamedTypeNode(name=_name("String")),
+            ),
+        ),
+        directives=operation.directives,
+        selection_set=SelectionSetNode(selections=(field_node,)),
+    )
+    return Prepared(
+        document=DocumentNode(definitions=(rewritten,)),
+        root=top.name.value,
+        key=top.alias.value if top.alias else top.name.value,
+        node_shape=node_shape,
+    )
+
+
+# --- operations --------------------------------------------------------------------------------
+
+
+@dataclass
+class BulkOperation:
+    number: int
+    shop: str
+    query: str
+    prepared: Prepared
+    snapshot: ShopData
+    group_objects: bool
+    created_at: datetime
+    base_url: str  # where this sandbox's Shopify is served, for the result url
+    fail_with: str | None = None  # an injected failure (error code)
+    key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    status: str = "CREATED"
+    error_code: str | None = None
+    completed_at: datetime | None = None
+    finished_at: datetime | None = None
+    object_count: int = 0
+    root_object_count: int = 0
+    file_size: int | None = None
+    path: Path | None = None
+    cancel_requested: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"gid://shopify/BulkOperation/{self.number}"
+
+    def expired(self, now: datetime) -> bool:
+        return self.finished_at is not None and now > self.finished_at + RESULT_LIFETIME
+
+    def node(self, now: datetime) -> dict[str, Any]:
+        expired = self.expired(now)
+        status = "EXPIRED" if self.status == "COMPLETED" and expired else self.status
+        data_url = (
+            f"{self.base_url}/_bulk/{self.key}.jsonl"
+            if self.path is not None and not expired
+            else None
+        )
+        return {
+            "__typename": "BulkOperation",
+            "id": self.id,
+            "type": "QUERY",
+            "status": status,
+            "errorCode": self.error_code,
+            "createdAt": iso(self.created_at),
+            "completedAt": iso(self.completed_at) if self.completed_at else None,
+            "objectCount": str(self.object_count),
+            "rootObjectCount": str(self.root_object_count),
+            "fileSize": str(self.file_size)
+            if self.file_size is not None and status == "COMPLETED"
+            else None,
+            "query": self.query,
+            "url": data_url if status == "COMPLETED" else None,
+            "partialDataUrl": data_url if self.status == "FAILED" and self.object_count else None,
+        }
+
+    def finish_payload(self) -> dict[str, Any]:
+        """The body of BULK_OPERATIONS_FINISH: lower-case status and error code, no url."""
+        return {
+            "admin_graphql_api_id": self.id,
+            "completed_at": iso(self.finished_at) if self.finished_at else None,
+            "created_at": iso(self.created_at),
+            "error_code": self.error_code.lower() if self.error_code else None,
+            "status": self.status.lower(),
+            "type": "query",
+        }
+
+
+@dataclass
+class BulkFault:
+    error_code: str
+    remaining: int
+
+
+class BulkOperations:
+    """Every bulk operation of a sandbox, with their files in one temporary directory."""
+
+    def __init__(self) -> None:
+        self.operations: dict[str, BulkOperation] = {}
+        self.pending: list[BulkOperation] = []  # created, task not started yet
+        self.faults: dict[str, BulkFault] = {}
+        self._numbers = itertools.count(4_100_000_001)
+        self._directory: Path | None = None
+
+    def directory(self) -> Path:
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="sandbox-shopify-bulk-"))
+            weakref.finalize(self, shutil.rmtree, self._directory, True)
+        return self._directory
+
+    def next_number(self) -> int:
+        return next(self._numbers)
+
+    def of_shop(self, shop: str) -> list[BulkOperation]:
+        """The shop's operations, newest first (Shopify's default order)."""
+        return sorted(
+            (op for op in self.operations.values() if op.shop == shop),
+            key=lambda op: op.number,
+            reverse=True,
+        )
+
+    def by_key(self, key: str) -> BulkOperation | None:
+        return next((op for op in self.operations.values() if op.key == key), None)
+
+    def take_fault(self, shop: str) -> str | None:
+        fault = self.faults.get(shop)
+        if fault is None or fault.remaining == 0:
+            return None
+        if fault.remaining > 0:
+            fault.remaining -= 1
+        return fault.error_code
+
+    def forget_shop(self, shop: str) -> None:
+        """A shop posted again starts without operations (their files are removed)."""
+        for op in [op for op in self.operations.values() if op.shop == shop]:
+            op.cancel_requested = True
+            del self.operations[op.id]
+            if op.path is not None:
+                op.path.unlink(missing_ok=True)
+
+
+# --- the export ----------------------------------------------------------------------------------
+
+
+def _items(connection: Any) -> list[dict[str, Any]]:
+    if not isinstance(connection, dict):
+        return []
+    if connection.get("edges") is not None:
+        return [e["node"] for e in connection["edges"] if isinstance(e, dict) and e.get("node")]
+    return [n for n in connection.get("nodes") or [] if isinstance(n, dict)]
+
+
+Child = tuple[dict[str, Any], Shape, str | None]
+
+
+def _split(value: dict[str, Any], shape: Shape, owner: str | None) -> tuple[dict, list[Child]]:
+    """An object without its connections and private keys, and the nodes of those connections
+    with the id of the object they belong to."""
+    own_id = value.get(ID_KEY) or owner
+    clean: dict[str, Any] = {}
+    children: list[Child] = []
+    for key, item in value.items():
+        if key.startswith("_"):
+            continue
+        spec = shape.fields.get(key)
+        if spec is None or spec.shape is None or item is None:
+            clean[key] = item
+        elif spec.connection:
+            children += [(child, spec.shape, own_id) for child in _items(item)]
+        elif isinstance(item, list):
+            parts = [
+                _split(i, spec.shape, own_id) if isinstance(i, dict) else (i, []) for i in item
+            ]
+            clean[key] = [p[0] for p in parts]
+            children += [c for p in parts for c in p[1]]
+        elif isinstance(item, dict):
+            clean[key], more = _split(item, spec.shape, own_id)
+            children += more
+        else:
+            clean[key] = item
+    return clean, children
+
+
+def _emit(
+    value: dict[str, Any],
+    shape: Shape,
+    parent: str | None,
+    write: Callable[[dict[str, Any]], None],
+    deferred: list[Child] | None,
+) -> None:
+    """Write one object, then its children (right after it, or later when ``deferred``)."""
+    line, children = _split(value, shape, None)
+    if parent is not None:
+        line["__parentId"] = parent
+    write(line)
+    for child, child_shape, owner in children:
+        if deferred is None:
+            _emit(child, child_shape, owner, write, None)
+        else:
+            deferred.append((child, child_shape, owner))
+
+
+def write_result(op: BulkOperation, path: Path, schema: GraphQLSchema, context: dict) -> None:
+    """Export ``op`` into ``path`` one page of top-level objects at a time (runs in a thread).
+
+    An injected INTERNAL_SERVER_ERROR or TIMEOUT stops after the first page (its lines are
+    the partial data); ACCESS_DENIED writes nothing.
+    """
+    token = unbounded_first.set(True)
+    pages_allowed = {"ACCESS_DENIED": 0, "INTERNAL_SERVER_ERROR": 1, "TIMEOUT": 1}.get(
+        op.fail_with or "", -1
+    )
+    after: str | None = None
+    pages = 0
+    try:
+        with path.open("w", encoding="utf-8") as out:
+
+            def write(line: dict[str, Any]) -> None:
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
+                op.object_count += 1
+
+            while not op.cancel_requested and pages != pages_allowed:
+                result = execute(
+                    schema,
+                    op.prepared.document,
+                    variable_values={"bulkFirst": ROOT_PAGE, "bulkAfter": after},
+                    context_value={**context, "shop": op.snapshot},
+                )
+                if result.errors:
+                    raise RuntimeError(f"bulk export failed: {result.errors[0].message}")
+                assert result.data is not None
+                connection = result.data[op.prepared.key] or {}
+                deferred: list[Child] | None = None if op.group_objects else []
+                roots = _items(connection)
+                for node in roots:
+                    _emit(node, op.prepared.node_shape, None, write, deferred)
+                while deferred:  # ungrouped: children after their page of parents
+                    later: list[Child] = []
+                    for child, child_shape, owner in deferred:
+                        _emit(child, child_shape, owner, write, later)
+                    deferred = later
+                op.root_object_count += len(roots)
+                pages += 1
+                page_info = connection.get(PAGE_INFO_KEY) or {}
+                if not page_info.get("hasNextPage"):
+                    break
+                after = page_info.get("endCursor")
+    finally:
+        unbounded_first.reset(token)
+    op.file_size = path.stat().st_size
+
+
+async def run(sandbox: Any, op: BulkOperation, schema: GraphQLSchema) -> None:
+    """CREATED -> RUNNING -> COMPLETED (or FAILED, CANCELED) on the sandbox clock."""
+    from connectors.sandbox.shopify import webhooks_api
+
+    clock = sandbox.state.clock
+    await clock.sleep(CREATED_SECONDS)
+    if not op.cancel_requested:
+        op.status = "RUNNING"
+        started = clock.monotonic()
+        path = sandbox.bulk.directory() / f"{op.number}.jsonl"
+        op.path = path
+        try:
+            await asyncio.to_thread(write_result, op, path, schema, {"sandbox": sandbox})
+        except Exception:  # a sandbox bug must look like Shopify's failure, not hang the op
+            log.exception("bulk operation %s failed", op.id)
+            op.fail_with = "INTERNAL_SERVER_ERROR"
+        await clock.sleep(op.object_count / OBJECTS_PER_SECOND - (clock.monotonic() - started))
+    now = clock.now()
+    if op.cancel_requested:
+        op.status = "CANCELED"
+    elif op.fail_with:
+        op.status, op.error_code = "FAILED", op.fail_with
+    else:
+        op.status, op.completed_at = "COMPLETED", now
+    op.finished_at = now
+    if op.id not in sandbox.bulk.operations:  # the shop was posted again meanwhile
+        return
+    await webhooks_api.deliver(
+        sandbox=sandbox,
+        shop=op.shop,
+        topic="BULK_OPERATIONS_FINISH",
+        payload=op.finish_payload(),
+        transport=sandbox.webhook_transport,
+    )
+
+
+def start_pending(sandbox: Any, schema: GraphQLSchema) -> None:
+    """Start the tasks of operations created by the last request (called on the event loop)."""
+    while sandbox.bulk.pending:
+        op = sandbox.bulk.pending.pop(0)
+        task = asyncio.get_running_loop().create_task(run(sandbox, op, schema))
+        sandbox.background.add(task)
+        task.add_done_callback(sandbox.background.discard)
+
+
+# --- resolvers -------------------------------------------------------------------------------
+
+
+def _user_error(message: str, code: str) -> dict[str, Any]:
+    return {"field": ["query"], "message": message, "code": code}
+
+
+def _run_query(_: Any, info: Any, query: str, groupObjects: bool = False) -> dict[str, Any]:
+    from connectors.sandbox.shopify.graphql_api import admin_schema
+
+    sandbox, shop = info.context["sandbox"], info.context["shop"]
+    try:
+        prepared = prepare(query, admin_schema())
+    except BulkQueryError as error:
+        return {"bulkOperation": None, "userErrors": [_user_error(str(error), "INVALID")]}
+    active = [op for op in sandbox.bulk.of_shop(shop.shop) if op.status in ACTIVE]
+    if len(active) >= CONCURRENT_QUERIES:
+        return {
+            "bulkOperation": None,
+            "userErrors": [
+                _user_error("Bulk operations limit reached. Please try again later.",
+                            "LIMIT_REACHED")
+            ],
+        }  # fmt: skip
+    now = sandbox.state.clock.now()
+    op = BulkOperation(
+        number=sandbox.bulk.next_number(), shop=shop.shop, query=query, prepared=prepared,
+        snapshot=shop.snapshot(), group_objects=bool(groupObjects), created_at=now,
+        base_url=info.context["base_url"], fail_with=sandbox.bulk.take_fault(shop.shop),
+    )  # fmt: skip
+    sandbox.bulk.operations[op.id] = op
+    sandbox.bulk.pending.append(op)
+    return {"bulkOperation": op.node(now), "userErrors": []}
+
+
+def _cancel(_: Any, info: Any, id: str) -> dict[str, Any]:
+    sandbox, shop = info.context["sandbox"], info.context["shop"]
+    op = sandbox.bulk.operations.get(id)
+    now = sandbox.state.clock.now()
+    if op is None or op.shop != shop.shop:
+        return {
+            "bulkOperation": None,
+            "userErrors": [{"field": ["id"], "message": "Bulk operation does not exist"}],
+        }
+    if op.status not in ("CREATED", "RUNNING"):
+        return {
+            "bulkOperation": op.node(now),
+            "userErrors": [
+                {
+                    "field": None,
+                    "message": f"A bulk operation cannot be canceled when it is "
+                    f"{op.status.lower()}",
+                }
+            ],
+        }
+    op.cancel_requested = True
+    op.status = "CANCELING"
+    return {"bulkOperation": op.node(now), "userErrors": []}
+
+
+def _operation(_: Any, info: Any, id: str) -> dict[str, Any] | None:
+    sandbox, shop = info.context["sandbox"], info.context["shop"]
+    op = sandbox.bulk.operations.get(id)
+    if op is None or op.shop != shop.shop:
+        return None
+    return op.node(sandbox.state.clock.now())
+
+
+_TERM = r"(\w+):(>=|<=|>|<)?'?\"?([^'\"\s]+)'?\"?"
+
+
+def _matches(op: BulkOperation, node: dict[str, Any], query: str | None) -> bool:
+    """The bulkOperations search terms: status, operation_type, created_at, id."""
+    for name, operator, value in re.findall(_TERM, query or ""):
+        if name == "status" and node["status"].lower() != value.lower():
+            return False
+        if name == "operation_type" and value.lower() != "query":
+            return False
+        if name in ("created_at", "id"):
+            left: Any = node["createdAt"] if name == "created_at" else op.number
+            right: Any = value if name == "created_at" else int(value.rsplit("/", 1)[-1])
+            if name == "created_at" and len(value) == 10:  # a date: compare dates
+                left = left[:10]
+            compare = {
+                ">": left > right,
+                ">=": left >= right,
+                "<": left < right,
+                "<=": left <= right,
+                "": left == right,
+            }
+            if not compare[operator]:
+                return False
+    return True
+
+
+def _operations(
+    _: Any,
+    info: Any,
+    first: int | None = None,
+    after: str | None = None,
+    query: str | None = None,
+    sortKey: str = "CREATED_AT",
+    reverse: bool = False,
+    **__: Any,
+) -> dict[str, Any]:
+    from connectors.sandbox.shopify.graphql_api import _connection, decode_cursor
+
+    sandbox, shop = info.context["sandbox"], info.context["shop"]
+    now = sandbox.state.clock.now()
+    ops = sandbox.bulk.of_shop(shop.shop)  # newest first
+    if sortKey == "COMPLETED_AT":
+        ops.sort(key=lambda op: (op.completed_at is not None, op.completed_at or now), reverse=True)
+    if reverse:
+        ops.reverse()
+    selected = [op for op in ops if _matches(op, op.node(now), query)]
+    start = decode_cursor(after)[1] + 1 if after else 0
+    return _connection(
+        iter(range(start, len(selected))),
+        first,
+        lambda i: selected[i].node(now),
+        lambda i: (selected[i].created_at, i),
+    )
+
+
+def _current(_: Any, info: Any, type: str = "QUERY") -> dict[str, Any] | None:
+    sandbox, shop = info.context["sandbox"], info.context["shop"]
+    if type != "QUERY":
+        return None
+    ops = sandbox.bulk.of_shop(shop.shop)
+    return ops[0].node(sandbox.state.clock.now()) if ops else None
+
+
+def attach(schema: GraphQLSchema) -> None:
+    assert schema.mutation_type is not None and schema.query_type is not None
+    schema.mutation_type.fields["bulkOperationRunQuery"].resolve = _run_query
+    schema.mutation_type.fields["bulkOperationCancel"].resolve = _cancel
+    schema.query_type.fields["bulkOperation"].resolve = _operation
+    schema.query_type.fields["bulkOperations"].resolve = _operations
+    schema.query_type.fields["currentBulkOperation"].resolve = _current
