@@ -28,7 +28,8 @@ STATUS_COLORS = {
 def status_badge(status: rx.Var[str] | str) -> rx.Component:
     color = rx.match(status, *[(k, v) for k, v in STATUS_COLORS.items()], "gray")
     return rx.badge(
-        status.replace("_", " ") if isinstance(status, str) else status,
+        # "needs_reauth" reads "needs reauth" (no status has two underscores).
+        status.replace("_", " ") if isinstance(status, str) else status.to(str).replace("_", " "),
         color_scheme=color,
         variant="soft",
         radius="full",

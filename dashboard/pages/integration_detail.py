@@ -601,13 +601,22 @@ def logs_tab() -> rx.Component:
             rx.table.root(
                 rx.table.header(
                     rx.table.row(
-                        *[rx.table.column_header_cell(h) for h in ("Time", "Stream", "Level", "")]
+                        *[
+                            rx.table.column_header_cell(header, width=width)
+                            for header, width in (
+                                ("Time", "11rem"),
+                                ("Stream", "8rem"),
+                                ("Level", "6rem"),
+                                ("Message", "auto"),
+                            )
+                        ]
                     )
                 ),
                 rx.table.body(rx.foreach(DetailState.logs, log_line)),
                 variant="surface",
                 size="1",
                 width="100%",
+                layout="fixed",
             ),
             rx.cond(
                 (DetailState.log_search != "") | (DetailState.log_level != "all"),

@@ -30,6 +30,7 @@ from dashboard.settings import get_settings
 log = logging.getLogger(__name__)
 
 _background: set[asyncio.Task[None]] = set()
+ONCE_UNTIL_READ = frozenset({"needs_reauth"})
 
 
 def notify(
@@ -40,7 +41,21 @@ def notify(
     integration_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
 ) -> Notification:
-    """Store an in-app notification and, when configured, send it to the alert webhook."""
+    """Store an in-app notification and, when configured, send it to the alert webhook.
+
+    An integration needs reconnecting once, however many of its streams find out: while such
+    a notification is unread, another one for the same integration is not added (nor sent).
+    """
+    if kind in ONCE_UNTIL_READ and integration_id is not None:
+        pending = session.exec(
+            select(Notification).where(
+                Notification.kind == kind,
+                Notification.integration_id == integration_id,
+                col(Notification.read_at).is_(None),
+            )
+        ).first()
+        if pending is not None:
+            return pending
     notification = Notification(
         kind=kind, message=message[:2000], integration_id=integration_id, run_id=run_id
     )

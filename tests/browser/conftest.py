@@ -111,6 +111,19 @@ def sign_in(page, hub: Hub, email: str, password: str) -> None:
     page.wait_for_url(f"{hub.url}/", timeout=30_000)
 
 
-def screenshot(page, name: str) -> None:
+def screenshot(page, name: str, *, full_page: bool = True) -> None:
+    """Save to test-output/screenshots/; ``full_page=False`` keeps an open popover open."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+
+DOCS_SCREENSHOTS = PROJECT_ROOT / "docs" / "screenshots"
+
+
+def docs_screenshot(page, name: str) -> None:
+    """A screenshot for the test output and, with UPDATE_DOCS_SCREENSHOTS=1, for docs/screenshots/
+    (opt-in, so an ordinary test run leaves the tracked images alone)."""
+    screenshot(page, name)
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_SCREENSHOTS / f"{name}.png"))
