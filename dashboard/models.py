@@ -166,6 +166,14 @@ class AuditLog(SQLModel, table=True):
 
 class Integration(SQLModel, table=True):
     __tablename__ = "integrations"
+    # The Integrations page reads a page straight off one of these (its sort key, then the id),
+    # however many integrations there are.
+    __table_args__ = (
+        sa.Index("ix_integrations_created", "created_at", "id"),
+        sa.Index("ix_integrations_name", "display_name", "id"),
+        sa.Index("ix_integrations_last_sync", "last_sync_at", "id"),
+        sa.Index("ix_integrations_status_created", "status", "created_at", "id"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     platform: str = Field(max_length=16, index=True)
@@ -369,6 +377,8 @@ class Notification(SQLModel, table=True):
     """In-app alert: failed runs, needs-reauth."""
 
     __tablename__ = "notifications"
+    # Every open page counts the unread ones each second (the bell).
+    __table_args__ = (sa.Index("ix_notifications_unread", "read_at", "kind", "integration_id"),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     kind: str = Field(max_length=32)

@@ -1,0 +1,353 @@
+"""The read-only queries behind the dashboard: what the pages show, from the database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from dashboard.models import (
+    Integration,
+    Notification,
+    SyncEvent,
+    SyncRun,
+    WebhookEvent,
+    WebhookSubscription,
+)
+from dashboard.services import alerts, overview, runs, webhooks_view
+
+NOW = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
+
+
+def add_integration(session: Session, name: str = "Acme", **fields: object) -> Integration:
+    integration = Integration(
+        platform="shopify",
+        display_name=name,
+        shop_domain=f"{name.lower().replace(' ', '-')}.myshopify.com",
+        **fields,
+    )
+    session.add(integration)
+    session.flush()
+    return integration
+
+
+def add_run(session: Session, integration: Integration, **fields: object) -> SyncRun:
+    fields.setdefault("status", "succeeded")
+    run = SyncRun(
+        integration_id=integration.id, stream=str(fields.pop("stream", "orders")), **fields
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+# --- notification center ---------------------------------------------------------------------
+
+
+def test_notifications_name_their_integration_and_are_marked_read_one_by_one(
+    session: Session,
+) -> None:
+    acme = add_integration(session)
+    failed = alerts.notify(
+        session=session, kind="run_failed", message="Acme: orders failed", integration_id=acme.id
+    )
+    alerts.notify(session=session, kind="needs_reauth", message="Acme needs to be reconnected",
+                  integration_id=acme.id)  # fmt: skip
+    alerts.notify(session=session, kind="run_failed", message="An old integration failed")
+
+    rows = alerts.notification_rows(session=session)
+    assert rows[0]["message"] == "An old integration failed"  # newest first
+    by_message = {row["message"]: row for row in rows}
+    assert by_message["Acme: orders failed"]["integration"] == "Acme"
+    assert by_message["Acme: orders failed"]["integration_id"] == str(acme.id)
+    assert by_message["An old integration failed"]["integration_id"] == ""
+    assert all(row["unread"] for row in rows)
+
+    alerts.mark_read(session=session, notification_id=failed.id)
+    assert alerts.unread_count(session=session) == 2
+    assert not {r["message"]: r for r in alerts.notification_rows(session=session)}[
+        "Acme: orders failed"
+    ]["unread"]
+    assert alerts.mark_all_read(session=session) == 2
+    assert alerts.unread_count(session=session) == 0
+    assert alerts.mark_all_read(session=session) == 0
+
+
+def test_needs_reauth_is_notified_once_until_read(session: Session) -> None:
+    acme = add_integration(session)
+    for _ in range(3):  # every stream of the integration meets the revoked token
+        alerts.notify(session=session, kind="needs_reauth", message="Acme needs to be reconnected",
+                      integration_id=acme.id)  # fmt: skip
+        alerts.notify(session=session, kind="run_failed", message="Acme: a stream failed",
+                      integration_id=acme.id)  # fmt: skip
+    assert alerts.unread_count(session=session) == 4  # one needs_reauth, every failed run
+    alerts.mark_all_read(session=session)
+    alerts.notify(session=session, kind="needs_reauth", message="Acme needs to be reconnected",
+                  integration_id=acme.id)  # fmt: skip
+    assert alerts.unread_count(session=session) == 1  # revoked again after it was read
+
+
+def test_notification_list_is_capped(session: Session) -> None:
+    for index in range(30):
+        session.add(Notification(kind="run_failed", message=f"failure {index}"))
+    session.flush()
+    assert len(alerts.notification_rows(session=session, limit=20)) == 20
+    assert alerts.unread_count(session=session) == 30
+
+
+# --- overview ------------------------------------------------------------------------------------
+
+
+def test_records_per_hour_sums_runs_by_the_hour_they_started(session: Session) -> None:
+    acme = add_integration(session)
+    add_run(session, acme, records_read=5, created_at=NOW)
+    add_run(session, acme, records_read=7, created_at=NOW - timedelta(minutes=25))  # 10:05
+    add_run(session, acme, records_read=11, created_at=NOW - timedelta(minutes=40))  # 09:50
+    add_run(session, acme, records_read=3, status="running", created_at=NOW - timedelta(hours=5))
+    add_run(session, acme, records_read=99, created_at=NOW - timedelta(hours=30))  # too old
+
+    hours = overview.records_per_hour(session=session, hours=24, now=NOW)
+
+    assert len(hours) == 24
+    assert hours[-1] == {"hour": "10:00", "records": 12}
+    assert hours[-2] == {"hour": "09:00", "records": 11}
+    assert hours[-6] == {"hour": "05:00", "records": 3}
+    assert hours[0]["hour"] == "11:00"  # yesterday's: the window is 24 whole hours
+    assert sum(hour["records"] for hour in hours) == 26
+
+
+@pytest.mark.postgres
+def test_records_per_hour_on_postgres(pg_hub_db: sa.Engine) -> None:
+    from dashboard.db import session_scope
+
+    with session_scope() as session:
+        acme = add_integration(session)
+        add_run(session, acme, records_read=5, created_at=NOW - timedelta(minutes=1))
+        add_run(session, acme, records_read=8, created_at=NOW - timedelta(minutes=45))
+        hours = overview.records_per_hour(session=session, hours=3, now=NOW)
+    assert hours == [
+        {"hour": "08:00", "records": 0},
+        {"hour": "09:00", "records": 8},
+        {"hour": "10:00", "records": 5},
+    ]
+
+
+def test_needs_reauth_lists_only_integrations_waiting_for_the_merchant(session: Session) -> None:
+    add_integration(session, "Fine", status="connected")
+    add_integration(session, "Revoked", status="needs_reauth")
+    assert [row["name"] for row in overview.needs_reauth(session=session)] == ["Revoked"]
+
+
+# --- logs ----------------------------------------------------------------------------------------
+
+
+def _events(session: Session) -> tuple[Integration, SyncRun]:
+    acme, other = add_integration(session), add_integration(session, "Other")
+    run = add_run(session, acme, stream="products")
+    for offset, (level, message) in enumerate(
+        [
+            ("debug", "page 1 requested"),
+            ("info", "run started"),
+            ("warning", "skipped record 42: price is not a number"),
+            ("error", "run failed: 100% of the bucket used"),
+        ]
+    ):
+        session.add(
+            SyncEvent(
+                run_id=run.id, level=level, message=message, at=NOW + timedelta(seconds=offset)
+            )
+        )
+    other_run = add_run(session, other)
+    session.add(SyncEvent(run_id=other_run.id, level="error", message="other integration"))
+    session.flush()
+    return acme, run
+
+
+def test_logs_filter_by_level_and_above_and_search(session: Session) -> None:
+    acme, run = _events(session)
+
+    every = runs.integration_events(session=session, integration_id=acme.id)
+    assert [e["level"] for e in every] == ["error", "warning", "info", "debug"]  # newest first
+    assert every[0]["stream"] == "products" and every[0]["run_id"] == str(run.id)
+
+    warnings = runs.integration_events(session=session, integration_id=acme.id, level="warning")
+    assert [e["level"] for e in warnings] == ["error", "warning"]
+    found = runs.integration_events(session=session, integration_id=acme.id, search="SKIPPED")
+    assert [e["message"] for e in found] == ["skipped record 42: price is not a number"]
+    # Wildcards in the search are plain characters.
+    percent = runs.integration_events(session=session, integration_id=acme.id, search="100%")
+    assert [e["level"] for e in percent] == ["error"]
+    assert runs.integration_events(session=session, integration_id=acme.id, search="_") == []
+
+
+def test_logs_download_oldest_first_as_json_or_text(session: Session) -> None:
+    acme, _ = _events(session)
+
+    exported = json.loads(
+        runs.export_events(session=session, integration_id=acme.id, level="info", fmt="json")
+    )
+    assert [e["message"] for e in exported] == [
+        "run started",
+        "skipped record 42: price is not a number",
+        "run failed: 100% of the bucket used",
+    ]
+    text = runs.export_events(session=session, integration_id=acme.id, fmt="text")
+    lines = text.splitlines()
+    assert len(lines) == 4 and "other integration" not in text
+    assert lines[0].startswith("2026-11-25T10:30:00+00:00 DEBUG   products")
+    assert lines[-1].endswith("run failed: 100% of the bucket used")
+
+
+def test_logs_tab_reads_only_the_latest_runs(session: Session) -> None:
+    acme = add_integration(session)
+    old = add_run(session, acme, created_at=NOW - timedelta(days=3))
+    new = add_run(session, acme, stream="products", created_at=NOW)
+    session.add(SyncEvent(run_id=old.id, message="old run"))
+    session.add(SyncEvent(run_id=new.id, message="new run"))
+    session.flush()
+    shown = runs.integration_events(session=session, integration_id=acme.id, recent_runs=1)
+    assert [e["message"] for e in shown] == ["new run"]
+    exported = json.loads(runs.export_events(session=session, integration_id=acme.id))
+    assert {e["message"] for e in exported} == {"old run", "new run"}
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+def test_webhooks_tab_lists_subscriptions_and_newest_deliveries(session: Session) -> None:
+    acme, other = add_integration(session), add_integration(session, "Other")
+    for topic in ("products/update", "app/uninstalled"):
+        session.add(
+            WebhookSubscription(
+                integration_id=acme.id, topic=topic, callback_url="https://hub/api/webhooks"
+            )
+        )
+    for index, status in enumerate(("processed", "failed")):
+        session.add(
+            WebhookEvent(
+                platform="shopify",
+                webhook_id=f"w{index}",
+                topic="products/update",
+                integration_id=acme.id,
+                status=status,
+                error="boom" if status == "failed" else None,
+                payload={"secret": "never shown"},
+                received_at=NOW + timedelta(seconds=index),
+            )
+        )
+    session.add(WebhookEvent(platform="shopify", webhook_id="x", topic="orders/create",
+                             integration_id=other.id))  # fmt: skip
+    session.flush()
+
+    subscriptions = webhooks_view.subscriptions(session=session, integration_id=acme.id)
+    assert [s["topic"] for s in subscriptions] == ["app/uninstalled", "products/update"]
+    deliveries = webhooks_view.recent_deliveries(session=session, integration_id=acme.id)
+    assert [(d["status"], d["error"]) for d in deliveries] == [
+        ("failed", "boom"),
+        ("processed", ""),
+    ]
+    assert "never shown" not in json.dumps(deliveries)
+
+
+# --- integrations page at scale ------------------------------------------------------------------
+
+
+def _seed(session: Session, count: int) -> None:
+    now = datetime.now(UTC)
+    session.execute(
+        sa.insert(Integration),
+        [
+            {
+                "id": uuid.uuid4(),
+                "platform": "amazon" if index % 3 == 0 else "shopify",
+                "display_name": f"Store {index:05d}",
+                "shop_domain": f"store-{index:05d}.myshopify.com",
+                "status": ("connected", "paused", "needs_reauth", "pending")[index % 4],
+                "marketplaces": [],
+                "shop_info": {},
+                "created_at": now - timedelta(minutes=index),
+                "updated_at": now,
+            }
+            for index in range(count)
+        ],
+    )
+
+
+def test_integrations_page_with_10000_rows_is_one_indexed_page(
+    session: Session, hub_db: sa.Engine
+) -> None:
+    _seed(session, 10_000)
+    statements: list[tuple[str, object]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        statements.append((statement, parameters))
+
+    sa.event.listen(hub_db, "before_cursor_execute", capture)
+    try:
+        rows, total = overview.list_integrations(session=session, offset=9_975, limit=25)
+    finally:
+        sa.event.remove(hub_db, "before_cursor_execute", capture)
+    assert total == 10_000
+    assert len(rows) == 25
+    assert rows[-1]["name"] == "Store 09999"  # the last page ends on the oldest integration
+
+    page_query = next((s, p) for s, p in statements if "LIMIT" in s)
+    assert "OFFSET" in page_query[0]  # the database pages, not Python
+    plan = " | ".join(
+        str(row[-1])
+        for row in session.connection().exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {page_query[0]}", page_query[1]
+        )
+    )
+    assert "TEMP B-TREE" not in plan, plan  # the order comes from an index, not a sort
+    assert "USING INDEX ix_integrations_created" in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("sort", "filters", "index"),
+    [
+        ("name", {}, "ix_integrations_name"),
+        ("last_sync", {}, "ix_integrations_last_sync"),
+        ("status", {}, "ix_integrations_status_created"),
+        ("created_at", {"status": "paused"}, "ix_integrations_status_created"),
+    ],
+)
+def test_every_sort_of_the_integrations_page_reads_an_index(
+    session: Session, hub_db: sa.Engine, sort: str, filters: dict[str, str], index: str
+) -> None:
+    _seed(session, 2_000)
+    statements: list[tuple[str, object]] = []
+    listener = lambda _c, _cu, statement, params, _ctx, _m: statements.append((statement, params))  # noqa: E731
+    sa.event.listen(hub_db, "before_cursor_execute", listener)
+    try:
+        for descending in (True, False):
+            rows, _ = overview.list_integrations(
+                session=session, sort=sort, descending=descending, limit=25, **filters
+            )
+            assert len(rows) == 25
+    finally:
+        sa.event.remove(hub_db, "before_cursor_execute", listener)
+    for statement, params in (s for s in statements if "LIMIT" in s[0]):
+        plan = " | ".join(
+            str(row[-1])
+            for row in session.connection().exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", params
+            )
+        )
+        assert "TEMP B-TREE" not in plan and index in plan, plan
+
+
+def test_integrations_search_filter_and_sort(session: Session) -> None:
+    _seed(session, 200)
+    rows, total = overview.list_integrations(session=session, search="STORE-0012", limit=25)
+    assert total == 10 and len(rows) == 10  # store-00120 .. store-00129
+    rows, total = overview.list_integrations(
+        session=session, platform="amazon", status="connected", sort="name", descending=False
+    )
+    assert total == len([i for i in range(200) if i % 3 == 0 and i % 4 == 0])
+    assert [row["name"] for row in rows] == sorted(row["name"] for row in rows)
+    assert {row["status"] for row in rows} == {"connected"}
