@@ -120,6 +120,22 @@ def test_records_per_hour_sums_runs_by_the_hour_they_started(session: Session) -
     assert sum(hour["records"] for hour in hours) == 26
 
 
+def test_live_records_per_hour_reads_the_current_hour_every_time(session: Session) -> None:
+    acme = add_integration(session)
+    now = datetime.now(UTC)
+    add_run(session, acme, records_read=40, created_at=now - timedelta(hours=2))
+    add_run(session, acme, records_read=2, created_at=now)
+    assert overview.live_records_per_hour(session=session) == overview.records_per_hour(
+        session=session
+    )
+    add_run(session, acme, stream="products", records_read=5, created_at=now)
+    add_run(session, acme, stream="products", records_read=7, created_at=now - timedelta(hours=2))
+    hours = overview.live_records_per_hour(session=session)
+    assert hours[-1]["records"] == 7  # the current hour at once
+    assert hours[-3]["records"] == 40  # earlier hours within the minute they are kept
+    assert overview.records_per_hour(session=session)[-3]["records"] == 47
+
+
 @pytest.mark.postgres
 def test_records_per_hour_on_postgres(pg_hub_db: sa.Engine) -> None:
     from dashboard.db import session_scope

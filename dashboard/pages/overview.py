@@ -50,7 +50,7 @@ class OverviewState(AuthState):
             return {
                 "counts": overview_service.status_counts(session=session),
                 "failures_24h": overview_service.failures_since(session=session, hours=24),
-                "per_hour": overview_service.records_per_hour(session=session, hours=24),
+                "per_hour": overview_service.live_records_per_hour(session=session, hours=24),
                 "running": runs_service.list_runs(session=session, status="running", limit=10),
                 "reauth": overview_service.needs_reauth(session=session, limit=10),
             }

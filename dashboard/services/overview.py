@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -106,32 +107,65 @@ def _hour_bucket(column: Any, dialect: str) -> Any:
     return sa.cast(func.floor(func.extract("epoch", column) / 3600), sa.Integer)
 
 
+def _records_by_hour(session: Session, first: int, last: int) -> dict[int, int]:
+    """Records read by runs queued in hours ``first``..``last`` (hours since the epoch)."""
+    bucket = _hour_bucket(SyncRun.created_at, session.get_bind().dialect.name).label("bucket")
+    rows = session.exec(
+        select(bucket, func.coalesce(func.sum(SyncRun.records_read), 0))
+        .where(
+            col(SyncRun.created_at) >= datetime.fromtimestamp(first * 3600, UTC),
+            col(SyncRun.created_at) < datetime.fromtimestamp((last + 1) * 3600, UTC),
+        )
+        .group_by(bucket)
+    ).all()
+    totals: dict[int, int] = {}
+    for hour, records in rows:
+        totals[int(hour)] = totals.get(int(hour), 0) + int(records)
+    return totals
+
+
+def _hour_rows(first: int, last: int, totals: dict[int, int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "hour": datetime.fromtimestamp(hour * 3600, UTC).strftime("%H:00"),
+            "records": totals.get(hour, 0),
+        }
+        for hour in range(first, last + 1)
+    ]
+
+
 def records_per_hour(
     *, session: Session, hours: int = 24, now: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Records read by sync runs in each of the last ``hours`` hours (UTC), oldest first.
 
     A run counts in the hour it was queued; running runs count what they have read so far.
-    Grouped in SQL over the ``sync_runs.created_at`` index, so it stays cheap with any history.
+    Grouped in SQL over the ``sync_runs.created_at`` index.
     """
-    now = now or datetime.now(UTC)
-    current = int(now.timestamp()) // 3600
+    current = int((now or datetime.now(UTC)).timestamp()) // 3600
     first = current - hours + 1
-    since = datetime.fromtimestamp(first * 3600, UTC)
-    bucket = _hour_bucket(SyncRun.created_at, session.get_bind().dialect.name).label("bucket")
-    rows = session.exec(
-        select(bucket, func.coalesce(func.sum(SyncRun.records_read), 0))
-        .where(col(SyncRun.created_at) >= since)
-        .group_by(bucket)
-    ).all()
-    totals = {int(hour): int(records) for hour, records in rows}
-    return [
-        {
-            "hour": datetime.fromtimestamp(hour * 3600, UTC).strftime("%H:00"),
-            "records": totals.get(hour, 0),
-        }
-        for hour in range(first, current + 1)
-    ]
+    return _hour_rows(first, current, _records_by_hour(session, first, current))
+
+
+# Earlier hours, per database and window: (read at, totals). They change only while a run that
+# was queued in them still reads, so live pages re-read them at most once a minute.
+_EARLIER_HOURS: dict[tuple[str, int, int], tuple[float, dict[int, int]]] = {}
+EARLIER_HOURS_TTL = 60.0
+
+
+def live_records_per_hour(*, session: Session, hours: int = 24) -> list[dict[str, Any]]:
+    """``records_per_hour`` for pages that refresh every second: the current hour is read
+    each time (one hour of runs), the earlier ones at most once a minute per process."""
+    current = int(time.time()) // 3600
+    first = current - hours + 1
+    key = (str(session.get_bind().engine.url), first, current)
+    cached = _EARLIER_HOURS.get(key)
+    if cached is None or time.monotonic() - cached[0] > EARLIER_HOURS_TTL:
+        _EARLIER_HOURS.clear()  # one window per process is all a page needs
+        cached = (time.monotonic(), _records_by_hour(session, first, current - 1))
+        _EARLIER_HOURS[key] = cached
+    totals = {**cached[1], **_records_by_hour(session, current, current)}
+    return _hour_rows(first, current, totals)
 
 
 def needs_reauth(*, session: Session, limit: int = 10) -> list[dict[str, str]]:

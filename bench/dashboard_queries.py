@@ -1,0 +1,154 @@
+"""What one dashboard tab costs the database: an Integrations page in each sort order (first
+and last page, search, status filter) with N integrations, and the queries each live page runs
+every second (notification bell, overview with records per hour).
+
+    python bench/dashboard_queries.py [--integrations 10000] [--runs 50000] [--postgres URL]
+
+Prints the median and p95 of each query in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def seed(session: Any, integrations: int, runs: int) -> None:
+    import sqlalchemy as sa
+
+    from dashboard.models import Integration, Notification, SyncRun
+
+    now = datetime.now(UTC)
+    ids = [uuid.uuid4() for _ in range(integrations)]
+    session.execute(
+        sa.insert(Integration),
+        [
+            {
+                "id": integration_id,
+                "platform": "amazon" if index % 3 == 0 else "shopify",
+                "display_name": f"Store {index:06d}",
+                "shop_domain": f"store-{index:06d}.myshopify.com",
+                "status": ("connected", "paused", "needs_reauth", "pending")[index % 4],
+                "marketplaces": [],
+                "shop_info": {},
+                "created_at": now - timedelta(minutes=index),
+                "updated_at": now,
+                "last_sync_at": now - timedelta(seconds=index * 7 % 86_400),
+            }
+            for index, integration_id in enumerate(ids)
+        ],
+    )
+    session.execute(
+        sa.insert(SyncRun),
+        [
+            {
+                "id": uuid.uuid4(),
+                "integration_id": ids[index % integrations],
+                "stream": "orders",
+                "status": "succeeded",
+                "records_read": index % 500,
+                "created_at": now - timedelta(seconds=index * 3),
+            }
+            for index in range(runs)
+        ],
+    )
+    session.execute(
+        sa.insert(Notification),
+        [
+            {
+                "id": uuid.uuid4(),
+                "kind": "run_failed",
+                "message": f"failure {index}",
+                "integration_id": ids[index % integrations],
+                "created_at": now - timedelta(seconds=index),
+                "read_at": None if index % 10 else now,
+            }
+            for index in range(integrations)
+        ],
+    )
+
+
+def measure(label: str, query: Callable[[], object], repeat: int = 30) -> None:
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        query()
+        timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    p95 = timings[int(len(timings) * 0.95) - 1]
+    print(f"  {label:<44} median {statistics.median(timings):7.2f} ms   p95 {p95:7.2f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--integrations", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=50_000)
+    parser.add_argument("--postgres", help="a database URL to use instead of a SQLite file")
+    args = parser.parse_args()
+
+    os.environ["HUB_DATA_DIR"] = tempfile.mkdtemp(prefix="hub-bench-")
+    if args.postgres:
+        os.environ["DATABASE_URL"] = args.postgres
+    from dashboard import db, migrations
+    from dashboard.services import alerts, overview
+
+    migrations.upgrade_head()
+    with db.session_scope() as session:
+        seed(session, args.integrations, args.runs)
+    engine = db.get_engine().url.get_backend_name()
+    print(f"{args.integrations:,} integrations, {args.runs:,} runs on {engine}")
+
+    last_page = (args.integrations - 1) // 25 * 25
+    with db.session_scope() as session:
+        for sort in ("created_at", "name", "status", "last_sync"):
+            for label, offset in (("first", 0), ("last", last_page)):
+                measure(
+                    f"integrations: {sort}, {label} page",
+                    lambda sort=sort, offset=offset: overview.list_integrations(
+                        session=session, sort=sort, offset=offset, limit=25
+                    ),
+                )
+        measure(
+            "integrations: search 'store-0042'",
+            lambda: overview.list_integrations(session=session, search="store-0042"),
+        )
+        measure(
+            "integrations: status paused, newest",
+            lambda: overview.list_integrations(session=session, status="paused"),
+        )
+        measure(
+            "bell: unread count + newest 20 (every s)",
+            lambda: (
+                alerts.unread_count(session=session),
+                alerts.notification_rows(session=session, limit=20),
+            ),
+        )
+        measure(
+            "overview: records per hour, 24 h, uncached",
+            lambda: overview.records_per_hour(session=session),
+        )
+        measure(
+            "overview: records per hour, 24 h (every s)",
+            lambda: overview.live_records_per_hour(session=session),
+        )
+        measure(
+            "overview: status counts (every s)",
+            lambda: overview.status_counts(session=session),
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
