@@ -166,3 +166,38 @@ async def test_revoked_token_turns_the_integration_to_needs_reauth(session, sand
         run = s.get(SyncRun, run_id)
         assert run.status == RunStatus.FAILED and "reconnect" in run.error
         assert s.get(Integration, integration_id).status == "needs_reauth"
+
+
+async def test_incremental_products_run_marks_deleted_products_without_webhooks(
+    session, sandbox
+) -> None:
+    integration_id = connect(session, sandbox, products=120, orders=5, customers=5)
+    mutate = f"{sandbox}/_sandbox/shopify/shops/{SHOP}/mutate"
+    httpx.post(mutate, json={"deletes": 2}).raise_for_status()  # before the hub's first sync
+    engine = engine_for(sandbox)
+    await engine.request_sync(integration_id=integration_id, stream="products")
+    await engine.wait()
+    changed = httpx.post(
+        f"{sandbox}/_sandbox/shopify/shops/{SHOP}/mutate", json={"deletes": 4, "updates": 3}
+    ).json()
+    assert changed["webhooks"] == 0  # nothing subscribed: only the events tell
+    [run_id] = await engine.request_sync(integration_id=integration_id, stream="products")
+    await engine.wait()
+    with session_scope() as s:
+        run = s.get(SyncRun, run_id)
+        assert run.status == RunStatus.SUCCEEDED
+        assert run.records_deleted == 4 and run.records_updated >= 3
+        deleted = s.exec(
+            select(Product.external_id).where(
+                Product.integration_id == integration_id, sa.column("deleted_at").is_not(None)
+            )
+        ).all()
+    expected = truth(sandbox)
+    assert stored_checksums(integration_id)["products"] == expected["products"]
+    assert len(deleted) == 4 and expected["products"]["count"] == 114
+    # Deletions already applied are not applied again by the next run.
+    [again] = await engine.request_sync(integration_id=integration_id, stream="products")
+    await engine.wait()
+    with session_scope() as s:
+        assert s.get(SyncRun, again).records_deleted == 0
+    assert stored_checksums(integration_id)["products"] == expected["products"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -18,11 +19,19 @@ from connectors.base import (
     StreamSpec,
 )
 from connectors.errors import AuthRevoked, InvalidInput
-from connectors.shopify import auth, queries
+from connectors.shopify import auth, bulk, queries
+from connectors.shopify.bulk import BulkPolicy, BulkUnavailable
 from connectors.shopify.client import ShopifyClient
-from connectors.shopify.streams import read_window
+from connectors.shopify.streams import (
+    DELETION_KEYS,
+    STREAM_QUERIES,
+    count,
+    latest_deletions,
+    read_window,
+)
 
 REFRESH_AHEAD = timedelta(seconds=60)  # authlib's leeway: refresh a minute before expiry
+log = logging.getLogger("connectors.shopify")
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,8 @@ class ShopifyConfig:
     client_secret: str
     scopes: tuple[str, ...]
     base_url: str | None  # None: the real https://{shop}
-    bulk_threshold: int = 10_000
+    bulk_threshold: int = 10_000  # a backfill of more records runs as a bulk operation
+    bulk_policy: BulkPolicy = field(default_factory=BulkPolicy)
 
 
 class ShopifyConnector(Connector):
@@ -83,7 +93,10 @@ class ShopifyConnector(Connector):
         return cls(ShopifyConfig(
             client_id=values["shopify_client_id"], client_secret=values["shopify_client_secret"],
             scopes=scopes, base_url=values.get("shopify_base_url"),
-            bulk_threshold=int(values.get("shopify_bulk_threshold") or 10_000),
+            bulk_threshold=int(
+                10_000 if values.get("shopify_bulk_threshold") is None
+                else values["shopify_bulk_threshold"]
+            ),
         ), transport)  # fmt: skip
 
     def base_url(self, shop: str) -> str:
@@ -133,10 +146,52 @@ class ShopifyConnector(Connector):
             raise InvalidInput("this integration has no shop domain")
         client = await self.client(integration.shop_domain, credentials)
         try:
-            async for batch in read_window(client, stream, None if full_refresh else cursor):
+            async for batch in self._read(client, stream, None if full_refresh else cursor):
                 yield batch
         finally:
             await client.aclose()
+
+    async def _read(
+        self, client: ShopifyClient, stream: str, cursor: dict[str, Any] | None
+    ) -> AsyncIterator[Batch]:
+        """Windows of pages; a backfill above the bulk threshold as a bulk operation."""
+        cursor = dict(cursor or {})
+        spec = STREAM_QUERIES[stream]
+        carry = {k: cursor[k] for k in DELETION_KEYS if k in cursor}
+        if cursor.get("bulk"):  # an operation started by an earlier run
+            try:
+                async for batch in bulk.backfill(
+                    client, stream, cursor, total=None, policy=self.config.bulk_policy,
+                    transport=self.transport,
+                ):  # fmt: skip
+                    yield batch
+                return
+            except BulkUnavailable as error:
+                log.warning("%s on %s: %s; reading page by page", stream, client.shop, error)
+                async for batch in read_window(client, stream, carry):
+                    yield batch
+                return
+        if cursor.get("since") or cursor.get("after"):  # a window is under way
+            async for batch in read_window(client, stream, cursor):
+                yield batch
+            return
+        # Backfill. Deletions from now on concern records it stores: remember where they start.
+        if spec.deletions and "deleted_since" not in cursor:
+            cursor.update(await latest_deletions(client))
+        total = await count(client, spec.backfill_count)
+        if total > self.config.bulk_threshold:
+            try:
+                async for batch in bulk.backfill(
+                    client, stream, cursor, total=total, policy=self.config.bulk_policy,
+                    transport=self.transport,
+                ):  # fmt: skip
+                    yield batch
+                return
+            except BulkUnavailable as error:
+                log.warning("%s on %s: %s; reading page by page", stream, client.shop, error)
+                cursor = {k: cursor[k] for k in DELETION_KEYS if k in cursor}
+        async for batch in read_window(client, stream, cursor, total=total or None):
+            yield batch
 
     # --- set-up after connecting -------------------------------------------------------------
 

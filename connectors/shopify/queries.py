@@ -74,6 +74,112 @@ CUSTOMERS = """query Customers($first: Int!, $after: String, $query: String) {
   }
 }"""
 
+# --- bulk operations (backfills of large streams) --------------------------------------------
+# The inner queries mirror the paginated documents above; a bulk export reads every node of a
+# nested connection, so they carry no `first`. Nested nodes come back as lines of their own
+# with `__parentId`; groupObjects places them right after their parent, which lets the
+# connector join them while streaming.
+
+BULK_RUN = """mutation BulkOperationRun($query: String!) {
+  bulkOperationRunQuery(query: $query, groupObjects: true) {
+    bulkOperation { id status createdAt }
+    userErrors { field message code }
+  }
+}"""
+
+BULK_OPERATION = """query BulkOperation($id: ID!) {
+  bulkOperation(id: $id) {
+    id status errorCode createdAt completedAt objectCount rootObjectCount url
+  }
+}"""
+
+BULK_PRODUCTS = """query BulkProducts {
+  products {
+    edges {
+      node {
+        id title handle vendor productType status createdAt updatedAt
+        variants {
+          edges { node { id title sku barcode price inventoryQuantity inventoryItem { id } } }
+        }
+      }
+    }
+  }
+}"""
+
+BULK_INVENTORY = """query BulkInventory {
+  inventoryItems {
+    edges {
+      node {
+        id sku updatedAt
+        inventoryLevels {
+          edges {
+            node {
+              id updatedAt
+              location { id name }
+              quantities(names: ["available", "on_hand", "reserved", "incoming"]) { name quantity }
+            }
+          }
+        }
+      }
+    }
+  }
+}"""
+
+BULK_ORDERS = """query BulkOrders {
+  orders {
+    edges {
+      node {
+        id name email createdAt updatedAt cancelledAt currencyCode
+        displayFinancialStatus displayFulfillmentStatus
+        totalPriceSet { shopMoney { amount currencyCode } }
+        customer { id }
+        lineItems {
+          edges {
+            node {
+              id sku title quantity
+              originalUnitPriceSet { shopMoney { amount } }
+              product { id }
+              variant { id }
+            }
+          }
+        }
+      }
+    }
+  }
+}"""
+
+BULK_CUSTOMERS = """query BulkCustomers {
+  customers {
+    edges {
+      node {
+        id firstName lastName state createdAt updatedAt numberOfOrders
+        defaultEmailAddress { emailAddress }
+        amountSpent { amount currencyCode }
+      }
+    }
+  }
+}"""
+
+# --- deletions: `events` (deletionEvents is deprecated in 2026-10) ------------------------------
+
+PRODUCT_DELETIONS = """query ProductDeletions($after: String, $query: String) {
+  events(first: 250, after: $after, query: $query, sortKey: CREATED_AT) {
+    nodes {
+      id action createdAt
+      ... on BasicEvent { subjectId subjectType }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+LATEST_PRODUCT_DELETIONS = """query LatestProductDeletions {
+  events(
+    first: 250, query: "subject_type:PRODUCT action:destroy", sortKey: CREATED_AT, reverse: true
+  ) {
+    nodes { id createdAt }
+  }
+}"""
+
 COUNTS = {
     "products": """query ProductsCount($query: String) {
   productsCount(query: $query, limit: null) { count precision }
@@ -83,6 +189,10 @@ COUNTS = {
 }""",
     "customers": """query CustomersCount($query: String) {
   customersCount(query: $query, limit: null) { count precision }
+}""",
+    # One inventory item per variant: the size of an inventory backfill.
+    "productVariants": """query ProductVariantsCount($query: String) {
+  productVariantsCount(query: $query, limit: null) { count precision }
 }""",
 }
 
@@ -123,7 +233,11 @@ ALL_DOCUMENTS = {
     "Shop": SHOP, "Products": PRODUCTS, "Inventory": INVENTORY, "Orders": ORDERS,
     "Customers": CUSTOMERS, "WebhookSubscribe": WEBHOOK_SUBSCRIBE,
     "ProductById": PRODUCT_BY_ID, "OrderById": ORDER_BY_ID,
-    **{f"{name.title()}Count": doc for name, doc in COUNTS.items()},
+    "BulkOperationRun": BULK_RUN, "BulkOperation": BULK_OPERATION,
+    "BulkProducts": BULK_PRODUCTS, "BulkInventory": BULK_INVENTORY, "BulkOrders": BULK_ORDERS,
+    "BulkCustomers": BULK_CUSTOMERS, "ProductDeletions": PRODUCT_DELETIONS,
+    "LatestProductDeletions": LATEST_PRODUCT_DELETIONS,
+    **{f"{name[0].upper()}{name[1:]}Count": doc for name, doc in COUNTS.items()},
 }  # fmt: skip
 
 # Topics the hub subscribes to after connecting (GraphQL enum names).

@@ -3,6 +3,13 @@
 A window starts at the checkpoint's ``since`` (the high-water mark of the previous window
 minus a small overlap, so records written while we read are not missed) and pages through
 with Shopify's cursor. The overlap re-reads a few records; upserts make that harmless.
+
+Deleted products do not show up in any window. An incremental products window first reads
+the shop's product ``destroy`` events (``events``; ``deletionEvents`` is deprecated) and
+marks those products deleted. The events log has its own checkpoint: ``deleted_since``,
+the newest event seen minus the same overlap, and ``deleted_seen``, the ids of the events
+inside that overlap, which are not applied twice. A backfill starts it at the newest
+deletion before it began: older deletions concern nothing it stores.
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ from connectors.shopify import queries
 from connectors.shopify.client import ShopifyClient
 
 OVERLAP = timedelta(minutes=2)
+# ``deleted_since`` when the shop had no product deletion when its first window started.
+BEGINNING = "1970-01-01T00:00:00Z"
+DELETION_KEYS = ("deleted_since", "deleted_seen")  # the events checkpoint inside a cursor
+SEEN_LIMIT = 1_000  # ids kept in ``deleted_seen``; beyond it a re-read is harmless anyway
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -25,7 +36,7 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _iso(moment: datetime) -> str:
+def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -121,21 +132,116 @@ class StreamQuery:
     document: str
     root: str
     normalize: Callable[[dict[str, Any]], list[UnifiedRecord]]
-    count: str | None
+    count: str | None  # COUNTS key giving a window's progress total
+    backfill_count: str  # COUNTS key sizing a backfill (bulk operation or pages)
+    bulk_document: str
+    children: dict[str, str]  # bulk lines with __parentId: GraphQL type -> connection field
+    deletions: bool = False  # read destroy events at the start of incremental windows
 
 
 STREAM_QUERIES = {
     "products": StreamQuery(
-        "Products", queries.PRODUCTS, "products", normalize_product, "products"
+        "Products", queries.PRODUCTS, "products", normalize_product, "products", "products",
+        queries.BULK_PRODUCTS, {"ProductVariant": "variants"}, deletions=True,
     ),
     "inventory": StreamQuery(
-        "Inventory", queries.INVENTORY, "inventoryItems", normalize_inventory_item, None
+        "Inventory", queries.INVENTORY, "inventoryItems", normalize_inventory_item, None,
+        "productVariants", queries.BULK_INVENTORY, {"InventoryLevel": "inventoryLevels"},
     ),
-    "orders": StreamQuery("Orders", queries.ORDERS, "orders", normalize_order, "orders"),
+    "orders": StreamQuery(
+        "Orders", queries.ORDERS, "orders", normalize_order, "orders", "orders",
+        queries.BULK_ORDERS, {"LineItem": "lineItems"},
+    ),
     "customers": StreamQuery(
-        "Customers", queries.CUSTOMERS, "customers", normalize_customer, "customers"
+        "Customers", queries.CUSTOMERS, "customers", normalize_customer, "customers",
+        "customers", queries.BULK_CUSTOMERS, {},
     ),
-}
+}  # fmt: skip
+
+
+def count_query_name(key: str) -> str:
+    return f"{key[0].upper()}{key[1:]}Count"
+
+
+async def count(client: ShopifyClient, key: str, search: str | None = None) -> int:
+    """Shopify's exact count (``limit: null``) of a COUNTS key, optionally filtered."""
+    counted = await client.query(
+        count_query_name(key), queries.COUNTS[key], {"query": search}, expected_cost=5
+    )
+    return int((counted.get(f"{key}Count") or {}).get("count") or 0)
+
+
+def tombstone(event: dict[str, Any]) -> UnifiedRecord:
+    """A product marked deleted from its ``destroy`` event (the event is kept as ``raw``)."""
+    return UnifiedRecord(
+        kind=RecordKind.PRODUCT,
+        external_id=event["subjectId"],
+        fields={},
+        raw=event,
+        remote_updated_at=parse_time(event.get("createdAt")),
+        deleted=True,
+    )
+
+
+def _events_mark(recent: list[tuple[datetime, str]], fallback: dict[str, Any]) -> dict:
+    """The events checkpoint after reading ``recent`` (created, id), oldest first."""
+    if not recent:
+        return fallback
+    lower = recent[-1][0] - OVERLAP
+    inside = [event_id for created, event_id in recent if created >= lower]
+    return {"deleted_since": format_time(lower), "deleted_seen": inside[-SEEN_LIMIT:]}
+
+
+async def latest_deletions(client: ShopifyClient) -> dict[str, Any]:
+    """The events checkpoint of a backfill: just before the shop's newest product deletion
+    (Shopify's clock), those deletions marked seen; BEGINNING when it has none."""
+    data = await client.query(
+        "LatestProductDeletions", queries.LATEST_PRODUCT_DELETIONS, expected_cost=252
+    )
+    recent = [
+        (created, str(event["id"]))
+        for event in reversed(_nodes(data.get("events")))
+        if (created := parse_time(event.get("createdAt"))) and event.get("id")
+    ]
+    return _events_mark(recent, {"deleted_since": BEGINNING, "deleted_seen": []})
+
+
+async def read_deletions(
+    client: ShopifyClient, mark: dict[str, Any]
+) -> AsyncIterator[tuple[list[UnifiedRecord], list[RecordError], dict[str, Any]]]:
+    """Pages of tombstones for products destroyed since the events checkpoint ``mark``,
+    each with the checkpoint after it."""
+    since = mark.get("deleted_since") or BEGINNING
+    seen = set(mark.get("deleted_seen") or ())
+    search = f"subject_type:PRODUCT action:destroy created_at:>='{since}'"
+    recent: list[tuple[datetime, str]] = []  # events read, oldest first, pruned to the overlap
+    after = None
+    while True:
+        data = await client.query(
+            "ProductDeletions", queries.PRODUCT_DELETIONS, {"after": after, "query": search}
+        )
+        connection = data.get("events") or {}
+        records, errors = [], []
+        for event in _nodes(connection):
+            created = parse_time(event.get("createdAt"))
+            if created and event.get("id"):
+                recent.append((created, str(event["id"])))
+            if event.get("id") in seen:
+                continue  # applied by an earlier run (inside the overlap)
+            if event.get("action") != "destroy" or event.get("subjectType") != "PRODUCT":
+                continue
+            try:
+                records.append(tombstone(event))
+            except (KeyError, TypeError, ValueError) as error:
+                errors.append(RecordError(event.get("id"), f"cannot read event: {error!r}", event))
+        if recent:
+            newest = recent[-1][0]
+            recent = [r for r in recent if r[0] >= newest - OVERLAP]
+        yield records, errors, _events_mark(recent, dict(mark))
+        page_info = connection.get("pageInfo") or {}
+        if not page_info.get("hasNextPage"):
+            return
+        after = page_info.get("endCursor")
 
 
 async def read_window(
@@ -144,22 +250,26 @@ async def read_window(
     cursor: dict[str, Any] | None,
     *,
     page_size: int | None = None,
+    total: int | None = None,
 ) -> AsyncIterator[Batch]:
-    """Pages of ``stream`` from the checkpoint; each Batch carries the checkpoint after it."""
+    """Pages of ``stream`` from the checkpoint; each Batch carries the checkpoint after it.
+
+    ``total``: the window's size when the caller counted it already (no count query then).
+    """
     spec = STREAM_QUERIES[stream]
     page_size = page_size or queries.PAGE_SIZES[stream]
     cursor = cursor or {}
     since, after, high = cursor.get("since"), cursor.get("after"), cursor.get("high_water")
     search = f"updated_at:>='{since}'" if since else None
-    total = None
-    if spec.count and after is None:
-        counted = await client.query(
-            f"{spec.query_name}Count",
-            queries.COUNTS[spec.count],
-            {"query": search},
-            expected_cost=5,
-        )
-        total = int((counted.get(f"{spec.count}Count") or {}).get("count") or 0) or None
+    carry: dict[str, Any] = {k: cursor[k] for k in DELETION_KEYS if k in cursor}
+    if spec.deletions and since and after is None:  # an incremental window: deletions first
+        # A checkpoint from before events were read starts at its window.
+        start = carry if carry.get("deleted_since") else {"deleted_since": since}
+        async for records, errors, mark in read_deletions(client, start):
+            carry = mark
+            yield Batch(records=records, errors=errors, cursor={**cursor, **carry})
+    if total is None and spec.count and after is None:
+        total = await count(client, spec.count, search) or None
     done = int(cursor.get("done") or 0)
     while True:
         data = await client.query(
@@ -188,12 +298,14 @@ async def read_window(
         page_info = connection.get("pageInfo") or {}
         if page_info.get("hasNextPage"):
             after = page_info.get("endCursor")
-            next_cursor = {"since": since, "after": after, "high_water": high, "done": done}
+            next_cursor = {
+                "since": since, "after": after, "high_water": high, "done": done, **carry
+            }  # fmt: skip
         else:
             # Window complete: the next run starts a little before the newest change seen.
             newest = parse_time(high) if high else None
-            next_since = _iso(newest - OVERLAP) if newest else since
-            next_cursor = {"since": next_since, "after": None, "high_water": high}
+            next_since = format_time(newest - OVERLAP) if newest else since
+            next_cursor = {"since": next_since, "after": None, "high_water": high, **carry}
         yield Batch(records=records, errors=errors, cursor=next_cursor, total_hint=total, done=done)
         if not page_info.get("hasNextPage"):
             return
