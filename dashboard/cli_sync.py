@@ -6,55 +6,77 @@ import argparse
 import asyncio
 import json
 import sys
+import uuid
 from typing import Any
 
 from dashboard.db import in_session, session_scope
 from dashboard.services import runs as runs_service
-from dashboard.services import sync
+from dashboard.services import scheduler, sync
+
+# Exit codes of `hub sync`: 1 when a run did not read its stream to the end.
+UNSUCCESSFUL = {"failed", "cancelled", "interrupted"}
+
+
+def _outcome_line(summary: dict[str, Any]) -> str:
+    line = (
+        f"{summary['stream']:12} {summary['status']:11} read={summary['records_read']} "
+        f"inserted={summary['inserted']} updated={summary['updated']} "
+        f"deleted={summary['deleted']} skipped={summary['skipped']}"
+    )
+    return f"{line}  {summary['error']}" if summary["error"] else line
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    engine = sync.get_engine()
+    # Like every hub process at start-up: runs of dead processes become interrupted. Their
+    # retries stay queued for a hub, unless they are among the streams asked for here.
+    await engine.recover_interrupted(adopt=False)
+    hub = await in_session(scheduler.lease_holder)
+    run_here = args.wait or hub is None
+    try:
+        run_ids = await engine.request_sync(
+            integration_id=args.integration, stream=args.stream,
+            full_refresh=args.full_refresh, run_here=run_here,
+        )  # fmt: skip
+    except (sync.SyncRefused, ValueError) as refused:
+        print(f"hub: {refused}", file=sys.stderr)
+        return 2
+    print("queued " + ", ".join(str(r) for r in run_ids))
+    if not run_here:
+        print(
+            f"the running hub ({hub}) starts them within {sync.RECOVERY_EVERY:.0f} s; "
+            "follow them with `hub runs list`, or use --wait"
+        )
+        return 0
+    if not args.wait:
+        print("no hub is running: running them here until done")
+    await engine.wait_finished(run_ids)
+    summaries = await in_session(lambda s: runs_service.summaries_of(session=s, run_ids=run_ids))
+    for summary in summaries:
+        print(_outcome_line(summary))
+    return 1 if any(s["status"] in UNSUCCESSFUL for s in summaries) else 0
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    async def main() -> int:
-        engine = sync.get_engine()
-        try:
-            run_ids = await engine.request_sync(
-                integration_id=args.integration, stream=args.stream,
-                full_refresh=args.full_refresh,
-            )  # fmt: skip
-        except (sync.SyncRefused, ValueError) as refused:
-            print(f"hub: {refused}", file=sys.stderr)
-            return 2
-        print("queued " + ", ".join(str(r) for r in run_ids))
-        if not args.wait:
-            # Without --wait this process would exit and interrupt the runs: run them anyway,
-            # the scheduler's process would otherwise pick them up only after they go stale.
-            print("running in this process until done (use the dashboard to watch)")
-        await engine.wait(run_ids)
-        summaries = await in_session(
-            lambda s: [
-                r
-                for r in runs_service.list_runs(session=s, limit=500)
-                if r["id"] in {str(i) for i in run_ids}
-            ]
-        )
-        failed = False
-        for summary in summaries:
-            print(
-                f"{summary['stream']:12} {summary['status']:10} read={summary['records_read']} "
-                f"inserted={summary['inserted']} updated={summary['updated']} "
-                f"skipped={summary['skipped']} {summary['error']}"
-            )
-            failed |= summary["status"] in {"failed", "cancelled", "interrupted"}
-        return 1 if failed else 0
-
-    return asyncio.run(main())
+    try:
+        return asyncio.run(_sync(args))
+    except KeyboardInterrupt:
+        # The runs were stopped in order: interrupted, their retries queued for the hub.
+        print("stopped: the interrupted runs resume from their checkpoints", file=sys.stderr)
+        return 130
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
+    try:
+        integration_id = uuid.UUID(args.integration) if args.integration else None
+    except ValueError:
+        print(f"hub: {args.integration!r} is not an integration id", file=sys.stderr)
+        return 2
     with session_scope() as session:
         rows: list[dict[str, Any]] = runs_service.list_runs(
-            session=session, status=args.status or "", limit=args.limit
-        )
+            session=session, status=args.status or "", integration_id=integration_id,
+            limit=args.limit,
+        )  # fmt: skip
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -67,18 +89,27 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    sync_parser = sub.add_parser("sync", help="sync an integration now")
+    sync_parser = sub.add_parser(
+        "sync",
+        help="sync an integration now",
+        description="Queue a run per stream. With --wait (or when no hub is running) the "
+        "runs execute here and the command prints each outcome; it exits 1 when a run "
+        "failed, was cancelled or interrupted, 2 when the sync is refused.",
+    )
     sync_parser.add_argument("integration", help="integration id")
     sync_parser.add_argument("--stream", default=None, help="one stream (default: all enabled)")
     sync_parser.add_argument(
         "--full-refresh", action="store_true", help="start the stream over (keeps run history)"
     )
-    sync_parser.add_argument("--wait", action="store_true", help="wait and print the result")
+    sync_parser.add_argument(
+        "--wait", action="store_true", help="wait for the runs to end and print their outcomes"
+    )
     sync_parser.set_defaults(func=cmd_sync)
 
     runs = sub.add_parser("runs", help="sync runs").add_subparsers(dest="runs", required=True)
     listing = runs.add_parser("list", help="recent runs, newest first")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="full summaries as JSON")
     listing.add_argument("--status", default=None)
+    listing.add_argument("--integration", default=None, help="one integration's runs")
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(func=cmd_runs_list)

@@ -15,7 +15,7 @@ from dashboard.models import RunTrigger, StreamConfig, SyncRun
 from dashboard.services import scheduler as scheduler_module
 from dashboard.services import sync
 from dashboard.services.integrations import create_integration, mark_connected
-from dashboard.services.scheduler import HubScheduler, job_id, try_acquire_lease
+from dashboard.services.scheduler import HubScheduler, job_id, lease_holder, try_acquire_lease
 from tests.fake_connector import FakeConnector
 
 
@@ -64,6 +64,14 @@ def test_lease_is_exclusive_and_taken_over_when_it_expires(session: Session) -> 
     later = datetime.now(UTC) + timedelta(minutes=5)  # worker-a died and stopped renewing
     assert try_acquire_lease(session, "worker-b", now=later)
     assert not try_acquire_lease(session, "worker-a", now=later)
+
+
+def test_lease_holder_names_a_live_hub_only(session: Session) -> None:
+    """`hub sync` without --wait hands its runs to the hub only while one holds the lease."""
+    assert lease_holder(session) is None
+    assert try_acquire_lease(session, "hub-1")
+    assert lease_holder(session) == "hub-1"
+    assert lease_holder(session, now=datetime.now(UTC) + timedelta(minutes=1)) is None
 
 
 async def test_scheduled_run_happens_and_repeats(session, fast_minutes, fake_engine) -> None:

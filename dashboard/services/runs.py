@@ -35,10 +35,25 @@ def run_summary(run: SyncRun, integration: Integration | None) -> dict[str, Any]
         "has_progress": run.progress is not None,
         "rate": round(run.records_per_second or 0.0, 1),
         "error": run.error or "",
+        "attempt": run.attempt,
+        "full_refresh": run.full_refresh,
+        "worker": run.worker or "",
         "created_at": _iso(run.created_at),
         "started_at": _iso(run.started_at),
+        "heartbeat_at": _iso(run.heartbeat_at),
         "finished_at": _iso(run.finished_at),
     }
+
+
+def summaries_of(*, session: Session, run_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """The summaries of ``run_ids``, in that order (unknown ids left out)."""
+    rows = session.exec(
+        select(SyncRun, Integration)
+        .join(Integration, col(Integration.id) == col(SyncRun.integration_id))
+        .where(col(SyncRun.id).in_(run_ids))
+    ).all()
+    by_id = {run.id: run_summary(run, integration) for run, integration in rows}
+    return [by_id[run_id] for run_id in run_ids if run_id in by_id]
 
 
 def list_runs(
