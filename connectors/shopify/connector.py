@@ -18,7 +18,7 @@ from connectors.base import (
     RecordKind,
     StreamSpec,
 )
-from connectors.errors import AuthRevoked, InvalidInput
+from connectors.errors import AuthRevoked, InvalidInput, PlatformError
 from connectors.shopify import auth, bulk, queries
 from connectors.shopify.bulk import BulkPolicy, BulkUnavailable
 from connectors.shopify.client import ShopifyClient
@@ -178,8 +178,12 @@ class ShopifyConnector(Connector):
         # Backfill. Deletions from now on concern records it stores: remember where they start.
         if spec.deletions and "deleted_since" not in cursor:
             cursor.update(await latest_deletions(client))
-        total = await count(client, spec.backfill_count)
-        if total > self.config.bulk_threshold:
+        try:
+            total: int | None = await count(client, spec.backfill_count)
+        except PlatformError as error:  # e.g. productVariantsCount needs read_products
+            log.warning("%s on %s: cannot size the backfill (%s)", stream, client.shop, error)
+            total = None
+        if total is not None and total > self.config.bulk_threshold:
             try:
                 async for batch in bulk.backfill(
                     client, stream, cursor, total=total, policy=self.config.bulk_policy,
