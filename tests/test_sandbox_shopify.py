@@ -601,6 +601,16 @@ async def test_bulk_operation_can_be_canceled() -> None:
         assert again["data"]["bulkOperationCancel"]["userErrors"]
         other = await gql(c, token, BULK_POLL, {"id": "gid://shopify/BulkOperation/1"})
         assert other.json()["data"]["bulkOperation"] is None
+        # An export that finds nothing completes without a file, as on Shopify.
+        nothing = await start_bulk(
+            c,
+            token,
+            """{ products(query: "updated_at:>'2099-01-01T00:00:00Z'") {
+            edges { node { id } } } }""",
+        )
+        empty, _ = await wait_bulk(c, token, nothing["bulkOperation"]["id"])
+        assert empty["status"] == "COMPLETED" and empty["objectCount"] == "0"
+        assert empty["url"] is None
 
 
 async def test_events_record_product_deletions() -> None:

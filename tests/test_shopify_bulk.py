@@ -313,3 +313,96 @@ async def test_bad_lines_are_skipped_and_logged_not_fatal() -> None:
         "after": None,
         "high_water": "2026-01-02T00:00:00Z",
     }
+
+
+def scripted(answers: dict[str, Any], asked: list[str]) -> Any:
+    """A Shopify answering each operation name with its (data or callable) answer."""
+
+    def shopify(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "storage.example":
+            return answers["download"](request)
+        name = operation_name(request)
+        asked.append(name)
+        answer = answers[name]
+        return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
+
+    return shopify
+
+
+def started(created: str = "2026-01-03T00:00:00Z") -> dict[str, Any]:
+    operation = {"id": "gid://shopify/BulkOperation/7", "status": "CREATED", "createdAt": created}
+    return {"data": {"bulkOperationRunQuery": {"bulkOperation": operation, "userErrors": []}}}
+
+
+def finished(url: str | None) -> dict[str, Any]:
+    operation = {"id": "gid://shopify/BulkOperation/7", "status": "COMPLETED", "url": url}
+    return {"data": {"bulkOperation": operation}}
+
+
+CUSTOMERS_PAGE = {
+    "data": {
+        "customers": {
+            "nodes": [{"id": "gid://shopify/Customer/1", "updatedAt": "2026-01-01T00:00:00Z"}],
+            "pageInfo": {"hasNextPage": False, "endCursor": None},
+        }
+    }
+}
+
+
+async def test_an_expired_result_url_falls_back_to_pages() -> None:
+    asked: list[str] = []
+    shopify = scripted(
+        {
+            "CustomersCount": {"data": {"customersCount": {"count": 5}}},
+            "BulkOperationRun": started(),
+            "BulkOperation": finished("https://storage.example/r.jsonl"),
+            # Google Cloud Storage answers 400 to an expired signature
+            "download": lambda _: httpx.Response(400, text="<Error>ExpiredToken</Error>"),
+            "Customers": CUSTOMERS_PAGE,
+        },
+        asked,
+    )
+    batches = await read_all(mock_connector(shopify), "customers")
+    assert asked == ["CustomersCount", "BulkOperationRun", "BulkOperation", "Customers"]
+    assert [r.external_id for b in batches for r in b.records] == ["gid://shopify/Customer/1"]
+
+
+async def test_a_completed_operation_without_a_file_is_an_empty_stream() -> None:
+    asked: list[str] = []
+    shopify = scripted(
+        {
+            "CustomersCount": {"data": {"customersCount": {"count": 5}}},
+            "BulkOperationRun": started("2026-01-03T00:00:00Z"),
+            "BulkOperation": finished(None),  # Shopify: no results, no url
+        },
+        asked,
+    )
+    batches = await read_all(mock_connector(shopify), "customers")
+    assert [r for b in batches for r in b.records] == []
+    assert batches[-1].cursor == {"since": "2026-01-02T23:58:00Z", "after": None,
+                                  "high_water": None}  # fmt: skip
+
+
+async def test_an_inventory_backfill_that_cannot_be_counted_pages() -> None:
+    asked: list[str] = []
+    denied = {
+        "errors": [
+            {
+                "message": "Access denied for productVariantsCount field.",
+                "extensions": {"code": "ACCESS_DENIED"},
+            }
+        ]
+    }
+    page = {
+        "data": {
+            "inventoryItems": {
+                "nodes": [{"id": "gid://shopify/InventoryItem/1", "sku": "A",
+                           "updatedAt": "2026-01-01T00:00:00Z", "inventoryLevels": {"nodes": []}}],
+                "pageInfo": {"hasNextPage": False, "endCursor": None},
+            }
+        }
+    }  # fmt: skip
+    shopify = scripted({"ProductVariantsCount": denied, "Inventory": page}, asked)
+    batches = await read_all(mock_connector(shopify), "inventory")
+    assert asked == ["ProductVariantsCount", "Inventory"]
+    assert batches[-1].cursor is not None and batches[-1].cursor["since"]

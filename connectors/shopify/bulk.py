@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from connectors.base import Batch, RecordError, UnifiedRecord
-from connectors.errors import PlatformError, TransientError
+from connectors.errors import TransientError
 from connectors.http import build_client, raise_for_transient
 from connectors.shopify import queries
 from connectors.shopify.client import ShopifyClient
@@ -142,16 +142,9 @@ async def lines(http: httpx.AsyncClient, url: str) -> AsyncIterator[str]:
     """The result file's lines, streamed (the url is signed: no token is sent)."""
     try:
         async with http.stream("GET", url) as response:
-            if response.status_code in (401, 403, 404, 410):
-                raise BulkUnavailable(
-                    f"the bulk result answered {response.status_code} (expired or removed)"
-                )
             raise_for_transient(response)
-            if response.status_code >= 400:
-                raise PlatformError(
-                    f"bulk result download answered {response.status_code}",
-                    status=response.status_code,
-                )
+            if response.status_code >= 400:  # expired or revoked signature, removed file
+                raise BulkUnavailable(f"the bulk result answered {response.status_code}")
             async for line in response.aiter_lines():
                 if line.strip():
                     yield line
@@ -159,6 +152,11 @@ async def lines(http: httpx.AsyncClient, url: str) -> AsyncIterator[str]:
         raise TransientError("bulk result download timed out") from error
     except httpx.TransportError as error:
         raise TransientError(f"bulk result download failed: {error!r}") from error
+
+
+async def _no_lines() -> AsyncIterator[str]:
+    return
+    yield  # an empty async generator
 
 
 async def backfill(
@@ -197,7 +195,7 @@ async def backfill(
             # cancel request through while Shopify works.
             yield Batch(records=[], cursor={**carry, "bulk": state}, pages=0)
     status = operation.get("status")
-    if status != "COMPLETED" or not operation.get("url"):
+    if status != "COMPLETED":
         code = f" ({operation['errorCode']})" if operation.get("errorCode") else ""
         raise BulkUnavailable(f"bulk operation {state['id']} ended {status}{code}")
 
@@ -237,7 +235,9 @@ async def backfill(
 
     async with build_client(transport=transport) as http:
         number = 0
-        async for text in lines(http, str(operation["url"])):
+        # A completed operation that found nothing has no file (url null).
+        results = lines(http, str(operation["url"])) if operation.get("url") else _no_lines()
+        async for text in results:
             number += 1
             try:
                 line = json.loads(text)

@@ -397,7 +397,8 @@ class BulkOperation:
             if self.file_size is not None and status == "COMPLETED"
             else None,
             "query": self.query,
-            "url": data_url if status == "COMPLETED" else None,
+            # An export that found nothing has no file, as on Shopify.
+            "url": data_url if status == "COMPLETED" and self.object_count else None,
             "partialDataUrl": data_url if self.status == "FAILED" and self.object_count else None,
         }
 
