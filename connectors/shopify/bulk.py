@@ -90,11 +90,12 @@ class Joiner:
         parent = self.open.get(parent_id)
         if parent is None:
             raise OrphanChild(f"its parent {parent_id} is not open (out of order?)")
-        kind = str(line.get("id", "")).split("/")[3:4]
-        key = self.children.get(kind[0] if kind else "")
-        if key is None:
-            raise ValueError(f"a nested line of unexpected type {kind}")
-        parent[key]["nodes"].append(line)
+        parts = str(line.get("id", "")).split("/")  # gid://shopify/{Type}/{id}
+        kind = parts[3] if len(parts) > 3 else ""
+        connection = self.children.get(kind)
+        if connection is None:
+            raise ValueError(f"a nested line of unexpected type {kind!r}")
+        parent[connection]["nodes"].append(line)
         return []
 
     def flush(self) -> list[dict[str, Any]]:
@@ -177,10 +178,10 @@ async def backfill(
     carry = {k: cursor[k] for k in DELETION_KEYS if k in cursor}
     state = dict(cursor.get("bulk") or {})
     if not state.get("id"):
-        operation = await start(client, spec.bulk_document)
+        begun = await start(client, spec.bulk_document)
         state = {
-            "id": operation["id"],
-            "created_at": operation.get("createdAt"),
+            "id": begun["id"],
+            "created_at": begun.get("createdAt"),
             "roots": 0,
             "total": total,
         }

@@ -265,9 +265,9 @@ async def read_window(
     if spec.deletions and since and after is None:  # an incremental window: deletions first
         # A checkpoint from before events were read starts at its window.
         start = carry if carry.get("deleted_since") else {"deleted_since": since}
-        async for records, errors, mark in read_deletions(client, start):
+        async for tombstones, problems, mark in read_deletions(client, start):
             carry = mark
-            yield Batch(records=records, errors=errors, cursor={**cursor, **carry})
+            yield Batch(records=tombstones, errors=problems, cursor={**cursor, **carry})
     if total is None and spec.count and after is None:
         total = await count(client, spec.count, search) or None
     done = int(cursor.get("done") or 0)

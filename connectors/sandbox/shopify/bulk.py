@@ -45,7 +45,7 @@ from graphql import (
     validate,
 )
 from graphql.error import GraphQLSyntaxError
-from graphql.execution import execute
+from graphql.execution import ExecutionResult, execute
 from graphql.language import (
     ArgumentNode,
     IntValueNode,
@@ -548,7 +548,7 @@ def write_result(op: BulkOperation, path: Path, schema: GraphQLSchema, context: 
                 op.object_count += 1
 
             while not op.cancel_requested and pages != pages_allowed:
-                result = execute(
+                result: ExecutionResult = execute(  # type: ignore[assignment]  # sync resolvers
                     schema,
                     op.prepared.document,
                     variable_values={"bulkFirst": ROOT_PAGE, "bulkAfter": after},
