@@ -352,7 +352,7 @@ class BulkOperation:
     shop: str
     query: str
     prepared: Prepared
-    snapshot: ShopData
+    snapshot: ShopData | None  # released once the file is written
     group_objects: bool
     created_at: datetime
     base_url: str  # where this sandbox's Shopify is served, for the result url
@@ -458,6 +458,12 @@ class BulkOperations:
             fault.remaining -= 1
         return fault.error_code
 
+    def remove_expired_files(self, now: datetime) -> None:
+        """Results past their 7 days are gone on Shopify too: free the disk."""
+        for op in self.operations.values():
+            if op.path is not None and op.expired(now):
+                op.path.unlink(missing_ok=True)
+
     def forget_shop(self, shop: str) -> None:
         """A shop posted again starts without operations (their files are removed)."""
         for op in [op for op in self.operations.values() if op.shop == shop]:
@@ -540,6 +546,8 @@ def write_result(op: BulkOperation, path: Path, schema: GraphQLSchema, context: 
     )
     after: str | None = None
     pages = 0
+    snapshot = op.snapshot
+    assert snapshot is not None, "an operation's file is written once"
     try:
         with path.open("w", encoding="utf-8") as out:
 
@@ -552,7 +560,7 @@ def write_result(op: BulkOperation, path: Path, schema: GraphQLSchema, context: 
                     schema,
                     op.prepared.document,
                     variable_values={"bulkFirst": ROOT_PAGE, "bulkAfter": after},
-                    context_value={**context, "shop": op.snapshot},
+                    context_value={**context, "shop": snapshot},
                 )
                 if result.errors:
                     raise RuntimeError(f"bulk export failed: {result.errors[0].message}")
@@ -594,6 +602,7 @@ async def run(sandbox: Any, op: BulkOperation, schema: GraphQLSchema) -> None:
         except Exception:  # a sandbox bug must look like Shopify's failure, not hang the op
             log.exception("bulk operation %s failed", op.id)
             op.fail_with = "INTERNAL_SERVER_ERROR"
+        op.snapshot = None
         await clock.sleep(op.object_count / OBJECTS_PER_SECOND - (clock.monotonic() - started))
     now = clock.now()
     if op.cancel_requested:
@@ -616,6 +625,7 @@ async def run(sandbox: Any, op: BulkOperation, schema: GraphQLSchema) -> None:
 
 def start_pending(sandbox: Any, schema: GraphQLSchema) -> None:
     """Start the tasks of operations created by the last request (called on the event loop)."""
+    sandbox.bulk.remove_expired_files(sandbox.state.clock.now())
     while sandbox.bulk.pending:
         op = sandbox.bulk.pending.pop(0)
         task = asyncio.get_running_loop().create_task(run(sandbox, op, schema))
