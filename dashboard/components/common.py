@@ -28,8 +28,12 @@ STATUS_COLORS = {
 def status_badge(status: rx.Var[str] | str) -> rx.Component:
     color = rx.match(status, *[(k, v) for k, v in STATUS_COLORS.items()], "gray")
     return rx.badge(
-        # "needs_reauth" reads "needs reauth" (no status has two underscores).
-        status.replace("_", " ") if isinstance(status, str) else status.to(str).replace("_", " "),
+        status.replace("_", " ")
+        if isinstance(status, str)
+        # A match, not a string method: the value may still be undefined while a page loads.
+        else rx.match(
+            status, *[(s, s.replace("_", " ")) for s in STATUS_COLORS if "_" in s], status
+        ),
         color_scheme=color,
         variant="soft",
         radius="full",

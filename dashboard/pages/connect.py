@@ -119,7 +119,11 @@ def connect_page() -> rx.Component:
                 card(
                     rx.heading(
                         ConnectState.org_name,
-                        " asks to connect to ",
+                        rx.cond(
+                            ConnectState.purpose == "reconnect",
+                            " asks to reconnect to ",
+                            " asks to connect to ",
+                        ),
                         rx.cond(
                             ConnectState.platform == "shopify",
                             "your Shopify store",
@@ -128,6 +132,15 @@ def connect_page() -> rx.Component:
                         size="5",
                     ),
                     rx.text("Store: ", rx.code(ConnectState.store)),
+                    rx.cond(
+                        ConnectState.purpose == "reconnect",
+                        rx.callout(
+                            "The access you gave earlier no longer works: it was removed or it "
+                            "expired. Approving again restores it for the same store; the data "
+                            "already synced is kept.",
+                            icon="refresh-ccw",
+                        ),
+                    ),
                     rx.text(
                         "If you approve, ",
                         ConnectState.org_name,

@@ -132,10 +132,25 @@ def test_revoked_access_notifies_and_reconnect_restores_it(hub: Hub, browser, ma
     bell.click()
     notice = page.get_by_role("link", name="Ops store needs to be reconnected")
     notice.wait_for(timeout=TIMEOUT)
+    page.wait_for_timeout(300)  # the popover fades in; only the screenshot needs it settled
     screenshot(page, "notifications", full_page=False)
     notice.click()
     open_tab(page, "Status")
     page.get_by_text("Access was revoked or expired").wait_for(timeout=TIMEOUT)
+
+    # The merchant's way back: a reconnect link, worded as such.
+    page.get_by_role("button", name="New reconnect link").first.click()
+    link = page.locator("#connect-link").inner_text(timeout=TIMEOUT)
+    merchant = browser.new_context(viewport={"width": 390, "height": 844})
+    phone = merchant.new_page()
+    phone.goto(link)
+    phone.get_by_role(
+        "heading", name=re.compile("asks to reconnect to your Shopify store")
+    ).wait_for(timeout=TIMEOUT)
+    phone.get_by_text("The access you gave earlier no longer works").wait_for()
+    screenshot(phone, "merchant-reconnect")
+    merchant.close()
+    open_tab(page, "Status")
 
     sandbox(hub, "PUT", f"/faults/shopify/{SHOP}", {})
     page.get_by_role("button", name="Reconnect now").first.click()
