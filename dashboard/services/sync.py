@@ -425,12 +425,16 @@ def _insert_run(
         full_refresh=full_refresh, worker=worker,
     )  # fmt: skip
     values = {column.name: getattr(run, column.name) for column in RUNS.columns}
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    # RETURNING, not rowcount: psycopg reports no row count for INSERT ... ON CONFLICT.
-    inserted = session.execute(
-        insert(RUNS).values(values).on_conflict_do_nothing().returning(RUNS.c.id)
-    )
-    return inserted.scalar_one_or_none()
+    statement = _insert_run_statement(session.get_bind().dialect.name)
+    return session.execute(statement, values).scalar_one_or_none()
+
+
+@functools.cache
+def _insert_run_statement(dialect: str) -> sa.Executable:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once (values are parameters, so
+    the compiled form is cached). RETURNING, because psycopg reports no row count for it."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
 
 
 def _active_run_id(session: Session, integration_id: uuid.UUID, stream: str) -> uuid.UUID | None:

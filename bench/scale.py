@@ -1,0 +1,261 @@
+"""Benchmark: many integrations sharing one hub process.
+
+200 integrations x 3 streams (products, customers, orders) by default, every stream synced
+at once through the engine with its concurrency bound, from a connector that answers each
+page after a simulated platform latency. Prints:
+
+- the scheduler's overhead: one reconcile of the job store with every stream, and a
+  steady-state reconcile (nothing to change);
+- total records/s through the process;
+- fairness: min/max of the per-integration throughput (an integration's records over the time
+  from its first run's start to its last run's end), and how long runs waited in the queue;
+- event-loop lag, measured by a ticker task that asks to wake every 5 ms;
+- the latency of the query the Runs page polls every second, sampled while the syncs run;
+- peak RSS.
+
+Figures only, no assertions. On a temporary SQLite file unless --database-url is given:
+
+    python bench/scale.py [--integrations 200 --records 100 --latency-ms 20 --concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
+
+from sqlmodel import SQLModel, select  # noqa: E402
+
+import dashboard.models  # noqa: E402, F401  registers the tables
+from connectors.base import (  # noqa: E402
+    Batch,
+    Connector,
+    CredentialStore,
+    IntegrationRef,
+    RecordKind,
+    StreamSpec,
+    UnifiedRecord,
+)
+from dashboard import db  # noqa: E402
+from dashboard.db import in_session, session_scope  # noqa: E402
+from dashboard.models import SyncRun  # noqa: E402
+from dashboard.services import runs as runs_service  # noqa: E402
+from dashboard.services.integrations import create_integration, mark_connected  # noqa: E402
+from dashboard.services.scheduler import HubScheduler  # noqa: E402
+from dashboard.services.sync import SyncEngine  # noqa: E402
+from dashboard.settings import get_settings  # noqa: E402
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+STREAMS: dict[str, tuple[RecordKind, Any]] = {
+    "products": (RecordKind.PRODUCT, lambda i: {"title": f"Product {i}", "sku": f"SKU-{i}"}),
+    "customers": (RecordKind.CUSTOMER, lambda i: {"email": f"c{i}@example.com"}),
+    "orders": (
+        RecordKind.ORDER,
+        lambda i: {"name": f"#{1000 + i}", "total_price": "42.00", "currency": "EUR"},
+    ),
+}
+
+
+class LatencyConnector(Connector):
+    """``records`` records per stream in pages, each page after ``latency`` seconds."""
+
+    platform = "shopify"
+    label = "Bench"
+    streams = tuple(
+        StreamSpec(name, name.title(), "bench", (kind,)) for name, (kind, _) in STREAMS.items()
+    )
+
+    def __init__(self, records: int, page_size: int, latency: float) -> None:
+        self.records, self.page_size, self.latency = records, page_size, latency
+
+    async def read_stream(
+        self,
+        integration: IntegrationRef,
+        credentials: CredentialStore,
+        stream: str,
+        cursor: dict[str, Any] | None,
+        *,
+        full_refresh: bool = False,
+    ) -> AsyncIterator[Batch]:
+        kind, fields = STREAMS[stream]
+        start = 0 if cursor is None else int(cursor["next"])
+        for first in range(start, self.records, self.page_size):
+            await asyncio.sleep(self.latency)  # the platform answering over the network
+            last = min(first + self.page_size, self.records)
+            records = [
+                UnifiedRecord(
+                    kind=kind,
+                    external_id=f"{stream}-{i}",
+                    fields=fields(i),
+                    raw={"id": i},
+                    remote_updated_at=EPOCH + timedelta(seconds=i),
+                )
+                for i in range(first, last)
+            ]
+            yield Batch(records=records, cursor={"next": last}, total_hint=self.records, done=last)
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def tick(lags: list[float], stop: asyncio.Event, every: float = 0.005) -> None:
+    """How late the event loop wakes a task that asks to wake every ``every`` seconds."""
+    while not stop.is_set():
+        asked = time.perf_counter()
+        await asyncio.sleep(every)
+        lags.append(time.perf_counter() - asked - every)
+
+
+async def poll_runs_page(latencies: list[float], stop: asyncio.Event) -> None:
+    """The Runs page's query, once a second per open page; sampled every 100 ms here."""
+    while not stop.is_set():
+        began = time.perf_counter()
+        await in_session(lambda s: runs_service.list_runs(session=s, limit=50))
+        latencies.append(time.perf_counter() - began)
+        await asyncio.sleep(0.1)
+
+
+def create_integrations(count: int) -> list[uuid.UUID]:
+    ids = []
+    with session_scope() as session:
+        for n in range(count):
+            integration = create_integration(
+                session=session, platform="shopify", display_name=f"Shop {n:04d}",
+                shop_domain=f"bench-{n}.myshopify.com", streams=dict.fromkeys(STREAMS, 15),
+            )  # fmt: skip
+            mark_connected(session=session, integration_id=integration.id)
+            ids.append(integration.id)
+    return ids
+
+
+async def scheduler_overhead() -> tuple[float, float, int]:
+    hub = HubScheduler(holder="bench")
+    hub._start_scheduler()
+    try:
+        began = time.perf_counter()
+        await hub.reconcile()
+        first = time.perf_counter() - began
+        began = time.perf_counter()
+        await hub.reconcile()
+        steady = time.perf_counter() - began
+        assert hub.scheduler is not None
+        jobs = len(hub.scheduler.get_jobs())
+        hub.scheduler.remove_all_jobs()  # the syncs below are started directly, all at once
+    finally:
+        hub._stop_scheduler()
+    return first, steady, jobs
+
+
+async def run(args: argparse.Namespace) -> None:
+    print(
+        f"{args.integrations} integrations x {len(STREAMS)} streams x {args.records} records, "
+        f"pages of {args.page_size} after {args.latency_ms} ms each; "
+        f"HUB_SYNC_MAX_CONCURRENCY={args.concurrency}; {db.get_engine().url.get_backend_name()}"
+    )
+    began = time.perf_counter()
+    integration_ids = await asyncio.to_thread(create_integrations, args.integrations)
+    print(f"set-up: {args.integrations} integrations in {time.perf_counter() - began:.1f} s")
+
+    first, steady, jobs = await scheduler_overhead()
+    print(
+        f"scheduler: first reconcile of {jobs} jobs {first * 1000:.0f} ms, "
+        f"steady-state reconcile {steady * 1000:.0f} ms (every 10 s in the lease holder)"
+    )
+
+    connector = LatencyConnector(args.records, args.page_size, args.latency_ms / 1000)
+    engine = SyncEngine(connector_factory=lambda _: connector, max_concurrency=args.concurrency)
+    stop = asyncio.Event()
+    lags: list[float] = []
+    page_latencies: list[float] = []
+    probes = [
+        asyncio.create_task(tick(lags, stop)),
+        asyncio.create_task(poll_runs_page(page_latencies, stop)),
+    ]
+    began = time.perf_counter()
+    run_ids: list[uuid.UUID] = []
+    for integration_id in integration_ids:  # "Sync all now" on every integration, in turn
+        run_ids += await engine.request_sync(integration_id=integration_id)
+    queued = time.perf_counter() - began
+    await engine.wait()
+    wall = time.perf_counter() - began
+    stop.set()
+    await asyncio.gather(*probes)
+
+    with session_scope() as session:
+        runs = session.exec(select(SyncRun)).all()
+    statuses = {run.status for run in runs}
+    total = sum(run.records_read for run in runs)
+    per_integration: dict[uuid.UUID, list[SyncRun]] = {}
+    for run_row in runs:
+        per_integration.setdefault(run_row.integration_id, []).append(run_row)
+    rates = []
+    for integration_runs in per_integration.values():
+        start = min(r.started_at for r in integration_runs if r.started_at)
+        end = max(r.finished_at for r in integration_runs if r.finished_at)
+        seconds = max((end - start).total_seconds(), 1e-3)
+        rates.append(sum(r.records_read for r in integration_runs) / seconds)
+    waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
+    print(
+        f"syncs: {len(run_ids)} runs ({', '.join(sorted(statuses))}), {total} records in "
+        f"{wall:.1f} s = {total / wall:,.0f} records/s (all queued after {queued:.1f} s)"
+    )
+    print(
+        f"fairness: per-integration throughput min/max = {min(rates) / max(rates):.2f} "
+        f"(min {min(rates):,.0f}, median {statistics.median(rates):,.0f}, "
+        f"max {max(rates):,.0f} records/s); queue wait median {statistics.median(waits):.1f} s, "
+        f"max {max(waits):.1f} s"
+    )
+    print(
+        f"event-loop lag: p50 {percentile(lags, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(lags, 0.99) * 1000:.1f} ms, max {max(lags) * 1000:.1f} ms "
+        f"({len(lags)} ticks)"
+    )
+    print(
+        f"Runs page query while syncing: p50 {percentile(page_latencies, 0.5) * 1000:.0f} ms, "
+        f"p99 {percentile(page_latencies, 0.99) * 1000:.0f} ms, "
+        f"max {max(page_latencies) * 1000:.0f} ms"
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--integrations", type=int, default=200)
+    parser.add_argument("--records", type=int, default=100, help="records per stream")
+    parser.add_argument("--page-size", type=int, default=50)
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="per page")
+    parser.add_argument("--concurrency", type=int, default=8, help="HUB_SYNC_MAX_CONCURRENCY")
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as data_dir:
+        os.environ["HUB_DATA_DIR"] = data_dir
+        os.environ.pop("DATABASE_URL", None)
+        if args.database_url:
+            os.environ["DATABASE_URL"] = args.database_url
+        get_settings.cache_clear()
+        db.reset_engines()
+        SQLModel.metadata.create_all(db.get_engine())
+        asyncio.run(run(args))
+        db.reset_engines()
+
+
+if __name__ == "__main__":
+    main()
