@@ -19,9 +19,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from connectors.base import RecordError, UnifiedRecord
-from dashboard.models import RECORD_TABLES, RecordColumns
+from dashboard.models import RECORD_TABLES, OrderLine, RecordColumns, Variant
 
 _CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
+# Deleting a parent deletes its children: kind -> (child table, column naming the parent).
+_CHILDREN: dict[str, tuple[type[RecordColumns], str]] = {
+    "product": (Variant, "product_external_id"),
+    "order": (OrderLine, "order_external_id"),
+}
 _PROTECTED = {"id", "integration_id", "external_id", "first_synced_at"}
 
 
@@ -85,7 +90,7 @@ def _row(
         external_id=record.external_id[:255],
         raw=record.raw,
         remote_updated_at=record.remote_updated_at,
-        deleted_at=now if record.deleted else None,
+        deleted_at=None,
         synced_at=now,
         id=uuid.uuid4(),
         first_synced_at=now,
@@ -111,6 +116,12 @@ def upsert_records(
                 RecordError(r.external_id, f"unknown record kind {kind!r}") for r in kind_records
             ]
             continue
+        deleted = [r.external_id for r in kind_records if r.deleted and r.external_id]
+        if deleted:
+            result.deleted += mark_deleted(
+                session=session, integration_id=integration_id, kind=kind, external_ids=deleted
+            )
+            kind_records = [r for r in kind_records if not r.deleted]
         shape = _shape(table)
         rows: dict[str, dict[str, Any]] = {}
         for record in kind_records:
@@ -133,14 +144,52 @@ def upsert_records(
                     index_elements=["integration_id", "external_id"], set_=update
                 )
             )
-        for external_id, row in rows.items():
-            if row["deleted_at"] is not None:
-                result.deleted += 1
-            elif external_id in existing:
+        for external_id in rows:
+            if external_id in existing:
                 result.updated += 1
             else:
                 result.inserted += 1
     return result
+
+
+def mark_deleted(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    kind: str,
+    external_ids: list[str],
+    now: datetime | None = None,
+) -> int:
+    """Mark live records (and their children) deleted; only ``deleted_at`` changes, so the
+    last known state stays readable. Returns how many records were live."""
+    now = now or datetime.now(UTC)
+    table: sa.Table = RECORD_TABLES[kind].__table__  # type: ignore[attr-defined]
+    child = _CHILDREN.get(kind)
+    marked = 0
+    for start in range(0, len(external_ids), _CHUNK):
+        chunk = external_ids[start : start + _CHUNK]
+        outcome = session.execute(
+            sa.update(table)
+            .where(
+                table.c.integration_id == integration_id,
+                table.c.external_id.in_(chunk),
+                table.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=now, synced_at=now)
+        )
+        marked += int(getattr(outcome, "rowcount", 0) or 0)
+        if child is not None:
+            child_table: sa.Table = child[0].__table__  # type: ignore[attr-defined]
+            session.execute(
+                sa.update(child_table)
+                .where(
+                    child_table.c.integration_id == integration_id,
+                    child_table.c[child[1]].in_(chunk),
+                    child_table.c.deleted_at.is_(None),
+                )
+                .values(deleted_at=now, synced_at=now)
+            )
+    return marked
 
 
 def _existing_ids(

@@ -28,17 +28,13 @@ from dashboard.models import (
     Integration,
     IntegrationStatus,
     Order,
-    OrderLine,
-    Product,
-    RecordColumns,
-    Variant,
     WebhookEvent,
     WebhookStatus,
 )
 from dashboard.services.audit import record_audit
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
 from dashboard.services.integrations import find_integration_by_shop
-from dashboard.services.records import upsert_records
+from dashboard.services.records import mark_deleted, upsert_records
 from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.shopify.webhooks")
@@ -117,12 +113,14 @@ async def _apply(event: WebhookEvent) -> bool:
         return True
     resource, _, action = topic.partition("/")
     if action == "delete":
-        table = {"products": Product, "orders": Order, "customers": Customer}.get(resource)
-        if table is None:
+        if resource not in ("products", "orders", "customers"):
             return False
-        kind = resource[:-1].capitalize()
-        gid = payload.get("admin_graphql_api_id") or f"gid://shopify/{kind}/{payload['id']}"
-        await in_session(lambda s: _mark_deleted(s, integration.id, table, gid))
+        kind = resource[:-1]
+        gid = (
+            payload.get("admin_graphql_api_id")
+            or f"gid://shopify/{kind.capitalize()}/{payload['id']}"
+        )
+        await in_session(lambda s: _mark_deleted(s, integration.id, kind, gid))
         return True
     if resource in ("products", "orders"):
         kind = resource[:-1]
@@ -138,8 +136,7 @@ async def _apply(event: WebhookEvent) -> bool:
         except AuthError:
             return False  # the next sync marks the integration needs_reauth
         if node is None:
-            table = Product if kind == "product" else Order
-            await in_session(lambda s: _mark_deleted(s, integration.id, table, gid))
+            await in_session(lambda s: _mark_deleted(s, integration.id, kind, gid))
             return True
         records: list[UnifiedRecord] = (
             normalize_product(node) if kind == "product" else normalize_order(node)
@@ -160,33 +157,8 @@ async def _apply(event: WebhookEvent) -> bool:
     return False
 
 
-def _mark_deleted(session: Session, integration_id: uuid.UUID, table: Any, gid: str) -> None:
-    now = datetime.now(UTC)
-    session.execute(
-        sa.update(table)
-        .where(
-            col(table.integration_id) == integration_id,
-            col(table.external_id) == gid,
-            col(table.deleted_at).is_(None),
-        )
-        .values(deleted_at=now)
-    )
-    parents: dict[type[RecordColumns], tuple[type[RecordColumns], Any]] = {
-        Product: (Variant, Variant.product_external_id),
-        Order: (OrderLine, OrderLine.order_external_id),
-    }
-    children = parents.get(table)
-    if children is not None:
-        child, parent_column = children
-        session.execute(
-            sa.update(child)
-            .where(
-                col(child.integration_id) == integration_id,
-                col(parent_column) == gid,
-                col(child.deleted_at).is_(None),
-            )
-            .values(deleted_at=now)
-        )
+def _mark_deleted(session: Session, integration_id: uuid.UUID, kind: str, gid: str) -> None:
+    mark_deleted(session=session, integration_id=integration_id, kind=kind, external_ids=[gid])
 
 
 def _uninstalled(session: Session, integration_id: uuid.UUID) -> None:

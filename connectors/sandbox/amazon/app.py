@@ -37,6 +37,7 @@ from connectors.sandbox.amazon.sandbox import (
     DEMO_SELLER,
     DEMO_SIZES,
     FBA_TOKEN_LIFETIME,
+    FBA_TOKEN_MIN_REAL_SECONDS,
     GRANTLESS_SCOPES,
     AmazonSandbox,
     Grant,
@@ -623,7 +624,8 @@ async def inventory_summaries(
     if offset + 50 < len(summaries):
         next_token = str(uuid.uuid4())
         sandbox.fba_tokens[next_token] = (
-            now + FBA_TOKEN_LIFETIME,
+            now
+            + max(FBA_TOKEN_LIFETIME, FBA_TOKEN_MIN_REAL_SECONDS * sandbox.state.clock.time_scale),
             {"offset": offset + 50, "since": since},
         )
         body["pagination"] = {"nextToken": next_token}

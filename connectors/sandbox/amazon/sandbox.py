@@ -27,6 +27,9 @@ CODE_LIFETIME = 300.0  # "An LWA authorization code expires after five minutes."
 ACCESS_TOKEN_LIFETIME = 3600.0
 DOCUMENT_URL_LIFETIME = 300.0  # pre-signed report URLs live five minutes
 FBA_TOKEN_LIFETIME = 30.0  # getInventorySummaries nextToken expires after 30 s
+# ... but never sooner than this many real seconds: a sped-up clock must not outrun the HTTP
+# round trip itself, which a busy test machine can stretch past a scaled 30 s.
+FBA_TOKEN_MIN_REAL_SECONDS = 2.0
 REPORT_QUEUE_SECONDS = 20.0
 REPORT_BASE_SECONDS = 30.0
 REPORT_ROWS_PER_SECOND = 20_000.0
