@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,8 +105,11 @@ class ShopifyClient:
         token: str,
         transport: httpx.AsyncBaseTransport | None = None,
         max_throttled_retries: int = 20,
+        renew_token: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         self.shop = shop
+        self._token = token
+        self._renew_token = renew_token
         self.endpoint = f"{base_url}/admin/api/{API_VERSION}/graphql.json"
         self._http = build_client(transport=transport, headers={"X-Shopify-Access-Token": token})
         self.throttle = throttle_for(shop)
@@ -124,6 +128,7 @@ class ShopifyClient:
     ) -> dict[str, Any]:
         """Run a query and return ``data``; raises the typed errors of connectors.errors."""
         throttle = self.throttle
+        renewed = False
         for _ in range(self._max_throttled):
             cost = expected_cost or throttle.expected_cost.get(name, 50.0)
             async with throttle.lock:  # queries of one shop take turns at the bucket
@@ -132,7 +137,17 @@ class ShopifyClient:
                     throttle.waited += delay
                     await asyncio.sleep(delay)
                 throttle.spend(cost, time.monotonic())
-            body = await with_retries(lambda: self._post(name, document, variables))
+            try:
+                body = await with_retries(lambda: self._post(name, document, variables))
+            except AuthRevoked:
+                if renewed or self._renew_token is None:
+                    raise
+                # An expiring token may have lapsed early (drifting clocks, a refresh by
+                # another process): refresh once; a token that cannot be renewed re-raises.
+                renewed = True
+                self._token = await self._renew_token(self._token)
+                self._http.headers["X-Shopify-Access-Token"] = self._token
+                continue
             extensions = (body.get("extensions") or {}).get("cost") or {}
             if extensions.get("throttleStatus"):
                 throttle.observe(

@@ -16,6 +16,7 @@ from connectors.base import (
     CredentialStore,
     IntegrationRef,
     RecordKind,
+    StoredCredential,
     StreamSpec,
 )
 from connectors.errors import AuthRevoked, InvalidInput, PlatformError
@@ -102,22 +103,34 @@ class ShopifyConnector(Connector):
     def base_url(self, shop: str) -> str:
         return auth.shop_base_url(shop, self.config.base_url)
 
-    async def access_token(self, shop: str, credentials: CredentialStore) -> str:
-        """The shop's token; an expiring one is refreshed ahead of expiry, once at a time."""
+    @staticmethod
+    def _usable(token: StoredCredential | None, rejected: str | None) -> bool:
+        return (
+            token is not None
+            and token.secret != rejected
+            and (token.expires_at is None or token.expires_at - REFRESH_AHEAD > datetime.now(UTC))
+        )
+
+    async def access_token(
+        self, shop: str, credentials: CredentialStore, rejected: str | None = None
+    ) -> str:
+        """The shop's token; an expiring one is refreshed ahead of expiry, once at a time.
+
+        ``rejected`` is a token Shopify just answered 401 to: an expiring token is then
+        refreshed at once (clocks drift); a non-expiring one means the app was removed.
+        """
         token = await credentials.get(auth.ACCESS_TOKEN)
         if token is None:
             raise AuthRevoked("no access token stored: connect the shop first")
-        if token.expires_at is None or token.expires_at - REFRESH_AHEAD > datetime.now(UTC):
+        if self._usable(token, rejected):
             return token.secret
         async with credentials.refresh_lock(auth.ACCESS_TOKEN):
             token = await credentials.get(auth.ACCESS_TOKEN)  # another process may have won
-            if token and (
-                token.expires_at is None or token.expires_at - REFRESH_AHEAD > datetime.now(UTC)
-            ):
+            if token is not None and self._usable(token, rejected):
                 return token.secret
             refresh = await credentials.get(auth.REFRESH_TOKEN)
             if refresh is None:
-                raise AuthRevoked("the access token expired and there is no refresh token")
+                raise AuthRevoked("Shopify refused the access token and there is no refresh token")
             fresh = await auth.refresh_access_token(
                 shop=shop, refresh_token=refresh.secret, client_id=self.config.client_id,
                 client_secret=self.config.client_secret, base_url=self.config.base_url,
@@ -128,8 +141,16 @@ class ShopifyConnector(Connector):
 
     async def client(self, shop: str, credentials: CredentialStore) -> ShopifyClient:
         token = await self.access_token(shop, credentials)
+
+        async def renew(rejected: str) -> str:
+            return await self.access_token(shop, credentials, rejected)
+
         return ShopifyClient(
-            shop=shop, base_url=self.base_url(shop), token=token, transport=self.transport
+            shop=shop,
+            base_url=self.base_url(shop),
+            token=token,
+            transport=self.transport,
+            renew_token=renew,
         )
 
     async def read_stream(

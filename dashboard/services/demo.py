@@ -82,11 +82,12 @@ async def _connect(account: DemoAccount, base: str) -> None:
     store = DbCredentialStore(integration.id)
     with httpx.Client(base_url=base, timeout=30) as client:
         if account.platform == "shopify":
-            # Non-expiring: the demo may run on a sped-up sandbox clock, where an hour of
-            # token life passes in seconds.
+            # Expiring, like the hub's own install flow: on a sped-up sandbox clock the hour
+            # passes in seconds and the connector refreshes on the 401.
             token = await asyncio.to_thread(
-                install_shopify, client, account.account, scopes=settings.shopify_scopes
-            )
+                install_shopify, client, account.account, scopes=settings.shopify_scopes,
+                expiring=True,
+            )  # fmt: skip
         else:
             refresh = await asyncio.to_thread(install_amazon, client, account.account, "na")
     extra: dict[str, object] = {}
