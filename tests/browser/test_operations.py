@@ -132,7 +132,8 @@ def test_revoked_access_notifies_and_reconnect_restores_it(hub: Hub, browser, ma
     bell.click()
     notice = page.get_by_role("link", name="Ops store needs to be reconnected")
     notice.wait_for(timeout=TIMEOUT)
-    page.wait_for_timeout(300)  # the popover fades in; only the screenshot needs it settled
+    page.wait_for_timeout(2_500)  # live updates arrive meanwhile: the list stays open
+    assert notice.is_visible()
     screenshot(page, "notifications", full_page=False)
     notice.click()
     open_tab(page, "Status")
