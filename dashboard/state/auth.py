@@ -7,6 +7,7 @@ each check, so a disabled user or a changed role takes effect at once.
 from __future__ import annotations
 
 import reflex as rx
+from reflex.event import EventSpec
 
 from dashboard import routes
 from dashboard.db import in_session
@@ -79,7 +80,7 @@ class AuthState(rx.State):
         return rx.redirect(routes.LOGIN)
 
 
-def leave_app(url: str) -> rx.event.EventSpec:
+def leave_app(url: str) -> EventSpec:
     """Full-page navigation to a hub route outside the SPA (OAuth start): Reflex's router
     would otherwise handle a same-origin URL itself and show its 404 page."""
     import json
