@@ -108,7 +108,6 @@ def upsert_records(
     for record in records:
         by_kind[str(record.kind)].append(record)
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     for kind, kind_records in by_kind.items():
         table = RECORD_TABLES.get(kind)
         if table is None:
@@ -133,23 +132,35 @@ def upsert_records(
         if not rows:
             continue
         table_obj: sa.Table = table.__table__  # type: ignore[attr-defined]
-        existing = _existing_ids(session, table_obj, integration_id, list(rows))
         values = list(rows.values())
-        for start in range(0, len(values), _CHUNK):
-            chunk = values[start : start + _CHUNK]
-            statement = insert(table_obj).values(chunk)
-            update = {name: statement.excluded[name] for name in chunk[0] if name not in _PROTECTED}
-            session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["integration_id", "external_id"], set_=update
-                )
-            )
-        for external_id in rows:
-            if external_id in existing:
-                result.updated += 1
-            else:
-                result.inserted += 1
+        statement = _upsert_statement(table_obj, dialect, tuple(values[0]))
+        if dialect == "postgresql":
+            # RETURNING (xmax = 0) tells inserted from updated rows in the same round trip.
+            for inserted in session.execute(statement, values).scalars():
+                result.inserted += int(bool(inserted))
+                result.updated += int(not inserted)
+            continue
+        existing = _existing_ids(session, table_obj, integration_id, list(rows))
+        # One cached statement executed for all rows (executemany): nothing is compiled per
+        # batch, and there is no bound-parameter limit to chunk for.
+        session.execute(statement, values)
+        result.updated += len(existing)
+        result.inserted += len(rows) - len(existing)
     return result
+
+
+@functools.cache
+def _upsert_statement(table: sa.Table, dialect: str, columns: tuple[str, ...]) -> Any:
+    """INSERT ... ON CONFLICT (integration, external id) DO UPDATE, compiled once per shape."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table)
+    update = {name: statement.excluded[name] for name in columns if name not in _PROTECTED}
+    upsert = statement.on_conflict_do_update(
+        index_elements=["integration_id", "external_id"], set_=update
+    )
+    if dialect == "postgresql":
+        return upsert.returning(sa.literal_column("xmax = 0").label("inserted"))
+    return upsert
 
 
 def mark_deleted(
