@@ -54,6 +54,17 @@ class RecordError:
     raw: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotComplete:
+    """The stream has now delivered *every* live record of ``kind`` whose external id ends
+    with ``id_suffix``, all stored since ``started_at``: the ones not stored since are gone
+    on the platform (a full listings report is such a snapshot)."""
+
+    kind: RecordKind
+    started_at: datetime
+    id_suffix: str = ""
+
+
 @dataclass(slots=True)
 class Batch:
     records: list[UnifiedRecord]
@@ -65,6 +76,8 @@ class Batch:
     pages: int = 1
     done: int | None = None
     """Primary records read so far in this stream (the unit of ``total_hint``)."""
+    snapshot: SnapshotComplete | None = None
+    """Set on the batch that completes a full snapshot: the engine marks the rest deleted."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,3 +256,24 @@ async def test_every_request_the_connector_sends_follows_the_models(session, san
     assert "/orders/2026-01-01/orders" in operations and "/fba/inventory/v1/summaries" in operations
     problems = [p for request in recorder.requests for p in contract_problems(request)]
     assert problems == []
+
+
+async def test_listings_closed_on_amazon_are_marked_deleted(session, sandbox) -> None:
+    integration_id = connect(session, sandbox, orders=5, listings=80, fba_items=5)
+    engine = engine_for(sandbox)
+    await engine.request_sync(integration_id=integration_id, stream="listings")
+    await engine.wait()
+    httpx.post(
+        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/mutate", json={"delete_listings": 6}
+    ).raise_for_status()
+    # A new report (a reused one would still list them): full resync skips the reuse window.
+    [run_id] = await engine.request_sync(
+        integration_id=integration_id, stream="listings", full_refresh=True
+    )
+    await engine.wait()
+    run = runs_by_stream([run_id])["listings"]
+    assert run.status == "succeeded" and run.records_deleted == 6
+    assert stored(integration_id)["listings"] == truth(sandbox)["listings"]
+    with session_scope() as s:
+        gone = s.exec(select(Product).where(sa.column("deleted_at").is_not(None))).all()
+        assert len(gone) == 6 and all(p.title for p in gone)  # last known state kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -181,8 +182,11 @@ class AmazonConnector(Connector):
         client = self.client(integration, credentials)
         try:
             reader = READERS[stream]
+            options = self.config.options
+            if full_refresh:  # fresh data: no report reused from before
+                options = dataclasses.replace(options, report_reuse_minutes=0)
             async for batch in reader(
-                client, marketplaces, None if full_refresh else cursor, self.config.options
+                client, marketplaces, None if full_refresh else cursor, options
             ):
                 yield batch
         finally:

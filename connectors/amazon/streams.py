@@ -21,7 +21,7 @@ from typing import Any
 from connectors.amazon import reports
 from connectors.amazon.client import SpApiClient
 from connectors.amazon.regions import MARKETPLACES
-from connectors.base import Batch, RecordError, RecordKind, UnifiedRecord
+from connectors.base import Batch, RecordError, RecordKind, SnapshotComplete, UnifiedRecord
 from connectors.errors import PlatformError
 
 log = logging.getLogger("connectors.amazon")
@@ -35,7 +35,7 @@ INVENTORY_OVERLAP = timedelta(minutes=10)
 class StreamOptions:
     backfill_days: int = 365
     orders_api: str = "v2026-01-01"
-    report_reuse_minutes: float = 30.0
+    report_reuse_minutes: float = 30.0  # 0: always a new report (a full resync asks for one)
     polling: reports.ReportPolling = field(default_factory=reports.ReportPolling)
 
 
@@ -47,6 +47,10 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _iso_precise(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
 
 
 def _iso(moment: datetime) -> str:
@@ -288,9 +292,14 @@ async def read_listings(
             continue
         resume = cursor.get("report_id") if cursor.get("marketplace") == marketplace else None
         skip = int(cursor.get("rows_done") or 0) if resume else 0
-        report_id = resume or await reports.find_recent_report(
-            client, LISTINGS_REPORT, marketplace, reports.reuse_since(options.report_reuse_minutes)
-        )
+        report_id = resume
+        if report_id is None and options.report_reuse_minutes > 0:
+            report_id = await reports.find_recent_report(
+                client,
+                LISTINGS_REPORT,
+                marketplace,
+                reports.reuse_since(options.report_reuse_minutes),
+            )
         if report_id is None:
             report_id = await reports.create_report(client, LISTINGS_REPORT, marketplace)
             log.info("listings report %s requested for %s", report_id, marketplace)
@@ -302,6 +311,9 @@ async def read_listings(
                 f"report {report_id}); the next scheduled run requests a new one"
             )
         rows_done = skip
+        # When this marketplace's snapshot began being stored; a resumed run keeps it, so
+        # rows stored before the crash still count as seen.
+        started = (resume and cursor.get("started_at")) or _iso_precise(datetime.now(UTC))
         if status == "DONE" and report.get("reportDocumentId"):
             url, gzipped = await reports.document_url(client, report["reportDocumentId"])
             records: list[UnifiedRecord] = []
@@ -321,6 +333,7 @@ async def read_listings(
                             "report_id": report_id,
                             "rows_done": rows_done,
                             "done": finished,
+                            "started_at": started,
                         },
                         errors=errors,
                         done=done_rows,
@@ -328,7 +341,14 @@ async def read_listings(
                     records, errors = [], []
             done_rows += len(records)
             finished = [*finished, marketplace]
-            yield Batch(records, {"done": finished}, errors=errors, done=done_rows)
+            # The report lists every listing of the marketplace: the ones it did not store
+            # again are gone from Amazon.
+            snapshot = SnapshotComplete(
+                RecordKind.PRODUCT, parse_time(started) or datetime.now(UTC), f"@{marketplace}"
+            )
+            yield Batch(
+                records, {"done": finished}, errors=errors, done=done_rows, snapshot=snapshot
+            )
         else:  # CANCELLED: Amazon had no listings to report for this marketplace
             finished = [*finished, marketplace]
             yield Batch([], {"done": finished}, done=done_rows)

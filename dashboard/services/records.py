@@ -203,6 +203,32 @@ def mark_deleted(
     return marked
 
 
+def mark_missing_deleted(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    kind: str,
+    stored_since: datetime,
+    id_suffix: str = "",
+) -> int:
+    """After a complete snapshot: live records (ending in ``id_suffix``) that the snapshot did
+    not store again since ``stored_since`` no longer exist on the platform."""
+    table: sa.Table = RECORD_TABLES[kind].__table__  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    conditions = [
+        table.c.integration_id == integration_id,
+        table.c.deleted_at.is_(None),
+        table.c.synced_at < stored_since,
+    ]
+    if id_suffix:
+        escaped = id_suffix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(table.c.external_id.like(f"%{escaped}", escape="\\"))
+    outcome = session.execute(
+        sa.update(table).where(*conditions).values(deleted_at=now, synced_at=now)
+    )
+    return int(getattr(outcome, "rowcount", 0) or 0)
+
+
 def _existing_ids(
     session: Session, table: sa.Table, integration_id: uuid.UUID, external_ids: list[str]
 ) -> set[str]:

@@ -53,7 +53,7 @@ from dashboard.models import (
 from dashboard.services import alerts
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.integrations import set_integration_status
-from dashboard.services.records import upsert_records
+from dashboard.services.records import mark_missing_deleted, upsert_records
 from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.sync")
@@ -565,6 +565,14 @@ def _apply_batch(
     _fence(session, context.run_id, worker)
     integration_id = uuid.UUID(context.integration.id)
     result = upsert_records(session=session, integration_id=integration_id, records=batch.records)
+    if batch.snapshot is not None:
+        result.deleted += mark_missing_deleted(
+            session=session,
+            integration_id=integration_id,
+            kind=str(batch.snapshot.kind),
+            stored_since=batch.snapshot.started_at,
+            id_suffix=batch.snapshot.id_suffix,
+        )
     config = _stream_config(session, integration_id, context.stream)
     assert config is not None
     config.cursor = batch.cursor

@@ -568,7 +568,7 @@ async def get_listing(
         raise ApiError(403, "Unauthorized", "Access to requested resource is denied.")
     _list_param(request, "marketplaceIds", required=True)
     sku = params["sku"]
-    if sku.startswith("SKU-") and sku[4:].isdigit() and int(sku[4:]) < seller.listings:
+    if sku.startswith("SKU-") and sku[4:].isdigit() and seller.listing_exists(int(sku[4:])):
         return _ok(sandbox, request, listing_item(seller, int(sku[4:])))
     raise ApiError(404, "NOT_FOUND", f"SKU '{sku}' not found in marketplace.")
 
@@ -1031,6 +1031,7 @@ def control_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
                 seller_id,
                 updates=int(body.get("updates", 0)),
                 new_orders=int(body.get("new_orders", 0)),
+                delete_listings=int(body.get("delete_listings", 0)),
             )
         )
 

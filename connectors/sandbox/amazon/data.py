@@ -64,6 +64,7 @@ class SellerData:
     added_orders: list[datetime] = field(default_factory=list)
     order_updates: dict[int, datetime] = field(default_factory=dict)
     listing_updates: dict[int, datetime] = field(default_factory=dict)
+    deleted_listings: set[int] = field(default_factory=set)
     _order_index: list[tuple[datetime, str, int]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -124,7 +125,13 @@ class SellerData:
         position = self.marketplaces.index(marketplace) if marketplace in self.marketplaces else -1
         if position < 0:
             return []
-        return range(position, self.listings, count)
+        every = range(position, self.listings, count)
+        if not self.deleted_listings:
+            return every
+        return [i for i in every if i not in self.deleted_listings]
+
+    def listing_exists(self, index: int) -> bool:
+        return 0 <= index < self.listings and index not in self.deleted_listings
 
     # --- FBA inventory ------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ class Report:
     outcome: str  # DONE, CANCELLED or FATAL once processed
     cancelled: bool = False
     document_id: str | None = None
+    closed_listings: frozenset[int] = frozenset()  # the report is a snapshot of its time
 
     def status(self, now: float) -> str:
         if self.cancelled:
@@ -153,10 +154,12 @@ class AmazonSandbox:
         listings = [
             f"{seller.listing(i)['sku']}@{seller.listing_marketplace(i)}"
             for i in range(seller.listings)
+            if seller.listing_exists(i)
         ]
         inventory = [
             f"{seller.listing(i)['sku']}@{seller.listing_marketplace(i)}"
             for i in range(seller.fba_items)
+            if seller.listing_exists(i)
         ]
         lines = [item["orderItemId"] for order in orders for item in order["items"]]
         return {
@@ -166,15 +169,23 @@ class AmazonSandbox:
             "inventory": {"count": len(inventory), "checksum": checksum(inventory)},
         }
 
-    def mutate(self, seller_id: str, *, updates: int = 0, new_orders: int = 0) -> dict[str, int]:
+    def mutate(
+        self, seller_id: str, *, updates: int = 0, new_orders: int = 0, delete_listings: int = 0
+    ) -> dict[str, int]:
         seller = self.sellers[seller_id]
+        live = [i for i in range(seller.listings - 1, -1, -1) if seller.listing_exists(i)]
+        seller.deleted_listings.update(live[:delete_listings])  # closed on Seller Central
         now = self.state.clock.now()
         start = len(seller.order_updates) + len(seller.added_orders)
         for step in range(min(updates, seller.orders)):
             seller.touch_order((start * 7919 + step * 104729) % seller.orders, now)
         for _ in range(new_orders):
             seller.add_order(now)
-        return {"updated": updates, "new_orders": new_orders}
+        return {
+            "updated": updates,
+            "new_orders": new_orders,
+            "deleted_listings": min(delete_listings, len(live)),
+        }
 
     # --- LWA ------------------------------------------------------------------------------
 
@@ -271,6 +282,7 @@ class AmazonSandbox:
             created_at=self.state.clock.monotonic(),
             rows=rows,
             outcome=outcome,
+            closed_listings=frozenset(seller.deleted_listings),
         )
         if outcome == "DONE":
             report.document_id = f"amzn1.spdoc.1.4.na.{uuid.uuid4()}"
@@ -342,8 +354,10 @@ class AmazonSandbox:
         compressor = _GzipStream()
         yield compressor.feed(("\t".join(LISTING_HEADER) + "\n").encode(codec))
         lines: list[str] = []
+        position = {m: n for n, m in enumerate(seller.marketplaces)}
         for marketplace in report.marketplace_ids:
-            for index in seller.listings_in(marketplace):
+            every = range(position[marketplace], seller.listings, len(seller.marketplaces))
+            for index in (i for i in every if i not in report.closed_listings):
                 lines.append("\t".join(seller.listing_row(index)))
                 if len(lines) >= 2000:
                     yield compressor.feed(("\n".join(lines) + "\n").encode(codec, "replace"))
