@@ -459,10 +459,13 @@ def _queue_runs(
     if integration is None:
         raise SyncRefused("no such integration")
     if integration.status not in SYNCABLE:
-        raise SyncRefused(
-            f"{integration.display_name} is {integration.status.replace('_', ' ')}; "
-            "connect it before syncing"
-        )
+        reason = {
+            "pending": "is not connected yet; connect it",
+            "needs_reauth": "needs reauth (its access was revoked or expired); reconnect it",
+            "disconnected": "is disconnected; connect it",
+            "paused": "is paused; resume it",
+        }.get(integration.status, f"is {integration.status.replace('_', ' ')}; connect it")
+        raise SyncRefused(f"{integration.display_name} {reason} before syncing")
     query = select(StreamConfig).where(StreamConfig.integration_id == integration_id)
     if stream is not None:
         query = query.where(StreamConfig.stream == stream)
