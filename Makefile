@@ -52,11 +52,12 @@ run: setup migrate
 
 test: setup chromium
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy dashboard connectors
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) -m pip install -q -e '.[dev,bench]'
