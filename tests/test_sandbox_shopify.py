@@ -175,6 +175,21 @@ async def test_expiring_tokens_refresh_and_revocation_is_401() -> None:
         assert denied.status_code == 401 and "Invalid API key" in denied.json()["errors"]
 
 
+async def test_reinstall_after_uninstall_gives_access_again_but_not_to_old_tokens() -> None:
+    app = create_sandbox_app(seed=1)
+    async with client(app) as c:
+        old = await install(c, expiring="1")
+        assert (await gql(c, old, "{ shop { name } }")).status_code == 200
+        assert (await c.post(f"/_sandbox/shopify/shops/{SHOP}/revoke")).status_code == 200
+        assert (await gql(c, old, "{ shop { name } }")).status_code == 401
+
+        new = await install(c)  # the merchant installs the app again on the consent page
+
+        assert (await gql(c, new, "{ shop { name } }")).status_code == 200
+        # Uninstalling destroyed the earlier token for good; only the new install counts.
+        assert (await gql(c, old, "{ shop { name } }")).status_code == 401
+
+
 async def test_pages_cover_every_product_once_in_updated_order() -> None:
     app = create_sandbox_app(seed=7)
     async with client(app) as c:

@@ -211,7 +211,9 @@ class ShopifySandbox:
         }
 
     async def revoke(self, shop_name: str, transport: Any = None) -> None:
-        """The merchant uninstalled the app: tokens stop working, app/uninstalled is sent."""
+        """The merchant uninstalled the app: app/uninstalled is sent, then the app's tokens and
+        webhook subscriptions are gone for good, as on Shopify; only a new install (an approval
+        on the consent page, see ``install``) gives the app access again."""
         self.revoked.add(shop_name)
         await webhooks_api.deliver(
             sandbox=self,
@@ -220,6 +222,18 @@ class ShopifySandbox:
             payload={"id": ID_BASE["product"], "domain": shop_name, "myshopify_domain": shop_name},
             transport=transport,
         )
+        for grants in (self.codes, self.tokens, self.refresh_tokens):
+            for key in [key for key, grant in grants.items() if grant.shop == shop_name]:
+                del grants[key]
+        self.subscriptions.pop(shop_name, None)
+
+    def install(self, shop_name: str, scopes: str) -> str:
+        """The merchant approved the app on the consent page: the shop has the app (again, after
+        an uninstall) and the app gets an authorization code to exchange for a token."""
+        self.revoked.discard(shop_name)
+        code = secrets.token_hex(16)
+        self.codes[code] = Grant(shop_name, scopes, self.state.clock.monotonic() + CODE_LIFETIME)
+        return code
 
 
 def _rest_payload(kind: str, node: dict[str, Any]) -> dict[str, Any]:
@@ -281,8 +295,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             )
         if params.get("decision") != "approve":
             return _page("Installation cancelled", "<p>The app was not installed.</p>")
-        code = secrets.token_hex(16)
-        sandbox.codes[code] = Grant(shop, scopes, sandbox.state.clock.monotonic() + CODE_LIFETIME)
+        code = sandbox.install(shop, scopes)
         back = {
             "code": code,
             "host": _host(shop),
