@@ -13,7 +13,8 @@ from starlette.routing import Route
 from connectors.amazon import auth as amazon_auth
 from connectors.amazon.connector import AmazonConnector
 from connectors.base import IntegrationRef
-from connectors.errors import AuthError, ConnectorError, InvalidInput, OAuthError
+from connectors.errors import AuthError, ConnectorError, OAuthError
+from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import result_page
 from dashboard.db import in_session
 from dashboard.models import Integration
@@ -32,27 +33,19 @@ def connector() -> AmazonConnector:
 
 async def start(request: Request) -> Response:
     """Send the browser to the region's Seller Central consent page with a fresh state."""
-    try:
-        started = await connect.start_connection(
-            platform=PLATFORM,
-            integration_id=request.query_params.get("integration"),
-            link_token=request.query_params.get("link"),
-            session_token=request.cookies.get("hub_session"),
-        )
-        settings = get_settings()
-        url = amazon_auth.consent_url(
+    settings = get_settings()
+    return await redirect_to_consent(
+        request,
+        PLATFORM,
+        lambda started: amazon_auth.consent_url(
             region=started.region or "",
             app_id=settings.amazon_app_id or "",
             state=started.state,
             redirect_uri=integration_service.connect_callback_url(PLATFORM),
             draft=settings.amazon_draft_app,
             base_url=settings.amazon_base_url,
-        )
-    except connect.StartRefused as refused:
-        return result_page("This link cannot be used", str(refused), ok=False, status=403)
-    except InvalidInput as invalid:
-        return result_page("Amazon account not valid", str(invalid), ok=False, status=400)
-    return RedirectResponse(url, status_code=302)
+        ),
+    )
 
 
 def _seller_guard(session: Session, integration_id: uuid.UUID, seller_id: str) -> None:

@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from connectors.errors import ConnectorError, InvalidInput, OAuthError
+from connectors.errors import ConnectorError, OAuthError
 from connectors.shopify import auth as shopify_auth
 from connectors.shopify.connector import ShopifyConnector
+from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import result_page
 from dashboard.db import in_session
 from dashboard.services import connect, shopify_webhooks
@@ -30,27 +31,19 @@ def connector() -> ShopifyConnector:
 
 async def start(request: Request) -> Response:
     """Send the browser to the shop's consent page with a fresh single-use state."""
-    try:
-        started = await connect.start_connection(
-            platform=PLATFORM,
-            integration_id=request.query_params.get("integration"),
-            link_token=request.query_params.get("link"),
-            session_token=request.cookies.get("hub_session"),
-        )
-        settings = get_settings()
-        url = shopify_auth.authorize_url(
+    settings = get_settings()
+    return await redirect_to_consent(
+        request,
+        PLATFORM,
+        lambda started: shopify_auth.authorize_url(
             shop=started.shop_domain or "",
             client_id=settings.shopify_client_id or "",
             scopes=settings.shopify_scope_list,
             redirect_uri=integration_service.connect_callback_url(PLATFORM),
             state=started.state,
             base_url=settings.shopify_base_url,
-        )
-    except connect.StartRefused as refused:
-        return result_page("This link cannot be used", str(refused), ok=False, status=403)
-    except InvalidInput as invalid:
-        return result_page("Shop not valid", str(invalid), ok=False, status=400)
-    return RedirectResponse(url, status_code=302)
+        ),
+    )
 
 
 async def callback(request: Request) -> Response:
