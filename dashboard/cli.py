@@ -85,6 +85,28 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_reset_password(args: argparse.Namespace) -> int:
+    from dashboard.db import session_scope
+    from dashboard.services.auth import UserError, get_user_by_email, reset_password
+
+    password = _read_password(args)
+    try:
+        with session_scope() as session:
+            user = get_user_by_email(session=session, email=args.email)
+            if user is None:
+                raise UserError(f"no user with email {args.email.strip().lower()}")
+            generated = reset_password(
+                session=session, user_id=user.id, actor=None, password=password
+            )
+            email = user.email
+    except UserError as error:
+        return _fail(str(error))
+    print(f"password of {email} reset; their sessions are ended")
+    if generated:
+        print(f"password: {generated}  (shown once; they change it after signing in)")
+    return 0
+
+
 def cmd_users_ensure_admin(_: argparse.Namespace) -> int:
     from dashboard.db import session_scope
     from dashboard.services.auth import ensure_admin
@@ -192,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=["admin", "manager", "viewer"], default="viewer")
     create.add_argument("--password-stdin", action="store_true")
     create.set_defaults(func=cmd_users_create)
+    reset = users.add_parser(
+        "reset-password",
+        help="set a new password (from stdin or generated) and end the user's sessions",
+    )
+    reset.add_argument("--email", required=True)
+    reset.add_argument("--password-stdin", action="store_true")
+    reset.set_defaults(func=cmd_users_reset_password)
     users.add_parser(
         "ensure-admin", help="create the first admin if there is no user"
     ).set_defaults(func=cmd_users_ensure_admin)

@@ -7,15 +7,19 @@ from sqlmodel import Session
 
 from dashboard.models import Role, User
 from dashboard.services import auth
+from dashboard.services.audit import list_audit
 from dashboard.services.auth import (
+    MIN_PASSWORD_LENGTH,
     LoginRefused,
     PermissionDenied,
     UserError,
     authenticate,
+    change_password,
     create_session,
     create_user,
     ensure_admin,
     require_role,
+    reset_password,
     revoke_session,
     set_disabled,
     set_role,
@@ -112,3 +116,77 @@ def test_first_admin_is_created_once(session: Session) -> None:
     created = ensure_admin(session=session, email="boss@example.com", password="a long password")
     assert created is not None and created[0].role == "admin" and created[1] is None
     assert ensure_admin(session=session) is None
+
+
+def test_admin_reset_gives_a_new_password_and_signs_the_user_out(session: Session) -> None:
+    admin, _ = create_user(session=session, email="root@example.com", role=Role.ADMIN)
+    manager, _ = create_user(session=session, email="m@example.com", role=Role.MANAGER)
+    user, old = create_user(session=session, email="v@example.com", role=Role.VIEWER)
+    tokens = [create_session(session=session, user=user) for _ in range(2)]
+    for _ in range(6):  # locked out after too many wrong guesses
+        with pytest.raises(LoginRefused):
+            authenticate(session=session, email="v@example.com", password="wrong-wrong")
+
+    with pytest.raises(PermissionDenied):
+        reset_password(session=session, user_id=user.id, actor=manager)
+    with pytest.raises(UserError, match="Account page"):
+        reset_password(session=session, user_id=admin.id, actor=admin)
+    generated = reset_password(session=session, user_id=user.id, actor=admin)
+
+    assert generated and len(generated) >= MIN_PASSWORD_LENGTH
+    assert all(user_for_token(session=session, token=token) is None for token in tokens)
+    with pytest.raises(LoginRefused, match="Wrong email or password"):
+        authenticate(session=session, email="v@example.com", password=old)
+    assert authenticate(session=session, email="v@example.com", password=generated)
+    entries = list_audit(session=session, limit=5)
+    assert any(
+        e.action == "user.password_reset" and e.actor == admin.email and e.target == user.email
+        for e in entries
+    )
+    assert not any(generated in str(e.context) for e in entries)
+
+
+def test_user_changes_own_password_and_keeps_only_this_session(session: Session) -> None:
+    user, _ = create_user(
+        session=session, email="m@example.com", role=Role.MANAGER, password="first password"
+    )
+    here = create_session(session=session, user=user)
+    elsewhere = create_session(session=session, user=user)
+
+    with pytest.raises(UserError, match="current password is wrong"):
+        change_password(
+            session=session, user=user, current="nope", new="second password", keep_token=here
+        )
+    with pytest.raises(UserError, match="at least 10"):
+        change_password(
+            session=session, user=user, current="first password", new="short", keep_token=here
+        )
+    assert user.failed_logins == 1  # the wrong current password counted like a failed sign-in
+    change_password(
+        session=session,
+        user=user,
+        current="first password",
+        new="second password",
+        keep_token=here,
+    )
+
+    assert user_for_token(session=session, token=here) is not None
+    assert user_for_token(session=session, token=elsewhere) is None
+    with pytest.raises(LoginRefused):
+        authenticate(session=session, email="m@example.com", password="first password")
+    assert authenticate(session=session, email="m@example.com", password="second password")
+    assert any(
+        e.action == "user.password_change" and e.actor == user.email
+        for e in list_audit(session=session, limit=5)
+    )
+
+
+def test_wrong_current_passwords_lock_the_change_form_like_sign_in(session: Session) -> None:
+    user, _ = create_user(
+        session=session, email="m@example.com", role=Role.MANAGER, password="first password"
+    )
+    for _ in range(5):
+        with pytest.raises(UserError, match="current password is wrong"):
+            change_password(session=session, user=user, current="guess", new="second password")
+    with pytest.raises(UserError, match="Too many wrong passwords"):
+        change_password(session=session, user=user, current="first password", new="second password")

@@ -82,3 +82,47 @@ def test_wrong_encryption_key_is_a_clear_error(tmp_path: Path) -> None:
         "keys", "status", data_dir=tmp_path / "data", env={"HUB_ENCRYPTION_KEYS": "k1:tooshort"}
     )
     assert result.returncode == 2 and "32 bytes" in result.stderr
+
+
+def test_operator_resets_a_password_and_the_old_one_stops_working(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+    from sqlmodel import Session, select
+
+    from dashboard.models import AuditLog, User
+    from dashboard.services.auth import create_session, user_for_token, verify_password
+
+    data = tmp_path / "data"
+    assert hub("migrate", data_dir=data).returncode == 0
+    hub("users", "create", "--email", "m@example.com", data_dir=data, stdin="first password\n")
+    engine = sa.create_engine(f"sqlite:///{data / 'hub.db'}")
+
+    def user() -> User:
+        with Session(engine) as session:
+            return session.exec(select(User).where(User.email == "m@example.com")).one()
+
+    with Session(engine, expire_on_commit=False) as session:
+        token = create_session(session=session, user=user())
+        session.commit()
+
+    generated = hub("users", "reset-password", "--email", "M@example.com", data_dir=data)
+    assert generated.returncode == 0, generated.stderr
+    assert "m@example.com reset" in generated.stdout
+    password = generated.stdout.split("password: ")[1].split()[0]
+    assert verify_password(password, user().password_hash)
+    assert not verify_password("first password", user().password_hash)
+    with Session(engine) as session:
+        assert user_for_token(session=session, token=token) is None  # signed out everywhere
+        audit = session.exec(select(AuditLog).where(AuditLog.action == "user.password_reset")).one()
+        assert (audit.actor, audit.target) == ("cli", "m@example.com")
+
+    given = hub(
+        "users", "reset-password", "--email", "m@example.com", data_dir=data, stdin="chosen one!\n"
+    )
+    assert given.returncode == 0 and "password:" not in given.stdout
+    assert verify_password("chosen one!", user().password_hash)
+
+    short = hub("users", "reset-password", "--email", "m@example.com", data_dir=data, stdin="x\n")
+    assert short.returncode == 2 and "at least 10" in short.stderr
+    unknown = hub("users", "reset-password", "--email", "nobody@example.com", data_dir=data)
+    assert unknown.returncode == 2 and "no user with email nobody@example.com" in unknown.stderr
+    engine.dispose()

@@ -186,12 +186,8 @@ def set_disabled(*, session: Session, user_id: uuid.UUID, disabled: bool, actor:
         raise UserError("the last admin cannot be disabled")
     user.disabled = disabled
     session.add(user)
-    if disabled:  # sign the user out everywhere
-        for user_session in session.exec(
-            select(UserSession).where(UserSession.user_id == user.id)
-        ).all():
-            user_session.revoked_at = datetime.now(UTC)
-            session.add(user_session)
+    if disabled:
+        end_sessions(session=session, user_id=user.id)
     record_audit(
         session=session,
         actor=actor.email,
@@ -202,12 +198,24 @@ def set_disabled(*, session: Session, user_id: uuid.UUID, disabled: bool, actor:
 
 
 def reset_password(
-    *, session: Session, user_id: uuid.UUID, actor: User, password: str | None = None
+    *, session: Session, user_id: uuid.UUID, actor: User | None, password: str | None = None
 ) -> str | None:
-    require_role(actor, Role.ADMIN)
+    """Give a user a new password, generated (and returned, to be shown once) unless one is
+    given; the user is signed out everywhere and any sign-in lock-out is lifted.
+
+    ``actor`` is the admin doing it, or None for the operator at the command line (who holds
+    the database anyway). Admins change their own password with ``change_password``, which
+    asks for the current one.
+    """
+    if actor is not None:
+        require_role(actor, Role.ADMIN)
     user = session.get(User, user_id)
     if user is None:
         raise UserError("no such user")
+    if actor is not None and actor.id == user.id:
+        raise UserError(
+            "change your own password on the Account page (it asks for the current one)"
+        )
     generated = None
     if password is None:
         password = generated = generate_password()
@@ -215,10 +223,47 @@ def reset_password(
     user.password_hash = hash_password(password)
     user.failed_logins, user.locked_until = 0, None
     session.add(user)
+    ended = end_sessions(session=session, user_id=user.id)
     record_audit(
-        session=session, actor=actor.email, action="user.password_reset", target=user.email
+        session=session,
+        actor=actor.email if actor else "cli",
+        action="user.password_reset",
+        target=user.email,
+        context={"sessions_ended": ended},
     )
     return generated
+
+
+def change_password(
+    *, session: Session, user: User, current: str, new: str, keep_token: str | None = None
+) -> None:
+    """A signed-in user replaces their own password, proving the current one. Their other
+    sessions end; the one holding ``keep_token`` (the browser doing it) stays signed in.
+
+    A wrong current password counts as a failed sign-in (and is committed), so a stolen session
+    cannot be used to guess the password faster than the sign-in page allows.
+    """
+    now = datetime.now(UTC)
+    if user.locked_until and user.locked_until > now:
+        seconds = int((user.locked_until - now).total_seconds()) + 1
+        raise UserError(f"Too many wrong passwords. Try again in {seconds} seconds.")
+    if not verify_password(current, user.password_hash):
+        _count_failure(session=session, user=user, now=now)
+        raise UserError("the current password is wrong")
+    if new == current:
+        raise UserError("the new password must differ from the current one")
+    _check_password_strength(new)
+    user.password_hash = hash_password(new)
+    user.failed_logins, user.locked_until = 0, None
+    session.add(user)
+    ended = end_sessions(session=session, user_id=user.id, keep_token=keep_token)
+    record_audit(
+        session=session,
+        actor=user.email,
+        action="user.password_change",
+        target=user.email,
+        context={"sessions_ended": ended},
+    )
 
 
 # --- sign-in -----------------------------------------------------------------------------
@@ -226,6 +271,17 @@ def reset_password(
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _count_failure(*, session: Session, user: User, now: datetime) -> None:
+    """Count a wrong password and commit it, so the caller's refusal cannot roll it back."""
+    user.failed_logins += 1
+    if user.failed_logins >= _FREE_FAILURES:
+        # 2 s, 4 s, 8 s ... capped: slows guessing to a crawl, never locks out for long.
+        delay = timedelta(seconds=2 ** (user.failed_logins - _FREE_FAILURES + 1))
+        user.locked_until = now + min(delay, _MAX_LOCK)
+    session.add(user)
+    session.commit()
 
 
 def authenticate(*, session: Session, email: str, password: str) -> User:
@@ -239,13 +295,7 @@ def authenticate(*, session: Session, email: str, password: str) -> User:
         seconds = int((user.locked_until - now).total_seconds()) + 1
         raise LoginRefused(f"Too many failed sign-ins. Try again in {seconds} seconds.")
     if not verify_password(password, user.password_hash):
-        user.failed_logins += 1
-        if user.failed_logins >= _FREE_FAILURES:
-            # 2 s, 4 s, 8 s ... capped: slows guessing to a crawl, never locks out for long.
-            delay = timedelta(seconds=2 ** (user.failed_logins - _FREE_FAILURES + 1))
-            user.locked_until = now + min(delay, _MAX_LOCK)
-        session.add(user)
-        session.commit()
+        _count_failure(session=session, user=user, now=now)
         raise LoginRefused("Wrong email or password.")
     if user.disabled:
         raise LoginRefused("This account is disabled. Ask an admin to enable it.")
@@ -292,6 +342,26 @@ def revoke_session(*, session: Session, token: str | None) -> None:
     if row is not None and row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         session.add(row)
+
+
+def end_sessions(*, session: Session, user_id: uuid.UUID, keep_token: str | None = None) -> int:
+    """Sign a user out everywhere, except the session holding ``keep_token``; returns how many
+    sessions ended."""
+    keep = _token_hash(keep_token) if keep_token else None
+    now = datetime.now(UTC)
+    ended = 0
+    for row in session.exec(
+        select(UserSession).where(
+            UserSession.user_id == user_id,
+            col(UserSession.revoked_at).is_(None),
+            col(UserSession.expires_at) > now,
+        )
+    ).all():
+        if row.token_hash != keep:
+            row.revoked_at = now
+            session.add(row)
+            ended += 1
+    return ended
 
 
 def ensure_admin(
