@@ -9,6 +9,7 @@ RUNS = "/runs"
 RECORDS = "/records"
 SETTINGS = "/settings"
 USERS = "/settings/users"
+ACCOUNT = "/settings/account"
 CONNECT = "/connect/[token]"
 
 

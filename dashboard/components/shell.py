@@ -76,6 +76,7 @@ def user_menu() -> rx.Component:
                 padding="0.25rem 0.75rem",
             ),
             rx.menu.separator(),
+            rx.menu.item("Account", on_select=rx.redirect(routes.ACCOUNT)),
             rx.menu.item("Sign out", on_select=AuthState.sign_out),
         ),
     )

@@ -72,3 +72,76 @@ def test_viewer_is_refused_the_users_page(hub: Hub, browser) -> None:
     page.goto(f"{hub.url}/integrations")
     page.wait_for_url("**/login**", timeout=TIMEOUT)  # the session is gone after sign-out
     context.close()
+
+
+def test_admin_resets_a_password_and_the_user_changes_it(hub: Hub, browser) -> None:
+    email = "forgetful@example.com"
+    hub.cli("users", "create", "--email", email, "--role", "viewer", stdin="first-password-1\n")
+    user_context = browser.new_context()
+    user_page = user_context.new_page()
+    sign_in(user_page, hub, email, "first-password-1")
+
+    admin_context = browser.new_context()
+    admin = admin_context.new_page()
+    sign_in(admin, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
+    admin.goto(f"{hub.url}/settings/users")
+    row = admin.get_by_role("row").filter(has_text=email)
+    row.get_by_role("button", name="Reset password").click(timeout=TIMEOUT)
+    confirm = admin.get_by_role("alertdialog")
+    confirm.get_by_text("they are signed out everywhere").wait_for(timeout=TIMEOUT)
+    confirm.get_by_role("button", name="Reset password").click()
+    shown = admin.get_by_role("dialog")
+    shown.get_by_text(f"New password for {email}").wait_for(timeout=TIMEOUT)
+    password = shown.locator("#one-time-password").inner_text().strip()
+    assert len(password) >= 15
+    screenshot(admin, "users-password-reset")
+    shown.get_by_role("button", name="Done").click()
+    shown.wait_for(state="hidden", timeout=TIMEOUT)
+    admin.reload()  # shown once: gone from the page, and from a reload
+    row.get_by_role("button", name="Reset password").wait_for(timeout=TIMEOUT)
+    assert password not in admin.content()
+    # An admin's own row offers the Account page instead of a reset.
+    own = admin.get_by_role("row").filter(has_text=ADMIN_EMAIL)
+    assert own.get_by_role("button", name="Reset password").count() == 0
+    own.get_by_role("link", name="Change your password").wait_for()
+    admin.goto(f"{hub.url}/settings")
+    admin.get_by_role("cell", name="user.password_reset").first.wait_for(timeout=TIMEOUT)
+    admin_context.close()
+
+    # The user's session ended: the next page load asks to sign in; the old password is gone.
+    user_page.goto(f"{hub.url}/integrations")
+    user_page.wait_for_url("**/login**", timeout=TIMEOUT)
+    user_page.get_by_label("Email").fill(email)
+    user_page.get_by_label("Password").fill("first-password-1")
+    user_page.get_by_role("button", name="Sign in").click()
+    user_page.get_by_role("alert").get_by_text("Wrong email or password.").wait_for(timeout=TIMEOUT)
+    sign_in(user_page, hub, email, password)
+
+    # Then they pick their own password on the Account page (the user menu leads there).
+    user_page.get_by_role("button", name="User menu").click()
+    user_page.get_by_role("menuitem", name="Account").click()
+    user_page.wait_for_url("**/settings/account", timeout=TIMEOUT)
+
+    def change(current: str, new: str, repeat: str) -> None:
+        user_page.get_by_label("Current password").fill(current)
+        user_page.get_by_label("New password (10+ characters)").fill(new)
+        user_page.get_by_label("Repeat the new password").fill(repeat)
+        user_page.get_by_role("button", name="Change password").click()
+
+    change("not-my-password", "chosen-password-2", "chosen-password-2")
+    user_page.get_by_text("The current password is wrong.").wait_for(timeout=TIMEOUT)
+    change(password, "short", "short")
+    user_page.get_by_text("Password must have at least 10 characters.").wait_for(timeout=TIMEOUT)
+    change(password, "chosen-password-2", "chosen-password-3")
+    user_page.get_by_text("The new passwords do not match.").wait_for(timeout=TIMEOUT)
+    change(password, "chosen-password-2", "chosen-password-2")
+    user_page.get_by_text("Password changed.").wait_for(timeout=TIMEOUT)
+    screenshot(user_page, "account")
+    user_page.reload()  # this session stays signed in
+    user_page.get_by_text("Signed in as").wait_for(timeout=TIMEOUT)
+    user_context.close()
+
+    fresh = browser.new_context()
+    page = fresh.new_page()
+    sign_in(page, hub, email, "chosen-password-2")
+    fresh.close()
