@@ -160,6 +160,7 @@ class ShopifyClient:
             errors = body.get("errors") or []
             if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors):
                 throttle.throttled += 1
+                throttle.learned_rate = 0.0  # what we learned was too optimistic: unlearn it
                 log.info("%s throttled on %s; waiting for the bucket", name, self.shop)
                 continue  # the next turn waits for the refreshed estimate
             if errors:
