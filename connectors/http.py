@@ -34,7 +34,7 @@ def build_client(
     base_url: str = "",
     transport: httpx.AsyncBaseTransport | None = None,
     headers: dict[str, str] | None = None,
-    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    timeout: httpx.Timeout | float | None = None,
 ) -> httpx.AsyncClient:
     """An AsyncClient naming the hub in its User-Agent, pooled, with the given transport."""
     merged = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -43,7 +43,7 @@ def build_client(
         base_url=base_url,
         transport=transport,
         headers=merged,
-        timeout=timeout,
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
         follow_redirects=False,
     )
@@ -63,7 +63,12 @@ def raise_for_transient(response: httpx.Response) -> None:
 
 def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
-    log.warning("retrying after transient error (attempt %s): %s", state.attempt_number, error)
+    log.warning(
+        "retrying after transient error (attempt %s): %s: %s",
+        state.attempt_number,
+        type(error).__name__,
+        error,
+    )
 
 
 async def with_retries(
