@@ -1,6 +1,7 @@
 """What one dashboard tab costs the database: an Integrations page in each sort order (first
-and last page, search, status filter) with N integrations, and the queries each live page runs
-every second (notification bell, overview with records per hour).
+and last page, search, status filter) with N integrations, the integration filter's
+search-as-you-type, and the queries each live page runs every second (Runs page with its
+count, notification bell, overview with records per hour).
 
     python bench/dashboard_queries.py [--integrations 10000] [--runs 50000] [--postgres URL]
 
@@ -57,7 +58,7 @@ def seed(session: Any, integrations: int, runs: int) -> None:
                 "id": uuid.uuid4(),
                 "integration_id": ids[index % integrations],
                 "stream": "orders",
-                "status": "succeeded",
+                "status": "failed" if index % 50 == 0 else "succeeded",
                 "records_read": index % 500,
                 "created_at": now - timedelta(seconds=index * 3),
             }
@@ -102,7 +103,7 @@ def main() -> int:
     if args.postgres:
         os.environ["DATABASE_URL"] = args.postgres
     from dashboard import db, migrations
-    from dashboard.services import alerts, overview
+    from dashboard.services import alerts, overview, runs
 
     migrations.upgrade_head()
     with db.session_scope() as session:
@@ -128,6 +129,24 @@ def main() -> int:
             "integrations: status paused, newest",
             lambda: overview.list_integrations(session=session, status="paused"),
         )
+        measure(
+            "integration filter: 20 matches of 'store-00'",
+            lambda: overview.integration_matches(session=session, search="store-00"),
+        )
+        last_runs_page = (args.runs - 1) // 50 * 50
+        for label, filters, offset in (
+            ("runs: first page + count (every s)", {}, 0),
+            ("runs: last page + count (every s)", {}, last_runs_page),
+            ("runs: platform amazon, first page + count", {"platform": "amazon"}, 0),
+            ("runs: status failed, first page + count", {"status": "failed"}, 0),
+        ):
+            measure(
+                label,
+                lambda filters=filters, offset=offset: (
+                    runs.count_runs(session=session, **filters),
+                    runs.list_runs(session=session, offset=offset, limit=50, **filters),
+                ),
+            )
         measure(
             "bell: unread count + newest 20 (every s)",
             lambda: (

@@ -83,6 +83,13 @@ async def in_session(fn: Callable[[Session], T]) -> T:
     return await asyncio.to_thread(_run, fn)
 
 
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (``escape="\\"``) matching ``text`` anywhere, lower-cased, with ``%`` and
+    ``_`` as plain characters: what a user typing in a search box means."""
+    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def reset_engines() -> None:
     """Dispose every engine (tests that switch databases, workers after fork)."""
     with _ENGINES_LOCK:

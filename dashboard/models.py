@@ -278,6 +278,10 @@ class SyncRun(SQLModel, table=True):
     __tablename__ = "sync_runs"
     __table_args__ = (
         sa.Index("ix_sync_runs_integration_started", "integration_id", "created_at"),
+        # The Runs page, newest first and paged, with or without a status filter: each order
+        # ends on the id (ties in time), so a page is read off one of these indexes.
+        sa.Index("ix_sync_runs_created_id", "created_at", "id"),
+        sa.Index("ix_sync_runs_status_created", "status", "created_at", "id"),
         # One queued or running run per stream, across every process sharing the database.
         sa.Index(
             "uq_sync_runs_active_stream",
@@ -292,7 +296,8 @@ class SyncRun(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
     stream: str = Field(max_length=64)
-    status: str = Field(default=RunStatus.QUEUED.value, max_length=16, index=True)
+    # Indexed by ix_sync_runs_status_created, as created_at is by ix_sync_runs_created_id.
+    status: str = Field(default=RunStatus.QUEUED.value, max_length=16)
     trigger: str = Field(default=RunTrigger.SCHEDULE.value, max_length=16)
     full_refresh: bool = False
     attempt: int = 1
@@ -311,7 +316,7 @@ class SyncRun(SQLModel, table=True):
     cancel_requested: bool = False
     worker: str | None = Field(default=None, max_length=128)
     heartbeat_at: datetime | None = ts()
-    created_at: datetime = ts(nullable=False, index=True, default_now=True)
+    created_at: datetime = ts(nullable=False, default_now=True)
     started_at: datetime | None = ts()
     finished_at: datetime | None = ts()
 

@@ -367,3 +367,91 @@ def test_integrations_search_filter_and_sort(session: Session) -> None:
     assert total == len([i for i in range(200) if i % 3 == 0 and i % 4 == 0])
     assert [row["name"] for row in rows] == sorted(row["name"] for row in rows)
     assert {row["status"] for row in rows} == {"connected"}
+
+
+# --- runs page and integration filters -------------------------------------------------------
+
+
+def test_runs_page_counts_and_pages_with_filters_in_sql(session: Session) -> None:
+    acme = add_integration(session)
+    amazon = add_integration(session, "Seller")
+    amazon.platform, amazon.shop_domain, amazon.selling_partner_id = "amazon", None, "A1SELLER"
+    for index in range(120):
+        add_run(
+            session,
+            acme if index % 4 else amazon,  # 90 Shopify runs, 30 Amazon
+            status="failed" if index % 3 == 0 else "succeeded",  # 40 failed
+            created_at=NOW - timedelta(minutes=index // 2),  # pairs queued in the same instant
+        )
+    assert runs.count_runs(session=session) == 120
+    pages = [runs.list_runs(session=session, offset=offset, limit=50) for offset in (0, 50, 100)]
+    assert [len(page) for page in pages] == [50, 50, 20]
+    ids = [row["id"] for page in pages for row in page]
+    assert len(set(ids)) == 120  # ties in time never repeat or skip a run across pages
+    times = [row["created_at"] for page in pages for row in page]
+    assert times == sorted(times, reverse=True)
+
+    assert runs.count_runs(session=session, status="failed") == 40
+    assert runs.count_runs(session=session, platform="amazon") == 30
+    assert runs.count_runs(session=session, platform="shopify", status="failed") == len(
+        [i for i in range(120) if i % 4 and i % 3 == 0]
+    )
+    assert runs.count_runs(session=session, integration_id=amazon.id, status="failed") == len(
+        [i for i in range(120) if i % 4 == 0 and i % 3 == 0]
+    )
+    rows = runs.list_runs(session=session, platform="amazon", status="failed", limit=50)
+    assert {(row["platform"], row["status"]) for row in rows} == {("amazon", "failed")}
+
+
+def test_integration_matches_are_few_literal_and_by_name(session: Session) -> None:
+    _seed(session, 1_000)
+    add_integration(session, "100% Cotton_Shop")
+    matches = overview.integration_matches(session=session, search="STORE-00", limit=20)
+    assert len(matches) == 20  # of the 100 that match, only a short list travels
+    assert [m["name"] for m in matches] == [f"Store {i:05d}" for i in range(20)]
+    assert matches[0]["account"] == "store-00000.myshopify.com"
+    assert [m["name"] for m in overview.integration_matches(session=session, search="0% c")] == [
+        "100% Cotton_Shop"
+    ]
+    assert overview.integration_matches(session=session, search="e_0") == []  # "_" is literal
+    assert [m["name"] for m in overview.integration_matches(session=session, search="N_S")] == [
+        "100% Cotton_Shop"
+    ]
+    assert overview.integration_matches(session=session, search="  ") == []
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [({}, "ix_sync_runs_created_id"), ({"status": "failed"}, "ix_sync_runs_status_created")],
+)
+def test_a_runs_page_is_read_off_an_index(
+    session: Session, hub_db: sa.Engine, filters: dict[str, str], index: str
+) -> None:
+    acme = add_integration(session)
+    session.execute(
+        sa.insert(SyncRun),
+        [
+            {
+                "id": uuid.uuid4(),
+                "integration_id": acme.id,
+                "stream": "orders",
+                "status": "failed" if n % 2 else "succeeded",
+                "created_at": NOW - timedelta(seconds=n),
+            }
+            for n in range(2_000)
+        ],
+    )
+    statements: list[tuple[str, object]] = []
+    listener = lambda _c, _cu, statement, params, _ctx, _m: statements.append((statement, params))  # noqa: E731
+    sa.event.listen(hub_db, "before_cursor_execute", listener)
+    try:
+        rows = runs.list_runs(session=session, offset=950, limit=50, **filters)
+    finally:
+        sa.event.remove(hub_db, "before_cursor_execute", listener)
+    assert len(rows) == 50
+    statement, params = next(s for s in statements if "OFFSET" in s[0])
+    plan = " | ".join(
+        str(row[-1])
+        for row in session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+    )
+    assert "TEMP B-TREE" not in plan and index in plan, plan

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, or_, select
 
+from dashboard.db import contains_pattern
 from dashboard.models import Integration, IntegrationStatus, RunStatus, StreamConfig, SyncRun
 
 
@@ -33,6 +34,44 @@ def failures_since(*, session: Session, hours: int = 24) -> int:
     return int(session.exec(statement).one())
 
 
+def _account(integration: Integration) -> str:
+    """The shop domain, the seller id, or (before the seller connected) the region."""
+    return (
+        integration.shop_domain
+        or integration.selling_partner_id
+        or (integration.region or "").upper()
+    )
+
+
+def _matches(search: str) -> Any:
+    """Name, shop domain or seller id contains ``search`` (case-insensitive, literally)."""
+    pattern = contains_pattern(search)
+    return or_(
+        *[
+            func.lower(func.coalesce(column, "")).like(pattern, escape="\\")
+            for column in (
+                Integration.display_name,
+                Integration.shop_domain,
+                Integration.selling_partner_id,
+            )
+        ]
+    )
+
+
+def integration_matches(*, session: Session, search: str, limit: int = 20) -> list[dict[str, str]]:
+    """At most ``limit`` integrations whose name, shop or seller contains ``search``, by name:
+    what a filter's search-as-you-type list shows, whatever the number of integrations."""
+    if not search.strip():
+        return []
+    rows = session.exec(
+        select(Integration)
+        .where(_matches(search))
+        .order_by(col(Integration.display_name), col(Integration.id))
+        .limit(limit)
+    ).all()
+    return [{"id": str(row.id), "name": row.display_name, "account": _account(row)} for row in rows]
+
+
 def list_integrations(
     *,
     session: Session,
@@ -46,15 +85,8 @@ def list_integrations(
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of integrations and the total matching, filtered and sorted in SQL."""
     statement = select(Integration)
-    if search:
-        pattern = f"%{search.strip().lower()}%"
-        statement = statement.where(
-            or_(
-                func.lower(Integration.display_name).like(pattern),
-                func.lower(func.coalesce(Integration.shop_domain, "")).like(pattern),
-                func.lower(func.coalesce(Integration.selling_partner_id, "")).like(pattern),
-            )
-        )
+    if search.strip():
+        statement = statement.where(_matches(search))
     if platform:
         statement = statement.where(Integration.platform == platform)
     if status:
@@ -79,7 +111,7 @@ def list_integrations(
             "id": str(row.id),
             "platform": row.platform,
             "name": row.display_name,
-            "account": row.shop_domain or row.selling_partner_id or (row.region or "").upper(),
+            "account": _account(row),
             "status": row.status,
             "last_sync": _iso(row.last_sync_at),
             "next_sync": next_runs.get(row.id, ""),

@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, or_, select
 
-from dashboard.models import RECORD_TABLES, Integration
+from dashboard.db import contains_pattern
+from dashboard.models import RECORD_TABLES
 
 # Kind -> (label, columns shown besides the external id)
 VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -21,13 +22,6 @@ VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "customer": ("Customers", ("email", "first_name", "last_name", "orders_count")),
 }
 SEARCHABLE = ("external_id", "title", "sku", "name", "email")
-
-
-def integration_choices(*, session: Session) -> list[list[str]]:
-    rows = session.exec(
-        select(Integration.id, Integration.display_name).order_by(col(Integration.display_name))
-    ).all()
-    return [[str(row_id), name] for row_id, name in rows]
 
 
 def browse(
@@ -44,10 +38,12 @@ def browse(
     statement = select(table).where(col(table.deleted_at).is_(None))
     if integration_id:
         statement = statement.where(col(table.integration_id) == uuid.UUID(integration_id))
-    if search:
-        pattern = f"%{search.lower()}%"
+    if search.strip():
+        pattern = contains_pattern(search)
         searchable = [getattr(table, name) for name in SEARCHABLE if hasattr(table, name)]
-        statement = statement.where(or_(*[func.lower(c).like(pattern) for c in searchable]))
+        statement = statement.where(
+            or_(*[func.lower(c).like(pattern, escape="\\") for c in searchable])
+        )
     total = int(session.exec(select(func.count()).select_from(statement.subquery())).one())
     rows = session.exec(
         statement.order_by(col(table.synced_at).desc(), col(table.id)).offset(offset).limit(limit)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
+from dashboard.db import contains_pattern
 from dashboard.models import EventLevel, Integration, SyncEvent, SyncRun
 
 
@@ -56,6 +57,28 @@ def summaries_of(*, session: Session, run_ids: list[uuid.UUID]) -> list[dict[str
     return [by_id[run_id] for run_id in run_ids if run_id in by_id]
 
 
+def _matching_runs(
+    statement: Any, *, status: str, platform: str, integration_id: uuid.UUID | None
+) -> Any:
+    if status:
+        statement = statement.where(SyncRun.status == status)
+    if integration_id:
+        statement = statement.where(SyncRun.integration_id == integration_id)
+    if platform:
+        # EXISTS, not a join: the runs are still read newest first off their index, and each
+        # one's integration is looked up by primary key until a page is full.
+        statement = statement.where(
+            select(Integration.id)
+            .where(
+                col(Integration.id) == col(SyncRun.integration_id),
+                Integration.platform == platform,
+            )
+            .correlate(SyncRun)
+            .exists()
+        )
+    return statement
+
+
 def list_runs(
     *,
     session: Session,
@@ -65,17 +88,39 @@ def list_runs(
     limit: int = 50,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    statement = select(SyncRun, Integration).join(
-        Integration, col(Integration.id) == col(SyncRun.integration_id)
+    """The newest runs matching the filters, one page of them.
+
+    The page is chosen on sync_runs alone, off ix_sync_runs_created_id or
+    ix_sync_runs_status_created (the id breaks ties in time, so pages never overlap), and only
+    its rows are joined to their integrations: the last page of 50,000 runs costs about as much
+    as the first.
+    """
+    page = _matching_runs(
+        select(SyncRun.id), status=status, platform=platform, integration_id=integration_id
     )
-    if status:
-        statement = statement.where(SyncRun.status == status)
-    if platform:
-        statement = statement.where(Integration.platform == platform)
-    if integration_id:
-        statement = statement.where(SyncRun.integration_id == integration_id)
-    statement = statement.order_by(col(SyncRun.created_at).desc()).offset(offset).limit(limit)
-    return [run_summary(run, integration) for run, integration in session.exec(statement).all()]
+    page = (
+        page.order_by(col(SyncRun.created_at).desc(), col(SyncRun.id).desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return summaries_of(session=session, run_ids=list(session.exec(page).all()))
+
+
+def count_runs(
+    *,
+    session: Session,
+    status: str = "",
+    platform: str = "",
+    integration_id: uuid.UUID | None = None,
+) -> int:
+    """How many runs match the filters of ``list_runs``."""
+    statement = select(func.count()).select_from(SyncRun)
+    if platform:  # counting every run, a join is quicker than EXISTS per run
+        statement = statement.join(
+            Integration, col(Integration.id) == col(SyncRun.integration_id)
+        ).where(Integration.platform == platform)
+    statement = _matching_runs(statement, status=status, platform="", integration_id=integration_id)
+    return int(session.exec(statement).one())
 
 
 def run_events(*, session: Session, run_id: uuid.UUID, limit: int = 200) -> list[dict[str, str]]:
@@ -91,11 +136,6 @@ LEVELS = tuple(level.value for level in EventLevel)  # debug < info < warning < 
 # never slows the page down; a download covers the whole history up to EXPORT_LIMIT events.
 RECENT_RUNS = 200
 EXPORT_LIMIT = 20_000
-
-
-def _contains(text: str) -> str:
-    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def integration_events(
@@ -120,7 +160,7 @@ def integration_events(
         statement = statement.where(col(SyncEvent.level).in_(LEVELS[LEVELS.index(level) :]))
     if search.strip():
         statement = statement.where(
-            func.lower(SyncEvent.message).like(_contains(search), escape="\\")
+            func.lower(SyncEvent.message).like(contains_pattern(search), escape="\\")
         )
     statement = statement.order_by(col(SyncEvent.at).desc(), col(SyncEvent.id)).limit(limit)
     return [
