@@ -6,22 +6,22 @@ import reflex as rx
 
 from dashboard import routes
 from dashboard.components.common import empty_state
+from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.services import records_view
 from dashboard.state.auth import AuthState
+from dashboard.state.integration_filter import IntegrationFilter
 
 PAGE_SIZE = 25
 
 
-class RecordsState(AuthState):
+class RecordsState(IntegrationFilter, AuthState):
     kind: str = "product"
-    integration: str = "all"
     search: str = ""
     page: int = 0
     rows: list[dict[str, str]] = []
     total: int = 0
-    choices: list[list[str]] = []
     raw: str = ""
     raw_for: str = ""
 
@@ -35,30 +35,27 @@ class RecordsState(AuthState):
 
     @rx.event
     async def load_records(self):
-        kind, search, page = self.kind, self.search, self.page
-        integration = "" if self.integration == "all" else self.integration
-
-        def load(session):
-            rows, total = records_view.browse(
-                session=session,
+        if not await self.signed_in():
+            return
+        kind, search, page, integration = self.kind, self.search, self.page, self.integration
+        self.rows, self.total = await in_session(
+            lambda s: records_view.browse(
+                session=s,
                 kind=kind,
                 integration_id=integration,
                 search=search,
                 offset=page * PAGE_SIZE,
                 limit=PAGE_SIZE,
             )
-            return rows, total, records_view.integration_choices(session=session)
+        )
 
-        self.rows, self.total, self.choices = await in_session(load)
+    async def _integration_changed(self) -> None:
+        self.page = 0
+        await self.load_records()
 
     @rx.event
     async def set_kind(self, value: str):
         self.kind, self.page, self.raw, self.raw_for = value, 0, "", ""
-        await self.load_records()
-
-    @rx.event
-    async def set_integration(self, value: str):
-        self.integration, self.page = value, 0
         await self.load_records()
 
     @rx.event
@@ -118,15 +115,7 @@ def records_page() -> rx.Component:
                 value=RecordsState.kind,
                 on_change=RecordsState.set_kind,
             ),
-            rx.select.root(
-                rx.select.trigger(aria_label="Integration"),
-                rx.select.content(
-                    rx.select.item("All integrations", value="all"),
-                    rx.foreach(RecordsState.choices, lambda c: rx.select.item(c[1], value=c[0])),
-                ),
-                value=RecordsState.integration,
-                on_change=RecordsState.set_integration,
-            ),
+            integration_picker(RecordsState),
             rx.input(
                 placeholder="Search id, title, SKU, email",
                 value=RecordsState.search,

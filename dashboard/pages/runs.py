@@ -1,13 +1,16 @@
-"""Runs: every sync, live; filter, cancel, retry; a run's log tail."""
+"""Runs: every sync, live, 50 a page; filter by status, platform and integration in SQL;
+cancel, retry; a run's log tail."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any, cast
 
 import reflex as rx
 
 from dashboard import routes
 from dashboard.components.common import empty_state, status_badge
+from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role, RunTrigger, SyncRun
@@ -15,16 +18,39 @@ from dashboard.services import runs as runs_service
 from dashboard.services import sync
 from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
+from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import live_loop, live_region
 
+PAGE_SIZE = 50
 
-class RunsState(AuthState):
+
+class RunsState(IntegrationFilter, AuthState):
     watching: int = 0
     rows: list[dict] = []
+    total: int = 0
+    page: int = 0
     status_filter: str = "all"
     platform_filter: str = "all"
     selected_run: str = ""
     events: list[dict[str, str]] = []
+
+    @rx.var
+    def page_count(self) -> int:
+        return max(1, -(-self.total // PAGE_SIZE))
+
+    @rx.var
+    def page_label(self) -> str:
+        return f"Page {self.page + 1:,} of {max(1, -(-self.total // PAGE_SIZE)):,}"
+
+    @rx.var
+    def total_label(self) -> str:
+        return f"{self.total:,} run{'' if self.total == 1 else 's'}"
+
+    @rx.var
+    def filtered(self) -> bool:
+        return (
+            self.status_filter != "all" or self.platform_filter != "all" or bool(self.integration)
+        )
 
     @rx.event(background=True)
     async def watch(self):
@@ -34,39 +60,73 @@ class RunsState(AuthState):
     def stop_watching(self):
         self.watching = 0
 
-    async def fetch(self) -> object:
+    def _query(self) -> tuple[str, str, str, int]:
         status = "" if self.status_filter == "all" else self.status_filter
         platform = "" if self.platform_filter == "all" else self.platform_filter
+        return status, platform, self.integration, self.page
+
+    async def fetch(self) -> object:
+        query = self._query()
+        status, platform, integration, page = query
         selected = self.selected_run
 
         def load(session):
-            rows = runs_service.list_runs(session=session, status=status, platform=platform)
+            filters = {
+                "status": status,
+                "platform": platform,
+                "integration_id": uuid.UUID(integration) if integration else None,
+            }
+            total = runs_service.count_runs(session=session, **filters)
+            # A page that emptied (runs deleted, a filter narrowed) shows the last one left.
+            shown = min(page, max(0, -(-total // PAGE_SIZE) - 1))
+            rows = runs_service.list_runs(
+                session=session, **filters, offset=shown * PAGE_SIZE, limit=PAGE_SIZE
+            )
             events = (
                 runs_service.run_events(session=session, run_id=uuid.UUID(selected))
                 if selected
                 else []
             )
-            return rows, events
+            return query, rows, total, shown, events
 
         return await in_session(load)
 
     def apply(self, data: object) -> None:
-        self.rows, self.events = data  # type: ignore[misc]
+        query, rows, total, shown, events = cast(tuple[Any, list, int, int, list], data)
+        if query != self._query():
+            return  # the filters or page changed while this was read; the next read is current
+        self.rows, self.total, self.page, self.events = rows, total, shown, events
 
     @rx.event
     async def load_runs(self):
         if await self.signed_in():
             self.apply(await self.fetch())
 
+    async def _integration_changed(self) -> None:
+        self.page = 0
+        await self.load_runs()
+
     @rx.event
     async def set_status_filter(self, value: str):
-        self.status_filter = value
+        self.status_filter, self.page = value, 0
         await self.load_runs()
 
     @rx.event
     async def set_platform_filter(self, value: str):
-        self.platform_filter = value
+        self.platform_filter, self.page = value, 0
         await self.load_runs()
+
+    @rx.event
+    async def next_page(self):
+        if self.page + 1 < self.page_count:
+            self.page += 1
+            await self.load_runs()
+
+    @rx.event
+    async def previous_page(self):
+        if self.page > 0:
+            self.page -= 1
+            await self.load_runs()
 
     @rx.event
     async def show_log(self, run_id: str):
@@ -219,6 +279,9 @@ def runs_page() -> rx.Component:
                     value=RunsState.platform_filter,
                     on_change=RunsState.set_platform_filter,
                 ),
+                integration_picker(RunsState),
+                wrap="wrap",
+                align="center",
             ),
             rx.cond(
                 RunsState.rows.length() > 0,
@@ -244,12 +307,40 @@ def runs_page() -> rx.Component:
                     variant="surface",
                     width="100%",
                 ),
-                empty_state(
-                    "activity",
-                    "No sync runs yet",
-                    "Runs appear here as soon as an integration is connected and its "
-                    "first sync starts, and update live while they run.",
+                rx.cond(
+                    RunsState.filtered,
+                    empty_state(
+                        "search-x",
+                        "No run matches",
+                        "No run has this status, platform and integration. Change or clear "
+                        "the filters above.",
+                    ),
+                    empty_state(
+                        "activity",
+                        "No sync runs yet",
+                        "Runs appear here as soon as an integration is connected and its "
+                        "first sync starts, and update live while they run.",
+                    ),
                 ),
+            ),
+            rx.hstack(
+                rx.text(RunsState.total_label, size="2", color_scheme="gray"),
+                rx.spacer(),
+                rx.button(
+                    "Previous",
+                    variant="soft",
+                    disabled=RunsState.page == 0,
+                    on_click=RunsState.previous_page,
+                ),
+                rx.text(RunsState.page_label, size="2"),
+                rx.button(
+                    "Next",
+                    variant="soft",
+                    disabled=RunsState.page + 1 >= RunsState.page_count,
+                    on_click=RunsState.next_page,
+                ),
+                width="100%",
+                align="center",
             ),
             width="100%",
             spacing="4",

@@ -1,6 +1,6 @@
 """Day-to-day operations in a browser: connect now, logs and webhooks, a revoked token that
 notifies and is reconnected in place, Amazon through the wizard, what each role sees, and the
-Integrations page with 10,000 integrations.
+Integrations page with 10,000 integrations, the Runs page's paging and the integration filter.
 
 The tests share one hub and run in file order: later ones use what earlier ones connected.
 """
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from dashboard.models import Integration
+from dashboard.models import Integration, SyncRun
 from tests.browser.conftest import Hub, docs_screenshot, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
@@ -300,3 +300,97 @@ def test_integrations_page_with_10000_integrations(hub: Hub, manager) -> None:
     page.get_by_text("Resumed 5 of 5.").wait_for(timeout=TIMEOUT)
     page.get_by_text("No integration matches").wait_for(timeout=TIMEOUT)
     screenshot(page, "integrations-bulk")
+
+
+def _seed_runs(hub: Hub, integration_id: uuid.UUID, count: int, *, failed_every: int = 2) -> None:
+    now = datetime.now(UTC)
+    engine = sa.create_engine(f"sqlite:///{hub.data_dir / 'hub.db'}")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(SyncRun),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "integration_id": integration_id,
+                    "stream": "orders",
+                    "status": "failed" if index % failed_every == 0 else "succeeded",
+                    "error": "seeded failure" if index % failed_every == 0 else None,
+                    "created_at": now - timedelta(minutes=10, seconds=index),
+                }
+                for index in range(count)
+            ],
+        )
+    engine.dispose()
+
+
+def test_runs_page_pages_filters_by_integration_and_stays_live(hub: Hub, manager) -> None:
+    integration_id = uuid.uuid4()
+    engine = sa.create_engine(f"sqlite:///{hub.data_dir / 'hub.db'}")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(Integration),
+            [{
+                "id": integration_id, "platform": "shopify", "display_name": "Paging store",
+                "shop_domain": "paging-store.myshopify.com", "status": "connected",
+                "marketplaces": [], "shop_info": {},
+                "created_at": datetime.now(UTC), "updated_at": datetime.now(UTC),
+            }],
+        )  # fmt: skip
+    engine.dispose()
+    _seed_runs(hub, integration_id, 120)  # 60 failed, 60 succeeded
+
+    page = manager
+    page.goto(f"{hub.url}/runs")
+    page.get_by_label("Filter by integration").fill("paging-st")
+    page.get_by_role("button", name=re.compile("^Paging store")).click(timeout=TIMEOUT)
+    page.get_by_text("Integration: Paging store").wait_for(timeout=TIMEOUT)
+    page.get_by_text("120 runs").wait_for(timeout=TIMEOUT)
+    page.get_by_text("Page 1 of 3").wait_for()
+    expect(page.get_by_role("link", name="Paging store")).to_have_count(50)
+    expect(page.get_by_role("button", name="Previous")).to_be_disabled()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text("Page 2 of 3").wait_for(timeout=TIMEOUT)
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text("Page 3 of 3").wait_for(timeout=TIMEOUT)
+    expect(page.get_by_role("link", name="Paging store")).to_have_count(20, timeout=TIMEOUT)
+    expect(page.get_by_role("button", name="Next")).to_be_disabled()
+
+    choose(page, "Status", "Failed")  # back to the first page of the narrower list
+    page.get_by_text("60 runs").wait_for(timeout=TIMEOUT)
+    page.get_by_text("Page 1 of 2").wait_for()
+    assert page.get_by_text("seeded failure").count() == 50
+    screenshot(page, "runs-paged")
+
+    _seed_runs(hub, integration_id, 1, failed_every=1)  # a new failure, seen without a reload
+    page.get_by_text("61 runs").wait_for(timeout=TIMEOUT)
+
+    page.get_by_role("button", name="Show all integrations").click()
+    expect(page.get_by_text("Integration: Paging store")).to_have_count(0, timeout=TIMEOUT)
+    total = int(
+        page.get_by_text(re.compile(r"^[\d,]+ runs$")).inner_text().split()[0].replace(",", "")
+    )
+    assert total >= 61
+
+
+def test_records_integration_filter_with_10000_integrations(hub: Hub, manager) -> None:
+    page = manager
+    page.goto(f"{hub.url}/records")
+    search = page.get_by_label("Filter by integration")
+    search.fill("seeded-0")  # 10,000 integrations match: the list shows 20
+    matches = page.get_by_role("list", name="Matching integrations").get_by_role("button")
+    expect(matches).to_have_count(20, timeout=TIMEOUT)
+    expect(matches.first).to_contain_text("Seeded store 00000")
+    page.get_by_text("The first 20 by name; type more to narrow down.").wait_for()
+    screenshot(page, "records-integration-filter")
+    search.fill("seeded-04242")
+    expect(matches).to_have_count(1, timeout=TIMEOUT)
+    matches.first.click()
+    page.get_by_text("Integration: Seeded store 04242").wait_for(timeout=TIMEOUT)
+    page.get_by_text("No records here yet").wait_for(timeout=TIMEOUT)
+
+    page.get_by_role("button", name="Show all integrations").click()
+    search.fill("ops store")
+    page.get_by_role("button", name=re.compile("^Ops store")).click(timeout=TIMEOUT)
+    page.get_by_text("Integration: Ops store").wait_for(timeout=TIMEOUT)
+    page.get_by_text(re.compile(r"^\d+ records$")).wait_for(timeout=TIMEOUT)
+    search.wait_for(state="detached")  # the chip replaces the search box until cleared
