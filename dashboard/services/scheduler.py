@@ -136,31 +136,16 @@ class HubScheduler:
             self.scheduler = None
 
     async def reconcile(self) -> None:
-        """Make the job store match the stream configs; record each stream's next run."""
-        if self.scheduler is None:
+        """Make the job store match the stream configs; record each stream's next run.
+
+        The job store is a database too: its reads and writes run in a worker thread (the
+        scheduler's methods are thread-safe), never on the event loop.
+        """
+        scheduler = self.scheduler
+        if scheduler is None:
             return
         wanted = await in_session(wanted_jobs)
-        existing = {job.id: job for job in self.scheduler.get_jobs()}
-        for jid in existing:
-            if jid.startswith(JOB_PREFIX) and jid not in wanted:
-                with contextlib.suppress(JobLookupError):
-                    self.scheduler.remove_job(jid)
-        for jid, (integration_id, stream, minutes) in wanted.items():
-            job = existing.get(jid)
-            seconds = minutes * MINUTE
-            if job is not None and job.trigger.interval == timedelta(seconds=seconds):
-                continue
-            self.scheduler.add_job(
-                scheduled_sync,
-                # Jitter spreads many integrations on the same interval over time.
-                trigger=IntervalTrigger(seconds=seconds, jitter=int(min(60, seconds // 10))),
-                args=[integration_id, stream],
-                id=jid,
-                name=f"sync {stream} of {integration_id}",
-                replace_existing=True,
-                next_run_time=datetime.now(UTC) + timedelta(seconds=min(seconds, 5)),
-            )
-        next_runs = {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+        next_runs = await asyncio.to_thread(_apply_jobs, scheduler, wanted)
         await in_session(lambda s: _store_next_runs(s, next_runs))
 
     def rebase(self, integration_id: uuid.UUID | str, stream: str) -> None:
@@ -196,12 +181,61 @@ class HubScheduler:
             await in_session(lambda s: release_lease(s, self.holder))
 
 
+def _apply_jobs(
+    scheduler: AsyncIOScheduler, wanted: dict[str, tuple[str, str, int]]
+) -> dict[str, datetime | None]:
+    """Add, change and remove jobs to match ``wanted``; returns every job's next run."""
+    existing = {job.id: job for job in scheduler.get_jobs()}
+    for jid in existing:
+        if jid.startswith(JOB_PREFIX) and jid not in wanted:
+            with contextlib.suppress(JobLookupError):
+                scheduler.remove_job(jid)
+    for jid, (integration_id, stream, minutes) in wanted.items():
+        job = existing.get(jid)
+        seconds = minutes * MINUTE
+        if job is not None and job.trigger.interval == timedelta(seconds=seconds):
+            continue
+        scheduler.add_job(
+            scheduled_sync,
+            # Jitter spreads many integrations on the same interval over time.
+            trigger=IntervalTrigger(seconds=seconds, jitter=int(min(60, seconds // 10))),
+            args=[integration_id, stream],
+            id=jid,
+            name=f"sync {stream} of {integration_id}",
+            replace_existing=True,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=min(seconds, 5)),
+        )
+    return {job.id: job.next_run_time for job in scheduler.get_jobs()}
+
+
 def _store_next_runs(session: Session, next_runs: dict[str, datetime | None]) -> None:
-    for config in session.exec(select(StreamConfig)).all():
-        value = next_runs.get(job_id(config.integration_id, config.stream))
-        if config.next_run_at != value:
-            config.next_run_at = value
-            session.add(config)
+    """Write the next runs that changed, in one executemany (thousands of streams on a
+    network database would otherwise cost a round trip each)."""
+    table = StreamConfig.__table__  # type: ignore[attr-defined]
+    current = session.execute(
+        sa.select(table.c.id, table.c.integration_id, table.c.stream, table.c.next_run_at)
+    ).all()
+    changed = []
+    for row in current:
+        value = next_runs.get(job_id(row.integration_id, row.stream))
+        if _second(row.next_run_at) != _second(value):
+            changed.append({"config_id": row.id, "next_run_at": value})
+    if changed:
+        session.execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("config_id"))
+            .values(next_run_at=sa.bindparam("next_run_at")),
+            changed,
+        )
+
+
+def _second(moment: datetime | None) -> datetime | None:
+    """Compare at whole seconds, in UTC: databases round and convert differently."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 _scheduler: HubScheduler | None = None
