@@ -72,3 +72,10 @@ def stat_card(label: str, value: rx.Var | str | int, icon: str) -> rx.Component:
         min_width="10rem",
         flex="1",
     )
+
+
+def submit_button(*children: rx.Component | str, **props: object) -> rx.Component:
+    """A form's submit button, enabled only once the page is hydrated. Before that a submit
+    would be the browser's own, sending the form's fields (passwords too) in the URL; the
+    forms that carry secrets also say ``method="post"``, so even then they stay out of it."""
+    return rx.button(*children, type="submit", disabled=~rx.State.is_hydrated, **props)

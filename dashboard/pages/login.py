@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
+from dashboard.components.common import submit_button
 from dashboard.db import in_session
 from dashboard.services import auth as auth_service
 from dashboard.state.auth import AuthState
@@ -91,12 +92,13 @@ def login() -> rx.Component:
                             width="100%",
                         ),
                     ),
-                    rx.button("Sign in", type="submit", size="3", width="100%"),
+                    submit_button("Sign in", size="3", width="100%"),
                     spacing="3",
                     width="100%",
                 ),
                 on_submit=LoginState.sign_in,
                 reset_on_submit=False,
+                method="post",
             ),
             width="min(24rem, 92vw)",
             size="4",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
+from dashboard.components.common import submit_button
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role, User
@@ -449,11 +450,12 @@ def users_page() -> rx.Component:
                     default_value="viewer",
                     aria_label="Role of the new user",
                 ),
-                rx.button(rx.icon("user-plus"), "Add user", type="submit"),
+                submit_button(rx.icon("user-plus"), "Add user"),
                 align="center",
             ),
             on_submit=UsersState.add_user,
             reset_on_submit=True,
+            method="post",
         ),
         rx.cond(
             UsersState.form_error != "",
@@ -511,7 +513,7 @@ def account_page() -> rx.Component:
                     AccountState.form_error != "",
                     rx.callout(AccountState.form_error, icon="triangle_alert", color_scheme="red"),
                 ),
-                rx.button(rx.icon("key-round"), "Change password", type="submit"),
+                submit_button(rx.icon("key-round"), "Change password"),
                 rx.text(
                     "Your other sessions are signed out; this one stays signed in.",
                     size="2",
@@ -521,6 +523,7 @@ def account_page() -> rx.Component:
             ),
             on_submit=AccountState.change_password,
             reset_on_submit=True,
+            method="post",
         ),
         width="100%",
         align="start",
