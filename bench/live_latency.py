@@ -1,0 +1,357 @@
+"""Benchmark: live latency, from a database write to its text visible in the browser.
+
+A real hub (``hub serve``, production build, the sandbox mounted at /sandbox running
+``--time-scale`` times faster than real time) runs 20 Shopify product syncs against 20
+sandbox shops, while headless chromium, signed in as admin, shows the Overview. The bench
+then repeatedly writes straight to the hub's database: one extra integration gets a unique
+name and status ``needs_reauth`` (the Overview lists it under "Waiting for reconnection"),
+and back to ``connected``. A MutationObserver in the page stamps the moment the name appears
+(and disappears) in the rendered text; latency = that moment - the start of the write.
+
+Prints p50/p95/max latency (also idle, while the hub has not yet adopted the queued syncs,
+and of the write's own commit), how many syncs were running meanwhile and the records/s the
+hub synced. Figures only, no assertions (goal: p95 <= 1 s with 20 syncs running):
+
+    python bench/live_latency.py [--syncs 20 --products 8000 --samples 40 --time-scale 20]
+
+About 2.5 minutes here. The hub and the browser are stopped however the bench ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
+
+from sqlmodel import func, select  # noqa: E402
+
+from connectors.base import StoredCredential  # noqa: E402
+from connectors.sandbox.installer import install_shopify  # noqa: E402
+from dashboard import db  # noqa: E402
+from dashboard.models import Integration, IntegrationStatus, RunStatus, SyncRun  # noqa: E402
+from dashboard.services.credentials import save_credential  # noqa: E402
+from dashboard.services.integrations import create_integration, mark_connected  # noqa: E402
+from dashboard.services.sync import RECOVERY_EVERY, SyncEngine  # noqa: E402
+from dashboard.settings import get_settings  # noqa: E402
+from tests.browser.conftest import (  # noqa: E402
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Hub,
+    _free_port,
+    sign_in,
+)
+
+STREAM = "products"  # one stream per integration: N integrations = N syncs running
+SCOPES = "read_products,read_inventory,read_orders,read_customers,read_locations"
+
+# Arms a watch for ``text`` in the page's rendered text (innerText: what a user can see):
+# window.__probe.at becomes Date.now() when its presence equals ``present``.
+ARM_PROBE = """([text, present]) => {
+    const probe = {at: null};
+    const check = () => {
+        if (probe.at === null && document.body.innerText.includes(text) === present) {
+            probe.at = Date.now();
+            observer.disconnect();
+        }
+    };
+    const observer = new MutationObserver(check);
+    observer.observe(document.body, {subtree: true, childList: true, characterData: true});
+    window.__probe = probe;
+    check();
+}"""
+
+
+def hub_environment(data_dir: Path, port: int, args: argparse.Namespace) -> dict[str, str]:
+    """The hub's settings, shared by the hub process and this one (same database, same key)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    env.update({
+        "HUB_DATA_DIR": str(data_dir), "HUB_PORT": str(port),
+        "HUB_ADMIN_EMAIL": ADMIN_EMAIL, "HUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "HUB_ENCRYPTION_KEYS": "bench:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "HUB_SANDBOX_DEMO": "false", "HUB_SANDBOX_TIME_SCALE": f"{args.time_scale:g}",
+        # Every sync runs at once (the default bound is 8); no scheduled runs on top.
+        "HUB_SYNC_MAX_CONCURRENCY": str(args.syncs), "HUB_SCHEDULER_ENABLED": "false",
+        "REFLEX_TELEMETRY_ENABLED": "false", "REFLEX_CHECK_LATEST_VERSION": "0",
+    })  # fmt: skip
+    return env
+
+
+@contextlib.contextmanager
+def running_hub(hub: Hub, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``hub serve`` in its own process group, stopped (TERM, then KILL) however we leave."""
+    hub.cli("migrate")
+    hub.cli("users", "ensure-admin")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dashboard.cli", "serve"], cwd=ROOT, env=hub.env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                if httpx.get(f"{hub.url}/login/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"hub did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def connect_shops(base: str, count: int, sizes: dict[str, Any]) -> list[uuid.UUID]:
+    """Sandbox shops, approved like a merchant would, connected through the hub's services."""
+    ids = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for index in range(count):
+            shop = f"live-bench-{index:02d}.myshopify.com"
+            client.post("/_sandbox/shopify/shops", json={"shop": shop, **sizes}).raise_for_status()
+            token = install_shopify(client, shop, scopes=SCOPES)
+            with db.session_scope() as session:
+                integration = create_integration(
+                    session=session, platform="shopify", display_name=f"Live bench {index:02d}",
+                    shop_domain=shop, streams={STREAM: 15},
+                )  # fmt: skip
+                save_credential(
+                    session=session, integration_id=integration.id,
+                    credential=StoredCredential("access_token", token["access_token"],
+                                                SCOPES.split(",")),
+                )  # fmt: skip
+                mark_connected(session=session, integration_id=integration.id, actor="bench")
+                ids.append(integration.id)
+    return ids
+
+
+def create_probe() -> uuid.UUID:
+    """The integration whose name and status the bench flips (it never syncs)."""
+    with db.session_scope() as session:
+        integration = create_integration(
+            session=session, platform="shopify", display_name="Live probe",
+            shop_domain="live-probe.myshopify.com", streams={STREAM: 15},
+        )  # fmt: skip
+        mark_connected(session=session, integration_id=integration.id, actor="bench")
+        return integration.id
+
+
+def queue_syncs(ids: list[uuid.UUID]) -> None:
+    """Queued without an owner: the hub process adopts and runs them (like ``hub sync``)."""
+
+    async def queue() -> None:
+        engine = SyncEngine()
+        for integration_id in ids:
+            await engine.request_sync(integration_id=integration_id, run_here=False)
+
+    # In a thread: Playwright's sync API already runs an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, queue()).result()
+
+
+def sync_progress() -> tuple[int, int]:
+    """(runs running, records read by every run so far)."""
+    with db.session_scope() as session:
+        is_running = SyncRun.status == RunStatus.RUNNING.value
+        running = session.exec(select(func.count()).select_from(SyncRun).where(is_running)).one()
+        records = session.exec(select(func.coalesce(func.sum(SyncRun.records_read), 0))).one()
+    return int(running), int(records)
+
+
+def wait_running(want: int, patience: float) -> int:
+    deadline = time.monotonic() + patience
+    running = 0
+    while time.monotonic() < deadline:
+        running, _ = sync_progress()
+        if running >= want:
+            return running
+        time.sleep(0.5)
+    return running
+
+
+def write_probe(
+    integration_id: uuid.UUID, name: str, status: IntegrationStatus
+) -> tuple[float, float]:
+    """The database write under test; returns when it started (epoch seconds) and how long
+    it took to commit (it waits for SQLite's write lock while the syncs write batches)."""
+    started = time.time()
+    with db.session_scope() as session:
+        integration = session.get(Integration, integration_id)
+        assert integration is not None
+        integration.display_name = name
+        integration.status = status.value
+        integration.updated_at = datetime.now(UTC)
+        session.add(integration)
+    return started, time.time() - started
+
+
+def seen_after(page: Any, text: str, *, present: bool, write: Any) -> tuple[float, float]:
+    """Arm the page's watch for ``text``, do ``write()``; seconds from the write's start until
+    the page showed ``text`` (``present``) or stopped showing it, and the write's own."""
+    page.evaluate(ARM_PROBE, [text, present])
+    started, write_seconds = write()
+    page.wait_for_function("window.__probe.at !== null", timeout=30_000, polling=50)
+    return float(page.evaluate("window.__probe.at")) / 1000 - started, write_seconds
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def sample(page: Any, probe: uuid.UUID, index: int) -> tuple[float, float, float]:
+    """One write and its revert: seconds until the page showed each, and the write's own."""
+    name = f"Probe {index:02d} {uuid.uuid4().hex[:8]}"
+    appear, write_seconds = seen_after(page, name, present=True, write=lambda: (
+        write_probe(probe, name, IntegrationStatus.NEEDS_REAUTH)))  # fmt: skip
+    vanish, _ = seen_after(page, name, present=False, write=lambda: (
+        write_probe(probe, "Live probe", IntegrationStatus.CONNECTED)))  # fmt: skip
+    # A random phase, so the writes land anywhere in the page's 1 s poll.
+    time.sleep(random.uniform(0.0, 0.3))
+    return appear, vanish, write_seconds
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    data_dir = tmp / "data"
+    port = _free_port()
+    env = hub_environment(data_dir, port, args)
+    # This process writes to the same database with the same key as the hub.
+    os.environ.update({k: v for k, v in env.items() if k.startswith("HUB_")})
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        os.environ.pop(name, None)
+    os.chdir(tmp)  # pydantic-settings reads .env from the working directory: none here
+    get_settings.cache_clear()
+    db.reset_engines()
+    hub = Hub(url=f"http://localhost:{port}", data_dir=data_dir, env=env)
+    log_path = tmp / "hub.log"
+    result: dict[str, Any] = {"idle": [], "appear": [], "vanish": [], "writes": [], "running": []}
+    started = time.monotonic()
+    with running_hub(hub, log_path) as process, sync_playwright() as playwright:
+        result["boot"] = time.monotonic() - started
+        ids = connect_shops(
+            f"{hub.url}/sandbox", args.syncs, {"products": args.products, "variants_per_product": 2}
+        )
+        probe = create_probe()
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            # Signed in and on the Overview before the syncs load the hub.
+            page = browser.new_page()
+            sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
+            page.get_by_text("Waiting for reconnection").wait_for(timeout=30_000)
+            page.get_by_text("Every integration's access works.").wait_for(timeout=30_000)
+            queue_syncs(ids)
+            # Until the hub adopts the queued runs (within RECOVERY_EVERY): the idle baseline.
+            index = 0
+            while sync_progress()[0] == 0 and len(result["idle"]) < 10:
+                result["idle"].append(sample(page, probe, index)[0])
+                index += 1
+            running = wait_running(args.syncs, patience=RECOVERY_EVERY * 3)
+            if running < args.syncs:
+                raise RuntimeError(f"only {running} of {args.syncs} syncs running")
+            _, records_before = sync_progress()
+            window_start = time.monotonic()
+            for _ in range(args.samples):
+                appear, vanish, write_seconds = sample(page, probe, index)
+                index += 1
+                result["appear"].append(appear)
+                result["vanish"].append(vanish)
+                result["writes"].append(write_seconds)
+                result["running"].append(sync_progress()[0])
+            result["window"] = time.monotonic() - window_start
+            result["records"] = sync_progress()[1] - records_before
+            result["load"] = os.getloadavg()[0]  # the machine's, other processes included
+        finally:
+            browser.close()
+        if process.poll() is not None:
+            raise RuntimeError(f"hub died:\n{log_path.read_text()[-3000:]}")
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--syncs", type=int, default=20, help="sandbox shops syncing at once")
+    parser.add_argument(
+        "--products", type=int, default=8000, help="per shop; under 10,000: no bulk operation"
+    )
+    parser.add_argument("--samples", type=int, default=40, help="writes measured")
+    parser.add_argument("--time-scale", type=float, default=20.0)
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        print(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
+        return 1
+    # run_all and CI stop us with SIGTERM: unwind through the finally blocks (hub, browser).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    total_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="hub-live-bench-") as tmp:
+        try:
+            result = measure(args, Path(tmp))
+        finally:
+            db.reset_engines()
+            os.chdir(ROOT)
+
+    running = result["running"]
+    print(
+        f"hub: sandbox x{args.time_scale:g}, {args.syncs} Shopify product syncs "
+        f"({args.products:,} products x 2 variants per shop); hub up in {result['boot']:.0f} s"
+    )
+    print(
+        f"while measuring: {min(running)}-{max(running)} syncs running, the hub synced "
+        f"{result['records']:,} records in {result['window']:.0f} s = "
+        f"{result['records'] / result['window']:,.0f} records/s; load average "
+        f"{result['load']:.1f} on {os.cpu_count()} CPUs"
+    )
+    rows = (
+        ("idle: write -> visible", result["idle"]),
+        ("write -> visible", result["appear"]),
+        ("revert -> gone", result["vanish"]),
+        ("  the write itself", result["writes"]),
+    )
+    for label, values in rows:
+        if values:
+            print(
+                f"{label:<23} n={len(values):<3} p50 {statistics.median(values) * 1000:>6,.0f} ms"
+                f"  p95 {percentile(values, 0.95) * 1000:>6,.0f} ms"
+                f"  max {max(values) * 1000:>6,.0f} ms"
+            )
+    print(
+        f"goal: write -> visible p95 <= 1,000 ms with {args.syncs} syncs running "
+        f"(whole bench {time.monotonic() - total_start:.0f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
