@@ -15,10 +15,9 @@ import argparse
 import asyncio
 import contextlib
 import resource
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from connectors.amazon.reports import ReportPolling  # noqa: E402
 from connectors.amazon.streams import StreamOptions  # noqa: E402
 from connectors.base import IntegrationRef, StoredCredential  # noqa: E402
 from connectors.sandbox.installer import AMAZON_APP  # noqa: E402
-from tests.sandbox_server import amazon_install, free_port  # noqa: E402
+from tests.sandbox_server import amazon_install, sandbox_process  # noqa: E402
 
 US = "ATVPDKIKX0DER"
 
@@ -56,31 +55,6 @@ class MemoryStore:
     @contextlib.asynccontextmanager
     async def refresh_lock(self, name: str) -> AsyncIterator[None]:
         yield
-
-
-@contextlib.contextmanager
-def sandbox_process(time_scale: float) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard.cli", "sandbox", "serve", "--port", str(port),
-         "--time-scale", str(time_scale), "--seed", "21"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/_sandbox/amazon/stats", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the sandbox did not start") from None
-                time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def seller(base: str, seller_id: str, **sizes: int) -> str:
@@ -230,7 +204,7 @@ def main() -> None:
     parser.add_argument("--listings", type=int, default=1_000_000)
     parser.add_argument("--time-scale", type=float, default=500.0)
     args = parser.parse_args()
-    with sandbox_process(args.time_scale) as base:
+    with sandbox_process(args.time_scale, seed=21) as base:
         hub_refresh = seller(base, "A1BENCHHUB", orders=args.orders, listings=10, fba_items=1)
         peer_refresh = seller(base, "A1BENCHPEER", orders=args.orders, listings=10, fba_items=1)
         big_refresh = seller(base, "A1BENCHLIST", orders=1, listings=args.listings, fba_items=1)

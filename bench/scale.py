@@ -16,6 +16,12 @@ page after a simulated platform latency. Prints:
 Figures only, no assertions. On a temporary SQLite file unless --database-url is given:
 
     python bench/scale.py [--integrations 200 --records 100 --latency-ms 20 --concurrency 8]
+
+With ``--sandbox`` the integrations are real Shopify shops of the platform sandbox (its own
+process, clock at 100x), connected through its OAuth endpoints and synced by the real
+connector over HTTP, e.g. the issue's size:
+
+    python bench/scale.py --sandbox --integrations 1000 --concurrency 100 --records 20
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
+import httpx  # noqa: E402
 from sqlmodel import SQLModel, select  # noqa: E402
 
 import dashboard.models  # noqa: E402, F401  registers the tables
@@ -46,17 +53,22 @@ from connectors.base import (  # noqa: E402
     CredentialStore,
     IntegrationRef,
     RecordKind,
+    StoredCredential,
     StreamSpec,
     UnifiedRecord,
 )
+from connectors.sandbox.installer import SHOPIFY_APP, install_shopify  # noqa: E402
+from connectors.shopify.connector import ShopifyConnector  # noqa: E402
 from dashboard import db  # noqa: E402
 from dashboard.db import in_session, session_scope  # noqa: E402
 from dashboard.models import SyncRun  # noqa: E402
 from dashboard.services import runs as runs_service  # noqa: E402
+from dashboard.services.credentials import save_credential  # noqa: E402
 from dashboard.services.integrations import create_integration, mark_connected  # noqa: E402
 from dashboard.services.scheduler import HubScheduler  # noqa: E402
 from dashboard.services.sync import SyncEngine  # noqa: E402
 from dashboard.settings import get_settings  # noqa: E402
+from tests.sandbox_server import sandbox_process  # noqa: E402
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 STREAMS: dict[str, tuple[RecordKind, Any]] = {
@@ -132,7 +144,7 @@ async def poll_runs_page(latencies: list[float], stop: asyncio.Event) -> None:
         await asyncio.sleep(0.1)
 
 
-def create_integrations(count: int) -> list[uuid.UUID]:
+def create_integrations(count: int, tokens: list[str] | None = None) -> list[uuid.UUID]:
     ids = []
     with session_scope() as session:
         for n in range(count):
@@ -140,14 +152,38 @@ def create_integrations(count: int) -> list[uuid.UUID]:
                 session=session, platform="shopify", display_name=f"Shop {n:04d}",
                 shop_domain=f"bench-{n}.myshopify.com", streams=dict.fromkeys(STREAMS, 15),
             )  # fmt: skip
+            if tokens is not None:
+                save_credential(
+                    session=session,
+                    integration_id=integration.id,
+                    credential=StoredCredential("access_token", tokens[n], ["read_products"]),
+                )
             mark_connected(session=session, integration_id=integration.id)
             ids.append(integration.id)
     return ids
 
 
+def sandbox_shops(base: str, count: int, records: int) -> list[str]:
+    """Create ``count`` small shops in the sandbox and approve the app on each: tokens."""
+    tokens = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for n in range(count):
+            shop = f"bench-{n}.myshopify.com"
+            client.post(
+                "/_sandbox/shopify/shops",
+                json={"shop": shop, "products": records, "orders": records, "customers": records,
+                      "plan": "plus"},
+            ).raise_for_status()  # fmt: skip
+            token = install_shopify(client, shop, scopes="read_products,read_orders,read_customers")
+            tokens.append(str(token["access_token"]))
+    return tokens
+
+
 async def scheduler_overhead() -> tuple[float, float, int]:
     hub = HubScheduler(holder="bench")
     hub._start_scheduler()
+    assert hub.scheduler is not None
+    hub.scheduler.pause()  # measure the bookkeeping only; the syncs below start directly
     try:
         began = time.perf_counter()
         await hub.reconcile()
@@ -164,13 +200,23 @@ async def scheduler_overhead() -> tuple[float, float, int]:
 
 
 async def run(args: argparse.Namespace) -> None:
+    source = (
+        "sandbox Shopify shops (clock 100x), real connector over HTTP"
+        if args.sandbox_base
+        else f"pages of {args.page_size} after {args.latency_ms} ms each"
+    )
     print(
         f"{args.integrations} integrations x {len(STREAMS)} streams x {args.records} records, "
-        f"pages of {args.page_size} after {args.latency_ms} ms each; "
-        f"HUB_SYNC_MAX_CONCURRENCY={args.concurrency}; {db.get_engine().url.get_backend_name()}"
+        f"{source}; HUB_SYNC_MAX_CONCURRENCY={args.concurrency}; "
+        f"{db.get_engine().url.get_backend_name()}"
     )
     began = time.perf_counter()
-    integration_ids = await asyncio.to_thread(create_integrations, args.integrations)
+    tokens = None
+    if args.sandbox_base:
+        tokens = await asyncio.to_thread(
+            sandbox_shops, args.sandbox_base, args.integrations, args.records
+        )
+    integration_ids = await asyncio.to_thread(create_integrations, args.integrations, tokens)
     print(f"set-up: {args.integrations} integrations in {time.perf_counter() - began:.1f} s")
 
     first, steady, jobs = await scheduler_overhead()
@@ -179,7 +225,16 @@ async def run(args: argparse.Namespace) -> None:
         f"steady-state reconcile {steady * 1000:.0f} ms (every 10 s in the lease holder)"
     )
 
-    connector = LatencyConnector(args.records, args.page_size, args.latency_ms / 1000)
+    connector: Connector
+    if args.sandbox_base:
+        connector = ShopifyConnector.from_settings({
+            "shopify_client_id": SHOPIFY_APP["client_id"],
+            "shopify_client_secret": SHOPIFY_APP["client_secret"],
+            "shopify_scopes": "read_products,read_orders,read_customers",
+            "shopify_base_url": f"{args.sandbox_base}/shopify",
+        })  # fmt: skip
+    else:
+        connector = LatencyConnector(args.records, args.page_size, args.latency_ms / 1000)
     engine = SyncEngine(connector_factory=lambda _: connector, max_concurrency=args.concurrency)
     stop = asyncio.Event()
     lags: list[float] = []
@@ -244,7 +299,20 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="per page")
     parser.add_argument("--concurrency", type=int, default=8, help="HUB_SYNC_MAX_CONCURRENCY")
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument(
+        "--sandbox", action="store_true", help="real Shopify connector against the sandbox"
+    )
     args = parser.parse_args()
+    args.sandbox_base = None
+    if args.sandbox:
+        with sandbox_process(time_scale=100.0, seed=5) as base:
+            args.sandbox_base = base
+            run_in_temp_hub(args)
+        return
+    run_in_temp_hub(args)
+
+
+def run_in_temp_hub(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         os.environ["HUB_DATA_DIR"] = data_dir
         os.environ.pop("DATABASE_URL", None)

@@ -52,6 +52,38 @@ def running_sandbox(**options: Any) -> Iterator[tuple[str, Any]]:
         yield base, app
 
 
+@contextmanager
+def sandbox_process(time_scale: float = 1.0, seed: int = 42) -> Iterator[str]:
+    """The sandbox in its own process (``hub sandbox serve``), so a benchmark measures the
+    hub's process alone; yields its base URL."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    port = free_port()
+    process = subprocess.Popen(  # our own CLI
+        [sys.executable, "-m", "dashboard.cli", "sandbox", "serve", "--port", str(port),
+         "--time-scale", str(time_scale), "--seed", str(seed)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/_sandbox/amazon/stats", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the sandbox did not start") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def shopify_install(base: str, shop: str, *, scopes: str = "read_products") -> str:
     """Approve the sandbox app on ``shop`` and return an access token (test set-up only)."""
     with httpx.Client(base_url=base) as client:
