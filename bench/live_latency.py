@@ -88,6 +88,8 @@ def hub_environment(data_dir: Path, port: int, args: argparse.Namespace) -> dict
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     for name in ("DATABASE_URL", "REDIS_URL"):
         env.pop(name, None)
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
     env.update({
         "HUB_DATA_DIR": str(data_dir), "HUB_PORT": str(port),
         "HUB_ADMIN_EMAIL": ADMIN_EMAIL, "HUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -252,6 +254,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     os.environ.update({k: v for k, v in env.items() if k.startswith("HUB_")})
     for name in ("DATABASE_URL", "REDIS_URL"):
         os.environ.pop(name, None)
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url
     os.chdir(tmp)  # pydantic-settings reads .env from the working directory: none here
     get_settings.cache_clear()
     db.reset_engines()
@@ -308,6 +312,9 @@ def main() -> int:
     )
     parser.add_argument("--samples", type=int, default=40, help="writes measured")
     parser.add_argument("--time-scale", type=float, default=20.0)
+    parser.add_argument(
+        "--database-url", default=None, help="an empty PostgreSQL database; default: SQLite"
+    )
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} missing: `make test` installs Debian's chromium")

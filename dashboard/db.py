@@ -7,8 +7,11 @@ which runs the work in a thread so the event loop never waits on the database.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,9 +81,33 @@ def _run(fn: Callable[[Session], T]) -> T:
         return fn(session)
 
 
+_DB_THREADS: dict[str, ThreadPoolExecutor] = {}
+
+
+def _db_executor() -> ThreadPoolExecutor:
+    """Database work gets its own threads, as many as the connection pool can serve.
+
+    The event loop's default executor has min(32, cores + 4) threads (6 on two cores) shared
+    with everything else; a hundred concurrent syncs then queue behind each other for them.
+    SQLite has one writer anyway, PostgreSQL serves many.
+    """
+    dialect = get_engine().dialect.name
+    with _ENGINES_LOCK:
+        executor = _DB_THREADS.get(dialect)
+        if executor is None:
+            workers = 24 if dialect == "postgresql" else 8
+            executor = _DB_THREADS[dialect] = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix=f"hub-db-{dialect}"
+            )
+        return executor
+
+
 async def in_session(fn: Callable[[Session], T]) -> T:
-    """Run ``fn(session)`` in a worker thread inside ``session_scope``."""
-    return await asyncio.to_thread(_run, fn)
+    """Run ``fn(session)`` in a database thread inside ``session_scope``."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        _db_executor(), functools.partial(context.run, _run, fn)
+    )
 
 
 def contains_pattern(text: str) -> str:
