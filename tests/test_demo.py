@@ -3,6 +3,7 @@ they sync; a hub that has integrations is left alone."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from sqlmodel import Session, SQLModel, select
 from starlette.applications import Starlette
@@ -14,8 +15,10 @@ from dashboard.db import get_engine, session_scope
 from dashboard.models import Integration, Order, Product, WebhookSubscription
 from dashboard.services import sync
 from dashboard.services.demo import seed_demo_integrations
+from dashboard.settings import get_settings
 from tests.conftest import reset_caches
 from tests.sandbox_server import free_port, serving
+from tests.test_shopify_compliance import audit_entry
 
 
 @pytest.fixture
@@ -59,3 +62,17 @@ async def test_empty_hub_gets_connected_demo_integrations_that_sync(demo_hub) ->
         assert s.exec(select(Order).where(Order.integration_id == amazon.id)).first()
     # A second start (or a second worker) adds nothing.
     assert await seed_demo_integrations() == 0
+
+    # The mounted sandbox's Shopify app has this hub's webhook route as its compliance URL, so
+    # a demo user can try a customer data request end to end.
+    base = f"{get_settings().public_url}/sandbox/_sandbox/shopify"
+    async with httpx.AsyncClient(base_url=base) as control:
+        app = await control.put("/app", json={})
+        assert app.json()["compliance_url"] == f"{get_settings().public_url}/api/webhooks/shopify"
+        asked = await control.post(
+            "/shops/demo-kitchen.myshopify.com/compliance",
+            json={"topic": "customers/data_request", "customer": 1},
+        )
+        assert asked.status_code == 202
+    entry = await audit_entry("compliance.customers/data_request")
+    assert entry.target == "demo-kitchen.myshopify.com"

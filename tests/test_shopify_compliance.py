@@ -3,10 +3,13 @@ and the personal data on their orders, shop/redact every record of the shop."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
-from sqlmodel import Session, select
+import httpx
+import pytest
+from sqlmodel import Session, col, select
 
 from connectors.base import RecordKind, UnifiedRecord
 from dashboard.db import session_scope
@@ -64,3 +67,100 @@ async def test_shop_redact_removes_every_record_of_the_shop(session) -> None:
     with session_scope() as s:
         for table in RECORD_TABLES.values():
             assert s.exec(select(table)).first() is None, table.__name__
+
+
+async def test_privacy_requests_from_the_sandbox_reach_the_hub_and_erase_synced_data(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end over real HTTP: the sandbox sends the privacy topics to the app's compliance
+    URL (the hub's webhook route), signed; the hub erases what they name, and a later sync
+    does not bring the erased customer back."""
+    from starlette.applications import Starlette
+
+    from connectors.shopify.client import _throttles
+    from dashboard.api import build_api
+    from tests.conftest import reset_caches
+    from tests.sandbox_server import free_port, running_sandbox, serving
+    from tests.test_shopify_sync import connect, engine_for, stored_checksums, truth
+
+    shop = "privacy-e2e.myshopify.com"
+    _throttles.clear()
+    monkeypatch.setenv("HUB_SHOPIFY_CLIENT_ID", "sandbox-shopify-client-id")
+    monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", "sandbox-shopify-client-secret")
+    reset_caches()
+    port = free_port()
+    with (
+        running_sandbox(seed=9, time_scale=50) as (base, _app),
+        serving(build_api(Starlette()), port),
+    ):
+        integration_id = connect(session, base, shop, products=5, orders=40, customers=6)
+        engine = engine_for(base)
+        await engine.request_sync(integration_id=integration_id)
+        await engine.wait()
+        assert stored_checksums(integration_id)["customers"]["count"] == 6
+        compliance_url = f"http://127.0.0.1:{port}/api/webhooks/shopify"
+        async with httpx.AsyncClient(base_url=f"{base}/_sandbox/shopify") as control:
+            no_url = await control.post(f"/shops/{shop}/compliance", json={"topic": "shop/redact"})
+            assert no_url.status_code == 400 and "compliance_url" in no_url.json()["error"]
+            configured = await control.put("/app", json={"compliance_url": compliance_url})
+            assert configured.json()["compliance_url"] == compliance_url
+            bad = await control.post(
+                f"/shops/{shop}/compliance", json={"topic": "customers/forget", "customer": 1}
+            )
+            assert bad.status_code == 400 and "topic must be one of" in bad.json()["error"]
+
+            asked = await control.post(
+                f"/shops/{shop}/compliance", json={"topic": "customers/data_request", "customer": 2}
+            )
+            assert asked.status_code == 202
+            request_audit = await audit_entry("compliance.customers/data_request")
+            assert request_audit.context["customer_id"] == "gid://shopify/Customer/7000002"
+            assert request_audit.context["orders"] == len(
+                asked.json()["payload"]["orders_requested"]
+            )
+
+            erased = await control.post(
+                f"/shops/{shop}/compliance", json={"topic": "customers/redact", "customer": 2}
+            )
+            orders = [
+                f"gid://shopify/Order/{n}" for n in erased.json()["payload"]["orders_to_redact"]
+            ]
+            assert orders, "the seeded customer has orders to redact"
+            await audit_entry("compliance.customers/redact")
+            with session_scope() as s:
+                gids = {c.external_id for c in s.exec(select(Customer)).all()}
+                assert "gid://shopify/Customer/7000002" not in gids and len(gids) == 5
+                redacted = s.exec(select(Order).where(col(Order.external_id).in_(orders))).all()
+                assert len(redacted) == len(orders)
+                assert all(o.email is None and o.raw == {} for o in redacted)
+
+            # The next sync keeps the customer erased: the shop erased them too.
+            await engine.request_sync(integration_id=integration_id, full_refresh=True)
+            await engine.wait()
+            assert stored_checksums(integration_id)["customers"] == truth(base, shop)["customers"]
+            with session_scope() as s:
+                assert len(s.exec(select(Customer)).all()) == 5
+                again = s.exec(select(Order).where(col(Order.external_id).in_(orders))).all()
+                assert all(o.email is None for o in again)
+
+            shop_gone = await control.post(
+                f"/shops/{shop}/compliance", json={"topic": "shop/redact"}
+            )
+            assert shop_gone.status_code == 202
+            await audit_entry("compliance.shop/redact")
+            with session_scope() as s:
+                for table in RECORD_TABLES.values():
+                    assert s.exec(select(table)).first() is None, table.__name__
+    _throttles.clear()
+
+
+async def audit_entry(action: str, patience: float = 10.0) -> AuditLog:
+    """The audit entry the hub writes once it has processed a delivery (in its own thread)."""
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        with session_scope() as s:
+            entry = s.exec(select(AuditLog).where(AuditLog.action == action)).first()
+            if entry is not None:
+                return entry
+        assert asyncio.get_running_loop().time() < deadline, f"no {action} within {patience} s"
+        await asyncio.sleep(0.1)

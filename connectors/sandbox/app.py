@@ -22,15 +22,22 @@ PLATFORMS = ("shopify", "amazon")
 
 
 def create_sandbox_app(
-    *, seed: int = 42, time_scale: float = 1.0, demo: bool = False, public_base: str | None = None
+    *,
+    seed: int = 42,
+    time_scale: float = 1.0,
+    demo: bool = False,
+    public_base: str | None = None,
+    shopify_compliance_url: str | None = None,
 ) -> Starlette:
+    """The sandbox as an ASGI app. ``shopify_compliance_url`` is the sandbox Shopify app's
+    privacy webhook URL (on Shopify, part of the app's configuration)."""
     state = SandboxState(
         seed=seed,
         clock=SandboxClock(time_scale),
         faults=FaultInjector(seed),
         public_base=public_base,
     )
-    shopify = ShopifySandbox(state)
+    shopify = ShopifySandbox(state, compliance_url=shopify_compliance_url)
     state.extras["shopify"] = shopify
     amazon = AmazonSandbox(state)
     state.extras["amazon"] = amazon

@@ -40,12 +40,14 @@ def build_api(asgi_app: Any) -> Starlette:
     routes = collect_routes()
     if settings.sandbox and _sandbox_installed():
         from connectors.sandbox.app import create_sandbox_app
+        from dashboard.services.integrations import webhook_url
 
         sandbox = create_sandbox_app(
             seed=settings.sandbox_seed,
             time_scale=settings.sandbox_time_scale,
             demo=settings.sandbox_demo,
             public_base=f"{settings.public_url}/sandbox",
+            shopify_compliance_url=webhook_url("shopify"),
         )
         routes.append(Mount("/sandbox", app=sandbox))
     routes.append(Mount("/", app=asgi_app))

@@ -192,26 +192,30 @@ def _compliance(session: Session, event: WebhookEvent) -> None:
     """
     payload = event.payload
     integration = find_integration_by_shop(session=session, shop_domain=event.shop or "")
+    customer_id = (payload.get("customer") or {}).get("id")
+    customer_gid = f"gid://shopify/Customer/{customer_id}" if customer_id else None
+    listed = payload.get("orders_to_redact") or payload.get("orders_requested") or []
+    order_gids = [f"gid://shopify/Order/{number}" for number in listed if str(number).isdigit()]
     redacted = 0
     if integration is not None and event.topic == "customers/redact":
-        customer_id = (payload.get("customer") or {}).get("id")
-        if customer_id:
-            gid = f"gid://shopify/Customer/{customer_id}"
+        if customer_gid:
             redacted += _rows(
                 session.execute(
                     sa.delete(Customer).where(
                         col(Customer.integration_id) == integration.id,
-                        col(Customer.external_id) == gid,
+                        col(Customer.external_id) == customer_gid,
                     )
                 )
             )
+        # The orders Shopify names, and any other order of that customer we hold.
+        matches = [col(Order.external_id).in_(order_gids)] if order_gids else []
+        if customer_gid:
+            matches.append(col(Order.customer_external_id) == customer_gid)
+        if matches:
             redacted += _rows(
                 session.execute(
                     sa.update(Order)
-                    .where(
-                        col(Order.integration_id) == integration.id,
-                        col(Order.customer_external_id) == gid,
-                    )
+                    .where(col(Order.integration_id) == integration.id, sa.or_(*matches))
                     .values(email=None, raw={})
                 )
             )
@@ -225,5 +229,11 @@ def _compliance(session: Session, event: WebhookEvent) -> None:
         actor="shopify",
         action=f"compliance.{event.topic}",
         target=event.shop or "",
-        context={"redacted_rows": redacted, "webhook_id": event.webhook_id},
+        context={
+            "redacted_rows": redacted,
+            "webhook_id": event.webhook_id,
+            "customer_id": customer_gid,
+            "orders": len(order_gids),
+            "data_request_id": (payload.get("data_request") or {}).get("id"),
+        },
     )

@@ -43,6 +43,8 @@ DEMO_SHOPS = {
     "demo-outdoor.myshopify.com": {"products": 1200, "orders": 2500, "customers": 800},
     "demo-kitchen.myshopify.com": {"products": 600, "orders": 1500, "customers": 500},
 }
+SHOP_REDACT_DELAY = 48 * 3600.0  # platform seconds from uninstall to shop/redact
+COMPLIANCE_TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105
 
 
@@ -89,6 +91,10 @@ class ShopifySandbox:
     # Transport for deliveries the sandbox starts on its own (bulk_operations/finish); tests
     # set one, otherwise real HTTP.
     webhook_transport: httpx.AsyncBaseTransport | None = None
+    # The app's privacy compliance webhook URL: on Shopify it is part of the app's
+    # configuration (shopify.app.toml), not a subscription.
+    compliance_url: str | None = None
+    data_requests: int = 0
 
     def create_shop(self, shop: str, **sizes: Any) -> ShopData:
         plan = sizes.pop("plan", "standard")
@@ -226,6 +232,51 @@ class ShopifySandbox:
             for key in [key for key, grant in grants.items() if grant.shop == shop_name]:
                 del grants[key]
         self.subscriptions.pop(shop_name, None)
+        # Shopify sends shop/redact 48 hours after the uninstall unless the app comes back.
+        task = asyncio.get_running_loop().create_task(self._shop_redact_later(shop_name))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def request_compliance(
+        self, shop_name: str, topic: str, customer: int | None = None, transport: Any = None
+    ) -> dict[str, Any]:
+        """Send one of the mandatory privacy topics to the app's compliance URL, as Shopify
+        does when a customer asks the merchant for their data or for erasure, or 48 hours
+        after an uninstall. customers/redact also erases the customer in the shop, so the next
+        sync cannot bring them back. Raises ValueError for what cannot be sent."""
+        if topic not in COMPLIANCE_TOPICS:
+            raise ValueError(f"topic must be one of {', '.join(COMPLIANCE_TOPICS)}")
+        if not self.compliance_url:
+            raise ValueError("the app has no compliance_url; PUT /_sandbox/shopify/app first")
+        shop = self.shops[shop_name]
+        payload: dict[str, Any] = {"shop_id": shop.shop_id, "shop_domain": shop_name}
+        if topic != "shop/redact":
+            if customer is None or not shop.is_live("customer", customer):
+                raise ValueError(f"customer must be the index of a live customer of {shop_name}")
+            node = shop.customer_node(customer)
+            orders = [ID_BASE["order"] + i for i in shop.orders_of_customer(customer)]
+            payload["customer"] = {
+                "id": int(node["legacyResourceId"]),
+                "email": node["email"],
+                "phone": None,
+            }
+            if topic == "customers/redact":
+                payload["orders_to_redact"] = orders
+                shop.delete("customer", customer, self.state.clock.now())
+            else:
+                self.data_requests += 1
+                payload["orders_requested"] = orders
+                payload["data_request"] = {"id": 9000 + self.data_requests}
+        webhooks_api.send(
+            sandbox=self, shop=shop_name, rest_topic=topic, url=self.compliance_url,
+            payload=payload, transport=transport or self.webhook_transport,
+        )  # fmt: skip
+        return payload
+
+    async def _shop_redact_later(self, shop_name: str) -> None:
+        await self.state.clock.sleep(SHOP_REDACT_DELAY)
+        if shop_name in self.revoked and self.compliance_url and shop_name in self.shops:
+            self.request_compliance(shop_name, "shop/redact")
 
     def install(self, shop_name: str, scopes: str) -> str:
         """The merchant approved the app on the consent page: the shop has the app (again, after
@@ -496,6 +547,44 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
     async def stats(_: Request) -> Response:
         return JSONResponse(sandbox.stats)
 
+    async def configure_app(request: Request) -> Response:
+        """The app's configuration: {"compliance_url": URL or null}."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        if not isinstance(body, dict) or set(body) - {"compliance_url"}:
+            return JSONResponse({"error": "the app takes only compliance_url"}, status_code=400)
+        url = body.get("compliance_url", sandbox.compliance_url)
+        if url is not None and not (
+            isinstance(url, str) and url.startswith(("http://", "https://"))
+        ):
+            return JSONResponse({"error": "compliance_url must be an http(s) URL or null"},
+                                status_code=400)  # fmt: skip
+        sandbox.compliance_url = url
+        return JSONResponse({"client_id": sandbox.client_id, "compliance_url": url})
+
+    async def compliance(request: Request) -> Response:
+        """Shopify sends a privacy topic: {"topic", "customer": index} (no customer for
+        shop/redact)."""
+        name = request.path_params["shop"]
+        if name not in sandbox.shops:
+            return JSONResponse({"error": "unknown shop"}, status_code=404)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        customer = body.get("customer") if isinstance(body, dict) else None
+        if customer is not None and (not isinstance(customer, int) or isinstance(customer, bool)):
+            return JSONResponse({"error": "customer must be an integer index"}, status_code=400)
+        try:
+            payload = sandbox.request_compliance(
+                name, str(body.get("topic", "")) if isinstance(body, dict) else "", customer
+            )
+        except ValueError as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"topic": body["topic"], "payload": payload}, status_code=202)
+
     async def bulk_faults(request: Request) -> Response:
         """The shop's next bulk operations fail: {"error_code", "count"} (count -1: all)."""
         name = request.path_params["shop"]
@@ -534,6 +623,8 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         Route(f"/shopify/shops/{SHOP_PATTERN}/mutate", mutate, methods=["POST"]),
         Route(f"/shopify/shops/{SHOP_PATTERN}/revoke", revoke, methods=["POST"]),
         Route("/shopify/stats", stats, methods=["GET"]),
+        Route("/shopify/app", configure_app, methods=["PUT"]),
+        Route(f"/shopify/shops/{SHOP_PATTERN}/compliance", compliance, methods=["POST"]),
         Route(f"/shopify/shops/{SHOP_PATTERN}/bulk_faults", bulk_faults, methods=["PUT"]),
     ]
 

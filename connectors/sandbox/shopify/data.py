@@ -242,7 +242,7 @@ class ShopData:
 
     def order_node(self, index: int) -> dict[str, Any]:
         number = ID_BASE["order"] + index
-        customer = self._rand("customer", index) % max(1, self.customers)
+        customer = self.customer_of_order(index)
         cancelled = self._rand("cancel", index) % 20 == 0
         total = sum(
             int(float(self.line_price(index, k)) * 100) * self.line_quantity(index, k)
@@ -253,7 +253,12 @@ class ShopData:
             "id": gid("order", number),
             "legacyResourceId": str(number),
             "name": f"#{1001 + index}",
-            "email": f"customer{customer}@example.com",
+            # An erased (redacted) customer leaves their orders without personal data.
+            "email": (
+                None
+                if ("customer", customer) in self.deleted
+                else f"customer{customer}@example.com"
+            ),
             "createdAt": iso(self.created_at("order", index)),
             "processedAt": iso(self.created_at("order", index)),
             "updatedAt": iso(self.updated_at("order", index)),
@@ -331,6 +336,22 @@ class ShopData:
 
     def delete(self, kind: str, index: int, moment: datetime) -> None:
         self.deleted[(kind, index)] = moment
+
+    @property
+    def shop_id(self) -> int:
+        """The shop's numeric id: stable for a seed and domain (``hash()`` is per process)."""
+        return 10_000_000 + self._rand("shop") % 90_000_000
+
+    def customer_of_order(self, order: int) -> int:
+        return self._rand("customer", order) % max(1, self.customers)
+
+    def orders_of_customer(self, customer: int) -> list[int]:
+        """Live orders placed by ``customer`` (index), the ones a privacy request names."""
+        return [
+            i
+            for i in range(self.total("order"))
+            if self.customer_of_order(i) == customer and self.is_live("order", i)
+        ]
 
     def add_order(self, moment: datetime) -> int:
         index = self.orders + self.extra_orders

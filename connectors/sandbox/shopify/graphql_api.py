@@ -460,7 +460,7 @@ def _resolve_shop(_: Any, info: Any) -> dict[str, Any]:
     display = PLANS.get(shop.plan, PLANS["standard"])[0]
     return {
         "__typename": "Shop",
-        "id": f"gid://shopify/Shop/{abs(hash(shop.shop)) % 10**9}",
+        "id": f"gid://shopify/Shop/{shop.shop_id}",
         "name": shop.shop.split(".")[0].replace("-", " ").title(),
         "email": f"owner@{shop.shop}",
         "myshopifyDomain": shop.shop,

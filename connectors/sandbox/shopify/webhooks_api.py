@@ -135,27 +135,45 @@ async def deliver(
     Headers as Shopify sends them; failed deliveries are retried with backoff.
     """
     targets = [s for s in sandbox.subscriptions.get(shop, {}).values() if s.topic == topic]
-    if not targets:
-        return 0
-    body = json.dumps(payload).encode()
     event_id = str(uuid.uuid4())
     for subscription in targets:
-        headers = {
-            "Content-Type": "application/json",
-            "X-Shopify-Topic": subscription.rest_topic,
-            "X-Shopify-Hmac-Sha256": sign(body, sandbox.client_secret),
-            "X-Shopify-Shop-Domain": shop,
-            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
-            "X-Shopify-Event-Id": event_id,
-            "X-Shopify-Triggered-At": sandbox.state.clock.now().isoformat(),
-            "X-Shopify-API-Version": "2026-10",
-        }
-        task = asyncio.get_running_loop().create_task(
-            _post(sandbox, subscription.callback_url, body, headers, transport)
-        )
-        sandbox.background.add(task)
-        task.add_done_callback(sandbox.background.discard)
+        send(
+            sandbox=sandbox, shop=shop, rest_topic=subscription.rest_topic,
+            url=subscription.callback_url, payload=payload, event_id=event_id,
+            transport=transport,
+        )  # fmt: skip
     return len(targets)
+
+
+def send(
+    *,
+    sandbox: Any,
+    shop: str,
+    rest_topic: str,
+    url: str,
+    payload: dict[str, Any],
+    event_id: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    """One signed delivery of ``payload`` to ``url`` in the background, retried on failure.
+
+    Also the path of the privacy compliance topics, which go to the app's configured URL
+    rather than to a subscription.
+    """
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": rest_topic,
+        "X-Shopify-Hmac-Sha256": sign(body, sandbox.client_secret),
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": sandbox.state.clock.now().isoformat(),
+        "X-Shopify-API-Version": "2026-10",
+    }
+    task = asyncio.get_running_loop().create_task(_post(sandbox, url, body, headers, transport))
+    sandbox.background.add(task)
+    task.add_done_callback(sandbox.background.discard)
 
 
 async def _post(
