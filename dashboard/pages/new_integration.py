@@ -208,6 +208,10 @@ def platform_card(platform: str, label: str, icon: str, body: str) -> rx.Compone
         role="button",
         tab_index=0,
         aria_label=f"Choose {label}",
+        # Until the page is hydrated its on_load (which starts the wizard afresh) has not run:
+        # a choice made earlier would be wiped by it a moment later.
+        aria_disabled=rx.cond(rx.State.is_hydrated, "false", "true"),
+        opacity=rx.cond(rx.State.is_hydrated, "1", "0.6"),
     )
 
 
