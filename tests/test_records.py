@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
 from sqlmodel import Session, select
 
 from connectors.base import RecordKind, UnifiedRecord
-from dashboard.models import Product, Variant
+from dashboard.db import session_scope
+from dashboard.models import Order, Product, Variant
 from dashboard.services.integrations import create_integration
 from dashboard.services.records import upsert_records
 
@@ -19,6 +23,15 @@ def variant(external_id: str, parent: str) -> UnifiedRecord:
     return UnifiedRecord(
         RecordKind.VARIANT, external_id, {"product_external_id": parent, "title": "M"}, {}
     )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def session(request: pytest.FixtureRequest):
+    """A hub session on a SQLite file, then on PostgreSQL (skipped when not reachable): the
+    upsert has a statement of its own per database."""
+    request.getfixturevalue("pg_hub_db" if request.param == "postgres" else "hub_db")
+    with session_scope() as s:
+        yield s
 
 
 def test_replayed_batch_changes_nothing_and_deletes_keep_the_last_state(session: Session) -> None:
@@ -48,3 +61,41 @@ def test_replayed_batch_changes_nothing_and_deletes_keep_the_last_state(session:
         session=session, integration_id=integration.id, records=[product("P9", "", deleted=True)]
     )
     assert ghost.deleted == 0 and not ghost.errors
+
+
+def test_every_column_type_round_trips(session: Session) -> None:
+    """JSON, timestamps, integers, NULLs and text that is not ASCII come back as stored; a
+    batch repeating an id keeps its last version; a bad record is reported, the rest kept."""
+    integration = create_integration(
+        session=session, platform="shopify", display_name="T", shop_domain="t.myshopify.com"
+    )
+    placed = datetime(2026, 11, 1, 12, 30, tzinfo=UTC)
+    raw = {"name": "#1001", "lines": [{"sku": "ÄÖ-1", "qty": 2}], "note": None, "quote": "it's"}
+    order = UnifiedRecord(
+        RecordKind.ORDER, "O1",
+        {"name": "#1001", "email": None, "placed_at": placed, "total_price": "12.50"},
+        raw, remote_updated_at=placed,
+    )  # fmt: skip
+    older = UnifiedRecord(RecordKind.ORDER, "O1", {"name": "#1000"}, {"old": True})
+    broken = UnifiedRecord(RecordKind.ORDER, "O2", {"no_such_column": 1}, {})
+    result = upsert_records(
+        session=session, integration_id=integration.id, records=[older, order, broken]
+    )
+    assert (result.inserted, result.updated) == (1, 0)
+    assert [e.external_id for e in result.errors] == ["O2"]
+    session.commit()
+    stored = session.exec(select(Order)).one()
+    assert stored.raw == raw and stored.email is None and stored.total_price == "12.50"
+    assert stored.placed_at is not None and stored.placed_at.replace(tzinfo=UTC) == placed
+    levels = [
+        UnifiedRecord(
+            RecordKind.INVENTORY_LEVEL,
+            f"L{i}",
+            {"inventory_item_id": "I1", "location_id": f"loc{i}", "available": i - 1},
+            {},
+        )
+        for i in range(3)
+    ]
+    counted = upsert_records(session=session, integration_id=integration.id, records=levels)
+    again = upsert_records(session=session, integration_id=integration.id, records=levels)
+    assert (counted.inserted, again.updated) == (3, 3)
