@@ -13,12 +13,13 @@ from sqlmodel import Session
 from dashboard.models import (
     Integration,
     Notification,
+    Product,
     SyncEvent,
     SyncRun,
     WebhookEvent,
     WebhookSubscription,
 )
-from dashboard.services import alerts, overview, runs, webhooks_view
+from dashboard.services import alerts, overview, records_view, runs, webhooks_view
 
 NOW = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
 
@@ -367,6 +368,127 @@ def test_integrations_search_filter_and_sort(session: Session) -> None:
     assert total == len([i for i in range(200) if i % 3 == 0 and i % 4 == 0])
     assert [row["name"] for row in rows] == sorted(row["name"] for row in rows)
     assert {row["status"] for row in rows} == {"connected"}
+
+
+# --- live Integrations and Records pages ------------------------------------------------------
+
+
+def add_products(session: Session, integration: Integration, count: int, **fields: object) -> None:
+    session.execute(
+        sa.insert(Product),
+        [
+            {
+                "id": uuid.uuid4(),
+                "integration_id": integration.id,
+                "external_id": f"gid://shopify/Product/{uuid.uuid4().hex}",
+                "title": f"Product {index}",
+                "raw": {},
+                **fields,
+            }
+            for index in range(count)
+        ],
+    )
+
+
+def test_integrations_watermark_moves_when_the_page_could_change(session: Session) -> None:
+    acme = add_integration(session, status="connected")
+    first = overview.integrations_watermark(session=session)
+    assert overview.integrations_watermark(session=session) == first  # nothing changed
+
+    acme.status = "syncing"  # a sync starts (the engine does not touch updated_at)
+    session.add(acme)
+    session.flush()
+    syncing = overview.integrations_watermark(session=session)
+    assert syncing != first
+    acme.last_sync_at = datetime.now(UTC)  # ... and ends
+    session.add(acme)
+    session.flush()
+    assert overview.integrations_watermark(session=session) != syncing
+    synced = overview.integrations_watermark(session=session)
+    add_integration(session, "Globex")
+    assert overview.integrations_watermark(session=session) != synced
+
+
+def test_integrations_by_id_match_the_page_rows_in_their_order(session: Session) -> None:
+    _seed(session, 60)
+    rows, _ = overview.list_integrations(session=session, sort="name", offset=25, limit=25)
+    ids = [row["id"] for row in rows]
+    assert overview.integrations_by_id(session=session, ids=ids) == rows
+    renamed = session.get(Integration, uuid.UUID(ids[3]))
+    assert renamed is not None
+    renamed.display_name = "Renamed"
+    session.add(renamed)
+    session.flush()
+    now = overview.integrations_by_id(session=session, ids=ids)
+    assert [row["id"] for row in now] == ids and now[3]["name"] == "Renamed"
+
+
+def test_live_record_counts_follow_a_running_sync_without_counting_records(
+    session: Session, hub_db: sa.Engine
+) -> None:
+    acme, globex = add_integration(session), add_integration(session, "Globex")
+    ids = [str(acme.id), str(globex.id)]
+    add_products(session, acme, 30)
+    add_products(session, acme, 5, deleted_at=NOW)  # deleted ones are not shown
+    counts, bases = overview.live_record_counts(session=session, ids=ids, bases={})
+    assert counts == {str(acme.id): 30, str(globex.id): 0}
+
+    run = add_run(session, acme, status="running", stream="products")
+    counts, bases = overview.live_record_counts(session=session, ids=ids, bases=bases)
+    assert counts[str(acme.id)] == 30  # counted again as the sync started
+
+    statements: list[str] = []
+    listener = lambda _c, _cu, statement, *_: statements.append(statement)  # noqa: E731
+    sa.event.listen(hub_db, "before_cursor_execute", listener)
+    try:
+        for batch in range(3):  # what each batch's transaction does: records and run counters
+            add_products(session, acme, 10)
+            run.records_inserted += 10
+            session.add(run)
+            session.flush()
+            counts, bases = overview.live_record_counts(session=session, ids=ids, bases=bases)
+            assert counts[str(acme.id)] == 40 + batch * 10
+    finally:
+        sa.event.remove(hub_db, "before_cursor_execute", listener)
+    assert not [s for s in statements if "FROM products" in s], statements
+
+    add_products(session, acme, 2)  # written outside the run's counters (a webhook)
+    run.status = "succeeded"
+    session.add(run)
+    session.flush()
+    counts, _ = overview.live_record_counts(session=session, ids=ids, bases=bases)
+    assert counts[str(acme.id)] == 62  # exact again once the sync has ended
+
+
+def test_records_view_sees_sync_activity_and_counts_what_changed(session: Session) -> None:
+    acme, globex = add_integration(session), add_integration(session, "Globex")
+    quiet = records_view.sync_activity(session=session, integration_id=str(acme.id))
+    everyone = records_view.sync_activity(session=session)
+    loaded_at = datetime.now(UTC) - timedelta(seconds=1)
+    add_products(session, acme, 4, synced_at=loaded_at - timedelta(minutes=5), sku="OLD")
+    run = add_run(session, globex, status="running", stream="products")
+    assert records_view.sync_activity(session=session, integration_id=str(acme.id)) == quiet
+    assert records_view.sync_activity(session=session) != everyone
+    run.records_updated = 3  # Globex's batch
+    session.add(run)
+    session.flush()
+    moved = records_view.sync_activity(session=session)
+    assert moved[:2] == (1, 3)
+
+    add_products(session, globex, 3, sku="NEW-1")
+    add_products(session, acme, 1, sku="NEW-2")
+    assert records_view.changed_since(session=session, kind="product", since=loaded_at) == 4
+    assert (
+        records_view.changed_since(
+            session=session, kind="product", since=loaded_at, integration_id=str(acme.id)
+        )
+        == 1
+    )
+    assert (
+        records_view.changed_since(session=session, kind="product", since=loaded_at, search="new-1")
+        == 3
+    )
+    assert records_view.changed_since(session=session, kind="order", since=loaded_at) == 0
 
 
 # --- runs page and integration filters -------------------------------------------------------

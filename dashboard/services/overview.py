@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +12,15 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, or_, select
 
 from dashboard.db import contains_pattern
-from dashboard.models import Integration, IntegrationStatus, RunStatus, StreamConfig, SyncRun
+from dashboard.models import (
+    ACTIVE_RUN_STATUSES,
+    Integration,
+    IntegrationStatus,
+    RunStatus,
+    StreamConfig,
+    SyncRun,
+)
+from dashboard.services import records_view
 
 
 def _iso(value: datetime | None) -> str:
@@ -105,6 +115,11 @@ def list_integrations(
         for column in (*sort_columns, Integration.id)
     ]
     rows = session.exec(statement.order_by(*order).offset(offset).limit(limit)).all()
+    return _integration_rows(session, rows), total
+
+
+def _integration_rows(session: Session, rows: Sequence[Integration]) -> list[dict[str, Any]]:
+    """What a row of the Integrations page shows, one dict per integration."""
     next_runs = _next_runs(session=session, ids=[row.id for row in rows])
     return [
         {
@@ -118,7 +133,55 @@ def list_integrations(
             "created_at": _iso(row.created_at),
         }
         for row in rows
-    ], total
+    ]
+
+
+def integrations_by_id(*, session: Session, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows ``list_integrations`` gave for ``ids``, as they are now, in the same order
+    (deleted ones left out): primary-key reads, whatever the page's filters cost."""
+    if not ids:
+        return []
+    found = session.exec(
+        select(Integration).where(col(Integration.id).in_([uuid.UUID(i) for i in ids]))
+    ).all()
+    by_id = {str(row.id): row for row in found}
+    return _integration_rows(session, [by_id[i] for i in ids if i in by_id])
+
+
+def integrations_watermark(*, session: Session) -> tuple[Any, ...]:
+    """Changes whenever an integration is added, removed, changes status or syncs: how many
+    there are in each status, the newest creation and the latest sync. Each part is read off
+    an index (one pass over the status index, two index ends), so a live page compares it
+    every tick and reads its page again only when it moved."""
+    counts = tuple(sorted(status_counts(session=session).items()))
+    newest, latest_sync = session.exec(
+        select(
+            select(func.max(Integration.created_at)).scalar_subquery(),
+            select(func.max(Integration.last_sync_at)).scalar_subquery(),
+        )
+    ).one()
+    return counts, _iso(newest), _iso(latest_sync)
+
+
+def active_run_writes(*, session: Session, ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Each integration's queued and running runs: run id -> records it has stored so far
+    (inserted minus deleted), counted in the same transaction as each batch it writes."""
+    if not ids:
+        return {}
+    rows = session.exec(
+        select(
+            SyncRun.integration_id,
+            SyncRun.id,
+            col(SyncRun.records_inserted) - col(SyncRun.records_deleted),
+        ).where(
+            col(SyncRun.integration_id).in_([uuid.UUID(i) for i in ids]),
+            col(SyncRun.status).in_(ACTIVE_RUN_STATUSES),
+        )
+    ).all()
+    writes: dict[str, dict[str, int]] = {}
+    for integration_id, run_id, stored in rows:
+        writes.setdefault(str(integration_id), {})[str(run_id)] = int(stored)
+    return writes
 
 
 def _next_runs(*, session: Session, ids: list[Any]) -> dict[Any, str]:
@@ -217,3 +280,38 @@ def needs_reauth(*, session: Session, limit: int = 10) -> list[dict[str, str]]:
         }
         for row in rows
     ]
+
+
+# An integration's exact record count, and the stored-so-far of its syncs running then.
+RecordBase = tuple[int, dict[str, int]]
+
+
+def live_record_counts(
+    *, session: Session, ids: Sequence[str], bases: dict[str, RecordBase]
+) -> tuple[dict[str, int], dict[str, RecordBase]]:
+    """Stored records of each integration, for a page that refreshes every tick.
+
+    An integration is counted exactly (``record_counts``) when it is first shown and whenever
+    its set of running syncs changes (one starts or ends). In between, its count is that
+    exact count plus what each running sync has stored since, read off the run rows that the
+    sync engine updates with every batch: no record table is read while a sync runs.
+    Returns the counts and the bases to pass next time.
+    """
+    active = active_run_writes(session=session, ids=ids)
+    stale = [i for i in ids if i not in bases or bases[i][1].keys() != active.get(i, {}).keys()]
+    fresh = {i: bases[i] for i in ids if i not in stale}
+    if stale:
+        counts = records_view.record_counts(session=session, integration_ids=stale)
+        # Read after counting: a batch landing in between is counted once, not twice.
+        after = active_run_writes(session=session, ids=stale)
+        for integration_id in stale:
+            active[integration_id] = after.get(integration_id, {})
+            fresh[integration_id] = (counts[integration_id], active[integration_id])
+    shown = {
+        integration_id: base
+        + sum(
+            stored - at_base.get(run, 0) for run, stored in active.get(integration_id, {}).items()
+        )
+        for integration_id, (base, at_base) in fresh.items()
+    }
+    return shown, fresh

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, or_, select
 
 from dashboard.db import contains_pattern
-from dashboard.models import RECORD_TABLES
+from dashboard.models import ACTIVE_RUN_STATUSES, RECORD_TABLES, SyncRun
 
 # Kind -> (label, columns shown besides the external id)
 VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -22,6 +24,13 @@ VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "customer": ("Customers", ("email", "first_name", "last_name", "orders_count")),
 }
 SEARCHABLE = ("external_id", "title", "sku", "name", "email")
+
+
+def _search(table: Any, search: str) -> Any:
+    """Any searchable column contains ``search`` (case-insensitive, literally)."""
+    pattern = contains_pattern(search)
+    searchable = [getattr(table, name) for name in SEARCHABLE if hasattr(table, name)]
+    return or_(*[func.lower(c).like(pattern, escape="\\") for c in searchable])
 
 
 def browse(
@@ -39,11 +48,7 @@ def browse(
     if integration_id:
         statement = statement.where(col(table.integration_id) == uuid.UUID(integration_id))
     if search.strip():
-        pattern = contains_pattern(search)
-        searchable = [getattr(table, name) for name in SEARCHABLE if hasattr(table, name)]
-        statement = statement.where(
-            or_(*[func.lower(c).like(pattern, escape="\\") for c in searchable])
-        )
+        statement = statement.where(_search(table, search))
     total = int(session.exec(select(func.count()).select_from(statement.subquery())).one())
     rows = session.exec(
         statement.order_by(col(table.synced_at).desc(), col(table.id)).offset(offset).limit(limit)
@@ -66,3 +71,72 @@ def raw_json(*, session: Session, kind: str, record_id: str) -> str:
     table: Any = RECORD_TABLES[kind]
     row = session.execute(sa.select(table.raw).where(table.id == uuid.UUID(record_id))).first()
     return json.dumps(row[0], indent=2) if row else ""
+
+
+def record_counts(*, session: Session, integration_ids: Sequence[str]) -> dict[str, int]:
+    """Stored records (every kind, deleted ones left out) of each integration, in one
+    statement: per table, a range of its ``integration_id`` index for each integration."""
+    if not integration_ids:
+        return {}
+    ids = [uuid.UUID(i) for i in integration_ids]
+    parts = []
+    for model in RECORD_TABLES.values():
+        table: sa.Table = model.__table__  # type: ignore[attr-defined]
+        parts.append(
+            sa.select(table.c.integration_id, sa.func.count().label("stored"))
+            .where(table.c.integration_id.in_(ids), table.c.deleted_at.is_(None))
+            .group_by(table.c.integration_id)
+        )
+    union = sa.union_all(*parts).subquery()
+    rows = session.execute(
+        sa.select(union.c.integration_id, sa.func.sum(union.c.stored)).group_by(
+            union.c.integration_id
+        )
+    ).all()
+    counts = dict.fromkeys(integration_ids, 0)
+    counts.update({str(integration_id): int(stored) for integration_id, stored in rows})
+    return counts
+
+
+def changed_since(
+    *,
+    session: Session,
+    kind: str,
+    since: datetime,
+    integration_id: str = "",
+    search: str = "",
+) -> int:
+    """How many of the records ``browse`` would list were stored or updated after ``since``
+    (deleted ones drop out of the list, so they count too)."""
+    table = RECORD_TABLES[kind]
+    statement = select(func.count()).select_from(table).where(col(table.synced_at) > since)
+    if integration_id:
+        statement = statement.where(col(table.integration_id) == uuid.UUID(integration_id))
+    if search.strip():
+        statement = statement.where(_search(table, search))
+    return int(session.exec(statement).one())
+
+
+def sync_activity(*, session: Session, integration_id: str = "") -> tuple[int, int, str]:
+    """Moves whenever a sync (of that integration, or of any) starts, stores a batch or ends:
+    its queued and running runs, what they have written, and the newest run. Read off the run
+    indexes, so a live page compares it every tick and looks at the records only when it moved.
+    """
+    statement = select(
+        func.count(),
+        func.coalesce(
+            func.sum(
+                col(SyncRun.records_inserted)
+                + col(SyncRun.records_updated)
+                + col(SyncRun.records_deleted)
+            ),
+            0,
+        ),
+    ).where(col(SyncRun.status).in_(ACTIVE_RUN_STATUSES))
+    newest = select(func.max(SyncRun.created_at))
+    if integration_id:
+        statement = statement.where(SyncRun.integration_id == uuid.UUID(integration_id))
+        newest = newest.where(SyncRun.integration_id == uuid.UUID(integration_id))
+    runs, written = session.exec(statement).one()
+    latest = session.exec(newest).one()
+    return int(runs), int(written), latest.isoformat() if latest else ""
