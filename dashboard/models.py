@@ -319,6 +319,9 @@ class SyncRun(SQLModel, table=True):
     created_at: datetime = ts(nullable=False, default_now=True)
     started_at: datetime | None = ts()
     finished_at: datetime | None = ts()
+    # An interrupted run: the run that continues its stream (the retry recovery queued, or the
+    # stream's run that was active already), so that `hub sync --wait` can follow it.
+    resumed_by: uuid.UUID | None = None
 
 
 class SyncEvent(SQLModel, table=True):
@@ -364,6 +367,12 @@ class WebhookEvent(SQLModel, table=True):
     processed_at: datetime | None = ts()
     status: str = Field(default=WebhookStatus.RECEIVED.value, max_length=16, index=True)
     error: str | None = Field(default=None, max_length=2000)
+    # Applying it: each attempt claims the event (``attempts`` + 1, ``worker`` = that process,
+    # ``attempted_at``), so that one process applies it at a time and a process that died while
+    # applying it is noticed; a bounded number of attempts, then ``failed``.
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    worker: str | None = Field(default=None, max_length=128)
+    attempted_at: datetime | None = ts()
 
 
 class WebhookSubscription(SQLModel, table=True):

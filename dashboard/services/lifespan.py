@@ -6,12 +6,15 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from dashboard.services.scheduler import scheduler_lifespan
+from dashboard.services.shopify_webhooks import webhook_lifespan
 from dashboard.services.sync import engine_lifespan
 
 
 @contextlib.asynccontextmanager
 async def hub_lifespan() -> AsyncIterator[None]:
-    """The sync engine (crash recovery included) in every process; the scheduler inside it,
-    so that at shutdown scheduling stops before the running syncs are interrupted."""
-    async with engine_lifespan(), scheduler_lifespan():
+    """The sync engine (crash recovery included) in every process, the recovery of webhook
+    events inside it (applying one may queue a sync), and the scheduler innermost, so that at
+    shutdown scheduling stops first, then webhook events are handed back, then the running
+    syncs are interrupted."""
+    async with engine_lifespan(), webhook_lifespan(), scheduler_lifespan():
         yield

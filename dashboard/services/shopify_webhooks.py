@@ -3,22 +3,34 @@
 Changes are applied by re-reading the current record from the Admin API (payloads can arrive
 out of order; the API answers with the latest state), deletes mark records deleted, and
 app/uninstalled disconnects the integration and destroys its token.
+
+Every attempt to apply an event first claims it (a conditional update: ``attempts`` + 1,
+``worker``, ``attempted_at``), so exactly one process applies it at a time. The receiving
+process applies a new event at once; a sweep in every hub process (``webhook_lifespan``: at
+start-up, then every ``RECOVERY_EVERY`` s) takes the events no live process is applying: never
+attempted after a grace period (the receiving process died before applying them), attempted by
+a process that died or went silent, or due for a retry. After ``MAX_ATTEMPTS`` an event ends
+``failed`` with the reason, never retried forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from connectors.base import UnifiedRecord
-from connectors.errors import AuthError, ConnectorError
+from connectors.errors import AuthError, ConnectorError, RateLimited, TransientError
 from connectors.shopify.connector import ShopifyConnector
 from connectors.shopify.streams import normalize_order, normalize_product
 from dashboard.db import in_session
@@ -35,11 +47,25 @@ from dashboard.services.audit import record_audit
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
 from dashboard.services.integrations import find_integration_by_shop
 from dashboard.services.records import mark_deleted, upsert_records
+from dashboard.services.sync import RECOVERY_EVERY, process_gone, worker_id
 from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.shopify.webhooks")
 _tasks: set[asyncio.Task[None]] = set()
 COMPLIANCE = {"customers/data_request", "customers/redact", "shop/redact"}
+EVENTS: sa.Table = WebhookEvent.__table__  # type: ignore[attr-defined]
+RECEIVED = WebhookStatus.RECEIVED.value
+
+GRACE = timedelta(seconds=30)  # a new event is its receiving process's to apply
+ATTEMPT_EXPIRES = timedelta(minutes=10)  # an attempt silent this long died or hangs
+MAX_ATTEMPTS = 5
+RETRY_AFTER = timedelta(seconds=30)  # after a failed attempt; doubles with each one
+SWEEP_LIMIT = 500  # oldest stranded events considered per sweep
+SWEEP_CONCURRENCY = 4
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way a later attempt may not (platform down, database hiccup)."""
 
 
 async def persist(*, webhook_id: str, topic: str, shop: str, body: bytes) -> uuid.UUID | None:
@@ -77,25 +103,241 @@ def process_later(event_id: uuid.UUID) -> None:
 
 
 async def process(event_id: uuid.UUID) -> None:
+    """Apply a newly stored event here (the webhook route's background task).
+
+    Claimed first: a sweep that took it meanwhile (this process was slow to get here) wins,
+    and the event is applied once.
+    """
+    worker = worker_id()
+    if await in_session(partial(_claim, event_id=event_id, seen=_Seen(0, None), worker=worker)):
+        await _attempt(event_id, attempt=1, worker=worker)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """An event's claim as a sweep read it: a claim succeeds only if it is still this one."""
+
+    attempts: int
+    worker: str | None
+
+
+def _claim(session: Session, event_id: uuid.UUID, seen: _Seen, worker: str) -> bool:
+    """Take the event for one attempt, if it is still unapplied and claimed as ``seen``.
+
+    One conditional UPDATE, so of several processes (or sweeps) only one wins: every claim
+    raises ``attempts``, and the others' conditions no longer match. On PostgreSQL a
+    concurrent claim waits for the row lock and then re-checks; on SQLite writes take turns.
+    """
+    claimed = session.execute(
+        sa.update(EVENTS)
+        .where(*_still(event_id, seen))
+        .values(attempts=seen.attempts + 1, worker=worker, attempted_at=datetime.now(UTC))
+    )
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+
+def _still(event_id: uuid.UUID, seen: _Seen) -> tuple[sa.ColumnElement[bool], ...]:
+    """The event is still unapplied and claimed as ``seen``: nobody took it meanwhile."""
+    worker = EVENTS.c.worker.is_(None) if seen.worker is None else EVENTS.c.worker == seen.worker
+    return (
+        EVENTS.c.id == event_id,
+        EVENTS.c.status == RECEIVED,
+        EVENTS.c.attempts == seen.attempts,
+        worker,
+    )
+
+
+def _yours(event_id: uuid.UUID, attempt: int, worker: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """The event is still this attempt's: nobody took it over meanwhile."""
+    return _still(event_id, _Seen(attempt, worker))
+
+
+def _record_outcome(
+    session: Session,
+    event_id: uuid.UUID,
+    attempt: int,
+    worker: str,
+    status: WebhookStatus,
+    error: str | None,
+) -> bool:
+    ended = session.execute(
+        sa.update(EVENTS)
+        .where(*_yours(event_id, attempt, worker))
+        .values(
+            status=status.value,
+            error=error and error[:2000],
+            processed_at=datetime.now(UTC),
+            worker=None,
+        )
+    )
+    return bool(ended.rowcount)  # type: ignore[attr-defined]
+
+
+def _release(
+    session: Session, event_id: uuid.UUID, attempt: int, worker: str, error: str | None
+) -> None:
+    """Leave the event for a later attempt (a sweep takes it once ``retry_delay`` passed)."""
+    session.execute(
+        sa.update(EVENTS)
+        .where(*_yours(event_id, attempt, worker))
+        .values(worker=None, error=error and error[:2000])
+    )
+
+
+def _hand_back(session: Session, event_id: uuid.UUID, attempt: int, worker: str) -> None:
+    """This process stops: the attempt did not fail, so it does not count."""
+    session.execute(
+        sa.update(EVENTS)
+        .where(*_yours(event_id, attempt, worker))
+        .values(worker=None, attempts=attempt - 1, attempted_at=None)
+    )
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long an event waits after its ``attempts``-th attempt failed: 30 s, 1, 2, 4 min."""
+    return RETRY_AFTER * 2 ** max(0, attempts - 1)
+
+
+async def _attempt(event_id: uuid.UUID, *, attempt: int, worker: str) -> None:
+    """Apply a claimed event once and record the outcome (or release it for a retry)."""
     event = await in_session(lambda s: s.get(WebhookEvent, event_id))
     if event is None:
         return
-    status, error = WebhookStatus.PROCESSED, None
+    status, error, retryable = WebhookStatus.PROCESSED, None, None
     try:
-        handled = await _apply(event)
-        if not handled:
+        if not await _apply(event):
             status = WebhookStatus.IGNORED
-    except (ConnectorError, ValueError, KeyError) as failure:
+    except asyncio.CancelledError:  # this process stops: the next one applies it
+        await in_session(partial(_hand_back, event_id=event_id, attempt=attempt, worker=worker))
+        raise
+    except (TransientError, RateLimited) as failure:  # the platform may answer later
+        retryable = f"{type(failure).__name__}: {failure}"
+    except (ConnectorError, ValueError, KeyError) as failure:  # refused, or unusable payload
         status, error = WebhookStatus.FAILED, f"{type(failure).__name__}: {failure}"
+    except Exception as failure:  # a database hiccup or a bug: retried, within limits
+        log.exception("webhook %s (%s): attempt %d crashed", event.webhook_id, event.topic, attempt)
+        retryable = f"{type(failure).__name__}: {failure}"
+    if retryable and attempt < MAX_ATTEMPTS:
+        reason = f"attempt {attempt} of {MAX_ATTEMPTS} failed: {retryable}; retrying"
+        log.warning("webhook %s (%s): %s", event.webhook_id, event.topic, reason)
+        await in_session(
+            partial(_release, event_id=event_id, attempt=attempt, worker=worker, error=reason)
+        )
+        return
+    if retryable:
+        status, error = WebhookStatus.FAILED, f"gave up after {attempt} attempts: {retryable}"
+    if error:
         log.warning("webhook %s (%s) failed: %s", event.webhook_id, event.topic, error)
+    recorded = await in_session(
+        partial(_record_outcome, event_id=event_id, attempt=attempt, worker=worker,
+                status=status, error=error)
+    )  # fmt: skip
+    if not recorded:  # declared dead meanwhile (silent too long); another attempt owns it
+        log.warning("webhook %s (%s): taken over by another attempt", event.webhook_id, event.topic)
 
-    def done(session: Session) -> None:
-        row = session.get(WebhookEvent, event_id)
-        if row is not None:
-            row.status, row.error, row.processed_at = status.value, error, datetime.now(UTC)
-            session.add(row)
 
-    await in_session(done)
+# --- recovery of stranded events ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Stranded:
+    event_id: uuid.UUID
+    seen: _Seen
+
+
+def _stranded_events(session: Session, now: datetime) -> list[_Stranded]:
+    """Unapplied events that no live process is applying, oldest first.
+
+    - never attempted, received more than ``GRACE`` ago: the receiving process died first;
+    - attempted by a process that provably ended (same host) or silent for
+      ``ATTEMPT_EXPIRES``: it died (or hangs) while applying them;
+    - a failed attempt whose ``retry_delay`` has passed.
+    """
+    rows = session.execute(
+        sa.select(EVENTS.c.id, EVENTS.c.attempts, EVENTS.c.worker, EVENTS.c.attempted_at)
+        .where(EVENTS.c.status == RECEIVED, EVENTS.c.received_at < now - GRACE)
+        .order_by(EVENTS.c.received_at)
+        .limit(SWEEP_LIMIT)
+    ).all()
+    stranded = []
+    for event_id, attempts, worker, attempted_at in rows:
+        if worker is not None:
+            due = attempted_at is None or attempted_at < now - ATTEMPT_EXPIRES
+            due = due or process_gone(worker)
+        else:
+            due = attempted_at is None or attempted_at + retry_delay(attempts) <= now
+        if due:
+            stranded.append(_Stranded(event_id, _Seen(attempts, worker)))
+    return stranded
+
+
+def _give_up(session: Session, stranded: _Stranded) -> None:
+    """Every attempt died with its process (or hung): the event itself is the likely cause."""
+    seen = stranded.seen
+    session.execute(
+        sa.update(EVENTS)
+        .where(*_still(stranded.event_id, seen))
+        .values(
+            status=WebhookStatus.FAILED.value,
+            processed_at=datetime.now(UTC),
+            worker=None,
+            error=f"gave up after {seen.attempts} attempts: the process applying it stopped "
+            f"or went silent each time",
+        )
+    )
+
+
+async def recover_events() -> int:
+    """Apply the events no live process is applying; how many attempts this sweep made."""
+    now = datetime.now(UTC)
+    stranded = await in_session(partial(_stranded_events, now=now))
+    if not stranded:
+        return 0
+    worker = worker_id()
+    slots = asyncio.Semaphore(SWEEP_CONCURRENCY)
+
+    async def take(event: _Stranded) -> int:
+        async with slots:
+            if event.seen.attempts >= MAX_ATTEMPTS:
+                await in_session(partial(_give_up, stranded=event))
+                return 0
+            if not await in_session(
+                partial(_claim, event_id=event.event_id, seen=event.seen, worker=worker)
+            ):
+                return 0  # another process (or sweep) took it
+            log.info("webhook event %s: applying it again (attempt %d)", event.event_id,
+                     event.seen.attempts + 1)  # fmt: skip
+            await _attempt(event.event_id, attempt=event.seen.attempts + 1, worker=worker)
+            return 1
+
+    return sum(await asyncio.gather(*(take(event) for event in stranded)))
+
+
+async def _supervise(stop: asyncio.Event) -> None:
+    """Sweep at once (events a dead process left behind), then every ``RECOVERY_EVERY`` s."""
+    while not stop.is_set():
+        try:
+            await recover_events()
+        except Exception:  # a database hiccup must not end the recovery for good
+            log.exception("webhook recovery sweep failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=RECOVERY_EVERY)
+
+
+@contextlib.asynccontextmanager
+async def webhook_lifespan() -> AsyncIterator[None]:
+    """Recovery of stranded webhook events in a hub process; at shutdown the events being
+    applied are handed back (their attempt does not count) for the next process."""
+    stop = asyncio.Event()
+    sweeper = asyncio.get_running_loop().create_task(_supervise(stop), name="webhook-recovery")
+    try:
+        yield
+    finally:
+        stop.set()
+        in_flight = [*_tasks, sweeper]
+        for task in in_flight:
+            task.cancel()
+        await asyncio.wait(in_flight, timeout=5)
 
 
 async def _apply(event: WebhookEvent) -> bool:
@@ -208,7 +450,9 @@ def _compliance(session: Session, event: WebhookEvent) -> None:
                 )
             )
         # The orders Shopify names, and any other order of that customer we hold.
-        matches = [col(Order.external_id).in_(order_gids)] if order_gids else []
+        matches: list[sa.ColumnElement[bool]] = (
+            [col(Order.external_id).in_(order_gids)] if order_gids else []
+        )
         if customer_gid:
             matches.append(col(Order.customer_external_id) == customer_gid)
         if matches:
