@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import reflex as rx
 from sqlmodel import Session
@@ -17,6 +18,7 @@ from dashboard.services import scheduler, sync
 from dashboard.services.audit import record_audit
 from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
+from dashboard.state.live import live_loop, live_region
 
 PAGE_SIZE = 25
 
@@ -45,7 +47,22 @@ def _pause_many(session: Session, *, ids: list[str], paused: bool, actor: User) 
     return changed, len(ids)
 
 
+def _read_page(session: Session, query: tuple) -> tuple[list[dict[str, Any]], int]:
+    search, platform, status, sort, descending, page = query
+    return overview_service.list_integrations(
+        session=session,
+        search=search,
+        platform=platform,
+        status=status,
+        sort=sort,
+        descending=descending,
+        offset=page * PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+
+
 class IntegrationsState(AuthState):
+    watching: int = 0
     rows: list[dict[str, str]] = []
     total: int = 0
     page: int = 0
@@ -56,6 +73,11 @@ class IntegrationsState(AuthState):
     descending: bool = True
     selected: list[str] = []
     loaded: bool = False
+    # Backend only: the query the rows answer, the watermark when they were read, and each
+    # shown integration's record-count base (see overview_service.live_record_counts).
+    _shown_for: tuple = ()
+    _mark: tuple = ()
+    _record_bases: dict[str, Any] = {}
 
     @rx.var
     def page_count(self) -> int:
@@ -77,29 +99,79 @@ class IntegrationsState(AuthState):
     def all_selected(self) -> bool:
         return bool(self.rows) and all(row["id"] in self.selected for row in self.rows)
 
+    @rx.event(background=True)
+    async def watch(self):
+        await live_loop(self)
+
     @rx.event
-    async def load_integrations(self):
-        if not await self.signed_in():
-            return
-        search, page, sort, descending = self.search, self.page, self.sort, self.descending
+    def stop_watching(self):
+        self.watching = 0
+
+    def _query(self) -> tuple[str, str, str, str, bool, int]:
         platform = "" if self.platform_filter == "all" else self.platform_filter
         status = "" if self.status_filter == "all" else self.status_filter
-        self.rows, self.total = await in_session(
-            lambda s: overview_service.list_integrations(
-                session=s,
-                search=search,
-                platform=platform,
-                status=status,
-                sort=sort,
-                descending=descending,
-                offset=page * PAGE_SIZE,
-                limit=PAGE_SIZE,
+        return self.search, platform, status, self.sort, self.descending, self.page
+
+    async def fetch(self, force: bool = False) -> object:
+        """The page as it is now. Each tick costs the watermark and a primary-key read of the
+        rows on screen; the filtered, sorted page and its count are read again only when
+        either moved (or the query changed)."""
+        query = self._query()
+        page = query[-1]
+        current = not force and query == self._shown_for
+        shown = [{k: v for k, v in row.items() if k != "records"} for row in self.rows]
+        mark_before, bases, total_before = self._mark, dict(self._record_bases), self.total
+
+        def load(session: Session) -> tuple:
+            mark = overview_service.integrations_watermark(session=session)
+            rows: list[dict[str, Any]] | None = None
+            total, shown_page = total_before, page
+            if current and mark == mark_before:
+                now = overview_service.integrations_by_id(
+                    session=session, ids=[row["id"] for row in shown]
+                )
+                rows = shown if now == shown else None
+            if rows is None:
+                rows, total = _read_page(session, query)
+                if not rows and page > 0 and total:
+                    # The page emptied (integrations deleted, filtered out): show the last one.
+                    shown_page = (total - 1) // PAGE_SIZE
+                    rows, total = _read_page(session, (*query[:-1], shown_page))
+            counts, bases_now = overview_service.live_record_counts(
+                session=session, ids=[row["id"] for row in rows], bases=bases
             )
-        )
-        # A selection is of rows on screen: it ends when they change.
-        shown = {row["id"] for row in self.rows}
-        self.selected = [row_id for row_id in self.selected if row_id in shown]
-        self.loaded = True
+            rows = [{**row, "records": f"{counts[row['id']]:,}"} for row in rows]
+            return query, shown_page, mark, rows, total, bases_now
+
+        return await in_session(load)
+
+    def apply(self, data: Any) -> None:
+        query, shown_page, mark, rows, total, bases = data
+        if query != self._query():
+            return  # the filters or page changed while this was read; the next read is current
+        self._shown_for = (*query[:-1], shown_page)
+        if mark != self._mark:
+            self._mark = mark
+        if bases != self._record_bases:
+            self._record_bases = bases
+        # Assign only what changed: every assignment travels to the browser.
+        if self.page != shown_page:
+            self.page = shown_page
+        if self.total != total:
+            self.total = total
+        if rows != self.rows:
+            self.rows = rows
+            # A selection is of rows on screen: what leaves the screen leaves the selection.
+            shown = {row["id"] for row in rows}
+            if any(row_id not in shown for row_id in self.selected):
+                self.selected = [row_id for row_id in self.selected if row_id in shown]
+        if not self.loaded:
+            self.loaded = True
+
+    @rx.event
+    async def load_integrations(self):
+        if await self.signed_in():
+            self.apply(await self.fetch(force=True))
 
     @rx.event
     async def set_search(self, value: str):
@@ -201,6 +273,7 @@ def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
                 row["next_sync"] != "", rx.moment(row["next_sync"], from_now=True), "not scheduled"
             )
         ),
+        rx.table.cell(row["records"], text_align="right"),
     )
 
 
@@ -277,12 +350,13 @@ def filters() -> rx.Component:
 
 
 COLUMNS = (
-    ("Platform", "8rem"),
+    ("Platform", "7.5rem"),
     ("Name", "auto"),
     ("Shop / seller", "auto"),
-    ("Status", "9rem"),
-    ("Last sync", "9rem"),
-    ("Next sync", "9rem"),
+    ("Status", "8.5rem"),
+    ("Last sync", "8rem"),
+    ("Next sync", "8rem"),
+    ("Records", "6rem"),
 )
 
 
@@ -327,7 +401,12 @@ def integrations_table() -> rx.Component:
                         IntegrationsState.can_manage,
                         rx.table.column_header_cell("", width="2.5rem"),
                     ),
-                    *[rx.table.column_header_cell(h, width=w) for h, w in COLUMNS],
+                    *[
+                        rx.table.column_header_cell(
+                            h, width=w, text_align="right" if h == "Records" else "left"
+                        )
+                        for h, w in COLUMNS
+                    ],
                 )
             ),
             rx.table.body(rx.foreach(IntegrationsState.rows, integration_row)),
@@ -358,41 +437,48 @@ def integrations_table() -> rx.Component:
     )
 
 
+def integrations_list() -> rx.Component:
+    return rx.cond(
+        IntegrationsState.total > 0,
+        integrations_table(),
+        rx.cond(
+            ~IntegrationsState.loaded,
+            rx.center(rx.spinner(size="3"), min_height="12rem"),
+            rx.cond(
+                IntegrationsState.filtered,
+                empty_state(
+                    "search-x",
+                    "No integration matches",
+                    "Change the search or the filters to see more.",
+                ),
+                empty_state(
+                    "plug",
+                    "No integrations yet",
+                    "An integration connects one Shopify store or Amazon seller account. "
+                    "Add one, then connect it yourself or send the merchant a connect link.",
+                    rx.cond(
+                        IntegrationsState.can_manage,
+                        rx.link(
+                            rx.button(rx.icon("plus"), "Add integration"),
+                            href=routes.NEW_INTEGRATION,
+                        ),
+                        rx.text("Managers and admins can add integrations.", size="2"),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
 @template(
     route=routes.INTEGRATIONS, title="Integrations", on_load=IntegrationsState.load_integrations
 )
 def integrations() -> rx.Component:
     return rx.vstack(
         filters(),
-        rx.cond(
-            IntegrationsState.total > 0,
-            integrations_table(),
-            rx.cond(
-                ~IntegrationsState.loaded,
-                rx.center(rx.spinner(size="3"), min_height="12rem"),
-                rx.cond(
-                    IntegrationsState.filtered,
-                    empty_state(
-                        "search-x",
-                        "No integration matches",
-                        "Change the search or the filters to see more.",
-                    ),
-                    empty_state(
-                        "plug",
-                        "No integrations yet",
-                        "An integration connects one Shopify store or Amazon seller account. "
-                        "Add one, then connect it yourself or send the merchant a connect link.",
-                        rx.cond(
-                            IntegrationsState.can_manage,
-                            rx.link(
-                                rx.button(rx.icon("plus"), "Add integration"),
-                                href=routes.NEW_INTEGRATION,
-                            ),
-                            rx.text("Managers and admins can add integrations.", size="2"),
-                        ),
-                    ),
-                ),
-            ),
+        # Live while on screen: statuses, syncs, counts and the page itself (see state/live.py).
+        live_region(
+            integrations_list(), watch=IntegrationsState.watch, stop=IntegrationsState.stop_watching
         ),
         width="100%",
         spacing="4",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from typing import Any
+
 import reflex as rx
+from sqlmodel import Session
 
 from dashboard import routes
 from dashboard.components.common import empty_state
@@ -12,11 +17,31 @@ from dashboard.db import in_session
 from dashboard.services import records_view
 from dashboard.state.auth import AuthState
 from dashboard.state.integration_filter import IntegrationFilter
+from dashboard.state.live import live_loop, live_region
 
 PAGE_SIZE = 25
 
 
+def _read(session: Session, query: tuple[str, str, str, int]) -> tuple[list[dict[str, str]], int]:
+    kind, integration, search, page = query
+    return records_view.browse(
+        session=session,
+        kind=kind,
+        integration_id=integration,
+        search=search,
+        offset=page * PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+
+
+# Between two looks at the records (each may scan a table: synced_at has no index): at least
+# MIN_CHECK_SECONDS while syncs write, at most RECHECK_SECONDS (webhooks write without a run).
+MIN_CHECK_SECONDS = 1.0
+RECHECK_SECONDS = 10.0
+
+
 class RecordsState(IntegrationFilter, AuthState):
+    watching: int = 0
     kind: str = "product"
     search: str = ""
     page: int = 0
@@ -24,6 +49,14 @@ class RecordsState(IntegrationFilter, AuthState):
     total: int = 0
     raw: str = ""
     raw_for: str = ""
+    # Records stored, updated or deleted in this view since its rows were read. The rows stay
+    # put (nothing moves under the cursor); the page offers to show the newest instead.
+    changed: int = 0
+    # Backend only: what the rows answer, when they were read, the sync activity then.
+    _loaded_for: tuple = ()
+    _loaded_at: datetime | None = None
+    _activity: tuple = ()
+    _checked_at: float = 0.0
 
     @rx.var
     def headers(self) -> list[str]:
@@ -33,21 +66,84 @@ class RecordsState(IntegrationFilter, AuthState):
     def page_label(self) -> str:
         return f"Page {self.page + 1} of {max(1, -(-self.total // PAGE_SIZE))}"
 
+    @rx.var
+    def changed_label(self) -> str:
+        return f"{self.changed:,} new or updated record{'' if self.changed == 1 else 's'}"
+
+    @rx.event(background=True)
+    async def watch(self):
+        await live_loop(self)
+
+    @rx.event
+    def stop_watching(self):
+        self.watching = 0
+
+    def _query(self) -> tuple[str, str, str, int]:
+        return self.kind, self.integration, self.search, self.page
+
+    async def fetch(self) -> object:
+        """Each tick: the sync activity of the view's integration (or all). The records
+        themselves are looked at only when it moved, and the rows read again only when the
+        list was empty: there is nothing on screen to move then."""
+        query = self._query()
+        kind, integration, search, _page = query
+        loaded_at, before, checked_at = self._loaded_at, self._activity, self._checked_at
+        if query != self._loaded_for or loaded_at is None:
+            return None  # a load is on its way
+        empty = self.total == 0
+
+        def load(session: Session) -> object:
+            activity = records_view.sync_activity(session=session, integration_id=integration)
+            now = time.monotonic()
+            waited = now - checked_at
+            if not (
+                (activity != before and waited >= MIN_CHECK_SECONDS) or waited >= RECHECK_SECONDS
+            ):
+                return query, before, checked_at, None, None  # not now: still moved next tick
+            since = datetime.now(UTC)
+            changed = records_view.changed_since(
+                session=session, kind=kind, since=loaded_at, integration_id=integration,
+                search=search,
+            )  # fmt: skip
+            fresh = (since, _read(session, query)) if empty and changed else None
+            return query, activity, now, changed, fresh
+
+        return await in_session(load)
+
+    def apply(self, data: Any) -> None:
+        if data is None:
+            return
+        query, activity, checked_at, changed, fresh = data
+        if query != self._query() or query != self._loaded_for:
+            return  # the view changed while this was read; its own load is current
+        if checked_at != self._checked_at:
+            self._activity, self._checked_at = activity, checked_at
+        if fresh is not None:
+            self._loaded_at, (self.rows, self.total) = fresh
+            changed = 0
+        if changed is not None and changed != self.changed:
+            self.changed = changed
+
     @rx.event
     async def load_records(self):
         if not await self.signed_in():
             return
-        kind, search, page, integration = self.kind, self.search, self.page, self.integration
-        self.rows, self.total = await in_session(
-            lambda s: records_view.browse(
-                session=s,
-                kind=kind,
-                integration_id=integration,
-                search=search,
-                offset=page * PAGE_SIZE,
-                limit=PAGE_SIZE,
-            )
-        )
+        query = self._query()
+        integration = query[1]
+
+        def load(session: Session) -> tuple:
+            since = datetime.now(UTC)
+            activity = records_view.sync_activity(session=session, integration_id=integration)
+            return since, activity, _read(session, query)
+
+        self._loaded_at, activity, (self.rows, self.total) = await in_session(load)
+        self._loaded_for, self._activity, self._checked_at = query, activity, time.monotonic()
+        self.changed = 0
+
+    @rx.event
+    async def show_latest(self):
+        self.page = 0
+        await self.load_records()
 
     async def _integration_changed(self) -> None:
         self.page = 0
@@ -102,6 +198,12 @@ def record_row(row: rx.Var[dict[str, str]]) -> rx.Component:
 
 @template(route=routes.RECORDS, title="Records", on_load=RecordsState.load_records)
 def records_page() -> rx.Component:
+    return live_region(
+        records_view_page(), watch=RecordsState.watch, stop=RecordsState.stop_watching
+    )
+
+
+def records_view_page() -> rx.Component:
     return rx.vstack(
         rx.hstack(
             rx.select.root(
@@ -123,7 +225,21 @@ def records_page() -> rx.Component:
                 width="16rem",
                 aria_label="Search records",
             ),
+            rx.spacer(),
+            # Offered, never applied by itself: the rows on screen stay where they are.
+            rx.cond(
+                RecordsState.changed > 0,
+                rx.button(
+                    rx.icon("refresh-cw", size=14),
+                    RecordsState.changed_label,
+                    " · Show",
+                    variant="soft",
+                    on_click=RecordsState.show_latest,
+                ),
+            ),
             wrap="wrap",
+            width="100%",
+            min_height="2.5rem",
         ),
         rx.cond(
             RecordsState.total > 0,

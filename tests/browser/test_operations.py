@@ -1,8 +1,11 @@
 """Day-to-day operations in a browser: connect now, logs and webhooks, a revoked token that
 notifies and is reconnected in place, Amazon through the wizard, what each role sees, and the
-Integrations page with 10,000 integrations, the Runs page's paging and the integration filter.
+Integrations page with 10,000 integrations (live), the Runs page's paging and the Records page's
+integration filter (live).
 
-The tests share one hub and run in file order: later ones use what earlier ones connected.
+The tests share one hub. The first four tell one story in file order (the role test uses what
+the first two connected); the page tests from the Integrations page on seed what they need
+and run alone too.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sqlalchemy as sa
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from dashboard.models import Integration, SyncRun
+from dashboard.models import Integration, Product, SyncRun
 from tests.browser.conftest import Hub, docs_screenshot, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
@@ -241,43 +244,90 @@ def test_each_role_sees_only_the_actions_it_may_use(hub: Hub, browser, manager) 
     context.close()
 
 
-def _seed_integrations(hub: Hub, count: int) -> None:
+def _hub_engine(hub: Hub) -> sa.Engine:
+    return sa.create_engine(f"sqlite:///{hub.data_dir / 'hub.db'}")
+
+
+def _seed_integrations(hub: Hub, count: int = 10_000) -> None:
+    """10,000 "Seeded store" integrations, once per hub: the tests that need them call this."""
     now = datetime.now(UTC)
-    engine = sa.create_engine(f"sqlite:///{hub.data_dir / 'hub.db'}")
+    engine = _hub_engine(hub)
     with engine.begin() as connection:
-        connection.execute(
-            sa.insert(Integration),
-            [
-                {
-                    "id": uuid.uuid4(),
-                    "platform": "shopify",
-                    "display_name": f"Seeded store {index:05d}",
-                    "shop_domain": f"seeded-{index:05d}.myshopify.com",
-                    "status": "connected" if index % 2 else "pending",
-                    "marketplaces": [],
-                    "shop_info": {},
-                    "created_at": now - timedelta(days=1, seconds=index),
-                    "updated_at": now,
-                }
-                for index in range(count)
-            ],
-        )
+        seeded = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(Integration)
+            .where(Integration.shop_domain == "seeded-00000.myshopify.com")
+        ).scalar_one()
+        if not seeded:
+            connection.execute(
+                sa.insert(Integration),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "platform": "shopify",
+                        "display_name": f"Seeded store {index:05d}",
+                        "shop_domain": f"seeded-{index:05d}.myshopify.com",
+                        "status": "connected" if index % 2 else "pending",
+                        "marketplaces": [],
+                        "shop_info": {},
+                        "created_at": now - timedelta(days=1, seconds=index),
+                        "updated_at": now,
+                    }
+                    for index in range(count)
+                ],
+            )
     engine.dispose()
+
+
+def _seeded_id(hub: Hub, index: int) -> uuid.UUID:
+    engine = _hub_engine(hub)
+    with engine.begin() as connection:
+        found = connection.execute(
+            sa.select(Integration.id).where(
+                Integration.shop_domain == f"seeded-{index:05d}.myshopify.com"
+            )
+        ).scalar_one()
+    engine.dispose()
+    return uuid.UUID(str(found))
+
+
+def _write(hub: Hub, *statements: sa.Executable) -> None:
+    """Straight to the hub's database, as the sync engine in another process would."""
+    engine = _hub_engine(hub)
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(statement)
+    engine.dispose()
+
+
+def _products(integration_id: uuid.UUID, skus: list[str]) -> sa.Executable:
+    now = datetime.now(UTC)
+    return sa.insert(Product).values([
+        {
+            "id": uuid.uuid4(), "integration_id": integration_id,
+            "external_id": f"gid://shopify/Product/{sku}", "title": f"Product {sku}", "sku": sku,
+            "raw": {"sku": sku}, "first_synced_at": now, "synced_at": now,
+        }
+        for sku in skus
+    ])  # fmt: skip
 
 
 def test_integrations_page_with_10000_integrations(hub: Hub, manager) -> None:
     page = manager
     page.set_viewport_size({"width": 1280, "height": 720})
     page.goto(f"{hub.url}/integrations")
-    page.get_by_role("link", name="Ops EU seller").wait_for(timeout=TIMEOUT)
-    docs_screenshot(page, "integrations")
+    page.get_by_text(re.compile(r"^[\d,]+ integrations?$|^No integrations yet$")).wait_for(
+        timeout=TIMEOUT
+    )
+    docs_screenshot(page, "integrations")  # with the integrations earlier tests connected
 
-    _seed_integrations(hub, 10_000)
-    page.reload()
-    page.get_by_text("10,002 integrations").wait_for(timeout=TIMEOUT)
-    page.get_by_text("Page 1 of 401").wait_for()
+    # The open, searched page counts the 10,000 as they arrive: no reload.
+    page.get_by_label("Search integrations").fill("seeded-")
+    _seed_integrations(hub)
+    page.get_by_text("10,000 integrations").wait_for(timeout=TIMEOUT)
+    page.get_by_text("Page 1 of 400").wait_for()
     page.get_by_role("button", name="Next").click()
-    page.get_by_text("Page 2 of 401").wait_for(timeout=TIMEOUT)
+    page.get_by_text("Page 2 of 400").wait_for(timeout=TIMEOUT)
 
     page.get_by_label("Search integrations").fill("seeded-0424")
     page.get_by_text("10 integrations").wait_for(timeout=TIMEOUT)  # seeded-04240 .. 04249
@@ -302,9 +352,61 @@ def test_integrations_page_with_10000_integrations(hub: Hub, manager) -> None:
     screenshot(page, "integrations-bulk")
 
 
+def test_integrations_page_shows_syncs_as_they_happen(hub: Hub, manager) -> None:
+    _seed_integrations(hub)
+    integration_id = _seeded_id(hub, 4241)  # connected, never synced, no records
+    page = manager
+    page.goto(f"{hub.url}/integrations")
+    page.get_by_label("Search integrations").fill("seeded-04241")
+    page.get_by_text("1 integration", exact=True).wait_for(timeout=TIMEOUT)
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name="Seeded store 04241"))
+    expect(row).to_contain_text("connected", timeout=TIMEOUT)
+    expect(row).to_contain_text("never")
+    expect(row.get_by_role("cell").last).to_have_text("0")
+
+    # A sync starts and stores its first batch: status and record count follow, no reload.
+    run_id = uuid.uuid4()
+    _write(
+        hub,
+        sa.update(Integration).where(Integration.id == integration_id).values(status="syncing"),
+        sa.insert(SyncRun).values(
+            id=run_id,
+            integration_id=integration_id,
+            stream="products",
+            status="running",
+            records_read=3,
+            records_inserted=3,
+            created_at=datetime.now(UTC),
+        ),
+        _products(integration_id, ["LIVE-1", "LIVE-2", "LIVE-3"]),
+    )
+    expect(row).to_contain_text("syncing", timeout=TIMEOUT)
+    expect(row.get_by_role("cell").last).to_have_text("3", timeout=TIMEOUT)
+    _write(
+        hub,
+        _products(integration_id, ["LIVE-4", "LIVE-5"]),
+        sa.update(SyncRun).where(SyncRun.id == run_id).values(records_read=5, records_inserted=5),
+    )
+    expect(row.get_by_role("cell").last).to_have_text("5", timeout=TIMEOUT)
+    screenshot(page, "integrations-live-syncing")
+
+    # It ends: connected again, synced just now.
+    now = datetime.now(UTC)
+    _write(
+        hub,
+        sa.update(SyncRun).where(SyncRun.id == run_id).values(status="succeeded", finished_at=now),
+        sa.update(Integration)
+        .where(Integration.id == integration_id)
+        .values(status="connected", last_sync_at=now),
+    )
+    expect(row).to_contain_text("connected", timeout=TIMEOUT)
+    expect(row).not_to_contain_text("never", timeout=TIMEOUT)
+    expect(row.get_by_role("cell").last).to_have_text("5")
+
+
 def _seed_runs(hub: Hub, integration_id: uuid.UUID, count: int, *, failed_every: int = 2) -> None:
     now = datetime.now(UTC)
-    engine = sa.create_engine(f"sqlite:///{hub.data_dir / 'hub.db'}")
+    engine = _hub_engine(hub)
     with engine.begin() as connection:
         connection.execute(
             sa.insert(SyncRun),
@@ -373,6 +475,7 @@ def test_runs_page_pages_filters_by_integration_and_stays_live(hub: Hub, manager
 
 
 def test_records_integration_filter_with_10000_integrations(hub: Hub, manager) -> None:
+    _seed_integrations(hub)
     page = manager
     page.goto(f"{hub.url}/records")
     search = page.get_by_label("Filter by integration")
@@ -387,10 +490,25 @@ def test_records_integration_filter_with_10000_integrations(hub: Hub, manager) -
     matches.first.click()
     page.get_by_text("Integration: Seeded store 04242").wait_for(timeout=TIMEOUT)
     page.get_by_text("No records here yet").wait_for(timeout=TIMEOUT)
-
-    page.get_by_role("button", name="Show all integrations").click()
-    search.fill("ops store")
-    page.get_by_role("button", name=re.compile("^Ops store")).click(timeout=TIMEOUT)
-    page.get_by_text("Integration: Ops store").wait_for(timeout=TIMEOUT)
-    page.get_by_text(re.compile(r"^\d+ records$")).wait_for(timeout=TIMEOUT)
     search.wait_for(state="detached")  # the chip replaces the search box until cleared
+
+    # Records arriving in an empty list simply show up.
+    integration_id = _seeded_id(hub, 4242)
+    _write(hub, _products(integration_id, ["REC-1", "REC-2"]))
+    page.get_by_text("2 records", exact=True).wait_for(timeout=TIMEOUT)
+    page.get_by_role("cell", name="REC-2", exact=True).wait_for()
+
+    # With rows on screen and a record's JSON open, new ones are offered, not pushed in.
+    page.get_by_role("row").filter(has_text="REC-1").get_by_role("button", name="JSON").click()
+    page.get_by_text('"sku": "REC-1"').wait_for(timeout=TIMEOUT)
+    _write(hub, _products(integration_id, ["REC-3", "REC-4", "REC-5"]))
+    offer = page.get_by_role("button", name=re.compile("3 new or updated records"))
+    offer.wait_for(timeout=TIMEOUT)
+    assert page.get_by_role("cell", name="REC-3", exact=True).count() == 0
+    page.get_by_text("2 records", exact=True).wait_for()
+    page.get_by_text('"sku": "REC-1"').wait_for()  # the open JSON stays open
+    screenshot(page, "records-new-offered")
+    offer.click()
+    page.get_by_text("5 records", exact=True).wait_for(timeout=TIMEOUT)
+    page.get_by_role("cell", name="REC-5", exact=True).wait_for()
+    expect(offer).to_have_count(0)
