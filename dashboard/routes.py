@@ -1,5 +1,7 @@
 """Route paths of the UI, in one place."""
 
+from urllib.parse import unquote, urlsplit
+
 LOGIN = "/login"
 OVERVIEW = "/"
 INTEGRATIONS = "/integrations"
@@ -15,3 +17,11 @@ CONNECT = "/connect/[token]"
 
 def integration_detail(integration_id: str) -> str:
     return f"/integrations/{integration_id}"
+
+
+def route_arg(url: str, parent: str) -> str:
+    """The path segment after ``parent`` in ``url`` ("" on any other page): a dynamic route's
+    argument, read off the URL because ``router.page`` is deprecated in Reflex."""
+    path = urlsplit(url).path
+    prefix = parent.rstrip("/") + "/"
+    return unquote(path[len(prefix) :].strip("/")) if path.startswith(prefix) else ""

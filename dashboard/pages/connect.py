@@ -38,7 +38,7 @@ class ConnectState(rx.State):
 
     @rx.var
     def link_token(self) -> str:
-        return self.router.page.params.get("token", "")
+        return routes.route_arg(str(self.router.url), "/connect")
 
     @rx.var
     def approve_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import parse_qsl, urlsplit
 
 import reflex as rx
 
@@ -58,7 +59,7 @@ class DetailState(AuthState):
 
     @rx.var
     def integration_id(self) -> str:
-        return self.router.page.params.get("integration_id", "")
+        return routes.route_arg(str(self.router.url), routes.INTEGRATIONS)
 
     @rx.var
     def can_connect(self) -> bool:
@@ -139,7 +140,7 @@ class DetailState(AuthState):
         if not await self.signed_in():
             return
         self.new_link_url, self.log_search, self.log_level = "", "", "all"
-        requested = self.router.page.params.get("tab", "")
+        requested = dict(parse_qsl(urlsplit(str(self.router.url)).query)).get("tab", "")
         self.tab = requested if requested in TABS else "streams"
         self.apply(await self.fetch())
         self.rename_to = self.info.get("name", "")
