@@ -13,7 +13,8 @@ from dashboard.db import in_session, session_scope
 from dashboard.services import runs as runs_service
 from dashboard.services import scheduler, sync
 
-# Exit codes of `hub sync`: 1 when a run did not read its stream to the end.
+# Exit codes of `hub sync`: 1 when a run (or the retry that resumed it) did not read its
+# stream to the end.
 UNSUCCESSFUL = {"failed", "cancelled", "interrupted"}
 
 
@@ -41,17 +42,26 @@ async def _sync(args: argparse.Namespace) -> int:
     except (sync.SyncRefused, ValueError) as refused:
         print(f"hub: {refused}", file=sys.stderr)
         return 2
-    print("queued " + ", ".join(str(r) for r in run_ids))
+    print("queued " + ", ".join(str(r) for r in run_ids), flush=True)
     if not run_here:
         print(
-            f"the running hub ({hub}) starts them within {sync.RECOVERY_EVERY:.0f} s; "
+            f"the running hub ({hub}) starts them within {sync.HANDOVER_EVERY:.0f} s; "
             "follow them with `hub runs list`, or use --wait"
         )
         return 0
     if not args.wait:
-        print("no hub is running: running them here until done")
-    await engine.wait_finished(run_ids)
-    summaries = await in_session(lambda s: runs_service.summaries_of(session=s, run_ids=run_ids))
+        print("no hub is running: running them here until done", flush=True)
+
+    async def resumed(interrupted: uuid.UUID, retry: uuid.UUID) -> None:
+        [summary] = await in_session(
+            lambda s: runs_service.summaries_of(session=s, run_ids=[interrupted])
+        )
+        print(_outcome_line(summary), flush=True)
+        print(f"{'':12} resumed by run {retry}; waiting for it", flush=True)
+
+    # A run interrupted meanwhile (its process died) is followed to the retry that resumes it.
+    final = await engine.wait_resumed(run_ids, on_resumed=resumed)
+    summaries = await in_session(lambda s: runs_service.summaries_of(session=s, run_ids=final))
     for summary in summaries:
         print(_outcome_line(summary))
     return 1 if any(s["status"] in UNSUCCESSFUL for s in summaries) else 0
@@ -93,8 +103,9 @@ def register(sub: Any) -> None:
         "sync",
         help="sync an integration now",
         description="Queue a run per stream. With --wait (or when no hub is running) the "
-        "runs execute here and the command prints each outcome; it exits 1 when a run "
-        "failed, was cancelled or interrupted, 2 when the sync is refused.",
+        "runs execute here and the command prints each outcome, following a run that was "
+        "interrupted to the retry that resumes it; it exits 1 when a run failed, was "
+        "cancelled or interrupted (and not resumed), 2 when the sync is refused.",
     )
     sync_parser.add_argument("integration", help="integration id")
     sync_parser.add_argument("--stream", default=None, help="one stream (default: all enabled)")

@@ -6,6 +6,7 @@
   again; the next process finishes the stream and the rows equal the source exactly.
 - ``hub sync --wait`` killed mid-run and run again ends with the sandbox's ground truth, and
   reports each run's outcome in its exit code.
+- ``hub sync --wait`` waiting for a hub's run whose hub is killed follows the retry to its end.
 
 This file is also the child process of those tests: ``python -m tests.test_crash_recovery``.
 """
@@ -386,6 +387,62 @@ async def test_hub_sync_wait_prints_each_outcome_and_fails_when_a_run_fails(
     assert refused.returncode == 2 and "connect it before syncing" in refused.stderr
 
 
+async def test_hub_sync_wait_follows_the_retry_when_the_hub_running_the_run_dies(
+    session, sandbox
+) -> None:
+    """`hub sync --wait` waits for the run a hub executes; the hub is SIGKILLed and
+    restarted. The command reports the interruption, follows the retry that resumes the
+    stream to its end, and exits 0; the rows equal the sandbox's."""
+    integration_id = sandbox_integration(session, sandbox, products=1500, customers=10)
+    faults = f"{sandbox}/_sandbox/faults/shopify/{SHOP}"
+    httpx.put(faults, json={"slow_rate": 1.0, "slow_seconds": 100}).raise_for_status()  # 0.5 s
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "tests.test_crash_recovery", "hub", integration_id, "products"],
+        env=hub_env_for(sandbox), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    restarted = None
+    try:
+        while not (runs := runs_of(uuid.UUID(integration_id))) or runs[0].records_read == 0:
+            assert hub.poll() is None, "the hub stopped"
+            await asyncio.sleep(0.02)
+        [run] = runs
+        waiting = subprocess.Popen(
+            hub_command("sync", integration_id, "--stream", "products", "--wait", base=sandbox),
+            env=hub_env_for(sandbox), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        assert waiting.stdout is not None
+        queued = await asyncio.to_thread(waiting.stdout.readline)
+        assert queued.strip() == f"queued {run.id}"  # the hub's run: the command waits for it
+        hub.send_signal(signal.SIGKILL)
+        hub.wait(timeout=30)
+        httpx.put(faults, json={}).raise_for_status()
+        restarted = subprocess.Popen(
+            [sys.executable, "-m", "tests.test_crash_recovery", "hub", integration_id],
+            env=hub_env_for(sandbox), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        output = (await asyncio.to_thread(waiting.communicate, timeout=240))[0]
+    finally:
+        for process in (hub, restarted):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+    assert waiting.returncode == 0, output
+    old, retry = runs_of(uuid.UUID(integration_id))
+    assert (old.status, old.error, old.resumed_by) == ("interrupted", STOPPED, retry.id)
+    assert (retry.trigger, retry.status) == ("retry", "succeeded")
+    assert retry.cursor_before == old.cursor_after
+    lines = [line for line in output.splitlines() if line.startswith(" ") or "read=" in line]
+    assert lines == [
+        f"products     interrupted read={old.records_read} inserted={old.records_inserted} "
+        f"updated=0 deleted=0 skipped=0  {STOPPED}",
+        f"{'':12} resumed by run {retry.id}; waiting for it",
+        f"products     succeeded   read={retry.records_read} inserted={retry.records_inserted} "
+        f"updated={retry.records_updated} deleted=0 skipped=0",
+    ], output
+    truth = httpx.get(f"{sandbox}/_sandbox/shopify/shops/{SHOP}/truth").json()["streams"]
+    assert stored_checksum(integration_id, Product) == truth["products"]
+
+
 def test_hub_sync_without_wait_hands_the_runs_to_the_running_hub(session, sandbox) -> None:
     integration_id = sandbox_integration(session, sandbox, products=5)
     session.add(SchedulerLease(
@@ -400,5 +457,21 @@ def test_hub_sync_without_wait_hands_the_runs_to_the_running_hub(session, sandbo
     assert (run.status, run.worker) == ("queued", None)  # any hub process adopts it
 
 
+def _child_hub(integration_id: str, stream: str | None) -> None:
+    """A hub process with the real connectors (the sandbox's settings come from the
+    environment): recovery at start-up, then syncs `stream` if given, until killed."""
+
+    async def main() -> None:
+        async with sync.engine_lifespan() as engine:
+            if stream:
+                await engine.request_sync(integration_id=integration_id, stream=stream)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
 if __name__ == "__main__":
-    _child_sync(sys.argv[1])
+    if sys.argv[1] == "hub":
+        _child_hub(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
+    else:
+        _child_sync(sys.argv[1])

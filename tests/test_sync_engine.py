@@ -20,6 +20,7 @@ from dashboard.models import (
     SyncEvent,
     SyncRun,
 )
+from dashboard.services import sync
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine, SyncRefused, _insert_run, request_cancel
 from tests.fake_connector import FakeConnector
@@ -333,3 +334,88 @@ async def test_a_run_declared_dead_can_never_write_again(shared_integration) -> 
     assert product_count(shared_integration) == 50
     with session_scope() as s:
         assert s.exec(select(StreamConfig)).one().cursor == {"next": 50}
+
+
+async def test_wait_follows_an_interrupted_run_to_the_retry_that_resumes_it(
+    shared_integration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hub sync --wait` waits for a run of a hub process; that process dies (here: stops
+    beating). The waiter's own recovery interrupts the run, and it follows the retry to its
+    end, executing it itself since no hub adopts it."""
+    monkeypatch.setattr(sync, "RECOVERY_EVERY", 0.05)
+    gate = asyncio.Event()
+
+    async def freeze_on_third_page(page: int) -> None:
+        if page == 2:
+            await gate.wait()
+
+    frozen = FakeConnector(total=50, page_size=10)
+    frozen.on_page = freeze_on_third_page
+    hub = process_engine(frozen, "hub:1")
+    [run_id] = await hub.request_sync(integration_id=shared_integration)
+    while run_row(run_id).pages < 2:
+        await asyncio.sleep(0.01)
+    with session_scope() as s:  # the hub's process went silent three minutes ago
+        s.execute(
+            sa.update(SyncRun.__table__)
+            .where(SyncRun.__table__.c.id == run_id)
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=3))
+        )
+    waiter = process_engine(FakeConnector(total=50, page_size=10), "cli:2")
+    followed: list[tuple[uuid.UUID, uuid.UUID]] = []
+
+    async def resumed(interrupted: uuid.UUID, retry: uuid.UUID) -> None:
+        followed.append((interrupted, retry))
+
+    [final] = await waiter.wait_resumed([run_id], on_resumed=resumed, poll=0.02)
+    gate.set()
+    await hub.wait()
+    old, retry = run_row(run_id), run_row(final)
+    assert followed == [(run_id, final)]
+    assert (old.status, old.resumed_by, old.records_read) == ("interrupted", final, 20)
+    assert (retry.trigger, retry.status, retry.worker) == ("retry", "succeeded", "cli:2")
+    assert (retry.cursor_before, retry.records_read) == ({"next": 20}, 30)
+    assert product_count(shared_integration) == 50
+
+
+async def test_a_run_whose_stream_is_paused_is_not_resumed_and_wait_ends(
+    shared_integration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync, "RECOVERY_EVERY", 0.05)
+    with session_scope() as s:
+        s.add(SyncRun(
+            integration_id=shared_integration, stream="products", status="running",
+            worker="gone-host:1:1:abc", heartbeat_at=datetime.now(UTC) - timedelta(minutes=3),
+        ))  # fmt: skip
+        sync.set_paused(session=s, integration_id=shared_integration, stream="products",
+                        paused=True)  # fmt: skip
+    [run_id] = [run.id for run in active_runs(shared_integration)]
+    waiter = process_engine(FakeConnector(), "cli:2")
+    assert await waiter.wait_resumed([run_id], poll=0.02) == [run_id]
+    old = run_row(run_id)
+    assert (old.status, old.resumed_by) == ("interrupted", None)
+    assert active_runs(shared_integration) == []
+
+
+async def test_a_run_handed_to_the_hub_starts_at_its_next_look_not_its_next_sweep(
+    shared_integration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hub sync` without --wait queues a run without an owner; a hub process starts it
+    within HANDOVER_EVERY, long before the next crash recovery sweep."""
+    monkeypatch.setattr(sync, "RECOVERY_EVERY", 3600.0)  # only the handover look can start it
+    monkeypatch.setattr(sync, "HANDOVER_EVERY", 0.05)
+    hub = process_engine(FakeConnector(total=30, page_size=10), "hub:1")
+    sync.set_engine(hub)
+    try:
+        async with sync.engine_lifespan():
+            cli = process_engine(FakeConnector(), "cli:2")
+            [run_id] = await cli.request_sync(integration_id=shared_integration, run_here=False)
+            assert run_row(run_id).worker is None
+            for _ in range(400):
+                if run_row(run_id).status == "succeeded":
+                    break
+                await asyncio.sleep(0.025)
+    finally:
+        sync.set_engine(None)
+    run = run_row(run_id)
+    assert (run.status, run.worker, run.records_read) == ("succeeded", "hub:1", 30)

@@ -43,6 +43,7 @@ def run_summary(run: SyncRun, integration: Integration | None) -> dict[str, Any]
         "started_at": _iso(run.started_at),
         "heartbeat_at": _iso(run.heartbeat_at),
         "finished_at": _iso(run.finished_at),
+        "resumed_by": str(run.resumed_by) if run.resumed_by else "",
     }
 
 

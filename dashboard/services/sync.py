@@ -24,7 +24,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -62,6 +62,7 @@ MAX_EVENTS_PER_RUN = 200  # the per-run log stays bounded; the last event says h
 STALE_AFTER = timedelta(minutes=2)
 HEARTBEAT_EVERY = 10.0
 RECOVERY_EVERY = 15.0  # seconds between sweeps for runs of dead processes
+HANDOVER_EVERY = 1.0  # seconds between looks for queued runs without an owner (`hub sync`)
 RETRY_DELAYS = (2.0, 10.0, 30.0)  # seconds before attempts 2, 3, 4 of a transient failure
 ACTIVE = ACTIVE_RUN_STATUSES
 RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
@@ -242,6 +243,37 @@ class SyncEngine:
                     self.start(run_id)  # released by a process that stopped: run it here
             await self.wait(run_ids)
 
+    async def wait_resumed(
+        self,
+        run_ids: list[uuid.UUID],
+        *,
+        on_resumed: Callable[[uuid.UUID, uuid.UUID], Awaitable[None]] | None = None,
+        poll: float = 0.5,
+    ) -> list[uuid.UUID]:
+        """Like ``wait_finished``, but a run that ends ``interrupted`` is followed to the run
+        that resumed its stream (``resumed_by``: the retry crash recovery queued), and that
+        one to its end, and so on. Returns the last run of each, in the order given.
+
+        ``on_resumed(interrupted, resumed)`` is called at each step. A retry nobody starts
+        (no hub running) is started here, like the runs handed to ``wait_finished``.
+        """
+        final, followed = list(run_ids), set(run_ids)
+        while True:
+            await self.wait_finished(final, poll=poll)
+            links = await in_session(partial(_resumed_by, run_ids=final))
+            links = {old: new for old, new in links.items() if new not in followed}
+            if not links:
+                return final
+            for old, new in links.items():
+                followed.add(new)
+                if on_resumed is not None:
+                    await on_resumed(old, new)
+            final = [links.get(run_id, run_id) for run_id in final]
+            for run_id in await in_session(
+                partial(_adoptable_queued, run_ids=list(links.values()))
+            ):
+                self.start(run_id)
+
     async def stop(self) -> None:
         """Cancel running tasks; their runs become interrupted and resume at the next start."""
         tasks = list(self._tasks.values())
@@ -268,15 +300,31 @@ class SyncEngine:
             self.start(run_id)
         return started
 
+    async def adopt_handed_over(self) -> list[uuid.UUID]:
+        """Start the queued runs without an owner (``hub sync`` handed them to the hub, or a
+        stopping process released them); the claim decides which process executes each."""
+        runs = await in_session(_unowned_queued)
+        started = [run_id for run_id in runs if run_id not in self._tasks]
+        for run_id in started:
+            self.start(run_id)
+        return started
+
     async def supervise(self, stop: asyncio.Event) -> None:
-        """Sweep for runs of dead processes every ``RECOVERY_EVERY`` seconds until ``stop``."""
+        """Until ``stop``: every ``HANDOVER_EVERY`` seconds start the runs handed over to any
+        hub process (one indexed query), every ``RECOVERY_EVERY`` seconds sweep for runs of
+        dead processes."""
+        last_sweep = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=RECOVERY_EVERY)
+                await asyncio.wait_for(stop.wait(), timeout=HANDOVER_EVERY)
             if stop.is_set():
                 return
             try:
-                await self.recover_interrupted()
+                if time.monotonic() - last_sweep >= RECOVERY_EVERY:
+                    last_sweep = time.monotonic()
+                    await self.recover_interrupted()
+                else:
+                    await self.adopt_handed_over()
             except Exception:  # a database hiccup must not end crash recovery for good
                 log.exception("crash recovery sweep failed; retrying")
 
@@ -748,7 +796,8 @@ def _auth_failed(session: Session, context: _RunContext, message: str, worker: s
 
 
 def _queue_retry(session: Session, run_id: uuid.UUID, owner: str | None) -> uuid.UUID | None:
-    """After an interruption, queue a run that resumes the stream from its checkpoint."""
+    """After an interruption, queue a run that resumes the stream from its checkpoint; the
+    interrupted run's ``resumed_by`` names it, for whoever waits for the interrupted run."""
     run = session.get(SyncRun, run_id)
     if run is None:
         return None
@@ -758,10 +807,13 @@ def _queue_retry(session: Session, run_id: uuid.UUID, owner: str | None) -> uuid
         return None
     if config is None or not config.enabled or config.paused:
         return None  # resumes when the stream is resumed
-    return _insert_run(
+    retry = _insert_run(
         session, integration_id=run.integration_id, stream=run.stream,
         trigger=RunTrigger.RETRY.value, worker=owner,
     )  # fmt: skip
+    if retry is not None:  # None only if the stream has an active run, which it cannot
+        session.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(resumed_by=retry))
+    return retry
 
 
 def _stopped(session: Session, run_id: uuid.UUID, worker: str) -> None:
@@ -833,6 +885,29 @@ def _adoptable_queued(session: Session, run_ids: list[uuid.UUID] | None = None) 
         for run_id, worker, created_at in session.exec(query.order_by(col(SyncRun.created_at)))
         if worker is None or created_at < cutoff or process_gone(worker)
     ]
+
+
+def _unowned_queued(session: Session) -> list[uuid.UUID]:
+    """Queued runs without an owner, oldest first: read off ix_sync_runs_status_created."""
+    return list(
+        session.exec(
+            select(SyncRun.id)
+            .where(SyncRun.status == RunStatus.QUEUED.value, col(SyncRun.worker).is_(None))
+            .order_by(col(SyncRun.created_at))
+        ).all()
+    )
+
+
+def _resumed_by(session: Session, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """For the interrupted runs among ``run_ids``: the run that resumed each one's stream."""
+    rows = session.exec(
+        select(SyncRun.id, SyncRun.resumed_by).where(
+            col(SyncRun.id).in_(run_ids),
+            SyncRun.status == RunStatus.INTERRUPTED.value,
+            col(SyncRun.resumed_by).is_not(None),
+        )
+    ).all()
+    return {run_id: resumed for run_id, resumed in rows if resumed is not None}
 
 
 def _active_among(session: Session, run_ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -911,7 +986,8 @@ def set_engine(engine: SyncEngine | None) -> None:
 @contextlib.asynccontextmanager
 async def engine_lifespan() -> AsyncIterator[SyncEngine]:
     """The engine of a hub process: crash recovery at start-up and every ``RECOVERY_EVERY``
-    seconds (in every process, lease or not), and an orderly stop at shutdown."""
+    seconds (in every process, lease or not), runs handed over by ``hub sync`` started within
+    ``HANDOVER_EVERY`` seconds, and an orderly stop at shutdown."""
     engine = get_engine()
     try:
         await engine.recover_interrupted()
