@@ -7,6 +7,7 @@ transport (respx, ``httpx.ASGITransport``) instead of patching internals.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -27,6 +28,36 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Query parameters whose values grant access: a report document's pre-signed URL
+# (X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token), OAuth codes and the like.
+_SECRET_PARAM = re.compile(r"sig|credential|token|secret|code|key|password|hmac", re.IGNORECASE)
+
+
+def redact_url(url: httpx.URL | str) -> str:
+    """``url`` with the values of access-granting query parameters replaced, for logs."""
+    parsed = httpx.URL(str(url))
+    if not parsed.query:
+        return str(parsed)
+    params = [
+        (name, "REDACTED" if _SECRET_PARAM.search(name) else value)
+        for name, value in parsed.params.multi_items()
+    ]
+    return str(parsed.copy_with(params=params))
+
+
+class _RedactRequestLines(logging.Filter):
+    """httpx logs every request line with its full URL at INFO; keep secrets out of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(
+                redact_url(a) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+# On the logger itself (not a handler), so it applies whatever handlers the host adds.
+logging.getLogger("httpx").addFilter(_RedactRequestLines())
 
 
 def build_client(

@@ -6,6 +6,7 @@ every process-wide cache, so tests never see each other's rows or keys.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,17 @@ def pg_hub_db(
     SQLModel.metadata.create_all(engine)
     yield engine
     reset_caches()
+
+
+def leaked_secrets(
+    records: list[logging.LogRecord], secrets: list[str], *, client_origin: str
+) -> list[str]:
+    """The log lines (every logger, every level) that contain one of ``secrets``. Lines about
+    the test's own requests to ``client_origin`` (what a browser would send) do not count."""
+    leaks = []
+    for record in records:
+        line = record.getMessage()
+        if client_origin in line:
+            continue
+        leaks += [f"{record.name}: {line}" for secret in secrets if secret and secret in line]
+    return leaks

@@ -4,6 +4,7 @@ and LWA: the merchant path, reconnect in place, and every refusal with a readabl
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -18,10 +19,11 @@ from connectors.amazon.client import BUCKETS
 from connectors.sandbox.installer import AMAZON_APP
 from dashboard.api import build_api
 from dashboard.db import session_scope
-from dashboard.models import Credential, Integration, Order
+from dashboard.models import Credential, Integration, Order, Product
 from dashboard.services import connect, sync
+from dashboard.services.credentials import load_credential
 from dashboard.services.integrations import create_connect_link, create_integration
-from tests.conftest import reset_caches
+from tests.conftest import leaked_secrets, reset_caches
 from tests.sandbox_server import running_sandbox
 
 HUB = "http://hub.test"
@@ -65,11 +67,13 @@ async def hub(session: Session, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     BUCKETS.buckets.clear()
 
 
-def new_link(marketplaces: tuple[str, ...] = (US, MX)) -> tuple[uuid.UUID, str]:
+def new_link(
+    marketplaces: tuple[str, ...] = (US, MX), streams: dict[str, int] | None = None
+) -> tuple[uuid.UUID, str]:
     with session_scope() as s:
         integration = create_integration(
             session=s, platform="amazon", display_name="Seller", region="na",
-            marketplaces=list(marketplaces), streams={"orders": 10},
+            marketplaces=list(marketplaces), streams=streams or {"orders": 10},
         )  # fmt: skip
         _, token = create_connect_link(session=s, integration_id=integration.id)
         return integration.id, token
@@ -114,6 +118,31 @@ async def test_merchant_connects_a_seller_through_a_link(hub: dict) -> None:
         assert len(s.exec(select(Order)).all()) == 40  # the first sync ran
     replay = await hub["client"].get(callback)
     assert replay.status_code == 400 and "cannot be reused" in replay.text
+
+
+async def test_no_secret_reaches_the_logs(hub: dict, caplog: pytest.LogCaptureFixture) -> None:
+    """Connect and the first sync (listings report included) with every logger at DEBUG:
+    neither the tokens, the app secret, the authorization code, the link token nor a report
+    document's pre-signed URL appear in a log line."""
+    caplog.set_level(logging.DEBUG)
+    integration_id, token = new_link((US,), streams={"orders": 10, "listings": 60, "inventory": 30})
+    callback = await consent(hub, token)
+    code = parse_qs(urlparse(callback).query)["spapi_oauth_code"][0]
+    assert (await hub["client"].get(callback)).status_code == 200
+    await asyncio.gather(*connect._background)
+    await sync.get_engine().wait()
+    with session_scope() as s:
+        stored = [
+            load_credential(session=s, integration_id=integration_id, kind=kind)
+            for kind in ("access_token", "refresh_token")
+        ]
+        assert s.exec(select(Product)).first() is not None  # the report was downloaded
+    secrets = [c.secret for c in stored if c is not None]
+    secrets += [AMAZON_APP["client_secret"], code, token]
+    assert len(secrets) == 5
+    assert leaked_secrets(caplog.records, secrets, client_origin=HUB) == []
+    downloads = [m for r in caplog.records if "/amazon/documents/" in (m := r.getMessage())]
+    assert downloads and all("signature=REDACTED" in line for line in downloads), downloads
 
 
 async def test_reconnect_keeps_the_integration_and_refuses_another_seller(hub: dict) -> None:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -29,8 +30,9 @@ from dashboard.models import (
     WebhookSubscription,
 )
 from dashboard.services import connect, shopify_webhooks, sync
+from dashboard.services.credentials import load_credential
 from dashboard.services.integrations import create_connect_link, create_integration
-from tests.conftest import reset_caches
+from tests.conftest import leaked_secrets, reset_caches
 from tests.sandbox_server import running_sandbox
 
 SHOP = "connect-test.myshopify.com"
@@ -121,6 +123,31 @@ async def test_merchant_connects_through_a_link(hub: dict) -> None:
     replay = await hub["client"].get(callback)
     assert replay.status_code == 400 and "cannot be reused" in replay.text
     assert "Traceback" not in replay.text
+
+
+async def test_no_secret_reaches_the_logs(hub: dict, caplog: pytest.LogCaptureFixture) -> None:
+    """Connect, first sync, refresh and a webhook with every logger at DEBUG: neither the
+    tokens, the app secret, the authorization code nor the link token appear in a log line."""
+    caplog.set_level(logging.DEBUG)
+    integration_id, token = new_link()
+    callback = await approve(hub, token)
+    code = parse_qs(urlparse(callback).query)["code"][0]
+    assert (await hub["client"].get(callback)).status_code == 200
+    await asyncio.gather(*connect._background)
+    await sync.get_engine().wait()
+    await sync.get_engine().request_sync(integration_id=integration_id, trigger="manual")
+    await sync.get_engine().wait()
+    assert (await hub["client"].post("/api/webhooks/shopify", **signed({"id": 1}))).status_code
+    await asyncio.gather(*shopify_webhooks._tasks)
+    with session_scope() as s:
+        stored = [
+            load_credential(session=s, integration_id=integration_id, kind=kind)
+            for kind in ("access_token", "refresh_token")
+        ]
+    secrets = [c.secret for c in stored if c is not None] + [SECRET, code, token]
+    assert len(secrets) == 5
+    assert leaked_secrets(caplog.records, secrets, client_origin=HUB) == []
+    assert caplog.records, "the flow logs something, so the check above can fail"
 
 
 async def test_forged_and_tampered_callbacks_are_refused(hub: dict) -> None:
