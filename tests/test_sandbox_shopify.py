@@ -673,3 +673,97 @@ def test_rest_topics_of_multi_word_resources() -> None:
     assert rest_topic("INVENTORY_LEVELS_UPDATE") == "inventory_levels/update"
     assert rest_topic("APP_UNINSTALLED") == "app/uninstalled"
     assert rest_topic("CUSTOMERS_DATA_REQUEST") == "customers/data_request"
+
+
+async def test_orders_and_customers_can_be_deleted_with_their_webhooks() -> None:
+    received: list[httpx.Request] = []
+
+    def hub(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return httpx.Response(200)
+
+    app = create_sandbox_app(seed=4)
+    sandbox = app.state.sandbox.extras["shopify"]
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "orders": 30, "customers": 80})
+        token = await install(c)
+        await subscribe(c, token, "ORDERS_DELETE")
+        await subscribe(c, token, "CUSTOMERS_DELETE")
+        before = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/truth")).json()["streams"]
+        changed = await sandbox.mutate(
+            SHOP, delete_orders=4, delete_customers=3, transport=httpx.MockTransport(hub)
+        )
+        import asyncio
+
+        await asyncio.gather(*sandbox.background)
+        after = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/truth")).json()["streams"]
+        ids = """query Ids($query: String) {
+          orders(first: 250, query: $query, sortKey: ID) { nodes { id } }
+          customers(first: 250, sortKey: ID) { nodes { id } }
+        }"""
+        listed = (await gql(c, token, ids)).json()["data"]
+        above = (await gql(c, token, ids, {"query": "id:>5000020"})).json()["data"]
+        counted = (await gql(c, token, "{ ordersCount { count } }")).json()["data"]
+    assert changed["deleted_orders"] == 4 and changed["deleted_customers"] == 3
+    assert changed["webhooks"] == 7 == len(received)
+    topics = sorted(r.headers["X-Shopify-Topic"] for r in received)
+    assert topics == ["customers/delete"] * 3 + ["orders/delete"] * 4
+    gone = {json.loads(r.content)["id"] for r in received}
+    assert (
+        after["orders"]["count"] == before["orders"]["count"] - 4 == counted["ordersCount"]["count"]
+    )
+    assert after["customers"]["count"] == before["customers"]["count"] - 3
+    order_ids = [n["id"] for n in listed["orders"]["nodes"]]
+    assert order_ids == sorted(order_ids) and len(order_ids) == 26  # ascending ids, live only
+    assert checksum(order_ids) == after["orders"]["checksum"]
+    customer_ids = [n["id"] for n in listed["customers"]["nodes"]]
+    assert checksum(customer_ids) == after["customers"]["checksum"]
+    assert not {int(i.rsplit("/", 1)[1]) for i in order_ids + customer_ids} & gone
+    assert all(int(n["id"].rsplit("/", 1)[1]) > 5_000_020 for n in above["orders"]["nodes"])
+    # Shopify refuses to delete a customer who has orders: none of theirs was deleted.
+    shop = sandbox.shops[SHOP]
+    deleted_customers = {i for kind, i in shop.deleted if kind == "customer"}
+    assert len(deleted_customers) == 3
+    assert not deleted_customers & {shop.customer_of_order(i) for i in range(30)}
+
+
+async def test_long_orders_and_products_page_their_nested_connections() -> None:
+    app = create_sandbox_app(seed=4)
+    async with client(app) as c:
+        await c.post(
+            "/_sandbox/shopify/shops",
+            json={"shop": SHOP, "products": 2, "variants_per_product": 30, "orders": 3,
+                  "lines_per_order": 25, "locations": 12},
+        )  # fmt: skip
+        token = await install(c)
+        lines_query = """query L($id: ID!, $after: String) {
+          order(id: $id) { lineItems(first: 10, after: $after) {
+            nodes { id } pageInfo { hasNextPage endCursor } } }
+        }"""
+        levels_query = """query V($id: ID!, $after: String) {
+          inventoryItem(id: $id) { inventoryLevels(first: 5, after: $after) {
+            nodes { id location { id } } pageInfo { hasNextPage endCursor } } }
+        }"""
+        pages: dict[str, list[str]] = {"lines": [], "levels": []}
+        for name, query, node_id, field in (
+            ("lines", lines_query, "gid://shopify/Order/5000001", "order"),
+            ("levels", levels_query, "gid://shopify/InventoryItem/3000031", "inventoryItem"),
+        ):
+            after = None
+            while True:
+                body = (await gql(c, token, query, {"id": node_id, "after": after})).json()
+                connection = next(iter(body["data"][field].values()))
+                pages[name] += [n["id"] for n in connection["nodes"]]
+                if not connection["pageInfo"]["hasNextPage"]:
+                    break
+                after = connection["pageInfo"]["endCursor"]
+        truth = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/truth")).json()["streams"]
+        missing = (
+            await gql(c, token, levels_query, {"id": "gid://shopify/InventoryItem/3999999"})
+        ).json()["data"]
+    assert len(pages["lines"]) == len(set(pages["lines"])) == 25
+    assert len(pages["levels"]) == len(set(pages["levels"])) == 12
+    assert truth["order_lines"]["count"] == 75 and truth["variants"]["count"] == 60
+    assert missing == {"inventoryItem": None}
+    for query in (lines_query, levels_query):
+        assert validate(admin_schema(), parse(query)) == []

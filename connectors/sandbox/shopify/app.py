@@ -172,8 +172,14 @@ class ShopifySandbox:
         updates: int = 0,
         deletes: int = 0,
         new_orders: int = 0,
+        delete_orders: int = 0,
+        delete_customers: int = 0,
         transport: Any = None,
     ) -> dict[str, int]:
+        """Random changes, each announced to the shop's webhook subscribers as Shopify does:
+        ``updates`` and ``deletes`` of products, ``new_orders``, ``delete_orders`` and
+        ``delete_customers`` (only customers without orders: Shopify refuses to delete the
+        others). Returns how many of each happened."""
         shop = self.shops[shop_name]
         rng = random.Random(
             f"{self.state.seed}:{shop_name}:{len(shop.updated)}:{len(shop.deleted)}"
@@ -209,10 +215,35 @@ class ShopifySandbox:
                 payload=_rest_payload("order", shop.order_node(index)),
                 transport=transport,
             )
+        live = [i for i in range(shop.total("order")) if shop.is_live("order", i)]
+        deleted_orders = rng.sample(live, min(delete_orders, len(live)))
+        for index in deleted_orders:
+            shop.delete("order", index, now)
+            delivered += await webhooks_api.deliver(
+                sandbox=self,
+                shop=shop_name,
+                topic="ORDERS_DELETE",
+                payload={"id": ID_BASE["order"] + index},
+                transport=transport,
+            )
+        buyers = shop.customers_with_orders()
+        live = [i for i in range(shop.customers) if shop.is_live("customer", i) and i not in buyers]
+        deleted_customers = rng.sample(live, min(delete_customers, len(live)))
+        for index in deleted_customers:
+            shop.delete("customer", index, now)
+            delivered += await webhooks_api.deliver(
+                sandbox=self,
+                shop=shop_name,
+                topic="CUSTOMERS_DELETE",
+                payload={"id": ID_BASE["customer"] + index},
+                transport=transport,
+            )
         return {
             "updated": updates,
             "deleted": deletes,
             "new_orders": new_orders,
+            "deleted_orders": len(deleted_orders),
+            "deleted_customers": len(deleted_customers),
             "webhooks": delivered,
         }
 
@@ -491,7 +522,10 @@ def _host(shop: str) -> str:
 
 # --- HTTP: control API ---------------------------------------------------------------------------
 
-SIZE_FIELDS = {"products", "variants_per_product", "orders", "customers", "locations", "plan"}
+SIZE_FIELDS = {
+    "products", "variants_per_product", "orders", "customers", "locations", "plan",
+    "lines_per_order",
+}  # fmt: skip
 
 
 def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
@@ -534,6 +568,8 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             updates=int(body.get("updates", 0)),
             deletes=int(body.get("deletes", 0)),
             new_orders=int(body.get("new_orders", 0)),
+            delete_orders=int(body.get("delete_orders", 0)),
+            delete_customers=int(body.get("delete_customers", 0)),
         )
         return JSONResponse(result)
 

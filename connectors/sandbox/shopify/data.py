@@ -103,6 +103,7 @@ class ShopData:
     customers: int = 20
     locations: int = 2
     plan: str = "standard"
+    lines_per_order: int = 0  # 0: each order has 1 to 3 lines; n: every order has n
     # overlays
     updated: dict[tuple[str, int], datetime] = field(default_factory=dict)
     deleted: dict[tuple[str, int], datetime] = field(default_factory=dict)
@@ -238,7 +239,10 @@ class ShopData:
         )
 
     def line_count(self, order: int) -> int:
-        return 1 + self._rand("lines", order) % 3
+        return self.lines_per_order or 1 + self._rand("lines", order) % 3
+
+    def line_item_number(self, order: int, line: int) -> int:
+        return ID_BASE["line_item"] + order * max(10, self.lines_per_order) + line
 
     def order_node(self, index: int) -> dict[str, Any]:
         number = ID_BASE["order"] + index
@@ -288,7 +292,7 @@ class ShopData:
     def line_node(self, order: int, line: int) -> dict[str, Any]:
         variant = self._line_variant(order, line)
         product = variant // max(1, self.variants_per_product)
-        number = ID_BASE["line_item"] + order * 10 + line
+        number = self.line_item_number(order, line)
         return {
             "__typename": "LineItem",
             "id": gid("line_item", number),
@@ -345,6 +349,13 @@ class ShopData:
     def customer_of_order(self, order: int) -> int:
         return self._rand("customer", order) % max(1, self.customers)
 
+    def customers_with_orders(self) -> set[int]:
+        return {
+            self.customer_of_order(i)
+            for i in range(self.total("order"))
+            if self.is_live("order", i)
+        }
+
     def orders_of_customer(self, customer: int) -> list[int]:
         """Live orders placed by ``customer`` (index), the ones a privacy request names."""
         return [
@@ -380,7 +391,7 @@ class ShopData:
             ],
             "orders": [gid("order", ID_BASE["order"] + i) for i in orders],
             "order_lines": [
-                gid("line_item", ID_BASE["line_item"] + i * 10 + k)
+                gid("line_item", self.line_item_number(i, k))
                 for i in orders
                 for k in range(self.line_count(i))
             ],

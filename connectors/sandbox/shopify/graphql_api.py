@@ -476,6 +476,42 @@ def _resolve_shop(_: Any, info: Any) -> dict[str, Any]:
     }
 
 
+def _id_bounds(kind: str, query: str | None) -> tuple[int, int]:
+    """The index range (inclusive) that the query's ``id`` terms allow (numeric or gid ids)."""
+    low, high = 0, 2**62
+    for name, operator, value in _TERM.findall(query or ""):
+        if name != "id":
+            continue
+        try:
+            index = int(value.rsplit("/", 1)[-1]) - ID_BASE[kind]
+        except ValueError as error:
+            raise ValueError(f"Invalid id in query: {value}") from error
+        if operator in (">", ">=", ""):
+            low = max(low, index + (operator == ">"))
+        if operator in ("<", "<=", ""):
+            high = min(high, index - (operator == "<"))
+    return low, high
+
+
+def _by_id(shop: ShopData, kind: str, after: str | None, query: str | None) -> Iterator[int]:
+    """Live indices in ascending id order (``sortKey: ID``), within the query's id and
+    updated_at terms."""
+    low, high = _id_bounds(kind, query)
+    if after:
+        low = max(low, decode_cursor(after)[1] + 1)
+    window = parse_updated_filter(query)
+    for index in range(low, min(high + 1, shop.total(kind))):
+        if not shop.is_live(kind, index):
+            continue
+        if window is not None:
+            operator, moment = window
+            updated = shop.updated_at(kind, index)
+            if not {">": updated > moment, ">=": updated >= moment, "<": updated < moment,
+                    "<=": updated <= moment}[operator]:  # fmt: skip
+                continue
+        yield index
+
+
 def _root_connection(kind: str, build: Callable[[ShopData, int], dict[str, Any]]) -> Callable:
     def resolve(
         _: Any,
@@ -483,11 +519,17 @@ def _root_connection(kind: str, build: Callable[[ShopData, int], dict[str, Any]]
         first: int | None = None,
         after: str | None = None,
         query: str | None = None,
+        sortKey: str | None = None,
         **__: Any,
     ) -> dict[str, Any]:
         shop = _shop_of(info)
+        items = (
+            _by_id(shop, kind, after, query)
+            if sortKey == "ID"
+            else _ordered(shop, kind, after, query)
+        )
         return _connection(
-            _ordered(shop, kind, after, query),
+            items,
             first,
             lambda i: build(shop, i),
             lambda i: (shop.updated_at(kind, i), i),
@@ -653,6 +695,18 @@ def _resolve_node_by_id(kind: str) -> Callable:
     return resolve
 
 
+def _resolve_inventory_item(_: Any, info: Any, id: str) -> dict[str, Any] | None:
+    shop = _shop_of(info)
+    try:
+        variant_index = int(id.rsplit("/", 1)[1]) - ID_BASE["inventory_item"]
+    except (ValueError, IndexError):
+        return None
+    product_index = variant_index // max(1, shop.variants_per_product)
+    if variant_index < 0 or not shop.is_live("product", product_index):
+        return None
+    return inventory_item(shop, product_index, variant_index)
+
+
 def _attach_resolvers(schema: GraphQLSchema) -> None:
     query = schema.query_type
     assert query is not None
@@ -671,6 +725,7 @@ def _attach_resolvers(schema: GraphQLSchema) -> None:
     query.fields["product"].resolve = _resolve_node_by_id("product")
     query.fields["order"].resolve = _resolve_node_by_id("order")
     query.fields["customer"].resolve = _resolve_node_by_id("customer")
+    query.fields["inventoryItem"].resolve = _resolve_inventory_item
     from connectors.sandbox.shopify import bulk, webhooks_api
 
     webhooks_api.attach(schema)
