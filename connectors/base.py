@@ -65,6 +65,16 @@ class SnapshotComplete:
     id_suffix: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SeenIds:
+    """Records of ``kind`` the platform still lists, read by id alone (a cheap snapshot):
+    the engine notes the stored ones as seen (``synced_at``) without changing their columns,
+    so the ``SnapshotComplete`` ending the pass keeps them."""
+
+    kind: RecordKind
+    external_ids: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class Batch:
     records: list[UnifiedRecord]
@@ -78,6 +88,8 @@ class Batch:
     """Primary records read so far in this stream (the unit of ``total_hint``)."""
     snapshot: SnapshotComplete | None = None
     """Set on the batch that completes a full snapshot: the engine marks the rest deleted."""
+    seen: SeenIds | None = None
+    """Ids listed by an id-only snapshot on this page (applied before ``snapshot``)."""
 
 
 @dataclass(frozen=True, slots=True)

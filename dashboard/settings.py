@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     shopify_bulk_threshold: int = Field(
         10_000, ge=0, description="Backfills larger than this use a bulk operation."
     )
+    shopify_reconcile_hours: float = Field(
+        24.0,
+        ge=0,
+        description="Products, orders and customers list their live ids this often to mark "
+        "records deleted on Shopify that no webhook reported. 0: never.",
+    )
 
     # --- Amazon --------------------------------------------------------------------------
     amazon_app_id: str | None = None

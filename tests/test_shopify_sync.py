@@ -51,7 +51,13 @@ def sandbox() -> Iterator[str]:
     _throttles.clear()
 
 
-def connect(session: Session, base: str, shop: str = SHOP, **sizes) -> uuid.UUID:
+def connect(
+    session: Session,
+    base: str,
+    shop: str = SHOP,
+    scopes: tuple[str, ...] = ("read_products",),
+    **sizes,
+) -> uuid.UUID:
     httpx.post(f"{base}/_sandbox/shopify/shops", json={"shop": shop, **sizes}).raise_for_status()
     integration = create_integration(
         session=session, platform="shopify", display_name="Shop", shop_domain=shop
@@ -60,19 +66,20 @@ def connect(session: Session, base: str, shop: str = SHOP, **sizes) -> uuid.UUID
     save_credential(
         session=session,
         integration_id=integration.id,
-        credential=StoredCredential("access_token", token, ["read_products"]),
+        credential=StoredCredential("access_token", token, list(scopes)),
     )
     mark_connected(session=session, integration_id=integration.id)
     session.commit()
     return integration.id
 
 
-def engine_for(base: str) -> SyncEngine:
+def engine_for(base: str, **settings: object) -> SyncEngine:
     values = {
         "shopify_client_id": "sandbox-shopify-client-id",
         "shopify_client_secret": "sandbox-shopify-client-secret",
         "shopify_scopes": "read_products",
         "shopify_base_url": f"{base}/shopify",
+        **settings,
     }
     return SyncEngine(
         connector_factory=lambda _: ShopifyConnector.from_settings(values),

@@ -25,13 +25,20 @@ from connectors.shopify.bulk import BulkPolicy, BulkUnavailable
 from connectors.shopify.client import ShopifyClient
 from connectors.shopify.streams import (
     DELETION_KEYS,
+    NESTED_OF_KIND,
     STREAM_QUERIES,
+    complete_nested,
     count,
     latest_deletions,
     read_window,
+    reconcile,
+    reconcile_due,
 )
 
 REFRESH_AHEAD = timedelta(seconds=60)  # authlib's leeway: refresh a minute before expiry
+# Without it Shopify lists only the last 60 days of orders: a reconciliation would take the
+# older ones for deleted.
+ALL_ORDERS_SCOPE = "read_all_orders"
 log = logging.getLogger("connectors.shopify")
 
 
@@ -43,6 +50,9 @@ class ShopifyConfig:
     base_url: str | None  # None: the real https://{shop}
     bulk_threshold: int = 10_000  # a backfill of more records runs as a bulk operation
     bulk_policy: BulkPolicy = field(default_factory=BulkPolicy)
+    # How often products, orders and customers list their live ids to find deletions that
+    # no webhook or event told; None: never.
+    reconcile_every: timedelta | None = timedelta(hours=24)
 
 
 class ShopifyConnector(Connector):
@@ -98,6 +108,7 @@ class ShopifyConnector(Connector):
                 10_000 if values.get("shopify_bulk_threshold") is None
                 else values["shopify_bulk_threshold"]
             ),
+            reconcile_every=_hours(values.get("shopify_reconcile_hours", 24.0)),
         ), transport)  # fmt: skip
 
     def base_url(self, shop: str) -> str:
@@ -166,16 +177,28 @@ class ShopifyConnector(Connector):
         if not integration.shop_domain:
             raise InvalidInput("this integration has no shop domain")
         client = await self.client(integration.shop_domain, credentials)
+        token = await credentials.get(auth.ACCESS_TOKEN)
+        reconciles = STREAM_QUERIES[stream].ids is not None and (
+            stream != "orders" or ALL_ORDERS_SCOPE in (token.scopes if token else [])
+        )
         try:
-            async for batch in self._read(client, stream, None if full_refresh else cursor):
+            async for batch in self._read(
+                client, stream, None if full_refresh else cursor, reconciles=reconciles
+            ):
                 yield batch
         finally:
             await client.aclose()
 
     async def _read(
-        self, client: ShopifyClient, stream: str, cursor: dict[str, Any] | None
+        self,
+        client: ShopifyClient,
+        stream: str,
+        cursor: dict[str, Any] | None,
+        *,
+        reconciles: bool = False,
     ) -> AsyncIterator[Batch]:
-        """Windows of pages; a backfill above the bulk threshold as a bulk operation."""
+        """Windows of pages, each started by a reconciliation when one is due; a backfill
+        above the bulk threshold as a bulk operation."""
         cursor = dict(cursor or {})
         spec = STREAM_QUERIES[stream]
         carry = {k: cursor[k] for k in DELETION_KEYS if k in cursor}
@@ -193,6 +216,18 @@ class ShopifyConnector(Connector):
                     yield batch
                 return
         if cursor.get("since") or cursor.get("after"):  # a window is under way
+            if (
+                reconciles
+                and cursor.get("after") is None
+                and reconcile_due(cursor, self.config.reconcile_every, datetime.now(UTC))
+            ):
+                if not cursor.get("reconcile"):
+                    last = cursor.get("reconciled_at") or "never"
+                    log.info("%s on %s: reconciling ids to find deletions (last done %s)",
+                             stream, client.shop, last)  # fmt: skip
+                async for batch in reconcile(client, stream, cursor):
+                    yield batch
+                    cursor = dict(batch.cursor or cursor)
             async for batch in read_window(client, stream, cursor):
                 yield batch
             return
@@ -270,8 +305,18 @@ class ShopifyConnector(Connector):
             if kind == "product"
             else (queries.ORDER_BY_ID, "OrderById")
         )
+        nested = NESTED_OF_KIND[kind]
         try:
             data = await client.query(name, document, {"id": node_id}, expected_cost=30)
+            node = data.get(kind)
+            if isinstance(node, dict) and nested is not None:
+                await complete_nested(client, nested, node)  # every variant or line item
         finally:
             await client.aclose()
-        return data.get(kind)
+        return node
+
+
+def _hours(value: Any) -> timedelta | None:
+    """HUB_SHOPIFY_RECONCILE_HOURS as a period; 0 (or unset) turns reconciliation off."""
+    hours = float(value or 0)
+    return timedelta(hours=hours) if hours > 0 else None

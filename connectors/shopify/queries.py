@@ -21,6 +21,7 @@ PRODUCTS = """query Products($first: Int!, $after: String, $query: String) {
       id title handle vendor productType status createdAt updatedAt
       variants(first: 15) {
         nodes { id title sku barcode price inventoryQuantity inventoryItem { id } }
+        pageInfo { hasNextPage endCursor }
       }
     }
     pageInfo { hasNextPage endCursor }
@@ -37,6 +38,7 @@ INVENTORY = """query Inventory($first: Int!, $after: String, $query: String) {
           location { id name }
           quantities(names: ["available", "on_hand", "reserved", "incoming"]) { name quantity }
         }
+        pageInfo { hasNextPage endCursor }
       }
     }
     pageInfo { hasNextPage endCursor }
@@ -57,6 +59,7 @@ ORDERS = """query Orders($first: Int!, $after: String, $query: String) {
           product { id }
           variant { id }
         }
+        pageInfo { hasNextPage endCursor }
       }
     }
     pageInfo { hasNextPage endCursor }
@@ -72,6 +75,60 @@ CUSTOMERS = """query Customers($first: Int!, $after: String, $query: String) {
     }
     pageInfo { hasNextPage endCursor }
   }
+}"""
+
+# --- the rest of a nested connection, when a page's node says hasNextPage -------------------
+
+PRODUCT_VARIANTS = """query ProductVariants($id: ID!, $after: String) {
+  product(id: $id) {
+    variants(first: 250, after: $after) {
+      nodes { id title sku barcode price inventoryQuantity inventoryItem { id } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}"""
+
+ORDER_LINE_ITEMS = """query OrderLineItems($id: ID!, $after: String) {
+  order(id: $id) {
+    lineItems(first: 100, after: $after) {
+      nodes {
+        id sku title quantity
+        originalUnitPriceSet { shopMoney { amount } }
+        product { id }
+        variant { id }
+      }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}"""
+
+INVENTORY_ITEM_LEVELS = """query InventoryItemLevels($id: ID!, $after: String) {
+  inventoryItem(id: $id) {
+    inventoryLevels(first: 100, after: $after) {
+      nodes {
+        id updatedAt
+        location { id name }
+        quantities(names: ["available", "on_hand", "reserved", "incoming"]) { name quantity }
+      }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}"""
+
+# --- reconciliation: every live id, by ascending id ---------------------------------------------
+# Each page asks afresh for ids above the last one seen (`id:>…`) instead of following a
+# cursor, so no connection is paged deeper than Shopify's 25,000 objects.
+
+PRODUCT_IDS = """query ProductIds($query: String) {
+  products(first: 250, query: $query, sortKey: ID) { nodes { id } pageInfo { hasNextPage } }
+}"""
+
+ORDER_IDS = """query OrderIds($query: String) {
+  orders(first: 250, query: $query, sortKey: ID) { nodes { id } pageInfo { hasNextPage } }
+}"""
+
+CUSTOMER_IDS = """query CustomerIds($query: String) {
+  customers(first: 250, query: $query, sortKey: ID) { nodes { id } pageInfo { hasNextPage } }
 }"""
 
 # --- bulk operations (backfills of large streams) --------------------------------------------
@@ -208,6 +265,7 @@ PRODUCT_BY_ID = """query ProductById($id: ID!) {
     id title handle vendor productType status createdAt updatedAt
     variants(first: 20) {
       nodes { id title sku barcode price inventoryQuantity inventoryItem { id } }
+      pageInfo { hasNextPage endCursor }
     }
   }
 }"""
@@ -225,6 +283,7 @@ ORDER_BY_ID = """query OrderById($id: ID!) {
         product { id }
         variant { id }
       }
+      pageInfo { hasNextPage endCursor }
     }
   }
 }"""
@@ -237,6 +296,9 @@ ALL_DOCUMENTS = {
     "BulkProducts": BULK_PRODUCTS, "BulkInventory": BULK_INVENTORY, "BulkOrders": BULK_ORDERS,
     "BulkCustomers": BULK_CUSTOMERS, "ProductDeletions": PRODUCT_DELETIONS,
     "LatestProductDeletions": LATEST_PRODUCT_DELETIONS,
+    "ProductVariants": PRODUCT_VARIANTS, "OrderLineItems": ORDER_LINE_ITEMS,
+    "InventoryItemLevels": INVENTORY_ITEM_LEVELS, "ProductIds": PRODUCT_IDS,
+    "OrderIds": ORDER_IDS, "CustomerIds": CUSTOMER_IDS,
     **{f"{name[0].upper()}{name[1:]}Count": doc for name, doc in COUNTS.items()},
 }  # fmt: skip
 

@@ -10,16 +10,32 @@ marks those products deleted. The events log has its own checkpoint: ``deleted_s
 the newest event seen minus the same overlap, and ``deleted_seen``, the ids of the events
 inside that overlap, which are not applied twice. A backfill starts it at the newest
 deletion before it began: older deletions concern nothing it stores.
+
+Orders and customers leave no such events, so a periodic reconciliation lists every live id
+(id only, ascending, cheap in cost points) and ends with a ``SnapshotComplete``: stored records
+the listing did not show are gone from Shopify. Its state lives in the cursor (``reconcile``
+while under way, ``reconciled_at`` once done), so a crash resumes it.
+
+A page reads the first few nested nodes of each node (variants, line items, inventory levels);
+when a node has more, follow-up queries page that one connection to its end.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.base import Batch, RecordError, RecordKind, UnifiedRecord
+from connectors.base import (
+    Batch,
+    RecordError,
+    RecordKind,
+    SeenIds,
+    SnapshotComplete,
+    UnifiedRecord,
+)
+from connectors.errors import MalformedResponse
 from connectors.shopify import queries
 from connectors.shopify.client import ShopifyClient
 
@@ -27,6 +43,8 @@ OVERLAP = timedelta(minutes=2)
 # ``deleted_since`` when the shop had no product deletion when its first window started.
 BEGINNING = "1970-01-01T00:00:00Z"
 DELETION_KEYS = ("deleted_since", "deleted_seen")  # the events checkpoint inside a cursor
+# What a window's cursor carries along unchanged: the events checkpoint, the last reconciliation.
+CARRIED_KEYS = (*DELETION_KEYS, "reconciled_at")
 SEEN_LIMIT = 1_000  # ids kept in ``deleted_seen``; beyond it a re-read is harmless anyway
 
 
@@ -38,6 +56,11 @@ def parse_time(value: str | None) -> datetime | None:
 
 def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_precise(moment: datetime) -> str:
+    """Microseconds kept: compared with the engine's ``synced_at`` (our clock, not Shopify's)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _nodes(connection: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -127,6 +150,27 @@ def normalize_customer(node: dict[str, Any]) -> list[UnifiedRecord]:
 
 
 @dataclass(frozen=True)
+class NestedQuery:
+    """Reads the rest of a node's nested connection: ``root(id:) { field(first:, after:) }``."""
+
+    field: str
+    query_name: str
+    document: str
+    root: str
+
+
+@dataclass(frozen=True)
+class IdQuery:
+    """Lists a stream's live ids for a reconciliation (``sortKey: ID``, ``id:>`` filter)."""
+
+    query_name: str
+    document: str
+    root: str
+    kind: RecordKind
+    count: str  # COUNTS key: the progress total
+
+
+@dataclass(frozen=True)
 class StreamQuery:
     query_name: str
     document: str
@@ -137,26 +181,67 @@ class StreamQuery:
     bulk_document: str
     children: dict[str, str]  # bulk lines with __parentId: GraphQL type -> connection field
     deletions: bool = False  # read destroy events at the start of incremental windows
+    nested: NestedQuery | None = None  # the nested connection a page reads only the start of
+    ids: IdQuery | None = None  # how a reconciliation lists the live ids
 
 
 STREAM_QUERIES = {
     "products": StreamQuery(
         "Products", queries.PRODUCTS, "products", normalize_product, "products", "products",
         queries.BULK_PRODUCTS, {"ProductVariant": "variants"}, deletions=True,
+        nested=NestedQuery("variants", "ProductVariants", queries.PRODUCT_VARIANTS, "product"),
+        ids=IdQuery("ProductIds", queries.PRODUCT_IDS, "products", RecordKind.PRODUCT,
+                    "products"),
     ),
     "inventory": StreamQuery(
         "Inventory", queries.INVENTORY, "inventoryItems", normalize_inventory_item, None,
         "productVariants", queries.BULK_INVENTORY, {"InventoryLevel": "inventoryLevels"},
+        nested=NestedQuery("inventoryLevels", "InventoryItemLevels",
+                           queries.INVENTORY_ITEM_LEVELS, "inventoryItem"),
     ),
     "orders": StreamQuery(
         "Orders", queries.ORDERS, "orders", normalize_order, "orders", "orders",
         queries.BULK_ORDERS, {"LineItem": "lineItems"},
+        nested=NestedQuery("lineItems", "OrderLineItems", queries.ORDER_LINE_ITEMS, "order"),
+        ids=IdQuery("OrderIds", queries.ORDER_IDS, "orders", RecordKind.ORDER, "orders"),
     ),
     "customers": StreamQuery(
         "Customers", queries.CUSTOMERS, "customers", normalize_customer, "customers",
         "customers", queries.BULK_CUSTOMERS, {},
+        ids=IdQuery("CustomerIds", queries.CUSTOMER_IDS, "customers", RecordKind.CUSTOMER,
+                    "customers"),
     ),
 }  # fmt: skip
+# A node fetched by id (webhook look-ups) has the same nested connection as its stream's pages.
+NESTED_OF_KIND = {"product": STREAM_QUERIES["products"].nested,
+                  "order": STREAM_QUERIES["orders"].nested}  # fmt: skip
+
+
+async def complete_nested(client: ShopifyClient, nested: NestedQuery, node: dict[str, Any]) -> None:
+    """Read the rest of ``node``'s nested connection when its first page was not all of it.
+
+    Changes ``node`` in place: the connection ends as ``{"nodes": [...]}``, every nested node,
+    the shape a bulk export's joined lines have. Each follow-up query pays the shop's bucket
+    like any other.
+    """
+    connection = node.get(nested.field)
+    if not isinstance(connection, dict):
+        return
+    page_info = connection.pop("pageInfo", None) or {}
+    nodes = _nodes(connection)
+    after = page_info.get("endCursor")
+    while page_info.get("hasNextPage") and after:
+        data = await client.query(
+            nested.query_name, nested.document, {"id": node["id"], "after": after}
+        )
+        parent = data.get(nested.root)
+        if not isinstance(parent, dict):  # gone since the page: its deletion arrives later
+            break
+        more = parent.get(nested.field) or {}
+        nodes.extend(_nodes(more))
+        page_info = more.get("pageInfo") or {}
+        after = page_info.get("endCursor")
+    connection["nodes"] = nodes
 
 
 def count_query_name(key: str) -> str:
@@ -261,12 +346,12 @@ async def read_window(
     cursor = cursor or {}
     since, after, high = cursor.get("since"), cursor.get("after"), cursor.get("high_water")
     search = f"updated_at:>='{since}'" if since else None
-    carry: dict[str, Any] = {k: cursor[k] for k in DELETION_KEYS if k in cursor}
+    carry: dict[str, Any] = {k: cursor[k] for k in CARRIED_KEYS if k in cursor}
     if spec.deletions and since and after is None:  # an incremental window: deletions first
         # A checkpoint from before events were read starts at its window.
         start = carry if carry.get("deleted_since") else {"deleted_since": since}
         async for tombstones, problems, mark in read_deletions(client, start):
-            carry = mark
+            carry = {**carry, **mark}
             yield Batch(records=tombstones, errors=problems, cursor={**cursor, **carry})
     if total is None and spec.count and after is None:
         total = await count(client, spec.count, search) or None
@@ -281,6 +366,8 @@ async def read_window(
         nodes = _nodes(connection)
         for node in nodes:
             try:
+                if spec.nested is not None:
+                    await complete_nested(client, spec.nested, node)
                 records.extend(spec.normalize(node))
             except (KeyError, TypeError, ValueError) as error:
                 errors.append(
@@ -309,3 +396,72 @@ async def read_window(
         yield Batch(records=records, errors=errors, cursor=next_cursor, total_hint=total, done=done)
         if not page_info.get("hasNextPage"):
             return
+
+
+def reconcile_due(cursor: dict[str, Any], every: timedelta | None, now: datetime) -> bool:
+    """Whether a run starting a window reconciles first: one is under way, or the last one is
+    older than ``every`` (or there was none: the first window after a backfill)."""
+    if every is None or not cursor.get("since"):
+        return False
+    if cursor.get("reconcile"):
+        return True
+    last = parse_time(cursor.get("reconciled_at"))
+    return last is None or now - last >= every
+
+
+def _id_number(external_id: str) -> int:
+    return int(external_id.rsplit("/", 1)[-1])
+
+
+async def reconcile(
+    client: ShopifyClient, stream: str, cursor: dict[str, Any]
+) -> AsyncIterator[Batch]:
+    """List every live id of ``stream`` (ascending), a page per batch; the last batch completes
+    the snapshot, so the engine marks the stored records that were not listed as deleted.
+
+    The pass's state is the cursor's ``reconcile``: when it started (our clock, compared with
+    ``synced_at``), the last id listed and the count. Records listed before a crash keep their
+    new ``synced_at``, so resuming after the last id loses nothing. The window keys of the
+    cursor are carried unchanged; the last batch replaces ``reconcile`` by ``reconciled_at``.
+    """
+    ids = STREAM_QUERIES[stream].ids
+    assert ids is not None, f"{stream} has no reconciliation"
+    state = dict(cursor.get("reconcile") or {})
+    window = {k: v for k, v in cursor.items() if k != "reconcile"}
+    started = state.get("started_at") or format_precise(datetime.now(UTC))
+    last_id = state.get("after_id")
+    done = int(state.get("done") or 0)
+    total = state.get("total")
+    if total is None:
+        total = await count(client, ids.count)
+    while True:
+        search = f"id:>{last_id}" if last_id is not None else None
+        data = await client.query(ids.query_name, ids.document, {"query": search})
+        connection = data.get(ids.root) or {}
+        listed = [str(n["id"]) for n in _nodes(connection) if isinstance(n, dict) and n.get("id")]
+        try:
+            numbers = [_id_number(external_id) for external_id in listed]
+        except ValueError as error:
+            raise MalformedResponse(f"{ids.query_name}: an id without a number") from error
+        has_next = bool((connection.get("pageInfo") or {}).get("hasNextPage"))
+        if has_next and not numbers:
+            raise MalformedResponse(f"{ids.query_name}: an empty page that says more follow")
+        if numbers and last_id is not None and min(numbers) <= last_id:
+            # Shopify ignoring the id filter would make this loop forever: stop instead.
+            raise MalformedResponse(f"{ids.query_name}: ids at or below {last_id} after id:>")
+        done += len(listed)
+        seen = SeenIds(ids.kind, tuple(listed))
+        if has_next:
+            last_id = max(numbers)
+            state = {"started_at": started, "after_id": last_id, "done": done, "total": total}
+            yield Batch(
+                [], {**window, "reconcile": state}, total_hint=total or None, done=done, seen=seen
+            )
+            continue
+        started_at = parse_time(started)
+        assert started_at is not None
+        yield Batch(
+            [], {**window, "reconciled_at": started}, total_hint=total or None, done=done,
+            seen=seen, snapshot=SnapshotComplete(ids.kind, started_at),
+        )  # fmt: skip
+        return

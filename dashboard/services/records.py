@@ -261,10 +261,44 @@ def mark_missing_deleted(
     if id_suffix:
         escaped = id_suffix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conditions.append(table.c.external_id.like(f"%{escaped}", escape="\\"))
+    child = _CHILDREN.get(kind)
+    if child is not None:  # children first: their parents still match the conditions
+        child_table: sa.Table = child[0].__table__  # type: ignore[attr-defined]
+        session.execute(
+            sa.update(child_table)
+            .where(
+                child_table.c.integration_id == integration_id,
+                child_table.c.deleted_at.is_(None),
+                child_table.c[child[1]].in_(sa.select(table.c.external_id).where(*conditions)),
+            )
+            .values(deleted_at=now, synced_at=now)
+        )
     outcome = session.execute(
         sa.update(table).where(*conditions).values(deleted_at=now, synced_at=now)
     )
     return int(getattr(outcome, "rowcount", 0) or 0)
+
+
+def mark_seen(
+    *, session: Session, integration_id: uuid.UUID, kind: str, external_ids: list[str]
+) -> int:
+    """An id-only snapshot listed these records: note them as seen (``synced_at``) and change
+    nothing else, so ``mark_missing_deleted`` after the snapshot keeps them."""
+    table: sa.Table = RECORD_TABLES[kind].__table__  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    seen = 0
+    for start in range(0, len(external_ids), _CHUNK):
+        outcome = session.execute(
+            sa.update(table)
+            .where(
+                table.c.integration_id == integration_id,
+                table.c.external_id.in_(external_ids[start : start + _CHUNK]),
+                table.c.deleted_at.is_(None),
+            )
+            .values(synced_at=now)
+        )
+        seen += int(getattr(outcome, "rowcount", 0) or 0)
+    return seen
 
 
 def _existing_ids(

@@ -53,7 +53,7 @@ from dashboard.models import (
 from dashboard.services import alerts
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.integrations import set_integration_status
-from dashboard.services.records import mark_missing_deleted, upsert_records
+from dashboard.services.records import mark_missing_deleted, mark_seen, upsert_records
 from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.sync")
@@ -616,6 +616,13 @@ def _apply_batch(
     _fence(session, context.run_id, worker)
     integration_id = uuid.UUID(context.integration.id)
     result = upsert_records(session=session, integration_id=integration_id, records=batch.records)
+    if batch.seen is not None:
+        mark_seen(
+            session=session,
+            integration_id=integration_id,
+            kind=str(batch.seen.kind),
+            external_ids=list(batch.seen.external_ids),
+        )
     if batch.snapshot is not None:
         result.deleted += mark_missing_deleted(
             session=session,
