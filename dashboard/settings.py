@@ -8,6 +8,7 @@ them that way. An invalid value stops start-up with a message naming the variabl
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,26 @@ SANDBOX_SHOPIFY_CLIENT_SECRET = "sandbox-shopify-client-secret"  # noqa: S105
 SANDBOX_AMAZON_APP_ID = "amzn1.sp.solution.sandbox-app"
 SANDBOX_AMAZON_CLIENT_ID = "amzn1.application-oa2-client.sandbox"
 SANDBOX_AMAZON_CLIENT_SECRET = "sandbox-amazon-client-secret"  # noqa: S105
+
+
+def several_workers_reason(redis_url: str | None) -> str | None:
+    """What makes ``hub serve`` run several backend processes, if anything: Reflex starts 2n+1
+    of them (n cores, at most 8) when Redis holds its state; GRANIAN_WORKERS sets the count."""
+    workers = os.environ.get("GRANIAN_WORKERS", "").strip()
+    if workers.isdigit():
+        return f"GRANIAN_WORKERS={workers}" if int(workers) > 1 else None
+    return "REDIS_URL" if redis_url else None
+
+
+def embedded_sandbox_refusal(reason: str) -> str:
+    return (
+        f"HUB_SANDBOX serves the sandbox inside the hub, but {reason} makes the hub run several "
+        "backend workers, each with its own sandbox: an OAuth code one issues is unknown to "
+        "the others.\n  Run one sandbox on its own (`hub sandbox serve --port 8900`) and point "
+        "the hub at it with\n  HUB_SHOPIFY_BASE_URL=http://127.0.0.1:8900/shopify and "
+        "HUB_AMAZON_BASE_URL=http://127.0.0.1:8900/amazon,\n  or set GRANIAN_WORKERS=1, or "
+        "HUB_SANDBOX=false for the real platforms (docs/sandbox.md)."
+    )
 
 
 class SettingsError(RuntimeError):
@@ -138,6 +159,8 @@ class Settings(BaseSettings):
             self.amazon_app_id = self.amazon_app_id or SANDBOX_AMAZON_APP_ID
             self.amazon_client_id = self.amazon_client_id or SANDBOX_AMAZON_CLIENT_ID
             self.amazon_client_secret = self.amazon_client_secret or SANDBOX_AMAZON_CLIENT_SECRET
+        if self.sandbox_mounted and (reason := several_workers_reason(self.redis_url)):
+            raise ValueError(embedded_sandbox_refusal(reason))
         if self.env == "prod" and not self.sandbox and self.public_url.startswith("http://"):
             host = self.public_url.split("://", 1)[1].split(":")[0].split("/")[0]
             if host not in {"localhost", "127.0.0.1"}:
@@ -145,6 +168,15 @@ class Settings(BaseSettings):
                     "HUB_PUBLIC_URL must use https:// outside local use (OAuth and webhooks)"
                 )
         return self
+
+    @property
+    def sandbox_mounted(self) -> bool:
+        """Whether the hub serves the sandbox itself at /sandbox: HUB_SANDBOX is on and a
+        connector points there (not at a standalone sandbox through its base URL)."""
+        mounted = f"{self.public_url}/sandbox/"
+        return self.sandbox and any(
+            (url or "").startswith(mounted) for url in (self.shopify_base_url, self.amazon_base_url)
+        )
 
     @property
     def sqlalchemy_url(self) -> str:

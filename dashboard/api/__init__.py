@@ -35,10 +35,11 @@ def collect_routes() -> list[BaseRoute]:
 
 
 def build_api(asgi_app: Any) -> Starlette:
-    """Our routes first, the sandbox at /sandbox when enabled, Reflex for everything else."""
+    """Our routes first, the sandbox at /sandbox when the connectors use it there (not a
+    standalone one: see ``Settings.sandbox_mounted``), Reflex for everything else."""
     settings = get_settings()
     routes = collect_routes()
-    if settings.sandbox and _sandbox_installed():
+    if settings.sandbox_mounted and _sandbox_installed():
         from connectors.sandbox.app import create_sandbox_app
         from dashboard.services.integrations import webhook_url
 

@@ -2,7 +2,9 @@
 
 The sandbox seeds two demo shops and a demo seller (``HUB_SANDBOX_DEMO``); this connects
 them as a manager would (through the sandbox's consent endpoints), so a newcomer's first
-screen shows integrations syncing live, with the sandbox's webhooks arriving.
+screen shows integrations syncing live, with the sandbox's webhooks arriving. The sandbox is
+the one the connectors use: mounted at /sandbox, or standalone (``hub sandbox serve``) when
+HUB_SHOPIFY_BASE_URL / HUB_AMAZON_BASE_URL point there, as with several workers.
 """
 
 from __future__ import annotations
@@ -52,12 +54,22 @@ async def _hub_is_empty() -> bool:
     return await in_session(first) is None
 
 
-async def _wait_for_sandbox(base: str, patience: float = 120.0) -> bool:
+def _sandbox_bases() -> dict[str, str]:
+    """Each platform's sandbox root (where its control API answers), from the base URL its
+    connector uses: ``{root}/shopify`` and ``{root}/amazon``."""
+    settings = get_settings()
+    return {
+        "shopify": (settings.shopify_base_url or "").removesuffix("/shopify"),
+        "amazon": (settings.amazon_base_url or "").removesuffix("/amazon"),
+    }
+
+
+async def _wait_for_sandbox(base: str, platform: str, patience: float = 120.0) -> bool:
     deadline = asyncio.get_running_loop().time() + patience
     async with httpx.AsyncClient(timeout=5) as client:
         while asyncio.get_running_loop().time() < deadline:
             try:
-                if (await client.get(f"{base}/_sandbox/amazon/stats")).status_code == 200:
+                if (await client.get(f"{base}/_sandbox/{platform}/stats")).status_code == 200:
                     return True
             except httpx.HTTPError:
                 pass
@@ -137,17 +149,18 @@ async def seed_demo_integrations() -> int:
         return 0
     if not await _hub_is_empty():
         return 0
-    base = f"{settings.public_url}/sandbox"
-    if not await _wait_for_sandbox(base):
-        log.warning("demo: the sandbox at %s did not answer; no demo integrations", base)
-        return 0
+    bases = _sandbox_bases()
+    for platform, base in bases.items():
+        if not await _wait_for_sandbox(base, platform):
+            log.warning("demo: the sandbox at %s did not answer; no demo integrations", base)
+            return 0
     async with cross_process_lock("demo-seed"):  # several workers: one seeds
         if not await _hub_is_empty():
             return 0
         created = 0
         for account in DEMO_ACCOUNTS:
             try:
-                await _connect(account, base)
+                await _connect(account, bases[account.platform])
                 created += 1
             except Exception:  # a demo nicety must never stop the hub
                 log.exception("demo: connecting %s failed", account.name)
