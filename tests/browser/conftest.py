@@ -6,12 +6,13 @@ packages). Screenshots go to test-output/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class Hub:
     url: str
     data_dir: Path
     env: dict[str, str]
+    pid: int = 0  # of the `hub serve` process, when started by running_hub
 
     def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -47,12 +49,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
+@contextlib.contextmanager
+def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[Hub]:
+    """``hub serve`` on a free port with its data under ``base_dir``: migrated, the first admin
+    created, answering /login/. ``extra_env`` adds settings (DATABASE_URL, REDIS_URL ...).
+    On the way out it stops the hub and checks its log (``base_dir/hub.log``): no secret, no
+    crashed event handler."""
     port = _free_port()
-    data_dir = tmp_path_factory.mktemp("hub") / "data"
+    data_dir = base_dir / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.pop("DATABASE_URL", None)
     env.update({
@@ -60,15 +64,17 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         "HUB_ADMIN_EMAIL": ADMIN_EMAIL, "HUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "HUB_SANDBOX_DEMO": "false",
     })  # fmt: skip
+    env.update(extra_env or {})
     hub = Hub(url=f"http://localhost:{port}", data_dir=data_dir, env=env)
     hub.cli("migrate")
     hub.cli("users", "ensure-admin")
-    log_path = data_dir.parent / "hub.log"
+    log_path = base_dir / "hub.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "dashboard.cli", "serve"], cwd=PROJECT_ROOT, env=env,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+    hub.pid = process.pid
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -91,6 +97,18 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         # Secrets must never reach the logs, and no event handler may have crashed.
         assert ADMIN_PASSWORD not in log_text
         assert "Backend Exception" not in log_text, log_text[-4000:]
+
+
+def require_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    require_chromium()
+    with running_hub(tmp_path_factory.mktemp("hub")) as hub:
+        yield hub
 
 
 @pytest.fixture(scope="module")
