@@ -94,7 +94,7 @@ class RecordsState(IntegrationFilter, AuthState):
 
         def load(session: Session) -> object:
             activity = records_view.sync_activity(session=session, integration_id=integration)
-            now = time.monotonic()
+            now = time.time()
             waited = now - checked_at
             if not (
                 (activity != before and waited >= MIN_CHECK_SECONDS) or waited >= RECHECK_SECONDS
@@ -137,7 +137,7 @@ class RecordsState(IntegrationFilter, AuthState):
             return since, activity, _read(session, query)
 
         self._loaded_at, activity, (self.rows, self.total) = await in_session(load)
-        self._loaded_for, self._activity, self._checked_at = query, activity, time.monotonic()
+        self._loaded_for, self._activity, self._checked_at = query, activity, time.time()
         self.changed = 0
 
     @rx.event
