@@ -2,19 +2,24 @@
 
 A real hub (``hub serve``, production build, the sandbox mounted at /sandbox running
 ``--time-scale`` times faster than real time) runs 20 Shopify product syncs against 20
-sandbox shops, while headless chromium, signed in as admin, shows the Overview. The bench
-then repeatedly writes straight to the hub's database: one extra integration gets a unique
-name and status ``needs_reauth`` (the Overview lists it under "Waiting for reconnection"),
-and back to ``connected``. A MutationObserver in the page stamps the moment the name appears
-(and disappears) in the rendered text; latency = that moment - the start of the write.
+sandbox shops, while headless chromium, signed in as admin, shows the Overview (or, with
+``--page integrations``, the Integrations page, newest first, among ``--integrations`` more
+seeded integrations: 10,000 by default there). The bench then repeatedly writes straight to
+the hub's database: one extra integration gets a unique name and status ``needs_reauth`` (the
+Overview lists it under "Waiting for reconnection"; the Integrations page shows it in its first
+row, with its status badge), and back to ``connected``. A MutationObserver in the page stamps
+the moment the name appears (and disappears) in the rendered text; latency = that moment - the
+start of the write.
 
 Prints p50/p95/max latency (also idle, while the hub has not yet adopted the queued syncs,
 and of the write's own commit), how many syncs were running meanwhile and the records/s the
 hub synced. Figures only, no assertions (goal: p95 <= 1 s with 20 syncs running):
 
-    python bench/live_latency.py [--syncs 20 --products 8000 --samples 40 --time-scale 20]
+    python bench/live_latency.py [--page overview|integrations] [--integrations N]
+                                 [--syncs 20 --products 8000 --samples 40 --time-scale 20]
 
-About 2.5 minutes here. The hub and the browser are stopped however the bench ends.
+``--syncs 0`` measures an idle hub (every sample then counts as idle). About 2.5 minutes here.
+The hub and the browser are stopped however the bench ends.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +101,7 @@ def hub_environment(data_dir: Path, port: int, args: argparse.Namespace) -> dict
         "HUB_ENCRYPTION_KEYS": "bench:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "HUB_SANDBOX_DEMO": "false", "HUB_SANDBOX_TIME_SCALE": f"{args.time_scale:g}",
         # Every sync runs at once (the default bound is 8); no scheduled runs on top.
-        "HUB_SYNC_MAX_CONCURRENCY": str(args.syncs), "HUB_SCHEDULER_ENABLED": "false",
+        "HUB_SYNC_MAX_CONCURRENCY": str(max(1, args.syncs)), "HUB_SCHEDULER_ENABLED": "false",
         "REFLEX_TELEMETRY_ENABLED": "false", "REFLEX_CHECK_LATEST_VERSION": "0",
     })  # fmt: skip
     return env
@@ -156,6 +161,27 @@ def connect_shops(base: str, count: int, sizes: dict[str, Any]) -> list[uuid.UUI
                 mark_connected(session=session, integration_id=integration.id, actor="bench")
                 ids.append(integration.id)
     return ids
+
+
+def seed_integrations(count: int) -> None:
+    """Integrations that never sync, older than the probe and the syncing shops: the page reads
+    its rows among them (and its watermark over all of them)."""
+    import sqlalchemy as sa
+
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": uuid.uuid4(), "platform": "shopify", "display_name": f"Seeded store {index:05d}",
+            "shop_domain": f"seeded-{index:05d}.myshopify.com",
+            "status": ("connected", "paused", "needs_reauth", "pending")[index % 4],
+            "marketplaces": [], "shop_info": {},
+            "created_at": now - timedelta(days=1, seconds=index), "updated_at": now,
+        }
+        for index in range(count)
+    ]  # fmt: skip
+    with db.session_scope() as session:
+        for start in range(0, len(rows), 2_000):
+            session.execute(sa.insert(Integration), rows[start : start + 2_000])
 
 
 def create_probe() -> uuid.UUID:
@@ -265,17 +291,23 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     started = time.monotonic()
     with running_hub(hub, log_path) as process, sync_playwright() as playwright:
         result["boot"] = time.monotonic() - started
+        seed_integrations(args.integrations)
         ids = connect_shops(
             f"{hub.url}/sandbox", args.syncs, {"products": args.products, "variants_per_product": 2}
         )
         probe = create_probe()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            # Signed in and on the Overview before the syncs load the hub.
+            # Signed in and on the page before the syncs load the hub.
             page = browser.new_page()
+            page.set_viewport_size({"width": 1280, "height": 900})
             sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
-            page.get_by_text("Waiting for reconnection").wait_for(timeout=30_000)
-            page.get_by_text("Every integration's access works.").wait_for(timeout=30_000)
+            if args.page == "integrations":
+                page.goto(f"{hub.url}/integrations")
+                page.get_by_role("link", name="Live probe").wait_for(timeout=30_000)
+            else:
+                page.get_by_text("Waiting for reconnection").wait_for(timeout=30_000)
+                page.get_by_text("Every integration's access works.").wait_for(timeout=30_000)
             queue_syncs(ids)
             # Until the hub adopts the queued runs (within RECOVERY_EVERY): the idle baseline.
             index = 0
@@ -306,6 +338,13 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--page", choices=("overview", "integrations"), default="overview", help="the page watched"
+    )
+    parser.add_argument(
+        "--integrations", type=int, default=None,
+        help="more integrations, never syncing (default: 10,000 with --page integrations, else 0)",
+    )  # fmt: skip
     parser.add_argument("--syncs", type=int, default=20, help="sandbox shops syncing at once")
     parser.add_argument(
         "--products", type=int, default=8000, help="per shop; under 10,000: no bulk operation"
@@ -316,6 +355,8 @@ def main() -> int:
         "--database-url", default=None, help="an empty PostgreSQL database; default: SQLite"
     )
     args = parser.parse_args()
+    if args.integrations is None:
+        args.integrations = 10_000 if args.page == "integrations" else 0
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
         return 1
@@ -330,6 +371,7 @@ def main() -> int:
             os.chdir(ROOT)
 
     running = result["running"]
+    print(f"page: {args.page}, {args.integrations + args.syncs + 1:,} integrations in all")
     print(
         f"hub: sandbox x{args.time_scale:g}, {args.syncs} Shopify product syncs "
         f"({args.products:,} products x 2 variants per shop); hub up in {result['boot']:.0f} s"
