@@ -84,7 +84,11 @@ class Settings(BaseSettings):
     session_hours: int = Field(12, ge=1, le=24 * 30)
 
     # --- sandbox -------------------------------------------------------------------------
-    sandbox: bool = Field(True, description="Mount the platform sandbox at /sandbox.")
+    sandbox: bool = Field(
+        True,
+        description="Use the platform sandbox: its apps' credentials, mounted at /sandbox "
+        "unless the base URLs point at a standalone one (`hub sandbox serve`).",
+    )
     sandbox_seed: int = 42
     sandbox_time_scale: float = Field(1.0, gt=0)
     sandbox_demo: bool = Field(True, description="Seed demo shops and a seller.")
@@ -159,7 +163,14 @@ class Settings(BaseSettings):
             self.amazon_app_id = self.amazon_app_id or SANDBOX_AMAZON_APP_ID
             self.amazon_client_id = self.amazon_client_id or SANDBOX_AMAZON_CLIENT_ID
             self.amazon_client_secret = self.amazon_client_secret or SANDBOX_AMAZON_CLIENT_SECRET
-        if self.sandbox_mounted and (reason := several_workers_reason(self.redis_url)):
+        reason = several_workers_reason(self.redis_url)
+        if reason and not self.redis_url:
+            raise ValueError(
+                f"{reason} without REDIS_URL: each backend worker would keep its own UI state, "
+                "and a reload reaching another worker loses the tab's (searches, filters, the "
+                "wizard). Set REDIS_URL=redis://host:6379/0, or GRANIAN_WORKERS=1."
+            )
+        if self.sandbox_mounted and reason:
             raise ValueError(embedded_sandbox_refusal(reason))
         if self.env == "prod" and not self.sandbox and self.public_url.startswith("http://"):
             host = self.public_url.split("://", 1)[1].split(":")[0].split("/")[0]

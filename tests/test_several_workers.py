@@ -51,10 +51,20 @@ def test_worker_count_decides_not_redis_alone(
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("GRANIAN_WORKERS", "1")
     assert load_settings().sandbox_mounted  # Redis state, one worker: the mounted one is fine
-    monkeypatch.delenv("REDIS_URL")
     monkeypatch.setenv("GRANIAN_WORKERS", "3")
     with pytest.raises(SettingsError, match="GRANIAN_WORKERS=3 makes the hub run several"):
         load_settings()
+
+
+def test_several_workers_without_redis_are_refused(
+    hub_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUB_SANDBOX", "false")
+    monkeypatch.setenv("GRANIAN_WORKERS", "3")
+    with pytest.raises(SettingsError, match="GRANIAN_WORKERS=3 without REDIS_URL: each backend"):
+        load_settings()
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert load_settings().redis_url
 
 
 def test_standalone_sandbox_serves_several_workers(
