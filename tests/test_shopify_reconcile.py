@@ -205,3 +205,11 @@ async def test_an_interrupted_reconciliation_resumes_after_the_last_id_listed(
     assert complete.cursor["reconciled_at"] == cursor["reconcile"]["started_at"]
     assert rest[-1].cursor["reconciled_at"] == cursor["reconcile"]["started_at"]
     assert "reconcile" not in rest[-1].cursor
+    # Resumed on another host, whose clock may lag, the pass starts over with its own start.
+    elsewhere = {**cursor, "reconcile": {**cursor["reconcile"], "host": "another-host"}}
+    again = [
+        b async for b in connector.read_stream(integration, credentials, "customers", elsewhere)
+    ]
+    relisted = [i for b in again if b.seen for i in b.seen.external_ids]
+    assert len(relisted) == 600
+    assert again[-1].cursor["reconciled_at"] > cursor["reconcile"]["started_at"]

@@ -22,6 +22,7 @@ when a node has more, follow-up queries page that one connection to its end.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -420,13 +421,18 @@ async def reconcile(
     the snapshot, so the engine marks the stored records that were not listed as deleted.
 
     The pass's state is the cursor's ``reconcile``: when it started (our clock, compared with
-    ``synced_at``), the last id listed and the count. Records listed before a crash keep their
-    new ``synced_at``, so resuming after the last id loses nothing. The window keys of the
-    cursor are carried unchanged; the last batch replaces ``reconcile`` by ``reconciled_at``.
+    ``synced_at``), on which host, the last id listed and the count. Records listed before a
+    crash keep their new ``synced_at``, so resuming after the last id loses nothing. Another
+    host's clock may lag behind the one that started the pass, and its ``synced_at`` would
+    look older than the start: there the pass starts over. The window keys of the cursor are
+    carried unchanged; the last batch replaces ``reconcile`` by ``reconciled_at``.
     """
     ids = STREAM_QUERIES[stream].ids
     assert ids is not None, f"{stream} has no reconciliation"
     state = dict(cursor.get("reconcile") or {})
+    host = socket.gethostname()
+    if state.get("host") != host:
+        state = {}
     window = {k: v for k, v in cursor.items() if k != "reconcile"}
     started = state.get("started_at") or format_precise(datetime.now(UTC))
     last_id = state.get("after_id")
@@ -453,7 +459,8 @@ async def reconcile(
         seen = SeenIds(ids.kind, tuple(listed))
         if has_next:
             last_id = max(numbers)
-            state = {"started_at": started, "after_id": last_id, "done": done, "total": total}
+            state = {"started_at": started, "host": host, "after_id": last_id, "done": done,
+                     "total": total}  # fmt: skip
             yield Batch(
                 [], {**window, "reconcile": state}, total_hint=total or None, done=done, seen=seen
             )
