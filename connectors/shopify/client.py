@@ -1,18 +1,21 @@
 """Shopify Admin GraphQL client: one per shop, cost-aware, retried, typed errors.
 
-Throttling follows Shopify's calculated query cost: every response reports the bucket
-(``extensions.cost.throttleStatus``); before sending, the client waits until the bucket can
-pay the query's expected cost, so a sync that stays in budget never meets ``THROTTLED``.
-The bucket estimate is shared by every stream of the same shop in this process.
+Throttling follows Shopify's calculated query cost: before sending, the client reserves the
+query's requested cost from its estimate of the shop's bucket, waiting until the estimate can
+pay it, so a sync that stays in budget never meets ``THROTTLED``. Every response's
+``extensions.cost`` settles the reservation and bounds the estimate. The estimate is shared
+by every stream of the same shop in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,61 +34,194 @@ from connectors.shopify.queries import API_VERSION
 log = logging.getLogger("connectors.shopify")
 
 
+# Shopify refuses any single query requesting more (MAX_COST_EXCEEDED, nothing charged).
+SINGLE_QUERY_MAX_COST = 1000.0
+# A refill measured within this margin of the documented restore rate is that rate plus
+# noise (two snapshots a fraction of a second apart, each taken some milliseconds before
+# its answer arrives), not a faster bucket.
+LEARN_MARGIN = 1.25
+RATE_SAMPLES = 3  # the learned rate is the slowest of the last few clean measurements
+NEAR_FULL = 0.95  # a bucket this full may have capped the refill: a measurement is a floor
+
+
+def cost_key(name: str, variables: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What a query's requested cost depends on: the document (by name) and its page sizes.
+
+    Shopify prices a query before running it from its connections' ``first``/``last``;
+    cursors and search strings change what it returns, not what it requests.
+    """
+    sizes = sorted(
+        (key, value)
+        for key, value in (variables or {}).items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    )
+    return (name, *sizes)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    points: float
+    sent: float
+    at_top: bool  # reserved while Shopify's bucket may have been full
+
+
 @dataclass
 class ShopifyThrottle:
-    """Our estimate of a shop's cost bucket, refreshed from every response."""
+    """Our estimate of a shop's cost bucket: our own account, bounded by every response.
+
+    A query reserves its expected cost before it is sent and settles when its answer comes
+    back. An answer's ``throttleStatus`` is a snapshot Shopify took while other queries of
+    the shop may still be on their way; they are charged after it, or before it, we cannot
+    tell. So the snapshot is not taken as the bucket: the estimate stays our own account
+    (reservations, refunds, refill), kept between what the snapshot proves: at least the
+    reported points minus every query still in flight, at most the reported points plus
+    the refill since this query was sent.
+    """
 
     maximum: float = 1000.0
     available: float = 1000.0
     restore_rate: float = 50.0
     updated: float = field(default_factory=time.monotonic)
-    expected_cost: dict[str, float] = field(default_factory=dict)
+    # Shopify's ``requestedQueryCost`` of the last answer, by ``cost_key``.
+    expected_cost: dict[tuple[Any, ...], float] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     throttled: int = 0
     waited: float = 0.0
-    learned_rate: float = 0.0
-    _last: tuple[float, float] | None = None
+    in_flight: dict[int, Reservation] = field(default_factory=dict)
+    rate_samples: deque[float] = field(default_factory=lambda: deque(maxlen=RATE_SAMPLES))
+    rate_floor: float = 0.0  # the last refill measured while the bucket may have been full
+    _tickets: Iterator[int] = field(default_factory=itertools.count)
+    # The last snapshot taken with nothing else in flight (reported points, time), and how
+    # many queries were sent since: with exactly one, the refill between the two snapshots
+    # is that query's cost plus the difference, nothing else.
+    _mark: tuple[float, float] | None = None
+    _sent_since_mark: int = 0
+    _wakers: set[asyncio.Future[None]] = field(default_factory=set)
 
     def estimate(self, now: float) -> float:
         return min(self.maximum, self.available + (now - self.updated) * self.restore_rate)
 
     def wait_time(self, cost: float, now: float) -> float:
-        missing = cost - self.estimate(now)
-        return 0.0 if missing <= 0 else missing / self.restore_rate
+        missing = min(cost, self.maximum) - self.estimate(now)
+        # A thousandth of a point is float rounding of the refill, not a reason to sleep.
+        return 0.0 if missing <= 1e-3 else missing / self.restore_rate
 
-    def spend(self, cost: float, now: float) -> None:
-        self.available = self.estimate(now) - cost
-        self.updated = now
+    def cost_of(self, key: tuple[Any, ...], hint: float | None) -> float:
+        """Points to reserve: Shopify's last requested cost of this query, else the
+        caller's hint, else the most any query may request, so none overdraws the bucket."""
+        known = self.expected_cost.get(key)
+        if known is not None:
+            return known
+        return hint if hint is not None else SINGLE_QUERY_MAX_COST
 
-    def observe(self, status: dict[str, Any], actual_cost: float | None, now: float) -> None:
-        """Take the bucket as reported; learn how fast it really refills.
+    async def reserve(self, key: tuple[Any, ...], hint: float | None = None) -> int:
+        """Wait until the bucket can pay the query's cost, take it; returns the ticket.
 
-        Between two of our responses the bucket went from ``last`` to ``current + cost``: when
-        that is faster than the documented restore rate (a shop on a faster clock, another
-        plan), trust the measurement, so the client never waits longer than it must.
+        Queries of one shop take turns (the lock). A waiting query wakes early when an
+        answer shows the bucket fuller than estimated (a refund) or prices the query.
         """
-        maximum = float(status.get("maximumAvailable", self.maximum))
-        current = float(status.get("currentlyAvailable", self.available))
+        async with self.lock:
+            start = now = time.monotonic()
+            while (delay := self.wait_time(cost := self.cost_of(key, hint), now)) > 0:
+                await self._sleep_or_wake(delay)
+                now = time.monotonic()
+            self.waited += now - start
+            before = self.estimate(now)
+            self.available = before - cost
+            self.updated = now
+            ticket = next(self._tickets)
+            # Shopify's bucket holds at most what we estimate plus what it has not charged
+            # yet: when that reaches the top, its refill may overflow until it charges us.
+            unsettled = sum(r.points for r in self.in_flight.values())
+            self.in_flight[ticket] = Reservation(cost, now, before + unsettled >= self.maximum)
+            self._sent_since_mark += 1
+            return ticket
+
+    async def _sleep_or_wake(self, delay: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wakers.add(woken)
+        sleeper = asyncio.ensure_future(asyncio.sleep(delay))
+        try:
+            await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            self._wakers.discard(woken)
+
+    def settle(
+        self,
+        ticket: int,
+        cost: dict[str, Any] | None,
+        now: float,
+        *,
+        key: tuple[Any, ...] | None = None,
+    ) -> None:
+        """Account for the answer to ``ticket``, whose ``extensions.cost`` is ``cost``.
+
+        No cost (no answer, an answer without it): the reservation stays spent, as it may
+        have been. Shopify charges the requested cost up front and refunds the difference
+        to ``actualQueryCost``; a THROTTLED answer (``actualQueryCost`` null) costs nothing.
+        """
+        reservation = self.in_flight.pop(ticket, Reservation(0.0, now, False))
+        status = (cost or {}).get("throttleStatus")
+        if cost and cost.get("requestedQueryCost") and key is not None:
+            self.expected_cost[key] = float(cost["requestedQueryCost"])
+        if not status:
+            self._mark = None
+            return
+        actual = cost.get("actualQueryCost") if cost else None
+        kept = float(actual) if actual is not None else 0.0
+        own = self.estimate(now) + reservation.points - kept
+        if reservation.at_top:
+            # Our account refills from the moment we reserved; a full bucket at Shopify
+            # only once it charged us, up to a round trip later: the refill in between may
+            # have overflowed there.
+            own -= min(reservation.points, (now - reservation.sent) * self.restore_rate)
+        self.maximum = float(status.get("maximumAvailable", self.maximum))
+        reported = float(status.get("currentlyAvailable", own))
         documented = float(status.get("restoreRate", self.restore_rate)) or 1.0
-        rate = max(documented, self.learned_rate)  # keep what was learned before
-        if self._last is not None and actual_cost is not None:
-            last_available, last_time = self._last
-            elapsed = now - last_time
-            refilled = current + actual_cost - last_available
-            if elapsed > 0.005 and refilled > 0:
-                measured = min(refilled / elapsed, documented * 1000)
-                if current + actual_cost < maximum * 0.95:
-                    rate = max(documented, measured)
-                else:  # the bucket hit its top: it refills at least this fast
-                    rate = max(rate, measured)
-                self.learned_rate = rate
-        self.maximum, self.available, self.restore_rate, self.updated = (
-            maximum,
-            current,
-            rate,
-            now,
-        )
-        self._last = (current, now)
+        others = sum(r.points for r in self.in_flight.values())
+        if actual is not None and not others:
+            self._learn_rate(reported, kept, now)
+        self.restore_rate = self._rate(documented)
+        highest = min(self.maximum, reported + (now - reservation.sent) * self.restore_rate)
+        self.available = min(max(own, reported - others), highest)
+        self.updated = now
+        if others:
+            self._mark = None
+        else:
+            self._mark, self._sent_since_mark = (reported, now), 0
+        for woken in self._wakers:
+            if not woken.done():
+                woken.set_result(None)
+
+    def _learn_rate(self, reported: float, kept: float, now: float) -> None:
+        """Measure the refill since the mark when this query was the only one in between."""
+        if self._mark is None or self._sent_since_mark != 1:
+            return
+        last_reported, last_time = self._mark
+        elapsed = now - last_time
+        refilled = reported + kept - last_reported
+        if elapsed <= 0 or refilled <= 0:
+            return
+        measured = refilled / elapsed
+        if reported + kept >= self.maximum * NEAR_FULL:
+            self.rate_floor = measured  # the bucket topped out: it refills at least this fast
+        else:
+            self.rate_samples.append(measured)
+
+    def _rate(self, documented: float) -> float:
+        """The documented restore rate, or a clearly faster one we measured (a shop on a
+        faster clock, another plan)."""
+        samples = self.rate_samples
+        steady = min(samples) if len(samples) == samples.maxlen else 0.0
+        measured = max(self.rate_floor, steady)
+        return measured if measured > documented * LEARN_MARGIN else documented
+
+    def unlearn(self) -> None:
+        """A THROTTLED answer: what we measured was too optimistic; forget it."""
+        self.rate_samples.clear()
+        self.rate_floor = 0.0
+        self.throttled += 1
 
 
 _throttles: dict[str, ShopifyThrottle] = {}
@@ -126,19 +262,18 @@ class ShopifyClient:
         *,
         expected_cost: float | None = None,
     ) -> dict[str, Any]:
-        """Run a query and return ``data``; raises the typed errors of connectors.errors."""
+        """Run a query and return ``data``; raises the typed errors of connectors.errors.
+
+        ``expected_cost``: the caller's guess of the requested cost, used until Shopify has
+        priced this query once.
+        """
         throttle = self.throttle
+        key = cost_key(name, variables)
         renewed = False
         for _ in range(self._max_throttled):
-            cost = expected_cost or throttle.expected_cost.get(name, 50.0)
-            async with throttle.lock:  # queries of one shop take turns at the bucket
-                delay = throttle.wait_time(cost, time.monotonic())
-                if delay > 0:
-                    throttle.waited += delay
-                    await asyncio.sleep(delay)
-                throttle.spend(cost, time.monotonic())
+            ticket = await throttle.reserve(key, expected_cost)
             try:
-                body = await with_retries(lambda: self._post(name, document, variables))
+                body = await self._post_reserved(ticket, name, document, variables)
             except AuthRevoked:
                 if renewed or self._renew_token is None:
                     raise
@@ -148,19 +283,15 @@ class ShopifyClient:
                 self._token = await self._renew_token(self._token)
                 self._http.headers["X-Shopify-Access-Token"] = self._token
                 continue
-            extensions = (body.get("extensions") or {}).get("cost") or {}
-            if extensions.get("throttleStatus"):
-                throttle.observe(
-                    extensions["throttleStatus"],
-                    extensions.get("actualQueryCost"),
-                    time.monotonic(),
-                )
-            if extensions.get("requestedQueryCost"):
-                throttle.expected_cost[name] = float(extensions["requestedQueryCost"])
             errors = body.get("errors") or []
-            if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors):
-                throttle.throttled += 1
-                throttle.learned_rate = 0.0  # what we learned was too optimistic: unlearn it
+            throttled = any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors)
+            if throttled:
+                throttle.unlearn()
+            cost = (body.get("extensions") or {}).get("cost")
+            throttle.settle(
+                ticket, cost if isinstance(cost, dict) else None, time.monotonic(), key=key
+            )
+            if throttled:
                 log.info("%s throttled on %s; waiting for the bucket", name, self.shop)
                 continue  # the next turn waits for the refreshed estimate
             if errors:
@@ -171,6 +302,16 @@ class ShopifyClient:
                 raise MalformedResponse(f"{name}: response without data")
             return data
         raise RateLimited(f"{name}: still throttled after {self._max_throttled} attempts")
+
+    async def _post_reserved(
+        self, ticket: int, name: str, document: str, variables: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """POST with retries; without an answer the reservation stays spent (it may be)."""
+        try:
+            return await with_retries(lambda: self._post(name, document, variables))
+        except BaseException:
+            self.throttle.settle(ticket, None, time.monotonic())
+            raise
 
     async def _post(
         self, name: str, document: str, variables: dict[str, Any] | None
