@@ -8,6 +8,8 @@ checkpoint; the connector yields ``Batch``es of ``UnifiedRecord``s, each with th
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -135,6 +137,31 @@ class CredentialStore(Protocol):
     def refresh_lock(self, name: str) -> AbstractAsyncContextManager[None]:
         """A lock held across processes while a token is refreshed (one refresh at a time)."""
         ...
+
+
+class MemoryCredentialStore:
+    """A ``CredentialStore`` in memory, for one process: scripts, benchmarks and tests that
+    exercise a connector without the hub's vault. ``locks`` counts refresh-lock entries."""
+
+    def __init__(self, *credentials: StoredCredential) -> None:
+        self.items: dict[str, StoredCredential] = {c.kind: c for c in credentials}
+        self.locks = 0
+        self._lock = asyncio.Lock()
+
+    async def get(self, kind: str) -> StoredCredential | None:
+        return self.items.get(kind)
+
+    async def save(self, credential: StoredCredential) -> None:
+        self.items[credential.kind] = credential
+
+    async def delete(self, kind: str) -> None:
+        self.items.pop(kind, None)
+
+    @contextlib.asynccontextmanager
+    async def refresh_lock(self, name: str) -> AsyncIterator[None]:
+        async with self._lock:  # one refresh at a time, within this process
+            self.locks += 1
+            yield
 
 
 TransportFactory = Callable[[], httpx.AsyncBaseTransport | None]

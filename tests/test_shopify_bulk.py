@@ -4,17 +4,16 @@ operation fails, resuming from a bulk checkpoint, and the streaming join of chil
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlmodel import Session, select
 
-from connectors.base import Batch, StoredCredential
+from connectors.base import Batch, MemoryCredentialStore, StoredCredential
 from connectors.shopify import queries
 from connectors.shopify.bulk import BulkPolicy, Joiner, OrphanChild
 from connectors.shopify.client import _throttles
@@ -137,24 +136,6 @@ async def test_a_failed_bulk_operation_falls_back_to_pages(
     assert checkpoint(integration_id, "products")["since"]
 
 
-class MemoryCredentials:
-    def __init__(self, token: str) -> None:
-        self.saved = {"access_token": StoredCredential("access_token", token)}
-
-    async def get(self, kind: str) -> StoredCredential | None:
-        return self.saved.get(kind)
-
-    async def save(self, credential: StoredCredential) -> None:
-        self.saved[credential.kind] = credential
-
-    async def delete(self, kind: str) -> None:
-        self.saved.pop(kind, None)
-
-    @contextlib.asynccontextmanager
-    async def refresh_lock(self, name: str) -> AsyncIterator[None]:
-        yield
-
-
 async def test_a_restart_resumes_the_same_operation_and_skips_what_was_stored(
     sandbox: tuple[str, Any],
 ) -> None:
@@ -164,7 +145,9 @@ async def test_a_restart_resumes_the_same_operation_and_skips_what_was_stored(
     httpx.post(
         f"{base}/_sandbox/shopify/shops", json={"shop": SHOP, "products": 150}
     ).raise_for_status()
-    credentials = MemoryCredentials(shopify_install(base, SHOP))
+    credentials = MemoryCredentialStore(
+        StoredCredential("access_token", shopify_install(base, SHOP))
+    )
     integration = IntegrationRef(id="i", platform="shopify", shop_domain=SHOP)
     connector = connector_for(base, threshold=100)
     first: list[Batch] = []
@@ -219,7 +202,7 @@ async def read_all(connector: ShopifyConnector, stream: str) -> list[Batch]:
     from connectors.base import IntegrationRef
 
     integration = IntegrationRef(id="i", platform="shopify", shop_domain="x.myshopify.com")
-    credentials = MemoryCredentials("shpat_x")
+    credentials = MemoryCredentialStore(StoredCredential("access_token", "shpat_x"))
     return [b async for b in connector.read_stream(integration, credentials, stream, None)]
 
 

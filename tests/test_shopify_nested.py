@@ -4,15 +4,14 @@ The sync engine against the sandbox over real HTTP; stored rows equal the ground
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlmodel import Session, select
 
-from connectors.base import StoredCredential
+from connectors.base import MemoryCredentialStore, StoredCredential
 from connectors.shopify.client import _throttles
 from connectors.shopify.connector import ShopifyConfig, ShopifyConnector
 from dashboard.db import session_scope
@@ -68,24 +67,6 @@ async def test_many_variants_lines_and_levels_are_stored_completely_through_page
     assert stored_checksums(integration_id) == truth(base)
 
 
-class MemoryCredentials:
-    def __init__(self, token: str) -> None:
-        self.saved = {"access_token": StoredCredential("access_token", token)}
-
-    async def get(self, kind: str) -> StoredCredential | None:
-        return self.saved.get(kind)
-
-    async def save(self, credential: StoredCredential) -> None:
-        self.saved[credential.kind] = credential
-
-    async def delete(self, kind: str) -> None:
-        self.saved.pop(kind, None)
-
-    @contextlib.asynccontextmanager
-    async def refresh_lock(self, name: str) -> AsyncIterator[None]:
-        yield
-
-
 async def test_a_webhook_look_up_reads_every_variant_and_line(
     sandbox: tuple[str, Any],
 ) -> None:
@@ -97,7 +78,9 @@ async def test_a_webhook_look_up_reads_every_variant_and_line(
         json={"shop": SHOP, "products": 3, "variants_per_product": 45, "orders": 2,
               "lines_per_order": 60},
     ).raise_for_status()  # fmt: skip
-    credentials = MemoryCredentials(shopify_install(base, SHOP))
+    credentials = MemoryCredentialStore(
+        StoredCredential("access_token", shopify_install(base, SHOP))
+    )
     connector = ShopifyConnector(
         ShopifyConfig(
             client_id="sandbox-shopify-client-id",

@@ -4,9 +4,8 @@ over real HTTP; stored rows equal the sandbox's ground truth."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,7 +13,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from connectors.base import Batch, IntegrationRef, RecordKind, StoredCredential
+from connectors.base import (
+    Batch,
+    IntegrationRef,
+    MemoryCredentialStore,
+    RecordKind,
+    StoredCredential,
+)
 from connectors.shopify.client import _throttles
 from connectors.shopify.connector import ShopifyConfig, ShopifyConnector
 from dashboard.db import session_scope
@@ -152,24 +157,6 @@ async def test_orders_are_not_reconciled_without_read_all_orders(
     assert stored_checksums(integration_id)["customers"] == truth(base)["customers"]
 
 
-class MemoryCredentials:
-    def __init__(self, token: str, scopes: list[str]) -> None:
-        self.saved = {"access_token": StoredCredential("access_token", token, scopes)}
-
-    async def get(self, kind: str) -> StoredCredential | None:
-        return self.saved.get(kind)
-
-    async def save(self, credential: StoredCredential) -> None:
-        self.saved[credential.kind] = credential
-
-    async def delete(self, kind: str) -> None:
-        self.saved.pop(kind, None)
-
-    @contextlib.asynccontextmanager
-    async def refresh_lock(self, name: str) -> AsyncIterator[None]:
-        yield
-
-
 async def test_an_interrupted_reconciliation_resumes_after_the_last_id_listed(
     sandbox: tuple[str, Any],
 ) -> None:
@@ -177,7 +164,9 @@ async def test_an_interrupted_reconciliation_resumes_after_the_last_id_listed(
     httpx.post(
         f"{base}/_sandbox/shopify/shops", json={"shop": SHOP, "customers": 600}
     ).raise_for_status()
-    credentials = MemoryCredentials(shopify_install(base, SHOP), list(ALL_ORDERS))
+    credentials = MemoryCredentialStore(
+        StoredCredential("access_token", shopify_install(base, SHOP), list(ALL_ORDERS))
+    )
     integration = IntegrationRef(id="i", platform="shopify", shop_domain=SHOP)
     connector = ShopifyConnector(
         ShopifyConfig(
