@@ -767,3 +767,28 @@ async def test_long_orders_and_products_page_their_nested_connections() -> None:
     assert missing == {"inventoryItem": None}
     for query in (lines_query, levels_query):
         assert validate(admin_schema(), parse(query)) == []
+
+
+async def test_control_requests_it_cannot_carry_out_get_a_clear_400() -> None:
+    """Bad JSON, unknown fields and values of the wrong type are refused, saying what is
+    wrong, before anything changes; an unknown shop is a 404."""
+    app = create_sandbox_app(seed=4)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 5})
+        mutate = f"/_sandbox/shopify/shops/{SHOP}/mutate"
+        cases = [
+            ({"content": b"{not json"}, "body must be JSON"),
+            ({"json": [1, 2]}, "body must be a JSON object"),
+            ({"json": {"updates": "many"}}, "updates must be an integer >= 0"),
+            ({"json": {"deletes": -1}}, "deletes must be an integer >= 0"),
+            ({"json": {"updtes": 1}}, "unknown fields: updtes"),
+        ]
+        for request, message in cases:
+            answer = await c.post(mutate, **request)
+            assert (answer.status_code, answer.json()) == (400, {"error": message})
+        truth = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/truth")).json()["streams"]
+        assert truth["products"]["count"] == 5  # nothing changed
+        unknown = await c.post("/_sandbox/shopify/shops/nope.myshopify.com/mutate", json={})
+        assert (unknown.status_code, unknown.json()) == (404, {"error": "unknown shop"})
+        applied = await c.post(mutate, json={"deletes": 2})
+        assert applied.status_code == 200 and applied.json()["deleted"] == 2

@@ -14,6 +14,7 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -196,16 +197,21 @@ class ShopifySandbox:
                 payload=_rest_payload("product", shop.product_node(index)),
                 transport=transport,
             )
+
+        async def delete(kind: str, topic: str, candidates: list[int], count: int) -> int:
+            """Delete ``count`` of ``candidates`` at random, each with its webhook."""
+            nonlocal delivered
+            chosen = rng.sample(candidates, min(count, len(candidates)))
+            for index in chosen:
+                shop.delete(kind, index, now)
+                delivered += await webhooks_api.deliver(
+                    sandbox=self, shop=shop_name, topic=topic,
+                    payload={"id": ID_BASE[kind] + index}, transport=transport,
+                )  # fmt: skip
+            return len(chosen)
+
         live = [i for i in range(shop.products) if shop.is_live("product", i)]
-        for index in rng.sample(live, min(deletes, len(live))):
-            shop.delete("product", index, now)
-            delivered += await webhooks_api.deliver(
-                sandbox=self,
-                shop=shop_name,
-                topic="PRODUCTS_DELETE",
-                payload={"id": ID_BASE["product"] + index},
-                transport=transport,
-            )
+        await delete("product", "PRODUCTS_DELETE", live, deletes)
         for _ in range(new_orders):
             index = shop.add_order(now)
             delivered += await webhooks_api.deliver(
@@ -216,34 +222,17 @@ class ShopifySandbox:
                 transport=transport,
             )
         live = [i for i in range(shop.total("order")) if shop.is_live("order", i)]
-        deleted_orders = rng.sample(live, min(delete_orders, len(live)))
-        for index in deleted_orders:
-            shop.delete("order", index, now)
-            delivered += await webhooks_api.deliver(
-                sandbox=self,
-                shop=shop_name,
-                topic="ORDERS_DELETE",
-                payload={"id": ID_BASE["order"] + index},
-                transport=transport,
-            )
+        deleted_orders = await delete("order", "ORDERS_DELETE", live, delete_orders)
+        # As on Shopify, a customer with orders cannot be deleted.
         buyers = shop.customers_with_orders()
         live = [i for i in range(shop.customers) if shop.is_live("customer", i) and i not in buyers]
-        deleted_customers = rng.sample(live, min(delete_customers, len(live)))
-        for index in deleted_customers:
-            shop.delete("customer", index, now)
-            delivered += await webhooks_api.deliver(
-                sandbox=self,
-                shop=shop_name,
-                topic="CUSTOMERS_DELETE",
-                payload={"id": ID_BASE["customer"] + index},
-                transport=transport,
-            )
+        deleted_customers = await delete("customer", "CUSTOMERS_DELETE", live, delete_customers)
         return {
             "updated": updates,
             "deleted": deletes,
             "new_orders": new_orders,
-            "deleted_orders": len(deleted_orders),
-            "deleted_customers": len(deleted_customers),
+            "deleted_orders": deleted_orders,
+            "deleted_customers": deleted_customers,
             "webhooks": delivered,
         }
 
@@ -522,23 +511,70 @@ def _host(shop: str) -> str:
 
 # --- HTTP: control API ---------------------------------------------------------------------------
 
+MUTATIONS = ("updates", "deletes", "new_orders", "delete_orders", "delete_customers")
 SIZE_FIELDS = {
     "products", "variants_per_product", "orders", "customers", "locations", "plan",
     "lines_per_order",
 }  # fmt: skip
 
 
-def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
-    async def create_shop(request: Request) -> Response:
+class _Refused(Exception):
+    """A control request the sandbox cannot carry out: answered as {"error": message}."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _refusals_answered(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def answer(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except _Refused as refused:
+            return JSONResponse({"error": str(refused)}, status_code=refused.status)
+
+    return answer
+
+
+async def _json_object(request: Request, allowed: set[str] | None = None) -> dict[str, Any]:
+    try:
         body = await request.json()
+    except ValueError:
+        raise _Refused("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise _Refused("body must be a JSON object")
+    unknown = set(body) - allowed if allowed is not None else set()
+    if unknown:
+        raise _Refused(f"unknown fields: {', '.join(sorted(unknown))}")
+    return body
+
+
+def _count(body: dict[str, Any], name: str, default: int = 0, minimum: int = 0) -> int:
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise _Refused(f"{name} must be an integer >= {minimum}")
+    return value
+
+
+def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
+    def known_shop(request: Request) -> str:
+        name = str(request.path_params["shop"])
+        if name not in sandbox.shops:
+            raise _Refused("unknown shop", 404)
+        return name
+
+    async def create_shop(request: Request) -> Response:
+        body = await _json_object(request)
         shop = str(body.get("shop", ""))
         if not shop.endswith(".myshopify.com"):
-            return JSONResponse({"error": "shop must be a myshopify.com domain"}, status_code=400)
+            raise _Refused("shop must be a myshopify.com domain")
         sizes = {k: v for k, v in body.items() if k in SIZE_FIELDS}
         try:
             data = sandbox.create_shop(shop, **sizes)
         except (TypeError, ValueError) as error:
-            return JSONResponse({"error": str(error)}, status_code=400)
+            raise _Refused(str(error)) from None
         return JSONResponse(
             {
                 "shop": shop,
@@ -551,32 +587,19 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         )
 
     async def truth(request: Request) -> Response:
-        shop = sandbox.shops.get(request.path_params["shop"])
-        if shop is None:
-            return JSONResponse({"error": "unknown shop"}, status_code=404)
+        shop = sandbox.shops[known_shop(request)]
         return JSONResponse(
             {"shop": shop.shop, "streams": shop.truth(), "at": iso(sandbox.state.clock.now())}
         )
 
     async def mutate(request: Request) -> Response:
-        name = request.path_params["shop"]
-        if name not in sandbox.shops:
-            return JSONResponse({"error": "unknown shop"}, status_code=404)
-        body = await request.json()
-        result = await sandbox.mutate(
-            name,
-            updates=int(body.get("updates", 0)),
-            deletes=int(body.get("deletes", 0)),
-            new_orders=int(body.get("new_orders", 0)),
-            delete_orders=int(body.get("delete_orders", 0)),
-            delete_customers=int(body.get("delete_customers", 0)),
-        )
+        name = known_shop(request)
+        body = await _json_object(request, set(MUTATIONS))
+        result = await sandbox.mutate(name, **{field: _count(body, field) for field in MUTATIONS})
         return JSONResponse(result)
 
     async def revoke(request: Request) -> Response:
-        name = request.path_params["shop"]
-        if name not in sandbox.shops:
-            return JSONResponse({"error": "unknown shop"}, status_code=404)
+        name = known_shop(request)
         await sandbox.revoke(name)
         return JSONResponse({"revoked": name})
 
@@ -585,83 +608,55 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
 
     async def configure_app(request: Request) -> Response:
         """The app's configuration: {"compliance_url": URL or null}."""
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "body must be JSON"}, status_code=400)
-        if not isinstance(body, dict) or set(body) - {"compliance_url"}:
-            return JSONResponse({"error": "the app takes only compliance_url"}, status_code=400)
+        body = await _json_object(request, {"compliance_url"})
         url = body.get("compliance_url", sandbox.compliance_url)
         if url is not None and not (
             isinstance(url, str) and url.startswith(("http://", "https://"))
         ):
-            return JSONResponse({"error": "compliance_url must be an http(s) URL or null"},
-                                status_code=400)  # fmt: skip
+            raise _Refused("compliance_url must be an http(s) URL or null")
         sandbox.compliance_url = url
         return JSONResponse({"client_id": sandbox.client_id, "compliance_url": url})
 
     async def compliance(request: Request) -> Response:
         """Shopify sends a privacy topic: {"topic", "customer": index} (no customer for
         shop/redact)."""
-        name = request.path_params["shop"]
-        if name not in sandbox.shops:
-            return JSONResponse({"error": "unknown shop"}, status_code=404)
+        name = known_shop(request)
+        body = await _json_object(request, {"topic", "customer"})
+        customer = None if body.get("customer") is None else _count(body, "customer")
+        topic = str(body.get("topic", ""))
         try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "body must be JSON"}, status_code=400)
-        customer = body.get("customer") if isinstance(body, dict) else None
-        if customer is not None and (not isinstance(customer, int) or isinstance(customer, bool)):
-            return JSONResponse({"error": "customer must be an integer index"}, status_code=400)
-        try:
-            payload = sandbox.request_compliance(
-                name, str(body.get("topic", "")) if isinstance(body, dict) else "", customer
-            )
+            payload = sandbox.request_compliance(name, topic, customer)
         except ValueError as error:
-            return JSONResponse({"error": str(error)}, status_code=400)
-        return JSONResponse({"topic": body["topic"], "payload": payload}, status_code=202)
+            raise _Refused(str(error)) from None
+        return JSONResponse({"topic": topic, "payload": payload}, status_code=202)
 
     async def bulk_faults(request: Request) -> Response:
         """The shop's next bulk operations fail: {"error_code", "count"} (count -1: all)."""
-        name = request.path_params["shop"]
-        if name not in sandbox.shops:
-            return JSONResponse({"error": "unknown shop"}, status_code=404)
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "body must be JSON"}, status_code=400)
-        if not isinstance(body, dict):
-            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-        unknown = set(body) - {"error_code", "count"}
+        name = known_shop(request)
+        body = await _json_object(request, {"error_code", "count"})
         code = body.get("error_code", "INTERNAL_SERVER_ERROR")
-        count = body.get("count", 1)
-        if unknown:
-            return JSONResponse(
-                {"error": f"unknown bulk fault settings: {', '.join(sorted(unknown))}"},
-                status_code=400,
-            )
         if code not in bulk.ERROR_CODES:
-            return JSONResponse(
-                {"error": f"error_code must be one of {', '.join(bulk.ERROR_CODES)}"},
-                status_code=400,
-            )
-        if not isinstance(count, int) or isinstance(count, bool) or count < -1:
-            return JSONResponse({"error": "count must be an integer >= -1"}, status_code=400)
+            raise _Refused(f"error_code must be one of {', '.join(bulk.ERROR_CODES)}")
+        count = _count(body, "count", default=1, minimum=-1)
         if count == 0:
             sandbox.bulk.faults.pop(name, None)
         else:
             sandbox.bulk.faults[name] = bulk.BulkFault(code, count)
         return JSONResponse({"shop": name, "error_code": code if count else None, "count": count})
 
+    handlers = [
+        ("/shopify/shops", create_shop, "POST"),
+        (f"/shopify/shops/{SHOP_PATTERN}/truth", truth, "GET"),
+        (f"/shopify/shops/{SHOP_PATTERN}/mutate", mutate, "POST"),
+        (f"/shopify/shops/{SHOP_PATTERN}/revoke", revoke, "POST"),
+        ("/shopify/stats", stats, "GET"),
+        ("/shopify/app", configure_app, "PUT"),
+        (f"/shopify/shops/{SHOP_PATTERN}/compliance", compliance, "POST"),
+        (f"/shopify/shops/{SHOP_PATTERN}/bulk_faults", bulk_faults, "PUT"),
+    ]
     return [
-        Route("/shopify/shops", create_shop, methods=["POST"]),
-        Route(f"/shopify/shops/{SHOP_PATTERN}/truth", truth, methods=["GET"]),
-        Route(f"/shopify/shops/{SHOP_PATTERN}/mutate", mutate, methods=["POST"]),
-        Route(f"/shopify/shops/{SHOP_PATTERN}/revoke", revoke, methods=["POST"]),
-        Route("/shopify/stats", stats, methods=["GET"]),
-        Route("/shopify/app", configure_app, methods=["PUT"]),
-        Route(f"/shopify/shops/{SHOP_PATTERN}/compliance", compliance, methods=["POST"]),
-        Route(f"/shopify/shops/{SHOP_PATTERN}/bulk_faults", bulk_faults, methods=["PUT"]),
+        Route(path, _refusals_answered(handler), methods=[method])
+        for path, handler, method in handlers
     ]
 
 
