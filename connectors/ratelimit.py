@@ -10,6 +10,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Take:
+    """One token taken: when, how many were taken up to it, and whether the bucket was full.
+
+    A platform's bucket, full as ours, keeps overflowing until the call reaches it, while
+    ours counts the refill from the moment we took the token: see ``TokenBucket.arrived``.
+    """
+
+    at: float
+    count: int
+    from_full: bool
 
 
 class TokenBucket:
@@ -32,6 +46,8 @@ class TokenBucket:
         self._sleep = sleep
         self._updated = clock()
         self._lock = asyncio.Lock()
+        self.taken = 0
+        self.last_take: Take | None = None
 
     def _refill(self) -> None:
         now = self._clock()
@@ -41,6 +57,8 @@ class TokenBucket:
     def try_take(self) -> bool:
         self._refill()
         if self.tokens >= 1.0:
+            self.taken += 1
+            self.last_take = Take(self._updated, self.taken, self.tokens >= self.burst)
             self.tokens -= 1.0
             return True
         return False
@@ -58,7 +76,8 @@ class TokenBucket:
         waited = 0.0
         async with self._lock:
             while not self.try_take():
-                delay = self.wait_time()
+                # At least a microsecond: a wait of float dust would not move the clock.
+                delay = max(self.wait_time(), 1e-6)
                 waited += delay
                 await self._sleep(delay)
         return waited
@@ -68,6 +87,21 @@ class TokenBucket:
         if rate > 0 and abs(rate - self.rate) > 1e-9:
             self._refill()
             self.rate = rate
+
+    def arrived(self, take: Take) -> None:
+        """The call of ``take`` was answered: it reached the platform by now.
+
+        Taken from a full bucket, it left ours refilling from ``take.at``, while the
+        platform's stayed full (its refill overflowing) until the call arrived: up to now,
+        after an access-token refresh or a slow connection. Count our refill from now
+        instead, never below what the takes since then leave of a full bucket.
+        """
+        if not take.from_full:
+            return
+        self._refill()
+        counted = (self._updated - take.at) * self.rate
+        floor = self.burst - (self.taken - take.count + 1)
+        self.tokens = min(self.tokens, max(self.tokens - counted, floor))
 
     def drain(self) -> None:
         """The platform said the bucket is empty (a 429): believe it."""

@@ -87,6 +87,76 @@ async def test_bucket_waits_for_a_token_instead_of_spending_a_429() -> None:
     assert bucket.wait_time() == pytest.approx(0.5)
 
 
+class Clock:
+    """Time that moves only when a wait, a token refresh or the network says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@respx.mock
+async def test_a_full_amazon_bucket_overflows_until_the_first_call_arrives() -> None:
+    """The demo seller's FBA inventory: the first page's call takes its token, then waits
+    60 ms for an access token; Amazon's bucket (2/s, burst 2), full, overflows meanwhile.
+    Counting its refill from the take, the client sent the third page (the second
+    prefetch) early and met one 429 every run."""
+    clock = Clock()
+    plan = USAGE_PLANS["getInventorySummaries"]
+    amazon: list[TokenBucket] = []  # Amazon's bucket, created full by the first call
+
+    def answer(_: httpx.Request) -> httpx.Response:
+        clock.now += 0.005  # the network
+        if not amazon:
+            amazon.append(TokenBucket(*plan, clock=clock))
+        if not amazon[0].try_take():
+            return httpx.Response(429, json=errors("QuotaExceeded"))
+        return httpx.Response(200, json={"payload": {}}, headers={"x-amzn-RateLimit-Limit": "2"})
+
+    respx.get(f"{BASE}/fba/inventory/v1/summaries").mock(side_effect=answer)
+    buckets = BucketRegistry()
+    buckets.buckets[("A1SELLER", "na", "getInventorySummaries")] = TokenBucket(
+        *plan, clock=clock, sleep=clock.sleep
+    )
+    refreshed: list[str] = []
+
+    async def source(rejected: str | None) -> str:
+        if not refreshed:
+            await clock.sleep(0.06)  # LWA: the access token is fetched on first use
+            refreshed.append("Atza|one")
+        return refreshed[0]
+
+    sp = SpApiClient(seller_id="A1SELLER", region="na", base_url=BASE, token_source=source,
+                     buckets=buckets)  # fmt: skip
+    for _ in range(4):
+        await sp.call("getInventorySummaries", "GET", "/fba/inventory/v1/summaries")
+    await sp.aclose()
+    assert buckets.throttled == 0
+
+
+def test_a_call_taken_from_a_full_bucket_restarts_its_refill_when_answered() -> None:
+    clock = Clock()
+    bucket = TokenBucket(2.0, 2, clock=clock)
+    assert bucket.try_take()
+    take = bucket.last_take
+    assert take is not None and take.from_full
+    clock.now = 0.1  # answered 100 ms later: Amazon may have received it just now
+    bucket.arrived(take)
+    assert bucket.tokens == pytest.approx(1.0)  # not 1.2: that refill overflowed there
+    assert bucket.try_take()
+    second = bucket.last_take
+    assert second is not None and not second.from_full
+    clock.now = 1.0
+    bucket.arrived(second)  # not from a full bucket: nothing to correct
+    assert bucket.wait_time() == 0.0 and bucket.tokens == pytest.approx(1.8)
+
+
 @respx.mock
 async def test_rate_header_updates_the_bucket_and_429_slows_it() -> None:
     buckets = BucketRegistry()

@@ -111,6 +111,7 @@ class SpApiClient:
         throttled = 0
         while True:
             self._buckets.waited += await bucket.acquire()
+            take = bucket.last_take
             token = await self._token_source(rejected)
 
             async def send(token: str = token) -> tuple[httpx.Response, dict[str, Any]]:
@@ -122,7 +123,11 @@ class SpApiClient:
                 body = _json(response, operation) if response.is_success else {}
                 return response, body
 
-            response, body = await with_retries(send, attempts=5, max_elapsed=120)
+            try:
+                response, body = await with_retries(send, attempts=5, max_elapsed=120)
+            finally:
+                if take is not None:
+                    bucket.arrived(take)
             status = response.status_code
             if status == 429:
                 throttled += 1
