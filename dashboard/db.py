@@ -110,6 +110,32 @@ async def in_session(fn: Callable[[Session], T]) -> T:
     )
 
 
+_SQLITE_WRITER: list[ThreadPoolExecutor] = []
+
+
+async def in_write_session(fn: Callable[[Session], T]) -> T:
+    """``in_session`` for the sync engine's writes: batches, checkpoints, run state.
+
+    SQLite lets one connection write at a time, and a writer that finds the lock taken
+    sleeps in growing steps: with several syncs, some waited far longer than others and
+    they held the database threads that page reads need. On SQLite these writes therefore
+    queue, in order, for one thread of their own; PostgreSQL writes rows in parallel and
+    keeps the shared pool.
+    """
+    if get_engine().dialect.name != "sqlite":
+        return await in_session(fn)
+    with _ENGINES_LOCK:
+        if not _SQLITE_WRITER:
+            _SQLITE_WRITER.append(
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-db-sqlite-writer")
+            )
+        writer = _SQLITE_WRITER[0]
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        writer, functools.partial(context.run, _run, fn)
+    )
+
+
 def contains_pattern(text: str) -> str:
     """A LIKE pattern (``escape="\\"``) matching ``text`` anywhere, lower-cased, with ``%`` and
     ``_`` as plain characters: what a user typing in a search box means."""

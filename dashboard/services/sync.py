@@ -38,7 +38,7 @@ from sqlmodel import Session, col, func, select
 from connectors.base import Batch, Connector, IntegrationRef
 from connectors.errors import AuthError, PlatformError, RateLimited, TransientError
 from connectors.registry import get_connector
-from dashboard.db import in_session
+from dashboard.db import in_session, in_write_session
 from dashboard.models import (
     ACTIVE_RUN_STATUSES,
     EventLevel,
@@ -335,7 +335,7 @@ class SyncEngine:
             try:
                 await self._execute(run_id)
             except asyncio.CancelledError:
-                await in_session(partial(_stopped, run_id=run_id, worker=self.worker))
+                await in_write_session(partial(_stopped, run_id=run_id, worker=self.worker))
                 raise
             except RunLost:
                 log_json(
@@ -346,7 +346,7 @@ class SyncEngine:
             except Exception as error:  # the engine must survive any connector bug
                 log.exception("sync run %s crashed", run_id)
                 reason = f"internal error: {type(error).__name__}: {error}"
-                await in_session(
+                await in_write_session(
                     partial(
                         _finish, run_id=run_id, status=RunStatus.FAILED, error=reason,
                         worker=self.worker,
@@ -354,7 +354,7 @@ class SyncEngine:
                 )  # fmt: skip
 
     async def _execute(self, run_id: uuid.UUID) -> None:
-        context = await in_session(partial(_start_run, run_id=run_id, worker=self.worker))
+        context = await in_write_session(partial(_start_run, run_id=run_id, worker=self.worker))
         if context is None:
             return  # claimed by another process, finished, or cancelled meanwhile
         log_json(
@@ -373,7 +373,7 @@ class SyncEngine:
             except RunCancelled:
                 status = RunStatus.CANCELLED
             except AuthError as error:
-                await in_session(
+                await in_write_session(
                     partial(_auth_failed, context=context, message=str(error), worker=self.worker)
                 )
                 return
@@ -392,18 +392,18 @@ class SyncEngine:
                         f"{type(error).__name__}: {error}; retrying in {delay:.0f} s "
                         "from the last checkpoint"
                     )
-                    await in_session(
+                    await in_write_session(
                         partial(_event, run_id=run_id, level=EventLevel.WARNING, message=note)
                     )
                     await asyncio.sleep(delay)
                     context.attempt += 1
-                    context.cursor = await in_session(
+                    context.cursor = await in_write_session(
                         partial(_checkpoint, context=context, worker=self.worker)
                     )
                     continue
             except PlatformError as error:
                 status, reason = RunStatus.FAILED, str(error)
-            await in_session(partial(finish, status=status, error=reason))
+            await in_write_session(partial(finish, status=status, error=reason))
             return
 
     async def _read_all(self, context: _RunContext, started: float) -> None:
@@ -420,7 +420,7 @@ class SyncEngine:
             )  # fmt: skip
             async for batch in batches:
                 elapsed = time.monotonic() - started
-                cancelled = await in_session(
+                cancelled = await in_write_session(
                     functools.partial(
                         _apply_batch, context=context, batch=batch, elapsed=elapsed,
                         worker=self.worker,
@@ -443,7 +443,7 @@ class SyncEngine:
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY)
             try:
-                owned = await in_session(
+                owned = await in_write_session(
                     partial(_heartbeat, run_id=context.run_id, worker=self.worker)
                 )
             except Exception:  # the next beat or batch tries again
