@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -97,6 +98,23 @@ def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> I
         # Secrets must never reach the logs, and no event handler may have crashed.
         assert ADMIN_PASSWORD not in log_text
         assert "Backend Exception" not in log_text, log_text[-4000:]
+
+
+def private_web_dir(base_dir: Path) -> Path:
+    """A copy of the checkout's ``.web`` (its installed packages, without the last build) for
+    one hub to build into, given as ``REFLEX_WEB_WORKDIR``: a hub started in the same checkout
+    meanwhile (another test run) then cannot replace the build it serves, nor it theirs."""
+    source = PROJECT_ROOT / ".web"
+    target = base_dir / "web"
+    if not source.is_dir():
+        target.mkdir(parents=True)  # Reflex sets it up from scratch, as in a fresh checkout
+        return target
+
+    def skip_build(directory: str, names: list[str]) -> list[str]:
+        return ["build"] if Path(directory) == source else []
+
+    shutil.copytree(source, target, symlinks=True, ignore=skip_build)
+    return target
 
 
 def require_chromium() -> None:

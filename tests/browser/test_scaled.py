@@ -27,6 +27,7 @@ from tests.browser.conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
     Hub,
+    private_web_dir,
     require_chromium,
     running_hub,
     screenshot,
@@ -90,7 +91,9 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
                 "HUB_SHOPIFY_CLIENT_ID": "sandbox-shopify-client-id",
                 "HUB_SHOPIFY_CLIENT_SECRET": "sandbox-shopify-client-secret",
             }  # fmt: skip
-            with running_hub(tmp_path_factory.mktemp("scaled"), env) as hub:
+            base_dir = tmp_path_factory.mktemp("scaled")
+            env["REFLEX_WEB_WORKDIR"] = str(private_web_dir(base_dir))
+            with running_hub(base_dir, env) as hub:
                 hub.cli("users", "create", "--email", MANAGER[0], "--role", "manager",
                         stdin=MANAGER[1] + "\n")  # fmt: skip
                 yield Scaled(hub=hub, sandbox=sandbox, db=engine, redis=store)
