@@ -244,7 +244,8 @@ class LeakyBucketShop:
     cost once it has run, and answered with the bucket as it then is.
 
     A query of ``{"first": n}`` requests ``8n`` points and uses ``used`` of them.
-    ``uplinks``: the seconds each query travels to Shopify, in the order they are sent.
+    ``uplinks``, ``downlinks``: the seconds each query travels to Shopify and its answer
+    back, in the order the queries are sent.
     """
 
     def __init__(
@@ -257,10 +258,12 @@ class LeakyBucketShop:
         run: float = 0.3,
         downlink: float = 0.1,
         used: float = 0.5,
+        downlinks: list[float] | None = None,
     ) -> None:
         self.clock, self.maximum, self.restore = clock, maximum, restore
         self.available, self.updated = maximum, clock.now
         self.uplinks = list(uplinks or [])
+        self.downlinks = list(downlinks or [])
         self.run, self.downlink, self.used = run, downlink, used
         self.throttled = 0
         self.kept = 0.0  # points the shop's bucket really paid
@@ -273,12 +276,13 @@ class LeakyBucketShop:
 
     async def answer(self, request: httpx.Request) -> httpx.Response:
         await self.clock.sleep(self.uplinks.pop(0) if self.uplinks else 0.1)
+        downlink = self.downlinks.pop(0) if self.downlinks else self.downlink
         first = json.loads(request.content)["variables"]["first"]
         requested = 8.0 * first
         actual = requested * self.used
         if self.refill() < requested:
             self.throttled += 1
-            await self.clock.sleep(self.downlink)
+            await self.clock.sleep(downlink)
             return answer(
                 available=self.refill(), requested=requested, actual=None, errors_=THROTTLED
             )
@@ -288,7 +292,7 @@ class LeakyBucketShop:
         self.available += requested - actual
         self.kept += actual
         status = self.available
-        await self.clock.sleep(self.downlink)
+        await self.clock.sleep(downlink)
         return answer(PAGE, available=status, maximum=self.maximum, requested=requested,
                       actual=actual)  # fmt: skip
 
@@ -382,6 +386,35 @@ async def test_an_answer_does_not_hide_a_query_still_on_its_way(virtual: Virtual
     # (450 points after A's answer: 1,250 reported less B's 800 in flight).
     assert shop.throttled == 0 and client.throttle.throttled == 0
     assert sent[-1] == pytest.approx(0.6 + 3.5 + 0.1 + 0.5)
+
+
+@respx.mock
+async def test_a_late_answer_does_not_undo_a_query_answered_before_it(
+    virtual: VirtualClock,
+) -> None:
+    # A (800 points) is charged first, but its answer (1,200 left) takes 3 s to come back;
+    # B, charged just after A, is answered long before: A's snapshot predates B's charge.
+    shop = LeakyBucketShop(virtual, run=0.0, used=1.0, downlinks=[3.0, 0.1, 0.1])
+    respx.post(ENDPOINT).mock(side_effect=shop.answer)
+    client = shop_client(virtual)
+    client.throttle.maximum = client.throttle.available = 2000.0
+    client.throttle.restore_rate = 100.0
+
+    async def page() -> None:
+        await client.query("Products", PRODUCTS, {"first": 100}, expected_cost=800)
+
+    async def after(delay: float, first: Awaitable[None] | None = None) -> None:
+        if first is not None:
+            await first
+        await asyncio.sleep(delay)
+        await page()
+
+    await virtual.run(after(0.0, page()), after(0.01))
+    await client.aclose()
+    # C, sent after A's answer, waited for the 700 points there (689 by our account, which
+    # held B's 800 out from the moment it was sent) to become 800.
+    assert shop.throttled == 0 and client.throttle.throttled == 0
+    assert virtual.now == pytest.approx(3.1 + 1.11 + 0.2)
 
 
 @respx.mock

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
@@ -62,7 +63,6 @@ def cost_key(name: str, variables: dict[str, Any] | None) -> tuple[Any, ...]:
 class Reservation:
     points: float
     sent: float
-    at_top: bool  # reserved while Shopify's bucket may have been full
 
 
 @dataclass
@@ -74,8 +74,12 @@ class ShopifyThrottle:
     the shop may still be on their way; they are charged after it, or before it, we cannot
     tell. So the snapshot is not taken as the bucket: the estimate stays our own account
     (reservations, refunds, refill), kept between what the snapshot proves: at least the
-    reported points minus every query still in flight, at most the reported points plus
-    the refill since this query was sent.
+    reported points minus every query still in flight and every one answered since this
+    query was sent, at most the reported points plus the refill since it was sent.
+
+    Our account never refills beyond the bucket's maximum less the points still in flight:
+    until Shopify charges them (after a slow network, a busy client), its bucket holds them
+    and overflows at the top, while ours has already taken them away.
     """
 
     maximum: float = 1000.0
@@ -88,23 +92,35 @@ class ShopifyThrottle:
     throttled: int = 0
     waited: float = 0.0
     in_flight: dict[int, Reservation] = field(default_factory=dict)
+    # (when, points kept) of answers received while other queries were in flight: a slower
+    # answer's snapshot may predate their charge.
+    settled: list[tuple[float, float]] = field(default_factory=list)
     rate_samples: deque[float] = field(default_factory=lambda: deque(maxlen=RATE_SAMPLES))
     rate_floor: float = 0.0  # the last refill measured while the bucket may have been full
     _tickets: Iterator[int] = field(default_factory=itertools.count)
-    # The last snapshot taken with nothing else in flight (reported points, time), and how
-    # many queries were sent since: with exactly one, the refill between the two snapshots
-    # is that query's cost plus the difference, nothing else.
+    # The last snapshot taken with nothing else in flight (reported points, and when its
+    # query was sent: the snapshot is no older), and how many queries were sent since: with
+    # exactly one, the refill between the two snapshots is that query's cost plus the
+    # difference, nothing else.
     _mark: tuple[float, float] | None = None
     _sent_since_mark: int = 0
     _wakers: set[asyncio.Future[None]] = field(default_factory=set)
 
     def estimate(self, now: float) -> float:
-        return min(self.maximum, self.available + (now - self.updated) * self.restore_rate)
+        top = self.maximum - sum(r.points for r in self.in_flight.values())
+        return min(top, self.available + (now - self.updated) * self.restore_rate)
 
     def wait_time(self, cost: float, now: float) -> float:
-        missing = min(cost, self.maximum) - self.estimate(now)
+        """Seconds until the estimate can pay ``cost``; infinite while only an answer to a
+        query in flight can make room."""
+        cost = min(cost, self.maximum)
+        missing = cost - self.estimate(now)
         # A thousandth of a point is float rounding of the refill, not a reason to sleep.
-        return 0.0 if missing <= 1e-3 else missing / self.restore_rate
+        if missing <= 1e-3:
+            return 0.0
+        if cost > self.maximum - sum(r.points for r in self.in_flight.values()) + 1e-3:
+            return math.inf
+        return missing / self.restore_rate
 
     def cost_of(self, key: tuple[Any, ...], hint: float | None) -> float:
         """Points to reserve: Shopify's last requested cost of this query, else the
@@ -126,20 +142,22 @@ class ShopifyThrottle:
                 await self._sleep_or_wake(delay)
                 now = time.monotonic()
             self.waited += now - start
-            before = self.estimate(now)
-            self.available = before - cost
+            self.available = self.estimate(now) - cost
             self.updated = now
             ticket = next(self._tickets)
-            # Shopify's bucket holds at most what we estimate plus what it has not charged
-            # yet: when that reaches the top, its refill may overflow until it charges us.
-            unsettled = sum(r.points for r in self.in_flight.values())
-            self.in_flight[ticket] = Reservation(cost, now, before + unsettled >= self.maximum)
+            self.in_flight[ticket] = Reservation(cost, now)
             self._sent_since_mark += 1
             return ticket
 
     async def _sleep_or_wake(self, delay: float) -> None:
         woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._wakers.add(woken)
+        if math.isinf(delay):
+            try:
+                await woken
+            finally:
+                self._wakers.discard(woken)
+            return
         sleeper = asyncio.ensure_future(asyncio.sleep(delay))
         try:
             await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
@@ -161,45 +179,57 @@ class ShopifyThrottle:
         have been. Shopify charges the requested cost up front and refunds the difference
         to ``actualQueryCost``; a THROTTLED answer (``actualQueryCost`` null) costs nothing.
         """
-        reservation = self.in_flight.pop(ticket, Reservation(0.0, now, False))
+        own = self.estimate(now)  # with this query's points still held out of the top
+        reservation = self.in_flight.pop(ticket, Reservation(0.0, now))
         status = (cost or {}).get("throttleStatus")
         if cost and cost.get("requestedQueryCost") and key is not None:
             self.expected_cost[key] = float(cost["requestedQueryCost"])
         if not status:
+            self.available, self.updated = own, now
             self._mark = None
+            self._wake()
             return
         actual = cost.get("actualQueryCost") if cost else None
         kept = float(actual) if actual is not None else 0.0
-        own = self.estimate(now) + reservation.points - kept
-        if reservation.at_top:
-            # Our account refills from the moment we reserved; a full bucket at Shopify
-            # only once it charged us, up to a round trip later: the refill in between may
-            # have overflowed there.
-            own -= min(reservation.points, (now - reservation.sent) * self.restore_rate)
+        own += reservation.points - kept
         self.maximum = float(status.get("maximumAvailable", self.maximum))
         reported = float(status.get("currentlyAvailable", own))
         documented = float(status.get("restoreRate", self.restore_rate)) or 1.0
         others = sum(r.points for r in self.in_flight.values())
+        since = sum(points for when, points in self.settled if when > reservation.sent)
         if actual is not None and not others:
             self._learn_rate(reported, kept, now)
         self.restore_rate = self._rate(documented)
         highest = min(self.maximum, reported + (now - reservation.sent) * self.restore_rate)
-        self.available = min(max(own, reported - others), highest)
+        self.available = min(max(own, reported - others - since), highest)
         self.updated = now
         if others:
             self._mark = None
+            oldest = min(r.sent for r in self.in_flight.values())
+            self.settled = [(when, points) for when, points in self.settled if when > oldest]
+            self.settled.append((now, kept))
         else:
-            self._mark, self._sent_since_mark = (reported, now), 0
+            self._mark, self._sent_since_mark = (reported, reservation.sent), 0
+            self.settled.clear()
+        self._wake()
+
+    def _wake(self) -> None:
         for woken in self._wakers:
             if not woken.done():
                 woken.set_result(None)
 
     def _learn_rate(self, reported: float, kept: float, now: float) -> None:
-        """Measure the refill since the mark when this query was the only one in between."""
+        """Measure the refill since the mark when this query was the only one in between.
+
+        Each snapshot was taken somewhere between its query's sending and its answer; how
+        long an answer then takes to arrive varies (a busy Shopify, a busy network). Over
+        the longest the two snapshots can be apart, from the mark's sending to now, the
+        measure is a rate the bucket refills at least at, never an overestimate.
+        """
         if self._mark is None or self._sent_since_mark != 1:
             return
-        last_reported, last_time = self._mark
-        elapsed = now - last_time
+        last_reported, last_sent = self._mark
+        elapsed = now - last_sent
         refilled = reported + kept - last_reported
         if elapsed <= 0 or refilled <= 0:
             return
