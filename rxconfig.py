@@ -2,9 +2,12 @@
 
 import reflex as rx
 
-from dashboard.settings import get_settings
+from dashboard.settings import SettingsError, get_settings
 
-settings = get_settings()
+try:
+    settings = get_settings()
+except SettingsError as error:  # `reflex run` started directly rather than by `hub serve`
+    raise SystemExit(f"hub: {error}") from None
 
 config = rx.Config(
     app_name="dashboard",
