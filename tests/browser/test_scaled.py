@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -92,11 +93,15 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
                 "HUB_SHOPIFY_CLIENT_SECRET": "sandbox-shopify-client-secret",
             }  # fmt: skip
             base_dir = tmp_path_factory.mktemp("scaled")
-            env["REFLEX_WEB_WORKDIR"] = str(private_web_dir(base_dir))
-            with running_hub(base_dir, env) as hub:
-                hub.cli("users", "create", "--email", MANAGER[0], "--role", "manager",
-                        stdin=MANAGER[1] + "\n")  # fmt: skip
-                yield Scaled(hub=hub, sandbox=sandbox, db=engine, redis=store)
+            web_dir = private_web_dir(base_dir)
+            env["REFLEX_WEB_WORKDIR"] = str(web_dir)
+            try:
+                with running_hub(base_dir, env) as hub:
+                    hub.cli("users", "create", "--email", MANAGER[0], "--role", "manager",
+                            stdin=MANAGER[1] + "\n")  # fmt: skip
+                    yield Scaled(hub=hub, sandbox=sandbox, db=engine, redis=store)
+            finally:
+                shutil.rmtree(web_dir, ignore_errors=True)  # 200+ MB; hub.log stays
     finally:
         engine.dispose()
         store.flushdb()
