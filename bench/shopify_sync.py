@@ -3,12 +3,14 @@
 The real connector and sync engine read every stream of a seeded sandbox shop over real HTTP
 (the sandbox runs in a uvicorn thread, its clock ``--time-scale`` times faster than real
 time, so Shopify's restore rate is reached in seconds). Prints records/s per stream, the
-share of the shop's cost-rate bound the sync used, THROTTLED responses and peak RSS.
-Figures only, no assertions:
+share of the shop's cost-rate bound the sync used, THROTTLED responses and peak RSS, for
+the given shop (N) and one ``--growth`` times larger (4N), each in its own process, so
+their peak RSS compare. Figures only, no assertions:
 
-    python bench/shopify_sync.py [--products 3000 --orders 3000 --customers 1000 --plan standard]
+    python bench/shopify_sync.py [--products 1500 --orders 1500 --customers 500 --plan standard]
+                                 [--time-scale 20] [--growth 4]
 
-The defaults take about 25 s here; 5,000 products, 5,000 orders and 2,000 customers about 55 s.
+The defaults take about 2 minutes here (N about 40 s, 4N about 75 s); --growth 1 syncs N only.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,6 +55,7 @@ from dashboard.services.sync import SyncEngine  # noqa: E402
 from tests.sandbox_server import running_sandbox, shopify_install  # noqa: E402
 
 SHOP = "bench-sync.myshopify.com"
+FIGURES = "FIGURES "  # the line a --single run hands its figures to the parent on
 SCOPES = "read_products,read_inventory,read_orders,read_customers,read_locations"
 
 
@@ -148,16 +153,17 @@ async def sync(base: str, integration_id: uuid.UUID) -> list[SyncRun]:
         return sorted(runs, key=lambda r: r.stream)
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    # At 20x the sandbox serves the shop's rate with room to spare on one core, so the figure
-    # measures the client, not the sandbox's CPU (at 100x the sandbox became the bottleneck).
     parser.add_argument("--products", type=int, default=1500)
     parser.add_argument("--variants-per-product", type=int, default=2)
     parser.add_argument("--orders", type=int, default=1500)
     parser.add_argument("--customers", type=int, default=500)
     parser.add_argument("--locations", type=int, default=2)
     parser.add_argument("--plan", choices=sorted(PLANS), default="standard")
+    # At 20x the sandbox serves the shop's rate with room to spare on one core, so the figure
+    # measures the client, not the sandbox's CPU. At 40x a lone stream at the end of a 4N
+    # sync waits on the sandbox executing its pages (89% of the bound); at 100x all do.
     parser.add_argument(
         "--time-scale",
         type=float,
@@ -171,7 +177,19 @@ def main() -> int:
         help="sandbox: the client's throttle runs on platform time (as against Shopify); "
         "real: on real time, so it must learn the scaled restore rate from responses",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--growth",
+        type=int,
+        default=4,
+        help="also sync a shop this many times larger, each size in its own process, so "
+        "their peak RSS compare (1: only the given size)",
+    )
+    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    """Sync one shop of the given size; print its figures and return them."""
     sizes = {
         "products": args.products,
         "variants_per_product": args.variants_per_product,
@@ -239,7 +257,56 @@ def main() -> int:
     )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak_mib:,.0f} MiB (hub and in-process sandbox together)")
-    return 0 if all(run.status == "succeeded" for run in runs) else 1
+    return {
+        "records": total_records,
+        "records_per_s": total_records / real_seconds,
+        "share_of_bound": meter.spent / bound,
+        "throttled": served["throttled"],
+        "peak_mib": peak_mib,
+        "succeeded": all(run.status == "succeeded" for run in runs),
+    }
+
+
+def grown(args: argparse.Namespace, factor: int) -> list[str]:
+    """The command line of the same benchmark on a shop ``factor`` times larger."""
+    argv = [sys.executable, __file__, "--single"]
+    for name in ("products", "orders", "customers"):
+        argv += [f"--{name}", str(getattr(args, name) * factor)]
+    argv += ["--variants-per-product", str(args.variants_per_product)]
+    argv += ["--locations", str(args.locations), "--plan", args.plan]
+    argv += ["--time-scale", f"{args.time_scale:g}", "--client-clock", args.client_clock]
+    return argv
+
+
+def main() -> int:
+    args = parse_args()
+    if args.single or args.growth <= 1:
+        figures = run_one(args)
+        print(FIGURES + json.dumps(figures))
+        return 0 if figures["succeeded"] else 1
+    # Each size in a fresh process: peak RSS is a high-water mark of the whole process.
+    rows = []
+    for factor in (1, args.growth):
+        print(f"--- N x{factor}", flush=True)
+        done = subprocess.run(grown(args, factor), capture_output=True, text=True, check=False)
+        figures = None
+        for line in done.stdout.splitlines():
+            if line.startswith(FIGURES):
+                figures = json.loads(line.removeprefix(FIGURES))
+            else:
+                print(line)
+        if figures is None:
+            print(done.stderr[-2000:])
+            return 1
+        rows.append((factor, figures))
+    print("--- as N grows (one process each)")
+    print(f"{'N':>4} {'records':>9} {'rec/s':>7} {'of bound':>9} {'THROTTLED':>10} {'peak RSS':>9}")
+    for factor, f in rows:
+        print(
+            f"{'x' + str(factor):>4} {f['records']:>9,} {f['records_per_s']:>7,.0f} "
+            f"{f['share_of_bound']:>9.0%} {f['throttled']:>10} {f['peak_mib']:>5,.0f} MiB"
+        )
+    return 0 if all(f["succeeded"] for _, f in rows) else 1
 
 
 if __name__ == "__main__":
