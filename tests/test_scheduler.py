@@ -93,6 +93,44 @@ async def test_scheduled_run_happens_and_repeats(session, fast_minutes, fake_eng
         hub._stop_scheduler()
 
 
+async def test_a_manual_sync_on_any_worker_moves_the_next_scheduled_run(
+    session, fake_engine
+) -> None:
+    """Sync now, handled by a process that does not schedule (another worker, `hub sync`):
+    the lease holder's next reconcile puts the stream's next scheduled run a full interval
+    after it, as it does for a manual sync of its own."""
+    integration_id = connected_integration(session)  # products every minute
+    leader = HubScheduler(holder="leader")
+    leader._start_scheduler()
+    try:
+        await leader.reconcile()
+        job = leader.scheduler.get_job(job_id(integration_id, "products"))
+        first = job.next_run_time
+        assert first - datetime.now(UTC) < timedelta(seconds=10)  # a new stream starts soon
+        # No scheduler in this process: the run is recorded in the database only.
+        assert scheduler_module.get_scheduler() is None
+        before = datetime.now(UTC)
+        await sync.request_sync(integration_id=integration_id, stream="products")
+        await fake_engine.wait()
+        await leader.reconcile()
+        moved = leader.scheduler.get_job(job_id(integration_id, "products")).next_run_time
+        assert before + timedelta(seconds=59) < moved < datetime.now(UTC) + timedelta(seconds=61)
+        with session_scope() as s:
+            stored = s.exec(select(StreamConfig)).one().next_run_at
+            assert abs(stored.replace(tzinfo=UTC) - moved) < timedelta(seconds=1)
+        await leader.reconcile()  # nothing more moves it
+        again = leader.scheduler.get_job(job_id(integration_id, "products")).next_run_time
+        assert abs(again - moved) < timedelta(seconds=1)
+        # A webhook-triggered run is not a user's "Sync now": it leaves the schedule alone.
+        await sync.request_sync(integration_id=integration_id, stream="products", trigger="webhook")
+        await fake_engine.wait()
+        await leader.reconcile()
+        still = leader.scheduler.get_job(job_id(integration_id, "products")).next_run_time
+        assert abs(still - moved) < timedelta(seconds=1)
+    finally:
+        leader._stop_scheduler()
+
+
 async def test_paused_stream_loses_its_job_and_restart_keeps_schedules(session) -> None:
     integration_id = connected_integration(session)
     first = HubScheduler(holder="one")

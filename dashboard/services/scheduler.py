@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from dashboard.db import get_engine as get_db_engine
 from dashboard.db import in_session
-from dashboard.models import Integration, RunTrigger, SchedulerLease, StreamConfig
+from dashboard.models import Integration, RunTrigger, SchedulerLease, StreamConfig, SyncRun
 from dashboard.services import sync
 
 log = logging.getLogger("hub.scheduler")
@@ -145,16 +145,10 @@ class HubScheduler:
         if scheduler is None:
             return
         wanted = await in_session(wanted_jobs)
-        next_runs = await asyncio.to_thread(_apply_jobs, scheduler, wanted)
+        longest = timedelta(minutes=max((m for _, _, m in wanted.values()), default=0))
+        manual = await in_session(lambda s: last_manual_runs(s, since=datetime.now(UTC) - longest))
+        next_runs = await asyncio.to_thread(_apply_jobs, scheduler, wanted, manual)
         await in_session(lambda s: _store_next_runs(s, next_runs))
-
-    def rebase(self, integration_id: uuid.UUID | str, stream: str) -> None:
-        """After a manual sync, the next scheduled one is a full interval away."""
-        if self.scheduler is None:
-            return
-        job = self.scheduler.get_job(job_id(integration_id, stream))
-        if job is not None:
-            job.modify(next_run_time=datetime.now(UTC) + job.trigger.interval)
 
     def poke(self) -> None:
         """Reconcile soon (after a pause, resume, connect or schedule change)."""
@@ -181,10 +175,33 @@ class HubScheduler:
             await in_session(lambda s: release_lease(s, self.holder))
 
 
+def last_manual_runs(session: Session, *, since: datetime) -> dict[str, datetime]:
+    """job id -> when the newest manual run of that stream since ``since`` was asked for.
+
+    Read from the runs table, so a "Sync now" that any worker (or ``hub sync``) handled
+    reaches the lease holder's schedule.
+    """
+    rows = session.execute(
+        sa.select(
+            col(SyncRun.integration_id), col(SyncRun.stream), sa.func.max(col(SyncRun.created_at))
+        )
+        .where(col(SyncRun.trigger) == RunTrigger.MANUAL.value, col(SyncRun.created_at) >= since)
+        .group_by(col(SyncRun.integration_id), col(SyncRun.stream))
+    ).all()
+    return {
+        job_id(integration_id, stream): moment.replace(tzinfo=moment.tzinfo or UTC)
+        for integration_id, stream, moment in rows
+        if moment is not None
+    }
+
+
 def _apply_jobs(
-    scheduler: AsyncIOScheduler, wanted: dict[str, tuple[str, str, int]]
+    scheduler: AsyncIOScheduler,
+    wanted: dict[str, tuple[str, str, int]],
+    manual: dict[str, datetime] | None = None,
 ) -> dict[str, datetime | None]:
-    """Add, change and remove jobs to match ``wanted``; returns every job's next run."""
+    """Add, change and remove jobs to match ``wanted``; after a manual run of a stream, its
+    next scheduled run is a full interval after it. Returns every job's next run."""
     existing = {job.id: job for job in scheduler.get_jobs()}
     for jid in existing:
         if jid.startswith(JOB_PREFIX) and jid not in wanted:
@@ -205,6 +222,14 @@ def _apply_jobs(
             replace_existing=True,
             next_run_time=datetime.now(UTC) + timedelta(seconds=min(seconds, 5)),
         )
+    jobs = scheduler.get_jobs()
+    for job in jobs:
+        asked = (manual or {}).get(job.id)
+        if asked is None or job.next_run_time is None:
+            continue
+        rebased = asked + job.trigger.interval
+        if job.next_run_time < rebased - timedelta(seconds=1):
+            job.modify(next_run_time=rebased)
     return {job.id: job.next_run_time for job in scheduler.get_jobs()}
 
 

@@ -1023,12 +1023,7 @@ async def request_sync(
     if RunTrigger(trigger) == RunTrigger.MANUAL:
         from dashboard.services import scheduler
 
-        active = scheduler.get_scheduler()
-        if active is not None:
-            for run_stream in await in_session(lambda s: _streams_of(s, run_ids)):
-                active.rebase(integration_id, run_stream)
+        # The lease holder moves the stream's next scheduled run a full interval after this
+        # one when it reconciles: at once here, within RENEW_EVERY from any other worker.
+        scheduler.poke()
     return run_ids
-
-
-def _streams_of(session: Session, run_ids: list[uuid.UUID]) -> list[str]:
-    return list(session.exec(select(SyncRun.stream).where(col(SyncRun.id).in_(run_ids))).all())
