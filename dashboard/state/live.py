@@ -8,6 +8,11 @@ the class that defines it, so each live state declares its own two small handler
 ``watching`` is 0 when no loop runs, else the id of the one loop that may: leaving a page and
 coming back within a second starts a new loop, and the old one, on waking, sees a different id
 and ends, so a tab never accumulates loops. The loop also ends when the session does.
+
+A closed tab never unmounts its page, and Reflex keeps a background event running after its
+client has gone. So while the tab's websocket is not connected the loop reads nothing, and it
+ends once the tab has been away for ABANDONED_SECONDS. A tab that reconnects sooner (a network
+blip, a sleeping laptop) finds its page live again: Reflex does not remount it on reconnecting.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ import reflex as rx
 POLL_SECONDS = 0.5
 # How often (in polls) a running loop checks that its session is still valid.
 SESSION_CHECK_EVERY = 30
+# How long a loop waits for its tab to reconnect before it ends.
+ABANDONED_SECONDS = 300.0
 
 
 class LivePage(Protocol):
     watching: int
+    router: Any
 
     async def current_user(self) -> Any: ...
 
@@ -48,20 +56,49 @@ async def live_loop(state: LivePage) -> None:
             return  # already watching in another task of this tab
         # Random, not a counter: with several workers the tab's state is shared through Redis.
         loop_id = state.watching = secrets.randbelow(2**48) + 1
+    away_since: float | None = None
     for tick in itertools.count():
         # Only signed-in users get live data, whoever sends the event.
         if tick % SESSION_CHECK_EVERY == 0 and await state.current_user() is None:
-            async with state:
-                if state.watching == loop_id:
-                    state.watching = 0
+            await _stop(state, loop_id)
             return
         began = time.monotonic()
+        if not await _tab_connected(state):
+            away_since = away_since or began
+            if began - away_since > ABANDONED_SECONDS:
+                await _stop(state, loop_id)
+                return
+            await asyncio.sleep(POLL_SECONDS)
+            continue
+        away_since = None
         data = await state.fetch()
         async with state:
             if state.watching != loop_id:
                 return
             state.apply(data)
         await asyncio.sleep(max(0.05, POLL_SECONDS - (time.monotonic() - began)))
+
+
+async def _stop(state: LivePage, loop_id: int) -> None:
+    async with state:
+        if state.watching == loop_id:
+            state.watching = 0
+
+
+async def _tab_connected(state: LivePage) -> bool:
+    """Whether the tab's websocket is connected (to any worker). Reflex offers no public way to
+    ask, so this uses what its shared states use; when that cannot answer, the tab counts as
+    connected (the loop then behaves as it did without this check)."""
+    try:
+        from reflex_base.registry import RegistrationContext
+
+        namespace = RegistrationContext.get().app.event_namespace
+        if namespace is None:
+            return True
+        token = state.router.session.client_token
+        return bool(await namespace._token_manager.is_token_connected(token))
+    except Exception:
+        return True
 
 
 def live_region(*children: rx.Component, watch: Any, stop: Any, **props: Any) -> rx.Component:
