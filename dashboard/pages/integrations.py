@@ -149,7 +149,9 @@ class IntegrationsState(AuthState):
         query, shown_page, mark, rows, total, bases = data
         if query != self._query():
             return  # the filters or page changed while this was read; the next read is current
-        self._shown_for = (*query[:-1], shown_page)
+        shown_for = (*query[:-1], shown_page)
+        if shown_for != self._shown_for:
+            self._shown_for = shown_for
         if mark != self._mark:
             self._mark = mark
         if bases != self._record_bases:
