@@ -45,7 +45,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reflex, "run", "--env", "prod", "--single-port",
         "--frontend-port", str(port), "--backend-port", str(port),
     ]  # fmt: skip
-    print(f"Connector Hub on {settings.public_url} (sandbox {'on' if settings.sandbox else 'off'})")
+    if settings.sandbox_mounted:
+        platforms = f"platform sandbox at {settings.public_url}/sandbox"
+    else:
+        shopify = settings.shopify_base_url or "https://{shop}"
+        amazon = settings.amazon_base_url or "Amazon's regional endpoints"
+        platforms = f"Shopify at {shopify}, Amazon at {amazon}"
+    print(f"Connector Hub on {settings.public_url} ({platforms})")
     return subprocess.call(command, cwd=PROJECT_ROOT, env=reflex_environment(port))  # noqa: S603
 
 

@@ -20,18 +20,22 @@ from dashboard.state.auth import AuthState
 
 def _credential_presence() -> list[dict[str, str]]:
     """Which platform settings are present; the secrets themselves never leave the server."""
+    from connectors.sandbox.installer import AMAZON_APP, SHOPIFY_APP
+
     settings = get_settings()
-    sandbox = " (sandbox app)" if settings.sandbox else ""
     checks = [
-        ("Shopify client id", settings.shopify_client_id),
-        ("Shopify client secret", settings.shopify_client_secret),
-        ("Amazon app id", settings.amazon_app_id),
-        ("Amazon LWA client id", settings.amazon_client_id),
-        ("Amazon LWA client secret", settings.amazon_client_secret),
+        ("Shopify client id", settings.shopify_client_id, SHOPIFY_APP["client_id"]),
+        ("Shopify client secret", settings.shopify_client_secret, SHOPIFY_APP["client_secret"]),
+        ("Amazon app id", settings.amazon_app_id, AMAZON_APP["app_id"]),
+        ("Amazon LWA client id", settings.amazon_client_id, AMAZON_APP["client_id"]),
+        ("Amazon LWA client secret", settings.amazon_client_secret, AMAZON_APP["client_secret"]),
     ]
+    # "sandbox app": the sandbox's published credentials, mounted or standalone.
     return [
-        {"name": name, "state": ("set" + sandbox) if value else "missing"} for name, value in checks
-    ]
+        {"name": name, "state": ("missing" if not value else
+                                 "set (sandbox app)" if value == sandbox_value else "set")}
+        for name, value, sandbox_value in checks
+    ]  # fmt: skip
 
 
 class SettingsState(AuthState):
