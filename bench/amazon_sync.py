@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import resource
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,32 +30,16 @@ from connectors.amazon.client import USAGE_PLANS, BucketRegistry  # noqa: E402
 from connectors.amazon.connector import AmazonConfig, AmazonConnector  # noqa: E402
 from connectors.amazon.reports import ReportPolling  # noqa: E402
 from connectors.amazon.streams import StreamOptions  # noqa: E402
-from connectors.base import IntegrationRef, StoredCredential  # noqa: E402
+from connectors.base import (  # noqa: E402
+    IntegrationRef,
+    MemoryCredentialStore,
+    StoredCredential,
+)
 from connectors.sandbox.installer import AMAZON_APP  # noqa: E402
 from tests.sandbox_server import amazon_install, sandbox_process  # noqa: E402
 
 US = "ATVPDKIKX0DER"
 FBA_MARKETPLACES = (US, "A2EUQ1WTGCTBG2", "A1AM78C64UM0Y8")  # US, CA, MX
-
-
-class MemoryStore:
-    """Credentials in memory: the benchmark measures the connector, not the vault."""
-
-    def __init__(self, refresh_token: str) -> None:
-        self.items = {"refresh_token": StoredCredential("refresh_token", refresh_token)}
-
-    async def get(self, kind: str) -> StoredCredential | None:
-        return self.items.get(kind)
-
-    async def save(self, credential: StoredCredential) -> None:
-        self.items[credential.kind] = credential
-
-    async def delete(self, kind: str) -> None:
-        self.items.pop(kind, None)
-
-    @contextlib.asynccontextmanager
-    async def refresh_lock(self, name: str) -> AsyncIterator[None]:
-        yield
 
 
 def seller(base: str, seller_id: str, **sizes: int) -> str:
@@ -87,7 +69,7 @@ async def hub_orders(base: str, seller_id: str, refresh: str, scale: float) -> d
     amazon = connector(base)
     ref = IntegrationRef("bench", "amazon", selling_partner_id=seller_id, region="na",
                          marketplaces=(US,))  # fmt: skip
-    store = MemoryStore(refresh)
+    store = MemoryCredentialStore(StoredCredential("refresh_token", refresh))
     before = stats(base)
     started = time.monotonic()
     orders = pages = 0
@@ -189,7 +171,9 @@ async def listings_memory(base: str, seller_id: str, refresh: str) -> dict[str, 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.monotonic()
     rows = 0
-    async for batch in amazon.read_stream(ref, MemoryStore(refresh), "listings", None):
+    async for batch in amazon.read_stream(
+        ref, MemoryCredentialStore(StoredCredential("refresh_token", refresh)), "listings", None
+    ):
         rows += len(batch.records)
     elapsed = time.monotonic() - started
     return {
@@ -210,7 +194,9 @@ async def hub_inventory(base: str, seller_id: str, refresh: str) -> dict[str, An
     before = stats(base)
     started = time.monotonic()
     rows = pages = 0
-    async for batch in amazon.read_stream(ref, MemoryStore(refresh), "inventory", None):
+    async for batch in amazon.read_stream(
+        ref, MemoryCredentialStore(StoredCredential("refresh_token", refresh)), "inventory", None
+    ):
         rows += len(batch.records)
         pages += 1
     elapsed = time.monotonic() - started

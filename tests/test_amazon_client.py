@@ -4,9 +4,7 @@ caching and a single refresh under concurrency, typed errors, report charset dec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,31 +15,13 @@ from connectors.amazon import reports
 from connectors.amazon.client import USAGE_PLANS, BucketRegistry, SpApiClient
 from connectors.amazon.connector import AmazonConfig, AmazonConnector
 from connectors.amazon.streams import StreamOptions, read_listings
-from connectors.base import StoredCredential
+from connectors.base import MemoryCredentialStore, StoredCredential
 from connectors.errors import AuthError, AuthRevoked, PlatformError, RateLimited
 from connectors.ratelimit import TokenBucket
 from connectors.sandbox.amazon import spec
 
 BASE = "https://sellingpartnerapi-na.amazon.com"
 LWA = "https://api.amazon.com/auth/o2/token"
-
-
-class MemoryStore:
-    def __init__(self, **secrets: StoredCredential) -> None:
-        self.items = dict(secrets)
-
-    async def get(self, kind: str) -> StoredCredential | None:
-        return self.items.get(kind)
-
-    async def save(self, credential: StoredCredential) -> None:
-        self.items[credential.kind] = credential
-
-    async def delete(self, kind: str) -> None:
-        self.items.pop(kind, None)
-
-    @contextlib.asynccontextmanager
-    async def refresh_lock(self, name: str) -> AsyncIterator[None]:
-        yield
 
 
 def client(
@@ -261,7 +241,7 @@ async def test_access_token_cached_and_refreshed_once_under_concurrency() -> Non
         return httpx.Response(200, json={"access_token": f"Atza|{calls}", "expires_in": 3600})
 
     respx.post(LWA).mock(side_effect=lwa)
-    store = MemoryStore(refresh_token=StoredCredential("refresh_token", "Atzr|abc"))
+    store = MemoryCredentialStore(StoredCredential("refresh_token", "Atzr|abc"))
     amazon = connector()
     tokens = await asyncio.gather(*(amazon.access_token("i1", store) for _ in range(10)))
     assert set(tokens) == {"Atza|1"} and calls == 1
@@ -279,7 +259,7 @@ async def test_invalid_grant_means_reconnect() -> None:
             400, json={"error": "invalid_grant", "error_description": "revoked"}
         )
     )
-    store = MemoryStore(refresh_token=StoredCredential("refresh_token", "Atzr|gone"))
+    store = MemoryCredentialStore(StoredCredential("refresh_token", "Atzr|gone"))
     with pytest.raises(AuthRevoked):
         await connector().access_token("i1", store)
 

@@ -3,16 +3,14 @@ and the query goes on; a token that cannot be refreshed means reconnect."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import respx
 
-from connectors.base import StoredCredential
+from connectors.base import MemoryCredentialStore, StoredCredential
 from connectors.errors import AuthRevoked
 from connectors.shopify.client import _throttles
 from connectors.shopify.connector import ShopifyConfig, ShopifyConnector
@@ -21,26 +19,6 @@ from connectors.shopify.queries import API_VERSION
 DOMAIN = "tokens.myshopify.com"
 GRAPHQL = f"https://{DOMAIN}/admin/api/{API_VERSION}/graphql.json"
 TOKEN_URL = f"https://{DOMAIN}/admin/oauth/access_token"
-
-
-class MemoryStore:
-    def __init__(self, *credentials: StoredCredential) -> None:
-        self.items = {c.kind: c for c in credentials}
-        self.locks = 0
-
-    async def get(self, kind: str) -> StoredCredential | None:
-        return self.items.get(kind)
-
-    async def save(self, credential: StoredCredential) -> None:
-        self.items[credential.kind] = credential
-
-    async def delete(self, kind: str) -> None:
-        self.items.pop(kind, None)
-
-    @contextlib.asynccontextmanager
-    async def refresh_lock(self, name: str) -> AsyncIterator[None]:
-        self.locks += 1
-        yield
 
 
 def shop_body() -> dict:
@@ -55,7 +33,7 @@ def connector() -> ShopifyConnector:
 @respx.mock
 async def test_401_on_an_expiring_token_refreshes_once_and_goes_on() -> None:
     later = datetime.now(UTC) + timedelta(hours=1)  # we believe it is still valid
-    store = MemoryStore(
+    store = MemoryCredentialStore(
         StoredCredential("access_token", "shpat_old", ["read_products"], later),
         StoredCredential("refresh_token", "shprt_one"),
     )
@@ -86,7 +64,9 @@ async def test_401_on_an_expiring_token_refreshes_once_and_goes_on() -> None:
 
 @respx.mock
 async def test_401_without_a_refresh_token_means_reconnect() -> None:
-    store = MemoryStore(StoredCredential("access_token", "shpat_forever", ["read_products"]))
+    store = MemoryCredentialStore(
+        StoredCredential("access_token", "shpat_forever", ["read_products"])
+    )
     respx.post(GRAPHQL).mock(return_value=httpx.Response(401, json={"errors": "bad"}))
     with pytest.raises(AuthRevoked):
         await connector().fetch_shop(DOMAIN, store)
@@ -95,7 +75,7 @@ async def test_401_without_a_refresh_token_means_reconnect() -> None:
 @respx.mock
 async def test_a_second_401_after_refreshing_is_final() -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
-    store = MemoryStore(
+    store = MemoryCredentialStore(
         StoredCredential("access_token", "shpat_old", [], later),
         StoredCredential("refresh_token", "shprt_one"),
     )
