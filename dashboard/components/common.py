@@ -79,3 +79,25 @@ def submit_button(*children: rx.Component | str, **props: object) -> rx.Componen
     would be the browser's own, sending the form's fields (passwords too) in the URL; the
     forms that carry secrets also say ``method="post"``, so even then they stay out of it."""
     return rx.button(*children, type="submit", disabled=~rx.State.is_hydrated, **props)
+
+
+def pager(
+    summary: rx.Component,
+    *,
+    page: rx.Var[int],
+    page_count: rx.Var[int],
+    label: rx.Var[str],
+    previous: rx.EventHandler,
+    next_page: rx.EventHandler,
+) -> rx.Component:
+    """The row under a paged table: what is shown, Previous, "Page n of m", Next; the buttons
+    are disabled at either end."""
+    return rx.hstack(
+        summary,
+        rx.spacer(),
+        rx.button("Previous", variant="soft", disabled=page == 0, on_click=previous),
+        rx.text(label, size="2"),
+        rx.button("Next", variant="soft", disabled=page + 1 >= page_count, on_click=next_page),
+        width="100%",
+        align="center",
+    )

@@ -9,7 +9,7 @@ import reflex as rx
 from sqlmodel import Session
 
 from dashboard import routes
-from dashboard.components.common import empty_state, status_badge
+from dashboard.components.common import empty_state, pager, status_badge
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, User
@@ -85,7 +85,7 @@ class IntegrationsState(AuthState):
 
     @rx.var
     def page_label(self) -> str:
-        return f"Page {self.page + 1:,} of {max(1, -(-self.total // PAGE_SIZE)):,}"
+        return f"Page {self.page + 1:,} of {self.page_count:,}"
 
     @rx.var
     def total_label(self) -> str:
@@ -416,24 +416,13 @@ def integrations_table() -> rx.Component:
             variant="surface",
             layout="fixed",  # columns keep their width from page to page
         ),
-        rx.hstack(
+        pager(
             rx.text(IntegrationsState.total_label, size="2", color_scheme="gray"),
-            rx.spacer(),
-            rx.button(
-                "Previous",
-                on_click=IntegrationsState.previous_page,
-                variant="soft",
-                disabled=IntegrationsState.page == 0,
-            ),
-            rx.text(IntegrationsState.page_label, size="2"),
-            rx.button(
-                "Next",
-                on_click=IntegrationsState.next_page,
-                variant="soft",
-                disabled=IntegrationsState.page + 1 >= IntegrationsState.page_count,
-            ),
-            width="100%",
-            align="center",
+            page=IntegrationsState.page,
+            page_count=IntegrationsState.page_count,
+            label=IntegrationsState.page_label,
+            previous=IntegrationsState.previous_page,
+            next_page=IntegrationsState.next_page,
         ),
         width="100%",
     )

@@ -10,7 +10,7 @@ import reflex as rx
 from sqlmodel import Session
 
 from dashboard import routes
-from dashboard.components.common import empty_state
+from dashboard.components.common import empty_state, pager
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
@@ -63,8 +63,12 @@ class RecordsState(IntegrationFilter, AuthState):
         return list(records_view.VIEWS[self.kind][1])
 
     @rx.var
+    def page_count(self) -> int:
+        return max(1, -(-self.total // PAGE_SIZE))
+
+    @rx.var
     def page_label(self) -> str:
-        return f"Page {self.page + 1} of {max(1, -(-self.total // PAGE_SIZE))}"
+        return f"Page {self.page + 1:,} of {self.page_count:,}"
 
     @rx.var
     def changed_label(self) -> str:
@@ -262,14 +266,13 @@ def records_view_page() -> rx.Component:
                     RecordsState.raw != "",
                     rx.code_block(RecordsState.raw, language="json", width="100%"),
                 ),
-                rx.hstack(
+                pager(
                     rx.text(RecordsState.total, " records", size="2", color_scheme="gray"),
-                    rx.spacer(),
-                    rx.button("Previous", variant="soft", on_click=RecordsState.previous_page),
-                    rx.text(RecordsState.page_label, size="2"),
-                    rx.button("Next", variant="soft", on_click=RecordsState.next_page),
-                    width="100%",
-                    align="center",
+                    page=RecordsState.page,
+                    page_count=RecordsState.page_count,
+                    label=RecordsState.page_label,
+                    previous=RecordsState.previous_page,
+                    next_page=RecordsState.next_page,
                 ),
                 width="100%",
             ),

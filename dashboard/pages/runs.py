@@ -9,7 +9,7 @@ from typing import Any, cast
 import reflex as rx
 
 from dashboard import routes
-from dashboard.components.common import empty_state, status_badge
+from dashboard.components.common import empty_state, pager, status_badge
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
@@ -40,7 +40,7 @@ class RunsState(IntegrationFilter, AuthState):
 
     @rx.var
     def page_label(self) -> str:
-        return f"Page {self.page + 1:,} of {max(1, -(-self.total // PAGE_SIZE)):,}"
+        return f"Page {self.page + 1:,} of {self.page_count:,}"
 
     @rx.var
     def total_label(self) -> str:
@@ -323,24 +323,13 @@ def runs_page() -> rx.Component:
                     ),
                 ),
             ),
-            rx.hstack(
+            pager(
                 rx.text(RunsState.total_label, size="2", color_scheme="gray"),
-                rx.spacer(),
-                rx.button(
-                    "Previous",
-                    variant="soft",
-                    disabled=RunsState.page == 0,
-                    on_click=RunsState.previous_page,
-                ),
-                rx.text(RunsState.page_label, size="2"),
-                rx.button(
-                    "Next",
-                    variant="soft",
-                    disabled=RunsState.page + 1 >= RunsState.page_count,
-                    on_click=RunsState.next_page,
-                ),
-                width="100%",
-                align="center",
+                page=RunsState.page,
+                page_count=RunsState.page_count,
+                label=RunsState.page_label,
+                previous=RunsState.previous_page,
+                next_page=RunsState.next_page,
             ),
             width="100%",
             spacing="4",
