@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dashboard.settings import PROJECT_ROOT, SettingsError, get_settings
+from dashboard.settings import PROJECT_ROOT, SettingsError, get_settings, load_settings
 
 log = logging.getLogger("hub")
 
@@ -38,8 +38,10 @@ def reflex_environment(port: int) -> dict[str, str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    port = args.port or settings.port
+    port = args.port or get_settings().port
+    # The child process reads HUB_PORT; read the settings it will see, so the address
+    # printed here (and the sandbox's) follows --port.
+    settings = load_settings(port=port)
     reflex = shutil.which("reflex", path=str(Path(sys.executable).parent)) or "reflex"
     command = [
         reflex, "run", "--env", "prod", "--single-port",

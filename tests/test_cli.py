@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dashboard.services.vault import generate_key_spec
 
 
@@ -126,3 +128,26 @@ def test_operator_resets_a_password_and_the_old_one_stops_working(tmp_path: Path
     unknown = hub("users", "reset-password", "--email", "nobody@example.com", data_dir=data)
     assert unknown.returncode == 2 and "no user with email nobody@example.com" in unknown.stderr
     engine.dispose()
+
+
+def test_serve_announces_the_address_of_the_port_it_was_given(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dashboard import cli
+    from dashboard.settings import get_settings
+
+    for name in ("HUB_PORT", "HUB_PUBLIC_URL", "HUB_SANDBOX"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    started: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(
+        cli.subprocess, "call", lambda command, cwd, env: started.append((command, env)) or 0
+    )
+    try:
+        assert cli.main(["serve", "--port", "3300"]) == 0
+    finally:
+        get_settings.cache_clear()
+    ((command, env),) = started
+    assert command[command.index("--frontend-port") + 1] == "3300"
+    assert env["HUB_PORT"] == "3300"
+    assert "http://localhost:3300" in capsys.readouterr().out
