@@ -1,9 +1,11 @@
 """What one dashboard tab costs the database: an Integrations page in each sort order (first
 and last page, search, status filter) with N integrations, the integration filter's
-search-as-you-type, and the queries each live page runs every second (Runs page with its
-count, notification bell, overview with records per hour).
+search-as-you-type, the queries each live page runs every second (Runs page with its
+count, notification bell, overview with records per hour), and the Records page over a
+catalog of N products (a page, a search, and the check for records changed since it was read).
 
-    python bench/dashboard_queries.py [--integrations 10000] [--runs 50000] [--postgres URL]
+    python bench/dashboard_queries.py [--integrations 10000] [--runs 50000] \
+        [--products 200000] [--postgres URL]
 
 Prints the median and p95 of each query in milliseconds.
 """
@@ -81,6 +83,37 @@ def seed(session: Any, integrations: int, runs: int) -> None:
     )
 
 
+def seed_products(session: Any, products: int) -> str:
+    """``products`` products over the first ten integrations; returns the first one's id."""
+    import sqlalchemy as sa
+
+    from dashboard.models import Integration, Product
+
+    ids = [row[0] for row in session.execute(sa.select(Integration.id).limit(10)).all()]
+    now = datetime.now(UTC)
+    chunk = 20_000
+    for start in range(0, products, chunk):
+        session.execute(
+            sa.insert(Product),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "integration_id": ids[index % len(ids)],
+                    "external_id": f"gid://shopify/Product/{index}",
+                    "raw": {"id": index},
+                    "title": f"Product {index:07d}",
+                    "sku": f"SKU-{index:07d}",
+                    "status": "ACTIVE",
+                    # A catalog synced over the last day, the newest a minute ago.
+                    "synced_at": now - timedelta(seconds=60 + index * 86_400 // products),
+                    "first_synced_at": now - timedelta(days=1),
+                }
+                for index in range(start, min(start + chunk, products))
+            ],
+        )
+    return str(ids[0])
+
+
 def measure(label: str, query: Callable[[], object], repeat: int = 30) -> None:
     timings = []
     for _ in range(repeat):
@@ -96,6 +129,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--integrations", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=50_000)
+    parser.add_argument("--products", type=int, default=200_000)
     parser.add_argument("--postgres", help="a database URL to use instead of a SQLite file")
     args = parser.parse_args()
 
@@ -103,13 +137,17 @@ def main() -> int:
     if args.postgres:
         os.environ["DATABASE_URL"] = args.postgres
     from dashboard import db, migrations
-    from dashboard.services import alerts, overview, runs
+    from dashboard.services import alerts, overview, records_view, runs
 
     migrations.upgrade_head()
     with db.session_scope() as session:
         seed(session, args.integrations, args.runs)
+        first_integration = seed_products(session, args.products)
     engine = db.get_engine().url.get_backend_name()
-    print(f"{args.integrations:,} integrations, {args.runs:,} runs on {engine}")
+    print(
+        f"{args.integrations:,} integrations, {args.runs:,} runs, "
+        f"{args.products:,} products on {engine}"
+    )
 
     last_page = (args.integrations - 1) // 25 * 25
     with db.session_scope() as session:
@@ -165,6 +203,26 @@ def main() -> int:
         measure(
             "overview: status counts (every s)",
             lambda: overview.status_counts(session=session),
+        )
+        a_while_ago = datetime.now(UTC) - timedelta(seconds=5)
+        for label, integration_id in (("all", ""), ("one integration", first_integration)):
+            measure(
+                f"records: products, {label}, first page",
+                lambda integration_id=integration_id: records_view.browse(
+                    session=session, kind="product", integration_id=integration_id
+                ),
+            )
+            measure(
+                f"records: products, {label}, changed (syncing)",
+                lambda integration_id=integration_id: records_view.changed_since(
+                    session=session, kind="product", since=a_while_ago,
+                    integration_id=integration_id,
+                ),
+            )  # fmt: skip
+        measure(
+            "records: products, search 'sku-00420'",
+            lambda: records_view.browse(session=session, kind="product", search="sku-00420"),
+            repeat=5,
         )
     return 0
 

@@ -414,7 +414,9 @@ class RecordColumns(SQLModel):
     """Columns every synced record has; ``raw`` keeps the platform's JSON as received."""
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    # No index of its own: the unique (integration_id, external_id) and the
+    # (integration_id, synced_at) index of ``_record_table_args`` both lead with it.
+    integration_id: uuid.UUID = Field(foreign_key="integrations.id", ondelete="CASCADE")
     external_id: str = Field(max_length=255)
     raw: dict[str, Any] = json_field()
     remote_updated_at: datetime | None = ts()
@@ -423,13 +425,19 @@ class RecordColumns(SQLModel):
     synced_at: datetime = ts(nullable=False, default_now=True)
 
 
-def _unique(table: str) -> tuple[sa.UniqueConstraint]:
-    return (sa.UniqueConstraint("integration_id", "external_id", name=f"uq_{table}_external"),)
+def _record_table_args(table: str) -> tuple[sa.UniqueConstraint | sa.Index, ...]:
+    """One row per platform record, and the Records page's order: newest stored first, of
+    every integration or of one, and "changed since the list was read" read off a range."""
+    return (
+        sa.UniqueConstraint("integration_id", "external_id", name=f"uq_{table}_external"),
+        sa.Index(f"ix_{table}_synced_at", "synced_at"),
+        sa.Index(f"ix_{table}_integration_synced", "integration_id", "synced_at"),
+    )
 
 
 class Product(RecordColumns, table=True):
     __tablename__ = "products"
-    __table_args__ = _unique("products")
+    __table_args__ = _record_table_args("products")
 
     title: str = Field(default="", max_length=512)
     handle: str | None = Field(default=None, max_length=255)
@@ -446,7 +454,7 @@ class Product(RecordColumns, table=True):
 
 class Variant(RecordColumns, table=True):
     __tablename__ = "variants"
-    __table_args__ = _unique("variants")
+    __table_args__ = _record_table_args("variants")
 
     product_external_id: str = Field(max_length=255, index=True)
     title: str = Field(default="", max_length=512)
@@ -461,7 +469,7 @@ class InventoryLevel(RecordColumns, table=True):
     """Stock of one item at one place: a Shopify location or an Amazon FBA pool."""
 
     __tablename__ = "inventory_levels"
-    __table_args__ = _unique("inventory_levels")
+    __table_args__ = _record_table_args("inventory_levels")
 
     inventory_item_id: str = Field(max_length=255, index=True)
     location_id: str = Field(max_length=255)
@@ -475,7 +483,7 @@ class InventoryLevel(RecordColumns, table=True):
 
 class Order(RecordColumns, table=True):
     __tablename__ = "orders"
-    __table_args__ = _unique("orders")
+    __table_args__ = _record_table_args("orders")
 
     name: str | None = Field(default=None, max_length=64, description="#1001 or 123-456-789")
     financial_status: str | None = Field(default=None, max_length=32)
@@ -491,7 +499,7 @@ class Order(RecordColumns, table=True):
 
 class OrderLine(RecordColumns, table=True):
     __tablename__ = "order_lines"
-    __table_args__ = _unique("order_lines")
+    __table_args__ = _record_table_args("order_lines")
 
     order_external_id: str = Field(max_length=255, index=True)
     sku: str | None = Field(default=None, max_length=255)
@@ -504,7 +512,7 @@ class OrderLine(RecordColumns, table=True):
 
 class Customer(RecordColumns, table=True):
     __tablename__ = "customers"
-    __table_args__ = _unique("customers")
+    __table_args__ = _record_table_args("customers")
 
     email: str | None = Field(default=None, max_length=320, index=True)
     first_name: str | None = Field(default=None, max_length=255)
