@@ -577,3 +577,57 @@ def test_a_runs_page_is_read_off_an_index(
         for row in session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
     )
     assert "TEMP B-TREE" not in plan and index in plan, plan
+
+
+@pytest.mark.parametrize("one_integration", [False, True])
+def test_the_records_page_and_its_changed_check_read_off_an_index(
+    session: Session, hub_db: sa.Engine, one_integration: bool
+) -> None:
+    acme, globex = add_integration(session), add_integration(session, "Globex")
+    session.execute(
+        sa.insert(Product),
+        [
+            {
+                "id": uuid.uuid4(),
+                "integration_id": (acme.id, globex.id)[n % 2],
+                "external_id": f"gid://shopify/Product/{n}",
+                "raw": {},
+                "title": f"Product {n}",
+                "synced_at": NOW - timedelta(seconds=n),
+                "first_synced_at": NOW - timedelta(days=1),
+            }
+            for n in range(2_000)
+        ],
+    )
+    integration_id = str(acme.id) if one_integration else ""
+    statements: list[tuple[str, object]] = []
+    listener = lambda _c, _cu, statement, params, _ctx, _m: statements.append((statement, params))  # noqa: E731
+    sa.event.listen(hub_db, "before_cursor_execute", listener)
+    try:
+        rows, total = records_view.browse(
+            session=session, kind="product", integration_id=integration_id
+        )
+        changed = records_view.changed_since(
+            session=session, kind="product", since=NOW - timedelta(seconds=10),
+            integration_id=integration_id,
+        )  # fmt: skip
+    finally:
+        sa.event.remove(hub_db, "before_cursor_execute", listener)
+    assert rows[0]["c0"] == "Product 0" and total == (1_000 if one_integration else 2_000)
+    assert changed == (5 if one_integration else 10)  # the products stored in those 10 s
+    index = "ix_products_integration_synced" if one_integration else "ix_products_synced_at"
+    page, check = [s for s in statements if "LIMIT" in s[0]][-1], statements[-1]
+    plans = [
+        " | ".join(
+            str(row[-1])
+            for row in session.connection().exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", params
+            )
+        )
+        for statement, params in (page, check)
+    ]
+    # The page walks the index newest first and stops after 25 (only ties are sorted) ...
+    assert f"USING INDEX {index}" in plans[0], plans[0]
+    assert "TEMP B-TREE FOR ORDER BY" not in plans[0], plans[0]
+    # ... and the check reads the range of the last seconds, not the table.
+    assert plans[1].startswith("SEARCH products USING") and index in plans[1], plans[1]

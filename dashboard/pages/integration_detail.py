@@ -20,7 +20,7 @@ from dashboard.services import scheduler, sync, webhooks_view
 from dashboard.services.auth import PermissionDenied
 from dashboard.services.integrations import NotFound
 from dashboard.state.auth import AuthState, leave_app
-from dashboard.state.live import live_loop, live_region
+from dashboard.state.live import assign_changed, live_loop, live_region
 
 CONNECTABLE = ("pending", "needs_reauth", "disconnected")
 TABS = ("status", "streams", "runs", "logs", "webhooks", "links", "settings")
@@ -129,11 +129,9 @@ class DetailState(AuthState):
 
     def apply(self, data: object) -> None:
         if data is None:
-            self.missing = True
+            assign_changed(self, {"missing": True})
             return
-        self.missing = False
-        for name, value in data.items():  # type: ignore[attr-defined]
-            setattr(self, name, value)
+        assign_changed(self, {**data, "missing": False})  # type: ignore[dict-item]
 
     @rx.event
     async def load_detail(self):

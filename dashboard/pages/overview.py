@@ -14,7 +14,7 @@ from dashboard.models import IntegrationStatus
 from dashboard.services import overview as overview_service
 from dashboard.services import runs as runs_service
 from dashboard.state.auth import AuthState
-from dashboard.state.live import live_loop, live_region
+from dashboard.state.live import assign_changed, live_loop, live_region
 
 CHART_HEIGHT = 240
 PANEL_HEIGHT = "17rem"  # fixed, so rows coming and going never move the page
@@ -58,9 +58,7 @@ class OverviewState(AuthState):
         return await in_session(load)
 
     def apply(self, data: Any) -> None:
-        for name, value in data.items():
-            setattr(self, name, value)
-        self.loaded = True
+        assign_changed(self, {**data, "loaded": True})
 
     @rx.event
     async def load_overview(self):

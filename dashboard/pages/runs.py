@@ -19,7 +19,7 @@ from dashboard.services import sync
 from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
 from dashboard.state.integration_filter import IntegrationFilter
-from dashboard.state.live import live_loop, live_region
+from dashboard.state.live import assign_changed, live_loop, live_region
 
 PAGE_SIZE = 50
 
@@ -95,7 +95,7 @@ class RunsState(IntegrationFilter, AuthState):
         query, rows, total, shown, events = cast(tuple[Any, list, int, int, list], data)
         if query != self._query():
             return  # the filters or page changed while this was read; the next read is current
-        self.rows, self.total, self.page, self.events = rows, total, shown, events
+        assign_changed(self, {"rows": rows, "total": total, "page": shown, "events": events})
 
     @rx.event
     async def load_runs(self):

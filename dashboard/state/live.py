@@ -101,6 +101,14 @@ async def _tab_connected(state: LivePage) -> bool:
         return True
 
 
+def assign_changed(state: Any, values: dict[str, Any]) -> None:
+    """Set the fields whose value differs. Reflex sends every assigned field to the browser,
+    equal or not, so a tick that re-reads the same rows must assign nothing to send nothing."""
+    for name, value in values.items():
+        if getattr(state, name) != value:
+            setattr(state, name, value)
+
+
 def live_region(*children: rx.Component, watch: Any, stop: Any, **props: Any) -> rx.Component:
     """Wrap a page's live part: watching while it is on screen."""
     props.setdefault("width", "100%")

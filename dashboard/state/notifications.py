@@ -16,7 +16,7 @@ from dashboard.models import Role
 from dashboard.services import alerts
 from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
-from dashboard.state.live import live_loop
+from dashboard.state.live import assign_changed, live_loop
 
 SHOWN = 20
 
@@ -52,7 +52,8 @@ class NotificationState(AuthState):
         return await in_session(load)
 
     def apply(self, data: Any) -> None:
-        self.unread, self.items = data
+        unread, items = data
+        assign_changed(self, {"unread": unread, "items": items})
 
     @rx.event
     async def mark_read(self, notification_id: str):
