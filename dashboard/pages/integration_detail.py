@@ -20,7 +20,7 @@ from dashboard.services import scheduler, sync, webhooks_view
 from dashboard.services.auth import PermissionDenied
 from dashboard.services.integrations import NotFound
 from dashboard.state.auth import AuthState, leave_app
-from dashboard.state.live import assign_changed, live_loop, live_region
+from dashboard.state.live import LiveState, assign_changed, live_region
 
 CONNECTABLE = ("pending", "needs_reauth", "disconnected")
 TABS = ("status", "streams", "runs", "logs", "webhooks", "links", "settings")
@@ -41,8 +41,7 @@ def _marketplace_names(ids: str) -> str:
     return ", ".join(names)
 
 
-class DetailState(AuthState):
-    watching: int = 0
+class DetailState(LiveState, AuthState):
     tab: str = "streams"
     info: dict[str, str] = {}
     streams: list[dict] = []
@@ -69,14 +68,6 @@ class DetailState(AuthState):
     @rx.var
     def connect_label(self) -> str:
         return "Connect now" if self.info.get("status") == "pending" else "Reconnect now"
-
-    @rx.event(background=True)
-    async def watch(self):
-        await live_loop(self)
-
-    @rx.event
-    def stop_watching(self):
-        self.watching = 0
 
     async def fetch(self) -> object:
         """The integration and what its open tab shows; None when it does not exist."""

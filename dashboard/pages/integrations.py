@@ -18,7 +18,7 @@ from dashboard.services import scheduler, sync
 from dashboard.services.audit import record_audit
 from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
-from dashboard.state.live import live_loop, live_region
+from dashboard.state.live import LiveState, live_region
 
 PAGE_SIZE = 25
 
@@ -61,8 +61,7 @@ def _read_page(session: Session, query: tuple) -> tuple[list[dict[str, Any]], in
     )
 
 
-class IntegrationsState(AuthState):
-    watching: int = 0
+class IntegrationsState(LiveState, AuthState):
     rows: list[dict[str, str]] = []
     total: int = 0
     page: int = 0
@@ -98,14 +97,6 @@ class IntegrationsState(AuthState):
     @rx.var
     def all_selected(self) -> bool:
         return bool(self.rows) and all(row["id"] in self.selected for row in self.rows)
-
-    @rx.event(background=True)
-    async def watch(self):
-        await live_loop(self)
-
-    @rx.event
-    def stop_watching(self):
-        self.watching = 0
 
     def _query(self) -> tuple[str, str, str, str, bool, int]:
         platform = "" if self.platform_filter == "all" else self.platform_filter

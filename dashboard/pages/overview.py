@@ -14,14 +14,13 @@ from dashboard.models import IntegrationStatus
 from dashboard.services import overview as overview_service
 from dashboard.services import runs as runs_service
 from dashboard.state.auth import AuthState
-from dashboard.state.live import assign_changed, live_loop, live_region
+from dashboard.state.live import LiveState, assign_changed, live_region
 
 CHART_HEIGHT = 240
 PANEL_HEIGHT = "17rem"  # fixed, so rows coming and going never move the page
 
 
-class OverviewState(AuthState):
-    watching: int = 0
+class OverviewState(LiveState, AuthState):
     loaded: bool = False
     counts: dict[str, int] = {status.value: 0 for status in IntegrationStatus}
     failures_24h: int = 0
@@ -36,14 +35,6 @@ class OverviewState(AuthState):
     @rx.var
     def records_24h(self) -> str:
         return f"{sum(int(hour['records']) for hour in self.per_hour):,}"
-
-    @rx.event(background=True)
-    async def watch(self):
-        await live_loop(self)
-
-    @rx.event
-    def stop_watching(self):
-        self.watching = 0
 
     async def fetch(self) -> object:
         def load(session):

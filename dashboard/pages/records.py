@@ -17,7 +17,7 @@ from dashboard.db import in_session
 from dashboard.services import records_view
 from dashboard.state.auth import AuthState
 from dashboard.state.integration_filter import IntegrationFilter
-from dashboard.state.live import live_loop, live_region
+from dashboard.state.live import LiveState, live_region
 
 PAGE_SIZE = 25
 
@@ -40,8 +40,7 @@ MIN_CHECK_SECONDS = 1.0
 RECHECK_SECONDS = 10.0
 
 
-class RecordsState(IntegrationFilter, AuthState):
-    watching: int = 0
+class RecordsState(LiveState, IntegrationFilter, AuthState):
     kind: str = "product"
     search: str = ""
     page: int = 0
@@ -73,14 +72,6 @@ class RecordsState(IntegrationFilter, AuthState):
     @rx.var
     def changed_label(self) -> str:
         return f"{self.changed:,} new or updated record{'' if self.changed == 1 else 's'}"
-
-    @rx.event(background=True)
-    async def watch(self):
-        await live_loop(self)
-
-    @rx.event
-    def stop_watching(self):
-        self.watching = 0
 
     def _query(self) -> tuple[str, str, str, int]:
         return self.kind, self.integration, self.search, self.page

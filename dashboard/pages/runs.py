@@ -19,13 +19,12 @@ from dashboard.services import sync
 from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
 from dashboard.state.integration_filter import IntegrationFilter
-from dashboard.state.live import assign_changed, live_loop, live_region
+from dashboard.state.live import LiveState, assign_changed, live_region
 
 PAGE_SIZE = 50
 
 
-class RunsState(IntegrationFilter, AuthState):
-    watching: int = 0
+class RunsState(LiveState, IntegrationFilter, AuthState):
     rows: list[dict] = []
     total: int = 0
     page: int = 0
@@ -51,14 +50,6 @@ class RunsState(IntegrationFilter, AuthState):
         return (
             self.status_filter != "all" or self.platform_filter != "all" or bool(self.integration)
         )
-
-    @rx.event(background=True)
-    async def watch(self):
-        await live_loop(self)
-
-    @rx.event
-    def stop_watching(self):
-        self.watching = 0
 
     def _query(self) -> tuple[str, str, str, int]:
         status = "" if self.status_filter == "all" else self.status_filter

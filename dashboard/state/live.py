@@ -1,9 +1,9 @@
 """Live updates: one background event per open page re-reads its rows twice a second.
 
 The page starts its watcher on mount and stops it on unmount; the loop holds the state lock
-only to swap the rows in, never while the database is read. Reflex binds an event handler to
-the class that defines it, so each live state declares its own two small handlers
-(``watch`` and ``stop_watching``) and a ``watching`` field, and they all run this one loop.
+only to swap the rows in, never while the database is read. A live page's state mixes in
+``LiveState`` (its ``watching`` field and the ``watch`` / ``stop_watching`` handlers, which
+Reflex copies onto each state that mixes it in) and defines ``fetch`` and ``apply``.
 
 ``watching`` is 0 when no loop runs, else the id of the one loop that may: leaving a page and
 coming back within a second starts a new loop, and the old one, on waking, sees a different id
@@ -77,6 +77,21 @@ async def live_loop(state: LivePage) -> None:
                 return
             state.apply(data)
         await asyncio.sleep(max(0.05, POLL_SECONDS - (time.monotonic() - began)))
+
+
+class LiveState(rx.State, mixin=True):
+    """Mixed into a live page's state (first among its bases): ``live_region`` starts
+    ``watch`` when the page appears and ``stop_watching`` when it leaves."""
+
+    watching: int = 0
+
+    @rx.event(background=True)
+    async def watch(self):
+        await live_loop(self)  # type: ignore[arg-type]  # the page's state has fetch and apply
+
+    @rx.event
+    def stop_watching(self):
+        self.watching = 0
 
 
 async def _stop(state: LivePage, loop_id: int) -> None:

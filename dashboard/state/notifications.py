@@ -16,13 +16,12 @@ from dashboard.models import Role
 from dashboard.services import alerts
 from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
-from dashboard.state.live import assign_changed, live_loop
+from dashboard.state.live import LiveState, assign_changed
 
 SHOWN = 20
 
 
-class NotificationState(AuthState):
-    watching: int = 0
+class NotificationState(LiveState, AuthState):
     unread: int = 0
     items: list[dict[str, Any]] = []
 
@@ -33,14 +32,6 @@ class NotificationState(AuthState):
     @rx.var
     def bell_label(self) -> str:
         return f"Notifications, {self.unread} unread" if self.unread else "Notifications"
-
-    @rx.event(background=True)
-    async def watch(self):
-        await live_loop(self)
-
-    @rx.event
-    def stop_watching(self):
-        self.watching = 0
 
     async def fetch(self) -> object:
         def load(session):
