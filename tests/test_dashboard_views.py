@@ -631,3 +631,8 @@ def test_the_records_page_and_its_changed_check_read_off_an_index(
     assert "TEMP B-TREE FOR ORDER BY" not in plans[0], plans[0]
     # ... and the check reads the range of the last seconds, not the table.
     assert plans[1].startswith("SEARCH products USING") and index in plans[1], plans[1]
+
+
+def test_every_records_column_has_a_header() -> None:
+    for label, columns in records_view.VIEWS.values():
+        assert all(records_view.HEADERS.get(column) for column in columns), label

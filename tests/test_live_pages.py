@@ -1,14 +1,20 @@
-"""Live pages re-read the database twice a second; a tick that finds nothing new must send
-nothing to the browser. Reflex sends every field assigned in an event, equal or not, so
-this checks which fields a page's ``apply`` leaves dirty."""
+"""Page states driven directly, as a browser's events would: live pages re-read the database
+twice a second, and a tick that finds nothing new must send nothing (Reflex sends every field
+assigned in an event, equal or not, so this checks which fields ``apply`` leaves dirty); and
+what a page loads goes only to a signed-in client."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlmodel import Session
 
-from dashboard.models import Integration
+from dashboard.models import Integration, Product, Role
 from dashboard.pages.overview import OverviewState
+from dashboard.pages.records import RecordsState
 from dashboard.pages.runs import RunsState
+from dashboard.pages.settings import SettingsState
+from dashboard.services.audit import record_audit
+from dashboard.services.auth import create_session, create_user
 from dashboard.state.notifications import NotificationState
 
 
@@ -37,3 +43,36 @@ async def test_runs_page_and_bell_send_nothing_on_a_quiet_tick(hub_db: sa.Engine
         state.dirty_vars.clear()
         state.apply(await state.fetch())
         assert state.dirty_vars == set(), type(state).__name__
+
+
+async def test_page_data_goes_only_to_a_signed_in_client(hub_db: sa.Engine) -> None:
+    """Event handlers are reachable by anyone holding a websocket, signed in or not."""
+    with Session(hub_db) as session:
+        acme = Integration(platform="shopify", display_name="Acme",
+                           shop_domain="acme.myshopify.com", status="connected")  # fmt: skip
+        session.add(acme)
+        session.flush()
+        product = Product(integration_id=acme.id, external_id="gid://shopify/Product/1",
+                          raw={"title": "Secret plans"}, title="Secret plans")  # fmt: skip
+        session.add(product)
+        record_audit(session=session, actor="ann@example.com", action="integration.create",
+                     target=str(acme.id))  # fmt: skip
+        user, _ = create_user(session=session, email="viewer@example.com", role=Role.VIEWER)
+        token = create_session(session=session, user=user)
+        session.commit()
+        product_id, acme_id = str(product.id), str(acme.id)
+
+    records, settings = RecordsState(_reflex_internal_init=True), SettingsState(
+        _reflex_internal_init=True
+    )
+    await RecordsState.show_raw.fn(records, product_id)
+    await SettingsState.load_settings.fn(settings)
+    assert records.raw == "" and settings.audit == [] and settings.keys == []
+
+    records.session_token = settings.session_token = token
+    await RecordsState.show_raw.fn(records, product_id)
+    await SettingsState.load_settings.fn(settings)
+    assert "Secret plans" in records.raw
+    # The audit log names the integration and links to it.
+    (entry,) = [e for e in settings.audit if e["action"] == "integration.create"]
+    assert entry["target"] == "Acme" and entry["href"] == f"/integrations/{acme_id}"

@@ -59,7 +59,7 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
 
     @rx.var
     def headers(self) -> list[str]:
-        return list(records_view.VIEWS[self.kind][1])
+        return [records_view.HEADERS[column] for column in records_view.VIEWS[self.kind][1]]
 
     @rx.var
     def page_count(self) -> int:
@@ -170,6 +170,8 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     async def show_raw(self, record_id: str):
         if self.raw_for == record_id:
             self.raw, self.raw_for = "", ""
+            return
+        if not await self.signed_in():
             return
         kind = self.kind
         self.raw = await in_session(

@@ -6,12 +6,12 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
-from dashboard.components.common import submit_button
+from dashboard.components.common import pager, submit_button
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role, User
 from dashboard.services import auth as auth_service
-from dashboard.services.audit import list_audit
+from dashboard.services.audit import audit_page
 from dashboard.services.auth import MIN_PASSWORD_LENGTH, PermissionDenied, UserError
 from dashboard.services.vault import VaultError, get_vault
 from dashboard.settings import get_settings
@@ -38,21 +38,37 @@ def _credential_presence() -> list[dict[str, str]]:
     ]  # fmt: skip
 
 
+AUDIT_PAGE_SIZE = 25
+
+
 class SettingsState(AuthState):
     credentials: list[dict[str, str]] = []
     keys: list[dict[str, str]] = []
     audit: list[dict[str, str]] = []
+    audit_total: int = 0
+    audit_page: int = 0
     key_error: str = ""
+
+    @rx.var
+    def audit_page_count(self) -> int:
+        return max(1, -(-self.audit_total // AUDIT_PAGE_SIZE))
+
+    @rx.var
+    def audit_total_label(self) -> str:
+        return f"{self.audit_total:,} entr{'y' if self.audit_total == 1 else 'ies'}"
+
+    @rx.var
+    def audit_page_label(self) -> str:
+        return f"Page {self.audit_page + 1:,} of {self.audit_page_count:,}"
 
     @rx.event
     async def load_settings(self):
+        if not await self.signed_in():
+            return
         self.credentials = _credential_presence()
+        self.audit_page = 0
 
         def load(session):
-            entries = [
-                {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "target": e.target}
-                for e in list_audit(session=session, limit=50)
-            ]
             try:
                 vault = get_vault()
                 usage = vault.key_usage(session=session)
@@ -66,11 +82,30 @@ class SettingsState(AuthState):
                     }
                     for key_id, count in usage.items()
                 ]
-                return entries, keys, ""
+                return keys, ""
             except VaultError as error:
-                return entries, [], str(error)
+                return [], str(error)
 
-        self.audit, self.keys, self.key_error = await in_session(load)
+        self.keys, self.key_error = await in_session(load)
+        await self._load_audit()
+
+    async def _load_audit(self) -> None:
+        offset = self.audit_page * AUDIT_PAGE_SIZE
+        self.audit, self.audit_total = await in_session(
+            lambda s: audit_page(session=s, offset=offset, limit=AUDIT_PAGE_SIZE)
+        )
+
+    @rx.event
+    async def next_audit_page(self):
+        if await self.signed_in() and self.audit_page + 1 < self.audit_page_count:
+            self.audit_page += 1
+            await self._load_audit()
+
+    @rx.event
+    async def previous_audit_page(self):
+        if await self.signed_in() and self.audit_page > 0:
+            self.audit_page -= 1
+            await self._load_audit()
 
     @rx.event
     async def rotate_keys(self):
@@ -305,12 +340,26 @@ def settings_page() -> rx.Component:
                         rx.table.cell(rx.moment(e["at"], from_now=True)),
                         rx.table.cell(e["actor"]),
                         rx.table.cell(e["action"]),
-                        rx.table.cell(e["target"]),
+                        rx.table.cell(
+                            rx.cond(
+                                e["href"] != "",
+                                rx.link(e["target"], href=e["href"]),
+                                rx.text(e["target"]),
+                            )
+                        ),
                     ),
                 )
             ),
             variant="surface",
             width="100%",
+        ),
+        pager(
+            rx.text(SettingsState.audit_total_label, size="2", color_scheme="gray"),
+            page=SettingsState.audit_page,
+            page_count=SettingsState.audit_page_count,
+            label=SettingsState.audit_page_label,
+            previous=SettingsState.previous_audit_page,
+            next_page=SettingsState.next_audit_page,
         ),
         width="100%",
         align="start",

@@ -23,6 +23,15 @@ VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "order_line": ("Order lines", ("order_external_id", "sku", "quantity", "price")),
     "customer": ("Customers", ("email", "first_name", "last_name", "orders_count")),
 }
+# Column -> its header on the Records page.
+HEADERS = {
+    "title": "Title", "sku": "SKU", "status": "Status", "vendor": "Vendor", "price": "Price",
+    "inventory_quantity": "Quantity", "location_name": "Location", "available": "Available",
+    "on_hand": "On hand", "name": "Order", "financial_status": "Payment", "total_price": "Total",
+    "currency": "Currency", "order_external_id": "Order id", "quantity": "Quantity",
+    "email": "Email", "first_name": "First name", "last_name": "Last name",
+    "orders_count": "Orders",
+}  # fmt: skip
 SEARCHABLE = ("external_id", "title", "sku", "name", "email")
 
 
