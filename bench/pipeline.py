@@ -3,7 +3,8 @@
 A connector serves Shopify-shaped product pages as JSON bytes, as they come off the wire
 (no network): the sync engine parses them, normalizes them with the Shopify connector's own
 normalizer (a product and its variants per node), and upserts each page with its checkpoint
-in one transaction, exactly as in a real sync. On a temporary SQLite file and, when it is
+in one transaction, exactly as in a real sync (each product's variants listed complete, so
+variants no longer listed are marked deleted). On a temporary SQLite file and, when it is
 reachable, on a throw-away PostgreSQL database. Prints records/s of a first sync (inserts)
 and of a full resync (updates), the share of the time spent parsing and normalizing, and
 peak RSS. Figures only, no assertions:
@@ -36,6 +37,7 @@ from sqlmodel import SQLModel  # noqa: E402
 import dashboard.models  # noqa: E402, F401  registers the tables
 from connectors.base import (  # noqa: E402
     Batch,
+    ChildrenComplete,
     Connector,
     CredentialStore,
     IntegrationRef,
@@ -107,9 +109,11 @@ class PagesConnector(Connector):
             records = [record for node in nodes for record in normalize_product(node)]
             self.parse_seconds += time.perf_counter() - began
             done += len(nodes)
+            complete = ChildrenComplete(RecordKind.VARIANT, tuple(node["id"] for node in nodes))
             yield Batch(
-                records=records, cursor={"page": index + 1}, total_hint=self.products, done=done
-            )
+                records=records, cursor={"page": index + 1}, total_hint=self.products, done=done,
+                children_complete=complete,
+            )  # fmt: skip
 
 
 def peak_rss_mb() -> float:

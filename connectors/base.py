@@ -77,6 +77,19 @@ class SeenIds:
     external_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ChildrenComplete:
+    """The batch's records of ``kind`` under each of ``parent_ids`` are *all* of that parent's
+    children on the platform (a product's variants, an order's line items, an inventory item's
+    levels): the engine marks the parent's other live children of ``kind`` deleted.
+
+    Name a parent only when its nested list was read to the end; never for a list that may
+    be cut short (a first page of a connection, a partial export)."""
+
+    kind: RecordKind
+    parent_ids: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class Batch:
     records: list[UnifiedRecord]
@@ -92,6 +105,8 @@ class Batch:
     """Set on the batch that completes a full snapshot: the engine marks the rest deleted."""
     seen: SeenIds | None = None
     """Ids listed by an id-only snapshot on this page (applied before ``snapshot``)."""
+    children_complete: ChildrenComplete | None = None
+    """Parents in this batch that came with every child of a kind (the rest are gone)."""
 
 
 @dataclass(frozen=True, slots=True)

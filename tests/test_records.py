@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from connectors.base import RecordKind, UnifiedRecord
+from connectors.base import ChildrenComplete, RecordKind, UnifiedRecord
 from dashboard.db import session_scope
-from dashboard.models import Order, Product, Variant
+from dashboard.models import InventoryLevel, Order, Product, Variant
 from dashboard.services.integrations import create_integration
 from dashboard.services.records import upsert_records
 
@@ -99,3 +99,96 @@ def test_every_column_type_round_trips(session: Session) -> None:
     counted = upsert_records(session=session, integration_id=integration.id, records=levels)
     again = upsert_records(session=session, integration_id=integration.id, records=levels)
     assert (counted.inserted, again.updated) == (3, 3)
+
+
+def level(external_id: str, item: str) -> UnifiedRecord:
+    return UnifiedRecord(
+        RecordKind.INVENTORY_LEVEL, external_id, {"inventory_item_id": item, "location_id": "L"}, {}
+    )
+
+
+def live_ids(session: Session, table: type[Variant] | type[InventoryLevel]) -> set[str]:
+    rows = session.exec(select(table).where(col(table.deleted_at).is_(None))).all()
+    return {f"{row.integration_id.hex[:4]}:{row.external_id}" for row in rows}
+
+
+def test_a_parent_listed_with_all_its_children_loses_the_ones_it_no_longer_lists(
+    session: Session,
+) -> None:
+    """A product re-read with every variant (A, C): B, no longer listed, is deleted; a product
+    re-read without that promise, another product and another shop keep theirs."""
+    shop, other = (
+        create_integration(
+            session=session, platform="shopify", display_name=name,
+            shop_domain=f"{name}.myshopify.com",
+        )
+        for name in ("kids", "other")
+    )  # fmt: skip
+    p1 = ChildrenComplete(RecordKind.VARIANT, ("P1",))
+    first = [product("P1", "Mug"), variant("A", "P1"), variant("B", "P1"), variant("C", "P1")]
+    stored = upsert_records(
+        session=session, integration_id=shop.id, records=first, children_complete=p1
+    )
+    assert (stored.inserted, stored.deleted) == (4, 0)
+    upsert_records(session=session, integration_id=shop.id, records=[variant("D", "P2")])
+    upsert_records(session=session, integration_id=other.id, records=first)
+
+    edited = [product("P1", "Mug"), variant("A", "P1"), variant("C", "P1")]
+    result = upsert_records(
+        session=session, integration_id=shop.id, records=edited, children_complete=p1
+    )
+    assert (result.inserted, result.updated, result.deleted) == (0, 3, 1)
+    b = session.exec(
+        select(Variant).where(Variant.integration_id == shop.id, Variant.external_id == "B")
+    ).one()
+    assert b.deleted_at is not None and b.product_external_id == "P1"  # last state kept
+    ours, theirs = shop.id.hex[:4], other.id.hex[:4]
+    assert live_ids(session, Variant) == {
+        f"{ours}:A",
+        f"{ours}:C",
+        f"{ours}:D",
+        f"{theirs}:A",
+        f"{theirs}:B",
+        f"{theirs}:C",
+    }
+    again = upsert_records(
+        session=session, integration_id=shop.id, records=edited, children_complete=p1
+    )
+    assert again.deleted == 0  # replaying the batch changes nothing
+
+    # Without the promise (a first page of variants, say) nothing is deleted.
+    partial = upsert_records(
+        session=session, integration_id=shop.id, records=[product("P1", "Mug"), variant("A", "P1")]
+    )
+    assert partial.deleted == 0 and f"{ours}:C" in live_ids(session, Variant)
+
+    # B is back on the product: live again. C, listed but unstorable, is not taken for gone.
+    broken_c = UnifiedRecord(RecordKind.VARIANT, "C", {"product_external_id": "P1", "bad": 1}, {})
+    back = upsert_records(
+        session=session, integration_id=shop.id,
+        records=[product("P1", "Mug"), variant("A", "P1"), variant("B", "P1"), broken_c],
+        children_complete=p1,
+    )  # fmt: skip
+    assert back.deleted == 0 and [e.external_id for e in back.errors] == ["C"]
+    assert {f"{ours}:A", f"{ours}:B", f"{ours}:C"} <= live_ids(session, Variant)
+
+
+def test_an_inventory_item_listed_with_its_levels_loses_the_locations_it_left(
+    session: Session,
+) -> None:
+    """Inventory items are no records of their own, yet their levels are their children."""
+    integration = create_integration(
+        session=session, platform="shopify", display_name="I", shop_domain="i.myshopify.com"
+    )
+    items = ChildrenComplete(RecordKind.INVENTORY_LEVEL, ("I1", "I2"))
+    levels = [level("L1", "I1"), level("L2", "I1"), level("L3", "I2")]
+    upsert_records(
+        session=session, integration_id=integration.id, records=levels, children_complete=items
+    )
+    # I1 left one location; I2 is stocked nowhere any more.
+    result = upsert_records(
+        session=session, integration_id=integration.id, records=[level("L1", "I1")],
+        children_complete=items,
+    )  # fmt: skip
+    assert result.deleted == 2
+    assert live_ids(session, InventoryLevel) == {f"{integration.id.hex[:4]}:L1"}

@@ -1,7 +1,9 @@
 """Batch upsert of unified records into the record tables.
 
 One statement per record kind per batch (INSERT ... ON CONFLICT DO UPDATE on the unique
-(integration, external id)), so replaying a batch after a crash changes nothing.
+(integration, external id)), so replaying a batch after a crash changes nothing. A batch that
+lists some parents' children complete (``ChildrenComplete``) then marks those parents' other
+live children deleted: one UPDATE per chunk of parents.
 """
 
 from __future__ import annotations
@@ -19,14 +21,21 @@ from pydantic_core import PydanticUndefined
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from connectors.base import RecordError, UnifiedRecord
+from connectors.base import ChildrenComplete, RecordError, UnifiedRecord
 from dashboard.models import RECORD_TABLES, OrderLine, RecordColumns, Variant
 
 _CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
+# A child kind -> the column naming its parent (the parent ids ``ChildrenComplete`` lists).
+# An inventory item is no record of its own: its levels are children all the same.
+_PARENT_COLUMN: dict[str, str] = {
+    "variant": "product_external_id",
+    "order_line": "order_external_id",
+    "inventory_level": "inventory_item_id",
+}
 # Deleting a parent deletes its children: kind -> (child table, column naming the parent).
 _CHILDREN: dict[str, tuple[type[RecordColumns], str]] = {
-    "product": (Variant, "product_external_id"),
-    "order": (OrderLine, "order_external_id"),
+    "product": (Variant, _PARENT_COLUMN["variant"]),
+    "order": (OrderLine, _PARENT_COLUMN["order_line"]),
 }
 _PROTECTED = {"id", "integration_id", "external_id", "first_synced_at"}
 
@@ -100,10 +109,19 @@ def _row(
 
 
 def upsert_records(
-    *, session: Session, integration_id: uuid.UUID, records: list[UnifiedRecord]
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    records: list[UnifiedRecord],
+    children_complete: ChildrenComplete | None = None,
 ) -> UpsertResult:
-    """Insert or update ``records``; a record that cannot be stored is reported, not fatal."""
+    """Insert or update ``records``; a record that cannot be stored is reported, not fatal.
+
+    ``children_complete``: parents whose children of a kind are all among ``records``; their
+    other live children of that kind are marked deleted (counted in ``deleted``).
+    """
     result = UpsertResult()
+    unstored: dict[str, list[str]] = defaultdict(list)  # kind -> ids that could not be stored
     now = datetime.now(UTC)
     by_kind: dict[str, list[UnifiedRecord]] = defaultdict(list)
     for record in records:
@@ -130,6 +148,7 @@ def upsert_records(
                 rows[record.external_id] = _row(record, integration_id, now, shape)
             except (ValueError, TypeError) as error:
                 result.errors.append(RecordError(record.external_id, str(error), record.raw))
+                unstored[kind].append(record.external_id)
         if not rows:
             continue
         table_obj: sa.Table = table.__table__  # type: ignore[attr-defined]
@@ -146,7 +165,61 @@ def upsert_records(
         session.execute(statement, values)
         result.updated += len(existing)
         result.inserted += len(rows) - len(existing)
+    if children_complete is not None and children_complete.parent_ids:
+        kind = str(children_complete.kind)
+        result.deleted += _mark_unlisted_children_deleted(
+            session=session,
+            integration_id=integration_id,
+            kind=kind,
+            parent_ids=children_complete.parent_ids,
+            stored_at=now,
+            keep=unstored.get(kind, []),
+        )
     return result
+
+
+def _mark_unlisted_children_deleted(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    kind: str,
+    parent_ids: tuple[str, ...],
+    stored_at: datetime,
+    keep: list[str],
+) -> int:
+    """Mark deleted the live children of ``parent_ids`` that this upsert did not store.
+
+    Every child the batch listed was just stored with ``synced_at = stored_at``, so the others
+    are found by that column, with no list of the listed ids to send. ``keep``: listed ones
+    that could not be stored (a bad field) are still on the platform. Returns how many.
+    """
+    if kind not in _PARENT_COLUMN:
+        raise ValueError(f"{kind!r} records have no parent")
+    table: sa.Table = RECORD_TABLES[kind].__table__  # type: ignore[attr-defined]
+    parent = table.c[_PARENT_COLUMN[kind]]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # The parent column's index finds the few children. The planners would rather take the
+    # integration's index, which hands them every row of the integration (SQLite always, and
+    # PostgreSQL's generic plan of a prepared statement): wrapped, that column matches none.
+    # On PostgreSQL the parents travel as one array, which the generic plan looks up by index.
+    same_integration = sa.func.coalesce(table.c.integration_id, None) == integration_id
+    marked = 0
+    for start in range(0, len(parent_ids), _CHUNK):
+        chunk = list(parent_ids[start : start + _CHUNK])
+        conditions = [
+            same_integration,
+            parent == sa.any_(sa.cast(chunk, postgresql.ARRAY(sa.Text))) if postgres
+            else parent.in_(chunk),
+            table.c.deleted_at.is_(None),
+            table.c.synced_at != stored_at,
+        ]  # fmt: skip
+        if keep:
+            conditions.append(table.c.external_id.not_in(keep))
+        outcome = session.execute(
+            sa.update(table).where(*conditions).values(deleted_at=stored_at, synced_at=stored_at)
+        )
+        marked += int(getattr(outcome, "rowcount", 0) or 0)
+    return marked
 
 
 @functools.cache

@@ -615,7 +615,12 @@ def _apply_batch(
     """Upsert the batch, move the checkpoint, count: one transaction. True = cancel asked."""
     _fence(session, context.run_id, worker)
     integration_id = uuid.UUID(context.integration.id)
-    result = upsert_records(session=session, integration_id=integration_id, records=batch.records)
+    result = upsert_records(
+        session=session,
+        integration_id=integration_id,
+        records=batch.records,
+        children_complete=batch.children_complete,
+    )
     if batch.seen is not None:
         mark_seen(
             session=session,
