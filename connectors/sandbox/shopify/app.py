@@ -175,12 +175,17 @@ class ShopifySandbox:
         new_orders: int = 0,
         delete_orders: int = 0,
         delete_customers: int = 0,
+        remove_variants: int = 0,
+        remove_lines: int = 0,
         transport: Any = None,
     ) -> dict[str, int]:
         """Random changes, each announced to the shop's webhook subscribers as Shopify does:
         ``updates`` and ``deletes`` of products, ``new_orders``, ``delete_orders`` and
         ``delete_customers`` (only customers without orders: Shopify refuses to delete the
-        others). Returns how many of each happened."""
+        others), ``remove_variants`` (one variant each from as many products) and
+        ``remove_lines`` (one line item each from as many orders, an order edit). A product
+        keeps one variant and an order one line item, as on Shopify. Returns how many of each
+        happened."""
         shop = self.shops[shop_name]
         rng = random.Random(
             f"{self.state.seed}:{shop_name}:{len(shop.updated)}:{len(shop.deleted)}"
@@ -227,12 +232,30 @@ class ShopifySandbox:
         buyers = shop.customers_with_orders()
         live = [i for i in range(shop.customers) if shop.is_live("customer", i) and i not in buyers]
         deleted_customers = await delete("customer", "CUSTOMERS_DELETE", live, delete_customers)
+        products = [i for i in range(shop.products)
+                    if shop.is_live("product", i) and len(shop.variant_ids(i)) > 1]  # fmt: skip
+        for index in rng.sample(products, min(remove_variants, len(products))):
+            shop.remove_variant(index, rng.choice(shop.variant_ids(index)), now)
+            delivered += await webhooks_api.deliver(
+                sandbox=self, shop=shop_name, topic="PRODUCTS_UPDATE",
+                payload=_rest_payload("product", shop.product_node(index)), transport=transport,
+            )  # fmt: skip
+        orders = [i for i in range(shop.total("order"))
+                  if shop.is_live("order", i) and len(shop.lines(i)) > 1]  # fmt: skip
+        for index in rng.sample(orders, min(remove_lines, len(orders))):
+            shop.remove_line(index, rng.choice(shop.lines(index)), now)
+            delivered += await webhooks_api.deliver(
+                sandbox=self, shop=shop_name, topic="ORDERS_UPDATED",
+                payload=_rest_payload("order", shop.order_node(index)), transport=transport,
+            )  # fmt: skip
         return {
             "updated": updates,
             "deleted": deletes,
             "new_orders": new_orders,
             "deleted_orders": deleted_orders,
             "deleted_customers": deleted_customers,
+            "removed_variants": min(remove_variants, len(products)),
+            "removed_lines": min(remove_lines, len(orders)),
             "webhooks": delivered,
         }
 
@@ -511,7 +534,10 @@ def _host(shop: str) -> str:
 
 # --- HTTP: control API ---------------------------------------------------------------------------
 
-MUTATIONS = ("updates", "deletes", "new_orders", "delete_orders", "delete_customers")
+MUTATIONS = (
+    "updates", "deletes", "new_orders", "delete_orders", "delete_customers", "remove_variants",
+    "remove_lines",
+)  # fmt: skip
 SIZE_FIELDS = {
     "products", "variants_per_product", "orders", "customers", "locations", "plan",
     "lines_per_order",

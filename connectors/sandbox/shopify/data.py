@@ -1,7 +1,8 @@
 """A sandbox shop's data: generated lazily from (seed, shop, index), plus an overlay of changes.
 
 Record i of a kind is a pure function of its index, so a shop of 100,000 products costs
-nothing until it is read. Changes (updates, deletes, new orders) live in small overlays.
+nothing until it is read. Changes (updates, deletes, new orders, variants and line items
+removed) live in small overlays.
 Base records are ordered by ``updated_at`` = epoch + i * step; changed ones come after.
 """
 
@@ -109,6 +110,8 @@ class ShopData:
     deleted: dict[tuple[str, int], datetime] = field(default_factory=dict)
     extra_orders: int = 0
     version: dict[tuple[str, int], int] = field(default_factory=dict)
+    removed_variants: set[int] = field(default_factory=set)  # variant indices
+    removed_lines: set[tuple[int, int]] = field(default_factory=set)  # (order, line)
 
     def _rand(self, *parts: object) -> int:
         digest = hashlib.blake2b(repr((self.seed, self.shop, *parts)).encode(), digest_size=8)
@@ -167,7 +170,10 @@ class ShopData:
         return base if not version else f"{base} v{version + 1}"
 
     def variant_ids(self, product: int) -> list[int]:
-        return [product * self.variants_per_product + k for k in range(self.variants_per_product)]
+        """The product's variants (indices), without those removed from it."""
+        first = product * self.variants_per_product
+        variants = range(first, first + self.variants_per_product)
+        return [v for v in variants if v not in self.removed_variants]
 
     def variant_price(self, variant: int) -> str:
         return f"{5 + self._rand('price', variant) % 200}.{self._rand('cents', variant) % 100:02d}"
@@ -239,7 +245,12 @@ class ShopData:
         )
 
     def line_count(self, order: int) -> int:
+        """Line items the order was placed with (``lines`` leaves out those removed since)."""
         return self.lines_per_order or 1 + self._rand("lines", order) % 3
+
+    def lines(self, order: int) -> list[int]:
+        """The order's line items (positions), without those removed by an edit."""
+        return [k for k in range(self.line_count(order)) if (order, k) not in self.removed_lines]
 
     def line_item_number(self, order: int, line: int) -> int:
         return ID_BASE["line_item"] + order * max(10, self.lines_per_order) + line
@@ -250,7 +261,7 @@ class ShopData:
         cancelled = self._rand("cancel", index) % 20 == 0
         total = sum(
             int(float(self.line_price(index, k)) * 100) * self.line_quantity(index, k)
-            for k in range(self.line_count(index))
+            for k in self.lines(index)
         )
         return {
             "__typename": "Order",
@@ -331,7 +342,12 @@ class ShopData:
     def snapshot(self) -> ShopData:
         """A copy frozen at this instant: later changes do not reach it (bulk exports)."""
         return dataclasses.replace(
-            self, updated=dict(self.updated), deleted=dict(self.deleted), version=dict(self.version)
+            self,
+            updated=dict(self.updated),
+            deleted=dict(self.deleted),
+            version=dict(self.version),
+            removed_variants=set(self.removed_variants),
+            removed_lines=set(self.removed_lines),
         )
 
     def touch(self, kind: str, index: int, moment: datetime) -> None:
@@ -340,6 +356,16 @@ class ShopData:
 
     def delete(self, kind: str, index: int, moment: datetime) -> None:
         self.deleted[(kind, index)] = moment
+
+    def remove_variant(self, product: int, variant: int, moment: datetime) -> None:
+        """The variant (and its inventory item) is deleted; the product stays, updated."""
+        self.removed_variants.add(variant)
+        self.touch("product", product, moment)
+
+    def remove_line(self, order: int, line: int, moment: datetime) -> None:
+        """An order edit removes the line item; the order stays, updated."""
+        self.removed_lines.add((order, line))
+        self.touch("order", order, moment)
 
     @property
     def shop_id(self) -> int:
@@ -391,9 +417,7 @@ class ShopData:
             ],
             "orders": [gid("order", ID_BASE["order"] + i) for i in orders],
             "order_lines": [
-                gid("line_item", self.line_item_number(i, k))
-                for i in orders
-                for k in range(self.line_count(i))
+                gid("line_item", self.line_item_number(i, k)) for i in orders for k in self.lines(i)
             ],
             "customers": [gid("customer", ID_BASE["customer"] + i) for i in customers],
         }

@@ -418,7 +418,7 @@ def order(shop: ShopData, index: int) -> dict[str, Any]:
     node["customer"] = (
         customer(shop, customer_index) if shop.is_live("customer", customer_index) else None
     )
-    lines = range(shop.line_count(index))
+    lines = shop.lines(index)
     node["lineItems"] = lambda info, first=None, after=None, **_: _connection(
         (k for k in lines if after is None or k > decode_cursor(after)[1]),
         first,
@@ -598,7 +598,7 @@ def _resolve_variants_count(
     _: Any, info: Any, query: str | None = None, limit: int | None = 10_000, **__: Any
 ) -> dict[str, Any]:
     shop = _shop_of(info)
-    total = sum(1 for _ in _ordered(shop, "product", None, query)) * shop.variants_per_product
+    total = sum(len(shop.variant_ids(i)) for i in _ordered(shop, "product", None, query))
     if limit is not None and total > limit:
         return {"count": limit, "precision": "AT_LEAST"}
     return {"count": total, "precision": "EXACT"}
@@ -703,6 +703,8 @@ def _resolve_inventory_item(_: Any, info: Any, id: str) -> dict[str, Any] | None
         return None
     product_index = variant_index // max(1, shop.variants_per_product)
     if variant_index < 0 or not shop.is_live("product", product_index):
+        return None
+    if variant_index in shop.removed_variants:  # deleted with its variant
         return None
     return inventory_item(shop, product_index, variant_index)
 
