@@ -389,3 +389,29 @@ async def test_an_inventory_backfill_that_cannot_be_counted_pages() -> None:
     batches = await read_all(mock_connector(shopify), "inventory")
     assert asked == ["ProductVariantsCount", "Inventory"]
     assert batches[-1].cursor is not None and batches[-1].cursor["since"]
+
+
+async def test_a_bulk_resync_deletes_the_variants_and_lines_shopify_no_longer_has(
+    session: Session, sandbox: tuple[str, Any]
+) -> None:
+    """A full resync through bulk operations: each exported product or order comes with every
+    variant or line, so the stored ones it no longer has are deleted."""
+    base, _ = sandbox
+    integration_id = connect(session, base, products=40, orders=30, lines_per_order=3)
+    engine = engine_for(base, threshold=0)
+    await engine.request_sync(integration_id=integration_id)
+    await engine.wait()
+    httpx.post(
+        f"{base}/_sandbox/shopify/shops/{SHOP}/mutate",
+        json={"remove_variants": 4, "remove_lines": 3},
+    ).raise_for_status()
+    runs = runs_by_stream(
+        await engine.request_sync(integration_id=integration_id, full_refresh=True)
+    )
+    await engine.wait()
+    runs = runs_by_stream([run.id for run in runs.values()])
+    assert checkpoint(integration_id, "products").get("since")  # read through bulk, handed over
+    assert (runs["products"].records_deleted, runs["orders"].records_deleted) == (4, 3)
+    stored, expected = stored_checksums(integration_id), truth(base)
+    for name in ("products", "variants", "orders", "order_lines"):
+        assert stored[name] == expected[name], name

@@ -99,3 +99,40 @@ async def test_a_webhook_look_up_reads_every_variant_and_line(
     assert len({line["id"] for line in order["lineItems"]["nodes"]}) == 60
     gone = await connector.fetch_node(SHOP, credentials, "order", "gid://shopify/Order/5000099")
     assert gone is None
+
+
+async def test_a_removed_variant_or_line_item_is_deleted_by_the_next_incremental_run(
+    session: Session, sandbox: tuple[str, Any]
+) -> None:
+    """The merchant deletes a variant and edits a line item out of an order: the next
+    incremental runs store the products and orders again, with every variant and line read
+    to the end, and the hub's live variants and lines equal Shopify's."""
+    base, _ = sandbox
+    integration_id = connect(
+        session, base, products=12, variants_per_product=20, orders=10, lines_per_order=20,
+        customers=3, locations=1, plan="plus",
+    )  # fmt: skip
+    engine = engine_for(base)
+    await engine.request_sync(integration_id=integration_id)
+    await engine.wait()
+    before = truth(base)
+    assert stored_checksums(integration_id) == before
+    removed = httpx.post(
+        f"{base}/_sandbox/shopify/shops/{SHOP}/mutate",
+        json={"remove_variants": 3, "remove_lines": 2},
+    ).json()
+    assert (removed["removed_variants"], removed["removed_lines"]) == (3, 2)
+    after = truth(base)
+    assert after["variants"]["count"] == int(str(before["variants"]["count"])) - 3
+    assert after["order_lines"]["count"] == int(str(before["order_lines"]["count"])) - 2
+
+    runs = await engine.request_sync(integration_id=integration_id, stream="products")
+    runs += await engine.request_sync(integration_id=integration_id, stream="orders")
+    await engine.wait()
+    with session_scope() as s:
+        products_run, orders_run = (s.get(SyncRun, run_id) for run_id in runs)
+        assert products_run is not None and orders_run is not None
+        assert (products_run.records_deleted, orders_run.records_deleted) == (3, 2)
+    stored = stored_checksums(integration_id)
+    for name in ("products", "variants", "orders", "order_lines"):
+        assert stored[name] == after[name], name

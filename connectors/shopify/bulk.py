@@ -33,6 +33,7 @@ from connectors.shopify.streams import (
     DELETION_KEYS,
     OVERLAP,
     STREAM_QUERIES,
+    children_complete,
     format_time,
     parse_time,
 )
@@ -64,9 +65,11 @@ class Joiner:
     """Joins ``__parentId`` lines to their parent, emitting complete parents in file order.
 
     A parent is complete once ``window`` newer parents have arrived (or at the end of the
-    file). Children are gathered under the connection field their GraphQL type belongs to,
-    as ``{"nodes": [...]}``: the shape the paginated queries return, so one normaliser
-    serves both paths. Memory holds at most ``window`` parents with their children.
+    file): with ``groupObjects`` Shopify writes children directly under their parent, so it
+    then holds every child, and a later one is refused as an orphan. Children are gathered
+    under the connection field their GraphQL type belongs to, as ``{"nodes": [...]}``: the
+    shape the paginated queries return, so one normaliser serves both paths. Memory holds at
+    most ``window`` parents with their children.
     """
 
     def __init__(self, children: dict[str, str], window: int) -> None:
@@ -205,6 +208,7 @@ async def backfill(
     high: str | None = cursor.get("high_water") if skip else None
     records: list[UnifiedRecord] = []
     errors: list[RecordError] = []
+    complete: list[str] = []  # parents of this batch, each with every child
     batch_roots = 0
     joiner = Joiner(spec.children, policy.join_window)
 
@@ -222,16 +226,17 @@ async def backfill(
                     RecordError(node.get("id"), f"cannot read {spec.root} node: {error!r}", node)
                 )
                 continue
+            complete.append(node["id"])
             updated = node.get("updatedAt")
             if updated and (high is None or updated > high):
                 high = updated
 
     def progress() -> Batch:
-        nonlocal records, errors, batch_roots
+        nonlocal records, errors, complete, batch_roots
         checkpoint = {**carry, "bulk": {**state, "roots": roots}, "high_water": high}
         batch = Batch(records=records, errors=errors, cursor=checkpoint, total_hint=total,
-                      done=roots)  # fmt: skip
-        records, errors, batch_roots = [], [], 0
+                      done=roots, children_complete=children_complete(spec, complete))  # fmt: skip
+        records, errors, complete, batch_roots = [], [], [], 0
         return batch
 
     async with build_client(transport=transport) as http:

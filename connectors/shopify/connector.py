@@ -19,7 +19,7 @@ from connectors.base import (
     StoredCredential,
     StreamSpec,
 )
-from connectors.errors import AuthRevoked, InvalidInput, PlatformError
+from connectors.errors import AuthRevoked, InvalidInput, MalformedResponse, PlatformError
 from connectors.shopify import auth, bulk, queries
 from connectors.shopify.bulk import BulkPolicy, BulkUnavailable
 from connectors.shopify.client import ShopifyClient
@@ -298,7 +298,12 @@ class ShopifyConnector(Connector):
     async def fetch_node(
         self, shop: str, credentials: CredentialStore, kind: str, node_id: str
     ) -> dict[str, Any] | None:
-        """The current product or order behind a webhook (None when it no longer exists)."""
+        """The current product or order behind a webhook, with every variant or line item
+        (None when it no longer exists).
+
+        Raises MalformedResponse (a TransientError: try again later) when its variants or
+        line items could not be read to the end, e.g. it was deleted meanwhile.
+        """
         client = await self.client(shop, credentials)
         document, name = (
             (queries.PRODUCT_BY_ID, "ProductById")
@@ -309,8 +314,12 @@ class ShopifyConnector(Connector):
         try:
             data = await client.query(name, document, {"id": node_id}, expected_cost=30)
             node = data.get(kind)
-            if isinstance(node, dict) and nested is not None:
-                await complete_nested(client, nested, node)  # every variant or line item
+            if (
+                isinstance(node, dict)
+                and nested is not None
+                and not await complete_nested(client, nested, node)
+            ):
+                raise MalformedResponse(f"{name}: the {nested.field} of {node_id} were cut short")
         finally:
             await client.aclose()
         return node

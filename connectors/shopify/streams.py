@@ -17,7 +17,10 @@ the listing did not show are gone from Shopify. Its state lives in the cursor (`
 while under way, ``reconciled_at`` once done), so a crash resumes it.
 
 A page reads the first few nested nodes of each node (variants, line items, inventory levels);
-when a node has more, follow-up queries page that one connection to its end.
+when a node has more, follow-up queries page that one connection to its end. A node read to
+the end is named in its batch's ``ChildrenComplete``: its stored children that it no longer
+lists (a variant removed from its product, a line item edited out of its order, a location
+the item left) are gone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 from connectors.base import (
     Batch,
+    ChildrenComplete,
     RecordError,
     RecordKind,
     SeenIds,
@@ -158,6 +162,7 @@ class NestedQuery:
     query_name: str
     document: str
     root: str
+    kind: RecordKind  # the records the nested nodes become
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,8 @@ STREAM_QUERIES = {
     "products": StreamQuery(
         "Products", queries.PRODUCTS, "products", normalize_product, "products", "products",
         queries.BULK_PRODUCTS, {"ProductVariant": "variants"}, deletions=True,
-        nested=NestedQuery("variants", "ProductVariants", queries.PRODUCT_VARIANTS, "product"),
+        nested=NestedQuery("variants", "ProductVariants", queries.PRODUCT_VARIANTS, "product",
+                           RecordKind.VARIANT),
         ids=IdQuery("ProductIds", queries.PRODUCT_IDS, "products", RecordKind.PRODUCT,
                     "products"),
     ),
@@ -198,12 +204,14 @@ STREAM_QUERIES = {
         "Inventory", queries.INVENTORY, "inventoryItems", normalize_inventory_item, None,
         "productVariants", queries.BULK_INVENTORY, {"InventoryLevel": "inventoryLevels"},
         nested=NestedQuery("inventoryLevels", "InventoryItemLevels",
-                           queries.INVENTORY_ITEM_LEVELS, "inventoryItem"),
+                           queries.INVENTORY_ITEM_LEVELS, "inventoryItem",
+                           RecordKind.INVENTORY_LEVEL),
     ),
     "orders": StreamQuery(
         "Orders", queries.ORDERS, "orders", normalize_order, "orders", "orders",
         queries.BULK_ORDERS, {"LineItem": "lineItems"},
-        nested=NestedQuery("lineItems", "OrderLineItems", queries.ORDER_LINE_ITEMS, "order"),
+        nested=NestedQuery("lineItems", "OrderLineItems", queries.ORDER_LINE_ITEMS, "order",
+                           RecordKind.ORDER_LINE),
         ids=IdQuery("OrderIds", queries.ORDER_IDS, "orders", RecordKind.ORDER, "orders"),
     ),
     "customers": StreamQuery(
@@ -218,17 +226,20 @@ NESTED_OF_KIND = {"product": STREAM_QUERIES["products"].nested,
                   "order": STREAM_QUERIES["orders"].nested}  # fmt: skip
 
 
-async def complete_nested(client: ShopifyClient, nested: NestedQuery, node: dict[str, Any]) -> None:
+async def complete_nested(client: ShopifyClient, nested: NestedQuery, node: dict[str, Any]) -> bool:
     """Read the rest of ``node``'s nested connection when its first page was not all of it.
 
     Changes ``node`` in place: the connection ends as ``{"nodes": [...]}``, every nested node,
     the shape a bulk export's joined lines have. Each follow-up query pays the shop's bucket
-    like any other.
+    like any other. Returns whether the connection now holds every nested node: not when it
+    is missing, says nothing of further pages, or the node vanished while being read.
     """
     connection = node.get(nested.field)
     if not isinstance(connection, dict):
-        return
-    page_info = connection.pop("pageInfo", None) or {}
+        return False
+    page_info = connection.pop("pageInfo", None)
+    if not isinstance(page_info, dict):
+        return False
     nodes = _nodes(connection)
     after = page_info.get("endCursor")
     while page_info.get("hasNextPage") and after:
@@ -243,6 +254,14 @@ async def complete_nested(client: ShopifyClient, nested: NestedQuery, node: dict
         page_info = more.get("pageInfo") or {}
         after = page_info.get("endCursor")
     connection["nodes"] = nodes
+    return not page_info.get("hasNextPage")
+
+
+def children_complete(spec: StreamQuery, parent_ids: list[str]) -> ChildrenComplete | None:
+    """The batch's ``ChildrenComplete`` for nodes of ``spec`` that came with every nested node."""
+    if spec.nested is None or not parent_ids:
+        return None
+    return ChildrenComplete(spec.nested.kind, tuple(parent_ids))
 
 
 def count_query_name(key: str) -> str:
@@ -364,11 +383,11 @@ async def read_window(
         connection = data.get(spec.root) or {}
         records: list[UnifiedRecord] = []
         errors: list[RecordError] = []
+        complete: list[str] = []  # nodes that came with every nested node
         nodes = _nodes(connection)
         for node in nodes:
             try:
-                if spec.nested is not None:
-                    await complete_nested(client, spec.nested, node)
+                whole = spec.nested is not None and await complete_nested(client, spec.nested, node)
                 records.extend(spec.normalize(node))
             except (KeyError, TypeError, ValueError) as error:
                 errors.append(
@@ -379,6 +398,8 @@ async def read_window(
                     )
                 )
                 continue
+            if whole:
+                complete.append(node["id"])
             updated = node.get("updatedAt")
             if updated and (high is None or updated > high):
                 high = updated
@@ -394,7 +415,10 @@ async def read_window(
             newest = parse_time(high) if high else None
             next_since = format_time(newest - OVERLAP) if newest else since
             next_cursor = {"since": next_since, "after": None, "high_water": high, **carry}
-        yield Batch(records=records, errors=errors, cursor=next_cursor, total_hint=total, done=done)
+        yield Batch(
+            records=records, errors=errors, cursor=next_cursor, total_hint=total, done=done,
+            children_complete=children_complete(spec, complete),
+        )  # fmt: skip
         if not page_info.get("hasNextPage"):
             return
 

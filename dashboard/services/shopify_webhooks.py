@@ -29,10 +29,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from connectors.base import UnifiedRecord
+from connectors.base import ChildrenComplete, UnifiedRecord
 from connectors.errors import AuthError, ConnectorError, RateLimited, TransientError
 from connectors.shopify.connector import ShopifyConnector
-from connectors.shopify.streams import normalize_order, normalize_product
+from connectors.shopify.streams import NESTED_OF_KIND, normalize_order, normalize_product
 from dashboard.db import in_session
 from dashboard.models import (
     RECORD_TABLES,
@@ -383,8 +383,16 @@ async def _apply(event: WebhookEvent) -> bool:
         records: list[UnifiedRecord] = (
             normalize_product(node) if kind == "product" else normalize_order(node)
         )
+        # fetch_node read every variant or line item: the stored ones it lacks are gone.
+        nested = NESTED_OF_KIND[kind]
+        complete = ChildrenComplete(nested.kind, (node["id"],)) if nested else None
         await in_session(
-            lambda s: upsert_records(session=s, integration_id=integration.id, records=records)
+            lambda s: upsert_records(
+                session=s,
+                integration_id=integration.id,
+                records=records,
+                children_complete=complete,
+            )
         )
         return True
     if resource in ("customers", "inventory_levels"):
