@@ -3,7 +3,9 @@
 Each yields ``Batch``es whose cursor resumes exactly where the batch ended:
 - orders: ``{"last_updated_after", "pagination_token"}``; a window ends at the
   ``lastUpdatedBefore`` Amazon answers (its own now minus two minutes), which becomes the
-  next window's start, so no clock of ours is trusted;
+  next window's start, so no clock of ours is trusted. An order comes with all its items
+  (``orderItems``, or every page of v0 getOrderItems), so its stored lines it no longer
+  lists are gone (``ChildrenComplete``);
 - listings: ``{"marketplace", "report_id", "rows_done", "done"}``, so a crash mid-report
   resumes on the same report and skips the rows already stored;
 - inventory: ``{"since", "done"}``; nextTokens live 30 s and are never checkpointed.
@@ -21,7 +23,14 @@ from typing import Any
 from connectors.amazon import reports
 from connectors.amazon.client import SpApiClient
 from connectors.amazon.regions import MARKETPLACES
-from connectors.base import Batch, RecordError, RecordKind, SnapshotComplete, UnifiedRecord
+from connectors.base import (
+    Batch,
+    ChildrenComplete,
+    RecordError,
+    RecordKind,
+    SnapshotComplete,
+    UnifiedRecord,
+)
 from connectors.errors import PlatformError
 
 log = logging.getLogger("connectors.amazon")
@@ -211,6 +220,7 @@ async def read_orders(
             raise
         records: list[UnifiedRecord] = []
         errors: list[RecordError] = []
+        complete: list[str] = []  # orders that came with every item
         orders = body.get("Orders" if v0 else "orders")
         if not isinstance(orders, list):
             raise PlatformError("orders response without an orders list")
@@ -222,6 +232,9 @@ async def read_orders(
                 found, failed = _normalize(order_records, order)
             records.extend(found)
             errors.extend(failed)
+            # searchOrders lists "all order items included in this order"; v0 read every page.
+            if found and (v0 or isinstance(order.get("orderItems"), list)):
+                complete.append(found[0].external_id)
         done += len(orders)
         token = body.get("NextToken") if v0 else (body.get("pagination") or {}).get("nextToken")
         if token:
@@ -229,7 +242,8 @@ async def read_orders(
         else:
             window_end = body.get("LastUpdatedBefore" if v0 else "lastUpdatedBefore")
             next_cursor = {"last_updated_after": window_end or after}
-        yield Batch(records, next_cursor, errors=errors, done=done)
+        lines = ChildrenComplete(RecordKind.ORDER_LINE, tuple(complete)) if complete else None
+        yield Batch(records, next_cursor, errors=errors, done=done, children_complete=lines)
         if not token:
             return
 
