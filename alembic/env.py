@@ -17,13 +17,6 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 target_metadata = SQLModel.metadata
 
-# Tables other engines own (APScheduler's job store) are not ours to migrate.
-FOREIGN_TABLES = {"apscheduler_jobs"}
-
-
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    return not (type_ == "table" and name in FOREIGN_TABLES)
-
 
 def run_migrations_offline() -> None:
     context.configure(
@@ -31,7 +24,6 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
-        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -52,7 +44,6 @@ def _run(connection: Any) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite needs batch mode to alter tables
         compare_type=True,
-        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

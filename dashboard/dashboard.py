@@ -1,5 +1,7 @@
 """The Reflex app: pages, HTTP routes beside them, background services in the lifespan."""
 
+import logging
+
 import reflex as rx
 
 from dashboard.api import build_api
@@ -16,6 +18,18 @@ from dashboard.pages import (  # noqa: F401  registers pages
 )
 from dashboard.services.demo import demo_lifespan
 from dashboard.services.lifespan import hub_lifespan
+
+
+class _SamePageAgain(logging.Filter):
+    """In production Reflex compiles the app, then forks the backend worker, which applies
+    the @rx.page pages it already holds once more and warns for each; the page stays as it
+    was, so the eleven warnings on every start say nothing an operator can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is being redefined with the same component" not in record.getMessage()
+
+
+logging.getLogger("reflex.app").addFilter(_SamePageAgain())
 
 app = rx.App(
     api_transformer=build_api,  # a factory: a fresh Starlette app each time the App is built

@@ -543,3 +543,16 @@ RECORD_TABLES: dict[str, type[RecordColumns]] = {
     "order_line": OrderLine,
     "customer": Customer,
 }
+
+
+# APScheduler's job store (dashboard/services/scheduler.py), declared with the columns of
+# APScheduler 3's SQLAlchemyJobStore so that the schema has one owner: a migration creates
+# it, and the drift checks (alembic's, and the one Reflex runs at start-up) know it. The job
+# store finds it in place and leaves it as it is.
+APSCHEDULER_JOBS = sa.Table(
+    "apscheduler_jobs",
+    SQLModel.metadata,
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("next_run_time", sa.Float(25), index=True),
+    sa.Column("job_state", sa.LargeBinary, nullable=False),
+)
