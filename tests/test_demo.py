@@ -14,6 +14,7 @@ from dashboard.api import build_api
 from dashboard.db import get_engine, session_scope
 from dashboard.models import Integration, Order, Product, WebhookSubscription
 from dashboard.services import sync
+from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.demo import seed_demo_integrations
 from dashboard.settings import get_settings
 from tests.conftest import reset_caches
@@ -60,6 +61,11 @@ async def test_empty_hub_gets_connected_demo_integrations_that_sync(demo_hub) ->
         products = s.exec(select(Product).where(Product.integration_id == outdoor.id)).all()
         assert len(products) == 1200  # the demo shop's catalog, synced
         assert s.exec(select(Order).where(Order.integration_id == amazon.id)).first()
+    # Expiring tokens, stored as the hub's own callback stores them: the Status tab shows when
+    # the token expires, and the connector refreshes ahead of it.
+    access = await DbCredentialStore(outdoor.id).get("access_token")
+    assert access is not None and access.expires_at is not None
+    assert await DbCredentialStore(outdoor.id).get("refresh_token") is not None
     # A second start (or a second worker) adds nothing.
     assert await seed_demo_integrations() == 0
 

@@ -94,7 +94,8 @@ def verify_webhook(body: bytes, signature: str | None, secret: str) -> bool:
     return hmac.compare_digest(expected, signature)
 
 
-def _credentials(body: dict[str, Any]) -> list[StoredCredential]:
+def token_credentials(body: dict[str, Any]) -> list[StoredCredential]:
+    """The access token (and refresh token, when expiring) of a token endpoint answer."""
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise PlatformError("token endpoint answered without an access token")
@@ -160,7 +161,7 @@ async def exchange_code(
     payload = {"client_id": client_id, "client_secret": client_secret, "code": code}
     if expiring:
         payload["expiring"] = "1"
-    return _credentials(await _token_request(shop, base_url, payload, transport))
+    return token_credentials(await _token_request(shop, base_url, payload, transport))
 
 
 async def refresh_access_token(
@@ -178,4 +179,4 @@ async def refresh_access_token(
         "grant_type": "refresh_token",
         "refresh_token": refresh_token,
     }
-    return _credentials(await _token_request(shop, base_url, payload, transport))
+    return token_credentials(await _token_request(shop, base_url, payload, transport))

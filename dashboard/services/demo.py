@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from connectors.amazon.connector import AmazonConnector
 from connectors.base import IntegrationRef, StoredCredential
 from connectors.sandbox.installer import install_amazon, install_shopify
+from connectors.shopify.auth import token_credentials
 from connectors.shopify.connector import ShopifyConnector
 from dashboard.db import in_session
 from dashboard.models import Integration
@@ -94,8 +95,8 @@ async def _connect(account: DemoAccount, base: str) -> None:
     store = DbCredentialStore(integration.id)
     with httpx.Client(base_url=base, timeout=30) as client:
         if account.platform == "shopify":
-            # Expiring, like the hub's own install flow: on a sped-up sandbox clock the hour
-            # passes in seconds and the connector refreshes on the 401.
+            # Expiring, like the hub's own install flow: the connector refreshes ahead of
+            # expiry (and on a 401, should a sped-up sandbox clock outrun it).
             token = await asyncio.to_thread(
                 install_shopify, client, account.account, scopes=settings.shopify_scopes,
                 expiring=True,
@@ -105,10 +106,8 @@ async def _connect(account: DemoAccount, base: str) -> None:
     extra: dict[str, object] = {}
     if account.platform == "shopify":
         shopify = ShopifyConnector.from_settings(values)
-        await store.save(StoredCredential("access_token", token["access_token"],
-                                          settings.shopify_scope_list))  # fmt: skip
-        if token.get("refresh_token"):
-            await store.save(StoredCredential("refresh_token", token["refresh_token"]))
+        for credential in token_credentials(token):  # as the hub's own callback stores them
+            await store.save(credential)
         extra["shop_info"] = await shopify.fetch_shop(account.account, store)
         callback = integration_service.webhook_url("shopify")
         subscriptions = await shopify.subscribe_webhooks(account.account, store, callback)
