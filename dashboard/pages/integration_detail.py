@@ -322,10 +322,12 @@ class DetailState(LiveState, AuthState):
         return [rx.redirect(routes.INTEGRATIONS), rx.toast.success("Integration deleted.")]
 
 
-def fact(label: str, value: rx.Var) -> rx.Component:
+def fact(label: str, value: rx.Var | rx.Component) -> rx.Component:
+    """One labelled line; a value not known (yet) shows as a dash, not as nothing."""
+    shown = rx.cond(value != "", value, "—") if isinstance(value, rx.Var) else value
     return rx.hstack(
         rx.text(label, color_scheme="gray", size="2", min_width="9rem"),
-        rx.text(value, size="2"),
+        rx.text(shown, size="2"),
         align="center",
     )
 
@@ -392,8 +394,10 @@ def status_tab() -> rx.Component:
             ),
         ),
         fact("Shop name", info["shop_name"]),
-        fact("Plan", info["shop_plan"]),
-        fact("Currency", info["currency"]),
+        rx.cond(  # an Amazon seller has no plan, and no currency of its own (per marketplace)
+            info["platform"] == "shopify",
+            rx.fragment(fact("Plan", info["shop_plan"]), fact("Currency", info["currency"])),
+        ),
         fact(
             "Connected",
             rx.cond(
@@ -422,7 +426,9 @@ def status_tab() -> rx.Component:
                 "does not expire",
             ),
         ),
-        fact("Scopes", info["scopes"]),
+        rx.cond(  # SP-API grants the roles set on the app, not scopes per authorization
+            info["platform"] == "shopify", fact("Scopes", info["scopes"])
+        ),
         fact("Encrypted with key", info["key_id"]),
         spacing="2",
     )
