@@ -192,3 +192,39 @@ def test_an_inventory_item_listed_with_its_levels_loses_the_locations_it_left(
     )  # fmt: skip
     assert result.deleted == 2
     assert live_ids(session, InventoryLevel) == {f"{integration.id.hex[:4]}:L1"}
+
+
+def test_a_deleted_variant_takes_its_inventory_levels_with_it(session: Session) -> None:
+    """On Shopify an inventory item exists only with its variant and is never read again once
+    the variant is gone: its levels leave with the variant, however the deletion arrives."""
+    shop = create_integration(
+        session=session, platform="shopify", display_name="V", shop_domain="v.myshopify.com"
+    )
+
+    def stocked(external_id: str, parent: str) -> UnifiedRecord:
+        fields = {
+            "product_external_id": parent,
+            "title": "M",
+            "inventory_item_id": f"I-{external_id}",
+        }
+        return UnifiedRecord(RecordKind.VARIANT, external_id, fields, {})
+
+    catalog = [product("P1", "Mug"), stocked("A", "P1"), stocked("B", "P1"),
+               product("P2", "Cup"), stocked("C", "P2"), stocked("D", "P2")]  # fmt: skip
+    levels = [level("LA", "I-A"), level("LB", "I-B"), level("LC", "I-C"), level("LD", "I-D")]
+    upsert_records(session=session, integration_id=shop.id, records=catalog + levels)
+    ours = shop.id.hex[:4]
+
+    # B is no longer on P1 ...
+    upsert_records(
+        session=session, integration_id=shop.id,
+        records=[product("P1", "Mug"), stocked("A", "P1")],
+        children_complete=ChildrenComplete(RecordKind.VARIANT, ("P1",)),
+    )  # fmt: skip
+    assert live_ids(session, InventoryLevel) == {f"{ours}:LA", f"{ours}:LC", f"{ours}:LD"}
+    # ... and P2 is deleted (a products/delete webhook, say): C and D go, and their levels.
+    upsert_records(
+        session=session, integration_id=shop.id, records=[product("P2", "", deleted=True)]
+    )
+    assert live_ids(session, InventoryLevel) == {f"{ours}:LA"}
+    assert live_ids(session, Variant) == {f"{ours}:A"}

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from connectors.base import ChildrenComplete, RecordError, UnifiedRecord
-from dashboard.models import RECORD_TABLES, OrderLine, RecordColumns, Variant
+from dashboard.models import RECORD_TABLES, InventoryLevel, OrderLine, RecordColumns, Variant
 
 _CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
 # A child kind -> the column naming its parent (the parent ids ``ChildrenComplete`` lists).
@@ -38,6 +38,8 @@ _CHILDREN: dict[str, tuple[type[RecordColumns], str]] = {
     "order": (OrderLine, _PARENT_COLUMN["order_line"]),
 }
 _PROTECTED = {"id", "integration_id", "external_id", "first_synced_at"}
+# Kinds whose deletion retires variants, and with them their inventory items' levels.
+_HOLDS_VARIANTS = {"product", "variant"}
 
 
 @dataclass
@@ -219,6 +221,10 @@ def _mark_unlisted_children_deleted(
             sa.update(table).where(*conditions).values(deleted_at=stored_at, synced_at=stored_at)
         )
         marked += int(getattr(outcome, "rowcount", 0) or 0)
+    if marked and kind in _HOLDS_VARIANTS:
+        _retire_levels_of_variants(
+            session=session, integration_id=integration_id, retired_at=stored_at
+        )
     return marked
 
 
@@ -311,6 +317,8 @@ def mark_deleted(
                 )
                 .values(deleted_at=now, synced_at=now)
             )
+    if kind in _HOLDS_VARIANTS:
+        _retire_levels_of_variants(session=session, integration_id=integration_id, retired_at=now)
     return marked
 
 
@@ -349,7 +357,33 @@ def mark_missing_deleted(
     outcome = session.execute(
         sa.update(table).where(*conditions).values(deleted_at=now, synced_at=now)
     )
+    if kind in _HOLDS_VARIANTS:
+        _retire_levels_of_variants(session=session, integration_id=integration_id, retired_at=now)
     return int(getattr(outcome, "rowcount", 0) or 0)
+
+
+def _retire_levels_of_variants(
+    *, session: Session, integration_id: uuid.UUID, retired_at: datetime
+) -> None:
+    """A variant deleted at ``retired_at`` takes its inventory item, and so the item's levels,
+    with it (on Shopify the item exists only with its variant, and is never read again)."""
+    variants: sa.Table = Variant.__table__  # type: ignore[attr-defined]
+    levels: sa.Table = InventoryLevel.__table__  # type: ignore[attr-defined]
+    just_deleted = sa.select(variants.c.inventory_item_id).where(
+        variants.c.integration_id == integration_id,
+        variants.c.synced_at == retired_at,  # the (integration_id, synced_at) index
+        variants.c.deleted_at == retired_at,
+        variants.c.inventory_item_id.is_not(None),
+    )
+    session.execute(
+        sa.update(levels)
+        .where(
+            levels.c.integration_id == integration_id,
+            levels.c.deleted_at.is_(None),
+            levels.c.inventory_item_id.in_(just_deleted),
+        )
+        .values(deleted_at=retired_at, synced_at=retired_at)
+    )
 
 
 def mark_seen(
