@@ -187,9 +187,19 @@ def test_children_join_their_parent_in_the_paginated_shape() -> None:
 
 
 def mock_connector(handler: Any, threshold: int = 1) -> ShopifyConnector:
+    """A connector whose Shopify is ``handler``; no export is left over from earlier runs."""
+
+    def shopify(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("graphql.json") and operation_name(request) == (
+            "BulkOperationsActive"
+        ):
+            nothing = {"nodes": []}
+            return httpx.Response(200, json={"data": {"created": nothing, "running": nothing}})
+        return handler(request)
+
     return ShopifyConnector(
         ShopifyConfig("id", "secret", (), None, bulk_threshold=threshold, bulk_policy=FAST_POLLS),
-        transport=httpx.MockTransport(handler),
+        transport=httpx.MockTransport(shopify),
     )
 
 
@@ -415,3 +425,40 @@ async def test_a_bulk_resync_deletes_the_variants_and_lines_shopify_no_longer_ha
     stored, expected = stored_checksums(integration_id), truth(base)
     for name in ("products", "variants", "orders", "order_lines"):
         assert stored[name] == expected[name], name
+
+
+async def test_a_full_resync_cancels_the_export_its_predecessor_left_running() -> None:
+    """A run that started an export is cancelled; a full resync clears its checkpoint and
+    starts afresh. The old export is cancelled on Shopify instead of running on for nothing
+    in one of the shop's five bulk query slots; a different stream's export is left alone."""
+    from connectors.base import IntegrationRef
+
+    _throttles.clear()
+    # A real-time clock: an export stays CREATED for a platform second, long enough to leave.
+    with running_sandbox(seed=8, time_scale=1) as (base, app):
+        shopify = app.state.sandbox.extras["shopify"]
+        httpx.post(
+            f"{base}/_sandbox/shopify/shops", json={"shop": SHOP, "products": 150, "orders": 150}
+        ).raise_for_status()
+        credentials = MemoryCredentialStore(
+            StoredCredential("access_token", shopify_install(base, SHOP))
+        )
+        integration = IntegrationRef(id="i", platform="shopify", shop_domain=SHOP)
+        connector = connector_for(base, threshold=100)
+        for stream in ("orders", "products"):
+            async for batch in connector.read_stream(integration, credentials, stream, None):
+                assert batch.cursor and batch.cursor["bulk"]["id"]
+                break  # the run is cancelled once its export has started
+        orders_export, left = (op.id for op in sorted(shopify.bulk.operations.values(),
+                                                         key=lambda op: op.number))  # fmt: skip
+
+        resync = [
+            b async for b in connector.read_stream(integration, credentials, "products", None)
+        ]
+
+        statuses = {op.id: op.status for op in shopify.bulk.operations.values()}
+        assert statuses[left] in ("CANCELING", "CANCELED")
+        assert statuses[orders_export] not in ("CANCELING", "CANCELED")
+        products = {r.external_id for b in resync for r in b.records if r.kind == "product"}
+        assert len(products) == 150  # the new export read the whole catalog
+    _throttles.clear()

@@ -120,6 +120,41 @@ async def start(client: ShopifyClient, document: str) -> dict[str, Any]:
     return dict(operation)
 
 
+def _same_document(left: str | None, right: str) -> bool:
+    return " ".join((left or "").split()) == " ".join(right.split())
+
+
+async def cancel_leftovers(client: ShopifyClient, document: str) -> int:
+    """Cancel unfinished exports of ``document`` (this stream's): about to start one, the hub
+    follows no other, so one still going was left by a run whose checkpoint a full resync
+    cleared. Left alone it would finish for nothing, holding one of the shop's five bulk
+    query slots until then. Returns how many were cancelled; a refusal is logged, not fatal."""
+    data = await client.query("BulkOperationsActive", queries.BULK_ACTIVE, {}, expected_cost=10)
+    active = [
+        operation
+        for listed in ("created", "running")
+        for operation in ((data.get(listed) or {}).get("nodes") or [])
+    ]
+    cancelled = 0
+    for operation in active:
+        if operation.get("status") not in ("CREATED", "RUNNING") or not _same_document(
+            operation.get("query"), document
+        ):
+            continue
+        answer = await client.query(
+            "BulkOperationCancel", queries.BULK_CANCEL, {"id": operation["id"]}, expected_cost=10
+        )
+        errors = (answer.get("bulkOperationCancel") or {}).get("userErrors") or []
+        if errors:  # it finished meanwhile, say
+            log.info("%s: bulk operation %s not cancelled: %s", client.shop, operation["id"],
+                     "; ".join(str(e.get("message")) for e in errors))  # fmt: skip
+            continue
+        log.info("%s: cancelled bulk operation %s, left by an earlier run", client.shop,
+                 operation["id"])  # fmt: skip
+        cancelled += 1
+    return cancelled
+
+
 async def poll(
     client: ShopifyClient,
     operation_id: str,
@@ -181,6 +216,7 @@ async def backfill(
     carry = {k: cursor[k] for k in DELETION_KEYS if k in cursor}
     state = dict(cursor.get("bulk") or {})
     if not state.get("id"):
+        await cancel_leftovers(client, spec.bulk_document)
         begun = await start(client, spec.bulk_document)
         state = {
             "id": begun["id"],

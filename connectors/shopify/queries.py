@@ -150,6 +150,20 @@ BULK_OPERATION = """query BulkOperation($id: ID!) {
   }
 }"""
 
+# Exports not finished on the shop (this app's: bulk operations belong to the app that ran
+# them), to cancel the ones no checkpoint follows any more.
+BULK_ACTIVE = """query BulkOperationsActive {
+  created: bulkOperations(first: 5, query: "status:created") { nodes { id status query } }
+  running: bulkOperations(first: 5, query: "status:running") { nodes { id status query } }
+}"""
+
+BULK_CANCEL = """mutation BulkOperationCancel($id: ID!) {
+  bulkOperationCancel(id: $id) {
+    bulkOperation { id status }
+    userErrors { field message }
+  }
+}"""
+
 BULK_PRODUCTS = """query BulkProducts {
   products {
     edges {
@@ -293,6 +307,7 @@ ALL_DOCUMENTS = {
     "Customers": CUSTOMERS, "WebhookSubscribe": WEBHOOK_SUBSCRIBE,
     "ProductById": PRODUCT_BY_ID, "OrderById": ORDER_BY_ID,
     "BulkOperationRun": BULK_RUN, "BulkOperation": BULK_OPERATION,
+    "BulkOperationsActive": BULK_ACTIVE, "BulkOperationCancel": BULK_CANCEL,
     "BulkProducts": BULK_PRODUCTS, "BulkInventory": BULK_INVENTORY, "BulkOrders": BULK_ORDERS,
     "BulkCustomers": BULK_CUSTOMERS, "ProductDeletions": PRODUCT_DELETIONS,
     "LatestProductDeletions": LATEST_PRODUCT_DELETIONS,
