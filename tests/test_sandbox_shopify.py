@@ -792,3 +792,35 @@ async def test_control_requests_it_cannot_carry_out_get_a_clear_400() -> None:
         assert (unknown.status_code, unknown.json()) == (404, {"error": "unknown shop"})
         applied = await c.post(mutate, json={"deletes": 2})
         assert applied.status_code == 200 and applied.json()["deleted"] == 2
+
+
+async def test_a_new_webhook_subscription_never_takes_a_kept_ones_id() -> None:
+    app = create_sandbox_app(seed=1)
+    async with client(app) as c:
+        token = await install(c)
+
+        async def subscribe(topic: str) -> str:
+            created = await gql(
+                c, token,
+                f"""mutation {{ webhookSubscriptionCreate(topic: {topic},
+                webhookSubscription: {{uri: "http://hub/api/webhooks/shopify"}})
+                {{ webhookSubscription {{ id }} userErrors {{ message }} }} }}""",
+            )  # fmt: skip
+            return str(
+                created.json()["data"]["webhookSubscriptionCreate"]["webhookSubscription"]["id"]
+            )
+
+        first, second = await subscribe("PRODUCTS_UPDATE"), await subscribe("PRODUCTS_DELETE")
+        deleted = await gql(
+            c,
+            token,
+            f'mutation {{ webhookSubscriptionDelete(id: "{first}") {{ userErrors {{ field }} }} }}',
+        )
+        assert deleted.json()["data"]["webhookSubscriptionDelete"]["userErrors"] == []
+        third = await subscribe("ORDERS_CREATE")
+        listed = await gql(c, token, "{ webhookSubscriptions(first: 10) { nodes { id topic } } }")
+    nodes = listed.json()["data"]["webhookSubscriptions"]["nodes"]
+    assert third not in (first, second)
+    assert {(n["id"], n["topic"]) for n in nodes} == {
+        (second, "PRODUCTS_DELETE"), (third, "ORDERS_CREATE")
+    }  # fmt: skip

@@ -85,7 +85,10 @@ def _create(_: Any, info: Any, topic: str, webhookSubscription: dict[str, Any]) 
                     }
                 ],
             }
-    number = 9_000_000 + sum(len(s) for s in sandbox.subscriptions.values()) + 1
+    # One past the highest id yet: a count would give a deleted subscription's successor the
+    # id of one still kept (and replace it).
+    taken = [int(key.rsplit("/", 1)[1]) for s in sandbox.subscriptions.values() for key in s]
+    number = max(taken, default=9_000_000) + 1
     subscription = Subscription(
         f"gid://shopify/WebhookSubscription/{number}", topic, url, iso(sandbox.state.clock.now())
     )
