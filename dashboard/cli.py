@@ -198,7 +198,12 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     from connectors.sandbox import serve
 
     serve(
-        host=args.host, port=args.port, seed=args.seed, time_scale=args.time_scale, demo=args.demo
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        demo=args.demo,
+        state_file=args.state_file,
     )
     return 0
 
@@ -254,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_serve.add_argument("--seed", type=int, default=42)
     sandbox_serve.add_argument("--time-scale", type=float, default=1.0)
     sandbox_serve.add_argument("--demo", action="store_true")
+    sandbox_serve.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="keep installed apps, tokens and shops in this JSON file across restarts "
+        "(default: none, the sandbox forgets them when it stops)",
+    )
     sandbox_serve.set_defaults(func=cmd_sandbox_serve)
 
     try:

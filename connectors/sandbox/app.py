@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,10 +17,12 @@ from starlette.routing import Mount, Route
 from connectors.sandbox.amazon import AmazonSandbox
 from connectors.sandbox.amazon import app as amazon_app
 from connectors.sandbox.core import FaultConfig, FaultInjector, SandboxClock, SandboxState
+from connectors.sandbox.persistence import StateFile, resumed_now
 from connectors.sandbox.shopify import ShopifySandbox
 from connectors.sandbox.shopify import app as shopify_app
 
 PLATFORMS = ("shopify", "amazon")
+log = logging.getLogger("sandbox")
 
 
 def create_sandbox_app(
@@ -28,19 +32,31 @@ def create_sandbox_app(
     demo: bool = False,
     public_base: str | None = None,
     shopify_compliance_url: str | None = None,
+    state_file: Path | str | None = None,
 ) -> Starlette:
     """The sandbox as an ASGI app. ``shopify_compliance_url`` is the sandbox Shopify app's
-    privacy webhook URL (on Shopify, part of the app's configuration)."""
-    state = SandboxState(
-        seed=seed,
-        clock=SandboxClock(time_scale),
-        faults=FaultInjector(seed),
-        public_base=public_base,
-    )
-    shopify = ShopifySandbox(state, compliance_url=shopify_compliance_url)
-    state.extras["shopify"] = shopify
-    amazon = AmazonSandbox(state)
-    state.extras["amazon"] = amazon
+    privacy webhook URL (on Shopify, part of the app's configuration). With ``state_file``
+    the sandbox keeps what a platform remembers across restarts there (``persistence.py``);
+    without one it forgets everything when it stops."""
+    file = StateFile(state_file) if state_file is not None else None
+    saved = file.load() if file is not None else None
+    options = (seed, time_scale, public_base, shopify_compliance_url)
+    try:
+        state, shopify, amazon = _platforms(*options, saved)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        assert file is not None  # only a saved state can be refused
+        file.set_aside(f"{type(error).__name__} while reading it back")
+        saved = None
+        state, shopify, amazon = _platforms(*options, saved)
+    known = (len(shopify.shops), len(amazon.sellers))
+    if demo:
+        shopify_app.seed_demo(shopify)
+        amazon_app.seed_demo(amazon)
+    if file is not None:
+        state.state_file = file  # from now on every change is saved
+        rescaled = saved is not None and saved["clock"]["time_scale"] != time_scale
+        if rescaled or known != (len(shopify.shops), len(amazon.sellers)):
+            state.remember()  # new demo shops, or the clock's pace changed: save them now
     control: list[Any] = [
         *shopify_app.control_routes(shopify),
         *amazon_app.control_routes(amazon),
@@ -51,9 +67,6 @@ def create_sandbox_app(
         Mount("/amazon", routes=amazon_app.build_routes(amazon)),
         Mount("/_sandbox", routes=control),
     ]
-    if demo:
-        shopify_app.seed_demo(shopify)
-        amazon_app.seed_demo(amazon)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -68,10 +81,42 @@ def create_sandbox_app(
             stop.set()
             for task in tasks:
                 task.cancel()
+            if state.state_file is not None:
+                await state.state_file.flush()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = state
     return app
+
+
+def _platforms(
+    seed: int,
+    time_scale: float,
+    public_base: str | None,
+    shopify_compliance_url: str | None,
+    saved: dict[str, Any] | None = None,
+) -> tuple[SandboxState, ShopifySandbox, AmazonSandbox]:
+    """Both platforms on one state, given back what ``saved`` holds (a state file's content;
+    raises KeyError, TypeError or ValueError when it is not what the sandbox wrote)."""
+    if saved is not None and saved.get("seed") != seed:
+        log.warning(
+            "the sandbox state file was written with seed %s, the sandbox runs with seed %s: "
+            "its shops and sellers grow other data", saved.get("seed"), seed,
+        )  # fmt: skip
+    state = SandboxState(
+        seed=seed,
+        clock=SandboxClock(time_scale, resumed_now(saved["clock"]) if saved else None),
+        faults=FaultInjector(seed),
+        public_base=public_base,
+    )
+    shopify = ShopifySandbox(state, compliance_url=shopify_compliance_url)
+    state.extras["shopify"] = shopify
+    amazon = AmazonSandbox(state)
+    state.extras["amazon"] = amazon
+    if saved is not None:
+        shopify.restore(saved["shopify"])
+        amazon.restore(saved["amazon"])
+    return state, shopify, amazon
 
 
 def _fault_routes(state: SandboxState) -> list[Route]:

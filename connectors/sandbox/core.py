@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.sandbox.persistence import StateFile, clock_anchor
+
 
 class SandboxClock:
     """Platform time running ``time_scale`` times faster than real time.
@@ -19,18 +21,28 @@ class SandboxClock:
     tests and benchmarks run fast while every ratio stays as the platform documents it.
     """
 
-    def __init__(self, time_scale: float = 1.0) -> None:
+    def __init__(self, time_scale: float = 1.0, start: datetime | None = None) -> None:
+        """``start``: the platform time now; the wall clock's unless a restarted sandbox
+        continues its own (``persistence.resumed_now``)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
         self._real_start = time.monotonic()
-        self._wall_start = datetime.now(UTC)
+        self._wall_start = start or datetime.now(UTC)
 
     def monotonic(self) -> float:
         return (time.monotonic() - self._real_start) * self.time_scale
 
     def now(self) -> datetime:
         return self._wall_start + timedelta(seconds=self.monotonic())
+
+    def moment(self, platform_seconds: float) -> datetime:
+        """The platform time of a ``monotonic()`` reading (an expiry, say)."""
+        return self._wall_start + timedelta(seconds=platform_seconds)
+
+    def reading(self, moment: datetime) -> float:
+        """The ``monotonic()`` reading of a platform time: ``moment``'s inverse."""
+        return (moment - self._wall_start).total_seconds()
 
     async def sleep(self, platform_seconds: float) -> None:
         await asyncio.sleep(max(0.0, platform_seconds) / self.time_scale)
@@ -105,7 +117,26 @@ class SandboxState:
     clock: SandboxClock = field(default_factory=SandboxClock)
     faults: FaultInjector = field(default_factory=lambda: FaultInjector(42))
     public_base: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # the platforms, by name
+    state_file: StateFile | None = None  # None: the sandbox forgets everything on restart
+
+    def remember(self) -> None:
+        """Save what the platforms keep across restarts, after a change to it (a grant, a
+        revoke, a subscription, a shop): a no-op without a state file."""
+        if self.state_file is not None:
+            self.state_file.save(self.remembered)
+
+    def remembered(self) -> dict[str, Any]:
+        """What a restart keeps: the clock's position and each platform's ``remembered()``."""
+        return {
+            "seed": self.seed,
+            "clock": clock_anchor(self.clock.now(), self.clock.time_scale),
+            **{
+                name: platform.remembered()
+                for name, platform in list(self.extras.items())
+                if hasattr(platform, "remembered")
+            },
+        }
 
 
 def checksum(ids: Iterable[str]) -> str:

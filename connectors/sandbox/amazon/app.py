@@ -940,7 +940,7 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
             "<body><h1>You did not authorize the application</h1><p>You can close this page."
             "</p></body></html>"
         )
-    sandbox.revoked.discard(seller_id)
+    sandbox.authorize(seller_id)
     code = sandbox.issue_code(seller_id, region, redirect_uri)
     query = urlencode(
         {
@@ -1076,6 +1076,7 @@ def control_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
                     {"error": "redirect_uris must be a list of URLs or null"}, status_code=400
                 )
             sandbox.app.redirect_uris = uris
+        sandbox.state.remember()
         return JSONResponse(
             {
                 "app_id": sandbox.app.app_id,
@@ -1101,9 +1102,12 @@ def control_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
 
 
 def seed_demo(sandbox: AmazonSandbox) -> None:
-    sandbox.create_seller(
-        DEMO_SELLER, "na", None, store_name="Demo Outdoor Co. (Amazon)", **DEMO_SIZES
-    )
+    """Create the demo seller unless a restarted sandbox has it already (from its state file:
+    same parameters and creation time, same data)."""
+    if DEMO_SELLER not in sandbox.sellers:
+        sandbox.create_seller(
+            DEMO_SELLER, "na", None, store_name="Demo Outdoor Co. (Amazon)", **DEMO_SIZES
+        )
 
 
 async def run_demo_changes(sandbox: AmazonSandbox, stop: asyncio.Event) -> None:

@@ -38,7 +38,7 @@ GRANTLESS_SCOPES = {
     "sellingpartnerapi::client_credential:rotation",
 }
 DEMO_SELLER = "A1DEMOSELLER0NA"
-DEMO_SIZES = {"orders": 2000, "listings": 1500, "fba_items": 600}
+DEMO_SIZES: dict[str, Any] = {"orders": 2000, "listings": 1500, "fba_items": 600}
 EXPIRED = "The access token you provided has expired."
 REVOKED = "The access token you provided is revoked, malformed or invalid."
 
@@ -113,8 +113,11 @@ class AmazonSandbox:
         seller_id: str,
         region: str = "na",
         marketplaces: list[str] | None = None,
+        created: datetime | None = None,
         **sizes: Any,
     ) -> SellerData:
+        """A seller whose data grows from the seed; ``created`` (default: now) anchors its
+        order history, so a seller given back its creation time has the same data."""
         if region not in REGIONS:
             raise ValueError(f"region must be one of {', '.join(REGIONS)}")
         chosen = tuple(marketplaces or REGION_MARKETPLACES[region][:2])
@@ -128,12 +131,13 @@ class AmazonSandbox:
             seller_id=seller_id,
             region=region,
             seed=self.state.seed,
-            created=self.state.clock.now(),
+            created=created or self.state.clock.now(),
             marketplaces=chosen,
             **sizes,
         )
         self.sellers[seller_id] = seller
         self.revoked.discard(seller_id)
+        self.state.remember()
         return seller
 
     def default_seller(self, region: str) -> SellerData:
@@ -214,7 +218,14 @@ class AmazonSandbox:
             refresh = "Atzr|" + secrets.token_urlsafe(60)
             self.refresh_tokens[refresh] = Grant(grant.seller_id, grant.region, float("inf"))
             body["refresh_token"] = refresh
+        self.state.remember()
         return body
+
+    def authorize(self, seller_id: str) -> None:
+        """The seller confirmed the consent page: a revoke is undone."""
+        if seller_id in self.revoked:
+            self.revoked.discard(seller_id)
+            self.state.remember()
 
     def token_problem(self, token: str | None, region: str) -> tuple[Grant | None, str | None]:
         """The grant behind an access token, or the 403 details Amazon gives for it."""
@@ -236,6 +247,7 @@ class AmazonSandbox:
         for tokens in (self.refresh_tokens, self.access_tokens):
             for token in [t for t, g in tokens.items() if g.seller_id == seller_id]:
                 del tokens[token]
+        self.state.remember()
 
     def expire_access_tokens(self, seller_id: str) -> int:
         now = self.state.clock.monotonic()
@@ -244,7 +256,77 @@ class AmazonSandbox:
             if grant.seller_id == seller_id:
                 grant.expires_at = now
                 expired += 1
+        self.state.remember()
         return expired
+
+    # --- what a restart keeps (persistence.py) --------------------------------------------
+
+    def remembered(self) -> dict[str, Any]:
+        """Refresh and access tokens (live ones; expiries as platform times), revokes, the
+        app's configuration and the sellers by their creation parameters and time (their
+        data regrows from the seed). Not the report URL signing key: those URLs live five
+        minutes and their reports are not kept."""
+        clock = self.state.clock
+        now = clock.monotonic()
+
+        def grants(table: dict[str, Grant]) -> dict[str, dict[str, Any]]:
+            kept = {}
+            for token, grant in list(table.items()):
+                if grant.expires_at <= now:
+                    continue
+                forever = grant.expires_at == float("inf")
+                kept[token] = {
+                    "seller_id": grant.seller_id,
+                    "region": grant.region,
+                    "scope": grant.scope,
+                    "expires": None if forever else clock.moment(grant.expires_at).isoformat(),
+                }
+            return kept
+
+        return {
+            "app": {"draft": self.app.draft, "redirect_uris": self.app.redirect_uris},
+            "sellers": {
+                seller_id: {
+                    "region": seller.region,
+                    "marketplaces": list(seller.marketplaces),
+                    "orders": seller.initial_orders,
+                    "listings": seller.listings,
+                    "fba_items": seller.fba_items,
+                    "store_name": seller.store_name,
+                    "created": seller.created.isoformat(),
+                }
+                for seller_id, seller in list(self.sellers.items())
+            },
+            "revoked": sorted(self.revoked),
+            "access_tokens": grants(self.access_tokens),
+            "refresh_tokens": grants(self.refresh_tokens),
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back what ``remembered`` saved. Raises KeyError, TypeError or ValueError for a
+        file that is not what it wrote."""
+        clock = self.state.clock
+        self.app.draft = bool(saved["app"]["draft"])
+        self.app.redirect_uris = saved["app"]["redirect_uris"]
+        for seller_id, entry in saved["sellers"].items():
+            self.create_seller(
+                seller_id, entry["region"], entry["marketplaces"],
+                created=datetime.fromisoformat(entry["created"]), orders=entry["orders"],
+                listings=entry["listings"], fba_items=entry["fba_items"],
+                store_name=entry["store_name"],
+            )  # fmt: skip
+        self.revoked = set(saved["revoked"])
+        for table, entries in ((self.access_tokens, saved["access_tokens"]),
+                               (self.refresh_tokens, saved["refresh_tokens"])):  # fmt: skip
+            for token, entry in entries.items():
+                expires = entry["expires"]
+                expires_at = (
+                    float("inf") if expires is None
+                    else clock.reading(datetime.fromisoformat(expires))
+                )  # fmt: skip
+                table[str(token)] = Grant(
+                    entry["seller_id"], entry["region"], expires_at, scope=str(entry["scope"])
+                )
 
     # --- rate limits ----------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -109,6 +110,7 @@ class ShopifySandbox:
         restore = PLANS[plan][1]
         now = self.state.clock.monotonic()
         self.buckets[shop] = Bucket(restore * 20, restore, restore * 20, now)
+        self.state.remember()
         return data
 
     def shop(self, shop: str) -> ShopData:
@@ -162,7 +164,62 @@ class ShopifySandbox:
                 refresh_token=refresh,
                 refresh_token_expires_in=90 * 86400,
             )
+        self.state.remember()
         return body
+
+    # --- what a restart keeps (persistence.py) ------------------------------------------------
+
+    def remembered(self) -> dict[str, Any]:
+        """Installed grants, uninstalls, subscriptions, the app's compliance URL and the shops
+        by their creation parameters (their data regrows from the seed). Expired grants are
+        left out; expiries are platform times."""
+        clock = self.state.clock
+        now = clock.monotonic()
+
+        def grants(table: dict[str, Grant]) -> dict[str, dict[str, Any]]:
+            kept = {}
+            for token, grant in list(table.items()):  # a copy: subscriptions save off-loop
+                if grant.expires_at is None:
+                    kept[token] = {"shop": grant.shop, "scopes": grant.scopes, "expires": None}
+                elif grant.expires_at > now:
+                    expires = clock.moment(grant.expires_at).isoformat()
+                    kept[token] = {"shop": grant.shop, "scopes": grant.scopes, "expires": expires}
+            return kept
+
+        return {
+            "compliance_url": self.compliance_url,
+            "shops": {name: shop.parameters() for name, shop in list(self.shops.items())},
+            "revoked": sorted(self.revoked),
+            "tokens": grants(self.tokens),
+            "refresh_tokens": grants(self.refresh_tokens),
+            "subscriptions": {
+                shop: [asdict(s) for s in list(subscriptions.values())]
+                for shop, subscriptions in list(self.subscriptions.items())
+                if subscriptions
+            },
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back what ``remembered`` saved. Raises KeyError, TypeError or ValueError for a
+        file that is not what it wrote."""
+        clock = self.state.clock
+        for name, parameters in saved["shops"].items():
+            self.create_shop(name, **parameters)
+        self.revoked = set(saved["revoked"])
+        for table, entries in ((self.tokens, saved["tokens"]),
+                               (self.refresh_tokens, saved["refresh_tokens"])):  # fmt: skip
+            for token, entry in entries.items():
+                expires = entry["expires"]
+                table[str(token)] = Grant(
+                    str(entry["shop"]), str(entry["scopes"]),
+                    None if expires is None else clock.reading(datetime.fromisoformat(expires)),
+                )  # fmt: skip
+        self.subscriptions = {
+            shop: {entry["id"]: webhooks_api.Subscription(**entry) for entry in entries}
+            for shop, entries in saved["subscriptions"].items()
+        }
+        if self.compliance_url is None:  # a URL the hub passes in wins over the saved one
+            self.compliance_url = saved["compliance_url"]
 
     # --- changes, with webhooks --------------------------------------------------------------
 
@@ -275,6 +332,7 @@ class ShopifySandbox:
             for key in [key for key, grant in grants.items() if grant.shop == shop_name]:
                 del grants[key]
         self.subscriptions.pop(shop_name, None)
+        self.state.remember()
         # Shopify sends shop/redact 48 hours after the uninstall unless the app comes back.
         task = asyncio.get_running_loop().create_task(self._shop_redact_later(shop_name))
         self.background.add(task)
@@ -324,7 +382,9 @@ class ShopifySandbox:
     def install(self, shop_name: str, scopes: str) -> str:
         """The merchant approved the app on the consent page: the shop has the app (again, after
         an uninstall) and the app gets an authorization code to exchange for a token."""
-        self.revoked.discard(shop_name)
+        if shop_name in self.revoked:
+            self.revoked.discard(shop_name)
+            self.state.remember()
         code = secrets.token_hex(16)
         self.codes[code] = Grant(shop_name, scopes, self.state.clock.monotonic() + CODE_LIFETIME)
         return code
@@ -425,6 +485,8 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
                 or shop in sandbox.revoked
                 or (grant.expires_at or 0) <= now
             ):
+                if grant is not None:
+                    sandbox.state.remember()  # consumed: it stays refused after a restart
                 return JSONResponse(
                     {"error": "invalid_grant", "error_description": "refresh token is invalid"},
                     status_code=400,
@@ -640,7 +702,9 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             isinstance(url, str) and url.startswith(("http://", "https://"))
         ):
             raise _Refused("compliance_url must be an http(s) URL or null")
-        sandbox.compliance_url = url
+        if url != sandbox.compliance_url:
+            sandbox.compliance_url = url
+            sandbox.state.remember()
         return JSONResponse({"client_id": sandbox.client_id, "compliance_url": url})
 
     async def compliance(request: Request) -> Response:
@@ -687,8 +751,11 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
 
 
 def seed_demo(sandbox: ShopifySandbox) -> None:
+    """Create the demo shops a restarted sandbox does not already have (from its state file:
+    same parameters, same data)."""
     for shop, sizes in DEMO_SHOPS.items():
-        sandbox.create_shop(shop, **sizes)
+        if shop not in sandbox.shops:
+            sandbox.create_shop(shop, **sizes)
 
 
 async def run_demo_changes(sandbox: ShopifySandbox, stop: asyncio.Event) -> None:

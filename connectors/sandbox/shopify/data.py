@@ -113,6 +113,18 @@ class ShopData:
     removed_variants: set[int] = field(default_factory=set)  # variant indices
     removed_lines: set[tuple[int, int]] = field(default_factory=set)  # (order, line)
 
+    def parameters(self) -> dict[str, Any]:
+        """What the shop was created with: with the seed, all it takes to grow it again."""
+        return {
+            "products": self.products,
+            "variants_per_product": self.variants_per_product,
+            "orders": self.orders,
+            "customers": self.customers,
+            "locations": self.locations,
+            "plan": self.plan,
+            "lines_per_order": self.lines_per_order,
+        }
+
     def _rand(self, *parts: object) -> int:
         digest = hashlib.blake2b(repr((self.seed, self.shop, *parts)).encode(), digest_size=8)
         return int.from_bytes(digest.digest(), "big")

@@ -93,6 +93,7 @@ def _create(_: Any, info: Any, topic: str, webhookSubscription: dict[str, Any]) 
         f"gid://shopify/WebhookSubscription/{number}", topic, url, iso(sandbox.state.clock.now())
     )
     subscriptions[subscription.id] = subscription
+    sandbox.state.remember()
     return {"webhookSubscription": subscription.node(), "userErrors": []}
 
 
@@ -104,6 +105,7 @@ def _delete(_: Any, info: Any, id: str) -> dict:
             "deletedWebhookSubscriptionId": None,
             "userErrors": [{"field": ["id"], "message": "Webhook subscription does not exist"}],
         }
+    sandbox.state.remember()
     return {"deletedWebhookSubscriptionId": id, "userErrors": []}
 
 
