@@ -3,16 +3,18 @@ they sync; a hub that has integrations is left alone."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 from starlette.applications import Starlette
 
 from connectors.amazon.client import BUCKETS
 from connectors.shopify.client import _throttles
 from dashboard.api import build_api
 from dashboard.db import get_engine, session_scope
-from dashboard.models import Integration, Order, Product, WebhookSubscription
+from dashboard.models import Integration, Order, Product, SyncRun, WebhookSubscription
 from dashboard.services import sync
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.demo import seed_demo_integrations
@@ -23,7 +25,8 @@ from tests.test_shopify_compliance import audit_entry
 
 
 @pytest.fixture
-def demo_hub(session: Session, monkeypatch: pytest.MonkeyPatch):
+def demo_env(session: Session, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """make run's settings on a fresh data dir; yields the hub's port."""
     port = free_port()
     monkeypatch.setenv("HUB_PUBLIC_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("HUB_SANDBOX", "1")
@@ -39,9 +42,14 @@ def demo_hub(session: Session, monkeypatch: pytest.MonkeyPatch):
     BUCKETS.buckets.clear()
     SQLModel.metadata.create_all(get_engine())
     sync.set_engine(sync.SyncEngine(retry_delays=(0.05,)))
-    with serving(build_api(Starlette()), port):
-        yield
+    yield port
     sync.set_engine(None)
+
+
+@pytest.fixture
+def demo_hub(demo_env: int) -> Iterator[None]:
+    with serving(build_api(Starlette()), demo_env):
+        yield
 
 
 async def test_empty_hub_gets_connected_demo_integrations_that_sync(demo_hub) -> None:
@@ -82,3 +90,31 @@ async def test_empty_hub_gets_connected_demo_integrations_that_sync(demo_hub) ->
         assert asked.status_code == 202
     entry = await audit_entry("compliance.customers/data_request")
     assert entry.target == "demo-kitchen.myshopify.com"
+
+
+async def test_demo_integrations_keep_syncing_after_the_hub_restarts(demo_env: int) -> None:
+    """make run, stop, make run: the new sandbox reads the grants the first one gave from
+    the data dir, as a real platform would still know them, so nothing needs reconnecting."""
+    with serving(build_api(Starlette()), demo_env):
+        assert await seed_demo_integrations() == 3
+        await sync.get_engine().wait()
+    _throttles.clear()  # a new hub process starts with none
+    BUCKETS.buckets.clear()
+    with serving(build_api(Starlette()), demo_env):  # a new sandbox on the same data dir
+        assert await seed_demo_integrations() == 0
+        with session_scope() as s:
+            integrations = s.exec(select(Integration)).all()
+        runs = [  # one stream each is enough to need the tokens
+            run_id
+            for integration in integrations
+            for run_id in await sync.request_sync(
+                integration_id=integration.id,
+                stream="products" if integration.platform == "shopify" else "orders",
+            )
+        ]
+        await sync.get_engine().wait(runs)
+    with session_scope() as s:
+        statuses = {i.display_name: i.status for i in s.exec(select(Integration)).all()}
+        finished = s.exec(select(SyncRun).where(col(SyncRun.id).in_(runs))).all()
+    assert set(statuses.values()) == {"connected"}, statuses
+    assert runs and {run.status for run in finished} == {"succeeded"}

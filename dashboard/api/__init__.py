@@ -17,6 +17,7 @@ from dashboard.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+SANDBOX_STATE_FILE = "sandbox-state.json"  # in the data dir: the mounted sandbox's grants
 # Modules exposing ``routes: list[BaseRoute]``; a platform's routes live in its own module.
 ROUTE_MODULES = ("dashboard.api.health", "dashboard.api.shopify", "dashboard.api.amazon")
 
@@ -49,6 +50,8 @@ def build_api(asgi_app: Any) -> Starlette:
             demo=settings.sandbox_demo,
             public_base=f"{settings.public_url}/sandbox",
             shopify_compliance_url=webhook_url("shopify"),
+            # Grants outlive a restart of the hub, as on a real platform.
+            state_file=settings.data_dir / SANDBOX_STATE_FILE,
         )
         routes.append(Mount("/sandbox", app=sandbox))
     routes.append(Mount("/", app=asgi_app))
