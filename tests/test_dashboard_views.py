@@ -636,3 +636,19 @@ def test_the_records_page_and_its_changed_check_read_off_an_index(
 def test_every_records_column_has_a_header() -> None:
     for label, columns in records_view.VIEWS.values():
         assert all(records_view.HEADERS.get(column) for column in columns), label
+
+
+def test_a_run_detail_has_its_duration_and_the_tail_of_its_log(session: Session) -> None:
+    acme = add_integration(session)
+    run = add_run(session, acme, started_at=NOW, finished_at=NOW + timedelta(seconds=75))
+    session.add_all(
+        SyncEvent(run_id=run.id, message=f"page {n}", at=NOW + timedelta(seconds=n))
+        for n in range(250)
+    )
+    session.flush()
+    (summary,) = runs.summaries_of(session=session, run_ids=[run.id])
+    assert summary["took"] == "1 min 15 s"
+    tail = runs.run_events(session=session, run_id=run.id, limit=200)
+    assert [e["message"] for e in tail] == [f"page {n}" for n in range(50, 250)]
+    running = add_run(session, acme, status="running", started_at=NOW)
+    assert runs.summaries_of(session=session, run_ids=[running.id])[0]["took"] == ""

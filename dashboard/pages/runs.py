@@ -216,22 +216,75 @@ def run_row(row: rx.Var[dict]) -> rx.Component:
         ),
         rx.cond(
             RunsState.selected_run == row["id"],
-            rx.table.row(
-                rx.table.cell(
-                    rx.vstack(
-                        rx.foreach(
-                            RunsState.events,
-                            lambda e: rx.text(rx.code(e["level"]), " ", e["message"], size="1"),
-                        ),
-                        rx.cond(
-                            RunsState.events.length() == 0, rx.text("No events yet.", size="1")
-                        ),
-                        spacing="1",
-                    ),
-                    col_span=8,
-                )
-            ),
+            rx.table.row(rx.table.cell(run_detail(row), col_span=8)),
         ),
+    )
+
+
+def _when(value: rx.Var) -> rx.Component:
+    return rx.cond(value != "", rx.moment(value, format="YYYY-MM-DD HH:mm:ss"), "—")
+
+
+def _detail_fact(label: str, value: rx.Var | rx.Component) -> rx.Component:
+    return rx.vstack(
+        rx.text(label, size="1", color_scheme="gray"),
+        rx.text(value, size="2"),
+        spacing="0",
+        min_width="7rem",
+    )
+
+
+def log_line(event: rx.Var[dict]) -> rx.Component:
+    return rx.hstack(
+        rx.text(rx.moment(event["at"], format="HH:mm:ss"), size="1", color_scheme="gray"),
+        rx.code(event["level"], size="1"),
+        rx.text(event["message"], size="1"),
+        spacing="2",
+        align="start",
+    )
+
+
+RUN_COUNTERS = (
+    ("Pages", "pages"), ("Read", "records_read"), ("Inserted", "inserted"),
+    ("Updated", "updated"), ("Deleted", "deleted"), ("Skipped", "skipped"),
+)  # fmt: skip
+
+
+def run_detail(row: rx.Var[dict]) -> rx.Component:
+    """A run opened with Log: its counters, its timeline and the tail of its log, live."""
+    return rx.vstack(
+        rx.hstack(
+            *[_detail_fact(label, row[key].to(str)) for label, key in RUN_COUNTERS],
+            wrap="wrap",
+            spacing="4",
+        ),
+        rx.hstack(
+            _detail_fact("Queued", _when(row["created_at"])),
+            _detail_fact("Started", _when(row["started_at"])),
+            _detail_fact("Finished", _when(row["finished_at"])),
+            _detail_fact("Took", rx.cond(row["took"] != "", row["took"], "—")),
+            _detail_fact("Last heartbeat", _when(row["heartbeat_at"])),
+            _detail_fact("Attempt", row["attempt"].to(str)),
+            _detail_fact("Worker", rx.cond(row["worker"] != "", row["worker"], "—")),
+            wrap="wrap",
+            spacing="4",
+        ),
+        rx.cond(
+            row["resumed_by"] != "",
+            rx.text("Interrupted; continued by run ", rx.code(row["resumed_by"]), size="1"),
+        ),
+        rx.text("Log (newest last)", size="1", weight="bold"),
+        rx.box(
+            rx.foreach(RunsState.events, log_line),
+            rx.cond(RunsState.events.length() == 0, rx.text("No events yet.", size="1")),
+            max_height="16rem",
+            overflow_y="auto",
+            width="100%",
+            aria_label="Run log",
+        ),
+        spacing="3",
+        padding="0.5rem 0",
+        width="100%",
     )
 
 

@@ -17,6 +17,18 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
+def _took(started: datetime | None, finished: datetime | None) -> str:
+    """How long a finished run ran, in words ("" while it runs, or if it never started)."""
+    if started is None or finished is None:
+        return ""
+    seconds = max(0, round((finished - started).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
 def run_summary(run: SyncRun, integration: Integration | None) -> dict[str, Any]:
     return {
         "id": str(run.id),
@@ -43,6 +55,7 @@ def run_summary(run: SyncRun, integration: Integration | None) -> dict[str, Any]
         "started_at": _iso(run.started_at),
         "heartbeat_at": _iso(run.heartbeat_at),
         "finished_at": _iso(run.finished_at),
+        "took": _took(run.started_at, run.finished_at),
         "resumed_by": str(run.resumed_by) if run.resumed_by else "",
     }
 
@@ -125,10 +138,14 @@ def count_runs(
 
 
 def run_events(*, session: Session, run_id: uuid.UUID, limit: int = 200) -> list[dict[str, str]]:
+    """The run's log tail: its newest ``limit`` events, oldest first."""
     rows = session.exec(
-        select(SyncEvent).where(SyncEvent.run_id == run_id).order_by(col(SyncEvent.at)).limit(limit)
+        select(SyncEvent)
+        .where(SyncEvent.run_id == run_id)
+        .order_by(col(SyncEvent.at).desc(), col(SyncEvent.id).desc())
+        .limit(limit)
     ).all()
-    return [{"at": _iso(e.at), "level": e.level, "message": e.message} for e in rows]
+    return [{"at": _iso(e.at), "level": e.level, "message": e.message} for e in reversed(rows)]
 
 
 # Severity order of events; the Logs tab filters by "this level and above".

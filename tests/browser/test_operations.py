@@ -216,6 +216,14 @@ def test_each_role_sees_only_the_actions_it_may_use(hub: Hub, browser, manager) 
     page.get_by_text("failed").first.wait_for(timeout=TIMEOUT)
     for action in ("Retry", "Cancel"):
         assert page.get_by_role("button", name=action).count() == 0
+    # Reading a run stays open to viewers: its counters, timeline and log.
+    failed = page.get_by_role("row").filter(has_text="failed").first
+    failed.get_by_role("button", name="Log").click()
+    page.get_by_text("Last heartbeat").wait_for(timeout=TIMEOUT)
+    assert page.get_by_text("Inserted", exact=True).count() == 1
+    log = page.get_by_label("Run log")
+    log.get_by_text("error").first.wait_for(timeout=TIMEOUT)  # the failure, in the log tail
+    screenshot(page, "run-detail")
 
     page.goto(f"{hub.url}/integrations")
     page.get_by_role("link", name="Ops store").wait_for(timeout=TIMEOUT)
