@@ -20,7 +20,15 @@ from connectors.base import StoredCredential
 from connectors.sandbox.core import checksum
 from connectors.sandbox.installer import AMAZON_APP
 from dashboard.db import session_scope
-from dashboard.models import Integration, InventoryLevel, Order, OrderLine, Product, SyncRun
+from dashboard.models import (
+    Integration,
+    InventoryLevel,
+    Order,
+    OrderLine,
+    Product,
+    StreamConfig,
+    SyncRun,
+)
 from dashboard.services.credentials import save_credential
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine
@@ -277,3 +285,27 @@ async def test_listings_closed_on_amazon_are_marked_deleted(session, sandbox) ->
     with session_scope() as s:
         gone = s.exec(select(Product).where(sa.column("deleted_at").is_not(None))).all()
         assert len(gone) == 6 and all(p.title for p in gone)  # last known state kept
+
+
+async def test_a_resumed_report_that_is_gone_starts_the_marketplace_over(session, sandbox) -> None:
+    """A run stopped while storing a listings report; by the next run that report is gone
+    (expired on Amazon, or a restarted sandbox). The next run requests a new one, not fails
+    for ever until someone asks for a full resync."""
+    integration_id = connect(session, sandbox, orders=5, listings=50, fba_items=5)
+    with session_scope() as s:
+        config = s.exec(
+            select(StreamConfig).where(
+                StreamConfig.integration_id == integration_id, StreamConfig.stream == "listings"
+            )
+        ).one()
+        config.cursor = {
+            "marketplace": MARKETPLACES[0], "report_id": "50000000999", "rows_done": 20,
+            "done": [], "started_at": "2026-01-01T00:00:00.000000Z",
+        }  # fmt: skip
+        s.add(config)
+    engine = engine_for(sandbox)
+    [run_id] = await engine.request_sync(integration_id=integration_id, stream="listings")
+    await engine.wait()
+    run = runs_by_stream([run_id])["listings"]
+    assert run.status == "succeeded", run.error
+    assert stored(integration_id)["listings"] == truth(sandbox)["listings"]

@@ -307,6 +307,18 @@ async def read_listings(
         resume = cursor.get("report_id") if cursor.get("marketplace") == marketplace else None
         skip = int(cursor.get("rows_done") or 0) if resume else 0
         report_id = resume
+        report: dict[str, Any] | None = None
+        if resume:
+            try:
+                report = await reports.wait_for_report(client, resume, options.polling)
+            except PlatformError as error:
+                if error.status != 404:
+                    raise
+                # The interrupted run's report is gone (expired on Amazon, or a restarted
+                # sandbox): this marketplace starts over on a new report.
+                log.warning("listings report %s for %s is gone (%s); starting over",
+                            resume, marketplace, error)  # fmt: skip
+                resume, report_id, skip = None, None, 0
         if report_id is None and options.report_reuse_minutes > 0:
             report_id = await reports.find_recent_report(
                 client,
@@ -317,7 +329,8 @@ async def read_listings(
         if report_id is None:
             report_id = await reports.create_report(client, LISTINGS_REPORT, marketplace)
             log.info("listings report %s requested for %s", report_id, marketplace)
-        report = await reports.wait_for_report(client, report_id, options.polling)
+        if report is None:
+            report = await reports.wait_for_report(client, report_id, options.polling)
         status = report.get("processingStatus")
         if status == "FATAL":
             raise reports.ReportFailed(
