@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -33,6 +35,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def json_text(value: Any) -> str:
+    """JSON for a JSON column: orjson, several times quicker than ``json.dumps`` on a record's
+    raw platform JSON; what orjson refuses (an integer beyond 64 bits) goes through ``json``."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
 
 
 _ENGINES: dict[str, Engine] = {}
@@ -53,11 +64,15 @@ def _create_engine(url: str) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10
-        )
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10,
+            json_serializer=json_text, json_deserializer=orjson.loads,
+        )  # fmt: skip
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+        json_serializer=json_text, json_deserializer=orjson.loads,
+    )  # fmt: skip
 
 
 def get_engine() -> Engine:

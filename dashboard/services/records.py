@@ -9,7 +9,6 @@ live children deleted: one UPDATE per chunk of parents.
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from connectors.base import ChildrenComplete, RecordError, UnifiedRecord
+from dashboard.db import json_text
 from dashboard.models import RECORD_TABLES, InventoryLevel, OrderLine, RecordColumns, Variant
 
 _CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
@@ -252,7 +252,7 @@ def _upsert_postgresql(session: Session, table: sa.Table, rows: list[dict[str, A
     for name in columns:
         column = [row[name] for row in rows]
         if isinstance(table.c[name].type, sa.JSON):
-            column = [None if value is None else json.dumps(value) for value in column]
+            column = [None if value is None else json_text(value) for value in column]
         arrays.append(column)
     outcome = session.connection().exec_driver_sql(statement, tuple(arrays))
     return sum(1 for (inserted,) in outcome if inserted)
@@ -264,7 +264,7 @@ def _postgresql_upsert_sql(table: sa.Table, columns: tuple[str, ...]) -> str:
     element_types = []
     for name in columns:
         column_type = table.c[name].type
-        # JSON travels as text (json.dumps, as SQLAlchemy would) and is cast per element.
+        # JSON travels as text (json_text, as the engine's serializer) and is cast per element.
         element = "json" if isinstance(column_type, sa.JSON) else column_type.compile(dialect)
         element_types.append(f"%b::{element}[]")  # %b: binary, no escaping
     quoted = ", ".join(f'"{name}"' for name in columns)
