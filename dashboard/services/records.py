@@ -161,12 +161,12 @@ def upsert_records(
             result.updated += len(values) - inserted
             continue
         statement = _upsert_statement(table_obj, dialect, tuple(values[0]))
-        existing = _existing_ids(session, table_obj, integration_id, list(rows))
         # One cached statement executed for all rows (executemany): nothing is compiled per
         # batch, and there is no bound-parameter limit to chunk for.
         session.execute(statement, values)
-        result.updated += len(existing)
-        result.inserted += len(rows) - len(existing)
+        inserted = _inserted_now(session, table_obj, integration_id, now)
+        result.inserted += inserted
+        result.updated += len(rows) - inserted
     if children_complete is not None and children_complete.parent_ids:
         kind = str(children_complete.kind)
         result.deleted += _mark_unlisted_children_deleted(
@@ -408,20 +408,23 @@ def mark_seen(
     return seen
 
 
-def _existing_ids(
-    session: Session, table: sa.Table, integration_id: uuid.UUID, external_ids: list[str]
-) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(external_ids), _CHUNK):
-        chunk = external_ids[start : start + _CHUNK]
-        found.update(
-            session.execute(
-                sa.select(table.c.external_id).where(
-                    table.c.integration_id == integration_id, table.c.external_id.in_(chunk)
-                )
-            ).scalars()
-        )
-    return found
+def _inserted_now(
+    session: Session, table: sa.Table, integration_id: uuid.UUID, now: datetime
+) -> int:
+    """How many rows the upsert stamped ``now`` inserted: every row it wrote has
+    ``synced_at = now``, and only the new ones also ``first_synced_at = now`` (an update
+    keeps the first). A range of the (integration_id, synced_at) index: this batch's rows."""
+    return int(
+        session.execute(
+            sa.select(sa.func.count())
+            .select_from(table)
+            .where(
+                table.c.integration_id == integration_id,
+                table.c.synced_at == now,
+                table.c.first_synced_at == now,
+            )
+        ).scalar_one()
+    )
 
 
 def count_records(*, session: Session, integration_id: uuid.UUID, kind: str) -> int:
