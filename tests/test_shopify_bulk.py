@@ -20,10 +20,10 @@ from connectors.shopify.client import _throttles
 from connectors.shopify.connector import ShopifyConfig, ShopifyConnector
 from connectors.shopify.streams import BEGINNING
 from dashboard.db import session_scope
-from dashboard.models import RunStatus, StreamConfig, SyncRun
+from dashboard.models import RunStatus, SyncRun
 from dashboard.services.sync import SyncEngine
 from tests.sandbox_server import running_sandbox, shopify_install
-from tests.test_shopify_sync import SHOP, connect, stored_checksums, truth
+from tests.test_shopify_sync import SHOP, checkpoint, connect, stored_checksums, truth
 
 FAST_POLLS = BulkPolicy(poll_seconds=0.02, poll_max_seconds=0.1, batch_roots=40)
 
@@ -54,16 +54,6 @@ def engine_for(base: str, threshold: int = 100) -> SyncEngine:
         connector_factory=lambda _: connector_for(base, threshold),
         retry_delays=(0.05, 0.05, 0.05, 0.05),
     )
-
-
-def checkpoint(integration_id: uuid.UUID, stream: str) -> dict[str, Any]:
-    with session_scope() as s:
-        config = s.exec(
-            select(StreamConfig).where(
-                StreamConfig.integration_id == integration_id, StreamConfig.stream == stream
-            )
-        ).one()
-        return dict(config.cursor or {})
 
 
 def runs_by_stream(run_ids: list[uuid.UUID]) -> dict[str, SyncRun]:

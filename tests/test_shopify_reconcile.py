@@ -23,9 +23,9 @@ from connectors.base import (
 from connectors.shopify.client import _throttles
 from connectors.shopify.connector import ShopifyConfig, ShopifyConnector
 from dashboard.db import session_scope
-from dashboard.models import Customer, Order, OrderLine, RunStatus, StreamConfig, SyncRun
+from dashboard.models import Customer, Order, OrderLine, RunStatus, SyncRun
 from tests.sandbox_server import running_sandbox, shopify_install
-from tests.test_shopify_sync import SHOP, connect, engine_for, stored_checksums, truth
+from tests.test_shopify_sync import SHOP, checkpoint, connect, engine_for, stored_checksums, truth
 
 ALL_ORDERS = ("read_products", "read_orders", "read_all_orders", "read_customers")
 MUTATE = f"/_sandbox/shopify/shops/{SHOP}/mutate"
@@ -37,16 +37,6 @@ def sandbox() -> Iterator[tuple[str, Any]]:
     with running_sandbox(seed=11, time_scale=50) as (base, app):
         yield base, app.state.sandbox.extras["shopify"]
     _throttles.clear()
-
-
-def checkpoint(integration_id: uuid.UUID, stream: str) -> dict[str, Any]:
-    with session_scope() as s:
-        config = s.exec(
-            select(StreamConfig).where(
-                StreamConfig.integration_id == integration_id, StreamConfig.stream == stream
-            )
-        ).one()
-        return dict(config.cursor or {})
 
 
 def deleted_ids(table: Any, integration_id: uuid.UUID) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from dashboard.models import (
     OrderLine,
     Product,
     RunStatus,
+    StreamConfig,
     SyncRun,
     Variant,
 )
@@ -49,6 +51,16 @@ def sandbox() -> Iterator[str]:
     with running_sandbox(seed=5, time_scale=50) as (base, _app):
         yield base
     _throttles.clear()
+
+
+def checkpoint(integration_id: uuid.UUID, stream: str) -> dict[str, Any]:
+    with session_scope() as s:
+        config = s.exec(
+            select(StreamConfig).where(
+                StreamConfig.integration_id == integration_id, StreamConfig.stream == stream
+            )
+        ).one()
+        return dict(config.cursor or {})
 
 
 def connect(

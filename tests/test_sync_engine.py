@@ -278,15 +278,23 @@ async def test_concurrent_requests_of_many_processes_make_one_run(shared_integra
     assert product_count(shared_integration) == 60
 
 
-async def test_a_run_running_in_another_process_is_not_executed_again(shared_integration) -> None:
+def held_at_page(page: int, total: int = 50) -> tuple[FakeConnector, asyncio.Event]:
+    """A connector that stops before serving ``page`` (0-based) until the event is set: a
+    process frozen, or busy, in the middle of a stream."""
     gate = asyncio.Event()
 
-    async def hold_second_page(page: int) -> None:
-        if page == 1:
+    async def hold(served: int) -> None:
+        if served == page:
             await gate.wait()
 
-    first, second = FakeConnector(total=30, page_size=10), FakeConnector(total=30, page_size=10)
-    first.on_page = hold_second_page
+    connector = FakeConnector(total=total, page_size=10)
+    connector.on_page = hold
+    return connector, gate
+
+
+async def test_a_run_running_in_another_process_is_not_executed_again(shared_integration) -> None:
+    first, gate = held_at_page(1, total=30)
+    second = FakeConnector(total=30, page_size=10)
     hub, cli = process_engine(first, "hub:1"), process_engine(second, "cli:2")
     [run_id] = await hub.request_sync(integration_id=shared_integration)
     while run_row(run_id).pages < 1:
@@ -303,14 +311,7 @@ async def test_a_run_running_in_another_process_is_not_executed_again(shared_int
 async def test_a_run_declared_dead_can_never_write_again(shared_integration) -> None:
     """A process that was only frozen (stale heartbeat) wakes up after recovery took over:
     its next batch is refused, and the retry completes the stream exactly."""
-    gate = asyncio.Event()
-
-    async def freeze_on_third_page(page: int) -> None:
-        if page == 2:
-            await gate.wait()
-
-    frozen = FakeConnector(total=50, page_size=10)
-    frozen.on_page = freeze_on_third_page
+    frozen, gate = held_at_page(2)
     sleeper = process_engine(frozen, "sleeper:1")
     [run_id] = await sleeper.request_sync(integration_id=shared_integration)
     while run_row(run_id).pages < 2:
@@ -343,14 +344,7 @@ async def test_wait_follows_an_interrupted_run_to_the_retry_that_resumes_it(
     beating). The waiter's own recovery interrupts the run, and it follows the retry to its
     end, executing it itself since no hub adopts it."""
     monkeypatch.setattr(sync, "RECOVERY_EVERY", 0.05)
-    gate = asyncio.Event()
-
-    async def freeze_on_third_page(page: int) -> None:
-        if page == 2:
-            await gate.wait()
-
-    frozen = FakeConnector(total=50, page_size=10)
-    frozen.on_page = freeze_on_third_page
+    frozen, gate = held_at_page(2)
     hub = process_engine(frozen, "hub:1")
     [run_id] = await hub.request_sync(integration_id=shared_integration)
     while run_row(run_id).pages < 2:
