@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from connectors.base import ChildrenComplete, RecordKind, UnifiedRecord
@@ -230,3 +231,29 @@ def test_a_deleted_variant_takes_its_inventory_levels_with_it(session: Session) 
     )
     assert live_ids(session, InventoryLevel) == {f"{ours}:LA"}
     assert live_ids(session, Variant) == {f"{ours}:A"}
+
+
+def test_a_first_sync_of_new_parents_has_no_children_to_retire(session: Session) -> None:
+    """Parents all new to the hub cannot have earlier children: the batch sends no UPDATE."""
+    shop = create_integration(
+        session=session, platform="shopify", display_name="N", shop_domain="n.myshopify.com"
+    )
+    statements: list[str] = []
+    engine = session.get_bind()
+    listener = lambda _c, _cu, statement, *_: statements.append(statement)  # noqa: E731
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        upsert_records(
+            session=session, integration_id=shop.id,
+            records=[product("P1", "Mug"), variant("A", "P1"), variant("B", "P1")],
+            children_complete=ChildrenComplete(RecordKind.VARIANT, ("P1",)),
+        )  # fmt: skip
+        assert not [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
+        upsert_records(  # read again: now the parent is known, and its children are checked
+            session=session, integration_id=shop.id,
+            records=[product("P1", "Mug"), variant("A", "P1")],
+            children_complete=ChildrenComplete(RecordKind.VARIANT, ("P1",)),
+        )  # fmt: skip
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+    assert live_ids(session, Variant) == {f"{shop.id.hex[:4]}:A"}

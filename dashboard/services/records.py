@@ -32,6 +32,8 @@ _PARENT_COLUMN: dict[str, str] = {
     "order_line": "order_external_id",
     "inventory_level": "inventory_item_id",
 }
+# A child kind -> the kind of its parent, where the parent is a record of its own.
+_PARENT_KIND = {"variant": "product", "order_line": "order"}
 # Deleting a parent deletes its children: kind -> (child table, column naming the parent).
 _CHILDREN: dict[str, tuple[type[RecordColumns], str]] = {
     "product": (Variant, _PARENT_COLUMN["variant"]),
@@ -124,6 +126,7 @@ def upsert_records(
     """
     result = UpsertResult()
     unstored: dict[str, list[str]] = defaultdict(list)  # kind -> ids that could not be stored
+    all_new: dict[str, set[str]] = {}  # kind -> its ids, when this upsert inserted every one
     now = datetime.now(UTC)
     by_kind: dict[str, list[UnifiedRecord]] = defaultdict(list)
     for record in records:
@@ -157,26 +160,31 @@ def upsert_records(
         values = list(rows.values())
         if dialect == "postgresql":
             inserted = _upsert_postgresql(session, table_obj, values)
-            result.inserted += inserted
-            result.updated += len(values) - inserted
-            continue
-        statement = _upsert_statement(table_obj, dialect, tuple(values[0]))
-        # One cached statement executed for all rows (executemany): nothing is compiled per
-        # batch, and there is no bound-parameter limit to chunk for.
-        session.execute(statement, values)
-        inserted = _inserted_now(session, table_obj, integration_id, now)
+        else:
+            statement = _upsert_statement(table_obj, dialect, tuple(values[0]))
+            # One cached statement executed for all rows (executemany): nothing is compiled
+            # per batch, and there is no bound-parameter limit to chunk for.
+            session.execute(statement, values)
+            inserted = _inserted_now(session, table_obj, integration_id, now)
         result.inserted += inserted
         result.updated += len(rows) - inserted
+        if inserted == len(rows):
+            all_new[kind] = set(rows)
     if children_complete is not None and children_complete.parent_ids:
         kind = str(children_complete.kind)
-        result.deleted += _mark_unlisted_children_deleted(
-            session=session,
-            integration_id=integration_id,
-            kind=kind,
-            parent_ids=children_complete.parent_ids,
-            stored_at=now,
-            keep=unstored.get(kind, []),
-        )
+        # A parent new to the hub has no earlier children to retire: a first sync, all new
+        # parents, skips the statement (and on SQLite holds the write lock that much less).
+        first_seen = all_new.get(_PARENT_KIND.get(kind, ""), set())
+        parents = tuple(p for p in children_complete.parent_ids if p not in first_seen)
+        if parents:
+            result.deleted += _mark_unlisted_children_deleted(
+                session=session,
+                integration_id=integration_id,
+                kind=kind,
+                parent_ids=parents,
+                stored_at=now,
+                keep=unstored.get(kind, []),
+            )
     return result
 
 
