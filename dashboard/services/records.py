@@ -208,9 +208,10 @@ def _mark_unlisted_children_deleted(
     table: sa.Table = RECORD_TABLES[kind].__table__  # type: ignore[attr-defined]
     parent = table.c[_PARENT_COLUMN[kind]]
     postgres = session.get_bind().dialect.name == "postgresql"
-    # The parent column's index finds the few children. The planners would rather take the
-    # integration's index, which hands them every row of the integration (SQLite always, and
-    # PostgreSQL's generic plan of a prepared statement): wrapped, that column matches none.
+    # The parent column's index finds the few children. The planners would rather take an
+    # index leading with integration_id, which hands them every row of the integration (SQLite
+    # always, and PostgreSQL's generic plan of a prepared statement, or any plan before the
+    # table has statistics): wrapped, that column matches no index.
     # On PostgreSQL the parents travel as one array, which the generic plan looks up by index.
     same_integration = sa.func.coalesce(table.c.integration_id, None) == integration_id
     marked = 0
