@@ -81,6 +81,15 @@ def submit_button(*children: rx.Component | str, **props: object) -> rx.Componen
     return rx.button(*children, type="submit", disabled=~rx.State.is_hydrated, **props)
 
 
+def count_pages(total: int, page_size: int) -> int:
+    """Pages a paged table has: at least one, so an empty list reads "Page 1 of 1"."""
+    return max(1, -(-total // page_size))
+
+
+def pages_label(page: int, count: int) -> str:
+    return f"Page {page + 1:,} of {count:,}"
+
+
 def pager(
     summary: rx.Component,
     *,

@@ -9,7 +9,7 @@ from typing import Any, cast
 import reflex as rx
 
 from dashboard import routes
-from dashboard.components.common import empty_state, pager, status_badge
+from dashboard.components.common import count_pages, empty_state, pager, pages_label, status_badge
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
@@ -35,11 +35,11 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
 
     @rx.var
     def page_count(self) -> int:
-        return max(1, -(-self.total // PAGE_SIZE))
+        return count_pages(self.total, PAGE_SIZE)
 
     @rx.var
     def page_label(self) -> str:
-        return f"Page {self.page + 1:,} of {self.page_count:,}"
+        return pages_label(self.page, self.page_count)
 
     @rx.var
     def total_label(self) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
-from dashboard.components.common import pager, submit_button
+from dashboard.components.common import count_pages, pager, pages_label, submit_button
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role, User
@@ -51,7 +51,7 @@ class SettingsState(AuthState):
 
     @rx.var
     def audit_page_count(self) -> int:
-        return max(1, -(-self.audit_total // AUDIT_PAGE_SIZE))
+        return count_pages(self.audit_total, AUDIT_PAGE_SIZE)
 
     @rx.var
     def audit_total_label(self) -> str:
@@ -59,7 +59,7 @@ class SettingsState(AuthState):
 
     @rx.var
     def audit_page_label(self) -> str:
-        return f"Page {self.audit_page + 1:,} of {self.audit_page_count:,}"
+        return pages_label(self.audit_page, self.audit_page_count)
 
     @rx.event
     async def load_settings(self):
