@@ -11,6 +11,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from connectors.errors import OAuthError
@@ -104,14 +105,30 @@ def resolve_connect_link(*, session: Session, token: str) -> ConnectLink:
 
 
 def revoke_connect_link(*, session: Session, link_id: uuid.UUID, actor: User | None) -> None:
+    """Withdraw the link and end every OAuth flow already started from it.
+
+    A merchant who opened the link before it was revoked is at the platform's consent page
+    with a state minted from it: that state expires now, and ``consume_oauth_state`` refuses
+    any state whose link is withdrawn, so the callback cannot connect the integration.
+    """
     from dashboard.services.integrations import NotFound  # integrations re-exports us
 
     link = session.get(ConnectLink, link_id)
     if link is None:
         raise NotFound("no such connect link")
     if link.revoked_at is None:
-        link.revoked_at = _now()
+        now = _now()
+        link.revoked_at = now
         session.add(link)
+        session.execute(
+            sa.update(OAuthState)
+            .where(
+                col(OAuthState.connect_link_id) == link.id,
+                col(OAuthState.used_at).is_(None),
+                col(OAuthState.expires_at) > now,
+            )
+            .values(expires_at=now)
+        )
         record_audit(
             session=session,
             actor=actor.email if actor else "system",
@@ -197,6 +214,7 @@ def consume_oauth_state(*, session: Session, state: str | None, platform: str) -
             user_message="This sign-in request was completed already and cannot be reused. "
             + restart,
         )
+    _refuse_withdrawn_link(session=session, link_id=row.connect_link_id)
     if row.expires_at <= _now():
         raise OAuthError(
             "state expired",
@@ -208,10 +226,27 @@ def consume_oauth_state(*, session: Session, state: str | None, platform: str) -
     return row
 
 
-def finish_connect_link(*, session: Session, link_id: uuid.UUID | None) -> None:
-    """Mark the connect link behind a completed authorization as used."""
+def _refuse_withdrawn_link(*, session: Session, link_id: uuid.UUID | None) -> None:
+    """Raise OAuthError when the flow was started from a link since revoked or declined."""
     if link_id is None:
         return
+    link = session.get(ConnectLink, link_id)
+    if link is not None and link.revoked_at is None and link.declined_at is None:
+        return
+    reason = "declined" if link is not None and link.declined_at is not None else "revoked"
+    raise OAuthError(f"connect link {reason}", user_message=LinkInvalid.MESSAGES[reason])
+
+
+def finish_connect_link(*, session: Session, link_id: uuid.UUID | None) -> None:
+    """Mark the connect link behind a completed authorization as used.
+
+    Raises OAuthError when the link was revoked while the merchant was at the platform (after
+    the state was consumed): the caller's transaction, which marks the integration connected,
+    then rolls back.
+    """
+    if link_id is None:
+        return
+    _refuse_withdrawn_link(session=session, link_id=link_id)
     link = session.get(ConnectLink, link_id)
     if link is not None and link.used_at is None:
         link.used_at = _now()
