@@ -12,7 +12,6 @@ import base64
 import binascii
 import functools
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlmodel import Session, select
 
+from dashboard.data_dir import create_private_file, secure_data_dir
 from dashboard.models import Credential
 from dashboard.settings import Settings, get_settings
 
@@ -75,23 +75,13 @@ def generate_key_spec(key_id: str | None = None) -> str:
 
 
 def _load_or_create_key_file(data_dir: Path) -> list[VaultKey]:
-    path = data_dir / _KEY_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        spec = generate_key_spec("local1")
-        # O_EXCL: two processes starting at once must not overwrite each other's key.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(spec + "\n")
-            log.warning(
-                "No HUB_ENCRYPTION_KEYS set: generated an encryption key into %s (mode 0600). "
-                "Back it up; credentials cannot be read without it.",
-                path,
-            )
+    path = secure_data_dir(data_dir) / _KEY_FILE
+    if create_private_file(path, generate_key_spec("local1") + "\n"):
+        log.warning(
+            "No HUB_ENCRYPTION_KEYS set: generated an encryption key into %s (mode 0600). "
+            "Back it up; credentials cannot be read without it.",
+            path,
+        )
     return _parse_keys(path.read_text().strip().replace("\n", ","))
 
 
