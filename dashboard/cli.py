@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dashboard.data_dir import create_private_file, secure_data_dir
 from dashboard.settings import PROJECT_ROOT, SettingsError, get_settings, load_settings
 
 log = logging.getLogger("hub")
@@ -75,6 +77,31 @@ def _read_password(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _password_file(email: str) -> Path:
+    # An address may hold "/" or "..": the file name keeps only plain characters.
+    return get_settings().data_dir / ("password-" + re.sub(r"[^A-Za-z0-9@._+-]", "_", email))
+
+
+def _hand_over(password: str, *, email: str, terminal_allowed: bool) -> str:
+    """Where the operator finds a generated password, as a line to print.
+
+    At a terminal (stdin and stdout both one) a person reads it there and nothing keeps it.
+    Anywhere else standard output may be a log (``make run``, CI, a service manager), so the
+    password goes to a file only the hub's user can read, replaced if an old one is there,
+    and the line names the file, never the password.
+    """
+    if terminal_allowed and sys.stdin.isatty() and sys.stdout.isatty():
+        return f"password: {password}  (shown once; change it after signing in)"
+    path = _password_file(email)
+    secure_data_dir(path.parent)
+    path.unlink(missing_ok=True)
+    create_private_file(path, password + "\n")
+    return (
+        f"its generated password is in {path} (mode 0600, readable only by you); "
+        "sign in, change it, then delete the file"
+    )
+
+
 def cmd_users_create(args: argparse.Namespace) -> int:
     from dashboard.db import session_scope
     from dashboard.services.auth import UserError, create_user
@@ -89,7 +116,7 @@ def cmd_users_create(args: argparse.Namespace) -> int:
         return _fail(str(error))
     print(f"created {user.email} ({user.role})")
     if generated:
-        print(f"password: {generated}  (shown once; change it after signing in)")
+        print(_hand_over(generated, email=user.email, terminal_allowed=True))
     return 0
 
 
@@ -111,7 +138,7 @@ def cmd_users_reset_password(args: argparse.Namespace) -> int:
         return _fail(str(error))
     print(f"password of {email} reset; their sessions are ended")
     if generated:
-        print(f"password: {generated}  (shown once; they change it after signing in)")
+        print(_hand_over(generated, email=email, terminal_allowed=True))
     return 0
 
 
@@ -130,8 +157,8 @@ def cmd_users_ensure_admin(_: argparse.Namespace) -> int:
     user, generated = created
     print(f"first admin created: {user.email}")
     if generated:
-        # Printed once to the operator's terminal, never logged.
-        print(f"password: {generated}  (shown once; change it after signing in)")
+        # `make run` runs this, and its output is often kept in a log: always a file.
+        print(_hand_over(generated, email=user.email, terminal_allowed=False))
     return 0
 
 

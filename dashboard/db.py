@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from dashboard.data_dir import secure_data_dir, secure_sqlite_file
 from dashboard.settings import get_settings
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _prepare_sqlite_file(Path(path))
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10,
             json_serializer=json_text, json_deserializer=orjson.loads,
@@ -73,6 +74,17 @@ def _create_engine(url: str) -> Engine:
         url, pool_pre_ping=True, pool_size=10, max_overflow=20,
         json_serializer=json_text, json_deserializer=orjson.loads,
     )  # fmt: skip
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """The database holds merchants' data: only the hub's user may read it. The data dir is
+    made private as a whole; a file elsewhere (HUB_DATABASE_URL) keeps its directory as is."""
+    data_dir = get_settings().data_dir
+    if path.resolve().parent == data_dir:
+        secure_data_dir(data_dir)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    secure_sqlite_file(path)
 
 
 def get_engine() -> Engine:

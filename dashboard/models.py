@@ -405,6 +405,26 @@ class Notification(SQLModel, table=True):
     read_at: datetime | None = ts()
 
 
+class AlertDelivery(SQLModel, table=True):
+    """An alert for the alert webhook: an outbox row written in the transaction that raised
+    the alert, sent only after it commits (never for one that rolled back), retried with
+    backoff. ``next_attempt_at`` is also the lease of a claimed attempt."""
+
+    __tablename__ = "alert_outbox"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    notification_id: uuid.UUID | None = Field(
+        default=None, foreign_key="notifications.id", ondelete="SET NULL"
+    )
+    payload: dict[str, Any] = json_field()
+    created_at: datetime = ts(nullable=False, default_now=True)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    next_attempt_at: datetime = ts(nullable=False, index=True, default_now=True)
+    delivered_at: datetime | None = ts()
+    failed_at: datetime | None = ts()
+    error: str | None = Field(default=None, max_length=500)
+
+
 # --------------------------------------------------------------------------------------
 # Normalized records
 # --------------------------------------------------------------------------------------

@@ -128,7 +128,9 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = Field(
-        None, description="Signs outgoing alert webhooks (X-Hub-Signature-256)."
+        None,
+        description="Signs outgoing alert webhooks (X-Hub-Signature-256). Default: one "
+        "generated into {data_dir}/alert-webhook.secret (mode 0600).",
     )
 
     @field_validator("public_url", "shopify_base_url", "amazon_base_url")

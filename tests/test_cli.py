@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -35,9 +38,13 @@ def test_first_admin_then_users_and_key_rotation(tmp_path: Path) -> None:
     first = hub("users", "ensure-admin", data_dir=data)
     assert first.returncode == 0
     assert "first admin created: admin@localhost.localdomain" in first.stdout
-    password = first.stdout.split("password: ")[1].split()[0]
+    # `make run` keeps this output in its log: the password is in a private file it names.
+    password_file = Path(first.stdout.split("password is in ")[1].split()[0])
+    assert password_file.parent == data
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text().strip()
     assert len(password) >= 15
-    assert password not in first.stderr  # printed once to the operator, never logged
+    assert password not in first.stdout and password not in first.stderr
 
     again = hub("users", "ensure-admin", data_dir=data)
     assert "users exist already" in again.stdout and "password" not in again.stdout
@@ -109,7 +116,10 @@ def test_operator_resets_a_password_and_the_old_one_stops_working(tmp_path: Path
     generated = hub("users", "reset-password", "--email", "M@example.com", data_dir=data)
     assert generated.returncode == 0, generated.stderr
     assert "m@example.com reset" in generated.stdout
-    password = generated.stdout.split("password: ")[1].split()[0]
+    # Not at a terminal: the password is in a private file the output names.
+    password_file = Path(generated.stdout.split("password is in ")[1].split()[0])
+    password = password_file.read_text().strip()
+    assert password not in generated.stdout
     assert verify_password(password, user().password_hash)
     assert not verify_password("first password", user().password_hash)
     with Session(engine) as session:
@@ -128,6 +138,35 @@ def test_operator_resets_a_password_and_the_old_one_stops_working(tmp_path: Path
     unknown = hub("users", "reset-password", "--email", "nobody@example.com", data_dir=data)
     assert unknown.returncode == 2 and "no user with email nobody@example.com" in unknown.stderr
     engine.dispose()
+
+
+def test_at_a_terminal_a_generated_password_is_shown_to_the_operator(tmp_path: Path) -> None:
+    """A person at a terminal reads it there; no file keeps it."""
+    data = tmp_path / "data"
+    assert hub("migrate", data_dir=data).returncode == 0
+    controller, terminal = pty.openpty()
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k != "DATABASE_URL"
+    }
+    environment.update({"HUB_DATA_DIR": str(data), "HUB_ENV": "test"})
+    process = subprocess.run(
+        [sys.executable, "-m", "dashboard.cli", "users", "create", "--email", "t@example.com"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+        env=environment,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    os.close(terminal)
+    output = b""
+    with contextlib.suppress(OSError):  # EIO once everything written was read
+        while chunk := os.read(controller, 4096):
+            output += chunk
+    os.close(controller)
+    assert process.returncode == 0
+    assert "password: " in output.decode() and "shown once" in output.decode()
+    assert not list(data.glob("password-*"))
 
 
 def test_serve_announces_the_address_of_the_port_it_was_given(

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import asyncio
 import stat
+import threading
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
 
 from connectors.base import StoredCredential
+from dashboard.db import session_scope
 from dashboard.models import Credential, Platform
 from dashboard.services import vault as vault_module
-from dashboard.services.credentials import load_credential, save_credential
+from dashboard.services.credentials import DbCredentialStore, load_credential, save_credential
 from dashboard.services.integrations import create_integration
 from dashboard.services.vault import Vault, VaultError, _parse_keys, generate_key_spec, get_vault
 from tests.conftest import reset_caches
@@ -89,3 +94,138 @@ def test_rotation_reencrypts_every_credential(
             session=session, integration_id=integration.id, kind="access_token"
         )
         assert credential is not None and credential.secret == f"token-{integration.id}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("hub_db" if request.param == "sqlite" else "pg_hub_db")
+
+
+def _shop(session: Session, name: str = "S") -> uuid.UUID:
+    integration = create_integration(
+        session=session,
+        platform=Platform.SHOPIFY,
+        display_name=name,
+        shop_domain=f"{name.lower()}.myshopify.com",
+    )
+    return integration.id
+
+
+def test_a_ciphertext_moved_to_another_kind_does_not_decrypt(any_db: None) -> None:
+    """Someone who can write the table copies the access token over the refresh token (or
+    the reverse): the hub refuses to read it rather than use a secret as another kind."""
+    with session_scope() as session:
+        integration_id = _shop(session)
+        for kind, secret in (("access_token", "shpat_live"), ("refresh_token", "shprt_live")):
+            save_credential(
+                session=session,
+                integration_id=integration_id,
+                credential=StoredCredential(kind, secret),
+            )
+    with session_scope() as session:
+        rows = {
+            row.kind: row
+            for row in session.exec(
+                select(Credential).where(Credential.integration_id == integration_id)
+            )
+        }
+        rows["refresh_token"].key_id = rows["access_token"].key_id
+        rows["refresh_token"].ciphertext = rows["access_token"].ciphertext
+    with session_scope() as session, pytest.raises(VaultError, match="does not decrypt"):
+        load_credential(session=session, integration_id=integration_id, kind="refresh_token")
+    with session_scope() as session:
+        access = load_credential(
+            session=session, integration_id=integration_id, kind="access_token"
+        )
+        assert access is not None and access.secret == "shpat_live"
+
+
+def test_rows_of_the_old_format_decrypt_and_rotation_rewrites_them(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows written before the kind was bound (associated data: the integration id alone)
+    still decrypt; `hub keys rotate` rewrites them in the new format, even under the same key,
+    after which a moved ciphertext is refused for them too."""
+    integration_id = _shop(session)
+    vault = get_vault()
+    for kind, secret in (("access_token", "shpat_old"), ("refresh_token", "shprt_old")):
+        key_id, ciphertext = vault.encrypt(secret, associated_data=str(integration_id))
+        session.add(
+            Credential(
+                integration_id=integration_id, kind=kind, key_id=key_id, ciphertext=ciphertext
+            )
+        )
+    session.commit()
+    old = load_credential(session=session, integration_id=integration_id, kind="access_token")
+    assert old is not None and old.secret == "shpat_old"
+
+    assert vault.rotate(session=session) == 2
+    assert vault.rotate(session=session) == 0  # all current now
+    rows = {
+        row.kind: row
+        for row in session.exec(select(Credential).execution_options(populate_existing=True)).all()
+    }
+    for kind, secret in (("access_token", "shpat_old"), ("refresh_token", "shprt_old")):
+        assert (
+            vault.decrypt_credential(
+                rows[kind].key_id, rows[kind].ciphertext, integration_id=integration_id, kind=kind
+            )
+            == secret
+        )
+    rows["refresh_token"].ciphertext = rows["access_token"].ciphertext
+    session.commit()
+    with pytest.raises(VaultError):
+        load_credential(session=session, integration_id=integration_id, kind="refresh_token")
+
+
+async def test_rotation_during_a_token_refresh_keeps_the_refreshed_token(
+    any_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh holds the integration's refresh lock, gets a new token from the platform
+    and saves it, while `hub keys rotate` runs. Rotation must re-encrypt the new token, not
+    write back the old one it would have read before the refresh saved."""
+    old = generate_key_spec("old")
+    monkeypatch.setenv("HUB_ENCRYPTION_KEYS", old)
+    reset_caches()
+    with session_scope() as session:
+        integration_id = _shop(session)
+        save_credential(
+            session=session,
+            integration_id=integration_id,
+            credential=StoredCredential("access_token", "shpat_before_refresh"),
+        )
+    monkeypatch.setenv("HUB_ENCRYPTION_KEYS", f"{generate_key_spec('new')},{old}")
+    reset_caches()
+
+    # Rotation pauses after reading a row until the refresh has saved.
+    rotation_read, refresh_saved = threading.Event(), threading.Event()
+    decrypt = Vault.decrypt
+
+    def pausing_decrypt(self: Vault, *args: Any, **kwargs: Any) -> str:
+        plaintext = decrypt(self, *args, **kwargs)
+        if threading.current_thread().name == "rotation":
+            rotation_read.set()
+            refresh_saved.wait(timeout=5)
+        return plaintext
+
+    monkeypatch.setattr(Vault, "decrypt", pausing_decrypt)
+    store = DbCredentialStore(integration_id)
+
+    def rotate() -> None:
+        with session_scope() as session:
+            get_vault().rotate(session=session)
+
+    async with store.refresh_lock("access_token"):
+        rotation = threading.Thread(target=rotate, name="rotation")
+        rotation.start()
+        # With the lock honoured, rotation cannot read the row while the refresh holds it.
+        await asyncio.to_thread(rotation_read.wait, 1)
+        await store.save(StoredCredential("access_token", "shpat_after_refresh"))
+        refresh_saved.set()
+    await asyncio.to_thread(rotation.join, 30)
+    assert not rotation.is_alive()
+
+    token = await store.get("access_token")
+    assert token is not None and token.secret == "shpat_after_refresh"
+    with session_scope() as session:
+        assert {row.key_id for row in session.exec(select(Credential))} == {"new"}

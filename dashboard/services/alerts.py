@@ -1,36 +1,54 @@
 """Alerts: in-app notifications for failed runs and needs-reauth, and an optional signed
 outgoing webhook carrying the same events.
 
-The outgoing body is JSON; ``X-Hub-Signature-256: sha256=<hex>`` is the HMAC-SHA256 of
-``{timestamp}.{body}`` with ``HUB_ALERT_WEBHOOK_SECRET`` and ``X-Hub-Timestamp`` the Unix
-time, so receivers can refuse forged or replayed deliveries.
+Sent after commit, through an outbox: ``notify`` writes an ``alert_outbox`` row in the
+caller's transaction, and ``alert_delivery_lifespan`` (every hub process) sends due rows
+once committed (woken by the commit, else within ``SWEEP_EVERY``), claiming each attempt
+with a conditional update and retrying with backoff. A transaction that rolls back sends
+nothing.
+
+Always signed: the body is JSON; ``X-Hub-Signature-256: sha256=<hex>`` is the HMAC-SHA256 of
+``{timestamp}.{body}`` with ``HUB_ALERT_WEBHOOK_SECRET`` (when unset, a secret generated into
+``{data_dir}/alert-webhook.secret``, mode 0600) and ``X-Hub-Timestamp`` the Unix time, so
+receivers can refuse forged or replayed deliveries (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
+from connectors.errors import TransientError
 from connectors.http import build_client, with_retries
-from dashboard.models import Integration, Notification
+from dashboard.data_dir import read_or_create_secret
+from dashboard.db import in_session
+from dashboard.models import AlertDelivery, Integration, Notification
 from dashboard.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-_background: set[asyncio.Task[None]] = set()
 ONCE_UNTIL_READ = frozenset({"needs_reauth"})
+SIGNING_FILE_NAME = "alert-webhook.secret"
+SWEEP_EVERY = 10.0  # seconds between looks at the outbox when no commit woke the loop
+ATTEMPT_LEASE = timedelta(minutes=2)  # a claimed attempt silent this long died
+MAX_ATTEMPTS = 8
+FIRST_RETRY = timedelta(seconds=30)  # doubles with each failed attempt
+KEEP_DELIVERED = timedelta(days=7)
+_OUTBOX_WRITTEN = "hub.alert_outbox_written"  # Session.info flag: wake the loop on commit
 
 
 def notify(
@@ -41,7 +59,8 @@ def notify(
     integration_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
 ) -> Notification:
-    """Store an in-app notification and, when configured, send it to the alert webhook.
+    """Store an in-app notification and, when the alert webhook is configured, an outbox row
+    that sends it there once this session's transaction commits.
 
     An integration needs reconnecting once, however many of its streams find out: while such
     a notification is unread, another one for the same integration is not added (nor sent).
@@ -69,7 +88,9 @@ def notify(
         "run_id": str(run_id) if run_id else None,
         "at": notification.created_at.isoformat(),
     }
-    _send_later(payload)
+    if get_settings().alert_webhook_url:
+        session.add(AlertDelivery(notification_id=notification.id, payload=payload))
+        session.info[_OUTBOX_WRITTEN] = True
     return notification
 
 
@@ -131,20 +152,29 @@ def sign(body: bytes, *, secret: str, timestamp: int) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
+def signing_secret() -> str:
+    """HUB_ALERT_WEBHOOK_SECRET, or the one generated into the data dir (0600) when unset."""
+    settings = get_settings()
+    if settings.alert_webhook_secret:
+        return settings.alert_webhook_secret
+    return read_or_create_secret(settings.data_dir / SIGNING_FILE_NAME)
+
+
 async def deliver(
     payload: dict[str, Any], *, transport: httpx.AsyncBaseTransport | None = None
 ) -> bool:
-    """POST one alert to the configured webhook (retried); False when not configured."""
+    """POST one signed alert to the configured webhook (a few quick retries); False when no
+    webhook is configured. Raises when the receiver keeps failing or refuses."""
     settings = get_settings()
     if not settings.alert_webhook_url:
         return False
     body = json.dumps(payload, separators=(",", ":")).encode()
     timestamp = int(time.time())
-    headers = {"Content-Type": "application/json", "X-Hub-Timestamp": str(timestamp)}
-    if settings.alert_webhook_secret:
-        headers["X-Hub-Signature-256"] = sign(
-            body, secret=settings.alert_webhook_secret, timestamp=timestamp
-        )
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Timestamp": str(timestamp),
+        "X-Hub-Signature-256": sign(body, secret=signing_secret(), timestamp=timestamp),
+    }
     async with build_client(transport=transport, timeout=10.0) as client:
 
         async def post() -> None:
@@ -152,32 +182,123 @@ async def deliver(
                 settings.alert_webhook_url or "", content=body, headers=headers
             )
             if response.status_code >= 500:
-                from connectors.errors import TransientError
-
                 raise TransientError(f"alert webhook answered {response.status_code}")
             response.raise_for_status()
 
-        await with_retries(post, attempts=4, max_elapsed=60)
+        # Short: the outbox retries later with backoff, this only rides out a blip.
+        await with_retries(post, attempts=3, max_elapsed=20)
     return True
 
 
-def _send_later(payload: dict[str, Any]) -> None:
+# --- the outbox ------------------------------------------------------------------------------
+
+
+def _claim_due(session: Session, *, limit: int = 50) -> list[tuple[uuid.UUID, dict[str, Any]]]:
+    """Take the due deliveries for one attempt each: a conditional update per row, so of
+    several hub processes only one sends a given alert at a time."""
+    now = datetime.now(UTC)
+    due = session.exec(
+        select(AlertDelivery.id, AlertDelivery.attempts, AlertDelivery.payload)
+        .where(
+            col(AlertDelivery.delivered_at).is_(None),
+            col(AlertDelivery.failed_at).is_(None),
+            col(AlertDelivery.next_attempt_at) <= now,
+        )
+        .order_by(col(AlertDelivery.next_attempt_at))
+        .limit(limit)
+    ).all()
+    claimed = []
+    for delivery_id, attempts, payload in due:
+        result = session.execute(
+            sa.update(AlertDelivery)
+            .where(
+                col(AlertDelivery.id) == delivery_id,
+                col(AlertDelivery.attempts) == attempts,
+                col(AlertDelivery.delivered_at).is_(None),
+            )
+            .values(attempts=attempts + 1, next_attempt_at=now + ATTEMPT_LEASE)
+        )
+        if getattr(result, "rowcount", 0):
+            claimed.append((delivery_id, dict(payload)))
+    return claimed
+
+
+def _record_outcome(session: Session, *, delivery_id: uuid.UUID, error: str | None) -> None:
+    now = datetime.now(UTC)
+    delivery = session.get(AlertDelivery, delivery_id)
+    if delivery is None:
+        return
+    if error is None:
+        delivery.delivered_at, delivery.error = now, None
+    elif delivery.attempts >= MAX_ATTEMPTS:
+        delivery.failed_at, delivery.error = now, error[:500]
+    else:
+        delivery.error = error[:500]
+        delivery.next_attempt_at = now + FIRST_RETRY * 2 ** (delivery.attempts - 1)
+    session.add(delivery)
+    session.execute(
+        sa.delete(AlertDelivery).where(
+            col(AlertDelivery.delivered_at) < now - KEEP_DELIVERED  # old delivered rows
+        )
+    )
+
+
+async def deliver_pending(*, transport: httpx.AsyncBaseTransport | None = None) -> int:
+    """Send every due outbox row once; returns how many were delivered."""
     if not get_settings().alert_webhook_url:
-        return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        # Called from a database worker thread: deliver on a thread of its own so the
-        # session that raised the alert is not held open during retries.
-        threading.Thread(target=asyncio.run, args=(_deliver_logged(payload),), daemon=True).start()
-        return
-    task = loop.create_task(_deliver_logged(payload))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+        return 0
+    delivered = 0
+    for delivery_id, payload in await in_session(_claim_due):
+        error: str | None = None
+        try:
+            await deliver(payload, transport=transport)
+        except Exception as failure:  # the receiver's trouble must never stop the loop
+            error = type(failure).__name__
+            log.warning("alert webhook delivery failed: %s", error)
+        else:
+            delivered += 1
+        await in_session(functools.partial(_record_outcome, delivery_id=delivery_id, error=error))
+    return delivered
 
 
-async def _deliver_logged(payload: dict[str, Any]) -> None:
+_wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_OUTBOX_WRITTEN, False):
+        for loop, event in _wake:
+            loop.call_soon_threadsafe(event.set)
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_OUTBOX_WRITTEN, None)
+
+
+@contextlib.asynccontextmanager
+async def alert_delivery_lifespan() -> AsyncIterator[None]:
+    """Deliver the alert outbox for as long as the hub process runs."""
+    if get_settings().alert_webhook_url:
+        await asyncio.to_thread(signing_secret)  # made at start-up, for the receiver's setup
+    wake = (asyncio.get_running_loop(), asyncio.Event())
+    _wake.append(wake)
+
+    async def run() -> None:
+        while True:
+            wake[1].clear()
+            try:
+                await deliver_pending()
+            except Exception as error:  # a database hiccup: try again on the next round
+                log.warning("alert outbox sweep failed: %s", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake[1].wait(), SWEEP_EVERY)
+
+    task = asyncio.create_task(run())
     try:
-        await deliver(payload)
-    except Exception as error:  # an alert must never break the sync that raised it
-        log.warning("alert webhook delivery failed: %s", type(error).__name__)
+        yield
+    finally:
+        _wake.remove(wake)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -2,7 +2,9 @@
 
 ``DbCredentialStore`` is what connectors see (``connectors.base.CredentialStore``); its
 ``refresh_lock`` keeps token refreshes to one at a time across processes: a PostgreSQL
-advisory lock, or on SQLite (one machine) an exclusive file lock.
+advisory lock, or on SQLite (one machine) an exclusive file lock. Key rotation takes the same
+lock per integration, so a token refreshed meanwhile is never overwritten by its re-encrypted
+predecessor.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -21,7 +24,7 @@ from sqlmodel import Session, col, select
 from connectors.base import StoredCredential
 from dashboard.db import get_engine, in_session
 from dashboard.models import Credential
-from dashboard.services.vault import get_vault
+from dashboard.services.vault import CREDENTIAL_FORMAT, Vault, get_vault
 from dashboard.settings import get_settings
 
 
@@ -29,7 +32,9 @@ def save_credential(
     *, session: Session, integration_id: uuid.UUID, credential: StoredCredential
 ) -> None:
     """Insert or replace the credential of this kind, encrypted under the newest key."""
-    key_id, ciphertext = get_vault().encrypt(credential.secret, associated_data=str(integration_id))
+    key_id, ciphertext = get_vault().encrypt_credential(
+        credential.secret, integration_id=integration_id, kind=credential.kind
+    )
     row = session.exec(
         select(Credential).where(
             Credential.integration_id == integration_id, Credential.kind == credential.kind
@@ -59,7 +64,9 @@ def load_credential(
     ).first()
     if row is None:
         return None
-    secret = get_vault().decrypt(row.key_id, row.ciphertext, associated_data=str(integration_id))
+    secret = get_vault().decrypt_credential(
+        row.key_id, row.ciphertext, integration_id=integration_id, kind=row.kind
+    )
     return StoredCredential(
         kind=row.kind, secret=secret, scopes=list(row.scopes), expires_at=row.expires_at
     )
@@ -99,43 +106,96 @@ def _lock_number(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+@contextlib.contextmanager
+def hold_cross_process_lock(name: str) -> Iterator[None]:
+    """Hold ``name`` against every other holder, blocking this thread until it is free.
+
+    Also excludes holders in this very process: a file lock belongs to its open file and an
+    advisory lock to its connection, and each holder opens its own.
+    """
+    engine = get_engine()
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            key = {"key": _lock_number(name)}
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), key)
+            try:
+                yield
+            finally:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), key)
+    else:
+        lock_dir = get_settings().data_dir / "locks"
+        lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = lock_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:32]}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
 @contextlib.asynccontextmanager
 async def cross_process_lock(name: str) -> AsyncIterator[None]:
     """Hold ``name`` against every task of this process and every other hub process."""
     local = _local_locks.setdefault(name, asyncio.Lock())
-    async with local:
-        engine = get_engine()
-        if engine.dialect.name == "postgresql":
-            connection = await asyncio.to_thread(engine.connect)
-            try:
-                await asyncio.to_thread(
-                    connection.execute,
-                    sa.text("SELECT pg_advisory_lock(:key)"),
-                    {"key": _lock_number(name)},
-                )
-                try:
-                    yield
-                finally:
-                    await asyncio.to_thread(
-                        connection.execute,
-                        sa.text("SELECT pg_advisory_unlock(:key)"),
-                        {"key": _lock_number(name)},
+    async with local:  # tasks of this process queue here, not in threads
+        held = hold_cross_process_lock(name)
+        await asyncio.to_thread(held.__enter__)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(held.__exit__, None, None, None)
+
+
+def refresh_lock_name(integration_id: uuid.UUID, name: str) -> str:
+    return f"refresh:{integration_id}:{name}"
+
+
+# The lock both connectors refresh under: ``refresh_lock(ACCESS_TOKEN)``.
+REFRESH_LOCK_KIND = "access_token"
+
+
+def rotate_credentials(*, session: Session, vault: Vault, batch_size: int = 200) -> int:
+    """Re-encrypt every credential not current in ``vault`` (newest key, current format);
+    returns how many. Commits as it goes; raises VaultError for a row that does not decrypt.
+
+    Each integration's rows are read and rewritten while holding its token-refresh lock, and
+    read afresh once it is held: a refresh that saved a new token meanwhile is what gets
+    re-encrypted, never overwritten with the old one.
+    """
+    stale = sa.or_(
+        col(Credential.key_id) != vault.current_key_id,
+        sa.not_(col(Credential.ciphertext).startswith(CREDENTIAL_FORMAT)),
+    )
+    rotated = 0
+    while True:
+        integration_ids = session.exec(
+            select(Credential.integration_id).where(stale).distinct().limit(batch_size)
+        ).all()
+        session.commit()  # no transaction (nor SQLite snapshot) open while waiting for a lock
+        if not integration_ids:
+            return rotated
+        for integration_id in integration_ids:
+            lock = refresh_lock_name(integration_id, REFRESH_LOCK_KIND)
+            with hold_cross_process_lock(lock):
+                rows = session.exec(
+                    select(Credential)
+                    .where(Credential.integration_id == integration_id, stale)
+                    .execution_options(populate_existing=True)  # not a copy read earlier
+                ).all()
+                for row in rows:
+                    plaintext = vault.decrypt_credential(
+                        row.key_id, row.ciphertext, integration_id=integration_id, kind=row.kind
                     )
-            finally:
-                await asyncio.to_thread(connection.close)
-        else:
-            lock_dir = get_settings().data_dir / "locks"
-            lock_dir.mkdir(parents=True, exist_ok=True)
-            path = lock_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:32]}.lock"
-            handle = await asyncio.to_thread(open, path, "a+")
-            try:
-                await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-            finally:
-                handle.close()
+                    row.key_id, row.ciphertext = vault.encrypt_credential(
+                        plaintext, integration_id=integration_id, kind=row.kind
+                    )
+                    session.add(row)
+                session.commit()
+            rotated += len(rows)
 
 
 class DbCredentialStore:
@@ -162,4 +222,4 @@ class DbCredentialStore:
         )
 
     def refresh_lock(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
-        return cross_process_lock(f"refresh:{self.integration_id}:{name}")
+        return cross_process_lock(refresh_lock_name(self.integration_id, name))

@@ -1,35 +1,58 @@
-"""Integrations, merchant connect links and OAuth ``state``: the setup side of the hub.
+"""Integrations: creating, connecting, renaming, disconnecting and deleting them.
 
-UI, CLI and HTTP routes all go through these keyword-only functions.
+UI, CLI and HTTP routes all go through these keyword-only functions. Connect links and OAuth
+``state`` live in ``connect_links`` and are re-exported here for the routes and pages.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
 
 from connectors.amazon import regions as amazon_regions
-from connectors.errors import InvalidInput, OAuthError
+from connectors.errors import InvalidInput
 from dashboard.models import (
-    ConnectLink,
-    ConnectPurpose,
     Integration,
     IntegrationStatus,
-    OAuthState,
     Platform,
     StreamConfig,
     User,
 )
 from dashboard.services.audit import record_audit
+from dashboard.services.connect_links import (
+    CONNECT_LINK_TTL,
+    OAUTH_STATE_TTL,
+    LinkInvalid,
+    active_connect_links,
+    connect_link_url,
+    consume_oauth_state,
+    create_connect_link,
+    decline_connect_link,
+    finish_connect_link,
+    issue_oauth_state,
+    resolve_connect_link,
+    revoke_connect_link,
+)
 from dashboard.settings import get_settings
 
-OAUTH_STATE_TTL = timedelta(minutes=10)
-CONNECT_LINK_TTL = timedelta(days=7)
+__all__ = [  # the connect-link names, re-exported for existing callers
+    "CONNECT_LINK_TTL",
+    "OAUTH_STATE_TTL",
+    "LinkInvalid",
+    "active_connect_links",
+    "connect_link_url",
+    "consume_oauth_state",
+    "create_connect_link",
+    "decline_connect_link",
+    "finish_connect_link",
+    "issue_oauth_state",
+    "resolve_connect_link",
+    "revoke_connect_link",
+]
+
 AMAZON_REGIONS = amazon_regions.REGIONS
 
 # Streams each platform offers, with their default interval in minutes. Kept as data here so
@@ -42,28 +65,6 @@ PLATFORM_STREAMS: dict[str, dict[str, int]] = {
 
 class NotFound(LookupError):
     """No row with that id."""
-
-
-class LinkInvalid(Exception):
-    """A connect link that cannot be used; ``reason`` is unknown/expired/used/revoked/declined."""
-
-    MESSAGES = {
-        "unknown": "This connect link is not valid. Check that you copied the whole link.",
-        "expired": "This connect link has expired. Ask your account manager for a new one.",
-        "used": "This connect link was used already. Ask your account manager if you need "
-        "to connect again.",
-        "revoked": "This connect link was withdrawn. Ask your account manager for a new one.",
-        "declined": "You declined this request. Ask your account manager for a new link if "
-        "you change your mind.",
-    }
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(self.MESSAGES[reason])
-        self.reason = reason
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _now() -> datetime:
@@ -79,10 +80,6 @@ def connect_callback_url(platform: str) -> str:
 
 def webhook_url(platform: str) -> str:
     return f"{get_settings().public_url}/api/webhooks/{platform}"
-
-
-def connect_link_url(token: str) -> str:
-    return f"{get_settings().public_url}/connect/{token}"
 
 
 # --- integrations --------------------------------------------------------------------------
@@ -214,168 +211,6 @@ def mark_connected(
         session=session, actor=actor, action="integration.connected", target=str(integration.id)
     )
     return integration
-
-
-# --- connect links -------------------------------------------------------------------------
-
-
-def create_connect_link(
-    *,
-    session: Session,
-    integration_id: uuid.UUID,
-    purpose: ConnectPurpose | str = ConnectPurpose.CONNECT,
-    actor: User | None = None,
-    ttl: timedelta = CONNECT_LINK_TTL,
-) -> tuple[ConnectLink, str]:
-    """A new link for the merchant; returns (row, raw token). Only the hash is stored."""
-    integration = get_integration(session=session, integration_id=integration_id)
-    token = secrets.token_urlsafe(32)
-    link = ConnectLink(
-        token_hash=_hash(token),
-        integration_id=integration.id,
-        purpose=ConnectPurpose(purpose).value,
-        created_by=actor.id if actor else None,
-        expires_at=_now() + ttl,
-    )
-    session.add(link)
-    record_audit(
-        session=session,
-        actor=actor.email if actor else "system",
-        action="connect_link.create",
-        target=str(integration.id),
-        context={"purpose": link.purpose, "expires_at": link.expires_at.isoformat()},
-    )
-    session.flush()
-    return link, token
-
-
-def resolve_connect_link(*, session: Session, token: str) -> ConnectLink:
-    """The usable link for ``token``; raises LinkInvalid with the reason."""
-    link = session.exec(select(ConnectLink).where(ConnectLink.token_hash == _hash(token))).first()
-    if link is None:
-        raise LinkInvalid("unknown")
-    if link.revoked_at is not None:
-        raise LinkInvalid("revoked")
-    if link.declined_at is not None:
-        raise LinkInvalid("declined")
-    if link.used_at is not None:
-        raise LinkInvalid("used")
-    if link.expires_at <= _now():
-        raise LinkInvalid("expired")
-    return link
-
-
-def revoke_connect_link(*, session: Session, link_id: uuid.UUID, actor: User | None) -> None:
-    link = session.get(ConnectLink, link_id)
-    if link is None:
-        raise NotFound("no such connect link")
-    if link.revoked_at is None:
-        link.revoked_at = _now()
-        session.add(link)
-        record_audit(
-            session=session,
-            actor=actor.email if actor else "system",
-            action="connect_link.revoke",
-            target=str(link.integration_id),
-        )
-
-
-def decline_connect_link(*, session: Session, token: str) -> ConnectLink:
-    link = resolve_connect_link(session=session, token=token)
-    link.declined_at = _now()
-    session.add(link)
-    record_audit(
-        session=session,
-        actor="merchant",
-        action="connect_link.decline",
-        target=str(link.integration_id),
-    )
-    return link
-
-
-def active_connect_links(*, session: Session, integration_id: uuid.UUID) -> list[ConnectLink]:
-    now = _now()
-    rows = session.exec(
-        select(ConnectLink)
-        .where(ConnectLink.integration_id == integration_id)
-        .order_by(col(ConnectLink.created_at).desc())
-    ).all()
-    return [
-        row
-        for row in rows
-        if row.used_at is None
-        and row.revoked_at is None
-        and row.declined_at is None
-        and row.expires_at > now
-    ]
-
-
-# --- OAuth state ---------------------------------------------------------------------------
-
-
-def issue_oauth_state(
-    *,
-    session: Session,
-    integration_id: uuid.UUID,
-    platform: str,
-    shop_domain: str | None = None,
-    connect_link_id: uuid.UUID | None = None,
-    user_id: uuid.UUID | None = None,
-) -> str:
-    """A random single-use ``state`` (10 minutes) bound to the integration and its origin."""
-    state = secrets.token_urlsafe(32)
-    session.add(
-        OAuthState(
-            state_hash=_hash(state),
-            platform=platform,
-            integration_id=integration_id,
-            shop_domain=shop_domain,
-            connect_link_id=connect_link_id,
-            user_id=user_id,
-            expires_at=_now() + OAUTH_STATE_TTL,
-        )
-    )
-    session.flush()
-    return state
-
-
-def consume_oauth_state(*, session: Session, state: str | None, platform: str) -> OAuthState:
-    """Mark the state used and return it; raises OAuthError for unknown, used or expired."""
-    restart = "Start the connection again from the hub or from your connect link."
-    if not state:
-        raise OAuthError(
-            "callback without state", user_message=f"The request had no state. {restart}"
-        )
-    row = session.exec(select(OAuthState).where(OAuthState.state_hash == _hash(state))).first()
-    if row is None or row.platform != platform:
-        raise OAuthError(
-            "unknown state", user_message=f"This sign-in request is unknown. {restart}"
-        )
-    if row.used_at is not None:
-        raise OAuthError(
-            "state replayed",
-            user_message="This sign-in request was completed already and cannot be reused. "
-            + restart,
-        )
-    if row.expires_at <= _now():
-        raise OAuthError(
-            "state expired",
-            user_message=f"This sign-in request expired (they last 10 minutes). {restart}",
-        )
-    row.used_at = _now()
-    session.add(row)
-    session.flush()
-    return row
-
-
-def finish_connect_link(*, session: Session, link_id: uuid.UUID | None) -> None:
-    """Mark the connect link behind a completed authorization as used."""
-    if link_id is None:
-        return
-    link = session.get(ConnectLink, link_id)
-    if link is not None and link.used_at is None:
-        link.used_at = _now()
-        session.add(link)
 
 
 # --- detail, rename, disconnect, delete -------------------------------------------------------

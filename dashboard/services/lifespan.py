@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from dashboard.services.alerts import alert_delivery_lifespan
 from dashboard.services.scheduler import scheduler_lifespan
 from dashboard.services.shopify_webhooks import webhook_lifespan
 from dashboard.services.sync import engine_lifespan
@@ -15,6 +16,12 @@ async def hub_lifespan() -> AsyncIterator[None]:
     """The sync engine (crash recovery included) in every process, the recovery of webhook
     events inside it (applying one may queue a sync), and the scheduler innermost, so that at
     shutdown scheduling stops first, then webhook events are handed back, then the running
-    syncs are interrupted."""
-    async with engine_lifespan(), webhook_lifespan(), scheduler_lifespan():
+    syncs are interrupted. Alerts raised by any of them go out through the alert outbox, whose
+    delivery starts first and stops last."""
+    async with (
+        alert_delivery_lifespan(),
+        engine_lifespan(),
+        webhook_lifespan(),
+        scheduler_lifespan(),
+    ):
         yield

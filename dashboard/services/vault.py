@@ -4,6 +4,12 @@ Every ciphertext carries the id of the key that made it, so several keys can be 
 once (``HUB_ENCRYPTION_KEYS="k2:<b64>,k1:<b64>"``, newest first). New secrets use the newest
 key; ``rotate`` re-encrypts every credential under it, one row at a time, without downtime.
 With no key configured the embedded default generates one into ``{data_dir}/secret.key``.
+
+A credential's ciphertext is bound to where it belongs by the AEAD's associated data. Format
+v2 (ciphertext ``v2:<base64>``) binds the integration and the credential kind, so a token
+copied into another row, or into another kind of the same integration (an access token
+posing as a refresh token), does not decrypt. Rows of format v1 (plain base64) bound only the
+integration: they still decrypt, and ``rotate`` rewrites them in v2.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ import base64
 import binascii
 import functools
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlmodel import Session, select
 
+from dashboard.data_dir import create_private_file, secure_data_dir
 from dashboard.models import Credential
 from dashboard.settings import Settings, get_settings
 
@@ -29,6 +35,12 @@ log = logging.getLogger(__name__)
 
 _NONCE_BYTES = 12
 _KEY_FILE = "secret.key"
+CREDENTIAL_FORMAT = "v2:"  # prefix of the current credential format; base64 has no ":"
+
+
+def credential_associated_data(integration_id: object, kind: str) -> str:
+    """What a v2 credential ciphertext is bound to: its integration and its kind."""
+    return f"hub-credential/v2|{integration_id}|{kind}"
 
 
 class VaultError(RuntimeError):
@@ -75,23 +87,13 @@ def generate_key_spec(key_id: str | None = None) -> str:
 
 
 def _load_or_create_key_file(data_dir: Path) -> list[VaultKey]:
-    path = data_dir / _KEY_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        spec = generate_key_spec("local1")
-        # O_EXCL: two processes starting at once must not overwrite each other's key.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(spec + "\n")
-            log.warning(
-                "No HUB_ENCRYPTION_KEYS set: generated an encryption key into %s (mode 0600). "
-                "Back it up; credentials cannot be read without it.",
-                path,
-            )
+    path = secure_data_dir(data_dir) / _KEY_FILE
+    if create_private_file(path, generate_key_spec("local1") + "\n"):
+        log.warning(
+            "No HUB_ENCRYPTION_KEYS set: generated an encryption key into %s (mode 0600). "
+            "Back it up; credentials cannot be read without it.",
+            path,
+        )
     return _parse_keys(path.read_text().strip().replace("\n", ","))
 
 
@@ -139,23 +141,39 @@ class Vault:
                 "or the row is corrupted"
             ) from None
 
+    def encrypt_credential(
+        self, plaintext: str, *, integration_id: object, kind: str
+    ) -> tuple[str, str]:
+        """Encrypt an integration's secret of ``kind`` (format v2); returns (key id, text)."""
+        key_id, sealed = self.encrypt(
+            plaintext, associated_data=credential_associated_data(integration_id, kind)
+        )
+        return key_id, CREDENTIAL_FORMAT + sealed
+
+    def decrypt_credential(
+        self, key_id: str, ciphertext: str, *, integration_id: object, kind: str
+    ) -> str:
+        """Decrypt a credential of either format; raises VaultError when it is not this
+        integration's secret of this kind (or the key is missing)."""
+        if ciphertext.startswith(CREDENTIAL_FORMAT):
+            return self.decrypt(
+                key_id,
+                ciphertext.removeprefix(CREDENTIAL_FORMAT),
+                associated_data=credential_associated_data(integration_id, kind),
+            )
+        # v1, written before the kind was bound: the integration id alone.
+        return self.decrypt(key_id, ciphertext, associated_data=str(integration_id))
+
+    def is_current(self, key_id: str, ciphertext: str) -> bool:
+        """Whether a credential is under the newest key and in the current format."""
+        return key_id == self.current_key_id and ciphertext.startswith(CREDENTIAL_FORMAT)
+
     def rotate(self, *, session: Session, batch_size: int = 200) -> int:
-        """Re-encrypt every credential not under the newest key; returns how many."""
-        rotated = 0
-        while True:
-            rows = session.exec(
-                select(Credential).where(Credential.key_id != self.current_key_id).limit(batch_size)
-            ).all()
-            if not rows:
-                return rotated
-            for row in rows:
-                aad = str(row.integration_id)
-                plaintext = self.decrypt(row.key_id, row.ciphertext, associated_data=aad)
-                row.key_id, row.ciphertext = self.encrypt(plaintext, associated_data=aad)
-                session.add(row)
-            # Commit per batch: readers always see a row under a key the vault still has.
-            session.commit()
-            rotated += len(rows)
+        """Re-encrypt every credential not under the newest key or not in the current format,
+        each integration's under its token-refresh lock; returns how many. Commits."""
+        from dashboard.services.credentials import rotate_credentials  # it imports the vault
+
+        return rotate_credentials(session=session, vault=self, batch_size=batch_size)
 
     def key_usage(self, *, session: Session) -> dict[str, int]:
         """How many credentials each key id protects (for the Settings page)."""
