@@ -39,6 +39,7 @@ ACCOUNT_ATTEMPTS = 10
 ADDRESS_ATTEMPTS = 50
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 10
+SESSION_COOKIE = "hub_session"  # HttpOnly, set only by the sign-in route (dashboard/api/session.py)
 REFUSED = "Wrong email or password."
 
 ROLE_RANK = {Role.VIEWER: 0, Role.MANAGER: 1, Role.ADMIN: 2}
