@@ -21,6 +21,7 @@ import re
 import zlib
 from urllib.parse import urlsplit
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S | re.I)
@@ -87,6 +88,14 @@ class SecurityHeadersMiddleware:
             extra.append((b"content-security-policy", policy.encode()))
         return existing + [(name, value) for name, value in extra if name not in present]
 
+    def _released(self, start: Message, body: bytes) -> Message:
+        """The held response start, with the policy allowing ``body``'s inline scripts."""
+        headers = list(start.get("headers", []))
+        encoding = dict(headers).get(b"content-encoding", b"").decode().lower()
+        html = _decoded(body, encoding)
+        hashes = _script_hashes(html) if html is not None else []
+        return {**start, "headers": self._headers(headers, hashes=hashes)}
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -110,18 +119,21 @@ class SecurityHeadersMiddleware:
                     message["headers"] = self._headers(headers, hashes=[])
                 await send(message)
                 return
+            if message["type"] == "http.response.pathsend" and start is not None:
+                # Granian sends files itself (the pathsend extension): hash the file, then
+                # let the server send it as it would have.
+                html = await anyio.Path(message["path"]).read_bytes()
+                await send(self._released(start, html))
+                start = None
+                await send(message)
+                return
             if message["type"] == "http.response.body" and start is not None:
                 chunks.append(message.get("body", b""))
                 size += len(chunks[-1])
                 if message.get("more_body", False) and size <= _MAX_HTML:
                     return
                 body = b"".join(chunks)
-                headers = list(start.get("headers", []))
-                encoding = dict(headers).get(b"content-encoding", b"").decode().lower()
-                html = _decoded(body, encoding)
-                hashes = _script_hashes(html) if html is not None else []
-                start["headers"] = self._headers(headers, hashes=hashes)
-                await send(start)
+                await send(self._released(start, body))
                 start = None
                 await send({**message, "body": body})
                 return
