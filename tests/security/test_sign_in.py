@@ -72,7 +72,9 @@ def verify_counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[VerifyCounter]:
 
 def _make_user(engine: sa.Engine, email: str, *, disabled: bool = False, hash_: str = "") -> None:
     with Session(engine) as session:
-        user, _ = auth.create_user(session=session, email=email, role=Role.VIEWER, password=PASSWORD)
+        user, _ = auth.create_user(
+            session=session, email=email, role=Role.VIEWER, password=PASSWORD
+        )
         user.disabled = disabled
         if hash_:
             user.password_hash = hash_
@@ -167,8 +169,9 @@ def _legacy_scrypt_hash(password: str) -> str:
     "old_hash",
     [
         pytest.param(lambda: _legacy_scrypt_hash(PASSWORD), id="scrypt"),
-        pytest.param(lambda: PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD),
-                     id="weaker-argon2"),  # fmt: skip
+        pytest.param(
+            lambda: PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD), id="weaker-argon2"
+        ),
     ],
 )
 async def test_old_hash_signs_in_and_is_upgraded_to_argon2id(
