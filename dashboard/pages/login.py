@@ -4,6 +4,9 @@ which sets the HttpOnly session cookie and redirects; refusals come back as ``?e
 from __future__ import annotations
 
 import reflex as rx
+from reflex.components.component import field
+from reflex.components.el.elements.base import BaseHTML
+from reflex.vars.base import Var
 
 from dashboard import routes
 from dashboard.api.session import SIGN_IN
@@ -15,6 +18,16 @@ SIGN_IN_ERRORS = {
     "missing": "Enter your email and password.",
     "throttled": "Too many sign-in attempts. Try again in {retry} seconds.",
 }
+
+
+class NativeForm(BaseHTML):
+    """A ``<form>`` the browser submits itself: ``rx.el.form`` always prevents the default
+    and sends the fields as a websocket event, and only an HTTP response can set an HttpOnly
+    cookie. Works before the page is hydrated, too."""
+
+    tag = "form"
+    action: Var[str] = field(doc="URL the form posts to")
+    method: Var[str] = field(doc="HTTP method")
 
 
 class LoginState(AuthState):
@@ -49,9 +62,7 @@ def _field(label: str, **props) -> list[rx.Component]:
 def login() -> rx.Component:
     return rx.center(
         rx.card(
-            # A native form post, not a websocket event: only an HTTP response can set an
-            # HttpOnly cookie.
-            rx.el.form(
+            NativeForm.create(
                 rx.vstack(
                     rx.hstack(
                         rx.icon("cable", size=28),
