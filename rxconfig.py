@@ -9,6 +9,12 @@ try:
 except SettingsError as error:  # `reflex run` started directly rather than by `hub serve`
     raise SystemExit(f"hub: {error}") from None
 
+public_url = settings.public_url or f"http://localhost:{settings.port}"
+_scheme, _, _rest = public_url.partition("://")
+# CORS (Reflex's HTTP endpoints) and the socket.io Origin check (its event websocket) accept
+# only the hub's own origin: another site's page cannot drive a signed-in browser's socket.
+hub_origin = f"{_scheme}://{_rest.split('/', 1)[0]}"
+
 config = rx.Config(
     app_name="dashboard",
     telemetry_enabled=False,
@@ -17,7 +23,8 @@ config = rx.Config(
     frontend_port=settings.port,
     backend_port=settings.port,
     # One origin in production: the browser's websocket goes back to the public URL.
-    api_url=settings.public_url or f"http://localhost:{settings.port}",
+    api_url=public_url,
+    cors_allowed_origins=[hub_origin],
     deploy_url=settings.public_url,
     show_built_with_reflex=False,
     default_color_mode="system",

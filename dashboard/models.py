@@ -129,8 +129,6 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=512)
     role: str = Field(default=Role.VIEWER.value, max_length=16)
     disabled: bool = False
-    failed_logins: int = 0
-    locked_until: datetime | None = ts()
     created_at: datetime = ts(nullable=False, default_now=True)
     last_login_at: datetime | None = ts()
 
@@ -146,6 +144,20 @@ class UserSession(SQLModel, table=True):
     created_at: datetime = ts(nullable=False, default_now=True)
     expires_at: datetime = ts(nullable=False)
     revoked_at: datetime | None = ts()
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Sign-in attempts per key ("account:<email>" or "address:<ip>") in the current window.
+
+    Counted with one atomic upsert before any password is checked, so parallel guesses cannot
+    all pass a read-then-write check. Keyed by email whether or not the account exists.
+    """
+
+    __tablename__ = "sign_in_throttles"
+
+    key: str = Field(primary_key=True, max_length=400)
+    attempts: int = 0
+    window_started_at: datetime = ts(nullable=False)
 
 
 class AuditLog(SQLModel, table=True):

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from dashboard.models import Role, User
+from dashboard.models import Role, SignInThrottle, User
 from dashboard.services import auth
 from dashboard.services.audit import list_audit
 from dashboard.services.auth import (
@@ -27,10 +27,18 @@ from dashboard.services.auth import (
 )
 
 
+def _age_throttles(session: Session, by: timedelta) -> None:
+    """Move every sign-in window back by ``by``: as if that much time had passed."""
+    for row in session.exec(select(SignInThrottle)).all():
+        row.window_started_at -= by
+        session.add(row)
+    session.commit()
+
+
 def test_password_hash_verifies_and_hides_password() -> None:
     stored = auth.hash_password("correct horse battery")
     assert "correct horse" not in stored
-    assert stored.startswith("scrypt$")
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")  # OWASP's parameters
     assert auth.verify_password("correct horse battery", stored)
     assert not auth.verify_password("correct horse battery!", stored)
     assert not auth.verify_password("x", "garbage")
@@ -57,16 +65,15 @@ def test_wrong_password_and_unknown_user_look_the_same(session: Session) -> None
 
 
 def test_repeated_failures_slow_down_then_correct_password_works(session: Session) -> None:
-    user, _ = create_user(
+    create_user(
         session=session, email="a@example.com", role=Role.VIEWER, password="long enough pw"
     )
-    for _ in range(5):
+    for _ in range(auth.ACCOUNT_ATTEMPTS):
         with pytest.raises(LoginRefused):
             authenticate(session=session, email="a@example.com", password="wrong-wrong")
-    with pytest.raises(LoginRefused, match="Too many failed sign-ins"):
+    with pytest.raises(LoginRefused, match="Too many sign-in attempts"):
         authenticate(session=session, email="a@example.com", password="long enough pw")
-    user.locked_until = datetime.now(UTC) - timedelta(seconds=1)
-    session.add(user)
+    _age_throttles(session, auth.THROTTLE_WINDOW)
     assert authenticate(session=session, email="a@example.com", password="long enough pw")
 
 
@@ -76,7 +83,7 @@ def test_expired_and_disabled_sessions_are_refused(session: Session) -> None:
     token = create_session(session=session, user=user)
     set_disabled(session=session, user_id=user.id, disabled=True, actor=admin)
     assert user_for_token(session=session, token=token) is None
-    with pytest.raises(LoginRefused, match="disabled"):
+    with pytest.raises(LoginRefused, match=r"^Wrong email or password\.$"):
         authenticate(session=session, email="v@example.com", password=password)
 
 
@@ -123,7 +130,7 @@ def test_admin_reset_gives_a_new_password_and_signs_the_user_out(session: Sessio
     manager, _ = create_user(session=session, email="m@example.com", role=Role.MANAGER)
     user, old = create_user(session=session, email="v@example.com", role=Role.VIEWER)
     tokens = [create_session(session=session, user=user) for _ in range(2)]
-    for _ in range(6):  # locked out after too many wrong guesses
+    for _ in range(auth.ACCOUNT_ATTEMPTS + 1):  # locked out after too many wrong guesses
         with pytest.raises(LoginRefused):
             authenticate(session=session, email="v@example.com", password="wrong-wrong")
 
@@ -157,11 +164,12 @@ def test_user_changes_own_password_and_keeps_only_this_session(session: Session)
         change_password(
             session=session, user=user, current="nope", new="second password", keep_token=here
         )
+    # The wrong current password counted like a failed sign-in.
+    assert session.get(SignInThrottle, "account:m@example.com").attempts == 1
     with pytest.raises(UserError, match="at least 10"):
         change_password(
             session=session, user=user, current="first password", new="short", keep_token=here
         )
-    assert user.failed_logins == 1  # the wrong current password counted like a failed sign-in
     change_password(
         session=session,
         user=user,
@@ -185,7 +193,7 @@ def test_wrong_current_passwords_lock_the_change_form_like_sign_in(session: Sess
     user, _ = create_user(
         session=session, email="m@example.com", role=Role.MANAGER, password="first password"
     )
-    for _ in range(5):
+    for _ in range(auth.ACCOUNT_ATTEMPTS):
         with pytest.raises(UserError, match="current password is wrong"):
             change_password(session=session, user=user, current="guess", new="second password")
     with pytest.raises(UserError, match="Too many wrong passwords"):

@@ -6,6 +6,7 @@ what a page loads goes only to a signed-in client."""
 from __future__ import annotations
 
 import sqlalchemy as sa
+from reflex.istate.data import RouterData
 from sqlmodel import Session
 
 from dashboard.models import Integration, Product, Role
@@ -69,7 +70,9 @@ async def test_page_data_goes_only_to_a_signed_in_client(hub_db: sa.Engine) -> N
     await SettingsState.load_settings.fn(settings)
     assert records.raw == "" and settings.audit == [] and settings.keys == []
 
-    records.session_token = settings.session_token = token
+    # The session token reaches the state as the websocket handshake's Cookie header.
+    signed_in = RouterData.from_router_data({"headers": {"cookie": f"hub_session={token}"}})
+    records.router = settings.router = signed_in
     await RecordsState.show_raw.fn(records, product_id)
     await SettingsState.load_settings.fn(settings)
     assert "Secret plans" in records.raw

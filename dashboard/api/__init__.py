@@ -11,15 +11,22 @@ import logging
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
+from dashboard.api.security_headers import SecurityHeadersMiddleware
 from dashboard.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 SANDBOX_STATE_FILE = "sandbox-state.json"  # in the data dir: the mounted sandbox's grants
 # Modules exposing ``routes: list[BaseRoute]``; a platform's routes live in its own module.
-ROUTE_MODULES = ("dashboard.api.health", "dashboard.api.shopify", "dashboard.api.amazon")
+ROUTE_MODULES = (
+    "dashboard.api.health",
+    "dashboard.api.session",
+    "dashboard.api.shopify",
+    "dashboard.api.amazon",
+)
 
 
 def collect_routes() -> list[BaseRoute]:
@@ -55,7 +62,8 @@ def build_api(asgi_app: Any) -> Starlette:
         )
         routes.append(Mount("/sandbox", app=sandbox))
     routes.append(Mount("/", app=asgi_app))
-    return Starlette(routes=routes)
+    headers = Middleware(SecurityHeadersMiddleware, public_url=settings.public_url or "")
+    return Starlette(routes=routes, middleware=[headers])
 
 
 def _sandbox_installed() -> bool:

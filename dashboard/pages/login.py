@@ -1,48 +1,59 @@
-"""Sign-in page."""
+"""Sign-in page: a plain HTML form posting to the sign-in route (``dashboard/api/session.py``),
+which sets the HttpOnly session cookie and redirects; refusals come back as ``?error=``."""
 
 from __future__ import annotations
 
 import reflex as rx
+from reflex.components.component import field
+from reflex.components.el.elements.base import BaseHTML
+from reflex.vars.base import Var
 
 from dashboard import routes
-from dashboard.components.common import submit_button
-from dashboard.db import in_session
-from dashboard.services import auth as auth_service
+from dashboard.api.session import SIGN_IN
 from dashboard.state.auth import AuthState
+
+# The only messages the page shows: the query names one, it never supplies the text.
+SIGN_IN_ERRORS = {
+    "refused": "Wrong email or password.",
+    "missing": "Enter your email and password.",
+    "throttled": "Too many sign-in attempts. Try again in {retry} seconds.",
+}
+
+
+class NativeForm(BaseHTML):
+    """A ``<form>`` the browser submits itself: ``rx.el.form`` always prevents the default
+    and sends the fields as a websocket event, and only an HTTP response can set an HttpOnly
+    cookie. Works before the page is hydrated, too."""
+
+    tag = "form"
+    action: Var[str] = field(doc="URL the form posts to")
+    method: Var[str] = field(doc="HTTP method")
 
 
 class LoginState(AuthState):
     error: str = ""
-    signing_in: bool = False
-
-    @rx.event
-    async def sign_in(self, form: dict[str, str]):
-        email = (form.get("email") or "").strip()
-        password = form.get("password") or ""
-        self.error = ""
-        if not email or not password:
-            self.error = "Enter your email and password."
-            return None
-
-        def attempt(session):
-            user = auth_service.authenticate(session=session, email=email, password=password)
-            return user, auth_service.create_session(session=session, user=user)
-
-        try:
-            user, token = await in_session(attempt)
-        except auth_service.LoginRefused as refused:
-            self.error = str(refused)
-            return None
-        self.session_token = token
-        self._remember(user)
-        return rx.redirect(routes.OVERVIEW)
+    next_path: str = ""
 
     @rx.event
     async def redirect_if_signed_in(self):
+        """on_load: signed in already -> the overview; else show the refusal, if any."""
         user = await self.current_user()
         if user is not None:
             return rx.redirect(routes.OVERVIEW)
+        query = self.router.url.query_parameters
+        retry = query.get("retry", "")
+        message = SIGN_IN_ERRORS.get(query.get("error", ""), "")
+        self.error = message.format(retry=retry if retry.isdigit() else "a few")
+        target = query.get("next", "")
+        self.next_path = target if target.startswith("/") and not target.startswith("//") else ""
         return None
+
+
+def _field(label: str, **props) -> list[rx.Component]:
+    return [
+        rx.el.label(label, html_for=props["id"], font_size="14px", font_weight="500"),
+        rx.input(required=True, width="100%", size="3", **props),
+    ]
 
 
 @rx.page(
@@ -51,7 +62,7 @@ class LoginState(AuthState):
 def login() -> rx.Component:
     return rx.center(
         rx.card(
-            rx.form(
+            NativeForm.create(
                 rx.vstack(
                     rx.hstack(
                         rx.icon("cable", size=28),
@@ -59,29 +70,22 @@ def login() -> rx.Component:
                         align="center",
                     ),
                     rx.text("Sign in to manage your integrations.", color_scheme="gray"),
-                    rx.el.label("Email", html_for="email", font_size="14px", font_weight="500"),
-                    rx.input(
+                    *_field(
+                        "Email",
                         id="email",
                         name="email",
                         type="email",
                         placeholder="you@company.com",
                         auto_complete="username",
-                        required=True,
-                        width="100%",
-                        size="3",
                     ),
-                    rx.el.label(
-                        "Password", html_for="password", font_size="14px", font_weight="500"
-                    ),
-                    rx.input(
+                    *_field(
+                        "Password",
                         id="password",
                         name="password",
                         type="password",
                         auto_complete="current-password",
-                        required=True,
-                        width="100%",
-                        size="3",
                     ),
+                    rx.el.input(type="hidden", name="next", value=LoginState.next_path),
                     rx.cond(
                         LoginState.error != "",
                         rx.callout(
@@ -92,12 +96,11 @@ def login() -> rx.Component:
                             width="100%",
                         ),
                     ),
-                    submit_button("Sign in", size="3", width="100%"),
+                    rx.button("Sign in", type="submit", size="3", width="100%"),
                     spacing="3",
                     width="100%",
                 ),
-                on_submit=LoginState.sign_in,
-                reset_on_submit=False,
+                action=SIGN_IN,
                 method="post",
             ),
             width="min(24rem, 92vw)",

@@ -1,7 +1,10 @@
 """Users, passwords, sign-in sessions and roles.
 
-Passwords are hashed with scrypt (``cryptography``); session tokens are random and only
-their SHA-256 is stored. Repeated failures lock an account for a growing period.
+Passwords are hashed with argon2id at OWASP's parameters; older scrypt hashes still verify
+and are replaced on the next successful sign-in. Session tokens are random and only their
+SHA-256 is stored. Sign-in attempts are counted per account and per client address with one
+atomic database upsert *before* the password is checked (``SignInThrottle``), so parallel
+guesses cannot all be checked; unknown, disabled and wrong look the same, in answer and time.
 """
 
 from __future__ import annotations
@@ -11,27 +14,48 @@ import hashlib
 import re
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
-from dashboard.models import Role, User, UserSession
+from dashboard.models import Role, SignInThrottle, User, UserSession
 from dashboard.services.audit import record_audit
 from dashboard.settings import get_settings
 
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-_FREE_FAILURES = 5  # failures before lock-out starts
-_MAX_LOCK = timedelta(minutes=15)
+# OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1. The modest memory keeps
+# the cost of the (throttled) concurrent sign-ins bounded: ~19 MiB each.
+_PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# A window of sign-in attempts: per account (existing or not) and per client address. Every
+# attempt counts when it starts; a success gives its slots back.
+THROTTLE_WINDOW = timedelta(minutes=15)
+ACCOUNT_ATTEMPTS = 10
+ADDRESS_ATTEMPTS = 50
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 10
+SESSION_COOKIE = "hub_session"  # HttpOnly, set only by the sign-in route (dashboard/api/session.py)
+REFUSED = "Wrong email or password."
 
 ROLE_RANK = {Role.VIEWER: 0, Role.MANAGER: 1, Role.ADMIN: 2}
 
 
 class LoginRefused(Exception):
-    """Sign-in refused; the message is safe to show (it never says which part was wrong)."""
+    """Sign-in refused; the message is safe to show (it never says which part was wrong,
+    nor whether the account exists or is disabled)."""
+
+
+class SignInThrottled(LoginRefused):
+    """Too many sign-in attempts for this account or address; ``retry_after`` in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many sign-in attempts. Try again in {retry_after} seconds.")
+        self.retry_after = retry_after
 
 
 class PermissionDenied(Exception):
@@ -46,15 +70,12 @@ class UserError(ValueError):
 
 
 def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    key = Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P).derive(
-        password.encode()
-    )
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
+    """An argon2id PHC string (``$argon2id$v=19$m=...``) with a random salt."""
+    return _PASSWORD_HASHER.hash(password)
 
 
-def verify_password(password: str, stored: str) -> bool:
+def _verify_scrypt(password: str, stored: str) -> bool:
+    """Hashes made before argon2id: ``scrypt$N$r$p$salt$key``."""
     try:
         scheme, n, r, p, salt, key = stored.split("$")
         if scheme != "scrypt":
@@ -67,7 +88,27 @@ def verify_password(password: str, stored: str) -> bool:
         return False
 
 
-# A hash to verify against when the email is unknown, so timing does not reveal accounts.
+def verify_password(password: str, stored: str) -> bool:
+    if stored.startswith("$argon2"):
+        try:
+            return _PASSWORD_HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+    return _verify_scrypt(password, stored)
+
+
+def password_needs_rehash(stored: str) -> bool:
+    """Whether a hash predates the current scheme or parameters (scrypt, other argon2)."""
+    if not stored.startswith("$argon2"):
+        return True
+    try:
+        return _PASSWORD_HASHER.check_needs_rehash(stored)
+    except InvalidHashError:
+        return True
+
+
+# A hash to verify against when the account is unknown or disabled, so the time taken does
+# not tell which accounts exist.
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
@@ -221,8 +262,8 @@ def reset_password(
         password = generated = generate_password()
     _check_password_strength(password)
     user.password_hash = hash_password(password)
-    user.failed_logins, user.locked_until = 0, None
     session.add(user)
+    clear_attempts(session=session, email=user.email)
     ended = end_sessions(session=session, user_id=user.id)
     record_audit(
         session=session,
@@ -243,18 +284,22 @@ def change_password(
     A wrong current password counts as a failed sign-in (and is committed), so a stolen session
     cannot be used to guess the password faster than the sign-in page allows.
     """
-    now = datetime.now(UTC)
-    if user.locked_until and user.locked_until > now:
-        seconds = int((user.locked_until - now).total_seconds()) + 1
-        raise UserError(f"Too many wrong passwords. Try again in {seconds} seconds.")
+    email = user.email
+    try:
+        # Counted (and committed) before the check, like a sign-in: a stolen session cannot
+        # guess the password faster than the sign-in page allows.
+        _take_attempt(session=session, key=account_key(email), limit=ACCOUNT_ATTEMPTS)
+    except SignInThrottled as throttled:
+        raise UserError(
+            f"Too many wrong passwords. Try again in {throttled.retry_after} seconds."
+        ) from None
     if not verify_password(current, user.password_hash):
-        _count_failure(session=session, user=user, now=now)
         raise UserError("the current password is wrong")
+    clear_attempts(session=session, email=email)
     if new == current:
         raise UserError("the new password must differ from the current one")
     _check_password_strength(new)
     user.password_hash = hash_password(new)
-    user.failed_logins, user.locked_until = 0, None
     session.add(user)
     ended = end_sessions(session=session, user_id=user.id, keep_token=keep_token)
     record_audit(
@@ -273,34 +318,106 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _count_failure(*, session: Session, user: User, now: datetime) -> None:
-    """Count a wrong password and commit it, so the caller's refusal cannot roll it back."""
-    user.failed_logins += 1
-    if user.failed_logins >= _FREE_FAILURES:
-        # 2 s, 4 s, 8 s ... capped: slows guessing to a crawl, never locks out for long.
-        delay = timedelta(seconds=2 ** (user.failed_logins - _FREE_FAILURES + 1))
-        user.locked_until = now + min(delay, _MAX_LOCK)
-    session.add(user)
-    session.commit()
+def account_key(email: str) -> str:
+    return f"account:{email.strip().lower()[:320]}"
 
 
-def authenticate(*, session: Session, email: str, password: str) -> User:
-    """Check credentials; raises LoginRefused. Failures lock the account for a while."""
+def address_key(client_address: str | None) -> str:
+    return f"address:{(client_address or 'unknown')[:64]}"
+
+
+def _upsert(session: Session) -> type[sqlite.Insert] | type[postgresql.Insert]:
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert  # type: ignore[return-value]
+
+
+def _take_attempt(*, session: Session, key: str, limit: int) -> None:
+    """Count one attempt for ``key`` and commit it; raise SignInThrottled past ``limit``.
+
+    One ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` (SQLite >= 3.35, PostgreSQL):
+    the database serializes the increments, so N parallel attempts read N distinct counts.
+    """
     now = datetime.now(UTC)
-    user = get_user_by_email(session=session, email=email)
-    if user is None:
+    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    expired = table.c.window_started_at <= now - THROTTLE_WINDOW
+    statement = (
+        _upsert(session)(table)
+        .values(key=key, attempts=1, window_started_at=now)
+        .on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={
+                "attempts": sa.case((expired, 1), else_=table.c.attempts + 1),
+                "window_started_at": sa.case((expired, now), else_=table.c.window_started_at),
+            },
+        )
+        .returning(table.c.attempts, table.c.window_started_at)
+    )
+    attempts, started = session.execute(statement).one()
+    session.commit()  # before the password check: a refusal must not roll the count back
+    if attempts > limit:
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        retry_after = max(1, int((started + THROTTLE_WINDOW - now).total_seconds()) + 1)
+        raise SignInThrottled(retry_after)
+
+
+def _give_back_attempt(*, session: Session, key: str) -> None:
+    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(table)
+        .where(table.c.key == key, table.c.attempts > 0)
+        .values(attempts=table.c.attempts - 1)
+    )
+
+
+def clear_attempts(*, session: Session, email: str) -> None:
+    """Lift an account's sign-in limit (a correct password, a reset by an admin)."""
+    session.execute(sa.delete(SignInThrottle).where(col(SignInThrottle.key) == account_key(email)))
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    id: uuid.UUID
+    password_hash: str
+    usable: bool
+
+
+def authenticate(
+    *, session: Session, email: str, password: str, client_address: str | None = None
+) -> User:
+    """Check credentials; raises LoginRefused (SignInThrottled past the limits).
+
+    The attempt is counted for the account and the client address first, committed, and
+    only then is a password checked. Unknown and disabled accounts are verified against a
+    dummy hash and get the same answer as a wrong password. A correct password gives the
+    attempts back, and a hash from an older scheme or parameters is replaced.
+    """
+    normalized = email.strip().lower()
+    _take_attempt(session=session, key=address_key(client_address), limit=ADDRESS_ATTEMPTS)
+    _take_attempt(session=session, key=account_key(normalized), limit=ACCOUNT_ATTEMPTS)
+    user = get_user_by_email(session=session, email=normalized)
+    candidate = (
+        _Candidate(id=user.id, password_hash=user.password_hash, usable=not user.disabled)
+        if user is not None
+        else None
+    )
+    # End the read before the slow check: on SQLite a transaction that read and then writes
+    # can fail at once when another writer committed meanwhile.
+    session.commit()
+    if candidate is None or not candidate.usable:
         verify_password(password, _DUMMY_HASH)
-        raise LoginRefused("Wrong email or password.")
-    if user.locked_until and user.locked_until > now:
-        seconds = int((user.locked_until - now).total_seconds()) + 1
-        raise LoginRefused(f"Too many failed sign-ins. Try again in {seconds} seconds.")
-    if not verify_password(password, user.password_hash):
-        _count_failure(session=session, user=user, now=now)
-        raise LoginRefused("Wrong email or password.")
-    if user.disabled:
-        raise LoginRefused("This account is disabled. Ask an admin to enable it.")
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+        raise LoginRefused(REFUSED)
+    if not verify_password(password, candidate.password_hash):
+        raise LoginRefused(REFUSED)
+    user = session.get(User, candidate.id)
+    if user is None or user.disabled:  # removed or disabled while the password was checked
+        raise LoginRefused(REFUSED)
+    if password_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = datetime.now(UTC)
     session.add(user)
+    clear_attempts(session=session, email=normalized)
+    _give_back_attempt(session=session, key=address_key(client_address))
     return user
 
 

@@ -1,0 +1,126 @@
+"""Sign-in and sign-out as plain HTTP form posts, so the session cookie is set by a response.
+
+The cookie is HttpOnly (no script, so no injected script, can read it), SameSite=Strict (a
+cross-site request never carries it: the OAuth return from Shopify or Amazon lands on a route
+that needs no session, and its redirect to the integration page loads a document whose own
+websocket is same-site and does carry it), Path=/, and Secure when the public URL is https.
+The Reflex state reads it from the websocket handshake's Cookie header (``state/auth.py``).
+
+Both routes take a post only from the hub's own origin (``Origin``, else ``Referer``): a page
+elsewhere can neither sign a browser in to an attacker's account (login CSRF) nor out.
+
+Per-address limits use the connection's peer address (``request.client.host``). Behind a
+reverse proxy that is the proxy: the operator runs the server with its forwarded-headers
+option for the proxy's address (uvicorn/granian ``--forwarded-allow-ips``), which sets the
+peer from ``X-Forwarded-For``; the header is never trusted here by itself.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from dashboard import routes as ui_routes
+from dashboard.db import in_session
+from dashboard.services import auth as auth_service
+from dashboard.settings import get_settings
+
+SIGN_IN = "/api/session"
+SIGN_OUT = "/api/session/end"
+SESSION_COOKIE = auth_service.SESSION_COOKIE
+MAX_FIELD = 1024  # longer than any email (320) or sensible password; argon2 cost stays flat
+
+
+def hub_origin() -> str:
+    """scheme://host[:port] of the public URL: the only origin allowed to post here."""
+    parts = urlsplit(get_settings().public_url or "")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:  # some browsers omit Origin on same-origin posts; Referer then says
+        referer = request.headers.get("referer", "")
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    return origin.lower() == hub_origin()
+
+
+def _local_path(target: str) -> str:
+    """Where to go after sign-in: a path on this hub only (no open redirect)."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")) and "\n" not in target:
+        return target
+    return ui_routes.OVERVIEW
+
+
+def _back_to_login(error: str, **extra: str) -> RedirectResponse:
+    query = urlencode({"error": error, **extra})
+    return RedirectResponse(f"{ui_routes.LOGIN}?{query}", status_code=303)
+
+
+def _cross_origin() -> Response:
+    return PlainTextResponse("Cross-origin request refused.", status_code=403)
+
+
+def cookie_secure() -> bool:
+    return (get_settings().public_url or "").startswith("https://")
+
+
+async def sign_in(request: Request) -> Response:
+    """POST email + password (+ next): 303 to the page with the session cookie, or back to
+    /login?error=... with one answer for every wrong email, password or disabled account."""
+    if not _same_origin(request):
+        return _cross_origin()
+    async with request.form(max_files=0, max_fields=8, max_part_size=4 * MAX_FIELD) as form:
+        email = str(form.get("email") or "").strip()
+        password = str(form.get("password") or "")
+        target = _local_path(str(form.get("next") or ""))
+    if not email or not password or len(email) > MAX_FIELD or len(password) > MAX_FIELD:
+        return _back_to_login("missing")
+    client_address = request.client.host if request.client else None
+
+    def attempt(session) -> str:
+        user = auth_service.authenticate(
+            session=session, email=email, password=password, client_address=client_address
+        )
+        return auth_service.create_session(session=session, user=user)
+
+    try:
+        token = await in_session(attempt)
+    except auth_service.SignInThrottled as throttled:
+        return _back_to_login("throttled", retry=str(throttled.retry_after))
+    except auth_service.LoginRefused:
+        return _back_to_login("refused")
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=get_settings().session_hours * 3600,
+        path="/",
+        secure=cookie_secure(),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    """POST: revoke the session server-side, clear the cookie, back to the login page."""
+    if not _same_origin(request):
+        return _cross_origin()
+    token = request.cookies.get(SESSION_COOKIE)
+    await in_session(lambda session: auth_service.revoke_session(session=session, token=token))
+    response = RedirectResponse(ui_routes.LOGIN, status_code=303)
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", secure=cookie_secure(), httponly=True, samesite="strict"
+    )
+    return response
+
+
+routes = [
+    Route(SIGN_IN, sign_in, methods=["POST"]),
+    Route(SIGN_OUT, sign_out, methods=["POST"]),
+]
