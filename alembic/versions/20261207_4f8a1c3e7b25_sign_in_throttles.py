@@ -6,7 +6,7 @@ slowed down unknown emails. ``sign_in_throttles`` is counted with one upsert per
 before the password check, keyed by email whether or not the account exists.
 
 Revision ID: 4f8a1c3e7b25
-Revises: 9e4b7c2d1a53
+Revises: 90d6cf504065
 Create Date: 2026-12-07 10:00:00.000000
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import dashboard.models
 
 revision: str = "4f8a1c3e7b25"
-down_revision: str | None = "9e4b7c2d1a53"
+down_revision: str | None = "90d6cf504065"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
