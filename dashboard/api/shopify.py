@@ -7,11 +7,11 @@ import logging
 from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from connectors.errors import ConnectorError, OAuthError
 from connectors.shopify import auth as shopify_auth
 from connectors.shopify.connector import ShopifyConnector
+from dashboard.api.access import Access, route
 from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import result_page
 from dashboard.db import in_session
@@ -180,7 +180,7 @@ async def webhook(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/oauth/shopify/start", start, methods=["GET"]),
-    Route("/api/oauth/shopify/callback", callback, methods=["GET"]),
-    Route("/api/webhooks/shopify", webhook, methods=["POST"]),
+    route("/api/oauth/shopify/start", start, methods=["GET"], access=Access.SESSION_OR_LINK),
+    route("/api/oauth/shopify/callback", callback, methods=["GET"], access=Access.OAUTH_STATE),
+    route("/api/webhooks/shopify", webhook, methods=["POST"], access=Access.PLATFORM_SIGNED),
 ]
