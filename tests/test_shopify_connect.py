@@ -137,7 +137,7 @@ async def test_no_secret_reaches_the_logs(hub: dict, caplog: pytest.LogCaptureFi
     await sync.get_engine().wait()
     await sync.get_engine().request_sync(integration_id=integration_id, trigger="manual")
     await sync.get_engine().wait()
-    assert (await hub["client"].post("/api/webhooks/shopify", **signed({"id": 1}))).status_code
+    assert (await hub["client"].post("/api/webhooks/shopify", **signed(PRODUCT_1))).status_code
     await asyncio.gather(*shopify_webhooks._tasks)
     with session_scope() as s:
         stored = [
@@ -167,6 +167,9 @@ async def test_start_needs_a_manager_or_a_valid_link(hub: dict) -> None:
     assert response.status_code == 403 and "Sign in" in response.text
     response = await hub["client"].get("/api/oauth/shopify/start?link=nope")
     assert response.status_code == 403 and "not valid" in response.text
+
+
+PRODUCT_1 = {"id": 1, "admin_graphql_api_id": "gid://shopify/Product/1"}
 
 
 def signed(body: dict, **headers: str) -> dict:
@@ -200,7 +203,7 @@ async def test_webhooks_are_verified_deduplicated_and_applied(hub: dict) -> None
     assert first.status_code == duplicate.status_code == 200
     await asyncio.gather(*shopify_webhooks._tasks)
 
-    forged = signed({"id": 1})
+    forged = signed(PRODUCT_1)
     forged["headers"]["X-Shopify-Hmac-Sha256"] = base64.b64encode(b"x" * 32).decode()
     assert (await client.post("/api/webhooks/shopify", **forged)).status_code == 401
     assert (
@@ -211,14 +214,23 @@ async def test_webhooks_are_verified_deduplicated_and_applied(hub: dict) -> None
 
     deleted = signed({"id": 1000004}, **{"X-Shopify-Topic": "products/delete"})
     assert (await client.post("/api/webhooks/shopify", **deleted)).status_code == 200
-    uninstalled = signed({"domain": SHOP}, **{"X-Shopify-Topic": "app/uninstalled"})
+    shop_object = {"id": 548380009, "domain": SHOP, "myshopify_domain": SHOP}
+    uninstalled = signed(shop_object, **{"X-Shopify-Topic": "app/uninstalled"})
+    # The hub's token still works: the shop has the app, whatever the webhook says.
+    assert (await client.post("/api/webhooks/shopify", **uninstalled)).status_code == 200
+    await asyncio.gather(*shopify_webhooks._tasks)
+    with session_scope() as s:
+        assert s.get(Integration, integration_id).status != "disconnected"
+    # The merchant removes the app; its token is refused from now on.
+    httpx.post(f"{hub['base']}/_sandbox/shopify/shops/{SHOP}/revoke").raise_for_status()
+    uninstalled = signed(shop_object, **{"X-Shopify-Topic": "app/uninstalled"})
     assert (await client.post("/api/webhooks/shopify", **uninstalled)).status_code == 200
     await asyncio.gather(*shopify_webhooks._tasks)
 
     with session_scope() as s:
         events = s.exec(select(WebhookEvent)).all()
-        assert len(events) == 3  # the duplicate was not stored twice
-        assert {e.status for e in events} == {"processed"}
+        assert len(events) == 4  # the duplicate was not stored twice
+        assert sorted(e.status for e in events) == ["ignored", *["processed"] * 3]
         product = s.exec(select(Product).where(Product.external_id == gid)).one()
         assert product.deleted_at is None
         gone = s.exec(

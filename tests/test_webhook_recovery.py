@@ -46,7 +46,13 @@ def any_db(request: pytest.FixtureRequest) -> str:
 
 async def stored(topic: str = "customers/data_request", **payload: object) -> uuid.UUID:
     """An event as the route stores it, whose process then died: never applied."""
-    body = payload or {"shop_domain": SHOP, "customer": {"id": 7}, "orders_requested": [1]}
+    body = payload or {
+        "shop_id": 548380009,
+        "shop_domain": SHOP,
+        "customer": {"id": 7, "email": None, "phone": None},
+        "orders_requested": [1],
+        "data_request": {"id": 9001},
+    }
     event_id = await shopify_webhooks.persist(
         webhook_id=str(uuid.uuid4()), topic=topic, shop=SHOP, body=json.dumps(body).encode()
     )
@@ -209,11 +215,14 @@ async def test_a_platform_outage_is_retried_after_a_delay_and_then_applied(
     assert (row.status, row.attempts, row.error) == ("processed", 2, None)
 
 
-async def test_a_malformed_event_fails_at_once(any_db: str) -> None:
+async def test_a_malformed_event_is_rejected_at_once(any_db: str) -> None:
+    """A body that is not the topic's shape is never applied, nor retried."""
     event_id = await stored("products/delete", unexpected="no id")
     await shopify_webhooks.process(event_id)
     row = event(event_id)
-    assert (row.status, row.attempts, row.error) == ("failed", 1, "KeyError: 'id'")
+    assert (row.status, row.attempts) == ("ignored", 1)
+    assert row.error == "rejected: the signed body is not a products/delete body: no numeric id"
+    assert await shopify_webhooks.recover_events() == 0
 
 
 async def test_the_hub_applies_stranded_events_at_start_up_and_hands_back_at_shutdown(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -60,8 +61,7 @@ def verify_callback(params: Mapping[str, str], *, secret: str, now: float | None
     Raises OAuthError with a message for the person in front of the browser.
     """
     retry = "Start the connection again from the hub or your connect link."
-    given = params.get("hmac", "")
-    if not given or not hmac.compare_digest(given, query_signature(params, secret)):
+    if not _hex_digest_matches(params.get("hmac", ""), query_signature(params, secret)):
         raise OAuthError(
             "callback hmac mismatch",
             user_message=f"The answer from Shopify could not be verified (bad signature). {retry}",
@@ -86,12 +86,29 @@ def verify_callback(params: Mapping[str, str], *, secret: str, now: float | None
         ) from None
 
 
+def _hex_digest_matches(given: str, expected: str) -> bool:
+    """Constant-time compare of a hex digest from the query string; anything that is not hex
+    (non-ASCII included, on which ``compare_digest`` of two str raises) does not match."""
+    try:
+        given_bytes = bytes.fromhex(given)
+    except ValueError:
+        return False
+    return bool(given_bytes) and hmac.compare_digest(given_bytes, bytes.fromhex(expected))
+
+
 def verify_webhook(body: bytes, signature: str | None, secret: str) -> bool:
-    """X-Shopify-Hmac-Sha256: base64 HMAC-SHA256 of the raw body; constant-time compare."""
+    """X-Shopify-Hmac-Sha256: base64 HMAC-SHA256 of the raw body; constant-time compare.
+
+    A header that is not base64 (non-ASCII included) is a mismatch, never an exception.
+    """
     if not signature:
         return False
-    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-    return hmac.compare_digest(expected, signature)
+    try:
+        given = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return hmac.compare_digest(expected, given)
 
 
 def token_credentials(body: dict[str, Any]) -> list[StoredCredential]:

@@ -8,12 +8,12 @@ import uuid
 from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from connectors.amazon import auth as amazon_auth
 from connectors.amazon.connector import AmazonConnector
 from connectors.base import IntegrationRef
 from connectors.errors import AuthError, ConnectorError, OAuthError
+from dashboard.api.access import Access, route
 from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import result_page
 from dashboard.db import in_session
@@ -152,6 +152,6 @@ async def callback(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/oauth/amazon/start", start, methods=["GET"]),
-    Route("/api/oauth/amazon/callback", callback, methods=["GET"]),
+    route("/api/oauth/amazon/start", start, methods=["GET"], access=Access.SESSION_OR_LINK),
+    route("/api/oauth/amazon/callback", callback, methods=["GET"], access=Access.OAUTH_STATE),
 ]

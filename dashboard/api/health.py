@@ -7,9 +7,9 @@ import asyncio
 import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from dashboard import migrations
+from dashboard.api.access import Access, route
 from dashboard.db import get_engine
 
 
@@ -41,6 +41,6 @@ async def ready(_: Request) -> JSONResponse:
 
 
 routes = [
-    Route("/api/health", health, methods=["GET"]),
-    Route("/api/ready", ready, methods=["GET"]),
+    route("/api/health", health, methods=["GET"], access=Access.PUBLIC),
+    route("/api/ready", ready, methods=["GET"], access=Access.PUBLIC),
 ]

@@ -7,11 +7,11 @@ import logging
 from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from connectors.errors import ConnectorError, OAuthError
 from connectors.shopify import auth as shopify_auth
 from connectors.shopify.connector import ShopifyConnector
+from dashboard.api.access import Access, route
 from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import result_page
 from dashboard.db import in_session
@@ -132,13 +132,34 @@ async def callback(request: Request) -> Response:
     )
 
 
+class BodyTooLarge(Exception):
+    """The request body is longer than the route accepts."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, read as a stream and cut at ``limit`` bytes: raises BodyTooLarge as soon as
+    it is exceeded, whatever Content-Length said (absent with chunked encoding, or false)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return bytes(body)
+
+
 async def webhook(request: Request) -> Response:
-    """Verify before parsing, persist before answering, process afterwards."""
-    length = int(request.headers.get("content-length") or 0)
-    if length > MAX_WEBHOOK_BYTES:
-        return JSONResponse({"error": "payload too large"}, status_code=413)
-    body = await request.body()
-    if len(body) > MAX_WEBHOOK_BYTES:
+    """Verify before parsing, persist before answering, process afterwards.
+
+    Whether the signed body agrees with the unsigned topic and shop headers is checked before
+    anything is applied (``shopify_webhook_binding``); a mismatch still answers 200, so that
+    Shopify does not retry it.
+    """
+    try:
+        body = await read_body(request, MAX_WEBHOOK_BYTES)
+    except BodyTooLarge:
         return JSONResponse({"error": "payload too large"}, status_code=413)
     headers = request.headers
     if not body or not headers.get("x-shopify-topic") or not headers.get("x-shopify-webhook-id"):
@@ -159,7 +180,7 @@ async def webhook(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/oauth/shopify/start", start, methods=["GET"]),
-    Route("/api/oauth/shopify/callback", callback, methods=["GET"]),
-    Route("/api/webhooks/shopify", webhook, methods=["POST"]),
+    route("/api/oauth/shopify/start", start, methods=["GET"], access=Access.SESSION_OR_LINK),
+    route("/api/oauth/shopify/callback", callback, methods=["GET"], access=Access.OAUTH_STATE),
+    route("/api/webhooks/shopify", webhook, methods=["POST"], access=Access.PLATFORM_SIGNED),
 ]

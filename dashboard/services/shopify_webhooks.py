@@ -47,6 +47,12 @@ from dashboard.services.audit import record_audit
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
 from dashboard.services.integrations import find_integration_by_shop
 from dashboard.services.records import mark_deleted, upsert_records
+from dashboard.services.shopify_webhook_binding import (
+    REJECTED_ACTION,
+    UNINSTALLED_ACTION,
+    Rejected,
+    bind,
+)
 from dashboard.services.sync import RECOVERY_EVERY, process_gone, worker_id
 from dashboard.settings import get_settings
 
@@ -159,7 +165,10 @@ def _record_outcome(
     worker: str,
     status: WebhookStatus,
     error: str | None,
+    rejected: dict[str, Any] | None = None,
 ) -> bool:
+    """Record how the attempt ended; a rejection's audit entry is written in the same
+    transaction, so once however many processes try."""
     ended = session.execute(
         sa.update(EVENTS)
         .where(*_yours(event_id, attempt, worker))
@@ -170,6 +179,14 @@ def _record_outcome(
             worker=None,
         )
     )
+    if ended.rowcount and rejected is not None:  # type: ignore[attr-defined]
+        record_audit(
+            session=session,
+            actor="shopify",
+            action=REJECTED_ACTION,
+            target=str(rejected.get("shop") or "")[:255],
+            context=rejected,
+        )
     return bool(ended.rowcount)  # type: ignore[attr-defined]
 
 
@@ -204,9 +221,14 @@ async def _attempt(event_id: uuid.UUID, *, attempt: int, worker: str) -> None:
     if event is None:
         return
     status, error, retryable = WebhookStatus.PROCESSED, None, None
+    rejected: dict[str, Any] | None = None
     try:
         if not await _apply(event):
             status = WebhookStatus.IGNORED
+    except Rejected as refusal:  # the signed body does not back what the headers claim
+        status, error = WebhookStatus.IGNORED, f"rejected: {refusal}"
+        rejected = {"webhook_id": event.webhook_id, "topic": event.topic,
+                    "shop": event.shop, "reason": str(refusal)}  # fmt: skip
     except asyncio.CancelledError:  # this process stops: the next one applies it
         await in_session(partial(_hand_back, event_id=event_id, attempt=attempt, worker=worker))
         raise
@@ -227,10 +249,10 @@ async def _attempt(event_id: uuid.UUID, *, attempt: int, worker: str) -> None:
     if retryable:
         status, error = WebhookStatus.FAILED, f"gave up after {attempt} attempts: {retryable}"
     if error:
-        log.warning("webhook %s (%s) failed: %s", event.webhook_id, event.topic, error)
+        log.warning("webhook %s (%s) not applied: %s", event.webhook_id, event.topic, error)
     recorded = await in_session(
         partial(_record_outcome, event_id=event_id, attempt=attempt, worker=worker,
-                status=status, error=error)
+                status=status, error=error, rejected=rejected)
     )  # fmt: skip
     if not recorded:  # declared dead meanwhile (silent too long); another attempt owns it
         log.warning("webhook %s (%s): taken over by another attempt", event.webhook_id, event.topic)
@@ -341,14 +363,14 @@ async def webhook_lifespan() -> AsyncIterator[None]:
 
 
 async def _apply(event: WebhookEvent) -> bool:
+    """Act on the event; False when there is nothing to do. Raises Rejected (from ``bind``)
+    when the signed body does not back the headers or a destructive topic is unconfirmed."""
+    integration = await bind(event)
     topic, payload = event.topic, event.payload
     if topic in COMPLIANCE:
-        await in_session(lambda s: _compliance(s, event))
+        await in_session(lambda s: _compliance(s, event, integration.id))
         return True
-    if event.integration_id is None:
-        return False
-    integration = await in_session(lambda s: s.get(Integration, event.integration_id))
-    if integration is None or not integration.shop_domain:
+    if not integration.shop_domain:
         return False
     if topic == "app/uninstalled":
         await in_session(lambda s: _uninstalled(s, integration.id))
@@ -424,7 +446,7 @@ def _uninstalled(session: Session, integration_id: uuid.UUID) -> None:
     record_audit(
         session=session,
         actor="shopify",
-        action="integration.uninstalled",
+        action=UNINSTALLED_ACTION,
         target=str(integration_id),
     )
 
@@ -433,15 +455,16 @@ def _rows(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _compliance(session: Session, event: WebhookEvent) -> None:
+def _compliance(session: Session, event: WebhookEvent, integration_id: uuid.UUID) -> None:
     """Mandatory GDPR topics: record the request; erase what Shopify asks us to forget.
 
     customers/redact removes the customer and the personal data on their orders;
     shop/redact (48 hours after an uninstall) removes every record of the shop.
     customers/data_request is recorded for the merchant to answer from the hub's tables.
+    ``integration_id`` is the shop's integration, as ``bind`` established.
     """
     payload = event.payload
-    integration = find_integration_by_shop(session=session, shop_domain=event.shop or "")
+    integration = session.get(Integration, integration_id)
     customer_id = (payload.get("customer") or {}).get("id")
     customer_gid = f"gid://shopify/Customer/{customer_id}" if customer_id else None
     listed = payload.get("orders_to_redact") or payload.get("orders_requested") or []

@@ -325,7 +325,12 @@ class ShopifySandbox:
             sandbox=self,
             shop=shop_name,
             topic="APP_UNINSTALLED",
-            payload={"id": ID_BASE["product"], "domain": shop_name, "myshopify_domain": shop_name},
+            # The Shop object: its id is the shop's.
+            payload={
+                "id": self.shops[shop_name].shop_id,
+                "domain": shop_name,
+                "myshopify_domain": shop_name,
+            },
             transport=transport,
         )
         for grants in (self.codes, self.tokens, self.refresh_tokens):

@@ -1,0 +1,57 @@
+"""Who may call each HTTP route, declared with the route rather than left to its body.
+
+Every route of the hub is built with ``route(path, endpoint, methods=..., access=...)``;
+``tests/security/test_route_guards.py`` walks the hub's app and fails on a route built any
+other way, so a new entry point cannot ship without saying who may call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Any
+
+from starlette.routing import BaseRoute, Route
+
+
+class Access(StrEnum):
+    """Who may call a route, and what the route checks before it reads or changes anything."""
+
+    # Anyone: answers nothing worth protecting (liveness, readiness).
+    PUBLIC = "public"
+    # The platform: an HMAC over the request with the app's secret, verified first.
+    PLATFORM_SIGNED = "platform_signed"
+    # The browser coming back from a platform's consent page: a single-use state the hub
+    # minted (and the platform's signature of the query, where the platform signs it).
+    OAUTH_STATE = "oauth_state"
+    # A signed-in manager, or the merchant holding a valid connect link.
+    SESSION_OR_LINK = "session_or_link"
+    # A signed-in user of the hub.
+    SESSION = "session"
+
+
+class GuardedRoute(Route):
+    """A Starlette route that carries its ``access`` declaration."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Sequence[str],
+        access: Access,
+    ) -> None:
+        super().__init__(path, endpoint, methods=list(methods))
+        self.access = access
+
+
+def route(
+    path: str, endpoint: Callable[..., Any], *, methods: Sequence[str], access: Access
+) -> GuardedRoute:
+    """The one way to declare an HTTP entry point of the hub."""
+    return GuardedRoute(path, endpoint, methods=methods, access=access)
+
+
+def access_of(entry: BaseRoute) -> Access | None:
+    """The route's declared access; None for a route built without ``route``."""
+    return entry.access if isinstance(entry, GuardedRoute) else None
