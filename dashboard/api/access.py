@@ -28,6 +28,9 @@ class Access(StrEnum):
     SESSION_OR_LINK = "session_or_link"
     # A signed-in user of the hub.
     SESSION = "session"
+    # Sign-in and sign-out: a form posted from the hub's own origin (refused otherwise), the
+    # password checked under the sign-in throttle, or the caller's own session ended.
+    SAME_ORIGIN_FORM = "same_origin_form"
 
 
 class GuardedRoute(Route):

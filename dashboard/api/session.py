@@ -21,9 +21,9 @@ from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from dashboard import routes as ui_routes
+from dashboard.api.access import Access, route
 from dashboard.db import in_session
 from dashboard.services import auth as auth_service
 from dashboard.settings import get_settings
@@ -121,6 +121,6 @@ async def sign_out(request: Request) -> Response:
 
 
 routes = [
-    Route(SIGN_IN, sign_in, methods=["POST"]),
-    Route(SIGN_OUT, sign_out, methods=["POST"]),
+    route(SIGN_IN, sign_in, methods=["POST"], access=Access.SAME_ORIGIN_FORM),
+    route(SIGN_OUT, sign_out, methods=["POST"], access=Access.SAME_ORIGIN_FORM),
 ]

@@ -26,6 +26,7 @@ REFUSED_WITHOUT_CREDENTIALS = {
     Access.OAUTH_STATE: {400},
     Access.SESSION_OR_LINK: {401, 403},
     Access.SESSION: {401, 403},
+    Access.SAME_ORIGIN_FORM: {403},
 }
 
 
