@@ -238,8 +238,6 @@ class TokenFlow(httpx.Auth):
     refresh tokens) is saved together, in ``update_token``, before it is used.
     """
 
-    requires_response_body = True  # the SP-API says "expired" in the body
-
     def __init__(
         self,
         endpoint: TokenEndpoint,
@@ -293,6 +291,7 @@ class TokenFlow(httpx.Auth):
         token = await self.access_token()
         request.headers[self.header] = token
         response = yield request
+        await response.aread()  # the SP-API says "expired" in the body
         if self.rejects(response):
             request.headers[self.header] = await self.access_token(rejected=token)
             yield request
