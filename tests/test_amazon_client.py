@@ -236,8 +236,6 @@ async def test_server_errors_and_truncated_bodies_are_retried() -> None:
     assert body == {"payload": []} and route.call_count == 3
 
 
-
-
 @respx.mock
 async def test_access_token_cached_and_refreshed_once_under_concurrency() -> None:
     calls = 0

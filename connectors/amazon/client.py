@@ -48,6 +48,7 @@ TOKEN_HEADER = "x-amz-access-token"  # noqa: S105  the header's name, not a secr
 MAX_THROTTLED = 6  # 429s in a row on one call before giving up with RateLimited
 SLOWDOWN = 0.8  # a 429 means the real rate is lower than we believed
 
+
 @dataclass
 class BucketRegistry:
     """The buckets of every seller, region and operation in this process."""
