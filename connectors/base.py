@@ -145,7 +145,10 @@ class CredentialStore(Protocol):
 
     async def get(self, kind: str) -> StoredCredential | None: ...
 
-    async def save(self, credential: StoredCredential) -> None: ...
+    async def save(self, *credentials: StoredCredential) -> None:
+        """Store these credentials together (all or none): a refreshed access token and
+        the refresh token that replaced the one just spent."""
+        ...
 
     async def delete(self, kind: str) -> None: ...
 
@@ -166,8 +169,8 @@ class MemoryCredentialStore:
     async def get(self, kind: str) -> StoredCredential | None:
         return self.items.get(kind)
 
-    async def save(self, credential: StoredCredential) -> None:
-        self.items[credential.kind] = credential
+    async def save(self, *credentials: StoredCredential) -> None:
+        self.items.update((c.kind, c) for c in credentials)
 
     async def delete(self, kind: str) -> None:
         self.items.pop(kind, None)

@@ -66,13 +66,16 @@ def build_client(
     transport: httpx.AsyncBaseTransport | None = None,
     headers: dict[str, str] | None = None,
     timeout: httpx.Timeout | float | None = None,
+    auth: httpx.Auth | None = None,
 ) -> httpx.AsyncClient:
-    """An AsyncClient naming the hub in its User-Agent, pooled, with the given transport."""
+    """An AsyncClient naming the hub in its User-Agent, pooled, with the given transport;
+    ``auth`` is a platform's token flow (``connectors.auth.TokenFlow``)."""
     merged = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     merged.update(headers or {})
     return httpx.AsyncClient(
         base_url=base_url,
         transport=transport,
+        auth=auth,
         headers=merged,
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,7 +16,7 @@ from connectors.amazon import reports
 from connectors.amazon.client import USAGE_PLANS, BucketRegistry, SpApiClient
 from connectors.amazon.connector import AmazonConfig, AmazonConnector
 from connectors.amazon.streams import StreamOptions, read_listings
-from connectors.base import MemoryCredentialStore, StoredCredential
+from connectors.base import IntegrationRef, MemoryCredentialStore, StoredCredential
 from connectors.errors import AuthError, AuthRevoked, PlatformError, RateLimited
 from connectors.ratelimit import TokenBucket
 from connectors.sandbox.amazon import spec
@@ -28,14 +29,18 @@ def client(
     token: str = "Atza|one",  # noqa: S107 - a fake token
     buckets: BucketRegistry | None = None,
 ) -> SpApiClient:
-    async def source(rejected: str | None) -> str:
-        return "Atza|two" if rejected else token
+    """A seller's client whose stored access token ``token`` is good for another hour."""
+    store = MemoryCredentialStore(
+        StoredCredential("access_token", token, [], datetime.now(UTC) + timedelta(hours=1)),
+        StoredCredential("refresh_token", "Atzr|abc"),
+    )
+    seller = IntegrationRef("i1", "amazon", selling_partner_id="A1SELLER", region="na")
+    return connector(buckets).client(seller, store)
 
-    return SpApiClient(
-        seller_id="A1SELLER",
-        region="na",
-        base_url=BASE,
-        token_source=source,
+
+def connector(buckets: BucketRegistry | None = None) -> AmazonConnector:
+    return AmazonConnector(
+        AmazonConfig("amzn1.sp.solution.x", "client", "secret", None),
         buckets=buckets or BucketRegistry(),
     )
 
@@ -104,15 +109,20 @@ async def test_a_full_amazon_bucket_overflows_until_the_first_call_arrives() -> 
     buckets.buckets[("A1SELLER", "na", "getInventorySummaries")] = TokenBucket(
         *plan, clock=clock, sleep=clock.sleep
     )
-    refreshed: list[str] = []
 
-    async def source(rejected: str | None) -> str:
-        if not refreshed:
-            await clock.sleep(0.06)  # LWA: the access token is fetched on first use
-            refreshed.append("Atza|one")
-        return refreshed[0]
+    class FirstTokenFromLwa(httpx.Auth):
+        fetched = False
 
-    sp = SpApiClient(seller_id="A1SELLER", region="na", base_url=BASE, token_source=source,
+        async def async_auth_flow(
+            self, request: httpx.Request
+        ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+            if not self.fetched:
+                await clock.sleep(0.06)  # LWA: the access token is fetched on first use
+                self.fetched = True
+            request.headers["x-amz-access-token"] = "Atza|one"
+            yield request
+
+    sp = SpApiClient(seller_id="A1SELLER", region="na", base_url=BASE, auth=FirstTokenFromLwa(),
                      buckets=buckets)  # fmt: skip
     for _ in range(4):
         await sp.call("getInventorySummaries", "GET", "/fba/inventory/v1/summaries")
@@ -179,6 +189,9 @@ async def test_expired_token_is_refreshed_once_then_revoked_is_typed() -> None:
     route = respx.get(f"{BASE}/sellers/v1/marketplaceParticipations").mock(
         side_effect=[httpx.Response(403, json=expired), httpx.Response(200, json={"payload": []})]
     )
+    lwa = respx.post(LWA).mock(
+        return_value=httpx.Response(200, json={"access_token": "Atza|two", "expires_in": 3600})
+    )
     await client().call(
         "getMarketplaceParticipations", "GET", "/sellers/v1/marketplaceParticipations"
     )
@@ -186,6 +199,7 @@ async def test_expired_token_is_refreshed_once_then_revoked_is_typed() -> None:
         "Atza|one",
         "Atza|two",
     ]
+    assert lwa.call_count == 1
 
     revoked = errors(
         "Unauthorized", "The access token you provided is revoked, malformed or invalid"
@@ -222,12 +236,6 @@ async def test_server_errors_and_truncated_bodies_are_retried() -> None:
     assert body == {"payload": []} and route.call_count == 3
 
 
-def connector() -> AmazonConnector:
-    return AmazonConnector(
-        AmazonConfig("amzn1.sp.solution.x", "client", "secret", None), buckets=BucketRegistry()
-    )
-
-
 @respx.mock
 async def test_access_token_cached_and_refreshed_once_under_concurrency() -> None:
     calls = 0
@@ -243,13 +251,14 @@ async def test_access_token_cached_and_refreshed_once_under_concurrency() -> Non
     respx.post(LWA).mock(side_effect=lwa)
     store = MemoryCredentialStore(StoredCredential("refresh_token", "Atzr|abc"))
     amazon = connector()
-    tokens = await asyncio.gather(*(amazon.access_token("i1", store) for _ in range(10)))
+    flows = [amazon.token_flow(store) for _ in range(10)]  # ten clients of one seller
+    tokens = await asyncio.gather(*(flow.access_token() for flow in flows))
     assert set(tokens) == {"Atza|1"} and calls == 1
     assert store.items["access_token"].secret == "Atza|1"  # saved for the other processes
+    assert await flows[0].access_token() == "Atza|1" and calls == 1  # cached
     # Close to expiry: refreshed a minute ahead, again exactly once.
     store.items["access_token"].expires_at = datetime.now(UTC) + timedelta(seconds=30)
-    amazon._tokens.clear()
-    assert await amazon.access_token("i1", store) == "Atza|2" and calls == 2
+    assert await amazon.token_flow(store).access_token() == "Atza|2" and calls == 2
 
 
 @respx.mock
@@ -261,7 +270,7 @@ async def test_invalid_grant_means_reconnect() -> None:
     )
     store = MemoryCredentialStore(StoredCredential("refresh_token", "Atzr|gone"))
     with pytest.raises(AuthRevoked):
-        await connector().access_token("i1", store)
+        await connector().token_flow(store).access_token()
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@ and the query goes on; a token that cannot be refreshed means reconnect."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -58,8 +58,13 @@ async def test_401_on_an_expiring_token_refreshes_once_and_goes_on() -> None:
     ]
     assert store.items["access_token"].secret == "shpat_new"
     assert store.items["refresh_token"].secret == "shprt_two"  # rotated, saved before use
-    sent = json.loads(refresh.calls[0].request.content)
-    assert sent["grant_type"] == "refresh_token" and sent["refresh_token"] == "shprt_one"
+    sent = dict(parse_qsl(refresh.calls[0].request.content.decode()))
+    assert sent == {
+        "grant_type": "refresh_token",
+        "refresh_token": "shprt_one",
+        "client_id": "id",
+        "client_secret": "secret",
+    }
 
 
 @respx.mock

@@ -3,7 +3,7 @@
 Consent URL -> the seller approves -> our callback gets ``spapi_oauth_code`` (lives five
 minutes, single use) and ``selling_partner_id`` -> we exchange the code at LWA at once for a
 refresh token, which is the integration's lasting credential. Access tokens (one hour) are
-minted from it and cached by the connector.
+minted from it by the token flow (``connectors.auth.TokenFlow``) and stored beside it.
 """
 
 from __future__ import annotations
@@ -16,13 +16,20 @@ from typing import Any
 import httpx
 from authlib.common.urls import add_params_to_uri
 
+from connectors.amazon.client import TOKEN_HEADER, token_expired
 from connectors.amazon.regions import lwa_token_url, seller_central_base
-from connectors.base import StoredCredential
-from connectors.errors import AuthRevoked, OAuthError, PlatformError, TransientError
-from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.auth import (
+    ACCESS_TOKEN,
+    REFRESH_TOKEN,
+    TokenEndpoint,
+    TokenFlow,
+    fetch_token,
+    lifetime_end,
+)
+from connectors.base import CredentialStore, StoredCredential
+from connectors.errors import OAuthError
 
-REFRESH_TOKEN = "refresh_token"  # noqa: S105  credential kind names, not secrets
-ACCESS_TOKEN = "access_token"  # noqa: S105
+DEFAULT_LIFETIME = timedelta(hours=1)  # LWA access tokens live an hour
 SELLER_ID = re.compile(r"^[A-Z0-9]{8,20}$")
 # Errors Seller Central reports, and what the person in front of the browser should do.
 CONSENT_ERRORS = {
@@ -76,49 +83,27 @@ def verify_callback(params: Mapping[str, str]) -> tuple[str, str]:
     return seller, code
 
 
-async def _lwa(
-    payload: dict[str, str], base_url: str | None, transport: httpx.AsyncBaseTransport | None
-) -> dict[str, Any]:
-    async with build_client(transport=transport) as client:
-
-        async def post() -> httpx.Response:
-            response = await client.post(
-                lwa_token_url(base_url),
-                data=payload,
-                headers={"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"},
-            )
-            raise_for_transient(response)
-            return response
-
-        try:
-            # The official helper retries the token call three times with 2^n s backoff.
-            response = await with_retries(post, attempts=3, initial_wait=1.0, max_elapsed=30)
-        except (TransientError, httpx.TransportError) as error:
-            raise TransientError(f"Login with Amazon unreachable: {error}") from error
-    try:
-        body: dict[str, Any] = response.json()
-    except ValueError:
-        raise PlatformError("Login with Amazon answered with a malformed body") from None
-    if response.status_code >= 400:
-        reason = str(body.get("error", "unknown"))
-        if reason == "invalid_grant":
-            raise AuthRevoked(
-                f"Login with Amazon refused the grant: {body.get('error_description')}"
-            )
-        raise PlatformError(f"Login with Amazon refused: {reason}", status=response.status_code)
-    if not isinstance(body.get("access_token"), str):
-        raise PlatformError("Login with Amazon answered without an access token")
-    return body
-
-
-def _access(body: dict[str, Any]) -> StoredCredential:
-    lifetime = int(body.get("expires_in") or 3600)
-    return StoredCredential(
-        ACCESS_TOKEN,
-        body["access_token"],
-        [],
-        datetime.now(UTC) + timedelta(seconds=lifetime),
+def token_endpoint(
+    *,
+    client_id: str,
+    client_secret: str,
+    base_url: str | None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> TokenEndpoint:
+    """Login with Amazon's token endpoint; it takes the app's credentials in the body."""
+    return TokenEndpoint(
+        "Login with Amazon", lwa_token_url(base_url), client_id, client_secret, transport
     )
+
+
+def token_credentials(body: Mapping[str, Any]) -> list[StoredCredential]:
+    """The refresh token (when the answer has one) and the access token of an LWA answer."""
+    lifetime = lifetime_end(body, "expires_in") or datetime.now(UTC) + DEFAULT_LIFETIME
+    result = [StoredCredential(ACCESS_TOKEN, str(body["access_token"]), [], lifetime)]
+    refresh = body.get("refresh_token")
+    if isinstance(refresh, str) and refresh:
+        result.insert(0, StoredCredential(REFRESH_TOKEN, refresh))
+    return result
 
 
 async def exchange_code(
@@ -131,49 +116,36 @@ async def exchange_code(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[StoredCredential]:
     """The refresh token (the lasting credential) and a first access token."""
-    try:
-        body = await _lwa(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": redirect_uri,
-                "client_id": client_id,
-                "client_secret": client_secret,
-            },
-            base_url,
-            transport,
-        )
-    except AuthRevoked:
-        raise OAuthError(
-            "authorization code refused",
-            user_message="Amazon refused the authorization code: it may have expired (codes "
-            "live five minutes) or been used already. Start the connection again.",
-        ) from None
-    refresh = body.get("refresh_token")
-    if not isinstance(refresh, str) or not refresh:
-        raise PlatformError("Login with Amazon answered without a refresh token")
-    return [StoredCredential(REFRESH_TOKEN, refresh), _access(body)]
-
-
-async def refresh_access_token(
-    *,
-    refresh_token: str,
-    client_id: str,
-    client_secret: str,
-    base_url: str | None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> StoredCredential:
-    body = await _lwa(
-        {
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-            "client_id": client_id,
-            "client_secret": client_secret,
-        },
-        base_url,
-        transport,
+    refused = (
+        "Amazon refused the authorization code: it may have expired (codes live five "
+        "minutes) or been used already. Start the connection again."
     )
-    return _access(body)
+    endpoint = token_endpoint(
+        client_id=client_id, client_secret=client_secret, base_url=base_url, transport=transport
+    )
+    token = await fetch_token(
+        endpoint,
+        grant_type="authorization_code",
+        refused=refused,
+        code=code,
+        redirect_uri=redirect_uri,
+    )
+    credentials = token_credentials(token)
+    if credentials[0].kind != REFRESH_TOKEN:
+        raise OAuthError("Login with Amazon answered without a refresh token", user_message=refused)
+    return credentials
+
+
+def token_flow(endpoint: TokenEndpoint, credentials: CredentialStore) -> TokenFlow:
+    """SP-API's token header; the access token refreshed ahead of expiry, or when Amazon
+    calls it expired (403), once across processes and saved for the other processes."""
+    return TokenFlow(
+        endpoint,
+        credentials,
+        header=TOKEN_HEADER,
+        credentials_of=token_credentials,
+        rejects=token_expired,
+    )
 
 
 async def grantless_token(
@@ -185,14 +157,13 @@ async def grantless_token(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> StoredCredential:
     """A client_credentials token for grantless operations (notifications, secret rotation)."""
-    body = await _lwa(
-        {
-            "grant_type": "client_credentials",
-            "scope": scope,
-            "client_id": client_id,
-            "client_secret": client_secret,
-        },
-        base_url,
-        transport,
+    endpoint = token_endpoint(
+        client_id=client_id, client_secret=client_secret, base_url=base_url, transport=transport
     )
-    return _access(body)
+    token = await fetch_token(
+        endpoint,
+        grant_type="client_credentials",
+        refused="Login with Amazon refused the app's credentials for a grantless operation.",
+        scope=scope,
+    )
+    return token_credentials(token)[-1]

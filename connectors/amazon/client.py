@@ -10,7 +10,6 @@ No SigV4: Amazon dropped it in 2023; the LWA token in ``x-amz-access-token`` is 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,11 +44,9 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
     "getMarketplaceParticipations": (0.016, 15),
 }
 EXPIRED_DETAILS = "The access token you provided has expired."
+TOKEN_HEADER = "x-amz-access-token"  # noqa: S105  the header's name, not a secret
 MAX_THROTTLED = 6  # 429s in a row on one call before giving up with RateLimited
 SLOWDOWN = 0.8  # a 429 means the real rate is lower than we believed
-
-TokenSource = Callable[[str | None], Awaitable[str]]
-"""Returns an access token; given the token Amazon just rejected, returns a fresh one."""
 
 
 @dataclass
@@ -79,16 +76,17 @@ class SpApiClient:
         seller_id: str,
         region: str,
         base_url: str,
-        token_source: TokenSource,
+        auth: httpx.Auth,
         transport: httpx.AsyncBaseTransport | None = None,
         buckets: BucketRegistry = BUCKETS,
     ) -> None:
         self.seller_id = seller_id
         self.region = region
         self.base_url = base_url
-        self._token_source = token_source
         self._buckets = buckets
-        self._http = build_client(base_url=base_url, transport=transport)
+        # ``auth`` adds x-amz-access-token: the token flow refreshes it ahead of expiry and
+        # once more when Amazon calls it expired (``token_expired``).
+        self._http = build_client(base_url=base_url, transport=transport, auth=auth)
         self._downloads = build_client(transport=transport, timeout=httpx.Timeout(120, connect=10))
 
     async def aclose(self) -> None:
@@ -107,17 +105,13 @@ class SpApiClient:
         """Send one SP-API operation and return its JSON body (``{}`` when empty)."""
         bucket = self._buckets.get(self.seller_id, self.region, operation)
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
-        rejected: str | None = None
         throttled = 0
         while True:
             self._buckets.waited += await bucket.acquire()
             take = bucket.last_take
-            token = await self._token_source(rejected)
 
-            async def send(token: str = token) -> tuple[httpx.Response, dict[str, Any]]:
-                response = await self._http.request(
-                    method, path, params=query, json=json, headers={"x-amz-access-token": token}
-                )
+            async def send() -> tuple[httpx.Response, dict[str, Any]]:
+                response = await self._http.request(method, path, params=query, json=json)
                 raise_for_transient(response)
                 # A truncated 2xx body is retried like a 5xx: the next answer is usually whole.
                 body = _json(response, operation) if response.is_success else {}
@@ -146,9 +140,6 @@ class SpApiClient:
                     log.debug("unreadable x-amzn-RateLimit-Limit %r", limit)
             if status in (401, 403):
                 details = _error_details(response)
-                if status == 403 and EXPIRED_DETAILS in details and rejected is None:
-                    rejected = token  # refresh once and try again
-                    continue
                 if "revoked" in details:
                     raise AuthRevoked(f"{operation}: {details}")
                 if details:
@@ -200,3 +191,8 @@ def _safe_errors(response: httpx.Response) -> list[dict[str, Any]]:
 
 def _error_details(response: httpx.Response) -> str:
     return " ".join(str(e.get("details") or "") for e in _safe_errors(response)).strip()
+
+
+def token_expired(response: httpx.Response) -> bool:
+    """Amazon's answer to an access token past its hour: 403 with these details."""
+    return response.status_code == 403 and EXPIRED_DETAILS in _error_details(response)

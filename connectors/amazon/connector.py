@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -15,18 +13,17 @@ from connectors.amazon import auth
 from connectors.amazon.client import BUCKETS, BucketRegistry, SpApiClient
 from connectors.amazon.regions import REGION_MARKETPLACES, sp_api_base, validate_region
 from connectors.amazon.streams import StreamOptions, read_inventory, read_listings, read_orders
+from connectors.auth import TokenFlow
 from connectors.base import (
     Batch,
     Connector,
     CredentialStore,
     IntegrationRef,
     RecordKind,
-    StoredCredential,
     StreamSpec,
 )
-from connectors.errors import AuthRevoked, InvalidInput
+from connectors.errors import InvalidInput
 
-REFRESH_AHEAD = timedelta(seconds=60)  # as Amazon's Java SDK: refresh a minute before expiry
 READERS = {"orders": read_orders, "listings": read_listings, "inventory": read_inventory}
 
 
@@ -77,8 +74,6 @@ class AmazonConnector(Connector):
         self.config = config
         self.transport = transport
         self.buckets = buckets
-        self._tokens: dict[str, StoredCredential] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
     def from_settings(
@@ -106,60 +101,26 @@ class AmazonConnector(Connector):
 
     # --- tokens ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _fresh(token: StoredCredential | None, rejected: str | None) -> bool:
-        return (
-            token is not None
-            and token.secret != rejected
-            and token.expires_at is not None
-            and token.expires_at - REFRESH_AHEAD > datetime.now(UTC)
+    def token_flow(self, credentials: CredentialStore) -> TokenFlow:
+        """The integration's LWA access token for SP-API calls, refreshed as it expires."""
+        endpoint = auth.token_endpoint(
+            client_id=self.config.client_id,
+            client_secret=self.config.client_secret,
+            base_url=self.config.base_url,
+            transport=self.transport,
         )
-
-    async def access_token(
-        self, integration_id: str, credentials: CredentialStore, rejected: str | None = None
-    ) -> str:
-        """A cached access token; refreshed a minute before expiry, once across processes.
-
-        ``rejected`` is a token Amazon just called expired: never hand that one out again.
-        """
-        cached = self._tokens.get(integration_id)
-        if self._fresh(cached, rejected):
-            assert cached is not None
-            return cached.secret
-        async with (
-            self._locks.setdefault(integration_id, asyncio.Lock()),
-            credentials.refresh_lock(auth.ACCESS_TOKEN),
-        ):
-            stored = await credentials.get(auth.ACCESS_TOKEN)  # another process may have won
-            if not self._fresh(stored, rejected):
-                refresh = await credentials.get(auth.REFRESH_TOKEN)
-                if refresh is None:
-                    raise AuthRevoked("no refresh token stored: connect the seller first")
-                stored = await auth.refresh_access_token(
-                    refresh_token=refresh.secret,
-                    client_id=self.config.client_id,
-                    client_secret=self.config.client_secret,
-                    base_url=self.config.base_url,
-                    transport=self.transport,
-                )
-                await credentials.save(stored)
-            assert stored is not None
-            self._tokens[integration_id] = stored
-            return stored.secret
+        return auth.token_flow(endpoint, credentials)
 
     def client(self, integration: IntegrationRef, credentials: CredentialStore) -> SpApiClient:
         region = validate_region(integration.region)
         if not integration.selling_partner_id:
             raise InvalidInput("this integration has no selling partner id yet: connect it first")
 
-        async def token_source(rejected: str | None) -> str:
-            return await self.access_token(integration.id, credentials, rejected)
-
         return SpApiClient(
             seller_id=integration.selling_partner_id,
             region=region,
             base_url=sp_api_base(region, self.config.base_url),
-            token_source=token_source,
+            auth=self.token_flow(credentials),
             transport=self.transport,
             buckets=self.buckets,
         )

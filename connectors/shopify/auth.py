@@ -8,20 +8,26 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from authlib.common.urls import add_params_to_uri
 
-from connectors.base import StoredCredential
-from connectors.errors import AuthRevoked, OAuthError, PlatformError, TransientError
-from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.auth import (
+    ACCESS_TOKEN,
+    REFRESH_TOKEN,
+    TokenEndpoint,
+    TokenFlow,
+    fetch_token,
+    lifetime_end,
+)
+from connectors.base import CredentialStore, StoredCredential
+from connectors.errors import OAuthError, PlatformError
 from connectors.shopify.domains import validate_shop_domain
 
 CALLBACK_MAX_AGE = timedelta(minutes=5)
-ACCESS_TOKEN = "access_token"  # noqa: S105  credential kind names, not secrets
-REFRESH_TOKEN = "refresh_token"  # noqa: S105
+TOKEN_HEADER = "X-Shopify-Access-Token"  # noqa: S105  the Admin API's header, not a secret
 
 
 def shop_base_url(shop: str, base_url: str | None) -> str:
@@ -111,58 +117,36 @@ def verify_webhook(body: bytes, signature: str | None, secret: str) -> bool:
     return hmac.compare_digest(expected, given)
 
 
-def token_credentials(body: dict[str, Any]) -> list[StoredCredential]:
+def token_credentials(body: Mapping[str, Any]) -> list[StoredCredential]:
     """The access token (and refresh token, when expiring) of a token endpoint answer."""
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise PlatformError("token endpoint answered without an access token")
     scopes = [s for s in str(body.get("scope", "")).split(",") if s]
-    now = datetime.now(UTC)
-    expires = now + timedelta(seconds=int(body["expires_in"])) if body.get("expires_in") else None
-    result = [StoredCredential(ACCESS_TOKEN, token, scopes, expires)]
-    if body.get("refresh_token"):
-        refresh_expires = (
-            now + timedelta(seconds=int(body["refresh_token_expires_in"]))
-            if body.get("refresh_token_expires_in")
-            else None
-        )
-        result.append(
-            StoredCredential(REFRESH_TOKEN, body["refresh_token"], scopes, refresh_expires)
-        )
+    result = [StoredCredential(ACCESS_TOKEN, token, scopes, lifetime_end(body, "expires_in"))]
+    refresh = body.get("refresh_token")
+    if isinstance(refresh, str) and refresh:
+        expires = lifetime_end(body, "refresh_token_expires_in")
+        result.append(StoredCredential(REFRESH_TOKEN, refresh, scopes, expires))
     return result
 
 
-async def _token_request(
+def token_endpoint(
+    *,
     shop: str,
+    client_id: str,
+    client_secret: str,
     base_url: str | None,
-    payload: dict[str, str],
-    transport: httpx.AsyncBaseTransport | None,
-) -> dict[str, Any]:
-    url = f"{shop_base_url(shop, base_url)}/admin/oauth/access_token"
-    async with build_client(transport=transport) as client:
-
-        async def post() -> httpx.Response:
-            response = await client.post(url, json=payload)
-            raise_for_transient(response)
-            return response
-
-        try:
-            response = await with_retries(post, attempts=3, max_elapsed=30)
-        except (TransientError, httpx.TransportError) as error:
-            raise TransientError(f"Shopify token endpoint unreachable: {error}") from error
-    try:
-        body = response.json()
-    except ValueError:
-        raise PlatformError("token endpoint answered with a malformed body") from None
-    if response.status_code >= 400:
-        if body.get("error") == "invalid_grant":
-            raise AuthRevoked("refresh token refused (invalid_grant)")
-        raise OAuthError(
-            f"token exchange refused: {body.get('error')}",
-            user_message="Shopify refused the authorization code (it may have "
-            "expired or been used). Start the connection again.",
-        )
-    return body
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> TokenEndpoint:
+    """The shop's token endpoint; Shopify takes the app's credentials in the body."""
+    return TokenEndpoint(
+        "Shopify",
+        f"{shop_base_url(shop, base_url)}/admin/oauth/access_token",
+        client_id,
+        client_secret,
+        transport,
+    )
 
 
 async def exchange_code(
@@ -175,25 +159,35 @@ async def exchange_code(
     expiring: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[StoredCredential]:
-    payload = {"client_id": client_id, "client_secret": client_secret, "code": code}
-    if expiring:
-        payload["expiring"] = "1"
-    return token_credentials(await _token_request(shop, base_url, payload, transport))
+    """The offline token for the callback's code (and its refresh token when ``expiring``).
+
+    authlib also sends ``grant_type=authorization_code``, which Shopify's endpoint accepts
+    beside the documented client_id, client_secret and code (the OAuth 2 form of the call).
+    """
+    endpoint = token_endpoint(
+        shop=shop,
+        client_id=client_id,
+        client_secret=client_secret,
+        base_url=base_url,
+        transport=transport,
+    )
+    token = await fetch_token(
+        endpoint,
+        grant_type="authorization_code",
+        refused="Shopify refused the authorization code (it may have expired or been used). "
+        "Start the connection again.",
+        code=code,
+        **({"expiring": "1"} if expiring else {}),
+    )
+    return token_credentials(token)
 
 
-async def refresh_access_token(
-    *,
-    shop: str,
-    refresh_token: str,
-    client_id: str,
-    client_secret: str,
-    base_url: str | None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> list[StoredCredential]:
-    payload = {
-        "client_id": client_id,
-        "client_secret": client_secret,
-        "grant_type": "refresh_token",
-        "refresh_token": refresh_token,
-    }
-    return token_credentials(await _token_request(shop, base_url, payload, transport))
+def token_flow(endpoint: TokenEndpoint, credentials: CredentialStore) -> TokenFlow:
+    """The Admin API's token header; an expiring token refreshed ahead of expiry or on a 401
+    (clocks drift), the rotated refresh token saved with it."""
+    return TokenFlow(
+        endpoint,
+        credentials,
+        header=TOKEN_HEADER,
+        credentials_of=token_credentials,
+    )

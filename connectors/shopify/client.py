@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from connectors.errors import (
     TransientError,
 )
 from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.shopify.auth import TOKEN_HEADER
 from connectors.shopify.queries import API_VERSION
 
 log = logging.getLogger("connectors.shopify")
@@ -268,16 +269,18 @@ class ShopifyClient:
         *,
         shop: str,
         base_url: str,
-        token: str,
+        token: str | httpx.Auth,
         transport: httpx.AsyncBaseTransport | None = None,
         max_throttled_retries: int = 20,
-        renew_token: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
+        """``token``: a fixed access token, or the flow that supplies and renews one
+        (``connectors.auth.TokenFlow``: a 401 on an expiring token refreshes it once)."""
         self.shop = shop
-        self._token = token
-        self._renew_token = renew_token
         self.endpoint = f"{base_url}/admin/api/{API_VERSION}/graphql.json"
-        self._http = build_client(transport=transport, headers={"X-Shopify-Access-Token": token})
+        if isinstance(token, str):
+            self._http = build_client(transport=transport, headers={TOKEN_HEADER: token})
+        else:
+            self._http = build_client(transport=transport, auth=token)
         self.throttle = throttle_for(shop)
         self._max_throttled = max_throttled_retries
 
@@ -299,20 +302,9 @@ class ShopifyClient:
         """
         throttle = self.throttle
         key = cost_key(name, variables)
-        renewed = False
         for _ in range(self._max_throttled):
             ticket = await throttle.reserve(key, expected_cost)
-            try:
-                body = await self._post_reserved(ticket, name, document, variables)
-            except AuthRevoked:
-                if renewed or self._renew_token is None:
-                    raise
-                # An expiring token may have lapsed early (drifting clocks, a refresh by
-                # another process): refresh once; a token that cannot be renewed re-raises.
-                renewed = True
-                self._token = await self._renew_token(self._token)
-                self._http.headers["X-Shopify-Access-Token"] = self._token
-                continue
+            body = await self._post_reserved(ticket, name, document, variables)
             errors = body.get("errors") or []
             throttled = any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors)
             if throttled:

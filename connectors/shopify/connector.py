@@ -10,16 +10,16 @@ from typing import Any, ClassVar
 
 import httpx
 
+from connectors.auth import ACCESS_TOKEN
 from connectors.base import (
     Batch,
     Connector,
     CredentialStore,
     IntegrationRef,
     RecordKind,
-    StoredCredential,
     StreamSpec,
 )
-from connectors.errors import AuthRevoked, InvalidInput, MalformedResponse, PlatformError
+from connectors.errors import InvalidInput, MalformedResponse, PlatformError
 from connectors.shopify import auth, bulk, queries
 from connectors.shopify.bulk import BulkPolicy, BulkUnavailable
 from connectors.shopify.client import ShopifyClient
@@ -35,7 +35,6 @@ from connectors.shopify.streams import (
     reconcile_due,
 )
 
-REFRESH_AHEAD = timedelta(seconds=60)  # authlib's leeway: refresh a minute before expiry
 # Without it Shopify lists only the last 60 days of orders: a reconciliation would take the
 # older ones for deleted.
 ALL_ORDERS_SCOPE = "read_all_orders"
@@ -114,54 +113,20 @@ class ShopifyConnector(Connector):
     def base_url(self, shop: str) -> str:
         return auth.shop_base_url(shop, self.config.base_url)
 
-    @staticmethod
-    def _usable(token: StoredCredential | None, rejected: str | None) -> bool:
-        return (
-            token is not None
-            and token.secret != rejected
-            and (token.expires_at is None or token.expires_at - REFRESH_AHEAD > datetime.now(UTC))
+    def client(self, shop: str, credentials: CredentialStore) -> ShopifyClient:
+        """A client of the shop whose token comes from (and is refreshed into) ``credentials``."""
+        endpoint = auth.token_endpoint(
+            shop=shop,
+            client_id=self.config.client_id,
+            client_secret=self.config.client_secret,
+            base_url=self.config.base_url,
+            transport=self.transport,
         )
-
-    async def access_token(
-        self, shop: str, credentials: CredentialStore, rejected: str | None = None
-    ) -> str:
-        """The shop's token; an expiring one is refreshed ahead of expiry, once at a time.
-
-        ``rejected`` is a token Shopify just answered 401 to: an expiring token is then
-        refreshed at once (clocks drift); a non-expiring one means the app was removed.
-        """
-        token = await credentials.get(auth.ACCESS_TOKEN)
-        if token is None:
-            raise AuthRevoked("no access token stored: connect the shop first")
-        if self._usable(token, rejected):
-            return token.secret
-        async with credentials.refresh_lock(auth.ACCESS_TOKEN):
-            token = await credentials.get(auth.ACCESS_TOKEN)  # another process may have won
-            if token is not None and self._usable(token, rejected):
-                return token.secret
-            refresh = await credentials.get(auth.REFRESH_TOKEN)
-            if refresh is None:
-                raise AuthRevoked("Shopify refused the access token and there is no refresh token")
-            fresh = await auth.refresh_access_token(
-                shop=shop, refresh_token=refresh.secret, client_id=self.config.client_id,
-                client_secret=self.config.client_secret, base_url=self.config.base_url,
-                transport=self.transport)  # fmt: skip
-            for credential in fresh:  # saved before use: a crash cannot lose the rotated token
-                await credentials.save(credential)
-            return fresh[0].secret
-
-    async def client(self, shop: str, credentials: CredentialStore) -> ShopifyClient:
-        token = await self.access_token(shop, credentials)
-
-        async def renew(rejected: str) -> str:
-            return await self.access_token(shop, credentials, rejected)
-
         return ShopifyClient(
             shop=shop,
             base_url=self.base_url(shop),
-            token=token,
+            token=auth.token_flow(endpoint, credentials),
             transport=self.transport,
-            renew_token=renew,
         )
 
     async def read_stream(
@@ -176,8 +141,8 @@ class ShopifyConnector(Connector):
         self.stream(stream)  # KeyError for an unknown stream
         if not integration.shop_domain:
             raise InvalidInput("this integration has no shop domain")
-        client = await self.client(integration.shop_domain, credentials)
-        token = await credentials.get(auth.ACCESS_TOKEN)
+        client = self.client(integration.shop_domain, credentials)
+        token = await credentials.get(ACCESS_TOKEN)
         reconciles = STREAM_QUERIES[stream].ids is not None and (
             stream != "orders" or ALL_ORDERS_SCOPE in (token.scopes if token else [])
         )
@@ -256,7 +221,7 @@ class ShopifyConnector(Connector):
     # --- set-up after connecting -------------------------------------------------------------
 
     async def fetch_shop(self, shop: str, credentials: CredentialStore) -> dict[str, Any]:
-        client = await self.client(shop, credentials)
+        client = self.client(shop, credentials)
         try:
             data = await client.query("Shop", queries.SHOP, expected_cost=2)
         finally:
@@ -274,7 +239,7 @@ class ShopifyConnector(Connector):
         self, shop: str, credentials: CredentialStore, callback_url: str
     ) -> dict[str, str | None]:
         """Subscribe every topic the hub needs; returns topic -> subscription id."""
-        client = await self.client(shop, credentials)
+        client = self.client(shop, credentials)
         result: dict[str, str | None] = {}
         try:
             for topic in queries.WEBHOOK_TOPICS:
@@ -304,7 +269,7 @@ class ShopifyConnector(Connector):
         Raises MalformedResponse (a TransientError: try again later) when its variants or
         line items could not be read to the end, e.g. it was deleted meanwhile.
         """
-        client = await self.client(shop, credentials)
+        client = self.client(shop, credentials)
         document, name = (
             (queries.PRODUCT_BY_ID, "ProductById")
             if kind == "product"

@@ -209,12 +209,14 @@ class DbCredentialStore:
             lambda s: load_credential(session=s, integration_id=self.integration_id, kind=kind)
         )
 
-    async def save(self, credential: StoredCredential) -> None:
-        await in_session(
-            lambda s: save_credential(
-                session=s, integration_id=self.integration_id, credential=credential
-            )
-        )
+    async def save(self, *credentials: StoredCredential) -> None:
+        def save_all(session: Session) -> None:  # one transaction: a rotated pair stays a pair
+            for credential in credentials:
+                save_credential(
+                    session=session, integration_id=self.integration_id, credential=credential
+                )
+
+        await in_session(save_all)
 
     async def delete(self, kind: str) -> None:
         await in_session(
