@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from connectors.auth import ACCESS_TOKEN
 from connectors.base import StoredCredential
 from dashboard.db import get_engine, in_session
 from dashboard.models import Credential
@@ -154,8 +155,8 @@ def refresh_lock_name(integration_id: uuid.UUID, name: str) -> str:
     return f"refresh:{integration_id}:{name}"
 
 
-# The lock both connectors refresh under: ``refresh_lock(ACCESS_TOKEN)``.
-REFRESH_LOCK_KIND = "access_token"
+# The lock both connectors' TokenFlow refreshes under: key rotation must take the same one.
+REFRESH_LOCK_KIND = ACCESS_TOKEN
 
 
 def rotate_credentials(*, session: Session, vault: Vault, batch_size: int = 200) -> int:
