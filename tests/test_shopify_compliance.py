@@ -80,13 +80,13 @@ async def test_privacy_requests_from_the_sandbox_reach_the_hub_and_erase_synced_
     from connectors.shopify.client import _throttles
     from dashboard.api import build_api
     from tests.conftest import reset_caches
-    from tests.sandbox_server import free_port, running_sandbox, serving
+    from tests.sandbox_server import control_headers, free_port, running_sandbox, serving
     from tests.test_shopify_sync import connect, engine_for, stored_checksums, truth
 
     shop = "privacy-e2e.myshopify.com"
     _throttles.clear()
     monkeypatch.setenv("HUB_SHOPIFY_CLIENT_ID", "sandbox-shopify-client-id")
-    monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", "sandbox-shopify-client-secret")
+    # The secret: the one the hub derives from its sandbox token, which the sandbox shares.
     reset_caches()
     port = free_port()
     with (
@@ -99,7 +99,9 @@ async def test_privacy_requests_from_the_sandbox_reach_the_hub_and_erase_synced_
         await engine.wait()
         assert stored_checksums(integration_id)["customers"]["count"] == 6
         compliance_url = f"http://127.0.0.1:{port}/api/webhooks/shopify"
-        async with httpx.AsyncClient(base_url=f"{base}/_sandbox/shopify") as control:
+        async with httpx.AsyncClient(
+            base_url=f"{base}/_sandbox/shopify", headers=control_headers(base)
+        ) as control:
             no_url = await control.post(f"/shops/{shop}/compliance", json={"topic": "shop/redact"})
             assert no_url.status_code == 400 and "compliance_url" in no_url.json()["error"]
             configured = await control.put("/app", json={"compliance_url": compliance_url})

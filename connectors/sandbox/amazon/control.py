@@ -108,11 +108,12 @@ def control_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
             sandbox.app.draft = bool(body["draft"])
         if "redirect_uris" in body:
             uris = body["redirect_uris"]
-            if uris is not None and not (
-                isinstance(uris, list) and all(isinstance(u, str) for u in uris)
+            if not (
+                isinstance(uris, list)
+                and all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in uris)
             ):
                 return JSONResponse(
-                    {"error": "redirect_uris must be a list of URLs or null"}, status_code=400
+                    {"error": "redirect_uris must be a list of http(s) URLs"}, status_code=400
                 )
             sandbox.app.redirect_uris = uris
         sandbox.state.remember()

@@ -108,7 +108,7 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
     registered = sandbox.app.redirect_uris
     if redirect_uri is None and registered:
         redirect_uri = registered[0]
-    if redirect_uri is None or (registered is not None and redirect_uri not in registered):
+    if redirect_uri is None or redirect_uri not in registered:
         return _consent_error(
             "MD5101", "The redirect URI is not one of the application's registered redirect URIs."
         )

@@ -116,17 +116,27 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         return JSONResponse(sandbox.stats)
 
     async def configure_app(request: Request) -> Response:
-        """The app's configuration: {"compliance_url": URL or null}."""
-        body = await _json_object(request, {"compliance_url"})
+        """The app's configuration: {"compliance_url": URL or null, "redirect_uris": [URL]}.
+        Only the control token's holder gets here: the sandbox POSTs to compliance_url."""
+        body = await _json_object(request, {"compliance_url", "redirect_uris"})
         url = body.get("compliance_url", sandbox.compliance_url)
         if url is not None and not (
             isinstance(url, str) and url.startswith(("http://", "https://"))
         ):
             raise _Refused("compliance_url must be an http(s) URL or null")
-        if url != sandbox.compliance_url:
+        uris = body.get("redirect_uris", sandbox.redirect_uris)
+        if not (
+            isinstance(uris, list)
+            and all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in uris)
+        ):
+            raise _Refused("redirect_uris must be a list of http(s) URLs")
+        if url != sandbox.compliance_url or uris != sandbox.redirect_uris:
             sandbox.compliance_url = url
+            sandbox.redirect_uris = list(uris)
             sandbox.state.remember()
-        return JSONResponse({"client_id": sandbox.client_id, "compliance_url": url})
+        return JSONResponse(
+            {"client_id": sandbox.client_id, "compliance_url": url, "redirect_uris": uris}
+        )
 
     async def compliance(request: Request) -> Response:
         """Shopify sends a privacy topic: {"topic", "customer": index} (no customer for

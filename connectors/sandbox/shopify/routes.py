@@ -58,8 +58,15 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         if params.get("client_id") != sandbox.client_id:
             return _page("Unknown app", "<p>The client_id does not belong to an app.</p>", 400)
         redirect_uri = params.get("redirect_uri", "")
-        if not redirect_uri.startswith(("http://", "https://")):
-            return _page("Invalid redirect", "<p>redirect_uri is missing or invalid.</p>", 400)
+        if redirect_uri not in sandbox.redirect_uris:
+            # Shopify sends the code only to one of the app's allowed redirection URLs: an
+            # error page, never a redirect (no open redirect, no code for a stranger).
+            return _page(
+                "Oauth error invalid_request",
+                "<p>The redirect_uri is not whitelisted: it is not one of the app's allowed "
+                "redirection URLs.</p>",
+                400,
+            )
         scopes = params.get("scope", "")
         sandbox.shop(shop)
         if request.method == "GET":

@@ -13,12 +13,11 @@ from typing import Any
 
 import httpx
 
+from connectors.sandbox.access import SHOPIFY_CLIENT_ID as CLIENT_ID
 from connectors.sandbox.core import SandboxState
 from connectors.sandbox.shopify import bulk, webhooks_api
 from connectors.sandbox.shopify.data import ID_BASE, PLANS, ShopData
 
-CLIENT_ID = "sandbox-shopify-client-id"
-CLIENT_SECRET = "sandbox-shopify-client-secret"  # noqa: S105  the sandbox app's public secret
 CODE_LIFETIME = 60.0  # platform seconds an authorization code stays valid
 TOKEN_LIFETIME = 3600.0  # expiring offline tokens
 SHOP_PATTERN = r"{shop:str}"
@@ -59,7 +58,10 @@ class Bucket:
 class ShopifySandbox:
     state: SandboxState
     client_id: str = CLIENT_ID
-    client_secret: str = CLIENT_SECRET
+    # Derived from the control token by create_sandbox_app (access.py); never a constant.
+    client_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    # The app's allowed redirection URLs: the consent page sends a code nowhere else.
+    redirect_uris: list[str] = field(default_factory=list)
     shops: dict[str, ShopData] = field(default_factory=dict)
     codes: dict[str, Grant] = field(default_factory=dict)
     tokens: dict[str, Grant] = field(default_factory=dict)
@@ -169,6 +171,7 @@ class ShopifySandbox:
 
         return {
             "compliance_url": self.compliance_url,
+            "redirect_uris": self.redirect_uris,
             "shops": {name: shop.parameters() for name, shop in list(self.shops.items())},
             "revoked": sorted(self.revoked),
             "tokens": grants(self.tokens),
@@ -201,6 +204,7 @@ class ShopifySandbox:
         }
         if self.compliance_url is None:  # a URL the hub passes in wins over the saved one
             self.compliance_url = saved["compliance_url"]
+        self.redirect_uris = list(saved.get("redirect_uris") or [])  # files from before: none
 
     # --- changes, with webhooks --------------------------------------------------------------
 
