@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
 from connectors.shopify.queries import API_VERSION, PRODUCTS, SHOP  # noqa: E402
-from tests.sandbox_server import running_sandbox, shopify_install  # noqa: E402
+from tests.sandbox_server import control_headers, running_sandbox, shopify_install  # noqa: E402
 
 SHOP_DOMAIN = "bench-load.myshopify.com"
 SCENARIOS = {
@@ -93,7 +93,9 @@ async def run(base: str, token: str, concurrency: int, seconds: float) -> None:
                 f"{name:<32} {tally.served / elapsed:>9,.0f} {p50:>8.1f} {p95:>8.1f} "
                 f"{tally.throttled:>9}" + (f"  ({tally.failed} failed)" if tally.failed else "")
             )
-        stats = (await client.get(f"{base}/_sandbox/shopify/stats")).json()
+        stats = (
+            await client.get(f"{base}/_sandbox/shopify/stats", headers=control_headers(base))
+        ).json()
         print(f"sandbox counted {stats['requests']:,} requests, {stats['throttled']} THROTTLED")
 
 
@@ -131,6 +133,7 @@ def main() -> int:
             return 1
         httpx.post(
             f"{base}/_sandbox/shopify/shops",
+            headers=control_headers(base),
             json={"shop": SHOP_DOMAIN, "products": 500, "plan": args.plan},
         ).raise_for_status()
         token = shopify_install(base, SHOP_DOMAIN, scopes="read_products")
