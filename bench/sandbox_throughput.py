@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import statistics
 import subprocess
@@ -28,8 +29,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
+from connectors.sandbox.access import new_control_token  # noqa: E402
 from connectors.shopify.queries import API_VERSION, PRODUCTS, SHOP  # noqa: E402
-from tests.sandbox_server import control_headers, running_sandbox, shopify_install  # noqa: E402
+from tests.sandbox_server import (  # noqa: E402
+    adopt,
+    control_headers,
+    running_sandbox,
+    shopify_install,
+)
 
 SHOP_DOMAIN = "bench-load.myshopify.com"
 SCENARIOS = {
@@ -118,9 +125,11 @@ def main() -> int:
         serve(args.time_scale)
         return 0
 
+    token = new_control_token()  # the child's sandbox takes it from its environment
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--time-scale", str(args.time_scale)],
         cwd=ROOT,
+        env={**os.environ, "HUB_SANDBOX_CONTROL_TOKEN": token},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -131,6 +140,7 @@ def main() -> int:
         if not base:
             print("the sandbox did not start", file=sys.stderr)
             return 1
+        adopt(base, token)
         httpx.post(
             f"{base}/_sandbox/shopify/shops",
             headers=control_headers(base),

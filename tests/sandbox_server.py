@@ -27,6 +27,11 @@ def _token_for_new_sandbox() -> str:
     return os.environ.get("HUB_SANDBOX_CONTROL_TOKEN") or new_control_token()
 
 
+def adopt(base: str, token: str) -> None:
+    """Know the token of a sandbox another process started at ``base``."""
+    _TOKENS[base] = token
+
+
 def control_token(base: str) -> str:
     return _TOKENS[base]
 
