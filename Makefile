@@ -46,6 +46,11 @@ chromium:
 migrate: $(STAMP)
 	$(VENV)/bin/hub migrate
 
+# `make run` is the local demo: the platform sandbox is on (it is off by default, see
+# docs/sandbox.md) unless HUB_SANDBOX is set in the environment or in .env.
+ifeq ($(origin HUB_SANDBOX)$(shell grep -s '^HUB_SANDBOX=' .env),undefined)
+run: export HUB_SANDBOX := true
+endif
 run: setup migrate
 	$(VENV)/bin/hub users ensure-admin
 	$(VENV)/bin/hub serve --port $(HUB_PORT)

@@ -35,8 +35,7 @@ from connectors.base import (  # noqa: E402
     MemoryCredentialStore,
     StoredCredential,
 )
-from connectors.sandbox.installer import AMAZON_APP  # noqa: E402
-from tests.sandbox_server import amazon_install, sandbox_process  # noqa: E402
+from tests.sandbox_server import amazon_install, apps, control_headers, sandbox_process  # noqa: E402
 
 US = "ATVPDKIKX0DER"
 FBA_MARKETPLACES = (US, "A2EUQ1WTGCTBG2", "A1AM78C64UM0Y8")  # US, CA, MX
@@ -45,6 +44,7 @@ FBA_MARKETPLACES = (US, "A2EUQ1WTGCTBG2", "A1AM78C64UM0Y8")  # US, CA, MX
 def seller(base: str, seller_id: str, **sizes: int) -> str:
     httpx.post(
         f"{base}/_sandbox/amazon/sellers",
+        headers=control_headers(base),
         json={"selling_partner_id": seller_id, "marketplaces": [US], **sizes},
         timeout=60,
     ).raise_for_status()
@@ -52,13 +52,13 @@ def seller(base: str, seller_id: str, **sizes: int) -> str:
 
 
 def stats(base: str) -> dict[str, int]:
-    return dict(httpx.get(f"{base}/_sandbox/amazon/stats").json())
+    return dict(httpx.get(f"{base}/_sandbox/amazon/stats", headers=control_headers(base)).json())
 
 
 def connector(base: str) -> AmazonConnector:
     return AmazonConnector(
         AmazonConfig(
-            AMAZON_APP["app_id"], AMAZON_APP["client_id"], AMAZON_APP["client_secret"],
+            apps(base).amazon_app_id, apps(base).amazon_client_id, apps(base).amazon_client_secret,
             f"{base}/amazon", options=StreamOptions(polling=ReportPolling(0.05, 1.0, 600)),
         ),
         buckets=BucketRegistry(),
@@ -121,8 +121,8 @@ def peer_orders(base: str, seller_id: str, refresh: str, scale: float) -> dict[s
 
     client = Orders(
         refresh_token=refresh,
-        credentials={"lwa_app_id": AMAZON_APP["client_id"],
-                     "lwa_client_secret": AMAZON_APP["client_secret"]},
+        credentials={"lwa_app_id": apps(base).amazon_client_id,
+                     "lwa_client_secret": apps(base).amazon_client_secret},
         auth_token_client_class=SandboxToken,
     )  # fmt: skip
     client.endpoint = f"{base}/amazon/sp/na"
@@ -250,7 +250,7 @@ def main() -> None:
         # At real time, as `make run` serves it: at 500x its 2 requests/s never bind.
         with sandbox_process(1.0, seed=21) as base:
             httpx.post(
-                f"{base}/_sandbox/amazon/sellers",
+                f"{base}/_sandbox/amazon/sellers", headers=control_headers(base),
                 json={"selling_partner_id": "A1BENCHFBA", "marketplaces": list(FBA_MARKETPLACES),
                       "orders": 1, "listings": args.fba_items, "fba_items": args.fba_items},
                 timeout=60,

@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, 
 from sqlmodel import func, select  # noqa: E402
 
 from connectors.base import StoredCredential  # noqa: E402
+from connectors.sandbox.access import new_control_token, sandbox_apps  # noqa: E402
 from connectors.sandbox.installer import install_shopify  # noqa: E402
 from dashboard import db  # noqa: E402
 from dashboard.models import Integration, IntegrationStatus, RunStatus, SyncRun  # noqa: E402
@@ -70,6 +71,7 @@ from tests.browser.conftest import (  # noqa: E402
     sign_in,
 )
 
+CONTROL_TOKEN = new_control_token()  # the bench hub's sandbox control token
 STREAM = "products"  # one stream per integration: N integrations = N syncs running
 SCOPES = "read_products,read_inventory,read_orders,read_customers,read_locations"
 
@@ -101,6 +103,7 @@ def hub_environment(data_dir: Path, port: int, args: argparse.Namespace) -> dict
         "HUB_DATA_DIR": str(data_dir), "HUB_PORT": str(port),
         "HUB_ADMIN_EMAIL": ADMIN_EMAIL, "HUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "HUB_ENCRYPTION_KEYS": "bench:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "HUB_SANDBOX": "true", "HUB_SANDBOX_CONTROL_TOKEN": CONTROL_TOKEN,
         "HUB_SANDBOX_DEMO": "false", "HUB_SANDBOX_TIME_SCALE": f"{args.time_scale:g}",
         # Every sync runs at once (the default bound is 8); no scheduled runs on top.
         "HUB_SYNC_MAX_CONCURRENCY": str(max(1, args.syncs)), "HUB_SCHEDULER_ENABLED": "false",
@@ -145,11 +148,16 @@ def running_hub(hub: Hub, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 def connect_shops(base: str, count: int, sizes: dict[str, Any]) -> list[uuid.UUID]:
     """Sandbox shops, approved like a merchant would, connected through the hub's services."""
     ids = []
-    with httpx.Client(base_url=base, timeout=30) as client:
+    headers = {"Authorization": f"Bearer {CONTROL_TOKEN}"}  # the mounted sandbox's token
+    # The consent page sends codes only to the hub's registered callback.
+    callback = base.removesuffix("/sandbox") + "/api/oauth/shopify/callback"
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         for index in range(count):
             shop = f"live-bench-{index:02d}.myshopify.com"
             client.post("/_sandbox/shopify/shops", json={"shop": shop, **sizes}).raise_for_status()
-            token = install_shopify(client, shop, scopes=SCOPES)
+            token = install_shopify(
+                client, shop, sandbox_apps(CONTROL_TOKEN), scopes=SCOPES, redirect_uri=callback
+            )
             with db.session_scope() as session:
                 integration = create_integration(
                     session=session, platform="shopify", display_name=f"Live bench {index:02d}",

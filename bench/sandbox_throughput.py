@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import statistics
 import subprocess
@@ -28,8 +29,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
+from connectors.sandbox.access import new_control_token  # noqa: E402
 from connectors.shopify.queries import API_VERSION, PRODUCTS, SHOP  # noqa: E402
-from tests.sandbox_server import running_sandbox, shopify_install  # noqa: E402
+from tests.sandbox_server import (  # noqa: E402
+    adopt,
+    control_headers,
+    running_sandbox,
+    shopify_install,
+)
 
 SHOP_DOMAIN = "bench-load.myshopify.com"
 SCENARIOS = {
@@ -93,7 +100,9 @@ async def run(base: str, token: str, concurrency: int, seconds: float) -> None:
                 f"{name:<32} {tally.served / elapsed:>9,.0f} {p50:>8.1f} {p95:>8.1f} "
                 f"{tally.throttled:>9}" + (f"  ({tally.failed} failed)" if tally.failed else "")
             )
-        stats = (await client.get(f"{base}/_sandbox/shopify/stats")).json()
+        stats = (
+            await client.get(f"{base}/_sandbox/shopify/stats", headers=control_headers(base))
+        ).json()
         print(f"sandbox counted {stats['requests']:,} requests, {stats['throttled']} THROTTLED")
 
 
@@ -116,9 +125,11 @@ def main() -> int:
         serve(args.time_scale)
         return 0
 
+    token = new_control_token()  # the child's sandbox takes it from its environment
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--time-scale", str(args.time_scale)],
         cwd=ROOT,
+        env={**os.environ, "HUB_SANDBOX_CONTROL_TOKEN": token},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -129,8 +140,10 @@ def main() -> int:
         if not base:
             print("the sandbox did not start", file=sys.stderr)
             return 1
+        adopt(base, token)
         httpx.post(
             f"{base}/_sandbox/shopify/shops",
+            headers=control_headers(base),
             json={"shop": SHOP_DOMAIN, "products": 500, "plan": args.plan},
         ).raise_for_status()
         token = shopify_install(base, SHOP_DOMAIN, scopes="read_products")

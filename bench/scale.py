@@ -57,7 +57,7 @@ from connectors.base import (  # noqa: E402
     StreamSpec,
     UnifiedRecord,
 )
-from connectors.sandbox.installer import SHOPIFY_APP, install_shopify  # noqa: E402
+from connectors.sandbox.installer import install_shopify  # noqa: E402
 from connectors.shopify.connector import ShopifyConnector  # noqa: E402
 from dashboard import db  # noqa: E402
 from dashboard.db import in_session, session_scope  # noqa: E402
@@ -68,7 +68,7 @@ from dashboard.services.integrations import create_integration, mark_connected  
 from dashboard.services.scheduler import HubScheduler  # noqa: E402
 from dashboard.services.sync import SyncEngine  # noqa: E402
 from dashboard.settings import get_settings  # noqa: E402
-from tests.sandbox_server import sandbox_process  # noqa: E402
+from tests.sandbox_server import apps, control_headers, sandbox_process  # noqa: E402
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 STREAMS: dict[str, tuple[RecordKind, Any]] = {
@@ -166,7 +166,7 @@ def create_integrations(count: int, tokens: list[str] | None = None) -> list[uui
 def sandbox_shops(base: str, count: int, records: int) -> list[str]:
     """Create ``count`` small shops in the sandbox and approve the app on each: tokens."""
     tokens = []
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, headers=control_headers(base), timeout=30) as client:
         for n in range(count):
             shop = f"bench-{n}.myshopify.com"
             client.post(
@@ -174,7 +174,9 @@ def sandbox_shops(base: str, count: int, records: int) -> list[str]:
                 json={"shop": shop, "products": records, "orders": records, "customers": records,
                       "plan": "plus"},
             ).raise_for_status()  # fmt: skip
-            token = install_shopify(client, shop, scopes="read_products,read_orders,read_customers")
+            token = install_shopify(
+                client, shop, apps(base), scopes="read_products,read_orders,read_customers"
+            )
             tokens.append(str(token["access_token"]))
     return tokens
 
@@ -228,8 +230,8 @@ async def run(args: argparse.Namespace) -> None:
     connector: Connector
     if args.sandbox_base:
         connector = ShopifyConnector.from_settings({
-            "shopify_client_id": SHOPIFY_APP["client_id"],
-            "shopify_client_secret": SHOPIFY_APP["client_secret"],
+            "shopify_client_id": apps(args.sandbox_base).shopify_client_id,
+            "shopify_client_secret": apps(args.sandbox_base).shopify_client_secret,
             "shopify_scopes": "read_products,read_orders,read_customers",
             "shopify_base_url": f"{args.sandbox_base}/shopify",
         })  # fmt: skip

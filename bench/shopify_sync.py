@@ -52,7 +52,12 @@ from dashboard.models import SyncRun  # noqa: E402
 from dashboard.services.credentials import save_credential  # noqa: E402
 from dashboard.services.integrations import create_integration, mark_connected  # noqa: E402
 from dashboard.services.sync import SyncEngine  # noqa: E402
-from tests.sandbox_server import running_sandbox, shopify_install  # noqa: E402
+from tests.sandbox_server import (  # noqa: E402
+    apps,
+    control_headers,
+    running_sandbox,
+    shopify_install,
+)
 
 SHOP = "bench-sync.myshopify.com"
 FIGURES = "FIGURES "  # the line a --single run hands its figures to the parent on
@@ -123,7 +128,11 @@ def isolated_hub(data_dir: Path) -> None:
 
 
 def connect(base: str, sizes: dict[str, Any]) -> uuid.UUID:
-    httpx.post(f"{base}/_sandbox/shopify/shops", json={"shop": SHOP, **sizes}).raise_for_status()
+    httpx.post(
+        f"{base}/_sandbox/shopify/shops",
+        headers=control_headers(base),
+        json={"shop": SHOP, **sizes},
+    ).raise_for_status()
     token = shopify_install(base, SHOP, scopes=SCOPES)
     with db.session_scope() as session:
         integration = create_integration(
@@ -141,7 +150,7 @@ def connect(base: str, sizes: dict[str, Any]) -> uuid.UUID:
 async def sync(base: str, integration_id: uuid.UUID) -> list[SyncRun]:
     settings = {
         "shopify_client_id": "sandbox-shopify-client-id",
-        "shopify_client_secret": "sandbox-shopify-client-secret",
+        "shopify_client_secret": apps(base).shopify_client_secret,
         "shopify_scopes": SCOPES,
         "shopify_base_url": f"{base}/shopify",
     }

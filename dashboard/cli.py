@@ -223,7 +223,23 @@ def cmd_keys_status(_: argparse.Namespace) -> int:
 
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     from connectors.sandbox import serve
+    from dashboard.services.integrations import connect_callback_url
+    from dashboard.settings import sandbox_control_token, sandbox_control_token_file
 
+    settings = get_settings()
+    # The hub's token (HUB_SANDBOX_CONTROL_TOKEN, else the file in its data dir): a hub on
+    # this machine then reaches the control API and shares the apps' derived secrets.
+    token = sandbox_control_token(settings)
+    where = (
+        "HUB_SANDBOX_CONTROL_TOKEN"
+        if settings.sandbox_control_token
+        else str(sandbox_control_token_file(settings))
+    )
+    print(f"sandbox control token: in {where} (send it as 'Authorization: Bearer <token>')")
+    redirect_uris = {
+        platform: [connect_callback_url(platform), *args.redirect_uri]
+        for platform in ("shopify", "amazon")
+    }
     serve(
         host=args.host,
         port=args.port,
@@ -231,6 +247,8 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         demo=args.demo,
         state_file=args.state_file,
+        control_token=token,
+        redirect_uris=redirect_uris,
     )
     return 0
 
@@ -292,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="keep installed apps, tokens and shops in this JSON file across restarts "
         "(default: none, the sandbox forgets them when it stops)",
+    )
+    sandbox_serve.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        help="register one more OAuth redirect URI for both sandbox apps (repeatable; the "
+        "hub's own callbacks under HUB_PUBLIC_URL are always registered)",
     )
     sandbox_serve.set_defaults(func=cmd_sandbox_serve)
 

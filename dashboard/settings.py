@@ -8,22 +8,26 @@ them that way. An invalid value stops start-up with a message naming the variabl
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.sandbox import access as sandbox_access
+from connectors.sandbox.access import load_or_create_token, sandbox_apps
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Credentials the sandbox's built-in apps accept; used only when HUB_SANDBOX is on and no
-# real credentials are configured, so `make run` works with no platform accounts.
-SANDBOX_SHOPIFY_CLIENT_ID = "sandbox-shopify-client-id"
-SANDBOX_SHOPIFY_CLIENT_SECRET = "sandbox-shopify-client-secret"  # noqa: S105
-SANDBOX_AMAZON_APP_ID = "amzn1.sp.solution.sandbox-app"
-SANDBOX_AMAZON_CLIENT_ID = "amzn1.application-oa2-client.sandbox"
-SANDBOX_AMAZON_CLIENT_SECRET = "sandbox-amazon-client-secret"  # noqa: S105
+# The sandbox apps' public ids; their secrets are derived per hub (``sandbox_apps``).
+SANDBOX_SHOPIFY_CLIENT_ID = sandbox_access.SHOPIFY_CLIENT_ID
+SANDBOX_AMAZON_APP_ID = sandbox_access.AMAZON_APP_ID
+SANDBOX_AMAZON_CLIENT_ID = sandbox_access.AMAZON_CLIENT_ID
+# The sandbox's control token when HUB_SANDBOX_CONTROL_TOKEN is unset (0600, in the data dir).
+SANDBOX_CONTROL_TOKEN_FILE = "sandbox-control.token"  # noqa: S105  a file name, not a secret
 
 
 def several_workers_reason(redis_url: str | None) -> str | None:
@@ -43,6 +47,28 @@ def embedded_sandbox_refusal(reason: str) -> str:
         "the hub at it with\n  HUB_SHOPIFY_BASE_URL=http://127.0.0.1:8900/shopify and "
         "HUB_AMAZON_BASE_URL=http://127.0.0.1:8900/amazon,\n  or set GRANIAN_WORKERS=1, or "
         "HUB_SANDBOX=false for the real platforms (docs/sandbox.md)."
+    )
+
+
+def is_local_url(url: str) -> bool:
+    """Whether ``url`` is on this machine only: localhost, 127.0.0.0/8 or ::1."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def sandbox_public_refusal(public_url: str) -> str:
+    return (
+        f"HUB_SANDBOX mounts the platform sandbox at /sandbox, but HUB_PUBLIC_URL={public_url} "
+        "is not local: the sandbox is a development tool (seeded data, fault injection, a "
+        "consent page for its own apps) and must not be reachable from other machines.\n  "
+        "Set HUB_SANDBOX=false for real platform credentials, or serve the hub on "
+        "http://localhost (or 127.0.0.1), or run `hub sandbox serve` on this machine and "
+        "point HUB_SHOPIFY_BASE_URL / HUB_AMAZON_BASE_URL at it (docs/sandbox.md)."
     )
 
 
@@ -85,9 +111,15 @@ class Settings(BaseSettings):
 
     # --- sandbox -------------------------------------------------------------------------
     sandbox: bool = Field(
-        True,
+        False,
         description="Use the platform sandbox: its apps' credentials, mounted at /sandbox "
-        "unless the base URLs point at a standalone one (`hub sandbox serve`).",
+        "unless the base URLs point at a standalone one (`hub sandbox serve`). Off unless "
+        "asked for; `make run` turns it on for the local demo.",
+    )
+    sandbox_control_token: str | None = Field(
+        None,
+        description="Bearer token of the sandbox's control API; the sandbox apps' secrets "
+        "derive from it. Default: one generated into {data_dir}/sandbox-control.token.",
     )
     sandbox_seed: int = 42
     sandbox_time_scale: float = Field(1.0, gt=0)
@@ -160,11 +192,17 @@ class Settings(BaseSettings):
             sandbox_base = f"{self.public_url}/sandbox"
             self.shopify_base_url = self.shopify_base_url or f"{sandbox_base}/shopify"
             self.amazon_base_url = self.amazon_base_url or f"{sandbox_base}/amazon"
-            self.shopify_client_id = self.shopify_client_id or SANDBOX_SHOPIFY_CLIENT_ID
-            self.shopify_client_secret = self.shopify_client_secret or SANDBOX_SHOPIFY_CLIENT_SECRET
-            self.amazon_app_id = self.amazon_app_id or SANDBOX_AMAZON_APP_ID
-            self.amazon_client_id = self.amazon_client_id or SANDBOX_AMAZON_CLIENT_ID
-            self.amazon_client_secret = self.amazon_client_secret or SANDBOX_AMAZON_CLIENT_SECRET
+            if self.sandbox_mounted and not is_local_url(self.public_url):
+                raise ValueError(sandbox_public_refusal(self.public_url))
+            # The sandbox apps' secrets are this hub's own (derived from its control token),
+            # never published constants: nobody else can sign its callbacks.
+            self.sandbox_control_token = sandbox_control_token(self)
+            apps = sandbox_apps(self.sandbox_control_token)
+            self.shopify_client_id = self.shopify_client_id or apps.shopify_client_id
+            self.shopify_client_secret = self.shopify_client_secret or apps.shopify_client_secret
+            self.amazon_app_id = self.amazon_app_id or apps.amazon_app_id
+            self.amazon_client_id = self.amazon_client_id or apps.amazon_client_id
+            self.amazon_client_secret = self.amazon_client_secret or apps.amazon_client_secret
         reason = several_workers_reason(self.redis_url)
         if reason and not self.redis_url:
             raise ValueError(
@@ -203,6 +241,18 @@ class Settings(BaseSettings):
     @property
     def shopify_scope_list(self) -> list[str]:
         return [s.strip() for s in self.shopify_scopes.split(",") if s.strip()]
+
+
+def sandbox_control_token_file(settings: Settings) -> Path:
+    return settings.data_dir / SANDBOX_CONTROL_TOKEN_FILE
+
+
+def sandbox_control_token(settings: Settings) -> str:
+    """The sandbox's control token: HUB_SANDBOX_CONTROL_TOKEN, else the one generated into
+    the data dir on first use (shared by the hub and a `hub sandbox serve` beside it)."""
+    return settings.sandbox_control_token or load_or_create_token(
+        sandbox_control_token_file(settings)
+    )
 
 
 _UNPREFIXED = {"DATABASE_URL", "REDIS_URL"}

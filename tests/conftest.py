@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def reset_caches() -> None:
 def hub_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Settings for an isolated hub under tmp_path (sandbox on, SQLite, generated key)."""
     monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
+    # The sandbox is off by default; these tests use it. Its token is also the one
+    # tests.sandbox_server gives a sandbox it starts, so hub and sandbox share app secrets.
+    monkeypatch.setenv("HUB_SANDBOX", "true")
+    monkeypatch.setenv("HUB_SANDBOX_CONTROL_TOKEN", secrets.token_urlsafe(16))
     monkeypatch.setenv("HUB_ENV", "test")
     monkeypatch.chdir(tmp_path)  # .env of the developer's checkout must not leak in
     reset_caches()

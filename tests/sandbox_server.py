@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -12,8 +13,39 @@ from typing import Any
 import httpx
 import uvicorn
 
+from connectors.sandbox.access import SandboxApps, new_control_token, sandbox_apps
 from connectors.sandbox.app import create_sandbox_app
 from connectors.sandbox.installer import install_amazon, install_shopify
+
+# The control token of each sandbox these helpers started, by base URL.
+_TOKENS: dict[str, str] = {}
+
+
+def _token_for_new_sandbox() -> str:
+    """The hub's token when a test configured one (``hub_env``), as ``hub sandbox serve``
+    does: the hub and its sandbox then agree on the apps' secrets. Otherwise a new one."""
+    return os.environ.get("HUB_SANDBOX_CONTROL_TOKEN") or new_control_token()
+
+
+def adopt(base: str, token: str) -> None:
+    """Know the token of a sandbox another process started at ``base``."""
+    _TOKENS[base] = token
+
+
+def control_token(base: str) -> str:
+    return _TOKENS[base]
+
+
+def control_headers(base_or_token: str) -> dict[str, str]:
+    """The header the sandbox's control API needs: for a sandbox started here (its base
+    URL) or for a token."""
+    token = _TOKENS.get(base_or_token, base_or_token)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def apps(base: str) -> SandboxApps:
+    """The credentials of the sandbox apps at ``base``."""
+    return sandbox_apps(_TOKENS[base])
 
 
 def free_port() -> int:
@@ -47,32 +79,46 @@ def running_sandbox(**options: Any) -> Iterator[tuple[str, Any]]:
     """Yields (base URL, sandbox app) while a uvicorn server serves it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    options.setdefault("control_token", _token_for_new_sandbox())
     app = create_sandbox_app(public_base=base, **options)
-    with serving(app, port):
-        yield base, app
+    _TOKENS[base] = app.state.control_token
+    try:
+        with serving(app, port):
+            yield base, app
+    finally:
+        _TOKENS.pop(base, None)
 
 
 @contextmanager
-def sandbox_process(time_scale: float = 1.0, seed: int = 42) -> Iterator[str]:
+def sandbox_process(
+    time_scale: float = 1.0, seed: int = 42, hub_port: int | None = None
+) -> Iterator[str]:
     """The sandbox in its own process (``hub sandbox serve``), so a benchmark measures the
-    hub's process alone; yields its base URL."""
+    hub's process alone; yields its base URL. With ``hub_port`` it registers the callbacks of
+    a hub on http://localhost:{hub_port} (``hub sandbox serve`` registers the hub's own)."""
     import subprocess
     import sys
     from pathlib import Path
 
     port = free_port()
+    token = _token_for_new_sandbox()
     process = subprocess.Popen(  # our own CLI
         [sys.executable, "-m", "dashboard.cli", "sandbox", "serve", "--port", str(port),
          "--time-scale", str(time_scale), "--seed", str(seed)],
         cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "HUB_SANDBOX_CONTROL_TOKEN": token,
+             **({"HUB_PORT": str(hub_port)} if hub_port else {})},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    _TOKENS[base] = token
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"{base}/_sandbox/amazon/stats", timeout=1).raise_for_status()
+                httpx.get(
+                    f"{base}/_sandbox/amazon/stats", headers=control_headers(token), timeout=1
+                ).raise_for_status()
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline or process.poll() is not None:
@@ -80,6 +126,7 @@ def sandbox_process(time_scale: float = 1.0, seed: int = 42) -> Iterator[str]:
                 time.sleep(0.2)
         yield base
     finally:
+        _TOKENS.pop(base, None)
         process.terminate()
         process.wait(timeout=10)
 
@@ -87,10 +134,10 @@ def sandbox_process(time_scale: float = 1.0, seed: int = 42) -> Iterator[str]:
 def shopify_install(base: str, shop: str, *, scopes: str = "read_products") -> str:
     """Approve the sandbox app on ``shop`` and return an access token (test set-up only)."""
     with httpx.Client(base_url=base) as client:
-        return str(install_shopify(client, shop, scopes=scopes)["access_token"])
+        return str(install_shopify(client, shop, apps(base), scopes=scopes)["access_token"])
 
 
 def amazon_install(base: str, seller: str, region: str = "na") -> str:
     """Authorize the sandbox app for ``seller`` and return its refresh token (set-up only)."""
     with httpx.Client(base_url=base) as client:
-        return install_amazon(client, seller, region)
+        return install_amazon(client, seller, apps(base), region)

@@ -16,7 +16,6 @@ from sqlmodel import Session, select
 from starlette.applications import Starlette
 
 from connectors.amazon.client import BUCKETS
-from connectors.sandbox.installer import AMAZON_APP
 from dashboard.api import build_api
 from dashboard.db import session_scope
 from dashboard.models import Credential, Integration, Order, Product
@@ -24,9 +23,10 @@ from dashboard.services import connect, sync
 from dashboard.services.credentials import load_credential
 from dashboard.services.integrations import create_connect_link, create_integration
 from tests.conftest import leaked_secrets, reset_caches
-from tests.sandbox_server import running_sandbox
+from tests.sandbox_server import apps, control_headers, running_sandbox
 
 HUB = "http://hub.test"
+AMAZON_APP: dict[str, str] = {}  # the running sandbox's app credentials (the hub's too)
 SELLER = "A4CONNECTSELLER"
 OTHER = "A5OTHERSELLER00"
 US, MX = "ATVPDKIKX0DER", "A1AM78C64UM0Y8"
@@ -35,7 +35,13 @@ US, MX = "ATVPDKIKX0DER", "A1AM78C64UM0Y8"
 @pytest.fixture
 async def hub(session: Session, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict]:
     BUCKETS.buckets.clear()
-    with running_sandbox(seed=9, time_scale=500) as (base, _app):
+    callback = {"amazon": [f"{HUB}/api/oauth/amazon/callback"]}  # the app's registered one
+    with running_sandbox(seed=9, time_scale=500, redirect_uris=callback) as (base, _app):
+        AMAZON_APP.update(
+            app_id=apps(base).amazon_app_id,
+            client_id=apps(base).amazon_client_id,
+            client_secret=apps(base).amazon_client_secret,
+        )
         monkeypatch.setenv("HUB_SANDBOX", "0")
         monkeypatch.setenv("HUB_PUBLIC_URL", HUB)
         monkeypatch.setenv("HUB_AMAZON_BASE_URL", f"{base}/amazon")
@@ -51,7 +57,7 @@ async def hub(session: Session, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         SQLModel.metadata.create_all(get_engine())
         for seller in (SELLER, OTHER):
             httpx.post(
-                f"{base}/_sandbox/amazon/sellers",
+                f"{base}/_sandbox/amazon/sellers", headers=control_headers(base),
                 json={"selling_partner_id": seller, "marketplaces": [US], "orders": 40,
                       "listings": 20, "fba_items": 5},
             ).raise_for_status()  # fmt: skip

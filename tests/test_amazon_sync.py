@@ -18,7 +18,6 @@ from connectors.amazon.reports import ReportPolling
 from connectors.amazon.streams import StreamOptions
 from connectors.base import StoredCredential
 from connectors.sandbox.core import checksum
-from connectors.sandbox.installer import AMAZON_APP
 from dashboard.db import session_scope
 from dashboard.models import (
     Integration,
@@ -32,7 +31,7 @@ from dashboard.models import (
 from dashboard.services.credentials import save_credential
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine
-from tests.sandbox_server import amazon_install, running_sandbox
+from tests.sandbox_server import amazon_install, apps, control_headers, running_sandbox
 from tests.spapi_contract import RecordingTransport, contract_problems
 
 SELLER = "A2SYNCTESTSELLER"
@@ -65,6 +64,7 @@ def any_session(request: pytest.FixtureRequest) -> Iterator[Session]:
 def connect(session: Session, base: str, **sizes: object) -> uuid.UUID:
     httpx.post(
         f"{base}/_sandbox/amazon/sellers",
+        headers=control_headers(base),
         json={"selling_partner_id": SELLER, "region": "na", "marketplaces": MARKETPLACES, **sizes},
     ).raise_for_status()
     integration = create_integration(
@@ -89,9 +89,9 @@ def engine_for(
     base: str, orders_api: str = "v2026-01-01", transport: httpx.AsyncBaseTransport | None = None
 ) -> SyncEngine:
     config = AmazonConfig(
-        app_id=AMAZON_APP["app_id"],
-        client_id=AMAZON_APP["client_id"],
-        client_secret=AMAZON_APP["client_secret"],
+        app_id=apps(base).amazon_app_id,
+        client_id=apps(base).amazon_client_id,
+        client_secret=apps(base).amazon_client_secret,
         base_url=f"{base}/amazon",
         options=StreamOptions(orders_api=orders_api, polling=ReportPolling(0.02, 0.2, 60)),
     )
@@ -116,7 +116,9 @@ def stored(integration_id: uuid.UUID) -> dict[str, dict[str, object]]:
 
 
 def truth(base: str) -> dict[str, dict[str, object]]:
-    return httpx.get(f"{base}/_sandbox/amazon/sellers/{SELLER}/truth").json()["streams"]
+    return httpx.get(
+        f"{base}/_sandbox/amazon/sellers/{SELLER}/truth", headers=control_headers(base)
+    ).json()["streams"]
 
 
 def runs_by_stream(run_ids: list[uuid.UUID]) -> dict[str, SyncRun]:
@@ -158,7 +160,9 @@ async def test_incremental_orders_pick_up_changes_only(session: Session, sandbox
     await engine.request_sync(integration_id=integration_id, stream="orders")
     await engine.wait()
     httpx.post(
-        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/mutate", json={"updates": 4, "new_orders": 3}
+        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/mutate",
+        headers=control_headers(sandbox),
+        json={"updates": 4, "new_orders": 3},
     ).raise_for_status()
     import asyncio
 
@@ -186,6 +190,7 @@ async def test_faults_and_throttling_are_survived_with_exact_data(session, sandb
     integration_id = connect(session, sandbox, orders=400, listings=30, fba_items=260)
     httpx.put(
         f"{sandbox}/_sandbox/faults/amazon/{SELLER}",
+        headers=control_headers(sandbox),
         json={"error_rate": 0.1, "throttle_rate": 0.1, "malformed_rate": 0.05},
     ).raise_for_status()
     engine = engine_for(sandbox)
@@ -199,21 +204,25 @@ async def test_faults_and_throttling_are_survived_with_exact_data(session, sandb
 async def test_fatal_listings_report_fails_the_run_with_the_reason(session, sandbox) -> None:
     integration_id = connect(session, sandbox, orders=5, listings=50, fba_items=5)
     httpx.put(
-        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/report-outcome", json={"outcome": "FATAL"}
+        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/report-outcome",
+        headers=control_headers(sandbox),
+        json={"outcome": "FATAL"},
     ).raise_for_status()
     engine = engine_for(sandbox)
     [run_id] = await engine.request_sync(integration_id=integration_id, stream="listings")
     await engine.wait()
     run = runs_by_stream([run_id])["listings"]
     assert run.status == "failed" and "FATAL" in (run.error or "")
-    stats = httpx.get(f"{sandbox}/_sandbox/amazon/stats").json()
+    stats = httpx.get(f"{sandbox}/_sandbox/amazon/stats", headers=control_headers(sandbox)).json()
     assert stats["requests"] < 20  # one report asked for, not hammered
 
 
 async def test_cancelled_report_means_no_listings_not_an_error(session, sandbox) -> None:
     integration_id = connect(session, sandbox, orders=5, listings=50, fba_items=5)
     httpx.put(
-        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/report-outcome", json={"outcome": "CANCELLED"}
+        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/report-outcome",
+        headers=control_headers(sandbox),
+        json={"outcome": "CANCELLED"},
     ).raise_for_status()
     engine = engine_for(sandbox)
     [run_id] = await engine.request_sync(integration_id=integration_id, stream="listings")
@@ -224,7 +233,9 @@ async def test_cancelled_report_means_no_listings_not_an_error(session, sandbox)
 
 async def test_revoked_authorization_turns_the_integration_to_needs_reauth(session, sandbox):
     integration_id = connect(session, sandbox, orders=10, listings=10, fba_items=5)
-    httpx.post(f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/revoke").raise_for_status()
+    httpx.post(
+        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/revoke", headers=control_headers(sandbox)
+    ).raise_for_status()
     engine = engine_for(sandbox)
     [run_id] = await engine.request_sync(integration_id=integration_id, stream="orders")
     await engine.wait()
@@ -239,7 +250,10 @@ async def test_expired_access_token_is_refreshed_once_and_the_run_goes_on(sessio
     engine = engine_for(sandbox)
     await engine.request_sync(integration_id=integration_id, stream="inventory")
     await engine.wait()
-    httpx.post(f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/expire-tokens").raise_for_status()
+    httpx.post(
+        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/expire-tokens",
+        headers=control_headers(sandbox),
+    ).raise_for_status()
     [run_id] = await engine.request_sync(integration_id=integration_id, stream="orders")
     await engine.wait()
     assert runs_by_stream([run_id])["orders"].status == "succeeded"
@@ -272,7 +286,9 @@ async def test_listings_closed_on_amazon_are_marked_deleted(session, sandbox) ->
     await engine.request_sync(integration_id=integration_id, stream="listings")
     await engine.wait()
     httpx.post(
-        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/mutate", json={"delete_listings": 6}
+        f"{sandbox}/_sandbox/amazon/sellers/{SELLER}/mutate",
+        headers=control_headers(sandbox),
+        json={"delete_listings": 6},
     ).raise_for_status()
     # A new report (a reused one would still list them): full resync skips the reuse window.
     [run_id] = await engine.request_sync(

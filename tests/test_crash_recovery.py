@@ -41,7 +41,7 @@ from dashboard.services.credentials import save_credential
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.lifespan import hub_lifespan
 from tests.fake_connector import FakeConnector
-from tests.sandbox_server import running_sandbox, shopify_install
+from tests.sandbox_server import apps, control_headers, running_sandbox, shopify_install
 
 ROOT = Path(__file__).resolve().parents[1]
 STOPPED = "the process running it stopped; resumed from the last checkpoint"
@@ -296,7 +296,11 @@ def sandbox() -> Iterator[str]:
 
 
 def sandbox_integration(session: Session, base: str, *, token: str | None = None, **sizes) -> str:
-    httpx.post(f"{base}/_sandbox/shopify/shops", json={"shop": SHOP, **sizes}).raise_for_status()
+    httpx.post(
+        f"{base}/_sandbox/shopify/shops",
+        headers=control_headers(base),
+        json={"shop": SHOP, **sizes},
+    ).raise_for_status()
     integration = create_integration(
         session=session, platform="shopify", display_name="Crash Shop", shop_domain=SHOP,
         streams={"products": 15, "customers": 15},
@@ -320,7 +324,7 @@ def hub_env_for(base: str) -> dict[str, str]:
     return child_env(
         HUB_SHOPIFY_BASE_URL=f"{base}/shopify",
         HUB_SHOPIFY_CLIENT_ID="sandbox-shopify-client-id",
-        HUB_SHOPIFY_CLIENT_SECRET="sandbox-shopify-client-secret",
+        HUB_SHOPIFY_CLIENT_SECRET=apps(base).shopify_client_secret,
     )
 
 
@@ -363,7 +367,9 @@ async def test_killed_hub_sync_run_again_equals_the_sandbox_truth(session, sandb
     assert (old.status, old.error) == ("interrupted", STOPPED)
     assert resumed.trigger == "retry" and resumed.cursor_before == old.cursor_after
     assert f"products     succeeded   read={resumed.records_read} " in again.stdout
-    truth = httpx.get(f"{sandbox}/_sandbox/shopify/shops/{SHOP}/truth").json()["streams"]
+    truth = httpx.get(
+        f"{sandbox}/_sandbox/shopify/shops/{SHOP}/truth", headers=control_headers(sandbox)
+    ).json()["streams"]
     assert stored_checksum(integration_id, Product) == truth["products"]
 
 
@@ -395,7 +401,9 @@ async def test_hub_sync_wait_follows_the_retry_when_the_hub_running_the_run_dies
     stream to its end, and exits 0; the rows equal the sandbox's."""
     integration_id = sandbox_integration(session, sandbox, products=1500, customers=10)
     faults = f"{sandbox}/_sandbox/faults/shopify/{SHOP}"
-    httpx.put(faults, json={"slow_rate": 1.0, "slow_seconds": 100}).raise_for_status()  # 0.5 s
+    httpx.put(
+        faults, headers=control_headers(sandbox), json={"slow_rate": 1.0, "slow_seconds": 100}
+    ).raise_for_status()  # 0.5 s
     hub = subprocess.Popen(
         [sys.executable, "-m", "tests.test_crash_recovery", "hub", integration_id, "products"],
         env=hub_env_for(sandbox), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -415,7 +423,7 @@ async def test_hub_sync_wait_follows_the_retry_when_the_hub_running_the_run_dies
         assert queued.strip() == f"queued {run.id}"  # the hub's run: the command waits for it
         hub.send_signal(signal.SIGKILL)
         hub.wait(timeout=30)
-        httpx.put(faults, json={}).raise_for_status()
+        httpx.put(faults, headers=control_headers(sandbox), json={}).raise_for_status()
         restarted = subprocess.Popen(
             [sys.executable, "-m", "tests.test_crash_recovery", "hub", integration_id],
             env=hub_env_for(sandbox), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -439,7 +447,9 @@ async def test_hub_sync_wait_follows_the_retry_when_the_hub_running_the_run_dies
         f"products     succeeded   read={retry.records_read} inserted={retry.records_inserted} "
         f"updated={retry.records_updated} deleted=0 skipped=0",
     ], output
-    truth = httpx.get(f"{sandbox}/_sandbox/shopify/shops/{SHOP}/truth").json()["streams"]
+    truth = httpx.get(
+        f"{sandbox}/_sandbox/shopify/shops/{SHOP}/truth", headers=control_headers(sandbox)
+    ).json()["streams"]
     assert stored_checksum(integration_id, Product) == truth["products"]
 
 

@@ -35,7 +35,7 @@ def demo_env(session: Session, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]
     monkeypatch.setenv("HUB_ENV", "test")
     for name in ("HUB_SHOPIFY_BASE_URL", "HUB_AMAZON_BASE_URL", "HUB_SHOPIFY_CLIENT_ID",
                  "HUB_SHOPIFY_CLIENT_SECRET", "HUB_AMAZON_CLIENT_ID", "HUB_AMAZON_CLIENT_SECRET",
-                 "HUB_AMAZON_APP_ID"):  # fmt: skip
+                 "HUB_AMAZON_APP_ID", "HUB_SANDBOX_CONTROL_TOKEN"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     reset_caches()
     _throttles.clear()
@@ -80,7 +80,12 @@ async def test_empty_hub_gets_connected_demo_integrations_that_sync(demo_hub) ->
     # The mounted sandbox's Shopify app has this hub's webhook route as its compliance URL, so
     # a demo user can try a customer data request end to end.
     base = f"{get_settings().public_url}/sandbox/_sandbox/shopify"
-    async with httpx.AsyncClient(base_url=base) as control:
+    # Its control API answers the token make run generated into the data dir, only.
+    token = (get_settings().data_dir / "sandbox-control.token").read_text().strip()
+    async with httpx.AsyncClient() as anyone:
+        assert (await anyone.put(f"{base}/app", json={})).status_code == 401
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers) as control:
         app = await control.put("/app", json={})
         assert app.json()["compliance_url"] == f"{get_settings().public_url}/api/webhooks/shopify"
         asked = await control.post(

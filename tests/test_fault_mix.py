@@ -13,7 +13,7 @@ from sqlmodel import Session
 from connectors import http
 from tests import test_amazon_sync as amazon
 from tests import test_shopify_sync as shopify
-from tests.sandbox_server import running_sandbox
+from tests.sandbox_server import control_headers, running_sandbox
 
 FAULTS = {"error_rate": 0.10, "throttle_rate": 0.05, "timeout_rate": 0.02, "malformed_rate": 0.01}
 
@@ -32,7 +32,11 @@ async def test_shopify_survives_the_fault_budget_with_exact_data(
     session: Session, sandbox: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     integration_id = shopify.connect(session, sandbox, products=240, orders=120, customers=60)
-    httpx.put(f"{sandbox}/_sandbox/faults/shopify/{shopify.SHOP}", json=FAULTS).raise_for_status()
+    httpx.put(
+        f"{sandbox}/_sandbox/faults/shopify/{shopify.SHOP}",
+        headers=control_headers(sandbox),
+        json=FAULTS,
+    ).raise_for_status()
     engine = shopify.engine_for(sandbox)
     run_ids = await engine.request_sync(integration_id=integration_id)
     await engine.wait()
@@ -48,7 +52,11 @@ async def test_amazon_survives_the_fault_budget_with_exact_data(
     session: Session, sandbox: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     integration_id = amazon.connect(session, sandbox, orders=600, listings=300, fba_items=260)
-    httpx.put(f"{sandbox}/_sandbox/faults/amazon/{amazon.SELLER}", json=FAULTS).raise_for_status()
+    httpx.put(
+        f"{sandbox}/_sandbox/faults/amazon/{amazon.SELLER}",
+        headers=control_headers(sandbox),
+        json=FAULTS,
+    ).raise_for_status()
     engine = amazon.engine_for(sandbox)
     run_ids = await engine.request_sync(integration_id=integration_id)
     await engine.wait()

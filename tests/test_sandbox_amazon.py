@@ -18,20 +18,37 @@ import httpx
 import jsonschema
 import pytest
 
+from connectors.sandbox.access import sandbox_apps
 from connectors.sandbox.amazon import spec
 from connectors.sandbox.app import create_sandbox_app
-from connectors.sandbox.installer import AMAZON_APP
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/platform-specs/amazon-sp-api"
 SELLER = "A3SANDBOXTEST"
 US, CA = "ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"
+TOKEN = "test-control-token"
+_APPS = sandbox_apps(TOKEN)
+AMAZON_APP = {
+    "app_id": _APPS.amazon_app_id,
+    "client_id": _APPS.amazon_client_id,
+    "client_secret": _APPS.amazon_client_secret,
+}
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def sandbox_app(**options: Any) -> Any:
+    """A sandbox with this file's control token and "http://hub/cb" registered."""
+    return create_sandbox_app(
+        control_token=TOKEN, redirect_uris={"amazon": ["http://hub/cb"]}, **options
+    )
 
 
 @pytest.fixture
 async def amazon() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_sandbox_app(seed=3, time_scale=1000)
+    app = sandbox_app(seed=3, time_scale=1000)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://sandbox", headers=AUTH
+    ) as client:
         created = await client.post(
             "/_sandbox/amazon/sellers",
             json={"selling_partner_id": SELLER, "orders": 230, "listings": 120, "fba_items": 70,
@@ -332,9 +349,9 @@ async def test_faults_are_injected_per_seller(amazon) -> None:
 
 async def test_same_seed_same_data_other_seed_other_data() -> None:
     async def checksums(seed: int) -> dict[str, Any]:
-        app = create_sandbox_app(seed=seed, time_scale=1.0)
+        app = sandbox_app(seed=seed, time_scale=1.0)
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://s"
+            transport=httpx.ASGITransport(app=app), base_url="http://s", headers=AUTH
         ) as c:
             await c.post(
                 "/_sandbox/amazon/sellers", json={"selling_partner_id": SELLER, "orders": 50}
@@ -369,7 +386,7 @@ def _example_request(operation: spec.Operation, parameters: dict[str, Any]) -> d
 
 
 async def test_static_sandbox_answers_every_model_example() -> None:
-    app = create_sandbox_app(seed=1)
+    app = sandbox_app(seed=1)
     answered = 0
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as c:
         for operation in spec.operations():

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from connectors.sandbox.access import sandbox_apps
 from connectors.sandbox.app import create_sandbox_app
-from connectors.sandbox.installer import SHOPIFY_APP, install_amazon, install_shopify
+from connectors.sandbox.installer import install_amazon, install_shopify
 from tests.sandbox_server import running_sandbox
 
 SHOP = "kept.myshopify.com"
@@ -29,10 +30,21 @@ SUBSCRIBE = """mutation { webhookSubscriptionCreate(topic: PRODUCTS_UPDATE,
   { webhookSubscription { id } userErrors { message } } }"""
 PARTICIPATIONS = "/amazon/sp/na/sellers/v1/marketplaceParticipations"
 LWA = "/amazon/lwa/auth/o2/token"
-AMAZON_CLIENT = {
-    "client_id": "amzn1.application-oa2-client.sandbox",
-    "client_secret": "sandbox-amazon-client-secret",
-}
+# One control token across restarts, as the hub keeps its own: the same apps' secrets.
+TOKEN = "test-control-token"
+APPS = sandbox_apps(TOKEN)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SHOPIFY_APP = {"client_id": APPS.shopify_client_id, "client_secret": APPS.shopify_client_secret}
+AMAZON_CLIENT = {"client_id": APPS.amazon_client_id, "client_secret": APPS.amazon_client_secret}
+
+
+def kept(state: Path) -> Any:
+    """The sandbox on ``state``, with the same token at each start."""
+    return running_sandbox(seed=7, state_file=state, control_token=TOKEN)
+
+
+def control(base: str) -> httpx.Client:
+    return httpx.Client(base_url=base, headers=AUTH)
 
 
 def gql(client: httpx.Client, token: str, query: str, shop: str = SHOP) -> httpx.Response:
@@ -58,17 +70,23 @@ def lwa_refresh(client: httpx.Client, refresh_token: str) -> httpx.Response:
 
 def test_a_restarted_shopify_keeps_the_apps_installed_on_it(tmp_path: Path) -> None:
     state = tmp_path / "sandbox-state.json"
-    with running_sandbox(seed=7, state_file=state) as (base, _), httpx.Client(base_url=base) as c:
+    with (
+        running_sandbox(seed=7, state_file=state, control_token=TOKEN) as (base, _),
+        httpx.Client(base_url=base, headers=AUTH) as c,
+    ):
         created = c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 30})
         assert created.status_code == 201
-        offline = install_shopify(c, SHOP)["access_token"]
-        expiring = install_shopify(c, SHOP, expiring=True)
+        offline = install_shopify(c, SHOP, APPS)["access_token"]
+        expiring = install_shopify(c, SHOP, APPS, expiring=True)
         subscribed = gql(c, offline, SUBSCRIBE).json()["data"]["webhookSubscriptionCreate"]
-        gone = install_shopify(c, GONE)["access_token"]
+        gone = install_shopify(c, GONE, APPS)["access_token"]
         assert c.post(f"/_sandbox/shopify/shops/{GONE}/revoke").status_code == 200
         truth = c.get(f"/_sandbox/shopify/shops/{SHOP}/truth").json()["streams"]
 
-    with running_sandbox(seed=7, state_file=state) as (base, _), httpx.Client(base_url=base) as c:
+    with (
+        running_sandbox(seed=7, state_file=state, control_token=TOKEN) as (base, _),
+        httpx.Client(base_url=base, headers=AUTH) as c,
+    ):
         shop = gql(c, offline, SHOP_QUERY)
         assert shop.status_code == 200 and shop.json()["data"]["productsCount"]["count"] == 30
         # The same shop: its data grows again from the seed and its creation parameters.
@@ -85,28 +103,37 @@ def test_a_restarted_shopify_keeps_the_apps_installed_on_it(tmp_path: Path) -> N
         assert gql(c, gone, SHOP_QUERY, shop=GONE).status_code == 401
 
     # The refresh token used above was spent: a third start refuses it, and keeps the new one.
-    with running_sandbox(seed=7, state_file=state) as (base, _), httpx.Client(base_url=base) as c:
+    with (
+        running_sandbox(seed=7, state_file=state, control_token=TOKEN) as (base, _),
+        httpx.Client(base_url=base, headers=AUTH) as c,
+    ):
         assert refresh_shopify(c, expiring["refresh_token"]).json()["error"] == "invalid_grant"
         assert refresh_shopify(c, refreshed.json()["refresh_token"]).status_code == 200
 
 
 def test_a_restarted_amazon_keeps_the_sellers_authorization(tmp_path: Path) -> None:
     state = tmp_path / "sandbox-state.json"
-    with running_sandbox(seed=7, state_file=state) as (base, app), httpx.Client(base_url=base) as c:
+    with (
+        running_sandbox(seed=7, state_file=state, control_token=TOKEN) as (base, app),
+        httpx.Client(base_url=base, headers=AUTH) as c,
+    ):
         created = c.post(
             "/_sandbox/amazon/sellers",
             json={"selling_partner_id": SELLER, "orders": 40, "listings": 25, "fba_items": 10},
         )
         assert created.status_code == 201
-        refresh_token = install_amazon(c, SELLER)
+        refresh_token = install_amazon(c, SELLER, APPS)
         access = lwa_refresh(c, refresh_token).json()["access_token"]
         made_at = app.state.sandbox.extras["amazon"].sellers[SELLER].created
         # A second seller, who revokes the app.
         c.post("/_sandbox/amazon/sellers", json={"selling_partner_id": "A1REVOKEDSELLER"})
-        revoked = install_amazon(c, "A1REVOKEDSELLER")
+        revoked = install_amazon(c, "A1REVOKEDSELLER", APPS)
         assert c.post("/_sandbox/amazon/sellers/A1REVOKEDSELLER/revoke").status_code == 200
 
-    with running_sandbox(seed=7, state_file=state) as (base, app), httpx.Client(base_url=base) as c:
+    with (
+        running_sandbox(seed=7, state_file=state, control_token=TOKEN) as (base, app),
+        httpx.Client(base_url=base, headers=AUTH) as c,
+    ):
         token = lwa_refresh(c, refresh_token)
         assert token.status_code == 200
         fresh = c.get(PARTICIPATIONS, headers={"x-amz-access-token": token.json()["access_token"]})
@@ -123,7 +150,7 @@ async def test_expiries_keep_their_platform_time_and_the_stop_counts(tmp_path: P
     left after the restart: the platform clock ran on while it was stopped, as a real one
     does, at the sandbox's time scale."""
     state = tmp_path / "sandbox-state.json"
-    first = create_sandbox_app(seed=7, time_scale=50, state_file=state)
+    first = create_sandbox_app(control_token=TOKEN, seed=7, time_scale=50, state_file=state)
     async with _client(first) as c:
         token = (await _install(c, SHOP, expiring="1"))["access_token"]
     shopify = first.state.sandbox.extras["shopify"]
@@ -134,7 +161,7 @@ async def test_expiries_keep_their_platform_time_and_the_stop_counts(tmp_path: P
     saved["clock"]["real"] -= 24
     state.write_text(json.dumps(saved))
 
-    second = create_sandbox_app(seed=7, time_scale=50, state_file=state)
+    second = create_sandbox_app(control_token=TOKEN, seed=7, time_scale=50, state_file=state)
     clock = second.state.sandbox.clock
     restored = second.state.sandbox.extras["shopify"].tokens[token]
     assert restored.expires_at - clock.monotonic() == pytest.approx(2400, abs=60)
@@ -148,13 +175,13 @@ async def test_the_platform_clock_never_runs_back_across_a_restart(tmp_path: Pat
     """At a time scale above 1 the sandbox's clock runs ahead of real time; a restart
     continues it, so nothing it stamps after the restart is older than before."""
     state = tmp_path / "sandbox-state.json"
-    first = create_sandbox_app(seed=7, time_scale=1000, state_file=state)
+    first = create_sandbox_app(control_token=TOKEN, seed=7, time_scale=1000, state_file=state)
     async with _client(first) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP})
         await _install(c, SHOP)
         await asyncio.sleep(0.05)  # 50 platform seconds ahead of real time
         stamped = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/truth")).json()["at"]
-    second = create_sandbox_app(seed=7, time_scale=1000, state_file=state)
+    second = create_sandbox_app(control_token=TOKEN, seed=7, time_scale=1000, state_file=state)
     async with _client(second) as c:
         again = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/truth")).json()["at"]
     assert again >= stamped
@@ -165,7 +192,7 @@ async def test_the_state_file_is_private_and_no_token_reaches_the_log(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     state = tmp_path / "sandbox-state.json"
-    app = create_sandbox_app(seed=7, state_file=state)
+    app = create_sandbox_app(control_token=TOKEN, seed=7, state_file=state)
     async with _client(app) as c:
         token = await _install(c, SHOP, expiring="1")
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
@@ -179,13 +206,17 @@ async def test_a_large_state_is_written_off_the_event_loop_and_the_newest_wins(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "sandbox-state.json"
-    app = create_sandbox_app(seed=7, state_file=state)
+    app = create_sandbox_app(control_token=TOKEN, seed=7, state_file=state)
     async with _client(app) as c:
         for number in range(150):  # some 30 KB of shops: past what is written inline
             await c.post("/_sandbox/shopify/shops", json={"shop": f"s{number}.myshopify.com"})
         await app.state.sandbox.state_file.flush()
     assert len(json.loads(state.read_text())["shopify"]["shops"]) == 150
-    assert create_sandbox_app(seed=7, state_file=state).state.sandbox.extras["shopify"].shops
+    assert (
+        create_sandbox_app(control_token=TOKEN, seed=7, state_file=state)
+        .state.sandbox.extras["shopify"]
+        .shops
+    )
 
 
 @pytest.mark.parametrize(
@@ -196,7 +227,7 @@ async def test_an_unusable_state_file_is_set_aside_with_a_warning(
 ) -> None:
     state = tmp_path / "sandbox-state.json"
     state.write_text(content)
-    app = create_sandbox_app(seed=7, state_file=state)
+    app = create_sandbox_app(control_token=TOKEN, seed=7, state_file=state)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(str(state) in message and "unusable" in message for message in warnings)
     assert (tmp_path / "sandbox-state.json.corrupt").read_text() == content  # kept for a look
@@ -208,13 +239,13 @@ async def test_an_unusable_state_file_is_set_aside_with_a_warning(
 
 async def test_the_demo_shops_and_seller_are_the_same_after_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "sandbox-state.json"
-    first = create_sandbox_app(seed=7, demo=True, state_file=state)
+    first = create_sandbox_app(control_token=TOKEN, seed=7, demo=True, state_file=state)
     async with _client(first) as c:
         # A demo shop re-created smaller through the control API stays as it was made.
         await c.post("/_sandbox/shopify/shops", json={"shop": "demo-kitchen.myshopify.com"})
         shops = await _truths(c)
     seller = first.state.sandbox.extras["amazon"].sellers["A1DEMOSELLER0NA"]
-    second = create_sandbox_app(seed=7, demo=True, state_file=state)
+    second = create_sandbox_app(control_token=TOKEN, seed=7, demo=True, state_file=state)
     async with _client(second) as c:
         assert await _truths(c) == shops
     assert second.state.sandbox.extras["amazon"].sellers["A1DEMOSELLER0NA"].created == (
@@ -227,7 +258,9 @@ async def test_the_demo_shops_and_seller_are_the_same_after_a_restart(tmp_path: 
 
 
 def _client(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://sandbox", headers=AUTH
+    )
 
 
 async def _install(c: httpx.AsyncClient, shop: str, **token_params: str) -> dict[str, Any]:

@@ -7,22 +7,26 @@ import hashlib
 import hmac
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 from graphql import parse, validate
 
+from connectors.sandbox.access import sandbox_apps
 from connectors.sandbox.app import create_sandbox_app
 from connectors.sandbox.core import FaultConfig, FaultInjector, checksum
 from connectors.sandbox.shopify.graphql_api import SCHEMA_PATH, admin_schema, document_cost
 from connectors.sandbox.shopify.webhooks_api import sign
 
 SHOP = "acme.myshopify.com"
+TOKEN = "test-control-token"
 CLIENT = {
     "client_id": "sandbox-shopify-client-id",
-    "client_secret": "sandbox-shopify-client-secret",
+    "client_secret": sandbox_apps(TOKEN).shopify_client_secret,
 }
+REDIRECTS = ["http://hub/api/oauth/shopify/callback", "http://hub/cb"]
 PUBLISHED_SHA256 = "f3b522f264556925eada700e795e4a002a9cba83444ebcc6c0d724254a0c6593"
 PRODUCTS = """query Products($after: String) {
   products(first: 50, after: $after, sortKey: UPDATED_AT) {
@@ -32,8 +36,19 @@ PRODUCTS = """query Products($after: String) {
 }"""
 
 
+def sandbox_app(**options: Any) -> Any:
+    """A sandbox with this file's control token and the redirect URIs its tests use."""
+    return create_sandbox_app(
+        control_token=TOKEN, redirect_uris={"shopify": REDIRECTS, "amazon": REDIRECTS}, **options
+    )
+
+
 def client(app) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://sandbox",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
 
 
 async def install(c: httpx.AsyncClient, shop: str = SHOP, **token_params: str) -> str:
@@ -70,7 +85,7 @@ def test_vendored_schema_is_shopifys_published_file() -> None:
 
 
 async def test_oauth_redirect_is_signed_and_codes_are_single_use() -> None:
-    app = create_sandbox_app(seed=1)
+    app = sandbox_app(seed=1)
     async with client(app) as c:
         page = await c.get(
             f"/shopify/{SHOP}/admin/oauth/authorize",
@@ -116,7 +131,7 @@ async def test_oauth_redirect_is_signed_and_codes_are_single_use() -> None:
 
 
 async def test_codes_expire_on_the_platform_clock() -> None:
-    app = create_sandbox_app(seed=1, time_scale=1000)  # 60 s of code life = 60 ms
+    app = sandbox_app(seed=1, time_scale=1000)  # 60 s of code life = 60 ms
     async with client(app) as c:
         r = await c.post(
             f"/shopify/{SHOP}/admin/oauth/authorize",
@@ -139,7 +154,7 @@ async def test_codes_expire_on_the_platform_clock() -> None:
 
 
 async def test_expiring_tokens_refresh_and_revocation_is_401() -> None:
-    app = create_sandbox_app(seed=1)
+    app = sandbox_app(seed=1)
     async with client(app) as c:
         r = await c.post(
             f"/shopify/{SHOP}/admin/oauth/authorize",
@@ -176,7 +191,7 @@ async def test_expiring_tokens_refresh_and_revocation_is_401() -> None:
 
 
 async def test_reinstall_after_uninstall_gives_access_again_but_not_to_old_tokens() -> None:
-    app = create_sandbox_app(seed=1)
+    app = sandbox_app(seed=1)
     async with client(app) as c:
         old = await install(c, expiring="1")
         assert (await gql(c, old, "{ shop { name } }")).status_code == 200
@@ -191,7 +206,7 @@ async def test_reinstall_after_uninstall_gives_access_again_but_not_to_old_token
 
 
 async def test_pages_cover_every_product_once_in_updated_order() -> None:
-    app = create_sandbox_app(seed=7)
+    app = sandbox_app(seed=7)
     async with client(app) as c:
         await c.post(
             "/_sandbox/shopify/shops", json={"shop": SHOP, "products": 130, "plan": "plus"}
@@ -213,7 +228,7 @@ async def test_pages_cover_every_product_once_in_updated_order() -> None:
 
 
 async def test_updated_at_filter_and_mutations_move_records_to_the_end() -> None:
-    app = create_sandbox_app(seed=7)
+    app = sandbox_app(seed=7)
     async with client(app) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 40})
         token = await install(c)
@@ -234,7 +249,7 @@ async def test_updated_at_filter_and_mutations_move_records_to_the_end() -> None
 async def test_cost_is_calculated_charged_and_throttled() -> None:
     document = parse(PRODUCTS)
     assert document_cost(document, {}) == 2 + 50 * (1 + 2 + 5 * 1)
-    app = create_sandbox_app(seed=1)
+    app = sandbox_app(seed=1)
     async with client(app) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 500})
         token = await install(c)
@@ -254,7 +269,7 @@ async def test_cost_is_calculated_charged_and_throttled() -> None:
 
 
 async def test_too_expensive_and_invalid_documents_are_refused() -> None:
-    app = create_sandbox_app(seed=1)
+    app = sandbox_app(seed=1)
     async with client(app) as c:
         token = await install(c)
         big = "{ products(first: 250) { nodes { variants(first: 250) { nodes { id } } } } }"
@@ -265,7 +280,7 @@ async def test_too_expensive_and_invalid_documents_are_refused() -> None:
 
 
 async def test_faults_are_injected_per_shop() -> None:
-    app = create_sandbox_app(seed=3)
+    app = sandbox_app(seed=3)
     async with client(app) as c:
         token = await install(c)
         await c.put(f"/_sandbox/faults/shopify/{SHOP}", json={"error_rate": 1.0})
@@ -292,7 +307,7 @@ def test_fault_picks_are_seeded() -> None:
 async def test_same_seed_same_truth_and_100k_products_are_cheap() -> None:
     truths = []
     for _ in range(2):
-        async with client(create_sandbox_app(seed=11)) as c:
+        async with client(sandbox_app(seed=11)) as c:
             await c.post(
                 "/_sandbox/shopify/shops", json={"shop": SHOP, "products": 100_000, "orders": 10}
             )
@@ -309,7 +324,7 @@ async def test_webhooks_carry_shopify_headers_and_signature() -> None:
         received.append(request)
         return httpx.Response(200)
 
-    app = create_sandbox_app(seed=1)
+    app = sandbox_app(seed=1)
     sandbox = app.state.sandbox.extras["shopify"]
     async with client(app) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 10})
@@ -409,7 +424,7 @@ async def test_bulk_query_runs_on_the_clock_and_serves_a_grouped_jsonl() -> None
         received.append(request)
         return httpx.Response(200)
 
-    app = create_sandbox_app(seed=4, time_scale=100)
+    app = sandbox_app(seed=4, time_scale=100)
     sandbox = app.state.sandbox.extras["shopify"]
     sandbox.webhook_transport = httpx.MockTransport(hub)
     async with client(app) as c:
@@ -460,7 +475,7 @@ async def test_bulk_query_runs_on_the_clock_and_serves_a_grouped_jsonl() -> None
 
 
 async def test_ungrouped_children_follow_their_parents_and_the_export_is_a_snapshot() -> None:
-    app = create_sandbox_app(seed=4, time_scale=100)
+    app = sandbox_app(seed=4, time_scale=100)
     async with client(app) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "orders": 150, "products": 20})
         token = await install(c)
@@ -487,7 +502,7 @@ async def test_ungrouped_children_follow_their_parents_and_the_export_is_a_snaps
 
 
 async def test_bulk_queries_are_validated_like_shopify_does() -> None:
-    app = create_sandbox_app(seed=1, time_scale=1)
+    app = sandbox_app(seed=1, time_scale=1)
     async with client(app) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 5})
         token = await install(c)
@@ -532,7 +547,7 @@ async def test_bulk_queries_are_validated_like_shopify_does() -> None:
 
 
 async def test_bulk_export_reads_every_nested_node_and_exports_inventory() -> None:
-    app = create_sandbox_app(seed=2, time_scale=100)
+    app = sandbox_app(seed=2, time_scale=100)
     async with client(app) as c:
         await c.post(
             "/_sandbox/shopify/shops",
@@ -562,7 +577,7 @@ async def test_injected_bulk_failure_gives_partial_data_and_a_failed_webhook() -
         received.append(json.loads(request.content))
         return httpx.Response(200)
 
-    app = create_sandbox_app(seed=4, time_scale=100)
+    app = sandbox_app(seed=4, time_scale=100)
     sandbox = app.state.sandbox.extras["shopify"]
     sandbox.webhook_transport = httpx.MockTransport(hub)
     async with client(app) as c:
@@ -601,7 +616,7 @@ async def test_injected_bulk_failure_gives_partial_data_and_a_failed_webhook() -
 
 
 async def test_bulk_operation_can_be_canceled() -> None:
-    app = create_sandbox_app(seed=4, time_scale=10)
+    app = sandbox_app(seed=4, time_scale=10)
     async with client(app) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 30})
         token = await install(c)
@@ -629,7 +644,7 @@ async def test_bulk_operation_can_be_canceled() -> None:
 
 
 async def test_events_record_product_deletions() -> None:
-    app = create_sandbox_app(seed=9)
+    app = sandbox_app(seed=9)
     async with client(app) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 40})
         token = await install(c)
@@ -682,7 +697,7 @@ async def test_orders_and_customers_can_be_deleted_with_their_webhooks() -> None
         received.append(request)
         return httpx.Response(200)
 
-    app = create_sandbox_app(seed=4)
+    app = sandbox_app(seed=4)
     sandbox = app.state.sandbox.extras["shopify"]
     async with client(app) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "orders": 30, "customers": 80})
@@ -728,7 +743,7 @@ async def test_orders_and_customers_can_be_deleted_with_their_webhooks() -> None
 
 
 async def test_long_orders_and_products_page_their_nested_connections() -> None:
-    app = create_sandbox_app(seed=4)
+    app = sandbox_app(seed=4)
     async with client(app) as c:
         await c.post(
             "/_sandbox/shopify/shops",
@@ -772,7 +787,7 @@ async def test_long_orders_and_products_page_their_nested_connections() -> None:
 async def test_control_requests_it_cannot_carry_out_get_a_clear_400() -> None:
     """Bad JSON, unknown fields and values of the wrong type are refused, saying what is
     wrong, before anything changes; an unknown shop is a 404."""
-    app = create_sandbox_app(seed=4)
+    app = sandbox_app(seed=4)
     async with client(app) as c:
         await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 5})
         mutate = f"/_sandbox/shopify/shops/{SHOP}/mutate"
@@ -795,7 +810,7 @@ async def test_control_requests_it_cannot_carry_out_get_a_clear_400() -> None:
 
 
 async def test_a_new_webhook_subscription_never_takes_a_kept_ones_id() -> None:
-    app = create_sandbox_app(seed=1)
+    app = sandbox_app(seed=1)
     async with client(app) as c:
         token = await install(c)
 

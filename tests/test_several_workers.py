@@ -92,8 +92,12 @@ async def test_demo_seeds_the_standalone_sandbox(
     _throttles.clear()
     BUCKETS.buckets.clear()
     port = free_port()
-    # `hub sandbox serve --demo`: the demo seller exists only there
-    with running_sandbox(seed=5, time_scale=50, demo=True) as (base, _):
+    # `hub sandbox serve --demo`: the demo seller exists only there; it registers the hub's
+    # callbacks, the only redirect URIs its consent pages send codes to
+    callbacks = {
+        p: [f"http://127.0.0.1:{port}/api/oauth/{p}/callback"] for p in ("shopify", "amazon")
+    }
+    with running_sandbox(seed=5, time_scale=50, demo=True, redirect_uris=callbacks) as (base, _):
         monkeypatch.setenv("HUB_PUBLIC_URL", f"http://127.0.0.1:{port}")
         monkeypatch.setenv("HUB_SANDBOX_DEMO", "1")
         point_at(monkeypatch, base)

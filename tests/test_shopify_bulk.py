@@ -22,7 +22,7 @@ from connectors.shopify.streams import BEGINNING
 from dashboard.db import session_scope
 from dashboard.models import RunStatus, SyncRun
 from dashboard.services.sync import SyncEngine
-from tests.sandbox_server import running_sandbox, shopify_install
+from tests.sandbox_server import apps, control_headers, running_sandbox, shopify_install
 from tests.test_shopify_sync import SHOP, checkpoint, connect, stored_checksums, truth
 
 FAST_POLLS = BulkPolicy(poll_seconds=0.02, poll_max_seconds=0.1, batch_roots=40)
@@ -40,7 +40,7 @@ def connector_for(base: str, threshold: int = 100) -> ShopifyConnector:
     return ShopifyConnector(
         ShopifyConfig(
             client_id="sandbox-shopify-client-id",
-            client_secret="sandbox-shopify-client-secret",
+            client_secret=apps(base).shopify_client_secret,
             scopes=("read_products",),
             base_url=f"{base}/shopify",
             bulk_threshold=threshold,
@@ -89,7 +89,9 @@ async def test_large_streams_backfill_through_bulk_operations_and_equal_the_trut
     after_bulk = checkpoint(integration_id, "products")
     assert "bulk" not in after_bulk and after_bulk["since"] and after_bulk["after"] is None
     httpx.post(
-        f"{base}/_sandbox/shopify/shops/{SHOP}/mutate", json={"updates": 4, "new_orders": 3}
+        f"{base}/_sandbox/shopify/shops/{SHOP}/mutate",
+        headers=control_headers(base),
+        json={"updates": 4, "new_orders": 3},
     ).raise_for_status()
     run_ids = await engine.request_sync(integration_id=integration_id, stream="products")
     run_ids += await engine.request_sync(integration_id=integration_id, stream="orders")
@@ -110,6 +112,7 @@ async def test_a_failed_bulk_operation_falls_back_to_pages(
     integration_id = connect(session, base, products=220, orders=5, customers=5)
     httpx.put(
         f"{base}/_sandbox/shopify/shops/{SHOP}/bulk_faults",
+        headers=control_headers(base),
         json={"error_code": "INTERNAL_SERVER_ERROR", "count": -1},
     ).raise_for_status()
     engine = engine_for(base, threshold=100)
@@ -133,7 +136,9 @@ async def test_a_restart_resumes_the_same_operation_and_skips_what_was_stored(
 
     base, shopify = sandbox
     httpx.post(
-        f"{base}/_sandbox/shopify/shops", json={"shop": SHOP, "products": 150}
+        f"{base}/_sandbox/shopify/shops",
+        headers=control_headers(base),
+        json={"shop": SHOP, "products": 150},
     ).raise_for_status()
     credentials = MemoryCredentialStore(
         StoredCredential("access_token", shopify_install(base, SHOP))
@@ -403,6 +408,7 @@ async def test_a_bulk_resync_deletes_the_variants_and_lines_shopify_no_longer_ha
     await engine.wait()
     httpx.post(
         f"{base}/_sandbox/shopify/shops/{SHOP}/mutate",
+        headers=control_headers(base),
         json={"remove_variants": 4, "remove_lines": 3},
     ).raise_for_status()
     runs = runs_by_stream(
@@ -428,7 +434,9 @@ async def test_a_full_resync_cancels_the_export_its_predecessor_left_running() -
     with running_sandbox(seed=8, time_scale=1) as (base, app):
         shopify = app.state.sandbox.extras["shopify"]
         httpx.post(
-            f"{base}/_sandbox/shopify/shops", json={"shop": SHOP, "products": 150, "orders": 150}
+            f"{base}/_sandbox/shopify/shops",
+            headers=control_headers(base),
+            json={"shop": SHOP, "products": 150, "orders": 150},
         ).raise_for_status()
         credentials = MemoryCredentialStore(
             StoredCredential("access_token", shopify_install(base, SHOP))

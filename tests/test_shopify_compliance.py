@@ -115,7 +115,7 @@ async def test_privacy_requests_from_the_sandbox_reach_the_hub_and_erase_synced_
     shop = "privacy-e2e.myshopify.com"
     _throttles.clear()
     monkeypatch.setenv("HUB_SHOPIFY_CLIENT_ID", "sandbox-shopify-client-id")
-    monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", "sandbox-shopify-client-secret")
+    # The secret: the one the hub derives from its sandbox token, which the sandbox shares.
     reset_caches()
     port = free_port()
     with running_sandbox(seed=9, time_scale=50) as (base, _app):
@@ -132,6 +132,7 @@ async def privacy_requests_end_to_end(session: Session, base: str, shop: str, po
     from connectors.shopify.connector import ShopifyConnector
     from dashboard.services.credentials import DbCredentialStore
     from dashboard.settings import get_settings
+    from tests.sandbox_server import control_headers
     from tests.test_shopify_sync import connect, engine_for, stored_checksums, truth
 
     integration_id = connect(session, base, shop, products=5, orders=40, customers=6)
@@ -140,7 +141,9 @@ async def privacy_requests_end_to_end(session: Session, base: str, shop: str, po
     await engine.wait()
     assert stored_checksums(integration_id)["customers"]["count"] == 6
     compliance_url = f"http://127.0.0.1:{port}/api/webhooks/shopify"
-    async with httpx.AsyncClient(base_url=f"{base}/_sandbox/shopify") as control:
+    async with httpx.AsyncClient(
+        base_url=f"{base}/_sandbox/shopify", headers=control_headers(base)
+    ) as control:
         no_url = await control.post(f"/shops/{shop}/compliance", json={"topic": "shop/redact"})
         assert no_url.status_code == 400 and "compliance_url" in no_url.json()["error"]
         configured = await control.put("/app", json={"compliance_url": compliance_url})

@@ -32,23 +32,24 @@ from dashboard.models import (
 from dashboard.services import connect, shopify_webhooks, sync
 from dashboard.services.credentials import load_credential
 from dashboard.services.integrations import create_connect_link, create_integration
+from dashboard.settings import get_settings
 from tests.conftest import leaked_secrets, reset_caches
-from tests.sandbox_server import running_sandbox
+from tests.sandbox_server import apps, control_headers, running_sandbox
 
 SHOP = "connect-test.myshopify.com"
-SECRET = "sandbox-shopify-client-secret"
 HUB = "http://hub.test"
 
 
 @pytest.fixture
 async def hub(session: Session, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict]:
     _throttles.clear()
-    with running_sandbox(seed=3, time_scale=50) as (base, sandbox_app):
+    callback = {"shopify": [f"{HUB}/api/oauth/shopify/callback"]}  # the app's registered one
+    with running_sandbox(seed=3, time_scale=50, redirect_uris=callback) as (base, sandbox_app):
         monkeypatch.setenv("HUB_SANDBOX", "0")
         monkeypatch.setenv("HUB_PUBLIC_URL", HUB)
         monkeypatch.setenv("HUB_SHOPIFY_BASE_URL", f"{base}/shopify")
         monkeypatch.setenv("HUB_SHOPIFY_CLIENT_ID", "sandbox-shopify-client-id")
-        monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", SECRET)
+        monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", apps(base).shopify_client_secret)
         monkeypatch.setenv("HUB_ENV", "test")
         reset_caches()
         from sqlmodel import SQLModel
@@ -58,6 +59,7 @@ async def hub(session: Session, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         SQLModel.metadata.create_all(get_engine())
         httpx.post(
             f"{base}/_sandbox/shopify/shops",
+            headers=control_headers(base),
             json={"shop": SHOP, "products": 30, "orders": 5, "customers": 3},
         )
         app = build_api(Starlette())
@@ -144,7 +146,7 @@ async def test_no_secret_reaches_the_logs(hub: dict, caplog: pytest.LogCaptureFi
             load_credential(session=s, integration_id=integration_id, kind=kind)
             for kind in ("access_token", "refresh_token")
         ]
-    secrets = [c.secret for c in stored if c is not None] + [SECRET, code, token]
+    secrets = [c.secret for c in stored if c is not None] + [client_secret(), code, token]
     assert len(secrets) == 5
     assert leaked_secrets(caplog.records, secrets, client_origin=HUB) == []
     assert caplog.records, "the flow logs something, so the check above can fail"
@@ -172,9 +174,15 @@ async def test_start_needs_a_manager_or_a_valid_link(hub: dict) -> None:
 PRODUCT_1 = {"id": 1, "admin_graphql_api_id": "gid://shopify/Product/1"}
 
 
+def client_secret() -> str:
+    """The app secret the hub and its sandbox share (derived from the test's token)."""
+    return str(get_settings().shopify_client_secret)
+
+
 def signed(body: dict, **headers: str) -> dict:
     raw = json.dumps(body).encode()
-    digest = base64.b64encode(hmac.new(SECRET.encode(), raw, hashlib.sha256).digest()).decode()
+    mac = hmac.new(client_secret().encode(), raw, hashlib.sha256)
+    digest = base64.b64encode(mac.digest()).decode()
     return {
         "content": raw,
         "headers": {
@@ -222,7 +230,9 @@ async def test_webhooks_are_verified_deduplicated_and_applied(hub: dict) -> None
     with session_scope() as s:
         assert s.get(Integration, integration_id).status != "disconnected"
     # The merchant removes the app; its token is refused from now on.
-    httpx.post(f"{hub['base']}/_sandbox/shopify/shops/{SHOP}/revoke").raise_for_status()
+    httpx.post(
+        f"{hub['base']}/_sandbox/shopify/shops/{SHOP}/revoke", headers=control_headers(hub["base"])
+    ).raise_for_status()
     uninstalled = signed(shop_object, **{"X-Shopify-Topic": "app/uninstalled"})
     assert (await client.post("/api/webhooks/shopify", **uninstalled)).status_code == 200
     await asyncio.gather(*shopify_webhooks._tasks)

@@ -16,7 +16,7 @@ from connectors.shopify.client import _throttles
 from connectors.shopify.connector import ShopifyConfig, ShopifyConnector
 from dashboard.db import session_scope
 from dashboard.models import Order, Product, RunStatus, SyncRun
-from tests.sandbox_server import running_sandbox, shopify_install
+from tests.sandbox_server import apps, control_headers, running_sandbox, shopify_install
 from tests.test_shopify_sync import SHOP, connect, engine_for, stored_checksums, truth
 
 
@@ -59,7 +59,9 @@ async def test_many_variants_lines_and_levels_are_stored_completely_through_page
 
     # An incremental window reads a changed product's variants to the end as well.
     httpx.post(
-        f"{base}/_sandbox/shopify/shops/{SHOP}/mutate", json={"updates": 2, "new_orders": 1}
+        f"{base}/_sandbox/shopify/shops/{SHOP}/mutate",
+        headers=control_headers(base),
+        json={"updates": 2, "new_orders": 1},
     ).raise_for_status()
     await engine.request_sync(integration_id=integration_id, stream="products")
     await engine.request_sync(integration_id=integration_id, stream="orders")
@@ -74,7 +76,7 @@ async def test_a_webhook_look_up_reads_every_variant_and_line(
     50 lines too."""
     base, _ = sandbox
     httpx.post(
-        f"{base}/_sandbox/shopify/shops",
+        f"{base}/_sandbox/shopify/shops", headers=control_headers(base),
         json={"shop": SHOP, "products": 3, "variants_per_product": 45, "orders": 2,
               "lines_per_order": 60},
     ).raise_for_status()  # fmt: skip
@@ -84,7 +86,7 @@ async def test_a_webhook_look_up_reads_every_variant_and_line(
     connector = ShopifyConnector(
         ShopifyConfig(
             client_id="sandbox-shopify-client-id",
-            client_secret="sandbox-shopify-client-secret",
+            client_secret=apps(base).shopify_client_secret,
             scopes=("read_products",),
             base_url=f"{base}/shopify",
         )
@@ -119,6 +121,7 @@ async def test_a_removed_variant_or_line_item_is_deleted_by_the_next_incremental
     assert stored_checksums(integration_id) == before
     removed = httpx.post(
         f"{base}/_sandbox/shopify/shops/{SHOP}/mutate",
+        headers=control_headers(base),
         json={"remove_variants": 3, "remove_lines": 2},
     ).json()
     assert (removed["removed_variants"], removed["removed_lines"]) == (3, 2)

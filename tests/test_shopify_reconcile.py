@@ -24,11 +24,15 @@ from connectors.shopify.client import _throttles
 from connectors.shopify.connector import ShopifyConfig, ShopifyConnector
 from dashboard.db import session_scope
 from dashboard.models import Customer, Order, OrderLine, RunStatus, SyncRun
-from tests.sandbox_server import running_sandbox, shopify_install
+from tests.sandbox_server import apps, control_headers, running_sandbox, shopify_install
 from tests.test_shopify_sync import SHOP, checkpoint, connect, engine_for, stored_checksums, truth
 
 ALL_ORDERS = ("read_products", "read_orders", "read_all_orders", "read_customers")
 MUTATE = f"/_sandbox/shopify/shops/{SHOP}/mutate"
+
+
+def mutate(base: str, changes: dict[str, int]) -> httpx.Response:
+    return httpx.post(f"{base}{MUTATE}", headers=control_headers(base), json=changes)
 
 
 @pytest.fixture
@@ -71,8 +75,9 @@ async def test_orders_and_customers_deleted_without_webhooks_are_marked_deleted(
     )
     engine = engine_for(base)
     await sync(engine, integration_id, "orders", "customers")
-    changed = httpx.post(
-        f"{base}{MUTATE}", json={"delete_orders": 5, "delete_customers": 4, "new_orders": 2}
+    changed = mutate(
+        base,
+        {"delete_orders": 5, "delete_customers": 4, "new_orders": 2},
     ).json()
     assert changed["deleted_orders"] == 5 and changed["deleted_customers"] == 4
     assert changed["webhooks"] == 0  # nothing subscribed: no webhook tells the hub
@@ -97,7 +102,7 @@ async def test_orders_and_customers_deleted_without_webhooks_are_marked_deleted(
 
     # Within the period no run lists the ids again.
     requests = shopify.stats["requests"]
-    httpx.post(f"{base}{MUTATE}", json={"delete_orders": 2}).raise_for_status()
+    mutate(base, {"delete_orders": 2}).raise_for_status()
     runs = await sync(engine, integration_id, "orders")
     assert runs["orders"].records_deleted == 0
     assert shopify.stats["requests"] - requests <= 3  # count and one page: no id listing
@@ -119,7 +124,7 @@ async def test_products_deleted_before_a_full_resync_are_marked_by_the_reconcili
     integration_id = connect(session, base, products=60, orders=5, customers=5)
     engine = engine_for(base)
     await sync(engine, integration_id, "products")
-    httpx.post(f"{base}{MUTATE}", json={"deletes": 3}).raise_for_status()
+    mutate(base, {"deletes": 3}).raise_for_status()
     await engine.request_sync(integration_id=integration_id, stream="products", full_refresh=True)
     await engine.wait()
     assert stored_checksums(integration_id)["products"] != truth(base)["products"]
@@ -140,7 +145,10 @@ async def test_orders_are_not_reconciled_without_read_all_orders(
     )
     engine = engine_for(base)
     await sync(engine, integration_id, "orders", "customers")
-    httpx.post(f"{base}{MUTATE}", json={"delete_orders": 3, "delete_customers": 2})
+    mutate(
+        base,
+        {"delete_orders": 3, "delete_customers": 2},
+    )
     runs = await sync(engine, integration_id, "orders", "customers")
     assert runs["orders"].records_deleted == 0 and runs["customers"].records_deleted == 2
     assert "reconciled_at" not in checkpoint(integration_id, "orders")
@@ -152,7 +160,9 @@ async def test_an_interrupted_reconciliation_resumes_after_the_last_id_listed(
 ) -> None:
     base, _ = sandbox
     httpx.post(
-        f"{base}/_sandbox/shopify/shops", json={"shop": SHOP, "customers": 600}
+        f"{base}/_sandbox/shopify/shops",
+        headers=control_headers(base),
+        json={"shop": SHOP, "customers": 600},
     ).raise_for_status()
     credentials = MemoryCredentialStore(
         StoredCredential("access_token", shopify_install(base, SHOP), list(ALL_ORDERS))
@@ -161,7 +171,7 @@ async def test_an_interrupted_reconciliation_resumes_after_the_last_id_listed(
     connector = ShopifyConnector(
         ShopifyConfig(
             client_id="sandbox-shopify-client-id",
-            client_secret="sandbox-shopify-client-secret",
+            client_secret=apps(base).shopify_client_secret,
             scopes=ALL_ORDERS,
             base_url=f"{base}/shopify",
         )

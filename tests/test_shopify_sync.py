@@ -32,7 +32,7 @@ from dashboard.models import (
 from dashboard.services.credentials import save_credential
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine
-from tests.sandbox_server import running_sandbox, shopify_install
+from tests.sandbox_server import apps, control_headers, running_sandbox, shopify_install
 
 SHOP = "sync-test.myshopify.com"
 TABLES = {
@@ -70,7 +70,11 @@ def connect(
     scopes: tuple[str, ...] = ("read_products",),
     **sizes,
 ) -> uuid.UUID:
-    httpx.post(f"{base}/_sandbox/shopify/shops", json={"shop": shop, **sizes}).raise_for_status()
+    httpx.post(
+        f"{base}/_sandbox/shopify/shops",
+        headers=control_headers(base),
+        json={"shop": shop, **sizes},
+    ).raise_for_status()
     integration = create_integration(
         session=session, platform="shopify", display_name="Shop", shop_domain=shop
     )
@@ -88,7 +92,7 @@ def connect(
 def engine_for(base: str, **settings: object) -> SyncEngine:
     values = {
         "shopify_client_id": "sandbox-shopify-client-id",
-        "shopify_client_secret": "sandbox-shopify-client-secret",
+        "shopify_client_secret": apps(base).shopify_client_secret,
         "shopify_scopes": "read_products",
         "shopify_base_url": f"{base}/shopify",
         **settings,
@@ -113,7 +117,9 @@ def stored_checksums(integration_id: uuid.UUID) -> dict[str, dict[str, object]]:
 
 
 def truth(base: str, shop: str = SHOP) -> dict[str, dict[str, object]]:
-    return httpx.get(f"{base}/_sandbox/shopify/shops/{shop}/truth").json()["streams"]
+    return httpx.get(
+        f"{base}/_sandbox/shopify/shops/{shop}/truth", headers=control_headers(base)
+    ).json()["streams"]
 
 
 async def test_every_stream_equals_the_ground_truth(session: Session, sandbox: str) -> None:
@@ -143,7 +149,9 @@ async def test_incremental_run_picks_up_changes_and_new_orders(session, sandbox)
     await engine.request_sync(integration_id=integration_id)
     await engine.wait()
     httpx.post(
-        f"{sandbox}/_sandbox/shopify/shops/{SHOP}/mutate", json={"updates": 5, "new_orders": 4}
+        f"{sandbox}/_sandbox/shopify/shops/{SHOP}/mutate",
+        headers=control_headers(sandbox),
+        json={"updates": 5, "new_orders": 4},
     ).raise_for_status()
     runs = await engine.request_sync(integration_id=integration_id, stream="orders")
     runs += await engine.request_sync(integration_id=integration_id, stream="products")
@@ -164,6 +172,7 @@ async def test_faults_are_survived_with_exact_data(session, sandbox) -> None:
     integration_id = connect(session, sandbox, products=300, orders=10, customers=5)
     httpx.put(
         f"{sandbox}/_sandbox/faults/shopify/{SHOP}",
+        headers=control_headers(sandbox),
         json={"error_rate": 0.1, "malformed_rate": 0.05},
     ).raise_for_status()
     engine = engine_for(sandbox)
@@ -177,7 +186,9 @@ async def test_faults_are_survived_with_exact_data(session, sandbox) -> None:
 
 async def test_revoked_token_turns_the_integration_to_needs_reauth(session, sandbox) -> None:
     integration_id = connect(session, sandbox, products=20)
-    httpx.post(f"{sandbox}/_sandbox/shopify/shops/{SHOP}/revoke").raise_for_status()
+    httpx.post(
+        f"{sandbox}/_sandbox/shopify/shops/{SHOP}/revoke", headers=control_headers(sandbox)
+    ).raise_for_status()
     engine = engine_for(sandbox)
     [run_id] = await engine.request_sync(integration_id=integration_id, stream="products")
     await engine.wait()
@@ -192,12 +203,16 @@ async def test_incremental_products_run_marks_deleted_products_without_webhooks(
 ) -> None:
     integration_id = connect(session, sandbox, products=120, orders=5, customers=5)
     mutate = f"{sandbox}/_sandbox/shopify/shops/{SHOP}/mutate"
-    httpx.post(mutate, json={"deletes": 2}).raise_for_status()  # before the hub's first sync
+    httpx.post(
+        mutate, headers=control_headers(sandbox), json={"deletes": 2}
+    ).raise_for_status()  # before the hub's first sync
     engine = engine_for(sandbox)
     await engine.request_sync(integration_id=integration_id, stream="products")
     await engine.wait()
     changed = httpx.post(
-        f"{sandbox}/_sandbox/shopify/shops/{SHOP}/mutate", json={"deletes": 4, "updates": 3}
+        f"{sandbox}/_sandbox/shopify/shops/{SHOP}/mutate",
+        headers=control_headers(sandbox),
+        json={"deletes": 4, "updates": 3},
     ).json()
     assert changed["webhooks"] == 0  # nothing subscribed: only the events tell
     [run_id] = await engine.request_sync(integration_id=integration_id, stream="products")

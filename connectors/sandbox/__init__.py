@@ -3,6 +3,7 @@ contracts, for tests, benchmarks and the zero-config demo."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -14,9 +15,12 @@ def serve(
     time_scale: float = 1.0,
     demo: bool = False,
     state_file: Path | None = None,
+    control_token: str,
+    redirect_uris: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Serve the sandbox standalone (``hub sandbox serve``); with ``state_file`` it keeps
-    installed apps across restarts."""
+    installed apps across restarts. ``control_token`` guards its control API and derives its
+    apps' secrets; ``redirect_uris`` are the apps' registered OAuth redirect URIs."""
     import uvicorn
 
     from connectors.sandbox.app import create_sandbox_app
@@ -27,5 +31,7 @@ def serve(
         demo=demo,
         public_base=f"http://{host}:{port}",
         state_file=state_file,
+        control_token=control_token,
+        redirect_uris=redirect_uris,
     )
     uvicorn.run(app, host=host, port=port, log_level="info")

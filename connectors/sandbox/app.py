@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 
+from connectors.sandbox.access import ControlTokenRequired, new_control_token, sandbox_apps
 from connectors.sandbox.amazon import AmazonSandbox
 from connectors.sandbox.amazon import app as amazon_app
 from connectors.sandbox.core import FaultConfig, FaultInjector, SandboxClock, SandboxState
@@ -22,6 +23,9 @@ from connectors.sandbox.shopify import ShopifySandbox
 from connectors.sandbox.shopify import app as shopify_app
 
 PLATFORMS = ("shopify", "amazon")
+# Registered for both apps when the creator names none (tests, benchmarks): a reserved name
+# that never resolves, so a consent code sent there reaches nobody.
+DEFAULT_REDIRECT_URI = "http://hub.invalid/callback"
 log = logging.getLogger("sandbox")
 
 
@@ -33,11 +37,24 @@ def create_sandbox_app(
     public_base: str | None = None,
     shopify_compliance_url: str | None = None,
     state_file: Path | str | None = None,
+    control_token: str | None = None,
+    redirect_uris: Mapping[str, Sequence[str]] | None = None,
 ) -> Starlette:
     """The sandbox as an ASGI app. ``shopify_compliance_url`` is the sandbox Shopify app's
     privacy webhook URL (on Shopify, part of the app's configuration). With ``state_file``
     the sandbox keeps what a platform remembers across restarts there (``persistence.py``);
-    without one it forgets everything when it stops."""
+    without one it forgets everything when it stops.
+
+    ``control_token`` guards the control API and derives the apps' client secrets
+    (``access.py``); without one a random token is made (``app.state.control_token``).
+    ``redirect_uris`` ({platform: [URL, ...]}) are the apps' registered OAuth redirect URIs,
+    the only ones their consent pages send a code to (default: ``DEFAULT_REDIRECT_URI``)."""
+    token = control_token or new_control_token()
+    apps = sandbox_apps(token)
+    registered = {
+        platform: list((redirect_uris or {}).get(platform) or [DEFAULT_REDIRECT_URI])
+        for platform in PLATFORMS
+    }
     file = StateFile(state_file) if state_file is not None else None
     saved = file.load() if file is not None else None
     options = (seed, time_scale, public_base, shopify_compliance_url)
@@ -48,6 +65,12 @@ def create_sandbox_app(
         file.set_aside(f"{type(error).__name__} while reading it back")
         saved = None
         state, shopify, amazon = _platforms(*options, saved)
+    shopify.client_secret = apps.shopify_client_secret
+    amazon.app.client_secret = apps.amazon_client_secret
+    # The creator's URIs are registered whatever a state file says, as the hub's own
+    # compliance_url wins: an app keeps working for the hub that made it.
+    shopify.redirect_uris = _union(shopify.redirect_uris, registered["shopify"])
+    amazon.app.redirect_uris = _union(amazon.app.redirect_uris, registered["amazon"])
     known = (len(shopify.shops), len(amazon.sellers))
     if demo:
         shopify_app.seed_demo(shopify)
@@ -65,7 +88,7 @@ def create_sandbox_app(
     routes: list[Any] = [
         Mount("/shopify", routes=shopify_app.routes(shopify)),
         Mount("/amazon", routes=amazon_app.build_routes(amazon)),
-        Mount("/_sandbox", routes=control),
+        Mount("/_sandbox", app=ControlTokenRequired(Router(routes=control), token)),
     ]
 
     @contextlib.asynccontextmanager
@@ -86,7 +109,13 @@ def create_sandbox_app(
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = state
+    app.state.control_token = token
+    app.state.apps = apps
     return app
+
+
+def _union(kept: Sequence[str], added: Sequence[str]) -> list[str]:
+    return [*kept, *(uri for uri in added if uri not in kept)]
 
 
 def _platforms(

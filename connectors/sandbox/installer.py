@@ -2,6 +2,10 @@
 
 Used by the demo profile (connected demo integrations on ``make run``), by tests and by
 benchmarks. Never talks to a real platform: only the sandbox has an approve form like this.
+The app's credentials are those the sandbox derives from its control token
+(``access.sandbox_apps``); ``redirect_uri`` must be one the app registered (the sandbox's
+default, or the hub's callback for a sandbox the hub made). The redirect is never followed:
+the code is read off its Location header.
 """
 
 from __future__ import annotations
@@ -11,16 +15,8 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 
-SHOPIFY_APP = {
-    "client_id": "sandbox-shopify-client-id",
-    "client_secret": "sandbox-shopify-client-secret",
-}
-AMAZON_APP = {
-    "app_id": "amzn1.sp.solution.sandbox-app",
-    "client_id": "amzn1.application-oa2-client.sandbox",
-    "client_secret": "sandbox-amazon-client-secret",
-}
-REDIRECT = "http://hub.invalid/callback"  # never followed: the code is read off the redirect
+from connectors.sandbox.access import SandboxApps
+from connectors.sandbox.app import DEFAULT_REDIRECT_URI
 
 
 def _redirect_params(response: httpx.Response) -> dict[str, str]:
@@ -30,20 +26,30 @@ def _redirect_params(response: httpx.Response) -> dict[str, str]:
 
 
 def install_shopify(
-    client: httpx.Client, shop: str, *, scopes: str = "read_products", expiring: bool = False
+    client: httpx.Client,
+    shop: str,
+    apps: SandboxApps,
+    *,
+    scopes: str = "read_products",
+    expiring: bool = False,
+    redirect_uri: str = DEFAULT_REDIRECT_URI,
 ) -> dict[str, Any]:
     """Approve the sandbox app on ``shop``; returns the token endpoint's answer."""
     approved = client.post(
         f"/shopify/{shop}/admin/oauth/authorize",
         data={
-            "client_id": SHOPIFY_APP["client_id"],
+            "client_id": apps.shopify_client_id,
             "scope": scopes,
-            "redirect_uri": REDIRECT,
+            "redirect_uri": redirect_uri,
             "state": "installer",
             "decision": "approve",
         },
     )
-    body = {**SHOPIFY_APP, "code": _redirect_params(approved)["code"]}
+    body = {
+        "client_id": apps.shopify_client_id,
+        "client_secret": apps.shopify_client_secret,
+        "code": _redirect_params(approved)["code"],
+    }
     if expiring:
         body["expiring"] = "1"
     token = client.post(f"/shopify/{shop}/admin/oauth/access_token", json=body)
@@ -51,14 +57,21 @@ def install_shopify(
     return dict(token.json())
 
 
-def install_amazon(client: httpx.Client, seller: str, region: str = "na") -> str:
+def install_amazon(
+    client: httpx.Client,
+    seller: str,
+    apps: SandboxApps,
+    region: str = "na",
+    *,
+    redirect_uri: str = DEFAULT_REDIRECT_URI,
+) -> str:
     """Authorize the sandbox app for ``seller``; returns its refresh token."""
     approved = client.post(
         f"/amazon/sellercentral/{region}/apps/authorize/consent",
         params={
-            "application_id": AMAZON_APP["app_id"],
+            "application_id": apps.amazon_app_id,
             "state": "installer",
-            "redirect_uri": REDIRECT,
+            "redirect_uri": redirect_uri,
         },
         data={"decision": "approve", "selling_partner_id": seller},
     )
@@ -67,9 +80,9 @@ def install_amazon(client: httpx.Client, seller: str, region: str = "na") -> str
         data={
             "grant_type": "authorization_code",
             "code": _redirect_params(approved)["spapi_oauth_code"],
-            "redirect_uri": REDIRECT,
-            "client_id": AMAZON_APP["client_id"],
-            "client_secret": AMAZON_APP["client_secret"],
+            "redirect_uri": redirect_uri,
+            "client_id": apps.amazon_client_id,
+            "client_secret": apps.amazon_client_secret,
         },
     )
     token.raise_for_status()

@@ -49,7 +49,7 @@ def build_api(asgi_app: Any) -> Starlette:
     routes = collect_routes()
     if settings.sandbox_mounted and _sandbox_installed():
         from connectors.sandbox.app import create_sandbox_app
-        from dashboard.services.integrations import webhook_url
+        from dashboard.services.integrations import connect_callback_url, webhook_url
 
         sandbox = create_sandbox_app(
             seed=settings.sandbox_seed,
@@ -59,6 +59,9 @@ def build_api(asgi_app: Any) -> Starlette:
             shopify_compliance_url=webhook_url("shopify"),
             # Grants outlive a restart of the hub, as on a real platform.
             state_file=settings.data_dir / SANDBOX_STATE_FILE,
+            # The control API needs the hub's token; consent sends codes to the hub only.
+            control_token=settings.sandbox_control_token,
+            redirect_uris={p: [connect_callback_url(p)] for p in ("shopify", "amazon")},
         )
         routes.append(Mount("/sandbox", app=sandbox))
     routes.append(Mount("/", app=asgi_app))

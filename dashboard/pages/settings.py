@@ -20,17 +20,18 @@ from dashboard.state.auth import AuthState
 
 def _credential_presence() -> list[dict[str, str]]:
     """Which platform settings are present; the secrets themselves never leave the server."""
-    from connectors.sandbox.installer import AMAZON_APP, SHOPIFY_APP
+    from connectors.sandbox.access import sandbox_apps
 
     settings = get_settings()
+    apps = sandbox_apps(settings.sandbox_control_token or "")
     checks = [
-        ("Shopify client id", settings.shopify_client_id, SHOPIFY_APP["client_id"]),
-        ("Shopify client secret", settings.shopify_client_secret, SHOPIFY_APP["client_secret"]),
-        ("Amazon app id", settings.amazon_app_id, AMAZON_APP["app_id"]),
-        ("Amazon LWA client id", settings.amazon_client_id, AMAZON_APP["client_id"]),
-        ("Amazon LWA client secret", settings.amazon_client_secret, AMAZON_APP["client_secret"]),
+        ("Shopify client id", settings.shopify_client_id, apps.shopify_client_id),
+        ("Shopify client secret", settings.shopify_client_secret, apps.shopify_client_secret),
+        ("Amazon app id", settings.amazon_app_id, apps.amazon_app_id),
+        ("Amazon LWA client id", settings.amazon_client_id, apps.amazon_client_id),
+        ("Amazon LWA client secret", settings.amazon_client_secret, apps.amazon_client_secret),
     ]
-    # "sandbox app": the sandbox's published credentials, mounted or standalone.
+    # "sandbox app": the sandbox apps' credentials (secrets derived from the hub's token).
     return [
         {"name": name, "state": ("missing" if not value else
                                  "set (sandbox app)" if value == sandbox_value else "set")}

@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from connectors.amazon.connector import AmazonConnector
 from connectors.base import IntegrationRef, StoredCredential
+from connectors.sandbox.access import sandbox_apps
 from connectors.sandbox.installer import install_amazon, install_shopify
 from connectors.shopify.auth import token_credentials
 from connectors.shopify.connector import ShopifyConnector
@@ -28,7 +29,7 @@ from dashboard.models import Integration
 from dashboard.services import connect, sync
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, cross_process_lock
-from dashboard.settings import get_settings
+from dashboard.settings import get_settings, sandbox_control_token
 
 log = logging.getLogger("hub.demo")
 
@@ -65,12 +66,25 @@ def _sandbox_bases() -> dict[str, str]:
     }
 
 
+def _control_headers() -> dict[str, str]:
+    """The sandbox's control API answers the hub's token only (mounted or standalone)."""
+    return {"Authorization": f"Bearer {sandbox_control_token(get_settings())}"}
+
+
 async def _wait_for_sandbox(base: str, platform: str, patience: float = 120.0) -> bool:
     deadline = asyncio.get_running_loop().time() + patience
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with httpx.AsyncClient(timeout=5, headers=_control_headers()) as client:
         while asyncio.get_running_loop().time() < deadline:
             try:
-                if (await client.get(f"{base}/_sandbox/{platform}/stats")).status_code == 200:
+                answer = await client.get(f"{base}/_sandbox/{platform}/stats")
+                if answer.status_code == 401:
+                    log.warning(
+                        "demo: the sandbox at %s refused the hub's control token (a standalone "
+                        "one started with another HUB_SANDBOX_CONTROL_TOKEN or data dir?)",
+                        base,
+                    )
+                    return False
+                if answer.status_code == 200:
                     return True
             except httpx.HTTPError:
                 pass
@@ -93,16 +107,22 @@ async def _connect(account: DemoAccount, base: str) -> None:
 
     integration = await in_session(create)
     store = DbCredentialStore(integration.id)
+    apps = sandbox_apps(sandbox_control_token(settings))
+    # The consent pages send codes only to the hub's registered callback; the code is read
+    # off the redirect, which is never followed.
+    redirect_uri = integration_service.connect_callback_url(account.platform)
     with httpx.Client(base_url=base, timeout=30) as client:
         if account.platform == "shopify":
             # Expiring, like the hub's own install flow: the connector refreshes ahead of
             # expiry (and on a 401, should a sped-up sandbox clock outrun it).
             token = await asyncio.to_thread(
-                install_shopify, client, account.account, scopes=settings.shopify_scopes,
-                expiring=True,
+                install_shopify, client, account.account, apps, scopes=settings.shopify_scopes,
+                expiring=True, redirect_uri=redirect_uri,
             )  # fmt: skip
         else:
-            refresh = await asyncio.to_thread(install_amazon, client, account.account, "na")
+            refresh = await asyncio.to_thread(
+                install_amazon, client, account.account, apps, "na", redirect_uri=redirect_uri
+            )
     extra: dict[str, object] = {}
     if account.platform == "shopify":
         shopify = ShopifyConnector.from_settings(values)

@@ -37,6 +37,11 @@ class Hub:
     env: dict[str, str]
     pid: int = 0  # of the `hub serve` process, when started by running_hub
 
+    def sandbox_headers(self) -> dict[str, str]:
+        """What the mounted sandbox's control API needs: the token the hub generated."""
+        token = (self.data_dir / "sandbox-control.token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
     def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "dashboard.cli", *args], input=stdin, text=True,
@@ -56,14 +61,16 @@ def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> I
     created, answering /login/. ``extra_env`` adds settings (DATABASE_URL, REDIS_URL ...).
     On the way out it stops the hub and checks its log (``base_dir/hub.log``): no secret, no
     crashed event handler."""
-    port = _free_port()
+    port = int((extra_env or {}).get("HUB_PORT") or _free_port())
     data_dir = base_dir / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.pop("DATABASE_URL", None)
     env.update({
         "HUB_DATA_DIR": str(data_dir), "HUB_PORT": str(port),
         "HUB_ADMIN_EMAIL": ADMIN_EMAIL, "HUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "HUB_SANDBOX_DEMO": "false",
+        # As `make run` does: the sandbox mounted (off by default), its control token
+        # generated into the data dir (``Hub.sandbox_headers``).
+        "HUB_SANDBOX": "true", "HUB_SANDBOX_DEMO": "false",
     })  # fmt: skip
     env.update(extra_env or {})
     hub = Hub(url=f"http://localhost:{port}", data_dir=data_dir, env=env)

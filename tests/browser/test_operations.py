@@ -34,7 +34,10 @@ VIEWER = ("ops-viewer@example.com", "viewer-password-1")
 
 
 def sandbox(hub: Hub, method: str, path: str, body: dict | None = None) -> dict:
-    response = httpx.request(method, f"{hub.url}/sandbox/_sandbox{path}", json=body, timeout=10)
+    response = httpx.request(
+        method, f"{hub.url}/sandbox/_sandbox{path}", json=body, headers=hub.sandbox_headers(),
+        timeout=10,
+    )  # fmt: skip
     response.raise_for_status()
     return dict(response.json())
 

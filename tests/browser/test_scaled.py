@@ -35,7 +35,7 @@ from tests.browser.conftest import (
     sign_in,
 )
 from tests.conftest import PG_ADMIN_URL, postgres_available
-from tests.sandbox_server import sandbox_process
+from tests.sandbox_server import apps, free_port, sandbox_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 TIMEOUT = 30_000
@@ -81,7 +81,8 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
     database_url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     engine = sa.create_engine(psycopg_url(database_url))
     try:
-        with sandbox_process(time_scale=50) as sandbox:
+        port = free_port()  # the hub's: the sandbox registers its callbacks
+        with sandbox_process(time_scale=50, hub_port=port) as sandbox:
             env = {
                 "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
                 "GRANIAN_WORKERS": str(WORKERS),
@@ -90,7 +91,8 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
                 "HUB_SHOPIFY_BASE_URL": f"{sandbox}/shopify",
                 "HUB_AMAZON_BASE_URL": f"{sandbox}/amazon",
                 "HUB_SHOPIFY_CLIENT_ID": "sandbox-shopify-client-id",
-                "HUB_SHOPIFY_CLIENT_SECRET": "sandbox-shopify-client-secret",
+                "HUB_SHOPIFY_CLIENT_SECRET": apps(sandbox).shopify_client_secret,
+                "HUB_PORT": str(port),
             }  # fmt: skip
             base_dir = tmp_path_factory.mktemp("scaled")
             web_dir = private_web_dir(base_dir)

@@ -16,13 +16,12 @@ from typing import Any
 
 from connectors.amazon.regions import MARKETPLACES, REGION_MARKETPLACES, REGIONS
 from connectors.ratelimit import TokenBucket
+from connectors.sandbox.access import AMAZON_APP_ID as APP_ID
+from connectors.sandbox.access import AMAZON_CLIENT_ID as CLIENT_ID
 from connectors.sandbox.amazon import spec
 from connectors.sandbox.amazon.data import LISTING_HEADER, SellerData
 from connectors.sandbox.core import SandboxState, checksum
 
-APP_ID = "amzn1.sp.solution.sandbox-app"
-CLIENT_ID = "amzn1.application-oa2-client.sandbox"
-CLIENT_SECRET = "sandbox-amazon-client-secret"  # noqa: S105  the sandbox app's public secret
 CODE_LIFETIME = 300.0  # "An LWA authorization code expires after five minutes."
 ACCESS_TOKEN_LIFETIME = 3600.0
 DOCUMENT_URL_LIFETIME = 300.0  # pre-signed report URLs live five minutes
@@ -47,9 +46,10 @@ REVOKED = "The access token you provided is revoked, malformed or invalid."
 class SandboxApp:
     app_id: str = APP_ID
     client_id: str = CLIENT_ID
-    client_secret: str = CLIENT_SECRET
+    # Derived from the control token by create_sandbox_app (access.py); never a constant.
+    client_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     draft: bool = False
-    redirect_uris: list[str] | None = None  # None: any redirect URI is registered
+    redirect_uris: list[str] = field(default_factory=list)  # the consent page's only targets
 
 
 @dataclass
@@ -307,7 +307,7 @@ class AmazonSandbox:
         file that is not what it wrote."""
         clock = self.state.clock
         self.app.draft = bool(saved["app"]["draft"])
-        self.app.redirect_uris = saved["app"]["redirect_uris"]
+        self.app.redirect_uris = list(saved["app"]["redirect_uris"] or [])
         for seller_id, entry in saved["sellers"].items():
             self.create_seller(
                 seller_id, entry["region"], entry["marketplaces"],

@@ -1,0 +1,200 @@
+"""Sandbox Shopify's control routes (below ``{BASE}/_sandbox/shopify``) and its demo
+profile: what tests, benchmarks and ``make run`` drive it with."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from connectors.sandbox.shopify import bulk
+from connectors.sandbox.shopify.data import iso
+from connectors.sandbox.shopify.sandbox import DEMO_SHOPS, SHOP_PATTERN, ShopifySandbox
+
+# --- HTTP: control API ---------------------------------------------------------------------------
+
+MUTATIONS = (
+    "updates", "deletes", "new_orders", "delete_orders", "delete_customers", "remove_variants",
+    "remove_lines",
+)  # fmt: skip
+SIZE_FIELDS = {
+    "products", "variants_per_product", "orders", "customers", "locations", "plan",
+    "lines_per_order",
+}  # fmt: skip
+
+
+class _Refused(Exception):
+    """A control request the sandbox cannot carry out: answered as {"error": message}."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _refusals_answered(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def answer(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except _Refused as refused:
+            return JSONResponse({"error": str(refused)}, status_code=refused.status)
+
+    return answer
+
+
+async def _json_object(request: Request, allowed: set[str] | None = None) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _Refused("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise _Refused("body must be a JSON object")
+    unknown = set(body) - allowed if allowed is not None else set()
+    if unknown:
+        raise _Refused(f"unknown fields: {', '.join(sorted(unknown))}")
+    return body
+
+
+def _count(body: dict[str, Any], name: str, default: int = 0, minimum: int = 0) -> int:
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise _Refused(f"{name} must be an integer >= {minimum}")
+    return value
+
+
+def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
+    def known_shop(request: Request) -> str:
+        name = str(request.path_params["shop"])
+        if name not in sandbox.shops:
+            raise _Refused("unknown shop", 404)
+        return name
+
+    async def create_shop(request: Request) -> Response:
+        body = await _json_object(request)
+        shop = str(body.get("shop", ""))
+        if not shop.endswith(".myshopify.com"):
+            raise _Refused("shop must be a myshopify.com domain")
+        sizes = {k: v for k, v in body.items() if k in SIZE_FIELDS}
+        try:
+            data = sandbox.create_shop(shop, **sizes)
+        except (TypeError, ValueError) as error:
+            raise _Refused(str(error)) from None
+        return JSONResponse(
+            {
+                "shop": shop,
+                "products": data.products,
+                "orders": data.orders,
+                "customers": data.customers,
+                "plan": data.plan,
+            },
+            status_code=201,
+        )
+
+    async def truth(request: Request) -> Response:
+        shop = sandbox.shops[known_shop(request)]
+        return JSONResponse(
+            {"shop": shop.shop, "streams": shop.truth(), "at": iso(sandbox.state.clock.now())}
+        )
+
+    async def mutate(request: Request) -> Response:
+        name = known_shop(request)
+        body = await _json_object(request, set(MUTATIONS))
+        result = await sandbox.mutate(name, **{field: _count(body, field) for field in MUTATIONS})
+        return JSONResponse(result)
+
+    async def revoke(request: Request) -> Response:
+        name = known_shop(request)
+        await sandbox.revoke(name)
+        return JSONResponse({"revoked": name})
+
+    async def stats(_: Request) -> Response:
+        return JSONResponse(sandbox.stats)
+
+    async def configure_app(request: Request) -> Response:
+        """The app's configuration: {"compliance_url": URL or null, "redirect_uris": [URL]}.
+        Only the control token's holder gets here: the sandbox POSTs to compliance_url."""
+        body = await _json_object(request, {"compliance_url", "redirect_uris"})
+        url = body.get("compliance_url", sandbox.compliance_url)
+        if url is not None and not (
+            isinstance(url, str) and url.startswith(("http://", "https://"))
+        ):
+            raise _Refused("compliance_url must be an http(s) URL or null")
+        uris = body.get("redirect_uris", sandbox.redirect_uris)
+        if not (
+            isinstance(uris, list)
+            and all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in uris)
+        ):
+            raise _Refused("redirect_uris must be a list of http(s) URLs")
+        if url != sandbox.compliance_url or uris != sandbox.redirect_uris:
+            sandbox.compliance_url = url
+            sandbox.redirect_uris = list(uris)
+            sandbox.state.remember()
+        return JSONResponse(
+            {"client_id": sandbox.client_id, "compliance_url": url, "redirect_uris": uris}
+        )
+
+    async def compliance(request: Request) -> Response:
+        """Shopify sends a privacy topic: {"topic", "customer": index} (no customer for
+        shop/redact)."""
+        name = known_shop(request)
+        body = await _json_object(request, {"topic", "customer"})
+        customer = None if body.get("customer") is None else _count(body, "customer")
+        topic = str(body.get("topic", ""))
+        try:
+            payload = sandbox.request_compliance(name, topic, customer)
+        except ValueError as error:
+            raise _Refused(str(error)) from None
+        return JSONResponse({"topic": topic, "payload": payload}, status_code=202)
+
+    async def bulk_faults(request: Request) -> Response:
+        """The shop's next bulk operations fail: {"error_code", "count"} (count -1: all)."""
+        name = known_shop(request)
+        body = await _json_object(request, {"error_code", "count"})
+        code = body.get("error_code", "INTERNAL_SERVER_ERROR")
+        if code not in bulk.ERROR_CODES:
+            raise _Refused(f"error_code must be one of {', '.join(bulk.ERROR_CODES)}")
+        count = _count(body, "count", default=1, minimum=-1)
+        if count == 0:
+            sandbox.bulk.faults.pop(name, None)
+        else:
+            sandbox.bulk.faults[name] = bulk.BulkFault(code, count)
+        return JSONResponse({"shop": name, "error_code": code if count else None, "count": count})
+
+    handlers = [
+        ("/shopify/shops", create_shop, "POST"),
+        (f"/shopify/shops/{SHOP_PATTERN}/truth", truth, "GET"),
+        (f"/shopify/shops/{SHOP_PATTERN}/mutate", mutate, "POST"),
+        (f"/shopify/shops/{SHOP_PATTERN}/revoke", revoke, "POST"),
+        ("/shopify/stats", stats, "GET"),
+        ("/shopify/app", configure_app, "PUT"),
+        (f"/shopify/shops/{SHOP_PATTERN}/compliance", compliance, "POST"),
+        (f"/shopify/shops/{SHOP_PATTERN}/bulk_faults", bulk_faults, "PUT"),
+    ]
+    return [
+        Route(path, _refusals_answered(handler), methods=[method])
+        for path, handler, method in handlers
+    ]
+
+
+def seed_demo(sandbox: ShopifySandbox) -> None:
+    """Create the demo shops a restarted sandbox does not already have (from its state file:
+    same parameters, same data)."""
+    for shop, sizes in DEMO_SHOPS.items():
+        if shop not in sandbox.shops:
+            sandbox.create_shop(shop, **sizes)
+
+
+async def run_demo_changes(sandbox: ShopifySandbox, stop: asyncio.Event) -> None:
+    """A slow stream of changes so the dashboard shows live activity."""
+    while not stop.is_set():
+        for shop in DEMO_SHOPS:
+            await sandbox.mutate(shop, updates=3, new_orders=1)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=20)
+        except TimeoutError:
+            continue

@@ -1,0 +1,230 @@
+"""Sandbox Shopify's public HTTP face: the OAuth consent and token endpoints, the Admin
+GraphQL API and bulk result downloads, below ``{BASE}/shopify``."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import html
+import json
+import random
+import time
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import BaseRoute, Route
+
+from connectors.sandbox.shopify import bulk
+from connectors.sandbox.shopify.graphql_api import API_VERSION, admin_schema, run_query
+from connectors.sandbox.shopify.sandbox import (
+    INVALID_TOKEN,
+    SHOP_PATTERN,
+    ShopifySandbox,
+)
+
+# --- HTTP: OAuth -------------------------------------------------------------------------------
+
+
+def query_hmac(params: dict[str, str], secret: str) -> str:
+    message = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "hmac")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+        f"content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui;max-width:32rem;margin:3rem auto;padding:0 1rem}"
+        "button{font-size:1rem;padding:.6rem 1.2rem;margin-right:.5rem}</style></head>"
+        f"<body><p><b>Shopify sandbox</b></p><h1>{html.escape(title)}</h1>{body}</body></html>",
+        status_code=status,
+    )
+
+
+def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
+    async def authorize(request: Request) -> Response:
+        shop = request.path_params["shop"]
+        params = dict(request.query_params)
+        if request.method == "POST":
+            params.update({k: str(v) for k, v in (await request.form()).items()})
+        if params.get("client_id") != sandbox.client_id:
+            return _page("Unknown app", "<p>The client_id does not belong to an app.</p>", 400)
+        redirect_uri = params.get("redirect_uri", "")
+        if redirect_uri not in sandbox.redirect_uris:
+            # Shopify sends the code only to one of the app's allowed redirection URLs: an
+            # error page, never a redirect (no open redirect, no code for a stranger).
+            return _page(
+                "Oauth error invalid_request",
+                "<p>The redirect_uri is not whitelisted: it is not one of the app's allowed "
+                "redirection URLs.</p>",
+                400,
+            )
+        scopes = params.get("scope", "")
+        sandbox.shop(shop)
+        if request.method == "GET":
+            hidden = "".join(
+                f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v)}'>"
+                for k, v in params.items()
+                if k != "decision"
+            )
+            items = "".join(f"<li>{html.escape(s)}</li>" for s in scopes.split(",") if s)
+            return _page(
+                f"Install app on {shop}?",
+                f"<p>The app asks for these permissions:</p><ul>{items}</ul>"
+                f"<form method='post'>{hidden}"
+                "<button name='decision' value='approve'>Install app</button>"
+                "<button name='decision' value='deny'>Cancel</button></form>",
+            )
+        if params.get("decision") != "approve":
+            return _page("Installation cancelled", "<p>The app was not installed.</p>")
+        code = sandbox.install(shop, scopes)
+        back = {
+            "code": code,
+            "host": _host(shop),
+            "shop": shop,
+            "state": params.get("state", ""),
+            "timestamp": str(int(time.time())),  # wall clock: the hub checks its age
+        }
+        back["hmac"] = query_hmac(back, sandbox.client_secret)
+        return RedirectResponse(f"{redirect_uri}?{urlencode(back)}", status_code=302)
+
+    async def access_token(request: Request) -> Response:
+        shop = request.path_params["shop"]
+        if "json" in request.headers.get("content-type", ""):
+            try:
+                params = {k: str(v) for k, v in (await request.json()).items()}
+            except (ValueError, AttributeError):
+                return JSONResponse({"error": "invalid_request"}, status_code=400)
+        else:
+            params = {k: str(v) for k, v in (await request.form()).items()}
+        if params.get("client_id") != sandbox.client_id or not hmac.compare_digest(
+            params.get("client_secret", ""), sandbox.client_secret
+        ):
+            return JSONResponse(
+                {"error": "invalid_client", "error_description": "Client credentials are invalid"},
+                status_code=400,
+            )
+        now = sandbox.state.clock.monotonic()
+        if params.get("grant_type") == "refresh_token":
+            grant = sandbox.refresh_tokens.pop(params.get("refresh_token", ""), None)
+            if (
+                grant is None
+                or grant.shop != shop
+                or shop in sandbox.revoked
+                or (grant.expires_at or 0) <= now
+            ):
+                if grant is not None:
+                    sandbox.state.remember()  # consumed: it stays refused after a restart
+                return JSONResponse(
+                    {"error": "invalid_grant", "error_description": "refresh token is invalid"},
+                    status_code=400,
+                )
+            return JSONResponse(sandbox.issue_token(shop, grant.scopes, expiring=True))
+        grant = sandbox.codes.get(params.get("code", ""))
+        if grant is None or grant.shop != shop or grant.used or (grant.expires_at or 0) <= now:
+            return JSONResponse(
+                {
+                    "error": "invalid_request",
+                    "error_description": "The authorization code was not found or was already used",
+                },
+                status_code=400,
+            )
+        grant.used = True
+        expiring = params.get("expiring") in ("1", "true")
+        return JSONResponse(sandbox.issue_token(shop, grant.scopes, expiring=expiring))
+
+    async def graphql_endpoint(request: Request) -> Response:
+        shop_name = request.path_params["shop"]
+        if request.path_params["version"] != API_VERSION:
+            return JSONResponse({"errors": "Not Found"}, status_code=404)
+        sandbox.stats["requests"] += 1
+        fault = sandbox.state.faults.pick("shopify", shop_name)
+        if fault == "error":
+            status = random.Random(sandbox.stats["requests"]).choice((500, 502, 503))
+            return JSONResponse({"errors": "Internal Server Error"}, status_code=status)
+        if fault == "timeout":
+            await sandbox.state.clock.sleep(120)
+        if fault == "slow":
+            await sandbox.state.clock.sleep(
+                sandbox.state.faults.config("shopify", shop_name).slow_seconds
+            )
+        grant = sandbox.token_grant(shop_name, request.headers.get("x-shopify-access-token"))
+        if grant is None or shop_name not in sandbox.shops:
+            return JSONResponse({"errors": INVALID_TOKEN}, status_code=401)
+        try:
+            payload = await request.json()
+            query = payload["query"]
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse(
+                {"errors": {"query": "Required parameter missing or invalid"}}, status_code=400
+            )
+        shop = sandbox.shops[shop_name]
+        if fault == "throttle":
+            sandbox.buckets[shop_name].available = 0.0
+        # Where this Shopify is served (for bulk result urls), as the client reached it.
+        own_url = str(request.url).split("?", 1)[0]
+        base_url = own_url[: own_url.rindex(f"/{shop_name}/admin/")]
+        # Executing a page of 250 nodes is CPU work: keep it off the (shared) event loop.
+        body = await asyncio.to_thread(
+            run_query,
+            shop,
+            query,
+            payload.get("variables"),
+            {"sandbox": sandbox, "base_url": base_url},
+            charge=lambda c: sandbox.charge(shop_name, c),
+        )
+        bulk.start_pending(sandbox, admin_schema())
+        requested, actual = body.pop("_cost", (0, 0))
+        if actual is not None and requested > actual:
+            sandbox.refund(shop_name, requested - actual)
+        if actual is None:
+            sandbox.stats["throttled"] += 1
+        body["extensions"] = {
+            "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": actual,
+                "throttleStatus": sandbox.throttle_status(shop_name),
+            }
+        }
+        text = json.dumps(body)
+        if fault == "malformed":
+            text = text[: max(1, len(text) // 2)]
+        return Response(text, media_type="application/json")
+
+    async def bulk_result(request: Request) -> Response:
+        """A bulk operation's JSONL, streamed from disk; no token, like a signed storage url."""
+        op = sandbox.bulk.by_key(request.path_params["key"])
+        if (
+            op is None
+            or op.path is None
+            or op.finished_at is None
+            or op.expired(sandbox.state.clock.now())
+            or not op.path.exists()
+        ):
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        return FileResponse(op.path, media_type="application/jsonl")
+
+    return [
+        Route("/_bulk/{key:str}.jsonl", bulk_result, methods=["GET"]),
+        Route(f"/{SHOP_PATTERN}/admin/oauth/authorize", authorize, methods=["GET", "POST"]),
+        Route(f"/{SHOP_PATTERN}/admin/oauth/access_token", access_token, methods=["POST"]),
+        Route(
+            f"/{SHOP_PATTERN}/admin/api/{{version:str}}/graphql.json",
+            graphql_endpoint,
+            methods=["POST"],
+        ),
+    ]
+
+
+def _host(shop: str) -> str:
+    import base64
+
+    return base64.b64encode(f"{shop}/admin".encode()).decode().rstrip("=")
