@@ -31,7 +31,7 @@ from dashboard.api import build_api
 from dashboard.db import session_scope
 from dashboard.models import OAuthState
 from dashboard.services import shopify_webhooks
-from dashboard.settings import SANDBOX_SHOPIFY_CLIENT_SECRET
+from dashboard.settings import get_settings
 from tests.security.test_webhook_binding import (
     ATTACKER,
     SHOPIFY,
@@ -209,7 +209,7 @@ def test_random_shopify_callbacks_get_no_500_and_change_no_row(
     hub_app: Starlette, params: dict[str, str], signed: bool
 ) -> None:
     if signed:  # past the signature: the state, time and shop checks get the random values
-        params["hmac"] = query_signature(params, SANDBOX_SHOPIFY_CLIENT_SECRET)
+        params["hmac"] = query_signature(params, str(get_settings().shopify_client_secret))
     before = counts()
     response = request(hub_app, "GET", "/api/oauth/shopify/callback", params=params)
     refused_cleanly(response)

@@ -146,17 +146,22 @@ async def test_the_published_sandbox_secret_opens_nothing(
     assert stolen.status_code == 400 and "access_token" not in stolen.text
 
 
-@pytest.mark.xfail(
-    reason="the hub-wide CORS origin comes from rxconfig (cors_allowed_origins), set to the "
-    "hub's own origin on branch sec-signin (9bab1d1); passes once that is merged",
-    strict=False,
-)
-async def test_cors_does_not_reflect_a_foreign_origin_with_credentials(hub_env: Path) -> None:
+async def test_cors_does_not_reflect_a_foreign_origin_with_credentials(
+    hub_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Reflex wraps every route, the mounted sandbox included, in its CORS middleware: built
     here the way Reflex builds the served app (``App._add_cors`` around ``build_api``)."""
+    import importlib
+
     from reflex.app import App
 
+    import rxconfig
+
     reset_caches()
+    # The hub's own rxconfig, as `hub serve` loads it (tests run outside the project root,
+    # where Reflex would fall back to its default config).
+    config = importlib.reload(rxconfig).config
+    monkeypatch.setattr("reflex.app.get_config", lambda: config)
     top = Starlette()
     top.mount("", build_api(Starlette()))
     App._add_cors(top)

@@ -167,6 +167,7 @@ def test_cors_and_the_socket_accept_only_the_public_origin(
     hub_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HUB_PUBLIC_URL", "https://hub.example.com/")
+    monkeypatch.setenv("HUB_SANDBOX", "false")  # a mounted sandbox is refused off localhost
     reset_caches()
     import rxconfig
 

@@ -34,7 +34,7 @@ from dashboard.services import shopify_webhooks
 from dashboard.services.credentials import save_credential
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.records import upsert_records
-from dashboard.settings import SANDBOX_SHOPIFY_CLIENT_SECRET
+from dashboard.settings import get_settings
 from tests.conftest import reset_caches
 
 VICTIM = "victim.myshopify.com"
@@ -131,7 +131,8 @@ def rejections() -> list[AuditLog]:
 
 
 def sign(body: bytes) -> str:
-    digest = hmac.new(SANDBOX_SHOPIFY_CLIENT_SECRET.encode(), body, hashlib.sha256).digest()
+    secret = str(get_settings().shopify_client_secret).encode()
+    digest = hmac.new(secret, body, hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
 
