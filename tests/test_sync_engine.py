@@ -22,7 +22,8 @@ from dashboard.models import (
 )
 from dashboard.services import sync
 from dashboard.services.integrations import create_integration, mark_connected
-from dashboard.services.sync import SyncEngine, SyncRefused, _insert_run, request_cancel
+from dashboard.services.sync import SyncEngine, SyncRefused, request_cancel
+from dashboard.services.sync_queue import _insert_run
 from tests.fake_connector import FakeConnector
 
 
