@@ -136,7 +136,11 @@ async def test_persistent_transient_errors_fail_with_reason(integration_id) -> N
     assert run.status == RunStatus.FAILED
     assert "gave up after 3 attempts" in (run.error or "")
     with session_scope() as s:
-        assert s.exec(select(Notification)).one().kind == "run_failed"
+        # One notification, from the incident, in words; the raw error stays with the run.
+        notification = s.exec(select(Notification)).one()
+        assert notification.kind == "incident_opened"
+        assert "Shopify answered 503 for 1 stream since" in notification.message
+        assert "the hub retries every 15 min" in notification.message
 
 
 async def test_revoked_token_sets_needs_reauth_and_refuses_new_syncs(integration_id) -> None:
@@ -151,7 +155,10 @@ async def test_revoked_token_sets_needs_reauth_and_refuses_new_syncs(integration
 
         integration = s.get(Integration, integration_id)
         assert integration.status == IntegrationStatus.NEEDS_REAUTH
-        assert {n.kind for n in s.exec(select(Notification)).all()} >= {"needs_reauth"}
+        [notification] = s.exec(select(Notification)).all()
+        assert notification.kind == "incident_opened"
+        assert "refused the hub's access" in notification.message
+        assert "reconnect link" in notification.message
     with pytest.raises(SyncRefused, match="needs reauth"):
         await engine.request_sync(integration_id=integration_id)
 

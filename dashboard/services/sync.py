@@ -27,11 +27,13 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from connectors.base import Connector
 from connectors.errors import AuthError, PlatformError, RateLimited, TransientError
+from connectors.ratelimit import observe
 from connectors.registry import get_connector
 from dashboard.db import in_session, in_write_session
 from dashboard.models import (
@@ -49,6 +51,8 @@ from dashboard.services.sync_progress import (
     _event,
     _finish,
     _heartbeat,
+    _mark_stalled,
+    _mark_waiting,
     _RunContext,
     log_json,
 )
@@ -285,12 +289,12 @@ class SyncEngine:
             stream=context.stream,
             integration_id=context.integration.id,
         )
-        started = time.monotonic()
+        context.progress_mono = time.monotonic()
         finish = partial(_finish, run_id=run_id, worker=self.worker)
         while True:
             status, reason = RunStatus.SUCCEEDED, None
             try:
-                await self._read_all(context, started)
+                await self._read_all(context)
             except RunCancelled:
                 status = RunStatus.CANCELLED
             except AuthError as error:
@@ -298,16 +302,24 @@ class SyncEngine:
                     partial(_auth_failed, context=context, message=str(error), worker=self.worker)
                 )
                 return
+            except ThrottledOut as error:  # throttled attempt after attempt: no more waiting
+                status, reason = RunStatus.FAILED, gave_up_reason(error, attempts=error.attempts)
             except (TransientError, RateLimited) as error:
                 delay = retry_delay(error, attempt=context.attempt, delays=self._retry_delays)
                 if delay is None:
                     status = RunStatus.FAILED
                     reason = gave_up_reason(error, attempts=context.attempt)
                 else:
-                    note = retry_note(error, delay=delay)
+                    # Waiting to retry is a known wait, not a stall: shown as such.
+                    until = datetime.now(UTC) + timedelta(seconds=delay)
+                    context.waiting_until_mono = time.monotonic() + delay
                     await in_write_session(
-                        partial(_event, run_id=run_id, level=EventLevel.WARNING, message=note)
-                    )
+                        partial(
+                            _mark_waiting, run_id=run_id, worker=self.worker, until=until,
+                            reason=f"retrying after {type(error).__name__}: {error}"[:500],
+                            note=retry_note(error, delay=delay),
+                        )
+                    )  # fmt: skip
                     await asyncio.sleep(delay)
                     context.attempt += 1
                     context.cursor = await in_write_session(
@@ -319,7 +331,7 @@ class SyncEngine:
             await in_write_session(partial(finish, status=status, error=reason))
             return
 
-    async def _read_all(self, context: _RunContext, started: float) -> None:
+    async def _read_all(self, context: _RunContext) -> None:
         connector = self._connector_factory(context.platform)
         credentials = DbCredentialStore(context.integration.id)
         reader = asyncio.current_task()
@@ -327,21 +339,22 @@ class SyncEngine:
         # Batches beat too, but a report being prepared can take minutes between batches.
         beat = asyncio.get_running_loop().create_task(self._beat(context, reader))
         try:
-            batches = connector.read_stream(
-                context.integration, credentials, context.stream, context.cursor,
-                full_refresh=context.full_refresh and context.cursor is None,
-            )  # fmt: skip
-            async for batch in batches:
-                elapsed = time.monotonic() - started
-                cancelled = await in_write_session(
-                    functools.partial(
-                        _apply_batch, context=context, batch=batch, elapsed=elapsed,
-                        worker=self.worker,
-                    )
+            with observe(_RunObserver(self, context)):
+                batches = connector.read_stream(
+                    context.integration, credentials, context.stream, context.cursor,
+                    full_refresh=context.full_refresh and context.cursor is None,
                 )  # fmt: skip
-                context.cursor = batch.cursor
-                if cancelled:
-                    raise RunCancelled
+                async for batch in batches:
+                    rate = _note_progress(context, len(batch.records) + len(batch.errors))
+                    cancelled = await in_write_session(
+                        functools.partial(
+                            _apply_batch, context=context, batch=batch, rate=rate,
+                            worker=self.worker,
+                        )
+                    )  # fmt: skip
+                    context.cursor = batch.cursor
+                    if cancelled:
+                        raise RunCancelled
         except asyncio.CancelledError:
             if context.lost:  # cancelled by our own heartbeat, not by a stop
                 reader.uncancel()
@@ -353,12 +366,21 @@ class SyncEngine:
                 await connector.aclose()
 
     async def _beat(self, context: _RunContext, reader: asyncio.Task[Any]) -> None:
+        # Often enough to name a stall within a third of its limit.
+        every = min(HEARTBEAT_EVERY, max(context.stall_seconds / 3, 0.05))
         while True:
-            await asyncio.sleep(HEARTBEAT_EVERY)
+            await asyncio.sleep(every)
             try:
                 owned = await in_write_session(
                     partial(_heartbeat, run_id=context.run_id, worker=self.worker)
                 )
+                if owned and (reason := _stall_reason(context)) is not None:
+                    context.stalled = True
+                    await in_write_session(
+                        partial(_mark_stalled, context=context, worker=self.worker, reason=reason)
+                    )
+            except RunLost:
+                owned = False
             except Exception:  # the next beat or batch tries again
                 log.warning("heartbeat of run %s failed", context.run_id, exc_info=True)
                 continue
@@ -366,6 +388,109 @@ class SyncEngine:
                 context.lost = True
                 reader.cancel()
                 return
+
+
+class ThrottledOut(RateLimited):
+    """The run's requests were throttled attempt after attempt: it fails as documented."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+# A wait shorter than this is not worth a write: the run's row shows waits the UI can see.
+WAIT_SHOWN_AFTER = 1.0
+# A wait this long (or one after a throttle) also goes into the run's log.
+WAIT_LOGGED_AFTER = 30.0
+RATE_WINDOW = 30.0  # seconds: the rate a run shows is over this last stretch
+
+
+class _RunObserver:
+    """Hears a run's rate-limit waits and throttles from its connector (``connectors.
+    ratelimit.observe``): shows the wait on the run, counts throttled attempts, and stops the
+    read once they exceed the documented attempts (``RETRY_DELAYS`` + 1)."""
+
+    def __init__(self, engine: SyncEngine, context: _RunContext) -> None:
+        self._engine = engine
+        self._context = context
+        self._after_throttle = False
+
+    async def waiting(self, *, seconds: float, reason: str) -> None:
+        context = self._context
+        context.waiting_until_mono = time.monotonic() + seconds
+        if seconds < WAIT_SHOWN_AFTER and not self._after_throttle:
+            return
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        note = None
+        if self._after_throttle or seconds >= WAIT_LOGGED_AFTER:
+            note = f"waiting for the rate limit: next call at {until:%H:%M:%S} UTC ({reason})"
+        self._after_throttle = False
+        await in_write_session(
+            partial(
+                _mark_waiting, run_id=context.run_id, worker=self._engine.worker, until=until,
+                reason=reason, note=note,
+            )
+        )  # fmt: skip
+
+    async def throttled(self, *, reason: str, retry_after: float | None) -> None:
+        context = self._context
+        context.throttled += 1
+        self._after_throttle = True
+        allowed = len(self._engine._retry_delays) + 1
+        await in_write_session(
+            partial(
+                _event, run_id=context.run_id, level=EventLevel.WARNING,
+                message=f"{reason}: throttled attempt {context.throttled} of {allowed}",
+            )
+        )  # fmt: skip
+        if context.throttled >= allowed:
+            raise ThrottledOut(
+                f"{reason}, {context.throttled} times in a row", attempts=context.throttled
+            )
+
+
+def _note_progress(context: _RunContext, records: int) -> float | None:
+    """A page arrived: the run moves (no stall, no throttle streak); returns the rate over
+    the last ``RATE_WINDOW`` seconds."""
+    now = time.monotonic()
+    context.progress_mono = now
+    context.throttled = 0
+    context.stalled = False
+    context.waiting_until_mono = 0.0
+    context.records_read += records
+    context.pages += 1
+    context.samples.append((now, context.records_read))
+    context.samples = [(t, n) for t, n in context.samples if now - t <= RATE_WINDOW]
+    first_time, first_count = context.samples[0]
+    if len(context.samples) == 1:  # the first page of the window: since the previous page
+        first_time, first_count = context.previous_sample
+    context.previous_sample = (now, context.records_read)
+    span = now - first_time
+    return (context.records_read - first_count) / span if span > 0 else None
+
+
+def _stall_reason(context: _RunContext) -> str | None:
+    """Why the run counts as stalled now, or None: no page for longer than the stall limit,
+    and no known rate-limit wait that explains it."""
+    now = time.monotonic()
+    if context.stalled or now < context.waiting_until_mono:
+        return None
+    quiet = now - max(context.progress_mono, context.waiting_until_mono)
+    if quiet <= context.stall_seconds:
+        return None
+    since = datetime.now(UTC) - timedelta(seconds=now - context.progress_mono)
+    last = f"page {context.pages}" if context.pages else "the start"
+    return (
+        f"no progress for {_duration(quiet)} (limit {_duration(context.stall_seconds)}); "
+        f"the last progress was {last} at {since:%H:%M:%S} UTC, and no rate-limit wait "
+        "explains it"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 # --- the process-wide engine -------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,13 +28,16 @@ from dashboard.models import (
     SyncEvent,
     SyncRun,
 )
-from dashboard.services import alerts
+from dashboard.services import health, incidents
 from dashboard.services.integrations import set_integration_status
 from dashboard.services.records import mark_missing_deleted, mark_seen, upsert_records
 
 log = logging.getLogger("hub.sync")
 
 MAX_EVENTS_PER_RUN = 200  # the per-run log stays bounded; the last event says how many were cut
+# Page events stop this many events short of the cap, so that waits, retries, errors and the
+# summary of a long run still find room in its log.
+RESERVED_FOR_NOTES = 40
 ACTIVE = ACTIVE_RUN_STATUSES
 RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
 
@@ -62,6 +65,19 @@ class _RunContext:
     full_refresh: bool
     attempt: int
     lost: bool = False
+    # Live truth (issue 13): monotonic time of the last stored page (or the start), requests
+    # throttled in a row since then, the known rate-limit wait, whether the run is flagged
+    # stalled, and (monotonic time, records read) samples for the rate over the last seconds.
+    progress_mono: float = 0.0
+    throttled: int = 0
+    waiting_until_mono: float = 0.0
+    stalled: bool = False
+    records_read: int = 0
+    pages: int = 0
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    previous_sample: tuple[float, int] = (0.0, 0)
+    stall_seconds: float = 900.0
+    interval_minutes: int = 15
 
 
 def _stream_config(session: Session, integration_id: uuid.UUID, stream: str) -> StreamConfig | None:
@@ -93,7 +109,7 @@ def _fence(session: Session, run_id: uuid.UUID, worker: str) -> None:
 
 
 def _apply_batch(
-    session: Session, context: _RunContext, batch: Batch, elapsed: float, worker: str
+    session: Session, context: _RunContext, batch: Batch, rate: float | None, worker: str
 ) -> bool:
     """Upsert the batch, move the checkpoint, count: one transaction. True = cancel asked."""
     _fence(session, context.run_id, worker)
@@ -138,8 +154,31 @@ def _apply_batch(
         run.records_total = batch.total_hint
         done = batch.done if batch.done is not None else run.records_read
         run.progress = min(1.0, done / batch.total_hint)
-    run.records_per_second = run.records_read / elapsed if elapsed > 0 else None
+    # The rate over the last seconds (``rate``), not since the start: a run that waited ten
+    # minutes and then reads fast shows how fast it reads now.
+    run.records_per_second = rate
+    now = datetime.now(UTC)
+    run.progress_at = now
+    run.waiting_until = run.waiting_reason = None
+    moving_again = run.stalled_at is not None
+    run.stalled_at = run.stall_reason = None
     session.add(run)
+    total = f" of {run.records_total:,}" if run.records_total else ""
+    _event(
+        session,
+        context.run_id,
+        EventLevel.INFO,
+        f"page {run.pages}: {len(batch.records) + len(batch.errors)} records "
+        f"({result.inserted} new, {result.updated} updated, {result.deleted} deleted, "
+        f"{len(errors)} skipped); {run.records_read:,}{total} read so far",
+        {"cursor": batch.cursor},
+        droppable=True,
+    )
+    if moving_again:
+        _event(session, context.run_id, EventLevel.INFO, "moving again after a stall")
+        integration = session.get(Integration, integration_id)
+        if integration is not None:
+            incidents.stream_moving(session=session, integration=integration, stream=context.stream)
     for error in errors:
         _event(
             session,
@@ -175,13 +214,20 @@ def _event(
     level: EventLevel,
     message: str,
     context: dict[str, Any] | None = None,
+    *,
+    droppable: bool = False,
+    summary: bool = False,
 ) -> None:
+    """Add to the run's log. ``droppable`` events (pages) leave room for the others; the
+    ``summary`` (the run's last event) is always stored."""
     count = session.exec(
         select(func.count()).select_from(SyncEvent).where(SyncEvent.run_id == run_id)
     ).one()
-    if count > MAX_EVENTS_PER_RUN:
+    if droppable and count >= MAX_EVENTS_PER_RUN - RESERVED_FOR_NOTES:
         return
-    if count == MAX_EVENTS_PER_RUN:
+    if not summary and count > MAX_EVENTS_PER_RUN:
+        return
+    if not summary and count == MAX_EVENTS_PER_RUN:
         level, message = EventLevel.WARNING, "event log full: later events of this run dropped"
     session.add(
         SyncEvent(run_id=run_id, level=level.value, message=message[:2000], context=context or {})
@@ -196,8 +242,13 @@ def _finish(
     *,
     worker: str | None = None,
     guard: sa.ColumnElement[bool] | None = None,
+    report: bool = True,
 ) -> bool:
-    """End an active run (only if ``worker`` still owns it, when given); False if it had ended."""
+    """End an active run (only if ``worker`` still owns it, when given); False if it had ended.
+
+    The stream's health follows (``health.record_run_end``), and so do the integration's
+    incidents unless ``report`` is False (an access failure reports its own incident).
+    """
     conditions = [RUNS.c.id == run_id, RUNS.c.status.in_(ACTIVE)]
     if worker is not None:
         conditions.append(RUNS.c.worker == worker)
@@ -216,14 +267,30 @@ def _finish(
     if status == RunStatus.SUCCEEDED and run.records_total is not None:
         run.progress = 1.0
     session.add(run)
+    run.waiting_until = run.waiting_reason = None
+    session.add(run)
     level = EventLevel.ERROR if status == RunStatus.FAILED else EventLevel.INFO
-    _event(session, run_id, level, f"run {run.status}" + (f": {error}" if error else ""))
+    _event(
+        session, run_id, level,
+        f"run {run.status}" + (f": {error}" if error else "") + f" ({_summary(run, now)})",
+        {"cursor": run.cursor_after}, summary=True,
+    )  # fmt: skip
     integration = session.get(Integration, run.integration_id)
     if integration is not None:
         config = _stream_config(session, integration.id, run.stream)
         if config is not None:
             config.last_run_at = now
+            health.record_run_end(session=session, config=config, status=run.status, error=error)
             session.add(config)
+            if report and status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
+                incidents.stream_succeeded(
+                    session=session, integration=integration, stream=run.stream
+                )
+            elif report and status == RunStatus.FAILED:
+                incidents.stream_failed(
+                    session=session, integration=integration, stream=run.stream,
+                    error=error or "", interval_minutes=config.interval_minutes, run_id=run_id,
+                )  # fmt: skip
         if status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
             integration.last_sync_at = now
         still_running = session.exec(
@@ -243,14 +310,6 @@ def _finish(
             )
             integration.status_detail = error if status == RunStatus.FAILED else None
         session.add(integration)
-        if status == RunStatus.FAILED:
-            alerts.notify(
-                session=session,
-                kind="run_failed",
-                integration_id=integration.id,
-                run_id=run_id,
-                message=f"{integration.display_name}: {run.stream} sync failed: {error}",
-            )
     log_json(
         logging.INFO if status != RunStatus.FAILED else logging.WARNING,
         f"run {run.status}",
@@ -271,6 +330,7 @@ def _auth_failed(session: Session, context: _RunContext, message: str, worker: s
         RunStatus.FAILED,
         f"the platform refused the hub's access ({message}); reconnect the integration",
         worker=worker,
+        report=False,
     ):
         return
     set_integration_status(
@@ -280,11 +340,50 @@ def _auth_failed(session: Session, context: _RunContext, message: str, worker: s
         detail="Access was revoked or expired. Send the merchant a reconnect link.",
     )
     integration = session.get(Integration, integration_id)
-    alerts.notify(
-        session=session,
-        kind="needs_reauth",
-        integration_id=integration_id,
-        run_id=context.run_id,
-        message=f"{integration.display_name if integration else 'An integration'} "
-        "needs to be reconnected",
+    if integration is not None:
+        incidents.access_lost(
+            session=session, integration=integration, error=message, run_id=context.run_id
+        )
+
+
+def _summary(run: SyncRun, now: datetime) -> str:
+    """What the run did, in one line, for its last event."""
+    took = ""
+    if run.started_at is not None:
+        took = f" in {max(0.0, (now - run.started_at).total_seconds()):.0f} s"
+    return (
+        f"{run.records_read:,} records read in {run.pages} pages{took}: "
+        f"{run.records_inserted} new, {run.records_updated} updated, "
+        f"{run.records_deleted} deleted, {run.records_skipped} skipped; "
+        f"attempt {run.attempt}"
     )
+
+
+def _mark_waiting(
+    session: Session, run_id: uuid.UUID, worker: str, until: datetime, reason: str, note: str | None
+) -> None:
+    """The run waits for a known rate-limit window until ``until``: shown live, not a stall."""
+    _fence(session, run_id, worker)
+    session.execute(
+        sa.update(RUNS)
+        .where(RUNS.c.id == run_id)
+        .values(waiting_until=until, waiting_reason=reason[:500])
+    )
+    if note:
+        _event(session, run_id, EventLevel.WARNING, note)
+
+
+def _mark_stalled(session: Session, context: _RunContext, worker: str, reason: str) -> None:
+    """No progress for longer than the stall limit: flagged on the run, one incident."""
+    _fence(session, context.run_id, worker)
+    session.execute(
+        sa.update(RUNS)
+        .where(RUNS.c.id == context.run_id)
+        .values(stalled_at=datetime.now(UTC), stall_reason=reason[:500])
+    )
+    _event(session, context.run_id, EventLevel.WARNING, f"stalled: {reason}")
+    integration = session.get(Integration, uuid.UUID(context.integration.id))
+    if integration is not None:
+        incidents.stream_stalled(
+            session=session, integration=integration, stream=context.stream, reason=reason
+        )

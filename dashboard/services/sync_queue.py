@@ -6,6 +6,7 @@ actions on runs and streams (cancel, pause)."""
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from sqlmodel import Session, col, select
 from connectors.base import IntegrationRef
 from dashboard.models import (
     ACTIVE_RUN_STATUSES,
+    EventLevel,
     Integration,
     IntegrationStatus,
     RunStatus,
@@ -23,8 +25,9 @@ from dashboard.models import (
     StreamConfig,
     SyncRun,
 )
-from dashboard.services.sync_progress import _finish, _RunContext, _stream_config
+from dashboard.services.sync_progress import _event, _finish, _RunContext, _stream_config
 from dashboard.services.sync_workers import process_gone
+from dashboard.settings import get_settings
 
 STALE_AFTER = timedelta(minutes=2)
 ACTIVE = ACTIVE_RUN_STATUSES
@@ -129,7 +132,15 @@ def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext 
     claimed = session.execute(
         sa.update(RUNS)
         .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
-        .values(status=RunStatus.RUNNING.value, worker=worker, started_at=now, heartbeat_at=now)
+        .values(
+            status=RunStatus.RUNNING.value,
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
+            progress_at=now,
+            waiting_until=None,
+            stalled_at=None,
+        )
     )
     if not claimed.rowcount:  # type: ignore[attr-defined]
         return None
@@ -145,6 +156,16 @@ def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext 
         session.add(config)
     run.cursor_before = config.cursor
     session.add(run)
+    _event(
+        session,
+        run_id,
+        EventLevel.INFO,
+        f"run started ({run.trigger}, attempt {run.attempt}): "
+        + (f"from checkpoint {json.dumps(config.cursor, default=str)[:400]}" if config.cursor
+           else "from the beginning" + (" (full resync)" if run.full_refresh else "")),
+        {"cursor": config.cursor},
+    )  # fmt: skip
+    stall_minutes = config.stall_minutes or get_settings().sync_stall_minutes
     if integration.status != IntegrationStatus.SYNCING.value:
         integration.status = IntegrationStatus.SYNCING.value
         session.add(integration)
@@ -163,6 +184,8 @@ def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext 
         cursor=config.cursor,
         full_refresh=run.full_refresh,
         attempt=run.attempt,
+        stall_seconds=stall_minutes * 60.0,
+        interval_minutes=config.interval_minutes,
     )
 
 
