@@ -25,6 +25,7 @@ from dashboard.models import (
     StreamConfig,
     User,
 )
+from dashboard.services import incidents
 from dashboard.services.audit import record_audit
 from dashboard.settings import get_settings
 
@@ -203,6 +204,7 @@ def mark_connected(
     integration.status = IntegrationStatus.CONNECTED.value
     integration.status_detail = None
     integration.connected_at = integration.updated_at = _now()
+    incidents.access_returned(session=session, integration_id=integration_id)  # issue 13
     if shop_info is not None:
         integration.shop_info = dict(shop_info)
     if selling_partner_id is not None:
@@ -290,6 +292,7 @@ def decline_connect_link(*, session: Session, token: str) -> ConnectLink:
         action="connect_link.decline",
         target=str(link.integration_id),
     )
+    incidents.declined(session=session, integration_id=link.integration_id)  # issue 13
     return link
 
 

@@ -41,6 +41,7 @@ from dashboard.models import (
     RunStatus,
     RunTrigger,
 )
+from dashboard.services import incidents
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.sync_progress import (
     RunCancelled,
@@ -248,6 +249,8 @@ class SyncEngine:
                 if time.monotonic() - last_sweep >= RECOVERY_EVERY:
                     last_sweep = time.monotonic()
                     await self.recover_interrupted()
+                    # Connect links that expired unused become an incident (once).
+                    await in_write_session(lambda s: incidents.sweep_expired_links(session=s))
                 else:
                     await self.adopt_handed_over()
             except Exception:  # a database hiccup must not end crash recovery for good
