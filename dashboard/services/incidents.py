@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -167,15 +167,18 @@ def _insert_statement(dialect: str) -> sa.Executable:
 
 
 def _open_incident(
-    session: Session, integration_id: uuid.UUID, cause: IncidentCause
+    session: Session, integration_id: uuid.UUID, cause: IncidentCause, *, lock: bool = False
 ) -> Incident | None:
-    return session.exec(
-        select(Incident).where(
-            Incident.integration_id == integration_id,
-            Incident.cause == cause.value,
-            Incident.status == IncidentStatus.OPEN.value,
-        )
-    ).first()
+    """The open incident of ``cause``; ``lock`` holds its row until the transaction ends
+    (PostgreSQL; SQLite's write lock already does), so concurrent runs update it in turn."""
+    statement = select(Incident).where(
+        Incident.integration_id == integration_id,
+        Incident.cause == cause.value,
+        Incident.status == IncidentStatus.OPEN.value,
+    )
+    if lock:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return session.exec(statement).first()
 
 
 def _raise(
@@ -183,7 +186,7 @@ def _raise(
     *,
     integration: Integration,
     cause: IncidentCause,
-    title: str,
+    title: str | Callable[[Incident], str],
     advice: str,
     error: str | None = None,
     category: str | None = None,
@@ -191,24 +194,31 @@ def _raise(
     run_id: uuid.UUID | None = None,
 ) -> Incident:
     """Open the integration's incident of ``cause``, or update the open one (last seen,
-    occurrences, latest error, affected streams). Emits ``incident_opened`` once."""
+    occurrences, latest error, affected streams). Emits ``incident_opened`` once.
+
+    ``title`` may be a function of the incident as updated (its streams, its opening time).
+    Concurrent callers (runs of several streams ending at once) are kept apart by the partial
+    unique index (one insert wins) and the row lock (updates take turns).
+    """
     now = datetime.now(UTC)
-    incident = _open_incident(session, integration.id, cause)
-    opened = False
+    incident = _open_incident(session, integration.id, cause, lock=True)
     if incident is None:
         candidate = Incident(
-            integration_id=integration.id, cause=cause.value, category=category, title=title,
+            integration_id=integration.id, cause=cause.value, category=category, title="",
             advice=advice, latest_error=(error or "")[:2000] or None,
             streams=[stream] if stream else [], opened_at=now, last_seen_at=now,
         )  # fmt: skip
+        candidate.title = title(candidate) if callable(title) else title
         values = {column.name: getattr(candidate, column.name) for column in INCIDENTS.columns}
         statement = _insert_statement(session.get_bind().dialect.name)
-        opened = session.execute(statement, values).scalar_one_or_none() is not None
-        incident = _open_incident(session, integration.id, cause)  # ours, or another process's
-        assert incident is not None
-        if opened:
+        if session.execute(statement, values).scalar_one_or_none() is not None:
+            incident = _open_incident(session, integration.id, cause)
+            assert incident is not None
             _emit(session, incident, integration, "incident_opened", run_id)
             return incident
+        # Another transaction opened it meanwhile: update that one, in turn.
+        incident = _open_incident(session, integration.id, cause, lock=True)
+        assert incident is not None
     incident.occurrences += 1
     incident.last_seen_at = now
     incident.category = category or incident.category
@@ -216,7 +226,8 @@ def _raise(
         incident.latest_error = error[:2000]
     if stream and stream not in incident.streams:
         incident.streams = [*incident.streams, stream]
-    incident.title, incident.advice = title, advice
+    incident.title = title(incident) if callable(title) else title
+    incident.advice = advice
     session.add(incident)
     return incident
 
@@ -254,10 +265,6 @@ def _emit(
     )
 
 
-def _streams_title(integration: Integration, incident_streams: Sequence[str], words: str) -> str:
-    return f"{words} for {_plural(len(incident_streams) or 1, 'stream')}"
-
-
 def stream_failed(
     *,
     session: Session,
@@ -271,10 +278,11 @@ def stream_failed(
     described = describe_failure(
         error, platform=integration.platform, interval_minutes=interval_minutes
     )
-    existing = _open_incident(session, integration.id, IncidentCause.STREAM_FAILING)
-    streams = sorted({*(existing.streams if existing else []), stream})
-    since = existing.opened_at if existing else datetime.now(UTC)
-    title = f"{_streams_title(integration, streams, described.words)} since {_hhmm(since)}"
+
+    def title(incident: Incident) -> str:
+        streams = f"for {_plural(len(incident.streams) or 1, 'stream')}"
+        return f"{described.words} {streams} since {_hhmm(incident.opened_at)}"
+
     return _raise(
         session, integration=integration, cause=IncidentCause.STREAM_FAILING, title=title,
         advice=described.advice, error=error, category=described.category, stream=stream,
@@ -285,10 +293,12 @@ def stream_failed(
 def stream_stalled(
     *, session: Session, integration: Integration, stream: str, reason: str
 ) -> Incident:
-    existing = _open_incident(session, integration.id, IncidentCause.STALLED)
-    streams = sorted({*(existing.streams if existing else []), stream})
     label = PLATFORM_LABELS.get(integration.platform, integration.platform)
-    title = f"{_plural(len(streams), 'sync')} of {label} made no progress ({', '.join(streams)})"
+
+    def title(incident: Incident) -> str:
+        streams = sorted(incident.streams)
+        return f"{_plural(len(streams), 'sync')} of {label} made no progress ({', '.join(streams)})"
+
     return _raise(
         session, integration=integration, cause=IncidentCause.STALLED, title=title,
         advice=f"{reason}; the hub keeps the run going and resolves this when it moves again",
@@ -300,7 +310,7 @@ def stream_succeeded(*, session: Session, integration: Integration, stream: str)
     """A run of ``stream`` succeeded: it no longer counts in a failing or stalled incident
     (resolved when no stream is left), and access evidently works again."""
     for cause in (IncidentCause.STREAM_FAILING, IncidentCause.STALLED):
-        incident = _open_incident(session, integration.id, cause)
+        incident = _open_incident(session, integration.id, cause, lock=True)
         if incident is None or (incident.streams and stream not in incident.streams):
             continue
         left = [name for name in incident.streams if name != stream]
@@ -319,7 +329,7 @@ def stream_succeeded(*, session: Session, integration: Integration, stream: str)
 
 def stream_moving(*, session: Session, integration: Integration, stream: str) -> None:
     """A stalled run stored a page again: it no longer counts as stalled."""
-    incident = _open_incident(session, integration.id, IncidentCause.STALLED)
+    incident = _open_incident(session, integration.id, IncidentCause.STALLED, lock=True)
     if incident is None:
         return
     left = [name for name in incident.streams if name != stream]
