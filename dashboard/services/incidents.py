@@ -256,7 +256,10 @@ def _emit(
     run_id: uuid.UUID | None,
 ) -> None:
     """The bell and the alert webhook, through the alerts service's public ``notify``."""
-    if kind == "incident_opened":
+    if kind == "incident_opened" and incident.cause == IncidentCause.ACCESS_LOST.value:
+        # What to do comes first: this one needs a person (the merchant) to act.
+        message = f"{integration.display_name} needs to be reconnected: {incident.title}"
+    elif kind == "incident_opened":
         message = f"{integration.display_name}: {incident.title} — {incident.advice}"
     else:
         message = f"{integration.display_name}: resolved: {incident.title} ({incident.resolution})"
