@@ -8,9 +8,12 @@ limit instead of into 429s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -107,3 +110,44 @@ class TokenBucket:
         """The platform said the bucket is empty (a 429): believe it."""
         self._refill()
         self.tokens = min(self.tokens, 0.0)
+
+
+# --- telling the caller about waits and throttles ----------------------------------------------
+#
+# A client that waits for a known rate-limit window, or is throttled, says so here; whoever
+# runs the read (the sync engine) listens through ``observe``. The engine shows "waiting for
+# the rate limit (next call 10:14)" instead of a silent run, and counts throttled attempts
+# (it may raise from ``throttled`` to stop a read that stays throttled). No listener: no-ops.
+
+
+class WaitObserver(Protocol):
+    async def waiting(self, *, seconds: float, reason: str) -> None:
+        """The next request goes out in ``seconds`` because of a known rate limit."""
+
+    async def throttled(self, *, reason: str, retry_after: float | None) -> None:
+        """The platform answered a request with a throttle (429, THROTTLED). May raise."""
+
+
+_observer: ContextVar[WaitObserver | None] = ContextVar("rate_limit_observer", default=None)
+
+
+@contextlib.contextmanager
+def observe(observer: WaitObserver) -> Iterator[None]:
+    """Send the waits and throttles of the code run in this context to ``observer``."""
+    token = _observer.set(observer)
+    try:
+        yield
+    finally:
+        _observer.reset(token)
+
+
+async def report_wait(seconds: float, reason: str) -> None:
+    observer = _observer.get()
+    if observer is not None and seconds > 0:
+        await observer.waiting(seconds=seconds, reason=reason)
+
+
+async def report_throttled(reason: str, *, retry_after: float | None = None) -> None:
+    observer = _observer.get()
+    if observer is not None:
+        await observer.throttled(reason=reason, retry_after=retry_after)

@@ -116,6 +116,33 @@ class WebhookStatus(StrEnum):
     IGNORED = "ignored"
 
 
+class StreamHealth(StrEnum):
+    """A stream's health from its recent runs (``dashboard/services/health.py``)."""
+
+    NEVER_RUN = "never_run"
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"  # its last run skipped records, or was interrupted
+    WAITING = "waiting"  # its run waits for a known rate-limit window
+    STALLED = "stalled"  # its run made no progress for longer than the stall limit
+    FAILING = "failing"  # its last run failed
+    PAUSED = "paused"
+
+
+class IncidentCause(StrEnum):
+    ACCESS_LOST = "access_lost"
+    UNINSTALLED = "uninstalled"
+    DECLINED = "declined"
+    STREAM_FAILING = "stream_failing"
+    STALLED = "stalled"
+    WEBHOOK_SUBSCRIPTION_REMOVED = "webhook_subscription_removed"
+    CONNECT_LINK_EXPIRED_UNUSED = "connect_link_expired_unused"
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
 # --------------------------------------------------------------------------------------
 # People and sign-in
 # --------------------------------------------------------------------------------------
@@ -279,6 +306,18 @@ class StreamConfig(SQLModel, table=True):
     last_run_at: datetime | None = ts()
     next_run_at: datetime | None = ts()
     records_total: int = 0
+    # --- health (issue 13): written when a run of the stream ends -------------------------
+    health: str = Field(
+        default=StreamHealth.NEVER_RUN.value,
+        max_length=16,
+        sa_column_kwargs={"server_default": StreamHealth.NEVER_RUN.value},
+    )
+    health_cause: str | None = Field(default=None, max_length=32)  # incidents.CAUSES key
+    health_detail: str | None = Field(default=None, max_length=2000)  # the last error, raw
+    last_success_at: datetime | None = ts()
+    last_failure_at: datetime | None = ts()
+    consecutive_failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    stall_minutes: int | None = None  # overrides HUB_SYNC_STALL_MINUTES for this stream
 
 
 # A run holds its stream while it is queued or running.
@@ -334,6 +373,15 @@ class SyncRun(SQLModel, table=True):
     # An interrupted run: the run that continues its stream (the retry recovery queued, or the
     # stream's run that was active already), so that `hub sync --wait` can follow it.
     resumed_by: uuid.UUID | None = None
+    # --- live truth (issue 13) -------------------------------------------------------------
+    # Last time the run moved: started, or stored a page. Stalls are measured from here.
+    progress_at: datetime | None = ts()
+    # While it waits for a known rate-limit window: when the next request goes out, and why.
+    waiting_until: datetime | None = ts()
+    waiting_reason: str | None = Field(default=None, max_length=500)
+    # Set when it made no progress for longer than its stream's stall limit; cleared by a page.
+    stalled_at: datetime | None = ts()
+    stall_reason: str | None = Field(default=None, max_length=500)
 
 
 class SyncEvent(SQLModel, table=True):
@@ -435,6 +483,44 @@ class AlertDelivery(SQLModel, table=True):
     delivered_at: datetime | None = ts()
     failed_at: datetime | None = ts()
     error: str | None = Field(default=None, max_length=500)
+
+
+# One open incident per integration and cause, across every process.
+_OPEN_INCIDENT = sa.text("status = 'open'")
+
+
+class Incident(SQLModel, table=True):
+    """Something wrong with an integration, told once: opened, updated while it lasts,
+    resolved when a run succeeds or access returns (``dashboard/services/incidents.py``)."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        sa.Index(
+            "uq_incidents_open_cause",
+            "integration_id",
+            "cause",
+            unique=True,
+            sqlite_where=_OPEN_INCIDENT,
+            postgresql_where=_OPEN_INCIDENT,
+        ),
+        # The bell and the attention panel: open ones, newest first.
+        sa.Index("ix_incidents_status_seen", "status", "last_seen_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    cause: str = Field(max_length=32)  # IncidentCause
+    category: str | None = Field(default=None, max_length=32)  # what the platform said, classified
+    status: str = Field(default=IncidentStatus.OPEN.value, max_length=16)
+    title: str = Field(max_length=500)
+    advice: str = Field(default="", max_length=500)
+    latest_error: str | None = Field(default=None, max_length=2000)
+    streams: list[str] = json_field(default_factory=list)  # streams affected now
+    occurrences: int = 1
+    opened_at: datetime = ts(nullable=False, default_now=True)
+    last_seen_at: datetime = ts(nullable=False, default_now=True)
+    resolved_at: datetime | None = ts()
+    resolution: str | None = Field(default=None, max_length=500)
 
 
 # --------------------------------------------------------------------------------------

@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     # --- sync ----------------------------------------------------------------------------
     sync_max_concurrency: int = Field(8, ge=1, le=512)
     sync_default_interval_minutes: int = Field(15, ge=1)
+    # A running run that stores no page for this long (and is not waiting for a known
+    # rate-limit window) is flagged stalled; a stream's ``stall_minutes`` overrides it.
+    sync_stall_minutes: float = Field(15.0, gt=0)
     scheduler_enabled: bool = True
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = Field(

@@ -22,7 +22,8 @@ from dashboard.models import (
 )
 from dashboard.services import sync
 from dashboard.services.integrations import create_integration, mark_connected
-from dashboard.services.sync import SyncEngine, SyncRefused, _insert_run, request_cancel
+from dashboard.services.sync import SyncEngine, SyncRefused, request_cancel
+from dashboard.services.sync_queue import _insert_run
 from tests.fake_connector import FakeConnector
 
 
@@ -135,7 +136,11 @@ async def test_persistent_transient_errors_fail_with_reason(integration_id) -> N
     assert run.status == RunStatus.FAILED
     assert "gave up after 3 attempts" in (run.error or "")
     with session_scope() as s:
-        assert s.exec(select(Notification)).one().kind == "run_failed"
+        # One notification, from the incident, in words; the raw error stays with the run.
+        notification = s.exec(select(Notification)).one()
+        assert notification.kind == "incident_opened"
+        assert "Shopify answered 503 for 1 stream since" in notification.message
+        assert "the hub retries every 15 min" in notification.message
 
 
 async def test_revoked_token_sets_needs_reauth_and_refuses_new_syncs(integration_id) -> None:
@@ -150,7 +155,9 @@ async def test_revoked_token_sets_needs_reauth_and_refuses_new_syncs(integration
 
         integration = s.get(Integration, integration_id)
         assert integration.status == IntegrationStatus.NEEDS_REAUTH
-        assert {n.kind for n in s.exec(select(Notification)).all()} >= {"needs_reauth"}
+        [notification] = s.exec(select(Notification)).all()
+        assert notification.kind == "incident_opened"
+        assert notification.message.startswith("Acme needs to be reconnected: Shopify refused")
     with pytest.raises(SyncRefused, match="needs reauth"):
         await engine.request_sync(integration_id=integration_id)
 
@@ -413,3 +420,34 @@ async def test_a_run_handed_to_the_hub_starts_at_its_next_look_not_its_next_swee
         sync.set_engine(None)
     run = run_row(run_id)
     assert (run.status, run.worker, run.records_read) == ("succeeded", "hub:1", 30)
+
+
+async def test_a_run_logs_start_pages_and_a_summary_searchable_across_integrations(
+    session: Session, integration_id
+) -> None:
+    other = create_integration(
+        session=session, platform="amazon", display_name="Seller", region="na",
+        marketplaces=["ATVPDKIKX0DER"], streams={"listings": 15},
+    )  # fmt: skip
+    mark_connected(session=session, integration_id=other.id, selling_partner_id="A1SELLER")
+    session.commit()
+    engine = engine_with(FakeConnector(total=25, page_size=10))
+    [run_id] = await engine.request_sync(integration_id=integration_id)
+    [other_run] = await engine.request_sync(integration_id=other.id)  # the fake serves any stream
+    await engine.wait()
+    from dashboard.services import runs
+
+    with session_scope() as s:
+        log = [e["message"] for e in runs.run_events(session=s, run_id=run_id)]
+        assert log[0] == "run started (manual, attempt 1): from the beginning"
+        assert log[1].startswith("page 1: 10 records (10 new, 0 updated, 0 deleted, 0 skipped)")
+        assert log[3].startswith("page 3: 5 records")
+        assert log[-1].startswith("run succeeded (25 records read in 3 pages in ")
+        everywhere = runs.search_events(session=s, search="records read")
+        assert {e["integration"] for e in everywhere} == {"Acme", "Seller"}
+        amazon_only = runs.search_events(session=s, search="records read", platform="amazon")
+        assert [e["run_id"] for e in amazon_only] == [str(other_run)]
+        assert runs.search_events(session=s, level="warning") == []
+        later = datetime.now(UTC) + timedelta(minutes=1)
+        assert runs.search_events(session=s, since=later) == []
+        assert runs.summaries_of(session=s, run_ids=[run_id])[0]["live_state"] == "succeeded"

@@ -23,7 +23,7 @@ from connectors.errors import (
     RateLimited,
 )
 from connectors.http import build_client, raise_for_transient, with_retries
-from connectors.ratelimit import TokenBucket
+from connectors.ratelimit import TokenBucket, report_throttled, report_wait
 
 log = logging.getLogger("connectors.amazon")
 
@@ -107,6 +107,9 @@ class SpApiClient:
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         throttled = 0
         while True:
+            wait = bucket.wait_time()
+            if wait > 0:
+                await report_wait(wait, f"SP-API {operation} allows {bucket.rate:.4g} calls/s")
             self._buckets.waited += await bucket.acquire()
             take = bucket.last_take
 
@@ -129,6 +132,7 @@ class SpApiClient:
                 bucket.drain()
                 bucket.set_rate(bucket.rate * SLOWDOWN)
                 log.warning("SP-API %s throttled (429), slowing to %.4f/s", operation, bucket.rate)
+                await report_throttled(f"SP-API {operation} answered 429 (throttled)")
                 if throttled >= MAX_THROTTLED:
                     raise RateLimited(f"{operation} stayed throttled after {throttled} attempts")
                 continue

@@ -30,6 +30,7 @@ from connectors.errors import (
     TransientError,
 )
 from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.ratelimit import report_throttled, report_wait
 from connectors.shopify.auth import TOKEN_HEADER
 from connectors.shopify.queries import API_VERSION
 
@@ -140,6 +141,8 @@ class ShopifyThrottle:
         async with self.lock:
             start = now = time.monotonic()
             while (delay := self.wait_time(cost := self.cost_of(key, hint), now)) > 0:
+                if not math.isinf(delay):
+                    await report_wait(delay, f"Shopify query cost bucket refills ({cost:.0f} pts)")
                 await self._sleep_or_wake(delay)
                 now = time.monotonic()
             self.waited += now - start
@@ -315,6 +318,7 @@ class ShopifyClient:
             )
             if throttled:
                 log.info("%s throttled on %s; waiting for the bucket", name, self.shop)
+                await report_throttled(f"Shopify answered THROTTLED to {name}")
                 continue  # the next turn waits for the refreshed estimate
             if errors:
                 messages = "; ".join(str(e.get("message")) for e in errors)

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from connectors.errors import OAuthError
 from dashboard.models import ConnectLink, ConnectPurpose, OAuthState, User
+from dashboard.services import incidents
 from dashboard.services.audit import record_audit
 from dashboard.settings import get_settings
 
@@ -147,6 +148,7 @@ def decline_connect_link(*, session: Session, token: str) -> ConnectLink:
         action="connect_link.decline",
         target=str(link.integration_id),
     )
+    incidents.declined(session=session, integration_id=link.integration_id)
     return link
 
 

@@ -21,6 +21,7 @@ from dashboard.models import (
     StreamConfig,
     User,
 )
+from dashboard.services import incidents
 from dashboard.services.audit import record_audit
 from dashboard.services.connect_links import (
     CONNECT_LINK_TTL,
@@ -200,6 +201,7 @@ def mark_connected(
     integration.status = IntegrationStatus.CONNECTED.value
     integration.status_detail = None
     integration.connected_at = integration.updated_at = _now()
+    incidents.access_returned(session=session, integration_id=integration_id)  # issue 13
     if shop_info is not None:
         integration.shop_info = dict(shop_info)
     if selling_partner_id is not None:

@@ -14,13 +14,15 @@ from sqlmodel import Session, col, func, or_, select
 from dashboard.db import contains_pattern
 from dashboard.models import (
     ACTIVE_RUN_STATUSES,
+    Incident,
+    IncidentStatus,
     Integration,
     IntegrationStatus,
     RunStatus,
     StreamConfig,
     SyncRun,
 )
-from dashboard.services import records_view
+from dashboard.services import health, incidents, records_view
 
 
 def _iso(value: datetime | None) -> str:
@@ -119,8 +121,14 @@ def list_integrations(
 
 
 def _integration_rows(session: Session, rows: Sequence[Integration]) -> list[dict[str, Any]]:
-    """What a row of the Integrations page shows, one dict per integration."""
+    """What a row of the Integrations page shows, one dict per integration.
+
+    ``status`` is the stored access status; ``health`` is what a person should see: the
+    worst of its streams' health plus its access (``health.integration_health``, one grouped
+    query for the page), with ``failing_streams`` of ``streams``.
+    """
     next_runs = _next_runs(session=session, ids=[row.id for row in rows])
+    healths = health.integration_health(session=session, ids=[row.id for row in rows])
     return [
         {
             "id": str(row.id),
@@ -131,9 +139,37 @@ def _integration_rows(session: Session, rows: Sequence[Integration]) -> list[dic
             "last_sync": _iso(row.last_sync_at),
             "next_sync": next_runs.get(row.id, ""),
             "created_at": _iso(row.created_at),
+            **_health_of(healths.get(str(row.id))),
         }
         for row in rows
     ]
+
+
+def _health_of(found: dict[str, Any] | None) -> dict[str, Any]:
+    found = found or {"health": "", "failing_streams": 0, "streams": 0}
+    return {
+        "health": found["health"],
+        "failing_streams": found["failing_streams"],
+        "streams": found["streams"],
+    }
+
+
+def health_cards(*, session: Session) -> dict[str, Any]:
+    """The Overview cards: every integration in exactly one bucket, so the buckets add up to
+    ``total``; ``by_status`` splits them further (``health.IntegrationHealth`` values)."""
+    by_status = health.health_counts(session=session)
+    cards: dict[str, Any] = {
+        bucket: sum(by_status[member.value] for member in members)
+        for bucket, members in health.CARD_BUCKETS.items()
+    }
+    cards["total"] = sum(by_status.values())
+    cards["by_status"] = by_status
+    return cards
+
+
+def attention(*, session: Session, limit: int = 10) -> list[dict[str, Any]]:
+    """The Overview's attention panel and the bell: open incidents, latest seen first."""
+    return incidents.list_incidents(session=session, limit=limit)
 
 
 def integrations_by_id(*, session: Session, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -154,13 +190,21 @@ def integrations_watermark(*, session: Session) -> tuple[Any, ...]:
     an index (one pass over the status index, two index ends), so a live page compares it
     every tick and reads its page again only when it moved."""
     counts = tuple(sorted(status_counts(session=session).items()))
-    newest, latest_sync = session.exec(
+    newest, latest_sync, incident_seen, open_incidents = session.exec(
         select(
             select(func.max(Integration.created_at)).scalar_subquery(),
             select(func.max(Integration.last_sync_at)).scalar_subquery(),
+            # A stream failing or recovering moves these: its integration's health changed.
+            select(func.max(Incident.last_seen_at))
+            .where(Incident.status == IncidentStatus.OPEN.value)
+            .scalar_subquery(),
+            select(func.count())
+            .select_from(Incident)
+            .where(Incident.status == IncidentStatus.OPEN.value)
+            .scalar_subquery(),
         )
     ).one()
-    return counts, _iso(newest), _iso(latest_sync)
+    return counts, _iso(newest), _iso(latest_sync), _iso(incident_seen), open_incidents
 
 
 def active_run_writes(*, session: Session, ids: Sequence[str]) -> dict[str, dict[str, int]]:

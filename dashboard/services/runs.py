@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, func, select
 
 from dashboard.db import contains_pattern
-from dashboard.models import EventLevel, Integration, SyncEvent, SyncRun
+from dashboard.models import EventLevel, Integration, RunStatus, SyncEvent, SyncRun
 
 
 def _iso(value: datetime | None) -> str:
@@ -29,7 +29,53 @@ def _took(started: datetime | None, finished: datetime | None) -> str:
     return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
+# A running run whose last page is older than this shows no rate: records are not flowing.
+RATE_FRESH_FOR = timedelta(seconds=30)
+
+
+def _live(run: SyncRun, now: datetime) -> dict[str, Any]:
+    """The honest progress of a run: total known or not, a rate only while records flow,
+    waiting (until when, why) while throttled, stalled (why) when it made no progress."""
+    running = run.status == RunStatus.RUNNING.value
+    waiting = running and run.waiting_until is not None and run.waiting_until > now
+    stalled = running and run.stalled_at is not None
+    flowing = (
+        running
+        and not waiting
+        and not stalled
+        and run.progress_at is not None
+        and run.pages > 0
+        and now - run.progress_at <= RATE_FRESH_FOR
+    )
+    return {
+        "total_known": run.records_total is not None,
+        "records_total": run.records_total,
+        "flowing": flowing,
+        "rate_now": round(run.records_per_second or 0.0, 1) if flowing else None,
+        "waiting": waiting,
+        "waiting_until": _iso(run.waiting_until) if waiting else "",
+        "waiting_reason": (run.waiting_reason or "") if waiting else "",
+        "stalled": stalled,
+        "stalled_at": _iso(run.stalled_at) if stalled else "",
+        "stall_reason": (run.stall_reason or "") if stalled else "",
+        "progress_at": _iso(run.progress_at),
+        "live_state": "stalled" if stalled else "waiting" if waiting else
+        ("reading" if flowing else ("idle" if running else run.status)),
+    }  # fmt: skip
+
+
+def _average_rate(run: SyncRun) -> float:
+    if run.started_at is None or run.finished_at is None:
+        return 0.0
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    return round(run.records_read / seconds, 1) if seconds > 0 else 0.0
+
+
 def run_summary(run: SyncRun, integration: Integration | None) -> dict[str, Any]:
+    """One run for the Runs page, its detail page and ``hub runs list --json``: the original
+    keys, then the live truth (``_live``)."""
+    now = datetime.now(UTC)
+    live = _live(run, now)
     return {
         "id": str(run.id),
         "integration_id": str(run.integration_id),
@@ -46,7 +92,11 @@ def run_summary(run: SyncRun, integration: Integration | None) -> dict[str, Any]
         "pages": run.pages,
         "progress": round((run.progress or 0.0) * 100),
         "has_progress": run.progress is not None,
-        "rate": round(run.records_per_second or 0.0, 1),
+        # Running: the rate over the last seconds, 0 unless records flow now (never a stale
+        # rate beside a waiting or stalled run). Ended: the average over the run.
+        "rate": live["rate_now"] or 0.0
+        if run.status == RunStatus.RUNNING.value
+        else _average_rate(run),
         "error": run.error or "",
         "attempt": run.attempt,
         "full_refresh": run.full_refresh,
@@ -57,6 +107,7 @@ def run_summary(run: SyncRun, integration: Integration | None) -> dict[str, Any]
         "finished_at": _iso(run.finished_at),
         "took": _took(run.started_at, run.finished_at),
         "resumed_by": str(run.resumed_by) if run.resumed_by else "",
+        **live,
     }
 
 
@@ -156,22 +207,49 @@ RECENT_RUNS = 200
 EXPORT_LIMIT = 20_000
 
 
-def integration_events(
+def search_events(
     *,
     session: Session,
-    integration_id: uuid.UUID,
+    integration_id: uuid.UUID | None = None,
     search: str = "",
     level: str = "",
+    platform: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 200,
     recent_runs: int | None = RECENT_RUNS,
 ) -> list[dict[str, str]]:
-    """An integration's run events, newest first, at ``level`` or above, matching ``search``."""
-    runs = select(SyncRun.id).where(SyncRun.integration_id == integration_id)
+    """Run events, newest first, at ``level`` or above, matching ``search``: of one
+    integration or of all (the Logs view), of one ``platform``, of runs queued in
+    [``since``, ``until``).
+
+    The events are read by run (``sync_events.run_id``) for the newest ``recent_runs``
+    matching runs, picked off the runs' ``created_at`` indexes, so a long history never slows
+    the page down; ``recent_runs=None`` searches every matching run (downloads).
+    """
+    runs = select(SyncRun.id)
+    if integration_id is not None:
+        runs = runs.where(SyncRun.integration_id == integration_id)
+    if since is not None:
+        runs = runs.where(col(SyncRun.created_at) >= since)
+    if until is not None:
+        runs = runs.where(col(SyncRun.created_at) < until)
+    if platform:
+        runs = runs.where(
+            select(Integration.id)
+            .where(
+                col(Integration.id) == col(SyncRun.integration_id),
+                Integration.platform == platform,
+            )
+            .correlate(SyncRun)
+            .exists()
+        )
     if recent_runs is not None:
         runs = runs.order_by(col(SyncRun.created_at).desc()).limit(recent_runs)
     statement = (
-        select(SyncEvent, SyncRun.stream)
+        select(SyncEvent, SyncRun, Integration)
         .join(SyncRun, col(SyncRun.id) == col(SyncEvent.run_id))
+        .join(Integration, col(Integration.id) == col(SyncRun.integration_id))
         .where(col(SyncEvent.run_id).in_(runs.scalar_subquery()))
     )
     if level in LEVELS:
@@ -187,28 +265,54 @@ def integration_events(
             "at": _iso(event.at),
             "level": event.level,
             "message": event.message,
-            "stream": stream,
+            "stream": run.stream,
             "run_id": str(event.run_id),
+            "integration_id": str(run.integration_id),
+            "integration": integration.display_name,
+            "platform": integration.platform,
         }
-        for event, stream in session.exec(statement).all()
+        for event, run, integration in session.exec(statement).all()
     ]
 
 
-def export_events(
+def integration_events(
     *,
     session: Session,
     integration_id: uuid.UUID,
     search: str = "",
     level: str = "",
+    limit: int = 200,
+    recent_runs: int | None = RECENT_RUNS,
+) -> list[dict[str, str]]:
+    """An integration's run events, newest first, at ``level`` or above, matching ``search``."""
+    return search_events(
+        session=session, integration_id=integration_id, search=search, level=level,
+        limit=limit, recent_runs=recent_runs,
+    )  # fmt: skip
+
+
+def export_events(
+    *,
+    session: Session,
+    integration_id: uuid.UUID | None,
+    search: str = "",
+    level: str = "",
     fmt: str = "json",
+    platform: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> str:
-    """The matching events of the integration's whole history, oldest first, as a JSON array
-    or as text lines ``time level stream message``."""
-    events = integration_events(
+    """The matching events of the integration's whole history (or of every integration's,
+    with ``integration_id`` None), oldest first, as a JSON array or as text lines
+    ``time level stream message``."""
+    events = search_events(
         session=session,
         integration_id=integration_id,
         search=search,
         level=level,
+        platform=platform,
+        since=since,
+        until=until,
         limit=EXPORT_LIMIT,
         recent_runs=None,
     )

@@ -43,6 +43,7 @@ from dashboard.models import (
     WebhookEvent,
     WebhookStatus,
 )
+from dashboard.services import incidents
 from dashboard.services.audit import record_audit
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
 from dashboard.services.integrations import find_integration_by_shop
@@ -449,6 +450,7 @@ def _uninstalled(session: Session, integration_id: uuid.UUID) -> None:
         action=UNINSTALLED_ACTION,
         target=str(integration_id),
     )
+    incidents.uninstalled(session=session, integration_id=integration_id)  # issue 13: alert
 
 
 def _rows(result: Any) -> int:

@@ -7,6 +7,11 @@ A crash at any instant loses nothing: the checkpoint only moves together with th
 covers, and upserts are idempotent, so the next run resumes from the checkpoint.
 Errors map to statuses here and nowhere else.
 
+This module is the runner (``SyncEngine``); its parts live beside it: ``sync_queue``
+(queueing, claiming, crash recovery, cancel/pause), ``sync_progress`` (the fenced writes of a
+running run: batches, heartbeats, events, the end of a run), ``sync_retry`` (the attempt
+policy) and ``sync_workers`` (which process runs a run).
+
 Several processes share the database (hub workers, `hub sync`). The database keeps one queued
 or running run per stream (a partial unique index), a queued run is executed by whichever
 process claims it first, and every write of a running run is fenced by its owner's worker id,
@@ -18,148 +23,69 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, func, select
-
-from connectors.base import Batch, Connector, IntegrationRef
+from connectors.base import Connector
 from connectors.errors import AuthError, PlatformError, RateLimited, TransientError
+from connectors.ratelimit import observe
 from connectors.registry import get_connector
 from dashboard.db import in_session, in_write_session
 from dashboard.models import (
-    ACTIVE_RUN_STATUSES,
     EventLevel,
-    Integration,
-    IntegrationStatus,
     RunStatus,
     RunTrigger,
-    StreamConfig,
-    SyncEvent,
-    SyncRun,
 )
-from dashboard.services import alerts
+from dashboard.services import incidents
 from dashboard.services.credentials import DbCredentialStore
-from dashboard.services.integrations import set_integration_status
-from dashboard.services.records import mark_missing_deleted, mark_seen, upsert_records
+from dashboard.services.sync_progress import (
+    RunCancelled,
+    RunLost,
+    _apply_batch,
+    _auth_failed,
+    _checkpoint,
+    _event,
+    _finish,
+    _heartbeat,
+    _mark_stalled,
+    _mark_waiting,
+    _RunContext,
+    log_json,
+)
+from dashboard.services.sync_queue import SYNCABLE as SYNCABLE
+from dashboard.services.sync_queue import SyncRefused as SyncRefused
+from dashboard.services.sync_queue import (
+    _active_among,
+    _adoptable_queued,
+    _queue_runs,
+    _recover_stale_runs,
+    _resumed_by,
+    _start_run,
+    _stopped,
+    _unowned_queued,
+)
+from dashboard.services.sync_queue import request_cancel as request_cancel
+from dashboard.services.sync_queue import set_paused as set_paused
+from dashboard.services.sync_retry import RETRY_DELAYS, gave_up_reason, retry_delay, retry_note
+from dashboard.services.sync_workers import process_gone as process_gone
+from dashboard.services.sync_workers import worker_id
 from dashboard.settings import get_settings
+
+# The `X as X` imports above re-export the engine's public names from the modules that now
+# hold them (sync_queue, sync_workers), so callers keep importing them from here.
 
 log = logging.getLogger("hub.sync")
 
-MAX_EVENTS_PER_RUN = 200  # the per-run log stays bounded; the last event says how many were cut
-STALE_AFTER = timedelta(minutes=2)
 HEARTBEAT_EVERY = 10.0
 RECOVERY_EVERY = 15.0  # seconds between sweeps for runs of dead processes
 HANDOVER_EVERY = 1.0  # seconds between looks for queued runs without an owner (`hub sync`)
-RETRY_DELAYS = (2.0, 10.0, 30.0)  # seconds before attempts 2, 3, 4 of a transient failure
-ACTIVE = ACTIVE_RUN_STATUSES
-RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
-SYNCABLE = (
-    IntegrationStatus.CONNECTED.value,
-    IntegrationStatus.SYNCING.value,
-    IntegrationStatus.ERROR.value,
-)
 
 ConnectorFactory = Callable[[str], Connector]
-
-
-# --- which process runs a run ------------------------------------------------------------------
-#
-# A worker id is ``host:pid:start:scope``: ``start`` is the process's start time (clock ticks
-# since boot) and ``scope`` names the kernel boot and pid namespace. Together they let any
-# process on the same host and namespace prove that a run's process has ended, even when its
-# pid was reused, without waiting for the heartbeat to go stale. Elsewhere only the heartbeat
-# tells.
-
-
-def _process_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time in clock ticks) of a process from /proc; None when unreadable."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and parens
-    return fields[0], fields[19]
-
-
-@functools.cache
-def _pid_scope() -> str:
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-    return uuid.uuid5(uuid.NAMESPACE_OID, f"{boot}/{namespace}").hex[:10]
-
-
-def worker_id() -> str:
-    host, pid = socket.gethostname(), os.getpid()
-    stat, scope = _process_stat(pid), _pid_scope()
-    if stat is None or not scope:
-        return f"{host}:{pid}"
-    return f"{host}:{pid}:{stat[1]}:{scope}"
-
-
-def process_gone(worker: str | None) -> bool:
-    """True only when ``worker`` is provably a process of this host that has ended."""
-    parts = (worker or "").rsplit(":", 3)
-    if len(parts) != 4 or not parts[1].isdigit():
-        return False
-    host, pid, started, scope = parts
-    if host != socket.gethostname() or not scope or scope != _pid_scope():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        pass
-    stat = _process_stat(int(pid))
-    if stat is None:
-        return False
-    state, ticks = stat
-    return ticks != started or state in ("Z", "X")  # pid reused, or killed and not yet reaped
-
-
-class SyncRefused(Exception):
-    """A sync that cannot start (integration not connected, unknown stream ...)."""
-
-
-class RunCancelled(Exception):
-    pass
-
-
-class RunLost(Exception):
-    """This process no longer owns the run: crash recovery declared it dead meanwhile."""
-
-
-def log_json(level: int, message: str, **context: Any) -> None:
-    """Structured log line carrying integration id, run id and stream."""
-    log.log(level, json.dumps({"message": message, **context}, default=str))
-
-
-@dataclass
-class _RunContext:
-    run_id: uuid.UUID
-    integration: IntegrationRef
-    platform: str
-    stream: str
-    cursor: dict[str, Any] | None
-    full_refresh: bool
-    attempt: int
-    lost: bool = False
 
 
 class SyncEngine:
@@ -323,6 +249,8 @@ class SyncEngine:
                 if time.monotonic() - last_sweep >= RECOVERY_EVERY:
                     last_sweep = time.monotonic()
                     await self.recover_interrupted()
+                    # Connect links that expired unused become an incident (once).
+                    await in_write_session(lambda s: incidents.sweep_expired_links(session=s))
                 else:
                     await self.adopt_handed_over()
             except Exception:  # a database hiccup must not end crash recovery for good
@@ -364,12 +292,12 @@ class SyncEngine:
             stream=context.stream,
             integration_id=context.integration.id,
         )
-        started = time.monotonic()
+        context.progress_mono = time.monotonic()
         finish = partial(_finish, run_id=run_id, worker=self.worker)
         while True:
             status, reason = RunStatus.SUCCEEDED, None
             try:
-                await self._read_all(context, started)
+                await self._read_all(context)
             except RunCancelled:
                 status = RunStatus.CANCELLED
             except AuthError as error:
@@ -377,24 +305,24 @@ class SyncEngine:
                     partial(_auth_failed, context=context, message=str(error), worker=self.worker)
                 )
                 return
+            except ThrottledOut as error:  # throttled attempt after attempt: no more waiting
+                status, reason = RunStatus.FAILED, gave_up_reason(error, attempts=error.attempts)
             except (TransientError, RateLimited) as error:
-                if context.attempt > len(self._retry_delays):
+                delay = retry_delay(error, attempt=context.attempt, delays=self._retry_delays)
+                if delay is None:
                     status = RunStatus.FAILED
-                    reason = (
-                        f"gave up after {context.attempt} attempts: {error}. The next "
-                        "scheduled run resumes from the last checkpoint."
-                    )
+                    reason = gave_up_reason(error, attempts=context.attempt)
                 else:
-                    delay = self._retry_delays[context.attempt - 1]
-                    if isinstance(error, RateLimited) and error.retry_after:
-                        delay = max(delay, error.retry_after)
-                    note = (
-                        f"{type(error).__name__}: {error}; retrying in {delay:.0f} s "
-                        "from the last checkpoint"
-                    )
+                    # Waiting to retry is a known wait, not a stall: shown as such.
+                    until = datetime.now(UTC) + timedelta(seconds=delay)
+                    context.waiting_until_mono = time.monotonic() + delay
                     await in_write_session(
-                        partial(_event, run_id=run_id, level=EventLevel.WARNING, message=note)
-                    )
+                        partial(
+                            _mark_waiting, run_id=run_id, worker=self.worker, until=until,
+                            reason=f"retrying after {type(error).__name__}: {error}"[:500],
+                            note=retry_note(error, delay=delay),
+                        )
+                    )  # fmt: skip
                     await asyncio.sleep(delay)
                     context.attempt += 1
                     context.cursor = await in_write_session(
@@ -406,7 +334,7 @@ class SyncEngine:
             await in_write_session(partial(finish, status=status, error=reason))
             return
 
-    async def _read_all(self, context: _RunContext, started: float) -> None:
+    async def _read_all(self, context: _RunContext) -> None:
         connector = self._connector_factory(context.platform)
         credentials = DbCredentialStore(context.integration.id)
         reader = asyncio.current_task()
@@ -414,21 +342,22 @@ class SyncEngine:
         # Batches beat too, but a report being prepared can take minutes between batches.
         beat = asyncio.get_running_loop().create_task(self._beat(context, reader))
         try:
-            batches = connector.read_stream(
-                context.integration, credentials, context.stream, context.cursor,
-                full_refresh=context.full_refresh and context.cursor is None,
-            )  # fmt: skip
-            async for batch in batches:
-                elapsed = time.monotonic() - started
-                cancelled = await in_write_session(
-                    functools.partial(
-                        _apply_batch, context=context, batch=batch, elapsed=elapsed,
-                        worker=self.worker,
-                    )
+            with observe(_RunObserver(self, context)):
+                batches = connector.read_stream(
+                    context.integration, credentials, context.stream, context.cursor,
+                    full_refresh=context.full_refresh and context.cursor is None,
                 )  # fmt: skip
-                context.cursor = batch.cursor
-                if cancelled:
-                    raise RunCancelled
+                async for batch in batches:
+                    rate = _note_progress(context, len(batch.records) + len(batch.errors))
+                    cancelled = await in_write_session(
+                        functools.partial(
+                            _apply_batch, context=context, batch=batch, rate=rate,
+                            worker=self.worker,
+                        )
+                    )  # fmt: skip
+                    context.cursor = batch.cursor
+                    if cancelled:
+                        raise RunCancelled
         except asyncio.CancelledError:
             if context.lost:  # cancelled by our own heartbeat, not by a stop
                 reader.uncancel()
@@ -440,12 +369,21 @@ class SyncEngine:
                 await connector.aclose()
 
     async def _beat(self, context: _RunContext, reader: asyncio.Task[Any]) -> None:
+        # Often enough to name a stall within a third of its limit.
+        every = min(HEARTBEAT_EVERY, max(context.stall_seconds / 3, 0.05))
         while True:
-            await asyncio.sleep(HEARTBEAT_EVERY)
+            await asyncio.sleep(every)
             try:
                 owned = await in_write_session(
                     partial(_heartbeat, run_id=context.run_id, worker=self.worker)
                 )
+                if owned and (reason := _stall_reason(context)) is not None:
+                    context.stalled = True
+                    await in_write_session(
+                        partial(_mark_stalled, context=context, worker=self.worker, reason=reason)
+                    )
+            except RunLost:
+                owned = False
             except Exception:  # the next beat or batch tries again
                 log.warning("heartbeat of run %s failed", context.run_id, exc_info=True)
                 continue
@@ -455,527 +393,107 @@ class SyncEngine:
                 return
 
 
-# --- database steps (each runs in a worker thread inside one transaction) ----------------------
+class ThrottledOut(RateLimited):
+    """The run's requests were throttled attempt after attempt: it fails as documented."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
-def _insert_run(
-    session: Session,
-    *,
-    integration_id: uuid.UUID,
-    stream: str,
-    trigger: str,
-    full_refresh: bool = False,
-    worker: str | None = None,
-) -> uuid.UUID | None:
-    """Queue a run unless the stream has an active one (the database decides); its id or None."""
-    run = SyncRun(
-        integration_id=integration_id, stream=stream, trigger=trigger,
-        full_refresh=full_refresh, worker=worker,
-    )  # fmt: skip
-    values = {column.name: getattr(run, column.name) for column in RUNS.columns}
-    statement = _insert_run_statement(session.get_bind().dialect.name)
-    return session.execute(statement, values).scalar_one_or_none()
+# A wait shorter than this is not worth a write: the run's row shows waits the UI can see.
+WAIT_SHOWN_AFTER = 1.0
+# A wait this long (or one after a throttle) also goes into the run's log.
+WAIT_LOGGED_AFTER = 30.0
+RATE_WINDOW = 30.0  # seconds: the rate a run shows is over this last stretch
 
 
-@functools.cache
-def _insert_run_statement(dialect: str) -> sa.Executable:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once (values are parameters, so
-    the compiled form is cached). RETURNING, because psycopg reports no row count for it."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+class _RunObserver:
+    """Hears a run's rate-limit waits and throttles from its connector (``connectors.
+    ratelimit.observe``): shows the wait on the run, counts throttled attempts, and stops the
+    read once they exceed the documented attempts (``RETRY_DELAYS`` + 1)."""
 
+    def __init__(self, engine: SyncEngine, context: _RunContext) -> None:
+        self._engine = engine
+        self._context = context
+        self._after_throttle = False
 
-def _active_run_id(session: Session, integration_id: uuid.UUID, stream: str) -> uuid.UUID | None:
-    return session.exec(
-        select(SyncRun.id).where(
-            SyncRun.integration_id == integration_id,
-            SyncRun.stream == stream,
-            col(SyncRun.status).in_(ACTIVE),
-        )
-    ).first()
-
-
-def _queue_runs(
-    session: Session,
-    integration_id: uuid.UUID,
-    stream: str | None,
-    trigger: str,
-    full_refresh: bool,
-    worker: str | None,
-) -> list[uuid.UUID]:
-    integration = session.get(Integration, integration_id)
-    if integration is None:
-        raise SyncRefused("no such integration")
-    if integration.status not in SYNCABLE:
-        reason = {
-            "pending": "is not connected yet; connect it",
-            "needs_reauth": "needs reauth (its access was revoked or expired); reconnect it",
-            "disconnected": "is disconnected; connect it",
-            "paused": "is paused; resume it",
-        }.get(integration.status, f"is {integration.status.replace('_', ' ')}; connect it")
-        raise SyncRefused(f"{integration.display_name} {reason} before syncing")
-    query = select(StreamConfig).where(StreamConfig.integration_id == integration_id)
-    if stream is not None:
-        query = query.where(StreamConfig.stream == stream)
-    else:
-        query = query.where(col(StreamConfig.enabled).is_(True))
-    configs = session.exec(query).all()
-    if stream is not None and not configs:
-        raise SyncRefused(f"{integration.display_name} has no stream {stream!r}")
-    run_ids = []
-    for config in configs:
-        # The active run may end between the failed insert and the look-up: try again.
-        for _ in range(5):
-            run_id = _active_run_id(session, integration_id, config.stream) or _insert_run(
-                session, integration_id=integration_id, stream=config.stream, trigger=trigger,
-                full_refresh=full_refresh, worker=worker,
-            )  # fmt: skip
-            if run_id is not None:
-                run_ids.append(run_id)
-                break
-        else:
-            raise SyncRefused(f"{config.stream} is busy; try again")
-    return run_ids
-
-
-def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext | None:
-    """Claim a queued run for ``worker``; None when another process claimed it first."""
-    now = datetime.now(UTC)
-    claimed = session.execute(
-        sa.update(RUNS)
-        .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
-        .values(status=RunStatus.RUNNING.value, worker=worker, started_at=now, heartbeat_at=now)
-    )
-    if not claimed.rowcount:  # type: ignore[attr-defined]
-        return None
-    run = session.get(SyncRun, run_id, populate_existing=True)
-    assert run is not None
-    integration = session.get(Integration, run.integration_id)
-    config = _stream_config(session, run.integration_id, run.stream)
-    if integration is None or config is None:
-        _finish(session, run_id, RunStatus.FAILED, "the integration or stream was removed")
-        return None
-    if run.full_refresh and run.attempt == 1:
-        config.cursor = None  # full resync: start over, keep the history of runs
-        session.add(config)
-    run.cursor_before = config.cursor
-    session.add(run)
-    if integration.status != IntegrationStatus.SYNCING.value:
-        integration.status = IntegrationStatus.SYNCING.value
-        session.add(integration)
-    return _RunContext(
-        run_id=run.id,
-        integration=IntegrationRef(
-            id=str(integration.id),
-            platform=integration.platform,
-            shop_domain=integration.shop_domain,
-            selling_partner_id=integration.selling_partner_id,
-            region=integration.region,
-            marketplaces=tuple(integration.marketplaces or ()),
-        ),
-        platform=integration.platform,
-        stream=run.stream,
-        cursor=config.cursor,
-        full_refresh=run.full_refresh,
-        attempt=run.attempt,
-    )
-
-
-def _stream_config(session: Session, integration_id: uuid.UUID, stream: str) -> StreamConfig | None:
-    return session.exec(
-        select(StreamConfig).where(
-            StreamConfig.integration_id == integration_id, StreamConfig.stream == stream
-        )
-    ).first()
-
-
-def _fence(session: Session, run_id: uuid.UUID, worker: str) -> None:
-    """Beat the run's heartbeat, or raise RunLost when ``worker`` no longer owns it.
-
-    First statement of every write of a running run: on PostgreSQL it locks the run's row
-    until the transaction ends, on SQLite it takes the write lock, so crash recovery sees
-    either none or all of the transaction.
-    """
-    owned = session.execute(
-        sa.update(RUNS)
-        .where(
-            RUNS.c.id == run_id,
-            RUNS.c.status == RunStatus.RUNNING.value,
-            RUNS.c.worker == worker,
-        )
-        .values(heartbeat_at=datetime.now(UTC))
-    )
-    if not owned.rowcount:  # type: ignore[attr-defined]
-        raise RunLost(str(run_id))
-
-
-def _apply_batch(
-    session: Session, context: _RunContext, batch: Batch, elapsed: float, worker: str
-) -> bool:
-    """Upsert the batch, move the checkpoint, count: one transaction. True = cancel asked."""
-    _fence(session, context.run_id, worker)
-    integration_id = uuid.UUID(context.integration.id)
-    result = upsert_records(
-        session=session,
-        integration_id=integration_id,
-        records=batch.records,
-        children_complete=batch.children_complete,
-    )
-    if batch.seen is not None:
-        mark_seen(
-            session=session,
-            integration_id=integration_id,
-            kind=str(batch.seen.kind),
-            external_ids=list(batch.seen.external_ids),
-        )
-    if batch.snapshot is not None:
-        result.deleted += mark_missing_deleted(
-            session=session,
-            integration_id=integration_id,
-            kind=str(batch.snapshot.kind),
-            stored_since=batch.snapshot.started_at,
-            id_suffix=batch.snapshot.id_suffix,
-        )
-    config = _stream_config(session, integration_id, context.stream)
-    assert config is not None
-    config.cursor = batch.cursor
-    config.cursor_updated_at = datetime.now(UTC)
-    session.add(config)
-    run = session.get(SyncRun, context.run_id, populate_existing=True)
-    assert run is not None
-    run.pages += batch.pages
-    run.records_read += len(batch.records) + len(batch.errors)
-    run.records_inserted += result.inserted
-    run.records_updated += result.updated
-    run.records_deleted += result.deleted
-    errors = batch.errors + result.errors
-    run.records_skipped += len(errors)
-    run.cursor_after = batch.cursor
-    if batch.total_hint:
-        run.records_total = batch.total_hint
-        done = batch.done if batch.done is not None else run.records_read
-        run.progress = min(1.0, done / batch.total_hint)
-    run.records_per_second = run.records_read / elapsed if elapsed > 0 else None
-    session.add(run)
-    for error in errors:
-        _event(
-            session,
-            context.run_id,
-            EventLevel.WARNING,
-            f"skipped record {error.external_id or '(no id)'}: {error.message}",
-        )
-    return run.cancel_requested
-
-
-def _heartbeat(session: Session, run_id: uuid.UUID, worker: str) -> bool:
-    """Beat; False when the run is no longer this worker's."""
-    try:
-        _fence(session, run_id, worker)
-    except RunLost:
-        return False
-    return True
-
-
-def _checkpoint(session: Session, context: _RunContext, worker: str) -> dict[str, Any] | None:
-    _fence(session, context.run_id, worker)
-    session.execute(
-        sa.update(RUNS).where(RUNS.c.id == context.run_id).values(attempt=context.attempt)
-    )
-    config = _stream_config(session, uuid.UUID(context.integration.id), context.stream)
-    assert config is not None
-    return config.cursor
-
-
-def _event(
-    session: Session,
-    run_id: uuid.UUID,
-    level: EventLevel,
-    message: str,
-    context: dict[str, Any] | None = None,
-) -> None:
-    count = session.exec(
-        select(func.count()).select_from(SyncEvent).where(SyncEvent.run_id == run_id)
-    ).one()
-    if count > MAX_EVENTS_PER_RUN:
-        return
-    if count == MAX_EVENTS_PER_RUN:
-        level, message = EventLevel.WARNING, "event log full: later events of this run dropped"
-    session.add(
-        SyncEvent(run_id=run_id, level=level.value, message=message[:2000], context=context or {})
-    )
-
-
-def _finish(
-    session: Session,
-    run_id: uuid.UUID,
-    status: RunStatus,
-    error: str | None,
-    *,
-    worker: str | None = None,
-    guard: sa.ColumnElement[bool] | None = None,
-) -> bool:
-    """End an active run (only if ``worker`` still owns it, when given); False if it had ended."""
-    conditions = [RUNS.c.id == run_id, RUNS.c.status.in_(ACTIVE)]
-    if worker is not None:
-        conditions.append(RUNS.c.worker == worker)
-    if guard is not None:
-        conditions.append(guard)
-    now = datetime.now(UTC)
-    ended = session.execute(
-        sa.update(RUNS).where(*conditions).values(status=status.value, error=error, finished_at=now)
-    )
-    if not ended.rowcount:  # type: ignore[attr-defined]
-        return False
-    run = session.get(SyncRun, run_id, populate_existing=True)
-    assert run is not None
-    if status == RunStatus.SUCCEEDED and run.records_skipped:
-        run.status = RunStatus.PARTIAL.value
-    if status == RunStatus.SUCCEEDED and run.records_total is not None:
-        run.progress = 1.0
-    session.add(run)
-    level = EventLevel.ERROR if status == RunStatus.FAILED else EventLevel.INFO
-    _event(session, run_id, level, f"run {run.status}" + (f": {error}" if error else ""))
-    integration = session.get(Integration, run.integration_id)
-    if integration is not None:
-        config = _stream_config(session, integration.id, run.stream)
-        if config is not None:
-            config.last_run_at = now
-            session.add(config)
-        if status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
-            integration.last_sync_at = now
-        still_running = session.exec(
-            select(func.count())
-            .select_from(SyncRun)
-            .where(
-                SyncRun.integration_id == integration.id,
-                col(SyncRun.status).in_(ACTIVE),
-                SyncRun.id != run_id,
+    async def waiting(self, *, seconds: float, reason: str) -> None:
+        context = self._context
+        context.waiting_until_mono = time.monotonic() + seconds
+        if seconds < WAIT_SHOWN_AFTER and not self._after_throttle:
+            return
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        note = None
+        if self._after_throttle or seconds >= WAIT_LOGGED_AFTER:
+            note = f"waiting for the rate limit: next call at {until:%H:%M:%S} UTC ({reason})"
+        self._after_throttle = False
+        await in_write_session(
+            partial(
+                _mark_waiting, run_id=context.run_id, worker=self._engine.worker, until=until,
+                reason=reason, note=note,
             )
-        ).one()
-        if integration.status == IntegrationStatus.SYNCING.value and not still_running:
-            integration.status = (
-                IntegrationStatus.ERROR.value
-                if status == RunStatus.FAILED
-                else IntegrationStatus.CONNECTED.value
-            )
-            integration.status_detail = error if status == RunStatus.FAILED else None
-        session.add(integration)
-        if status == RunStatus.FAILED:
-            alerts.notify(
-                session=session,
-                kind="run_failed",
-                integration_id=integration.id,
-                run_id=run_id,
-                message=f"{integration.display_name}: {run.stream} sync failed: {error}",
-            )
-    log_json(
-        logging.INFO if status != RunStatus.FAILED else logging.WARNING,
-        f"run {run.status}",
-        run_id=run_id,
-        stream=run.stream,
-        integration_id=run.integration_id,
-        error=error,
-    )
-    return True
-
-
-def _auth_failed(session: Session, context: _RunContext, message: str, worker: str) -> None:
-    """The platform refused our credentials: the merchant must reconnect."""
-    integration_id = uuid.UUID(context.integration.id)
-    if not _finish(
-        session,
-        context.run_id,
-        RunStatus.FAILED,
-        f"the platform refused the hub's access ({message}); reconnect the integration",
-        worker=worker,
-    ):
-        return
-    set_integration_status(
-        session=session,
-        integration_id=integration_id,
-        status=IntegrationStatus.NEEDS_REAUTH,
-        detail="Access was revoked or expired. Send the merchant a reconnect link.",
-    )
-    integration = session.get(Integration, integration_id)
-    alerts.notify(
-        session=session,
-        kind="needs_reauth",
-        integration_id=integration_id,
-        run_id=context.run_id,
-        message=f"{integration.display_name if integration else 'An integration'} "
-        "needs to be reconnected",
-    )
-
-
-def _queue_retry(session: Session, run_id: uuid.UUID, owner: str | None) -> uuid.UUID | None:
-    """After an interruption, queue a run that resumes the stream from its checkpoint; the
-    interrupted run's ``resumed_by`` names it, for whoever waits for the interrupted run."""
-    run = session.get(SyncRun, run_id)
-    if run is None:
-        return None
-    integration = session.get(Integration, run.integration_id)
-    config = _stream_config(session, run.integration_id, run.stream)
-    if integration is None or integration.status not in SYNCABLE:
-        return None
-    if config is None or not config.enabled or config.paused:
-        return None  # resumes when the stream is resumed
-    retry = _insert_run(
-        session, integration_id=run.integration_id, stream=run.stream,
-        trigger=RunTrigger.RETRY.value, worker=owner,
-    )  # fmt: skip
-    if retry is not None:  # None only if the stream has an active run, which it cannot
-        session.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(resumed_by=retry))
-    return retry
-
-
-def _stopped(session: Session, run_id: uuid.UUID, worker: str) -> None:
-    """This process stops: a queued run is left for another process, a running one resumes."""
-    released = session.execute(
-        sa.update(RUNS)
-        .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
-        .values(worker=None)
-    )
-    if released.rowcount:  # type: ignore[attr-defined]
-        return
-    stopped = _finish(
-        session,
-        run_id,
-        RunStatus.INTERRUPTED,
-        "the hub stopped; the next start resumes this stream",
-        worker=worker,
-    )
-    if stopped:
-        _queue_retry(session, run_id, owner=None)
-
-
-def _recover_stale_runs(session: Session, retry_owner: str | None) -> list[uuid.UUID]:
-    """Interrupt the runs of dead processes and queue their retries; runs to start now.
-
-    A run is dead when its heartbeat is older than ``STALE_AFTER`` or its process provably
-    ended. Each is ended by a conditional update that also checks the heartbeat seen here, so
-    a run whose owner beats meanwhile is left alone and two recovering processes cannot both
-    recover it.
-    """
-    cutoff = datetime.now(UTC) - STALE_AFTER
-    candidates = session.exec(
-        select(SyncRun.id, SyncRun.worker, SyncRun.heartbeat_at).where(
-            SyncRun.status == RunStatus.RUNNING.value
-        )
-    ).all()
-    retries: list[uuid.UUID] = []
-    for run_id, worker, heartbeat_at in candidates:
-        if heartbeat_at is not None and heartbeat_at >= cutoff and not process_gone(worker):
-            continue
-        same_beat = (
-            RUNS.c.heartbeat_at.is_(None) if heartbeat_at is None
-            else RUNS.c.heartbeat_at == heartbeat_at
         )  # fmt: skip
-        same_worker = RUNS.c.worker.is_(None) if worker is None else RUNS.c.worker == worker
-        if _finish(
-            session,
-            run_id,
-            RunStatus.INTERRUPTED,
-            "the process running it stopped; resumed from the last checkpoint",
-            guard=sa.and_(RUNS.c.status == RunStatus.RUNNING.value, same_beat, same_worker),
-        ):
-            retry = _queue_retry(session, run_id, owner=retry_owner)
-            if retry is not None and retry_owner is not None:
-                retries.append(retry)
-    return retries + [r for r in _adoptable_queued(session) if r not in retries]
+
+    async def throttled(self, *, reason: str, retry_after: float | None) -> None:
+        context = self._context
+        context.throttled += 1
+        self._after_throttle = True
+        allowed = len(self._engine._retry_delays) + 1
+        await in_write_session(
+            partial(
+                _event, run_id=context.run_id, level=EventLevel.WARNING,
+                message=f"{reason}: throttled attempt {context.throttled} of {allowed}",
+            )
+        )  # fmt: skip
+        if context.throttled >= allowed:
+            raise ThrottledOut(
+                f"{reason}, {context.throttled} times in a row", attempts=context.throttled
+            )
 
 
-def _adoptable_queued(session: Session, run_ids: list[uuid.UUID] | None = None) -> list[uuid.UUID]:
-    """Queued runs no live process will start: no owner, a dead owner, or waiting too long."""
-    cutoff = datetime.now(UTC) - STALE_AFTER
-    query = select(SyncRun.id, SyncRun.worker, SyncRun.created_at).where(
-        SyncRun.status == RunStatus.QUEUED.value
-    )
-    if run_ids is not None:
-        query = query.where(col(SyncRun.id).in_(run_ids))
-    return [
-        run_id
-        for run_id, worker, created_at in session.exec(query.order_by(col(SyncRun.created_at)))
-        if worker is None or created_at < cutoff or process_gone(worker)
-    ]
+def _note_progress(context: _RunContext, records: int) -> float | None:
+    """A page arrived: the run moves (no stall, no throttle streak); returns the rate over
+    the last ``RATE_WINDOW`` seconds."""
+    now = time.monotonic()
+    context.progress_mono = now
+    context.throttled = 0
+    context.stalled = False
+    context.waiting_until_mono = 0.0
+    context.records_read += records
+    context.pages += 1
+    context.samples.append((now, context.records_read))
+    context.samples = [(t, n) for t, n in context.samples if now - t <= RATE_WINDOW]
+    first_time, first_count = context.samples[0]
+    if len(context.samples) == 1:  # the first page of the window: since the previous page
+        first_time, first_count = context.previous_sample
+    context.previous_sample = (now, context.records_read)
+    span = now - first_time
+    return (context.records_read - first_count) / span if span > 0 else None
 
 
-def _unowned_queued(session: Session) -> list[uuid.UUID]:
-    """Queued runs without an owner, oldest first: read off ix_sync_runs_status_created."""
-    return list(
-        session.exec(
-            select(SyncRun.id)
-            .where(SyncRun.status == RunStatus.QUEUED.value, col(SyncRun.worker).is_(None))
-            .order_by(col(SyncRun.created_at))
-        ).all()
-    )
-
-
-def _resumed_by(session: Session, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
-    """For the interrupted runs among ``run_ids``: the run that resumed each one's stream."""
-    rows = session.exec(
-        select(SyncRun.id, SyncRun.resumed_by).where(
-            col(SyncRun.id).in_(run_ids),
-            SyncRun.status == RunStatus.INTERRUPTED.value,
-            col(SyncRun.resumed_by).is_not(None),
-        )
-    ).all()
-    return {run_id: resumed for run_id, resumed in rows if resumed is not None}
-
-
-def _active_among(session: Session, run_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    return list(
-        session.exec(
-            select(SyncRun.id).where(col(SyncRun.id).in_(run_ids), col(SyncRun.status).in_(ACTIVE))
-        ).all()
+def _stall_reason(context: _RunContext) -> str | None:
+    """Why the run counts as stalled now, or None: no page for longer than the stall limit,
+    and no known rate-limit wait that explains it."""
+    now = time.monotonic()
+    if context.stalled or now < context.waiting_until_mono:
+        return None
+    quiet = now - max(context.progress_mono, context.waiting_until_mono)
+    if quiet <= context.stall_seconds:
+        return None
+    since = datetime.now(UTC) - timedelta(seconds=now - context.progress_mono)
+    last = f"page {context.pages}" if context.pages else "the start"
+    return (
+        f"no progress for {_duration(quiet)} (limit {_duration(context.stall_seconds)}); "
+        f"the last progress was {last} at {since:%H:%M:%S} UTC, and no rate-limit wait "
+        "explains it"
     )
 
 
-# --- operator actions (UI and CLI) -------------------------------------------------------------
-
-
-def request_cancel(*, session: Session, run_id: uuid.UUID) -> SyncRun:
-    """Ask a run to stop between batches; a queued run is cancelled at once."""
-    run = session.get(SyncRun, run_id)
-    if run is None:
-        raise SyncRefused("no such run")
-    queued = RunStatus.QUEUED.value
-    if run.status == queued and _finish(
-        session, run_id, RunStatus.CANCELLED, None, guard=RUNS.c.status == queued
-    ):
-        return run
-    # Running (or claimed by a process just now): its process stops after the batch in hand.
-    session.execute(
-        sa.update(RUNS)
-        .where(RUNS.c.id == run_id, RUNS.c.status.in_(ACTIVE))
-        .values(cancel_requested=True)
-    )
-    session.refresh(run)
-    return run
-
-
-def set_paused(
-    *, session: Session, integration_id: uuid.UUID, paused: bool, stream: str | None = None
-) -> None:
-    """Pause or resume one stream, or the whole integration when ``stream`` is None."""
-    if stream is None:
-        integration = session.get(Integration, integration_id)
-        if integration is None:
-            raise SyncRefused("no such integration")
-        if paused and integration.status in SYNCABLE:
-            integration.status = IntegrationStatus.PAUSED.value
-        elif not paused and integration.status == IntegrationStatus.PAUSED.value:
-            integration.status = IntegrationStatus.CONNECTED.value
-        session.add(integration)
-        return
-    config = session.exec(
-        select(StreamConfig).where(
-            StreamConfig.integration_id == integration_id, StreamConfig.stream == stream
-        )
-    ).first()
-    if config is None:
-        raise SyncRefused(f"no stream {stream!r}")
-    config.paused = paused
-    session.add(config)
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 # --- the process-wide engine -------------------------------------------------------------------

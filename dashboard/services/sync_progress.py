@@ -1,0 +1,389 @@
+"""A running run's writes: the fence, each batch (records + checkpoint + counters in one
+transaction), heartbeats, the run's event log, and how a run ends (``_finish``).
+
+Every write of a running run starts with the fence, so a run declared dead by crash recovery
+can never write again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from connectors.base import Batch, IntegrationRef
+from dashboard.models import (
+    ACTIVE_RUN_STATUSES,
+    EventLevel,
+    Integration,
+    IntegrationStatus,
+    RunStatus,
+    StreamConfig,
+    SyncEvent,
+    SyncRun,
+)
+from dashboard.services import health, incidents
+from dashboard.services.integrations import set_integration_status
+from dashboard.services.records import mark_missing_deleted, mark_seen, upsert_records
+
+log = logging.getLogger("hub.sync")
+
+MAX_EVENTS_PER_RUN = 200  # the per-run log stays bounded; the last event says how many were cut
+# Page events stop this many events short of the cap, so that waits, retries, errors and the
+# summary of a long run still find room in its log.
+RESERVED_FOR_NOTES = 40
+ACTIVE = ACTIVE_RUN_STATUSES
+RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
+
+
+class RunCancelled(Exception):
+    pass
+
+
+class RunLost(Exception):
+    """This process no longer owns the run: crash recovery declared it dead meanwhile."""
+
+
+def log_json(level: int, message: str, **context: Any) -> None:
+    """Structured log line carrying integration id, run id and stream."""
+    log.log(level, json.dumps({"message": message, **context}, default=str))
+
+
+@dataclass
+class _RunContext:
+    run_id: uuid.UUID
+    integration: IntegrationRef
+    platform: str
+    stream: str
+    cursor: dict[str, Any] | None
+    full_refresh: bool
+    attempt: int
+    lost: bool = False
+    # Live truth (issue 13): monotonic time of the last stored page (or the start), requests
+    # throttled in a row since then, the known rate-limit wait, whether the run is flagged
+    # stalled, and (monotonic time, records read) samples for the rate over the last seconds.
+    progress_mono: float = 0.0
+    throttled: int = 0
+    waiting_until_mono: float = 0.0
+    stalled: bool = False
+    records_read: int = 0
+    pages: int = 0
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    previous_sample: tuple[float, int] = (0.0, 0)
+    stall_seconds: float = 900.0
+    interval_minutes: int = 15
+
+
+def _stream_config(session: Session, integration_id: uuid.UUID, stream: str) -> StreamConfig | None:
+    return session.exec(
+        select(StreamConfig).where(
+            StreamConfig.integration_id == integration_id, StreamConfig.stream == stream
+        )
+    ).first()
+
+
+def _fence(session: Session, run_id: uuid.UUID, worker: str) -> None:
+    """Beat the run's heartbeat, or raise RunLost when ``worker`` no longer owns it.
+
+    First statement of every write of a running run: on PostgreSQL it locks the run's row
+    until the transaction ends, on SQLite it takes the write lock, so crash recovery sees
+    either none or all of the transaction.
+    """
+    owned = session.execute(
+        sa.update(RUNS)
+        .where(
+            RUNS.c.id == run_id,
+            RUNS.c.status == RunStatus.RUNNING.value,
+            RUNS.c.worker == worker,
+        )
+        .values(heartbeat_at=datetime.now(UTC))
+    )
+    if not owned.rowcount:  # type: ignore[attr-defined]
+        raise RunLost(str(run_id))
+
+
+def _apply_batch(
+    session: Session, context: _RunContext, batch: Batch, rate: float | None, worker: str
+) -> bool:
+    """Upsert the batch, move the checkpoint, count: one transaction. True = cancel asked."""
+    _fence(session, context.run_id, worker)
+    integration_id = uuid.UUID(context.integration.id)
+    result = upsert_records(
+        session=session,
+        integration_id=integration_id,
+        records=batch.records,
+        children_complete=batch.children_complete,
+    )
+    if batch.seen is not None:
+        mark_seen(
+            session=session,
+            integration_id=integration_id,
+            kind=str(batch.seen.kind),
+            external_ids=list(batch.seen.external_ids),
+        )
+    if batch.snapshot is not None:
+        result.deleted += mark_missing_deleted(
+            session=session,
+            integration_id=integration_id,
+            kind=str(batch.snapshot.kind),
+            stored_since=batch.snapshot.started_at,
+            id_suffix=batch.snapshot.id_suffix,
+        )
+    config = _stream_config(session, integration_id, context.stream)
+    assert config is not None
+    config.cursor = batch.cursor
+    config.cursor_updated_at = datetime.now(UTC)
+    session.add(config)
+    run = session.get(SyncRun, context.run_id, populate_existing=True)
+    assert run is not None
+    run.pages += batch.pages
+    run.records_read += len(batch.records) + len(batch.errors)
+    run.records_inserted += result.inserted
+    run.records_updated += result.updated
+    run.records_deleted += result.deleted
+    errors = batch.errors + result.errors
+    run.records_skipped += len(errors)
+    run.cursor_after = batch.cursor
+    if batch.total_hint:
+        run.records_total = batch.total_hint
+        done = batch.done if batch.done is not None else run.records_read
+        run.progress = min(1.0, done / batch.total_hint)
+    # The rate over the last seconds (``rate``), not since the start: a run that waited ten
+    # minutes and then reads fast shows how fast it reads now.
+    run.records_per_second = rate
+    now = datetime.now(UTC)
+    run.progress_at = now
+    run.waiting_until = run.waiting_reason = None
+    moving_again = run.stalled_at is not None
+    run.stalled_at = run.stall_reason = None
+    session.add(run)
+    total = f" of {run.records_total:,}" if run.records_total else ""
+    _event(
+        session,
+        context.run_id,
+        EventLevel.INFO,
+        f"page {run.pages}: {len(batch.records) + len(batch.errors)} records "
+        f"({result.inserted} new, {result.updated} updated, {result.deleted} deleted, "
+        f"{len(errors)} skipped); {run.records_read:,}{total} read so far",
+        {"cursor": batch.cursor},
+        droppable=True,
+    )
+    if moving_again:
+        _event(session, context.run_id, EventLevel.INFO, "moving again after a stall")
+        integration = session.get(Integration, integration_id)
+        if integration is not None:
+            incidents.stream_moving(session=session, integration=integration, stream=context.stream)
+    for error in errors:
+        _event(
+            session,
+            context.run_id,
+            EventLevel.WARNING,
+            f"skipped record {error.external_id or '(no id)'}: {error.message}",
+        )
+    return run.cancel_requested
+
+
+def _heartbeat(session: Session, run_id: uuid.UUID, worker: str) -> bool:
+    """Beat; False when the run is no longer this worker's."""
+    try:
+        _fence(session, run_id, worker)
+    except RunLost:
+        return False
+    return True
+
+
+def _checkpoint(session: Session, context: _RunContext, worker: str) -> dict[str, Any] | None:
+    _fence(session, context.run_id, worker)
+    session.execute(
+        sa.update(RUNS).where(RUNS.c.id == context.run_id).values(attempt=context.attempt)
+    )
+    config = _stream_config(session, uuid.UUID(context.integration.id), context.stream)
+    assert config is not None
+    return config.cursor
+
+
+def _event(
+    session: Session,
+    run_id: uuid.UUID,
+    level: EventLevel,
+    message: str,
+    context: dict[str, Any] | None = None,
+    *,
+    droppable: bool = False,
+    summary: bool = False,
+) -> None:
+    """Add to the run's log. ``droppable`` events (pages) leave room for the others; the
+    ``summary`` (the run's last event) is always stored."""
+    count = session.exec(
+        select(func.count()).select_from(SyncEvent).where(SyncEvent.run_id == run_id)
+    ).one()
+    if droppable and count >= MAX_EVENTS_PER_RUN - RESERVED_FOR_NOTES:
+        return
+    if not summary and count > MAX_EVENTS_PER_RUN:
+        return
+    if not summary and count == MAX_EVENTS_PER_RUN:
+        level, message = EventLevel.WARNING, "event log full: later events of this run dropped"
+    session.add(
+        SyncEvent(run_id=run_id, level=level.value, message=message[:2000], context=context or {})
+    )
+
+
+def _finish(
+    session: Session,
+    run_id: uuid.UUID,
+    status: RunStatus,
+    error: str | None,
+    *,
+    worker: str | None = None,
+    guard: sa.ColumnElement[bool] | None = None,
+    report: bool = True,
+) -> bool:
+    """End an active run (only if ``worker`` still owns it, when given); False if it had ended.
+
+    The stream's health follows (``health.record_run_end``), and so do the integration's
+    incidents unless ``report`` is False (an access failure reports its own incident).
+    """
+    conditions = [RUNS.c.id == run_id, RUNS.c.status.in_(ACTIVE)]
+    if worker is not None:
+        conditions.append(RUNS.c.worker == worker)
+    if guard is not None:
+        conditions.append(guard)
+    now = datetime.now(UTC)
+    ended = session.execute(
+        sa.update(RUNS).where(*conditions).values(status=status.value, error=error, finished_at=now)
+    )
+    if not ended.rowcount:  # type: ignore[attr-defined]
+        return False
+    run = session.get(SyncRun, run_id, populate_existing=True)
+    assert run is not None
+    if status == RunStatus.SUCCEEDED and run.records_skipped:
+        run.status = RunStatus.PARTIAL.value
+    if status == RunStatus.SUCCEEDED and run.records_total is not None:
+        run.progress = 1.0
+    session.add(run)
+    run.waiting_until = run.waiting_reason = None
+    session.add(run)
+    level = EventLevel.ERROR if status == RunStatus.FAILED else EventLevel.INFO
+    _event(
+        session, run_id, level,
+        f"run {run.status}" + (f": {error}" if error else "") + f" ({_summary(run, now)})",
+        {"cursor": run.cursor_after}, summary=True,
+    )  # fmt: skip
+    integration = session.get(Integration, run.integration_id)
+    if integration is not None:
+        config = _stream_config(session, integration.id, run.stream)
+        if config is not None:
+            config.last_run_at = now
+            health.record_run_end(session=session, config=config, status=run.status, error=error)
+            session.add(config)
+            if report and status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
+                incidents.stream_succeeded(
+                    session=session, integration=integration, stream=run.stream
+                )
+            elif report and status == RunStatus.FAILED:
+                incidents.stream_failed(
+                    session=session, integration=integration, stream=run.stream,
+                    error=error or "", interval_minutes=config.interval_minutes, run_id=run_id,
+                )  # fmt: skip
+        if status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
+            integration.last_sync_at = now
+        still_running = session.exec(
+            select(func.count())
+            .select_from(SyncRun)
+            .where(
+                SyncRun.integration_id == integration.id,
+                col(SyncRun.status).in_(ACTIVE),
+                SyncRun.id != run_id,
+            )
+        ).one()
+        if integration.status == IntegrationStatus.SYNCING.value and not still_running:
+            integration.status = (
+                IntegrationStatus.ERROR.value
+                if status == RunStatus.FAILED
+                else IntegrationStatus.CONNECTED.value
+            )
+            integration.status_detail = error if status == RunStatus.FAILED else None
+        session.add(integration)
+    log_json(
+        logging.INFO if status != RunStatus.FAILED else logging.WARNING,
+        f"run {run.status}",
+        run_id=run_id,
+        stream=run.stream,
+        integration_id=run.integration_id,
+        error=error,
+    )
+    return True
+
+
+def _auth_failed(session: Session, context: _RunContext, message: str, worker: str) -> None:
+    """The platform refused our credentials: the merchant must reconnect."""
+    integration_id = uuid.UUID(context.integration.id)
+    if not _finish(
+        session,
+        context.run_id,
+        RunStatus.FAILED,
+        f"the platform refused the hub's access ({message}); reconnect the integration",
+        worker=worker,
+        report=False,
+    ):
+        return
+    set_integration_status(
+        session=session,
+        integration_id=integration_id,
+        status=IntegrationStatus.NEEDS_REAUTH,
+        detail="Access was revoked or expired. Send the merchant a reconnect link.",
+    )
+    integration = session.get(Integration, integration_id)
+    if integration is not None:
+        incidents.access_lost(
+            session=session, integration=integration, error=message, run_id=context.run_id
+        )
+
+
+def _summary(run: SyncRun, now: datetime) -> str:
+    """What the run did, in one line, for its last event."""
+    took = ""
+    if run.started_at is not None:
+        took = f" in {max(0.0, (now - run.started_at).total_seconds()):.0f} s"
+    return (
+        f"{run.records_read:,} records read in {run.pages} pages{took}: "
+        f"{run.records_inserted} new, {run.records_updated} updated, "
+        f"{run.records_deleted} deleted, {run.records_skipped} skipped; "
+        f"attempt {run.attempt}"
+    )
+
+
+def _mark_waiting(
+    session: Session, run_id: uuid.UUID, worker: str, until: datetime, reason: str, note: str | None
+) -> None:
+    """The run waits for a known rate-limit window until ``until``: shown live, not a stall."""
+    _fence(session, run_id, worker)
+    session.execute(
+        sa.update(RUNS)
+        .where(RUNS.c.id == run_id)
+        .values(waiting_until=until, waiting_reason=reason[:500])
+    )
+    if note:
+        _event(session, run_id, EventLevel.WARNING, note)
+
+
+def _mark_stalled(session: Session, context: _RunContext, worker: str, reason: str) -> None:
+    """No progress for longer than the stall limit: flagged on the run, one incident."""
+    _fence(session, context.run_id, worker)
+    session.execute(
+        sa.update(RUNS)
+        .where(RUNS.c.id == context.run_id)
+        .values(stalled_at=datetime.now(UTC), stall_reason=reason[:500])
+    )
+    _event(session, context.run_id, EventLevel.WARNING, f"stalled: {reason}")
+    integration = session.get(Integration, uuid.UUID(context.integration.id))
+    if integration is not None:
+        incidents.stream_stalled(
+            session=session, integration=integration, stream=context.stream, reason=reason
+        )

@@ -1,0 +1,360 @@
+"""Queueing, claiming and recovering runs, in the database: one queued or running run per
+stream (a partial unique index), a claim decides which process executes a queued run, and
+crash recovery ends the runs of dead processes and queues their retries. Also the operator
+actions on runs and streams (cancel, pause)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from connectors.base import IntegrationRef
+from dashboard.models import (
+    ACTIVE_RUN_STATUSES,
+    EventLevel,
+    Integration,
+    IntegrationStatus,
+    RunStatus,
+    RunTrigger,
+    StreamConfig,
+    SyncRun,
+)
+from dashboard.services.sync_progress import _event, _finish, _RunContext, _stream_config
+from dashboard.services.sync_workers import process_gone
+from dashboard.settings import get_settings
+
+STALE_AFTER = timedelta(minutes=2)
+ACTIVE = ACTIVE_RUN_STATUSES
+RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
+SYNCABLE = (
+    IntegrationStatus.CONNECTED.value,
+    IntegrationStatus.SYNCING.value,
+    IntegrationStatus.ERROR.value,
+)
+
+
+class SyncRefused(Exception):
+    """A sync that cannot start (integration not connected, unknown stream ...)."""
+
+
+# --- database steps (each runs in a worker thread inside one transaction) ----------------------
+
+
+def _insert_run(
+    session: Session,
+    *,
+    integration_id: uuid.UUID,
+    stream: str,
+    trigger: str,
+    full_refresh: bool = False,
+    worker: str | None = None,
+) -> uuid.UUID | None:
+    """Queue a run unless the stream has an active one (the database decides); its id or None."""
+    run = SyncRun(
+        integration_id=integration_id, stream=stream, trigger=trigger,
+        full_refresh=full_refresh, worker=worker,
+    )  # fmt: skip
+    values = {column.name: getattr(run, column.name) for column in RUNS.columns}
+    statement = _insert_run_statement(session.get_bind().dialect.name)
+    return session.execute(statement, values).scalar_one_or_none()
+
+
+@functools.cache
+def _insert_run_statement(dialect: str) -> sa.Executable:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once (values are parameters, so
+    the compiled form is cached). RETURNING, because psycopg reports no row count for it."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
+
+
+def _active_run_id(session: Session, integration_id: uuid.UUID, stream: str) -> uuid.UUID | None:
+    return session.exec(
+        select(SyncRun.id).where(
+            SyncRun.integration_id == integration_id,
+            SyncRun.stream == stream,
+            col(SyncRun.status).in_(ACTIVE),
+        )
+    ).first()
+
+
+def _queue_runs(
+    session: Session,
+    integration_id: uuid.UUID,
+    stream: str | None,
+    trigger: str,
+    full_refresh: bool,
+    worker: str | None,
+) -> list[uuid.UUID]:
+    integration = session.get(Integration, integration_id)
+    if integration is None:
+        raise SyncRefused("no such integration")
+    if integration.status not in SYNCABLE:
+        reason = {
+            "pending": "is not connected yet; connect it",
+            "needs_reauth": "needs reauth (its access was revoked or expired); reconnect it",
+            "disconnected": "is disconnected; connect it",
+            "paused": "is paused; resume it",
+        }.get(integration.status, f"is {integration.status.replace('_', ' ')}; connect it")
+        raise SyncRefused(f"{integration.display_name} {reason} before syncing")
+    query = select(StreamConfig).where(StreamConfig.integration_id == integration_id)
+    if stream is not None:
+        query = query.where(StreamConfig.stream == stream)
+    else:
+        query = query.where(col(StreamConfig.enabled).is_(True))
+    configs = session.exec(query).all()
+    if stream is not None and not configs:
+        raise SyncRefused(f"{integration.display_name} has no stream {stream!r}")
+    run_ids = []
+    for config in configs:
+        # The active run may end between the failed insert and the look-up: try again.
+        for _ in range(5):
+            run_id = _active_run_id(session, integration_id, config.stream) or _insert_run(
+                session, integration_id=integration_id, stream=config.stream, trigger=trigger,
+                full_refresh=full_refresh, worker=worker,
+            )  # fmt: skip
+            if run_id is not None:
+                run_ids.append(run_id)
+                break
+        else:
+            raise SyncRefused(f"{config.stream} is busy; try again")
+    return run_ids
+
+
+def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext | None:
+    """Claim a queued run for ``worker``; None when another process claimed it first."""
+    now = datetime.now(UTC)
+    claimed = session.execute(
+        sa.update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
+        .values(
+            status=RunStatus.RUNNING.value,
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
+            progress_at=now,
+            waiting_until=None,
+            stalled_at=None,
+        )
+    )
+    if not claimed.rowcount:  # type: ignore[attr-defined]
+        return None
+    run = session.get(SyncRun, run_id, populate_existing=True)
+    assert run is not None
+    integration = session.get(Integration, run.integration_id)
+    config = _stream_config(session, run.integration_id, run.stream)
+    if integration is None or config is None:
+        _finish(session, run_id, RunStatus.FAILED, "the integration or stream was removed")
+        return None
+    if run.full_refresh and run.attempt == 1:
+        config.cursor = None  # full resync: start over, keep the history of runs
+        session.add(config)
+    run.cursor_before = config.cursor
+    session.add(run)
+    _event(
+        session,
+        run_id,
+        EventLevel.INFO,
+        f"run started ({run.trigger}, attempt {run.attempt}): "
+        + (f"from checkpoint {json.dumps(config.cursor, default=str)[:400]}" if config.cursor
+           else "from the beginning" + (" (full resync)" if run.full_refresh else "")),
+        {"cursor": config.cursor},
+    )  # fmt: skip
+    stall_minutes = config.stall_minutes or get_settings().sync_stall_minutes
+    if integration.status != IntegrationStatus.SYNCING.value:
+        integration.status = IntegrationStatus.SYNCING.value
+        session.add(integration)
+    return _RunContext(
+        run_id=run.id,
+        integration=IntegrationRef(
+            id=str(integration.id),
+            platform=integration.platform,
+            shop_domain=integration.shop_domain,
+            selling_partner_id=integration.selling_partner_id,
+            region=integration.region,
+            marketplaces=tuple(integration.marketplaces or ()),
+        ),
+        platform=integration.platform,
+        stream=run.stream,
+        cursor=config.cursor,
+        full_refresh=run.full_refresh,
+        attempt=run.attempt,
+        stall_seconds=stall_minutes * 60.0,
+        interval_minutes=config.interval_minutes,
+    )
+
+
+def _queue_retry(session: Session, run_id: uuid.UUID, owner: str | None) -> uuid.UUID | None:
+    """After an interruption, queue a run that resumes the stream from its checkpoint; the
+    interrupted run's ``resumed_by`` names it, for whoever waits for the interrupted run."""
+    run = session.get(SyncRun, run_id)
+    if run is None:
+        return None
+    integration = session.get(Integration, run.integration_id)
+    config = _stream_config(session, run.integration_id, run.stream)
+    if integration is None or integration.status not in SYNCABLE:
+        return None
+    if config is None or not config.enabled or config.paused:
+        return None  # resumes when the stream is resumed
+    retry = _insert_run(
+        session, integration_id=run.integration_id, stream=run.stream,
+        trigger=RunTrigger.RETRY.value, worker=owner,
+    )  # fmt: skip
+    if retry is not None:  # None only if the stream has an active run, which it cannot
+        session.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(resumed_by=retry))
+    return retry
+
+
+def _stopped(session: Session, run_id: uuid.UUID, worker: str) -> None:
+    """This process stops: a queued run is left for another process, a running one resumes."""
+    released = session.execute(
+        sa.update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
+        .values(worker=None)
+    )
+    if released.rowcount:  # type: ignore[attr-defined]
+        return
+    stopped = _finish(
+        session,
+        run_id,
+        RunStatus.INTERRUPTED,
+        "the hub stopped; the next start resumes this stream",
+        worker=worker,
+    )
+    if stopped:
+        _queue_retry(session, run_id, owner=None)
+
+
+def _recover_stale_runs(session: Session, retry_owner: str | None) -> list[uuid.UUID]:
+    """Interrupt the runs of dead processes and queue their retries; runs to start now.
+
+    A run is dead when its heartbeat is older than ``STALE_AFTER`` or its process provably
+    ended. Each is ended by a conditional update that also checks the heartbeat seen here, so
+    a run whose owner beats meanwhile is left alone and two recovering processes cannot both
+    recover it.
+    """
+    cutoff = datetime.now(UTC) - STALE_AFTER
+    candidates = session.exec(
+        select(SyncRun.id, SyncRun.worker, SyncRun.heartbeat_at).where(
+            SyncRun.status == RunStatus.RUNNING.value
+        )
+    ).all()
+    retries: list[uuid.UUID] = []
+    for run_id, worker, heartbeat_at in candidates:
+        if heartbeat_at is not None and heartbeat_at >= cutoff and not process_gone(worker):
+            continue
+        same_beat = (
+            RUNS.c.heartbeat_at.is_(None) if heartbeat_at is None
+            else RUNS.c.heartbeat_at == heartbeat_at
+        )  # fmt: skip
+        same_worker = RUNS.c.worker.is_(None) if worker is None else RUNS.c.worker == worker
+        if _finish(
+            session,
+            run_id,
+            RunStatus.INTERRUPTED,
+            "the process running it stopped; resumed from the last checkpoint",
+            guard=sa.and_(RUNS.c.status == RunStatus.RUNNING.value, same_beat, same_worker),
+        ):
+            retry = _queue_retry(session, run_id, owner=retry_owner)
+            if retry is not None and retry_owner is not None:
+                retries.append(retry)
+    return retries + [r for r in _adoptable_queued(session) if r not in retries]
+
+
+def _adoptable_queued(session: Session, run_ids: list[uuid.UUID] | None = None) -> list[uuid.UUID]:
+    """Queued runs no live process will start: no owner, a dead owner, or waiting too long."""
+    cutoff = datetime.now(UTC) - STALE_AFTER
+    query = select(SyncRun.id, SyncRun.worker, SyncRun.created_at).where(
+        SyncRun.status == RunStatus.QUEUED.value
+    )
+    if run_ids is not None:
+        query = query.where(col(SyncRun.id).in_(run_ids))
+    return [
+        run_id
+        for run_id, worker, created_at in session.exec(query.order_by(col(SyncRun.created_at)))
+        if worker is None or created_at < cutoff or process_gone(worker)
+    ]
+
+
+def _unowned_queued(session: Session) -> list[uuid.UUID]:
+    """Queued runs without an owner, oldest first: read off ix_sync_runs_status_created."""
+    return list(
+        session.exec(
+            select(SyncRun.id)
+            .where(SyncRun.status == RunStatus.QUEUED.value, col(SyncRun.worker).is_(None))
+            .order_by(col(SyncRun.created_at))
+        ).all()
+    )
+
+
+def _resumed_by(session: Session, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """For the interrupted runs among ``run_ids``: the run that resumed each one's stream."""
+    rows = session.exec(
+        select(SyncRun.id, SyncRun.resumed_by).where(
+            col(SyncRun.id).in_(run_ids),
+            SyncRun.status == RunStatus.INTERRUPTED.value,
+            col(SyncRun.resumed_by).is_not(None),
+        )
+    ).all()
+    return {run_id: resumed for run_id, resumed in rows if resumed is not None}
+
+
+def _active_among(session: Session, run_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    return list(
+        session.exec(
+            select(SyncRun.id).where(col(SyncRun.id).in_(run_ids), col(SyncRun.status).in_(ACTIVE))
+        ).all()
+    )
+
+
+# --- operator actions (UI and CLI) -------------------------------------------------------------
+
+
+def request_cancel(*, session: Session, run_id: uuid.UUID) -> SyncRun:
+    """Ask a run to stop between batches; a queued run is cancelled at once."""
+    run = session.get(SyncRun, run_id)
+    if run is None:
+        raise SyncRefused("no such run")
+    queued = RunStatus.QUEUED.value
+    if run.status == queued and _finish(
+        session, run_id, RunStatus.CANCELLED, None, guard=RUNS.c.status == queued
+    ):
+        return run
+    # Running (or claimed by a process just now): its process stops after the batch in hand.
+    session.execute(
+        sa.update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.status.in_(ACTIVE))
+        .values(cancel_requested=True)
+    )
+    session.refresh(run)
+    return run
+
+
+def set_paused(
+    *, session: Session, integration_id: uuid.UUID, paused: bool, stream: str | None = None
+) -> None:
+    """Pause or resume one stream, or the whole integration when ``stream`` is None."""
+    if stream is None:
+        integration = session.get(Integration, integration_id)
+        if integration is None:
+            raise SyncRefused("no such integration")
+        if paused and integration.status in SYNCABLE:
+            integration.status = IntegrationStatus.PAUSED.value
+        elif not paused and integration.status == IntegrationStatus.PAUSED.value:
+            integration.status = IntegrationStatus.CONNECTED.value
+        session.add(integration)
+        return
+    config = session.exec(
+        select(StreamConfig).where(
+            StreamConfig.integration_id == integration_id, StreamConfig.stream == stream
+        )
+    ).first()
+    if config is None:
+        raise SyncRefused(f"no stream {stream!r}")
+    config.paused = paused
+    session.add(config)
