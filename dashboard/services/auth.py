@@ -370,6 +370,15 @@ def _give_back_attempt(*, session: Session, key: str) -> None:
     )
 
 
+def prune_sign_in_throttles(*, session: Session, now: datetime | None = None) -> int:
+    """Delete the counters whose window has ended (they would restart at 1 anyway), so that
+    a spray of made-up emails or addresses does not grow the table for ever."""
+    cutoff = (now or datetime.now(UTC)) - THROTTLE_WINDOW
+    table = SignInThrottle.__table__  # type: ignore[attr-defined]
+    result = session.execute(sa.delete(table).where(table.c.window_started_at <= cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def clear_attempts(*, session: Session, email: str) -> None:
     """Lift an account's sign-in limit (a correct password, a reset by an admin)."""
     session.execute(sa.delete(SignInThrottle).where(col(SignInThrottle.key) == account_key(email)))

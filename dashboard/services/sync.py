@@ -41,7 +41,7 @@ from dashboard.models import (
     RunStatus,
     RunTrigger,
 )
-from dashboard.services import incidents
+from dashboard.services import auth, incidents
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.sync_progress import (
     RunCancelled,
@@ -251,6 +251,8 @@ class SyncEngine:
                     await self.recover_interrupted()
                     # Connect links that expired unused become an incident (once).
                     await in_write_session(lambda s: incidents.sweep_expired_links(session=s))
+                    # Housekeeping on the same clock: ended sign-in throttle windows.
+                    await in_write_session(lambda s: auth.prune_sign_in_throttles(session=s))
                 else:
                     await self.adopt_handed_over()
             except Exception:  # a database hiccup must not end crash recovery for good

@@ -261,3 +261,22 @@ def test_database_upsert_counts_each_attempt_once(hub_db: sa.Engine) -> None:
             auth.authenticate(session=session, email="x@example.com", password="p" * 12)
         session.expire_all()
         assert session.get(SignInThrottle, "account:x@example.com").attempts == 1  # type: ignore[union-attr]
+
+
+def test_ended_windows_are_pruned_so_a_spray_of_emails_does_not_grow_the_table(
+    hub_db: sa.Engine,
+) -> None:
+    with db.session_scope() as session:
+        for number in range(5):
+            with pytest.raises(auth.LoginRefused):
+                email = f"x{number}@example.com"
+                auth.authenticate(session=session, email=email, password="p" * 12)
+        stale = session.get(SignInThrottle, "account:x0@example.com")
+        assert stale is not None
+        stale.window_started_at -= auth.THROTTLE_WINDOW
+        session.add(stale)
+        session.commit()
+        assert auth.prune_sign_in_throttles(session=session) == 1
+        session.commit()
+        keys = {row.key for row in session.query(SignInThrottle).all()}
+        assert "account:x0@example.com" not in keys and "account:x4@example.com" in keys
