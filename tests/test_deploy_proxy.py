@@ -121,7 +121,9 @@ class Proxy:
 
     @property
     def url(self) -> str:
-        return f"https://localhost:{self.https_port}"
+        # Not "localhost": Reflex's frontend sends the websocket of an https page whose
+        # backend host is localhost to port 443 ("via load balancer"), whatever the port.
+        return f"https://127.0.0.1:{self.https_port}"
 
 
 def render_site(
@@ -266,7 +268,7 @@ def proxied_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hub,
     base = tmp_path_factory.mktemp("deploy")
     https_port = _free_port()
     settings = {
-        "HUB_PUBLIC_URL": f"https://localhost:{https_port}",
+        "HUB_PUBLIC_URL": f"https://127.0.0.1:{https_port}",  # local: see Proxy.url
         "HUB_SANDBOX": "false",  # no sandbox, no demo data: only what this test writes
         "HUB_SANDBOX_DEMO": "false",
         "HUB_SHOPIFY_CLIENT_ID": "proxy-test-shopify-client",
@@ -295,7 +297,7 @@ def test_through_the_proxy_sign_in_live_overview_and_webhooks(
         page = context.new_page()
         sockets: list = []
         requested: list[str] = []
-        page.on("websocket", sockets.append)
+        page.on("websocket", lambda socket_: sockets.append(socket_))
         page.on("request", lambda request: requested.append(request.url))
 
         first = page.goto(f"{proxy.url}/login")
@@ -314,7 +316,7 @@ def test_through_the_proxy_sign_in_live_overview_and_webhooks(
         add_integration_needing_reauth(hub, name)
         page.get_by_role("link", name=name, exact=True).wait_for(timeout=TIMEOUT)
         screenshot(page, "deploy-proxy-overview")
-        socket_url = f"wss://localhost:{proxy.https_port}/_event"
+        socket_url = f"wss://127.0.0.1:{proxy.https_port}/_event"
         event_sockets = [s for s in sockets if s.url.startswith(socket_url)]
         assert event_sockets, [s.url for s in sockets]
         assert not event_sockets[-1].is_closed()
@@ -348,9 +350,9 @@ def test_through_the_proxy_sign_in_live_overview_and_webhooks(
         assert oversized["X-Shopify-Webhook-Id"] not in stored_webhook_ids(hub)
 
     # Plain http answers only with a redirect to https.
-    redirect = httpx.get(f"http://localhost:{proxy.http_port}/login", follow_redirects=False)
+    redirect = httpx.get(f"http://127.0.0.1:{proxy.http_port}/login", follow_redirects=False)
     assert redirect.status_code == 301
-    assert redirect.headers["location"] == "https://localhost/login"
+    assert redirect.headers["location"] == "https://127.0.0.1/login"
 
     # The hub listens on loopback only (REFLEX_BACKEND_HOST): the proxy is the way in.
     address = non_loopback_address()
