@@ -457,6 +457,13 @@ def test_filled_in_env_template_migrates_postgres_through_hub_cli(
     status = hub_cli("keys", "status")
     assert status.returncode == 0, status.stderr
     assert "k1" in status.stdout
+    # docs/deploy.md's rollback, through the same wrapper: one migration down, then up again.
+    head = migrated.stdout.split()[-1]
+    assert hub_cli("alembic", "downgrade", "-1").returncode == 0
+    current = hub_cli("alembic", "current")
+    assert current.returncode == 0 and re.search(r"\b[0-9a-f]{12}\b", current.stdout)
+    assert head not in current.stdout
+    assert hub_cli("migrate").stdout.split()[-1] == head
     # A template left with its https public URL but plain http is refused, naming it.
     env_file.write_text(text.replace("HUB_PUBLIC_URL=https://", "HUB_PUBLIC_URL=http://"))
     refused = hub_cli("migrate")
