@@ -43,9 +43,8 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-# Debian's nginx for the deploy recipe's proxy test (tests/test_deploy_proxy.py starts it on
-# loopback with its own config). Installing it does not start the system's nginx where
-# policy-rc.d forbids service starts (containers); on a host the test never touches port 80.
+# Debian's nginx for the deploy recipe's proxy test (tests/test_deploy_proxy.py runs it as its
+# own process on free loopback ports, with its own config; it never uses the system's nginx).
 nginx:
 	@test -x /usr/sbin/nginx || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -468,3 +468,25 @@ def test_filled_in_env_template_migrates_postgres_through_hub_cli(
     env_file.write_text(text.replace("HUB_PUBLIC_URL=https://", "HUB_PUBLIC_URL=http://"))
     refused = hub_cli("migrate")
     assert refused.returncode != 0 and "HUB_PUBLIC_URL" in refused.stderr
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The units as installed (paths pointed at this checkout): systemd's own check finds no
+    unknown directive, bad value or missing executable. Running them needs a systemd host."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze missing (Debian's systemd package)")
+    if not (PROJECT_ROOT / ".venv" / "bin" / "hub").exists():
+        pytest.skip("no .venv/bin/hub: `make setup` makes it")
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout
+    units = []
+    for unit in sorted((DEPLOY / "systemd").glob("*.service")):
+        text = unit.read_text().replace("/opt/connector-hub", str(PROJECT_ROOT))
+        text = text.replace("/etc/connector-hub/hub.env", str(ENV_TEMPLATE))
+        text = re.sub(r"(?m)^(User|Group)=hub$", rf"\1={user.strip()}", text)
+        (tmp_path / unit.name).write_text(text)
+        units.append(str(tmp_path / unit.name))
+    assert len(units) == 2
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", *units], capture_output=True, text=True, check=False
+    )
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
