@@ -15,7 +15,7 @@ export NPM_CONFIG_REGISTRY := https://registry.npmjs.org
 export REFLEX_BUN_PATH := $(BUN)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test setup bun chromium migrate lint typecheck bench clean
+.PHONY: run test setup bun chromium nginx migrate lint typecheck bench clean
 
 setup: $(STAMP) bun
 
@@ -43,6 +43,13 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# Debian's nginx for the deploy recipe's proxy test (tests/test_deploy_proxy.py runs it as its
+# own process on free loopback ports, with its own config; it never uses the system's nginx).
+nginx:
+	@test -x /usr/sbin/nginx || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
+
 migrate: $(STAMP)
 	$(VENV)/bin/hub migrate
 
@@ -55,7 +62,7 @@ run: setup migrate
 	$(VENV)/bin/hub users ensure-admin
 	$(VENV)/bin/hub serve --port $(HUB_PORT)
 
-test: setup chromium
+test: setup chromium nginx
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
