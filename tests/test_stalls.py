@@ -16,7 +16,6 @@ from connectors.amazon.client import BucketRegistry
 from connectors.amazon.connector import AmazonConfig, AmazonConnector
 from connectors.amazon.reports import ReportPolling
 from connectors.amazon.streams import StreamOptions
-from connectors.sandbox.installer import AMAZON_APP
 from dashboard.db import session_scope
 from dashboard.models import RunStatus
 from dashboard.services import health, incidents, runs
@@ -24,7 +23,7 @@ from dashboard.services.sync import SyncEngine
 from tests import test_amazon_sync as amazon
 from tests import test_shopify_sync as shopify
 from tests.conftest import reset_caches
-from tests.sandbox_server import running_sandbox
+from tests.sandbox_server import apps, control_headers, running_sandbox
 
 
 @pytest.fixture
@@ -58,8 +57,8 @@ async def test_a_throttle_storm_shows_waiting_then_fails_after_the_documented_at
 ) -> None:
     integration_id = amazon.connect(session, sandbox, orders=30, listings=5, fba_items=5)
     config = AmazonConfig(
-        app_id=AMAZON_APP["app_id"], client_id=AMAZON_APP["client_id"],
-        client_secret=AMAZON_APP["client_secret"], base_url=f"{sandbox}/amazon",
+        app_id=apps(sandbox).amazon_app_id, client_id=apps(sandbox).amazon_client_id,
+        client_secret=apps(sandbox).amazon_client_secret, base_url=f"{sandbox}/amazon",
         options=StreamOptions(polling=ReportPolling(0.02, 0.2, 60)),
     )  # fmt: skip
     buckets = BucketRegistry()
@@ -73,7 +72,9 @@ async def test_a_throttle_storm_shows_waiting_then_fails_after_the_documented_at
     assert summary(first)["status"] == RunStatus.SUCCEEDED.value
 
     httpx.put(
-        f"{sandbox}/_sandbox/faults/amazon/{amazon.SELLER}", json={"throttle_rate": 1.0}
+        f"{sandbox}/_sandbox/faults/amazon/{amazon.SELLER}",
+        json={"throttle_rate": 1.0},
+        headers=control_headers(sandbox),
     ).raise_for_status()
     [run_id] = await engine.request_sync(integration_id=integration_id, stream="orders")
     seen = await watch(run_id, "waiting")
@@ -120,6 +121,7 @@ async def test_a_run_without_progress_past_the_stall_limit_is_stalled_with_the_r
     httpx.put(
         f"{sandbox}/_sandbox/faults/shopify/{shopify.SHOP}",
         json={"slow_rate": 1.0, "slow_seconds": 1000},
+        headers=control_headers(sandbox),
     ).raise_for_status()
     engine = shopify.engine_for(sandbox)
     [run_id] = await engine.request_sync(integration_id=integration_id, stream="products")
@@ -134,7 +136,11 @@ async def test_a_run_without_progress_past_the_stall_limit_is_stalled_with_the_r
         [incident] = incidents.list_incidents(session=s)
         assert incident["cause"] == "stalled" and incident["streams"] == ["products"]
 
-    httpx.put(f"{sandbox}/_sandbox/faults/shopify/{shopify.SHOP}", json={}).raise_for_status()
+    httpx.put(
+        f"{sandbox}/_sandbox/faults/shopify/{shopify.SHOP}",
+        json={},
+        headers=control_headers(sandbox),
+    ).raise_for_status()
     await engine.wait()
     assert summary(run_id)["status"] == RunStatus.SUCCEEDED.value
     with session_scope() as s:

@@ -29,7 +29,7 @@ from dashboard.services import health, incidents, overview
 from dashboard.services.integrations import create_integration, set_integration_status
 from dashboard.services.sync import SyncEngine
 from tests import test_shopify_sync as shopify
-from tests.sandbox_server import running_sandbox
+from tests.sandbox_server import control_headers, running_sandbox
 
 SHOPIFY_STREAMS = {"products", "orders", "customers", "inventory"}
 
@@ -65,7 +65,9 @@ def statuses(run_ids: list[uuid.UUID]) -> dict[str, str]:
 
 
 def faults(base: str, **rates: float) -> None:
-    httpx.put(f"{base}/_sandbox/faults/shopify/{shopify.SHOP}", json=rates).raise_for_status()
+    httpx.put(
+        f"{base}/_sandbox/faults/shopify/{shopify.SHOP}", json=rates, headers=control_headers(base)
+    ).raise_for_status()
 
 
 async def test_a_5xx_storm_then_one_retry_leaves_the_integration_degraded(
