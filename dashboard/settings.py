@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         description="URL merchants and platforms reach the hub at (OAuth redirects, "
         "webhooks, connect links). Default http://localhost:{port}.",
     )
+    trusted_proxies: str = Field(
+        "127.0.0.1,::1",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto the hub believes (the client's address for the sign-in limit, "
+        "https for redirects). Empty: believe none.",
+    )
     org_name: str = Field("Connector Hub", description="Organisation shown to merchants.")
     data_dir: Path = Field(PROJECT_ROOT / "data", description="SQLite file, generated key.")
     env: Literal["dev", "prod", "test"] = "prod"

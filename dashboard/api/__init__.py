@@ -13,6 +13,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dashboard.api.security_headers import SecurityHeadersMiddleware
 from dashboard.settings import get_settings
@@ -65,8 +66,13 @@ def build_api(asgi_app: Any) -> Starlette:
         )
         routes.append(Mount("/sandbox", app=sandbox))
     routes.append(Mount("/", app=asgi_app))
+    # Behind the reverse proxy every connection comes from it: the client's own address (the
+    # sign-in limit counts per address) and scheme come from its X-Forwarded-* headers, and
+    # only from a proxy listed in HUB_TRUSTED_PROXIES (anyone else could forge them).
+    proxies = [host.strip() for host in settings.trusted_proxies.split(",") if host.strip()]
+    forwarded = Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     headers = Middleware(SecurityHeadersMiddleware, public_url=settings.public_url or "")
-    return Starlette(routes=routes, middleware=[headers])
+    return Starlette(routes=routes, middleware=[forwarded, headers])
 
 
 def _sandbox_installed() -> bool:

@@ -9,10 +9,10 @@ The Reflex state reads it from the websocket handshake's Cookie header (``state/
 Both routes take a post only from the hub's own origin (``Origin``, else ``Referer``): a page
 elsewhere can neither sign a browser in to an attacker's account (login CSRF) nor out.
 
-Per-address limits use the connection's peer address (``request.client.host``). Behind a
-reverse proxy that is the proxy: the operator runs the server with its forwarded-headers
-option for the proxy's address (uvicorn/granian ``--forwarded-allow-ips``), which sets the
-peer from ``X-Forwarded-For``; the header is never trusted here by itself.
+Per-address limits use the client's address (``request.client.host``). Behind a reverse
+proxy, ``build_api``'s forwarded-headers middleware sets it from ``X-Forwarded-For``, but only
+for a connection from a proxy in ``HUB_TRUSTED_PROXIES``; from anyone else the header is
+ignored.
 """
 
 from __future__ import annotations

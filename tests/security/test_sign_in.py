@@ -280,3 +280,29 @@ def test_ended_windows_are_pruned_so_a_spray_of_emails_does_not_grow_the_table(
         session.commit()
         keys = {row.key for row in session.query(SignInThrottle).all()}
         assert "account:x0@example.com" not in keys and "account:x4@example.com" in keys
+
+
+async def test_behind_the_proxy_each_client_address_counts_not_the_proxy(
+    no_sandbox: None, hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy on loopback (trusted by default) names the client in X-Forwarded-For; a
+    client elsewhere cannot name an address of its choosing."""
+
+    async def attempt(peer: str, forwarded_for: str) -> None:
+        async with _client(peer) as client:
+            client.headers["X-Forwarded-For"] = forwarded_for
+            await _sign_in(client, "nobody@example.com", "wrong password")
+
+    await attempt("127.0.0.1", "203.0.113.50")  # through the proxy
+    await attempt("198.51.100.7", "203.0.113.99")  # straight in, forging the header
+    with Session(hub_db) as session:
+        keys = {row.key for row in session.query(SignInThrottle).all()}
+    assert "address:203.0.113.50" in keys and "address:127.0.0.1" not in keys
+    assert "address:198.51.100.7" in keys and "address:203.0.113.99" not in keys
+
+    monkeypatch.setenv("HUB_TRUSTED_PROXIES", "")  # no proxy: nobody's header is believed
+    reset_caches()
+    await attempt("127.0.0.1", "203.0.113.77")
+    with Session(hub_db) as session:
+        keys = {row.key for row in session.query(SignInThrottle).all()}
+    assert "address:127.0.0.1" in keys and "address:203.0.113.77" not in keys
