@@ -15,6 +15,7 @@ import uvicorn
 
 from connectors.sandbox.access import SandboxApps, new_control_token, sandbox_apps
 from connectors.sandbox.app import create_sandbox_app
+from connectors.sandbox.consent import form_fields
 from connectors.sandbox.installer import install_amazon, install_shopify
 
 # The control token of each sandbox these helpers started, by base URL.
@@ -129,6 +130,18 @@ def sandbox_process(
         _TOKENS.pop(base, None)
         process.terminate()
         process.wait(timeout=10)
+
+
+async def shopify_consent(
+    client: httpx.AsyncClient, url: str, params: dict[str, str], decision: str = "approve"
+) -> httpx.Response:
+    """The merchant's click on the sandbox's Shopify consent page at ``url``: ``decision``
+    (approve: **Install app**, or **Create store and install app** when the sandbox has no
+    store of that name)."""
+    page = await client.get(url, params=params)
+    if decision == "approve" and "Create store" in page.text:
+        decision = "create"  # the store does not exist yet: create it and install
+    return await client.post(url, data={**form_fields(page.text), "decision": decision})
 
 
 def shopify_install(base: str, shop: str, *, scopes: str = "read_products") -> str:

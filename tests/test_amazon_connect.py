@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from starlette.applications import Starlette
 
 from connectors.amazon.client import BUCKETS
+from connectors.sandbox.consent import form_fields
 from dashboard.api import build_api
 from dashboard.db import session_scope
 from dashboard.models import Credential, Integration, Order, Product
@@ -98,7 +99,8 @@ async def consent(hub: dict, token: str, seller: str = SELLER) -> str:
         page = await browser.get(location)
         assert page.status_code == 200 and "Authorize" in page.text
         answer = await browser.post(
-            location, data={"decision": "approve", "selling_partner_id": seller}
+            location,
+            data={**form_fields(page.text), "decision": "approve", "selling_partner_id": seller},
         )
     return answer.headers["location"].removeprefix(HUB)
 

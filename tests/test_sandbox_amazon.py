@@ -21,6 +21,7 @@ import pytest
 from connectors.sandbox.access import sandbox_apps
 from connectors.sandbox.amazon import spec
 from connectors.sandbox.app import create_sandbox_app
+from connectors.sandbox.consent import form_fields
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/platform-specs/amazon-sp-api"
 SELLER = "A3SANDBOXTEST"
@@ -60,15 +61,16 @@ async def amazon() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+CONSENT = "/amazon/sellercentral/na/apps/authorize/consent"
+
+
 async def consent_code(client: httpx.AsyncClient, redirect_uri: str = "http://hub/cb") -> str:
+    params = {"application_id": AMAZON_APP["app_id"], "state": "st", "redirect_uri": redirect_uri}
+    page = await client.get(CONSENT, params=params)
     response = await client.post(
-        "/amazon/sellercentral/na/apps/authorize/consent",
-        params={
-            "application_id": AMAZON_APP["app_id"],
-            "state": "st",
-            "redirect_uri": redirect_uri,
-        },
-        data={"decision": "approve", "selling_partner_id": SELLER},
+        CONSENT,
+        params=params,
+        data={**form_fields(page.text), "decision": "approve", "selling_partner_id": SELLER},
     )
     assert response.status_code == 302
     query = parse_qs(urlparse(response.headers["location"]).query)
@@ -328,6 +330,79 @@ async def test_consent_errors_md1000_and_md5101(amazon) -> None:
     )
     unregistered = await amazon.get(page, params=params)
     assert unregistered.status_code == 400 and "MD5101" in unregistered.text
+
+
+async def test_consent_lets_the_person_choose_the_seller_or_create_one(amazon) -> None:
+    params = {
+        "application_id": AMAZON_APP["app_id"],
+        "state": "st",
+        "redirect_uri": "http://hub/cb",
+    }
+    await amazon.post(
+        "/_sandbox/amazon/sellers",
+        json={"selling_partner_id": "A2SECONDSELLER", "store_name": "Second Store"},
+    )
+    page = await amazon.get(CONSENT, params=params)
+    # Every NA seller to sign in as, the first one chosen.
+    choices = re.findall(r'name="selling_partner_id" value="(\w+)"( checked)?', page.text)
+    assert choices == [(SELLER, " checked"), ("A2SECONDSELLER", "")]
+    assert "Second Store" in page.text
+    fields = form_fields(page.text)
+    second = await amazon.post(
+        CONSENT, params=params,
+        data={**fields, "decision": "approve", "selling_partner_id": "A2SECONDSELLER"},
+    )  # fmt: skip
+    assert second.status_code == 302
+    assert parse_qs(urlparse(second.headers["location"]).query)["selling_partner_id"] == [
+        "A2SECONDSELLER"
+    ]
+
+    created = await amazon.post(
+        CONSENT, params=params, data={**fields, "decision": "create", "store_name": " Trail  Co "}
+    )
+    assert created.status_code == 200
+    new_id = re.search(r'value="(\w+)" checked', created.text).group(1)
+    assert re.fullmatch(r"A[A-Z0-9]{13}", new_id) and "Trail Co" in created.text
+    confirmed = await amazon.post(
+        CONSENT, params=params,
+        data={**form_fields(created.text), "decision": "approve", "selling_partner_id": new_id},
+    )  # fmt: skip
+    assert confirmed.headers["location"].startswith("http://hub/cb?")
+    assert parse_qs(urlparse(confirmed.headers["location"]).query)["selling_partner_id"] == [new_id]
+    truth = (await amazon.get(f"/_sandbox/amazon/sellers/{new_id}/truth")).json()["streams"]
+    assert 0 < truth["listings"]["count"] <= 40  # a small catalog of its own
+
+    nameless = await amazon.post(
+        CONSENT, params=params, data={**fields, "decision": "create", "store_name": "  "}
+    )
+    assert nameless.status_code == 400 and "Enter a store name" in nameless.text
+
+
+async def test_consent_forms_answer_their_own_authorization_only(amazon) -> None:
+    """Another site cannot post the form (it cannot read the page's token), and a form filled
+    for one authorization request does not answer another: nothing is created or approved."""
+    params = {
+        "application_id": AMAZON_APP["app_id"],
+        "state": "st",
+        "redirect_uri": "http://hub/cb",
+    }
+    fields = form_fields((await amazon.get(CONSENT, params=params)).text)
+    attempts = [
+        (params, {"decision": "create", "store_name": "Forged"}),
+        (params, {"decision": "approve", "selling_partner_id": SELLER}),
+        (params | {"state": "other"}, {**fields, "decision": "create", "store_name": "Forged"}),
+        (params | {"state": "other"}, {**fields, "decision": "approve"}),
+    ]
+    for query, form in attempts:
+        refused = await amazon.post(CONSENT, params=query, data=form)
+        assert refused.status_code == 403 and "location" not in refused.headers
+        assert "Forged" not in (await amazon.get(CONSENT, params=params)).text
+    # The redirect still goes to registered redirect URIs only, token or not.
+    stranger = params | {"redirect_uri": "https://evil.example/cb"}
+    refused = await amazon.post(
+        CONSENT, params=stranger, data={**fields, "decision": "create", "store_name": "Forged"}
+    )
+    assert refused.status_code == 400 and "MD5101" in refused.text
 
 
 async def test_faults_are_injected_per_seller(amazon) -> None:

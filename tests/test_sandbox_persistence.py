@@ -19,6 +19,7 @@ from connectors.sandbox.access import sandbox_apps
 from connectors.sandbox.app import create_sandbox_app
 from connectors.sandbox.installer import install_amazon, install_shopify
 from tests.sandbox_server import running_sandbox
+from tests.test_sandbox_shopify import consent
 
 SHOP = "kept.myshopify.com"
 GONE = "uninstalled.myshopify.com"
@@ -264,14 +265,14 @@ def _client(app: Any) -> httpx.AsyncClient:
 
 
 async def _install(c: httpx.AsyncClient, shop: str, **token_params: str) -> dict[str, Any]:
-    approved = await c.post(
-        f"/shopify/{shop}/admin/oauth/authorize",
-        data={
+    approved = await consent(
+        c,
+        shop,
+        {
             "client_id": SHOPIFY_APP["client_id"],
             "scope": "read_products",
             "redirect_uri": "http://hub.invalid/callback",
             "state": "s",
-            "decision": "approve",
         },
     )
     code = httpx.URL(approved.headers["location"]).params["code"]

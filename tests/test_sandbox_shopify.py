@@ -16,9 +16,11 @@ from graphql import parse, validate
 
 from connectors.sandbox.access import sandbox_apps
 from connectors.sandbox.app import create_sandbox_app
+from connectors.sandbox.consent import form_fields
 from connectors.sandbox.core import FaultConfig, FaultInjector, checksum
 from connectors.sandbox.shopify.graphql_api import SCHEMA_PATH, admin_schema, document_cost
 from connectors.sandbox.shopify.webhooks_api import sign
+from tests.sandbox_server import shopify_consent
 
 SHOP = "acme.myshopify.com"
 TOKEN = "test-control-token"
@@ -51,15 +53,21 @@ def client(app) -> httpx.AsyncClient:
     )
 
 
+async def consent(
+    c: httpx.AsyncClient, shop: str, params: dict[str, str], decision: str = "approve"
+) -> httpx.Response:
+    return await shopify_consent(c, f"/shopify/{shop}/admin/oauth/authorize", params, decision)
+
+
 async def install(c: httpx.AsyncClient, shop: str = SHOP, **token_params: str) -> str:
-    r = await c.post(
-        f"/shopify/{shop}/admin/oauth/authorize",
-        data={
+    r = await consent(
+        c,
+        shop,
+        {
             "client_id": CLIENT["client_id"],
             "scope": "read_products,read_orders",
             "redirect_uri": "http://hub/api/oauth/shopify/callback",
             "state": "st",
-            "decision": "approve",
         },
     )
     code = parse_qs(urlparse(r.headers["location"]).query)["code"][0]
@@ -97,14 +105,14 @@ async def test_oauth_redirect_is_signed_and_codes_are_single_use() -> None:
             },
         )
         assert page.status_code == 200 and "read_products" in page.text
-        r = await c.post(
-            f"/shopify/{SHOP}/admin/oauth/authorize",
-            data={
+        r = await consent(
+            c,
+            SHOP,
+            {
                 "client_id": CLIENT["client_id"],
                 "scope": "read_products",
                 "redirect_uri": "http://hub/cb",
                 "state": "xyz",
-                "decision": "approve",
             },
         )
         query = {k: v[0] for k, v in parse_qs(urlparse(r.headers["location"]).query).items()}
@@ -130,17 +138,49 @@ async def test_oauth_redirect_is_signed_and_codes_are_single_use() -> None:
         assert wrong_secret.json()["error"] == "invalid_client"
 
 
+async def test_consent_on_a_shop_that_does_not_exist_offers_to_create_it() -> None:
+    app = sandbox_app(seed=1)
+    new_shop = "brand-new.myshopify.com"
+    url = f"/shopify/{new_shop}/admin/oauth/authorize"
+    params = {"client_id": CLIENT["client_id"], "scope": "read_products",
+              "redirect_uri": "http://hub/cb", "state": "st"}  # fmt: skip
+    async with client(app) as c:
+        page = await c.get(url, params=params)
+        assert page.status_code == 200 and f"no store at <strong>{new_shop}" in page.text
+        assert "Create store and install app" in page.text and ">Install app<" not in page.text
+        # Looking is not creating.
+        assert (await c.get(f"/_sandbox/shopify/shops/{new_shop}/truth")).status_code == 404
+        fields = form_fields(page.text)
+        # Approving a store that does not exist is refused, token or not.
+        missing = await c.post(url, data={**fields, "decision": "approve"})
+        assert missing.status_code == 404 and "no store at this address" in missing.text
+        # A form from elsewhere (no token, or another request's) creates nothing.
+        for forged in ({**params, "decision": "create"},
+                       {**fields, "state": "other", "decision": "create"}):  # fmt: skip
+            refused = await c.post(url, data=forged)
+            assert refused.status_code == 403 and "location" not in refused.headers
+        assert (await c.get(f"/_sandbox/shopify/shops/{new_shop}/truth")).status_code == 404
+        created = await c.post(url, data={**fields, "decision": "create"})
+        assert created.status_code == 302
+        assert created.headers["location"].startswith("http://hub/cb?")
+        truth = (await c.get(f"/_sandbox/shopify/shops/{new_shop}/truth")).json()
+        assert truth["streams"]["products"]["count"] == 50  # a small store
+        # From now on the store exists: its owner is asked to install, nothing else.
+        again = await c.get(url, params=params)
+        assert ">Install app<" in again.text and "Create store" not in again.text
+
+
 async def test_codes_expire_on_the_platform_clock() -> None:
     app = sandbox_app(seed=1, time_scale=1000)  # 60 s of code life = 60 ms
     async with client(app) as c:
-        r = await c.post(
-            f"/shopify/{SHOP}/admin/oauth/authorize",
-            data={
+        r = await consent(
+            c,
+            SHOP,
+            {
                 "client_id": CLIENT["client_id"],
                 "scope": "read_products",
                 "redirect_uri": "http://hub/cb",
                 "state": "s",
-                "decision": "approve",
             },
         )
         code = parse_qs(urlparse(r.headers["location"]).query)["code"][0]
@@ -156,14 +196,14 @@ async def test_codes_expire_on_the_platform_clock() -> None:
 async def test_expiring_tokens_refresh_and_revocation_is_401() -> None:
     app = sandbox_app(seed=1)
     async with client(app) as c:
-        r = await c.post(
-            f"/shopify/{SHOP}/admin/oauth/authorize",
-            data={
+        r = await consent(
+            c,
+            SHOP,
+            {
                 "client_id": CLIENT["client_id"],
                 "scope": "read_products",
                 "redirect_uri": "http://hub/cb",
                 "state": "s",
-                "decision": "approve",
             },
         )
         code = parse_qs(urlparse(r.headers["location"]).query)["code"][0]

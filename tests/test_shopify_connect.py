@@ -18,6 +18,7 @@ import pytest
 from sqlmodel import Session, select
 from starlette.applications import Starlette
 
+from connectors.sandbox.consent import form_fields
 from connectors.shopify.client import _throttles
 from dashboard.api import build_api
 from dashboard.db import session_scope
@@ -92,7 +93,8 @@ async def approve(hub: dict, token: str) -> str:
         consent = await browser.get(start.headers["location"])
         assert "read_products" in consent.text
         answer = await browser.post(
-            start.headers["location"].split("?")[0], data={**params, "decision": "approve"}
+            start.headers["location"].split("?")[0],
+            data={**form_fields(consent.text), "decision": "approve"},
         )
     return answer.headers["location"].removeprefix(HUB)
 

@@ -91,8 +91,18 @@ def create_sandbox_app(
         Mount("/_sandbox", app=ControlTokenRequired(Router(routes=control), token)),
     ]
 
+    running = False
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        """The sandbox's background work: the demo's changes (with their webhooks) while it
+        runs, the state file's last write when it stops. A host that mounts the sandbox runs
+        it through ``background`` (a Mount never runs it); once at a time."""
+        nonlocal running
+        if running:
+            yield
+            return
+        running = True
         stop = asyncio.Event()
         tasks = []
         if demo:
@@ -104,6 +114,8 @@ def create_sandbox_app(
             stop.set()
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            running = False
             if state.state_file is not None:
                 await state.state_file.flush()
 
@@ -112,6 +124,31 @@ def create_sandbox_app(
     app.state.control_token = token
     app.state.apps = apps
     return app
+
+
+@contextlib.asynccontextmanager
+async def background(app: Starlette) -> AsyncIterator[None]:
+    """The background work of a sandbox app (``create_sandbox_app``) as its own lifespan
+    runs it standalone. A Starlette ``Mount`` never runs a mounted app's lifespan: a host that
+    mounts the sandbox enters this in its own lifespan (the hub: ``demo_lifespan``)."""
+    async with app.router.lifespan_context(app):
+        yield
+
+
+def mounted_sandboxes(app: Any) -> list[Starlette]:
+    """The sandbox apps mounted in ``app``, at any depth of its ``Mount``s."""
+    found: list[Starlette] = []
+    for route in getattr(app, "routes", []):
+        if not isinstance(route, Mount):
+            continue
+        mounted = route.app
+        if isinstance(mounted, Starlette) and isinstance(
+            getattr(mounted.state, "sandbox", None), SandboxState
+        ):
+            found.append(mounted)
+        else:
+            found.extend(mounted_sandboxes(route))
+    return found
 
 
 def _union(kept: Sequence[str], added: Sequence[str]) -> list[str]:

@@ -17,12 +17,20 @@ import httpx
 
 from connectors.sandbox.access import SandboxApps
 from connectors.sandbox.app import DEFAULT_REDIRECT_URI
+from connectors.sandbox.consent import form_fields
 
 
 def _redirect_params(response: httpx.Response) -> dict[str, str]:
     if response.status_code != 302:
         raise RuntimeError(f"the sandbox refused the approval ({response.status_code})")
     return {k: v[0] for k, v in parse_qs(urlparse(response.headers["location"]).query).items()}
+
+
+def _consent_fields(page: httpx.Response) -> dict[str, str]:
+    """The hidden fields a click on the consent page posts (its consent token among them)."""
+    if page.status_code != 200:
+        raise RuntimeError(f"the sandbox refused the consent page ({page.status_code})")
+    return form_fields(page.text)
 
 
 def install_shopify(
@@ -34,17 +42,21 @@ def install_shopify(
     expiring: bool = False,
     redirect_uri: str = DEFAULT_REDIRECT_URI,
 ) -> dict[str, Any]:
-    """Approve the sandbox app on ``shop``; returns the token endpoint's answer."""
-    approved = client.post(
-        f"/shopify/{shop}/admin/oauth/authorize",
-        data={
+    """Approve the sandbox app on ``shop`` (creating the shop, as its consent page offers,
+    when the sandbox has none of that name); returns the token endpoint's answer."""
+    url = f"/shopify/{shop}/admin/oauth/authorize"
+    page = client.get(
+        url,
+        params={
             "client_id": apps.shopify_client_id,
             "scope": scopes,
             "redirect_uri": redirect_uri,
             "state": "installer",
-            "decision": "approve",
         },
     )
+    # "Create store and install app" when the sandbox has no store of that name yet.
+    decision = "create" if "value='create'" in page.text else "approve"
+    approved = client.post(url, data={**_consent_fields(page), "decision": decision})
     body = {
         "client_id": apps.shopify_client_id,
         "client_secret": apps.shopify_client_secret,
@@ -65,15 +77,19 @@ def install_amazon(
     *,
     redirect_uri: str = DEFAULT_REDIRECT_URI,
 ) -> str:
-    """Authorize the sandbox app for ``seller``; returns its refresh token."""
+    """Authorize the sandbox app for ``seller`` (chosen on the consent page); returns its
+    refresh token."""
+    url = f"/amazon/sellercentral/{region}/apps/authorize/consent"
+    params = {
+        "application_id": apps.amazon_app_id,
+        "state": "installer",
+        "redirect_uri": redirect_uri,
+    }
+    fields = _consent_fields(client.get(url, params=params))
     approved = client.post(
-        f"/amazon/sellercentral/{region}/apps/authorize/consent",
-        params={
-            "application_id": apps.amazon_app_id,
-            "state": "installer",
-            "redirect_uri": redirect_uri,
-        },
-        data={"decision": "approve", "selling_partner_id": seller},
+        url,
+        params=params,
+        data={**fields, "decision": "approve", "selling_partner_id": seller},
     )
     token = client.post(
         "/amazon/lwa/auth/o2/token",

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlmodel import Session, select
@@ -21,6 +22,7 @@ from sqlmodel import Session, select
 from connectors.amazon.connector import AmazonConnector
 from connectors.base import IntegrationRef, StoredCredential
 from connectors.sandbox.access import sandbox_apps
+from connectors.sandbox.app import background, mounted_sandboxes
 from connectors.sandbox.installer import install_amazon, install_shopify
 from connectors.shopify.auth import token_credentials
 from connectors.shopify.connector import ShopifyConnector
@@ -188,10 +190,18 @@ async def seed_demo_integrations() -> int:
 
 
 @contextlib.asynccontextmanager
-async def demo_lifespan() -> AsyncIterator[None]:
-    """Lifespan task: seed after start-up, since the sandbox answers once the server listens."""
-    task = asyncio.get_running_loop().create_task(seed_demo_integrations())
-    try:
-        yield
-    finally:
-        task.cancel()
+async def demo_lifespan(starlette_app: Any = None) -> AsyncIterator[None]:
+    """Lifespan task (Reflex passes the served app as ``starlette_app``): the background work
+    of the sandbox mounted at /sandbox, which its own lifespan would run standalone but a
+    Mount never runs (the demo shops' changes and their webhooks; the state file's last
+    write), then the demo integrations, seeded after start-up since the sandbox answers once
+    the server listens. Registered after ``hub_lifespan``: the sandbox's changes start once
+    the engine that applies their webhooks runs, and stop before it stops."""
+    async with contextlib.AsyncExitStack() as stack:
+        for sandbox in mounted_sandboxes(starlette_app):
+            await stack.enter_async_context(background(sandbox))
+        task = asyncio.get_running_loop().create_task(seed_demo_integrations())
+        try:
+            yield
+        finally:
+            task.cancel()

@@ -1,12 +1,13 @@
 """A manager sets up an Amazon integration (region, marketplaces) and a connect link; the
-seller approves on the sandbox's Seller Central consent page on a phone; the integration
-connects with the seller's id and its first orders sync."""
+seller creates a new seller account on the sandbox's Seller Central consent page on a phone
+and approves as it; the integration connects with that seller's id and its orders sync."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import Hub, screenshot, sign_in
 
@@ -38,7 +39,17 @@ def test_manager_links_seller_connects_and_orders_sync(hub: Hub, browser) -> Non
     phone.get_by_role("button", name="Approve").click()
     phone.get_by_role("heading", name=re.compile("Authorize")).wait_for(timeout=TIMEOUT)
     screenshot(phone, "amazon-consent")
-    phone.get_by_role("button", name="Confirm").click()  # the sandbox's Seller Central
+    # The sandbox's Seller Central: the region's sellers to sign in as, or a new one.
+    expect(phone.get_by_role("radio").first).to_be_checked()
+    phone.get_by_label("Store name").fill("Trail Outfitters")
+    phone.get_by_role("button", name="Create seller").click()
+    phone.get_by_text("Created Trail Outfitters").wait_for(timeout=TIMEOUT)
+    created = phone.get_by_role("radio", name=re.compile("Trail Outfitters"))
+    expect(created).to_be_checked()
+    new_seller = re.search(r"A[A-Z0-9]{13}", created.get_attribute("value") or "")
+    assert new_seller, created.get_attribute("value")
+    screenshot(phone, "amazon-consent-new-seller")
+    phone.get_by_role("button", name="Confirm").click()
     phone.get_by_role("heading", name="Connected").wait_for(timeout=TIMEOUT)
     assert "Atz" not in phone.content()
     seller.close()
@@ -47,7 +58,7 @@ def test_manager_links_seller_connects_and_orders_sync(hub: Hub, browser) -> Non
     page.get_by_role("tab", name="Runs").click()
     page.get_by_text("succeeded").first.wait_for(timeout=60_000)
     page.get_by_role("tab", name="Status").click()
-    page.get_by_text(re.compile(r"\bA[0-9A-F]{12}\b")).first.wait_for(timeout=TIMEOUT)
+    page.get_by_text(new_seller.group(0)).first.wait_for(timeout=TIMEOUT)  # the one chosen
     screenshot(page, "amazon-integration")
     assert "Atzr|" not in page.content()
     manager.close()

@@ -15,9 +15,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from connectors.sandbox.consent import form_fields
 from dashboard.api import build_api
 from dashboard.settings import SettingsError, get_settings, load_settings
 from tests.conftest import reset_caches
+from tests.sandbox_server import shopify_consent
 
 HUB = "http://localhost:3000"
 SHOP = "victim.myshopify.com"
@@ -96,9 +98,10 @@ async def test_shopify_consent_never_redirects_to_a_foreign_redirect_uri(
     assert answer.status_code == 400 and "location" not in answer.headers
     assert "redirect_uri is not whitelisted" in answer.text
     assert "evil.example" not in answer.text  # no form that would post it back either
-    # The hub's own callback still gets its code.
+    # The hub's own callback still gets its code, from the consent page's form.
     params["redirect_uri"] = f"{HUB}/api/oauth/shopify/callback"
-    approved = await make_run_hub.post(url, data=params)
+    params.pop("decision")
+    approved = await shopify_consent(make_run_hub, url, params)
     assert approved.status_code == 302
     assert approved.headers["location"].startswith(f"{HUB}/api/oauth/shopify/callback?code=")
 
@@ -113,7 +116,8 @@ async def test_amazon_consent_never_redirects_to_a_foreign_redirect_uri(
     assert answer.status_code == 400 and "location" not in answer.headers
     assert "MD5101" in answer.text
     query["redirect_uri"] = f"{HUB}/api/oauth/amazon/callback"
-    approved = await make_run_hub.post(f"{page}?{urlencode(query)}", data=approve)
+    form = form_fields((await make_run_hub.get(f"{page}?{urlencode(query)}")).text)
+    approved = await make_run_hub.post(f"{page}?{urlencode(query)}", data={**form, **approve})
     assert approved.status_code == 302
     assert approved.headers["location"].startswith(f"{HUB}/api/oauth/amazon/callback?")
 
@@ -125,15 +129,13 @@ async def test_the_published_sandbox_secret_opens_nothing(
     settings = get_settings()
     assert settings.shopify_client_secret != "sandbox-shopify-client-secret"
     assert settings.amazon_client_secret != "sandbox-amazon-client-secret"
-    approved = await make_run_hub.post(
-        f"/sandbox/shopify/{SHOP}/admin/oauth/authorize",
-        data={
-            "client_id": settings.shopify_client_id,
-            "scope": "read_products",
-            "redirect_uri": f"{HUB}/api/oauth/shopify/callback",
-            "decision": "approve",
-        },
-    )
+    authorize = f"/sandbox/shopify/{SHOP}/admin/oauth/authorize"
+    params = {
+        "client_id": settings.shopify_client_id,
+        "scope": "read_products",
+        "redirect_uri": f"{HUB}/api/oauth/shopify/callback",
+    }
+    approved = await shopify_consent(make_run_hub, authorize, params)
     code = httpx.URL(approved.headers["location"]).params["code"]
     stolen = await make_run_hub.post(
         f"/sandbox/shopify/{SHOP}/admin/oauth/access_token",

@@ -4,6 +4,7 @@ profile."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,6 +15,8 @@ from connectors.sandbox.amazon.sandbox import (
     DEMO_SIZES,
     AmazonSandbox,
 )
+
+log = logging.getLogger("sandbox.amazon.demo")
 
 # --- control API ----------------------------------------------------------------------------
 
@@ -150,11 +153,25 @@ def seed_demo(sandbox: AmazonSandbox) -> None:
         )
 
 
-async def run_demo_changes(sandbox: AmazonSandbox, stop: asyncio.Event) -> None:
-    """A new order now and then and a few updates, so the dashboard shows activity."""
-    while not stop.is_set():
+# Real seconds between two rounds of demo changes (Amazon sends the hub no webhooks: its
+# scheduled syncs pick them up).
+DEMO_EVERY = 10.0
+
+
+async def run_demo_changes(
+    sandbox: AmazonSandbox, stop: asyncio.Event, every: float = DEMO_EVERY
+) -> None:
+    """A new order and two listing updates for the demo seller every ``every`` seconds, so
+    the dashboard shows activity."""
+    while True:
         try:
-            await asyncio.wait_for(stop.wait(), timeout=30)
+            await asyncio.wait_for(stop.wait(), timeout=every)
+            return
         except TimeoutError:
-            if DEMO_SELLER in sandbox.sellers:
-                sandbox.mutate(DEMO_SELLER, updates=2, new_orders=1)
+            pass
+        if DEMO_SELLER not in sandbox.sellers:
+            continue
+        try:
+            sandbox.mutate(DEMO_SELLER, updates=2, new_orders=1)
+        except Exception:  # one bad round must not end the demo
+            log.exception("demo changes for %s failed", DEMO_SELLER)

@@ -4,6 +4,8 @@ and the Seller Central consent page (``{BASE}/amazon/sellercentral/{region}``)."
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -20,6 +22,7 @@ from connectors.sandbox.amazon.sandbox import (
     AmazonSandbox,
     Grant,
 )
+from connectors.sandbox.consent import TOKEN_FIELD, consent_token, hidden_fields, token_matches
 
 # --- Login with Amazon and Seller Central consent -------------------------------------------
 
@@ -73,15 +76,27 @@ CONSENT_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Authorize {app} - Seller Central (sandbox)</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:2rem auto;padding:0 1rem}}
 button{{font-size:1rem;padding:.6rem 1.2rem;margin-right:.5rem}}.box{{border:1px solid #ccc;
-border-radius:8px;padding:1rem}}</style></head><body>
+border-radius:8px;padding:1rem;margin-bottom:1rem}}fieldset{{border:0;padding:0;margin:0 0 1rem}}
+label{{display:block;padding:.3rem 0}}input[type=text]{{font-size:1rem;padding:.4rem;width:100%;
+box-sizing:border-box;margin:.3rem 0 .6rem}}.note{{color:#067d62}}.error{{color:#b12704}}</style>
+</head><body>
 <p><small>Amazon Seller Central &middot; sandbox &middot; region {region}</small></p>
-<div class="box"><h1>Authorize {app}</h1>
-<p>Signed in as <strong>{store}</strong> (selling partner {seller}).</p>
+<div class="box"><h1>Authorize {app}</h1>{notice}
 <p>{app} asks to access your selling partner data in this region through the Selling
 Partner API: orders, listings, reports and FBA inventory.</p>
-<form method="post"><input type="hidden" name="selling_partner_id" value="{seller}">
+<form method="post">{hidden}<fieldset><legend>Sign in as</legend>{sellers}</fieldset>
 <button name="decision" value="approve" type="submit">Confirm</button>
-<button name="decision" value="deny" type="submit">Cancel</button></form></div></body></html>"""
+<button name="decision" value="deny" type="submit">Cancel</button></form></div>
+<div class="box"><h2>Or create a new seller account</h2>
+<p>A new seller in region {region} with a small catalog (sandbox only).</p>
+<form method="post">{hidden}<label>Store name
+<input type="text" name="store_name" required maxlength="{name_max}"></label>
+<button name="decision" value="create" type="submit">Create seller</button></form></div>
+</body></html>"""
+# A seller made on the consent page: a small catalog, enough to see every stream sync.
+NEW_SELLER_SIZES: dict[str, Any] = {"orders": 60, "listings": 40, "fba_items": 20}
+STORE_NAME_MAX = 80
+CHECKED = " checked"
 
 
 def _consent_error(code: str, message: str) -> Response:
@@ -91,6 +106,41 @@ def _consent_error(code: str, message: str) -> Response:
         f"</strong></p><p>{html.escape(message)}</p></body></html>",
         status_code=400,
     )
+
+
+def _consent_page(
+    sandbox: AmazonSandbox,
+    region: str,
+    token: str,
+    chosen: str,
+    notice: str = "",
+    status: int = 200,
+) -> Response:
+    """The consent page: the region's sellers to sign in as (``chosen`` checked), Confirm
+    and Cancel, and a form to create a new seller; every form carries ``token``."""
+    sellers = "".join(
+        f'<label><input type="radio" name="selling_partner_id" '
+        f'value="{html.escape(seller.seller_id)}"{CHECKED if seller.seller_id == chosen else ""}>'
+        f" <strong>{html.escape(seller.store_name)}</strong> "
+        f"<small>(selling partner {html.escape(seller.seller_id)})</small></label>"
+        for seller in sandbox.sellers.values()
+        if seller.region == region
+    )
+    page = CONSENT_PAGE.format(
+        app="Connector Hub",
+        region=region.upper(),
+        hidden=hidden_fields({TOKEN_FIELD: token}),
+        sellers=sellers,
+        notice=notice,
+        name_max=STORE_NAME_MAX,
+    )
+    return HTMLResponse(page, status_code=status)
+
+
+def _request_parts(region: str, params: Mapping[str, str], redirect_uri: str) -> list[str]:
+    """What the consent form is bound to: this region, app, redirect URI and state."""
+    return ["amazon", region, params.get("application_id", ""), redirect_uri,
+            params.get("state", "")]  # fmt: skip
 
 
 async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
@@ -112,20 +162,37 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
         return _consent_error(
             "MD5101", "The redirect URI is not one of the application's registered redirect URIs."
         )
-    seller = sandbox.default_seller(region)
+    parts = _request_parts(region, params, redirect_uri)
+    token = consent_token(sandbox.app.client_secret, parts)
+    first = sandbox.default_seller(region)  # the region's first seller, made on first use
     if request.method == "GET":
-        page = CONSENT_PAGE.format(
-            app="Connector Hub",
-            region=region.upper(),
-            store=html.escape(seller.store_name),
-            seller=html.escape(seller.seller_id),
-        )
-        return HTMLResponse(page)
+        return _consent_page(sandbox, region, token, first.seller_id)
     form = await request.form()
-    seller_id = str(form.get("selling_partner_id") or seller.seller_id)
+    if not token_matches(form.get(TOKEN_FIELD), sandbox.app.client_secret, parts):
+        return HTMLResponse(
+            "<!doctype html><html lang='en'><meta charset='utf-8'><title>Session expired</title>"
+            "<body><h1>This page has expired</h1><p>The form does not belong to this "
+            "authorization request. Start again from the application.</p></body></html>",
+            status_code=403,
+        )
+    decision = form.get("decision")
+    if decision == "create":
+        name = " ".join(str(form.get("store_name") or "").split())
+        if not 0 < len(name) <= STORE_NAME_MAX:
+            notice = f'<p class="error">Enter a store name of 1 to {STORE_NAME_MAX} characters.</p>'
+            return _consent_page(sandbox, region, token, first.seller_id, notice, status=400)
+        seller = sandbox.create_seller(
+            sandbox.new_seller_id(), region, None, store_name=name, **NEW_SELLER_SIZES
+        )
+        notice = (
+            f'<p class="note">Created <strong>{html.escape(seller.store_name)}</strong> '
+            f"(selling partner {html.escape(seller.seller_id)}). Confirm to sign in as it.</p>"
+        )
+        return _consent_page(sandbox, region, token, seller.seller_id, notice)
+    seller_id = str(form.get("selling_partner_id") or first.seller_id)
     if seller_id not in sandbox.sellers or sandbox.sellers[seller_id].region != region:
         return _consent_error("MD9100", "Unknown selling partner for this region.")
-    if form.get("decision") != "approve":
+    if decision != "approve":
         return HTMLResponse(
             "<!doctype html><html lang='en'><meta charset='utf-8'><title>Not authorized</title>"
             "<body><h1>You did not authorize the application</h1><p>You can close this page."

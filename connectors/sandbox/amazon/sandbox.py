@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import string
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -149,6 +150,14 @@ class AmazonSandbox:
             "A" + hashlib.sha256(f"{self.state.seed}:{region}".encode()).hexdigest()[:12].upper()
         )
         return self.create_seller(seller_id, region)
+
+    def new_seller_id(self) -> str:
+        """A new merchant token in Amazon's format: "A" and 13 capital letters and digits."""
+        alphabet = string.ascii_uppercase + string.digits
+        while True:
+            seller_id = "A" + "".join(secrets.choice(alphabet) for _ in range(13))
+            if seller_id not in self.sellers:
+                return seller_id
 
     def truth(self, seller_id: str) -> dict[str, dict[str, Any]]:
         seller = self.sellers[seller_id]

@@ -4,6 +4,8 @@ profile: what tests, benchmarks and ``make run`` drive it with."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +16,8 @@ from starlette.routing import BaseRoute, Route
 from connectors.sandbox.shopify import bulk
 from connectors.sandbox.shopify.data import iso
 from connectors.sandbox.shopify.sandbox import DEMO_SHOPS, SHOP_PATTERN, ShopifySandbox
+
+log = logging.getLogger("sandbox.shopify.demo")
 
 # --- HTTP: control API ---------------------------------------------------------------------------
 
@@ -189,12 +193,29 @@ def seed_demo(sandbox: ShopifySandbox) -> None:
             sandbox.create_shop(shop, **sizes)
 
 
-async def run_demo_changes(sandbox: ShopifySandbox, stop: asyncio.Event) -> None:
-    """A slow stream of changes so the dashboard shows live activity."""
-    while not stop.is_set():
-        for shop in DEMO_SHOPS:
-            await sandbox.mutate(shop, updates=3, new_orders=1)
+# Real seconds between two rounds of demo changes (not platform seconds: a sped-up clock
+# would flood the hub with webhooks). Each round changes one demo shop, in turn.
+DEMO_EVERY = 5.0
+
+
+async def run_demo_changes(
+    sandbox: ShopifySandbox, stop: asyncio.Event, every: float = DEMO_EVERY
+) -> None:
+    """A slow stream of changes so the dashboard shows live activity: every ``every``
+    seconds, 2 product edits and a new order in the next demo shop, each with its webhook to
+    the shop's subscribers. The first round waits ``every`` too: inside the hub the webhooks'
+    target starts listening only once the start-up is over."""
+    shops = itertools.cycle(DEMO_SHOPS)
+    while True:
         try:
-            await asyncio.wait_for(stop.wait(), timeout=20)
+            await asyncio.wait_for(stop.wait(), timeout=every)
+            return
         except TimeoutError:
+            pass
+        shop = next(shops)
+        if shop not in sandbox.shops:
             continue
+        try:
+            await sandbox.mutate(shop, updates=2, new_orders=1)
+        except Exception:  # one bad round must not end the demo
+            log.exception("demo changes in %s failed", shop)

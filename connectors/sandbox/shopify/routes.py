@@ -22,6 +22,7 @@ from starlette.responses import (
 )
 from starlette.routing import BaseRoute, Route
 
+from connectors.sandbox.consent import TOKEN_FIELD, consent_token, hidden_fields, token_matches
 from connectors.sandbox.shopify import bulk
 from connectors.sandbox.shopify.graphql_api import API_VERSION, admin_schema, run_query
 from connectors.sandbox.shopify.sandbox import (
@@ -53,8 +54,10 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
     async def authorize(request: Request) -> Response:
         shop = request.path_params["shop"]
         params = dict(request.query_params)
+        form: dict[str, str] = {}
         if request.method == "POST":
-            params.update({k: str(v) for k, v in (await request.form()).items()})
+            form = {k: str(v) for k, v in (await request.form()).items()}
+            params.update(form)
         if params.get("client_id") != sandbox.client_id:
             return _page("Unknown app", "<p>The client_id does not belong to an app.</p>", 400)
         redirect_uri = params.get("redirect_uri", "")
@@ -68,22 +71,48 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
                 400,
             )
         scopes = params.get("scope", "")
-        sandbox.shop(shop)
-        if request.method == "GET":
-            hidden = "".join(
-                f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v)}'>"
-                for k, v in params.items()
-                if k != "decision"
+        # The forms answer this authorization request only (connectors/sandbox/consent.py).
+        bound = ["shopify", shop, sandbox.client_id, redirect_uri, params.get("state", ""), scopes]
+        token = consent_token(sandbox.client_secret, bound)
+        request_fields = {k: v for k, v in params.items() if k not in ("decision", TOKEN_FIELD)}
+        hidden = hidden_fields({**request_fields, TOKEN_FIELD: token})
+        if request.method == "POST" and not token_matches(
+            form.get(TOKEN_FIELD), sandbox.client_secret, bound
+        ):
+            return _page(
+                "This page has expired",
+                "<p>The form does not belong to this installation request. Start again from "
+                "the app.</p>",
+                403,
             )
+        decision = form.get("decision")  # a click: only ever posted
+        if request.method == "GET":
             items = "".join(f"<li>{html.escape(s)}</li>" for s in scopes.split(",") if s)
+            if shop in sandbox.shops:
+                who = f"<p>Logged in as the owner of <strong>{html.escape(shop)}</strong>.</p>"
+                install = "<button name='decision' value='approve'>Install app</button>"
+            else:
+                # On Shopify the merchant logs in to a store that exists; in the sandbox any
+                # myshopify.com name can become one, on the merchant's say-so.
+                who = (
+                    f"<p>There is no store at <strong>{html.escape(shop)}</strong> in this "
+                    "sandbox yet. On Shopify you would log in to your store; here you can "
+                    "create it, with a small generated catalog, orders and customers.</p>"
+                )
+                install = (
+                    "<button name='decision' value='create'>Create store and install app</button>"
+                )
             return _page(
                 f"Install app on {shop}?",
-                f"<p>The app asks for these permissions:</p><ul>{items}</ul>"
-                f"<form method='post'>{hidden}"
-                "<button name='decision' value='approve'>Install app</button>"
+                f"{who}<p>The app asks for these permissions:</p><ul>{items}</ul>"
+                f"<form method='post'>{hidden}{install}"
                 "<button name='decision' value='deny'>Cancel</button></form>",
             )
-        if params.get("decision") != "approve":
+        if decision == "create" and shop not in sandbox.shops:
+            sandbox.create_shop(shop)  # small: ShopData's default sizes
+        elif decision in ("approve", "create") and shop not in sandbox.shops:
+            return _page("There's no store at this address", f"<p>{html.escape(shop)}</p>", 404)
+        if decision not in ("approve", "create"):
             return _page("Installation cancelled", "<p>The app was not installed.</p>")
         code = sandbox.install(shop, scopes)
         back = {

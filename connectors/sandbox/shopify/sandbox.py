@@ -96,12 +96,6 @@ class ShopifySandbox:
         self.state.remember()
         return data
 
-    def shop(self, shop: str) -> ShopData:
-        """The shop, created small on first use so any myshopify domain can be tried."""
-        if shop not in self.shops:
-            self.create_shop(shop)
-        return self.shops[shop]
-
     def charge(self, shop: str, cost: int) -> bool:
         bucket = self.buckets[shop]
         bucket.refill(self.state.clock.monotonic())
