@@ -9,6 +9,7 @@ from dashboard.components.common import submit_button
 from dashboard.db import in_session
 from dashboard.services import auth as auth_service
 from dashboard.state.auth import AuthState
+from dashboard.state.guard import public
 
 
 class LoginState(AuthState):
@@ -16,6 +17,7 @@ class LoginState(AuthState):
     signing_in: bool = False
 
     @rx.event
+    @public("it is how a session starts")
     async def sign_in(self, form: dict[str, str]):
         email = (form.get("email") or "").strip()
         password = form.get("password") or ""
@@ -38,6 +40,7 @@ class LoginState(AuthState):
         return rx.redirect(routes.OVERVIEW)
 
     @rx.event
+    @public("it only redirects a tab that is already signed in")
     async def redirect_if_signed_in(self):
         user = await self.current_user()
         if user is not None:

@@ -16,9 +16,9 @@ from dashboard.models import ConnectPurpose, Role
 from dashboard.services import integrations as integration_service
 from dashboard.services import runs as runs_service
 from dashboard.services import scheduler, sync, webhooks_view
-from dashboard.services.auth import PermissionDenied
 from dashboard.services.integrations import NotFound
 from dashboard.state.auth import AuthState, leave_app
+from dashboard.state.guard import acting_user, not_an_event, requires
 from dashboard.state.live import LiveState, assign_changed
 
 CONNECTABLE = ("pending", "needs_reauth", "disconnected")
@@ -68,6 +68,7 @@ class DetailState(LiveState, AuthState):
     def connect_label(self) -> str:
         return "Connect now" if self.info.get("status") == "pending" else "Reconnect now"
 
+    @not_an_event
     async def fetch(self) -> object:
         """The integration and what its open tab shows; None when it does not exist."""
         raw_id, tab = self.integration_id, self.tab
@@ -117,6 +118,7 @@ class DetailState(LiveState, AuthState):
 
         return await in_session(load)
 
+    @not_an_event
     def apply(self, data: object) -> None:
         if data is None:
             assign_changed(self, {"missing": True})
@@ -124,9 +126,8 @@ class DetailState(LiveState, AuthState):
         assign_changed(self, {**data, "missing": False})  # type: ignore[dict-item]
 
     @rx.event
+    @requires(Role.VIEWER, quiet=True)
     async def load_detail(self):
-        if not await self.signed_in():
-            return
         self.new_link_url, self.log_search, self.log_level = "", "", "all"
         requested = dict(parse_qsl(urlsplit(str(self.router.url)).query)).get("tab", "")
         self.tab = requested if requested in TABS else "streams"
@@ -137,24 +138,26 @@ class DetailState(LiveState, AuthState):
         self.apply(await self.fetch())
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_tab(self, value: str):
         self.tab = value if value in TABS else "streams"
         await self._refresh()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_log_search(self, value: str):
         self.log_search = value[:200]
         await self._refresh()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_log_level(self, value: str):
         self.log_level = value
         await self._refresh()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def download_logs(self, fmt: str):
-        if not await self.signed_in():
-            return None
         integration_id = uuid.UUID(self.integration_id)
         search, level = self.log_search, "" if self.log_level == "all" else self.log_level
         text = await in_session(
@@ -169,79 +172,70 @@ class DetailState(LiveState, AuthState):
             mime_type="application/json" if json_file else "text/plain",
         )
 
-    async def _manager(self):
-        return await self.require(Role.MANAGER)
-
     @rx.event
+    @requires(Role.MANAGER)
     async def reconnect_now(self):
         """Re-authorize in place: this browser goes through the platform's consent page, the
         new tokens replace the old ones and the page comes back here."""
-        try:
-            await self._manager()
-        except PermissionDenied as denied:
-            return rx.toast.error(str(denied))
         platform = self.info.get("platform", "")
         return leave_app(f"/api/oauth/{platform}/start?integration={self.integration_id}")
 
     @rx.event
+    @requires(Role.MANAGER)
     async def sync_now(self, stream: str = ""):
         try:
-            await self._manager()
             await sync.request_sync(integration_id=self.integration_id, stream=stream or None)
-        except (PermissionDenied, sync.SyncRefused) as error:
-            return rx.toast.error(str(error))
+        except sync.SyncRefused as refused:
+            return rx.toast.error(str(refused))
         await self._refresh()
         return rx.toast.success("Sync started.")
 
     @rx.event
+    @requires(Role.MANAGER)
     async def full_resync(self, stream: str):
         try:
-            await self._manager()
             await sync.request_sync(
                 integration_id=self.integration_id, stream=stream, full_refresh=True
             )
-        except (PermissionDenied, sync.SyncRefused) as error:
-            return rx.toast.error(str(error))
+        except sync.SyncRefused as refused:
+            return rx.toast.error(str(refused))
         await self._refresh()
         return rx.toast.success(f"Full resync of {stream} started; history is kept.")
 
     @rx.event
+    @requires(Role.MANAGER)
     async def set_stream_paused(self, stream: str, paused: bool):
         integration_id = uuid.UUID(self.integration_id)
         try:
-            await self._manager()
             await in_session(
                 lambda s: sync.set_paused(
                     session=s, integration_id=integration_id, stream=stream, paused=paused
                 )
             )
-        except (PermissionDenied, sync.SyncRefused) as error:
-            return rx.toast.error(str(error))
+        except sync.SyncRefused as refused:
+            return rx.toast.error(str(refused))
         scheduler.poke()
         await self._refresh()
         return rx.toast.success(f"{stream} {'paused' if paused else 'resumed'}.")
 
     @rx.event
+    @requires(Role.MANAGER)
     async def set_paused(self, paused: bool):
         integration_id = uuid.UUID(self.integration_id)
         try:
-            await self._manager()
             await in_session(
                 lambda s: sync.set_paused(session=s, integration_id=integration_id, paused=paused)
             )
-        except (PermissionDenied, sync.SyncRefused) as error:
-            return rx.toast.error(str(error))
+        except sync.SyncRefused as refused:
+            return rx.toast.error(str(refused))
         scheduler.poke()
         await self._refresh()
         return rx.toast.success("Integration paused." if paused else "Integration resumed.")
 
     @rx.event
+    @requires(Role.MANAGER)
     async def create_link(self, purpose: str):
-        integration_id = uuid.UUID(self.integration_id)
-        try:
-            actor = await self._manager()
-        except PermissionDenied as denied:
-            return rx.toast.error(str(denied))
+        integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         _, token = await in_session(
             lambda s: integration_service.create_connect_link(
                 session=s,
@@ -257,65 +251,61 @@ class DetailState(LiveState, AuthState):
         return rx.toast.success("Link created. Copy it now: it is shown once.")
 
     @rx.event
+    @requires(Role.MANAGER)
     async def revoke_link(self, link_id: str):
+        actor = acting_user()
         try:
-            actor = await self._manager()
             await in_session(
                 lambda s: integration_service.revoke_connect_link(
                     session=s, link_id=uuid.UUID(link_id), actor=actor
                 )
             )
-        except (PermissionDenied, NotFound) as error:
-            return rx.toast.error(str(error))
+        except NotFound as missing:
+            return rx.toast.error(str(missing))
         await self._refresh()
         return rx.toast.success("Link revoked.")
 
     @rx.event
+    @requires(Role.MANAGER)
     def set_rename_to(self, value: str):
         self.rename_to = value
 
     @rx.event
+    @requires(Role.MANAGER)
     async def rename(self):
-        integration_id, name = uuid.UUID(self.integration_id), self.rename_to
+        integration_id, name, actor = uuid.UUID(self.integration_id), self.rename_to, acting_user()
         try:
-            actor = await self._manager()
             await in_session(
                 lambda s: integration_service.rename_integration(
                     session=s, integration_id=integration_id, name=name, actor=actor
                 )
             )
-        except (PermissionDenied, InvalidInput) as error:
-            return rx.toast.error(str(error))
+        except InvalidInput as invalid:
+            return rx.toast.error(str(invalid))
         await self._refresh()
         return rx.toast.success("Renamed.")
 
     @rx.event
+    @requires(Role.MANAGER)
     async def disconnect(self):
-        integration_id = uuid.UUID(self.integration_id)
-        try:
-            actor = await self._manager()
-            await in_session(
-                lambda s: integration_service.disconnect_integration(
-                    session=s, integration_id=integration_id, actor=actor
-                )
+        integration_id, actor = uuid.UUID(self.integration_id), acting_user()
+        await in_session(
+            lambda s: integration_service.disconnect_integration(
+                session=s, integration_id=integration_id, actor=actor
             )
-        except PermissionDenied as denied:
-            return rx.toast.error(str(denied))
+        )
         scheduler.poke()
         await self._refresh()
         return rx.toast.success("Disconnected. Tokens were destroyed; data is kept.")
 
     @rx.event
+    @requires(Role.ADMIN)
     async def delete(self):
-        integration_id = uuid.UUID(self.integration_id)
-        try:
-            actor = await self.require(Role.ADMIN)
-            await in_session(
-                lambda s: integration_service.delete_integration(
-                    session=s, integration_id=integration_id, actor=actor
-                )
+        integration_id, actor = uuid.UUID(self.integration_id), acting_user()
+        await in_session(
+            lambda s: integration_service.delete_integration(
+                session=s, integration_id=integration_id, actor=actor
             )
-        except PermissionDenied as denied:
-            return rx.toast.error(str(denied))
+        )
         scheduler.poke()
         return [rx.redirect(routes.INTEGRATIONS), rx.toast.success("Integration deleted.")]
