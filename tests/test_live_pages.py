@@ -5,16 +5,26 @@ what a page loads goes only to a signed-in client."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dashboard.models import Integration, Product, Role
+from dashboard.models import Integration, Product, Role, User
 from dashboard.pages.overview import OverviewState
 from dashboard.pages.records import RecordsState
 from dashboard.pages.runs import RunsState
 from dashboard.pages.settings import SettingsState
 from dashboard.services.audit import record_audit
-from dashboard.services.auth import create_session, create_user
+from dashboard.services.auth import (
+    create_session,
+    create_user,
+    reset_password,
+    revoke_session,
+    set_disabled,
+)
 from dashboard.state.notifications import NotificationState
 
 
@@ -76,3 +86,49 @@ async def test_page_data_goes_only_to_a_signed_in_client(hub_db: sa.Engine) -> N
     # The audit log names the integration and links to it.
     (entry,) = [e for e in settings.audit if e["action"] == "integration.create"]
     assert entry["target"] == "Acme" and entry["href"] == f"/integrations/{acme_id}"
+
+
+@pytest.mark.parametrize("ended_by", ["sign-out", "disable", "password reset"])
+async def test_a_live_page_stops_streaming_within_a_second_of_the_session_ending(
+    hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch, ended_by: str
+) -> None:
+    """The tab sees no new rows once its session is over, and is sent to the login page."""
+    with Session(hub_db) as session:
+        admin, _ = create_user(session=session, email="admin@example.com", role=Role.ADMIN)
+        viewer, _ = create_user(session=session, email="viewer@example.com", role=Role.VIEWER)
+        token = create_session(session=session, user=viewer)
+        session.commit()
+        admin_id, viewer_id = admin.id, viewer.id
+
+    reads: list[float] = []
+    real_fetch = OverviewState.fetch
+
+    async def counted_fetch(self: OverviewState) -> object:
+        reads.append(time.monotonic())
+        return await real_fetch(self)
+
+    monkeypatch.setattr(OverviewState, "fetch", counted_fetch)
+    tab = OverviewState(_reflex_internal_init=True)
+    tab.session_token = token
+    watcher = asyncio.create_task(OverviewState.watch.fn(tab))
+    while not reads:  # streaming
+        await asyncio.sleep(0.05)
+    assert tab.loaded
+
+    with Session(hub_db) as session:
+        actor = session.get(User, admin_id)
+        assert actor is not None
+        if ended_by == "sign-out":
+            revoke_session(session=session, token=token)
+        elif ended_by == "disable":
+            set_disabled(session=session, user_id=viewer_id, disabled=True, actor=actor)
+        else:
+            reset_password(session=session, user_id=viewer_id, actor=actor)
+        session.commit()
+    ended_at = time.monotonic()
+
+    answer = await asyncio.wait_for(watcher, timeout=1.0)
+    assert [e.handler.fn.__qualname__ for e in [answer]] == ["_redirect"]
+    assert tab.watching == 0
+    assert not [read for read in reads if read > ended_at + 0.01]  # nothing read after the end
+
