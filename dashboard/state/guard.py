@@ -42,7 +42,7 @@ from dashboard.services import auth as auth_service
 
 logger = logging.getLogger(__name__)
 
-GUARD = "_hub_guard"  # the declaration, on the handler function: a Role or "public"
+GUARD = "_hub_guard"  # the declaration, kept on the function: see Declaration
 Declaration = Role | Literal["public", "not an event"]
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
