@@ -25,6 +25,7 @@ from dashboard.services.auth import (
     revoke_session,
     set_disabled,
 )
+from dashboard.state import live
 from dashboard.state.notifications import NotificationState
 
 
@@ -72,8 +73,9 @@ async def test_page_data_goes_only_to_a_signed_in_client(hub_db: sa.Engine) -> N
         session.commit()
         product_id, acme_id = str(product.id), str(acme.id)
 
-    records, settings = RecordsState(_reflex_internal_init=True), SettingsState(
-        _reflex_internal_init=True
+    records, settings = (
+        RecordsState(_reflex_internal_init=True),
+        SettingsState(_reflex_internal_init=True),
     )
     await RecordsState.show_raw.fn(records, product_id)
     await SettingsState.load_settings.fn(settings)
@@ -107,12 +109,20 @@ async def test_a_live_page_stops_streaming_within_a_second_of_the_session_ending
         reads.append(time.monotonic())
         return await real_fetch(self)
 
+    async def connected(state: object) -> bool:
+        return True  # the tab's websocket is open (another test's app may hold the registry)
+
     monkeypatch.setattr(OverviewState, "fetch", counted_fetch)
+    monkeypatch.setattr(live, "_tab_connected", connected)
     tab = OverviewState(_reflex_internal_init=True)
     tab.session_token = token
     watcher = asyncio.create_task(OverviewState.watch.fn(tab))
-    while not reads:  # streaming
-        await asyncio.sleep(0.05)
+
+    async def streaming() -> None:
+        while not reads:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(streaming(), timeout=5)
     assert tab.loaded
 
     with Session(hub_db) as session:
@@ -131,4 +141,3 @@ async def test_a_live_page_stops_streaming_within_a_second_of_the_session_ending
     assert [e.handler.fn.__qualname__ for e in [answer]] == ["_redirect"]
     assert tab.watching == 0
     assert not [read for read in reads if read > ended_at + 0.01]  # nothing read after the end
-
