@@ -5,17 +5,28 @@ what a page loads goes only to a signed-in client."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pytest
 import sqlalchemy as sa
 from reflex.istate.data import RouterData
 from sqlmodel import Session
 
-from dashboard.models import Integration, Product, Role
+from dashboard.models import Integration, Product, Role, User
 from dashboard.pages.overview import OverviewState
 from dashboard.pages.records import RecordsState
 from dashboard.pages.runs import RunsState
 from dashboard.pages.settings import SettingsState
 from dashboard.services.audit import record_audit
-from dashboard.services.auth import create_session, create_user
+from dashboard.services.auth import (
+    create_session,
+    create_user,
+    reset_password,
+    revoke_session,
+    set_disabled,
+)
+from dashboard.state import live
 from dashboard.state.notifications import NotificationState
 
 
@@ -63,8 +74,9 @@ async def test_page_data_goes_only_to_a_signed_in_client(hub_db: sa.Engine) -> N
         session.commit()
         product_id, acme_id = str(product.id), str(acme.id)
 
-    records, settings = RecordsState(_reflex_internal_init=True), SettingsState(
-        _reflex_internal_init=True
+    records, settings = (
+        RecordsState(_reflex_internal_init=True),
+        SettingsState(_reflex_internal_init=True),
     )
     await RecordsState.show_raw.fn(records, product_id)
     await SettingsState.load_settings.fn(settings)
@@ -79,3 +91,56 @@ async def test_page_data_goes_only_to_a_signed_in_client(hub_db: sa.Engine) -> N
     # The audit log names the integration and links to it.
     (entry,) = [e for e in settings.audit if e["action"] == "integration.create"]
     assert entry["target"] == "Acme" and entry["href"] == f"/integrations/{acme_id}"
+
+
+@pytest.mark.parametrize("ended_by", ["sign-out", "disable", "password reset"])
+async def test_a_live_page_stops_streaming_within_a_second_of_the_session_ending(
+    hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch, ended_by: str
+) -> None:
+    """The tab sees no new rows once its session is over, and is sent to the login page."""
+    with Session(hub_db) as session:
+        admin, _ = create_user(session=session, email="admin@example.com", role=Role.ADMIN)
+        viewer, _ = create_user(session=session, email="viewer@example.com", role=Role.VIEWER)
+        token = create_session(session=session, user=viewer)
+        session.commit()
+        admin_id, viewer_id = admin.id, viewer.id
+
+    reads: list[float] = []
+    real_fetch = OverviewState.fetch
+
+    async def counted_fetch(self: OverviewState) -> object:
+        reads.append(time.monotonic())
+        return await real_fetch(self)
+
+    async def connected(state: object) -> bool:
+        return True  # the tab's websocket is open (another test's app may hold the registry)
+
+    monkeypatch.setattr(OverviewState, "fetch", counted_fetch)
+    monkeypatch.setattr(live, "_tab_connected", connected)
+    tab = OverviewState(_reflex_internal_init=True)
+    tab.router = RouterData.from_router_data({"headers": {"cookie": f"hub_session={token}"}})
+    watcher = asyncio.create_task(OverviewState.watch.fn(tab))
+
+    async def streaming() -> None:
+        while not reads:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(streaming(), timeout=5)
+    assert tab.loaded
+
+    with Session(hub_db) as session:
+        actor = session.get(User, admin_id)
+        assert actor is not None
+        if ended_by == "sign-out":
+            revoke_session(session=session, token=token)
+        elif ended_by == "disable":
+            set_disabled(session=session, user_id=viewer_id, disabled=True, actor=actor)
+        else:
+            reset_password(session=session, user_id=viewer_id, actor=actor)
+        session.commit()
+    ended_at = time.monotonic()
+
+    answer = await asyncio.wait_for(watcher, timeout=1.0)
+    assert [e.handler.fn.__qualname__ for e in [answer]] == ["_redirect"]
+    assert tab.watching == 0
+    assert not [read for read in reads if read > ended_at + 0.01]  # nothing read after the end

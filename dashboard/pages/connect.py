@@ -11,6 +11,7 @@ from dashboard.services import integrations as integration_service
 from dashboard.services.integrations import LinkInvalid
 from dashboard.settings import get_settings
 from dashboard.state.auth import leave_app
+from dashboard.state.guard import public
 
 SCOPE_WORDS = {
     "read_products": "See your products and their variants",
@@ -45,6 +46,7 @@ class ConnectState(rx.State):
         return f"/api/oauth/{self.platform}/start?link={self.link_token}"
 
     @rx.event
+    @public("the merchant has no account: the link token in the URL authenticates it")
     async def load_link(self):
         token = self.link_token
 
@@ -71,10 +73,12 @@ class ConnectState(rx.State):
         self.loaded = True
 
     @rx.event
+    @public("it only sends the merchant on to OAuth, where the link token is checked again")
     def approve(self):
         return leave_app(self.approve_url)
 
     @rx.event
+    @public("the link token in the URL authenticates it and is checked by the service")
     async def decline(self):
         token = self.link_token
         try:

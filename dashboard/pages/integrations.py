@@ -16,8 +16,8 @@ from dashboard.models import Integration, Role, User
 from dashboard.services import overview as overview_service
 from dashboard.services import scheduler, sync
 from dashboard.services.audit import record_audit
-from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
+from dashboard.state.guard import acting_user, not_an_event, requires
 from dashboard.state.live import LiveState, live_region
 
 PAGE_SIZE = 25
@@ -103,6 +103,7 @@ class IntegrationsState(LiveState, AuthState):
         status = "" if self.status_filter == "all" else self.status_filter
         return self.search, platform, status, self.sort, self.descending, self.page
 
+    @not_an_event
     async def fetch(self, force: bool = False) -> object:
         """The page as it is now. Each tick costs the watermark and a primary-key read of the
         rows on screen; the filtered, sorted page and its count are read again only when
@@ -136,6 +137,7 @@ class IntegrationsState(LiveState, AuthState):
 
         return await in_session(load)
 
+    @not_an_event
     def apply(self, data: Any) -> None:
         query, shown_page, mark, rows, total, bases = data
         if query != self._query():
@@ -162,49 +164,60 @@ class IntegrationsState(LiveState, AuthState):
             self.loaded = True
 
     @rx.event
+    @requires(Role.VIEWER, quiet=True)
     async def load_integrations(self):
-        if await self.signed_in():
-            self.apply(await self.fetch(force=True))
+        await self._reload()
+
+    async def _reload(self) -> None:
+        self.apply(await self.fetch(force=True))
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_search(self, value: str):
         self.search, self.page = value[:200], 0
-        await self.load_integrations()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_platform_filter(self, value: str):
         self.platform_filter, self.page = value, 0
-        await self.load_integrations()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_status_filter(self, value: str):
         self.status_filter, self.page = value, 0
-        await self.load_integrations()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_sort(self, value: str):
         self.sort, self.page = value, 0
         self.descending = DEFAULT_DESCENDING.get(value, True)
-        await self.load_integrations()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def reverse_order(self):
         self.descending, self.page = not self.descending, 0
-        await self.load_integrations()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def next_page(self):
         if self.page + 1 < self.page_count:
             self.page += 1
-            await self.load_integrations()
+            await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def previous_page(self):
         if self.page > 0:
             self.page -= 1
-            await self.load_integrations()
+            await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     def toggle_selected(self, integration_id: str):
         if integration_id in self.selected:
             self.selected = [i for i in self.selected if i != integration_id]
@@ -212,15 +225,14 @@ class IntegrationsState(LiveState, AuthState):
             self.selected = [*self.selected, integration_id]
 
     @rx.event
+    @requires(Role.VIEWER)
     def select_page(self, checked: bool):
         self.selected = [row["id"] for row in self.rows] if checked else []
 
     @rx.event
+    @requires(Role.MANAGER)
     async def pause_selected(self, paused: bool):
-        try:
-            actor = await self.require(Role.MANAGER)
-        except PermissionDenied as denied:
-            return rx.toast.error(str(denied))
+        actor = acting_user()
         ids = list(self.selected)
         if not ids:
             return rx.toast.info("Select integrations first.")
@@ -229,7 +241,7 @@ class IntegrationsState(LiveState, AuthState):
         )
         scheduler.poke()
         self.selected = []
-        await self.load_integrations()
+        await self._reload()
         verb = "Paused" if paused else "Resumed"
         skipped = asked - changed
         note = f"; {skipped} had nothing to {'pause' if paused else 'resume'}" if skipped else ""

@@ -11,6 +11,7 @@ from reflex.vars.base import Var
 from dashboard import routes
 from dashboard.api.session import SIGN_IN
 from dashboard.state.auth import AuthState
+from dashboard.state.guard import public
 
 # The only messages the page shows: the query names one, it never supplies the text.
 SIGN_IN_ERRORS = {
@@ -35,6 +36,7 @@ class LoginState(AuthState):
     next_path: str = ""
 
     @rx.event
+    @public("it only redirects a tab that is already signed in")
     async def redirect_if_signed_in(self):
         """on_load: signed in already -> the overview; else show the refusal, if any."""
         user = await self.current_user()

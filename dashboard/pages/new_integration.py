@@ -13,8 +13,8 @@ from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
 from dashboard.services import integrations as integration_service
-from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState, leave_app
+from dashboard.state.guard import acting_user, requires
 
 
 def _marketplace_options(region: str) -> list[list[str]]:
@@ -58,12 +58,14 @@ class WizardState(AuthState):
         return [[name, STREAM_LABELS.get(name, name)] for name in offered]
 
     @rx.event
+    @requires(Role.VIEWER, quiet=True)  # only clears this tab's form; a viewer sees a notice
     def reset_wizard(self):
         self.step, self.platform, self.name, self.shop_domain = 1, "", "", ""
         self.shop_error, self.error, self.created_id, self.link_url = "", "", "", ""
         self.region, self.marketplaces = "na", list(REGION_MARKETPLACES["na"][:1])
 
     @rx.event
+    @requires(Role.MANAGER)
     def choose_platform(self, platform: str):
         self.platform = platform
         offered = integration_service.PLATFORM_STREAMS[platform]
@@ -72,10 +74,12 @@ class WizardState(AuthState):
         self.step = 2
 
     @rx.event
+    @requires(Role.MANAGER)
     def set_name(self, value: str):
         self.name = value
 
     @rx.event
+    @requires(Role.MANAGER)
     def set_shop_domain(self, value: str):
         self.shop_domain = value
         try:
@@ -85,11 +89,13 @@ class WizardState(AuthState):
             self.shop_error = str(invalid) if value.strip() else ""
 
     @rx.event
+    @requires(Role.MANAGER)
     def set_region(self, value: str):
         self.region = value
         self.marketplaces = list(REGION_MARKETPLACES.get(value, ())[:1])
 
     @rx.event
+    @requires(Role.MANAGER)
     def toggle_marketplace(self, marketplace: str):
         if marketplace in self.marketplaces:
             self.marketplaces = [m for m in self.marketplaces if m != marketplace]
@@ -97,14 +103,17 @@ class WizardState(AuthState):
             self.marketplaces = [*self.marketplaces, marketplace]
 
     @rx.event
+    @requires(Role.MANAGER)
     def toggle_stream(self, stream: str):
         self.streams = {**self.streams, stream: not self.streams.get(stream, False)}
 
     @rx.event
+    @requires(Role.MANAGER)
     def set_interval(self, stream: str, value: str):
         self.intervals = {**self.intervals, stream: value}
 
     @rx.event
+    @requires(Role.MANAGER)
     def go_to(self, step: int):
         self.error = ""
         if step == 3:
@@ -123,11 +132,7 @@ class WizardState(AuthState):
         self.step = step
 
     async def _create(self) -> str | None:
-        try:
-            actor = await self.require(Role.MANAGER)
-        except PermissionDenied as denied:
-            self.error = str(denied)
-            return None
+        actor = acting_user()
         try:
             streams = {
                 name: int(self.intervals.get(name) or 15) for name, on in self.streams.items() if on
@@ -157,6 +162,7 @@ class WizardState(AuthState):
         return self.created_id
 
     @rx.event
+    @requires(Role.MANAGER)
     async def connect_now(self):
         integration_id = await self._create()
         if integration_id is None:
@@ -165,11 +171,12 @@ class WizardState(AuthState):
         return leave_app(f"/api/oauth/{self.platform}/start?integration={integration_id}")
 
     @rx.event
+    @requires(Role.MANAGER)
     async def create_link(self):
         integration_id = self.created_id or await self._create()
         if integration_id is None:
             return rx.toast.error(self.error)
-        actor = await self.require(Role.MANAGER)
+        actor = acting_user()
         import uuid
 
         link, token = await in_session(

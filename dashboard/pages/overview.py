@@ -10,10 +10,11 @@ from dashboard import routes
 from dashboard.components.common import empty_state, stat_card
 from dashboard.components.shell import template
 from dashboard.db import in_session
-from dashboard.models import IntegrationStatus
+from dashboard.models import IntegrationStatus, Role
 from dashboard.services import overview as overview_service
 from dashboard.services import runs as runs_service
 from dashboard.state.auth import AuthState
+from dashboard.state.guard import not_an_event, requires
 from dashboard.state.live import LiveState, assign_changed, live_region
 
 CHART_HEIGHT = 240
@@ -36,6 +37,7 @@ class OverviewState(LiveState, AuthState):
     def records_24h(self) -> str:
         return f"{sum(int(hour['records']) for hour in self.per_hour):,}"
 
+    @not_an_event
     async def fetch(self) -> object:
         def load(session):
             return {
@@ -48,13 +50,14 @@ class OverviewState(LiveState, AuthState):
 
         return await in_session(load)
 
+    @not_an_event
     def apply(self, data: Any) -> None:
         assign_changed(self, {**data, "loaded": True})
 
     @rx.event
+    @requires(Role.VIEWER, quiet=True)
     async def load_overview(self):
-        if await self.signed_in():
-            self.apply(await self.fetch())
+        self.apply(await self.fetch())
 
 
 def panel(title: str, *children: rx.Component, **props: Any) -> rx.Component:

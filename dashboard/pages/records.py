@@ -14,8 +14,10 @@ from dashboard.components.common import count_pages, empty_state, pager, pages_l
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
+from dashboard.models import Role
 from dashboard.services import records_view
 from dashboard.state.auth import AuthState
+from dashboard.state.guard import not_an_event, requires
 from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState, live_region
 
@@ -76,6 +78,7 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     def _query(self) -> tuple[str, str, str, int]:
         return self.kind, self.integration, self.search, self.page
 
+    @not_an_event
     async def fetch(self) -> object:
         """Each tick: the sync activity of the view's integration (or all). The records
         themselves are looked at only when it moved, and the rows read again only when the
@@ -105,6 +108,7 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
 
         return await in_session(load)
 
+    @not_an_event
     def apply(self, data: Any) -> None:
         if data is None:
             return
@@ -120,9 +124,11 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
             self.changed = changed
 
     @rx.event
+    @requires(Role.VIEWER, quiet=True)
     async def load_records(self):
-        if not await self.signed_in():
-            return
+        await self._reload()
+
+    async def _reload(self) -> None:
         query = self._query()
         integration = query[1]
 
@@ -136,42 +142,46 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
         self.changed = 0
 
     @rx.event
+    @requires(Role.VIEWER)
     async def show_latest(self):
         self.page = 0
-        await self.load_records()
+        await self._reload()
 
     async def _integration_changed(self) -> None:
         self.page = 0
-        await self.load_records()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_kind(self, value: str):
         self.kind, self.page, self.raw, self.raw_for = value, 0, "", ""
-        await self.load_records()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_search(self, value: str):
         self.search, self.page = value, 0
-        await self.load_records()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def next_page(self):
         if (self.page + 1) * PAGE_SIZE < self.total:
             self.page += 1
-            await self.load_records()
+            await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def previous_page(self):
         if self.page > 0:
             self.page -= 1
-            await self.load_records()
+            await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def show_raw(self, record_id: str):
         if self.raw_for == record_id:
             self.raw, self.raw_for = "", ""
-            return
-        if not await self.signed_in():
             return
         kind = self.kind
         self.raw = await in_session(

@@ -16,8 +16,8 @@ from dashboard.db import in_session
 from dashboard.models import Role, RunTrigger, SyncRun
 from dashboard.services import runs as runs_service
 from dashboard.services import sync
-from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
+from dashboard.state.guard import not_an_event, requires
 from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState, assign_changed, live_region
 
@@ -56,6 +56,7 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
         platform = "" if self.platform_filter == "all" else self.platform_filter
         return status, platform, self.integration, self.page
 
+    @not_an_event
     async def fetch(self) -> object:
         query = self._query()
         status, platform, integration, page = query
@@ -82,6 +83,7 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
 
         return await in_session(load)
 
+    @not_an_event
     def apply(self, data: object) -> None:
         query, rows, total, shown, events = cast(tuple[Any, list, int, int, list], data)
         if query != self._query():
@@ -89,64 +91,72 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
         assign_changed(self, {"rows": rows, "total": total, "page": shown, "events": events})
 
     @rx.event
+    @requires(Role.VIEWER, quiet=True)
     async def load_runs(self):
-        if await self.signed_in():
-            self.apply(await self.fetch())
+        await self._reload()
+
+    async def _reload(self) -> None:
+        self.apply(await self.fetch())
 
     async def _integration_changed(self) -> None:
         self.page = 0
-        await self.load_runs()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_status_filter(self, value: str):
         self.status_filter, self.page = value, 0
-        await self.load_runs()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def set_platform_filter(self, value: str):
         self.platform_filter, self.page = value, 0
-        await self.load_runs()
+        await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def next_page(self):
         if self.page + 1 < self.page_count:
             self.page += 1
-            await self.load_runs()
+            await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def previous_page(self):
         if self.page > 0:
             self.page -= 1
-            await self.load_runs()
+            await self._reload()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def show_log(self, run_id: str):
         self.selected_run = "" if self.selected_run == run_id else run_id
-        await self.load_runs()
+        await self._reload()
 
     @rx.event
+    @requires(Role.MANAGER)
     async def cancel_run(self, run_id: str):
         try:
-            await self.require(Role.MANAGER)
             await in_session(lambda s: sync.request_cancel(session=s, run_id=uuid.UUID(run_id)))
-        except (PermissionDenied, sync.SyncRefused) as error:
-            return rx.toast.error(str(error))
-        await self.load_runs()
+        except sync.SyncRefused as refused:
+            return rx.toast.error(str(refused))
+        await self._reload()
         return rx.toast.info("Cancelling: the run stops after its current batch.")
 
     @rx.event
+    @requires(Role.MANAGER)
     async def retry_run(self, run_id: str):
         try:
-            await self.require(Role.MANAGER)
             run = await in_session(lambda s: s.get(SyncRun, uuid.UUID(run_id)))
             if run is None:
                 return rx.toast.error("That run no longer exists.")
             await sync.request_sync(
                 integration_id=run.integration_id, stream=run.stream, trigger=RunTrigger.RETRY
             )
-        except (PermissionDenied, sync.SyncRefused) as error:
-            return rx.toast.error(str(error))
-        await self.load_runs()
+        except sync.SyncRefused as refused:
+            return rx.toast.error(str(refused))
+        await self._reload()
         return rx.toast.success("Retry queued.")
 
 

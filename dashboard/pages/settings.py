@@ -12,10 +12,11 @@ from dashboard.db import in_session
 from dashboard.models import Role, User
 from dashboard.services import auth as auth_service
 from dashboard.services.audit import audit_page
-from dashboard.services.auth import MIN_PASSWORD_LENGTH, PermissionDenied, UserError
+from dashboard.services.auth import MIN_PASSWORD_LENGTH, UserError
 from dashboard.services.vault import VaultError, get_vault
 from dashboard.settings import get_settings
 from dashboard.state.auth import AuthState
+from dashboard.state.guard import acting_user, public, requires
 
 
 def _credential_presence() -> list[dict[str, str]]:
@@ -63,9 +64,11 @@ class SettingsState(AuthState):
         return pages_label(self.audit_page, self.audit_page_count)
 
     @rx.event
+    @requires(Role.VIEWER, quiet=True)
     async def load_settings(self):
-        if not await self.signed_in():
-            return
+        await self._load()
+
+    async def _load(self) -> None:
         self.credentials = _credential_presence()
         self.audit_page = 0
 
@@ -97,23 +100,23 @@ class SettingsState(AuthState):
         )
 
     @rx.event
+    @requires(Role.VIEWER)
     async def next_audit_page(self):
-        if await self.signed_in() and self.audit_page + 1 < self.audit_page_count:
+        if self.audit_page + 1 < self.audit_page_count:
             self.audit_page += 1
             await self._load_audit()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def previous_audit_page(self):
-        if await self.signed_in() and self.audit_page > 0:
+        if self.audit_page > 0:
             self.audit_page -= 1
             await self._load_audit()
 
     @rx.event
+    @requires(Role.ADMIN)
     async def rotate_keys(self):
-        try:
-            user = await self.require(Role.ADMIN)
-        except PermissionDenied as denied:
-            return rx.toast.error(str(denied))
+        user = acting_user()
 
         def rotate(session):
             from dashboard.services.audit import record_audit
@@ -128,7 +131,7 @@ class SettingsState(AuthState):
             return count
 
         count = await in_session(rotate)
-        await self.load_settings()
+        await self._load()
         return rx.toast.success(f"Re-encrypted {count} credential(s) under the newest key.")
 
 
@@ -141,12 +144,11 @@ class UsersState(AuthState):
     one_time_for: str = ""
 
     @rx.event
+    @requires(Role.ADMIN, quiet=True)
     async def load_users(self):
-        try:
-            await self.require(Role.ADMIN)
-        except PermissionDenied:
-            self.users = []
-            return
+        await self._load_users()
+
+    async def _load_users(self) -> None:
         self.users = await in_session(
             lambda s: [
                 {
@@ -160,75 +162,80 @@ class UsersState(AuthState):
         )
 
     @rx.event
+    @requires(Role.ADMIN)
     async def add_user(self, form: dict[str, str]):
         self.form_error = ""
         # The initial password comes from the form and goes straight to the hash: it is never
         # kept in state, so it never travels back to a browser.
         email, role = form.get("email", ""), form.get("role") or "viewer"
         password = form.get("password") or ""
+        actor = acting_user()
         try:
-            actor = await self.require(Role.ADMIN)
             await in_session(
                 lambda s: auth_service.create_user(
                     session=s, email=email, role=role, password=password, actor=actor
                 )
             )
-        except (PermissionDenied, UserError) as error:
+        except UserError as error:
             self.form_error = str(error)
             return rx.toast.error(str(error))
-        await self.load_users()
+        await self._load_users()
         return rx.toast.success(f"Added {email}.")
 
     @rx.event
+    @requires(Role.ADMIN)
     async def change_role(self, user_id: str, role: str):
         import uuid
 
+        actor = acting_user()
         try:
-            actor = await self.require(Role.ADMIN)
             await in_session(
                 lambda s: auth_service.set_role(
                     session=s, user_id=uuid.UUID(user_id), role=role, actor=actor
                 )
             )
-        except (PermissionDenied, UserError) as error:
+        except UserError as error:
             return rx.toast.error(str(error))
-        await self.load_users()
+        await self._load_users()
         return rx.toast.success("Role changed.")
 
     @rx.event
+    @requires(Role.ADMIN)
     async def toggle_disabled(self, user_id: str, disable: bool):
         import uuid
 
+        actor = acting_user()
         try:
-            actor = await self.require(Role.ADMIN)
             await in_session(
                 lambda s: auth_service.set_disabled(
                     session=s, user_id=uuid.UUID(user_id), disabled=disable, actor=actor
                 )
             )
-        except (PermissionDenied, UserError) as error:
+        except UserError as error:
             return rx.toast.error(str(error))
-        await self.load_users()
+        await self._load_users()
         return rx.toast.success("User disabled." if disable else "User enabled.")
 
     @rx.event
+    @requires(Role.ADMIN)
     async def reset_password(self, user_id: str, email: str):
         import uuid
 
+        actor = acting_user()
         try:
-            actor = await self.require(Role.ADMIN)
             generated = await in_session(
                 lambda s: auth_service.reset_password(
                     session=s, user_id=uuid.UUID(user_id), actor=actor
                 )
             )
-        except (PermissionDenied, UserError) as error:
+        except UserError as error:
             return rx.toast.error(str(error))
         self.one_time_password, self.one_time_for = generated or "", email
-        await self.load_users()
+        await self._load_users()
         return None
 
     @rx.event
+    @public("it only clears the one-time password this tab shows")
     def dismiss_password(self):
         self.one_time_password = self.one_time_for = ""
 
@@ -237,13 +244,12 @@ class AccountState(AuthState):
     form_error: str = ""
 
     @rx.event
+    @requires(Role.VIEWER)
     async def change_password(self, form: dict[str, str]):
         # The passwords go from the form straight to the service: never kept in state.
         current, new = form.get("current") or "", form.get("new") or ""
         self.form_error = ""
-        user = await self.current_user()
-        if user is None:
-            return rx.redirect(routes.LOGIN)
+        user = acting_user()
         if new != (form.get("repeat") or ""):
             self.form_error = "The new passwords do not match."
             return None

@@ -22,6 +22,7 @@ from dashboard.db import in_session
 from dashboard.models import Role, User
 from dashboard.services import auth as auth_service
 from dashboard.settings import get_settings
+from dashboard.state.guard import not_an_event, public
 
 
 def session_token_from_cookie_header(cookie_header: str) -> str:
@@ -46,15 +47,18 @@ class AuthState(rx.State):
         property, not a var: it never reaches the browser."""
         return session_token_from_cookie_header(self.router.headers.cookie)
 
+    @not_an_event
     async def current_user(self) -> User | None:
         token = self.session_token
         return await in_session(lambda s: auth_service.user_for_token(session=s, token=token))
 
+    @not_an_event
     async def require(self, role: Role) -> User:
         """The signed-in user if their role allows ``role``; raises PermissionDenied."""
         user = await self.current_user()
         return auth_service.require_role(user, role)
 
+    @not_an_event
     async def signed_in(self) -> bool:
         """For loaders: a page's data goes only to a signed-in user, whoever sends the event."""
         user = await self.current_user()
@@ -74,6 +78,7 @@ class AuthState(rx.State):
         return self.user_role in (Role.ADMIN.value, Role.MANAGER.value)
 
     @rx.event
+    @public("it is the session check: it only says whether this tab is signed in")
     async def check_session(self):
         """on_load of every signed-in page: back to the login page without a valid session."""
         user = await self.current_user()
@@ -83,6 +88,7 @@ class AuthState(rx.State):
         return None
 
     @rx.event
+    @public("it is the admin check itself: it only redirects or explains")
     async def check_admin(self):
         user = await self.current_user()
         self._remember(user)
@@ -96,6 +102,7 @@ class AuthState(rx.State):
         return None
 
     @rx.event
+    @public("it ends the session the tab holds, if any")
     async def sign_out(self):
         """Revoke the session server-side now, then let the sign-out route clear the
         HttpOnly cookie (only a response can) and bring the browser to the login page."""

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import reflex as rx
 
 from dashboard.db import in_session
+from dashboard.models import Role
 from dashboard.services import overview as overview_service
+from dashboard.state.guard import requires
 
 MATCHES = 20  # how many matches the list shows; typing more narrows it
 
@@ -26,8 +28,6 @@ class IntegrationFilter(rx.State, mixin=True):
 
     if TYPE_CHECKING:  # provided by AuthState and by the page state
 
-        async def signed_in(self) -> bool: ...
-
         async def _integration_changed(self) -> None: ...
 
     @rx.var
@@ -36,9 +36,10 @@ class IntegrationFilter(rx.State, mixin=True):
         return len(self.integration_matches) >= MATCHES
 
     @rx.event
+    @requires(Role.VIEWER)
     async def search_integrations(self, value: str):
         self.integration_search = value[:200]
-        if not value.strip() or not await self.signed_in():
+        if not value.strip():
             self.integration_matches = []
             return
         self.integration_matches = await in_session(
@@ -46,12 +47,14 @@ class IntegrationFilter(rx.State, mixin=True):
         )
 
     @rx.event
+    @requires(Role.VIEWER)
     async def choose_integration(self, integration_id: str, name: str):
         self.integration, self.integration_name = integration_id, name
         self.integration_search, self.integration_matches = "", []
         await self._integration_changed()
 
     @rx.event
+    @requires(Role.VIEWER)
     async def clear_integration(self):
         self.integration = self.integration_name = ""
         await self._integration_changed()

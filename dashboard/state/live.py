@@ -7,7 +7,10 @@ Reflex copies onto each state that mixes it in) and defines ``fetch`` and ``appl
 
 ``watching`` is 0 when no loop runs, else the id of the one loop that may: leaving a page and
 coming back within a second starts a new loop, and the old one, on waking, sees a different id
-and ends, so a tab never accumulates loops. The loop also ends when the session does.
+and ends, so a tab never accumulates loops. Only a signed-in viewer may start one, and every
+tick that reads rows first checks the session (one indexed lookup): sign-out, a disabled
+account or a password reset stops the stream within a tick, and the tab goes to the login
+page.
 
 A closed tab never unmounts its page, and Reflex keeps a background event running after its
 client has gone. So while the tab's websocket is not connected the loop reads nothing, and it
@@ -18,18 +21,19 @@ blip, a sleeping laptop) finds its page live again: Reflex does not remount it o
 from __future__ import annotations
 
 import asyncio
-import itertools
 import secrets
 import time
 from typing import Any, Protocol
 
 import reflex as rx
 
+from dashboard import routes
+from dashboard.models import Role
+from dashboard.state.guard import public, requires
+
 # Fixed-rate polling: a change shows within POLL_SECONDS plus one read and one render, which
 # keeps "database write -> visible" under the 1 s goal; the pages' reads cost ~1 ms each.
 POLL_SECONDS = 0.5
-# How often (in polls) a running loop checks that its session is still valid.
-SESSION_CHECK_EVERY = 30
 # How long a loop waits for its tab to reconnect before it ends.
 ABANDONED_SECONDS = 300.0
 
@@ -49,32 +53,34 @@ class LivePage(Protocol):
     async def __aexit__(self, *args: Any) -> Any: ...
 
 
-async def live_loop(state: LivePage) -> None:
-    """Body of a live state's background ``watch`` event."""
+async def live_loop(state: LivePage) -> bool:
+    """Body of a live state's background ``watch`` event; True when it ended because the
+    session did (signed out elsewhere, disabled, password reset, expired)."""
     async with state:
         if state.watching:
-            return  # already watching in another task of this tab
+            return False  # already watching in another task of this tab
         # Random, not a counter: with several workers the tab's state is shared through Redis.
         loop_id = state.watching = secrets.randbelow(2**48) + 1
     away_since: float | None = None
-    for tick in itertools.count():
-        # Only signed-in users get live data, whoever sends the event.
-        if tick % SESSION_CHECK_EVERY == 0 and await state.current_user() is None:
-            await _stop(state, loop_id)
-            return
+    while True:
         began = time.monotonic()
         if not await _tab_connected(state):
             away_since = away_since or began
             if began - away_since > ABANDONED_SECONDS:
                 await _stop(state, loop_id)
-                return
+                return False
             await asyncio.sleep(POLL_SECONDS)
             continue
         away_since = None
+        # Every read first asks whether the session still holds: a revoked session, a
+        # disabled user or a reset password ends the stream on the next tick, not minutes on.
+        if await state.current_user() is None:
+            await _stop(state, loop_id)
+            return True
         data = await state.fetch()
         async with state:
             if state.watching != loop_id:
-                return
+                return False
             state.apply(data)
         await asyncio.sleep(max(0.05, POLL_SECONDS - (time.monotonic() - began)))
 
@@ -86,10 +92,15 @@ class LiveState(rx.State, mixin=True):
     watching: int = 0
 
     @rx.event(background=True)
+    @requires(Role.VIEWER, quiet=True)
     async def watch(self):
-        await live_loop(self)  # type: ignore[arg-type]  # the page's state has fetch and apply
+        # The page's state has fetch and apply.
+        if await live_loop(self):  # type: ignore[arg-type]
+            return rx.redirect(routes.LOGIN)
+        return None
 
     @rx.event
+    @public("it only ends this tab's own watcher and reads nothing")
     def stop_watching(self):
         self.watching = 0
 

@@ -14,8 +14,8 @@ import reflex as rx
 from dashboard.db import in_session
 from dashboard.models import Role
 from dashboard.services import alerts
-from dashboard.services.auth import PermissionDenied
 from dashboard.state.auth import AuthState
+from dashboard.state.guard import not_an_event, requires
 from dashboard.state.live import LiveState, assign_changed
 
 SHOWN = 20
@@ -33,6 +33,7 @@ class NotificationState(LiveState, AuthState):
     def bell_label(self) -> str:
         return f"Notifications, {self.unread} unread" if self.unread else "Notifications"
 
+    @not_an_event
     async def fetch(self) -> object:
         def load(session):
             return (
@@ -42,16 +43,14 @@ class NotificationState(LiveState, AuthState):
 
         return await in_session(load)
 
+    @not_an_event
     def apply(self, data: Any) -> None:
         unread, items = data
         assign_changed(self, {"unread": unread, "items": items})
 
     @rx.event
+    @requires(Role.MANAGER)
     async def mark_read(self, notification_id: str):
-        try:
-            await self.require(Role.MANAGER)
-        except PermissionDenied as denied:
-            return rx.toast.error(str(denied))
         await in_session(
             lambda s: alerts.mark_read(session=s, notification_id=uuid.UUID(notification_id))
         )
@@ -59,11 +58,8 @@ class NotificationState(LiveState, AuthState):
         return None
 
     @rx.event
+    @requires(Role.MANAGER)
     async def mark_all_read(self):
-        try:
-            await self.require(Role.MANAGER)
-        except PermissionDenied as denied:
-            return rx.toast.error(str(denied))
         await in_session(lambda s: alerts.mark_all_read(session=s))
         self.apply(await self.fetch())
         return rx.toast.success("All notifications marked read.")
