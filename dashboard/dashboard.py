@@ -18,6 +18,7 @@ from dashboard.pages import (  # noqa: F401  registers pages
 )
 from dashboard.services.demo import demo_lifespan
 from dashboard.services.lifespan import hub_lifespan
+from dashboard.state.guard import unguarded_handlers
 
 
 class _SamePageAgain(logging.Filter):
@@ -30,6 +31,11 @@ class _SamePageAgain(logging.Filter):
 
 
 logging.getLogger("reflex.app").addFilter(_SamePageAgain())
+
+# Any websocket client can call any handler: a handler without a declared guard is a leak,
+# so the app refuses to start with one (tests/security/test_handler_guards.py says which).
+if unguarded := unguarded_handlers():
+    raise RuntimeError(f"event handlers without a declared guard: {', '.join(unguarded)}")
 
 app = rx.App(
     api_transformer=build_api,  # a factory: a fresh Starlette app each time the App is built

@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol, TypeVar
 
 import reflex as rx
+from reflex.state import BaseState
 
 from dashboard import routes
 from dashboard.models import Role, User
@@ -182,3 +183,29 @@ def not_an_event(fn: Handler) -> Handler:
     fn.__override_base_method__ = True  # type: ignore[attr-defined]
     setattr(fn, GUARD, "not an event")
     return fn
+
+
+
+def app_states() -> list[type[BaseState]]:
+    """Every state class of the app, from Reflex's state tree (Reflex's own internal states,
+    defined in ``reflex.*``, are its business)."""
+
+    def walk(state: type[BaseState]) -> list[type[BaseState]]:
+        found = []
+        for substate in state.get_substates():
+            found += [substate, *walk(substate)]
+        return found
+
+    return [state for state in walk(rx.State) if not state.__module__.startswith("reflex")]
+
+
+def unguarded_handlers(states: list[Any] | None = None) -> list[str]:
+    """``State.handler`` for every event handler of ``states`` (default: the app's) that
+    declares neither a role nor ``public``. ``setvar`` is Reflex's dispatcher to the
+    ``set_<var>`` handlers, which are themselves checked when they exist."""
+    return [
+        f"{state.__name__}.{name}"
+        for state in (app_states() if states is None else states)
+        for name, handler in state.event_handlers.items()
+        if name != "setvar" and declared_guard(handler) not in (*Role, "public")
+    ]

@@ -45,22 +45,16 @@ from dashboard.services import auth as auth_service
 from dashboard.services import integrations as integration_service
 from dashboard.services.audit import record_audit
 from dashboard.services.auth import ROLE_RANK, create_session, create_user
+from dashboard.state import guard
 from dashboard.state.guard import declared_guard, not_an_event, public, requires
 
 CALLERS: tuple[Role | None, ...] = (None, Role.VIEWER, Role.MANAGER)
 
 
 def app_states() -> list[type[BaseState]]:
-    """Every state class of the app, from Reflex's state tree (Reflex's own internal states,
-    defined in ``reflex.*``, are its business)."""
     import dashboard.dashboard  # noqa: F401  registers every page and its states
 
-    def walk(state: type[BaseState]) -> Iterator[type[BaseState]]:
-        for substate in state.get_substates():
-            yield substate
-            yield from walk(substate)
-
-    return [state for state in walk(rx.State) if not state.__module__.startswith("reflex")]
+    return guard.app_states()
 
 
 def handlers_of(state: type[BaseState]) -> dict[str, EventHandler]:
@@ -70,12 +64,8 @@ def handlers_of(state: type[BaseState]) -> dict[str, EventHandler]:
 
 
 def undeclared(states: list[type[BaseState]]) -> list[str]:
-    return [
-        f"{state.__name__}.{name}"
-        for state in states
-        for name, handler in handlers_of(state).items()
-        if declared_guard(handler) not in (*Role, "public")
-    ]
+    """What the app's start-up check (``guard.unguarded_handlers``) refuses."""
+    return guard.unguarded_handlers(states)
 
 
 # --- the hub an attacker finds -------------------------------------------------------------
