@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from connectors.metrics import record_throttle_wait
+
 
 @dataclass(frozen=True)
 class Take:
@@ -80,6 +82,7 @@ class TokenBucket:
                 delay = max(self.wait_time(), 1e-6)
                 waited += delay
                 await self._sleep(delay)
+        record_throttle_wait("amazon", waited)  # only the SP-API client acquires
         return waited
 
     def set_rate(self, rate: float) -> None:

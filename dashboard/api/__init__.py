@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
 from dashboard.api.security_headers import SecurityHeadersMiddleware
+from dashboard.logging_setup import RequestIdMiddleware
 from dashboard.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ ROUTE_MODULES = (
     "dashboard.api.session",
     "dashboard.api.shopify",
     "dashboard.api.amazon",
+    "dashboard.api.metrics",
 )
 
 
@@ -63,7 +65,8 @@ def build_api(asgi_app: Any) -> Starlette:
         routes.append(Mount("/sandbox", app=sandbox))
     routes.append(Mount("/", app=asgi_app))
     headers = Middleware(SecurityHeadersMiddleware, public_url=settings.public_url or "")
-    return Starlette(routes=routes, middleware=[headers])
+    # Outermost: every line logged while a request is handled carries its id.
+    return Starlette(routes=routes, middleware=[Middleware(RequestIdMiddleware), headers])
 
 
 def _sandbox_installed() -> bool:
