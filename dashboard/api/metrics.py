@@ -18,9 +18,8 @@ from dashboard.services import metrics
 async def scrape(request: Request) -> Response:
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     # The token file is read (created on first use) off the event loop, as is the database.
-    if scheme.lower() != "bearer" or not await asyncio.to_thread(
-        metrics.token_matches, presented.strip()
-    ):
+    presented = presented.strip() if scheme.lower() == "bearer" else ""
+    if not await asyncio.to_thread(metrics.token_matches, presented):
         return PlainTextResponse(
             "metrics need Authorization: Bearer <metrics token> (docs/monitoring.md)",
             status_code=401,

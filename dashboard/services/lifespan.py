@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -22,6 +23,7 @@ async def hub_lifespan() -> AsyncIterator[None]:
     syncs are interrupted. Alerts raised by any of them go out through the alert outbox, whose
     delivery starts first and stops last. Logging is set up before any of them logs."""
     configure_from_settings(get_settings())
+    await asyncio.to_thread(metrics.metrics_token)  # in the data dir for the operator, at once
     try:
         async with (
             alert_delivery_lifespan(),

@@ -370,7 +370,10 @@ def metrics_token() -> str:
 
 
 def token_matches(presented: str) -> bool:
-    return bool(presented) and hmac.compare_digest(presented.encode(), metrics_token().encode())
+    """Whether ``presented`` is the metrics token (which is generated first if need be, so
+    that the operator finds it in the data dir after the first refused scrape)."""
+    expected = metrics_token().encode()
+    return bool(presented) and hmac.compare_digest(presented.encode(), expected)
 
 
 def fresh_multiprocess_dir(data_dir: Path) -> Path:
