@@ -247,12 +247,14 @@ async def test_webhooks_received_verified_and_rejected(hub: httpx.AsyncClient) -
     before = await scrape(hub)
     body = json.dumps({"id": 1, "title": "x"}).encode()
     headers = {"X-Shopify-Topic": "products/update", "X-Shopify-Shop-Domain": "none.myshopify.com"}
-    forged = await hub.post("/api/webhooks/shopify", content=body, headers={
-        **headers, "X-Shopify-Webhook-Id": str(uuid.uuid4()), "X-Shopify-Hmac-Sha256": "AAAA"})  # fmt: skip
+
+    def delivery(signature: str) -> dict[str, str]:
+        return {**headers, "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+                "X-Shopify-Hmac-Sha256": signature}  # fmt: skip
+
+    forged = await hub.post("/api/webhooks/shopify", content=body, headers=delivery("AAAA"))
     assert forged.status_code == 401
-    genuine = await hub.post("/api/webhooks/shopify", content=body, headers={
-        **headers, "X-Shopify-Webhook-Id": str(uuid.uuid4()),
-        "X-Shopify-Hmac-Sha256": _signed(body)})  # fmt: skip
+    genuine = await hub.post("/api/webhooks/shopify", content=body, headers=delivery(_signed(body)))
     assert genuine.status_code == 200
     import asyncio
 
