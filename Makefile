@@ -15,7 +15,7 @@ export NPM_CONFIG_REGISTRY := https://registry.npmjs.org
 export REFLEX_BUN_PATH := $(BUN)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test setup bun chromium nginx migrate lint typecheck bench clean
+.PHONY: run test setup bun chromium nginx promtool migrate lint typecheck bench clean
 
 setup: $(STAMP) bun
 
@@ -50,6 +50,12 @@ nginx:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx >/dev/null; }
 
+# Debian's prometheus package for promtool: the tests check deploy/prometheus/rules.yml with it.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 migrate: $(STAMP)
 	$(VENV)/bin/hub migrate
 
@@ -62,7 +68,7 @@ run: setup migrate
 	$(VENV)/bin/hub users ensure-admin
 	$(VENV)/bin/hub serve --port $(HUB_PORT)
 
-test: setup chromium nginx
+test: setup chromium nginx promtool
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q

@@ -37,7 +37,14 @@ from connectors.errors import (
     RateLimited,
     TransientError,
 )
-from connectors.http import DEFAULT_TIMEOUT, USER_AGENT, is_transient_status, with_retries
+from connectors.http import (
+    DEFAULT_TIMEOUT,
+    EVENT_HOOKS,
+    USER_AGENT,
+    is_transient_status,
+    with_retries,
+)
+from connectors.metrics import TOKEN_REFRESHES
 
 ACCESS_TOKEN = "access_token"  # noqa: S105  credential kind names, not secrets
 REFRESH_TOKEN = "refresh_token"  # noqa: S105
@@ -137,6 +144,7 @@ def _client(endpoint: TokenEndpoint, **kwargs: Any) -> AsyncOAuth2Client:
         headers={"User-Agent": USER_AGENT},
         timeout=DEFAULT_TIMEOUT,
         follow_redirects=False,
+        event_hooks=EVENT_HOOKS,
         **kwargs,
     )
     for hook in ("access_token_response", "refresh_token_response"):
@@ -198,19 +206,26 @@ async def refresh_token(
     with the reason and retrying will not fix it.
     """
     try:
-        return await _call_token_endpoint(
+        token = await _call_token_endpoint(
             endpoint,
             lambda client: client.refresh_token(endpoint.url, refresh_token=refresh),
             update_token=update_token,
         )
     except _Refused as error:
-        if error.error == "invalid_grant":
+        revoked = error.error == "invalid_grant"
+        TOKEN_REFRESHES.labels(endpoint.name, "revoked" if revoked else "failed").inc()
+        if revoked:
             raise AuthRevoked(
                 f"{endpoint.name} refused the refresh token (invalid_grant)"
             ) from None
         raise PlatformError(
             f"{endpoint.name} token refresh failed: {error.error}", status=error.status or None
         ) from None
+    except Exception:
+        TOKEN_REFRESHES.labels(endpoint.name, "failed").inc()  # unreachable, throttled, ...
+        raise
+    TOKEN_REFRESHES.labels(endpoint.name, "ok").inc()
+    return token
 
 
 def lifetime_end(body: Mapping[str, Any], name: str) -> datetime | None:

@@ -6,10 +6,12 @@ transport (respx, ``httpx.ASGITransport``) instead of patching internals.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import (
@@ -21,12 +23,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from connectors import metrics
 from connectors.errors import TransientError
 
 USER_AGENT = "ConnectorHub/0.1 (+https://github.com/connector-hub/connector-hub)"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 log = logging.getLogger(__name__)
+request_log = logging.getLogger("hub.platform")  # one line per platform request
 T = TypeVar("T")
 # Query parameters whose values grant access: a report document's pre-signed URL
 # (X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token), OAuth codes and the like.
@@ -60,6 +64,126 @@ class _RedactRequestLines(logging.Filter):
 logging.getLogger("httpx").addFilter(_RedactRequestLines())
 
 
+# --- one log line and the metrics of every platform request -----------------------------------
+
+# SP-API operations by method and path (the ``operationId``s of Amazon's models), for the
+# metrics' ``operation`` label; ids in paths must not become label values.
+_AMAZON_OPERATIONS: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (method, re.compile(pattern), operation)
+    for method, pattern, operation in (
+        ("GET", r"/orders/v0/orders/[^/]+/orderItems$", "getOrderItems"),
+        ("GET", r"/orders/v0/orders/[^/]+$", "getOrder"),
+        ("GET", r"/orders/v0/orders$", "getOrders"),
+        ("GET", r"/orders/2026-01-01/orders$", "searchOrders"),
+        ("POST", r"/reports/2021-06-30/reports$", "createReport"),
+        ("GET", r"/reports/2021-06-30/reports$", "getReports"),
+        ("GET", r"/reports/2021-06-30/reports/[^/]+$", "getReport"),
+        ("GET", r"/reports/2021-06-30/documents/[^/]+$", "getReportDocument"),
+        ("GET", r"/fba/inventory/v1/summaries$", "getInventorySummaries"),
+        ("GET", r"/sellers/v1/marketplaceParticipations$", "getMarketplaceParticipations"),
+        ("GET", r"/listings/2021-08-01/items/[^/]+/[^/]+$", "getListingsItem"),
+        ("GET", r"/listings/2021-08-01/items/[^/]+$", "searchListingsItems"),
+    )
+)
+_GRAPHQL_NAME = re.compile(rb"\b(?:query|mutation)\s+([A-Za-z_][A-Za-z0-9_]{0,63})")
+_SENT_AT = "hub_sent_at"  # request extension: when the request hook saw it leave
+
+
+def platform_operation(request: httpx.Request) -> tuple[str, str]:
+    """(platform, operation) of a request, from its URL (and a GraphQL document's name):
+    the same for the real platforms and the sandbox, whose paths follow theirs."""
+    path, host, method = request.url.path, request.url.host, request.method
+    if "/admin/api/" in path and path.endswith("/graphql.json"):
+        name = _GRAPHQL_NAME.search(request.content) if method == "POST" else None
+        return "shopify", name.group(1).decode() if name else "graphql"
+    if "/admin/oauth/" in path:
+        return "shopify", "accessToken"
+    if "/_bulk/" in path or host == "storage.googleapis.com":
+        return "shopify", "bulkResult"
+    if path.endswith("/auth/o2/token"):
+        return "amazon", "lwaToken"
+    for operation_method, pattern, operation in _AMAZON_OPERATIONS:
+        if method == operation_method and pattern.search(path):
+            return "amazon", operation
+    if "/documents/" in path or host.endswith(".amazonaws.com"):
+        return "amazon", "reportDocumentDownload"
+    if "sellingpartnerapi" in host or "/sp/" in path or "/sp-sandbox/" in path:
+        return "amazon", "other"
+    return "other", "other"
+
+
+async def _stamp_request(request: httpx.Request) -> None:
+    request.extensions[_SENT_AT] = time.perf_counter()
+
+
+async def _observe_response(response: httpx.Response) -> None:
+    """Count, time and log one answered platform request (a retry is another request)."""
+    request = response.request
+    started = request.extensions.get(_SENT_AT)
+    seconds = time.perf_counter() - started if isinstance(started, float) else 0.0
+    platform, operation = platform_operation(request)
+    status = response.status_code
+    metrics.PLATFORM_REQUESTS.labels(platform, operation, str(status)).inc()
+    metrics.PLATFORM_REQUEST_SECONDS.labels(platform, operation).observe(seconds)
+    if status == 429:
+        metrics.PLATFORM_THROTTLED.labels(platform, operation).inc()
+    elif platform == "shopify" and operation not in ("accessToken", "bulkResult"):
+        await _observe_shopify_cost(response, operation)
+    request_log.info(
+        "%s %s%s %s %.0fms",
+        request.method,
+        request.url.host,
+        request.url.path,  # never the query: pre-signed URLs carry credentials there
+        status,
+        seconds * 1000,
+        extra={
+            "platform": platform,
+            "operation": operation,
+            "method": request.method,
+            "host": request.url.host,
+            "path": request.url.path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+        },
+    )
+
+
+async def _observe_shopify_cost(response: httpx.Response, operation: str) -> None:
+    """Cost points and bucket state from a GraphQL answer's ``extensions.cost``."""
+    await response.aread()  # the client reads it anyway: a GraphQL answer is never streamed
+    try:
+        body: Any = json.loads(response.content)
+    except ValueError:
+        return
+    if not isinstance(body, dict):
+        return
+    errors = body.get("errors")
+    if isinstance(errors, list) and any(
+        isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED"
+        for e in errors
+    ):
+        metrics.PLATFORM_THROTTLED.labels("shopify", operation).inc()
+    cost = (body.get("extensions") or {}).get("cost")
+    if not isinstance(cost, dict):
+        return
+    actual = cost.get("actualQueryCost")
+    if isinstance(actual, int | float) and actual > 0:
+        metrics.SHOPIFY_COST_POINTS.labels(operation).inc(actual)
+    status = cost.get("throttleStatus")
+    if isinstance(status, dict):
+        if isinstance(status.get("restoreRate"), int | float):
+            metrics.SHOPIFY_RESTORE_RATE.set(status["restoreRate"])
+        if isinstance(status.get("currentlyAvailable"), int | float):
+            metrics.SHOPIFY_POINTS_AVAILABLE.set(status["currentlyAvailable"])
+
+
+# Passed to every platform client (``build_client``, the token endpoints' client).
+EVENT_HOOKS: dict[str, list[Callable[..., Any]]] = {
+    "request": [_stamp_request],
+    "response": [_observe_response],
+}
+
+
 def build_client(
     *,
     base_url: str = "",
@@ -80,6 +204,7 @@ def build_client(
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
         follow_redirects=False,
+        event_hooks=EVENT_HOOKS,
     )
 
 

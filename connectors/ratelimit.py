@@ -15,6 +15,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
+from connectors.metrics import record_throttle_wait
+
 
 @dataclass(frozen=True)
 class Take:
@@ -83,6 +85,7 @@ class TokenBucket:
                 delay = max(self.wait_time(), 1e-6)
                 waited += delay
                 await self._sleep(delay)
+        record_throttle_wait("amazon", waited)  # only the SP-API client acquires
         return waited
 
     def set_rate(self, rate: float) -> None:

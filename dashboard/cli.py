@@ -56,7 +56,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         amazon = settings.amazon_base_url or "Amazon's regional endpoints"
         platforms = f"Shopify at {shopify}, Amazon at {amazon}"
     print(f"Connector Hub on {settings.public_url} ({platforms})")
-    return subprocess.call(command, cwd=PROJECT_ROOT, env=reflex_environment(port))  # noqa: S603
+    env = reflex_environment(port)
+    if "PROMETHEUS_MULTIPROC_DIR" not in env:  # before the workers start: /metrics adds them up
+        from dashboard.services.metrics import fresh_multiprocess_dir
+
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(
+            fresh_multiprocess_dir(secure_data_dir(settings.data_dir))
+        )
+    return subprocess.call(command, cwd=PROJECT_ROOT, env=env)  # noqa: S603
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sandbox import access as sandbox_access
@@ -97,7 +104,17 @@ class Settings(BaseSettings):
     org_name: str = Field("Connector Hub", description="Organisation shown to merchants.")
     data_dir: Path = Field(PROJECT_ROOT / "data", description="SQLite file, generated key.")
     env: Literal["dev", "prod", "test"] = "prod"
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Lowest level the backend logs (standard output)."
+    )
+    log_format: Literal["json", "text"] = Field(
+        "text", description="json: one JSON object per line, for a log collector."
+    )
+    metrics_token: str | None = Field(
+        None,
+        description="Bearer token for GET /metrics. Default: one generated into "
+        "{data_dir}/metrics.token (mode 0600).",
+    )
 
     # --- storage -------------------------------------------------------------------------
     database_url: str | None = Field(
@@ -173,6 +190,15 @@ class Settings(BaseSettings):
         description="Signs outgoing alert webhooks (X-Hub-Signature-256). Default: one "
         "generated into {data_dir}/alert-webhook.secret (mode 0600).",
     )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        """HUB_LOG_LEVEL=debug and HUB_LOG_FORMAT=JSON mean what they say."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("public_url", "shopify_base_url", "amazon_base_url")
     @classmethod

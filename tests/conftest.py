@@ -118,12 +118,22 @@ def pg_hub_db(
 def leaked_secrets(
     records: list[logging.LogRecord], secrets: list[str], *, client_origin: str
 ) -> list[str]:
-    """The log lines (every logger, every level) that contain one of ``secrets``. Lines about
-    the test's own requests to ``client_origin`` (what a browser would send) do not count."""
+    """The log lines (every logger, every level) that contain one of ``secrets``, as the
+    message and as the backend writes it in either ``HUB_LOG_FORMAT``: the JSON line also
+    carries the fields a record got as ``extra=`` (a platform request's host and path).
+    Lines about the test's own requests to ``client_origin`` (what a browser would send) do
+    not count."""
+    from dashboard.logging_setup import JsonFormatter, TextFormatter
+
+    formats = (JsonFormatter(), TextFormatter())
     leaks = []
     for record in records:
         line = record.getMessage()
         if client_origin in line:
             continue
-        leaks += [f"{record.name}: {line}" for secret in secrets if secret and secret in line]
+        written = [line, *(formatter.format(record) for formatter in formats)]
+        leaks += [
+            f"{record.name}: {text}" for secret in secrets if secret for text in written
+            if secret in text
+        ]  # fmt: skip
     return leaks

@@ -30,6 +30,7 @@ from connectors.errors import (
     TransientError,
 )
 from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.metrics import record_throttle_wait
 from connectors.ratelimit import report_throttled, report_wait
 from connectors.shopify.auth import TOKEN_HEADER
 from connectors.shopify.queries import API_VERSION
@@ -146,6 +147,7 @@ class ShopifyThrottle:
                 await self._sleep_or_wake(delay)
                 now = time.monotonic()
             self.waited += now - start
+            record_throttle_wait("shopify", now - start)
             self.available = self.estimate(now) - cost
             self.updated = now
             ticket = next(self._tickets)

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dashboard.api.security_headers import SecurityHeadersMiddleware
+from dashboard.logging_setup import RequestIdMiddleware
 from dashboard.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ ROUTE_MODULES = (
     "dashboard.api.session",
     "dashboard.api.shopify",
     "dashboard.api.amazon",
+    "dashboard.api.metrics",
 )
 
 
@@ -72,7 +74,11 @@ def build_api(asgi_app: Any) -> Starlette:
     proxies = [host.strip() for host in settings.trusted_proxies.split(",") if host.strip()]
     forwarded = Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     headers = Middleware(SecurityHeadersMiddleware, public_url=settings.public_url or "")
-    return Starlette(routes=routes, middleware=[forwarded, headers])
+    # Outermost: every line logged while a request is handled carries its id; then the
+    # client's address and scheme as the trusted proxy saw them.
+    return Starlette(
+        routes=routes, middleware=[Middleware(RequestIdMiddleware), forwarded, headers]
+    )
 
 
 def _sandbox_installed() -> bool:

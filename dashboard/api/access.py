@@ -31,6 +31,9 @@ class Access(StrEnum):
     # Sign-in and sign-out: a form posted from the hub's own origin (refused otherwise), the
     # password checked under the sign-in throttle, or the caller's own session ended.
     SAME_ORIGIN_FORM = "same_origin_form"
+    # A monitoring system: ``Authorization: Bearer`` with the metrics token (HUB_METRICS_TOKEN
+    # or the one generated into the data dir), compared in constant time.
+    BEARER_TOKEN = "bearer_token"  # noqa: S105  an access kind, not a token
 
 
 class GuardedRoute(Route):

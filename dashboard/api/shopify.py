@@ -18,6 +18,7 @@ from dashboard.db import in_session
 from dashboard.services import connect, shopify_webhooks
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, save_credential
+from dashboard.services.metrics import WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED, WEBHOOKS_VERIFIED
 from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.shopify")
@@ -157,17 +158,22 @@ async def webhook(request: Request) -> Response:
     anything is applied (``shopify_webhook_binding``); a mismatch still answers 200, so that
     Shopify does not retry it.
     """
+    WEBHOOKS_RECEIVED.labels("shopify").inc()
     try:
         body = await read_body(request, MAX_WEBHOOK_BYTES)
     except BodyTooLarge:
+        WEBHOOKS_REJECTED.labels("shopify", "too_large").inc()
         return JSONResponse({"error": "payload too large"}, status_code=413)
     headers = request.headers
     if not body or not headers.get("x-shopify-topic") or not headers.get("x-shopify-webhook-id"):
+        WEBHOOKS_REJECTED.labels("shopify", "malformed").inc()
         return JSONResponse({"error": "missing body or Shopify headers"}, status_code=400)
     secret = get_settings().shopify_client_secret or ""
     if not shopify_auth.verify_webhook(body, headers.get("x-shopify-hmac-sha256"), secret):
+        WEBHOOKS_REJECTED.labels("shopify", "signature").inc()
         log.warning("shopify webhook with a bad signature refused")
         return JSONResponse({"error": "invalid signature"}, status_code=401)
+    WEBHOOKS_VERIFIED.labels("shopify").inc()
     event_id = await shopify_webhooks.persist(
         webhook_id=headers["x-shopify-webhook-id"],
         topic=headers["x-shopify-topic"],

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from dashboard.logging_setup import configure_from_settings
+from dashboard.services import metrics
 from dashboard.services.alerts import alert_delivery_lifespan
 from dashboard.services.scheduler import scheduler_lifespan
 from dashboard.services.shopify_webhooks import webhook_lifespan
 from dashboard.services.sync import engine_lifespan
+from dashboard.settings import get_settings
 
 
 @contextlib.asynccontextmanager
@@ -17,11 +21,16 @@ async def hub_lifespan() -> AsyncIterator[None]:
     events inside it (applying one may queue a sync), and the scheduler innermost, so that at
     shutdown scheduling stops first, then webhook events are handed back, then the running
     syncs are interrupted. Alerts raised by any of them go out through the alert outbox, whose
-    delivery starts first and stops last."""
-    async with (
-        alert_delivery_lifespan(),
-        engine_lifespan(),
-        webhook_lifespan(),
-        scheduler_lifespan(),
-    ):
-        yield
+    delivery starts first and stops last. Logging is set up before any of them logs."""
+    configure_from_settings(get_settings())
+    await asyncio.to_thread(metrics.metrics_token)  # in the data dir for the operator, at once
+    try:
+        async with (
+            alert_delivery_lifespan(),
+            engine_lifespan(),
+            webhook_lifespan(),
+            scheduler_lifespan(),
+        ):
+            yield
+    finally:
+        metrics.process_exiting()

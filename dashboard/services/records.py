@@ -23,6 +23,7 @@ from sqlmodel import Session
 from connectors.base import ChildrenComplete, RecordError, UnifiedRecord
 from dashboard.db import json_text
 from dashboard.models import RECORD_TABLES, InventoryLevel, OrderLine, RecordColumns, Variant
+from dashboard.services import metrics
 
 _CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
 # A child kind -> the column naming its parent (the parent ids ``ChildrenComplete`` lists).
@@ -168,6 +169,7 @@ def upsert_records(
             inserted = _inserted_now(session, table_obj, integration_id, now)
         result.inserted += inserted
         result.updated += len(rows) - inserted
+        metrics.count_records(kind, inserted=inserted, updated=len(rows) - inserted)
         if inserted == len(rows):
             all_new[kind] = set(rows)
     if children_complete is not None and children_complete.parent_ids:
@@ -234,6 +236,7 @@ def _mark_unlisted_children_deleted(
         _retire_levels_of_variants(
             session=session, integration_id=integration_id, retired_at=stored_at
         )
+    metrics.count_records(kind, deleted=marked)
     return marked
 
 
@@ -328,6 +331,7 @@ def mark_deleted(
             )
     if kind in _HOLDS_VARIANTS:
         _retire_levels_of_variants(session=session, integration_id=integration_id, retired_at=now)
+    metrics.count_records(kind, deleted=marked)
     return marked
 
 
@@ -368,7 +372,9 @@ def mark_missing_deleted(
     )
     if kind in _HOLDS_VARIANTS:
         _retire_levels_of_variants(session=session, integration_id=integration_id, retired_at=now)
-    return int(getattr(outcome, "rowcount", 0) or 0)
+    marked = int(getattr(outcome, "rowcount", 0) or 0)
+    metrics.count_records(kind, deleted=marked)
+    return marked
 
 
 def _retire_levels_of_variants(

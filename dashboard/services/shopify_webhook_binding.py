@@ -38,6 +38,7 @@ from dashboard.db import in_session
 from dashboard.models import AuditLog, Integration, IntegrationStatus, WebhookEvent
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.integrations import find_integration_by_shop
+from dashboard.services.metrics import WEBHOOKS_REJECTED
 from dashboard.settings import get_settings
 
 # Shopify sends shop/redact 48 hours after the uninstall.
@@ -56,6 +57,14 @@ async def bind(event: WebhookEvent) -> Integration:
     Raises the connector's TransientError/RateLimited when the uninstall could not be
     confirmed yet (the event is retried).
     """
+    try:
+        return await _bind(event)
+    except Rejected:
+        WEBHOOKS_REJECTED.labels("shopify", "binding").inc()
+        raise
+
+
+async def _bind(event: WebhookEvent) -> Integration:
     topic, payload = event.topic, event.payload
     problem = shape_problem(topic, payload)
     if problem is not None:

@@ -36,6 +36,7 @@ from connectors.errors import AuthError, PlatformError, RateLimited, TransientEr
 from connectors.ratelimit import observe
 from connectors.registry import get_connector
 from dashboard.db import in_session, in_write_session
+from dashboard.logging_setup import bind_log_context
 from dashboard.models import (
     EventLevel,
     RunStatus,
@@ -287,6 +288,7 @@ class SyncEngine:
         context = await in_write_session(partial(_start_run, run_id=run_id, worker=self.worker))
         if context is None:
             return  # claimed by another process, finished, or cancelled meanwhile
+        bind_log_context(run_id=run_id, integration_id=context.integration.id)  # every line
         log_json(
             logging.INFO,
             "run started",

@@ -27,6 +27,7 @@ REFUSED_WITHOUT_CREDENTIALS = {
     Access.SESSION_OR_LINK: {401, 403},
     Access.SESSION: {401, 403},
     Access.SAME_ORIGIN_FORM: {403},
+    Access.BEARER_TOKEN: {401},
 }
 
 
