@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from dashboard.db import in_session
 from dashboard.services.alerts import alert_delivery_lifespan
 from dashboard.services.scheduler import scheduler_lifespan
 from dashboard.services.shopify_webhooks import webhook_lifespan
@@ -17,7 +18,14 @@ async def hub_lifespan() -> AsyncIterator[None]:
     events inside it (applying one may queue a sync), and the scheduler innermost, so that at
     shutdown scheduling stops first, then webhook events are handed back, then the running
     syncs are interrupted. Alerts raised by any of them go out through the alert outbox, whose
-    delivery starts first and stops last."""
+    delivery starts first and stops last.
+
+    Before any of them: a process whose encryption keys differ from the database's under
+    the same id (another host's generated key) refuses to start (KeyMismatchError)."""
+    from dashboard.services.vault import ensure_keys_match, get_vault
+
+    vault = get_vault()
+    await in_session(lambda session: ensure_keys_match(session=session, vault=vault))
     async with (
         alert_delivery_lifespan(),
         engine_lifespan(),
