@@ -176,3 +176,12 @@ def test_doctor_without_a_shop_says_how_to_check_shopify(
     _, lines = doctor(capsys)
     assert lines["shopify app"][0].startswith("warn")
     assert "hub doctor --shop your-dev-store.myshopify.com" in lines["shopify app"][0]
+
+
+def test_doctor_refuses_a_shop_that_is_not_a_shopify_domain(
+    real_platform_hub: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = doctor(capsys, "--shop", "evil.example.com")
+    assert code == 1
+    [shopify] = lines["shopify app"]
+    assert shopify.startswith("fail") and "'evil.example.com'" in shopify

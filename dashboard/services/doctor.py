@@ -288,6 +288,7 @@ def _refused_client(answer: _PlatformAnswer) -> bool:
 async def check_shopify(
     settings: Settings, client: httpx.AsyncClient, shop: str | None
 ) -> tuple[list[Check], _PlatformAnswer | None]:
+    from connectors.errors import InvalidInput
     from connectors.shopify.auth import token_endpoint
 
     public = settings.public_url
@@ -322,12 +323,18 @@ async def check_shopify(
             ),
             register,
         ], None
-    endpoint = token_endpoint(
-        shop=shop,
-        client_id=settings.shopify_client_id,
-        client_secret=settings.shopify_client_secret,
-        base_url=settings.shopify_base_url,
-    )
+    try:
+        endpoint = token_endpoint(
+            shop=shop,
+            client_id=settings.shopify_client_id,
+            client_secret=settings.shopify_client_secret,
+            base_url=settings.shopify_base_url,
+        )
+    except InvalidInput as error:
+        return [
+            Check("shopify app", "fail", f"{shop!r}: {error}", "pass --shop name.myshopify.com"),
+            register,
+        ], None
     answer = await _ask_token_endpoint(
         client,
         endpoint.url,
