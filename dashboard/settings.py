@@ -237,10 +237,13 @@ def url_host(url: str | None) -> str:
 
 
 def is_production(settings: Settings) -> bool:
-    """HUB_ENV=production, or a public https URL on a host other than this machine's."""
+    """HUB_ENV=production, or (with the default HUB_ENV=prod) a public https URL on a host
+    other than this machine's. HUB_ENV=dev and test are explicit choices of local use."""
     public = settings.public_url or ""
     return settings.env == "production" or (
-        public.startswith("https://") and url_host(public) not in LOCAL_HOSTS
+        settings.env == "prod"
+        and public.startswith("https://")
+        and url_host(public) not in LOCAL_HOSTS
     )
 
 

@@ -125,6 +125,10 @@ def test_a_public_https_url_alone_turns_the_profile_on() -> None:
     assert any("HUB_SANDBOX" in p for p in production_problems(load_settings(**public)))
     for local in ("https://localhost:8443", "http://hub.example.com:3000"):
         assert production_problems(load_settings(env="prod", public_url=local)) == []
+    # HUB_ENV=test or dev says "not production" explicitly (test harnesses, staging by hand).
+    assert (
+        production_problems(load_settings(env="test", public_url="https://hub.example.com")) == []
+    )
 
 
 # --- at start, as an operator sees it ----------------------------------------------------------
