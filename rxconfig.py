@@ -2,10 +2,11 @@
 
 import reflex as rx
 
-from dashboard.settings import SettingsError, get_settings
+from dashboard.settings import SettingsError, check_production, get_settings
 
 try:
     settings = get_settings()
+    check_production(settings)  # every backend process, however started
 except SettingsError as error:  # `reflex run` started directly rather than by `hub serve`
     raise SystemExit(f"hub: {error}") from None
 

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dashboard.data_dir import create_private_file, secure_data_dir
-from dashboard.settings import PROJECT_ROOT, SettingsError, get_settings, load_settings
+from dashboard.settings import (
+    PROJECT_ROOT,
+    Settings,
+    SettingsError,
+    get_settings,
+    is_production,
+    load_settings,
+    production_problems,
+)
 
 log = logging.getLogger("hub")
 
@@ -44,6 +52,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # The child process reads HUB_PORT; read the settings it will see, so the address
     # printed here (and the sandbox's) follows --port.
     settings = load_settings(port=port)
+    refusal = startup_refusal(settings)
+    if refusal:
+        return _fail(refusal)
     reflex = shutil.which("reflex", path=str(Path(sys.executable).parent)) or "reflex"
     command = [
         reflex, "run", "--env", "prod", "--single-port",
@@ -64,6 +75,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
             fresh_multiprocess_dir(secure_data_dir(settings.data_dir))
         )
     return subprocess.call(command, cwd=PROJECT_ROOT, env=env)  # noqa: S603
+
+
+# --- production start checks (issue 14) -------------------------------------------------------
+
+
+def _users_exist() -> bool | None:
+    """Whether the database holds a user; None when it cannot say (unreachable, not migrated:
+    /api/ready and `hub doctor` report that)."""
+    from sqlmodel import select
+
+    from dashboard.db import session_scope
+    from dashboard.models import User
+
+    try:
+        with session_scope() as session:
+            return session.exec(select(User.id).limit(1)).first() is not None
+    except Exception:
+        return None
+
+
+def startup_refusal(settings: Settings) -> str | None:
+    """Why this hub must not start (production profile problems, encryption keys that differ
+    from the database's), every problem at once; None when it may."""
+    from dashboard.db import session_scope
+    from dashboard.services.vault import KeyMismatchError, ensure_keys_match, get_vault
+
+    problems = production_problems(settings, users_exist=_users_exist())
+    try:
+        with session_scope() as session:
+            ensure_keys_match(session=session, vault=get_vault())
+    except KeyMismatchError as error:
+        problems.append(str(error))
+    except Exception:  # noqa: S110  database unreachable: the server's readiness says so
+        pass
+    if not problems:
+        return None
+    return "Refusing to start:\n  " + "\n  ".join(problems)
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -154,6 +202,12 @@ def cmd_users_ensure_admin(_: argparse.Namespace) -> int:
     from dashboard.services.auth import ensure_admin
 
     settings = get_settings()
+    if is_production(settings) and not settings.admin_password and _users_exist() is False:
+        return _fail(
+            "HUB_ADMIN_PASSWORD is unset and there is no user yet: in production the first "
+            "admin does not get a generated password in a file. Set HUB_ADMIN_EMAIL and "
+            "HUB_ADMIN_PASSWORD, or run `hub users create --email E --role admin` at a terminal"
+        )
     with session_scope() as session:
         created = ensure_admin(
             session=session, email=settings.admin_email, password=settings.admin_password
@@ -210,19 +264,26 @@ def cmd_keys_rotate(_: argparse.Namespace) -> int:
 
 def cmd_keys_status(_: argparse.Namespace) -> int:
     from dashboard.db import session_scope
-    from dashboard.services.vault import get_vault
+    from dashboard.services.vault import get_vault, key_problems, stored_key_fingerprints
 
     vault = get_vault()
     with session_scope() as session:
         usage = vault.key_usage(session=session)
+        recorded = stored_key_fingerprints(session=session)
+        problems = key_problems(session=session, vault=vault)
+    mismatched = {key_id for key_id in vault.key_ids if any(repr(key_id) in p for p in problems)}
     for key_id, count in usage.items():
-        marker = (
-            "newest"
-            if key_id == vault.current_key_id
-            else ("missing!" if key_id not in vault.key_ids else "old")
-        )
-        print(f"{key_id:24} {count:8} credential(s)  {marker}")
-    return 0
+        if key_id in mismatched:
+            marker = "MISMATCH: not the database's key under this id"
+        elif key_id not in vault.key_ids:
+            marker = "missing!"
+        else:
+            marker = "newest" if key_id == vault.current_key_id else "old"
+        fingerprint = vault.fingerprints.get(key_id) or recorded.get(key_id, "?")
+        print(f"{key_id:24} {fingerprint:16} {count:8} credential(s)  {marker}")
+    for problem in problems:
+        print(f"hub: {problem}", file=sys.stderr)
+    return 1 if problems or any(k not in vault.key_ids for k, n in usage.items() if n) else 0
 
 
 # --- sandbox ---------------------------------------------------------------------------------
@@ -334,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
             raise
     else:
         register(sub)
+
+    # backup, restore, doctor, config show (production operations)
+    from dashboard.cli_ops import register as register_ops
+
+    register_ops(sub)
     return parser
 
 

@@ -248,6 +248,17 @@ class Credential(SQLModel, table=True):
     created_at: datetime = ts(nullable=False, default_now=True)
 
 
+class EncryptionKey(SQLModel, table=True):
+    """A key id the vault has used, with a fingerprint of its material (never the key): a
+    host whose key under the same id differs (it generated its own ``local1``) is refused."""
+
+    __tablename__ = "encryption_keys"
+
+    key_id: str = Field(primary_key=True, max_length=64)
+    fingerprint: str = Field(max_length=32)
+    registered_at: datetime = ts(nullable=False, default_now=True)
+
+
 class ConnectLink(SQLModel, table=True):
     """A no-login link a merchant opens to approve access. Only the token's hash is kept."""
 

@@ -152,3 +152,94 @@ def test_a_stray_document_outside_queries_is_found(tmp_path: Path) -> None:
     module = tmp_path / "sneaky.py"
     module.write_text('LOOKUP = """query Sneaky { shop { name } }"""\n"""query the shop."""\n')
     assert graphql_literals(module) == ["query Sneaky { shop { name } }"]
+
+
+# --- nothing deprecated ---------------------------------------------------------------------
+
+
+def deprecated_uses(document: str) -> list[str]:
+    """Every deprecated field, argument, input field and enum value ``document`` uses, as
+    ``Type.field``, ``Type.field(argument)``, ``Input.field`` or ``Enum.VALUE`` with Shopify's
+    reason. Shopify removes deprecated parts in a later API version: a document using one
+    breaks at an upgrade."""
+    from graphql import (
+        ArgumentNode,
+        EnumValueNode,
+        FieldNode,
+        ObjectFieldNode,
+        TypeInfo,
+        TypeInfoVisitor,
+        Visitor,
+        get_named_type,
+        visit,
+    )
+
+    schema = published_schema()
+    type_info = TypeInfo(schema)
+    found: list[str] = []
+
+    class Deprecations(Visitor):
+        def enter_field(self, node: FieldNode, *_: object) -> None:
+            field, parent = type_info.get_field_def(), type_info.get_parent_type()
+            if field is not None and field.deprecation_reason is not None:
+                found.append(f"{parent}.{node.name.value}: {field.deprecation_reason}")
+
+        def enter_argument(
+            self, node: ArgumentNode, _key: object, _parent: object, _path: object, ancestors: Any
+        ) -> None:
+            argument = type_info.get_argument()
+            if argument is not None and argument.deprecation_reason is not None:
+                field = next(a for a in reversed(ancestors) if isinstance(a, FieldNode))
+                found.append(
+                    f"{type_info.get_parent_type()}.{field.name.value}({node.name.value}): "
+                    f"{argument.deprecation_reason}"
+                )
+
+        def enter_object_field(self, node: ObjectFieldNode, *_: object) -> None:
+            parent = get_named_type(type_info.get_parent_input_type())
+            fields = getattr(parent, "fields", {})
+            input_field = fields.get(node.name.value)
+            if input_field is not None and input_field.deprecation_reason is not None:
+                found.append(f"{parent}.{node.name.value}: {input_field.deprecation_reason}")
+
+        def enter_enum_value(self, node: EnumValueNode, *_: object) -> None:
+            enum = get_named_type(type_info.get_input_type())
+            value = getattr(enum, "values", {}).get(node.value)
+            if value is not None and value.deprecation_reason is not None:
+                found.append(f"{enum}.{node.value}: {value.deprecation_reason}")
+
+    visit(parse(document), TypeInfoVisitor(type_info, Deprecations()))
+    return found
+
+
+@pytest.mark.parametrize(("name", "document"), DOCUMENTS, ids=[n for n, _ in DOCUMENTS])
+def test_document_uses_nothing_deprecated(name: str, document: str) -> None:
+    assert deprecated_uses(document) == []
+
+
+def test_webhook_topics_sent_as_variables_are_not_deprecated() -> None:
+    """Topics travel as a variable, outside any document: checked against the enum here."""
+    topics = published_schema().get_type("WebhookSubscriptionTopic")
+    values = getattr(topics, "values", {})
+    assert {t: values[t].deprecation_reason for t in queries.WEBHOOK_TOPICS} == dict.fromkeys(
+        queries.WEBHOOK_TOPICS
+    )
+
+
+def test_a_deprecated_field_argument_or_enum_value_is_found() -> None:
+    old_plan = queries.SHOP.replace("publicDisplayName", "displayName")
+    assert deprecated_uses(old_plan) == ["ShopPlan.displayName: Use `publicDisplayName` instead."]
+    deprecated_argument = """query Hooks {
+  webhookSubscriptions(first: 5, callbackUrl: "https://hub.example/api/webhooks/shopify") {
+    nodes { id }
+  }
+}"""
+    assert deprecated_uses(deprecated_argument) == [
+        "QueryRoot.webhookSubscriptions(callbackUrl): Use `uri` instead."
+    ]
+    deprecated_enum_value = """query Definitions {
+  metafieldDefinitions(first: 5, ownerType: MEDIA_IMAGE) { nodes { id } }
+}"""
+    assert deprecated_uses(deprecated_enum_value) == [
+        "MetafieldOwnerType.MEDIA_IMAGE: `MEDIA_IMAGE` is deprecated."
+    ]

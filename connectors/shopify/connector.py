@@ -229,7 +229,7 @@ class ShopifyConnector(Connector):
         info = data["shop"]
         return {
             "name": info.get("name"),
-            "plan": (info.get("plan") or {}).get("displayName"),
+            "plan": (info.get("plan") or {}).get("publicDisplayName"),
             "currency": info.get("currencyCode"),
             "timezone": info.get("ianaTimezone"),
             "email": info.get("email"),

@@ -12,7 +12,10 @@ API_VERSION = "2026-10"
 PAGE_SIZES = {"products": 25, "inventory": 30, "orders": 10, "customers": 250}
 
 SHOP = """query Shop {
-  shop { name email myshopifyDomain currencyCode ianaTimezone plan { displayName shopifyPlus } }
+  shop {
+    name email myshopifyDomain currencyCode ianaTimezone
+    plan { publicDisplayName shopifyPlus }
+  }
 }"""
 
 PRODUCTS = """query Products($first: Int!, $after: String, $query: String) {

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from dashboard.db import in_session
 from dashboard.logging_setup import configure_from_settings
 from dashboard.services import metrics
 from dashboard.services.alerts import alert_delivery_lifespan
@@ -21,8 +22,15 @@ async def hub_lifespan() -> AsyncIterator[None]:
     events inside it (applying one may queue a sync), and the scheduler innermost, so that at
     shutdown scheduling stops first, then webhook events are handed back, then the running
     syncs are interrupted. Alerts raised by any of them go out through the alert outbox, whose
-    delivery starts first and stops last. Logging is set up before any of them logs."""
+    delivery starts first and stops last. Logging is set up before any of them logs.
+
+    Before any of them: a process whose encryption keys differ from the database's under
+    the same id (another host's generated key) refuses to start (KeyMismatchError)."""
+    from dashboard.services.vault import ensure_keys_match, get_vault
+
     configure_from_settings(get_settings())
+    vault = get_vault()
+    await in_session(lambda session: ensure_keys_match(session=session, vault=vault))
     await asyncio.to_thread(metrics.metrics_token)  # in the data dir for the operator, at once
     try:
         async with (

@@ -17,18 +17,20 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dashboard.data_dir import create_private_file, secure_data_dir
-from dashboard.models import Credential
+from dashboard.models import Credential, EncryptionKey
 from dashboard.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,12 @@ def _parse_keys(spec: str) -> list[VaultKey]:
     return keys
 
 
+def key_fingerprint(material: bytes) -> str:
+    """A short, one-way name of key material: equal fingerprints, same key. Sixteen hex
+    digits of a domain-separated SHA-256; it tells keys apart and reveals nothing of them."""
+    return hashlib.sha256(b"connector-hub key fingerprint/v1\0" + material).hexdigest()[:16]
+
+
 def generate_key_spec(key_id: str | None = None) -> str:
     """A new 'key-id:base64' entry for HUB_ENCRYPTION_KEYS."""
     key_id = key_id or datetime.now(UTC).strftime("k%Y%m%d%H%M%S")
@@ -103,6 +111,8 @@ class Vault:
             raise VaultError("the vault needs at least one key")
         self._keys = {key.key_id: AESGCM(key.material) for key in keys}
         self.key_ids = [key.key_id for key in keys]
+        self.fingerprints = {key.key_id: key_fingerprint(key.material) for key in keys}
+        self._material = {key.key_id: key.material for key in keys}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Vault:
@@ -181,6 +191,93 @@ class Vault:
         for key_id in session.exec(select(Credential.key_id)).all():
             counts[key_id] = counts.get(key_id, 0) + 1
         return counts
+
+
+    def key_spec(self, key_ids: list[str] | None = None) -> str:
+        """``HUB_ENCRYPTION_KEYS`` for these key ids (all by default), newest first. Secret:
+        only for ``hub backup --with-keys``, which writes it to a 0600 file."""
+        wanted = [k for k in self.key_ids if key_ids is None or k in key_ids]
+        return ",".join(
+            f"{k}:{base64.urlsafe_b64encode(self._material[k]).decode().rstrip('=')}"
+            for k in wanted
+        )
+
+
+class KeyMismatchError(VaultError):
+    """A configured key's material differs from the one this database knows under its id."""
+
+
+def key_problems(*, session: Session, vault: Vault, register: bool = False) -> list[str]:
+    """Configured keys that are not the database's key of the same id, one line each with
+    what to do; [] when every key matches. With ``register`` a key id the database does not
+    know yet is recorded, once a credential stored under it decrypted (or none exists): rows
+    written before fingerprints existed vouch for the key that made them."""
+    problems = []
+    known = {row.key_id: row.fingerprint for row in session.exec(select(EncryptionKey)).all()}
+    for key_id in vault.key_ids:
+        mine = vault.fingerprints[key_id]
+        recorded = known.get(key_id)
+        if recorded is not None:
+            if recorded != mine:
+                problems.append(_mismatch(key_id, mine, f"fingerprint {recorded}"))
+            continue
+        samples = session.exec(
+            select(Credential).where(Credential.key_id == key_id).limit(3)
+        ).all()
+        try:
+            for row in samples:
+                vault.decrypt_credential(
+                    row.key_id, row.ciphertext, integration_id=row.integration_id, kind=row.kind
+                )
+        except VaultError:
+            problems.append(_mismatch(key_id, mine, "credentials that do not decrypt with it"))
+            continue
+        if register:
+            _register(session, key_id, mine)
+    if register:
+        again = {r.key_id: r.fingerprint for r in session.exec(select(EncryptionKey)).all()}
+        problems += [
+            _mismatch(k, vault.fingerprints[k], f"fingerprint {again[k]}")
+            for k in vault.key_ids
+            if k in again and k not in known and again[k] != vault.fingerprints[k]
+        ]  # another host registered its own key under this id at the same moment
+    return problems
+
+
+def _register(session: Session, key_id: str, fingerprint: str) -> None:
+    insert = sa.insert(EncryptionKey).values(
+        key_id=key_id, fingerprint=fingerprint, registered_at=datetime.now(UTC)
+    )
+    try:
+        with session.begin_nested():
+            session.execute(insert)
+    except sa.exc.IntegrityError:
+        pass  # registered meanwhile by another process: compared by the caller
+
+
+def _mismatch(key_id: str, mine: str, theirs: str) -> str:
+    return (
+        f"encryption key {key_id!r} here (fingerprint {mine}) is not the key {key_id!r} this "
+        f"database holds {theirs}: this host has a key of its own under the same id. Every "
+        "host of a hub must share the same keys: copy HUB_ENCRYPTION_KEYS (or the data dir's "
+        "secret.key) from a host whose hub works, then restart"
+    )
+
+
+def ensure_keys_match(*, session: Session, vault: Vault) -> None:
+    """Register the vault's keys and raise KeyMismatchError listing every key that differs
+    from the database's; does nothing before migrations created ``encryption_keys``."""
+    if not sa.inspect(session.connection()).has_table(EncryptionKey.__tablename__):
+        return
+    problems = key_problems(session=session, vault=vault, register=True)
+    if problems:
+        raise KeyMismatchError("\n  ".join(problems))
+
+
+def stored_key_fingerprints(*, session: Session) -> dict[str, str]:
+    """Every key id the database has recorded, with its fingerprint."""
+    rows = session.exec(select(EncryptionKey).order_by(col(EncryptionKey.key_id))).all()
+    return {row.key_id: row.fingerprint for row in rows}
 
 
 @functools.cache
