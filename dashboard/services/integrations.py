@@ -203,7 +203,16 @@ def save_pending_integration(
 ) -> Integration:
     """The wizard's integration: the one this wizard run created already (``pending_id``),
     brought up to the details as they are now, so that Back and Connect now again leave one
-    row; a new one when there is none, or it is no longer pending. Raises InvalidInput."""
+    row; a new one when there is none, or it is no longer pending. Raises InvalidInput, and
+    AccountTaken for a shop another integration holds (its connection would be refused)."""
+    if platform == Platform.SHOPIFY.value and shop_domain:
+        try:
+            shop = normalize_shop_domain(shop_domain)
+        except InvalidInput:
+            shop = None  # _validated says what is wrong with it
+        holder = find_connected_account(session=session, platform=platform, shop_domain=shop)
+        if holder is not None:
+            raise AccountTaken(account=shop or shop_domain, holder=holder)
     existing = session.get(Integration, pending_id) if pending_id else None
     if (
         existing is None
