@@ -220,6 +220,10 @@ class Integration(SQLModel, table=True):
     shop_domain: str | None = Field(default=None, max_length=255, index=True)
     selling_partner_id: str | None = Field(default=None, max_length=64, index=True)
     region: str | None = Field(default=None, max_length=8)
+    # The platform account this integration holds ("shopify:<shop>", "amazon:<region>:<seller>"),
+    # from its first consent until it is disconnected or deleted, whatever its status meanwhile.
+    # Unique, so that two callbacks racing for one account cannot both connect it.
+    account_key: str | None = Field(default=None, max_length=300, unique=True, index=True)
     marketplaces: list[str] = json_field(default_factory=list)
     status: str = Field(default=IntegrationStatus.PENDING.value, max_length=16, index=True)
     status_detail: str | None = Field(default=None, max_length=2000)

@@ -143,3 +143,64 @@ def test_mark_connected_fills_details(session: Session) -> None:
     )
     assert integration.status == "connected" and integration.selling_partner_id == "A1B2"
     assert integration.connected_at is not None
+    # It holds its seller in its region from now on.
+    assert integration.account_key == "amazon:na:A1B2"
+
+
+def test_an_integration_holds_its_shop_until_it_is_disconnected(session: Session, manager) -> None:
+    from dashboard.services.integrations import (
+        disconnect_integration,
+        find_connected_account,
+        find_integration_by_shop,
+    )
+
+    shop = "held.myshopify.com"
+    holder = create_integration(
+        session=session, platform="shopify", display_name="Holder", shop_domain=shop
+    )
+    assert find_connected_account(session=session, platform="shopify", shop_domain=shop) is None
+    mark_connected(session=session, integration_id=holder.id)
+    newer = create_integration(
+        session=session, platform="shopify", display_name="Newer", shop_domain=shop
+    )
+    found = find_connected_account(
+        session=session, platform="shopify", shop_domain="HELD.myshopify.com"
+    )
+    assert found is not None and found.id == holder.id
+    # Webhooks of the shop go to the holder, not to the newer pending duplicate.
+    assert find_integration_by_shop(session=session, shop_domain=shop).id == holder.id
+    disconnect_integration(session=session, integration_id=holder.id, actor=manager)
+    assert find_connected_account(session=session, platform="shopify", shop_domain=shop) is None
+    assert find_integration_by_shop(session=session, shop_domain=shop).id == newer.id
+
+
+def test_the_wizard_integration_is_updated_in_place_while_pending(
+    session: Session, manager
+) -> None:
+    from dashboard.services.integrations import save_pending_integration
+
+    first = save_pending_integration(
+        session=session, pending_id=None, platform="shopify", display_name="Acme",
+        shop_domain="acme.myshopify.com", actor=manager,
+    )  # fmt: skip
+    started = issue_oauth_state(session=session, integration_id=first.id, platform="shopify",
+                                shop_domain="acme.myshopify.com")  # fmt: skip
+    again = save_pending_integration(
+        session=session, pending_id=first.id, platform="shopify", display_name="Acme EU",
+        shop_domain="acme-eu.myshopify.com", streams={"orders": 5}, actor=manager,
+    )  # fmt: skip
+    assert again.id == first.id and again.shop_domain == "acme-eu.myshopify.com"
+    streams = session.exec(
+        select(StreamConfig.stream).where(StreamConfig.integration_id == first.id)
+    ).all()
+    assert streams == ["orders"]
+    # A consent started for the old shop cannot connect the integration to it any more.
+    with pytest.raises(OAuthError, match="expired"):
+        consume_oauth_state(session=session, state=started, platform="shopify")
+    # Once it connected, the wizard makes a new one instead of changing it.
+    mark_connected(session=session, integration_id=first.id)
+    third = save_pending_integration(
+        session=session, pending_id=first.id, platform="shopify", display_name="Other",
+        shop_domain="other.myshopify.com", actor=manager,
+    )  # fmt: skip
+    assert third.id != first.id

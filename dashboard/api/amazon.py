@@ -15,12 +15,13 @@ from connectors.base import IntegrationRef
 from connectors.errors import AuthError, ConnectorError, OAuthError
 from dashboard.api.access import Access, route
 from dashboard.api.consent import redirect_to_consent
-from dashboard.api.result_page import result_page
+from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
 from dashboard.models import Integration
 from dashboard.services import connect
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, save_credential
+from dashboard.services.integrations import AccountTaken
 from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.amazon")
@@ -73,6 +74,10 @@ async def callback(request: Request) -> Response:
         seller_id, code = amazon_auth.verify_callback(params)
         integration_id = state.integration_id
         await in_session(lambda s: _seller_guard(s, integration_id, seller_id))
+        # The seller is known only now: refuse one another integration holds in this region.
+        await connect.refuse_account_taken(
+            integration_id=integration_id, selling_partner_id=seller_id
+        )
         # The code lives five minutes: exchange it before anything else.
         credentials = await amazon_auth.exchange_code(
             code=code,
@@ -117,7 +122,14 @@ async def callback(request: Request) -> Response:
             integration_service.finish_connect_link(session=session, link_id=state.connect_link_id)
             return connected.display_name
 
-        name = await in_session(finish)
+        name = await connect.finish_connection(
+            finish, integration_id=integration_id, selling_partner_id=seller_id
+        )
+    except AccountTaken as taken:
+        log.info("amazon callback refused: %s", taken)
+        return account_taken_page(
+            account=taken.account, holder_id=taken.holder_id, holder_name=taken.holder_name
+        )
     except OAuthError as refused:
         log.info("amazon callback refused: %s", refused)
         return result_page("Connection not completed", refused.user_message, ok=False, status=400)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import uuid
 
 from starlette.responses import HTMLResponse
 
@@ -34,4 +35,23 @@ def result_page(
         f"<p>{html.escape(message)}</p>{link}<p style='color:#60646c;font-size:.85rem'>"
         f"{org}</p></main></body></html>",
         status_code=status,
+    )
+
+
+def account_taken_page(*, account: str, holder_id: uuid.UUID, holder_name: str) -> HTMLResponse:
+    """The callback refused a second integration for one shop or seller: say which
+    integration has it and link to that one."""
+    settings = get_settings()
+    return result_page(
+        "Already connected",
+        f"{account} is already connected to {settings.org_name} through the integration "
+        f"\u201c{holder_name}\u201d, so it was not connected a second time: one account syncs "
+        "through one integration (two would compete for the same rate limit). Reconnect or "
+        "manage it from that integration.",
+        ok=False,
+        status=409,
+        action=(
+            f"Open \u201c{holder_name}\u201d",
+            f"{settings.public_url}/integrations/{holder_id}",
+        ),
     )

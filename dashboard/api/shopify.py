@@ -13,11 +13,12 @@ from connectors.shopify import auth as shopify_auth
 from connectors.shopify.connector import ShopifyConnector
 from dashboard.api.access import Access, route
 from dashboard.api.consent import redirect_to_consent
-from dashboard.api.result_page import result_page
+from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
 from dashboard.services import connect, shopify_webhooks
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, save_credential
+from dashboard.services.integrations import AccountTaken
 from dashboard.services.metrics import WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED, WEBHOOKS_VERIFIED
 from dashboard.settings import get_settings
 
@@ -64,6 +65,8 @@ async def callback(request: Request) -> Response:
                 user_message="Shopify answered for a different "
                 "shop than the one being connected. Start again from the hub.",
             )
+        # Before the code exchange: no token is issued for a shop another integration holds.
+        await connect.refuse_account_taken(integration_id=state.integration_id, shop_domain=shop)
         credentials = await shopify_auth.exchange_code(
             shop=shop,
             code=params.get("code", ""),
@@ -109,7 +112,14 @@ async def callback(request: Request) -> Response:
             )
             return integration.display_name
 
-        name = await in_session(finish)
+        name = await connect.finish_connection(
+            finish, integration_id=integration_id, shop_domain=shop
+        )
+    except AccountTaken as taken:
+        log.info("shopify callback refused: %s", taken)
+        return account_taken_page(
+            account=taken.account, holder_id=taken.holder_id, holder_name=taken.holder_name
+        )
     except OAuthError as refused:
         log.info("shopify callback refused: %s", refused)
         return result_page("Connection not completed", refused.user_message, ok=False, status=400)

@@ -13,6 +13,7 @@ from dashboard.components.common import count_pages, empty_state, pager, pages_l
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, User
+from dashboard.services import integrations as integration_service
 from dashboard.services import overview as overview_service
 from dashboard.services import scheduler, sync
 from dashboard.services.audit import record_audit
@@ -72,6 +73,7 @@ class IntegrationsState(LiveState, AuthState):
     descending: bool = True
     selected: list[str] = []
     loaded: bool = False
+    stale_count: int = 0  # pending integrations nobody connected for a day (see services)
     # Backend only: the query the rows answer, the watermark when they were read, and each
     # shown integration's record-count base (see overview_service.live_record_counts).
     _shown_for: tuple = ()
@@ -111,7 +113,10 @@ class IntegrationsState(LiveState, AuthState):
         query = self._query()
         page = query[-1]
         current = not force and query == self._shown_for
-        shown = [{k: v for k, v in row.items() if k != "records"} for row in self.rows]
+        shown = [
+            {k: v for k, v in row.items() if k not in ("records", "never_connected")}
+            for row in self.rows
+        ]
         mark_before, bases, total_before = self._mark, dict(self._record_bases), self.total
 
         def load(session: Session) -> tuple:
@@ -132,14 +137,25 @@ class IntegrationsState(LiveState, AuthState):
             counts, bases_now = overview_service.live_record_counts(
                 session=session, ids=[row["id"] for row in rows], bases=bases
             )
-            rows = [{**row, "records": f"{counts[row['id']]:,}"} for row in rows]
-            return query, shown_page, mark, rows, total, bases_now
+            stale = integration_service.stale_pending_labels(
+                session=session, ids=[row["id"] for row in rows]
+            )
+            rows = [
+                {
+                    **row,
+                    "records": f"{counts[row['id']]:,}",
+                    "never_connected": stale.get(row["id"], ""),
+                }
+                for row in rows
+            ]
+            stale_count = integration_service.stale_pending_count(session=session)
+            return query, shown_page, mark, rows, total, bases_now, stale_count
 
         return await in_session(load)
 
     @not_an_event
     def apply(self, data: Any) -> None:
-        query, shown_page, mark, rows, total, bases = data
+        query, shown_page, mark, rows, total, bases, stale_count = data
         if query != self._query():
             return  # the filters or page changed while this was read; the next read is current
         shown_for = (*query[:-1], shown_page)
@@ -160,6 +176,8 @@ class IntegrationsState(LiveState, AuthState):
             shown = {row["id"] for row in rows}
             if any(row_id not in shown for row_id in self.selected):
                 self.selected = [row_id for row_id in self.selected if row_id in shown]
+        if self.stale_count != stale_count:
+            self.stale_count = stale_count
         if not self.loaded:
             self.loaded = True
 
@@ -247,6 +265,19 @@ class IntegrationsState(LiveState, AuthState):
         note = f"; {skipped} had nothing to {'pause' if paused else 'resume'}" if skipped else ""
         return rx.toast.success(f"{verb} {changed} of {asked}{note}.")
 
+    @rx.event
+    @requires(Role.MANAGER)
+    async def discard_stale_pending(self):
+        actor = acting_user()
+        discarded = await in_session(
+            lambda s: integration_service.discard_stale_pending(session=s, actor=actor)
+        )
+        await self._reload()
+        if not discarded:
+            return rx.toast.info("No stale pending integration to discard.")
+        plural = "" if discarded == 1 else "s"
+        return rx.toast.success(f"Discarded {discarded} pending integration{plural}.")
+
 
 def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
     return rx.table.row(
@@ -269,7 +300,13 @@ def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
         ),
         rx.table.row_header_cell(rx.link(row["name"], href="/integrations/" + row["id"])),
         rx.table.cell(row["account"]),
-        rx.table.cell(status_badge(row["status"])),
+        rx.table.cell(
+            rx.cond(
+                row["never_connected"] != "",
+                rx.badge(row["never_connected"], color_scheme="orange", variant="soft"),
+                status_badge(row["status"]),
+            )
+        ),
         rx.table.cell(
             rx.cond(row["last_sync"] != "", rx.moment(row["last_sync"], from_now=True), "never")
         ),
@@ -365,6 +402,43 @@ COLUMNS = (
 )
 
 
+def discard_stale_button() -> rx.Component:
+    """Discard every pending integration nobody connected for a day, after a confirmation."""
+    label = rx.text(
+        "Discard ",
+        IntegrationsState.stale_count,
+        " stale pending integration",
+        rx.cond(IntegrationsState.stale_count == 1, "", "s"),
+    )
+    return rx.alert_dialog.root(
+        rx.alert_dialog.trigger(
+            rx.button(
+                rx.icon("trash-2", size=14), label, size="1", variant="soft", color_scheme="red"
+            )
+        ),
+        rx.alert_dialog.content(
+            rx.alert_dialog.title(label),
+            rx.alert_dialog.description(
+                "They were created more than a day ago, never connected, and have no usable "
+                "connect link. They hold no data. This cannot be undone."
+            ),
+            rx.hstack(
+                rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                rx.alert_dialog.action(
+                    rx.button(
+                        "Discard",
+                        color_scheme="red",
+                        on_click=IntegrationsState.discard_stale_pending,
+                    )
+                ),
+                justify="end",
+                spacing="3",
+                margin_top="1rem",
+            ),
+        ),
+    )
+
+
 def bulk_bar() -> rx.Component:
     """Pause or resume the selected rows (managers)."""
     return rx.hstack(
@@ -390,9 +464,12 @@ def bulk_bar() -> rx.Component:
             disabled=IntegrationsState.selected.length() == 0,
             on_click=IntegrationsState.pause_selected(False),
         ),
+        rx.spacer(),
+        rx.cond(IntegrationsState.stale_count > 0, discard_stale_button()),
         align="center",
         spacing="3",
         height="2rem",
+        width="100%",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import uuid
 
 import reflex as rx
 
@@ -13,6 +14,7 @@ from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
 from dashboard.services import integrations as integration_service
+from dashboard.services.integrations import AccountTaken
 from dashboard.state.auth import AuthState, leave_app
 from dashboard.state.guard import acting_user, requires
 
@@ -47,6 +49,11 @@ class WizardState(AuthState):
     created_id: str = ""
     link_url: str = ""
     link_expires: str = ""
+    # The integration holding the shop typed in, when there is one (the wizard warns).
+    connected_id: str = ""
+    connected_name: str = ""
+    # The pending integration this wizard run created: Connect now or a link again reuse it.
+    _pending_id: str = ""
 
     @rx.var
     def marketplace_options(self) -> list[list[str]]:
@@ -63,6 +70,7 @@ class WizardState(AuthState):
         self.step, self.platform, self.name, self.shop_domain = 1, "", "", ""
         self.shop_error, self.error, self.created_id, self.link_url = "", "", "", ""
         self.region, self.marketplaces = "na", list(REGION_MARKETPLACES["na"][:1])
+        self._pending_id, self.connected_id, self.connected_name = "", "", ""
 
     @rx.event
     @requires(Role.MANAGER)
@@ -114,7 +122,7 @@ class WizardState(AuthState):
 
     @rx.event
     @requires(Role.MANAGER)
-    def go_to(self, step: int):
+    async def go_to(self, step: int):
         self.error = ""
         if step == 3:
             if not self.name.strip():
@@ -129,6 +137,7 @@ class WizardState(AuthState):
             elif not self.marketplaces:
                 self.error = "Choose at least one marketplace."
                 return
+            await self._find_connected()
         self.step = step
 
     async def _create(self) -> str | None:
@@ -142,10 +151,12 @@ class WizardState(AuthState):
             return None
         platform, name, shop = self.platform, self.name, self.shop_domain
         region, marketplaces = self.region, list(self.marketplaces)
+        pending_id = uuid.UUID(self._pending_id) if self._pending_id else None
         try:
             integration = await in_session(
-                lambda s: integration_service.create_integration(
+                lambda s: integration_service.save_pending_integration(
                     session=s,
+                    pending_id=pending_id,
                     platform=platform,
                     display_name=name,
                     shop_domain=shop or None,
@@ -155,10 +166,14 @@ class WizardState(AuthState):
                     actor=actor,
                 )
             )
+        except AccountTaken as taken:
+            self.connected_id, self.connected_name = str(taken.holder_id), taken.holder_name
+            self.error = str(taken)
+            return None
         except InvalidInput as invalid:
             self.error = str(invalid)
             return None
-        self.created_id = str(integration.id)
+        self.created_id = self._pending_id = str(integration.id)
         return self.created_id
 
     @rx.event
@@ -173,7 +188,7 @@ class WizardState(AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def create_link(self):
-        integration_id = self.created_id or await self._create()
+        integration_id = await self._create()
         if integration_id is None:
             return rx.toast.error(self.error)
         actor = acting_user()
@@ -188,6 +203,43 @@ class WizardState(AuthState):
         self.link_expires = link.expires_at.isoformat()
         self.step = 4
         return rx.toast.success("Connect link created. Send it to the merchant.")
+
+    async def _find_connected(self) -> None:
+        """Note the integration already holding the shop, for the warning on step 3 (an
+        Amazon seller is known only once it signs in: its callback refuses a taken one)."""
+        platform, shop = self.platform, self.shop_domain
+        holder = await in_session(
+            lambda s: integration_service.find_connected_account(
+                session=s,
+                platform=platform,
+                shop_domain=integration_service.normalize_shop_domain(shop)
+                if platform == "shopify"
+                else None,
+            )
+        )
+        self.connected_id = str(holder.id) if holder else ""
+        self.connected_name = holder.display_name if holder else ""
+
+
+def connected_warning() -> rx.Component:
+    """The shop is connected to another integration already: say so and link to it."""
+    return rx.callout(
+        rx.text(
+            WizardState.shop_domain,
+            " is already connected to ",
+            rx.link(
+                WizardState.connected_name,
+                href="/integrations/" + WizardState.connected_id,
+                weight="bold",
+            ),
+            ". One shop syncs through one integration: open that one to reconnect or manage it. "
+            "A second connection would be refused.",
+        ),
+        icon="triangle_alert",
+        color_scheme="amber",
+        role="alert",
+        id="already-connected",
+    )
 
 
 def step_header(number: int, title: str) -> rx.Component:
@@ -312,13 +364,20 @@ def streams_step() -> rx.Component:
                 align="center",
             ),
         ),
+        rx.cond(WizardState.connected_id != "", connected_warning()),
         rx.hstack(
             rx.button("Back", variant="soft", on_click=WizardState.go_to(2)),
-            rx.button(rx.icon("plug-zap"), "Connect now", on_click=WizardState.connect_now),
+            rx.button(
+                rx.icon("plug-zap"),
+                "Connect now",
+                disabled=WizardState.connected_id != "",
+                on_click=WizardState.connect_now,
+            ),
             rx.button(
                 rx.icon("link"),
                 "Create connect link",
                 variant="outline",
+                disabled=WizardState.connected_id != "",
                 on_click=WizardState.create_link,
             ),
         ),

@@ -13,7 +13,7 @@ from dashboard.components.common import count_pages, empty_state, pager, pages_l
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
-from dashboard.models import Role, RunTrigger, SyncRun
+from dashboard.models import Role
 from dashboard.services import runs as runs_service
 from dashboard.services import sync
 from dashboard.state.auth import AuthState
@@ -148,14 +148,9 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
     @requires(Role.MANAGER)
     async def retry_run(self, run_id: str):
         try:
-            run = await in_session(lambda s: s.get(SyncRun, uuid.UUID(run_id)))
-            if run is None:
-                return rx.toast.error("That run no longer exists.")
-            await sync.request_sync(
-                integration_id=run.integration_id, stream=run.stream, trigger=RunTrigger.RETRY
-            )
-        except sync.SyncRefused as refused:
-            return rx.toast.error(str(refused))
+            await sync.retry_run(run_id=uuid.UUID(run_id))  # once per run: refused after
+        except (ValueError, sync.SyncRefused) as error:
+            return rx.toast.error(str(error))
         await self._reload()
         return rx.toast.success("Retry queued.")
 
@@ -193,9 +188,12 @@ def run_actions(row: rx.Var[dict]) -> rx.Component:
             | (row["status"] == "interrupted")
             | (row["status"] == "cancelled"),
             rx.button(
-                "Retry",
+                rx.cond(row["resumed_by"] != "", "Retried", "Retry"),
                 size="1",
                 variant="soft",
+                # A retried run names its retry (resumed_by): one retry per run.
+                disabled=row["resumed_by"] != "",
+                title=rx.cond(row["resumed_by"] != "", "Retried already: see the newer run", ""),
                 on_click=RunsState.retry_run(row["id"]),
             ),
         ),

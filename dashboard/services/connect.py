@@ -9,17 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, WebhookSubscription
 from dashboard.services import auth as auth_service
 from dashboard.services import integrations as integration_service
-from dashboard.services.integrations import LinkInvalid
+from dashboard.services.audit import record_audit
+from dashboard.services.integrations import AccountTaken, LinkInvalid
 
 log = logging.getLogger("hub.connect")
+T = TypeVar("T")
 _background: set[asyncio.Task[None]] = set()
 
 
@@ -110,3 +115,83 @@ def schedule_first_sync(integration_id: uuid.UUID) -> None:
     task = asyncio.get_running_loop().create_task(first_sync())
     _background.add(task)
     task.add_done_callback(_background.discard)
+
+
+# --- one account, one integration (the rule is in integration_service.refuse_account_taken) ---
+
+
+def _refused(
+    session: Session,
+    integration_id: uuid.UUID,
+    shop_domain: str | None,
+    selling_partner_id: str | None,
+) -> None:
+    """Raise AccountTaken, audited, when another integration holds the account."""
+    try:
+        integration_service.refuse_account_taken(
+            session=session,
+            integration_id=integration_id,
+            shop_domain=shop_domain,
+            selling_partner_id=selling_partner_id,
+        )
+    except AccountTaken as taken:
+        record_audit(
+            session=session,
+            actor="system",
+            action="integration.connect_refused",
+            target=str(integration_id),
+            context={"account": taken.account, "connected_to": str(taken.holder_id)},
+        )
+        raise
+
+
+async def refuse_account_taken(
+    *,
+    integration_id: uuid.UUID,
+    shop_domain: str | None = None,
+    selling_partner_id: str | None = None,
+) -> None:
+    """Before exchanging the code: raise AccountTaken when the shop or seller is connected to
+    another integration, so that no token is issued for a connection that will be refused."""
+    refusal: list[AccountTaken] = []
+
+    def check(session: Session) -> None:
+        try:
+            _refused(session, integration_id, shop_domain, selling_partner_id)
+        except AccountTaken as taken:  # commit the audit row, then raise
+            refusal.append(taken)
+
+    await in_session(check)
+    if refusal:
+        raise refusal[0]
+
+
+async def finish_connection(
+    finish: Callable[[Session], T],
+    *,
+    integration_id: uuid.UUID,
+    shop_domain: str | None = None,
+    selling_partner_id: str | None = None,
+) -> T:
+    """Run the callback's last transaction (``finish`` calls ``mark_connected``).
+
+    Another callback for the same account may have connected it since the check before the
+    code exchange: then ``mark_connected`` raises AccountTaken, or the unique ``account_key``
+    makes the commit fail. Either way this integration is left as it was, without the tokens
+    just stored for it, and AccountTaken names the winner.
+    """
+    from dashboard.services.credentials import delete_credentials
+
+    try:
+        return await in_session(finish)
+    except (AccountTaken, sa.exc.IntegrityError):
+        try:
+            await refuse_account_taken(
+                integration_id=integration_id,
+                shop_domain=shop_domain,
+                selling_partner_id=selling_partner_id,
+            )
+        except AccountTaken:
+            await in_session(lambda s: delete_credentials(session=s, integration_id=integration_id))
+            raise
+        raise  # an integrity error that is not about the account

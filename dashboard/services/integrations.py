@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
 
 from connectors.amazon import regions as amazon_regions
 from connectors.errors import InvalidInput
 from dashboard.models import (
+    ConnectLink,
     Integration,
     IntegrationStatus,
+    OAuthState,
     Platform,
     StreamConfig,
     User,
@@ -68,6 +71,18 @@ class NotFound(LookupError):
     """No row with that id."""
 
 
+class AccountTaken(Exception):
+    """The shop or seller is already connected to another integration of this hub."""
+
+    def __init__(self, *, account: str, holder: Integration) -> None:
+        super().__init__(
+            f"{account} is already connected to the integration “{holder.display_name}”."
+        )
+        self.account = account
+        self.holder_id = holder.id
+        self.holder_name = holder.display_name
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -93,18 +108,16 @@ def normalize_shop_domain(shop: str) -> str:
     return validate_shop_domain(shop)
 
 
-def create_integration(
+def _validated(
     *,
-    session: Session,
     platform: str,
     display_name: str,
-    shop_domain: str | None = None,
-    region: str | None = None,
-    marketplaces: Iterable[str] = (),
-    streams: dict[str, int] | None = None,
-    actor: User | None = None,
-) -> Integration:
-    """Create a pending integration with its stream configs; raises InvalidInput."""
+    shop_domain: str | None,
+    region: str | None,
+    marketplaces: Iterable[str],
+    streams: dict[str, int] | None,
+) -> tuple[str, str, str | None, str | None, list[str], dict[str, int]]:
+    """An integration's details as stored; raises InvalidInput saying what to fix."""
     try:
         platform = Platform(platform).value
     except ValueError:
@@ -130,19 +143,39 @@ def create_integration(
         raise InvalidInput(f"{platform} has no stream {', '.join(sorted(unknown))}")
     if not chosen:
         raise InvalidInput("choose at least one thing to sync")
+    for stream, interval in chosen.items():
+        if interval < 1:
+            raise InvalidInput(f"the interval of {stream} must be at least one minute")
+    return platform, display_name[:200], shop_domain, region, list(marketplaces), dict(chosen)
+
+
+def create_integration(
+    *,
+    session: Session,
+    platform: str,
+    display_name: str,
+    shop_domain: str | None = None,
+    region: str | None = None,
+    marketplaces: Iterable[str] = (),
+    streams: dict[str, int] | None = None,
+    actor: User | None = None,
+) -> Integration:
+    """Create a pending integration with its stream configs; raises InvalidInput."""
+    platform, display_name, shop_domain, region, marketplaces, chosen = _validated(
+        platform=platform, display_name=display_name, shop_domain=shop_domain, region=region,
+        marketplaces=marketplaces, streams=streams,
+    )  # fmt: skip
     integration = Integration(
         platform=platform,
-        display_name=display_name[:200],
+        display_name=display_name,
         shop_domain=shop_domain,
         region=region,
-        marketplaces=list(marketplaces),
+        marketplaces=marketplaces,
         created_by=actor.id if actor else None,
     )
     session.add(integration)
     session.flush()
     for stream, interval in chosen.items():
-        if interval < 1:
-            raise InvalidInput(f"the interval of {stream} must be at least one minute")
         session.add(
             StreamConfig(integration_id=integration.id, stream=stream, interval_minutes=interval)
         )
@@ -157,6 +190,73 @@ def create_integration(
     return integration
 
 
+def save_pending_integration(
+    *,
+    session: Session,
+    pending_id: uuid.UUID | None,
+    platform: str,
+    display_name: str,
+    shop_domain: str | None = None,
+    region: str | None = None,
+    marketplaces: Iterable[str] = (),
+    streams: dict[str, int] | None = None,
+    actor: User | None = None,
+) -> Integration:
+    """The wizard's integration: the one this wizard run created already (``pending_id``),
+    brought up to the details as they are now, so that Back and Connect now again leave one
+    row; a new one when there is none, or it is no longer pending. Raises InvalidInput, and
+    AccountTaken for a shop another integration holds (its connection would be refused)."""
+    if platform == Platform.SHOPIFY.value and shop_domain:
+        try:
+            shop = normalize_shop_domain(shop_domain)
+        except InvalidInput:
+            shop = None  # _validated says what is wrong with it
+        holder = find_connected_account(session=session, platform=platform, shop_domain=shop)
+        if holder is not None:
+            raise AccountTaken(account=shop or shop_domain, holder=holder)
+    existing = session.get(Integration, pending_id) if pending_id else None
+    if (
+        existing is None
+        or existing.status != IntegrationStatus.PENDING.value
+        or existing.platform != platform
+    ):
+        return create_integration(
+            session=session, platform=platform, display_name=display_name,
+            shop_domain=shop_domain, region=region, marketplaces=marketplaces, streams=streams,
+            actor=actor,
+        )  # fmt: skip
+    platform, display_name, shop_domain, region, marketplaces, chosen = _validated(
+        platform=platform, display_name=display_name, shop_domain=shop_domain, region=region,
+        marketplaces=marketplaces, streams=streams,
+    )  # fmt: skip
+    if existing.shop_domain != shop_domain or existing.region != region:
+        # A consent already started was asked for the old shop or region: it must not connect
+        # this integration to the new one.
+        session.execute(
+            sa.update(OAuthState)
+            .where(col(OAuthState.integration_id) == existing.id, col(OAuthState.used_at).is_(None))
+            .values(expires_at=_now())
+        )
+    existing.display_name, existing.shop_domain, existing.region = display_name, shop_domain, region
+    existing.marketplaces = marketplaces
+    existing.updated_at = _now()
+    session.add(existing)
+    session.execute(sa.delete(StreamConfig).where(col(StreamConfig.integration_id) == existing.id))
+    for stream, interval in chosen.items():
+        session.add(
+            StreamConfig(integration_id=existing.id, stream=stream, interval_minutes=interval)
+        )
+    record_audit(
+        session=session,
+        actor=actor.email if actor else "system",
+        action="integration.update",
+        target=str(existing.id),
+        context={"name": display_name, "streams": sorted(chosen)},
+    )
+    session.flush()
+    return existing
+
+
 def get_integration(*, session: Session, integration_id: uuid.UUID | str) -> Integration:
     integration = session.get(Integration, uuid.UUID(str(integration_id)))
     if integration is None:
@@ -165,12 +265,92 @@ def get_integration(*, session: Session, integration_id: uuid.UUID | str) -> Int
 
 
 def find_integration_by_shop(*, session: Session, shop_domain: str) -> Integration | None:
+    """The integration a shop's webhooks belong to: the one holding the shop, else the newest
+    not disconnected (a pending duplicate must not take them from the one that syncs)."""
     return session.exec(
         select(Integration)
         .where(Integration.shop_domain == shop_domain.lower())
         .where(Integration.status != IntegrationStatus.DISCONNECTED.value)
-        .order_by(col(Integration.created_at).desc())
+        .order_by(col(Integration.account_key).is_(None), col(Integration.created_at).desc())
     ).first()
+
+
+# --- one account, one integration ------------------------------------------------------------
+#
+# An integration holds its platform account (``Integration.account_key``) from its first
+# consent until it is disconnected or deleted, whatever its status in between: connected,
+# syncing, paused, needs_reauth and error all still own the account's data and history and
+# sync it again once resumed or reconnected, so a second integration would split that history
+# and compete for the account's one rate limit. A pending integration never got consent and
+# holds nothing; a disconnected one destroyed its tokens and gave the account up (reconnecting
+# it takes it back, if no other integration took it meanwhile).
+
+
+def account_key(
+    *,
+    platform: str,
+    shop_domain: str | None = None,
+    selling_partner_id: str | None = None,
+    region: str | None = None,
+) -> str | None:
+    """The key of a platform account, or None when it is not known yet (an Amazon seller is
+    known only at the OAuth callback)."""
+    if platform == Platform.SHOPIFY.value and shop_domain:
+        return f"shopify:{shop_domain.lower()}"
+    if platform == Platform.AMAZON.value and selling_partner_id and region:
+        return f"amazon:{region.lower()}:{selling_partner_id}"
+    return None
+
+
+def find_connected_account(
+    *,
+    session: Session,
+    platform: str,
+    shop_domain: str | None = None,
+    selling_partner_id: str | None = None,
+    region: str | None = None,
+) -> Integration | None:
+    """The integration holding this shop (or this seller in this region), if any."""
+    key = account_key(
+        platform=platform,
+        shop_domain=shop_domain,
+        selling_partner_id=selling_partner_id,
+        region=region,
+    )
+    if key is None:
+        return None
+    return session.exec(select(Integration).where(Integration.account_key == key)).first()
+
+
+def refuse_account_taken(
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    shop_domain: str | None = None,
+    selling_partner_id: str | None = None,
+) -> str | None:
+    """Raise AccountTaken when the account is held by another integration than
+    ``integration_id`` (reconnecting the holder itself is fine); returns the account's key."""
+    integration = get_integration(session=session, integration_id=integration_id)
+    shop_domain = shop_domain or integration.shop_domain
+    seller = selling_partner_id or integration.selling_partner_id
+    key = account_key(
+        platform=integration.platform,
+        shop_domain=shop_domain,
+        selling_partner_id=seller,
+        region=integration.region,
+    )
+    if key is None:
+        return None
+    holder = session.exec(select(Integration).where(Integration.account_key == key)).first()
+    if holder is not None and holder.id != integration.id:
+        account = (
+            f"{shop_domain}"
+            if integration.platform == Platform.SHOPIFY.value
+            else f"Amazon seller {seller} ({(integration.region or '').upper()})"
+        )
+        raise AccountTaken(account=account, holder=holder)
+    return key
 
 
 def set_integration_status(
@@ -196,8 +376,16 @@ def mark_connected(
     marketplaces: Iterable[str] | None = None,
     actor: str = "merchant",
 ) -> Integration:
-    """The merchant approved: status connected, details filled in, audit written."""
+    """The merchant approved: status connected, details filled in, audit written.
+
+    Raises AccountTaken when another integration holds the account; a callback racing this
+    one past that check makes the flush raise IntegrityError (the unique ``account_key``).
+    """
+    key = refuse_account_taken(
+        session=session, integration_id=integration_id, selling_partner_id=selling_partner_id
+    )
     integration = get_integration(session=session, integration_id=integration_id)
+    integration.account_key = key
     integration.status = IntegrationStatus.CONNECTED.value
     integration.status_detail = None
     integration.connected_at = integration.updated_at = _now()
@@ -209,6 +397,7 @@ def mark_connected(
     if marketplaces is not None:
         integration.marketplaces = list(marketplaces)
     session.add(integration)
+    session.flush()  # the unique account_key decides a race here, before anything else
     record_audit(
         session=session, actor=actor, action="integration.connected", target=str(integration.id)
     )
@@ -310,6 +499,7 @@ def disconnect_integration(*, session: Session, integration_id: uuid.UUID, actor
     delete_credentials(session=session, integration_id=integration_id)
     integration.status = IntegrationStatus.DISCONNECTED.value
     integration.status_detail = "Disconnected by " + actor.email
+    integration.account_key = None  # the account is free for another integration
     session.add(integration)
     record_audit(
         session=session,
@@ -321,8 +511,6 @@ def disconnect_integration(*, session: Session, integration_id: uuid.UUID, actor
 
 def delete_integration(*, session: Session, integration_id: uuid.UUID, actor: User) -> None:
     """Remove the integration with its credentials, streams, runs and synced records."""
-    import sqlalchemy as sa
-
     from dashboard.models import RECORD_TABLES, SyncEvent, SyncRun
 
     integration = get_integration(session=session, integration_id=integration_id)
@@ -340,3 +528,84 @@ def delete_integration(*, session: Session, integration_id: uuid.UUID, actor: Us
         target=str(integration_id),
         context={"name": name},
     )
+
+
+# --- pending integrations nobody connected ----------------------------------------------------
+
+# A pending integration older than this without consent was most likely abandoned (a wizard
+# left half-way, a merchant who never answered): the Integrations page says so and a manager
+# discards them together. One with a connect link still usable is not stale: the merchant may
+# still answer, and discarding it would break the link in their hands.
+STALE_PENDING_AFTER = timedelta(days=1)
+
+
+def _stale_pending(now: datetime) -> list[sa.ColumnElement[bool]]:
+    usable_link = (
+        select(ConnectLink.id)
+        .where(
+            col(ConnectLink.integration_id) == col(Integration.id),
+            col(ConnectLink.used_at).is_(None),
+            col(ConnectLink.revoked_at).is_(None),
+            col(ConnectLink.declined_at).is_(None),
+            col(ConnectLink.expires_at) > now,
+        )
+        .correlate(Integration)
+        .exists()
+    )
+    return [
+        col(Integration.status) == IntegrationStatus.PENDING.value,
+        col(Integration.connected_at).is_(None),
+        col(Integration.created_at) < now - STALE_PENDING_AFTER,
+        ~usable_link,
+    ]
+
+
+def never_connected_label(created_at: datetime, now: datetime | None = None) -> str:
+    """How a stale pending integration is shown: "Never connected · 3 days"."""
+    days = max(1, ((now or _now()) - created_at).days)
+    return f"Never connected \u00b7 {days} day{'' if days == 1 else 's'}"
+
+
+def stale_pending_count(*, session: Session) -> int:
+    """How many pending integrations are stale (off ix_integrations_status_created)."""
+    statement = select(func.count()).select_from(Integration).where(*_stale_pending(_now()))
+    return int(session.exec(statement).one())
+
+
+def stale_pending_labels(*, session: Session, ids: Iterable[str]) -> dict[str, str]:
+    """For the stale ones among ``ids``: id -> "Never connected · N days"."""
+    wanted = [uuid.UUID(i) for i in ids]
+    if not wanted:
+        return {}
+    now = _now()
+    rows = session.exec(
+        select(Integration.id, Integration.created_at).where(
+            col(Integration.id).in_(wanted), *_stale_pending(now)
+        )
+    ).all()
+    return {str(row_id): never_connected_label(created, now) for row_id, created in rows}
+
+
+def discard_stale_pending(*, session: Session, actor: User) -> int:
+    """Delete every stale pending integration (they have no tokens, runs or records) with
+    their stream configs and dead links, in one audited step; returns how many."""
+    now = _now()
+    stale = session.exec(
+        select(Integration.id, Integration.display_name).where(*_stale_pending(now))
+    ).all()
+    if not stale:
+        return 0
+    ids = [row_id for row_id, _ in stale]
+    # The same conditions again in the DELETE: one connected meanwhile is kept.
+    deleted = session.execute(
+        sa.delete(Integration).where(col(Integration.id).in_(ids), *_stale_pending(now))
+    )
+    count = int(deleted.rowcount or 0)  # type: ignore[attr-defined]
+    record_audit(
+        session=session,
+        actor=actor.email,
+        action="integration.discard_stale",
+        target=f"{count} integrations",
+        context={"ids": [str(i) for i in ids], "names": [name for _, name in stale]},
+    )
+    return count

@@ -70,6 +70,7 @@ from dashboard.services.sync_queue import (
     _stopped,
     _unowned_queued,
 )
+from dashboard.services.sync_queue import queue_retry as queue_retry
 from dashboard.services.sync_queue import request_cancel as request_cancel
 from dashboard.services.sync_queue import set_paused as set_paused
 from dashboard.services.sync_retry import RETRY_DELAYS, gave_up_reason, retry_delay, retry_note
@@ -554,3 +555,11 @@ async def request_sync(
         # one when it reconciles: at once here, within RENEW_EVERY from any other worker.
         scheduler.poke()
     return run_ids
+
+
+async def retry_run(*, run_id: uuid.UUID) -> uuid.UUID:
+    """The Runs page's Retry: ``queue_retry``, then start the retry in this process."""
+    engine = get_engine()
+    retry = await in_session(lambda s: queue_retry(session=s, run_id=run_id, worker=engine.worker))
+    engine.start(retry)
+    return retry

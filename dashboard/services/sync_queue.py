@@ -335,6 +335,36 @@ def request_cancel(*, session: Session, run_id: uuid.UUID) -> SyncRun:
     return run
 
 
+RETRYABLE = (RunStatus.FAILED.value, RunStatus.INTERRUPTED.value, RunStatus.CANCELLED.value)
+
+
+def queue_retry(*, session: Session, run_id: uuid.UUID, worker: str | None = None) -> uuid.UUID:
+    """Retry a failed, interrupted or cancelled run once: queue a run of its stream (or take
+    the stream's active one) and name it in the run's ``resumed_by``. The conditional update
+    of ``resumed_by`` decides between concurrent clicks; the loser's transaction rolls back.
+    Raises SyncRefused when the run cannot be retried or was retried already."""
+    run = session.get(SyncRun, run_id)
+    if run is None:
+        raise SyncRefused("That run no longer exists.")
+    if run.resumed_by is not None:
+        raise SyncRefused("This run was retried already; its retry is the newer run above.")
+    if run.status not in RETRYABLE:
+        raise SyncRefused(
+            f"Only failed, interrupted or cancelled runs can be retried: this one is {run.status}."
+        )
+    (retry,) = _queue_runs(
+        session, run.integration_id, run.stream, RunTrigger.RETRY.value, False, worker
+    )
+    claimed = session.execute(
+        sa.update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.resumed_by.is_(None))
+        .values(resumed_by=retry)
+    )
+    if not claimed.rowcount:  # type: ignore[attr-defined]
+        raise SyncRefused("This run was retried already; its retry is the newer run above.")
+    return retry
+
+
 def set_paused(
     *, session: Session, integration_id: uuid.UUID, paused: bool, stream: str | None = None
 ) -> None:
