@@ -34,9 +34,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("key"),
     )
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("failed_logins")
-        batch.drop_column("locked_until")
+    # ALTER TABLE ... DROP COLUMN (SQLite >= 3.35), not batch mode: batch mode copies users
+    # and drops the old table, which on SQLite cascades to every user's sessions.
+    op.drop_column("users", "failed_logins")
+    op.drop_column("users", "locked_until")
 
 
 def downgrade() -> None:

@@ -94,13 +94,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("incidents")
-    with op.batch_alter_table("sync_runs") as batch_op:
-        for column in ("stall_reason", "stalled_at", "waiting_reason", "waiting_until"):
-            batch_op.drop_column(column)
-        batch_op.drop_column("progress_at")
-    with op.batch_alter_table("stream_configs") as batch_op:
-        for column in (
-            "stall_minutes", "consecutive_failures", "last_failure_at", "last_success_at",
-            "health_detail", "health_cause", "health",
-        ):  # fmt: skip
-            batch_op.drop_column(column)
+    # ALTER TABLE ... DROP COLUMN (SQLite >= 3.35), not batch mode: batch mode copies the
+    # table and drops the old one, which on SQLite cascades to every run's events.
+    for column in ("stall_reason", "stalled_at", "waiting_reason", "waiting_until", "progress_at"):
+        op.drop_column("sync_runs", column)
+    for column in (
+        "stall_minutes", "consecutive_failures", "last_failure_at", "last_success_at",
+        "health_detail", "health_cause", "health",
+    ):  # fmt: skip
+        op.drop_column("stream_configs", column)
