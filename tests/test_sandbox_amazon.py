@@ -94,7 +94,14 @@ async def access_token(client: httpx.AsyncClient) -> str:
     body = response.json()
     assert body["token_type"] == "bearer" and body["expires_in"] == 3600
     assert body["access_token"].startswith("Atza|") and body["refresh_token"].startswith("Atzr|")
-    return str(body["access_token"])
+    # A refresh answers the same refresh token beside a new access token, as LWA does.
+    refreshed = await client.post(
+        "/amazon/lwa/auth/o2/token",
+        data=token_form(grant_type="refresh_token", refresh_token=body["refresh_token"]),
+    )
+    assert refreshed.json()["refresh_token"] == body["refresh_token"]
+    assert refreshed.json()["access_token"] != body["access_token"]
+    return str(refreshed.json()["access_token"])
 
 
 def validate(operation_id: str, model_hint: str, response: httpx.Response) -> Any:

@@ -92,6 +92,19 @@ def test_vendored_schema_is_shopifys_published_file() -> None:
         assert (shared / SCHEMA_PATH.name).read_bytes() == Path(SCHEMA_PATH).read_bytes()
 
 
+@pytest.mark.parametrize("shop", ["evil.example.com", "shop.myshopify.com.evil.example", "x.com"])
+async def test_consent_happens_only_on_a_myshopify_store(shop: str) -> None:
+    app = sandbox_app(seed=1)
+    async with client(app) as c:
+        page = await c.get(
+            f"/shopify/{shop}/admin/oauth/authorize",
+            params={"client_id": CLIENT["client_id"], "scope": "read_products",
+                    "redirect_uri": "http://hub/cb", "state": "xyz"},
+        )  # fmt: skip
+        assert page.status_code == 404 and "no store at this address" in page.text
+        assert "Install app" not in page.text and "Create store" not in page.text
+
+
 async def test_oauth_redirect_is_signed_and_codes_are_single_use() -> None:
     app = sandbox_app(seed=1)
     async with client(app) as c:

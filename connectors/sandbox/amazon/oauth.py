@@ -60,7 +60,11 @@ async def lwa_token(request: Request, sandbox: AmazonSandbox) -> Response:
                 "The request has an invalid grant parameter : refresh_token. "
                 "User may have revoked or didn't grant the permission.",
             )
-        return JSONResponse(sandbox.issue_tokens(refresh, with_refresh=False))
+        # Login with Amazon answers a refresh with the same refresh token beside the new
+        # access token (it does not rotate it).
+        body = sandbox.issue_tokens(refresh, with_refresh=False)
+        body["refresh_token"] = str(form.get("refresh_token"))
+        return JSONResponse(body)
     if grant_type == "client_credentials":
         scope = str(form.get("scope", ""))
         if not scope or not set(scope.split()) <= GRANTLESS_SCOPES:

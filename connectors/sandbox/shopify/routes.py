@@ -9,6 +9,7 @@ import hmac
 import html
 import json
 import random
+import re
 import time
 from urllib.parse import urlencode
 
@@ -39,6 +40,9 @@ def query_hmac(params: dict[str, str], secret: str) -> str:
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
+# A store's permanent domain, as Shopify mints them: installs happen only there.
+SHOP_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,59}\.myshopify\.com")
+
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
         f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
@@ -60,6 +64,8 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             params.update(form)
         if params.get("client_id") != sandbox.client_id:
             return _page("Unknown app", "<p>The client_id does not belong to an app.</p>", 400)
+        if not SHOP_DOMAIN.fullmatch(shop):  # Shopify installs only on a store's myshopify.com
+            return _page("There's no store at this address", f"<p>{html.escape(shop)}</p>", 404)
         redirect_uri = params.get("redirect_uri", "")
         if redirect_uri not in sandbox.redirect_uris:
             # Shopify sends the code only to one of the app's allowed redirection URLs: an
