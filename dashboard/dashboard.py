@@ -7,6 +7,7 @@ import reflex as rx
 from dashboard.api import build_api
 from dashboard.pages import (  # noqa: F401  registers pages
     connect,
+    golive,
     integration_detail,
     integrations,
     login,

@@ -12,6 +12,7 @@ RECORDS = "/records"
 SETTINGS = "/settings"
 USERS = "/settings/users"
 ACCOUNT = "/settings/account"
+GO_LIVE = "/settings/go-live"
 CONNECT = "/connect/[token]"
 
 
