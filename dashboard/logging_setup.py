@@ -162,6 +162,9 @@ def configure_logging(
         for old in list(server_logger.handlers):
             server_logger.removeHandler(old)
         server_logger.propagate = True
+    # /api/ready reads the schema revision through alembic, whose context announces itself at
+    # INFO on every probe (twice a minute from a load balancer): nothing an operator acts on.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     return handler
 
 
