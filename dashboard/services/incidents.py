@@ -264,7 +264,12 @@ def _emit(
     else:
         message = f"{integration.display_name}: resolved: {incident.title} ({incident.resolution})"
     alerts.notify(
-        session=session, kind=kind, message=message, integration_id=integration.id, run_id=run_id
+        session=session,
+        kind=kind,
+        message=message,
+        integration_id=integration.id,
+        run_id=run_id,
+        incident=incident_row(incident, integration),
     )
 
 
