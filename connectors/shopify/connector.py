@@ -163,7 +163,10 @@ class ShopifyConnector(Connector):
                 except PlatformError as error:  # completeness is a check, not the sync
                     log.warning("%s on %s: cannot count (%s)", stream, client.shop, error)
                 else:
-                    yield Batch([], last.cursor, pages=0, platform_count=total)
+                    yield Batch(
+                        [], last.cursor, total_hint=last.total_hint, pages=0, done=last.done,
+                        platform_count=total,
+                    )  # fmt: skip
         finally:
             await client.aclose()
 
