@@ -48,9 +48,7 @@ def drift_incidents(integration_id: uuid.UUID) -> list[dict[str, Any]]:
     with session_scope() as s:
         return [
             row
-            for row in incidents.list_incidents(
-                session=s, integration_id=integration_id, status=""
-            )
+            for row in incidents.list_incidents(session=s, integration_id=integration_id, status="")
             if row["cause"] == IncidentCause.COUNT_DRIFT.value
         ]
 
