@@ -6,7 +6,8 @@ Each yields ``Batch``es whose cursor resumes exactly where the batch ended:
   next window's start, so no clock of ours is trusted. An order comes with all its items
   (``orderItems``, or every page of v0 getOrderItems), so its stored lines it no longer
   lists are gone (``ChildrenComplete``);
-- listings: ``{"marketplace", "report_id", "rows_done", "done"}``, so a crash mid-report
+- listings: ``{"marketplace", "report_id", "rows_done", "done", "rows"}`` (``rows``: each finished
+  marketplace's report rows, the platform's count at the end), so a crash mid-report
   resumes on the same report and skips the rows already stored;
 - inventory: ``{"since", "done"}``; nextTokens live 30 s and are never checkpointed.
 """

@@ -217,6 +217,10 @@ def integration_detail() -> rx.Component:
                     align="center",
                     width="100%",
                 ),
+                rx.cond(
+                    DetailState.info["health_words"] != "",
+                    rx.text(DetailState.info["health_words"], size="2", id="health-words"),
+                ),
                 rx.foreach(DetailState.incidents, incident_callout),
                 rx.tabs.root(
                     rx.tabs.list(
