@@ -77,7 +77,10 @@ def records_cell(s: rx.Var[dict]) -> rx.Component:
                     size="1",
                 ),
             ),
-            rx.text("counted after a full pass", size="1", color_scheme="gray"),
+            rx.cond(
+                s["countable"],
+                rx.text("counted after a full pass", size="1", color_scheme="gray"),
+            ),
         ),
         spacing="1",
         align="start",

@@ -73,6 +73,7 @@ def _stream_rows(session: Session, integration_id: uuid.UUID) -> list[dict[str, 
             {
                 **row,
                 **health_of.get(name, {}),
+                "countable": counted is not None,  # the platform gives a count of it
                 "counted": counted is not None and counted["platform_count"] is not None,
                 "platform_count": counted["platform_count"] if counted else None,
                 "counted_at": counted["counted_at"] if counted else "",
