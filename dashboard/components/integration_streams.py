@@ -5,25 +5,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from dashboard.components.common import HEALTH_COLORS
 from dashboard.state.integration_detail import DetailState
-
-# Stream health (health.py) and the integration's rolled-up status, as badge colours.
-HEALTH_COLORS = {
-    "healthy": "green",
-    "connected": "green",
-    "syncing": "blue",
-    "waiting": "blue",
-    "degraded": "amber",
-    "stalled": "orange",
-    "failing": "red",
-    "paused": "amber",
-    "never_run": "gray",
-    "pending": "gray",
-    "declined": "red",
-    "needs_reauth": "orange",
-    "uninstalled": "red",
-    "disconnected": "gray",
-}
 
 
 def health_badge(value: rx.Var[str]) -> rx.Component:

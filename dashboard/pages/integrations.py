@@ -9,7 +9,14 @@ import reflex as rx
 from sqlmodel import Session
 
 from dashboard import routes
-from dashboard.components.common import count_pages, empty_state, pager, pages_label, status_badge
+from dashboard.components.common import (
+    HEALTH_COLORS,
+    count_pages,
+    empty_state,
+    pager,
+    pages_label,
+    status_badge,
+)
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, User
@@ -285,20 +292,6 @@ class IntegrationsState(LiveState, AuthState):
 
 HEALTH_FILTER = "health:"
 # What the Health column can show (health.IntegrationHealth), worst first, and its colour.
-HEALTH_COLORS = {
-    "failing": "red",
-    "stalled": "red",
-    "degraded": "orange",
-    "waiting": "amber",
-    "needs_reauth": "orange",
-    "uninstalled": "red",
-    "declined": "gray",
-    "disconnected": "gray",
-    "paused": "amber",
-    "pending": "gray",
-    "syncing": "blue",
-    "connected": "green",
-}
 HEALTH_LABELS = {"connected": "healthy", "needs_reauth": "needs reauth"}
 
 
