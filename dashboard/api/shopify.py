@@ -8,7 +8,7 @@ from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from connectors.errors import ConnectorError, OAuthError
+from connectors.errors import ConnectorError, InvalidInput, OAuthError
 from connectors.shopify import auth as shopify_auth
 from connectors.shopify.connector import ShopifyConnector
 from dashboard.api.access import Access, route
@@ -45,6 +45,49 @@ async def start(request: Request) -> Response:
             state=started.state,
             base_url=settings.shopify_base_url,
         ),
+    )
+
+
+async def app_url(request: Request) -> Response:
+    """Shopify opens the app (an install from the App Store or the merchant's admin) with
+    ``shop``, ``host``, ``timestamp`` and ``hmac``: verify the signature and age, then start
+    OAuth for that shop without asking the merchant anything."""
+    params = dict(request.query_params)
+    settings = get_settings()
+    try:
+        shop = shopify_auth.verify_callback(
+            params,
+            secret=settings.shopify_client_secret or "",
+            retry="Open the app again from your Shopify admin.",
+        )
+        install = await connect.start_shopify_install(shop_domain=shop)
+    except OAuthError as refused:
+        log.info("shopify app url refused: %s", refused)
+        return result_page(
+            "This installation could not be started",
+            refused.user_message,
+            ok=False,
+            status=401,
+        )
+    except InvalidInput as invalid:
+        return result_page("This store cannot be connected", str(invalid), ok=False, status=400)
+    if install.state is None:
+        return result_page(
+            "Already connected",
+            f"{shop} is connected to {settings.org_name} ({install.display_name}). "
+            "Nothing else to do: you can close this page.",
+            ok=True,
+        )
+    return RedirectResponse(
+        shopify_auth.authorize_url(
+            shop=shop,
+            client_id=settings.shopify_client_id or "",
+            scopes=settings.shopify_scope_list,
+            redirect_uri=integration_service.connect_callback_url(PLATFORM),
+            state=install.state,
+            base_url=settings.shopify_base_url,
+        ),
+        status_code=302,
     )
 
 
@@ -101,7 +144,7 @@ async def callback(request: Request) -> Response:
                 session=session,
                 integration_id=integration_id,
                 shop_info=shop_info,
-                actor="merchant" if state.connect_link_id else "manager",
+                actor="manager" if state.user_id else "merchant",
             )
             integration_service.finish_connect_link(session=session, link_id=state.connect_link_id)
             connect.record_webhook_subscriptions(
@@ -197,6 +240,8 @@ async def webhook(request: Request) -> Response:
 
 routes = [
     route("/api/oauth/shopify/start", start, methods=["GET"], access=Access.SESSION_OR_LINK),
+    # The app URL of the Shopify app's configuration: where Shopify sends installs it starts.
+    route("/api/shopify/app", app_url, methods=["GET"], access=Access.PLATFORM_SIGNED),
     route("/api/oauth/shopify/callback", callback, methods=["GET"], access=Access.OAUTH_STATE),
     route("/api/webhooks/shopify", webhook, methods=["POST"], access=Access.PLATFORM_SIGNED),
 ]

@@ -259,6 +259,14 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
     ]
 
 
+def signed_app_query(sandbox: ShopifySandbox, shop: str) -> str:
+    """The query Shopify adds to the app URL when a merchant opens (or installs) the app:
+    ``hmac`` is the HMAC-SHA256 of the other parameters, sorted, with the app's secret."""
+    query = {"host": _host(shop), "shop": shop, "timestamp": str(int(time.time()))}
+    query["hmac"] = query_hmac(query, sandbox.client_secret)
+    return urlencode(query)
+
+
 def _host(shop: str) -> str:
     import base64
 

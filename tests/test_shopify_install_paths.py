@@ -1,0 +1,192 @@
+"""Installs that Shopify starts (the App Store, the merchant's admin), through the hub's real
+routes, against the sandbox over HTTP: the sandbox plays Shopify's admin and signs the app
+URL's query with the app's secret, as Shopify does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+from starlette.applications import Starlette
+
+from connectors.shopify.auth import query_signature
+from connectors.shopify.client import _throttles
+from dashboard.api import build_api
+from dashboard.db import session_scope
+from dashboard.models import AuditLog, Credential, Integration, StreamConfig
+from dashboard.services import connect, sync
+from dashboard.services.integrations import create_integration
+from dashboard.settings import get_settings
+from tests.conftest import reset_caches
+from tests.sandbox_server import apps, control_headers, running_sandbox, shopify_consent
+
+SHOP = "admin-install.myshopify.com"
+HUB = "http://hub.test"
+APP_URL = f"{HUB}/api/shopify/app"
+
+
+@pytest.fixture
+async def hub(session: Session, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict]:
+    _throttles.clear()
+    callback = {"shopify": [f"{HUB}/api/oauth/shopify/callback"]}
+    with running_sandbox(seed=5, time_scale=50, redirect_uris=callback) as (base, _):
+        monkeypatch.setenv("HUB_SANDBOX", "0")
+        monkeypatch.setenv("HUB_PUBLIC_URL", HUB)
+        monkeypatch.setenv("HUB_SHOPIFY_BASE_URL", f"{base}/shopify")
+        monkeypatch.setenv("HUB_SHOPIFY_CLIENT_ID", "sandbox-shopify-client-id")
+        monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", apps(base).shopify_client_secret)
+        monkeypatch.setenv("HUB_ENV", "test")
+        reset_caches()
+        from sqlmodel import SQLModel
+
+        from dashboard.db import get_engine
+
+        SQLModel.metadata.create_all(get_engine())
+        httpx.post(
+            f"{base}/_sandbox/shopify/shops",
+            headers=control_headers(base),
+            json={"shop": SHOP, "products": 12, "orders": 3, "customers": 2},
+        ).raise_for_status()
+        sync.set_engine(sync.SyncEngine(retry_delays=(0.05,)))
+        app = build_api(Starlette())
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=HUB
+        ) as client:
+            yield {"client": client, "base": base}
+        await asyncio.gather(*connect._background)
+        await sync.get_engine().wait()
+        sync.set_engine(None)
+
+
+def open_app_from_admin(hub: dict, shop: str = SHOP) -> str:
+    """The merchant clicks the app in the sandbox's Shopify admin: the app URL, signed."""
+    response = httpx.get(
+        f"{hub['base']}/_sandbox/shopify/shops/{shop}/open_app",
+        params={"app_url": APP_URL},
+        headers=control_headers(hub["base"]),
+    )
+    assert response.status_code == 302, response.text
+    return response.headers["location"].removeprefix(HUB)
+
+
+async def install_from_admin(hub: dict) -> httpx.Response:
+    """Admin -> app URL -> consent page (Install app) -> callback: the page the merchant sees."""
+    started = await hub["client"].get(open_app_from_admin(hub))
+    # No page of the hub's asks for anything: straight on to Shopify's consent.
+    assert started.status_code == 302, started.text
+    consent_url, _, query = started.headers["location"].partition("?")
+    params = dict(urllib.parse.parse_qsl(query))
+    assert params["redirect_uri"] == f"{HUB}/api/oauth/shopify/callback"
+    async with httpx.AsyncClient() as browser:
+        answer = await shopify_consent(browser, consent_url, params)
+    assert answer.status_code == 302, answer.text
+    return await hub["client"].get(answer.headers["location"].removeprefix(HUB))
+
+
+async def test_an_install_from_the_shopify_admin_connects_with_the_admins_defaults(
+    hub: dict,
+) -> None:
+    with session_scope() as s:
+        connect.set_install_defaults(
+            session=s, streams={"products": 30, "orders": 10}, actor="admin@example.com"
+        )
+    result = await install_from_admin(hub)
+    assert result.status_code == 200
+    assert "Connected" in result.text and "You can close this page" in result.text
+    with session_scope() as s:
+        integration = s.exec(select(Integration).where(Integration.shop_domain == SHOP)).one()
+        assert integration.status in ("connected", "syncing")
+        assert integration.account_key == f"shopify:{SHOP}"
+        streams = {
+            c.stream: c.interval_minutes
+            for c in s.exec(
+                select(StreamConfig).where(StreamConfig.integration_id == integration.id)
+            )
+        }
+        assert streams == {"products": 30, "orders": 10}
+        kinds = {
+            c.kind
+            for c in s.exec(select(Credential).where(Credential.integration_id == integration.id))
+        }
+        assert kinds == {"access_token", "refresh_token"}
+        connected = s.exec(
+            select(AuditLog).where(AuditLog.action == "integration.connected")
+        ).one()
+        assert connected.actor == "merchant"
+
+    # Opening the app again later: the merchant is told it is connected, nothing new is made.
+    again = await hub["client"].get(open_app_from_admin(hub))
+    assert again.status_code == 200 and "Already connected" in again.text
+    with session_scope() as s:
+        assert len(s.exec(select(Integration)).all()) == 1
+
+
+async def test_an_install_from_the_admin_reconnects_the_integration_holding_the_shop(
+    hub: dict,
+) -> None:
+    with session_scope() as s:
+        existing = create_integration(
+            session=s, platform="shopify", display_name="Kept history", shop_domain=SHOP
+        )
+        existing.status = "needs_reauth"
+        existing.account_key = f"shopify:{SHOP}"
+        s.add(existing)
+        existing_id = existing.id
+    result = await install_from_admin(hub)
+    assert result.status_code == 200 and "Kept history" in result.text
+    with session_scope() as s:
+        (only,) = s.exec(select(Integration)).all()
+        assert only.id == existing_id and only.status in ("connected", "syncing")
+
+
+async def test_without_admin_defaults_an_install_gets_the_platform_streams(hub: dict) -> None:
+    result = await install_from_admin(hub)
+    assert "Connected" in result.text
+    with session_scope() as s:
+        names = {c.stream for c in s.exec(select(StreamConfig))}
+    assert names == {"products", "inventory", "orders", "customers"}
+
+
+def signed_query(**params: str) -> str:
+    secret = str(get_settings().shopify_client_secret)
+    params["hmac"] = query_signature(params, secret)
+    return urllib.parse.urlencode(params)
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        # Signed with another secret (a forger who knows the scheme, not the secret).
+        (
+            "host=YQ&shop=admin-install.myshopify.com&timestamp={now}&hmac=" + "ab" * 32,
+            "could not be verified",
+        ),
+        ("host=YQ&shop=admin-install.myshopify.com&timestamp={now}&hmac=%C3%A9t%C3%A9", "verified"),
+        ("shop=admin-install.myshopify.com", "could not be verified"),
+        ("", "could not be verified"),
+    ],
+)
+async def test_unsigned_or_forged_app_urls_are_refused(hub: dict, query: str, says: str) -> None:
+    response = await hub["client"].get(f"/api/shopify/app?{query.format(now=int(time.time()))}")
+    assert response.status_code == 401
+    assert says in response.text and "Open the app again from your Shopify admin" in response.text
+    assert "Traceback" not in response.text
+    with session_scope() as s:
+        assert s.exec(select(Integration)).all() == []
+
+
+async def test_an_old_or_hostile_signed_app_url_is_refused(hub: dict) -> None:
+    stale = signed_query(host="YQ", shop=SHOP, timestamp=str(int(time.time()) - 600))
+    response = await hub["client"].get(f"/api/shopify/app?{stale}")
+    assert response.status_code == 401 and "too old" in response.text
+    hostile = signed_query(host="YQ", shop="evil.example.com", timestamp=str(int(time.time())))
+    response = await hub["client"].get(f"/api/shopify/app?{hostile}")
+    assert response.status_code == 401 and "invalid shop" in response.text
+    with session_scope() as s:
+        assert s.exec(select(Integration)).all() == []
+
