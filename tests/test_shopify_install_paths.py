@@ -11,15 +11,18 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlmodel import Session, select
+from reflex.istate.data import RouterData
+from sqlmodel import Session, SQLModel, select
 from starlette.applications import Starlette
 
 from connectors.shopify.auth import query_signature
 from connectors.shopify.client import _throttles
 from dashboard.api import build_api
-from dashboard.db import session_scope
-from dashboard.models import AuditLog, Credential, Integration, StreamConfig
+from dashboard.db import get_engine, session_scope
+from dashboard.models import AuditLog, Credential, Integration, Role, StreamConfig
+from dashboard.pages.settings import SettingsState
 from dashboard.services import connect, sync
+from dashboard.services.auth import create_session, create_user
 from dashboard.services.integrations import create_integration
 from dashboard.settings import get_settings
 from tests.conftest import reset_caches
@@ -42,10 +45,6 @@ async def hub(session: Session, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", apps(base).shopify_client_secret)
         monkeypatch.setenv("HUB_ENV", "test")
         reset_caches()
-        from sqlmodel import SQLModel
-
-        from dashboard.db import get_engine
-
         SQLModel.metadata.create_all(get_engine())
         httpx.post(
             f"{base}/_sandbox/shopify/shops",
@@ -190,3 +189,36 @@ async def test_an_old_or_hostile_signed_app_url_is_refused(hub: dict) -> None:
     with session_scope() as s:
         assert s.exec(select(Integration)).all() == []
 
+
+
+def settings_signed_in(session: Session, role: Role) -> SettingsState:
+    user, _ = create_user(session=session, email=f"{role.value}@example.com", role=role)
+    token = create_session(session=session, user=user)
+    session.commit()
+    state = SettingsState(_reflex_internal_init=True)
+    state.router = RouterData.from_router_data({"headers": {"cookie": f"hub_session={token}"}})
+    return state
+
+
+async def test_an_admin_chooses_the_defaults_in_settings_and_a_manager_cannot(
+    session: Session,
+) -> None:
+    SQLModel.metadata.create_all(get_engine())
+    admin = settings_signed_in(session, Role.ADMIN)
+    await SettingsState.load_settings.fn(admin)
+    shown = {row["stream"]: row["interval"] for row in admin.install_streams}
+    assert shown == {"products": "15", "inventory": "15", "orders": "5", "customers": "60"}
+    form = {"products": "45", "inventory": "", "orders": "10", "customers": ""}
+    await SettingsState.save_install_defaults.fn(admin, form)
+    shown = {row["stream"]: row["interval"] for row in admin.install_streams}
+    assert shown == {"products": "45", "inventory": "", "orders": "10", "customers": ""}
+    # Nonsense is refused with a message, and the saved choice stays.
+    await SettingsState.save_install_defaults.fn(admin, {"products": "0"})
+    await SettingsState.save_install_defaults.fn(admin, {"products": "soon"})
+    with session_scope() as s:
+        assert connect.install_defaults(session=s) == {"products": 45, "orders": 10}
+
+    manager = settings_signed_in(session, Role.MANAGER)
+    await SettingsState.save_install_defaults.fn(manager, {"products": "1"})
+    with session_scope() as s:
+        assert connect.install_defaults(session=s) == {"products": 45, "orders": 10}
