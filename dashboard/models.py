@@ -136,6 +136,8 @@ class IncidentCause(StrEnum):
     STALLED = "stalled"
     WEBHOOK_SUBSCRIPTION_REMOVED = "webhook_subscription_removed"
     CONNECT_LINK_EXPIRED_UNUSED = "connect_link_expired_unused"
+    # A Shopify refresh token near the end of its 90 days without a refresh.
+    REFRESH_TOKEN_EXPIRING = "refresh_token_expiring"  # noqa: S105  a cause, not a token
 
 
 class IncidentStatus(StrEnum):

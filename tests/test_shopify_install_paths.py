@@ -8,6 +8,7 @@ import asyncio
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -19,9 +20,9 @@ from connectors.shopify.auth import query_signature
 from connectors.shopify.client import _throttles
 from dashboard.api import build_api
 from dashboard.db import get_engine, session_scope
-from dashboard.models import AuditLog, Credential, Integration, Role, StreamConfig
+from dashboard.models import AuditLog, Credential, Incident, Integration, Role, StreamConfig
 from dashboard.pages.settings import SettingsState
-from dashboard.services import connect, sync
+from dashboard.services import connect, incidents, sync
 from dashboard.services.auth import create_session, create_user
 from dashboard.services.integrations import create_integration
 from dashboard.settings import get_settings
@@ -222,3 +223,70 @@ async def test_an_admin_chooses_the_defaults_in_settings_and_a_manager_cannot(
     await SettingsState.save_install_defaults.fn(manager, {"products": "1"})
     with session_scope() as s:
         assert connect.install_defaults(session=s) == {"products": 45, "orders": 10}
+
+
+async def test_a_refresh_token_near_its_90_days_opens_an_incident_until_a_refresh(
+    hub: dict,
+) -> None:
+    """The admin is warned 14 days (the default) ahead; a sync refreshes the token through the
+    sandbox's token endpoint, and the next sweep resolves the incident."""
+    assert "Connected" in (await install_from_admin(hub)).text
+    await asyncio.gather(*connect._background)
+    await sync.get_engine().wait()
+    now = datetime.now(UTC)
+    with session_scope() as s:
+        integration = s.exec(select(Integration)).one()
+        stored = {
+            c.kind: c
+            for c in s.exec(select(Credential).where(Credential.integration_id == integration.id))
+        }
+        assert stored["refresh_token"].expires_at is not None  # Shopify said 90 days
+        assert stored["refresh_token"].expires_at > now + timedelta(days=89)
+        assert incidents.sweep_expiring_refresh_tokens(session=s) == 0
+        # 80 days later, still not refreshed (say the integration was paused).
+        stored["refresh_token"].expires_at = now + timedelta(days=10, hours=1)
+        s.add(stored["refresh_token"])
+    with session_scope() as s:
+        assert incidents.sweep_expiring_refresh_tokens(session=s) == 1
+        assert incidents.sweep_expiring_refresh_tokens(session=s) == 1  # told once
+    with session_scope() as s:
+        (incident,) = s.exec(select(Incident)).all()
+        assert incident.status == "open" and incident.occurrences == 1
+        assert incident.title == "Shopify access ends in 10 days unless the token is refreshed"
+        assert "run a sync" in incident.advice
+        # The access token ran out (an hour): the next call refreshes the pair.
+        access = s.exec(select(Credential).where(Credential.kind == "access_token")).one()
+        access.expires_at = now - timedelta(minutes=1)
+        s.add(access)
+        integration_id = incident.integration_id
+    await sync.get_engine().request_sync(integration_id=integration_id, trigger="manual")
+    await sync.get_engine().wait()
+    with session_scope() as s:
+        refreshed = s.exec(select(Credential).where(Credential.kind == "refresh_token")).one()
+        assert refreshed.refreshed_at is not None
+        assert refreshed.expires_at > now + timedelta(days=89)
+        assert incidents.sweep_expiring_refresh_tokens(session=s) == 0
+    with session_scope() as s:
+        (incident,) = s.exec(select(Incident)).all()
+        assert incident.status == "resolved" and incident.resolution == "the token was refreshed"
+
+
+async def test_a_refresh_token_past_its_90_days_says_access_ended(session: Session) -> None:
+    with session_scope() as s:
+        integration = create_integration(
+            session=s, platform="shopify", display_name="Paused", shop_domain=SHOP
+        )
+        integration.status = "paused"
+        s.add(integration)
+        s.flush()
+        s.add(
+            Credential(
+                integration_id=integration.id, kind="refresh_token", ciphertext="x", key_id="k",
+                created_at=datetime.now(UTC) - timedelta(days=91),
+            )
+        )  # fmt: skip
+    with session_scope() as s:
+        assert incidents.sweep_expiring_refresh_tokens(session=s) == 1
+        (incident,) = s.exec(select(Incident)).all()
+        assert incident.title.startswith("Shopify access has ended")
+        assert "reconnect it from the shop's Shopify admin" in incident.advice

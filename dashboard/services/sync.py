@@ -253,6 +253,11 @@ class SyncEngine:
                     await self.recover_interrupted()
                     # Connect links that expired unused become an incident (once).
                     await in_write_session(lambda s: incidents.sweep_expired_links(session=s))
+                    # Shopify refresh tokens near their 90 days without a refresh, and those
+                    # refreshed since (resolved).
+                    await in_write_session(
+                        lambda s: incidents.sweep_expiring_refresh_tokens(session=s)
+                    )
                     # Housekeeping on the same clock: ended sign-in throttle windows.
                     await in_write_session(lambda s: auth.prune_sign_in_throttles(session=s))
                 else:
