@@ -80,6 +80,30 @@ class ShopifySandbox:
     # configuration (shopify.app.toml), not a subscription.
     compliance_url: str | None = None
     data_requests: int = 0
+    # Custom-distribution apps (one merchant's store each): client id -> (shop, secret). The
+    # app above is the public one, installable anywhere.
+    custom_apps: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The app installed on each shop (its secret signs the shop's webhooks and callbacks).
+    installed_app: dict[str, str] = field(default_factory=dict)
+
+    def app_secret(self, client_id: str | None, shop: str) -> str | None:
+        """The secret of app ``client_id`` if it may be installed on ``shop``, else None."""
+        if client_id == self.client_id:
+            return self.client_secret
+        custom = self.custom_apps.get(client_id or "")
+        return custom[1] if custom is not None and custom[0] == shop else None
+
+    def shop_app_secret(self, shop: str) -> str:
+        """The secret of the app installed on ``shop`` (the public app by default)."""
+        return self.app_secret(self.installed_app.get(shop), shop) or self.client_secret
+
+    def create_custom_app(self, shop: str) -> tuple[str, str]:
+        """A custom-distribution app for one store, as made in the Partner Dashboard."""
+        client_id = "custom-" + secrets.token_hex(8)
+        secret = "shpss_" + secrets.token_hex(16)
+        self.custom_apps[client_id] = (shop, secret)
+        self.state.remember()
+        return client_id, secret
 
     def create_shop(self, shop: str, **sizes: Any) -> ShopData:
         plan = sizes.pop("plan", "standard")
@@ -166,6 +190,8 @@ class ShopifySandbox:
         return {
             "compliance_url": self.compliance_url,
             "redirect_uris": self.redirect_uris,
+            "custom_apps": {k: list(v) for k, v in self.custom_apps.items()},
+            "installed_app": dict(self.installed_app),
             "shops": {name: shop.parameters() for name, shop in list(self.shops.items())},
             "revoked": sorted(self.revoked),
             "tokens": grants(self.tokens),
@@ -196,6 +222,10 @@ class ShopifySandbox:
             shop: {entry["id"]: webhooks_api.Subscription(**entry) for entry in entries}
             for shop, entries in saved["subscriptions"].items()
         }
+        self.custom_apps = {
+            str(k): (str(v[0]), str(v[1])) for k, v in saved.get("custom_apps", {}).items()
+        }
+        self.installed_app = {str(k): str(v) for k, v in saved.get("installed_app", {}).items()}
         if self.compliance_url is None:  # a URL the hub passes in wins over the saved one
             self.compliance_url = saved["compliance_url"]
         self.redirect_uris = list(saved.get("redirect_uris") or [])  # files from before: none
@@ -363,11 +393,12 @@ class ShopifySandbox:
         if shop_name in self.revoked and self.compliance_url and shop_name in self.shops:
             self.request_compliance(shop_name, "shop/redact")
 
-    def install(self, shop_name: str, scopes: str) -> str:
+    def install(self, shop_name: str, scopes: str, client_id: str = CLIENT_ID) -> str:
         """The merchant approved the app on the consent page: the shop has the app (again, after
         an uninstall) and the app gets an authorization code to exchange for a token."""
-        if shop_name in self.revoked:
+        if shop_name in self.revoked or self.installed_app.get(shop_name) != client_id:
             self.revoked.discard(shop_name)
+            self.installed_app[shop_name] = client_id
             self.state.remember()
         code = secrets.token_hex(16)
         self.codes[code] = Grant(shop_name, scopes, self.state.clock.monotonic() + CODE_LIFETIME)
