@@ -5,8 +5,13 @@ URL's query with the app's secret, as Shopify does."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import time
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +26,7 @@ from connectors.shopify.client import _throttles
 from dashboard.api import build_api
 from dashboard.db import get_engine, session_scope
 from dashboard.models import AuditLog, Credential, Incident, Integration, Role, StreamConfig
+from dashboard.pages.new_integration import WizardState
 from dashboard.pages.settings import SettingsState
 from dashboard.services import connect, incidents, sync
 from dashboard.services.auth import create_session, create_user
@@ -114,9 +120,7 @@ async def test_an_install_from_the_shopify_admin_connects_with_the_admins_defaul
             for c in s.exec(select(Credential).where(Credential.integration_id == integration.id))
         }
         assert kinds == {"access_token", "refresh_token"}
-        connected = s.exec(
-            select(AuditLog).where(AuditLog.action == "integration.connected")
-        ).one()
+        connected = s.exec(select(AuditLog).where(AuditLog.action == "integration.connected")).one()
         assert connected.actor == "merchant"
 
     # Opening the app again later: the merchant is told it is connected, nothing new is made.
@@ -189,7 +193,6 @@ async def test_an_old_or_hostile_signed_app_url_is_refused(hub: dict) -> None:
     assert response.status_code == 401 and "invalid shop" in response.text
     with session_scope() as s:
         assert s.exec(select(Integration)).all() == []
-
 
 
 def settings_signed_in(session: Session, role: Role) -> SettingsState:
@@ -290,3 +293,116 @@ async def test_a_refresh_token_past_its_90_days_says_access_ended(session: Sessi
         (incident,) = s.exec(select(Incident)).all()
         assert incident.title.startswith("Shopify access has ended")
         assert "reconnect it from the shop's Shopify admin" in incident.advice
+
+
+# --- custom distribution: an integration with its own app ----------------------------------
+
+CUSTOM_SHOP = "custom-merchant.myshopify.com"
+
+
+def webhook_signed_with(secret: str, shop: str) -> dict:
+    body = json.dumps({"id": 1, "admin_graphql_api_id": "gid://shopify/Product/1"}).encode()
+    digest = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return {
+        "content": body,
+        "headers": {
+            "X-Shopify-Topic": "products/update",
+            "X-Shopify-Hmac-Sha256": digest,
+            "X-Shopify-Shop-Domain": shop,
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "Content-Type": "application/json",
+        },
+    }
+
+
+async def test_a_custom_app_entered_in_the_wizard_serves_oauth_refresh_and_webhooks(
+    hub: dict,
+) -> None:
+    base = hub["base"]
+    httpx.post(
+        f"{base}/_sandbox/shopify/shops", headers=control_headers(base),
+        json={"shop": CUSTOM_SHOP, "products": 4, "orders": 1, "customers": 1},
+    ).raise_for_status()  # fmt: skip
+    made = httpx.post(
+        f"{base}/_sandbox/shopify/shops/{CUSTOM_SHOP}/custom_app", headers=control_headers(base)
+    )
+    custom_id, custom_secret = made.json()["client_id"], made.json()["client_secret"]
+
+    # The manager enters the merchant's app in the wizard, then connects now.
+    with session_scope() as s:
+        user, _ = create_user(session=s, email="manager@example.com", role=Role.MANAGER)
+        cookie = create_session(session=s, user=user)
+    wizard = WizardState(_reflex_internal_init=True)
+    wizard.router = RouterData.from_router_data({"headers": {"cookie": f"hub_session={cookie}"}})
+    await WizardState.reset_wizard.fn(wizard)
+    await WizardState.choose_platform.fn(wizard, "shopify")
+    await WizardState.set_name.fn(wizard, "Custom merchant")
+    await WizardState.set_shop_domain.fn(wizard, CUSTOM_SHOP)
+    await WizardState.set_app_client_id.fn(wizard, custom_id)
+    await WizardState.set_app_client_secret.fn(wizard, custom_secret)
+    await WizardState.go_to.fn(wizard, 3)
+    await WizardState.connect_now.fn(wizard)
+    assert wizard.error == "" and wizard.own_app_saved
+    integration_id = uuid.UUID(wizard.created_id)
+    with session_scope() as s:
+        rows = s.exec(select(Credential).where(Credential.integration_id == integration_id)).all()
+        assert {r.kind for r in rows} == {"app_client_id", "app_client_secret"}
+        assert all(custom_secret not in r.ciphertext for r in rows)  # encrypted
+
+    hub["client"].cookies.set("hub_session", cookie)
+    started = await hub["client"].get(f"/api/oauth/shopify/start?integration={integration_id}")
+    consent_url, _, query = started.headers["location"].partition("?")
+    params = dict(urllib.parse.parse_qsl(query))
+    assert params["client_id"] == custom_id  # the merchant's own app, not the hub's
+    async with httpx.AsyncClient() as browser:
+        answer = await shopify_consent(browser, consent_url, params)
+    back = await hub["client"].get(answer.headers["location"].removeprefix(HUB))
+    assert back.status_code == 302 and back.headers["location"] == f"/integrations/{integration_id}"
+    await asyncio.gather(*connect._background)
+    await sync.get_engine().wait()
+    with session_scope() as s:
+        assert s.get(Integration, integration_id).status in ("connected", "syncing")
+
+    # Webhooks for that shop verify with its app's secret; the default app still works too.
+    client = hub["client"]
+    own = await client.post(
+        "/api/webhooks/shopify", **webhook_signed_with(custom_secret, CUSTOM_SHOP)
+    )
+    assert own.status_code == 200
+    default = str(get_settings().shopify_client_secret)
+    assert (
+        await client.post("/api/webhooks/shopify", **webhook_signed_with(default, CUSTOM_SHOP))
+    ).status_code == 200
+    # The custom secret is no key to another shop's webhooks.
+    assert (
+        await client.post("/api/webhooks/shopify", **webhook_signed_with(custom_secret, SHOP))
+    ).status_code == 401
+
+    # The refresh goes through the merchant's app too (the sandbox accepts nothing else for it).
+    with session_scope() as s:
+        access = s.exec(
+            select(Credential).where(
+                Credential.integration_id == integration_id, Credential.kind == "access_token"
+            )
+        ).one()
+        access.expires_at = datetime.now(UTC) - timedelta(minutes=1)
+        s.add(access)
+    await sync.get_engine().request_sync(integration_id=integration_id, trigger="manual")
+    await sync.get_engine().wait()
+    with session_scope() as s:
+        refreshed = s.exec(
+            select(Credential).where(
+                Credential.integration_id == integration_id, Credential.kind == "refresh_token"
+            )
+        ).one()
+        assert refreshed.refreshed_at is not None
+        assert s.get(Integration, integration_id).status in ("connected", "syncing")
+
+    # Opening the custom app from the merchant's admin: signed with its secret, recognised.
+    opened = httpx.get(
+        f"{base}/_sandbox/shopify/shops/{CUSTOM_SHOP}/open_app",
+        params={"app_url": APP_URL, "client_id": custom_id},
+        headers=control_headers(base),
+    )
+    again = await client.get(opened.headers["location"].removeprefix(HUB))
+    assert again.status_code == 200 and "Already connected" in again.text

@@ -246,13 +246,17 @@ class ShopifyInstall:
     display_name: str
 
 
-async def start_shopify_install(*, shop_domain: str) -> ShopifyInstall:
-    """Shopify opened the app for ``shop_domain`` (already verified): the integration that
-    holds the shop (or the newest one for it), else a new one with the admin's defaults; a
-    fresh single-use OAuth state bound to the shop, unless the shop is connected already."""
+async def start_shopify_install(
+    *, shop_domain: str, integration_id: uuid.UUID | None = None
+) -> ShopifyInstall:
+    """Shopify opened the app for ``shop_domain`` (already verified): ``integration_id`` when
+    the query was signed by that integration's own app, else the integration that holds the
+    shop (or the newest one for it), else a new one with the admin's defaults; a fresh
+    single-use OAuth state bound to the shop, unless the shop is connected already."""
 
     def start(session: Session) -> ShopifyInstall:
-        integration = integration_service.find_connected_account(
+        own = session.get(Integration, integration_id) if integration_id else None
+        integration = own or integration_service.find_connected_account(
             session=session, platform="shopify", shop_domain=shop_domain
         ) or integration_service.find_integration_by_shop(session=session, shop_domain=shop_domain)
         if integration is None:

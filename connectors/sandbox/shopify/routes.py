@@ -157,6 +157,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             if (
                 grant is None
                 or grant.shop != shop
+                or grant.app != params.get("client_id")
                 or shop in sandbox.revoked
                 or (grant.expires_at or 0) <= now
             ):
@@ -166,9 +167,17 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
                     {"error": "invalid_grant", "error_description": "refresh token is invalid"},
                     status_code=400,
                 )
-            return JSONResponse(sandbox.issue_token(shop, grant.scopes, expiring=True))
+            return JSONResponse(
+                sandbox.issue_token(shop, grant.scopes, expiring=True, app=grant.app)
+            )
         grant = sandbox.codes.get(params.get("code", ""))
-        if grant is None or grant.shop != shop or grant.used or (grant.expires_at or 0) <= now:
+        if (
+            grant is None
+            or grant.shop != shop
+            or grant.app != params.get("client_id")
+            or grant.used
+            or (grant.expires_at or 0) <= now
+        ):
             return JSONResponse(
                 {
                     "error": "invalid_request",
@@ -178,7 +187,9 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             )
         grant.used = True
         expiring = params.get("expiring") in ("1", "true")
-        return JSONResponse(sandbox.issue_token(shop, grant.scopes, expiring=expiring))
+        return JSONResponse(
+            sandbox.issue_token(shop, grant.scopes, expiring=expiring, app=grant.app)
+        )
 
     async def graphql_endpoint(request: Request) -> Response:
         shop_name = request.path_params["shop"]

@@ -36,6 +36,7 @@ class Grant:
     scopes: str
     expires_at: float | None = None  # platform seconds; None = non-expiring offline token
     used: bool = False
+    app: str = CLIENT_ID  # the app (client id) it was issued to: only that app may use it
 
 
 @dataclass
@@ -151,15 +152,17 @@ class ShopifySandbox:
             return None
         return grant
 
-    def issue_token(self, shop: str, scopes: str, *, expiring: bool) -> dict[str, Any]:
+    def issue_token(
+        self, shop: str, scopes: str, *, expiring: bool, app: str = CLIENT_ID
+    ) -> dict[str, Any]:
         token = "shpat_" + secrets.token_hex(16)
         now = self.state.clock.monotonic()
-        grant = Grant(shop, scopes, now + TOKEN_LIFETIME if expiring else None)
+        grant = Grant(shop, scopes, now + TOKEN_LIFETIME if expiring else None, app=app)
         self.tokens[token] = grant
         body: dict[str, Any] = {"access_token": token, "scope": scopes}
         if expiring:
             refresh = "shprt_" + secrets.token_hex(16)
-            self.refresh_tokens[refresh] = Grant(shop, scopes, now + 90 * 86400)
+            self.refresh_tokens[refresh] = Grant(shop, scopes, now + 90 * 86400, app=app)
             body.update(
                 expires_in=int(TOKEN_LIFETIME),
                 refresh_token=refresh,
@@ -180,11 +183,11 @@ class ShopifySandbox:
         def grants(table: dict[str, Grant]) -> dict[str, dict[str, Any]]:
             kept = {}
             for token, grant in list(table.items()):  # a copy: subscriptions save off-loop
+                entry = {"shop": grant.shop, "scopes": grant.scopes, "app": grant.app}
                 if grant.expires_at is None:
-                    kept[token] = {"shop": grant.shop, "scopes": grant.scopes, "expires": None}
+                    kept[token] = {**entry, "expires": None}
                 elif grant.expires_at > now:
-                    expires = clock.moment(grant.expires_at).isoformat()
-                    kept[token] = {"shop": grant.shop, "scopes": grant.scopes, "expires": expires}
+                    kept[token] = {**entry, "expires": clock.moment(grant.expires_at).isoformat()}
             return kept
 
         return {
@@ -217,6 +220,7 @@ class ShopifySandbox:
                 table[str(token)] = Grant(
                     str(entry["shop"]), str(entry["scopes"]),
                     None if expires is None else clock.reading(datetime.fromisoformat(expires)),
+                    app=str(entry.get("app", CLIENT_ID)),
                 )  # fmt: skip
         self.subscriptions = {
             shop: {entry["id"]: webhooks_api.Subscription(**entry) for entry in entries}
@@ -401,7 +405,9 @@ class ShopifySandbox:
             self.installed_app[shop_name] = client_id
             self.state.remember()
         code = secrets.token_hex(16)
-        self.codes[code] = Grant(shop_name, scopes, self.state.clock.monotonic() + CODE_LIFETIME)
+        self.codes[code] = Grant(
+            shop_name, scopes, self.state.clock.monotonic() + CODE_LIFETIME, app=client_id
+        )
         return code
 
 
