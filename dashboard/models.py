@@ -137,6 +137,8 @@ class IncidentCause(StrEnum):
     WEBHOOK_SUBSCRIPTION_REMOVED = "webhook_subscription_removed"
     CONNECT_LINK_EXPIRED_UNUSED = "connect_link_expired_unused"
     COUNT_DRIFT = "count_drift"  # the hub's count strays from the platform's after a full pass
+    # A Shopify refresh token near the end of its 90 days without a refresh.
+    REFRESH_TOKEN_EXPIRING = "refresh_token_expiring"  # noqa: S105  a cause, not a token
 
 
 class IncidentStatus(StrEnum):
