@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -170,3 +171,17 @@ def docs_screenshot(page, name: str) -> None:
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(DOCS_SCREENSHOTS / f"{name}.png"))
+
+
+def connect_shopify_now(page, hub: Hub, name: str, shop: str) -> None:
+    """The wizard's Shopify path with **Connect now** and the sandbox's consent (Install app),
+    ending on the new integration's page."""
+    page.goto(f"{hub.url}/integrations/new")
+    page.get_by_role("button", name="Choose Shopify").click()
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Shop domain").fill(shop)
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Connect now").click()
+    page.get_by_role("button", name="Install app").click()  # the sandbox's consent page
+    page.wait_for_url(re.compile(r".*/integrations/[0-9a-f-]{36}$"), timeout=30_000)
+    page.get_by_role("button", name="Sync all now").wait_for(timeout=30_000)

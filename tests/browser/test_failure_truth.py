@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import Hub, screenshot, sign_in
+from tests.browser.conftest import Hub, connect_shopify_now, screenshot, sign_in
 from tests.browser.test_operations import MANAGER, TIMEOUT, open_tab, sandbox, users  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -20,15 +20,7 @@ def test_a_5xx_storm_on_four_streams_is_one_incident_in_words(hub: Hub, browser,
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     sign_in(page, hub, *MANAGER)
-    page.goto(f"{hub.url}/integrations/new")
-    page.get_by_role("button", name="Choose Shopify").click()
-    page.get_by_label("Name").fill("Truth store")
-    page.get_by_label("Shop domain").fill(SHOP)
-    page.get_by_role("button", name="Next").click()
-    page.get_by_role("button", name="Connect now").click()
-    page.get_by_role("button", name="Install app").click()  # the sandbox's consent page
-    page.wait_for_url(re.compile(r".*/integrations/[0-9a-f-]{36}$"), timeout=TIMEOUT)
-    page.get_by_role("button", name="Sync all now").wait_for(timeout=TIMEOUT)
+    connect_shopify_now(page, hub, "Truth store", SHOP)
     open_tab(page, "Runs")
     page.get_by_text("succeeded").first.wait_for(timeout=60_000)
 
