@@ -44,18 +44,20 @@ CONSENT_ERRORS = {
 
 def consent_url(
     *,
-    region: str,
+    marketplace: str,
     app_id: str,
     state: str,
     redirect_uri: str,
     draft: bool,
     base_url: str | None,
 ) -> str:
+    """The consent page on the Seller Central host of ``marketplace`` (the integration's
+    primary one): a seller of amazon.com.au signs in at sellercentral.amazon.com.au."""
     params = [("application_id", app_id), ("state", state), ("redirect_uri", redirect_uri)]
     if draft:  # only while the app is in draft; a published app must not send it
         params.append(("version", "beta"))
     return add_params_to_uri(
-        f"{seller_central_base(region, base_url)}/apps/authorize/consent", params
+        f"{seller_central_base(marketplace, base_url)}/apps/authorize/consent", params
     )
 
 

@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from connectors.amazon import auth as amazon_auth
 from connectors.amazon.connector import AmazonConnector
+from connectors.amazon.regions import primary_marketplace
 from connectors.base import IntegrationRef
 from connectors.errors import AuthError, ConnectorError, OAuthError
 from dashboard.api.access import Access, route
@@ -39,7 +40,7 @@ async def start(request: Request) -> Response:
         request,
         PLATFORM,
         lambda started: amazon_auth.consent_url(
-            region=started.region or "",
+            marketplace=primary_marketplace(started.region or "", started.marketplaces),
             app_id=settings.amazon_app_id or "",
             state=started.state,
             redirect_uri=integration_service.connect_callback_url(PLATFORM),

@@ -2,7 +2,7 @@
 sandbox, each below the sandbox base as Amazon lays them out on its hosts:
 
 ``https://api.amazon.com`` -> ``{BASE}/amazon/lwa``;
-``https://sellercentral[-europe].amazon.*`` -> ``{BASE}/amazon/sellercentral/{region}``;
+``https://{host}`` (each marketplace's Seller Central) -> ``{BASE}/amazon/sellercentral/{host}``;
 ``https://sellingpartnerapi-{region}.amazon.com`` -> ``{BASE}/amazon/sp/{region}``;
 ``https://sandbox.sellingpartnerapi-{region}.amazon.com`` -> ``{BASE}/amazon/sp-sandbox/{region}``.
 
@@ -41,7 +41,7 @@ def build_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
     return [
         Route("/lwa/auth/o2/token", bound(lwa_token), methods=["POST"]),
         Route(
-            "/sellercentral/{region:str}/apps/authorize/consent",
+            "/sellercentral/{host:str}/apps/authorize/consent",
             bound(consent),
             methods=["GET", "POST"],
         ),

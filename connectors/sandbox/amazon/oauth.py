@@ -1,5 +1,6 @@
 """Login with Amazon's token endpoint (``https://api.amazon.com`` -> ``{BASE}/amazon/lwa``)
-and the Seller Central consent page (``{BASE}/amazon/sellercentral/{region}``)."""
+and the Seller Central consent page of each marketplace's host
+(``https://{host}`` -> ``{BASE}/amazon/sellercentral/{host}``, e.g. sellercentral.amazon.com.au)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from starlette.responses import (
     Response,
 )
 
-from connectors.amazon.regions import REGIONS
+from connectors.amazon.regions import SELLER_CENTRAL_HOSTS
 from connectors.sandbox.amazon.sandbox import (
     GRANTLESS_SCOPES,
     AmazonSandbox,
@@ -84,7 +85,8 @@ border-radius:8px;padding:1rem;margin-bottom:1rem}}fieldset{{border:0;padding:0;
 label{{display:block;padding:.3rem 0}}input[type=text]{{font-size:1rem;padding:.4rem;width:100%;
 box-sizing:border-box;margin:.3rem 0 .6rem}}.note{{color:#067d62}}.error{{color:#b12704}}</style>
 </head><body>
-<p><small>Amazon Seller Central &middot; sandbox &middot; region {region}</small></p>
+<p><small>Amazon Seller Central &middot; sandbox &middot; {host} &middot; region {region}
+</small></p>
 <div class="box"><h1>Authorize {app}</h1>{notice}
 <p>{app} asks to access your selling partner data in this region through the Selling
 Partner API: orders, listings, reports and FBA inventory.</p>
@@ -114,6 +116,7 @@ def _consent_error(code: str, message: str) -> Response:
 
 def _consent_page(
     sandbox: AmazonSandbox,
+    host: str,
     region: str,
     token: str,
     chosen: str,
@@ -132,6 +135,7 @@ def _consent_page(
     )
     page = CONSENT_PAGE.format(
         app="Connector Hub",
+        host=html.escape(host),
         region=region.upper(),
         hidden=hidden_fields({TOKEN_FIELD: token}),
         sellers=sellers,
@@ -141,17 +145,20 @@ def _consent_page(
     return HTMLResponse(page, status_code=status)
 
 
-def _request_parts(region: str, params: Mapping[str, str], redirect_uri: str) -> list[str]:
-    """What the consent form is bound to: this region, app, redirect URI and state."""
-    return ["amazon", region, params.get("application_id", ""), redirect_uri,
+def _request_parts(host: str, params: Mapping[str, str], redirect_uri: str) -> list[str]:
+    """What the consent form is bound to: this Seller Central host, app, redirect URI and
+    state."""
+    return ["amazon", host, params.get("application_id", ""), redirect_uri,
             params.get("state", "")]  # fmt: skip
 
 
 async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
-    region = request.path_params["region"]
+    host = request.path_params["host"]
     params = request.query_params
-    if region not in REGIONS:
-        return _consent_error("MD9100", "Unknown Seller Central region.")
+    marketplace = SELLER_CENTRAL_HOSTS.get(host)
+    if marketplace is None:  # Amazon has no Seller Central there: nothing answers
+        return HTMLResponse("<!doctype html><title>Not found</title>", status_code=404)
+    region = marketplace.region
     if params.get("application_id") != sandbox.app.app_id:
         return _consent_error("MD1100", "The application id is not valid.")
     if sandbox.app.draft and params.get("version") != "beta":
@@ -166,11 +173,11 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
         return _consent_error(
             "MD5101", "The redirect URI is not one of the application's registered redirect URIs."
         )
-    parts = _request_parts(region, params, redirect_uri)
+    parts = _request_parts(host, params, redirect_uri)
     token = consent_token(sandbox.app.client_secret, parts)
     first = sandbox.default_seller(region)  # the region's first seller, made on first use
     if request.method == "GET":
-        return _consent_page(sandbox, region, token, first.seller_id)
+        return _consent_page(sandbox, host, region, token, first.seller_id)
     form = await request.form()
     if not token_matches(form.get(TOKEN_FIELD), sandbox.app.client_secret, parts):
         return HTMLResponse(
@@ -184,7 +191,7 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
         name = " ".join(str(form.get("store_name") or "").split())
         if not 0 < len(name) <= STORE_NAME_MAX:
             notice = f'<p class="error">Enter a store name of 1 to {STORE_NAME_MAX} characters.</p>'
-            return _consent_page(sandbox, region, token, first.seller_id, notice, status=400)
+            return _consent_page(sandbox, host, region, token, first.seller_id, notice, status=400)
         seller = sandbox.create_seller(
             sandbox.new_seller_id(), region, None, store_name=name, **NEW_SELLER_SIZES
         )
@@ -192,7 +199,7 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
             f'<p class="note">Created <strong>{html.escape(seller.store_name)}</strong> '
             f"(selling partner {html.escape(seller.seller_id)}). Confirm to sign in as it.</p>"
         )
-        return _consent_page(sandbox, region, token, seller.seller_id, notice)
+        return _consent_page(sandbox, host, region, token, seller.seller_id, notice)
     seller_id = str(form.get("selling_partner_id") or first.seller_id)
     if seller_id not in sandbox.sellers or sandbox.sellers[seller_id].region != region:
         return _consent_error("MD9100", "Unknown selling partner for this region.")
