@@ -91,11 +91,14 @@ def token_endpoint(
     client_secret: str,
     base_url: str | None,
     transport: httpx.AsyncBaseTransport | None = None,
+    previous_secret: str | None = None,
 ) -> TokenEndpoint:
-    """Login with Amazon's token endpoint; it takes the app's credentials in the body."""
+    """Login with Amazon's token endpoint; it takes the app's credentials in the body.
+    ``previous_secret``: the secret a rotation replaces, tried on ``invalid_client``."""
     return TokenEndpoint(
-        "Login with Amazon", lwa_token_url(base_url), client_id, client_secret, transport
-    )
+        "Login with Amazon", lwa_token_url(base_url), client_id, client_secret, transport,
+        previous_secret or None,
+    )  # fmt: skip
 
 
 def token_credentials(body: Mapping[str, Any]) -> list[StoredCredential]:
@@ -116,6 +119,7 @@ async def exchange_code(
     client_secret: str,
     base_url: str | None,
     transport: httpx.AsyncBaseTransport | None = None,
+    previous_secret: str | None = None,
 ) -> list[StoredCredential]:
     """The refresh token (the lasting credential) and a first access token."""
     refused = (
@@ -123,8 +127,9 @@ async def exchange_code(
         "minutes) or been used already. Start the connection again."
     )
     endpoint = token_endpoint(
-        client_id=client_id, client_secret=client_secret, base_url=base_url, transport=transport
-    )
+        client_id=client_id, client_secret=client_secret, base_url=base_url,
+        transport=transport, previous_secret=previous_secret,
+    )  # fmt: skip
     token = await fetch_token(
         endpoint,
         grant_type="authorization_code",
@@ -157,11 +162,13 @@ async def grantless_token(
     client_secret: str,
     base_url: str | None,
     transport: httpx.AsyncBaseTransport | None = None,
+    previous_secret: str | None = None,
 ) -> StoredCredential:
     """A client_credentials token for grantless operations (notifications, secret rotation)."""
     endpoint = token_endpoint(
-        client_id=client_id, client_secret=client_secret, base_url=base_url, transport=transport
-    )
+        client_id=client_id, client_secret=client_secret, base_url=base_url,
+        transport=transport, previous_secret=previous_secret,
+    )  # fmt: skip
     token = await fetch_token(
         endpoint,
         grant_type="client_credentials",

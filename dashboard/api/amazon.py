@@ -86,6 +86,7 @@ async def callback(request: Request) -> Response:
             client_id=settings.amazon_client_id or "",
             client_secret=settings.amazon_client_secret or "",
             base_url=settings.amazon_base_url,
+            previous_secret=settings.amazon_client_secret_previous,
         )
 
         def save_all(session: Session) -> None:

@@ -35,9 +35,10 @@ def _oauth_error(error: str, description: str, status: int = 400) -> Response:
 async def lwa_token(request: Request, sandbox: AmazonSandbox) -> Response:
     form = await request.form()
     grant_type = str(form.get("grant_type", ""))
-    if (
-        form.get("client_id") != sandbox.app.client_id
-        or form.get("client_secret") != sandbox.app.client_secret
+    # A secret older than 180 days, or rotated out more than seven days ago, fails like a
+    # wrong one: LWA answers invalid_client and every call of the app stops.
+    if form.get("client_id") != sandbox.app.client_id or not sandbox.client_secret_valid(
+        str(form.get("client_secret", ""))
     ):
         return _oauth_error("invalid_client", "Client authentication failed", 401)
     now = sandbox.state.clock.monotonic()
@@ -215,6 +216,116 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
         {
             "state": params.get("state", ""),
             "selling_partner_id": seller_id,
+            "spapi_oauth_code": code,
+        }
+    )
+    separator = "&" if "?" in redirect_uri else "?"
+    return RedirectResponse(f"{redirect_uri}{separator}{query}", status_code=302)
+
+
+# --- the Selling Partner Appstore authorization workflow --------------------------------------
+# https://developer-docs.amazon.com/sp-api/docs/selling-partner-appstore-authorization-workflow
+# The seller chooses "Authorize now" on the app's detail page and consents; Amazon loads the
+# app's Login URI with amazon_callback_uri, amazon_state and selling_partner_id (and
+# version=beta for a draft app); the app redirects to amazon_callback_uri with redirect_uri,
+# amazon_state and its own state; Amazon then sends the browser to redirect_uri with state,
+# selling_partner_id and spapi_oauth_code, as in the website workflow.
+
+APPSTORE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Connector Hub - Selling Partner Appstore (sandbox)</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:2rem auto;padding:0 1rem}}
+button{{font-size:1rem;padding:.6rem 1.2rem}}</style></head><body>
+<p><small>Selling Partner Appstore &middot; sandbox &middot; {host}</small></p>
+<h1>Connector Hub</h1>
+<p>Signed in as <strong>{store}</strong> (selling partner {seller}).</p>
+<p>Connector Hub asks to access your selling partner data in this region through the Selling
+Partner API: orders, listings, reports and FBA inventory.</p>
+<form method="post">{hidden}
+<button name="decision" value="approve" type="submit">Authorize now and sign in to
+Connector Hub</button></form></body></html>"""
+
+
+async def appstore_authorize(request: Request, sandbox: AmazonSandbox) -> Response:
+    """The app's detail page: "Authorize now" for the signed-in seller (``selling_partner_id``,
+    else the region's first), then off to the app's Login URI."""
+    host = request.path_params["host"]
+    marketplace = SELLER_CENTRAL_HOSTS.get(host)
+    if marketplace is None:
+        return HTMLResponse("<!doctype html><title>Not found</title>", status_code=404)
+    seller_id = request.query_params.get("selling_partner_id") or (
+        sandbox.default_seller(marketplace.region).seller_id
+    )
+    seller = sandbox.sellers.get(seller_id)
+    if seller is None or seller.region != marketplace.region:
+        return _consent_error("MD9100", "Unknown selling partner for this region.")
+    if not sandbox.app.login_uri:
+        return _consent_error("MD5110", "The application has no OAuth Login URI.")
+    parts = ["amazon-appstore", host, seller_id, sandbox.app.app_id]
+    if request.method == "GET":
+        token = consent_token(sandbox.app.client_secret, parts)
+        return HTMLResponse(
+            APPSTORE_PAGE.format(
+                host=html.escape(host),
+                store=html.escape(seller.store_name),
+                seller=html.escape(seller_id),
+                hidden=hidden_fields({TOKEN_FIELD: token}),
+            )
+        )
+    form = await request.form()
+    if not token_matches(form.get(TOKEN_FIELD), sandbox.app.client_secret, parts):
+        return HTMLResponse(
+            "<!doctype html><html lang='en'><meta charset='utf-8'><title>Session expired</title>"
+            "<body><h1>This page has expired</h1></body></html>",
+            status_code=403,
+        )
+    if form.get("decision") != "approve":
+        return _consent_error("MD9000", "You did not authorize the application.")
+    base = str(request.url).split("/sellercentral/", 1)[0]
+    query = {
+        "amazon_callback_uri": f"{base}/sellercentral/{host}/apps/authorize/confirm/"
+        f"{sandbox.app.app_id}",
+        "amazon_state": sandbox.issue_appstore_state(seller_id, host),
+        "selling_partner_id": seller_id,
+    }
+    if sandbox.app.draft:
+        query["version"] = "beta"
+    separator = "&" if "?" in sandbox.app.login_uri else "?"
+    return RedirectResponse(
+        f"{sandbox.app.login_uri}{separator}{urlencode(query)}", status_code=302
+    )
+
+
+async def appstore_confirm(request: Request, sandbox: AmazonSandbox) -> Response:
+    """``amazon_callback_uri``: the app came back with amazon_state, its state and its
+    redirect_uri; Amazon sends the browser on with the authorization code."""
+    host = request.path_params["host"]
+    params = request.query_params
+    marketplace = SELLER_CENTRAL_HOSTS.get(host)
+    if marketplace is None:
+        return HTMLResponse("<!doctype html><title>Not found</title>", status_code=404)
+    if request.path_params["app_id"] != sandbox.app.app_id:
+        return _consent_error("MD1100", "The application id is not valid.")
+    if sandbox.app.draft and params.get("version") != "beta":
+        return _consent_error(
+            "MD1000", "The application is in draft state: the request must include version=beta."
+        )
+    redirect_uri = params.get("redirect_uri") or next(iter(sandbox.app.redirect_uris), None)
+    if redirect_uri is None or redirect_uri not in sandbox.app.redirect_uris:
+        return _consent_error(
+            "MD5101", "The redirect URI is not one of the application's registered redirect URIs."
+        )
+    grant = sandbox.take_appstore_state(params.get("amazon_state", ""), host)
+    if grant is None:
+        return _consent_error(
+            "MD9010", "The authorization request is unknown, used or expired. Start again."
+        )
+    sandbox.authorize(grant.seller_id)
+    code = sandbox.issue_code(grant.seller_id, marketplace.region, redirect_uri)
+    query = urlencode(
+        {
+            "state": params.get("state", ""),
+            "selling_partner_id": grant.seller_id,
             "spapi_oauth_code": code,
         }
     )
