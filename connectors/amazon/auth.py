@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.common.urls import add_params_to_uri
 
 from connectors.amazon.client import TOKEN_HEADER, token_expired
-from connectors.amazon.regions import lwa_token_url, seller_central_base
+from connectors.amazon.regions import (
+    MARKETPLACES,
+    SELLER_CENTRAL_HOSTS,
+    Marketplace,
+    lwa_token_url,
+    seller_central_base,
+)
 from connectors.auth import (
     ACCESS_TOKEN,
     REFRESH_TOKEN,
@@ -59,6 +67,86 @@ def consent_url(
     return add_params_to_uri(
         f"{seller_central_base(marketplace, base_url)}/apps/authorize/consent", params
     )
+
+
+@dataclass(frozen=True)
+class AppstoreLogin:
+    """What Amazon sent to the app's Login URI when a seller authorized it in the Appstore."""
+
+    callback_uri: str  # amazon_callback_uri: back to Amazon, on the seller's Seller Central
+    amazon_state: str
+    selling_partner_id: str
+    marketplace: Marketplace  # of that Seller Central host: its region is the authorization's
+    beta: bool  # version=beta: a draft app's test workflow
+
+
+CONFIRM_PATH = "/apps/authorize/confirm/"
+# The legacy European host some accounts still use; its marketplaces are the EU region's.
+LEGACY_HOSTS = {"sellercentral-europe.amazon.com": "A1F83G8C2ARO7P"}
+
+
+def _marketplace_of_host(host: str) -> Marketplace | None:
+    host = host.lower()
+    if host in LEGACY_HOSTS:
+        return MARKETPLACES[LEGACY_HOSTS[host]]
+    # Amazon's example callback is on amazon.com itself: the marketplace's own domain.
+    return SELLER_CENTRAL_HOSTS.get(host) or SELLER_CENTRAL_HOSTS.get(
+        "sellercentral." + host.removeprefix("www.")
+    )
+
+
+def verify_login_uri(
+    params: Mapping[str, str], *, app_id: str, base_url: str | None
+) -> AppstoreLogin:
+    """Amazon's parameters at the Login URI, or OAuthError. ``amazon_callback_uri`` must be
+    this app's confirm page on an Amazon Seller Central host (the hub redirects there, so
+    anything else would make it an open redirector)."""
+    retry = "Start again from the app's page in the Selling Partner Appstore."
+    callback = params.get("amazon_callback_uri", "")
+    amazon_state = params.get("amazon_state", "")
+    seller = params.get("selling_partner_id", "")
+    if not callback or not amazon_state or not seller:
+        raise OAuthError(
+            "login uri without amazon parameters",
+            user_message="This address is where Amazon sends sellers who authorize the hub in "
+            f"the Selling Partner Appstore; the request had none of Amazon's parameters. {retry}",
+        )
+    parsed = urlsplit(callback)
+    if base_url:  # the sandbox: {base}/sellercentral/{host}/apps/authorize/confirm/{app}
+        prefix = f"{base_url}/sellercentral/"
+        rest = callback.removeprefix(prefix) if callback.startswith(prefix) else ""
+        host, _, path = rest.partition("/")
+        path = "/" + path.split("?", 1)[0]
+    else:
+        plain = parsed.scheme == "https" and not (parsed.port or parsed.username)
+        host = (parsed.hostname or "") if plain else ""
+        path = parsed.path
+    marketplace = _marketplace_of_host(host)
+    if marketplace is None or path != CONFIRM_PATH + app_id or len(amazon_state) > 2000:
+        raise OAuthError(
+            "login uri with a foreign amazon_callback_uri",
+            user_message=f"The request did not come from Amazon for this hub's app. {retry}",
+        )
+    if not SELLER_ID.fullmatch(seller):
+        raise OAuthError(
+            "login uri with invalid selling_partner_id",
+            user_message=f"Amazon's request named no valid selling partner. {retry}",
+        )
+    return AppstoreLogin(
+        callback, amazon_state, seller, marketplace, params.get("version") == "beta"
+    )
+
+
+def appstore_redirect(
+    login: AppstoreLogin, *, state: str, redirect_uri: str, draft: bool
+) -> str:
+    """Back to Amazon: ``amazon_callback_uri`` with ``redirect_uri``, ``amazon_state`` and the
+    hub's own ``state``; ``version=beta`` while the app is a draft."""
+    params = [("redirect_uri", redirect_uri), ("amazon_state", login.amazon_state),
+              ("state", state)]  # fmt: skip
+    if draft or login.beta:
+        params.append(("version", "beta"))
+    return add_params_to_uri(login.callback_uri, params)
 
 
 def verify_callback(params: Mapping[str, str]) -> tuple[str, str]:

@@ -42,7 +42,7 @@ from dashboard.models import (
     RunStatus,
     RunTrigger,
 )
-from dashboard.services import auth, incidents
+from dashboard.services import amazon_lifecycle, auth, incidents
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.sync_progress import (
     RunCancelled,
@@ -253,6 +253,8 @@ class SyncEngine:
                     await self.recover_interrupted()
                     # Connect links that expired unused become an incident (once).
                     await in_write_session(lambda s: incidents.sweep_expired_links(session=s))
+                    # Amazon's LWA secret (180 days) and sellers' yearly authorizations.
+                    await in_write_session(lambda s: amazon_lifecycle.sweep(session=s))
                     # Housekeeping on the same clock: ended sign-in throttle windows.
                     await in_write_session(lambda s: auth.prune_sign_in_throttles(session=s))
                 else:
