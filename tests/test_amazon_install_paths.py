@@ -327,3 +327,17 @@ async def test_a_secret_past_180_days_is_refused_and_warned_ahead(
     with session_scope() as s:
         amazon_lifecycle.sweep(session=s)
         assert s.get(Incident, incident.id).status == "resolved"
+
+
+async def test_hub_amazon_rotate_secret_tells_the_steps_and_records_the_date(
+    hub: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dashboard.cli import main
+
+    assert main(["amazon", "rotate-secret", "--set-at", "2026-06-01"]) == 0
+    out = capsys.readouterr().out
+    assert "Rotate secret" in out and "HUB_AMAZON_CLIENT_SECRET_PREVIOUS" in out
+    assert "set 2026-06-01, rotate by 2026-11-28" in out
+    assert AMAZON_APP["client_secret"] not in out  # a fingerprint, never the secret
+    # Past the warning window: secret-status says so with its exit code.
+    assert main(["amazon", "secret-status"]) == 1
