@@ -401,7 +401,7 @@ async def check_amazon(
         "amazon urls",
         "ok",
         f"register in the app (Developer Central, app client): OAuth redirect URI "
-        f"{public}/api/oauth/amazon/callback",
+        f"{public}/api/oauth/amazon/callback, OAuth Login URI {public}/api/oauth/amazon/login",
     )
     values = (settings.amazon_app_id, settings.amazon_client_id, settings.amazon_client_secret)
     if not any(values):
