@@ -21,6 +21,7 @@ import pytest
 from sqlmodel import select
 
 from connectors.amazon.connector import AmazonConnector
+from connectors.amazon.regions import MARKETPLACES
 from connectors.base import IntegrationRef
 from connectors.sandbox.consent import form_fields
 from dashboard.db import session_scope
@@ -33,6 +34,7 @@ from tests.conftest import reset_caches
 from tests.sandbox_server import control_headers
 from tests.spapi_contract import RecordingTransport, contract_problems
 from tests.test_amazon_connect import AMAZON_APP, HUB, SELLER, consent, hub, new_link
+from tests.test_sandbox_amazon import validate
 
 __all__ = ["hub"]  # the connect tests' hub: sandbox, settings and an HTTP client
 
@@ -106,6 +108,25 @@ async def test_consent_opens_on_the_sellers_own_seller_central(
         connected = s.get(Integration, integration_id)
         assert connected.selling_partner_id == seller and connected.marketplaces == [marketplace]
         assert connected.authorized_at is not None
+        access = load_credential(session=s, integration_id=integration_id, kind="access_token")
+    # What the sandbox told the hub about this marketplace is what Amazon's Sellers model
+    # allows (South Africa included).
+    assert access is not None
+    answer = httpx.get(
+        f"{hub['base']}/amazon/sp/{region}/sellers/v1/marketplaceParticipations",
+        headers={"x-amz-access-token": access.secret},
+    )
+    payload = validate("getMarketplaceParticipations", "sellers", answer)["payload"]
+    assert [p["marketplace"]["id"] for p in payload] == [marketplace]
+    assert payload[0]["marketplace"]["countryCode"] == ("AU" if region == "fe" else "ZA")
+
+
+def test_every_marketplace_has_its_own_seller_central_host() -> None:
+    hosts = [m.seller_central_host for m in MARKETPLACES.values()]
+    assert len(set(hosts)) == len(hosts) == 23
+    assert MARKETPLACES[ZA].region == "eu" and MARKETPLACES[ZA].country == "ZA"
+    assert MARKETPLACES[AU].seller_central_host == "sellercentral.amazon.com.au"
+    assert MARKETPLACES["ATVPDKIKX0DER"].seller_central_host == "sellercentral.amazon.com"
 
 
 async def test_a_host_amazon_does_not_have_answers_nothing(hub: dict) -> None:
