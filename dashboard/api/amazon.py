@@ -72,6 +72,7 @@ class _Target:
     connect_link_id: uuid.UUID | None
     user_id: uuid.UUID | None
     appstore: bool = False
+    created: bool = False  # made by this Appstore authorization: named after the store
 
 
 def _exchange(code: str) -> Awaitable[list[StoredCredential]]:
@@ -93,6 +94,7 @@ def _appstore_integration(session: Session, start: AppstoreState, seller_id: str
     integration = amazon_lifecycle.integration_for_seller(
         session=session, region=start.region, selling_partner_id=seller_id
     )
+    created = integration is None
     if integration is None:
         integration = integration_service.create_integration(
             session=session,
@@ -102,7 +104,7 @@ def _appstore_integration(session: Session, start: AppstoreState, seller_id: str
             marketplaces=[],  # the seller's marketplaces of the region, once known
         )
         log.info("amazon appstore authorization: new integration %s", integration.id)
-    return _Target(integration.id, None, None, appstore=True)
+    return _Target(integration.id, None, None, appstore=True, created=created)
 
 
 async def callback(request: Request) -> Response:
@@ -184,7 +186,7 @@ async def callback(request: Request) -> Response:
                 marketplaces=chosen,
                 actor="merchant" if finished.connect_link_id or finished.appstore else "manager",
             )
-            if finished.appstore and store and connected.display_name.startswith("Amazon seller"):
+            if finished.created and store:
                 connected.display_name = store[:200]
             amazon_lifecycle.seller_authorized(session=session, integration=connected)
             integration_service.finish_connect_link(

@@ -24,6 +24,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from connectors.errors import OAuthError
@@ -200,6 +201,10 @@ def sweep(*, session: Session, now: datetime | None = None) -> int:
                 raised += 1
         else:
             incidents.lwa_secret_rotated(session=session)
+    # Appstore starts nobody finished are kept a day (for the logs), then forgotten.
+    session.execute(
+        sa.delete(AppstoreState).where(col(AppstoreState.expires_at) < now - timedelta(days=1))
+    )
     ahead = timedelta(days=settings.amazon_reauthorization_warning_days)
     for integration in amazon or _active_amazon(session):
         if integration.authorized_at is None:
