@@ -137,7 +137,7 @@ def main() -> int:
     if args.postgres:
         os.environ["DATABASE_URL"] = args.postgres
     from dashboard import db, migrations
-    from dashboard.services import alerts, overview, records_view, runs
+    from dashboard.services import incidents, overview, records_view, runs
 
     migrations.upgrade_head()
     with db.session_scope() as session:
@@ -186,10 +186,10 @@ def main() -> int:
                 ),
             )
         measure(
-            "bell: unread count + newest 20 (every s)",
+            "bell: open incidents count + latest 20 (every s)",
             lambda: (
-                alerts.unread_count(session=session),
-                alerts.notification_rows(session=session, limit=20),
+                incidents.open_count(session=session),
+                incidents.list_incidents(session=session, limit=20),
             ),
         )
         measure(
@@ -201,8 +201,16 @@ def main() -> int:
             lambda: overview.live_records_per_hour(session=session),
         )
         measure(
-            "overview: status counts (every s)",
-            lambda: overview.status_counts(session=session),
+            "overview: integrations watermark (every s)",
+            lambda: overview.integrations_watermark(session=session),
+        )
+        measure(
+            "overview: health cards (when the watermark moves, >= every 30 s)",
+            lambda: overview.health_cards(session=session),
+        )
+        measure(
+            "integrations: filtered by health 'failing', first page",
+            lambda: overview.list_integrations(session=session, health_is="failing"),
         )
         a_while_ago = datetime.now(UTC) - timedelta(seconds=5)
         for label, integration_id in (("all", ""), ("one integration", first_integration)):

@@ -107,6 +107,11 @@ class Batch:
     """Ids listed by an id-only snapshot on this page (applied before ``snapshot``)."""
     children_complete: ChildrenComplete | None = None
     """Parents in this batch that came with every child of a kind (the rest are gone)."""
+    platform_count: int | None = None
+    """Set on the last batch of a *full pass* (a backfill, a reconciliation, a full report):
+    how many primary records the platform itself counts for the stream, read as the pass
+    ended (Shopify's ``productsCount``, the listings report's rows). The engine stores it
+    beside its own count: data completeness."""
 
 
 @dataclass(frozen=True, slots=True)

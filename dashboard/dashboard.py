@@ -11,6 +11,7 @@ from dashboard.pages import (  # noqa: F401  registers pages
     integration_detail,
     integrations,
     login,
+    logs,
     new_integration,
     overview,
     records,

@@ -136,6 +136,7 @@ class IncidentCause(StrEnum):
     STALLED = "stalled"
     WEBHOOK_SUBSCRIPTION_REMOVED = "webhook_subscription_removed"
     CONNECT_LINK_EXPIRED_UNUSED = "connect_link_expired_unused"
+    COUNT_DRIFT = "count_drift"  # the hub's count strays from the platform's after a full pass
     # Credential lifecycle (Amazon): the app's LWA client secret must be rotated every 180
     # days, and a seller re-authorizes the app once a year; both are due ahead of failure.
     LWA_SECRET_EXPIRING = "lwa_secret_expiring"  # noqa: S105  a cause, not a secret
@@ -369,6 +370,10 @@ class StreamConfig(SQLModel, table=True):
     last_failure_at: datetime | None = ts()
     consecutive_failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     stall_minutes: int | None = None  # overrides HUB_SYNC_STALL_MINUTES for this stream
+    # --- completeness: the platform's own count, read as the last full pass ended ----------
+    platform_count: int | None = None
+    platform_counted_at: datetime | None = ts()
+    hub_count_at_pass: int | None = None  # the hub's live count at that moment
 
 
 # A run holds its stream while it is queued or running.

@@ -199,6 +199,9 @@ class Settings(BaseSettings):
     # A running run that stores no page for this long (and is not waiting for a known
     # rate-limit window) is flagged stalled; a stream's ``stall_minutes`` overrides it.
     sync_stall_minutes: float = Field(15.0, gt=0)
+    # After a full pass, a stream whose stored count differs from the platform's own count
+    # by more than this share opens a count_drift incident (resolved once back within it).
+    completeness_drift_percent: float = Field(1.0, ge=0, le=100)
     scheduler_enabled: bool = True
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = Field(

@@ -5,21 +5,37 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from reflex.istate.data import RouterData
 from sqlmodel import Session
 
+from dashboard.db import session_scope
 from dashboard.models import (
     Integration,
     Notification,
     Product,
+    Role,
+    StreamConfig,
     SyncEvent,
     SyncRun,
     WebhookEvent,
     WebhookSubscription,
 )
-from dashboard.services import alerts, overview, records_view, runs, webhooks_view
+from dashboard.services import (
+    alerts,
+    connect_links,
+    health,
+    integrations,
+    overview,
+    records_view,
+    runs,
+    webhooks_view,
+)
+from dashboard.services.auth import create_session, create_user
+from dashboard.state.integration_detail import DetailState
 
 NOW = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
 
@@ -139,7 +155,6 @@ def test_live_records_per_hour_reads_the_current_hour_every_time(session: Sessio
 
 @pytest.mark.postgres
 def test_records_per_hour_on_postgres(pg_hub_db: sa.Engine) -> None:
-    from dashboard.db import session_scope
 
     with session_scope() as session:
         acme = add_integration(session)
@@ -652,3 +667,110 @@ def test_a_run_detail_has_its_duration_and_the_tail_of_its_log(session: Session)
     assert [e["message"] for e in tail] == [f"page {n}" for n in range(50, 250)]
     running = add_run(session, acme, status="running", started_at=NOW)
     assert runs.summaries_of(session=session, run_ids=[running.id])[0]["took"] == ""
+
+
+# --- the integration page: health, decline, history (issue 13) --------------------------------
+
+
+def _detail_state(integration_id: uuid.UUID) -> Any:
+    """The integration page's state as a viewer's websocket would open it."""
+
+    with session_scope() as s:
+        user, _ = create_user(
+            session=s, email=f"{uuid.uuid4().hex[:8]}@example.com", role=Role.VIEWER
+        )
+        token = create_session(session=s, user=user)
+    state = DetailState(_reflex_internal_init=True)
+    state.router = RouterData.from_router_data(
+        {
+            "headers": {"cookie": f"hub_session={token}", "origin": "http://localhost:3000"},
+            "pathname": "/integrations/[integration_id]",
+            "asPath": f"/integrations/{integration_id}",
+        }
+    )
+    return state
+
+
+async def test_streams_tab_names_a_failing_streams_cause_in_words(hub_db: sa.Engine) -> None:
+
+    with session_scope() as s:
+        acme = integrations.create_integration(
+            session=s, platform="shopify", display_name="Acme", shop_domain="acme.myshopify.com"
+        )
+        integrations.mark_connected(session=s, integration_id=acme.id)
+        configs = {
+            c.stream: c
+            for c in s.exec(sa.select(StreamConfig).where(StreamConfig.integration_id == acme.id))
+            .scalars()
+            .all()
+        }
+        for _ in range(3):
+            health.record_run_end(
+                session=s, config=configs["orders"], status="failed",
+                error="POST /sandbox/shopify/acme.myshopify.com/graphql.json answered 503",
+            )  # fmt: skip
+        health.record_run_end(
+            session=s, config=configs["customers"], status="succeeded", error=None
+        )
+        acme_id = acme.id
+
+    state = _detail_state(acme_id)
+    await DetailState.load_detail.fn(state)
+    assert not state.missing
+    rows = {row["stream"]: row for row in state.streams}
+    assert rows["orders"]["health"] == "failing"
+    assert rows["orders"]["cause_words"] == (
+        "Shopify answered 503 — the store's API is down or overloaded; the hub retries every "
+        f"{rows['orders']['interval']} min"
+    )
+    assert rows["orders"]["consecutive_failures"] == 3 and rows["orders"]["last_failure_at"]
+    assert rows["customers"]["health"] == "healthy" and rows["customers"]["cause_words"] == ""
+    assert rows["products"]["health"] == "never_run"
+    # The header: one failing stream beside a healthy one is "degraded", with what to look at.
+    assert state.info["health"] == "degraded"
+    assert "Streams tab" in state.info["health_words"]
+
+
+async def test_a_declined_link_shows_declined_with_what_to_do(hub_db: sa.Engine) -> None:
+
+    with session_scope() as s:
+        acme = integrations.create_integration(
+            session=s, platform="shopify", display_name="Acme", shop_domain="acme.myshopify.com"
+        )
+        _, token = connect_links.create_connect_link(session=s, integration_id=acme.id)
+        acme_id = acme.id
+    state = _detail_state(acme_id)
+    await DetailState.load_detail.fn(state)
+    assert state.info["health"] == "pending" and state.info["health_words"] == ""
+
+    with session_scope() as s:
+        connect_links.decline_connect_link(session=s, token=token)
+    await DetailState.load_detail.fn(state)
+    assert state.info["health"] == "declined"
+    assert state.info["health_words"].startswith("The merchant declined the connection request")
+    assert "Not connected yet" not in state.info["health_words"]
+    [incident] = state.incidents
+    assert incident["title"] == "The merchant declined the connection request"
+    assert incident["advice"] == "talk to the merchant, then send a new connect link"
+
+
+def test_runs_per_day_counts_the_last_seven_days_in_one_row_each(session: Session) -> None:
+    acme, other = add_integration(session), add_integration(session, "Other")
+    day = timedelta(days=1)
+    add_run(session, acme, created_at=NOW, records_read=120)
+    add_run(session, acme, created_at=NOW - timedelta(hours=1), status="partial", records_read=5)
+    add_run(session, acme, created_at=NOW - timedelta(hours=2), status="failed", records_read=0)
+    add_run(session, acme, created_at=NOW - 2 * day, status="failed")
+    add_run(session, acme, created_at=NOW - 6 * day, records_read=7)
+    add_run(session, acme, created_at=NOW - 7 * day, records_read=1000)  # before the window
+    add_run(session, other, created_at=NOW, records_read=999)  # another integration
+    history = runs.runs_per_day(session=session, integration_id=acme.id, now=NOW)
+    assert [row["date"] for row in history] == [
+        (NOW - n * day).date().isoformat() for n in range(6, -1, -1)
+    ]
+    assert history[-1] == {
+        "day": "Wed 25", "date": "2026-11-25", "succeeded": 2, "failed": 1, "records": 125
+    }  # fmt: skip
+    assert (history[-3]["succeeded"], history[-3]["failed"]) == (0, 1)
+    assert history[0]["records"] == 7 and history[0]["succeeded"] == 1
+    assert sum(row["succeeded"] + row["failed"] for row in history) == 5

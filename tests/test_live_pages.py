@@ -44,7 +44,8 @@ async def test_overview_sends_only_what_changed_since_the_last_tick(hub_db: sa.E
                                 shop_domain="acme.myshopify.com", status="connected"))  # fmt: skip
         session.commit()
     overview.apply(await overview.fetch())
-    assert "counts" in overview.dirty_vars
+    assert "cards" in overview.dirty_vars  # the watermark moved: the health cards are read again
+    assert overview.cards["total"] == 1
     assert not overview.dirty_vars & {"per_hour", "running", "reauth", "failures_24h", "loaded"}
 
 
@@ -122,11 +123,11 @@ async def test_a_live_page_stops_streaming_within_a_second_of_the_session_ending
     watcher = asyncio.create_task(OverviewState.watch.fn(tab))
 
     async def streaming() -> None:
-        while not reads:
+        while not tab.loaded:  # the first read landed (the health cards' first read is cold)
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(streaming(), timeout=5)
-    assert tab.loaded
+    assert reads
 
     with Session(hub_db) as session:
         actor = session.get(User, admin_id)

@@ -244,7 +244,8 @@ async def test_a_refused_bulk_operation_falls_back_to_pages() -> None:
         return httpx.Response(200, json={"data": data})
 
     batches = await read_all(mock_connector(shopify), "customers")
-    assert asked == ["CustomersCount", "BulkOperationRun", "Customers"]  # counted once
+    # Counted once to size the backfill, and once as the full pass ends (completeness).
+    assert asked == ["CustomersCount", "BulkOperationRun", "Customers", "CustomersCount"]
     assert [r.external_id for b in batches for r in b.records] == [
         "gid://shopify/Customer/1",
         "gid://shopify/Customer/2",
@@ -351,7 +352,10 @@ async def test_an_expired_result_url_falls_back_to_pages() -> None:
         asked,
     )
     batches = await read_all(mock_connector(shopify), "customers")
-    assert asked == ["CustomersCount", "BulkOperationRun", "BulkOperation", "Customers"]
+    # The last count: the full pass ends with the platform's own (completeness).
+    assert asked == [
+        "CustomersCount", "BulkOperationRun", "BulkOperation", "Customers", "CustomersCount"
+    ]  # fmt: skip
     assert [r.external_id for b in batches for r in b.records] == ["gid://shopify/Customer/1"]
 
 

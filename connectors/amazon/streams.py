@@ -6,7 +6,8 @@ Each yields ``Batch``es whose cursor resumes exactly where the batch ended:
   next window's start, so no clock of ours is trusted. An order comes with all its items
   (``orderItems``, or every page of v0 getOrderItems), so its stored lines it no longer
   lists are gone (``ChildrenComplete``);
-- listings: ``{"marketplace", "report_id", "rows_done", "done"}``, so a crash mid-report
+- listings: ``{"marketplace", "report_id", "rows_done", "done", "rows"}`` (``rows``: each finished
+  marketplace's report rows, the platform's count at the end), so a crash mid-report
   resumes on the same report and skips the rows already stored;
 - inventory: ``{"since", "done"}``; nextTokens live 30 s and are never checkpointed.
 """
@@ -300,6 +301,8 @@ async def read_listings(
     cursor = dict(cursor or {})
     # A complete snapshot starts over; an interrupted one skips marketplaces already stored.
     finished: list[str] = [] if cursor.get("complete") else list(cursor.get("done") or [])
+    # Each finished marketplace's report rows (the platform's own count), kept across a resume.
+    report_rows: dict[str, int] = {} if cursor.get("complete") else dict(cursor.get("rows") or {})
     done_rows = 0
     for marketplace in marketplaces:
         if marketplace in finished:
@@ -360,6 +363,7 @@ async def read_listings(
                             "report_id": report_id,
                             "rows_done": rows_done,
                             "done": finished,
+                            "rows": report_rows,
                             "started_at": started,
                         },
                         errors=errors,
@@ -368,18 +372,25 @@ async def read_listings(
                     records, errors = [], []
             done_rows += len(records)
             finished = [*finished, marketplace]
+            report_rows = {**report_rows, marketplace: rows_done}
             # The report lists every listing of the marketplace: the ones it did not store
             # again are gone from Amazon.
             snapshot = SnapshotComplete(
                 RecordKind.PRODUCT, parse_time(started) or datetime.now(UTC), f"@{marketplace}"
             )
             yield Batch(
-                records, {"done": finished}, errors=errors, done=done_rows, snapshot=snapshot
-            )
+                records, {"done": finished, "rows": report_rows}, errors=errors, done=done_rows,
+                snapshot=snapshot,
+            )  # fmt: skip
         else:  # CANCELLED: Amazon had no listings to report for this marketplace
             finished = [*finished, marketplace]
-            yield Batch([], {"done": finished}, done=done_rows)
-    yield Batch([], {"complete": True, "at": _iso(datetime.now(UTC))}, pages=0, done=done_rows)
+            report_rows = {**report_rows, marketplace: 0}
+            yield Batch([], {"done": finished, "rows": report_rows}, done=done_rows)
+    # Every marketplace's report read to its end: a full pass, counted by Amazon's own rows.
+    yield Batch(
+        [], {"complete": True, "at": _iso(datetime.now(UTC))}, pages=0, done=done_rows,
+        platform_count=sum(report_rows.values()),
+    )  # fmt: skip
 
 
 # --- FBA inventory --------------------------------------------------------------------------

@@ -25,6 +25,25 @@ STATUS_COLORS = {
 }
 
 
+# Stream health (services/health.py) and an integration's rolled-up status, as badge colours:
+# one palette for every screen that shows them (Integrations list, integration page).
+HEALTH_COLORS = {
+    "healthy": "green",
+    "connected": "green",
+    "syncing": "blue",
+    "waiting": "blue",
+    "degraded": "amber",
+    "paused": "amber",
+    "stalled": "orange",
+    "needs_reauth": "orange",
+    "declined": "orange",
+    "failing": "red",
+    "uninstalled": "red",
+    "never_run": "gray",
+    "pending": "gray",
+    "disconnected": "gray",
+}
+
 def status_badge(status: rx.Var[str] | str) -> rx.Component:
     color = rx.match(status, *[(k, v) for k, v in STATUS_COLORS.items()], "gray")
     return rx.badge(

@@ -1,4 +1,5 @@
-"""The integration detail page's read-mostly tabs: status, streams, runs, logs, webhooks."""
+"""The integration detail page's read-mostly tabs: status, runs, logs, webhooks (the Streams
+tab is in ``integration_streams``)."""
 
 from __future__ import annotations
 
@@ -47,19 +48,23 @@ def status_tab() -> rx.Component:
     info = DetailState.info
     return rx.vstack(
         rx.cond(
-            (info["status_detail"] != "") | DetailState.can_connect,
+            (info["status_detail"] != "") | DetailState.can_connect | (info["health_words"] != ""),
             rx.callout.root(
                 rx.callout.icon(rx.icon("info")),
                 rx.vstack(
                     rx.callout.text(
                         rx.cond(
-                            info["status_detail"] != "",
-                            info["status_detail"],
+                            info["health_words"] != "",
+                            info["health_words"],
                             rx.cond(
-                                info["status"] == "pending",
-                                "Not connected yet. Connect it yourself, or send the merchant "
-                                "a connect link.",
-                                "Not connected. Reconnect it to resume syncing.",
+                                info["status_detail"] != "",
+                                info["status_detail"],
+                                rx.cond(
+                                    info["status"] == "pending",
+                                    "Not connected yet. Connect it yourself, or send the merchant "
+                                    "a connect link.",
+                                    "Not connected. Reconnect it to resume syncing.",
+                                ),
                             ),
                         )
                     ),
@@ -117,76 +122,6 @@ def status_tab() -> rx.Component:
         ),
         fact("Encrypted with key", info["key_id"]),
         spacing="2",
-    )
-
-
-def streams_tab() -> rx.Component:
-    return rx.table.root(
-        rx.table.header(
-            rx.table.row(
-                *[
-                    rx.table.column_header_cell(h)
-                    for h in ("Stream", "Every", "Records", "Last run", "Next run", "")
-                ]
-            )
-        ),
-        rx.table.body(
-            rx.foreach(
-                DetailState.streams,
-                lambda s: rx.table.row(
-                    rx.table.row_header_cell(s["stream"]),
-                    rx.table.cell(s["interval"], " min"),
-                    rx.table.cell(s["records"]),
-                    rx.table.cell(
-                        rx.cond(
-                            s["last_run"] != "", rx.moment(s["last_run"], from_now=True), "never"
-                        )
-                    ),
-                    rx.table.cell(
-                        rx.cond(
-                            s["paused"],
-                            rx.badge("paused", color_scheme="amber"),
-                            rx.cond(
-                                s["next_run"] != "", rx.moment(s["next_run"], from_now=True), "—"
-                            ),
-                        )
-                    ),
-                    rx.table.cell(
-                        rx.cond(
-                            DetailState.can_manage,
-                            rx.hstack(
-                                rx.button(
-                                    "Sync now", size="1", on_click=DetailState.sync_now(s["stream"])
-                                ),
-                                rx.cond(
-                                    s["paused"],
-                                    rx.button(
-                                        "Resume",
-                                        size="1",
-                                        variant="soft",
-                                        on_click=DetailState.set_stream_paused(s["stream"], False),
-                                    ),
-                                    rx.button(
-                                        "Pause",
-                                        size="1",
-                                        variant="soft",
-                                        on_click=DetailState.set_stream_paused(s["stream"], True),
-                                    ),
-                                ),
-                                rx.button(
-                                    "Full resync",
-                                    size="1",
-                                    variant="ghost",
-                                    on_click=DetailState.full_resync(s["stream"]),
-                                ),
-                            ),
-                        )
-                    ),
-                ),
-            )
-        ),
-        variant="surface",
-        width="100%",
     )
 
 

@@ -1,4 +1,5 @@
-"""The bell in the header: unread count, the newest notifications, links to the integration."""
+"""The bell in the header, and the incident item it shares with the Overview's attention
+panel: plain title, what to do, since when, and a link to the integration."""
 
 from __future__ import annotations
 
@@ -7,53 +8,56 @@ import reflex as rx
 from dashboard.state.live import live_region
 from dashboard.state.notifications import NotificationState
 
-KIND_ICONS = (("needs_reauth", "key-round"), ("run_failed", "circle-x"))
+CAUSE_ICONS = (
+    ("access_lost", "key-round"),
+    ("uninstalled", "unplug"),
+    ("declined", "ban"),
+    ("stream_failing", "circle-x"),
+    ("stalled", "hourglass"),
+    ("webhook_subscription_removed", "webhook"),
+    ("connect_link_expired_unused", "link-2-off"),
+)
 
 
-def notification_item(item: rx.Var[dict]) -> rx.Component:
-    unread = item["unread"].to(bool)
+def incident_item(item: rx.Var[dict]) -> rx.Component:
+    """One open incident: what is wrong, in plain words, and what to do about it."""
     return rx.hstack(
         rx.icon(
-            rx.match(item["kind"], *KIND_ICONS, "bell"),
+            rx.match(item["cause"], *CAUSE_ICONS, "triangle-alert"),
             size=18,
             color=rx.color("red", 10),
             flex_shrink="0",
             margin_top="2px",
         ),
         rx.vstack(
-            rx.cond(
-                item["integration_id"] != "",
-                rx.link(
-                    item["message"],
-                    href="/integrations/" + item["integration_id"].to(str),
-                    size="2",
-                    weight=rx.cond(unread, "bold", "regular"),
-                ),
-                rx.text(item["message"], size="2", weight=rx.cond(unread, "bold", "regular")),
+            rx.link(
+                item["integration"].to(str) + ": " + item["title"].to(str),
+                href="/integrations/" + item["integration_id"].to(str),
+                size="2",
+                weight="bold",
             ),
-            rx.text(rx.moment(item["created_at"], from_now=True), size="1", color_scheme="gray"),
+            rx.cond(
+                item["advice"] != "",
+                rx.text(item["advice"], size="2", class_name="incident-advice"),
+            ),
+            rx.text(
+                "Since ",
+                rx.moment(item["opened_at"], from_now=True),
+                " · last seen ",
+                rx.moment(item["last_seen_at"], from_now=True),
+                size="1",
+                color_scheme="gray",
+            ),
             spacing="1",
             flex="1",
             min_width="0",
-        ),
-        rx.cond(
-            unread & NotificationState.can_manage,
-            rx.icon_button(
-                rx.icon("check", size=14),
-                size="1",
-                variant="ghost",
-                on_click=NotificationState.mark_read(item["id"]),
-                aria_label="Mark read",
-                title="Mark read",
-            ),
         ),
         align="start",
         spacing="3",
         width="100%",
         padding="0.5rem",
         border_radius="var(--radius-2)",
-        background=rx.cond(unread, rx.color("accent", 2), "transparent"),
-        class_name="notification",
+        class_name="incident",
     )
 
 
@@ -64,9 +68,9 @@ def notification_bell() -> rx.Component:
                 rx.button(
                     rx.icon("bell", size=18),
                     rx.cond(
-                        NotificationState.unread > 0,
+                        NotificationState.open_incidents > 0,
                         rx.badge(
-                            NotificationState.unread_label,
+                            NotificationState.count_label,
                             color_scheme="red",
                             variant="solid",
                             radius="full",
@@ -80,26 +84,20 @@ def notification_bell() -> rx.Component:
             ),
             rx.popover.content(
                 rx.vstack(
-                    rx.hstack(
-                        rx.heading("Notifications", size="3"),
-                        rx.spacer(),
-                        rx.cond(
-                            NotificationState.can_manage & (NotificationState.unread > 0),
-                            rx.button(
-                                "Mark all read",
-                                size="1",
-                                variant="soft",
-                                on_click=NotificationState.mark_all_read,
-                            ),
-                        ),
-                        align="center",
-                        width="100%",
-                    ),
+                    rx.heading("Needs attention", size="3"),
                     rx.cond(
                         NotificationState.items.length() > 0,
                         rx.scroll_area(
                             rx.vstack(
-                                rx.foreach(NotificationState.items, notification_item),
+                                rx.foreach(NotificationState.items, incident_item),
+                                rx.cond(
+                                    NotificationState.more_label != "",
+                                    rx.text(
+                                        NotificationState.more_label,
+                                        size="1",
+                                        color_scheme="gray",
+                                    ),
+                                ),
                                 spacing="1",
                                 width="100%",
                             ),
@@ -108,8 +106,8 @@ def notification_bell() -> rx.Component:
                             scrollbars="vertical",
                         ),
                         rx.text(
-                            "Nothing needs attention. Failed syncs and integrations that "
-                            "need reconnecting show up here.",
+                            "Nothing needs attention. Failing streams, stalled syncs and lost "
+                            "access show up here until they are resolved.",
                             size="2",
                             color_scheme="gray",
                         ),
@@ -117,8 +115,8 @@ def notification_bell() -> rx.Component:
                     spacing="3",
                     width="100%",
                 ),
-                width="min(26rem, 94vw)",
-                aria_label="Notifications",
+                width="min(28rem, 94vw)",
+                aria_label="Open incidents",
             ),
         ),
         watch=NotificationState.watch,

@@ -17,6 +17,7 @@ NAV = (
     ("Integrations", routes.INTEGRATIONS, "plug"),
     ("Runs", routes.RUNS, "activity"),
     ("Records", routes.RECORDS, "database"),
+    ("Logs", routes.LOGS, "scroll-text"),
     ("Settings", routes.SETTINGS, "settings"),
 )
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
-from dashboard.components.common import empty_state, status_badge
+from dashboard.components.common import empty_state
+from dashboard.components.integration_streams import health_badge, streams_tab
 from dashboard.components.integration_tabs import (
     connect_actions,
     fact,
     logs_tab,
     runs_tab,
     status_tab,
-    streams_tab,
     webhooks_tab,
 )
 from dashboard.components.shell import template
@@ -164,6 +164,24 @@ def delete_dialog() -> rx.Component:
     )
 
 
+def incident_callout(incident: rx.Var[dict]) -> rx.Component:
+    """An open incident of this integration: what happened, then what to do."""
+    return rx.callout.root(
+        rx.callout.icon(rx.icon("triangle-alert")),
+        rx.callout.text(
+            rx.text.strong(incident["title"]),
+            " — ",
+            incident["advice"],
+            " (since ",
+            rx.moment(incident["opened_at"], from_now=True),
+            ")",
+        ),
+        color_scheme="red",
+        width="100%",
+        class_name="incident",
+    )
+
+
 @template(route=routes.INTEGRATION_DETAIL, title="Integration", on_load=DetailState.load_detail)
 def integration_detail() -> rx.Component:
     return rx.cond(
@@ -178,7 +196,7 @@ def integration_detail() -> rx.Component:
             rx.vstack(
                 rx.hstack(
                     rx.heading(DetailState.info["name"], size="5"),
-                    status_badge(DetailState.info["status"]),
+                    health_badge(DetailState.info["health"]),
                     rx.spacer(),
                     rx.cond(
                         DetailState.can_manage,
@@ -199,6 +217,11 @@ def integration_detail() -> rx.Component:
                     align="center",
                     width="100%",
                 ),
+                rx.cond(
+                    DetailState.info["health_words"] != "",
+                    rx.text(DetailState.info["health_words"], size="2", id="health-words"),
+                ),
+                rx.foreach(DetailState.incidents, incident_callout),
                 rx.tabs.root(
                     rx.tabs.list(
                         rx.tabs.trigger("Status", value="status"),

@@ -9,7 +9,14 @@ import reflex as rx
 from sqlmodel import Session
 
 from dashboard import routes
-from dashboard.components.common import count_pages, empty_state, pager, pages_label, status_badge
+from dashboard.components.common import (
+    HEALTH_COLORS,
+    count_pages,
+    empty_state,
+    pager,
+    pages_label,
+    status_badge,
+)
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, User
@@ -50,11 +57,15 @@ def _pause_many(session: Session, *, ids: list[str], paused: bool, actor: User) 
 
 def _read_page(session: Session, query: tuple) -> tuple[list[dict[str, Any]], int]:
     search, platform, status, sort, descending, page = query
+    # The filter offers both: "health:failing" is what the Health column shows, "paused" the
+    # stored status.
+    health_is = status.removeprefix(HEALTH_FILTER) if status.startswith(HEALTH_FILTER) else ""
     return overview_service.list_integrations(
         session=session,
         search=search,
         platform=platform,
-        status=status,
+        status="" if health_is else status,
+        health_is=health_is,
         sort=sort,
         descending=descending,
         offset=page * PAGE_SIZE,
@@ -279,6 +290,34 @@ class IntegrationsState(LiveState, AuthState):
         return rx.toast.success(f"Discarded {discarded} pending integration{plural}.")
 
 
+HEALTH_FILTER = "health:"
+# What the Health column can show (health.IntegrationHealth), worst first, and its colour.
+HEALTH_LABELS = {"connected": "healthy", "needs_reauth": "needs reauth"}
+
+
+def health_badge(row: rx.Var[dict[str, str]]) -> rx.Component:
+    """The integration's health: the worst of its streams' plus its access, with how many of
+    its streams fail when some do."""
+    value = row["health"]
+    failing = row["failing_streams"].to(int)
+    return rx.badge(
+        rx.match(value, *HEALTH_LABELS.items(), value),
+        rx.cond(
+            failing > 0,
+            rx.text.span(" · ", failing, "/", row["streams"]),
+        ),
+        color_scheme=rx.match(value, *HEALTH_COLORS.items(), "gray"),
+        variant="soft",
+        radius="full",
+        title=rx.cond(
+            failing > 0,
+            failing.to(str) + " of " + row["streams"].to(str) + " streams failing",
+            "",
+        ),
+        class_name="health-badge",
+    )
+
+
 def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
     return rx.table.row(
         rx.cond(
@@ -307,6 +346,7 @@ def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
                 status_badge(row["status"]),
             )
         ),
+        rx.table.cell(rx.cond(row["health"] != "", health_badge(row))),
         rx.table.cell(
             rx.cond(row["last_sync"] != "", rx.moment(row["last_sync"], from_now=True), "never")
         ),
@@ -342,18 +382,39 @@ def filters() -> rx.Component:
             rx.select.trigger(aria_label="Status"),
             rx.select.content(
                 rx.select.item("All statuses", value="all"),
-                *[
-                    rx.select.item(s.replace("_", " ").capitalize(), value=s)
-                    for s in (
-                        "pending",
-                        "connected",
-                        "syncing",
-                        "needs_reauth",
-                        "error",
-                        "paused",
-                        "disconnected",
-                    )
-                ],
+                rx.select.group(
+                    rx.select.label("Health"),
+                    *[
+                        rx.select.item(
+                            HEALTH_LABELS.get(h, h).capitalize(), value=HEALTH_FILTER + h
+                        )
+                        for h in (
+                            "failing",
+                            "degraded",
+                            "stalled",
+                            "waiting",
+                            "uninstalled",
+                            "declined",
+                            "connected",
+                        )
+                    ],
+                ),
+                rx.select.separator(),
+                rx.select.group(
+                    rx.select.label("Status"),
+                    *[
+                        rx.select.item(s.replace("_", " ").capitalize(), value=s)
+                        for s in (
+                            "pending",
+                            "connected",
+                            "syncing",
+                            "needs_reauth",
+                            "error",
+                            "paused",
+                            "disconnected",
+                        )
+                    ],
+                ),
             ),
             value=IntegrationsState.status_filter,
             on_change=IntegrationsState.set_status_filter,
@@ -396,6 +457,7 @@ COLUMNS = (
     ("Name", "auto"),
     ("Shop / seller", "auto"),
     ("Status", "8.5rem"),
+    ("Health", "9rem"),
     ("Last sync", "8rem"),
     ("Next sync", "8rem"),
     ("Records", "6rem"),

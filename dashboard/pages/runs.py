@@ -11,6 +11,7 @@ import reflex as rx
 from dashboard import routes
 from dashboard.components.common import count_pages, empty_state, pager, pages_label, status_badge
 from dashboard.components.integration_picker import integration_picker
+from dashboard.components.run_progress import run_progress
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
@@ -158,15 +159,7 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
 def progress_cell(row: rx.Var[dict]) -> rx.Component:
     return rx.cond(
         row["status"] == "running",
-        rx.vstack(
-            rx.cond(
-                row["has_progress"],
-                rx.progress(value=row["progress"], width="8rem"),
-                rx.progress(width="8rem"),
-            ),
-            rx.text(row["records_read"], " records · ", row["rate"], "/s", size="1"),
-            spacing="1",
-        ),
+        run_progress(row),
         rx.text(row["records_read"], " records", size="2"),
     )
 

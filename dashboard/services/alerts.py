@@ -42,6 +42,12 @@ from dashboard.settings import get_settings
 log = logging.getLogger(__name__)
 
 ONCE_UNTIL_READ = frozenset({"needs_reauth"})
+# What of an incident (incidents.incident_row) the alert webhook carries: never a raw error
+# body beyond the latest one-line error the incident keeps.
+INCIDENT_PAYLOAD_KEYS = (
+    "id", "cause", "category", "status", "title", "advice", "streams", "latest_error",
+    "occurrences", "opened_at", "last_seen_at", "resolved_at", "resolution",
+)  # fmt: skip
 SIGNING_FILE_NAME = "alert-webhook.secret"
 SWEEP_EVERY = 10.0  # seconds between looks at the outbox when no commit woke the loop
 ATTEMPT_LEASE = timedelta(minutes=2)  # a claimed attempt silent this long died
@@ -58,9 +64,14 @@ def notify(
     message: str,
     integration_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
+    incident: dict[str, Any] | None = None,
 ) -> Notification:
     """Store an in-app notification and, when the alert webhook is configured, an outbox row
     that sends it there once this session's transaction commits.
+
+    ``incident`` (``incidents.incident_row``, for kinds ``incident_opened`` and
+    ``incident_resolved``) travels in the payload as ``incident``: its id, cause, category,
+    status, title, advice, streams and times, so a receiver can group opened and resolved.
 
     An integration needs reconnecting once, however many of its streams find out: while such
     a notification is unread, another one for the same integration is not added (nor sent).
@@ -80,7 +91,7 @@ def notify(
     )
     session.add(notification)
     session.flush()
-    payload = {
+    payload: dict[str, Any] = {
         "id": str(notification.id),
         "kind": kind,
         "message": notification.message,
@@ -88,6 +99,8 @@ def notify(
         "run_id": str(run_id) if run_id else None,
         "at": notification.created_at.isoformat(),
     }
+    if incident is not None:
+        payload["incident"] = {key: incident[key] for key in INCIDENT_PAYLOAD_KEYS}
     if get_settings().alert_webhook_url:
         session.add(AlertDelivery(notification_id=notification.id, payload=payload))
         session.info[_OUTBOX_WRITTEN] = True

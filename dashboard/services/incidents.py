@@ -264,7 +264,12 @@ def _emit(
     else:
         message = f"{integration.display_name}: resolved: {incident.title} ({incident.resolution})"
     alerts.notify(
-        session=session, kind=kind, message=message, integration_id=integration.id, run_id=run_id
+        session=session,
+        kind=kind,
+        message=message,
+        integration_id=integration.id,
+        run_id=run_id,
+        incident=incident_row(incident, integration),
     )
 
 
@@ -394,6 +399,35 @@ def webhook_subscription_removed(
         advice="changes arrive only with scheduled syncs; reconnect to subscribe again",
         category="webhook", error=topic,
     )  # fmt: skip
+
+
+def count_drift(
+    *, session: Session, integration: Integration, stream: str, hub: int, platform: int
+) -> Incident:
+    """After a full pass the hub's count of ``stream`` strays from the platform's own."""
+    label = PLATFORM_LABELS.get(integration.platform, integration.platform)
+    missing = platform - hub
+    gap = f"{missing:,} missing" if missing > 0 else f"{-missing:,} more than {label} has"
+    return _raise(
+        session, integration=integration, cause=IncidentCause.COUNT_DRIFT,
+        title=f"{stream}: the hub holds {hub:,} records, {label} counts {platform:,} ({gap})",
+        advice="run a full resync of the stream; if the gap stays, check its logs for "
+        "skipped records",
+        error=f"{stream}: hub {hub}, platform {platform}", category="count_drift", stream=stream,
+    )  # fmt: skip
+
+
+def count_matches(*, session: Session, integration: Integration, stream: str) -> None:
+    """A full pass of ``stream`` ended within the threshold: it no longer drifts."""
+    incident = _open_incident(session, integration.id, IncidentCause.COUNT_DRIFT, lock=True)
+    if incident is None or stream not in incident.streams:
+        return
+    left = [name for name in incident.streams if name != stream]
+    if left:
+        incident.streams = left
+        session.add(incident)
+    else:
+        _resolve(session, incident, f"{stream} matches the platform's count again", integration)
 
 
 def access_returned(*, session: Session, integration_id: uuid.UUID) -> None:

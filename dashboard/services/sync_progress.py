@@ -28,9 +28,10 @@ from dashboard.models import (
     SyncEvent,
     SyncRun,
 )
-from dashboard.services import health, incidents
+from dashboard.services import completeness, health, incidents
 from dashboard.services.integrations import set_integration_status
 from dashboard.services.records import mark_missing_deleted, mark_seen, upsert_records
+from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.sync")
 
@@ -108,6 +109,21 @@ def _fence(session: Session, run_id: uuid.UUID, worker: str) -> None:
         raise RunLost(str(run_id))
 
 
+def _note_platform_count(
+    session: Session, context: _RunContext, integration_id: uuid.UUID, platform_count: int
+) -> None:
+    """A full pass ended: the platform's count beside ours (completeness), in its log too."""
+    drift = completeness.record_platform_count(
+        session=session, integration_id=integration_id, stream=context.stream,
+        platform_count=platform_count, threshold_percent=get_settings().completeness_drift_percent,
+    )  # fmt: skip
+    if drift is not None:
+        _event(
+            session, context.run_id, EventLevel.INFO,
+            f"full pass done: the platform counts {drift.platform:,}, the hub holds {drift.hub:,}",
+        )  # fmt: skip
+
+
 def _apply_batch(
     session: Session, context: _RunContext, batch: Batch, rate: float | None, worker: str
 ) -> bool:
@@ -174,6 +190,8 @@ def _apply_batch(
         {"cursor": batch.cursor},
         droppable=True,
     )
+    if batch.platform_count is not None:
+        _note_platform_count(session, context, integration_id, batch.platform_count)
     if moving_again:
         _event(session, context.run_id, EventLevel.INFO, "moving again after a stall")
         integration = session.get(Integration, integration_id)

@@ -4,24 +4,37 @@ manager's actions on it (sync, pause, links, rename, disconnect, delete)."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import reflex as rx
+from sqlmodel import Session
 
 from connectors.amazon import regions as amazon_regions
 from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.db import in_session
 from dashboard.models import ConnectPurpose, Role
+from dashboard.services import completeness, health, incidents, scheduler, sync, webhooks_view
 from dashboard.services import integrations as integration_service
 from dashboard.services import runs as runs_service
-from dashboard.services import scheduler, sync, webhooks_view
 from dashboard.services.integrations import NotFound
+from dashboard.settings import get_settings
 from dashboard.state.auth import AuthState, leave_app
 from dashboard.state.guard import acting_user, not_an_event, requires
 from dashboard.state.live import LiveState, assign_changed
 
 CONNECTABLE = ("pending", "needs_reauth", "disconnected")
+# What the header says beside the rolled-up health, when it needs words (health.py's states).
+HEALTH_WORDS = {
+    "declined": "The merchant declined the connection request. Talk to them, then send a new "
+    "connect link.",
+    "failing": "Every stream that ran failed its last run: see the Streams tab for why.",
+    "degraded": "Some streams failed or skipped records: see the Streams tab for why.",
+    "stalled": "A sync is making no progress: see the Streams tab.",
+    "uninstalled": "The merchant removed the app: the hub's access is gone. Send a reconnect "
+    "link if this was a mistake.",
+}
 TABS = ("status", "streams", "runs", "logs", "webhooks", "links", "settings")
 LOG_LEVELS = (
     ("all", "All levels"),
@@ -40,10 +53,43 @@ def _marketplace_names(ids: str) -> str:
     return ", ".join(names)
 
 
+def _stream_rows(session: Session, integration_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Each stream: schedule and records, its health with the cause in words, and its
+    completeness (the platform's count of the last full pass, the drift)."""
+    health_of = {
+        row["stream"]: row
+        for row in health.stream_health(session=session, integration_id=integration_id)
+    }
+    counts = completeness.stream_completeness(
+        session=session,
+        integration_id=integration_id,
+        threshold_percent=get_settings().completeness_drift_percent,
+    )
+    rows: list[dict[str, Any]] = []
+    for row in integration_service.stream_rows(session=session, integration_id=integration_id):
+        name = str(row["stream"])
+        counted = counts.get(name)
+        rows.append(
+            {
+                **row,
+                **health_of.get(name, {}),
+                "countable": counted is not None,  # the platform gives a count of it
+                "counted": counted is not None and counted["platform_count"] is not None,
+                "platform_count": counted["platform_count"] if counted else None,
+                "counted_at": counted["counted_at"] if counted else "",
+                "drift_words": counted["drift_words"] if counted else "",
+                "drifting": bool(counted and counted["drifting"]),
+            }
+        )
+    return rows
+
+
 class DetailState(LiveState, AuthState):
     tab: str = "streams"
     info: dict[str, str] = {}
     streams: list[dict] = []
+    history: list[dict] = []
+    incidents: list[dict] = []
     runs: list[dict] = []
     links: list[dict[str, str]] = []
     logs: list[dict[str, str]] = []
@@ -83,9 +129,16 @@ class DetailState(LiveState, AuthState):
             except (ValueError, NotFound):
                 return None
             info["marketplaces"] = _marketplace_names(str(info.get("marketplaces", "")))
+            rolled_up = health.integration_health(session=session, ids=[integration_id])
+            info["health"] = str(rolled_up.get(str(integration_id), {}).get("health", ""))
+            info["health_words"] = HEALTH_WORDS.get(str(info["health"]), "")
             data: dict[str, object] = {
                 "info": info,
-                "streams": integration_service.stream_rows(
+                "streams": _stream_rows(session, integration_id),
+                "history": runs_service.runs_per_day(
+                    session=session, integration_id=integration_id
+                ),
+                "incidents": incidents.list_incidents(
                     session=session, integration_id=integration_id
                 ),
                 "runs": runs_service.list_runs(

@@ -1,65 +1,57 @@
-"""The notification center in the header: failed runs and integrations needing reconnection.
+"""The bell in the header: the open incidents, one per integration and cause.
 
-Live like the pages (its own watcher, see ``live.py``). Read state is shared by the team, so
-marking read is a manager's action; viewers see the same list.
+An outage of four streams is one incident, so it is one item here, with its plain-words
+title, what to do and a link to the integration; an incident resolved (a run succeeded,
+access returned) drops off at the next tick. Live like the pages (its own watcher, see
+``live.py``): one count and one short list per tick, both off the incidents' status index.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import reflex as rx
 
 from dashboard.db import in_session
-from dashboard.models import Role
-from dashboard.services import alerts
+from dashboard.services import incidents
 from dashboard.state.auth import AuthState
-from dashboard.state.guard import not_an_event, requires
+from dashboard.state.guard import not_an_event
 from dashboard.state.live import LiveState, assign_changed
 
 SHOWN = 20
 
 
 class NotificationState(LiveState, AuthState):
-    unread: int = 0
+    open_incidents: int = 0
     items: list[dict[str, Any]] = []
 
     @rx.var
-    def unread_label(self) -> str:
-        return "9+" if self.unread > 9 else str(self.unread)
+    def count_label(self) -> str:
+        return "9+" if self.open_incidents > 9 else str(self.open_incidents)
 
     @rx.var
     def bell_label(self) -> str:
-        return f"Notifications, {self.unread} unread" if self.unread else "Notifications"
+        if not self.open_incidents:
+            return "Notifications"
+        noun = "incident" if self.open_incidents == 1 else "incidents"
+        return f"Notifications, {self.open_incidents} open {noun}"
+
+    @rx.var
+    def more_label(self) -> str:
+        hidden = self.open_incidents - len(self.items)
+        return f"and {hidden} more" if hidden > 0 else ""
 
     @not_an_event
     async def fetch(self) -> object:
         def load(session):
             return (
-                alerts.unread_count(session=session),
-                alerts.notification_rows(session=session, limit=SHOWN),
+                incidents.open_count(session=session),
+                incidents.list_incidents(session=session, limit=SHOWN),
             )
 
         return await in_session(load)
 
     @not_an_event
     def apply(self, data: Any) -> None:
-        unread, items = data
-        assign_changed(self, {"unread": unread, "items": items})
-
-    @rx.event
-    @requires(Role.MANAGER)
-    async def mark_read(self, notification_id: str):
-        await in_session(
-            lambda s: alerts.mark_read(session=s, notification_id=uuid.UUID(notification_id))
-        )
-        self.apply(await self.fetch())
-        return None
-
-    @rx.event
-    @requires(Role.MANAGER)
-    async def mark_all_read(self):
-        await in_session(lambda s: alerts.mark_all_read(session=s))
-        self.apply(await self.fetch())
-        return rx.toast.success("All notifications marked read.")
+        open_incidents, items = data
+        assign_changed(self, {"open_incidents": open_incidents, "items": items})

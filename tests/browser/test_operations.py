@@ -118,13 +118,14 @@ def test_revoked_access_notifies_and_reconnect_restores_it(hub: Hub, browser, ma
     overview.goto(f"{hub.url}/")
     overview.get_by_text("Records synced per hour").wait_for(timeout=TIMEOUT)
     assert overview.locator("#records-per-hour .recharts-bar-rectangle").count() > 0
-    overview.get_by_text("Every integration's access works.").wait_for(timeout=TIMEOUT)
+    overview.get_by_text("No integration waits for its merchant.").wait_for(timeout=TIMEOUT)
+    overview.get_by_text("Nothing needs attention").wait_for(timeout=TIMEOUT)
     screenshot(overview, "overview-live")
 
     page.goto(f"{hub.url}/integrations")
     page.get_by_role("link", name="Ops store").click()
     page.get_by_role("button", name="Sync all now").wait_for(timeout=TIMEOUT)
-    assert page.get_by_role("button", name=re.compile(r"unread")).count() == 0
+    assert page.get_by_role("button", name=re.compile(r"open incident")).count() == 0
     sandbox(hub, "PUT", f"/faults/shopify/{SHOP}", {"revoke_tokens": True})
     # A sync the webhooks started may meet the revoked token first: then there is no button.
     with contextlib.suppress(PlaywrightTimeout):
@@ -132,14 +133,19 @@ def test_revoked_access_notifies_and_reconnect_restores_it(hub: Hub, browser, ma
 
     # The page, the bell and the open overview all change without a reload.
     page.get_by_role("button", name="Reconnect now").wait_for(timeout=60_000)
-    bell = page.get_by_role("button", name=re.compile(r"Notifications, \d+ unread"))
+    # One incident, however many streams found out, in words, with what to do.
+    bell = page.get_by_role("button", name="Notifications, 1 open incident")
     bell.wait_for(timeout=TIMEOUT)
     overview.get_by_role("link", name="Ops store", exact=True).wait_for(timeout=TIMEOUT)
+    overview.locator("#attention").get_by_role(
+        "link", name=re.compile(r"^Ops store: Shopify refused the hub's access")
+    ).wait_for(timeout=TIMEOUT)
     screenshot(overview, "overview-needs-reauth")
 
     bell.click()
-    notice = page.get_by_role("link", name="Ops store needs to be reconnected")
+    notice = page.get_by_role("link", name=re.compile(r"^Ops store: Shopify refused"))
     notice.wait_for(timeout=TIMEOUT)
+    page.get_by_text("send the merchant a reconnect link").wait_for(timeout=TIMEOUT)
     page.wait_for_timeout(2_500)  # live updates arrive meanwhile: the list stays open
     assert notice.is_visible()
     screenshot(page, "notifications", full_page=False)
@@ -166,12 +172,11 @@ def test_revoked_access_notifies_and_reconnect_restores_it(hub: Hub, browser, ma
     page.get_by_role("button", name="Install app").click()
     page.wait_for_url(re.compile(r".*/integrations/[0-9a-f-]{36}$"), timeout=TIMEOUT)
     page.get_by_role("button", name="Sync all now").wait_for(timeout=TIMEOUT)
-    overview.get_by_text("Every integration's access works.").wait_for(timeout=TIMEOUT)
+    overview.get_by_text("No integration waits for its merchant.").wait_for(timeout=TIMEOUT)
 
-    page.get_by_role("button", name=re.compile(r"Notifications, \d+ unread")).click()
-    page.get_by_role("button", name="Mark all read").click()
+    # Access returned: the incident resolves by itself and leaves the bell and the Overview.
     page.get_by_role("button", name="Notifications", exact=True).wait_for(timeout=TIMEOUT)
-    assert page.get_by_role("button", name=re.compile(r"unread")).count() == 0
+    overview.get_by_text("Nothing needs attention").wait_for(timeout=TIMEOUT)
 
 
 def test_amazon_through_the_wizard_with_region_and_marketplaces(hub: Hub, manager) -> None:
@@ -250,9 +255,7 @@ def test_each_role_sees_only_the_actions_it_may_use(hub: Hub, browser, manager) 
     page.get_by_role("button", name="Download JSON").wait_for(timeout=TIMEOUT)
 
     page.get_by_role("button", name=re.compile("^Notifications")).click()
-    page.get_by_role("heading", name="Notifications").wait_for(timeout=TIMEOUT)
-    assert page.get_by_role("button", name="Mark all read").count() == 0
-    assert page.get_by_role("button", name="Mark read").count() == 0
+    page.get_by_role("heading", name="Needs attention").wait_for(timeout=TIMEOUT)
     screenshot(page, "viewer-integration")
     context.close()
 

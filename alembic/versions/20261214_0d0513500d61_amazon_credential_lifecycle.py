@@ -10,8 +10,8 @@ re-authorization
   must be renewed); existing Amazon integrations start from ``connected_at``.
 
 Revision ID: 0d0513500d61
-Revises: b7d3e1a95c40
-Create Date: 2026-12-13 10:00:00.000000
+Revises: c5e2a7d41f38
+Create Date: 2026-12-14 10:00:00.000000
 """
 
 from collections.abc import Sequence
@@ -23,7 +23,7 @@ from alembic import op
 import dashboard.models
 
 revision: str = "0d0513500d61"
-down_revision: str | None = "b7d3e1a95c40"
+down_revision: str | None = "c5e2a7d41f38"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,73 @@
+"""A 5xx storm on every stream of a Shopify shop, seen as a person sees it (issue 13): the
+bell shows ONE incident in plain words with what to do, the Overview's attention panel lists
+it, the cards add up, and the Integrations list says the integration is failing."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser.conftest import Hub, screenshot, sign_in
+from tests.browser.test_operations import MANAGER, TIMEOUT, open_tab, sandbox, users  # noqa: F401
+
+pytestmark = pytest.mark.browser
+SHOP = "truth-store.myshopify.com"
+OUTAGE = re.compile(r"^Truth store: Shopify answered 50\d for 4 streams since \d\d:\d\d$")
+
+
+def test_a_5xx_storm_on_four_streams_is_one_incident_in_words(hub: Hub, browser, users) -> None:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    sign_in(page, hub, *MANAGER)
+    page.goto(f"{hub.url}/integrations/new")
+    page.get_by_role("button", name="Choose Shopify").click()
+    page.get_by_label("Name").fill("Truth store")
+    page.get_by_label("Shop domain").fill(SHOP)
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Connect now").click()
+    page.get_by_role("button", name="Install app").click()  # the sandbox's consent page
+    page.wait_for_url(re.compile(r".*/integrations/[0-9a-f-]{36}$"), timeout=TIMEOUT)
+    page.get_by_role("button", name="Sync all now").wait_for(timeout=TIMEOUT)
+    open_tab(page, "Runs")
+    page.get_by_text("succeeded").first.wait_for(timeout=60_000)
+
+    # The store's API goes down for every call, then all four streams sync.
+    sandbox(hub, "PUT", f"/faults/shopify/{SHOP}", {"error_rate": 1.0})
+    page.get_by_role("button", name="Sync all now").click()
+
+    # Four failed streams (each after its documented attempts): one incident, not four.
+    bell = page.get_by_role("button", name="Notifications, 1 open incident")
+    bell.wait_for(timeout=240_000)
+    bell.click()
+    popover = page.get_by_role("dialog", name="Open incidents")
+    popover.get_by_role("link", name=OUTAGE).wait_for(timeout=TIMEOUT)
+    assert popover.locator(".incident").count() == 1
+    advice = popover.locator(".incident-advice").inner_text()
+    assert "the store's API is down" in advice and "the hub retries every" in advice
+    assert "graphql.json" not in popover.inner_text()  # no raw request line
+    screenshot(page, "failure-truth-bell", full_page=False)
+    page.keyboard.press("Escape")
+
+    # The Overview's attention panel lists the same incident, and the cards add up.
+    page.goto(f"{hub.url}/")
+    attention = page.locator("#attention")
+    attention.get_by_role("link", name=OUTAGE).wait_for(timeout=TIMEOUT)
+    assert attention.locator(".incident").count() == 1
+    cards = page.locator("#health-cards")
+    cards.get_by_text("Need attention").wait_for(timeout=TIMEOUT)
+    figures = [int(text) for text in cards.locator("h1, h2, h3, h4").all_inner_texts()]
+    total, buckets = figures[0], figures[1:]
+    assert total >= 1 and sum(buckets) == total
+    screenshot(page, "failure-truth-overview")
+
+    # The Integrations list: connected access, but all four streams failing.
+    page.goto(f"{hub.url}/integrations")
+    page.get_by_label("Search integrations").fill("Truth")
+    row = page.get_by_role("row", name=re.compile("Truth store"))
+    row.locator(".health-badge").get_by_text("failing").wait_for(timeout=TIMEOUT)
+    assert "4/4" in row.locator(".health-badge").inner_text()
+    screenshot(page, "failure-truth-integrations")
+
+    sandbox(hub, "PUT", f"/faults/shopify/{SHOP}", {})
+    context.close()
