@@ -362,3 +362,25 @@ async def test_hub_amazon_rotate_secret_tells_the_steps_and_records_the_date(
     assert AMAZON_APP["client_secret"] not in out  # a fingerprint, never the secret
     # Past the warning window: secret-status says so with its exit code.
     assert main(["amazon", "secret-status"]) == 1
+
+
+async def test_hub_doctor_says_when_the_secret_must_be_rotated(hub: dict) -> None:
+    from dashboard.services.doctor import check_amazon_secret
+
+    settings = get_settings()
+    [unknown] = check_amazon_secret(settings)
+    assert unknown.status == "warn" and "--set-at" in (unknown.fix or "")
+    with session_scope() as s:
+        amazon_lifecycle.record_secret(
+            session=s, secret=AMAZON_APP["client_secret"],
+            set_at=datetime.now(UTC) - timedelta(days=175),
+        )  # fmt: skip
+    [soon] = check_amazon_secret(settings)
+    assert soon.status == "warn" and "days left" in soon.detail
+    with session_scope() as s:
+        amazon_lifecycle.record_secret(
+            session=s, secret=AMAZON_APP["client_secret"],
+            set_at=datetime.now(UTC) - timedelta(days=200),
+        )  # fmt: skip
+    [late] = check_amazon_secret(settings)
+    assert late.status == "fail" and "rotate-secret" in (late.fix or "")
