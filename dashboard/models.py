@@ -141,6 +141,8 @@ class IncidentCause(StrEnum):
     # days, and a seller re-authorizes the app once a year; both are due ahead of failure.
     LWA_SECRET_EXPIRING = "lwa_secret_expiring"  # noqa: S105  a cause, not a secret
     AMAZON_REAUTHORIZATION_DUE = "amazon_reauthorization_due"
+    # A Shopify refresh token near the end of its 90 days without a refresh.
+    REFRESH_TOKEN_EXPIRING = "refresh_token_expiring"  # noqa: S105  a cause, not a token
 
 
 class IncidentStatus(StrEnum):

@@ -171,6 +171,13 @@ class Settings(BaseSettings):
         description="Products, orders and customers list their live ids this often to mark "
         "records deleted on Shopify that no webhook reported. 0: never.",
     )
+    shopify_refresh_warning_days: int = Field(
+        14,
+        ge=1,
+        le=89,
+        description="An incident opens when a Shopify refresh token (90 days) has this many "
+        "days or fewer left without a refresh.",
+    )
 
     # --- Amazon --------------------------------------------------------------------------
     amazon_app_id: str | None = None

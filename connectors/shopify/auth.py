@@ -61,12 +61,22 @@ def query_signature(params: Mapping[str, str], secret: str) -> str:
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def verify_callback(params: Mapping[str, str], *, secret: str, now: float | None = None) -> str:
-    """Check the callback's hmac and timestamp; returns the validated shop domain.
+RETRY_FROM_HUB = "Start the connection again from the hub or your connect link."
 
-    Raises OAuthError with a message for the person in front of the browser.
+
+def verify_callback(
+    params: Mapping[str, str],
+    *,
+    secret: str,
+    now: float | None = None,
+    retry: str = RETRY_FROM_HUB,
+) -> str:
+    """Check a query Shopify signed (the OAuth callback, the app URL): its hmac and timestamp;
+    returns the validated shop domain.
+
+    Raises OAuthError with a message for the person in front of the browser, ending in
+    ``retry`` (what to do next).
     """
-    retry = "Start the connection again from the hub or your connect link."
     if not _hex_digest_matches(params.get("hmac", ""), query_signature(params, secret)):
         raise OAuthError(
             "callback hmac mismatch",

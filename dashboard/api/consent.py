@@ -5,7 +5,8 @@ Each platform's route module gives only how its consent URL is built.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -16,7 +17,9 @@ from dashboard.services import connect
 
 
 async def redirect_to_consent(
-    request: Request, platform: str, consent_url: Callable[[connect.ConnectStart], str]
+    request: Request,
+    platform: str,
+    consent_url: Callable[[connect.ConnectStart], str | Awaitable[str]],
 ) -> Response:
     """Issue a single-use state for the manager or the connect link, then redirect."""
     try:
@@ -27,6 +30,8 @@ async def redirect_to_consent(
             session_token=request.cookies.get("hub_session"),
         )
         url = consent_url(started)
+        if inspect.isawaitable(url):  # the platform looks something up (the integration's app)
+            url = await url
     except connect.StartRefused as refused:
         return result_page("This link cannot be used", str(refused), ok=False, status=403)
     except InvalidInput as invalid:

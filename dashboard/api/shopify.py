@@ -8,15 +8,16 @@ from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from connectors.errors import ConnectorError, OAuthError
+from connectors.errors import ConnectorError, InvalidInput, OAuthError
 from connectors.shopify import auth as shopify_auth
 from connectors.shopify.connector import ShopifyConnector
 from dashboard.api.access import Access, route
 from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
-from dashboard.services import connect, shopify_webhooks
+from dashboard.services import app_credentials, connect, shopify_webhooks
 from dashboard.services import integrations as integration_service
+from dashboard.services.app_credentials import ShopifyApp
 from dashboard.services.credentials import DbCredentialStore, save_credential
 from dashboard.services.integrations import AccountTaken
 from dashboard.services.metrics import WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED, WEBHOOKS_VERIFIED
@@ -27,24 +28,88 @@ PLATFORM = "shopify"
 MAX_WEBHOOK_BYTES = 1_000_000
 
 
-def connector() -> ShopifyConnector:
-    return ShopifyConnector.from_settings(get_settings().model_dump())
+def connector(app: ShopifyApp) -> ShopifyConnector:
+    return ShopifyConnector.from_settings(app_credentials.settings_values(app))
+
+
+def consent_url(*, shop: str, app: ShopifyApp, state: str) -> str:
+    settings = get_settings()
+    return shopify_auth.authorize_url(
+        shop=shop,
+        client_id=app.client_id,
+        scopes=settings.shopify_scope_list,
+        redirect_uri=integration_service.connect_callback_url(PLATFORM),
+        state=state,
+        base_url=settings.shopify_base_url,
+    )
+
+
+async def verified_shop(params: dict[str, str], *, retry: str) -> tuple[str, ShopifyApp]:
+    """The shop of a query Shopify signed, and the app whose secret signed it: an own app of
+    an integration for that shop (custom distribution) or the default app. Raises OAuthError."""
+    try:
+        candidates = await app_credentials.shopify_apps_for_shop(
+            integration_service.normalize_shop_domain(params.get("shop", ""))
+        )
+    except InvalidInput:
+        candidates = [app_credentials.default_app()]  # verify_callback names the bad shop
+    mismatch: OAuthError | None = None
+    for app in candidates:
+        try:
+            shop = shopify_auth.verify_callback(params, secret=app.client_secret, retry=retry)
+        except OAuthError as refused:
+            if str(refused) != "callback hmac mismatch":
+                raise
+            mismatch = refused
+            continue
+        return shop, app
+    assert mismatch is not None
+    raise mismatch
 
 
 async def start(request: Request) -> Response:
     """Send the browser to the shop's consent page with a fresh single-use state."""
+
+    async def url(started: connect.ConnectStart) -> str:
+        app = await app_credentials.shopify_app(started.integration_id)
+        return consent_url(shop=started.shop_domain or "", app=app, state=started.state)
+
+    return await redirect_to_consent(request, PLATFORM, url)
+
+
+async def app_url(request: Request) -> Response:
+    """Shopify opens the app (an install from the App Store or the merchant's admin) with
+    ``shop``, ``host``, ``timestamp`` and ``hmac``: verify the signature and age, then start
+    OAuth for that shop without asking the merchant anything."""
+    params = dict(request.query_params)
     settings = get_settings()
-    return await redirect_to_consent(
-        request,
-        PLATFORM,
-        lambda started: shopify_auth.authorize_url(
-            shop=started.shop_domain or "",
-            client_id=settings.shopify_client_id or "",
-            scopes=settings.shopify_scope_list,
-            redirect_uri=integration_service.connect_callback_url(PLATFORM),
-            state=started.state,
-            base_url=settings.shopify_base_url,
-        ),
+    try:
+        shop, signer = await verified_shop(
+            params, retry="Open the app again from your Shopify admin."
+        )
+        install = await connect.start_shopify_install(
+            shop_domain=shop, integration_id=signer.integration_id
+        )
+    except OAuthError as refused:
+        log.info("shopify app url refused: %s", refused)
+        return result_page(
+            "This installation could not be started",
+            refused.user_message,
+            ok=False,
+            status=401,
+        )
+    except InvalidInput as invalid:
+        return result_page("This store cannot be connected", str(invalid), ok=False, status=400)
+    if install.state is None:
+        return result_page(
+            "Already connected",
+            f"{shop} is connected to {settings.org_name} ({install.display_name}). "
+            "Nothing else to do: you can close this page.",
+            ok=True,
+        )
+    app = await app_credentials.shopify_app(install.integration_id)
+    return RedirectResponse(
+        consent_url(shop=shop, app=app, state=install.state), status_code=302
     )
 
 
@@ -53,7 +118,7 @@ async def callback(request: Request) -> Response:
     params = dict(request.query_params)
     settings = get_settings()
     try:
-        shop = shopify_auth.verify_callback(params, secret=settings.shopify_client_secret or "")
+        shop, signer = await verified_shop(params, retry=shopify_auth.RETRY_FROM_HUB)
         state = await in_session(
             lambda s: integration_service.consume_oauth_state(
                 session=s, state=params.get("state"), platform=PLATFORM
@@ -65,13 +130,20 @@ async def callback(request: Request) -> Response:
                 user_message="Shopify answered for a different "
                 "shop than the one being connected. Start again from the hub.",
             )
+        app = await app_credentials.shopify_app(state.integration_id)
+        if app.client_id != signer.client_id:
+            raise OAuthError(
+                "callback signed by another app",
+                user_message="Shopify answered for a different app than the one being "
+                "connected. Start again from the hub.",
+            )
         # Before the code exchange: no token is issued for a shop another integration holds.
         await connect.refuse_account_taken(integration_id=state.integration_id, shop_domain=shop)
         credentials = await shopify_auth.exchange_code(
             shop=shop,
             code=params.get("code", ""),
-            client_id=settings.shopify_client_id or "",
-            client_secret=settings.shopify_client_secret or "",
+            client_id=app.client_id,
+            client_secret=app.client_secret,
             base_url=settings.shopify_base_url,
             # Shopify requires expiring offline tokens for new public apps (2026-04) and for
             # every app from 2027; the connector refreshes them ahead of expiry.
@@ -87,7 +159,7 @@ async def callback(request: Request) -> Response:
 
         await in_session(save_all)
         store = DbCredentialStore(integration_id)
-        shopify = connector()
+        shopify = connector(app)
         shop_info = await shopify.fetch_shop(shop, store)
         callback_url = integration_service.webhook_url(PLATFORM)
         try:
@@ -101,7 +173,7 @@ async def callback(request: Request) -> Response:
                 session=session,
                 integration_id=integration_id,
                 shop_info=shop_info,
-                actor="merchant" if state.connect_link_id else "manager",
+                actor="manager" if state.user_id else "merchant",
             )
             integration_service.finish_connect_link(session=session, link_id=state.connect_link_id)
             connect.record_webhook_subscriptions(
@@ -178,8 +250,15 @@ async def webhook(request: Request) -> Response:
     if not body or not headers.get("x-shopify-topic") or not headers.get("x-shopify-webhook-id"):
         WEBHOOKS_REJECTED.labels("shopify", "malformed").inc()
         return JSONResponse({"error": "missing body or Shopify headers"}, status_code=400)
-    secret = get_settings().shopify_client_secret or ""
-    if not shopify_auth.verify_webhook(body, headers.get("x-shopify-hmac-sha256"), secret):
+    # The app that sent it: an own app of an integration for the shop, else the default one.
+    try:
+        apps = await app_credentials.shopify_apps_for_shop(
+            integration_service.normalize_shop_domain(headers.get("x-shopify-shop-domain", ""))
+        )
+    except InvalidInput:
+        apps = [app_credentials.default_app()]
+    signature = headers.get("x-shopify-hmac-sha256")
+    if not any(shopify_auth.verify_webhook(body, signature, app.client_secret) for app in apps):
         WEBHOOKS_REJECTED.labels("shopify", "signature").inc()
         log.warning("shopify webhook with a bad signature refused")
         return JSONResponse({"error": "invalid signature"}, status_code=401)
@@ -197,6 +276,8 @@ async def webhook(request: Request) -> Response:
 
 routes = [
     route("/api/oauth/shopify/start", start, methods=["GET"], access=Access.SESSION_OR_LINK),
+    # The app URL of the Shopify app's configuration: where Shopify sends installs it starts.
+    route("/api/shopify/app", app_url, methods=["GET"], access=Access.PLATFORM_SIGNED),
     route("/api/oauth/shopify/callback", callback, methods=["GET"], access=Access.OAUTH_STATE),
     route("/api/webhooks/shopify", webhook, methods=["POST"], access=Access.PLATFORM_SIGNED),
 ]

@@ -16,6 +16,7 @@ CAUSE_ICONS = (
     ("stalled", "hourglass"),
     ("webhook_subscription_removed", "webhook"),
     ("connect_link_expired_unused", "link-2-off"),
+    ("refresh_token_expiring", "timer"),
 )
 
 

@@ -13,6 +13,7 @@ from dashboard import routes
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
+from dashboard.services import app_credentials
 from dashboard.services import integrations as integration_service
 from dashboard.services.integrations import AccountTaken
 from dashboard.state.auth import AuthState, leave_app
@@ -54,6 +55,11 @@ class WizardState(AuthState):
     connected_name: str = ""
     # The pending integration this wizard run created: Connect now or a link again reuse it.
     _pending_id: str = ""
+    # A custom-distribution app's credentials (optional): backend-only, never sent back to
+    # the browser, stored encrypted with the integration and then forgotten here.
+    _app_client_id: str = ""
+    _app_client_secret: str = ""
+    own_app_saved: bool = False
 
     @rx.var
     def marketplace_options(self) -> list[list[str]]:
@@ -71,6 +77,7 @@ class WizardState(AuthState):
         self.shop_error, self.error, self.created_id, self.link_url = "", "", "", ""
         self.region, self.marketplaces = "na", list(REGION_MARKETPLACES["na"][:1])
         self._pending_id, self.connected_id, self.connected_name = "", "", ""
+        self._app_client_id, self._app_client_secret, self.own_app_saved = "", "", False
 
     @rx.event
     @requires(Role.MANAGER)
@@ -85,6 +92,16 @@ class WizardState(AuthState):
     @requires(Role.MANAGER)
     def set_name(self, value: str):
         self.name = value
+
+    @rx.event
+    @requires(Role.MANAGER)
+    def set_app_client_id(self, value: str):
+        self._app_client_id = value
+
+    @rx.event
+    @requires(Role.MANAGER)
+    def set_app_client_secret(self, value: str):
+        self._app_client_secret = value
 
     @rx.event
     @requires(Role.MANAGER)
@@ -174,6 +191,20 @@ class WizardState(AuthState):
             self.error = str(invalid)
             return None
         self.created_id = self._pending_id = str(integration.id)
+        if self.platform == "shopify" and (self._app_client_id or self._app_client_secret):
+            client_id, client_secret = self._app_client_id, self._app_client_secret
+            try:
+                await in_session(
+                    lambda s: app_credentials.save_app_credentials(
+                        session=s, integration_id=integration.id, client_id=client_id,
+                        client_secret=client_secret, actor=actor.email,
+                    )
+                )  # fmt: skip
+            except InvalidInput as invalid:
+                self.error = f"Custom app credentials: {invalid}"
+                return None
+            self._app_client_id = self._app_client_secret = ""
+            self.own_app_saved = True
         return self.created_id
 
     @rx.event
@@ -274,6 +305,42 @@ def platform_card(platform: str, label: str, icon: str, body: str) -> rx.Compone
     )
 
 
+def custom_app_section() -> rx.Component:
+    """Optional: the merchant's own app (custom distribution is one app per merchant)."""
+    return rx.el.details(
+        rx.el.summary("Custom app credentials (optional)"),
+        rx.cond(
+            WizardState.own_app_saved,
+            rx.text("Saved and encrypted; they are not shown again.", size="2"),
+            rx.vstack(
+                rx.text(
+                    "Only for an app made with custom distribution for this merchant. Leave "
+                    "empty to use the hub's app. Stored encrypted, never shown again.",
+                    size="2",
+                    color_scheme="gray",
+                ),
+                rx.el.label("Client ID", html_for="app-client-id", font_weight="500"),
+                rx.input(
+                    id="app-client-id",
+                    on_blur=WizardState.set_app_client_id,
+                    autocomplete="off",
+                    width="24rem",
+                ),
+                rx.el.label("Client secret", html_for="app-client-secret", font_weight="500"),
+                rx.input(
+                    id="app-client-secret",
+                    type="password",
+                    on_blur=WizardState.set_app_client_secret,
+                    autocomplete="new-password",
+                    width="24rem",
+                ),
+                spacing="2",
+            ),
+        ),
+        padding_top="0.5rem",
+    )
+
+
 def details_step() -> rx.Component:
     return rx.vstack(
         rx.el.label("Name", html_for="integration-name", font_weight="500"),
@@ -299,6 +366,7 @@ def details_step() -> rx.Component:
                     WizardState.shop_error != "",
                     rx.text(WizardState.shop_error, color_scheme="red", size="2", role="alert"),
                 ),
+                custom_app_section(),
             ),
             rx.vstack(
                 rx.el.label("Region", html_for="region", font_weight="500"),

@@ -4,15 +4,19 @@ audit log."""
 from __future__ import annotations
 
 import reflex as rx
+from sqlmodel import Session
 
+from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.components.common import count_pages, pager, pages_label, submit_button
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role, User
 from dashboard.services import auth as auth_service
+from dashboard.services import connect as connect_service
 from dashboard.services.audit import audit_page
 from dashboard.services.auth import MIN_PASSWORD_LENGTH, UserError
+from dashboard.services.integrations import PLATFORM_STREAMS
 from dashboard.services.vault import VaultError, get_vault
 from dashboard.settings import get_settings
 from dashboard.state.auth import AuthState
@@ -43,6 +47,50 @@ def _credential_presence() -> list[dict[str, str]]:
 AUDIT_PAGE_SIZE = 25
 
 
+def _install_stream_rows(session: Session) -> list[dict[str, str]]:
+    chosen = connect_service.install_defaults(session=session)
+    return [
+        {"stream": name, "interval": str(chosen[name]) if name in chosen else ""}
+        for name in PLATFORM_STREAMS["shopify"]
+    ]
+
+
+def install_defaults_section() -> rx.Component:
+    return rx.vstack(
+        rx.heading("Installs started from Shopify", size="4", padding_top="1rem"),
+        rx.text(
+            "When a merchant installs the app from the Shopify App Store or their admin, the "
+            "hub creates the integration itself with these streams (minutes between syncs; "
+            "leave one empty to skip it).",
+            color_scheme="gray",
+            size="2",
+        ),
+        rx.form(
+            rx.hstack(
+                rx.foreach(
+                    SettingsState.install_streams,
+                    lambda row: rx.vstack(
+                        rx.text(row["stream"], size="2"),
+                        rx.input(
+                            name=row["stream"],
+                            default_value=row["interval"],
+                            type="number",
+                            min=1,
+                            width="6rem",
+                            aria_label=row["stream"] + " interval in minutes",
+                        ),
+                        spacing="1",
+                    ),
+                ),
+                rx.cond(AuthState.is_admin, submit_button("Save defaults")),
+                align="end",
+            ),
+            on_submit=SettingsState.save_install_defaults,
+        ),
+        align="start",
+    )
+
+
 class SettingsState(AuthState):
     credentials: list[dict[str, str]] = []
     keys: list[dict[str, str]] = []
@@ -50,6 +98,8 @@ class SettingsState(AuthState):
     audit_total: int = 0
     audit_page: int = 0
     key_error: str = ""
+    # Shopify-initiated installs: each stream offered, with its default interval ("" = off).
+    install_streams: list[dict[str, str]] = []
 
     @rx.var
     def audit_page_count(self) -> int:
@@ -91,6 +141,7 @@ class SettingsState(AuthState):
                 return [], str(error)
 
         self.keys, self.key_error = await in_session(load)
+        self.install_streams = await in_session(_install_stream_rows)
         await self._load_audit()
 
     async def _load_audit(self) -> None:
@@ -112,6 +163,28 @@ class SettingsState(AuthState):
         if self.audit_page > 0:
             self.audit_page -= 1
             await self._load_audit()
+
+    @rx.event
+    @requires(Role.ADMIN)
+    async def save_install_defaults(self, form: dict[str, str]):
+        """What an integration created by an install started from Shopify syncs, how often."""
+        user = acting_user()
+        try:
+            streams = {
+                name: int(value) for name, value in form.items() if str(value).strip() != ""
+            }
+        except ValueError:
+            return rx.toast.error("Intervals are whole minutes; leave a stream empty to skip it.")
+        try:
+            await in_session(
+                lambda s: connect_service.set_install_defaults(
+                    session=s, streams=streams, actor=user.email
+                )
+            )
+        except InvalidInput as invalid:
+            return rx.toast.error(str(invalid))
+        self.install_streams = await in_session(_install_stream_rows)
+        return rx.toast.success("Saved: installs started from Shopify will sync these.")
 
     @rx.event
     @requires(Role.ADMIN)
@@ -302,6 +375,7 @@ def settings_page() -> rx.Component:
             ),
             variant="surface",
         ),
+        install_defaults_section(),
         rx.heading("Encryption keys", size="4", padding_top="1rem"),
         rx.cond(
             SettingsState.key_error != "",

@@ -202,3 +202,90 @@ async def finish_connection(
             await in_session(lambda s: delete_credentials(session=s, integration_id=integration_id))
             raise
         raise  # an integrity error that is not about the account
+
+
+# --- installs started from Shopify (the App Store or the merchant's admin) ---------------------
+
+INSTALL_DEFAULTS_KEY = "shopify_install_defaults"
+
+
+def install_defaults(*, session: Session) -> dict[str, int]:
+    """Streams and their intervals (minutes) for an integration created by a Shopify-initiated
+    install: what an admin saved (``set_install_defaults``), else the platform's defaults."""
+    from dashboard.models import AppSetting
+
+    row = session.get(AppSetting, INSTALL_DEFAULTS_KEY)
+    offered = integration_service.PLATFORM_STREAMS["shopify"]
+    saved = (row.value.get("streams") if row is not None else None) or {}
+    chosen = {k: int(v) for k, v in saved.items() if k in offered and int(v) >= 1}
+    return chosen or dict(offered)
+
+
+def set_install_defaults(*, session: Session, streams: dict[str, int], actor: str) -> None:
+    """Save the streams (name -> interval in minutes) that Shopify-initiated installs get;
+    raises InvalidInput for an unknown stream, an interval under a minute or no stream."""
+    from connectors.errors import InvalidInput
+    from dashboard.models import AppSetting
+
+    offered = integration_service.PLATFORM_STREAMS["shopify"]
+    unknown = set(streams) - set(offered)
+    if unknown:
+        raise InvalidInput(f"shopify has no stream {', '.join(sorted(unknown))}")
+    if not streams:
+        raise InvalidInput("choose at least one thing to sync")
+    if any(interval < 1 for interval in streams.values()):
+        raise InvalidInput("every interval must be at least one minute")
+    row = session.get(AppSetting, INSTALL_DEFAULTS_KEY) or AppSetting(key=INSTALL_DEFAULTS_KEY)
+    row.value = {"streams": dict(streams)}
+    session.add(row)
+    record_audit(
+        session=session, actor=actor, action="settings.shopify_install_defaults",
+        target=INSTALL_DEFAULTS_KEY, context={"streams": dict(streams)},
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ShopifyInstall:
+    """What the app URL handler does for a verified shop: start OAuth, or say it is done."""
+
+    integration_id: uuid.UUID
+    state: str | None  # None: the shop is connected already, nothing to install
+    display_name: str
+
+
+async def start_shopify_install(
+    *, shop_domain: str, integration_id: uuid.UUID | None = None
+) -> ShopifyInstall:
+    """Shopify opened the app for ``shop_domain`` (already verified): ``integration_id`` when
+    the query was signed by that integration's own app, else the integration that holds the
+    shop (or the newest one for it), else a new one with the admin's defaults; a fresh
+    single-use OAuth state bound to the shop, unless the shop is connected already."""
+
+    def start(session: Session) -> ShopifyInstall:
+        own = session.get(Integration, integration_id) if integration_id else None
+        integration = own or integration_service.find_connected_account(
+            session=session, platform="shopify", shop_domain=shop_domain
+        ) or integration_service.find_integration_by_shop(session=session, shop_domain=shop_domain)
+        if integration is None:
+            integration = integration_service.create_integration(
+                session=session,
+                platform="shopify",
+                display_name=shop_domain.removesuffix(".myshopify.com"),
+                shop_domain=shop_domain,
+                streams=install_defaults(session=session),
+            )
+            record_audit(
+                session=session, actor="shopify", action="integration.install_started",
+                target=str(integration.id), context={"shop": shop_domain},
+            )  # fmt: skip
+        elif integration.status in ("connected", "syncing", "paused"):
+            return ShopifyInstall(integration.id, None, integration.display_name)
+        state = integration_service.issue_oauth_state(
+            session=session,
+            integration_id=integration.id,
+            platform="shopify",
+            shop_domain=shop_domain,
+        )
+        return ShopifyInstall(integration.id, state, integration.display_name)
+
+    return await in_session(start)

@@ -74,11 +74,18 @@ def load_credential(
 
 
 def delete_credentials(
-    *, session: Session, integration_id: uuid.UUID, kind: str | None = None
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    kind: str | None = None,
+    keep: tuple[str, ...] = (),
 ) -> int:
+    """Delete the integration's credentials (of ``kind``), except the kinds in ``keep``."""
     statement = sa.delete(Credential).where(col(Credential.integration_id) == integration_id)
     if kind is not None:
         statement = statement.where(col(Credential.kind) == kind)
+    if keep:
+        statement = statement.where(col(Credential.kind).not_in(keep))
     result = session.execute(statement)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]  # CursorResult has it
 

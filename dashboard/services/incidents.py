@@ -18,20 +18,23 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
+from connectors.auth import REFRESH_TOKEN
 from dashboard.models import (
     ConnectLink,
+    Credential,
     Incident,
     IncidentCause,
     IncidentStatus,
     Integration,
     IntegrationStatus,
+    Platform,
 )
 from dashboard.services import alerts
 
@@ -550,6 +553,65 @@ def sweep_expired_links(*, session: Session, now: datetime | None = None) -> int
             category="connect_link",
         )  # fmt: skip
     return len(rows)
+
+
+# Shopify's refresh token of an expiring offline token lives 90 days from its issue; each
+# refresh issues a new one. Used when the token endpoint did not say (no expires_at stored).
+SHOPIFY_REFRESH_TOKEN_LIFETIME = timedelta(days=90)
+
+
+def sweep_expiring_refresh_tokens(
+    *, session: Session, now: datetime | None = None, warn_days: int | None = None
+) -> int:
+    """Shopify integrations whose refresh token ends within ``warn_days`` (setting
+    ``shopify_refresh_warning_days``) get an incident, its title counting the days left;
+    once the token was refreshed (a sync did it, or a reconnect) the incident is resolved.
+    Returns how many integrations are at risk. One query over Shopify's refresh tokens."""
+    from dashboard.settings import get_settings
+
+    now = now or datetime.now(UTC)
+    warn = timedelta(days=warn_days or get_settings().shopify_refresh_warning_days)
+    rows = session.exec(
+        select(Integration, Credential)
+        .join(Credential, col(Credential.integration_id) == col(Integration.id))
+        .where(
+            Integration.platform == Platform.SHOPIFY.value,
+            Credential.kind == REFRESH_TOKEN,
+            col(Integration.status).not_in(
+                [IntegrationStatus.DISCONNECTED.value, IntegrationStatus.PENDING.value]
+            ),
+        )
+    ).all()
+    at_risk = 0
+    for integration, credential in rows:
+        ends = credential.expires_at or (
+            (credential.refreshed_at or credential.created_at) + SHOPIFY_REFRESH_TOKEN_LIFETIME
+        )
+        left = ends - now
+        if left > warn:
+            incident = _open_incident(session, integration.id, IncidentCause.REFRESH_TOKEN_EXPIRING)
+            if incident is not None:
+                _resolve(session, incident, "the token was refreshed", integration)
+            continue
+        at_risk += 1
+        days = max(0, left.days)
+        title = (
+            "Shopify access has ended: the refresh token passed its 90 days unused"
+            if left <= timedelta(0)
+            else f"Shopify access ends in {_plural(days, 'day') if days else 'less than a day'}"
+            " unless the token is refreshed"
+        )
+        current = _open_incident(session, integration.id, IncidentCause.REFRESH_TOKEN_EXPIRING)
+        if current is not None and current.title == title:
+            continue  # told already; the sweep runs every few seconds
+        _raise(
+            session, integration=integration, cause=IncidentCause.REFRESH_TOKEN_EXPIRING,
+            title=title,
+            advice="resume the integration or run a sync (it refreshes the token for another "
+            "90 days); once ended, reconnect it from the shop's Shopify admin",
+            category="refresh_token",
+        )  # fmt: skip
+    return at_risk
 
 
 # --- what the screens read ---------------------------------------------------------------------

@@ -493,10 +493,12 @@ def rename_integration(
 
 def disconnect_integration(*, session: Session, integration_id: uuid.UUID, actor: User) -> None:
     """Stop syncing and destroy the stored tokens; data and history stay."""
+    from dashboard.services.app_credentials import APP_KINDS
     from dashboard.services.credentials import delete_credentials
 
     integration = get_integration(session=session, integration_id=integration_id)
-    delete_credentials(session=session, integration_id=integration_id)
+    # The tokens go; an own app's credentials stay, so that reconnecting can use that app.
+    delete_credentials(session=session, integration_id=integration_id, keep=APP_KINDS)
     integration.status = IntegrationStatus.DISCONNECTED.value
     integration.status_detail = "Disconnected by " + actor.email
     integration.account_key = None  # the account is free for another integration

@@ -25,7 +25,6 @@ from sqlmodel import Session, col, select
 
 from connectors.errors import AuthRevoked, InvalidInput
 from connectors.shopify import auth as shopify_auth
-from connectors.shopify.connector import ShopifyConnector
 from connectors.shopify.domains import validate_shop_domain
 from connectors.shopify.webhooks import (
     APP_UNINSTALLED,
@@ -39,7 +38,6 @@ from dashboard.models import AuditLog, Integration, IntegrationStatus, WebhookEv
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.integrations import find_integration_by_shop
 from dashboard.services.metrics import WEBHOOKS_REJECTED
-from dashboard.settings import get_settings
 
 # Shopify sends shop/redact 48 hours after the uninstall.
 SHOP_REDACT_AFTER = timedelta(hours=48)
@@ -104,7 +102,9 @@ async def _confirm_access_gone(integration: Integration, shop: str) -> None:
     store = DbCredentialStore(integration.id)
     if await store.get(shopify_auth.ACCESS_TOKEN) is None:
         raise Rejected("no stored token to confirm the uninstall with")
-    connector = ShopifyConnector.from_settings(get_settings().model_dump())
+    from dashboard.services.app_credentials import shopify_connector_for
+
+    connector = await shopify_connector_for(integration.id)  # its own app, if it has one
     try:
         await connector.fetch_shop(shop, store)
     except AuthRevoked:

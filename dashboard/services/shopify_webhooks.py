@@ -31,7 +31,6 @@ from sqlmodel import Session, col
 
 from connectors.base import ChildrenComplete, UnifiedRecord
 from connectors.errors import AuthError, ConnectorError, RateLimited, TransientError
-from connectors.shopify.connector import ShopifyConnector
 from connectors.shopify.streams import NESTED_OF_KIND, normalize_order, normalize_product
 from dashboard.db import in_session
 from dashboard.models import (
@@ -44,6 +43,7 @@ from dashboard.models import (
     WebhookStatus,
 )
 from dashboard.services import incidents
+from dashboard.services.app_credentials import APP_KINDS, shopify_connector_for
 from dashboard.services.audit import record_audit
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
 from dashboard.services.integrations import find_integration_by_shop
@@ -55,7 +55,6 @@ from dashboard.services.shopify_webhook_binding import (
     bind,
 )
 from dashboard.services.sync import RECOVERY_EVERY, process_gone, worker_id
-from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.shopify.webhooks")
 _tasks: set[asyncio.Task[None]] = set()
@@ -393,7 +392,7 @@ async def _apply(event: WebhookEvent) -> bool:
             payload.get("admin_graphql_api_id")
             or f"gid://shopify/{kind.capitalize()}/{payload['id']}"
         )
-        connector = ShopifyConnector.from_settings(get_settings().model_dump())
+        connector = await shopify_connector_for(integration.id)
         try:
             node = await connector.fetch_node(
                 integration.shop_domain, DbCredentialStore(integration.id), kind, gid
@@ -438,7 +437,8 @@ def _uninstalled(session: Session, integration_id: uuid.UUID) -> None:
     integration = session.get(Integration, integration_id)
     if integration is None:
         return
-    delete_credentials(session=session, integration_id=integration_id)
+    # The tokens go; an own app's credentials stay, so that reconnecting can use that app.
+    delete_credentials(session=session, integration_id=integration_id, keep=APP_KINDS)
     integration.status = IntegrationStatus.DISCONNECTED.value
     integration.status_detail = (
         "The merchant removed the app from their shop. Send a reconnect link to sync again."

@@ -42,7 +42,7 @@ from dashboard.models import (
     RunStatus,
     RunTrigger,
 )
-from dashboard.services import amazon_lifecycle, auth, incidents
+from dashboard.services import amazon_lifecycle, app_credentials, auth, incidents
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.sync_progress import (
     RunCancelled,
@@ -253,6 +253,11 @@ class SyncEngine:
                     await self.recover_interrupted()
                     # Connect links that expired unused become an incident (once).
                     await in_write_session(lambda s: incidents.sweep_expired_links(session=s))
+                    # Shopify refresh tokens near their 90 days without a refresh, and those
+                    # refreshed since (resolved).
+                    await in_write_session(
+                        lambda s: incidents.sweep_expiring_refresh_tokens(session=s)
+                    )
                     # Amazon's LWA secret (180 days) and sellers' yearly authorizations.
                     await in_write_session(lambda s: amazon_lifecycle.sweep(session=s))
                     # Housekeeping on the same clock: ended sign-in throttle windows.
@@ -342,7 +347,13 @@ class SyncEngine:
             return
 
     async def _read_all(self, context: _RunContext) -> None:
-        connector = self._connector_factory(context.platform)
+        if self._connector_factory == self._default_connector:
+            # An integration with its own app (custom distribution) refreshes with that app.
+            connector = await app_credentials.connector_for(
+                context.platform, context.integration.id
+            )
+        else:  # tests inject theirs
+            connector = self._connector_factory(context.platform)
         credentials = DbCredentialStore(context.integration.id)
         reader = asyncio.current_task()
         assert reader is not None

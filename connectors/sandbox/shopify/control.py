@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from connectors.sandbox.shopify import bulk
 from connectors.sandbox.shopify.data import iso
+from connectors.sandbox.shopify.routes import signed_app_query
 from connectors.sandbox.shopify.sandbox import DEMO_SHOPS, SHOP_PATTERN, ShopifySandbox
 
 log = logging.getLogger("sandbox.shopify.demo")
@@ -169,8 +170,31 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             sandbox.bulk.faults[name] = bulk.BulkFault(code, count)
         return JSONResponse({"shop": name, "error_code": code if count else None, "count": count})
 
+    async def open_app(request: Request) -> Response:
+        """The merchant opens the app from the shop's admin (or installs it from the App
+        Store): Shopify sends the browser to the app URL ``?app_url=`` with ``shop``,
+        ``host`` and ``timestamp``, signed with the app's secret (``hmac``): the public app's,
+        or ``?client_id=`` a custom app of the shop."""
+        name = known_shop(request)
+        target = request.query_params.get("app_url", "")
+        if not target.startswith(("http://", "https://")) or "?" in target:
+            raise _Refused("app_url must be an http(s) URL without a query")
+        secret = sandbox.app_secret(request.query_params.get("client_id", sandbox.client_id), name)
+        if secret is None:
+            raise _Refused("no such app for this shop", 404)
+        return RedirectResponse(f"{target}?{signed_app_query(secret, name)}", status_code=302)
+
+    async def create_custom_app(request: Request) -> Response:
+        """A custom-distribution app for the shop (one merchant), as made in the Partner
+        Dashboard: {"client_id", "client_secret"}, told only to the control token's holder."""
+        name = known_shop(request)
+        client_id, secret = sandbox.create_custom_app(name)
+        return JSONResponse({"client_id": client_id, "client_secret": secret}, status_code=201)
+
     handlers = [
         ("/shopify/shops", create_shop, "POST"),
+        (f"/shopify/shops/{SHOP_PATTERN}/custom_app", create_custom_app, "POST"),
+        (f"/shopify/shops/{SHOP_PATTERN}/open_app", open_app, "GET"),
         (f"/shopify/shops/{SHOP_PATTERN}/truth", truth, "GET"),
         (f"/shopify/shops/{SHOP_PATTERN}/mutate", mutate, "POST"),
         (f"/shopify/shops/{SHOP_PATTERN}/revoke", revoke, "POST"),

@@ -62,10 +62,13 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         if request.method == "POST":
             form = {k: str(v) for k, v in (await request.form()).items()}
             params.update(form)
-        if params.get("client_id") != sandbox.client_id:
-            return _page("Unknown app", "<p>The client_id does not belong to an app.</p>", 400)
         if not SHOP_DOMAIN.fullmatch(shop):  # Shopify installs only on a store's myshopify.com
             return _page("There's no store at this address", f"<p>{html.escape(shop)}</p>", 404)
+        client_id = params.get("client_id", "")
+        # A custom-distribution app installs only on its own store.
+        app_secret = sandbox.app_secret(client_id, shop)
+        if app_secret is None:
+            return _page("Unknown app", "<p>The client_id does not belong to an app.</p>", 400)
         redirect_uri = params.get("redirect_uri", "")
         if redirect_uri not in sandbox.redirect_uris:
             # Shopify sends the code only to one of the app's allowed redirection URLs: an
@@ -78,12 +81,12 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             )
         scopes = params.get("scope", "")
         # The forms answer this authorization request only (connectors/sandbox/consent.py).
-        bound = ["shopify", shop, sandbox.client_id, redirect_uri, params.get("state", ""), scopes]
-        token = consent_token(sandbox.client_secret, bound)
+        bound = ["shopify", shop, client_id, redirect_uri, params.get("state", ""), scopes]
+        token = consent_token(app_secret, bound)
         request_fields = {k: v for k, v in params.items() if k not in ("decision", TOKEN_FIELD)}
         hidden = hidden_fields({**request_fields, TOKEN_FIELD: token})
         if request.method == "POST" and not token_matches(
-            form.get(TOKEN_FIELD), sandbox.client_secret, bound
+            form.get(TOKEN_FIELD), app_secret, bound
         ):
             return _page(
                 "This page has expired",
@@ -120,7 +123,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             return _page("There's no store at this address", f"<p>{html.escape(shop)}</p>", 404)
         if decision not in ("approve", "create"):
             return _page("Installation cancelled", "<p>The app was not installed.</p>")
-        code = sandbox.install(shop, scopes)
+        code = sandbox.install(shop, scopes, client_id)
         back = {
             "code": code,
             "host": _host(shop),
@@ -128,7 +131,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             "state": params.get("state", ""),
             "timestamp": str(int(time.time())),  # wall clock: the hub checks its age
         }
-        back["hmac"] = query_hmac(back, sandbox.client_secret)
+        back["hmac"] = query_hmac(back, app_secret)
         return RedirectResponse(f"{redirect_uri}?{urlencode(back)}", status_code=302)
 
     async def access_token(request: Request) -> Response:
@@ -140,8 +143,9 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
                 return JSONResponse({"error": "invalid_request"}, status_code=400)
         else:
             params = {k: str(v) for k, v in (await request.form()).items()}
-        if params.get("client_id") != sandbox.client_id or not hmac.compare_digest(
-            params.get("client_secret", ""), sandbox.client_secret
+        app_secret = sandbox.app_secret(params.get("client_id"), shop)
+        if app_secret is None or not hmac.compare_digest(
+            params.get("client_secret", "").encode(), app_secret.encode()
         ):
             return JSONResponse(
                 {"error": "invalid_client", "error_description": "Client credentials are invalid"},
@@ -153,6 +157,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             if (
                 grant is None
                 or grant.shop != shop
+                or grant.app != params.get("client_id")
                 or shop in sandbox.revoked
                 or (grant.expires_at or 0) <= now
             ):
@@ -162,9 +167,17 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
                     {"error": "invalid_grant", "error_description": "refresh token is invalid"},
                     status_code=400,
                 )
-            return JSONResponse(sandbox.issue_token(shop, grant.scopes, expiring=True))
+            return JSONResponse(
+                sandbox.issue_token(shop, grant.scopes, expiring=True, app=grant.app)
+            )
         grant = sandbox.codes.get(params.get("code", ""))
-        if grant is None or grant.shop != shop or grant.used or (grant.expires_at or 0) <= now:
+        if (
+            grant is None
+            or grant.shop != shop
+            or grant.app != params.get("client_id")
+            or grant.used
+            or (grant.expires_at or 0) <= now
+        ):
             return JSONResponse(
                 {
                     "error": "invalid_request",
@@ -174,7 +187,9 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             )
         grant.used = True
         expiring = params.get("expiring") in ("1", "true")
-        return JSONResponse(sandbox.issue_token(shop, grant.scopes, expiring=expiring))
+        return JSONResponse(
+            sandbox.issue_token(shop, grant.scopes, expiring=expiring, app=grant.app)
+        )
 
     async def graphql_endpoint(request: Request) -> Response:
         shop_name = request.path_params["shop"]
@@ -257,6 +272,14 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             methods=["POST"],
         ),
     ]
+
+
+def signed_app_query(app_secret: str, shop: str) -> str:
+    """The query Shopify adds to the app URL when a merchant opens (or installs) the app:
+    ``hmac`` is the HMAC-SHA256 of the other parameters, sorted, with the app's secret."""
+    query = {"host": _host(shop), "shop": shop, "timestamp": str(int(time.time()))}
+    query["hmac"] = query_hmac(query, app_secret)
+    return urlencode(query)
 
 
 def _host(shop: str) -> str:

@@ -36,6 +36,7 @@ class Grant:
     scopes: str
     expires_at: float | None = None  # platform seconds; None = non-expiring offline token
     used: bool = False
+    app: str = CLIENT_ID  # the app (client id) it was issued to: only that app may use it
 
 
 @dataclass
@@ -80,6 +81,30 @@ class ShopifySandbox:
     # configuration (shopify.app.toml), not a subscription.
     compliance_url: str | None = None
     data_requests: int = 0
+    # Custom-distribution apps (one merchant's store each): client id -> (shop, secret). The
+    # app above is the public one, installable anywhere.
+    custom_apps: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The app installed on each shop (its secret signs the shop's webhooks and callbacks).
+    installed_app: dict[str, str] = field(default_factory=dict)
+
+    def app_secret(self, client_id: str | None, shop: str) -> str | None:
+        """The secret of app ``client_id`` if it may be installed on ``shop``, else None."""
+        if client_id == self.client_id:
+            return self.client_secret
+        custom = self.custom_apps.get(client_id or "")
+        return custom[1] if custom is not None and custom[0] == shop else None
+
+    def shop_app_secret(self, shop: str) -> str:
+        """The secret of the app installed on ``shop`` (the public app by default)."""
+        return self.app_secret(self.installed_app.get(shop), shop) or self.client_secret
+
+    def create_custom_app(self, shop: str) -> tuple[str, str]:
+        """A custom-distribution app for one store, as made in the Partner Dashboard."""
+        client_id = "custom-" + secrets.token_hex(8)
+        secret = "shpss_" + secrets.token_hex(16)
+        self.custom_apps[client_id] = (shop, secret)
+        self.state.remember()
+        return client_id, secret
 
     def create_shop(self, shop: str, **sizes: Any) -> ShopData:
         plan = sizes.pop("plan", "standard")
@@ -127,15 +152,17 @@ class ShopifySandbox:
             return None
         return grant
 
-    def issue_token(self, shop: str, scopes: str, *, expiring: bool) -> dict[str, Any]:
+    def issue_token(
+        self, shop: str, scopes: str, *, expiring: bool, app: str = CLIENT_ID
+    ) -> dict[str, Any]:
         token = "shpat_" + secrets.token_hex(16)
         now = self.state.clock.monotonic()
-        grant = Grant(shop, scopes, now + TOKEN_LIFETIME if expiring else None)
+        grant = Grant(shop, scopes, now + TOKEN_LIFETIME if expiring else None, app=app)
         self.tokens[token] = grant
         body: dict[str, Any] = {"access_token": token, "scope": scopes}
         if expiring:
             refresh = "shprt_" + secrets.token_hex(16)
-            self.refresh_tokens[refresh] = Grant(shop, scopes, now + 90 * 86400)
+            self.refresh_tokens[refresh] = Grant(shop, scopes, now + 90 * 86400, app=app)
             body.update(
                 expires_in=int(TOKEN_LIFETIME),
                 refresh_token=refresh,
@@ -156,16 +183,18 @@ class ShopifySandbox:
         def grants(table: dict[str, Grant]) -> dict[str, dict[str, Any]]:
             kept = {}
             for token, grant in list(table.items()):  # a copy: subscriptions save off-loop
+                entry = {"shop": grant.shop, "scopes": grant.scopes, "app": grant.app}
                 if grant.expires_at is None:
-                    kept[token] = {"shop": grant.shop, "scopes": grant.scopes, "expires": None}
+                    kept[token] = {**entry, "expires": None}
                 elif grant.expires_at > now:
-                    expires = clock.moment(grant.expires_at).isoformat()
-                    kept[token] = {"shop": grant.shop, "scopes": grant.scopes, "expires": expires}
+                    kept[token] = {**entry, "expires": clock.moment(grant.expires_at).isoformat()}
             return kept
 
         return {
             "compliance_url": self.compliance_url,
             "redirect_uris": self.redirect_uris,
+            "custom_apps": {k: list(v) for k, v in self.custom_apps.items()},
+            "installed_app": dict(self.installed_app),
             "shops": {name: shop.parameters() for name, shop in list(self.shops.items())},
             "revoked": sorted(self.revoked),
             "tokens": grants(self.tokens),
@@ -191,11 +220,16 @@ class ShopifySandbox:
                 table[str(token)] = Grant(
                     str(entry["shop"]), str(entry["scopes"]),
                     None if expires is None else clock.reading(datetime.fromisoformat(expires)),
+                    app=str(entry.get("app", CLIENT_ID)),
                 )  # fmt: skip
         self.subscriptions = {
             shop: {entry["id"]: webhooks_api.Subscription(**entry) for entry in entries}
             for shop, entries in saved["subscriptions"].items()
         }
+        self.custom_apps = {
+            str(k): (str(v[0]), str(v[1])) for k, v in saved.get("custom_apps", {}).items()
+        }
+        self.installed_app = {str(k): str(v) for k, v in saved.get("installed_app", {}).items()}
         if self.compliance_url is None:  # a URL the hub passes in wins over the saved one
             self.compliance_url = saved["compliance_url"]
         self.redirect_uris = list(saved.get("redirect_uris") or [])  # files from before: none
@@ -363,14 +397,17 @@ class ShopifySandbox:
         if shop_name in self.revoked and self.compliance_url and shop_name in self.shops:
             self.request_compliance(shop_name, "shop/redact")
 
-    def install(self, shop_name: str, scopes: str) -> str:
+    def install(self, shop_name: str, scopes: str, client_id: str = CLIENT_ID) -> str:
         """The merchant approved the app on the consent page: the shop has the app (again, after
         an uninstall) and the app gets an authorization code to exchange for a token."""
-        if shop_name in self.revoked:
+        if shop_name in self.revoked or self.installed_app.get(shop_name) != client_id:
             self.revoked.discard(shop_name)
+            self.installed_app[shop_name] = client_id
             self.state.remember()
         code = secrets.token_hex(16)
-        self.codes[code] = Grant(shop_name, scopes, self.state.clock.monotonic() + CODE_LIFETIME)
+        self.codes[code] = Grant(
+            shop_name, scopes, self.state.clock.monotonic() + CODE_LIFETIME, app=client_id
+        )
         return code
 
 

@@ -169,7 +169,7 @@ def send(
     headers = {
         "Content-Type": "application/json",
         "X-Shopify-Topic": rest_topic,
-        "X-Shopify-Hmac-Sha256": sign(body, sandbox.client_secret),
+        "X-Shopify-Hmac-Sha256": sign(body, sandbox.shop_app_secret(shop)),
         "X-Shopify-Shop-Domain": shop,
         "X-Shopify-Webhook-Id": str(uuid.uuid4()),
         "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
