@@ -12,9 +12,10 @@ saving the new pair before it is used.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +47,8 @@ from connectors.http import (
 )
 from connectors.metrics import TOKEN_REFRESHES
 
+log = logging.getLogger("hub.tokens")
+
 ACCESS_TOKEN = "access_token"  # noqa: S105  credential kind names, not secrets
 REFRESH_TOKEN = "refresh_token"  # noqa: S105
 LEEWAY = 60  # seconds; authlib's default: a token this close to its expiry is refreshed first
@@ -63,6 +66,9 @@ class TokenEndpoint:
     client_id: str
     client_secret: str = field(repr=False)
     transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
+    # During a client secret rotation: the secret being replaced, tried when the endpoint
+    # refuses ``client_secret`` as ``invalid_client`` (Amazon keeps the old one seven days).
+    previous_secret: str | None = field(default=None, repr=False)
 
 
 class _Refused(Exception):
@@ -165,7 +171,20 @@ async def _call_token_endpoint(
             return token
 
     try:
-        return await with_retries(attempt, attempts=3, initial_wait=1.0, max_elapsed=30)
+        try:
+            return await with_retries(attempt, attempts=3, initial_wait=1.0, max_elapsed=30)
+        except _Refused as refused:
+            if refused.error != "invalid_client" or not endpoint.previous_secret:
+                raise
+            # No downtime while a new secret is not active yet: the previous one answers.
+            log.warning(
+                "%s refused the client secret (invalid_client); the previous secret is tried: "
+                "finish the rotation (docs/amazon.md, hub amazon rotate-secret)",
+                endpoint.name,
+            )
+            previous = replace(endpoint, client_secret=endpoint.previous_secret,
+                               previous_secret=None)  # fmt: skip
+            return await _call_token_endpoint(previous, call, **client_kwargs)
     except httpx.TransportError as error:
         raise TransientError(
             f"{endpoint.name} token endpoint unreachable: {type(error).__name__}"

@@ -137,6 +137,10 @@ class IncidentCause(StrEnum):
     WEBHOOK_SUBSCRIPTION_REMOVED = "webhook_subscription_removed"
     CONNECT_LINK_EXPIRED_UNUSED = "connect_link_expired_unused"
     COUNT_DRIFT = "count_drift"  # the hub's count strays from the platform's after a full pass
+    # Credential lifecycle (Amazon): the app's LWA client secret must be rotated every 180
+    # days, and a seller re-authorizes the app once a year; both are due ahead of failure.
+    LWA_SECRET_EXPIRING = "lwa_secret_expiring"  # noqa: S105  a cause, not a secret
+    AMAZON_REAUTHORIZATION_DUE = "amazon_reauthorization_due"
     # A Shopify refresh token near the end of its 90 days without a refresh.
     REFRESH_TOKEN_EXPIRING = "refresh_token_expiring"  # noqa: S105  a cause, not a token
 
@@ -235,6 +239,9 @@ class Integration(SQLModel, table=True):
     created_at: datetime = ts(nullable=False, default_now=True)
     updated_at: datetime = ts(nullable=False, default_now=True)
     connected_at: datetime | None = ts()
+    # When the seller last authorized the app (Amazon: the yearly re-authorization counts
+    # from here); set by every completed Amazon consent, first or renewal.
+    authorized_at: datetime | None = ts()
     last_sync_at: datetime | None = ts()
 
 
@@ -300,6 +307,35 @@ class OAuthState(SQLModel, table=True):
     created_at: datetime = ts(nullable=False, default_now=True)
     expires_at: datetime = ts(nullable=False)
     used_at: datetime | None = ts()
+
+
+class AppstoreState(SQLModel, table=True):
+    """A single-use ``state`` for an authorization the seller started in Amazon's Selling
+    Partner Appstore (the app's Login URI): bound to the seller and region Amazon named, not
+    to an integration, which is found or created only once the code exchange proves them."""
+
+    __tablename__ = "amazon_appstore_states"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    state_hash: str = Field(max_length=64, unique=True, index=True)
+    region: str = Field(max_length=8)
+    selling_partner_id: str = Field(max_length=64)
+    marketplace_id: str = Field(max_length=32)  # of the Seller Central host Amazon came from
+    created_at: datetime = ts(nullable=False, default_now=True)
+    expires_at: datetime = ts(nullable=False)
+    used_at: datetime | None = ts()
+
+
+class LwaClientSecret(SQLModel, table=True):
+    """An LWA client secret the hub has used, by fingerprint (never the secret): when it was
+    set, so the hub warns before Amazon's 180-day rotation deadline."""
+
+    __tablename__ = "amazon_lwa_secrets"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    fingerprint: str = Field(max_length=64, unique=True, index=True)
+    set_at: datetime = ts(nullable=False)
+    retired_at: datetime | None = ts()
 
 
 # --------------------------------------------------------------------------------------

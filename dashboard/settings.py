@@ -183,6 +183,17 @@ class Settings(BaseSettings):
     amazon_app_id: str | None = None
     amazon_client_id: str | None = None
     amazon_client_secret: str | None = None
+    amazon_client_secret_previous: str | None = Field(
+        None,
+        description="While rotating the LWA client secret: the old one, tried when Login with "
+        "Amazon refuses the new one (invalid_client). Remove it once the rotation is done.",
+    )
+    amazon_secret_warning_days: int = Field(
+        14, ge=1, le=179, description="Days before the LWA secret's 180-day deadline to warn."
+    )
+    amazon_reauthorization_warning_days: int = Field(
+        30, ge=1, le=364, description="Days before a seller's yearly re-authorization to warn."
+    )
     amazon_draft_app: bool = Field(False, description="Send version=beta on consent.")
     amazon_base_url: str | None = Field(
         None, description="Base replacing Amazon's hosts; e.g. {public_url}/sandbox/amazon."

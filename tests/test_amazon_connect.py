@@ -92,7 +92,8 @@ async def consent(hub: dict, token: str, seller: str = SELLER) -> str:
     assert start.status_code == 302
     location = start.headers["location"]
     params = {k: v[0] for k, v in parse_qs(urlparse(location).query).items()}
-    assert location.startswith(f"{hub['base']}/amazon/sellercentral/na/apps/authorize/consent")
+    consent_page = "/amazon/sellercentral/sellercentral.amazon.com/apps/authorize/consent"
+    assert location.startswith(f"{hub['base']}{consent_page}")
     assert params["application_id"] == AMAZON_APP["app_id"] and "version" not in params
     assert params["redirect_uri"] == f"{HUB}/api/oauth/amazon/callback"
     async with httpx.AsyncClient() as browser:

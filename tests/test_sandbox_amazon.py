@@ -61,7 +61,7 @@ async def amazon() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-CONSENT = "/amazon/sellercentral/na/apps/authorize/consent"
+CONSENT = "/amazon/sellercentral/sellercentral.amazon.com/apps/authorize/consent"
 
 
 async def consent_code(client: httpx.AsyncClient, redirect_uri: str = "http://hub/cb") -> str:
@@ -326,7 +326,7 @@ async def test_expired_and_revoked_tokens_get_the_documented_403(amazon) -> None
 
 
 async def test_consent_errors_md1000_and_md5101(amazon) -> None:
-    page = "/amazon/sellercentral/na/apps/authorize/consent"
+    page = "/amazon/sellercentral/sellercentral.amazon.com/apps/authorize/consent"
     params = {"application_id": AMAZON_APP["app_id"], "state": "s", "redirect_uri": "http://hub/cb"}
     await amazon.put("/_sandbox/amazon/app", json={"draft": True})
     draft = await amazon.get(page, params=params)

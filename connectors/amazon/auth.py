@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.common.urls import add_params_to_uri
 
 from connectors.amazon.client import TOKEN_HEADER, token_expired
-from connectors.amazon.regions import lwa_token_url, seller_central_base
+from connectors.amazon.regions import (
+    MARKETPLACES,
+    SELLER_CENTRAL_HOSTS,
+    Marketplace,
+    lwa_token_url,
+    seller_central_base,
+)
 from connectors.auth import (
     ACCESS_TOKEN,
     REFRESH_TOKEN,
@@ -44,19 +52,101 @@ CONSENT_ERRORS = {
 
 def consent_url(
     *,
-    region: str,
+    marketplace: str,
     app_id: str,
     state: str,
     redirect_uri: str,
     draft: bool,
     base_url: str | None,
 ) -> str:
+    """The consent page on the Seller Central host of ``marketplace`` (the integration's
+    primary one): a seller of amazon.com.au signs in at sellercentral.amazon.com.au."""
     params = [("application_id", app_id), ("state", state), ("redirect_uri", redirect_uri)]
     if draft:  # only while the app is in draft; a published app must not send it
         params.append(("version", "beta"))
     return add_params_to_uri(
-        f"{seller_central_base(region, base_url)}/apps/authorize/consent", params
+        f"{seller_central_base(marketplace, base_url)}/apps/authorize/consent", params
     )
+
+
+@dataclass(frozen=True)
+class AppstoreLogin:
+    """What Amazon sent to the app's Login URI when a seller authorized it in the Appstore."""
+
+    callback_uri: str  # amazon_callback_uri: back to Amazon, on the seller's Seller Central
+    amazon_state: str
+    selling_partner_id: str
+    marketplace: Marketplace  # of that Seller Central host: its region is the authorization's
+    beta: bool  # version=beta: a draft app's test workflow
+
+
+CONFIRM_PATH = "/apps/authorize/confirm/"
+# The legacy European host some accounts still use; its marketplaces are the EU region's.
+LEGACY_HOSTS = {"sellercentral-europe.amazon.com": "A1F83G8C2ARO7P"}
+
+
+def _marketplace_of_host(host: str) -> Marketplace | None:
+    host = host.lower()
+    if host in LEGACY_HOSTS:
+        return MARKETPLACES[LEGACY_HOSTS[host]]
+    # Amazon's example callback is on amazon.com itself: the marketplace's own domain.
+    return SELLER_CENTRAL_HOSTS.get(host) or SELLER_CENTRAL_HOSTS.get(
+        "sellercentral." + host.removeprefix("www.")
+    )
+
+
+def verify_login_uri(
+    params: Mapping[str, str], *, app_id: str, base_url: str | None
+) -> AppstoreLogin:
+    """Amazon's parameters at the Login URI, or OAuthError. ``amazon_callback_uri`` must be
+    this app's confirm page on an Amazon Seller Central host (the hub redirects there, so
+    anything else would make it an open redirector)."""
+    retry = "Start again from the app's page in the Selling Partner Appstore."
+    callback = params.get("amazon_callback_uri", "")
+    amazon_state = params.get("amazon_state", "")
+    seller = params.get("selling_partner_id", "")
+    if not callback or not amazon_state or not seller:
+        raise OAuthError(
+            "login uri without amazon parameters",
+            user_message="This address is where Amazon sends sellers who authorize the hub in "
+            f"the Selling Partner Appstore; the request had none of Amazon's parameters. {retry}",
+        )
+    parsed = urlsplit(callback)
+    if base_url:  # the sandbox: {base}/sellercentral/{host}/apps/authorize/confirm/{app}
+        prefix = f"{base_url}/sellercentral/"
+        rest = callback.removeprefix(prefix) if callback.startswith(prefix) else ""
+        host, _, path = rest.partition("/")
+        path = "/" + path.split("?", 1)[0]
+    else:
+        plain = parsed.scheme == "https" and not (parsed.port or parsed.username)
+        host = (parsed.hostname or "") if plain else ""
+        path = parsed.path
+    marketplace = _marketplace_of_host(host)
+    if marketplace is None or path != CONFIRM_PATH + app_id or len(amazon_state) > 2000:
+        raise OAuthError(
+            "login uri with a foreign amazon_callback_uri",
+            user_message=f"The request did not come from Amazon for this hub's app. {retry}",
+        )
+    if not SELLER_ID.fullmatch(seller):
+        raise OAuthError(
+            "login uri with invalid selling_partner_id",
+            user_message=f"Amazon's request named no valid selling partner. {retry}",
+        )
+    return AppstoreLogin(
+        callback, amazon_state, seller, marketplace, params.get("version") == "beta"
+    )
+
+
+def appstore_redirect(
+    login: AppstoreLogin, *, state: str, redirect_uri: str, draft: bool
+) -> str:
+    """Back to Amazon: ``amazon_callback_uri`` with ``redirect_uri``, ``amazon_state`` and the
+    hub's own ``state``; ``version=beta`` while the app is a draft."""
+    params = [("redirect_uri", redirect_uri), ("amazon_state", login.amazon_state),
+              ("state", state)]  # fmt: skip
+    if draft or login.beta:
+        params.append(("version", "beta"))
+    return add_params_to_uri(login.callback_uri, params)
 
 
 def verify_callback(params: Mapping[str, str]) -> tuple[str, str]:
@@ -89,11 +179,14 @@ def token_endpoint(
     client_secret: str,
     base_url: str | None,
     transport: httpx.AsyncBaseTransport | None = None,
+    previous_secret: str | None = None,
 ) -> TokenEndpoint:
-    """Login with Amazon's token endpoint; it takes the app's credentials in the body."""
+    """Login with Amazon's token endpoint; it takes the app's credentials in the body.
+    ``previous_secret``: the secret a rotation replaces, tried on ``invalid_client``."""
     return TokenEndpoint(
-        "Login with Amazon", lwa_token_url(base_url), client_id, client_secret, transport
-    )
+        "Login with Amazon", lwa_token_url(base_url), client_id, client_secret, transport,
+        previous_secret or None,
+    )  # fmt: skip
 
 
 def token_credentials(body: Mapping[str, Any]) -> list[StoredCredential]:
@@ -114,6 +207,7 @@ async def exchange_code(
     client_secret: str,
     base_url: str | None,
     transport: httpx.AsyncBaseTransport | None = None,
+    previous_secret: str | None = None,
 ) -> list[StoredCredential]:
     """The refresh token (the lasting credential) and a first access token."""
     refused = (
@@ -121,8 +215,9 @@ async def exchange_code(
         "minutes) or been used already. Start the connection again."
     )
     endpoint = token_endpoint(
-        client_id=client_id, client_secret=client_secret, base_url=base_url, transport=transport
-    )
+        client_id=client_id, client_secret=client_secret, base_url=base_url,
+        transport=transport, previous_secret=previous_secret,
+    )  # fmt: skip
     token = await fetch_token(
         endpoint,
         grant_type="authorization_code",
@@ -155,11 +250,13 @@ async def grantless_token(
     client_secret: str,
     base_url: str | None,
     transport: httpx.AsyncBaseTransport | None = None,
+    previous_secret: str | None = None,
 ) -> StoredCredential:
     """A client_credentials token for grantless operations (notifications, secret rotation)."""
     endpoint = token_endpoint(
-        client_id=client_id, client_secret=client_secret, base_url=base_url, transport=transport
-    )
+        client_id=client_id, client_secret=client_secret, base_url=base_url,
+        transport=transport, previous_secret=previous_secret,
+    )  # fmt: skip
     token = await fetch_token(
         endpoint,
         grant_type="client_credentials",

@@ -34,6 +34,7 @@ class AmazonConfig:
     client_secret: str
     base_url: str | None  # None: Amazon's real hosts
     draft_app: bool = False
+    previous_client_secret: str | None = None  # during a secret rotation
     options: StreamOptions = field(default_factory=StreamOptions)
 
 
@@ -97,6 +98,7 @@ class AmazonConnector(Connector):
             app_id=values["amazon_app_id"], client_id=values["amazon_client_id"],
             client_secret=values["amazon_client_secret"], base_url=values.get("amazon_base_url"),
             draft_app=bool(values.get("amazon_draft_app")), options=options,
+            previous_client_secret=values.get("amazon_client_secret_previous") or None,
         ), transport)  # fmt: skip
 
     # --- tokens ---------------------------------------------------------------------------
@@ -108,6 +110,7 @@ class AmazonConnector(Connector):
             client_secret=self.config.client_secret,
             base_url=self.config.base_url,
             transport=self.transport,
+            previous_secret=self.config.previous_client_secret,
         )
         return auth.token_flow(endpoint, credentials)
 

@@ -1,5 +1,7 @@
 """SP-API regions, their hosts and marketplaces (developer-docs: sp-api-endpoints,
-marketplace-ids). Authorizations are regional: one consent covers a region's marketplaces."""
+marketplace-ids, seller-central-urls). Authorizations are regional: one consent covers a
+region's marketplaces, but the consent page is on the Seller Central host of the seller's own
+marketplace (https://developer-docs.amazon.com/sp-api/docs/seller-central-urls)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ class Marketplace:
     domain: str
     region: str
 
+    @property
+    def seller_central_host(self) -> str:
+        """``sellercentral.amazon.<tld>``: the marketplace's own Seller Central, where its
+        sellers sign in and authorize apps (Amazon's "Seller Central URLs" table)."""
+        return "sellercentral." + self.domain.removeprefix("www.")
+
 
 # fmt: off
 MARKETPLACES: dict[str, Marketplace] = {
@@ -34,6 +42,7 @@ MARKETPLACES: dict[str, Marketplace] = {
         Marketplace("A1RKKUPIHCS9HS", "ES", "Amazon.es", "EUR", "es_ES", "www.amazon.es", "eu"),
         Marketplace("A1805IZSGTT6HS", "NL", "Amazon.nl", "EUR", "nl_NL", "www.amazon.nl", "eu"),
         Marketplace("A2NODRKZP88ZB9", "SE", "Amazon.se", "SEK", "sv_SE", "www.amazon.se", "eu"),
+        Marketplace("AE08WJ6YKNBMC", "ZA", "Amazon.co.za", "ZAR", "en_ZA", "www.amazon.co.za", "eu"),  # noqa: E501
         Marketplace("A1C3SOZRARQ6R3", "PL", "Amazon.pl", "PLN", "pl_PL", "www.amazon.pl", "eu"),
         Marketplace("AMEN7PMS3EDWL", "BE", "Amazon.com.be", "EUR", "fr_BE", "www.amazon.com.be", "eu"),  # noqa: E501
         Marketplace("A28R8C7NBKEWEA", "IE", "Amazon.ie", "EUR", "en_IE", "www.amazon.ie", "eu"),
@@ -52,12 +61,9 @@ REGIONS = ("na", "eu", "fe")
 REGION_MARKETPLACES: dict[str, tuple[str, ...]] = {
     region: tuple(m.id for m in MARKETPLACES.values() if m.region == region) for region in REGIONS
 }
-# Seller Central host per region (the consent page lives there); vendors would use Vendor
-# Central, which the hub does not support.
-SELLER_CENTRAL = {
-    "na": "https://sellercentral.amazon.com",
-    "eu": "https://sellercentral-europe.amazon.com",
-    "fe": "https://sellercentral.amazon.co.jp",
+# Seller Central host -> marketplace (vendors would use Vendor Central: not supported).
+SELLER_CENTRAL_HOSTS: dict[str, Marketplace] = {
+    m.seller_central_host: m for m in MARKETPLACES.values()
 }
 LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"  # noqa: S105  one host for all regions
 
@@ -89,9 +95,21 @@ def sp_api_base(region: str, base_url: str | None) -> str:
     )
 
 
-def seller_central_base(region: str, base_url: str | None) -> str:
+def primary_marketplace(region: str, marketplaces: list[str] | tuple[str, ...] | None) -> str:
+    """The integration's first marketplace, or the region's first when none was chosen."""
     region = validate_region(region)
-    return f"{base_url}/sellercentral/{region}" if base_url else SELLER_CENTRAL[region]
+    chosen = [m for m in marketplaces or () if m in MARKETPLACES]
+    return chosen[0] if chosen else REGION_MARKETPLACES[region][0]
+
+
+def seller_central_base(marketplace_id: str, base_url: str | None) -> str:
+    """``https://sellercentral.amazon.<tld>`` of a marketplace, or
+    ``{base}/sellercentral/<that host>`` in the sandbox; raises InvalidInput."""
+    marketplace = MARKETPLACES.get(marketplace_id)
+    if marketplace is None:
+        raise InvalidInput(f"unknown Amazon marketplace id: {marketplace_id}")
+    host = marketplace.seller_central_host
+    return f"{base_url}/sellercentral/{host}" if base_url else f"https://{host}"
 
 
 def lwa_token_url(base_url: str | None) -> str:

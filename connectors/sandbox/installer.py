@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 
+from connectors.amazon.regions import MARKETPLACES, REGION_MARKETPLACES
 from connectors.sandbox.access import SandboxApps
 from connectors.sandbox.app import DEFAULT_REDIRECT_URI
 from connectors.sandbox.consent import form_fields
@@ -79,7 +80,8 @@ def install_amazon(
 ) -> str:
     """Authorize the sandbox app for ``seller`` (chosen on the consent page); returns its
     refresh token."""
-    url = f"/amazon/sellercentral/{region}/apps/authorize/consent"
+    host = MARKETPLACES[REGION_MARKETPLACES[region][0]].seller_central_host
+    url = f"/amazon/sellercentral/{host}/apps/authorize/consent"
     params = {
         "application_id": apps.amazon_app_id,
         "state": "installer",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
 
 from sqlmodel import Session
 from starlette.requests import Request
@@ -11,14 +13,15 @@ from starlette.responses import RedirectResponse, Response
 
 from connectors.amazon import auth as amazon_auth
 from connectors.amazon.connector import AmazonConnector
-from connectors.base import IntegrationRef
+from connectors.amazon.regions import primary_marketplace
+from connectors.base import IntegrationRef, StoredCredential
 from connectors.errors import AuthError, ConnectorError, OAuthError
 from dashboard.api.access import Access, route
 from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
-from dashboard.models import Integration
-from dashboard.services import connect
+from dashboard.models import AppstoreState, Integration
+from dashboard.services import amazon_lifecycle, connect
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, save_credential
 from dashboard.services.integrations import AccountTaken
@@ -39,7 +42,7 @@ async def start(request: Request) -> Response:
         request,
         PLATFORM,
         lambda started: amazon_auth.consent_url(
-            region=started.region or "",
+            marketplace=primary_marketplace(started.region or "", started.marketplaces),
             app_id=settings.amazon_app_id or "",
             state=started.state,
             redirect_uri=integration_service.connect_callback_url(PLATFORM),
@@ -61,34 +64,97 @@ def _seller_guard(session: Session, integration_id: uuid.UUID, seller_id: str) -
         )
 
 
+@dataclass
+class _Target:
+    """Whose authorization a callback completes: the integration, and who started it."""
+
+    integration_id: uuid.UUID
+    connect_link_id: uuid.UUID | None
+    user_id: uuid.UUID | None
+    appstore: bool = False
+    created: bool = False  # made by this Appstore authorization: named after the store
+
+
+def _exchange(code: str) -> Awaitable[list[StoredCredential]]:
+    # The code lives five minutes: exchanged before anything else that can wait.
+    settings = get_settings()
+    return amazon_auth.exchange_code(
+        code=code,
+        redirect_uri=integration_service.connect_callback_url(PLATFORM),
+        client_id=settings.amazon_client_id or "",
+        client_secret=settings.amazon_client_secret or "",
+        base_url=settings.amazon_base_url,
+        previous_secret=settings.amazon_client_secret_previous,
+    )
+
+
+def _appstore_integration(session: Session, start: AppstoreState, seller_id: str) -> _Target:
+    """The integration an Appstore authorization is for: the one holding the seller (a renewal
+    from "Manage Your Apps", or a reconnect), else a new one with every stream offered."""
+    integration = amazon_lifecycle.integration_for_seller(
+        session=session, region=start.region, selling_partner_id=seller_id
+    )
+    created = integration is None
+    if integration is None:
+        integration = integration_service.create_integration(
+            session=session,
+            platform=PLATFORM,
+            display_name=f"Amazon seller {seller_id}",
+            region=start.region,
+            marketplaces=[],  # the seller's marketplaces of the region, once known
+        )
+        log.info("amazon appstore authorization: new integration %s", integration.id)
+    return _Target(integration.id, None, None, appstore=True, created=created)
+
+
 async def callback(request: Request) -> Response:
-    """Seller Central sends the seller back here: check state, exchange the code at once."""
+    """Seller Central sends the seller back here: check state, exchange the code at once.
+
+    The state is the hub's own: from a connect start (website workflow) or from the Login URI
+    (Appstore workflow, where the integration is found or created once the code is good)."""
     params = dict(request.query_params)
     settings = get_settings()
     try:
-        state = await in_session(
-            lambda s: integration_service.consume_oauth_state(
-                session=s, state=params.get("state"), platform=PLATFORM
+
+        def consume(session: Session) -> tuple[_Target | None, AppstoreState | None]:
+            appstore = amazon_lifecycle.consume_appstore_state(
+                session=session, state=params.get("state")
             )
-        )
+            if appstore is not None:
+                return None, appstore
+            state = integration_service.consume_oauth_state(
+                session=session, state=params.get("state"), platform=PLATFORM
+            )
+            return _Target(state.integration_id, state.connect_link_id, state.user_id), None
+
+        target, appstore = await in_session(consume)
         seller_id, code = amazon_auth.verify_callback(params)
-        integration_id = state.integration_id
-        await in_session(lambda s: _seller_guard(s, integration_id, seller_id))
+        if appstore is not None:
+            if seller_id != appstore.selling_partner_id:
+                raise OAuthError(
+                    "appstore callback for another seller",
+                    user_message="Amazon's answer named another selling account than the one "
+                    "that started the authorization. Start again from the Appstore.",
+                )
+            credentials = await _exchange(code)
+            start = appstore
+            target = await in_session(lambda s: _appstore_integration(s, start, seller_id))
+        else:
+            assert target is not None
+            known = target
+            await in_session(lambda s: _seller_guard(s, known.integration_id, seller_id))
+            credentials = None
+        integration_id = target.integration_id
         # The seller is known only now: refuse one another integration holds in this region.
         await connect.refuse_account_taken(
             integration_id=integration_id, selling_partner_id=seller_id
         )
-        # The code lives five minutes: exchange it before anything else.
-        credentials = await amazon_auth.exchange_code(
-            code=code,
-            redirect_uri=integration_service.connect_callback_url(PLATFORM),
-            client_id=settings.amazon_client_id or "",
-            client_secret=settings.amazon_client_secret or "",
-            base_url=settings.amazon_base_url,
-        )
+        if credentials is None:
+            credentials = await _exchange(code)
+        exchanged = credentials
 
         def save_all(session: Session) -> None:
-            for credential in credentials:
+            for credential in exchanged:
                 save_credential(
                     session=session, integration_id=integration_id, credential=credential
                 )
@@ -109,6 +175,7 @@ async def callback(request: Request) -> Response:
         active = [p["id"] for p in participations if p["participating"] and p["id"]]
         chosen = [m for m in integration.marketplaces or [] if m in active] or active
         store = next((p["store"] for p in participations if p.get("store")), None)
+        finished = target
 
         def finish(session: Session) -> str:
             connected = integration_service.mark_connected(
@@ -117,9 +184,14 @@ async def callback(request: Request) -> Response:
                 shop_info={"name": store, "marketplaces": participations},
                 selling_partner_id=seller_id,
                 marketplaces=chosen,
-                actor="merchant" if state.connect_link_id else "manager",
+                actor="merchant" if finished.connect_link_id or finished.appstore else "manager",
             )
-            integration_service.finish_connect_link(session=session, link_id=state.connect_link_id)
+            if finished.created and store:
+                connected.display_name = store[:200]
+            amazon_lifecycle.seller_authorized(session=session, integration=connected)
+            integration_service.finish_connect_link(
+                session=session, link_id=finished.connect_link_id
+            )
             return connected.display_name
 
         name = await connect.finish_connection(
@@ -153,7 +225,7 @@ async def callback(request: Request) -> Response:
             status=502,
         )
     connect.schedule_first_sync(integration_id)
-    if state.user_id is not None:
+    if target.user_id is not None:
         return RedirectResponse(f"/integrations/{integration_id}", status_code=302)
     return result_page(
         "Connected",
@@ -163,7 +235,41 @@ async def callback(request: Request) -> Response:
     )
 
 
+async def login(request: Request) -> Response:
+    """The app's OAuth Login URI: a seller authorized the hub in the Selling Partner Appstore
+    (or renews it from "Manage Your Apps"). Answer Amazon with the hub's own single-use state;
+    Amazon then sends the seller to the callback with the code."""
+    settings = get_settings()
+    try:
+        appstore = amazon_auth.verify_login_uri(
+            dict(request.query_params),
+            app_id=settings.amazon_app_id or "",
+            base_url=settings.amazon_base_url,
+        )
+    except OAuthError as refused:
+        log.info("amazon login uri refused: %s", refused)
+        return result_page("Authorization not started", refused.user_message, ok=False, status=400)
+    state = await in_session(
+        lambda s: amazon_lifecycle.issue_appstore_state(
+            session=s,
+            region=appstore.marketplace.region,
+            selling_partner_id=appstore.selling_partner_id,
+            marketplace_id=appstore.marketplace.id,
+        )
+    )
+    url = amazon_auth.appstore_redirect(
+        appstore,
+        state=state,
+        redirect_uri=integration_service.connect_callback_url(PLATFORM),
+        draft=settings.amazon_draft_app,
+    )
+    return RedirectResponse(url, status_code=302)
+
+
 routes = [
     route("/api/oauth/amazon/start", start, methods=["GET"], access=Access.SESSION_OR_LINK),
     route("/api/oauth/amazon/callback", callback, methods=["GET"], access=Access.OAUTH_STATE),
+    # Amazon's parameters (amazon_callback_uri on this app's Seller Central confirm page,
+    # amazon_state, selling_partner_id) or 400, like a callback without its state.
+    route("/api/oauth/amazon/login", login, methods=["GET"], access=Access.OAUTH_STATE),
 ]

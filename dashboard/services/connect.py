@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -38,6 +38,7 @@ class ConnectStart:
     shop_domain: str | None
     region: str | None
     state: str
+    marketplaces: list[str] = field(default_factory=list)
 
 
 async def start_connection(
@@ -74,7 +75,13 @@ async def start_connection(
             connect_link_id=link_id,
             user_id=user_id,
         )
-        return ConnectStart(integration.id, integration.shop_domain, integration.region, state)
+        return ConnectStart(
+            integration.id,
+            integration.shop_domain,
+            integration.region,
+            state,
+            list(integration.marketplaces or []),
+        )
 
     return await in_session(start)
 

@@ -207,6 +207,43 @@ def check_scheduler(settings: Settings) -> list[Check]:
     return [Check("scheduler", "warn", "no hub process holds the scheduler lease", fix)]
 
 
+def check_amazon_secret(settings: Settings) -> list[Check]:
+    """The LWA client secret's 180 days (Amazon refuses it after): from the date the hub
+    recorded for its fingerprint. Reads only; ``hub amazon rotate-secret`` records."""
+    from dashboard.models import LwaClientSecret
+    from dashboard.services.amazon_lifecycle import LWA_SECRET_LIFETIME, secret_fingerprint
+
+    if not settings.amazon_client_secret or settings.sandbox:
+        return []
+    try:
+        with Session(get_engine()) as session:
+            row = session.exec(
+                select(LwaClientSecret).where(
+                    LwaClientSecret.fingerprint
+                    == secret_fingerprint(settings.amazon_client_secret)
+                )
+            ).first()
+    except Exception as error:
+        return [Check("amazon secret", "fail", f"not checked: {type(error).__name__}",
+                      "fix the database first")]  # fmt: skip
+    record = "record the date it was generated: hub amazon rotate-secret --set-at YYYY-MM-DD"
+    if row is None:
+        unknown = (
+            "the hub does not know when the LWA client secret was generated (Amazon refuses "
+            "it after 180 days)"
+        )
+        return [Check("amazon secret", "warn", unknown, record)]
+    deadline = row.set_at + LWA_SECRET_LIFETIME
+    days = (deadline - datetime.now(UTC)).days
+    detail = f"set {row.set_at:%Y-%m-%d}, rotate by {deadline:%Y-%m-%d} ({days} days left)"
+    rotate = "rotate it now: hub amazon rotate-secret prints the steps (docs/amazon.md)"
+    if days < 0:
+        return [Check("amazon secret", "fail", detail, rotate)]
+    if days <= settings.amazon_secret_warning_days:
+        return [Check("amazon secret", "warn", detail, rotate)]
+    return [Check("amazon secret", "ok", detail)]
+
+
 # --- over HTTP -----------------------------------------------------------------------------
 
 
@@ -401,7 +438,7 @@ async def check_amazon(
         "amazon urls",
         "ok",
         f"register in the app (Developer Central, app client): OAuth redirect URI "
-        f"{public}/api/oauth/amazon/callback",
+        f"{public}/api/oauth/amazon/callback, OAuth Login URI {public}/api/oauth/amazon/login",
     )
     values = (settings.amazon_app_id, settings.amazon_client_id, settings.amazon_client_secret)
     if not any(values):
@@ -513,6 +550,7 @@ async def run_doctor(
         )
     now = datetime.now(UTC)
     report.checks += public + shopify + amazon
+    report.checks += await asyncio.to_thread(check_amazon_secret, settings)
     report.checks += check_clock([shopify_answer, amazon_answer], now)
     report.checks += check_disk(settings)
     report.checks += await asyncio.to_thread(check_scheduler, settings)

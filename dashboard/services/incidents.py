@@ -447,6 +447,63 @@ def access_returned(*, session: Session, integration_id: uuid.UUID) -> None:
             _resolve(session, incident, "connected again", integration)
 
 
+def lwa_secret_expiring(
+    *, session: Session, integration: Integration, deadline: datetime, now: datetime
+) -> Incident:
+    """The app's LWA client secret nears Amazon's 180-day deadline: every SP-API call of
+    this integration fails after it (one incident per affected integration)."""
+    days = max((deadline - now).days, 0)
+    when = deadline.strftime("%d %b %Y")
+    title = (
+        f"The Amazon app's client secret must be rotated by {when} ({_plural(days, 'day')} left)"
+        if deadline > now
+        else f"The Amazon app's client secret passed its 180 days on {when}"
+    )
+    return _raise(
+        session, integration=integration, cause=IncidentCause.LWA_SECRET_EXPIRING, title=title,
+        advice="an admin rotates it in Solution Provider Portal and sets it in the hub: "
+        "hub amazon rotate-secret (docs/amazon.md)",
+        category="credentials",
+    )  # fmt: skip
+
+
+def lwa_secret_rotated(*, session: Session) -> None:
+    """A secret far from its deadline is configured: the expiry incidents are over."""
+    for incident in session.exec(
+        select(Incident).where(
+            Incident.cause == IncidentCause.LWA_SECRET_EXPIRING.value,
+            Incident.status == IncidentStatus.OPEN.value,
+        )
+    ).all():
+        _resolve(session, incident, "the client secret was rotated")
+
+
+def reauthorization_due(
+    *, session: Session, integration: Integration, due: datetime, now: datetime
+) -> Incident:
+    """The seller's yearly authorization of the app ends at ``due``."""
+    when = due.strftime("%d %b %Y")
+    title = (
+        f"The seller must re-authorize the app by {when}"
+        if due > now
+        else f"The seller's yearly authorization ended on {when}"
+    )
+    return _raise(
+        session, integration=integration, cause=IncidentCause.AMAZON_REAUTHORIZATION_DUE,
+        title=title,
+        advice="the seller renews it in Seller Central (Apps and Services → Manage Your Apps), "
+        "or send them a reconnect link",
+        category="credentials",
+    )  # fmt: skip
+
+
+def reauthorized(*, session: Session, integration: Integration) -> None:
+    """The seller authorized the app again: the year starts over."""
+    incident = _open_incident(session, integration.id, IncidentCause.AMAZON_REAUTHORIZATION_DUE)
+    if incident is not None:
+        _resolve(session, incident, "the seller authorized the app again", integration)
+
+
 def sweep_expired_links(*, session: Session, now: datetime | None = None) -> int:
     """Integrations still pending whose every connect link expired unused get an incident
     (once). Cheap: only pending integrations with an expired, unused link are read."""

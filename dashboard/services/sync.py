@@ -42,7 +42,7 @@ from dashboard.models import (
     RunStatus,
     RunTrigger,
 )
-from dashboard.services import app_credentials, auth, incidents
+from dashboard.services import amazon_lifecycle, app_credentials, auth, incidents
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.sync_progress import (
     RunCancelled,
@@ -258,6 +258,8 @@ class SyncEngine:
                     await in_write_session(
                         lambda s: incidents.sweep_expiring_refresh_tokens(session=s)
                     )
+                    # Amazon's LWA secret (180 days) and sellers' yearly authorizations.
+                    await in_write_session(lambda s: amazon_lifecycle.sweep(session=s))
                     # Housekeeping on the same clock: ended sign-in throttle windows.
                     await in_write_session(lambda s: auth.prune_sign_in_throttles(session=s))
                 else:

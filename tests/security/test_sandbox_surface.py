@@ -109,7 +109,7 @@ async def test_shopify_consent_never_redirects_to_a_foreign_redirect_uri(
 async def test_amazon_consent_never_redirects_to_a_foreign_redirect_uri(
     make_run_hub: httpx.AsyncClient,
 ) -> None:
-    page = "/sandbox/amazon/sellercentral/na/apps/authorize/consent"
+    page = "/sandbox/amazon/sellercentral/sellercentral.amazon.com/apps/authorize/consent"
     query = {"application_id": get_settings().amazon_app_id, "state": "x", "redirect_uri": EVIL}
     approve = {"decision": "approve"}
     answer = await make_run_hub.post(f"{page}?{urlencode(query)}", data=approve)
@@ -208,6 +208,6 @@ async def test_without_hub_sandbox_nothing_is_mounted(
         for path in (
             "/sandbox/_sandbox/shopify/stats",
             f"/sandbox/shopify/{SHOP}/admin/oauth/authorize",
-            "/sandbox/amazon/sellercentral/na/apps/authorize/consent",
+            "/sandbox/amazon/sellercentral/sellercentral.amazon.com/apps/authorize/consent",
         ):
             assert (await client.get(path)).status_code == 404, path

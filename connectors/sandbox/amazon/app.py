@@ -2,7 +2,7 @@
 sandbox, each below the sandbox base as Amazon lays them out on its hosts:
 
 ``https://api.amazon.com`` -> ``{BASE}/amazon/lwa``;
-``https://sellercentral[-europe].amazon.*`` -> ``{BASE}/amazon/sellercentral/{region}``;
+``https://{host}`` (each marketplace's Seller Central) -> ``{BASE}/amazon/sellercentral/{host}``;
 ``https://sellingpartnerapi-{region}.amazon.com`` -> ``{BASE}/amazon/sp/{region}``;
 ``https://sandbox.sellingpartnerapi-{region}.amazon.com`` -> ``{BASE}/amazon/sp-sandbox/{region}``.
 
@@ -20,7 +20,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from connectors.sandbox.amazon.control import control_routes, run_demo_changes, seed_demo
-from connectors.sandbox.amazon.oauth import consent, lwa_token
+from connectors.sandbox.amazon.oauth import (
+    appstore_authorize,
+    appstore_confirm,
+    consent,
+    lwa_token,
+)
 from connectors.sandbox.amazon.operations import download_document, sp_api
 from connectors.sandbox.amazon.sandbox import AmazonSandbox
 from connectors.sandbox.amazon.static import static_sandbox
@@ -41,9 +46,19 @@ def build_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
     return [
         Route("/lwa/auth/o2/token", bound(lwa_token), methods=["POST"]),
         Route(
-            "/sellercentral/{region:str}/apps/authorize/consent",
+            "/sellercentral/{host:str}/apps/authorize/consent",
             bound(consent),
             methods=["GET", "POST"],
+        ),
+        Route(
+            "/sellercentral/{host:str}/apps/appstore/authorize",
+            bound(appstore_authorize),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            "/sellercentral/{host:str}/apps/authorize/confirm/{app_id:str}",
+            bound(appstore_confirm),
+            methods=["GET"],
         ),
         Route("/sp/{region:str}/{path:path}", bound(sp_api), methods=every),
         Route("/sp-sandbox/{region:str}/{path:path}", static_sandbox, methods=every),

@@ -119,14 +119,35 @@ def control_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
                     {"error": "redirect_uris must be a list of http(s) URLs"}, status_code=400
                 )
             sandbox.app.redirect_uris = uris
+        if "login_uri" in body:
+            login_uri = body["login_uri"]
+            if login_uri is not None and not (
+                isinstance(login_uri, str) and login_uri.startswith(("http://", "https://"))
+            ):
+                return JSONResponse({"error": "login_uri must be an http(s) URL"}, status_code=400)
+            sandbox.app.login_uri = login_uri
         sandbox.state.remember()
         return JSONResponse(
             {
                 "app_id": sandbox.app.app_id,
                 "draft": sandbox.app.draft,
                 "redirect_uris": sandbox.app.redirect_uris,
+                "login_uri": sandbox.app.login_uri,
             }
         )
+
+    async def rotate_secret(_: Request) -> Response:
+        """Solution Provider Portal's "Rotate secret": the new secret once; the old one
+        keeps working seven days."""
+        new, old_ends = sandbox.rotate_client_secret()
+        return JSONResponse({"client_secret": new, "previous_secret_expires": old_ends.isoformat()})
+
+    async def age_secret(request: Request) -> Response:
+        days = (await request.json()).get("days")
+        if not isinstance(days, int | float) or not 0 <= days <= 3650:
+            return JSONResponse({"error": "days must be a number of days"}, status_code=400)
+        issued = sandbox.age_client_secret(float(days))
+        return JSONResponse({"issued": issued.isoformat()})
 
     async def stats(_: Request) -> Response:
         return JSONResponse(sandbox.stats)
@@ -140,6 +161,8 @@ def control_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
         Route(f"{seller}/expire-tokens", expire_tokens, methods=["POST"]),
         Route(f"{seller}/report-outcome", report_outcome, methods=["PUT"]),
         Route("/amazon/app", configure_app, methods=["PUT"]),
+        Route("/amazon/app/rotate-secret", rotate_secret, methods=["POST"]),
+        Route("/amazon/app/secret-age", age_secret, methods=["PUT"]),
         Route("/amazon/stats", stats, methods=["GET"]),
     ]
 

@@ -1,5 +1,6 @@
 """Login with Amazon's token endpoint (``https://api.amazon.com`` -> ``{BASE}/amazon/lwa``)
-and the Seller Central consent page (``{BASE}/amazon/sellercentral/{region}``)."""
+and the Seller Central consent page of each marketplace's host
+(``https://{host}`` -> ``{BASE}/amazon/sellercentral/{host}``, e.g. sellercentral.amazon.com.au)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from starlette.responses import (
     Response,
 )
 
-from connectors.amazon.regions import REGIONS
+from connectors.amazon.regions import SELLER_CENTRAL_HOSTS
 from connectors.sandbox.amazon.sandbox import (
     GRANTLESS_SCOPES,
     AmazonSandbox,
@@ -34,9 +35,10 @@ def _oauth_error(error: str, description: str, status: int = 400) -> Response:
 async def lwa_token(request: Request, sandbox: AmazonSandbox) -> Response:
     form = await request.form()
     grant_type = str(form.get("grant_type", ""))
-    if (
-        form.get("client_id") != sandbox.app.client_id
-        or form.get("client_secret") != sandbox.app.client_secret
+    # A secret older than 180 days, or rotated out more than seven days ago, fails like a
+    # wrong one: LWA answers invalid_client and every call of the app stops.
+    if form.get("client_id") != sandbox.app.client_id or not sandbox.client_secret_valid(
+        str(form.get("client_secret", ""))
     ):
         return _oauth_error("invalid_client", "Client authentication failed", 401)
     now = sandbox.state.clock.monotonic()
@@ -84,7 +86,8 @@ border-radius:8px;padding:1rem;margin-bottom:1rem}}fieldset{{border:0;padding:0;
 label{{display:block;padding:.3rem 0}}input[type=text]{{font-size:1rem;padding:.4rem;width:100%;
 box-sizing:border-box;margin:.3rem 0 .6rem}}.note{{color:#067d62}}.error{{color:#b12704}}</style>
 </head><body>
-<p><small>Amazon Seller Central &middot; sandbox &middot; region {region}</small></p>
+<p><small>Amazon Seller Central &middot; sandbox &middot; {host} &middot; region {region}
+</small></p>
 <div class="box"><h1>Authorize {app}</h1>{notice}
 <p>{app} asks to access your selling partner data in this region through the Selling
 Partner API: orders, listings, reports and FBA inventory.</p>
@@ -114,6 +117,7 @@ def _consent_error(code: str, message: str) -> Response:
 
 def _consent_page(
     sandbox: AmazonSandbox,
+    host: str,
     region: str,
     token: str,
     chosen: str,
@@ -132,6 +136,7 @@ def _consent_page(
     )
     page = CONSENT_PAGE.format(
         app="Connector Hub",
+        host=html.escape(host),
         region=region.upper(),
         hidden=hidden_fields({TOKEN_FIELD: token}),
         sellers=sellers,
@@ -141,17 +146,20 @@ def _consent_page(
     return HTMLResponse(page, status_code=status)
 
 
-def _request_parts(region: str, params: Mapping[str, str], redirect_uri: str) -> list[str]:
-    """What the consent form is bound to: this region, app, redirect URI and state."""
-    return ["amazon", region, params.get("application_id", ""), redirect_uri,
+def _request_parts(host: str, params: Mapping[str, str], redirect_uri: str) -> list[str]:
+    """What the consent form is bound to: this Seller Central host, app, redirect URI and
+    state."""
+    return ["amazon", host, params.get("application_id", ""), redirect_uri,
             params.get("state", "")]  # fmt: skip
 
 
 async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
-    region = request.path_params["region"]
+    host = request.path_params["host"]
     params = request.query_params
-    if region not in REGIONS:
-        return _consent_error("MD9100", "Unknown Seller Central region.")
+    marketplace = SELLER_CENTRAL_HOSTS.get(host)
+    if marketplace is None:  # Amazon has no Seller Central there: nothing answers
+        return HTMLResponse("<!doctype html><title>Not found</title>", status_code=404)
+    region = marketplace.region
     if params.get("application_id") != sandbox.app.app_id:
         return _consent_error("MD1100", "The application id is not valid.")
     if sandbox.app.draft and params.get("version") != "beta":
@@ -166,11 +174,11 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
         return _consent_error(
             "MD5101", "The redirect URI is not one of the application's registered redirect URIs."
         )
-    parts = _request_parts(region, params, redirect_uri)
+    parts = _request_parts(host, params, redirect_uri)
     token = consent_token(sandbox.app.client_secret, parts)
     first = sandbox.default_seller(region)  # the region's first seller, made on first use
     if request.method == "GET":
-        return _consent_page(sandbox, region, token, first.seller_id)
+        return _consent_page(sandbox, host, region, token, first.seller_id)
     form = await request.form()
     if not token_matches(form.get(TOKEN_FIELD), sandbox.app.client_secret, parts):
         return HTMLResponse(
@@ -184,7 +192,7 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
         name = " ".join(str(form.get("store_name") or "").split())
         if not 0 < len(name) <= STORE_NAME_MAX:
             notice = f'<p class="error">Enter a store name of 1 to {STORE_NAME_MAX} characters.</p>'
-            return _consent_page(sandbox, region, token, first.seller_id, notice, status=400)
+            return _consent_page(sandbox, host, region, token, first.seller_id, notice, status=400)
         seller = sandbox.create_seller(
             sandbox.new_seller_id(), region, None, store_name=name, **NEW_SELLER_SIZES
         )
@@ -192,7 +200,7 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
             f'<p class="note">Created <strong>{html.escape(seller.store_name)}</strong> '
             f"(selling partner {html.escape(seller.seller_id)}). Confirm to sign in as it.</p>"
         )
-        return _consent_page(sandbox, region, token, seller.seller_id, notice)
+        return _consent_page(sandbox, host, region, token, seller.seller_id, notice)
     seller_id = str(form.get("selling_partner_id") or first.seller_id)
     if seller_id not in sandbox.sellers or sandbox.sellers[seller_id].region != region:
         return _consent_error("MD9100", "Unknown selling partner for this region.")
@@ -208,6 +216,116 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
         {
             "state": params.get("state", ""),
             "selling_partner_id": seller_id,
+            "spapi_oauth_code": code,
+        }
+    )
+    separator = "&" if "?" in redirect_uri else "?"
+    return RedirectResponse(f"{redirect_uri}{separator}{query}", status_code=302)
+
+
+# --- the Selling Partner Appstore authorization workflow --------------------------------------
+# https://developer-docs.amazon.com/sp-api/docs/selling-partner-appstore-authorization-workflow
+# The seller chooses "Authorize now" on the app's detail page and consents; Amazon loads the
+# app's Login URI with amazon_callback_uri, amazon_state and selling_partner_id (and
+# version=beta for a draft app); the app redirects to amazon_callback_uri with redirect_uri,
+# amazon_state and its own state; Amazon then sends the browser to redirect_uri with state,
+# selling_partner_id and spapi_oauth_code, as in the website workflow.
+
+APPSTORE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Connector Hub - Selling Partner Appstore (sandbox)</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:2rem auto;padding:0 1rem}}
+button{{font-size:1rem;padding:.6rem 1.2rem}}</style></head><body>
+<p><small>Selling Partner Appstore &middot; sandbox &middot; {host}</small></p>
+<h1>Connector Hub</h1>
+<p>Signed in as <strong>{store}</strong> (selling partner {seller}).</p>
+<p>Connector Hub asks to access your selling partner data in this region through the Selling
+Partner API: orders, listings, reports and FBA inventory.</p>
+<form method="post">{hidden}
+<button name="decision" value="approve" type="submit">Authorize now and sign in to
+Connector Hub</button></form></body></html>"""
+
+
+async def appstore_authorize(request: Request, sandbox: AmazonSandbox) -> Response:
+    """The app's detail page: "Authorize now" for the signed-in seller (``selling_partner_id``,
+    else the region's first), then off to the app's Login URI."""
+    host = request.path_params["host"]
+    marketplace = SELLER_CENTRAL_HOSTS.get(host)
+    if marketplace is None:
+        return HTMLResponse("<!doctype html><title>Not found</title>", status_code=404)
+    seller_id = request.query_params.get("selling_partner_id") or (
+        sandbox.default_seller(marketplace.region).seller_id
+    )
+    seller = sandbox.sellers.get(seller_id)
+    if seller is None or seller.region != marketplace.region:
+        return _consent_error("MD9100", "Unknown selling partner for this region.")
+    if not sandbox.app.login_uri:
+        return _consent_error("MD5110", "The application has no OAuth Login URI.")
+    parts = ["amazon-appstore", host, seller_id, sandbox.app.app_id]
+    if request.method == "GET":
+        token = consent_token(sandbox.app.client_secret, parts)
+        return HTMLResponse(
+            APPSTORE_PAGE.format(
+                host=html.escape(host),
+                store=html.escape(seller.store_name),
+                seller=html.escape(seller_id),
+                hidden=hidden_fields({TOKEN_FIELD: token}),
+            )
+        )
+    form = await request.form()
+    if not token_matches(form.get(TOKEN_FIELD), sandbox.app.client_secret, parts):
+        return HTMLResponse(
+            "<!doctype html><html lang='en'><meta charset='utf-8'><title>Session expired</title>"
+            "<body><h1>This page has expired</h1></body></html>",
+            status_code=403,
+        )
+    if form.get("decision") != "approve":
+        return _consent_error("MD9000", "You did not authorize the application.")
+    base = str(request.url).split("/sellercentral/", 1)[0]
+    query = {
+        "amazon_callback_uri": f"{base}/sellercentral/{host}/apps/authorize/confirm/"
+        f"{sandbox.app.app_id}",
+        "amazon_state": sandbox.issue_appstore_state(seller_id, host),
+        "selling_partner_id": seller_id,
+    }
+    if sandbox.app.draft:
+        query["version"] = "beta"
+    separator = "&" if "?" in sandbox.app.login_uri else "?"
+    return RedirectResponse(
+        f"{sandbox.app.login_uri}{separator}{urlencode(query)}", status_code=302
+    )
+
+
+async def appstore_confirm(request: Request, sandbox: AmazonSandbox) -> Response:
+    """``amazon_callback_uri``: the app came back with amazon_state, its state and its
+    redirect_uri; Amazon sends the browser on with the authorization code."""
+    host = request.path_params["host"]
+    params = request.query_params
+    marketplace = SELLER_CENTRAL_HOSTS.get(host)
+    if marketplace is None:
+        return HTMLResponse("<!doctype html><title>Not found</title>", status_code=404)
+    if request.path_params["app_id"] != sandbox.app.app_id:
+        return _consent_error("MD1100", "The application id is not valid.")
+    if sandbox.app.draft and params.get("version") != "beta":
+        return _consent_error(
+            "MD1000", "The application is in draft state: the request must include version=beta."
+        )
+    redirect_uri = params.get("redirect_uri") or next(iter(sandbox.app.redirect_uris), None)
+    if redirect_uri is None or redirect_uri not in sandbox.app.redirect_uris:
+        return _consent_error(
+            "MD5101", "The redirect URI is not one of the application's registered redirect URIs."
+        )
+    grant = sandbox.take_appstore_state(params.get("amazon_state", ""), host)
+    if grant is None:
+        return _consent_error(
+            "MD9010", "The authorization request is unknown, used or expired. Start again."
+        )
+    sandbox.authorize(grant.seller_id)
+    code = sandbox.issue_code(grant.seller_id, marketplace.region, redirect_uri)
+    query = urlencode(
+        {
+            "state": params.get("state", ""),
+            "selling_partner_id": grant.seller_id,
             "spapi_oauth_code": code,
         }
     )

@@ -25,6 +25,14 @@ from connectors.sandbox.core import SandboxState, checksum
 
 CODE_LIFETIME = 300.0  # "An LWA authorization code expires after five minutes."
 ACCESS_TOKEN_LIFETIME = 3600.0
+# "You must rotate your LWA credentials (client secrets) for all applications every 180 days"
+# and "your old credentials expire seven days after you generate new credentials"
+# (https://developer-docs.amazon.com/sp-api/docs/rotating-your-apps-lwa-credentials).
+LWA_SECRET_LIFETIME = timedelta(days=180)
+OLD_SECRET_GRACE = timedelta(days=7)
+# How long the Appstore's amazon_state stays good between the Login URI and the confirm page
+# (Amazon does not publish it; long enough for a seller to sign in to the app's website).
+APPSTORE_STATE_LIFETIME = 1800.0
 DOCUMENT_URL_LIFETIME = 300.0  # pre-signed report URLs live five minutes
 FBA_TOKEN_LIFETIME = 30.0  # getInventorySummaries nextToken expires after 30 s
 # ... but never sooner than this many real seconds: a sped-up clock must not outrun the HTTP
@@ -51,6 +59,20 @@ class SandboxApp:
     client_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     draft: bool = False
     redirect_uris: list[str] = field(default_factory=list)  # the consent page's only targets
+    login_uri: str | None = None  # where the Appstore sends a seller who authorizes the app
+    # Platform time each client secret was generated, and the end a rotation gave old ones.
+    secret_issued: dict[str, datetime] = field(default_factory=dict)
+    secret_expires: dict[str, datetime] = field(default_factory=dict)
+
+
+@dataclass
+class AppstoreGrant:
+    """An ``amazon_state`` the Appstore gave the app's Login URI, until the confirm page."""
+
+    seller_id: str
+    host: str
+    expires_at: float  # platform seconds
+    used: bool = False
 
 
 @dataclass
@@ -102,6 +124,7 @@ class AmazonSandbox:
     reports: dict[str, Report] = field(default_factory=dict)
     report_outcomes: dict[str, str] = field(default_factory=dict)  # seller -> forced outcome
     fba_tokens: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    appstore_states: dict[str, AppstoreGrant] = field(default_factory=dict)
     signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     stats: dict[str, int] = field(
         default_factory=lambda: {"requests": 0, "throttled": 0, "refused": 0}
@@ -230,6 +253,59 @@ class AmazonSandbox:
         self.state.remember()
         return body
 
+    # --- the app's client secret: 180 days each, two valid for seven days after a rotation --
+
+    def client_secret_valid(self, secret: str) -> bool:
+        now = self.state.clock.now()
+        self.app.secret_issued.setdefault(self.app.client_secret, now)
+        issued = self.app.secret_issued.get(secret)
+        if issued is None:
+            return False
+        end = issued + LWA_SECRET_LIFETIME
+        rotated_out = self.app.secret_expires.get(secret)
+        return now < (end if rotated_out is None else min(end, rotated_out))
+
+    def rotate_client_secret(self) -> tuple[str, datetime]:
+        """A new secret (Solution Provider Portal's "Rotate secret"); the current ones stop
+        working seven days later. Returns the new secret and when the old one ends."""
+        now = self.state.clock.now()
+        self.app.secret_issued.setdefault(self.app.client_secret, now)
+        grace_end = now + OLD_SECRET_GRACE
+        for old in self.app.secret_issued:
+            ends = self.app.secret_expires.get(old)
+            self.app.secret_expires[old] = grace_end if ends is None else min(ends, grace_end)
+        new = "amzn1.oa2-cs.v1." + secrets.token_hex(32)
+        self.app.client_secret = new
+        self.app.secret_issued[new] = now
+        return new, grace_end
+
+    def age_client_secret(self, days: float) -> datetime:
+        """Make the current secret ``days`` old (platform time): tests reach 180 days."""
+        issued = self.state.clock.now() - timedelta(days=days)
+        self.app.secret_issued[self.app.client_secret] = issued
+        return issued
+
+    # --- the Selling Partner Appstore -----------------------------------------------------
+
+    def issue_appstore_state(self, seller_id: str, host: str) -> str:
+        state = "amzn" + secrets.token_urlsafe(24)
+        expires = self.state.clock.monotonic() + APPSTORE_STATE_LIFETIME
+        self.appstore_states[state] = AppstoreGrant(seller_id, host, expires)
+        return state
+
+    def take_appstore_state(self, state: str, host: str) -> AppstoreGrant | None:
+        """The grant of an unused, unexpired ``amazon_state`` issued on ``host``; used now."""
+        grant = self.appstore_states.get(state)
+        if (
+            grant is None
+            or grant.used
+            or grant.host != host
+            or grant.expires_at <= self.state.clock.monotonic()
+        ):
+            return None
+        grant.used = True
+        return grant
+
     def authorize(self, seller_id: str) -> None:
         """The seller confirmed the consent page: a revoke is undone."""
         if seller_id in self.revoked:
@@ -293,7 +369,11 @@ class AmazonSandbox:
             return kept
 
         return {
-            "app": {"draft": self.app.draft, "redirect_uris": self.app.redirect_uris},
+            "app": {
+                "draft": self.app.draft,
+                "redirect_uris": self.app.redirect_uris,
+                "login_uri": self.app.login_uri,
+            },
             "sellers": {
                 seller_id: {
                     "region": seller.region,
@@ -317,6 +397,7 @@ class AmazonSandbox:
         clock = self.state.clock
         self.app.draft = bool(saved["app"]["draft"])
         self.app.redirect_uris = list(saved["app"]["redirect_uris"] or [])
+        self.app.login_uri = saved["app"].get("login_uri")
         for seller_id, entry in saved["sellers"].items():
             self.create_seller(
                 seller_id, entry["region"], entry["marketplaces"],
