@@ -145,7 +145,10 @@ def test_revoked_access_notifies_and_reconnect_restores_it(hub: Hub, browser, ma
     bell.click()
     notice = page.get_by_role("link", name=re.compile(r"^Ops store: Shopify refused"))
     notice.wait_for(timeout=TIMEOUT)
-    page.get_by_text("send the merchant a reconnect link").wait_for(timeout=TIMEOUT)
+    # The bell's own item says what to do (the integration page says it too, above its tabs).
+    page.locator(".incident-advice", has_text="send the merchant a reconnect link").wait_for(
+        timeout=TIMEOUT
+    )
     page.wait_for_timeout(2_500)  # live updates arrive meanwhile: the list stays open
     assert notice.is_visible()
     screenshot(page, "notifications", full_page=False)
