@@ -87,8 +87,10 @@ def test_manager_connects_now_and_reads_logs_and_webhooks(hub: Hub, manager) -> 
     page.get_by_text("No log lines match").wait_for(timeout=TIMEOUT)
     choose(page, "Level", "All levels")
     page.get_by_label("Search the logs").fill("SUCCEEDED")
-    # The search applies after its debounce: the run's other lines (its start) go away.
+    # The search applies after its debounce: the run's other lines (its start, its pages)
+    # go away; the download must not be asked for before that.
     page.get_by_text("run started").first.wait_for(state="hidden", timeout=TIMEOUT)
+    page.get_by_text(re.compile(r"^page \d+: ")).first.wait_for(state="hidden", timeout=TIMEOUT)
     page.get_by_text("run succeeded").first.wait_for(timeout=TIMEOUT)
     screenshot(page, "integration-logs")
     with page.expect_download() as download:
