@@ -42,7 +42,7 @@ from dashboard.models import (
     RunStatus,
     RunTrigger,
 )
-from dashboard.services import amazon_lifecycle, app_credentials, auth, incidents
+from dashboard.services import amazon_lifecycle, app_credentials, auth, incident_sweeps
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.sync_progress import (
     RunCancelled,
@@ -252,11 +252,11 @@ class SyncEngine:
                     last_sweep = time.monotonic()
                     await self.recover_interrupted()
                     # Connect links that expired unused become an incident (once).
-                    await in_write_session(lambda s: incidents.sweep_expired_links(session=s))
+                    await in_write_session(lambda s: incident_sweeps.sweep_expired_links(session=s))
                     # Shopify refresh tokens near their 90 days without a refresh, and those
                     # refreshed since (resolved).
                     await in_write_session(
-                        lambda s: incidents.sweep_expiring_refresh_tokens(session=s)
+                        lambda s: incident_sweeps.sweep_expiring_refresh_tokens(session=s)
                     )
                     # Amazon's LWA secret (180 days) and sellers' yearly authorizations.
                     await in_write_session(lambda s: amazon_lifecycle.sweep(session=s))
