@@ -194,7 +194,7 @@ CAUSES: dict[IncidentCause, CauseWords] = {
         "send the merchant a new connect link, or discard the integration",
     ),
     IncidentCause.WEBHOOK_SUBSCRIPTION_REMOVED: CauseWords(
-        "webhook", "{removed} removed from {shop} since {since} ({topics})", "{done}",
+        "webhook", "{removed} removed from {shop}: {topics} (found {since})", "{done}",
     ),
     IncidentCause.LWA_SECRET_EXPIRING: CauseWords(
         "credentials", "{title}",

@@ -39,7 +39,7 @@ from dashboard.models import (
     WebhookEvent,
     WebhookStatus,
 )
-from dashboard.services import incidents
+from dashboard.services import incidents, webhook_subscriptions
 from dashboard.services.app_credentials import APP_KINDS, shopify_connector_for
 from dashboard.services.audit import record_audit
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
@@ -334,20 +334,26 @@ async def recover_events() -> int:
 
 
 async def _supervise(stop: asyncio.Event) -> None:
-    """Sweep at once (events a dead process left behind), then every ``RECOVERY_EVERY`` s."""
+    """Sweep at once (events a dead process left behind), then every ``RECOVERY_EVERY`` s;
+    on the same clock, the shops due for a look at their webhook subscriptions."""
     while not stop.is_set():
         try:
             await recover_events()
         except Exception:  # a database hiccup must not end the recovery for good
             log.exception("webhook recovery sweep failed; retrying")
+        try:
+            await webhook_subscriptions.check_due()
+        except Exception:  # nor the subscription checks
+            log.exception("webhook subscription check failed; retrying")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=RECOVERY_EVERY)
 
 
 @contextlib.asynccontextmanager
 async def webhook_lifespan() -> AsyncIterator[None]:
-    """Recovery of stranded webhook events in a hub process; at shutdown the events being
-    applied are handed back (their attempt does not count) for the next process."""
+    """Recovery of stranded webhook events and the webhook subscription checks in a hub
+    process; at shutdown the events being applied are handed back (their attempt does not
+    count) for the next process."""
     stop = asyncio.Event()
     sweeper = asyncio.get_running_loop().create_task(_supervise(stop), name="webhook-recovery")
     try:
