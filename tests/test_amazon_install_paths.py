@@ -26,7 +26,7 @@ from connectors.base import IntegrationRef
 from connectors.sandbox.consent import form_fields
 from dashboard.db import session_scope
 from dashboard.models import Credential, Incident, IncidentCause, Integration
-from dashboard.services import amazon_lifecycle, connect, sync
+from dashboard.services import amazon_lifecycle, connect, incidents, sync
 from dashboard.services.credentials import DbCredentialStore, load_credential
 from dashboard.services.integrations import create_connect_link, create_integration
 from dashboard.settings import get_settings
@@ -327,15 +327,27 @@ async def test_a_secret_past_180_days_is_refused_and_warned_ahead(
             session=s, secret=AMAZON_APP["client_secret"],
             set_at=datetime.now(UTC) - timedelta(days=170),
         )  # fmt: skip
+        # A second Amazon integration: the secret is the app's, so still one incident.
+        other = create_integration(
+            session=s, platform="amazon", display_name="Second seller", region="na",
+            marketplaces=["ATVPDKIKX0DER"],
+        )  # fmt: skip
+        other.status = "connected"
+        s.add(other)
+        s.flush()
         assert amazon_lifecycle.sweep(session=s) >= 1
+        amazon_lifecycle.sweep(session=s)  # swept again: the same incident, seen again
         incident = s.exec(
-            select(Incident).where(
-                Incident.integration_id == integration_id,
-                Incident.cause == IncidentCause.LWA_SECRET_EXPIRING.value,
-            )
+            select(Incident).where(Incident.cause == IncidentCause.LWA_SECRET_EXPIRING.value)
         ).one()
+        assert incident.integration_id is None and incident.occurrences == 2
         assert "must be rotated by" in incident.title and "9 days left" in incident.title
-        assert "rotate-secret" in incident.advice
+        assert "Settings → Amazon app" in incident.advice and "rotate-secret" in incident.advice
+        # Where admins look: the bell and the Overview list it once, linking to the app's page.
+        (row,) = [
+            r for r in incidents.list_incidents(session=s) if r["cause"] == incident.cause
+        ]
+        assert row["integration"] == "Amazon app" and row["href"] == "/settings/amazon"
         stored = [c.ciphertext for c in s.exec(select(Credential)).all()]
         assert all(AMAZON_APP["client_secret"] not in c for c in stored)
     control(hub, "PUT", "/app/secret-age", json={"days": 181})

@@ -9,7 +9,8 @@
 - "You must rotate your LWA credentials (client secrets) for all applications every 180
   days" (https://developer-docs.amazon.com/sp-api/docs/rotating-your-apps-lwa-credentials):
   the hub remembers when it first saw each secret (by fingerprint, never the secret) and
-  opens ``lwa_secret_expiring`` on the Amazon integrations ahead of the deadline.
+  opens one ``lwa_secret_expiring`` incident for the app (while any Amazon integration is
+  active) ahead of the deadline.
 - A seller's authorization lasts a year (https://developer-docs.amazon.com/sp-api/docs/
   selling-partner-appstore-authorization-workflow, "Manage Your Apps"):
   ``amazon_reauthorization_due`` opens ahead of it and a new authorization resolves it.
@@ -190,23 +191,25 @@ def sweep(*, session: Session, now: datetime | None = None) -> int:
     now = now or _now()
     raised = 0
     status = secret_status(session=session, settings=settings)
-    amazon = _active_amazon(session) if status is not None else []
-    if status is not None:
+    amazon = _active_amazon(session)
+    if status is not None and amazon:
+        # One incident for the app: the secret is the app's, shared by every integration.
         warn_from = status.deadline - timedelta(days=settings.amazon_secret_warning_days)
         if now >= warn_from:
-            for integration in amazon:
-                incidents.lwa_secret_expiring(
-                    session=session, integration=integration, deadline=status.deadline, now=now
-                )
-                raised += 1
+            incidents.lwa_secret_expiring(session=session, deadline=status.deadline, now=now)
+            raised += 1
         else:
             incidents.lwa_secret_rotated(session=session)
+    elif not amazon:
+        incidents.lwa_secret_rotated(
+            session=session, resolution="no active Amazon integration uses the secret"
+        )
     # Appstore starts nobody finished are kept a day (for the logs), then forgotten.
     session.execute(
         sa.delete(AppstoreState).where(col(AppstoreState.expires_at) < now - timedelta(days=1))
     )
     ahead = timedelta(days=settings.amazon_reauthorization_warning_days)
-    for integration in amazon or _active_amazon(session):
+    for integration in amazon:
         if integration.authorized_at is None:
             continue
         due = integration.authorized_at + AUTHORIZATION_LIFETIME
