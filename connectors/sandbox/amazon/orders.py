@@ -3,6 +3,7 @@ deprecated v0 (getOrders, getOrderItems), from the seeded sellers' orders."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,53 @@ from connectors.sandbox.amazon.sandbox import AmazonSandbox
 
 
 ORDER_DATASETS = ("PROCEEDS", "FULFILLMENT")  # the includedData sets the sandbox fills in
+# Personal data: answered only to an app holding Amazon's restricted roles ("Access Orders
+# PII", https://developer-docs.amazon.com/sp-api/docs/access-orders-pii).
+PERSONAL_DATASETS = frozenset({"BUYER", "RECIPIENT"})
+_FIRST_NAMES = ("Ana", "Björn", "Chloé", "Dmitri", "Émile", "Fatima", "Grace", "Hiro", "Inés")
+_LAST_NAMES = ("Álvarez", "Berg", "Cohen", "Dubois", "Eriksen", "Fontaine", "García", "Hoshino")
+_STREETS = ("Elm Street", "Rue de la Paix", "Hauptstraße", "Calle Mayor", "Sakura-dori")
+
+
+def _person(seller: SellerData, index: int) -> dict[str, str]:
+    """A buyer's made-up name, address and phone, the same for an order every time."""
+    rng = random.Random(f"{seller.seed}:{seller.seller_id}:buyer:{index}")
+    first, last = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
+    return {
+        "name": f"{first} {last}",
+        "email": f"{rng.getrandbits(40):010x}@marketplace.amazon.com",  # anonymized, as Amazon's
+        "line1": f"{rng.randint(1, 999)} {rng.choice(_STREETS)}",
+        "city": rng.choice(("Springfield", "Lyon", "Köln", "Sevilla", "Sapporo")),
+        "postal": f"{rng.randint(10000, 99999)}",
+        "phone": f"+1 555 {rng.randint(1000000, 9999999)}",
+    }
+
+
+def _personal(
+    seller: SellerData, index: int, order: dict[str, Any], included: frozenset[str]
+) -> dict[str, Any]:
+    """``buyer`` and ``recipient`` as the model shapes them, with Amazon's conditions: the
+    email only for merchant-fulfilled orders once unshipped or shipped, no phone for FBA."""
+    person = _person(seller, index)
+    merchant = order["fulfilledBy"] == "MERCHANT"
+    body: dict[str, Any] = {}
+    if "BUYER" in included:
+        body["buyer"] = {"buyerName": person["name"]}
+        if merchant and order["status"] in ("UNSHIPPED", "PARTIALLY_SHIPPED", "SHIPPED"):
+            body["buyer"]["buyerEmail"] = person["email"]
+    if "RECIPIENT" in included:
+        address = {
+            "name": person["name"],
+            "addressLine1": person["line1"],
+            "city": person["city"],
+            "postalCode": person["postal"],
+            "countryCode": MARKETPLACES[order["marketplace"]].country,
+            "addressType": "RESIDENTIAL",
+        }
+        if merchant:
+            address["phone"] = person["phone"]
+        body["recipient"] = {"deliveryAddress": address}
+    return body
 
 
 def order_2026(
@@ -67,11 +115,18 @@ def order_2026(
             "fulfillmentStatus": order["status"],
             "fulfilledBy": order["fulfilledBy"],
         }
+    if included & PERSONAL_DATASETS:
+        body.update(_personal(seller, index, order, included))
     return body
 
 
-def _included(request: Request) -> frozenset[str]:
-    return frozenset(_list_param(request, "includedData"))
+def _included(request: Request, sandbox: AmazonSandbox) -> frozenset[str]:
+    """The datasets asked for; personal ones are refused (403, as for any operation the app
+    holds no role for) unless the app has the restricted roles."""
+    included = frozenset(_list_param(request, "includedData"))
+    if included & PERSONAL_DATASETS and not sandbox.app.restricted_roles:
+        raise ApiError(403, "Unauthorized", "Access to requested resource is denied.")
+    return included
 
 
 async def search_orders(
@@ -126,7 +181,7 @@ async def search_orders(
     page: list[dict[str, Any]] = []
     last_index = None
     more = False
-    included = _included(request)
+    included = _included(request, sandbox)
     for index in indexes:
         facts = seller.order(index)
         if facts["marketplace"] not in marketplaces:
@@ -165,7 +220,7 @@ async def get_order_2026(
     request: Request, sandbox: AmazonSandbox, seller: SellerData, params: dict[str, str]
 ) -> Response:
     index = _find_order(seller, params["orderId"])
-    return _ok(sandbox, request, {"order": order_2026(seller, index, _included(request))})
+    return _ok(sandbox, request, {"order": order_2026(seller, index, _included(request, sandbox))})
 
 
 # --- Orders v0 (deprecated, still served) ---------------------------------------------------
