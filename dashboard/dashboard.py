@@ -18,6 +18,7 @@ from dashboard.pages import (  # noqa: F401  registers pages
     runs,
     settings,
     settings_account,
+    settings_amazon,
     settings_users,
 )
 from dashboard.services.demo import demo_lifespan

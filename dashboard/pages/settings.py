@@ -212,6 +212,7 @@ def settings_nav() -> rx.Component:
         rx.link("General", href=routes.SETTINGS),
         rx.link("Account", href=routes.ACCOUNT),
         rx.cond(AuthState.is_admin, rx.link("Users", href=routes.USERS)),
+        rx.cond(AuthState.is_admin, rx.link("Amazon app", href=routes.AMAZON_APP)),
         rx.cond(AuthState.is_admin, rx.link("Go-live check", href=routes.GO_LIVE)),
         spacing="4",
         padding_bottom="1rem",

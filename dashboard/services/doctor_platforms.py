@@ -5,6 +5,7 @@ Shopify's ``invalid_request``: accepted), and the Amazon LWA client secret's 180
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,13 +36,18 @@ def check_amazon_secret(settings: Settings) -> list[Check]:
     """The LWA client secret's 180 days (Amazon refuses it after): from the date the hub
     recorded for its fingerprint. Reads only; ``hub amazon rotate-secret`` records."""
     from dashboard.models import LwaClientSecret
-    from dashboard.services.amazon_lifecycle import LWA_SECRET_LIFETIME, secret_fingerprint
+    from dashboard.services.amazon_lifecycle import (
+        LWA_SECRET_LIFETIME,
+        secret_fingerprint,
+        settings_entered_secret,
+    )
 
     if not settings.amazon_client_secret or settings.sandbox:
         return []
     try:
         with Session(get_engine()) as session:
-            row = session.exec(
+            entered = settings_entered_secret(session=session, settings=settings)
+            row = entered[0] if entered else session.exec(
                 select(LwaClientSecret).where(
                     LwaClientSecret.fingerprint
                     == secret_fingerprint(settings.amazon_client_secret)
@@ -60,7 +66,9 @@ def check_amazon_secret(settings: Settings) -> list[Check]:
     deadline = row.set_at + LWA_SECRET_LIFETIME
     days = (deadline - datetime.now(UTC)).days
     detail = f"set {row.set_at:%Y-%m-%d}, rotate by {deadline:%Y-%m-%d} ({days} days left)"
-    rotate = "rotate it now: hub amazon rotate-secret prints the steps (docs/amazon.md)"
+    rotate = (
+        "rotate it now: Settings → Amazon app, or hub amazon rotate-secret (docs/amazon.md)"
+    )
     if days < 0:
         return [Check("amazon secret", "fail", detail, rotate)]
     if days <= settings.amazon_secret_warning_days:
@@ -206,6 +214,18 @@ def _first_shop() -> str | None:
         return None
 
 
+def _amazon_secret_in_use(settings: Settings) -> str:
+    """The secret an admin entered in Settings when it is the one in use, else the
+    environment's (reads only; a database problem is the database check's to tell)."""
+    from dashboard.services.amazon_lifecycle import settings_entered_secret
+
+    with contextlib.suppress(Exception), Session(get_engine()) as session:
+        entered = settings_entered_secret(session=session, settings=settings)
+        if entered is not None and entered[1]:
+            return entered[1]
+    return settings.amazon_client_secret or ""
+
+
 async def check_amazon(
     settings: Settings, client: httpx.AsyncClient
 ) -> tuple[list[Check], _PlatformAnswer | None]:
@@ -240,7 +260,7 @@ async def check_amazon(
             "grant_type": "authorization_code",
             "code": BOGUS_CODE,
             "client_id": settings.amazon_client_id or "",
-            "client_secret": settings.amazon_client_secret or "",
+            "client_secret": await asyncio.to_thread(_amazon_secret_in_use, settings),
             "redirect_uri": f"{public}/api/oauth/amazon/callback",
         },
     )
