@@ -30,6 +30,8 @@ from dashboard.services import personal_data
 from dashboard.services.auth import create_session, create_user
 from dashboard.services.credentials import load_credential
 from dashboard.services.sync import SyncEngine
+from dashboard.services.vault import generate_key_spec, get_vault
+from tests.conftest import reset_caches
 from tests.sandbox_server import apps, control_headers, running_sandbox
 from tests.spapi_contract import RecordingTransport, contract_problems
 from tests.test_amazon_sync import connect
@@ -249,3 +251,35 @@ async def test_the_sandbox_answers_personal_data_as_amazon_does(
             "fulfillmentStatus"
         ] in ("UNSHIPPED", "PARTIALLY_SHIPPED", "SHIPPED")
         assert ("buyerEmail" in order["buyer"]) == eligible
+
+
+async def test_key_rotation_reseals_them_so_the_old_key_can_go(
+    session: Session, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = generate_key_spec("old")
+    monkeypatch.setenv("HUB_ENCRYPTION_KEYS", old)
+    reset_caches()
+    restricted_roles(sandbox, True)
+    integration_id = connect(session, sandbox, orders=15, listings=10, fba_items=5)
+    await sync_orders(sandbox, integration_id, buyer_data=True)
+    new = generate_key_spec("new")
+    monkeypatch.setenv("HUB_ENCRYPTION_KEYS", f"{new},{old}")
+    reset_caches()
+    with session_scope() as s:
+        assert get_vault().key_usage(session=s)["old"] >= 15 + 1  # orders and the tokens
+        get_vault().rotate(session=s)
+    monkeypatch.setenv("HUB_ENCRYPTION_KEYS", new)  # the old key is gone
+    reset_caches()
+    with session_scope() as s:
+        assert get_vault().key_usage(session=s).get("old", 0) == 0
+        orders = s.exec(select(Order).where(Order.integration_id == integration_id)).all()
+        opened = [
+            personal_data.open_sealed(
+                key_id=o.personal_key_id,
+                ciphertext=o.personal_data,
+                integration_id=integration_id,
+                external_id=o.external_id,
+            )
+            for o in orders
+        ]
+    assert len(opened) == 15 and all(data and data["buyer"]["buyerName"] for data in opened)

@@ -43,7 +43,7 @@ from dashboard.models import (
 )
 from dashboard.services import incidents
 from dashboard.services.audit import record_audit
-from dashboard.services.vault import get_vault
+from dashboard.services.vault import Vault, get_vault
 from dashboard.settings import Settings, get_settings
 
 LWA_SECRET_LIFETIME = timedelta(days=180)
@@ -356,6 +356,24 @@ def _forget_retired(session: Session) -> None:
         .where(col(LwaClientSecret.retired_at).is_not(None))
         .values(key_id=None, ciphertext=None)
     )
+
+
+def reseal_secrets(*, session: Session, vault: Vault) -> int:
+    """Seal again under the newest key a Settings-entered secret sealed under an older one."""
+    rows = session.exec(
+        select(LwaClientSecret).where(
+            col(LwaClientSecret.ciphertext).is_not(None),
+            col(LwaClientSecret.key_id) != vault.current_key_id,
+        )
+    ).all()
+    for row in rows:
+        assert row.key_id is not None and row.ciphertext is not None
+        where = _associated_data(row.fingerprint)
+        secret = vault.decrypt(row.key_id, row.ciphertext, associated_data=where)
+        row.key_id, row.ciphertext = vault.encrypt(secret, associated_data=where)
+        session.add(row)
+    session.flush()
+    return len(rows)
 
 
 def _active_amazon(session: Session) -> list[Integration]:

@@ -14,8 +14,10 @@ import json
 import uuid
 from typing import Any
 
-from dashboard.models import Role
-from dashboard.services.vault import get_vault
+from sqlmodel import Session, col, select
+
+from dashboard.models import Order, Role
+from dashboard.services.vault import Vault, get_vault
 
 # Who may read it decrypted on the record view: the people who run integrations, not viewers.
 READERS = frozenset({Role.ADMIN.value, Role.MANAGER.value})
@@ -78,3 +80,30 @@ def summary_lines(data: dict[str, Any]) -> list[tuple[str, str]]:
         ("Phone", address.get("phone")),
     ]
     return [(label, str(value)) for label, value in lines if value]
+
+
+def reseal_orders(*, session: Session, vault: Vault, batch_size: int = 200) -> int:
+    """Seal again under the newest key every order's data sealed under an older one; returns
+    how many. Commits each batch (the same data, so a sync meanwhile loses nothing)."""
+    resealed = 0
+    while True:
+        rows = session.exec(
+            select(Order)
+            .where(
+                col(Order.personal_data).is_not(None),
+                col(Order.personal_key_id) != vault.current_key_id,
+            )
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return resealed
+        for row in rows:
+            assert row.personal_key_id is not None and row.personal_data is not None
+            where = _associated_data(row.integration_id, row.external_id)
+            text = vault.decrypt(row.personal_key_id, row.personal_data, associated_data=where)
+            row.personal_key_id, row.personal_data = vault.encrypt(text, associated_data=where)
+            session.add(row)
+        session.commit()
+        resealed += len(rows)
+
+
