@@ -20,9 +20,8 @@ from dashboard.components.common import (
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, User
-from dashboard.services import integrations as integration_service
 from dashboard.services import overview as overview_service
-from dashboard.services import scheduler, sync
+from dashboard.services import scheduler, stale_pending, sync
 from dashboard.services.audit import record_audit
 from dashboard.state.auth import AuthState
 from dashboard.state.guard import acting_user, not_an_event, requires
@@ -148,7 +147,7 @@ class IntegrationsState(LiveState, AuthState):
             counts, bases_now = overview_service.live_record_counts(
                 session=session, ids=[row["id"] for row in rows], bases=bases
             )
-            stale = integration_service.stale_pending_labels(
+            stale = stale_pending.stale_pending_labels(
                 session=session, ids=[row["id"] for row in rows]
             )
             rows = [
@@ -159,7 +158,7 @@ class IntegrationsState(LiveState, AuthState):
                 }
                 for row in rows
             ]
-            stale_count = integration_service.stale_pending_count(session=session)
+            stale_count = stale_pending.stale_pending_count(session=session)
             return query, shown_page, mark, rows, total, bases_now, stale_count
 
         return await in_session(load)
@@ -281,7 +280,7 @@ class IntegrationsState(LiveState, AuthState):
     async def discard_stale_pending(self):
         actor = acting_user()
         discarded = await in_session(
-            lambda s: integration_service.discard_stale_pending(session=s, actor=actor)
+            lambda s: stale_pending.discard_stale_pending(session=s, actor=actor)
         )
         await self._reload()
         if not discarded:

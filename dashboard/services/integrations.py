@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from connectors.amazon import regions as amazon_regions
 from connectors.errors import InvalidInput
 from dashboard.models import (
-    ConnectLink,
     Integration,
     IntegrationStatus,
     OAuthState,
@@ -407,72 +406,6 @@ def mark_connected(
 # --- detail, rename, disconnect, delete -------------------------------------------------------
 
 
-def integration_detail(*, session: Session, integration_id: uuid.UUID) -> dict[str, object]:
-    """What the detail page shows: never a secret, only ages, scopes and key ids."""
-    from dashboard.services.credentials import credential_summaries
-
-    integration = get_integration(session=session, integration_id=integration_id)
-    credentials = credential_summaries(session=session, integration_id=integration.id)
-    token = next(
-        (c for c in credentials if c["kind"] == "access_token"), next(iter(credentials), None)
-    )
-
-    def iso(value: object) -> str:
-        return value.isoformat() if isinstance(value, datetime) else ""
-
-    return {
-        "id": str(integration.id),
-        "platform": integration.platform,
-        "name": integration.display_name,
-        "account": integration.shop_domain or integration.selling_partner_id or "",
-        "region": (integration.region or "").upper(),
-        "marketplaces": ", ".join(integration.marketplaces or []),
-        "status": integration.status,
-        "status_detail": integration.status_detail or "",
-        "shop_name": str(integration.shop_info.get("name") or ""),
-        "shop_plan": str(integration.shop_info.get("plan") or ""),
-        "currency": str(integration.shop_info.get("currency") or ""),
-        "connected_at": iso(integration.connected_at),
-        "last_sync": iso(integration.last_sync_at),
-        "token_refreshed": iso(token["refreshed_at"] or token["created_at"]) if token else "",
-        "token_expires": iso(token["expires_at"]) if token else "",
-        "scopes": ", ".join(token["scopes"]) if token else "",  # type: ignore[arg-type]
-        "key_id": str(token["key_id"]) if token else "",
-    }
-
-
-def stream_rows(*, session: Session, integration_id: uuid.UUID) -> list[dict[str, object]]:
-    from dashboard.services.records import count_records
-
-    kinds = {
-        "products": "product",
-        "inventory": "inventory_level",
-        "orders": "order",
-        "customers": "customer",
-        "listings": "product",
-    }
-    rows = []
-    for config in session.exec(
-        select(StreamConfig)
-        .where(StreamConfig.integration_id == integration_id)
-        .order_by(col(StreamConfig.stream))
-    ):
-        kind = kinds.get(config.stream)
-        rows.append(
-            {
-                "stream": config.stream,
-                "interval": config.interval_minutes,
-                "paused": config.paused,
-                "last_run": config.last_run_at.isoformat() if config.last_run_at else "",
-                "next_run": config.next_run_at.isoformat() if config.next_run_at else "",
-                "records": count_records(session=session, integration_id=integration_id, kind=kind)
-                if kind
-                else 0,
-            }
-        )
-    return rows
-
-
 def rename_integration(
     *, session: Session, integration_id: uuid.UUID, name: str, actor: User
 ) -> None:
@@ -530,84 +463,3 @@ def delete_integration(*, session: Session, integration_id: uuid.UUID, actor: Us
         target=str(integration_id),
         context={"name": name},
     )
-
-
-# --- pending integrations nobody connected ----------------------------------------------------
-
-# A pending integration older than this without consent was most likely abandoned (a wizard
-# left half-way, a merchant who never answered): the Integrations page says so and a manager
-# discards them together. One with a connect link still usable is not stale: the merchant may
-# still answer, and discarding it would break the link in their hands.
-STALE_PENDING_AFTER = timedelta(days=1)
-
-
-def _stale_pending(now: datetime) -> list[sa.ColumnElement[bool]]:
-    usable_link = (
-        select(ConnectLink.id)
-        .where(
-            col(ConnectLink.integration_id) == col(Integration.id),
-            col(ConnectLink.used_at).is_(None),
-            col(ConnectLink.revoked_at).is_(None),
-            col(ConnectLink.declined_at).is_(None),
-            col(ConnectLink.expires_at) > now,
-        )
-        .correlate(Integration)
-        .exists()
-    )
-    return [
-        col(Integration.status) == IntegrationStatus.PENDING.value,
-        col(Integration.connected_at).is_(None),
-        col(Integration.created_at) < now - STALE_PENDING_AFTER,
-        ~usable_link,
-    ]
-
-
-def never_connected_label(created_at: datetime, now: datetime | None = None) -> str:
-    """How a stale pending integration is shown: "Never connected · 3 days"."""
-    days = max(1, ((now or _now()) - created_at).days)
-    return f"Never connected \u00b7 {days} day{'' if days == 1 else 's'}"
-
-
-def stale_pending_count(*, session: Session) -> int:
-    """How many pending integrations are stale (off ix_integrations_status_created)."""
-    statement = select(func.count()).select_from(Integration).where(*_stale_pending(_now()))
-    return int(session.exec(statement).one())
-
-
-def stale_pending_labels(*, session: Session, ids: Iterable[str]) -> dict[str, str]:
-    """For the stale ones among ``ids``: id -> "Never connected · N days"."""
-    wanted = [uuid.UUID(i) for i in ids]
-    if not wanted:
-        return {}
-    now = _now()
-    rows = session.exec(
-        select(Integration.id, Integration.created_at).where(
-            col(Integration.id).in_(wanted), *_stale_pending(now)
-        )
-    ).all()
-    return {str(row_id): never_connected_label(created, now) for row_id, created in rows}
-
-
-def discard_stale_pending(*, session: Session, actor: User) -> int:
-    """Delete every stale pending integration (they have no tokens, runs or records) with
-    their stream configs and dead links, in one audited step; returns how many."""
-    now = _now()
-    stale = session.exec(
-        select(Integration.id, Integration.display_name).where(*_stale_pending(now))
-    ).all()
-    if not stale:
-        return 0
-    ids = [row_id for row_id, _ in stale]
-    # The same conditions again in the DELETE: one connected meanwhile is kept.
-    deleted = session.execute(
-        sa.delete(Integration).where(col(Integration.id).in_(ids), *_stale_pending(now))
-    )
-    count = int(deleted.rowcount or 0)  # type: ignore[attr-defined]
-    record_audit(
-        session=session,
-        actor=actor.email,
-        action="integration.discard_stale",
-        target=f"{count} integrations",
-        context={"ids": [str(i) for i in ids], "names": [name for _, name in stale]},
-    )
-    return count

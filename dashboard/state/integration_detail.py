@@ -15,7 +15,15 @@ from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.db import in_session
 from dashboard.models import ConnectPurpose, Role
-from dashboard.services import completeness, health, incidents, scheduler, sync, webhooks_view
+from dashboard.services import (
+    completeness,
+    health,
+    incidents,
+    integration_view,
+    scheduler,
+    sync,
+    webhooks_view,
+)
 from dashboard.services import integrations as integration_service
 from dashboard.services import runs as runs_service
 from dashboard.services.integrations import NotFound
@@ -66,7 +74,7 @@ def _stream_rows(session: Session, integration_id: uuid.UUID) -> list[dict[str, 
         threshold_percent=get_settings().completeness_drift_percent,
     )
     rows: list[dict[str, Any]] = []
-    for row in integration_service.stream_rows(session=session, integration_id=integration_id):
+    for row in integration_view.stream_rows(session=session, integration_id=integration_id):
         name = str(row["stream"])
         counted = counts.get(name)
         rows.append(
@@ -123,7 +131,7 @@ class DetailState(LiveState, AuthState):
         def load(session) -> dict[str, object] | None:
             try:
                 integration_id = uuid.UUID(raw_id)
-                info = integration_service.integration_detail(
+                info = integration_view.integration_detail(
                     session=session, integration_id=integration_id
                 )
             except (ValueError, NotFound):
