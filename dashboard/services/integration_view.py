@@ -9,18 +9,21 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from dashboard.models import StreamConfig
+from dashboard.services import schedules
 from dashboard.services.integrations import get_integration
 
 
 def integration_detail(*, session: Session, integration_id: uuid.UUID) -> dict[str, object]:
     """What the detail page shows: never a secret, only ages, scopes and key ids."""
+    from dashboard.services.app_credentials import APP_KINDS
     from dashboard.services.credentials import credential_summaries
 
     integration = get_integration(session=session, integration_id=integration_id)
     credentials = credential_summaries(session=session, integration_id=integration.id)
-    token = next(
-        (c for c in credentials if c["kind"] == "access_token"), next(iter(credentials), None)
-    )
+    # The access token, else the refresh token (Amazon keeps only that between syncs); an own
+    # app's client id and secret are no token, and a never-connected integration has none.
+    tokens = [c for c in credentials if c["kind"] not in APP_KINDS]
+    token = next((c for c in tokens if c["kind"] == "access_token"), next(iter(tokens), None))
 
     def iso(value: object) -> str:
         return value.isoformat() if isinstance(value, datetime) else ""
@@ -43,6 +46,7 @@ def integration_detail(*, session: Session, integration_id: uuid.UUID) -> dict[s
         "token_expires": iso(token["expires_at"]) if token else "",
         "scopes": ", ".join(token["scopes"]) if token else "",  # type: ignore[arg-type]
         "key_id": str(token["key_id"]) if token else "",
+        "has_token": "yes" if token else "",
     }
 
 
@@ -67,6 +71,9 @@ def stream_rows(*, session: Session, integration_id: uuid.UUID) -> list[dict[str
             {
                 "stream": config.stream,
                 "interval": config.interval_minutes,
+                "cron": config.cron or "",
+                "schedule": schedules.describe(minutes=config.interval_minutes, cron=config.cron),
+                "enabled": config.enabled,
                 "paused": config.paused,
                 "last_run": config.last_run_at.isoformat() if config.last_run_at else "",
                 "next_run": config.next_run_at.isoformat() if config.next_run_at else "",

@@ -23,7 +23,7 @@ from dashboard.models import (
     StreamConfig,
     User,
 )
-from dashboard.services import incidents
+from dashboard.services import incidents, schedules
 from dashboard.services.audit import record_audit
 from dashboard.services.connect_links import (
     CONNECT_LINK_TTL,
@@ -107,6 +107,29 @@ def normalize_shop_domain(shop: str) -> str:
     return validate_shop_domain(shop)
 
 
+def shop_from_input(typed: str) -> str:
+    """The shop a person typed, as a handle, domain or admin URL: lower-cased
+    ``name.myshopify.com``; raises InvalidInput (the same gate as ``normalize_shop_domain``)."""
+    from connectors.shopify.domains import shop_domain_from_input
+
+    return normalize_shop_domain(shop_domain_from_input(typed))
+
+
+NAME_MAX_LENGTH = 120
+
+
+def checked_name(name: str) -> str:
+    """An integration's name as stored: 1 to 120 characters, trimmed; raises InvalidInput."""
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidInput("Give the integration a name.")
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidInput(
+            f"Keep the name to {NAME_MAX_LENGTH} characters; this one has {len(name):,}."
+        )
+    return name
+
+
 def _validated(
     *,
     platform: str,
@@ -121,18 +144,16 @@ def _validated(
         platform = Platform(platform).value
     except ValueError:
         raise InvalidInput(f"unknown platform {platform!r}") from None
-    display_name = display_name.strip()
-    if not display_name:
-        raise InvalidInput("give the integration a name")
+    display_name = checked_name(display_name)
     if platform == Platform.SHOPIFY:
         if not shop_domain:
-            raise InvalidInput("enter the shop's myshopify.com domain")
-        shop_domain = normalize_shop_domain(shop_domain)
+            raise InvalidInput("Enter the shop's myshopify.com domain.")
+        shop_domain = shop_from_input(shop_domain)
         region = None
     else:
         region = (region or "").lower()
         if region not in AMAZON_REGIONS:
-            raise InvalidInput("choose the seller's region: NA, EU or FE")
+            raise InvalidInput("Choose the seller's region: NA, EU or FE.")
         marketplaces = amazon_regions.validate_marketplaces(region, list(marketplaces))
         shop_domain = None
     offered = PLATFORM_STREAMS[platform]
@@ -141,11 +162,10 @@ def _validated(
     if unknown:
         raise InvalidInput(f"{platform} has no stream {', '.join(sorted(unknown))}")
     if not chosen:
-        raise InvalidInput("choose at least one thing to sync")
-    for stream, interval in chosen.items():
-        if interval < 1:
-            raise InvalidInput(f"the interval of {stream} must be at least one minute")
-    return platform, display_name[:200], shop_domain, region, list(marketplaces), dict(chosen)
+        raise InvalidInput("Choose at least one thing to sync.")
+    for interval in chosen.values():
+        schedules.check_interval(interval)
+    return platform, display_name, shop_domain, region, list(marketplaces), dict(chosen)
 
 
 def create_integration(
@@ -207,7 +227,7 @@ def save_pending_integration(
     AccountTaken for a shop another integration holds (its connection would be refused)."""
     if platform == Platform.SHOPIFY.value and shop_domain:
         try:
-            shop = normalize_shop_domain(shop_domain)
+            shop = shop_from_input(shop_domain)
         except InvalidInput:
             shop = None  # _validated says what is wrong with it
         holder = find_connected_account(session=session, platform=platform, shop_domain=shop)
@@ -410,17 +430,19 @@ def rename_integration(
     *, session: Session, integration_id: uuid.UUID, name: str, actor: User
 ) -> None:
     integration = get_integration(session=session, integration_id=integration_id)
-    name = name.strip()
-    if not name:
-        raise InvalidInput("give the integration a name")
-    integration.display_name = name[:200]
+    name = checked_name(name)
+    before = integration.display_name
+    if name == before:
+        return
+    integration.display_name = name
+    integration.updated_at = _now()
     session.add(integration)
     record_audit(
         session=session,
         actor=actor.email,
         action="integration.rename",
         target=str(integration_id),
-        context={"name": name},
+        context={"name": name, "before": before},
     )
 
 
