@@ -231,6 +231,8 @@ class DetailState(LiveState, AuthState):
     @rx.event
     @requires(Role.VIEWER, quiet=True)
     async def load_detail(self):
+        # The role decides which actions the page offers: known before the first read.
+        self.user_role = acting_user().role
         self.new_link_url, self.log_search, self.log_level = "", "", "all"
         requested = dict(parse_qsl(urlsplit(str(self.router.url)).query)).get("tab", "")
         self.tab = requested if requested in TABS else "streams"

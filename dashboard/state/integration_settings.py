@@ -48,19 +48,12 @@ class SettingsEditState(DetailState):
     cron_next: dict[str, list[str]] = {}  # stream -> its cron's next three runs (ISO, UTC)
     edit_marketplaces: list[str] = []
     marketplaces_error: str = ""
+    marketplace_choices: list[list[str]] = []  # (id, label) of the region's marketplaces
     app_client_id: str = ""  # public: it is in every consent URL
     app_error: str = ""
     # Typed into the form, never sent back to the browser.
     _new_client_id: str = ""
     _new_client_secret: str = ""
-
-    @rx.var
-    def marketplace_choices(self) -> list[list[str]]:
-        region = self.info.get("region", "").lower()
-        return [
-            [m, f"{MARKETPLACES[m].name} ({MARKETPLACES[m].country})"]
-            for m in REGION_MARKETPLACES.get(region, ())
-        ]
 
     @rx.event
     @requires(Role.MANAGER, quiet=True)
@@ -80,6 +73,7 @@ class SettingsEditState(DetailState):
             except integration_service.NotFound:
                 return None
             return (
+                integration.region or "",
                 integration.display_name,
                 settings_service.stream_schedules(session=session, integration_id=integration_id),
                 list(integration.marketplaces or []),
@@ -91,7 +85,13 @@ class SettingsEditState(DetailState):
         loaded = await in_session(load)
         if loaded is None:
             return
-        name, rows, marketplaces, client_id = loaded
+        region, name, rows, marketplaces, client_id = loaded
+        # Plain data, not a computed var of the page's ``info``: the page's live refresh
+        # must not recompute this substate (and a computed var here would tie them).
+        self.marketplace_choices = [
+            [m, f"{MARKETPLACES[m].name} ({MARKETPLACES[m].country})"]
+            for m in REGION_MARKETPLACES.get(region, ())
+        ]
         self.edit_name, self.edit_marketplaces, self.app_client_id = name, marketplaces, client_id
         self.schedules = [
             {
