@@ -15,8 +15,8 @@ from dashboard.state.integration_settings import SettingsEditState as Edit
 
 def field_error(message: rx.Var[str], error_id: str | rx.Var[str]) -> rx.Component:
     """A field's error, under it; the field names it in ``aria-describedby``."""
-    return rx.cond(
-        message != "",
+    return rx.cond(  # truthy: a stream without an error has no key (undefined)
+        message.bool(),
         rx.text(message, color_scheme="red", size="2", id=error_id, role="alert"),
     )
 

@@ -8,6 +8,7 @@ import reflex as rx
 
 from dashboard import routes
 from dashboard.components.shell import template
+from dashboard.services.schedules import MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES
 from dashboard.state.wizard import AMAZON_AVAILABLE, WizardState
 
 
@@ -15,7 +16,7 @@ def connected_warning() -> rx.Component:
     """The shop is connected to another integration already: say so and link to it."""
     return rx.callout(
         rx.text(
-            WizardState.shop_domain,
+            WizardState.shop_normalized,
             " is already connected to ",
             rx.link(
                 WizardState.connected_name,
@@ -29,6 +30,14 @@ def connected_warning() -> rx.Component:
         color_scheme="amber",
         role="alert",
         id="already-connected",
+    )
+
+
+def field_error(message: rx.Var[str], error_id: str) -> rx.Component:
+    """A field's error, once, right under the field (which names it in aria-describedby)."""
+    return rx.cond(  # truthy: a stream without an error has no key (undefined)
+        message.bool(),
+        rx.text(message, color_scheme="red", size="2", id=error_id, role="alert"),
     )
 
 
@@ -91,8 +100,10 @@ def custom_app_section() -> rx.Component:
                     type="password",
                     on_blur=WizardState.set_app_client_secret,
                     autocomplete="new-password",
+                    aria_describedby="app-error",
                     width="24rem",
                 ),
+                field_error(WizardState.app_error, "app-error"),
                 spacing="2",
             ),
         ),
@@ -108,23 +119,41 @@ def details_step() -> rx.Component:
             value=WizardState.name,
             on_change=WizardState.set_name,
             placeholder="e.g. Acme Outdoor US",
+            aria_invalid=rx.cond(WizardState.name_error != "", "true", "false"),
+            aria_describedby="integration-name-error",
             width="24rem",
         ),
+        field_error(WizardState.name_error, "integration-name-error"),
         rx.cond(
             WizardState.platform == "shopify",
             rx.vstack(
-                rx.el.label("Shop domain", html_for="shop-domain", font_weight="500"),
+                rx.el.label("Shop", html_for="shop-domain", font_weight="500"),
                 rx.input(
                     id="shop-domain",
                     value=WizardState.shop_domain,
                     on_change=WizardState.set_shop_domain,
-                    placeholder="my-store.myshopify.com",
+                    placeholder="my-store, my-store.myshopify.com or its admin URL",
+                    aria_invalid=rx.cond(WizardState.shop_error != "", "true", "false"),
+                    aria_describedby="shop-domain-hint shop-domain-error",
                     width="24rem",
                 ),
                 rx.cond(
-                    WizardState.shop_error != "",
-                    rx.text(WizardState.shop_error, color_scheme="red", size="2", role="alert"),
+                    WizardState.shop_normalized != "",
+                    rx.text(
+                        "Shop: ",
+                        rx.code(WizardState.shop_normalized),
+                        size="2",
+                        id="shop-domain-hint",
+                        aria_live="polite",
+                    ),
+                    rx.text(
+                        "The store's handle, its myshopify.com domain or its admin URL.",
+                        size="2",
+                        color_scheme="gray",
+                        id="shop-domain-hint",
+                    ),
                 ),
+                field_error(WizardState.shop_error, "shop-domain-error"),
                 custom_app_section(),
             ),
             rx.vstack(
@@ -153,6 +182,7 @@ def details_step() -> rx.Component:
                     spacing="2",
                     width="min(40rem, 100%)",
                 ),
+                field_error(WizardState.marketplaces_error, "marketplaces-error"),
                 rx.text(
                     "One Seller Central consent covers the whole region; the hub syncs the "
                     "marketplaces ticked here.",
@@ -174,22 +204,34 @@ def streams_step() -> rx.Component:
         rx.text("What to sync and how often (minutes):", weight="medium"),
         rx.foreach(
             WizardState.stream_options,
-            lambda s: rx.hstack(
-                rx.checkbox(
-                    s[1],
-                    checked=WizardState.streams[s[0]],
-                    on_change=lambda _: WizardState.toggle_stream(s[0]),
+            lambda s: rx.vstack(
+                rx.hstack(
+                    rx.checkbox(
+                        s[1],
+                        checked=WizardState.streams[s[0]],
+                        on_change=lambda _: WizardState.toggle_stream(s[0]),
+                    ),
+                    rx.input(
+                        value=WizardState.intervals[s[0]],
+                        type="number",
+                        min=MIN_INTERVAL_MINUTES,
+                        max=MAX_INTERVAL_MINUTES,
+                        width="7rem",
+                        on_change=lambda v: WizardState.set_interval(s[0], v),
+                        aria_label="Interval in minutes",
+                        aria_describedby="interval-error-" + s[0],
+                    ),
+                    align="center",
                 ),
-                rx.input(
-                    value=WizardState.intervals[s[0]],
-                    type="number",
-                    min=1,
-                    width="6rem",
-                    on_change=lambda v: WizardState.set_interval(s[0], v),
-                    aria_label="Interval in minutes",
-                ),
-                align="center",
+                field_error(WizardState.interval_errors[s[0]].to(str), "interval-error-" + s[0]),
+                spacing="1",
             ),
+        ),
+        rx.text(
+            f"From {MIN_INTERVAL_MINUTES} minutes to 7 days ({MAX_INTERVAL_MINUTES:,} minutes); "
+            "a cron schedule can be set on the integration's Settings tab afterwards.",
+            size="1",
+            color_scheme="gray",
         ),
         rx.cond(WizardState.connected_id != "", connected_warning()),
         rx.hstack(

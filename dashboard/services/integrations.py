@@ -65,6 +65,15 @@ PLATFORM_STREAMS: dict[str, dict[str, int]] = {
     Platform.AMAZON.value: {"orders": 10, "listings": 60, "inventory": 30},
 }
 
+# How the wizard and the Settings tab name each stream.
+STREAM_LABELS = {
+    "products": "Products and variants",
+    "inventory": "Inventory levels",
+    "orders": "Orders and line items",
+    "customers": "Customers",
+    "listings": "Listings (catalog report)",
+}
+
 
 class NotFound(LookupError):
     """No row with that id."""

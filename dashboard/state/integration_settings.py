@@ -26,14 +26,6 @@ from dashboard.services import scheduler, schedules
 from dashboard.state.guard import acting_user, requires
 from dashboard.state.integration_detail import DetailState
 
-STREAM_LABELS = {
-    "products": "Products and variants",
-    "inventory": "Inventory levels",
-    "orders": "Orders and line items",
-    "customers": "Customers",
-    "listings": "Listings (catalog report)",
-}
-
 
 def _iso(moments: list[datetime]) -> list[str]:
     return [moment.isoformat() for moment in moments]
@@ -96,7 +88,7 @@ class SettingsEditState(DetailState):
         self.schedules = [
             {
                 "stream": row["stream"],
-                "label": STREAM_LABELS.get(row["stream"], row["stream"]),
+                "label": integration_service.STREAM_LABELS.get(row["stream"], row["stream"]),
                 "enabled": row["enabled"],
                 "mode": "cron" if row["cron"] else "interval",
                 "interval": str(row["interval"]),

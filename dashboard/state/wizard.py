@@ -12,7 +12,7 @@ from connectors.amazon.regions import MARKETPLACES, REGION_MARKETPLACES
 from connectors.errors import InvalidInput
 from dashboard.db import in_session
 from dashboard.models import Role
-from dashboard.services import app_credentials
+from dashboard.services import app_credentials, schedules
 from dashboard.services import integrations as integration_service
 from dashboard.services.integrations import AccountTaken
 from dashboard.state.auth import AuthState, leave_app
@@ -26,21 +26,19 @@ def _marketplace_options(region: str) -> list[list[str]]:
 
 
 AMAZON_AVAILABLE = importlib.util.find_spec("connectors.amazon.connector") is not None
-STREAM_LABELS = {
-    "products": "Products and variants",
-    "inventory": "Inventory levels",
-    "orders": "Orders and line items",
-    "customers": "Customers",
-    "listings": "Listings (catalog report)",
-}
 
 
 class WizardState(AuthState):
     step: int = 1
     platform: str = ""
     name: str = ""
+    name_error: str = ""
     shop_domain: str = ""
     shop_error: str = ""
+    shop_normalized: str = ""  # the shop the input names, shown as it is typed
+    marketplaces_error: str = ""
+    interval_errors: dict[str, str] = {}  # stream -> what is wrong with its interval
+    app_error: str = ""
     region: str = "na"
     marketplaces: list[str] = list(REGION_MARKETPLACES["na"][:1])
     streams: dict[str, bool] = {}
@@ -67,13 +65,15 @@ class WizardState(AuthState):
     @rx.var
     def stream_options(self) -> list[list[str]]:
         offered = integration_service.PLATFORM_STREAMS.get(self.platform, {})
-        return [[name, STREAM_LABELS.get(name, name)] for name in offered]
+        return [[name, integration_service.STREAM_LABELS.get(name, name)] for name in offered]
 
     @rx.event
     @requires(Role.VIEWER, quiet=True)  # only clears this tab's form; a viewer sees a notice
     def reset_wizard(self):
         self.step, self.platform, self.name, self.shop_domain = 1, "", "", ""
         self.shop_error, self.error, self.created_id, self.link_url = "", "", "", ""
+        self.name_error, self.shop_normalized, self.marketplaces_error = "", "", ""
+        self.interval_errors, self.app_error = {}, ""
         self.region, self.marketplaces = "na", list(REGION_MARKETPLACES["na"][:1])
         self._pending_id, self.connected_id, self.connected_name = "", "", ""
         self._app_client_id, self._app_client_secret, self.own_app_saved = "", "", False
@@ -90,7 +90,13 @@ class WizardState(AuthState):
     @rx.event
     @requires(Role.MANAGER)
     def set_name(self, value: str):
-        self.name = value
+        self.name = value[:10_000]
+        try:
+            integration_service.checked_name(self.name)
+            self.name_error = ""
+        except InvalidInput as invalid:
+            # Said once the manager typed something: an empty field is not an error yet.
+            self.name_error = str(invalid) if value.strip() else ""
 
     @rx.event
     @requires(Role.MANAGER)
@@ -105,11 +111,12 @@ class WizardState(AuthState):
     @rx.event
     @requires(Role.MANAGER)
     def set_shop_domain(self, value: str):
-        self.shop_domain = value
+        self.shop_domain = value[:500]
         try:
-            integration_service.normalize_shop_domain(value)
+            self.shop_normalized = integration_service.shop_from_input(self.shop_domain)
             self.shop_error = ""
         except InvalidInput as invalid:
+            self.shop_normalized = ""
             self.shop_error = str(invalid) if value.strip() else ""
 
     @rx.event
@@ -125,46 +132,78 @@ class WizardState(AuthState):
             self.marketplaces = [m for m in self.marketplaces if m != marketplace]
         else:
             self.marketplaces = [*self.marketplaces, marketplace]
+        self.marketplaces_error = "" if self.marketplaces else "Choose at least one marketplace."
 
     @rx.event
     @requires(Role.MANAGER)
     def toggle_stream(self, stream: str):
         self.streams = {**self.streams, stream: not self.streams.get(stream, False)}
+        if self.streams[stream]:
+            self._check_interval(stream)
+        else:  # a stream not synced needs no interval
+            self.interval_errors = {k: v for k, v in self.interval_errors.items() if k != stream}
 
     @rx.event
     @requires(Role.MANAGER)
     def set_interval(self, stream: str, value: str):
-        self.intervals = {**self.intervals, stream: value}
+        self.intervals = {**self.intervals, stream: value[:12]}
+        self._check_interval(stream)
+
+    def _check_interval(self, stream: str) -> int | None:
+        """The stream's interval, or None with its error put next to its field."""
+        errors = {k: v for k, v in self.interval_errors.items() if k != stream}
+        try:
+            minutes: int | None = schedules.parse_interval(self.intervals.get(stream, ""))
+        except InvalidInput as invalid:
+            errors[stream], minutes = str(invalid), None
+        self.interval_errors = errors
+        return minutes
+
+    def _details_ok(self) -> bool:
+        """Check step 2's fields; each error goes next to its field. True when all pass."""
+        try:
+            integration_service.checked_name(self.name)
+            self.name_error = ""
+        except InvalidInput as invalid:
+            self.name_error = str(invalid)
+        if self.platform == "shopify":
+            try:
+                self.shop_normalized = integration_service.shop_from_input(self.shop_domain)
+                self.shop_error = ""
+            except InvalidInput as invalid:
+                self.shop_normalized, self.shop_error = "", str(invalid)
+        else:
+            self.marketplaces_error = (
+                "" if self.marketplaces else "Choose at least one marketplace."
+            )
+        return not (self.name_error or self.shop_error or self.marketplaces_error)
 
     @rx.event
     @requires(Role.MANAGER)
     async def go_to(self, step: int):
         self.error = ""
         if step == 3:
-            if not self.name.strip():
-                self.error = "Give the integration a name."
-                return
-            if self.platform == "shopify":
-                try:
-                    integration_service.normalize_shop_domain(self.shop_domain)
-                except InvalidInput as invalid:
-                    self.shop_error = str(invalid)
-                    return
-            elif not self.marketplaces:
-                self.error = "Choose at least one marketplace."
+            if not self._details_ok():
                 return
             await self._find_connected()
         self.step = step
 
     async def _create(self) -> str | None:
+        """Save the pending integration; None when something must be fixed first (each
+        error next to its field, or in the wizard's one callout when it has no field)."""
         actor = acting_user()
-        try:
-            streams = {
-                name: int(self.intervals.get(name) or 15) for name, on in self.streams.items() if on
-            }
-        except ValueError:
-            self.error = "Intervals are whole minutes."
+        self.error = ""
+        if not self._details_ok():
+            self.step = 2
             return None
+        chosen = [name for name, on in self.streams.items() if on]
+        if not chosen:
+            self.error = "Choose at least one thing to sync."
+            return None
+        minutes = {name: self._check_interval(name) for name in chosen}
+        if any(value is None for value in minutes.values()):
+            return None
+        streams = {name: int(value) for name, value in minutes.items() if value is not None}
         platform, name, shop = self.platform, self.name, self.shop_domain
         region, marketplaces = self.region, list(self.marketplaces)
         pending_id = uuid.UUID(self._pending_id) if self._pending_id else None
@@ -200,10 +239,10 @@ class WizardState(AuthState):
                     )
                 )  # fmt: skip
             except InvalidInput as invalid:
-                self.error = f"Custom app credentials: {invalid}"
+                self.app_error = str(invalid)
                 return None
             self._app_client_id = self._app_client_secret = ""
-            self.own_app_saved = True
+            self.own_app_saved, self.app_error = True, ""
         return self.created_id
 
     @rx.event
@@ -211,7 +250,7 @@ class WizardState(AuthState):
     async def connect_now(self):
         integration_id = await self._create()
         if integration_id is None:
-            return rx.toast.error(self.error)
+            return None  # what to fix is shown once, next to its field
         # The browser goes through the platform's consent page and comes back to the detail.
         return leave_app(f"/api/oauth/{self.platform}/start?integration={integration_id}")
 
@@ -220,9 +259,8 @@ class WizardState(AuthState):
     async def create_link(self):
         integration_id = await self._create()
         if integration_id is None:
-            return rx.toast.error(self.error)
+            return None  # what to fix is shown once, next to its field
         actor = acting_user()
-        import uuid
 
         link, token = await in_session(
             lambda s: integration_service.create_connect_link(
@@ -242,7 +280,7 @@ class WizardState(AuthState):
             lambda s: integration_service.find_connected_account(
                 session=s,
                 platform=platform,
-                shop_domain=integration_service.normalize_shop_domain(shop)
+                shop_domain=integration_service.shop_from_input(shop)
                 if platform == "shopify"
                 else None,
             )
