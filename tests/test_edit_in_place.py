@@ -349,9 +349,7 @@ async def test_own_app_client_id_is_shown_and_its_secret_replaced_never_shown(
     await SettingsEditState.set_new_client_secret.fn(page, "second-secret-value")
     await SettingsEditState.save_app.fn(page)  # the client id stays, the secret is replaced
     with session_scope() as s:
-        app = integration_settings.app_credentials.app_of(
-            session=s, integration_id=integration_id
-        )
+        app = integration_settings.app_credentials.app_of(session=s, integration_id=integration_id)
         assert (app.client_id, app.client_secret) == ("own-client-id", "second-secret-value")
         stored = " ".join(c.ciphertext for c in s.exec(select(Credential)).all())
         assert "second-secret-value" not in stored  # encrypted at rest
