@@ -127,7 +127,7 @@ def details_step() -> rx.Component:
         rx.cond(
             WizardState.platform == "shopify",
             rx.vstack(
-                rx.el.label("Shop", html_for="shop-domain", font_weight="500"),
+                rx.el.label("Shop domain", html_for="shop-domain", font_weight="500"),
                 rx.input(
                     id="shop-domain",
                     value=WizardState.shop_domain,
