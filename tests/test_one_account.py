@@ -33,7 +33,6 @@ from dashboard.models import (
     StreamConfig,
     SyncRun,
 )
-from dashboard.pages.integrations import IntegrationsState
 from dashboard.pages.runs import RunsState
 from dashboard.services import connect, sync
 from dashboard.services import integrations as integration_service
@@ -45,6 +44,7 @@ from dashboard.services.integrations import (
     create_integration,
     mark_connected,
 )
+from dashboard.state.integrations import IntegrationsState
 from dashboard.state.wizard import WizardState
 from tests.conftest import reset_caches
 from tests.sandbox_server import (
