@@ -206,3 +206,24 @@ async def test_a_retried_runs_retry_is_refused_and_not_offered(hub_db: sa.Engine
     viewer = page(RunsState, None, Role.VIEWER)
     await RunsState.load_runs.fn(viewer)
     assert all(r["actions"] == [] for r in viewer.rows)
+
+
+async def test_bulk_pause_changes_only_what_the_rule_lets_pause(hub_db: sa.Engine) -> None:
+    from dashboard.state.integrations import IntegrationsState
+
+    pending = pending_integration()
+    with session_scope() as s:
+        live = create_integration(
+            session=s, platform="shopify", display_name="Live", shop_domain="l.myshopify.com",
+            streams={"products": 15},
+        )  # fmt: skip
+        mark_connected(session=s, integration_id=live.id)
+        live_id = live.id
+    listing = page(IntegrationsState, None)
+    await IntegrationsState.load_integrations.fn(listing)
+    listing.selected = [str(pending), str(live_id)]
+    toast = str(await IntegrationsState.pause_selected.fn(listing, True))
+    assert "Paused 1 of 2; 1 had nothing to pause." in toast
+    with session_scope() as s:
+        assert s.get(Integration, pending).status == "pending"
+        assert s.get(Integration, live_id).status == "paused"

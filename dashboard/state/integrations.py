@@ -12,6 +12,7 @@ from sqlmodel import Session
 from dashboard.components.common import count_pages, pages_label
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, User
+from dashboard.services import actions as rules
 from dashboard.services import overview as overview_service
 from dashboard.services import scheduler, stale_pending, sync
 from dashboard.services.audit import record_audit
@@ -27,12 +28,16 @@ DEFAULT_DESCENDING = {"created_at": True, "last_sync": True, "name": False, "sta
 
 
 def _pause_many(session: Session, *, ids: list[str], paused: bool, actor: User) -> tuple[int, int]:
-    """Pause or resume each integration; returns (changed, asked). Only connected (or paused)
-    integrations change: pending or revoked ones have nothing to pause."""
+    """Pause or resume each integration; returns (changed, asked). Only those the actions
+    rule lets this person pause (resume) change: pending or revoked ones have nothing to
+    pause."""
     changed = 0
+    wanted = rules.Action.PAUSE if paused else rules.Action.RESUME
     for raw_id in ids:
         integration = session.get(Integration, uuid.UUID(raw_id))
-        if integration is None:
+        if integration is None or wanted not in rules.integration_actions(
+            status=integration.status, role=actor.role
+        ):
             continue
         before = integration.status
         sync.set_paused(session=session, integration_id=integration.id, paused=paused)
