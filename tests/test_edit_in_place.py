@@ -356,3 +356,18 @@ async def test_own_app_client_id_is_shown_and_its_secret_replaced_never_shown(
     assert "second-secret-value" not in str(page.dict())  # never in what the browser gets
     await SettingsEditState.save_app.fn(page)  # no secret typed this time
     assert page.app_error == "Enter both the app's client id and its client secret."
+
+
+async def test_a_hand_edited_unusable_cron_skips_only_its_stream(hub_db: sa.Engine) -> None:
+    integration_id = connected()
+    with session_scope() as s:
+        products = s.exec(select(StreamConfig).where(StreamConfig.stream == "products")).one()
+        products.cron = "every day at nine"  # not through the service, which refuses it
+    hub = HubScheduler(holder="bad-cron")
+    hub._start_scheduler()
+    try:
+        await hub.reconcile()
+        assert hub.scheduler.get_job(job_id(integration_id, "products")) is None
+        assert hub.scheduler.get_job(job_id(integration_id, "orders")) is not None
+    finally:
+        hub._stop_scheduler()

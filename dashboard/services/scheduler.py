@@ -233,9 +233,13 @@ def _apply_jobs(
     now = datetime.now(UTC)
     for jid, spec in wanted.items():
         job = existing.get(jid)
-        trigger = schedules.trigger_for(
-            minutes=spec.minutes, cron=spec.cron, seconds_per_minute=MINUTE
-        )
+        try:
+            trigger = schedules.trigger_for(
+                minutes=spec.minutes, cron=spec.cron, seconds_per_minute=MINUTE
+            )
+        except ValueError as error:  # a cron edited by hand in the database: skip only it
+            log.warning("stream %s has an unusable schedule (%s); not scheduled", jid, error)
+            continue
         if job is not None and _same_schedule(job.trigger, trigger):
             continue
         if job is None and spec.cron is None:
