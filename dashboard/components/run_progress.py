@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from dashboard.components.formats import exact_time, number
+
 INDETERMINATE_CSS = (
     "@keyframes hub-indeterminate{0%{left:-35%}100%{left:100%}}"
     "@media (prefers-reduced-motion: reduce){.hub-indeterminate>div{animation:none!important;"
@@ -55,8 +57,8 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
     """What a running run is doing, in words: stalled, waiting, or reading (with its rate)."""
     records = rx.cond(
         row["total_known"].to(bool),
-        rx.text.span(row["records_read"], " of ", row["records_total"], " records"),
-        rx.text.span(row["records_read"], " records"),
+        rx.text.span(number(row["records_read"]), " of ", number(row["records_total"]), " records"),
+        rx.text.span(number(row["records_read"]), " records"),
     )
     return rx.cond(
         row["stalled"].to(bool),
@@ -71,7 +73,7 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
             row["waiting"].to(bool),
             rx.text(
                 "Waiting for rate limit (next call ",
-                rx.moment(row["waiting_until"], format="HH:mm"),
+                exact_time(row["waiting_until"], clock_only=True),
                 ")",
                 size="1",
                 color=rx.color("amber", 11),
@@ -82,7 +84,7 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
                 records,
                 rx.cond(
                     row["flowing"].to(bool),
-                    rx.text.span(" · ", row["rate_now"], "/s"),
+                    rx.text.span(" · ", number(row["rate_now"]), "/s"),
                 ),
                 size="1",
                 class_name="run-activity",

@@ -10,6 +10,7 @@ import reflex as rx
 from connectors.amazon.regions import MARKETPLACES, REGION_MARKETPLACES
 from connectors.errors import InvalidInput
 from dashboard import routes
+from dashboard.components.formats import relative_time
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
@@ -473,7 +474,7 @@ def link_step() -> rx.Component:
             ),
             align="center",
         ),
-        rx.text("Expires ", rx.moment(WizardState.link_expires, from_now=True), size="2"),
+        rx.text("Expires ", relative_time(WizardState.link_expires), size="2"),
         rx.hstack(
             rx.link(
                 rx.button("Open the integration"), href="/integrations/" + WizardState.created_id

@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from dashboard import routes
 from dashboard.components.common import count_pages, empty_state, pager, pages_label
+from dashboard.components.formats import counted
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
@@ -73,7 +74,11 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
 
     @rx.var
     def changed_label(self) -> str:
-        return f"{self.changed:,} new or updated record{'' if self.changed == 1 else 's'}"
+        return counted(self.changed, "new or updated record")
+
+    @rx.var
+    def total_label(self) -> str:
+        return counted(self.total, "record")
 
     def _query(self) -> tuple[str, str, str, int]:
         return self.kind, self.integration, self.search, self.page
@@ -270,7 +275,7 @@ def records_view_page() -> rx.Component:
                     rx.code_block(RecordsState.raw, language="json", width="100%"),
                 ),
                 pager(
-                    rx.text(RecordsState.total, " records", size="2", color_scheme="gray"),
+                    rx.text(RecordsState.total_label, size="2", color_scheme="gray"),
                     page=RecordsState.page,
                     page_count=RecordsState.page_count,
                     label=RecordsState.page_label,

@@ -9,6 +9,7 @@ from sqlmodel import Session
 from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.components.common import count_pages, pager, pages_label, submit_button
+from dashboard.components.formats import relative_time
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role, User
@@ -419,7 +420,7 @@ def settings_page() -> rx.Component:
                 rx.foreach(
                     SettingsState.audit,
                     lambda e: rx.table.row(
-                        rx.table.cell(rx.moment(e["at"], from_now=True)),
+                        rx.table.cell(relative_time(e["at"])),
                         rx.table.cell(e["actor"]),
                         rx.table.cell(e["action"]),
                         rx.table.cell(
