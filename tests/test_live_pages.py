@@ -79,16 +79,16 @@ async def test_page_data_goes_only_to_a_signed_in_client(hub_db: sa.Engine) -> N
         RecordsState(_reflex_internal_init=True),
         SettingsState(_reflex_internal_init=True),
     )
-    await RecordsState.show_raw.fn(records, product_id)
+    await RecordsState.show_record.fn(records, product_id)
     await SettingsState.load_settings.fn(settings)
-    assert records.raw == "" and settings.audit == [] and settings.keys == []
+    assert records.detail_raw == "" and settings.audit == [] and settings.keys == []
 
     # The session token reaches the state as the websocket handshake's Cookie header.
     signed_in = RouterData.from_router_data({"headers": {"cookie": f"hub_session={token}"}})
     records.router = settings.router = signed_in
-    await RecordsState.show_raw.fn(records, product_id)
+    await RecordsState.show_record.fn(records, product_id)
     await SettingsState.load_settings.fn(settings)
-    assert "Secret plans" in records.raw
+    assert "Secret plans" in records.detail_raw
     # The audit log names the integration and links to it.
     (entry,) = [e for e in settings.audit if e["action"] == "integration.create"]
     assert entry["target"] == "Acme" and entry["href"] == f"/integrations/{acme_id}"
