@@ -21,7 +21,7 @@ from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
 from dashboard.models import AppstoreState, Integration
-from dashboard.services import amazon_lifecycle, connect
+from dashboard.services import amazon_lifecycle, audit, connect
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, save_credential
 from dashboard.services.integrations import AccountTaken
@@ -184,7 +184,13 @@ async def callback(request: Request) -> Response:
                 shop_info={"name": store, "marketplaces": participations},
                 selling_partner_id=seller_id,
                 marketplaces=chosen,
-                actor="merchant" if finished.connect_link_id or finished.appstore else "manager",
+                actor=audit.actor_of(
+                    session=session,
+                    # A merchant's link or the Appstore: the merchant; else the manager, named.
+                    user_id=None
+                    if finished.connect_link_id or finished.appstore
+                    else finished.user_id,
+                ),
             )
             if finished.created and store:
                 connected.display_name = store[:200]

@@ -8,8 +8,8 @@ from sqlmodel import Session
 
 from connectors.errors import InvalidInput
 from dashboard import routes
+from dashboard.components.audit_log import AUDIT_HEADERS, audit_row
 from dashboard.components.common import count_pages, pager, pages_label, submit_button
-from dashboard.components.formats import relative_time
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role, User
@@ -413,25 +413,11 @@ def settings_page() -> rx.Component:
         rx.table.root(
             rx.table.header(
                 rx.table.row(
-                    *[rx.table.column_header_cell(h) for h in ("When", "Who", "What", "Target")]
+                    *[rx.table.column_header_cell(h) for h in AUDIT_HEADERS]
                 )
             ),
             rx.table.body(
-                rx.foreach(
-                    SettingsState.audit,
-                    lambda e: rx.table.row(
-                        rx.table.cell(relative_time(e["at"])),
-                        rx.table.cell(e["actor"]),
-                        rx.table.cell(e["action"]),
-                        rx.table.cell(
-                            rx.cond(
-                                e["href"] != "",
-                                rx.link(e["target"], href=e["href"]),
-                                rx.text(e["target"]),
-                            )
-                        ),
-                    ),
-                )
+                rx.foreach(SettingsState.audit, audit_row)
             ),
             variant="surface",
             width="100%",

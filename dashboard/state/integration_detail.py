@@ -258,11 +258,15 @@ class DetailState(LiveState, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def set_stream_paused(self, stream: str, paused: bool):
-        integration_id = uuid.UUID(self.integration_id)
+        integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         try:
             await in_session(
                 lambda s: sync.set_paused(
-                    session=s, integration_id=integration_id, stream=stream, paused=paused
+                    session=s,
+                    integration_id=integration_id,
+                    stream=stream,
+                    paused=paused,
+                    actor=actor,
                 )
             )
         except sync.SyncRefused as refused:
@@ -274,10 +278,12 @@ class DetailState(LiveState, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def set_paused(self, paused: bool):
-        integration_id = uuid.UUID(self.integration_id)
+        integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         try:
             await in_session(
-                lambda s: sync.set_paused(session=s, integration_id=integration_id, paused=paused)
+                lambda s: sync.set_paused(
+                    session=s, integration_id=integration_id, paused=paused, actor=actor
+                )
             )
         except sync.SyncRefused as refused:
             return rx.toast.error(str(refused))
