@@ -15,9 +15,9 @@ from connectors.amazon import auth as amazon_auth
 from connectors.amazon.connector import AmazonConnector
 from connectors.amazon.regions import primary_marketplace
 from connectors.base import IntegrationRef, StoredCredential
-from connectors.errors import AuthError, ConnectorError, OAuthError
+from connectors.errors import AuthError, ConnectorError, ConsentCancelled, OAuthError
 from dashboard.api.access import Access, route
-from dashboard.api.consent import redirect_to_consent
+from dashboard.api.consent import consent_cancelled, redirect_to_consent
 from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
 from dashboard.models import AppstoreState, Integration
@@ -207,6 +207,15 @@ async def callback(request: Request) -> Response:
         log.info("amazon callback refused: %s", taken)
         return account_taken_page(
             account=taken.account, holder_id=taken.holder_id, holder_name=taken.holder_name
+        )
+    except ConsentCancelled:
+        log.info("amazon callback: consent cancelled")
+        cancelled = target
+        return await consent_cancelled(
+            platform=PLATFORM,
+            platform_label="Amazon",
+            integration_id=cancelled.integration_id if cancelled else None,
+            user_id=cancelled.user_id if cancelled else None,
         )
     except OAuthError as refused:
         log.info("amazon callback refused: %s", refused)

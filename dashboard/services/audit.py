@@ -32,6 +32,7 @@ PHRASES: dict[str, str] = {
     "stream.pause": "paused the {stream} sync of {target}",
     "stream.resume": "resumed the {stream} sync of {target}",
     "integration.app_credentials_set": "set the app credentials of {target}",
+    "integration.consent_cancelled": "cancelled on {platform}'s consent page for {target}",
     "integration.connect_refused": (
         "could not connect {target}: its account {account} belongs to another integration"
     ),
