@@ -180,14 +180,15 @@ async def test_encrypted_stores_them_sealed_and_never_in_plain_text(
     # The record view: a manager reads them (and the reading is audited), a viewer does not.
     SQLModel.metadata.create_all(get_engine())
     manager = records_signed_in(session, Role.MANAGER)
-    await RecordsState.show_raw.fn(manager, str(sample.id))
+    await RecordsState.show_record.fn(manager, str(sample.id))
     shown = {line["label"]: line["value"] for line in manager.personal}
     assert shown["Buyer"] == name and street in shown["Address"]
-    assert name not in manager.raw  # the raw JSON never held them
+    assert name not in manager.detail_raw  # the raw JSON never held them
+    assert all(name not in field["value"] for field in manager.detail_fields)
     viewer = records_signed_in(session, Role.VIEWER)
-    await RecordsState.show_raw.fn(viewer, str(sample.id))
+    await RecordsState.show_record.fn(viewer, str(sample.id))
     assert viewer.personal == [] and "managers and admins" in viewer.personal_note
-    assert name not in viewer.raw
+    assert name not in viewer.detail_raw
     with session_scope() as s:
         audited = s.exec(
             select(AuditLog).where(AuditLog.action == "order.personal_data_viewed")

@@ -34,7 +34,7 @@ from connectors.auth import (
     lifetime_end,
 )
 from connectors.base import CredentialStore, StoredCredential
-from connectors.errors import OAuthError
+from connectors.errors import ConsentCancelled, OAuthError
 
 DEFAULT_LIFETIME = timedelta(hours=1)  # LWA access tokens live an hour
 SELLER_ID = re.compile(r"^[A-Z0-9]{8,20}$")
@@ -146,6 +146,12 @@ def verify_callback(params: Mapping[str, str]) -> tuple[str, str]:
     """(selling_partner_id, spapi_oauth_code) from the redirect, or OAuthError saying why."""
     retry = "Start the connection again from the hub or your connect link."
     error = params.get("error") or params.get("error_code")
+    if error == "access_denied":
+        raise ConsentCancelled(
+            "amazon consent cancelled",
+            user_message="You cancelled on Amazon's page, so nothing was shared and nothing "
+            "was connected.",
+        )
     if error:
         advice = CONSENT_ERRORS.get(error, params.get("error_description") or "")
         raise OAuthError(

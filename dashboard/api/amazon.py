@@ -14,13 +14,13 @@ from connectors.amazon import auth as amazon_auth
 from connectors.amazon.connector import AmazonConnector
 from connectors.amazon.regions import primary_marketplace
 from connectors.base import IntegrationRef, StoredCredential
-from connectors.errors import AuthError, ConnectorError, OAuthError
+from connectors.errors import AuthError, ConnectorError, ConsentCancelled, OAuthError
 from dashboard.api.access import Access, route
-from dashboard.api.consent import redirect_to_consent
+from dashboard.api.consent import consent_cancelled, redirect_to_consent
 from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
 from dashboard.models import AppstoreState, Integration
-from dashboard.services import amazon_lifecycle, connect
+from dashboard.services import amazon_lifecycle, audit, connect
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, save_credential
 from dashboard.services.integrations import AccountTaken
@@ -185,7 +185,13 @@ async def callback(request: Request) -> Response:
                 shop_info={"name": store, "marketplaces": participations},
                 selling_partner_id=seller_id,
                 marketplaces=chosen,
-                actor="merchant" if finished.connect_link_id or finished.appstore else "manager",
+                actor=audit.actor_of(
+                    session=session,
+                    # A merchant's link or the Appstore: the merchant; else the manager, named.
+                    user_id=None
+                    if finished.connect_link_id or finished.appstore
+                    else finished.user_id,
+                ),
             )
             if finished.created and store:
                 connected.display_name = store[:200]
@@ -202,6 +208,15 @@ async def callback(request: Request) -> Response:
         log.info("amazon callback refused: %s", taken)
         return account_taken_page(
             account=taken.account, holder_id=taken.holder_id, holder_name=taken.holder_name
+        )
+    except ConsentCancelled:
+        log.info("amazon callback: consent cancelled")
+        cancelled = target
+        return await consent_cancelled(
+            platform=PLATFORM,
+            platform_label="Amazon",
+            integration_id=cancelled.integration_id if cancelled else None,
+            user_id=cancelled.user_id if cancelled else None,
         )
     except OAuthError as refused:
         log.info("amazon callback refused: %s", refused)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from dashboard.components.formats import exact_time
 from dashboard.components.integration_tabs import connect_actions, fact
 from dashboard.services.integrations import NAME_MAX_LENGTH
 from dashboard.services.schedules import MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES
@@ -52,7 +53,7 @@ def next_runs(stream: rx.Var[str]) -> rx.Component:
             rx.foreach(
                 Edit.cron_next[stream].to(list[str]),
                 lambda moment: rx.badge(
-                    rx.moment(moment, format="ddd D MMM, HH:mm", local=True),
+                    exact_time(moment),
                     variant="soft",
                     color_scheme="gray",
                 ),

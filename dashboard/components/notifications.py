@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from dashboard.components.formats import relative_time
 from dashboard.state.live import live_region
 from dashboard.state.notifications import NotificationState
 
@@ -45,9 +46,9 @@ def incident_item(item: rx.Var[dict]) -> rx.Component:
             ),
             rx.text(
                 "Since ",
-                rx.moment(item["opened_at"], from_now=True),
+                relative_time(item["opened_at"]),
                 " · last seen ",
-                rx.moment(item["last_seen_at"], from_now=True),
+                relative_time(item["last_seen_at"]),
                 size="1",
                 color_scheme="gray",
             ),

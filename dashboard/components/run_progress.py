@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from dashboard.components.formats import exact_time, number
+
 INDETERMINATE_CSS = (
     "@keyframes hub-indeterminate{0%{left:-35%}100%{left:100%}}"
     "@media (prefers-reduced-motion: reduce){.hub-indeterminate>div{animation:none!important;"
@@ -56,8 +58,8 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
     """What a running run is doing, in words: stalled, waiting, or reading (with its rate)."""
     records = rx.cond(
         row["total_known"].to(bool),
-        rx.text.span(row["records_read"], " of ", row["records_total"], " records"),
-        rx.text.span(row["records_read"], " records"),
+        rx.text.span(number(row["records_read"]), " of ", number(row["records_total"]), " records"),
+        rx.text.span(number(row["records_read"]), " records"),
     )
     return rx.cond(
         row["stalled"].to(bool),
@@ -77,7 +79,7 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
                         "report",
                         rx.text.span(
                             "Waiting for Amazon to prepare the report (checked ",
-                            rx.moment(row["waiting_checked_at"], format="HH:mm"),
+                            exact_time(row["waiting_checked_at"], clock_only=True),
                             ")",
                         ),
                     ),
@@ -85,13 +87,13 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
                         "retry",
                         rx.text.span(
                             "Waiting to retry (next attempt ",
-                            rx.moment(row["waiting_until"], format="HH:mm"),
+                            exact_time(row["waiting_until"], clock_only=True),
                             ")",
                         ),
                     ),
                     rx.text.span(
                         "Waiting for rate limit (next call ",
-                        rx.moment(row["waiting_until"], format="HH:mm"),
+                        exact_time(row["waiting_until"], clock_only=True),
                         ")",
                     ),
                 ),
@@ -104,7 +106,7 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
                 records,
                 rx.cond(
                     row["flowing"].to(bool),
-                    rx.text.span(" · ", row["rate_now"], "/s"),
+                    rx.text.span(" · ", number(row["rate_now"]), "/s"),
                 ),
                 size="1",
                 class_name="run-activity",

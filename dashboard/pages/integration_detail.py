@@ -9,6 +9,7 @@ import reflex as rx
 
 from dashboard import routes
 from dashboard.components.common import empty_state
+from dashboard.components.formats import relative_time
 from dashboard.components.integration_settings import settings_tab
 from dashboard.components.integration_streams import health_badge, streams_tab
 from dashboard.components.integration_tabs import (
@@ -75,7 +76,7 @@ def links_tab() -> rx.Component:
             DetailState.links,
             lambda link: rx.hstack(
                 rx.badge(link["purpose"]),
-                rx.text("expires ", rx.moment(link["expires"], from_now=True), size="2"),
+                rx.text("expires ", relative_time(link["expires"]), size="2"),
                 rx.cond(
                     DetailState.can_manage,
                     rx.button(
@@ -102,7 +103,7 @@ def incident_callout(incident: rx.Var[dict]) -> rx.Component:
             " — ",
             incident["advice"],
             " (since ",
-            rx.moment(incident["opened_at"], from_now=True),
+            relative_time(incident["opened_at"]),
             ")",
         ),
         color_scheme="red",

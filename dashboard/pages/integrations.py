@@ -9,6 +9,7 @@ import reflex as rx
 
 from dashboard import routes
 from dashboard.components.common import HEALTH_COLORS, empty_state, pager, status_badge
+from dashboard.components.formats import relative_time
 from dashboard.components.shell import template
 from dashboard.state.integrations import HEALTH_FILTER, IntegrationsState
 from dashboard.state.live import live_region
@@ -69,14 +70,8 @@ def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
             )
         ),
         rx.table.cell(rx.cond(row["health"] != "", health_badge(row))),
-        rx.table.cell(
-            rx.cond(row["last_sync"] != "", rx.moment(row["last_sync"], from_now=True), "never")
-        ),
-        rx.table.cell(
-            rx.cond(
-                row["next_sync"] != "", rx.moment(row["next_sync"], from_now=True), "not scheduled"
-            )
-        ),
+        rx.table.cell(relative_time(row["last_sync"], empty="never")),
+        rx.table.cell(relative_time(row["next_sync"], empty="not scheduled")),
         rx.table.cell(row["records"], text_align="right"),
     )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
+from dashboard.components.formats import relative_time
 from dashboard.components.shell import template
 from dashboard.services.schedules import MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES
 from dashboard.state.wizard import AMAZON_AVAILABLE, WizardState
@@ -274,7 +275,7 @@ def link_step() -> rx.Component:
             ),
             align="center",
         ),
-        rx.text("Expires ", rx.moment(WizardState.link_expires, from_now=True), size="2"),
+        rx.text("Expires ", relative_time(WizardState.link_expires), size="2"),
         rx.hstack(
             rx.link(
                 rx.button("Open the integration"), href="/integrations/" + WizardState.created_id

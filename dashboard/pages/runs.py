@@ -10,6 +10,7 @@ import reflex as rx
 
 from dashboard import routes
 from dashboard.components.common import count_pages, empty_state, pager, pages_label, status_badge
+from dashboard.components.formats import counted, exact_time, number, relative_time
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.run_progress import run_progress
 from dashboard.components.shell import template
@@ -45,7 +46,7 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
 
     @rx.var
     def total_label(self) -> str:
-        return f"{self.total:,} run{'' if self.total == 1 else 's'}"
+        return counted(self.total, "run")
 
     @rx.var
     def filtered(self) -> bool:
@@ -187,7 +188,7 @@ def progress_cell(row: rx.Var[dict]) -> rx.Component:
     return rx.cond(
         row["status"] == "running",
         run_progress(row),
-        rx.text(row["records_read"], " records", size="2"),
+        rx.text(number(row["records_read"]), " records", size="2"),
     )
 
 
@@ -215,7 +216,7 @@ def run_actions(row: rx.Var[dict]) -> rx.Component:
 def run_row(row: rx.Var[dict]) -> rx.Component:
     return rx.fragment(
         rx.table.row(
-            rx.table.cell(rx.moment(row["created_at"], from_now=True)),
+            rx.table.cell(relative_time(row["created_at"])),
             rx.table.cell(
                 rx.link(row["integration"], href="/integrations/" + row["integration_id"].to(str))
             ),
@@ -242,7 +243,7 @@ def run_row(row: rx.Var[dict]) -> rx.Component:
 
 
 def _when(value: rx.Var) -> rx.Component:
-    return rx.cond(value != "", rx.moment(value, format="YYYY-MM-DD HH:mm:ss"), "—")
+    return exact_time(value)
 
 
 def _detail_fact(label: str, value: rx.Var | rx.Component) -> rx.Component:
@@ -256,7 +257,7 @@ def _detail_fact(label: str, value: rx.Var | rx.Component) -> rx.Component:
 
 def log_line(event: rx.Var[dict]) -> rx.Component:
     return rx.hstack(
-        rx.text(rx.moment(event["at"], format="HH:mm:ss"), size="1", color_scheme="gray"),
+        rx.text(exact_time(event["at"], clock_only=True), size="1", color_scheme="gray"),
         rx.code(event["level"], size="1"),
         rx.text(event["message"], size="1"),
         spacing="2",
@@ -274,7 +275,7 @@ def run_detail(row: rx.Var[dict]) -> rx.Component:
     """A run opened with Log: its counters, its timeline and the tail of its log, live."""
     return rx.vstack(
         rx.hstack(
-            *[_detail_fact(label, row[key].to(str)) for label, key in RUN_COUNTERS],
+            *[_detail_fact(label, number(row[key])) for label, key in RUN_COUNTERS],
             wrap="wrap",
             spacing="4",
         ),

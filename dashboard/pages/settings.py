@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from connectors.errors import InvalidInput
 from dashboard import routes
+from dashboard.components.audit_log import AUDIT_HEADERS, audit_row
 from dashboard.components.common import count_pages, pager, pages_label, submit_button
 from dashboard.components.shell import template
 from dashboard.db import in_session
@@ -275,25 +276,11 @@ def settings_page() -> rx.Component:
         rx.table.root(
             rx.table.header(
                 rx.table.row(
-                    *[rx.table.column_header_cell(h) for h in ("When", "Who", "What", "Target")]
+                    *[rx.table.column_header_cell(h) for h in AUDIT_HEADERS]
                 )
             ),
             rx.table.body(
-                rx.foreach(
-                    SettingsState.audit,
-                    lambda e: rx.table.row(
-                        rx.table.cell(rx.moment(e["at"], from_now=True)),
-                        rx.table.cell(e["actor"]),
-                        rx.table.cell(e["action"]),
-                        rx.table.cell(
-                            rx.cond(
-                                e["href"] != "",
-                                rx.link(e["target"], href=e["href"]),
-                                rx.text(e["target"]),
-                            )
-                        ),
-                    ),
-                )
+                rx.foreach(SettingsState.audit, audit_row)
             ),
             variant="surface",
             width="100%",

@@ -202,7 +202,7 @@ def _record(
         session=session, integration=integration, topics=topics, done=done
     )
     record_audit(
-        session=session, actor="hub", action=RESUBSCRIBED_ACTION, target=str(integration_id),
+        session=session, actor="system", action=RESUBSCRIBED_ACTION, target=str(integration_id),
         context={
             "shop": integration.shop_domain, "removed": topics,
             "resubscribed": sorted(header_topic(t) for t, i in checked.resubscribed.items() if i),

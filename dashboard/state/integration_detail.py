@@ -321,11 +321,15 @@ class DetailState(LiveState, AuthState):
         action = rules.Action.PAUSE if paused else rules.Action.RESUME
         if refused := await self._refused(action, stream):
             return refused
-        integration_id = uuid.UUID(self.integration_id)
+        integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         try:
             await in_session(
                 lambda s: sync.set_paused(
-                    session=s, integration_id=integration_id, stream=stream, paused=paused
+                    session=s,
+                    integration_id=integration_id,
+                    stream=stream,
+                    paused=paused,
+                    actor=actor,
                 )
             )
         except sync.SyncRefused as refused:
@@ -340,10 +344,12 @@ class DetailState(LiveState, AuthState):
         action = rules.Action.PAUSE if paused else rules.Action.RESUME
         if refused := await self._refused(action):
             return refused
-        integration_id = uuid.UUID(self.integration_id)
+        integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         try:
             await in_session(
-                lambda s: sync.set_paused(session=s, integration_id=integration_id, paused=paused)
+                lambda s: sync.set_paused(
+                    session=s, integration_id=integration_id, paused=paused, actor=actor
+                )
             )
         except sync.SyncRefused as refused:
             return rx.toast.error(str(refused))

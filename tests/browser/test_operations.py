@@ -519,15 +519,17 @@ def test_records_integration_filter_with_10000_integrations(hub: Hub, manager) -
     page.get_by_text("2 records", exact=True).wait_for(timeout=TIMEOUT)
     page.get_by_role("cell", name="REC-2", exact=True).wait_for()
 
-    # With rows on screen and a record's JSON open, new ones are offered, not pushed in.
-    page.get_by_role("row").filter(has_text="REC-1").get_by_role("button", name="JSON").click()
-    page.get_by_text('"sku": "REC-1"').wait_for(timeout=TIMEOUT)
+    # With rows on screen and a record open in the drawer, new ones are offered, not pushed in.
+    page.get_by_role("row").filter(has_text="REC-1").get_by_role("button", name="Details").click()
+    drawer = page.locator("#record-drawer")
+    expect(drawer.get_by_role("heading", name="Product REC-1")).to_be_visible(timeout=TIMEOUT)
+    drawer.get_by_text('"sku": "REC-1"').wait_for(timeout=TIMEOUT)
     _write(hub, _products(integration_id, ["REC-3", "REC-4", "REC-5"]))
     offer = page.get_by_role("button", name=re.compile("3 new or updated records"))
     offer.wait_for(timeout=TIMEOUT)
     assert page.get_by_role("cell", name="REC-3", exact=True).count() == 0
     page.get_by_text("2 records", exact=True).wait_for()
-    page.get_by_text('"sku": "REC-1"').wait_for()  # the open JSON stays open
+    drawer.get_by_text('"sku": "REC-1"').wait_for()  # the open record stays open
     screenshot(page, "records-new-offered")
     offer.click()
     page.get_by_text("5 records", exact=True).wait_for(timeout=TIMEOUT)
