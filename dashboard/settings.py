@@ -178,6 +178,12 @@ class Settings(BaseSettings):
         description="An incident opens when a Shopify refresh token (90 days) has this many "
         "days or fewer left without a refresh.",
     )
+    shopify_webhook_check_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="How often the hub lists each shop's webhook subscriptions and re-creates "
+        "the ones it needs that were removed (with an incident). 0: never.",
+    )
 
     # --- Amazon --------------------------------------------------------------------------
     amazon_app_id: str | None = None

@@ -10,7 +10,7 @@ app itself
   per-integration ``lwa_secret_expiring`` incidents are resolved: the sweep opens the app's.
 
 Revision ID: 8e41c2d7a9b3
-Revises: 0d0513500d61
+Revises: f7c2d8e4a913
 Create Date: 2026-12-15 10:00:00.000000
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 import dashboard.models
 
 revision: str = "8e41c2d7a9b3"
-down_revision: str | None = "0d0513500d61"
+down_revision: str | None = "f7c2d8e4a913"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -49,6 +49,9 @@ class Integration(SQLModel, table=True):
     # from here); set by every completed Amazon consent, first or renewal.
     authorized_at: datetime | None = ts()
     last_sync_at: datetime | None = ts()
+    # When a hub process last listed the shop's webhook subscriptions (Shopify): the claim
+    # that lets one process check each shop per HUB_SHOPIFY_WEBHOOK_CHECK_MINUTES.
+    webhooks_checked_at: datetime | None = ts()
 
 
 class Credential(SQLModel, table=True):
