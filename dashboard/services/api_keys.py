@@ -89,7 +89,11 @@ def create_api_key(
             raise ApiKeyInvalid(f"{given!r} is not an integration id") from None
     if allowed:
         known = set(
-            session.exec(select(Integration.id).where(col(Integration.id).in_(allowed))).all()
+            session.exec(
+                select(Integration.id).where(
+                    col(Integration.id).in_([uuid.UUID(i) for i in allowed])
+                )
+            ).all()
         )
         missing = sorted(set(allowed) - {str(i) for i in known})
         if missing:

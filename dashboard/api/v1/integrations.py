@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -64,10 +64,15 @@ class IntegrationList(BaseModel):
 
 
 class IntegrationCreate(BaseModel):
-    platform: str = Field(description="shopify or amazon", max_length=16)
+    platform: Literal["shopify", "amazon"]
     display_name: str = Field(min_length=1, max_length=200)
-    shop_domain: str | None = Field(None, max_length=255, description="Shopify: x.myshopify.com")
-    region: str | None = Field(None, max_length=8, description="Amazon: na, eu or fe")
+    shop_domain: str | None = Field(
+        None,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*\.myshopify\.com$",
+        description="Shopify: the shop's x.myshopify.com domain",
+    )
+    region: Literal["na", "eu", "fe"] | None = Field(None, description="Amazon: the region")
     marketplaces: list[str] = Field(default_factory=list, max_length=30)
     streams: dict[str, int] | None = Field(
         None, description="Stream -> interval in minutes; none: the platform's defaults"
@@ -175,7 +180,8 @@ async def list_integrations(
     def read(session: Session) -> IntegrationList:
         statement = select(Integration).order_by(col(Integration.created_at), col(Integration.id))
         if client.integration_ids:
-            statement = statement.where(col(Integration.id).in_(client.integration_ids))
+            allowed = [uuid.UUID(i) for i in client.integration_ids]
+            statement = statement.where(col(Integration.id).in_(allowed))
         integrations = list(session.exec(statement.offset(offset).limit(limit)).all())
         health = health_service.integration_health(
             session=session, ids=[i.id for i in integrations]
