@@ -82,7 +82,8 @@ def number_changes(session: Session, integration_id: uuid.UUID, kinds: Iterable[
             sa.select(
                 table.c.id,
                 (
-                    sa.literal(last, sa.BigInteger) + sa.func.row_number().over(order_by=table.c.id)
+                    sa.literal(last, sa.BigInteger)
+                    + sa.func.row_number().over(order_by=table.c.external_id)
                 ).label("seq"),
             )
             .where(table.c.integration_id == integration_id, table.c.change_seq.is_(None))

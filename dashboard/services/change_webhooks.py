@@ -170,13 +170,14 @@ def announce_changes(session: Session) -> int:
     written = 0
     for webhook in session.exec(select(ChangeWebhook)).all():
         highest = _highest_seq(session, webhook.integration_id, webhook.kind)
-        if highest <= webhook.announced_seq:
+        announced = webhook.announced_seq  # (the update below refreshes the object)
+        if highest <= announced:
             continue
         moved = session.execute(
             sa.update(ChangeWebhook)
             .where(
                 col(ChangeWebhook.id) == webhook.id,
-                col(ChangeWebhook.announced_seq) == webhook.announced_seq,
+                col(ChangeWebhook.announced_seq) == announced,
             )
             .values(announced_seq=highest)
         )
@@ -191,7 +192,7 @@ def announce_changes(session: Session) -> int:
                     "integration_id": str(webhook.integration_id),
                     "kind": webhook.kind,
                     # Read with since=after_cursor up to (and including) until_cursor.
-                    "after_cursor": encode_cursor(webhook.announced_seq),
+                    "after_cursor": encode_cursor(announced),
                     "until_cursor": encode_cursor(highest),
                 },
             )
