@@ -17,6 +17,7 @@ from dashboard.pages import (  # noqa: F401  registers pages
     records,
     runs,
     settings,
+    settings_api_keys,
 )
 from dashboard.services.demo import demo_lifespan
 from dashboard.services.lifespan import hub_lifespan

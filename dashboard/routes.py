@@ -14,6 +14,7 @@ SETTINGS = "/settings"
 USERS = "/settings/users"
 ACCOUNT = "/settings/account"
 GO_LIVE = "/settings/go-live"
+API_KEYS = "/settings/api-keys"
 CONNECT = "/connect/[token]"
 
 
