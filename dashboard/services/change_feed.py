@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from dashboard.models import RECORD_TABLES, ChangeCounter, RecordColumns
+from dashboard.models import RECORD_TABLES, ChangeCounter, UTCDateTime
 
 # Values every statement that changes a record also sets: the row waits for its number.
 PENDING: dict[str, Any] = {"change_seq": None}
@@ -136,6 +136,18 @@ def field_names(kind: str) -> list[str]:
     return [column.name for column in table.columns if column.name not in _NOT_FIELDS]
 
 
+def feed_columns(kind: str, include_raw: bool) -> list[sa.Column[Any]]:
+    """What ``read_changes`` selects: ``external_id, change_seq, remote_updated_at,
+    deleted_at, synced_at``, the unified fields, then ``raw`` when asked for."""
+    table: sa.Table = RECORD_TABLES[kind].__table__  # type: ignore[attr-defined]
+    columns = [table.c.external_id, table.c.change_seq, table.c.remote_updated_at,
+               table.c.deleted_at, table.c.synced_at]  # fmt: skip
+    columns += [table.c[name] for name in field_names(kind)]
+    if include_raw:
+        columns.append(table.c.raw)
+    return columns
+
+
 def read_changes(
     *,
     session: Session,
@@ -146,17 +158,22 @@ def read_changes(
     include_raw: bool = False,
     updated_since: datetime | None = None,
     external_ids: list[str] | None = None,
-) -> list[sa.Row[Any]]:
+) -> list[tuple[Any, ...]]:
     """Up to ``limit`` records of ``kind`` whose last change is numbered after ``after_seq``,
-    in number order: columns ``external_id, change_seq, remote_updated_at, deleted_at,
-    synced_at``, the unified fields, then ``raw`` when asked for."""
-    model: type[RecordColumns] = RECORD_TABLES[kind]
-    table: sa.Table = model.__table__  # type: ignore[attr-defined]
-    columns = [table.c.external_id, table.c.change_seq, table.c.remote_updated_at,
-               table.c.deleted_at, table.c.synced_at]  # fmt: skip
-    columns += [table.c[name] for name in field_names(kind)]
-    if include_raw:
-        columns.append(table.c.raw)
+    in number order, as tuples of ``feed_columns``; timestamps are aware datetimes, or on
+    SQLite ISO 8601 text in UTC.
+
+    On SQLite they are read as the stored text and rewritten (``2026-01-01T10:00:00.000000Z``):
+    parsing five timestamps a row into datetimes to print them again took a third of a page.
+    """
+    table: sa.Table = RECORD_TABLES[kind].__table__  # type: ignore[attr-defined]
+    columns = feed_columns(kind, include_raw)
+    sqlite_text = _dialect(session) == "sqlite"
+    stamps = [i for i, column in enumerate(columns) if isinstance(column.type, UTCDateTime)]
+    selected: list[Any] = [
+        sa.type_coerce(column, sa.String) if sqlite_text and i in stamps else column
+        for i, column in enumerate(columns)
+    ]
     conditions = [table.c.integration_id == integration_id, table.c.change_seq > after_seq]
     if updated_since is not None:
         conditions.append(
@@ -164,8 +181,19 @@ def read_changes(
         )
     if external_ids:
         conditions.append(table.c.external_id.in_(external_ids))
-    statement = sa.select(*columns).where(*conditions).order_by(table.c.change_seq).limit(limit)
-    return list(session.execute(statement).all())
+    statement = sa.select(*selected).where(*conditions).order_by(table.c.change_seq).limit(limit)
+    rows = session.execute(statement).all()
+    if sqlite_text:
+        return [_iso_text(tuple(row), stamps) for row in rows]
+    return [tuple(row) for row in rows]  # aware datetimes: orjson writes ISO 8601
+
+
+def _iso_text(row: tuple[Any, ...], stamps: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for i in stamps:
+        if values[i] is not None:  # "2026-01-01 10:00:00.000000", stored in UTC
+            values[i] = values[i].replace(" ", "T", 1) + "Z"
+    return tuple(values)
 
 
 def last_seq(*, session: Session, integration_id: uuid.UUID) -> int:

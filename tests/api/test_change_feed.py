@@ -125,7 +125,8 @@ async def follow(
             if record["deleted"]:
                 copy.pop(record["id"], None)
             else:
-                copy[record["id"]] = (record["fields"]["total_price"], record["updated_at"])
+                updated = datetime.fromisoformat(record["updated_at"])
+                copy[record["id"]] = (record["fields"]["total_price"], updated)
         cursor = page["next_cursor"]
         if not page["has_more"]:
             return cursor, seen
@@ -139,7 +140,7 @@ def hub_copy(integration_id: uuid.UUID) -> dict[str, Any]:
                 Order.deleted_at.is_(None),  # type: ignore[union-attr]
             )
         ).all()
-    return {eid: (price, updated.isoformat()) for eid, price, updated in rows}
+    return {eid: (price, updated) for eid, price, updated in rows}
 
 
 async def test_a_consumer_polling_during_syncs_ends_equal_to_the_hub(
