@@ -45,6 +45,7 @@ from dashboard.models import (
 from dashboard.services import incidents
 from dashboard.services.app_credentials import APP_KINDS, shopify_connector_for
 from dashboard.services.audit import record_audit
+from dashboard.services.change_feed import PENDING, note_change
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
 from dashboard.services.integrations import find_integration_by_shop
 from dashboard.services.records import mark_deleted, upsert_records
@@ -493,9 +494,10 @@ def _compliance(session: Session, event: WebhookEvent, integration_id: uuid.UUID
                 session.execute(
                     sa.update(Order)
                     .where(col(Order.integration_id) == integration.id, sa.or_(*matches))
-                    .values(email=None, raw={})
+                    .values(email=None, raw={}, **PENDING)
                 )
             )
+            note_change(session, integration.id, "order")  # API consumers erase it too
     if integration is not None and event.topic == "shop/redact":
         for table in RECORD_TABLES.values():
             redacted += _rows(
