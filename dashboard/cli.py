@@ -546,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dashboard.cli_ops import register as register_ops
 
     register_ops(sub)
+    from dashboard.cli_apikeys import register as register_apikeys  # hub apikeys
+
+    register_apikeys(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ from dashboard.pages import (  # noqa: F401  registers pages
     settings,
     settings_account,
     settings_amazon,
+    settings_api_keys,
     settings_users,
 )
 from dashboard.services.demo import demo_lifespan

@@ -15,6 +15,7 @@ USERS = "/settings/users"
 ACCOUNT = "/settings/account"
 GO_LIVE = "/settings/go-live"
 AMAZON_APP = "/settings/amazon"
+API_KEYS = "/settings/api-keys"
 CONNECT = "/connect/[token]"
 
 

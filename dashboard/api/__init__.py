@@ -68,6 +68,9 @@ def build_api(asgi_app: Any) -> Starlette:
             redirect_uris={p: [connect_callback_url(p)] for p in ("shopify", "amazon")},
         )
         routes.append(Mount("/sandbox", app=sandbox))
+    from dashboard.api.v1 import mount as api_v1
+
+    routes.append(api_v1())  # the Hub API (FastAPI), before Reflex's catch-all
     routes.append(Mount("/", app=asgi_app))
     # Behind the reverse proxy every connection comes from it: the client's own address (the
     # sign-in limit counts per address) and scheme come from its X-Forwarded-* headers, and

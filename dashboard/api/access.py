@@ -32,7 +32,8 @@ class Access(StrEnum):
     # password checked under the sign-in throttle, or the caller's own session ended.
     SAME_ORIGIN_FORM = "same_origin_form"
     # A monitoring system: ``Authorization: Bearer`` with the metrics token (HUB_METRICS_TOKEN
-    # or the one generated into the data dir), compared in constant time.
+    # or the one generated into the data dir), compared in constant time; or a client of the
+    # Hub API (/api/v1) with an API key, its scopes and integration allow-list checked first.
     BEARER_TOKEN = "bearer_token"  # noqa: S105  an access kind, not a token
 
 
@@ -59,5 +60,7 @@ def route(
 
 
 def access_of(entry: BaseRoute) -> Access | None:
-    """The route's declared access; None for a route built without ``route``."""
-    return entry.access if isinstance(entry, GuardedRoute) else None
+    """The route's declared access; None for a route built without ``route`` (or, in the Hub
+    API, without its ``KeyRoute`` class, which declares it the same way)."""
+    access = getattr(entry, "access", None)
+    return access if isinstance(access, Access) else None

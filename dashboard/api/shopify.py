@@ -108,9 +108,7 @@ async def app_url(request: Request) -> Response:
             ok=True,
         )
     app = await app_credentials.shopify_app(install.integration_id)
-    return RedirectResponse(
-        consent_url(shop=shop, app=app, state=install.state), status_code=302
-    )
+    return RedirectResponse(consent_url(shop=shop, app=app, state=install.state), status_code=302)
 
 
 async def callback(request: Request) -> Response:

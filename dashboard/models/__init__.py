@@ -14,6 +14,12 @@ from dashboard.models.alerts import (
     WebhookEvent,
     WebhookSubscription,
 )
+from dashboard.models.api import (
+    ApiKey,
+    ChangeCounter,
+    ChangeWebhook,
+    ChangeWebhookDelivery,
+)
 from dashboard.models.columns import (
     UTCDateTime,
     json_field,
@@ -79,9 +85,13 @@ __all__ = [
     "_ACTIVE_RUN",
     "_OPEN_INCIDENT",
     "AlertDelivery",
+    "ApiKey",
     "AppSetting",
     "AppstoreState",
     "AuditLog",
+    "ChangeCounter",
+    "ChangeWebhook",
+    "ChangeWebhookDelivery",
     "ConnectLink",
     "ConnectPurpose",
     "Credential",

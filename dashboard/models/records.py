@@ -25,6 +25,9 @@ class RecordColumns(SQLModel):
     deleted_at: datetime | None = ts()
     first_synced_at: datetime = ts(nullable=False, default_now=True)
     synced_at: datetime = ts(nullable=False, default_now=True)
+    # The API's change feed: NULL while the writing transaction is open, numbered per
+    # integration just before it commits (dashboard/services/change_feed.py).
+    change_seq: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 def _record_table_args(table: str) -> tuple[sa.UniqueConstraint | sa.Index, ...]:
@@ -34,6 +37,7 @@ def _record_table_args(table: str) -> tuple[sa.UniqueConstraint | sa.Index, ...]
         sa.UniqueConstraint("integration_id", "external_id", name=f"uq_{table}_external"),
         sa.Index(f"ix_{table}_synced_at", "synced_at"),
         sa.Index(f"ix_{table}_integration_synced", "integration_id", "synced_at"),
+        sa.Index(f"ix_{table}_change_seq", "integration_id", "change_seq"),
     )
 
 

@@ -215,6 +215,7 @@ def settings_nav() -> rx.Component:
         rx.cond(AuthState.is_admin, rx.link("Users", href=routes.USERS)),
         rx.cond(AuthState.is_admin, rx.link("Amazon app", href=routes.AMAZON_APP)),
         rx.cond(AuthState.is_admin, rx.link("Go-live check", href=routes.GO_LIVE)),
+        rx.cond(AuthState.is_admin, rx.link("API keys", href=routes.API_KEYS)),
         spacing="4",
         padding_bottom="1rem",
     )

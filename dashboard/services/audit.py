@@ -66,6 +66,13 @@ PHRASES: dict[str, str] = {
     "integration.marketplaces": "changed the marketplaces of {target}",
     "stream.schedule": "changed the {stream} sync of {target}",
     "order.personal_data_viewed": "read the buyer details of order {order} of {target}",
+    "api.integration.create": "created the integration {target} through the API",
+    "api.connect_link.create": "created a connect link for {target} through the API",
+    "api.sync.request": "asked for a sync of {stream} of {target} through the API",
+    "apikey.create": "created the API key {name} ({prefix}…)",
+    "apikey.revoke": "revoked the API key {name} ({prefix}…)",
+    "change_webhook.create": "registered a change webhook for the {kind} of {target}: {url}",
+    "change_webhook.delete": "removed the change webhook for the {kind} of {target}: {url}",
     "webhooks.resubscribed": (
         "found webhook subscriptions removed from {target} and re-created them"
     ),

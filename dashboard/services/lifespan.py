@@ -10,6 +10,7 @@ from dashboard.db import in_session
 from dashboard.logging_setup import configure_from_settings
 from dashboard.services import metrics
 from dashboard.services.alerts import alert_delivery_lifespan
+from dashboard.services.change_webhooks import change_webhook_lifespan
 from dashboard.services.scheduler import scheduler_lifespan
 from dashboard.services.shopify_webhooks import webhook_lifespan
 from dashboard.services.sync import engine_lifespan
@@ -35,6 +36,7 @@ async def hub_lifespan() -> AsyncIterator[None]:
     try:
         async with (
             alert_delivery_lifespan(),
+            change_webhook_lifespan(),
             engine_lifespan(),
             webhook_lifespan(),
             scheduler_lifespan(),

@@ -31,6 +31,7 @@ from dashboard.models import (
     Variant,
 )
 from dashboard.services import metrics, personal_data
+from dashboard.services.change_feed import PENDING, note_change
 
 _CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
 # A child kind -> the column naming its parent (the parent ids ``ChildrenComplete`` lists).
@@ -70,6 +71,7 @@ _SET_BY_US = {
     "first_synced_at",
     "synced_at",
     *personal_data.COLUMNS,  # from the record's ``protected`` part, sealed here
+    "change_seq",
 }
 
 
@@ -123,6 +125,7 @@ def _row(
         synced_at=now,
         id=uuid.uuid4(),
         first_synced_at=now,
+        **PENDING,
     )
     if shape.sealed:
         row.update(
@@ -189,6 +192,7 @@ def upsert_records(
             # per batch, and there is no bound-parameter limit to chunk for.
             session.execute(statement, values)
             inserted = _inserted_now(session, table_obj, integration_id, now)
+        note_change(session, integration_id, kind)
         result.inserted += inserted
         result.updated += len(rows) - inserted
         metrics.count_records(kind, inserted=inserted, updated=len(rows) - inserted)
@@ -251,13 +255,17 @@ def _mark_unlisted_children_deleted(
         if keep:
             conditions.append(table.c.external_id.not_in(keep))
         outcome = session.execute(
-            sa.update(table).where(*conditions).values(deleted_at=stored_at, synced_at=stored_at)
+            sa.update(table)
+            .where(*conditions)
+            .values(deleted_at=stored_at, synced_at=stored_at, **PENDING)
         )
         marked += int(getattr(outcome, "rowcount", 0) or 0)
     if marked and kind in _HOLDS_VARIANTS:
         _retire_levels_of_variants(
             session=session, integration_id=integration_id, retired_at=stored_at
         )
+    if marked:
+        _note_deletions(session, integration_id, kind)
     metrics.count_records(kind, deleted=marked)
     return marked
 
@@ -337,7 +345,7 @@ def mark_deleted(
                 table.c.external_id.in_(chunk),
                 table.c.deleted_at.is_(None),
             )
-            .values(deleted_at=now, synced_at=now)
+            .values(deleted_at=now, synced_at=now, **PENDING)
         )
         marked += int(getattr(outcome, "rowcount", 0) or 0)
         if child is not None:
@@ -349,12 +357,20 @@ def mark_deleted(
                     child_table.c[child[1]].in_(chunk),
                     child_table.c.deleted_at.is_(None),
                 )
-                .values(deleted_at=now, synced_at=now)
+                .values(deleted_at=now, synced_at=now, **PENDING)
             )
     if kind in _HOLDS_VARIANTS:
         _retire_levels_of_variants(session=session, integration_id=integration_id, retired_at=now)
+    _note_deletions(session, integration_id, kind)
     metrics.count_records(kind, deleted=marked)
     return marked
+
+
+def _note_deletions(session: Session, integration_id: uuid.UUID, kind: str) -> None:
+    """A deletion also retires children, and a variant's inventory levels."""
+    children = [child for child, parent in _PARENT_KIND.items() if parent == kind]
+    levels = ["inventory_level"] if kind in _HOLDS_VARIANTS else []
+    note_change(session, integration_id, kind, *children, *levels)
 
 
 def mark_missing_deleted(
@@ -387,14 +403,16 @@ def mark_missing_deleted(
                 child_table.c.deleted_at.is_(None),
                 child_table.c[child[1]].in_(sa.select(table.c.external_id).where(*conditions)),
             )
-            .values(deleted_at=now, synced_at=now)
+            .values(deleted_at=now, synced_at=now, **PENDING)
         )
     outcome = session.execute(
-        sa.update(table).where(*conditions).values(deleted_at=now, synced_at=now)
+        sa.update(table).where(*conditions).values(deleted_at=now, synced_at=now, **PENDING)
     )
     if kind in _HOLDS_VARIANTS:
         _retire_levels_of_variants(session=session, integration_id=integration_id, retired_at=now)
     marked = int(getattr(outcome, "rowcount", 0) or 0)
+    if marked:
+        _note_deletions(session, integration_id, kind)
     metrics.count_records(kind, deleted=marked)
     return marked
 
@@ -419,7 +437,7 @@ def _retire_levels_of_variants(
             levels.c.deleted_at.is_(None),
             levels.c.inventory_item_id.in_(just_deleted),
         )
-        .values(deleted_at=retired_at, synced_at=retired_at)
+        .values(deleted_at=retired_at, synced_at=retired_at, **PENDING)
     )
 
 

@@ -12,6 +12,7 @@ from sqlmodel import Session, col
 
 from dashboard.models import RECORD_TABLES, Customer, Integration, Order, WebhookEvent
 from dashboard.services.audit import record_audit
+from dashboard.services.change_feed import PENDING, note_change
 
 
 def _rows(result: Any) -> int:
@@ -54,9 +55,10 @@ def apply_compliance(session: Session, event: WebhookEvent, integration_id: uuid
                 session.execute(
                     sa.update(Order)
                     .where(col(Order.integration_id) == integration.id, sa.or_(*matches))
-                    .values(email=None, raw={})
+                    .values(email=None, raw={}, **PENDING)
                 )
             )
+            note_change(session, integration.id, "order")  # API consumers erase it too
     if integration is not None and event.topic == "shop/redact":
         for table in RECORD_TABLES.values():
             redacted += _rows(
