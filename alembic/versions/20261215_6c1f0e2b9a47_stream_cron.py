@@ -4,7 +4,7 @@
   interval, which every existing stream uses.
 
 Revision ID: 6c1f0e2b9a47
-Revises: 0d0513500d61
+Revises: 8e41c2d7a9b3
 Create Date: 2026-12-15 08:00:00.000000
 """
 
@@ -15,7 +15,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "6c1f0e2b9a47"
-down_revision: str | None = "0d0513500d61"
+down_revision: str | None = "8e41c2d7a9b3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -114,6 +114,10 @@ def settings_values(app: ShopifyApp) -> dict[str, Any]:
 
 async def connector_for(platform: str, integration_id: uuid.UUID | str) -> Connector:
     """The integration's connector: for Shopify, refreshing tokens with its own app."""
+    if platform == Platform.AMAZON.value:  # the LWA secrets in use (environment or Settings)
+        from dashboard.services.amazon_lifecycle import amazon_settings_values
+
+        return get_connector(platform, await amazon_settings_values())
     if platform != Platform.SHOPIFY.value:
         return get_connector(platform, get_settings().model_dump())
     return await shopify_connector_for(uuid.UUID(str(integration_id)))
