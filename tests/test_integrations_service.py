@@ -51,7 +51,7 @@ def test_shopify_integration_starts_pending_with_its_streams(session: Session, m
         "shop.myshopify.com.evil.com",
         "127.0.0.1",
         "acme.myshopify.com:8443",
-        "acme.myshopify.com/admin",
+        "evil.com/acme.myshopify.com",  # the shop smuggled into a path (its admin URL is fine)
         "evil.com",
         "",
         "acme.myshopify.com@evil.com",

@@ -20,6 +20,13 @@ from dashboard.db import in_session
 from dashboard.models import Integration, Role, WebhookSubscription
 from dashboard.services import auth as auth_service
 from dashboard.services import integrations as integration_service
+from dashboard.services.actions import (
+    PENDING,
+    Action,
+    ActionRefused,
+    integration_actions,
+    refuse_unless,
+)
 from dashboard.services.audit import record_audit
 from dashboard.services.integrations import AccountTaken, LinkInvalid
 
@@ -48,6 +55,7 @@ async def start_connection(
 
     def start(session: Session) -> ConnectStart:
         link_id = user_id = None
+        user = None
         if link_token:
             try:
                 link = integration_service.resolve_connect_link(session=session, token=link_token)
@@ -67,6 +75,17 @@ async def start_connection(
                 integration = None
         if integration is None or integration.platform != platform:
             raise StartRefused("That integration does not exist.")
+        if user_id is not None and user is not None:
+            # The page's Connect now / Reconnect now, by the actions rule the page shows.
+            wanted = Action.CONNECT if integration.status == PENDING else Action.RECONNECT
+            try:
+                refuse_unless(
+                    integration_actions(status=integration.status, role=user.role),
+                    wanted,
+                    status=integration.status,
+                )
+            except ActionRefused as refused:
+                raise StartRefused(str(refused)) from None
         state = integration_service.issue_oauth_state(
             session=session,
             integration_id=integration.id,
