@@ -19,6 +19,7 @@ logs it: the limit is then per process, as without Redis, and syncs go on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import uuid
@@ -38,8 +39,12 @@ log = logging.getLogger("connectors.limits")
 PREFIX = "hub:limits"
 KEY_TTL_MS = 3_600_000  # an account nobody called for an hour starts from a full bucket again
 IN_FLIGHT_TTL = 120.0  # seconds: a reservation unanswered this long belongs to a dead process
-# While only an answer to a query in flight (maybe another process's) can make room: ask again.
-POLL = 0.05
+# While only an answer to a query in flight (maybe another process's) can make room, or
+# another process's query is first in line: ask again after this long.
+POLL = 0.02
+MAX_SLEEP = 0.5  # a waiter asks at least this often, so that the queue knows it is alive
+WAITER_TTL = 3.0  # seconds: a waiter silent this long died; the next one goes first
+FREEZE_TTL = 30.0  # seconds: see TOKENS
 
 # Redis's clock in seconds, less an epoch, so that Lua's doubles (printed with 14 digits)
 # keep microseconds.
@@ -64,12 +69,26 @@ local function touch()
 end
 """.replace("KEY_TTL_MS", str(KEY_TTL_MS))
 
-# KEYS: state, in-flight (ticket -> sent), points (ticket -> points), settled ("t:kept" -> at)
-# ARGV: cost, ticket, default maximum, default restore rate, in-flight ttl
+# KEYS: state, in-flight (ticket -> sent), points (ticket -> points), settled ("t:kept" -> at),
+# queue (ticket -> arrival), seen (ticket -> last asked). ARGV: cost, ticket, default maximum,
+# default restore rate, in-flight ttl.
+# Queries take turns across processes (the queue), as they do within one: otherwise a large
+# query waiting for room would starve while other processes' small ones keep taking it.
 RESERVE = (
     _CLOCK
     + _HELD
     + """
+for _, waiter in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+  local seen = tonumber(redis.call('HGET', KEYS[6], waiter) or '0')
+  if seen < now - WAITER_TTL then
+    redis.call('ZREM', KEYS[5], waiter)
+    redis.call('HDEL', KEYS[6], waiter)
+  end
+end
+redis.call('ZADD', KEYS[5], 'NX', now, ARGV[2])
+redis.call('HSET', KEYS[6], ARGV[2], tostring(now))
+touch()
+if redis.call('ZRANGE', KEYS[5], 0, 0)[1] ~= ARGV[2] then return {'wait', '-1'} end
 local s = redis.call('HMGET', KEYS[1], 'available', 'updated', 'maximum', 'rate')
 local maximum = tonumber(s[3]) or tonumber(ARGV[3])
 local rate = tonumber(s[4]) or tonumber(ARGV[4])
@@ -87,9 +106,10 @@ redis.call('HSET', KEYS[1], 'available', tostring(estimate - cost), 'updated', t
             'maximum', tostring(maximum), 'rate', tostring(rate))
 redis.call('ZADD', KEYS[2], now, ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], tostring(cost))
-touch()
+redis.call('ZREM', KEYS[5], ARGV[2])
+redis.call('HDEL', KEYS[6], ARGV[2])
 return {'ok', tostring(cost)}
-"""
+""".replace("WAITER_TTL", str(WAITER_TTL))
 )
 
 # ARGV: ticket, has status (0/1), kept points, reported available, maximum, restore rate, ttl
@@ -116,14 +136,14 @@ if ARGV[2] == '1' then
   own = own + points - kept
   maximum, rate = tonumber(ARGV[5]), tonumber(ARGV[6])
   local reported = tonumber(ARGV[4])
-  local others = held - points
-  -- answers received since this query was sent may have been charged after its snapshot
-  local since = 0
+  -- The snapshot was taken while this query ran: the queries of every process still in
+  -- flight, and those answered since this one was sent, may be charged after it.
+  local later = held - points
   for _, entry in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. sent, '+inf')) do
-    since = since + tonumber(string.match(entry, ':(.*)$'))
+    later = later + tonumber(string.match(entry, ':(.*)$'))
   end
   local highest = math.min(maximum, reported + (now - sent) * rate)
-  available = math.min(math.max(own, reported - others - since), highest)
+  available = math.min(math.max(own, reported - later), highest)
   redis.call('ZADD', KEYS[4], now, ARGV[1] .. ':' .. ARGV[3])
 end
 local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -136,33 +156,51 @@ return 1
 """
 )
 
+# A waiter gives up its place (cancelled). KEYS: queue, seen. ARGV: ticket.
+LEAVE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
 # The SP-API token bucket. KEYS: state. ARGV: action, default rate, burst, then per action.
+# A token taken from a full bucket freezes the refill until its call is answered: Amazon's
+# bucket stays full (its refill overflowing) until the call arrives, which under load or
+# after a slow connection is long after we took the token, and other processes would spend
+# that refill in the meantime (a 429). Frozen at most FREEZE_TTL (an answer that never came).
 TOKENS = (
     _CLOCK
     + """
-local s = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'rate', 'taken')
+local s = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'rate', 'taken', 'frozen', 'frozen_at')
 local burst = tonumber(ARGV[3])
 local rate = tonumber(s[3]) or tonumber(ARGV[2])
 local tokens = tonumber(s[1]) or burst
 local taken = tonumber(s[4]) or 0
-if s[2] then tokens = math.min(burst, tokens + (now - tonumber(s[2])) * rate) end
+local frozen = tonumber(s[5] or '0')
+if frozen > 0 and now - tonumber(s[6]) > FREEZE_TTL then frozen = 0 end
+if s[2] and frozen == 0 then tokens = math.min(burst, tokens + (now - tonumber(s[2])) * rate) end
+local frozen_at = s[6] or '0'
 local action = ARGV[1]
 local answer = {'ok', '0', '0', '0'}
+local function wait_time()
+  if tokens >= 1 then return 0 end
+  if frozen > 0 then return FREEZE_POLL end
+  return (1 - tokens) / rate
+end
 if action == 'take' then
   if tokens >= 1 then
     taken = taken + 1
     local full = tokens >= burst and '1' or '0'
+    if full == '1' then frozen, frozen_at = taken, tostring(now) end
     tokens = tokens - 1
     answer = {'ok', tostring(now), tostring(taken), full}
   else
-    answer = {'wait', tostring((1 - tokens) / rate), '0', '0'}
+    answer = {'wait', tostring(wait_time()), '0', '0'}
   end
 elseif action == 'wait' then
-  answer = {'ok', tostring(math.max(0, (1 - tokens) / rate)), '0', '0'}
+  answer = {'ok', tostring(wait_time()), '0', '0'}
 elseif action == 'arrived' then
-  local counted = (now - tonumber(ARGV[4])) * rate
-  local floor = burst - (taken - tonumber(ARGV[5]) + 1)
-  tokens = math.min(tokens, math.max(tokens - counted, floor))
+  if frozen == tonumber(ARGV[5]) then frozen = 0 end
 elseif action == 'refused' then
   tokens = math.min(tokens, 0)
   rate = rate * tonumber(ARGV[4])
@@ -171,11 +209,14 @@ elseif action == 'rate' then
   if told > 0 then rate = told end
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now),
-           'rate', tostring(rate), 'taken', tostring(taken))
+           'rate', tostring(rate), 'taken', tostring(taken), 'frozen', tostring(frozen),
+           'frozen_at', frozen_at)
 redis.call('PEXPIRE', KEYS[1], KEY_TTL_MS)
 answer[5] = tostring(rate)
 return answer
 """.replace("KEY_TTL_MS", str(KEY_TTL_MS))
+    .replace("FREEZE_TTL", str(FREEZE_TTL))
+    .replace("FREEZE_POLL", str(POLL))
 )
 
 
@@ -205,7 +246,12 @@ class RedisLimits:
             )
             scripts = {
                 name: client.register_script(source)
-                for name, source in (("reserve", RESERVE), ("settle", SETTLE), ("tokens", TOKENS))
+                for name, source in (
+                    ("reserve", RESERVE),
+                    ("settle", SETTLE),
+                    ("leave", LEAVE),
+                    ("tokens", TOKENS),
+                )
             }
             found = self._clients[loop] = (client, scripts)
         return found
@@ -267,6 +313,14 @@ class _Fallback:
         self.down = False
 
 
+class _FellBack(Exception):
+    """Redis failed: the fallback bucket took the reservation (``ticket``)."""
+
+    def __init__(self, ticket: int) -> None:
+        super().__init__(ticket)
+        self.ticket = ticket
+
+
 @dataclass(frozen=True)
 class _LocalTicket:
     """A reservation made in the fallback bucket while Redis was unreachable."""
@@ -289,7 +343,10 @@ class RedisCostBucket:
     _fallback: _Fallback | None = None
 
     def _keys(self) -> list[str]:
-        return [self.name, f"{self.name}:sent", f"{self.name}:points", f"{self.name}:settled"]
+        return [
+            self.name,
+            *(f"{self.name}:{part}" for part in ("sent", "points", "settled", "queue", "seen")),
+        ]
 
     @property
     def fallback(self) -> _Fallback:
@@ -309,30 +366,43 @@ class RedisCostBucket:
         loop = asyncio.get_running_loop()
         async with self._lock:
             start = loop.time()
-            while True:
-                try:
-                    verdict, value = await self.store.run(
+            try:
+                await self._wait_turn(key, hint, cost, ticket)
+            except asyncio.CancelledError:
+                # Out of the line at once, or the next query would wait WAITER_TTL for it.
+                with contextlib.suppress(RedisError, OSError):
+                    await asyncio.shield(self.store.run("leave", self._keys()[4:], [ticket]))
+                raise
+            except _FellBack as fallback:
+                return _LocalTicket(fallback.ticket)
+            waited = loop.time() - start
+        self.waited += waited
+        record_throttle_wait("shopify", waited)
+        return ticket
+
+    async def _wait_turn(
+        self, key: tuple[Any, ...], hint: float | None, cost: float, ticket: str
+    ) -> None:
+        while True:
+            try:
+                verdict, value = await self.store.run(
                         "reserve",
                         self._keys(),
                         [cost, ticket, self.local.maximum, self.local.restore_rate,
                          IN_FLIGHT_TTL],
                     )  # fmt: skip
-                except (RedisError, OSError) as error:
-                    self.fallback.failed(error)
-                    return _LocalTicket(await self.local.reserve(key, hint))
-                self.fallback.worked()
-                if _text(verdict) == "ok":
-                    break
-                delay = float(_text(value))
-                if delay < 0:  # only an answer to a query in flight makes room
-                    delay = POLL
-                else:
-                    await report_wait(delay, f"Shopify query cost bucket refills ({cost:.0f} pts)")
-                await asyncio.sleep(max(delay, 1e-3))
-            waited = loop.time() - start
-        self.waited += waited
-        record_throttle_wait("shopify", waited)
-        return ticket
+            except (RedisError, OSError) as error:
+                self.fallback.failed(error)
+                raise _FellBack(await self.local.reserve(key, hint)) from error
+            self.fallback.worked()
+            if _text(verdict) == "ok":
+                return
+            delay = float(_text(value))
+            if delay < 0:  # only an answer to a query in flight makes room
+                delay = POLL
+            else:
+                await report_wait(delay, f"Shopify query cost bucket refills ({cost:.0f} pts)")
+            await asyncio.sleep(min(max(delay, 1e-3), MAX_SLEEP))
 
     async def answered(
         self, ticket: Any, cost: dict[str, Any] | None, *, key: tuple[Any, ...], throttled: bool
