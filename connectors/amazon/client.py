@@ -23,7 +23,7 @@ from connectors.errors import (
     PlatformError,
     RateLimited,
 )
-from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.http import CLIENTS, ClientPool, build_client, raise_for_transient, with_retries
 from connectors.ratelimit import (
     LimitStore,
     OperationBucket,
@@ -95,19 +95,35 @@ class SpApiClient:
         auth: httpx.Auth,
         transport: httpx.AsyncBaseTransport | None = None,
         buckets: BucketRegistry = BUCKETS,
+        clients: ClientPool = CLIENTS,
     ) -> None:
         self.seller_id = seller_id
         self.region = region
         self.base_url = base_url
         self._buckets = buckets
-        # ``auth`` adds x-amz-access-token: the token flow refreshes it ahead of expiry and
-        # once more when Amazon calls it expired (``token_expired``).
-        self._http = build_client(base_url=base_url, transport=transport, auth=auth)
-        self._downloads = build_client(transport=transport, timeout=httpx.Timeout(120, connect=10))
+        # ``auth`` adds x-amz-access-token, with each request: the token flow refreshes it
+        # ahead of expiry and once more when Amazon calls it expired (``token_expired``).
+        # The clients (connections, TLS) are the seller's in this process, shared.
+        self._auth = auth
+        account = ("amazon", seller_id, region, base_url, transport)
+        shared = clients.client(
+            account, lambda: build_client(base_url=base_url, transport=transport)
+        )
+        downloads = clients.client(
+            (*account, "downloads"),
+            lambda: build_client(transport=transport, timeout=httpx.Timeout(120, connect=10)),
+        )
+        self._own = shared is None or downloads is None
+        self._http = shared or build_client(base_url=base_url, transport=transport)
+        self._downloads = downloads or build_client(
+            transport=transport, timeout=httpx.Timeout(120, connect=10)
+        )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        await self._downloads.aclose()
+        """Close the clients unless they are the seller's shared ones (the pool closes those)."""
+        if self._own:
+            await self._http.aclose()
+            await self._downloads.aclose()
 
     async def call(
         self,
@@ -130,7 +146,9 @@ class SpApiClient:
             self._buckets.waited += waited
 
             async def send() -> tuple[httpx.Response, dict[str, Any]]:
-                response = await self._http.request(method, path, params=query, json=json)
+                response = await self._http.request(
+                    method, path, params=query, json=json, auth=self._auth
+                )
                 raise_for_transient(response)
                 # A truncated 2xx body is retried like a 5xx: the next answer is usually whole.
                 body = _json(response, operation) if response.is_success else {}

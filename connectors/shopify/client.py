@@ -30,7 +30,7 @@ from connectors.errors import (
     RateLimited,
     TransientError,
 )
-from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.http import CLIENTS, ClientPool, build_client, raise_for_transient, with_retries
 from connectors.metrics import record_throttle_wait
 from connectors.ratelimit import CostBucket, report_throttled, report_wait, shared_store
 from connectors.shopify.auth import TOKEN_HEADER
@@ -297,20 +297,28 @@ class ShopifyClient:
         token: str | httpx.Auth,
         transport: httpx.AsyncBaseTransport | None = None,
         max_throttled_retries: int = 20,
+        clients: ClientPool = CLIENTS,
     ) -> None:
         """``token``: a fixed access token, or the flow that supplies and renews one
         (``connectors.auth.TokenFlow``: a 401 on an expiring token refreshes it once)."""
         self.shop = shop
         self.endpoint = f"{base_url}/admin/api/{API_VERSION}/graphql.json"
-        if isinstance(token, str):
-            self._http = build_client(transport=transport, headers={TOKEN_HEADER: token})
-        else:
-            self._http = build_client(transport=transport, auth=token)
+        # The token goes with each request, not into the client: the client (connections,
+        # TLS) is the shop's in this process, shared by its syncs and webhooks (``clients``).
+        self._auth: httpx.Auth | None = None if isinstance(token, str) else token
+        self._headers = {TOKEN_HEADER: token} if isinstance(token, str) else {}
+        shared = clients.client(
+            ("shopify", shop, transport), lambda: build_client(transport=transport)
+        )
+        self._own = shared is None
+        self._http = shared or build_client(transport=transport)
         self.throttle = cost_bucket_for(shop)
         self._max_throttled = max_throttled_retries
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Close the client unless it is the shop's shared one (the pool closes that)."""
+        if self._own:
+            await self._http.aclose()
 
     async def query(
         self,
@@ -364,7 +372,10 @@ class ShopifyClient:
     ) -> dict[str, Any]:
         try:
             response = await self._http.post(
-                self.endpoint, json={"query": document, "variables": variables or {}}
+                self.endpoint,
+                json={"query": document, "variables": variables or {}},
+                headers=self._headers,
+                auth=self._auth or httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TimeoutException as error:
             raise TransientError(f"{name}: timed out") from error
