@@ -70,9 +70,7 @@ async def test_a_shops_points_spent_by_one_process_are_gone_for_the_other(prefix
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(second.cost_bucket(shop).reserve(key, 900), timeout=0.5)
     # Answered: 50 points kept, the rest refunded; now the second one's query goes out.
-    await first.cost_bucket(shop).answered(
-        ticket, _cost(900, 50, 950), key=key, throttled=False
-    )
+    await first.cost_bucket(shop).answered(ticket, _cost(900, 50, 950), key=key, throttled=False)
     await asyncio.wait_for(second.cost_bucket(shop).reserve(key, 900), timeout=2)
     await first.aclose()
     await second.aclose()
