@@ -178,7 +178,7 @@ class OverflowMeter:
             capacity=bucket.maximum, rate=lambda: bucket.restore_rate,
             updated=lambda: bucket.updated,
         )  # fmt: skip
-        bucket.refill = meter.metered  # type: ignore[method-assign]
+        bucket.refill = meter.metered  # type: ignore[method-assign,assignment]
         return meter
 
     @classmethod
@@ -212,12 +212,12 @@ def measure(
         token = shopify_install(base, SHOP, scopes=SCOPES)
         admin_schema()  # built on first use: not part of the run
         clock = app.state.sandbox.clock
+        inventory = find_operation("GET", "/fba/inventory/v1/summaries")
+        assert inventory is not None
         meters = {
             "shopify": OverflowMeter.of_shop(app.state.sandbox.extras["shopify"].buckets[SHOP]),
             "amazon": OverflowMeter.of_operation(
-                app.state.sandbox.extras["amazon"].bucket(
-                    SELLER, find_operation("GET", "/fba/inventory/v1/summaries")[0]
-                ),
+                app.state.sandbox.extras["amazon"].bucket(SELLER, inventory[0]),
                 clock.monotonic,
             ),
         }

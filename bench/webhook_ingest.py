@@ -157,8 +157,18 @@ def rss_mib(pid: int) -> float:
 
 
 def worker_pids(parent: int) -> list[int]:
+    """uvicorn's worker processes (not multiprocessing's resource tracker)."""
     children = Path(f"/proc/{parent}/task/{parent}/children")
-    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+    pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+    return [
+        pid for pid in pids if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the load ----------------------------------------------------------------------------------
@@ -324,6 +334,7 @@ def main() -> int:
             time.sleep(2)
             pids = worker_pids(server.pid)
             rss_before = {pid: rss_mib(pid) for pid in pids}
+            cpu_before = {pid: cpu_seconds(pid) for pid in pids}
             killed: list[int] = []
 
             def kill_one() -> None:
@@ -345,6 +356,7 @@ def main() -> int:
             )  # fmt: skip
             answered_at = time.perf_counter()
             rss_after = {pid: rss_mib(pid) for pid in worker_pids(server.pid)}
+            cpu_load = sum(cpu_seconds(p) - cpu_before[p] for p in rss_after if p in cpu_before)
             # Applied: every stored event leaves "received" (the sweep takes a killed
             # worker's after its grace period).
             while True:
@@ -354,6 +366,9 @@ def main() -> int:
                     break
                 time.sleep(1)
             drained = time.perf_counter() - answered_at
+            alive = [p for p in worker_pids(server.pid) if p in cpu_before]
+            cpu_total = sum(cpu_seconds(p) - cpu_before[p] for p in alive)
+            load_average = os.getloadavg()[0]
             hot = []
             if spy is not None:
                 spy.wait(timeout=args.profile + 60)
@@ -381,6 +396,12 @@ def main() -> int:
         f"stored twice: {len(stored) - len(set(stored))}; statuses {states['statuses']} "
         f"(incl. the warm-up's 50); applied in {drained:.1f} s after the last answer; "
         f"retried attempts {states['retried']}"
+    )
+    print(
+        f"workers' CPU: {cpu_load * 1000 / max(1, len(accepted)):.1f} ms per delivery while "
+        f"answering, {cpu_total * 1000 / max(1, len(accepted)):.1f} ms per delivery answered "
+        f"and applied (surviving workers); machine load average {load_average:.1f} "
+        f"on {os.cpu_count()} CPUs"
     )
     print(
         "worker RSS MiB before -> after: "
