@@ -4,18 +4,23 @@ client per platform account reused by every event (issue 16)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlmodel import select
 
 from connectors.http import CLIENTS
 from connectors.shopify.client import ShopifyClient
 from dashboard.db import session_scope
 from dashboard.models import WebhookEvent
-from dashboard.services import connect, shopify_webhooks, sync
+from dashboard.services import connect, shopify_webhooks, sync, webhook_signers
 from dashboard.services.webhook_processing import RecordRefreshes, WebhookProcessor
+from dashboard.settings import get_settings
 from tests.test_shopify_connect import PRODUCT_1, approve, hub, new_link, signed
 
 __all__ = ["hub"]  # the fixture, shared with the connect tests
@@ -125,3 +130,22 @@ async def test_a_burst_of_updates_to_one_product_is_applied_with_few_fetches(hub
     # A fetch reads the product (and its variants); the 20 events shared at most a few.
     assert stats["requests"] - requests_before <= 4
     assert CLIENTS.built - clients_before <= 1  # the shop's client, if the sync's was closed
+
+
+def _signature(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+async def test_remembered_app_secrets_accept_only_what_the_current_ones_sign(
+    hub_db: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop, body = "signers.myshopify.com", b'{"id": 1}'
+    monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", "first-secret")
+    get_settings.cache_clear()
+    assert await webhook_signers.signed_by_shop_app(shop, body, _signature("first-secret", body))
+    # Remembered, but a forged signature is still refused.
+    assert not await webhook_signers.signed_by_shop_app(shop, body, _signature("forged", body))
+    # The app's secret rotated: a webhook signed with the new one is accepted at once.
+    monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", "rotated-secret")
+    get_settings.cache_clear()
+    assert await webhook_signers.signed_by_shop_app(shop, body, _signature("rotated-secret", body))
