@@ -268,25 +268,6 @@ print(json.dumps([[w, s, a] for w, s, a in rows]))
     }
 
 
-def profile_summary(path: Path, top: int = 12) -> list[str]:
-    """py-spy's collapsed stacks as the share of samples in each function (inclusive)."""
-    total = 0
-    inclusive: dict[str, int] = {}
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        samples = int(count)
-        total += samples
-        for frame in set(stack.split(";")):
-            name = frame.split(" (")[0]
-            if "/bench/" in frame or name in ("<module>", "run", "_run_once", "_run"):
-                continue
-            inclusive[name] = inclusive.get(name, 0) + samples
-    ranked = sorted(inclusive.items(), key=lambda item: -item[1])[:top]
-    return [f"{samples / total:5.1%} {name}" for name, samples in ranked] if total else []
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deliveries", type=int, default=10_000)
@@ -296,10 +277,6 @@ def main() -> int:
     parser.add_argument("--kill-one", action="store_true")
     parser.add_argument("--postgres", default=os.environ.get("HUB_BENCH_POSTGRES", POSTGRES))
     parser.add_argument("--drain-timeout", type=float, default=300.0)
-    parser.add_argument(
-        "--profile", type=float, default=0.0,
-        help="record one worker this many seconds with py-spy (pip install py-spy)",
-    )  # fmt: skip
     args = parser.parse_args()
     postgres = args.postgres if postgres_reachable(args.postgres) else None
     workers = args.workers if postgres else 1
@@ -342,14 +319,6 @@ def main() -> int:
                     os.kill(pids[0], signal.SIGKILL)
                     killed.append(pids[0])
 
-            profile = Path(tmp) / "profile.txt"
-            spy = None
-            if args.profile and pids:
-                spy = subprocess.Popen(
-                    ["py-spy", "record", "--format", "raw", "--rate", "200", "-d",
-                     str(args.profile), "-p", str(pids[-1]), "-o", str(profile)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
             figures = asyncio.run(
                 load(url, secret, deliveries=args.deliveries, concurrency=args.concurrency,
                      products=list(range(1, args.products + 1)), on_half=kill_one)
@@ -369,10 +338,6 @@ def main() -> int:
             alive = [p for p in worker_pids(server.pid) if p in cpu_before]
             cpu_total = sum(cpu_seconds(p) - cpu_before[p] for p in alive)
             load_average = os.getloadavg()[0]
-            hot = []
-            if spy is not None:
-                spy.wait(timeout=args.profile + 60)
-                hot = profile_summary(profile) if profile.exists() else ["(no profile)"]
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -407,9 +372,6 @@ def main() -> int:
         "worker RSS MiB before -> after: "
         + ", ".join(f"{rss_before[p]:.0f} -> {rss_after.get(p, 0):.0f}" for p in rss_before)
     )
-    if hot:
-        print("profile of one worker during the load (share of samples, inclusive):")
-        print("\n".join(f"  {line}" for line in hot))
     return 0
 
 

@@ -134,3 +134,23 @@ def test_processes_syncing_one_shop_and_one_seller_share_the_limits() -> None:
     # (the benchmark prints it); this machine's shared CPUs delay answers, hence the floor.
     assert figures["shopify_refill_used"] >= 0.85, figures
     assert figures["amazon_refill_used"] >= 0.85, figures
+
+
+@needs_redis
+async def test_the_hub_keeps_its_limits_in_redis_when_redis_url_is_set(
+    hub_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.ratelimit import shared_store
+    from dashboard.services.platform_clients import platform_clients_lifespan
+    from dashboard.settings import get_settings
+
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("GRANIAN_WORKERS", "1")  # with the sandbox mounted (hub_env)
+    get_settings.cache_clear()
+    async with platform_clients_lifespan(get_settings()):
+        assert isinstance(shared_store(), RedisLimits)
+    assert shared_store() is None
+    monkeypatch.delenv("REDIS_URL")
+    get_settings.cache_clear()
+    async with platform_clients_lifespan(get_settings()):
+        assert shared_store() is None  # each process keeps its own
