@@ -264,8 +264,7 @@ class ClientPool:
         return found
 
     async def forget(self, matches: Callable[[Hashable], bool]) -> int:
-        """Close the clients of the accounts that ``matches`` (an app uninstalled, an
-        integration deleted); how many."""
+        """Close the clients of the accounts that ``matches``; how many."""
         clients = self._clients.get(asyncio.get_running_loop(), OrderedDict())
         gone = [account for account in clients if matches(account)]
         for account in gone:

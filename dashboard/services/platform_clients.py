@@ -37,10 +37,3 @@ async def platform_clients_lifespan(settings: Settings) -> AsyncIterator[None]:
         await CLIENTS.aclose()
         if store is not None:
             await store.aclose()
-
-
-async def forget_shop(shop: str) -> int:
-    """Close the shop's shared clients (its app was uninstalled); how many."""
-    return await CLIENTS.forget(
-        lambda account: isinstance(account, tuple) and account[:2] == ("shopify", shop)
-    )
