@@ -108,9 +108,14 @@ def processor(apply: Apply, consumers: int) -> WebhookProcessor:
 
 
 async def stop_processor() -> None:
-    found = _processors.pop(asyncio.get_running_loop(), None)
+    """Stop the running loop's consumers, then the record fetches they started."""
+    loop = asyncio.get_running_loop()
+    found = _processors.pop(loop, None)
     if found is not None:
         await found.stop()
+    refreshes = _refreshes.pop(loop, None)
+    if refreshes is not None:
+        await refreshes.stop()
 
 
 # --- one fetch for the events about one record -----------------------------------------------
@@ -174,6 +179,14 @@ class RecordRefreshes:
 
         self._spawn(after_running())
         return refresh
+
+    async def stop(self) -> None:
+        """Cancel the fetches still running or queued (the process stops; their events are
+        handed back by their attempts)."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)
