@@ -6,11 +6,16 @@ transport (respx, ``httpx.ASGITransport``) instead of patching internals.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import re
+import ssl
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 import httpx
@@ -184,6 +189,16 @@ EVENT_HOOKS: dict[str, list[Callable[..., Any]]] = {
 }
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context (system CAs, certifi as httpx uses them).
+
+    Building one loads every CA certificate: ~80 ms of CPU. Made per client, it was 55 % of
+    a worker's CPU while it applied webhooks (issue 16).
+    """
+    return httpx.create_ssl_context()
+
+
 def build_client(
     *,
     base_url: str = "",
@@ -205,7 +220,71 @@ def build_client(
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
         follow_redirects=False,
         event_hooks=EVENT_HOOKS,
+        verify=tls_context(),
     )
+
+
+class ClientPool:
+    """One HTTP client (its connection pool) per platform account, per event loop, reused by
+    every sync and webhook of the account in this process.
+
+    The clients carry no credentials: callers pass their token flow (or header) with each
+    request, so a rotated token takes effect at once. At most ``size`` accounts keep a
+    client; the least recently used one beyond is closed after ``grace`` seconds (a request
+    may still be using it).
+    """
+
+    def __init__(self, size: int = 512, grace: float = 60.0) -> None:
+        self.size = size
+        self.grace = grace
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, OrderedDict[Hashable, httpx.AsyncClient]
+        ] = weakref.WeakKeyDictionary()
+        self.built = 0  # clients built, over the process's life (tests and benches read it)
+
+    def client(
+        self, account: Hashable, build: Callable[[], httpx.AsyncClient]
+    ) -> httpx.AsyncClient | None:
+        """The account's client, built by ``build`` on first use; None outside an event
+        loop (the caller then builds and closes its own)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        clients = self._clients.setdefault(loop, OrderedDict())
+        found = clients.get(account)
+        if found is not None and not found.is_closed:
+            clients.move_to_end(account)
+            return found
+        clients[account] = found = build()
+        self.built += 1
+        while len(clients) > self.size:
+            _, oldest = clients.popitem(last=False)
+            loop.call_later(self.grace, _close_later, loop, oldest)
+        return found
+
+    async def forget(self, matches: Callable[[Hashable], bool]) -> int:
+        """Close the clients of the accounts that ``matches``; how many."""
+        clients = self._clients.get(asyncio.get_running_loop(), OrderedDict())
+        gone = [account for account in clients if matches(account)]
+        for account in gone:
+            await clients.pop(account).aclose()
+        return len(gone)
+
+    async def aclose(self) -> None:
+        """Close every client of the running loop (the process shuts down)."""
+        clients = self._clients.pop(asyncio.get_running_loop(), OrderedDict())
+        for client in clients.values():
+            await client.aclose()
+
+
+def _close_later(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> None:
+    _closing.add(task := loop.create_task(client.aclose()))
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()
+CLIENTS = ClientPool()
 
 
 def is_transient_status(status: int) -> bool:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from connectors.metrics import record_throttle_wait
 
@@ -113,6 +113,100 @@ class TokenBucket:
         """The platform said the bucket is empty (a 429): believe it."""
         self._refill()
         self.tokens = min(self.tokens, 0.0)
+
+    # --- the ``OperationBucket`` face, which a bucket shared across processes also has ------
+
+    async def expected_wait(self) -> float:
+        return self.wait_time()
+
+    async def take(self) -> tuple[float, Take | None]:
+        waited = await self.acquire()
+        return waited, self.last_take
+
+    async def answered(self, take: Take | None) -> None:
+        if take is not None:
+            self.arrived(take)
+
+    async def refused(self, slowdown: float) -> None:
+        self.drain()
+        self.set_rate(self.rate * slowdown)
+
+    async def told_rate(self, rate: float) -> None:
+        self.set_rate(rate)
+
+
+# --- one limit per platform account, whichever process calls -----------------------------------
+#
+# In one process the buckets above (and the Shopify client's cost estimate) are the account's
+# limit. Several processes calling the same account each need the same bucket: a
+# ``LimitStore`` (``connectors.shared_limits.RedisLimits``) holds them where every process
+# reaches them; the host injects it with ``use_store`` (the hub does when REDIS_URL is set).
+
+
+class OperationBucket(Protocol):
+    """An SP-API operation's token bucket for one seller, as the client uses it."""
+
+    rate: float
+
+    async def expected_wait(self) -> float:
+        """Seconds until a token is there (0: now), to tell the caller about the wait."""
+
+    async def take(self) -> tuple[float, Any]:
+        """Take one token, waiting for it; (seconds waited, what ``answered`` needs)."""
+
+    async def answered(self, take: Any) -> None:
+        """The call of ``take`` was answered: it reached the platform by now."""
+
+    async def refused(self, slowdown: float) -> None:
+        """A 429: the bucket is empty and the real rate lower, by ``slowdown``."""
+
+    async def told_rate(self, rate: float) -> None:
+        """The platform named the operation's rate (``x-amzn-RateLimit-Limit``)."""
+
+
+class CostBucket(Protocol):
+    """A Shopify shop's query-cost bucket, as the GraphQL client uses it."""
+
+    throttled: int
+    waited: float
+
+    async def reserve(self, key: tuple[Any, ...], hint: float | None = None) -> Any:
+        """Wait until the bucket can pay the query's cost and take it; returns the ticket."""
+
+    async def answered(
+        self, ticket: Any, cost: dict[str, Any] | None, *, key: tuple[Any, ...], throttled: bool
+    ) -> None:
+        """Settle ``ticket`` with the answer's ``extensions.cost`` (None: none came)."""
+
+    async def abandoned(self, ticket: Any) -> None:
+        """No answer came: the reservation stays spent, as it may have been."""
+
+
+class LimitStore(Protocol):
+    """Where the buckets of every platform account live for all the processes using it."""
+
+    def cost_bucket(self, shop: str) -> CostBucket:
+        """The cost bucket of ``shop``."""
+
+    def operation_bucket(
+        self, seller: str, region: str, operation: str, rate: float, burst: int
+    ) -> OperationBucket:
+        """The bucket of one SP-API operation of a seller (an application's grant) in a
+        region, starting from the documented ``rate`` and ``burst``."""
+
+
+_store: LimitStore | None = None
+
+
+def use_store(store: LimitStore | None) -> None:
+    """Keep every account's buckets in ``store`` from now on (None: in this process)."""
+    global _store
+    _store = store
+
+
+def shared_store() -> LimitStore | None:
+    """The store set with ``use_store``; None when the buckets live in this process."""
+    return _store
 
 
 # --- telling the caller about waits and throttles ----------------------------------------------

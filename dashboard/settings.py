@@ -171,6 +171,13 @@ class Settings(BaseSettings):
         description="Products, orders and customers list their live ids this often to mark "
         "records deleted on Shopify that no webhook reported. 0: never.",
     )
+    webhook_concurrency: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Stored webhook events a process applies at once (its queue's "
+        "consumers); the rest wait in the queue, beyond it for the recovery sweep.",
+    )
     shopify_refresh_warning_days: int = Field(
         14,
         ge=1,

@@ -18,7 +18,7 @@ from sqlmodel import Session, SQLModel
 
 import dashboard.models  # noqa: F401  registers the tables
 from dashboard import db
-from dashboard.services import vault
+from dashboard.services import vault, webhook_signers
 from dashboard.settings import get_settings
 
 PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -35,6 +35,7 @@ def reset_caches() -> None:
     get_settings.cache_clear()
     vault.get_vault.cache_clear()
     db.reset_engines()
+    webhook_signers.forget()
 
 
 @pytest.fixture

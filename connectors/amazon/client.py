@@ -9,6 +9,7 @@ No SigV4: Amazon dropped it in 2023; the LWA token in ``x-amz-access-token`` is 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,15 @@ from connectors.errors import (
     PlatformError,
     RateLimited,
 )
-from connectors.http import build_client, raise_for_transient, with_retries
-from connectors.ratelimit import TokenBucket, report_throttled, report_wait
+from connectors.http import CLIENTS, ClientPool, build_client, raise_for_transient, with_retries
+from connectors.ratelimit import (
+    LimitStore,
+    OperationBucket,
+    TokenBucket,
+    report_throttled,
+    report_wait,
+    shared_store,
+)
 
 log = logging.getLogger("connectors.amazon")
 
@@ -51,18 +59,26 @@ SLOWDOWN = 0.8  # a 429 means the real rate is lower than we believed
 
 @dataclass
 class BucketRegistry:
-    """The buckets of every seller, region and operation in this process."""
+    """The buckets of every seller, region and operation: in this process, or in the shared
+    ``store`` (``None``: the one the host set with ``connectors.ratelimit.use_store``, if any)
+    so that every process calling a seller takes from the same buckets."""
 
-    buckets: dict[tuple[str, str, str], TokenBucket] = field(default_factory=dict)
+    buckets: dict[tuple[str, str, str], OperationBucket] = field(default_factory=dict)
     throttled: int = 0
     waited: float = 0.0
+    store: LimitStore | None = None
 
-    def get(self, seller: str, region: str, operation: str) -> TokenBucket:
+    def get(self, seller: str, region: str, operation: str) -> OperationBucket:
         key = (seller, region, operation)
         bucket = self.buckets.get(key)
         if bucket is None:
             rate, burst = USAGE_PLANS.get(operation, (1.0, 1))
-            bucket = self.buckets[key] = TokenBucket(rate, burst)
+            store = self.store or shared_store()
+            bucket = self.buckets[key] = (
+                store.operation_bucket(seller, region, operation, rate, burst)
+                if store is not None
+                else TokenBucket(rate, burst)
+            )
         return bucket
 
 
@@ -79,19 +95,35 @@ class SpApiClient:
         auth: httpx.Auth,
         transport: httpx.AsyncBaseTransport | None = None,
         buckets: BucketRegistry = BUCKETS,
+        clients: ClientPool = CLIENTS,
     ) -> None:
         self.seller_id = seller_id
         self.region = region
         self.base_url = base_url
         self._buckets = buckets
-        # ``auth`` adds x-amz-access-token: the token flow refreshes it ahead of expiry and
-        # once more when Amazon calls it expired (``token_expired``).
-        self._http = build_client(base_url=base_url, transport=transport, auth=auth)
-        self._downloads = build_client(transport=transport, timeout=httpx.Timeout(120, connect=10))
+        # ``auth`` adds x-amz-access-token, with each request: the token flow refreshes it
+        # ahead of expiry and once more when Amazon calls it expired (``token_expired``).
+        # The clients (connections, TLS) are the seller's in this process, shared.
+        self._auth = auth
+        account = ("amazon", seller_id, region, base_url, transport)
+        shared = clients.client(
+            account, lambda: build_client(base_url=base_url, transport=transport)
+        )
+        downloads = clients.client(
+            (*account, "downloads"),
+            lambda: build_client(transport=transport, timeout=httpx.Timeout(120, connect=10)),
+        )
+        self._own = shared is None or downloads is None
+        self._http = shared or build_client(base_url=base_url, transport=transport)
+        self._downloads = downloads or build_client(
+            transport=transport, timeout=httpx.Timeout(120, connect=10)
+        )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        await self._downloads.aclose()
+        """Close the clients unless they are the seller's shared ones (the pool closes those)."""
+        if self._own:
+            await self._http.aclose()
+            await self._downloads.aclose()
 
     async def call(
         self,
@@ -107,14 +139,16 @@ class SpApiClient:
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         throttled = 0
         while True:
-            wait = bucket.wait_time()
+            wait = await bucket.expected_wait()
             if wait > 0:
                 await report_wait(wait, f"SP-API {operation} allows {bucket.rate:.4g} calls/s")
-            self._buckets.waited += await bucket.acquire()
-            take = bucket.last_take
+            waited, take = await bucket.take()
+            self._buckets.waited += waited
 
             async def send() -> tuple[httpx.Response, dict[str, Any]]:
-                response = await self._http.request(method, path, params=query, json=json)
+                response = await self._http.request(
+                    method, path, params=query, json=json, auth=self._auth
+                )
                 raise_for_transient(response)
                 # A truncated 2xx body is retried like a 5xx: the next answer is usually whole.
                 body = _json(response, operation) if response.is_success else {}
@@ -123,14 +157,12 @@ class SpApiClient:
             try:
                 response, body = await with_retries(send, attempts=5, max_elapsed=120)
             finally:
-                if take is not None:
-                    bucket.arrived(take)
+                await asyncio.shield(bucket.answered(take))
             status = response.status_code
             if status == 429:
                 throttled += 1
                 self._buckets.throttled += 1
-                bucket.drain()
-                bucket.set_rate(bucket.rate * SLOWDOWN)
+                await bucket.refused(SLOWDOWN)
                 log.warning("SP-API %s throttled (429), slowing to %.4f/s", operation, bucket.rate)
                 await report_throttled(f"SP-API {operation} answered 429 (throttled)")
                 if throttled >= MAX_THROTTLED:
@@ -139,9 +171,11 @@ class SpApiClient:
             limit = response.headers.get("x-amzn-RateLimit-Limit")
             if limit:
                 try:
-                    bucket.set_rate(float(limit))
+                    rate = float(limit)
                 except ValueError:
                     log.debug("unreadable x-amzn-RateLimit-Limit %r", limit)
+                else:
+                    await bucket.told_rate(rate)
             if status in (401, 403):
                 details = _error_details(response)
                 if "revoked" in details:

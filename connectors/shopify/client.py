@@ -4,7 +4,8 @@ Throttling follows Shopify's calculated query cost: before sending, the client r
 query's requested cost from its estimate of the shop's bucket, waiting until the estimate can
 pay it, so a sync that stays in budget never meets ``THROTTLED``. Every response's
 ``extensions.cost`` settles the reservation and bounds the estimate. The estimate is shared
-by every stream of the same shop in this process.
+by every stream of the same shop in this process; with a shared ``LimitStore`` (Redis, when
+the hub has REDIS_URL) by every process calling the shop instead.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from connectors.errors import (
     RateLimited,
     TransientError,
 )
-from connectors.http import build_client, raise_for_transient, with_retries
+from connectors.http import CLIENTS, ClientPool, build_client, raise_for_transient, with_retries
 from connectors.metrics import record_throttle_wait
-from connectors.ratelimit import report_throttled, report_wait
+from connectors.ratelimit import CostBucket, report_throttled, report_wait, shared_store
 from connectors.shopify.auth import TOKEN_HEADER
 from connectors.shopify.queries import API_VERSION
 
@@ -259,6 +260,18 @@ class ShopifyThrottle:
         self.rate_floor = 0.0
         self.throttled += 1
 
+    # --- the ``CostBucket`` face, which a bucket shared across processes also has -------------
+
+    async def answered(
+        self, ticket: int, cost: dict[str, Any] | None, *, key: tuple[Any, ...], throttled: bool
+    ) -> None:
+        if throttled:
+            self.unlearn()
+        self.settle(ticket, cost, time.monotonic(), key=key)
+
+    async def abandoned(self, ticket: int) -> None:
+        self.settle(ticket, None, time.monotonic())
+
 
 _throttles: dict[str, ShopifyThrottle] = {}
 
@@ -266,6 +279,13 @@ _throttles: dict[str, ShopifyThrottle] = {}
 def throttle_for(shop: str) -> ShopifyThrottle:
     """The process-wide bucket estimate of ``shop`` (streams of one shop share its bucket)."""
     return _throttles.setdefault(shop, ShopifyThrottle())
+
+
+def cost_bucket_for(shop: str) -> CostBucket:
+    """The bucket every query of ``shop`` goes through: the shared store's when the host set
+    one (every process of the hub), else this process's estimate."""
+    store = shared_store()
+    return store.cost_bucket(shop) if store is not None else throttle_for(shop)
 
 
 class ShopifyClient:
@@ -277,20 +297,28 @@ class ShopifyClient:
         token: str | httpx.Auth,
         transport: httpx.AsyncBaseTransport | None = None,
         max_throttled_retries: int = 20,
+        clients: ClientPool = CLIENTS,
     ) -> None:
         """``token``: a fixed access token, or the flow that supplies and renews one
         (``connectors.auth.TokenFlow``: a 401 on an expiring token refreshes it once)."""
         self.shop = shop
         self.endpoint = f"{base_url}/admin/api/{API_VERSION}/graphql.json"
-        if isinstance(token, str):
-            self._http = build_client(transport=transport, headers={TOKEN_HEADER: token})
-        else:
-            self._http = build_client(transport=transport, auth=token)
-        self.throttle = throttle_for(shop)
+        # The token goes with each request, not into the client: the client (connections,
+        # TLS) is the shop's in this process, shared by its syncs and webhooks (``clients``).
+        self._auth: httpx.Auth | None = None if isinstance(token, str) else token
+        self._headers = {TOKEN_HEADER: token} if isinstance(token, str) else {}
+        shared = clients.client(
+            ("shopify", shop, transport), lambda: build_client(transport=transport)
+        )
+        self._own = shared is None
+        self._http = shared or build_client(transport=transport)
+        self.throttle = cost_bucket_for(shop)
         self._max_throttled = max_throttled_retries
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Close the client unless it is the shop's shared one (the pool closes that)."""
+        if self._own:
+            await self._http.aclose()
 
     async def query(
         self,
@@ -312,11 +340,9 @@ class ShopifyClient:
             body = await self._post_reserved(ticket, name, document, variables)
             errors = body.get("errors") or []
             throttled = any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors)
-            if throttled:
-                throttle.unlearn()
             cost = (body.get("extensions") or {}).get("cost")
-            throttle.settle(
-                ticket, cost if isinstance(cost, dict) else None, time.monotonic(), key=key
+            await throttle.answered(
+                ticket, cost if isinstance(cost, dict) else None, key=key, throttled=throttled
             )
             if throttled:
                 log.info("%s throttled on %s; waiting for the bucket", name, self.shop)
@@ -332,13 +358,13 @@ class ShopifyClient:
         raise RateLimited(f"{name}: still throttled after {self._max_throttled} attempts")
 
     async def _post_reserved(
-        self, ticket: int, name: str, document: str, variables: dict[str, Any] | None
+        self, ticket: Any, name: str, document: str, variables: dict[str, Any] | None
     ) -> dict[str, Any]:
         """POST with retries; without an answer the reservation stays spent (it may be)."""
         try:
             return await with_retries(lambda: self._post(name, document, variables))
         except BaseException:
-            self.throttle.settle(ticket, None, time.monotonic())
+            await asyncio.shield(self.throttle.abandoned(ticket))
             raise
 
     async def _post(
@@ -346,7 +372,10 @@ class ShopifyClient:
     ) -> dict[str, Any]:
         try:
             response = await self._http.post(
-                self.endpoint, json={"query": document, "variables": variables or {}}
+                self.endpoint,
+                json={"query": document, "variables": variables or {}},
+                headers=self._headers,
+                auth=self._auth or httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TimeoutException as error:
             raise TransientError(f"{name}: timed out") from error

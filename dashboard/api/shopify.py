@@ -15,7 +15,13 @@ from dashboard.api.access import Access, route
 from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
-from dashboard.services import app_credentials, audit, connect, shopify_webhooks
+from dashboard.services import (
+    app_credentials,
+    audit,
+    connect,
+    shopify_webhooks,
+    webhook_signers,
+)
 from dashboard.services import integrations as integration_service
 from dashboard.services.app_credentials import ShopifyApp
 from dashboard.services.credentials import DbCredentialStore, save_credential
@@ -250,14 +256,9 @@ async def webhook(request: Request) -> Response:
         WEBHOOKS_REJECTED.labels("shopify", "malformed").inc()
         return JSONResponse({"error": "missing body or Shopify headers"}, status_code=400)
     # The app that sent it: an own app of an integration for the shop, else the default one.
-    try:
-        apps = await app_credentials.shopify_apps_for_shop(
-            integration_service.normalize_shop_domain(headers.get("x-shopify-shop-domain", ""))
-        )
-    except InvalidInput:
-        apps = [app_credentials.default_app()]
     signature = headers.get("x-shopify-hmac-sha256")
-    if not any(shopify_auth.verify_webhook(body, signature, app.client_secret) for app in apps):
+    shop_header = headers.get("x-shopify-shop-domain", "")
+    if not await webhook_signers.signed_by_shop_app(shop_header, body, signature):
         WEBHOOKS_REJECTED.labels("shopify", "signature").inc()
         log.warning("shopify webhook with a bad signature refused")
         return JSONResponse({"error": "invalid signature"}, status_code=401)

@@ -11,6 +11,7 @@ from dashboard.logging_setup import configure_from_settings
 from dashboard.services import metrics
 from dashboard.services.alerts import alert_delivery_lifespan
 from dashboard.services.change_webhooks import change_webhook_lifespan
+from dashboard.services.platform_clients import platform_clients_lifespan
 from dashboard.services.scheduler import scheduler_lifespan
 from dashboard.services.shopify_webhooks import webhook_lifespan
 from dashboard.services.sync import engine_lifespan
@@ -23,7 +24,9 @@ async def hub_lifespan() -> AsyncIterator[None]:
     events inside it (applying one may queue a sync), and the scheduler innermost, so that at
     shutdown scheduling stops first, then webhook events are handed back, then the running
     syncs are interrupted. Alerts raised by any of them go out through the alert outbox, whose
-    delivery starts first and stops last. Logging is set up before any of them logs.
+    delivery starts first and stops last; outermost, the rate limits shared through Redis
+    (REDIS_URL) and the platform clients, closed after everything that uses them. Logging
+    is set up before any of them logs.
 
     Before any of them: a process whose encryption keys differ from the database's under
     the same id (another host's generated key) refuses to start (KeyMismatchError)."""
@@ -35,6 +38,7 @@ async def hub_lifespan() -> AsyncIterator[None]:
     await asyncio.to_thread(metrics.metrics_token)  # in the data dir for the operator, at once
     try:
         async with (
+            platform_clients_lifespan(get_settings()),
             alert_delivery_lifespan(),
             change_webhook_lifespan(),
             engine_lifespan(),

@@ -39,7 +39,7 @@ from dashboard.models import (
     WebhookEvent,
     WebhookStatus,
 )
-from dashboard.services import incidents, webhook_subscriptions
+from dashboard.services import incidents, webhook_processing, webhook_subscriptions
 from dashboard.services.app_credentials import APP_KINDS, shopify_connector_for
 from dashboard.services.audit import record_audit
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
@@ -53,9 +53,10 @@ from dashboard.services.shopify_webhook_binding import (
     bind,
 )
 from dashboard.services.sync import RECOVERY_EVERY, process_gone, worker_id
+from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.shopify.webhooks")
-_tasks: set[asyncio.Task[None]] = set()
+_tasks: set[asyncio.Future[None]] = set()  # events queued or being applied here
 COMPLIANCE = {"customers/data_request", "customers/redact", "shop/redact"}
 EVENTS: sa.Table = WebhookEvent.__table__  # type: ignore[attr-defined]
 RECEIVED = WebhookStatus.RECEIVED.value
@@ -101,9 +102,14 @@ async def persist(*, webhook_id: str, topic: str, shop: str, body: bytes) -> uui
 
 
 def process_later(event_id: uuid.UUID) -> None:
-    task = asyncio.get_running_loop().create_task(process(event_id))
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    """Queue a newly stored event for this process's webhook consumers
+    (``webhook_processing``: bounded; a full queue leaves it to the recovery sweep)."""
+    done = webhook_processing.processor(process, get_settings().webhook_concurrency).submit(
+        event_id
+    )
+    if done is not None:
+        _tasks.add(done)
+        done.add_done_callback(_tasks.discard)
 
 
 async def process(event_id: uuid.UUID) -> None:
@@ -360,6 +366,7 @@ async def webhook_lifespan() -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
+        await webhook_processing.stop_processor()  # the events being applied are handed back
         in_flight = [*_tasks, sweeper]
         for task in in_flight:
             task.cancel()
@@ -396,31 +403,15 @@ async def _apply(event: WebhookEvent) -> bool:
             payload.get("admin_graphql_api_id")
             or f"gid://shopify/{kind.capitalize()}/{payload['id']}"
         )
-        connector = await shopify_connector_for(integration.id)
-        try:
-            node = await connector.fetch_node(
-                integration.shop_domain, DbCredentialStore(integration.id), kind, gid
-            )
-        except AuthError:
-            return False  # the next sync marks the integration needs_reauth
-        if node is None:
-            await in_session(lambda s: _mark_deleted(s, integration.id, kind, gid))
-            return True
-        records: list[UnifiedRecord] = (
-            normalize_product(node) if kind == "product" else normalize_order(node)
-        )
-        # fetch_node read every variant or line item: the stored ones it lacks are gone.
-        nested = NESTED_OF_KIND[kind]
-        complete = ChildrenComplete(nested.kind, (node["id"],)) if nested else None
-        await in_session(
-            lambda s: upsert_records(
-                session=s,
-                integration_id=integration.id,
-                records=records,
-                children_complete=complete,
+        # The events about one record received meanwhile share one fetch (and its upsert).
+        refreshes = webhook_processing.record_refreshes()
+        return bool(
+            await refreshes.refresh(
+                (integration.id, kind, gid),
+                event.received_at,
+                partial(_refresh_record, integration.id, integration.shop_domain, kind, gid),
             )
         )
-        return True
     if resource in ("customers", "inventory_levels"):
         from dashboard.services import sync
 
@@ -431,6 +422,31 @@ async def _apply(event: WebhookEvent) -> bool:
             return False
         return True
     return False
+
+
+async def _refresh_record(integration_id: uuid.UUID, shop: str, kind: str, gid: str) -> bool:
+    """Store the current product or order ``gid`` (deleted when Shopify no longer has it);
+    False when the shop's access is refused (the next sync marks it needs_reauth)."""
+    connector = await shopify_connector_for(integration_id)
+    try:
+        node = await connector.fetch_node(shop, DbCredentialStore(integration_id), kind, gid)
+    except AuthError:
+        return False
+    if node is None:
+        await in_session(lambda s: _mark_deleted(s, integration_id, kind, gid))
+        return True
+    records: list[UnifiedRecord] = (
+        normalize_product(node) if kind == "product" else normalize_order(node)
+    )
+    # fetch_node read every variant or line item: the stored ones it lacks are gone.
+    nested = NESTED_OF_KIND[kind]
+    complete = ChildrenComplete(nested.kind, (node["id"],)) if nested else None
+    await in_session(
+        lambda s: upsert_records(
+            session=s, integration_id=integration_id, records=records, children_complete=complete
+        )
+    )
+    return True
 
 
 def _mark_deleted(session: Session, integration_id: uuid.UUID, kind: str, gid: str) -> None:

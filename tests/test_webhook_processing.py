@@ -1,0 +1,151 @@
+"""Webhook events applied by a bounded queue, one fetch per burst on a record, and one HTTP
+client per platform account reused by every event (issue 16)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from connectors.http import CLIENTS
+from connectors.shopify.client import ShopifyClient
+from dashboard.db import session_scope
+from dashboard.models import WebhookEvent
+from dashboard.services import connect, shopify_webhooks, sync, webhook_signers
+from dashboard.services.webhook_processing import RecordRefreshes, WebhookProcessor
+from dashboard.settings import get_settings
+from tests.test_shopify_connect import PRODUCT_1, approve, hub, new_link, signed
+
+__all__ = ["hub"]  # the fixture, shared with the connect tests
+
+
+async def test_a_process_applies_at_most_its_concurrency_at_once() -> None:
+    running, most = 0, 0
+
+    async def apply(_: uuid.UUID) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    processor = WebhookProcessor(apply, consumers=4)
+    done = [processor.submit(uuid.uuid4()) for _ in range(40)]
+    await asyncio.gather(*[d for d in done if d is not None])
+    assert processor.applied == 40
+    assert most == 4
+    await processor.stop()
+
+
+async def test_a_full_queue_leaves_events_to_the_recovery_sweep() -> None:
+    release = asyncio.Event()
+
+    async def apply(_: uuid.UUID) -> None:
+        await release.wait()
+
+    processor = WebhookProcessor(apply, consumers=1, capacity=2)
+    accepted = [processor.submit(uuid.uuid4()) for _ in range(3)]
+    assert accepted[2] is None  # stored, unapplied: the sweep takes it after its grace
+    assert processor.overflowed == 1
+    release.set()
+    await asyncio.gather(*[d for d in accepted if d is not None])
+    await processor.stop()
+
+
+async def test_events_about_one_record_share_a_fetch_that_started_after_them() -> None:
+    refreshes = RecordRefreshes()
+    started: list[datetime] = []
+    gate = asyncio.Event()
+
+    async def fetch() -> datetime:
+        started.append(datetime.now(UTC))
+        await gate.wait()
+        return started[-1]
+
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    first = asyncio.ensure_future(refreshes.refresh("p1", before, fetch))
+    await asyncio.sleep(0)
+    # Received before the running fetch started: they share it.
+    early = [asyncio.ensure_future(refreshes.refresh("p1", before, fetch)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    # Received after it started: it may have read an older state; one next fetch serves all.
+    late_at = datetime.now(UTC)
+    late = [asyncio.ensure_future(refreshes.refresh("p1", late_at, fetch)) for _ in range(5)]
+    other = asyncio.ensure_future(refreshes.refresh("p2", late_at, fetch))
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(first, *early, *late, other)
+    assert refreshes.fetches == 3  # p1 twice, p2 once, for 10 events
+    assert len(set(results[:4])) == 1
+    assert all(result >= late_at for result in results[4:])
+
+
+async def test_clients_are_reused_per_shop_and_a_rotated_token_takes_effect() -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["x-shopify-access-token"])
+        return httpx.Response(200, json={"data": {"shop": {"name": "Reused"}}})
+
+    transport = httpx.MockTransport(answer)
+    built = CLIENTS.built
+    for token in ("shpat_old", "shpat_old", "shpat_rotated"):
+        client = ShopifyClient(
+            shop="reuse.myshopify.com",
+            base_url="https://reuse.myshopify.com",
+            token=token,
+            transport=transport,
+        )
+        await client.query("Shop", "query Shop { shop { name } }", expected_cost=1)
+        await client.aclose()  # the shop's shared client stays open for the next event
+    assert CLIENTS.built - built == 1
+    assert seen == ["shpat_old", "shpat_old", "shpat_rotated"]
+    await CLIENTS.forget(lambda account: True)
+
+
+async def test_a_burst_of_updates_to_one_product_is_applied_with_few_fetches(hub: dict) -> None:
+    integration_id, token = new_link()
+    assert (await hub["client"].get(await approve(hub, token))).status_code == 200
+    await asyncio.gather(*connect._background)
+    await sync.get_engine().wait()
+    stats = hub["sandbox"].state.sandbox.extras["shopify"].stats
+    requests_before, clients_before = stats["requests"], CLIENTS.built
+    deliveries = [signed(PRODUCT_1) for _ in range(20)]
+    answers = await asyncio.gather(
+        *(hub["client"].post("/api/webhooks/shopify", **d) for d in deliveries)
+    )
+    assert [a.status_code for a in answers] == [200] * 20
+    await asyncio.gather(*shopify_webhooks._tasks)
+    with session_scope() as s:
+        events = s.exec(select(WebhookEvent).where(WebhookEvent.integration_id == integration_id))
+        statuses = [e.status for e in events]
+    assert statuses == ["processed"] * 20  # each delivery stored once and applied
+    # A fetch reads the product (and its variants); the 20 events shared at most a few.
+    assert stats["requests"] - requests_before <= 4
+    assert CLIENTS.built - clients_before <= 1  # the shop's client, if the sync's was closed
+
+
+def _signature(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+async def test_remembered_app_secrets_accept_only_what_the_current_ones_sign(
+    hub_db: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop, body = "signers.myshopify.com", b'{"id": 1}'
+    monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", "first-secret")
+    get_settings.cache_clear()
+    assert await webhook_signers.signed_by_shop_app(shop, body, _signature("first-secret", body))
+    # Remembered, but a forged signature is still refused.
+    assert not await webhook_signers.signed_by_shop_app(shop, body, _signature("forged", body))
+    # The app's secret rotated: a webhook signed with the new one is accepted at once.
+    monkeypatch.setenv("HUB_SHOPIFY_CLIENT_SECRET", "rotated-secret")
+    get_settings.cache_clear()
+    assert await webhook_signers.signed_by_shop_app(shop, body, _signature("rotated-secret", body))
