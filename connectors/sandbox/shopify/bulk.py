@@ -738,7 +738,7 @@ def _operations(
     reverse: bool = False,
     **__: Any,
 ) -> dict[str, Any]:
-    from connectors.sandbox.shopify.graphql_api import _connection, decode_cursor
+    from connectors.sandbox.shopify.paging import _connection, decode_cursor
 
     sandbox, shop = info.context["sandbox"], info.context["shop"]
     now = sandbox.state.clock.now()

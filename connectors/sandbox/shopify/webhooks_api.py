@@ -110,7 +110,7 @@ def _delete(_: Any, info: Any, id: str) -> dict:
 
 
 def _list(_: Any, info: Any, first: int | None = None, after: str | None = None, **__: Any) -> dict:
-    from connectors.sandbox.shopify.graphql_api import _connection, decode_cursor
+    from connectors.sandbox.shopify.paging import _connection, decode_cursor
 
     sandbox, shop = info.context["sandbox"], info.context["shop"]
     items = list(sandbox.subscriptions.get(shop.shop, {}).values())

@@ -1,0 +1,416 @@
+"""Resolvers of the sandbox's Admin GraphQL API: node builders (with their nested
+connections) and the root fields the hub and its peers read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from graphql import GraphQLSchema
+
+from connectors.sandbox.shopify.data import ID_BASE, ShopData, gid, iso
+from connectors.sandbox.shopify.paging import (
+    _connection,
+    _ordered,
+    decode_cursor,
+    parse_updated_filter,
+)
+
+# --- node builders with nested connections --------------------------------------------------
+
+
+def product(shop: ShopData, index: int) -> dict[str, Any]:
+    node = shop.product_node(index)
+    node["variants"] = lambda info, first=None, after=None, **_: _connection(
+        (v for v in shop.variant_ids(index) if after is None or v > decode_cursor(after)[1]),
+        first,
+        lambda v: variant(shop, index, v),
+        lambda v: (shop.updated_at("product", index), v),
+    )
+    return node
+
+
+def variant(shop: ShopData, product_index: int, variant_index: int) -> dict[str, Any]:
+    node = shop.variant_node(product_index, variant_index)
+    node["inventoryItem"] = inventory_item(shop, product_index, variant_index)
+    node["product"] = lambda info, **_: product(shop, product_index)
+    return node
+
+
+def inventory_item(shop: ShopData, product_index: int, variant_index: int) -> dict[str, Any]:
+    number = shop.inventory_item_number(variant_index)
+    updated = shop.updated_at("product", product_index)
+    return {
+        "__typename": "InventoryItem",
+        "id": gid("inventory_item", number),
+        "legacyResourceId": str(number),
+        "sku": f"SKU-{product_index:06d}-{variant_index % shop.variants_per_product}",
+        "tracked": True,
+        "createdAt": iso(shop.created_at("product", product_index)),
+        "updatedAt": iso(updated),
+        "inventoryLevels": lambda info, first=None, after=None, **_: _connection(
+            (
+                loc
+                for loc in range(shop.locations)
+                if after is None or loc > decode_cursor(after)[1]
+            ),
+            first,
+            lambda loc: inventory_level(shop, product_index, variant_index, loc),
+            lambda loc: (updated, loc),
+        ),
+        "variant": lambda info, **_: variant(shop, product_index, variant_index),
+    }
+
+
+def inventory_level(
+    shop: ShopData, product_index: int, variant_index: int, location: int
+) -> dict[str, Any]:
+    available = shop.quantity(variant_index, location)
+
+    def quantities(info: Any, names: list[str] | None = None, **_: Any) -> list[dict[str, Any]]:
+        values = {
+            "available": available,
+            "on_hand": available + 2,
+            "committed": 2,
+            "incoming": 0,
+            "reserved": 0,
+        }
+        return [
+            {"name": n, "quantity": values.get(n, 0), "updatedAt": None}
+            for n in (names or ["available"])
+        ]
+
+    return {
+        "__typename": "InventoryLevel",
+        "id": shop.inventory_level_id(variant_index, location),
+        "location": shop.location_node(location),
+        "quantities": quantities,
+        "createdAt": iso(shop.created_at("product", product_index)),
+        "updatedAt": iso(shop.updated_at("product", product_index)),
+        "canDeactivate": False,
+        "item": lambda info, **_: inventory_item(shop, product_index, variant_index),
+    }
+
+
+def order(shop: ShopData, index: int) -> dict[str, Any]:
+    node = shop.order_node(index)
+    customer_index = node["_customer"]
+    node["customer"] = (
+        customer(shop, customer_index) if shop.is_live("customer", customer_index) else None
+    )
+    lines = shop.lines(index)
+    node["lineItems"] = lambda info, first=None, after=None, **_: _connection(
+        (k for k in lines if after is None or k > decode_cursor(after)[1]),
+        first,
+        lambda k: line_item(shop, index, k),
+        lambda k: (shop.updated_at("order", index), k),
+    )
+    return node
+
+
+def line_item(shop: ShopData, order_index: int, line: int) -> dict[str, Any]:
+    node = shop.line_node(order_index, line)
+    product_index, variant_index = node["_product"], node["_variant"]
+    node["product"] = (
+        product(shop, product_index) if shop.is_live("product", product_index) else None
+    )
+    node["variant"] = (
+        variant(shop, product_index, variant_index)
+        if shop.is_live("product", product_index)
+        else None
+    )
+    return node
+
+
+def customer(shop: ShopData, index: int) -> dict[str, Any]:
+    return shop.customer_node(index)
+
+
+# --- root resolvers ------------------------------------------------------------------------------
+
+
+def _shop_of(info: Any) -> ShopData:
+    return info.context["shop"]
+
+
+def _resolve_shop(_: Any, info: Any) -> dict[str, Any]:
+    shop = _shop_of(info)
+    from connectors.sandbox.shopify.data import PLANS
+
+    display = PLANS.get(shop.plan, PLANS["standard"])[0]
+    return {
+        "__typename": "Shop",
+        "id": f"gid://shopify/Shop/{shop.shop_id}",
+        "name": shop.shop.split(".")[0].replace("-", " ").title(),
+        "email": f"owner@{shop.shop}",
+        "myshopifyDomain": shop.shop,
+        "currencyCode": "USD",
+        "ianaTimezone": "America/New_York",
+        "timezoneAbbreviation": "EST",
+        "plan": {
+            "displayName": display,
+            "partnerDevelopment": False,
+            "shopifyPlus": shop.plan in ("plus", "enterprise"),
+            "publicDisplayName": display,
+        },
+    }
+
+
+def _id_bounds(kind: str, query: str | None) -> tuple[int, int]:
+    """The index range (inclusive) that the query's ``id`` terms allow (numeric or gid ids)."""
+    low, high = 0, 2**62
+    for name, operator, value in _TERM.findall(query or ""):
+        if name != "id":
+            continue
+        try:
+            index = int(value.rsplit("/", 1)[-1]) - ID_BASE[kind]
+        except ValueError as error:
+            raise ValueError(f"Invalid id in query: {value}") from error
+        if operator in (">", ">=", ""):
+            low = max(low, index + (operator == ">"))
+        if operator in ("<", "<=", ""):
+            high = min(high, index - (operator == "<"))
+    return low, high
+
+
+def _by_id(shop: ShopData, kind: str, after: str | None, query: str | None) -> Iterator[int]:
+    """Live indices in ascending id order (``sortKey: ID``), within the query's id and
+    updated_at terms."""
+    low, high = _id_bounds(kind, query)
+    if after:
+        low = max(low, decode_cursor(after)[1] + 1)
+    window = parse_updated_filter(query)
+    for index in range(low, min(high + 1, shop.total(kind))):
+        if not shop.is_live(kind, index):
+            continue
+        if window is not None:
+            operator, moment = window
+            updated = shop.updated_at(kind, index)
+            if not {">": updated > moment, ">=": updated >= moment, "<": updated < moment,
+                    "<=": updated <= moment}[operator]:  # fmt: skip
+                continue
+        yield index
+
+
+def _root_connection(kind: str, build: Callable[[ShopData, int], dict[str, Any]]) -> Callable:
+    def resolve(
+        _: Any,
+        info: Any,
+        first: int | None = None,
+        after: str | None = None,
+        query: str | None = None,
+        sortKey: str | None = None,
+        **__: Any,
+    ) -> dict[str, Any]:
+        shop = _shop_of(info)
+        items = (
+            _by_id(shop, kind, after, query)
+            if sortKey == "ID"
+            else _ordered(shop, kind, after, query)
+        )
+        return _connection(
+            items,
+            first,
+            lambda i: build(shop, i),
+            lambda i: (shop.updated_at(kind, i), i),
+        )
+
+    return resolve
+
+
+def _resolve_inventory_items(
+    _: Any,
+    info: Any,
+    first: int | None = None,
+    after: str | None = None,
+    query: str | None = None,
+    **__: Any,
+) -> dict[str, Any]:
+    """Items in the order of their product's updated_at, variants within a product."""
+    shop = _shop_of(info)
+    start = decode_cursor(after) if after else None
+    per = max(1, shop.variants_per_product)
+
+    def items() -> Iterator[tuple[int, int]]:
+        product_after = None
+        if start is not None:
+            product_after = (start[0], start[1] // per - 1)
+        for index in (
+            _ordered(shop, "product", None, query)
+            if start is None
+            else shop.ordered("product", product_after)
+        ):
+            for v in shop.variant_ids(index):
+                if start is not None and (shop.updated_at("product", index), v) <= start:
+                    continue
+                yield index, v
+
+    return _connection(
+        items(),
+        first,
+        lambda pv: inventory_item(shop, *pv),
+        lambda pv: (shop.updated_at("product", pv[0]), pv[1]),
+    )
+
+
+def _resolve_locations(_: Any, info: Any, first: int | None = None, **__: Any) -> dict[str, Any]:
+    shop = _shop_of(info)
+    epoch = shop.base_time("product", 0)
+    return _connection(
+        iter(range(shop.locations)), first, shop.location_node, lambda loc: (epoch, loc)
+    )
+
+
+def _count(kind: str) -> Callable:
+    def resolve(
+        _: Any, info: Any, query: str | None = None, limit: int | None = 10_000, **__: Any
+    ) -> dict[str, Any]:
+        shop = _shop_of(info)
+        total = sum(1 for _ in _ordered(shop, kind, None, query))
+        if limit is not None and total > limit:
+            return {"count": limit, "precision": "AT_LEAST"}
+        return {"count": total, "precision": "EXACT"}
+
+    return resolve
+
+
+def _resolve_variants_count(
+    _: Any, info: Any, query: str | None = None, limit: int | None = 10_000, **__: Any
+) -> dict[str, Any]:
+    shop = _shop_of(info)
+    total = sum(len(shop.variant_ids(i)) for i in _ordered(shop, "product", None, query))
+    if limit is not None and total > limit:
+        return {"count": limit, "precision": "AT_LEAST"}
+    return {"count": total, "precision": "EXACT"}
+
+
+# --- events: the sandbox records one, `destroy` of a product ---------------------------------
+
+EVENT_BASE = 10_000_000
+_TERM = re.compile(r"(\w+):(>=|<=|>|<)?\s*'?\"?([^'\"\s]+)'?\"?")
+
+
+def _product_events(shop: ShopData) -> list[dict[str, Any]]:
+    """A BasicEvent per deleted product, numbered in the order of deletion."""
+    events = []
+    for ordinal, ((kind, index), moment) in enumerate(list(shop.deleted.items())):
+        if kind != "product":
+            continue
+        title = shop.product_title(index)
+        events.append({
+            "__typename": "BasicEvent", "id": f"gid://shopify/BasicEvent/{EVENT_BASE + ordinal}",
+            "action": "destroy", "message": f"{title} was deleted.", "secondaryMessage": None,
+            "createdAt": iso(moment), "subjectId": gid("product", ID_BASE["product"] + index),
+            "subjectType": "PRODUCT", "subject": None, "appTitle": None, "author": None,
+            "attributeToApp": False, "attributeToUser": True, "criticalAlert": False,
+            "hasAdditionalContent": False, "additionalContent": None, "additionalData": None,
+            "arguments": [title], "_number": EVENT_BASE + ordinal,
+            "_moment": moment.replace(microsecond=0),  # what createdAt shows
+        })  # fmt: skip
+    return events
+
+
+def _event_matches(event: dict[str, Any], query: str | None) -> bool:
+    """Shopify's events search terms: action, subject_type, created_at, id (comments ignored)."""
+    for name, operator, value in _TERM.findall(query or ""):
+        if name == "action" and event["action"] != value:
+            return False
+        if name == "subject_type" and event["subjectType"] != value.upper():
+            return False
+        if name in ("created_at", "id"):
+            if name == "id":
+                left: Any = event["_number"]
+                right: Any = int(value.rsplit("/", 1)[-1])
+            else:
+                left = event["_moment"]
+                right = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if right.tzinfo is None:
+                    right = right.replace(tzinfo=left.tzinfo)
+            ok = {">": left > right, ">=": left >= right, "<": left < right,
+                  "<=": left <= right, "": left == right}[operator]  # fmt: skip
+            if not ok:
+                return False
+    return True
+
+
+def _resolve_events(
+    _: Any,
+    info: Any,
+    first: int | None = None,
+    after: str | None = None,
+    query: str | None = None,
+    sortKey: str = "ID",
+    reverse: bool = False,
+    **__: Any,
+) -> dict[str, Any]:
+    shop = _shop_of(info)
+    events = [e for e in _product_events(shop) if _event_matches(e, query)]
+    if sortKey == "CREATED_AT":
+        events.sort(key=lambda e: (e["_moment"], e["_number"]))
+    if reverse:
+        events.reverse()
+    if after:
+        _, number = decode_cursor(after)
+        position = next((i for i, e in enumerate(events) if e["_number"] == number), -1)
+        events = events[position + 1 :]
+    return _connection(iter(events), first, dict, lambda e: (e["_moment"], e["_number"]))
+
+
+def _resolve_events_count(_: Any, info: Any, query: str | None = None, **__: Any) -> dict:
+    events = [e for e in _product_events(_shop_of(info)) if _event_matches(e, query)]
+    return {"count": len(events), "precision": "EXACT"}
+
+
+def _resolve_node_by_id(kind: str) -> Callable:
+    def resolve(_: Any, info: Any, id: str) -> dict[str, Any] | None:
+        shop = _shop_of(info)
+        try:
+            index = int(id.rsplit("/", 1)[1]) - ID_BASE[kind]
+        except (ValueError, IndexError):
+            return None
+        if not shop.is_live(kind, index):
+            return None
+        return {"product": product, "order": order, "customer": customer}[kind](shop, index)
+
+    return resolve
+
+
+def _resolve_inventory_item(_: Any, info: Any, id: str) -> dict[str, Any] | None:
+    shop = _shop_of(info)
+    try:
+        variant_index = int(id.rsplit("/", 1)[1]) - ID_BASE["inventory_item"]
+    except (ValueError, IndexError):
+        return None
+    product_index = variant_index // max(1, shop.variants_per_product)
+    if variant_index < 0 or not shop.is_live("product", product_index):
+        return None
+    if variant_index in shop.removed_variants:  # deleted with its variant
+        return None
+    return inventory_item(shop, product_index, variant_index)
+
+
+def attach_resolvers(schema: GraphQLSchema) -> None:
+    query = schema.query_type
+    assert query is not None
+    query.fields["shop"].resolve = _resolve_shop
+    query.fields["products"].resolve = _root_connection("product", product)
+    query.fields["orders"].resolve = _root_connection("order", order)
+    query.fields["customers"].resolve = _root_connection("customer", customer)
+    query.fields["inventoryItems"].resolve = _resolve_inventory_items
+    query.fields["locations"].resolve = _resolve_locations
+    query.fields["productsCount"].resolve = _count("product")
+    query.fields["ordersCount"].resolve = _count("order")
+    query.fields["customersCount"].resolve = _count("customer")
+    query.fields["productVariantsCount"].resolve = _resolve_variants_count
+    query.fields["events"].resolve = _resolve_events
+    query.fields["eventsCount"].resolve = _resolve_events_count
+    query.fields["product"].resolve = _resolve_node_by_id("product")
+    query.fields["order"].resolve = _resolve_node_by_id("order")
+    query.fields["customer"].resolve = _resolve_node_by_id("customer")
+    query.fields["inventoryItem"].resolve = _resolve_inventory_item
+    from connectors.sandbox.shopify import bulk, webhooks_api
+
+    webhooks_api.attach(schema)
+    bulk.attach(schema)
