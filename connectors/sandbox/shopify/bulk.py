@@ -19,7 +19,6 @@ import contextvars
 import itertools
 import json
 import logging
-import re
 import secrets
 import shutil
 import tempfile
@@ -56,6 +55,7 @@ from graphql.language import (
     VariableNode,
 )
 
+from connectors.sandbox.shopify import search
 from connectors.sandbox.shopify.data import ShopData, iso
 
 log = logging.getLogger("sandbox.shopify.bulk")
@@ -701,31 +701,17 @@ def _operation(_: Any, info: Any, id: str) -> dict[str, Any] | None:
     return op.node(sandbox.state.clock.now())
 
 
-_TERM = r"(\w+):(>=|<=|>|<)?'?\"?([^'\"\s]+)'?\"?"
-
-
 def _matches(op: BulkOperation, node: dict[str, Any], query: str | None) -> bool:
-    """The bulkOperations search terms: status, operation_type, created_at, id."""
-    for name, operator, value in re.findall(_TERM, query or ""):
-        if name == "status" and node["status"].lower() != value.lower():
-            return False
-        if name == "operation_type" and value.lower() != "query":
-            return False
-        if name in ("created_at", "id"):
-            left: Any = node["createdAt"] if name == "created_at" else op.number
-            right: Any = value if name == "created_at" else int(value.rsplit("/", 1)[-1])
-            if name == "created_at" and len(value) == 10:  # a date: compare dates
-                left = left[:10]
-            compare = {
-                ">": left > right,
-                ">=": left >= right,
-                "<": left < right,
-                "<=": left <= right,
-                "": left == right,
-            }
-            if not compare[operator]:
-                return False
-    return True
+    """The bulkOperations search fields: status, operation_type, created_at, id."""
+    fields: dict[str, Callable[[str], Any]] = {
+        "status": str.upper,
+        "operation_type": str.upper,
+        "created_at": search.parse_moment,
+        "id": lambda value: int(value.rsplit("/", 1)[-1]),
+    }
+    own = {"status": node["status"], "operation_type": "QUERY", "created_at": op.created_at,
+           "id": op.number}  # fmt: skip
+    return search.evaluate(search.parse(query), search.field_matcher(fields, own.__getitem__))
 
 
 def _operations(

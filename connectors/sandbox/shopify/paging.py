@@ -5,31 +5,70 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from connectors.sandbox.shopify import search
 from connectors.sandbox.shopify.bulk import unbounded_first
-from connectors.sandbox.shopify.data import ShopData, iso
+from connectors.sandbox.shopify.data import ID_BASE, ShopData, iso
+from connectors.sandbox.shopify.search import SearchSyntaxError, parse_moment
 
 MAX_FIRST = 250
 
 
 # --- pagination and search ---------------------------------------------------------------------
 
-_UPDATED = re.compile(r"updated_at\s*:\s*(>=|>|<=|<)?\s*'?\"?([0-9T:\-\.Z+]+)'?\"?")
+
+def _number(value: str) -> int:
+    try:
+        return int(value.rsplit("/", 1)[-1])
+    except ValueError as error:
+        raise SearchSyntaxError(f"Invalid id in query: {value}") from error
 
 
-def parse_updated_filter(query: str | None) -> tuple[str, datetime] | None:
-    if not query:
-        return None
-    match = _UPDATED.search(query)
-    if not match:
-        return None
-    operator = match.group(1) or ">="
-    moment = datetime.fromisoformat(match.group(2).replace("Z", "+00:00"))
-    return operator, moment
+# The fields the sandbox filters products, orders and customers by, typed as Shopify reads them.
+RESOURCE_FIELDS: dict[str, Callable[[str], Any]] = {
+    "updated_at": parse_moment,
+    "created_at": parse_moment,
+    "id": _number,
+}
+
+
+def resource_filter(shop: ShopData, kind: str, query: str | None) -> Callable[[int], bool]:
+    """Whether the live resource ``kind`` at ``index`` matches the search ``query``."""
+    tree = search.parse(query)
+    if tree is None:
+        return lambda index: True
+
+    def predicate(index: int) -> bool:
+        def value(field: str) -> Any:
+            if field == "updated_at":
+                return shop.updated_at(kind, index)
+            if field == "created_at":
+                return shop.created_at(kind, index)
+            return ID_BASE[kind] + index
+
+        return search.evaluate(tree, search.field_matcher(RESOURCE_FIELDS, value))
+
+    return predicate
+
+
+def updated_window(query: str | None) -> tuple[tuple[datetime, int] | None, datetime | None]:
+    """From the terms every match must satisfy: the (updated_at, index) position to start
+    after, and the updated_at past which no match lies (the index walks updated_at upward)."""
+    start: tuple[datetime, int] | None = None
+    stop: datetime | None = None
+    for term in search.conjuncts(search.parse(query)):
+        if term.field != "updated_at" or term.operator == "":
+            continue
+        moment = parse_moment(term.value)
+        if term.operator in (">", ">="):
+            bound = (moment, 10**12) if term.operator == ">" else (moment, -1)
+            start = max(start, bound) if start else bound
+        else:
+            stop = min(stop, moment) if stop else moment
+    return start, stop
 
 
 def encode_cursor(moment: datetime, index: int) -> str:
@@ -76,16 +115,14 @@ def _connection(
 
 
 def _ordered(shop: ShopData, kind: str, after: str | None, query: str | None) -> Iterator[int]:
+    """Live indices by (updated_at, index) after the cursor, matching the search query."""
     start = decode_cursor(after) if after else None
-    window = parse_updated_filter(query)
-    if window is not None:
-        operator, moment = window
-        if operator in (">", ">="):
-            bound = (moment, 10**12) if operator == ">" else (moment, -1)
-            start = max(start, bound) if start else bound
+    floor, stop = updated_window(query)
+    if floor is not None:
+        start = max(start, floor) if start else floor
+    matches = resource_filter(shop, kind, query)
     for index in shop.ordered(kind, start):
-        if window is not None and window[0] in ("<", "<="):
-            updated = shop.updated_at(kind, index)
-            if updated > window[1] or (window[0] == "<" and updated == window[1]):
-                continue
-        yield index
+        if stop is not None and shop.updated_at(kind, index) > stop:
+            return
+        if matches(index):
+            yield index

@@ -3,20 +3,21 @@ connections) and the root fields the hub and its peers read."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 from graphql import GraphQLSchema
 
+from connectors.sandbox.shopify import search
 from connectors.sandbox.shopify.data import ID_BASE, ShopData, gid, iso
 from connectors.sandbox.shopify.paging import (
+    RESOURCE_FIELDS,
     _connection,
     _ordered,
     decode_cursor,
-    parse_updated_filter,
+    resource_filter,
 )
+from connectors.sandbox.shopify.search import parse_moment
 
 # --- node builders with nested connections --------------------------------------------------
 
@@ -159,39 +160,28 @@ def _resolve_shop(_: Any, info: Any) -> dict[str, Any]:
 
 
 def _id_bounds(kind: str, query: str | None) -> tuple[int, int]:
-    """The index range (inclusive) that the query's ``id`` terms allow (numeric or gid ids)."""
+    """The index range (inclusive) that the ``id`` terms every match satisfies allow."""
     low, high = 0, 2**62
-    for name, operator, value in _TERM.findall(query or ""):
-        if name != "id":
+    for term in search.conjuncts(search.parse(query)):
+        if term.field != "id":
             continue
-        try:
-            index = int(value.rsplit("/", 1)[-1]) - ID_BASE[kind]
-        except ValueError as error:
-            raise ValueError(f"Invalid id in query: {value}") from error
-        if operator in (">", ">=", ""):
-            low = max(low, index + (operator == ">"))
-        if operator in ("<", "<=", ""):
-            high = min(high, index - (operator == "<"))
+        index = RESOURCE_FIELDS["id"](term.value) - ID_BASE[kind]
+        if term.operator in (">", ">=", ""):
+            low = max(low, index + (term.operator == ">"))
+        if term.operator in ("<", "<=", ""):
+            high = min(high, index - (term.operator == "<"))
     return low, high
 
 
 def _by_id(shop: ShopData, kind: str, after: str | None, query: str | None) -> Iterator[int]:
-    """Live indices in ascending id order (``sortKey: ID``), within the query's id and
-    updated_at terms."""
+    """Live indices in ascending id order (``sortKey: ID``) matching the search query."""
     low, high = _id_bounds(kind, query)
     if after:
         low = max(low, decode_cursor(after)[1] + 1)
-    window = parse_updated_filter(query)
+    matches = resource_filter(shop, kind, query)
     for index in range(low, min(high + 1, shop.total(kind))):
-        if not shop.is_live(kind, index):
-            continue
-        if window is not None:
-            operator, moment = window
-            updated = shop.updated_at(kind, index)
-            if not {">": updated > moment, ">=": updated >= moment, "<": updated < moment,
-                    "<=": updated <= moment}[operator]:  # fmt: skip
-                continue
-        yield index
+        if shop.is_live(kind, index) and matches(index):
+            yield index
 
 
 def _root_connection(kind: str, build: Callable[[ShopData, int], dict[str, Any]]) -> Callable:
@@ -289,7 +279,12 @@ def _resolve_variants_count(
 # --- events: the sandbox records one, `destroy` of a product ---------------------------------
 
 EVENT_BASE = 10_000_000
-_TERM = re.compile(r"(\w+):(>=|<=|>|<)?\s*'?\"?([^'\"\s]+)'?\"?")
+_EVENT_FIELDS: dict[str, Callable[[str], Any]] = {
+    "action": str,
+    "subject_type": str.upper,
+    "created_at": parse_moment,
+    "id": RESOURCE_FIELDS["id"],
+}
 
 
 def _product_events(shop: ShopData) -> list[dict[str, Any]]:
@@ -313,26 +308,15 @@ def _product_events(shop: ShopData) -> list[dict[str, Any]]:
 
 
 def _event_matches(event: dict[str, Any], query: str | None) -> bool:
-    """Shopify's events search terms: action, subject_type, created_at, id (comments ignored)."""
-    for name, operator, value in _TERM.findall(query or ""):
-        if name == "action" and event["action"] != value:
-            return False
-        if name == "subject_type" and event["subjectType"] != value.upper():
-            return False
-        if name in ("created_at", "id"):
-            if name == "id":
-                left: Any = event["_number"]
-                right: Any = int(value.rsplit("/", 1)[-1])
-            else:
-                left = event["_moment"]
-                right = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                if right.tzinfo is None:
-                    right = right.replace(tzinfo=left.tzinfo)
-            ok = {">": left > right, ">=": left >= right, "<": left < right,
-                  "<=": left <= right, "": left == right}[operator]  # fmt: skip
-            if not ok:
-                return False
-    return True
+    """Shopify's events search fields: action, subject_type, created_at, id."""
+    own = {
+        "action": event["action"],
+        "subject_type": event["subjectType"],
+        "created_at": event["_moment"],
+        "id": event["_number"],
+    }
+    decide = search.field_matcher(_EVENT_FIELDS, own.__getitem__)
+    return search.evaluate(search.parse(query), decide)
 
 
 def _resolve_events(
