@@ -68,7 +68,14 @@ MAX_CONNECTIONS = 5
 MAX_NESTING = 2  # connection levels, the top-level connection included
 ROOT_PAGE = 100  # top-level objects per execution while writing the file
 UNBOUNDED = 2_147_483_647  # `first` of nested connections: bulk exports read every node
-ROOTS = ("products", "orders", "customers", "inventoryItems")  # what the sandbox can export
+ROOTS = (
+    "products",
+    "orders",
+    "customers",
+    "productVariants",
+    "inventoryItems",
+    "locations",
+)  # what the sandbox can export
 ERROR_CODES = ("ACCESS_DENIED", "INTERNAL_SERVER_ERROR", "TIMEOUT")
 ACTIVE = ("CREATED", "RUNNING", "CANCELING")
 PAGE_INFO_KEY = "_bulkPageInfo"

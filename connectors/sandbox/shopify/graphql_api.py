@@ -252,7 +252,11 @@ def run_query(
 
 def _strip_private(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip_private(v) for k, v in value.items() if not k.startswith("_")}
+        return {
+            k: _strip_private(v)
+            for k, v in value.items()
+            if not k.startswith("_") or k == "__typename"
+        }
     if isinstance(value, list):
         return [_strip_private(v) for v in value]
     return value

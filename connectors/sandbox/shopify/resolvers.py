@@ -137,7 +137,10 @@ def _shop_of(info: Any) -> ShopData:
 
 
 def _resolve_shop(_: Any, info: Any) -> dict[str, Any]:
-    shop = _shop_of(info)
+    return shop_node(_shop_of(info))
+
+
+def shop_node(shop: ShopData) -> dict[str, Any]:
     from connectors.sandbox.shopify.data import PLANS
 
     display = PLANS.get(shop.plan, PLANS["standard"])[0]
@@ -210,49 +213,6 @@ def _root_connection(kind: str, build: Callable[[ShopData, int], dict[str, Any]]
     return resolve
 
 
-def _resolve_inventory_items(
-    _: Any,
-    info: Any,
-    first: int | None = None,
-    after: str | None = None,
-    query: str | None = None,
-    **__: Any,
-) -> dict[str, Any]:
-    """Items in the order of their product's updated_at, variants within a product."""
-    shop = _shop_of(info)
-    start = decode_cursor(after) if after else None
-    per = max(1, shop.variants_per_product)
-
-    def items() -> Iterator[tuple[int, int]]:
-        product_after = None
-        if start is not None:
-            product_after = (start[0], start[1] // per - 1)
-        for index in (
-            _ordered(shop, "product", None, query)
-            if start is None
-            else shop.ordered("product", product_after)
-        ):
-            for v in shop.variant_ids(index):
-                if start is not None and (shop.updated_at("product", index), v) <= start:
-                    continue
-                yield index, v
-
-    return _connection(
-        items(),
-        first,
-        lambda pv: inventory_item(shop, *pv),
-        lambda pv: (shop.updated_at("product", pv[0]), pv[1]),
-    )
-
-
-def _resolve_locations(_: Any, info: Any, first: int | None = None, **__: Any) -> dict[str, Any]:
-    shop = _shop_of(info)
-    epoch = shop.base_time("product", 0)
-    return _connection(
-        iter(range(shop.locations)), first, shop.location_node, lambda loc: (epoch, loc)
-    )
-
-
 def _count(kind: str) -> Callable:
     def resolve(
         _: Any, info: Any, query: str | None = None, limit: int | None = 10_000, **__: Any
@@ -269,8 +229,9 @@ def _count(kind: str) -> Callable:
 def _resolve_variants_count(
     _: Any, info: Any, query: str | None = None, limit: int | None = 10_000, **__: Any
 ) -> dict[str, Any]:
-    shop = _shop_of(info)
-    total = sum(len(shop.variant_ids(i)) for i in _ordered(shop, "product", None, query))
+    from connectors.sandbox.shopify.nodes import variants_in_order
+
+    total = sum(1 for _ in variants_in_order(_shop_of(info), None, query, "variant"))
     if limit is not None and total > limit:
         return {"count": limit, "precision": "AT_LEAST"}
     return {"count": total, "precision": "EXACT"}
@@ -287,7 +248,7 @@ _EVENT_FIELDS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _product_events(shop: ShopData) -> list[dict[str, Any]]:
+def product_events(shop: ShopData) -> list[dict[str, Any]]:
     """A BasicEvent per deleted product, numbered in the order of deletion."""
     events = []
     for ordinal, ((kind, index), moment) in enumerate(list(shop.deleted.items())):
@@ -330,7 +291,7 @@ def _resolve_events(
     **__: Any,
 ) -> dict[str, Any]:
     shop = _shop_of(info)
-    events = [e for e in _product_events(shop) if _event_matches(e, query)]
+    events = [e for e in product_events(shop) if _event_matches(e, query)]
     if sortKey == "CREATED_AT":
         events.sort(key=lambda e: (e["_moment"], e["_number"]))
     if reverse:
@@ -343,7 +304,7 @@ def _resolve_events(
 
 
 def _resolve_events_count(_: Any, info: Any, query: str | None = None, **__: Any) -> dict:
-    events = [e for e in _product_events(_shop_of(info)) if _event_matches(e, query)]
+    events = [e for e in product_events(_shop_of(info)) if _event_matches(e, query)]
     return {"count": len(events), "precision": "EXACT"}
 
 
@@ -361,20 +322,6 @@ def _resolve_node_by_id(kind: str) -> Callable:
     return resolve
 
 
-def _resolve_inventory_item(_: Any, info: Any, id: str) -> dict[str, Any] | None:
-    shop = _shop_of(info)
-    try:
-        variant_index = int(id.rsplit("/", 1)[1]) - ID_BASE["inventory_item"]
-    except (ValueError, IndexError):
-        return None
-    product_index = variant_index // max(1, shop.variants_per_product)
-    if variant_index < 0 or not shop.is_live("product", product_index):
-        return None
-    if variant_index in shop.removed_variants:  # deleted with its variant
-        return None
-    return inventory_item(shop, product_index, variant_index)
-
-
 def attach_resolvers(schema: GraphQLSchema) -> None:
     query = schema.query_type
     assert query is not None
@@ -382,8 +329,6 @@ def attach_resolvers(schema: GraphQLSchema) -> None:
     query.fields["products"].resolve = _root_connection("product", product)
     query.fields["orders"].resolve = _root_connection("order", order)
     query.fields["customers"].resolve = _root_connection("customer", customer)
-    query.fields["inventoryItems"].resolve = _resolve_inventory_items
-    query.fields["locations"].resolve = _resolve_locations
     query.fields["productsCount"].resolve = _count("product")
     query.fields["ordersCount"].resolve = _count("order")
     query.fields["customersCount"].resolve = _count("customer")
@@ -393,8 +338,8 @@ def attach_resolvers(schema: GraphQLSchema) -> None:
     query.fields["product"].resolve = _resolve_node_by_id("product")
     query.fields["order"].resolve = _resolve_node_by_id("order")
     query.fields["customer"].resolve = _resolve_node_by_id("customer")
-    query.fields["inventoryItem"].resolve = _resolve_inventory_item
-    from connectors.sandbox.shopify import bulk, webhooks_api
+    from connectors.sandbox.shopify import bulk, nodes, webhooks_api
 
     webhooks_api.attach(schema)
     bulk.attach(schema)
+    nodes.attach(schema)

@@ -256,7 +256,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             shop,
             query,
             payload.get("variables"),
-            {"sandbox": sandbox, "base_url": base_url},
+            {"sandbox": sandbox, "base_url": base_url, "grant": grant},
             charge=lambda c: sandbox.charge(shop_name, c),
         )
         bulk.start_pending(sandbox, admin_schema())

@@ -1,0 +1,192 @@
+"""What the peers (Airbyte's source-shopify, tap-shopify) read from the sandbox: `node` and
+`nodes` for every Node type it holds, `currentAppInstallation`, and the top-level
+`productVariants`, `locations` and `inventoryItems` connections, paged and bulk-exported."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from tests.test_sandbox_shopify import (
+    SHOP,
+    client,
+    gql,
+    install,
+    sandbox_app,
+    start_bulk,
+    subscribe,
+    wait_bulk,
+)
+
+NODE = """query N($id: ID!) { node(id: $id) { __typename id
+  ... on BulkOperation { status objectCount rootObjectCount url } } }"""
+NODES = """query N($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }"""
+SAMPLE = """{
+  products(first: 1) { nodes { id variants(first: 1) { nodes { id inventoryItem { id
+    inventoryLevels(first: 1) { nodes { id location { id } } } } } } } }
+  orders(first: 1) { nodes { id lineItems(first: 1) { nodes { id } } } }
+  customers(first: 1) { nodes { id } }
+  webhookSubscriptions(first: 1) { nodes { id } }
+  shop { id }
+  currentAppInstallation { id }
+}"""
+
+
+async def data(c: httpx.AsyncClient, token: str, query: str, variables: Any = None) -> Any:
+    body = (await gql(c, token, query, variables)).json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def test_node_polls_a_bulk_operation_the_way_airbyte_does() -> None:
+    app = sandbox_app(seed=5, time_scale=100)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 30})
+        token = await install(c)
+        started = await start_bulk(c, token)
+        gid = started["bulkOperation"]["id"]
+        first = (await data(c, token, NODE, {"id": gid}))["node"]
+        assert first["__typename"] == "BulkOperation" and first["id"] == gid
+        assert first["status"] in ("CREATED", "RUNNING", "COMPLETED")
+        finished, _ = await wait_bulk(c, token, gid)
+        polled = (await data(c, token, NODE, {"id": gid}))["node"]
+        assert polled["status"] == "COMPLETED" == finished["status"]
+        assert polled["url"] == finished["url"] and polled["rootObjectCount"] == "30"
+
+
+async def test_nodes_resolves_every_node_type_the_sandbox_holds() -> None:
+    app = sandbox_app(seed=5)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 5, "orders": 5,
+                                                     "customers": 5})  # fmt: skip
+        token = await install(c)
+        await subscribe(c, token, "PRODUCTS_UPDATE")
+        sample = await data(c, token, SAMPLE)
+        started = await start_bulk(c, token)
+        product = sample["products"]["nodes"][0]
+        variant = product["variants"]["nodes"][0]
+        item = variant["inventoryItem"]
+        level = item["inventoryLevels"]["nodes"][0]
+        order = sample["orders"]["nodes"][0]
+        expected = {
+            product["id"]: "Product",
+            variant["id"]: "ProductVariant",
+            item["id"]: "InventoryItem",
+            level["id"]: "InventoryLevel",
+            level["location"]["id"]: "Location",
+            order["id"]: "Order",
+            order["lineItems"]["nodes"][0]["id"]: "LineItem",
+            sample["customers"]["nodes"][0]["id"]: "Customer",
+            sample["webhookSubscriptions"]["nodes"][0]["id"]: "WebhookSubscription",
+            sample["shop"]["id"]: "Shop",
+            sample["currentAppInstallation"]["id"]: "AppInstallation",
+            started["bulkOperation"]["id"]: "BulkOperation",
+        }
+        ids = [*expected, "gid://shopify/Product/999999999", "gid://shopify/Nope/1", "junk"]
+        found = (await data(c, token, NODES, {"ids": ids}))["nodes"]
+        assert [n and (n["id"], n["__typename"]) for n in found] == [
+            *expected.items(),
+            None,
+            None,
+            None,
+        ]
+        # A deleted product is gone from node as from products.
+        await c.post(f"/_sandbox/shopify/shops/{SHOP}/mutate", json={"deletes": 5})
+        again = (await data(c, token, NODES, {"ids": [product["id"], variant["id"]]}))["nodes"]
+        assert again == [None, None]
+
+
+async def test_current_app_installation_lists_the_scopes_the_merchant_granted() -> None:
+    app = sandbox_app(seed=5)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 1})
+        token = await install(c)  # grants read_products,read_orders
+        query = "{ currentAppInstallation { accessScopes { handle description } } }"
+        scopes = (await data(c, token, query))["currentAppInstallation"]["accessScopes"]
+    assert scopes == [
+        {"handle": "read_products", "description": "Read products, variants, and collections"},
+        {"handle": "read_orders", "description": "Read orders, transactions, and fulfillments"},
+    ]
+
+
+VARIANTS = """query V($after: String, $q: String) {
+  productVariants(first: 7, after: $after, query: $q) {
+    nodes { id updatedAt product { id } } pageInfo { hasNextPage endCursor } } }"""
+
+
+async def page_all(c: httpx.AsyncClient, token: str, query: str, key: str, q: Any = None):
+    nodes, after = [], None
+    while True:
+        page = (await data(c, token, query, {"after": after, "q": q}))[key]
+        nodes += page["nodes"]
+        if not page["pageInfo"]["hasNextPage"]:
+            return nodes
+        after = page["pageInfo"]["endCursor"]
+
+
+async def test_product_variants_page_through_every_variant_and_filter_by_update() -> None:
+    app = sandbox_app(seed=5)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 10,
+                                                     "variants_per_product": 3})  # fmt: skip
+        token = await install(c)
+        products = (
+            await data(
+                c,
+                token,
+                """{ products(first: 50) { nodes { id updatedAt
+            variants(first: 10) { nodes { id } } } } }""",
+            )
+        )["products"]["nodes"]
+        truth = [v["id"] for p in products for v in p["variants"]["nodes"]]
+        every = await page_all(c, token, VARIANTS, "productVariants")
+        assert [v["id"] for v in every] == truth and len(truth) == 30
+        since = products[6]["updatedAt"]
+        recent = await page_all(c, token, VARIANTS, "productVariants", f"updated_at:>='{since}'")
+        assert [v["id"] for v in recent] == truth[18:]
+        count = await data(c, token, "query C($q: String) { productVariantsCount(query: $q) "
+                                     "{ count } }", {"q": f"updated_at:>='{since}'"})  # fmt: skip
+        assert count["productVariantsCount"]["count"] == 12
+
+
+async def test_locations_page_with_a_cursor() -> None:
+    app = sandbox_app(seed=5)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 1,
+                                                     "locations": 5})  # fmt: skip
+        token = await install(c)
+        query = """query L($after: String, $q: String) { locations(first: 2, after: $after,
+            query: $q) { nodes { id name } pageInfo { hasNextPage endCursor } } }"""
+        every = await page_all(c, token, query, "locations")
+    assert len({loc["id"] for loc in every}) == 5 == len(every)
+
+
+async def test_bulk_exports_product_variants_and_locations() -> None:
+    app = sandbox_app(seed=5, time_scale=100)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 20,
+                                                     "variants_per_product": 2,
+                                                     "locations": 3})  # fmt: skip
+        token = await install(c)
+        exported: dict[str, list[dict[str, Any]]] = {}
+        for root in ("productVariants", "locations"):
+            fields = "id sku product { id }" if root == "productVariants" else "id name"
+            started = await start_bulk(
+                c, token, f"{{ {root} {{ edges {{ node {{ {fields} }} }} }} }}"
+            )
+            assert started["userErrors"] == [], started
+            operation, _ = await wait_bulk(c, token, started["bulkOperation"]["id"])
+            assert operation["status"] == "COMPLETED"
+            text = (await c.get(operation["url"])).text
+            exported[root] = [json.loads(line) for line in text.splitlines()]
+    assert len({v["id"] for v in exported["productVariants"]}) == 40
+    assert all(
+        v["product"]["id"].startswith("gid://shopify/Product/") for v in exported["productVariants"]
+    )
+    assert (
+        sorted(loc["name"] for loc in exported["locations"])
+        == sorted({loc["name"] for loc in exported["locations"]})
+        and len(exported["locations"]) == 3
+    )
