@@ -206,3 +206,6 @@ def attach(schema: GraphQLSchema) -> None:
         "inventory_item", resolvers.inventory_item
     )
     query.fields["locations"].resolve = _locations
+    from connectors.sandbox.shopify import versions
+
+    query.fields["publicApiVersions"].resolve = lambda *_: versions.public_versions()

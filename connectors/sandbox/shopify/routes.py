@@ -24,8 +24,8 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 
 from connectors.sandbox.consent import TOKEN_FIELD, consent_token, hidden_fields, token_matches
-from connectors.sandbox.shopify import bulk
-from connectors.sandbox.shopify.graphql_api import API_VERSION, admin_schema, run_query
+from connectors.sandbox.shopify import bulk, versions
+from connectors.sandbox.shopify.graphql_api import admin_schema, run_query
 from connectors.sandbox.shopify.sandbox import (
     INVALID_TOKEN,
     SHOP_PATTERN,
@@ -221,7 +221,8 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
 
     async def graphql_endpoint(request: Request) -> Response:
         shop_name = request.path_params["shop"]
-        if request.path_params["version"] != API_VERSION:
+        answering = versions.answering_version(request.path_params["version"])
+        if answering is None:
             return JSONResponse({"errors": "Not Found"}, status_code=404)
         sandbox.stats["requests"] += 1
         fault = sandbox.state.faults.pick("shopify", shop_name)
@@ -236,7 +237,11 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             )
         grant = sandbox.token_grant(shop_name, request.headers.get("x-shopify-access-token"))
         if grant is None or shop_name not in sandbox.shops:
-            return JSONResponse({"errors": INVALID_TOKEN}, status_code=401)
+            return JSONResponse(
+                {"errors": INVALID_TOKEN},
+                status_code=401,
+                headers={"X-Shopify-API-Version": answering},
+            )
         try:
             payload = await request.json()
             query = payload["query"]
@@ -275,7 +280,9 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         text = json.dumps(body)
         if fault == "malformed":
             text = text[: max(1, len(text) // 2)]
-        return Response(text, media_type="application/json")
+        return Response(
+            text, media_type="application/json", headers={"X-Shopify-API-Version": answering}
+        )
 
     async def bulk_result(request: Request) -> Response:
         """A bulk operation's JSONL, streamed from disk; no token, like a signed storage url."""
