@@ -190,3 +190,32 @@ async def test_bulk_exports_product_variants_and_locations() -> None:
         == sorted({loc["name"] for loc in exported["locations"]})
         and len(exported["locations"]) == 3
     )
+
+
+# The non-null ProductVariant fields tap-shopify 3.13.0 selects in its productVariants stream.
+TAP_VARIANTS = """query V($first: Int!, $after: String, $query: String) {
+  productVariants(first: $first, after: $after, query: $query) {
+    edges { node { id createdAt updatedAt barcode sku title displayName price compareAtPrice
+      availableForSale inventoryPolicy inventoryQuantity sellableOnlineQuantity position
+      requiresComponents taxable taxCode image { id url } product { id }
+      inventoryItem { id measurement { weight { unit value } } } } }
+    pageInfo { hasNextPage endCursor } } }"""
+
+
+async def test_a_peers_product_variant_document_gets_every_non_null_field() -> None:
+    app = sandbox_app(seed=5)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 4,
+                                                     "variants_per_product": 2})  # fmt: skip
+        token = await install(c)
+        variables = {"first": 50, "query": "updated_at:>='2020-01-01 00:00:00+00:00'"}
+        page = (await data(c, token, TAP_VARIANTS, variables))["productVariants"]
+        products = await data(c, token, "{ products(first: 10) { nodes { id title } } }")
+    titles = {p["id"]: p["title"] for p in products["products"]["nodes"]}
+    nodes = [e["node"] for e in page["edges"]]
+    assert len(nodes) == 8 and page["pageInfo"]["hasNextPage"] is False
+    for node in nodes:
+        assert node["displayName"] == f"{titles[node['product']['id']]} - {node['title']}"
+        assert node["availableForSale"] == (node["inventoryQuantity"] > 0)
+        assert node["inventoryPolicy"] == "DENY" and node["taxable"] is True
+    assert sorted(n["position"] for n in nodes) == [1, 1, 1, 1, 2, 2, 2, 2]

@@ -216,17 +216,32 @@ class ShopData:
 
     def variant_node(self, product: int, variant: int) -> dict[str, Any]:
         number = ID_BASE["variant"] + variant
+        title = (
+            ("Small", "Medium", "Large", "XL", "XXL")[variant % 5]
+            if self.variants_per_product > 1
+            else "Default Title"
+        )
+        quantity = sum(self.quantity(variant, loc) for loc in range(self.locations))
         return {
             "__typename": "ProductVariant",
             "id": gid("variant", number),
             "legacyResourceId": str(number),
-            "title": ("Small", "Medium", "Large", "XL", "XXL")[variant % 5]
-            if self.variants_per_product > 1
-            else "Default Title",
+            "title": title,
+            # Shopify's displayName is the product's title and the variant's, joined by " - ".
+            "displayName": f"{self.product_title(product)} - {title}",
+            "position": variant % max(1, self.variants_per_product) + 1,
+            "inventoryPolicy": "DENY",  # Shopify's default: no sale without stock
+            "availableForSale": quantity > 0,
+            "sellableOnlineQuantity": quantity,
+            "requiresComponents": False,
+            "taxable": True,
+            "compareAtPrice": None,
+            "taxCode": None,
+            "image": None,
             "sku": f"SKU-{product:06d}-{variant % self.variants_per_product}",
             "barcode": f"{400000000000 + variant}",
             "price": self.variant_price(variant),
-            "inventoryQuantity": sum(self.quantity(variant, loc) for loc in range(self.locations)),
+            "inventoryQuantity": quantity,
             "createdAt": iso(self.created_at("product", product)),
             "updatedAt": iso(self.updated_at("product", product)),
             "_product": product,

@@ -49,6 +49,7 @@ def inventory_item(shop: ShopData, product_index: int, variant_index: int) -> di
         "legacyResourceId": str(number),
         "sku": f"SKU-{product_index:06d}-{variant_index % shop.variants_per_product}",
         "tracked": True,
+        "measurement": {"id": f"gid://shopify/InventoryItemMeasurement/{number}", "weight": None},
         "createdAt": iso(shop.created_at("product", product_index)),
         "updatedAt": iso(updated),
         "inventoryLevels": lambda info, first=None, after=None, **_: _connection(
