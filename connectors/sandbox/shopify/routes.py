@@ -24,7 +24,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 
 from connectors.sandbox.consent import TOKEN_FIELD, consent_token, hidden_fields, token_matches
-from connectors.sandbox.shopify import bulk, versions
+from connectors.sandbox.shopify import bulk, rest_api, versions
 from connectors.sandbox.shopify.graphql_api import admin_schema, run_query
 from connectors.sandbox.shopify.sandbox import (
     INVALID_TOKEN,
@@ -306,6 +306,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             graphql_endpoint,
             methods=["POST"],
         ),
+        *rest_api.routes(sandbox, SHOP_PATTERN),  # legacy REST, for peers (the hub: GraphQL)
     ]
 
 

@@ -68,6 +68,7 @@ class ShopifySandbox:
     tokens: dict[str, Grant] = field(default_factory=dict)
     refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     buckets: dict[str, Bucket] = field(default_factory=dict)
+    rest_buckets: dict[str, Bucket] = field(default_factory=dict)  # legacy REST, per shop+app
     subscriptions: dict[str, dict[str, webhooks_api.Subscription]] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -118,6 +119,8 @@ class ShopifySandbox:
         restore = PLANS[plan][1]
         now = self.state.clock.monotonic()
         self.buckets[shop] = Bucket(restore * 20, restore, restore * 20, now)
+        for key in [k for k in self.rest_buckets if k.split(" ")[0] == shop]:
+            del self.rest_buckets[key]  # a shop posted again starts with an empty REST bucket
         self.state.remember()
         return data
 
