@@ -45,3 +45,60 @@ async def test_rest_bucket_holds_forty_requests_then_answers_429() -> None:
     assert answers[40].headers["retry-after"] == "2.0"
     assert "Exceeded 2 calls per second" in answers[40].json()["errors"]
     assert graphql.status_code == 200  # GraphQL's cost bucket is a separate one
+
+
+async def rest_all(c, token: str, path: str, params: dict) -> tuple[list[dict], int]:
+    """Follow the Link header's rel="next" to the end; returns the records and the pages."""
+    headers = {"X-Shopify-Access-Token": token}
+    r = await c.get(f"/shopify/{SHOP}/admin/api/2025-07/{path}", params=params, headers=headers)
+    key = path.removesuffix(".json")
+    records, pages = [], 0
+    while True:
+        assert r.status_code == 200, r.text
+        records += r.json()[key]
+        pages += 1
+        link = r.headers.get("link")
+        if link is None:
+            return records, pages
+        assert link.endswith('; rel="next"')
+        r = await c.get(link[1 : link.index(">")], headers=headers)
+
+
+async def test_customers_and_orders_page_by_link_header_to_the_truth() -> None:
+    app = sandbox_app(seed=1)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 5, "orders": 30,
+                                                     "customers": 23})  # fmt: skip
+        token = await install(c)
+        truth = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/truth")).json()["streams"]
+        customers, pages = await rest_all(c, token, "customers.json", {"limit": 10})
+        orders, _ = await rest_all(c, token, "orders.json", {"status": "any", "limit": 7})
+        open_orders, _ = await rest_all(c, token, "orders.json", {"limit": 250})
+        since = customers[14]["updated_at"]
+        recent, _ = await rest_all(c, token, "customers.json", {"updated_at_min": since})
+        mixed = await c.get(
+            f"/shopify/{SHOP}/admin/api/2026-10/customers.json",
+            params={"page_info": "x", "updated_at_min": since},
+            headers={"X-Shopify-Access-Token": token},
+        )
+    assert len(customers) == truth["customers"]["count"] == 23 and pages == 3
+    assert len({c["id"] for c in customers}) == 23
+    assert len(orders) == truth["orders"]["count"] == 30
+    assert all(o["line_items"] and o["admin_graphql_api_id"].endswith(str(o["id"])) for o in orders)
+    assert [o["id"] for o in open_orders] == [o["id"] for o in orders if o["cancelled_at"] is None]
+    assert [c["id"] for c in recent] == [c["id"] for c in customers if c["updated_at"] >= since]
+    assert mixed.status_code == 400
+
+
+async def test_events_list_product_deletions_and_no_order_deletions() -> None:
+    app = sandbox_app(seed=1)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 10})
+        token = await install(c)
+        await c.post(f"/_sandbox/shopify/shops/{SHOP}/mutate", json={"deletes": 3})
+        products, _ = await rest_all(
+            c, token, "events.json", {"filter": "Product", "verb": "destroy"}
+        )
+        orders, _ = await rest_all(c, token, "events.json", {"filter": "Order", "verb": "destroy"})
+    assert len(products) == 3 and {e["verb"] for e in products} == {"destroy"}
+    assert orders == []  # the sandbox deletes no orders

@@ -1,6 +1,7 @@
-"""LEGACY: the few REST Admin API endpoints other tools call first (Airbyte's connection check:
-``shop.json`` and ``oauth/access_scopes.json``). Shopify made REST legacy on 2024-10-01; the
-hub itself uses GraphQL only. Served here so peers run unchanged against the sandbox.
+"""LEGACY: the REST Admin API endpoints other tools call (Airbyte's connection check:
+``shop.json`` and ``oauth/access_scopes.json``; its streams: ``customers.json``,
+``orders.json``, ``events.json``, see ``rest_records.py``). Shopify made REST legacy on
+2024-10-01; the hub itself uses GraphQL only. Served so peers run unchanged on the sandbox.
 
 REST has its own rate limit, a leaky bucket of requests per app and store
 (shopify.dev/docs/api/admin-rest/usage/rate-limits): 2 requests/second on Standard, 4 on
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from connectors.sandbox.shopify import versions
+from connectors.sandbox.shopify import rest_records, versions
 from connectors.sandbox.shopify.sandbox import INVALID_TOKEN, Bucket, ShopifySandbox
 
 LEAK_RATE = {"standard": 2.0, "advanced": 4.0, "plus": 20.0, "enterprise": 40.0}
@@ -103,7 +104,40 @@ def routes(sandbox: ShopifySandbox, shop_pattern: str) -> list[BaseRoute]:
         handles = [s for s in grant.scopes.split(",") if s]
         return answer({"access_scopes": [{"handle": h} for h in handles]}, bucket)
 
+    def listing(kind: str) -> Any:
+        async def endpoint(request: Request) -> Response:
+            version = versions.answering_version(request.path_params["version"])
+            if version is None:
+                return JSONResponse({"errors": "Not Found"}, status_code=404)
+            _, bucket, refusal = admit(request)
+            if refusal is not None or bucket is None:
+                return refusal or Response(status_code=500)
+            data = sandbox.shops[request.path_params["shop"]]
+            url = str(request.url).split("?", 1)[0]
+            try:
+                records, link = rest_records.page(data, kind, dict(request.query_params), url)
+            except rest_records.RestError as error:
+                return JSONResponse(
+                    {"errors": str(error)},
+                    status_code=400,
+                    headers={CALL_LIMIT: _call_limit(bucket)},
+                )
+            response = answer({kind: records}, bucket, version)
+            if link is not None:
+                response.headers["Link"] = link
+            return response
+
+        return endpoint
+
     return [
+        *(
+            Route(
+                f"/{shop_pattern}/admin/api/{{version:str}}/{kind}.json",
+                listing(kind),
+                methods=["GET"],
+            )
+            for kind in ("customers", "orders", "events")
+        ),
         Route(f"/{shop_pattern}/admin/api/{{version:str}}/shop.json", shop_json, methods=["GET"]),
         Route(
             f"/{shop_pattern}/admin/oauth/access_scopes.json", access_scopes_json, methods=["GET"]
