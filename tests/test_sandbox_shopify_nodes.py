@@ -219,3 +219,25 @@ async def test_a_peers_product_variant_document_gets_every_non_null_field() -> N
         assert node["availableForSale"] == (node["inventoryQuantity"] > 0)
         assert node["inventoryPolicy"] == "DENY" and node["taxable"] is True
     assert sorted(n["position"] for n in nodes) == [1, 1, 1, 1, 2, 2, 2, 2]
+
+
+async def test_bulk_lines_keep_the_typename_airbyte_composes_records_by() -> None:
+    app = sandbox_app(seed=5, time_scale=100)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 3,
+                                                     "variants_per_product": 2})  # fmt: skip
+        token = await install(c)
+        window = "updated_at:>='2020-01-01T00:00:00+00:00' AND updated_at:<='2099-01-01'"
+        fields = "__typename id product_updated_at: updatedAt"
+        variants = "variants { edges { node { __typename id } } }"
+        query = (
+            f'{{ products(query: "{window}", sortKey: UPDATED_AT) '
+            f"{{ edges {{ node {{ {fields} {variants} }} }} }} }}"
+        )
+        started = await start_bulk(c, token, query)
+        assert started["userErrors"] == [], started
+        operation, _ = await wait_bulk(c, token, started["bulkOperation"]["id"])
+        lines = [json.loads(line) for line in (await c.get(operation["url"])).text.splitlines()]
+    kinds = [line["__typename"] for line in lines]
+    assert kinds.count("Product") == 3 and kinds.count("ProductVariant") == 6
+    assert all("product_updated_at" in line for line in lines if line["__typename"] == "Product")

@@ -212,7 +212,7 @@ def _split(value: dict[str, Any], shape: Shape, owner: str | None) -> tuple[dict
     clean: dict[str, Any] = {}
     children: list[Child] = []
     for key, item in value.items():
-        if key.startswith("_"):
+        if key.startswith("_") and key != "__typename":  # a selected __typename stays
             continue
         spec = shape.fields.get(key)
         if spec is None or spec.shape is None or item is None:
