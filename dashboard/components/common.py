@@ -129,3 +129,39 @@ def pager(
         width="100%",
         align="center",
     )
+
+
+# Brand marks drawn from assets/ (simple-icons, see assets/README.md). Amazon has none: its
+# marks left simple-icons in 15.0.0 for want of Amazon's permission, so a neutral icon stands in.
+PLATFORM_LABELS = {"shopify": "Shopify", "amazon": "Amazon"}
+
+
+def platform_mark(platform: rx.Var[str] | str, size: int = 16) -> rx.Component:
+    """The platform's mark, decorative (the platform's name is always written beside it)."""
+    shopify = rx.image(src="/shopify.svg", alt="", width=f"{size}px", height=f"{size}px")
+    other = rx.icon("package", size=size, aria_hidden="true")
+    if isinstance(platform, str):
+        return shopify if platform == "shopify" else other
+    return rx.cond(platform == "shopify", shopify, other)
+
+
+def card_button(
+    *children: rx.Component,
+    label: str,
+    on_click: object,
+    disabled: rx.Var[bool] | bool = False,
+    **style: object,
+) -> rx.Component:
+    """A card that is one real ``<button>``: reachable with Tab, operated with Enter and Space
+    like any button, announced by ``label``; ``style`` sizes the card (width ...)."""
+    return rx.card(
+        rx.el.button(
+            *children, aria_label=label, type="button", on_click=on_click, disabled=disabled
+        ),
+        as_child=True,
+        text_align="start",
+        cursor="pointer",
+        font="inherit",
+        color="inherit",
+        **style,
+    )

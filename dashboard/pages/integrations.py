@@ -15,6 +15,7 @@ from dashboard.components.common import (
     empty_state,
     pager,
     pages_label,
+    platform_mark,
     status_badge,
 )
 from dashboard.components.shell import template
@@ -332,7 +333,7 @@ def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
         ),
         rx.table.cell(
             rx.hstack(
-                rx.icon(rx.cond(row["platform"] == "shopify", "shopping-bag", "package"), size=16),
+                platform_mark(row["platform"]),
                 rx.text(rx.cond(row["platform"] == "shopify", "Shopify", "Amazon")),
                 align="center",
             )

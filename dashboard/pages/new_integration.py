@@ -10,6 +10,7 @@ import reflex as rx
 from connectors.amazon.regions import MARKETPLACES, REGION_MARKETPLACES
 from connectors.errors import InvalidInput
 from dashboard import routes
+from dashboard.components.common import card_button, platform_mark
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
@@ -283,25 +284,20 @@ def step_header(number: int, title: str) -> rx.Component:
     )
 
 
-def platform_card(platform: str, label: str, icon: str, body: str) -> rx.Component:
-    return rx.card(
+def platform_card(platform: str, label: str, body: str) -> rx.Component:
+    return card_button(
         rx.vstack(
-            rx.icon(icon, size=28),
-            rx.heading(label, size="4"),
-            rx.text(body, size="2", color_scheme="gray"),
+            platform_mark(platform, size=28),
+            rx.text(label, size="4", weight="bold", as_="span"),
+            rx.text(body, size="2", color_scheme="gray", as_="span"),
             spacing="2",
         ),
-        as_child=False,
+        label=f"Choose {label}",
         on_click=WizardState.choose_platform(platform),
-        cursor="pointer",
-        width="16rem",
-        role="button",
-        tab_index=0,
-        aria_label=f"Choose {label}",
         # Until the page is hydrated its on_load (which starts the wizard afresh) has not run:
         # a choice made earlier would be wiped by it a moment later.
-        aria_disabled=rx.cond(rx.State.is_hydrated, "false", "true"),
-        opacity=rx.cond(rx.State.is_hydrated, "1", "0.6"),
+        disabled=~rx.State.is_hydrated,
+        width="16rem",
     )
 
 
@@ -511,13 +507,11 @@ def new_integration() -> rx.Component:
                         platform_card(
                             "shopify",
                             "Shopify",
-                            "shopping-bag",
                             "A Shopify store: products, inventory, orders, customers.",
                         ),
                         platform_card(
                             "amazon",
                             "Amazon Seller Central",
-                            "package",
                             "An Amazon seller: orders, listings, FBA inventory.",
                         )
                         if AMAZON_AVAILABLE

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.components.common import count_pages, pager, pages_label, submit_button
-from dashboard.components.shell import template
+from dashboard.components.shell import sub_nav, template
 from dashboard.db import in_session
 from dashboard.models import Role, User
 from dashboard.services import auth as auth_service
@@ -346,13 +346,12 @@ class AccountState(AuthState):
 
 
 def settings_nav() -> rx.Component:
-    return rx.hstack(
-        rx.link("General", href=routes.SETTINGS),
-        rx.link("Account", href=routes.ACCOUNT),
-        rx.cond(AuthState.is_admin, rx.link("Users", href=routes.USERS)),
-        rx.cond(AuthState.is_admin, rx.link("Go-live check", href=routes.GO_LIVE)),
-        spacing="4",
-        padding_bottom="1rem",
+    return sub_nav(
+        "Settings sections",
+        ("General", routes.SETTINGS, None),
+        ("Account", routes.ACCOUNT, None),
+        ("Users", routes.USERS, AuthState.is_admin),
+        ("Go-live check", routes.GO_LIVE, AuthState.is_admin),
     )
 
 
