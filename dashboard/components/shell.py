@@ -100,6 +100,8 @@ def sidebar() -> rx.Component:
 
 
 def user_menu() -> rx.Component:
+    # Not modal: a modal menu hides the rest of the page with aria-hidden while its controls
+    # stay focusable (axe: aria-hidden-focus); Escape and Tab still close it.
     return rx.menu.root(
         rx.menu.trigger(
             rx.button(
@@ -107,7 +109,9 @@ def user_menu() -> rx.Component:
                 # Below 480 px the icon alone: the header then fits a phone without clipping.
                 rx.text(AuthState.user_email, as_="span", display=["none", "inline"]),
                 variant="soft",
-                aria_label="User menu",
+                # The name starts as before and holds the visible email (axe:
+                # label-content-name-mismatch).
+                aria_label="User menu " + AuthState.user_email,
                 max_width="100%",
             ),
         ),
@@ -120,6 +124,7 @@ def user_menu() -> rx.Component:
             rx.menu.item("Account", on_select=rx.redirect(routes.ACCOUNT)),
             rx.menu.item("Sign out", on_select=AuthState.sign_out),
         ),
+        modal=False,
     )
 
 

@@ -10,7 +10,7 @@ import reflex as rx
 from connectors.amazon.regions import MARKETPLACES, REGION_MARKETPLACES
 from connectors.errors import InvalidInput
 from dashboard import routes
-from dashboard.components.common import card_button, platform_mark
+from dashboard.components.common import card_button, platform_mark, visually_hidden
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
@@ -288,11 +288,10 @@ def platform_card(platform: str, label: str, body: str) -> rx.Component:
     return card_button(
         rx.vstack(
             platform_mark(platform, size=28),
-            rx.text(label, size="4", weight="bold", as_="span"),
+            rx.text(visually_hidden("Choose "), label, size="4", weight="bold", as_="span"),
             rx.text(body, size="2", color_scheme="gray", as_="span"),
             spacing="2",
         ),
-        label=f"Choose {label}",
         on_click=WizardState.choose_platform(platform),
         # Until the page is hydrated its on_load (which starts the wizard afresh) has not run:
         # a choice made earlier would be wiped by it a moment later.
