@@ -531,7 +531,7 @@ def bulk_bar() -> rx.Component:
         rx.cond(IntegrationsState.stale_count > 0, discard_stale_button()),
         align="center",
         spacing="3",
-        height="2rem",
+        min_height="2rem",  # not a fixed height: on a phone the bar wraps onto two lines
         width="100%",
     )
 

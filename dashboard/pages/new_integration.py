@@ -470,8 +470,10 @@ def link_step() -> rx.Component:
         ),
         rx.text("Expires ", rx.moment(WizardState.link_expires, from_now=True), size="2"),
         rx.hstack(
-            rx.link(
-                rx.button("Open the integration"), href="/integrations/" + WizardState.created_id
+            # A link drawn as a button, not a button inside a link (two tab stops, one action).
+            rx.button(
+                rx.link("Open the integration", href="/integrations/" + WizardState.created_id),
+                as_child=True,
             ),
             rx.button("Add another", variant="soft", on_click=WizardState.reset_wizard),
         ),

@@ -46,7 +46,7 @@ def text(words: str) -> Callable:
 
 # Signed-in pages: (name, path, what shows once its data is loaded).
 SIGNED_IN_PAGES: tuple[tuple[str, str, Callable], ...] = (
-    ("overview", "/", text("Axe store")),
+    ("overview", "/", text("Records synced per hour")),
     ("integrations", "/integrations", text("Axe store")),
     ("runs", "/runs", text("Axe store")),
     ("records", "/records", text("gid://shopify/Product/")),
@@ -103,7 +103,18 @@ def test_every_page_passes_axe(hub: Hub, browser, seeded: Seeded, scheme: str) -
         page.get_by_role("tabpanel").wait_for(timeout=TIMEOUT)
         check(page, f"integration {tab} tab [{scheme}]", found)
 
-    page.get_by_role("button", name="User menu").click()  # an open menu, too
+    # Open layers too: a confirmation dialog (Settings tab), the bell's popover, the menu.
+    page.get_by_role("button", name="Disconnect").click()
+    dialog = page.get_by_role("alertdialog")
+    dialog.wait_for(timeout=TIMEOUT)
+    check(page, f"disconnect dialog [{scheme}]", found)
+    dialog.get_by_role("button", name="Cancel").click()
+    dialog.wait_for(state="hidden", timeout=TIMEOUT)
+    page.get_by_role("button", name=re.compile("^Notifications")).click()
+    page.get_by_role("dialog").wait_for(timeout=TIMEOUT)
+    check(page, f"notifications [{scheme}]", found)
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="User menu").click()
     page.get_by_role("menuitem", name="Sign out").wait_for(timeout=TIMEOUT)
     check(page, f"user menu [{scheme}]", found)
     page.keyboard.press("Escape")
@@ -112,13 +123,15 @@ def test_every_page_passes_axe(hub: Hub, browser, seeded: Seeded, scheme: str) -
     page.get_by_role("button", name="Choose Shopify").click()
     page.get_by_label("Shop domain").wait_for(timeout=TIMEOUT)
     check(page, f"wizard Shopify details [{scheme}]", found)
-    page.get_by_label("Name").fill("Axe wizard store")
-    page.get_by_label("Shop domain").fill("axe-wizard.myshopify.com")
+    page.get_by_label("Name").fill(f"Axe wizard store {scheme}")
+    page.get_by_label("Shop domain").fill(f"axe-wizard-{scheme}.myshopify.com")
     page.get_by_role("button", name="Next").click()
     page.get_by_role("button", name="Create connect link").wait_for(timeout=TIMEOUT)
     check(page, f"wizard streams [{scheme}]", found)
-    page.get_by_role("button", name="Back").click()
-    page.get_by_role("button", name="Back").click()
+    page.get_by_role("button", name="Create connect link").click()
+    page.locator("#connect-link").wait_for(timeout=TIMEOUT)
+    check(page, f"wizard connect link [{scheme}]", found)
+    page.get_by_role("button", name="Add another").click()
     page.get_by_role("button", name="Choose Amazon Seller Central").wait_for(timeout=TIMEOUT)
     check(page, f"wizard platform [{scheme}]", found)
     page.get_by_role("button", name="Choose Amazon Seller Central").click()
@@ -169,8 +182,43 @@ def test_the_wizard_is_completed_by_keyboard_alone(hub: Hub, browser, seeded: Se
     screenshot(page, "wizard-by-keyboard")
 
     # The link belongs to the integration the keyboard created.
-    tab_to(page, page.get_by_role("button", name="Open the integration"))
+    tab_to(page, page.get_by_role("link", name="Open the integration"))
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*/integrations/[0-9a-f-]{36}$"), timeout=TIMEOUT)
     page.get_by_role("heading", name="Keyboard store").wait_for(timeout=TIMEOUT)
+    context.close()
+
+
+def test_menus_and_dialogs_work_by_keyboard(hub: Hub, browser, seeded: Seeded) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+    # A confirmation dialog: opened with Enter, focus inside it, Escape closes it and gives
+    # the focus back to the button that opened it; nothing was disconnected.
+    page.goto(seeded.integration_url)
+    page.get_by_role("tab", name="Settings").click()
+    disconnect = page.get_by_role("button", name="Disconnect")
+    tab_to(page, disconnect)
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("alertdialog")
+    dialog.wait_for(timeout=TIMEOUT)
+    assert dialog.evaluate("el => el.contains(document.activeElement)")
+    assert focus_ring_visible(page), "the focused control in the dialog shows no focus ring"
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden", timeout=TIMEOUT)
+    assert disconnect.evaluate("el => el === document.activeElement")
+    page.get_by_role("tab", name="Status").click()
+    page.get_by_text("connected").first.wait_for(timeout=TIMEOUT)
+
+    # The user menu: Enter opens it, arrows move, Enter chooses.
+    tab_to(page, page.get_by_role("button", name="User menu"))
+    page.keyboard.press("Enter")
+    page.get_by_role("menuitem", name="Account").wait_for(timeout=TIMEOUT)
+    while not page.get_by_role("menuitem", name="Account").evaluate(
+        "el => el === document.activeElement"
+    ):
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/settings/account", timeout=TIMEOUT)
     context.close()
