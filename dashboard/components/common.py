@@ -131,13 +131,10 @@ def pager(
     )
 
 
-# Brand marks drawn from assets/ (simple-icons, see assets/README.md). Amazon has none: its
-# marks left simple-icons in 15.0.0 for want of Amazon's permission, so a neutral icon stands in.
-PLATFORM_LABELS = {"shopify": "Shopify", "amazon": "Amazon"}
-
-
 def platform_mark(platform: rx.Var[str] | str, size: int = 16) -> rx.Component:
-    """The platform's mark, decorative (the platform's name is always written beside it)."""
+    """The platform's mark, decorative (the platform's name is always written beside it).
+    Shopify's comes from assets/ (simple-icons, see assets/README.md); Amazon's marks left
+    simple-icons in 15.0.0 for want of Amazon's permission, so a neutral icon stands in."""
     shopify = rx.image(src="/shopify.svg", alt="", width=f"{size}px", height=f"{size}px")
     other = rx.icon("package", size=size, aria_hidden="true")
     if isinstance(platform, str):
