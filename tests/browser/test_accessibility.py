@@ -222,3 +222,20 @@ def test_menus_and_dialogs_work_by_keyboard(hub: Hub, browser, seeded: Seeded) -
     page.keyboard.press("Enter")
     page.wait_for_url("**/settings/account", timeout=TIMEOUT)
     context.close()
+
+
+def test_disabled_buttons_still_look_disabled(hub: Hub, browser, seeded: Seeded) -> None:
+    """The contrast fixes darken enabled buttons only: with nothing selected, the bulk bar's
+    Pause selected is drawn apart from an enabled button of the same kind."""
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
+    page.goto(f"{hub.url}/integrations")
+    pause = page.get_by_role("button", name="Pause selected")
+    expect(pause).to_be_disabled(timeout=TIMEOUT)
+    disabled_color = pause.evaluate("el => getComputedStyle(el).color")
+    page.get_by_role("checkbox", name="Select this page").click()
+    expect(pause).to_be_enabled(timeout=TIMEOUT)
+    page.mouse.move(1, 1)
+    assert pause.evaluate("el => getComputedStyle(el).color") != disabled_color
+    context.close()
