@@ -51,3 +51,8 @@ class OAuthError(ConnectorError):
     def __init__(self, message: str, *, user_message: str | None = None) -> None:
         super().__init__(message)
         self.user_message = user_message or message
+
+
+class ConsentCancelled(OAuthError):
+    """The person on the platform's consent page cancelled: OAuth 2.0's ``access_denied``
+    answer (RFC 6749 4.1.2.1), which Login with Amazon sends back to the redirect URI."""

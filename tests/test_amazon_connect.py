@@ -19,8 +19,9 @@ from connectors.amazon.client import BUCKETS
 from connectors.sandbox.consent import form_fields
 from dashboard.api import build_api
 from dashboard.db import session_scope
-from dashboard.models import Credential, Integration, Order, Product
+from dashboard.models import AuditLog, Credential, Integration, Order, Product, Role
 from dashboard.services import connect, sync
+from dashboard.services.auth import create_session, create_user
 from dashboard.services.credentials import load_credential
 from dashboard.services.integrations import create_connect_link, create_integration
 from tests.conftest import leaked_secrets, reset_caches
@@ -86,9 +87,12 @@ def new_link(
         return integration.id, token
 
 
-async def consent(hub: dict, token: str, seller: str = SELLER) -> str:
-    """Merchant path: link -> Seller Central consent (Confirm) -> the hub's callback URL."""
-    start = await hub["client"].get(f"/api/oauth/amazon/start?link={token}")
+async def consent(
+    hub: dict, token: str, seller: str = SELLER, decision: str = "approve", start_query: str = ""
+) -> str:
+    """Merchant path: link -> Seller Central consent (Confirm, or ``decision``) -> the hub's
+    callback URL. ``start_query``: another start (a manager's ``integration=...``)."""
+    start = await hub["client"].get(f"/api/oauth/amazon/start?{start_query or f'link={token}'}")
     assert start.status_code == 302
     location = start.headers["location"]
     params = {k: v[0] for k, v in parse_qs(urlparse(location).query).items()}
@@ -101,7 +105,7 @@ async def consent(hub: dict, token: str, seller: str = SELLER) -> str:
         assert page.status_code == 200 and "Authorize" in page.text
         answer = await browser.post(
             location,
-            data={**form_fields(page.text), "decision": "approve", "selling_partner_id": seller},
+            data={**form_fields(page.text), "decision": decision, "selling_partner_id": seller},
         )
     return answer.headers["location"].removeprefix(HUB)
 
@@ -215,3 +219,40 @@ async def test_refusals_render_a_page_that_says_what_to_do(hub: dict) -> None:
         assert "Traceback" not in page.text and "Atz" not in page.text
     bad_link = await hub["client"].get("/api/oauth/amazon/start?link=nope")
     assert bad_link.status_code == 403
+
+
+async def test_a_cancel_on_the_consent_page_comes_back_as_connection_cancelled(hub: dict) -> None:
+    """Cancel on Seller Central: Login with Amazon's access_denied answer brings the browser back
+    to the hub, which says nothing was connected and shows the way back."""
+    integration_id, token = new_link()
+    callback = await consent(hub, token, decision="deny")
+    query = parse_qs(urlparse(callback).query)
+    assert query["error"] == ["access_denied"] and "spapi_oauth_code" not in query
+    page = await hub["client"].get(callback)
+    assert page.status_code == 200
+    assert "Connection cancelled" in page.text and "nothing was connected" in page.text
+    assert "Open the link you were sent again" in page.text  # the merchant's way back
+    with session_scope() as s:
+        integration = s.get(Integration, integration_id)
+        assert integration is not None and integration.status == "pending"
+        assert s.exec(select(Credential)).all() == []
+        (entry,) = s.exec(
+            select(AuditLog).where(AuditLog.action == "integration.consent_cancelled")
+        ).all()
+        assert entry.actor == "merchant" and entry.target == str(integration_id)
+    again = await hub["client"].get(callback)  # the state was single-use all the same
+    assert again.status_code == 400
+
+    # A manager who cancels is led back to the integration's page.
+    with session_scope() as s:
+        manager, _ = create_user(session=s, email="max@example.com", role=Role.MANAGER)
+        hub["client"].cookies.set("hub_session", create_session(session=s, user=manager))
+    callback = await consent(hub, "", decision="deny", start_query=f"integration={integration_id}")
+    page = await hub["client"].get(callback)
+    assert "Connection cancelled" in page.text and "Back to Seller" in page.text
+    assert f"{HUB}/integrations/{integration_id}" in page.text
+    with session_scope() as s:
+        actors = s.exec(
+            select(AuditLog.actor).where(AuditLog.action == "integration.consent_cancelled")
+        ).all()
+        assert sorted(actors) == ["max@example.com", "merchant"]

@@ -179,9 +179,7 @@ def test_serve_announces_the_address_of_the_port_it_was_given(
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     started: list[tuple[list[str], dict[str, str]]] = []
-    monkeypatch.setattr(
-        cli.subprocess, "call", lambda command, cwd, env: started.append((command, env)) or 0
-    )
+    monkeypatch.setattr(cli, "run_reflex", lambda command, env: started.append((command, env)) or 0)
     try:
         assert cli.main(["serve", "--port", "3300"]) == 0
     finally:
@@ -190,3 +188,25 @@ def test_serve_announces_the_address_of_the_port_it_was_given(
     assert command[command.index("--frontend-port") + 1] == "3300"
     assert env["HUB_PORT"] == "3300"
     assert "http://localhost:3300" in capsys.readouterr().out
+    # Reflex finds the Node.js pyproject.toml installs, in the version it asks for.
+    from reflex import constants
+
+    node_bin = cli.node_bin_dir()
+    assert node_bin is not None and env["PATH"].split(os.pathsep)[0] == str(node_bin)
+    version = subprocess.run(
+        [str(node_bin / "node"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    wanted = tuple(int(n) for n in constants.Node.MIN_VERSION.split("."))
+    assert tuple(int(n) for n in version.strip().lstrip("v").split(".")) >= wanted
+
+
+def test_serve_leaves_out_reflex_hints_that_do_not_apply() -> None:
+    from dashboard import cli
+
+    assert (
+        cli.quiet("Success: Initialized dashboard. Run `uv run reflex run` to start the app.\n")
+        == "Success: Initialized dashboard.\n"
+    )
+    assert cli.quiet("App running at: http://0.0.0.0:3000/\n") == (
+        "App running at: http://0.0.0.0:3000/\n"
+    )

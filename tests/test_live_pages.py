@@ -79,16 +79,16 @@ async def test_page_data_goes_only_to_a_signed_in_client(hub_db: sa.Engine) -> N
         RecordsState(_reflex_internal_init=True),
         SettingsState(_reflex_internal_init=True),
     )
-    await RecordsState.show_raw.fn(records, product_id)
+    await RecordsState.show_record.fn(records, product_id)
     await SettingsState.load_settings.fn(settings)
-    assert records.raw == "" and settings.audit == [] and settings.keys == []
+    assert records.detail_raw == "" and settings.audit == [] and settings.keys == []
 
     # The session token reaches the state as the websocket handshake's Cookie header.
     signed_in = RouterData.from_router_data({"headers": {"cookie": f"hub_session={token}"}})
     records.router = settings.router = signed_in
-    await RecordsState.show_raw.fn(records, product_id)
+    await RecordsState.show_record.fn(records, product_id)
     await SettingsState.load_settings.fn(settings)
-    assert "Secret plans" in records.raw
+    assert "Secret plans" in records.detail_raw
     # The audit log names the integration and links to it.
     (entry,) = [e for e in settings.audit if e["action"] == "integration.create"]
     assert entry["target"] == "Acme" and entry["href"] == f"/integrations/{acme_id}"
@@ -145,3 +145,70 @@ async def test_a_live_page_stops_streaming_within_a_second_of_the_session_ending
     assert [e.handler.fn.__qualname__ for e in [answer]] == ["_redirect"]
     assert tab.watching == 0
     assert not [read for read in reads if read > ended_at + 0.01]  # nothing read after the end
+
+
+class _Tab:
+    """A live page's state as the loop sees it, counting its writes (each one a delta Reflex
+    would send to the browser)."""
+
+    def __init__(self) -> None:
+        self.watching = 0
+        self.router = None
+        self.writes = 0
+        self.applied = 0
+
+    async def current_user(self) -> object:
+        return object()
+
+    async def fetch(self) -> object:
+        return self.applied
+
+    def apply(self, data: object) -> None:
+        self.applied += 1
+
+    async def __aenter__(self) -> _Tab:
+        self.writes += 1
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        return None
+
+
+async def test_a_closed_tabs_loop_ends_without_writing_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reflex logs "Attempting to send delta to disconnected client" for every write to a tab
+    that has gone: the loop stops writing the moment its tab is away, ends once it has been
+    away ABANDONED_SECONDS, and the tab, back later, gets a live page again."""
+    connected = True
+
+    async def tab_connected(state: object) -> bool:
+        return connected
+
+    monkeypatch.setattr(live, "_tab_connected", tab_connected)
+    monkeypatch.setattr(live, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(live, "ABANDONED_SECONDS", 0.2)
+    tab = _Tab()
+    loop = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]
+    while tab.applied < 3:
+        await asyncio.sleep(0.01)
+
+    connected = False
+    writes_when_closed = tab.writes
+    assert await asyncio.wait_for(loop, timeout=2) is False
+    assert tab.writes == writes_when_closed  # nothing sent to the closed tab
+    assert not live._RUNNING
+    assert tab.watching != 0  # left as it was: resetting it would have been a write
+
+    connected = True  # the same tab again (a laptop waking up): its page is live again
+    again = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]
+    applied = tab.applied
+    while tab.applied < applied + 2:
+        await asyncio.sleep(0.01)
+    assert tab.watching in live._RUNNING
+    # A second watch of the same tab (the page mounted twice) does not start another loop.
+    assert await live.live_loop(tab) is False  # type: ignore[arg-type]
+    again.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await again
+    assert not live._RUNNING

@@ -183,6 +183,35 @@ async def test_consent_on_a_shop_that_does_not_exist_offers_to_create_it() -> No
         assert ">Install app<" in again.text and "Create store" not in again.text
 
 
+async def test_a_cancel_sends_nothing_to_the_app_and_leads_back_to_where_it_came_from() -> None:
+    """As on Shopify, a cancel sends the app no redirect and no code; the sandbox, which has no
+    admin to land in, leads back to the app's page the merchant came from (only ever a page
+    of the app's own site)."""
+    app = sandbox_app(seed=1)
+    url = f"/shopify/{SHOP}/admin/oauth/authorize"
+    params = {"client_id": CLIENT["client_id"], "scope": "read_products",
+              "redirect_uri": "http://hub/cb", "state": "st"}  # fmt: skip
+    async with client(app) as c:
+        for referer, link in (
+            ("http://hub/connect/link-token", "http://hub/connect/link-token"),
+            ("http://evil.example/phish", None),
+            (None, None),
+        ):
+            headers = {"referer": referer} if referer else {}
+            page = await c.get(url, params=params, headers=headers)
+            cancelled = await c.post(url, data={**form_fields(page.text), "decision": "deny"})
+            assert cancelled.status_code == 200 and "location" not in cancelled.headers
+            assert "Installation cancelled" in cancelled.text and "code=" not in cancelled.text
+            if link:
+                assert f"<a href='{link}'>Back to the app</a>" in cancelled.text
+            else:
+                assert "Back to the app" not in cancelled.text
+        # A forged way back in the form is held to the same rule.
+        page = await c.get(url, params=params)
+        forged = {**form_fields(page.text), "return_to": "javascript:alert(1)", "decision": "deny"}
+        assert "Back to the app" not in (await c.post(url, data=forged)).text
+
+
 async def test_codes_expire_on_the_platform_clock() -> None:
     app = sandbox_app(seed=1, time_scale=1000)  # 60 s of code life = 60 ms
     async with client(app) as c:

@@ -20,7 +20,6 @@ from authlib.common.urls import add_params_to_uri
 
 from connectors.amazon.client import TOKEN_HEADER, token_expired
 from connectors.amazon.regions import (
-    MARKETPLACES,
     SELLER_CENTRAL_HOSTS,
     Marketplace,
     lwa_token_url,
@@ -35,7 +34,7 @@ from connectors.auth import (
     lifetime_end,
 )
 from connectors.base import CredentialStore, StoredCredential
-from connectors.errors import OAuthError
+from connectors.errors import ConsentCancelled, OAuthError
 
 DEFAULT_LIFETIME = timedelta(hours=1)  # LWA access tokens live an hour
 SELLER_ID = re.compile(r"^[A-Z0-9]{8,20}$")
@@ -81,14 +80,8 @@ class AppstoreLogin:
 
 
 CONFIRM_PATH = "/apps/authorize/confirm/"
-# The legacy European host some accounts still use; its marketplaces are the EU region's.
-LEGACY_HOSTS = {"sellercentral-europe.amazon.com": "A1F83G8C2ARO7P"}
-
-
 def _marketplace_of_host(host: str) -> Marketplace | None:
     host = host.lower()
-    if host in LEGACY_HOSTS:
-        return MARKETPLACES[LEGACY_HOSTS[host]]
     # Amazon's example callback is on amazon.com itself: the marketplace's own domain.
     return SELLER_CENTRAL_HOSTS.get(host) or SELLER_CENTRAL_HOSTS.get(
         "sellercentral." + host.removeprefix("www.")
@@ -153,6 +146,12 @@ def verify_callback(params: Mapping[str, str]) -> tuple[str, str]:
     """(selling_partner_id, spapi_oauth_code) from the redirect, or OAuthError saying why."""
     retry = "Start the connection again from the hub or your connect link."
     error = params.get("error") or params.get("error_code")
+    if error == "access_denied":
+        raise ConsentCancelled(
+            "amazon consent cancelled",
+            user_message="You cancelled on Amazon's page, so nothing was shared and nothing "
+            "was connected.",
+        )
     if error:
         advice = CONSENT_ERRORS.get(error, params.get("error_description") or "")
         raise OAuthError(

@@ -29,6 +29,7 @@ ROUTE_MODULES = (
     "dashboard.api.shopify",
     "dashboard.api.amazon",
     "dashboard.api.metrics",
+    "dashboard.api.records_export",
 )
 
 

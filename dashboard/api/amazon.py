@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from sqlmodel import Session
@@ -15,13 +14,13 @@ from connectors.amazon import auth as amazon_auth
 from connectors.amazon.connector import AmazonConnector
 from connectors.amazon.regions import primary_marketplace
 from connectors.base import IntegrationRef, StoredCredential
-from connectors.errors import AuthError, ConnectorError, OAuthError
+from connectors.errors import AuthError, ConnectorError, ConsentCancelled, OAuthError
 from dashboard.api.access import Access, route
-from dashboard.api.consent import redirect_to_consent
+from dashboard.api.consent import consent_cancelled, redirect_to_consent
 from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
 from dashboard.models import AppstoreState, Integration
-from dashboard.services import amazon_lifecycle, connect
+from dashboard.services import amazon_lifecycle, audit, connect
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, save_credential
 from dashboard.services.integrations import AccountTaken
@@ -31,8 +30,9 @@ log = logging.getLogger("hub.amazon")
 PLATFORM = "amazon"
 
 
-def connector() -> AmazonConnector:
-    return AmazonConnector.from_settings(get_settings().model_dump())
+async def connector() -> AmazonConnector:
+    """The Amazon connector with the LWA client secrets in use (environment or Settings)."""
+    return AmazonConnector.from_settings(await amazon_lifecycle.amazon_settings_values())
 
 
 async def start(request: Request) -> Response:
@@ -75,16 +75,17 @@ class _Target:
     created: bool = False  # made by this Appstore authorization: named after the store
 
 
-def _exchange(code: str) -> Awaitable[list[StoredCredential]]:
+async def _exchange(code: str) -> list[StoredCredential]:
     # The code lives five minutes: exchanged before anything else that can wait.
     settings = get_settings()
-    return amazon_auth.exchange_code(
+    secrets_in_use = await in_session(lambda s: amazon_lifecycle.app_secrets(session=s))
+    return await amazon_auth.exchange_code(
         code=code,
         redirect_uri=integration_service.connect_callback_url(PLATFORM),
         client_id=settings.amazon_client_id or "",
-        client_secret=settings.amazon_client_secret or "",
+        client_secret=secrets_in_use.current or "",
         base_url=settings.amazon_base_url,
-        previous_secret=settings.amazon_client_secret_previous,
+        previous_secret=secrets_in_use.previous,
     )
 
 
@@ -169,7 +170,7 @@ async def callback(request: Request) -> Response:
             selling_partner_id=seller_id,
             region=integration.region,
         )
-        participations = await connector().marketplace_participations(
+        participations = await (await connector()).marketplace_participations(
             ref, DbCredentialStore(integration_id)
         )
         active = [p["id"] for p in participations if p["participating"] and p["id"]]
@@ -184,7 +185,13 @@ async def callback(request: Request) -> Response:
                 shop_info={"name": store, "marketplaces": participations},
                 selling_partner_id=seller_id,
                 marketplaces=chosen,
-                actor="merchant" if finished.connect_link_id or finished.appstore else "manager",
+                actor=audit.actor_of(
+                    session=session,
+                    # A merchant's link or the Appstore: the merchant; else the manager, named.
+                    user_id=None
+                    if finished.connect_link_id or finished.appstore
+                    else finished.user_id,
+                ),
             )
             if finished.created and store:
                 connected.display_name = store[:200]
@@ -201,6 +208,15 @@ async def callback(request: Request) -> Response:
         log.info("amazon callback refused: %s", taken)
         return account_taken_page(
             account=taken.account, holder_id=taken.holder_id, holder_name=taken.holder_name
+        )
+    except ConsentCancelled:
+        log.info("amazon callback: consent cancelled")
+        cancelled = target
+        return await consent_cancelled(
+            platform=PLATFORM,
+            platform_label="Amazon",
+            integration_id=cancelled.integration_id if cancelled else None,
+            user_id=cancelled.user_id if cancelled else None,
         )
     except OAuthError as refused:
         log.info("amazon callback refused: %s", refused)

@@ -15,7 +15,7 @@ from dashboard.api.access import Access, route
 from dashboard.api.consent import redirect_to_consent
 from dashboard.api.result_page import account_taken_page, result_page
 from dashboard.db import in_session
-from dashboard.services import app_credentials, connect, shopify_webhooks
+from dashboard.services import app_credentials, audit, connect, shopify_webhooks
 from dashboard.services import integrations as integration_service
 from dashboard.services.app_credentials import ShopifyApp
 from dashboard.services.credentials import DbCredentialStore, save_credential
@@ -173,7 +173,8 @@ async def callback(request: Request) -> Response:
                 session=session,
                 integration_id=integration_id,
                 shop_info=shop_info,
-                actor="manager" if state.user_id else "merchant",
+                # The manager who connected from the hub, by name; else the merchant's link.
+                actor=audit.actor_of(session=session, user_id=state.user_id),
             )
             integration_service.finish_connect_link(session=session, link_id=state.connect_link_id)
             connect.record_webhook_subscriptions(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard.components.common import HEALTH_COLORS
+from dashboard.components.formats import number, relative_time
 from dashboard.state.integration_detail import DetailState
 
 
@@ -32,7 +33,7 @@ def health_cell(s: rx.Var[dict]) -> rx.Component:
         ),
         rx.cond(
             s["last_success_at"] != "",
-            rx.text("last success ", rx.moment(s["last_success_at"], from_now=True), size="1"),
+            rx.text("last success ", relative_time(s["last_success_at"]), size="1"),
         ),
         spacing="1",
         align="start",
@@ -42,12 +43,12 @@ def health_cell(s: rx.Var[dict]) -> rx.Component:
 def records_cell(s: rx.Var[dict]) -> rx.Component:
     """The hub's live count, beside the platform's own count of the last full pass."""
     return rx.vstack(
-        rx.text(s["records"], size="2"),
+        rx.text(number(s["records"]), size="2"),
         rx.cond(
             s["counted"],
             rx.fragment(
                 rx.text(
-                    s["platform_count"],
+                    number(s["platform_count"]),
                     " on ",
                     rx.cond(DetailState.info["platform"] == "amazon", "Amazon", "Shopify"),
                     size="1",
@@ -71,25 +72,34 @@ def records_cell(s: rx.Var[dict]) -> rx.Component:
 
 
 def stream_actions(s: rx.Var[dict]) -> rx.Component:
-    return rx.cond(
-        DetailState.can_manage,
-        rx.hstack(
+    """Only what the stream offers now (``services.actions``): none while it is off, or its
+    integration was never connected."""
+    offered = s["actions"].to(list[str])
+    return rx.hstack(
+        rx.cond(
+            offered.contains("sync"),
             rx.button("Sync now", size="1", on_click=DetailState.sync_now(s["stream"])),
-            rx.cond(
-                s["paused"],
-                rx.button(
-                    "Resume",
-                    size="1",
-                    variant="soft",
-                    on_click=DetailState.set_stream_paused(s["stream"], False),
-                ),
-                rx.button(
-                    "Pause",
-                    size="1",
-                    variant="soft",
-                    on_click=DetailState.set_stream_paused(s["stream"], True),
-                ),
+        ),
+        rx.cond(
+            offered.contains("resume"),
+            rx.button(
+                "Resume",
+                size="1",
+                variant="soft",
+                on_click=DetailState.set_stream_paused(s["stream"], False),
             ),
+        ),
+        rx.cond(
+            offered.contains("pause"),
+            rx.button(
+                "Pause",
+                size="1",
+                variant="soft",
+                on_click=DetailState.set_stream_paused(s["stream"], True),
+            ),
+        ),
+        rx.cond(
+            offered.contains("full_resync"),
             rx.button(
                 "Full resync",
                 size="1",
@@ -104,16 +114,18 @@ def stream_row(s: rx.Var[dict]) -> rx.Component:
     return rx.table.row(
         rx.table.row_header_cell(s["stream"]),
         rx.table.cell(health_cell(s)),
-        rx.table.cell(s["interval"], " min"),
+        rx.table.cell(s["schedule"]),
         rx.table.cell(records_cell(s)),
-        rx.table.cell(
-            rx.cond(s["last_run"] != "", rx.moment(s["last_run"], from_now=True), "never")
-        ),
+        rx.table.cell(relative_time(s["last_run"], empty="never")),
         rx.table.cell(
             rx.cond(
-                s["paused"],
-                rx.badge("paused", color_scheme="amber"),
-                rx.cond(s["next_run"] != "", rx.moment(s["next_run"], from_now=True), "—"),
+                ~s["enabled"].to(bool),
+                rx.badge("off", color_scheme="gray"),
+                rx.cond(
+                    s["paused"],
+                    rx.badge("paused", color_scheme="amber"),
+                    relative_time(s["next_run"], empty="—", class_name="next-run"),
+                ),
             )
         ),
         rx.table.cell(stream_actions(s)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard.components.common import empty_state, status_badge
+from dashboard.components.formats import exact_time, relative_time
 from dashboard.state.integration_detail import LOG_LEVELS, DetailState
 
 
@@ -91,36 +92,29 @@ def status_tab() -> rx.Component:
         ),
         fact(
             "Connected",
-            rx.cond(
-                info["connected_at"] != "",
-                rx.moment(info["connected_at"], from_now=True),
-                "not yet",
-            ),
+            relative_time(info["connected_at"], empty="not yet"),
         ),
         fact(
             "Last sync",
-            rx.cond(info["last_sync"] != "", rx.moment(info["last_sync"], from_now=True), "never"),
+            relative_time(info["last_sync"], empty="never"),
         ),
-        fact(
-            "Token refreshed",
-            rx.cond(
-                info["token_refreshed"] != "",
-                rx.moment(info["token_refreshed"], from_now=True),
-                "—",
-            ),
-        ),
-        fact(
-            "Token expires",
-            rx.cond(
-                info["token_expires"] != "",
-                rx.moment(info["token_expires"], from_now=True),
-                "does not expire",
+        rx.cond(  # a never-connected integration has no token: nothing to say about one
+            info["has_token"] != "",
+            rx.fragment(
+                fact(
+                    "Token refreshed",
+                    relative_time(info["token_refreshed"], empty="—"),
+                ),
+                fact(
+                    "Token expires",
+                    relative_time(info["token_expires"], empty="does not expire"),
+                ),
             ),
         ),
         rx.cond(  # SP-API grants the roles set on the app, not scopes per authorization
             info["platform"] == "shopify", fact("Scopes", info["scopes"])
         ),
-        fact("Encrypted with key", info["key_id"]),
+        rx.cond(info["has_token"] != "", fact("Encrypted with key", info["key_id"])),
         spacing="2",
     )
 
@@ -141,7 +135,7 @@ def runs_tab() -> rx.Component:
                 rx.foreach(
                     DetailState.runs,
                     lambda r: rx.table.row(
-                        rx.table.cell(rx.moment(r["created_at"], from_now=True)),
+                        rx.table.cell(relative_time(r["created_at"])),
                         rx.table.cell(r["stream"]),
                         rx.table.cell(status_badge(r["status"])),
                         rx.table.cell(
@@ -170,7 +164,7 @@ LEVEL_COLORS = (("error", "red"), ("warning", "amber"), ("debug", "gray"))
 
 def log_line(event: rx.Var[dict]) -> rx.Component:
     return rx.table.row(
-        rx.table.cell(rx.moment(event["at"], format="YYYY-MM-DD HH:mm:ss"), white_space="nowrap"),
+        rx.table.cell(exact_time(event["at"]), white_space="nowrap"),
         rx.table.cell(event["stream"]),
         rx.table.cell(
             rx.badge(event["level"], color_scheme=rx.match(event["level"], *LEVEL_COLORS, "blue"))
@@ -273,7 +267,7 @@ def webhooks_tab() -> rx.Component:
                         lambda sub: rx.table.row(
                             rx.table.row_header_cell(rx.code(sub["topic"])),
                             rx.table.cell(rx.text(sub["callback_url"], size="1")),
-                            rx.table.cell(rx.moment(sub["created_at"], from_now=True)),
+                            rx.table.cell(relative_time(sub["created_at"])),
                         ),
                     )
                 ),
@@ -309,16 +303,10 @@ def webhooks_tab() -> rx.Component:
                     rx.foreach(
                         DetailState.deliveries,
                         lambda d: rx.table.row(
-                            rx.table.cell(rx.moment(d["received_at"], from_now=True)),
+                            rx.table.cell(relative_time(d["received_at"])),
                             rx.table.cell(rx.code(d["topic"])),
                             rx.table.cell(status_badge(d["status"])),
-                            rx.table.cell(
-                                rx.cond(
-                                    d["processed_at"] != "",
-                                    rx.moment(d["processed_at"], from_now=True),
-                                    "—",
-                                )
-                            ),
+                            rx.table.cell(relative_time(d["processed_at"], empty="—")),
                             rx.table.cell(rx.text(d["error"], size="1", color_scheme="red")),
                         ),
                     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from dashboard.components.formats import relative_time
 from dashboard.state.live import live_region
 from dashboard.state.notifications import NotificationState
 
@@ -17,6 +18,8 @@ CAUSE_ICONS = (
     ("webhook_subscription_removed", "webhook"),
     ("connect_link_expired_unused", "link-2-off"),
     ("refresh_token_expiring", "timer"),
+    ("lwa_secret_expiring", "key-square"),
+    ("amazon_reauthorization_due", "calendar-clock"),
 )
 
 
@@ -33,7 +36,7 @@ def incident_item(item: rx.Var[dict]) -> rx.Component:
         rx.vstack(
             rx.link(
                 item["integration"].to(str) + ": " + item["title"].to(str),
-                href="/integrations/" + item["integration_id"].to(str),
+                href=item["href"].to(str),
                 size="2",
                 weight="bold",
             ),
@@ -43,9 +46,9 @@ def incident_item(item: rx.Var[dict]) -> rx.Component:
             ),
             rx.text(
                 "Since ",
-                rx.moment(item["opened_at"], from_now=True),
+                relative_time(item["opened_at"]),
                 " · last seen ",
-                rx.moment(item["last_seen_at"], from_now=True),
+                relative_time(item["last_seen_at"]),
                 size="1",
                 color_scheme="gray",
             ),

@@ -2,13 +2,16 @@
 
 A bar fills only when the total is known; while it is not, the bar is indeterminate (a
 segment that moves, never a full bar). A rate shows only while records flow. A run waiting
-for a known rate-limit window says until when; a stalled one says so and why. The row is a
+for a known rate-limit window (or to retry) says until when; one waiting for Amazon to
+prepare a report says when the hub last asked; a stalled one says so and why. The row is a
 ``runs.run_summary`` (its ``_live`` keys).
 """
 
 from __future__ import annotations
 
 import reflex as rx
+
+from dashboard.components.formats import exact_time, number
 
 INDETERMINATE_CSS = (
     "@keyframes hub-indeterminate{0%{left:-35%}100%{left:100%}}"
@@ -55,8 +58,8 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
     """What a running run is doing, in words: stalled, waiting, or reading (with its rate)."""
     records = rx.cond(
         row["total_known"].to(bool),
-        rx.text.span(row["records_read"], " of ", row["records_total"], " records"),
-        rx.text.span(row["records_read"], " records"),
+        rx.text.span(number(row["records_read"]), " of ", number(row["records_total"]), " records"),
+        rx.text.span(number(row["records_read"]), " records"),
     )
     return rx.cond(
         row["stalled"].to(bool),
@@ -70,9 +73,30 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
         rx.cond(
             row["waiting"].to(bool),
             rx.text(
-                "Waiting for rate limit (next call ",
-                rx.moment(row["waiting_until"], format="HH:mm"),
-                ")",
+                rx.match(
+                    row["waiting_for"].to(str),
+                    (
+                        "report",
+                        rx.text.span(
+                            "Waiting for Amazon to prepare the report (checked ",
+                            exact_time(row["waiting_checked_at"], clock_only=True),
+                            ")",
+                        ),
+                    ),
+                    (
+                        "retry",
+                        rx.text.span(
+                            "Waiting to retry (next attempt ",
+                            exact_time(row["waiting_until"], clock_only=True),
+                            ")",
+                        ),
+                    ),
+                    rx.text.span(
+                        "Waiting for rate limit (next call ",
+                        exact_time(row["waiting_until"], clock_only=True),
+                        ")",
+                    ),
+                ),
                 size="1",
                 color=rx.color("amber", 11),
                 title=row["waiting_reason"],
@@ -82,7 +106,7 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
                 records,
                 rx.cond(
                     row["flowing"].to(bool),
-                    rx.text.span(" · ", row["rate_now"], "/s"),
+                    rx.text.span(" · ", number(row["rate_now"]), "/s"),
                 ),
                 size="1",
                 class_name="run-activity",

@@ -8,6 +8,7 @@ from dashboard import routes
 from dashboard.components.common import platform_mark
 from dashboard.db import in_session
 from dashboard.models import Integration
+from dashboard.services import connect_links
 from dashboard.services import integrations as integration_service
 from dashboard.services.integrations import LinkInvalid
 from dashboard.settings import get_settings
@@ -36,6 +37,8 @@ class ConnectState(rx.State):
     access: list[str] = []
     problem: str = ""
     declined: bool = False
+    # Back from the platform's consent page without approving (cancelled there).
+    cancelled: bool = False
     loaded: bool = False
 
     @rx.var
@@ -54,11 +57,12 @@ class ConnectState(rx.State):
         def load(session):
             link = integration_service.resolve_connect_link(session=session, token=token)
             integration = session.get(Integration, link.integration_id)
-            return link.purpose, integration
+            cancelled = connect_links.left_consent_unfinished(session=session, link_id=link.id)
+            return link.purpose, integration, cancelled
 
         self.declined, self.problem = False, ""
         try:
-            purpose, integration = await in_session(load)
+            purpose, integration, self.cancelled = await in_session(load)
         except LinkInvalid as invalid:
             self.problem, self.loaded = str(invalid), True
             return
@@ -138,6 +142,21 @@ def connect_page() -> rx.Component:
                         size="5",
                     ),
                     rx.text("Store: ", rx.code(ConnectState.store)),
+                    rx.cond(
+                        ConnectState.cancelled,
+                        rx.callout(
+                            rx.text(
+                                rx.text.strong("Connection cancelled. "),
+                                "You left ",
+                                rx.cond(ConnectState.platform == "shopify", "Shopify", "Amazon"),
+                                "'s page without approving, so nothing was connected. Approve "
+                                "below to try again, or decline.",
+                            ),
+                            icon="circle-slash",
+                            color_scheme="amber",
+                            id="connection-cancelled",
+                        ),
+                    ),
                     rx.cond(
                         ConnectState.purpose == "reconnect",
                         rx.callout(

@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from dashboard import routes
 from dashboard.components.common import empty_state, pager
+from dashboard.components.formats import exact_time
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.integration_tabs import LEVEL_COLORS
 from dashboard.components.shell import template
@@ -161,7 +162,7 @@ class LogsState(IntegrationFilter, AuthState):
 
 def log_row(event: rx.Var[dict]) -> rx.Component:
     return rx.table.row(
-        rx.table.cell(rx.moment(event["at"], format="YYYY-MM-DD HH:mm:ss"), white_space="nowrap"),
+        rx.table.cell(exact_time(event["at"]), white_space="nowrap"),
         rx.table.cell(
             rx.link(event["integration"], href="/integrations/" + event["integration_id"].to(str))
         ),

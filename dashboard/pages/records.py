@@ -1,23 +1,27 @@
-"""Records: browse what was synced, per integration and kind, with the raw JSON on demand."""
+"""Records: browse what was synced, per integration and kind; a record's fields and raw JSON
+in a side drawer; the filtered list as a CSV download."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import reflex as rx
 from sqlmodel import Session
 
 from dashboard import routes
+from dashboard.api.records_export import RECORDS_CSV
 from dashboard.components.common import count_pages, empty_state, pager, pages_label
+from dashboard.components.formats import counted
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
 from dashboard.services import records_view
 from dashboard.state.auth import AuthState
-from dashboard.state.guard import not_an_event, requires
+from dashboard.state.guard import acting_user, not_an_event, public, requires
 from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState, live_region
 
@@ -48,8 +52,17 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     page: int = 0
     rows: list[dict[str, str]] = []
     total: int = 0
-    raw: str = ""
-    raw_for: str = ""
+    # The record open in the side drawer ("" when none) and what the drawer shows of it.
+    selected: str = ""
+    detail_title: str = ""
+    detail_id: str = ""
+    detail_integration: str = ""
+    detail_fields: list[dict[str, str]] = []
+    detail_raw: str = ""
+    # The open order's buyer and shipping lines (decrypted for managers and admins only), or
+    # the note that it holds some a viewer does not see.
+    personal: list[dict[str, str]] = []
+    personal_note: str = ""
     # Records stored, updated or deleted in this view since its rows were read. The rows stay
     # put (nothing moves under the cursor); the page offers to show the newest instead.
     changed: int = 0
@@ -64,6 +77,21 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
         return [records_view.HEADERS[column] for column in records_view.VIEWS[self.kind][1]]
 
     @rx.var
+    def shows_integration(self) -> bool:
+        """Rows of several integrations: each says whose it is."""
+        return self.integration == ""
+
+    @rx.var
+    def export_url(self) -> str:
+        """The CSV of what the filter lists (every page), streamed by the hub."""
+        query = {"kind": self.kind}
+        if self.integration:
+            query["integration"] = self.integration
+        if self.search.strip():
+            query["search"] = self.search
+        return f"{RECORDS_CSV}?{urlencode(query)}"
+
+    @rx.var
     def page_count(self) -> int:
         return count_pages(self.total, PAGE_SIZE)
 
@@ -73,7 +101,11 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
 
     @rx.var
     def changed_label(self) -> str:
-        return f"{self.changed:,} new or updated record{'' if self.changed == 1 else 's'}"
+        return counted(self.changed, "new or updated record")
+
+    @rx.var
+    def total_label(self) -> str:
+        return counted(self.total, "record")
 
     def _query(self) -> tuple[str, str, str, int]:
         return self.kind, self.integration, self.search, self.page
@@ -154,7 +186,8 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     @rx.event
     @requires(Role.VIEWER)
     async def set_kind(self, value: str):
-        self.kind, self.page, self.raw, self.raw_for = value, 0, "", ""
+        self.kind, self.page = value, 0
+        self._close_detail()
         await self._reload()
 
     @rx.event
@@ -179,27 +212,172 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
 
     @rx.event
     @requires(Role.VIEWER)
-    async def show_raw(self, record_id: str):
-        if self.raw_for == record_id:
-            self.raw, self.raw_for = "", ""
-            return
-        kind = self.kind
-        self.raw = await in_session(
-            lambda s: records_view.raw_json(session=s, kind=kind, record_id=record_id)
-        )
-        self.raw_for = record_id
+    async def show_record(self, record_id: str):
+        """Open the side drawer on a record: its fields, its raw JSON and, for an order kept
+        with buyer data, those details (decrypted for the roles allowed, each reading
+        audited)."""
+        kind, user = self.kind, acting_user()
+
+        def read(session: Session) -> tuple[dict[str, Any], list[dict[str, str]], str]:
+            detail = records_view.record_detail(session=session, kind=kind, record_id=record_id)
+            if not detail:
+                return detail, [], ""
+            lines, note = records_view.personal_details(
+                session=session, kind=kind, record_id=record_id, actor=user.email, role=user.role
+            )
+            return detail, lines, note
+
+        detail, self.personal, self.personal_note = await in_session(read)
+        if not detail:
+            self._close_detail()
+            return rx.toast.info("This record is no longer stored.")
+        self.selected = record_id
+        self.detail_title, self.detail_integration = detail["title"], detail["integration"]
+        self.detail_id = detail["external_id"]
+        self.detail_fields, self.detail_raw = detail["fields"], detail["raw"]
+        return None
+
+    @rx.event
+    @public("it only closes this tab's drawer and reads nothing")
+    def set_drawer_open(self, is_open: bool):
+        if not is_open:
+            self._close_detail()
+
+    def _close_detail(self) -> None:
+        self.selected, self.detail_title, self.detail_integration = "", "", ""
+        self.detail_id = ""
+        self.detail_fields, self.detail_raw = [], ""
+        self.personal, self.personal_note = [], ""
+
+
+def personal_panel() -> rx.Component:
+    """The shown order's buyer and shipping details, or why they are not shown."""
+    return rx.fragment(
+        rx.cond(
+            RecordsState.personal.length() > 0,
+            rx.data_list.root(
+                rx.foreach(
+                    RecordsState.personal,
+                    lambda line: rx.data_list.item(
+                        rx.data_list.label(line["label"]), rx.data_list.value(line["value"])
+                    ),
+                ),
+                aria_label="Buyer and shipping",
+            ),
+        ),
+        rx.cond(
+            RecordsState.personal_note != "",
+            rx.callout(RecordsState.personal_note, icon="lock", color_scheme="gray", size="1"),
+        ),
+    )
 
 
 def record_row(row: rx.Var[dict[str, str]]) -> rx.Component:
     return rx.table.row(
         rx.table.cell(rx.text(row["external_id"], size="1")),
+        rx.cond(RecordsState.shows_integration, rx.table.cell(row["integration"])),
         rx.table.cell(row["c0"]),
         rx.table.cell(row["c1"]),
         rx.table.cell(row["c2"]),
         rx.table.cell(row["c3"]),
         rx.table.cell(
-            rx.button("JSON", size="1", variant="ghost", on_click=RecordsState.show_raw(row["id"]))
+            rx.button(
+                "Details",
+                size="1",
+                variant="ghost",
+                aria_label="Details of " + row["external_id"].to(str),
+                on_click=RecordsState.show_record(row["id"]).stop_propagation,
+            )
         ),
+        # The open record's row stays marked while its drawer is open.
+        background=rx.cond(RecordsState.selected == row["id"], rx.color("accent", 3), ""),
+        cursor="pointer",
+        on_click=RecordsState.show_record(row["id"]),
+    )
+
+
+def detail_field(field: rx.Var[dict[str, str]]) -> rx.Component:
+    return rx.data_list.item(
+        rx.data_list.label(field["label"], min_width="8rem"),
+        rx.data_list.value(
+            rx.cond(field["value"] != "", field["value"], "—"), word_break="break-all"
+        ),
+    )
+
+
+def record_drawer() -> rx.Component:
+    """The selected record beside the table: its fields, then its raw JSON with a copy
+    button. Escape or the close button closes it."""
+    return rx.drawer.root(
+        rx.drawer.portal(
+            rx.drawer.content(
+                rx.vstack(
+                    rx.hstack(
+                        rx.drawer.title(RecordsState.detail_title, size="4", as_="h2"),
+                        rx.spacer(),
+                        rx.drawer.close(
+                            rx.icon_button(rx.icon("x"), variant="ghost", aria_label="Close")
+                        ),
+                        width="100%",
+                        align="center",
+                    ),
+                    rx.drawer.description(
+                        rx.code(RecordsState.detail_id, size="1"),
+                        rx.cond(
+                            RecordsState.detail_integration != "",
+                            " · " + RecordsState.detail_integration,
+                            "",
+                        ),
+                        size="2",
+                        color_scheme="gray",
+                    ),
+                    rx.heading("Fields", size="3", as_="h3"),
+                    rx.data_list.root(
+                        rx.foreach(RecordsState.detail_fields, detail_field),
+                        size="1",
+                        width="100%",
+                    ),
+                    personal_panel(),
+                    rx.hstack(
+                        rx.heading("Raw JSON", size="3", as_="h3"),
+                        rx.spacer(),
+                        rx.button(
+                            rx.icon("copy", size=14),
+                            "Copy JSON",
+                            size="1",
+                            variant="soft",
+                            on_click=[
+                                rx.set_clipboard(RecordsState.detail_raw),
+                                rx.toast.info("JSON copied"),
+                            ],
+                        ),
+                        width="100%",
+                        align="center",
+                    ),
+                    rx.code_block(
+                        RecordsState.detail_raw, language="json", width="100%", wrap_long_lines=True
+                    ),
+                    spacing="3",
+                    width="100%",
+                ),
+                id="record-drawer",
+                top="0",
+                right="0",
+                height="100%",
+                width="min(36rem, 100vw)",
+                padding="1.25rem",
+                overflow_y="auto",
+                background=rx.color("gray", 1),
+                border_left=f"1px solid {rx.color('gray', 6)}",
+                position="fixed",
+                z_index="50",
+            ),
+        ),
+        direction="right",
+        # Not modal: the table stays usable beside it, a click on another row shows that one.
+        modal=False,
+        open=RecordsState.selected != "",
+        on_open_change=RecordsState.set_drawer_open,
     )
 
 
@@ -255,6 +433,10 @@ def records_view_page() -> rx.Component:
                     rx.table.header(
                         rx.table.row(
                             rx.table.column_header_cell("External id"),
+                            rx.cond(
+                                RecordsState.shows_integration,
+                                rx.table.column_header_cell("Integration"),
+                            ),
                             rx.foreach(
                                 RecordsState.headers, lambda h: rx.table.column_header_cell(h)
                             ),
@@ -265,12 +447,23 @@ def records_view_page() -> rx.Component:
                     variant="surface",
                     width="100%",
                 ),
-                rx.cond(
-                    RecordsState.raw != "",
-                    rx.code_block(RecordsState.raw, language="json", width="100%"),
-                ),
                 pager(
-                    rx.text(RecordsState.total, " records", size="2", color_scheme="gray"),
+                    rx.hstack(
+                        rx.text(RecordsState.total_label, size="2", color_scheme="gray"),
+                        # A plain link: the hub streams the file, the browser saves it.
+                        rx.button(
+                            rx.el.a(
+                                rx.icon("download", size=14),
+                                "Export CSV",
+                                href=RecordsState.export_url,
+                                download="",
+                            ),
+                            as_child=True,
+                            size="1",
+                            variant="soft",
+                        ),
+                        align="center",
+                    ),
                     page=RecordsState.page,
                     page_count=RecordsState.page_count,
                     label=RecordsState.page_label,
@@ -286,6 +479,7 @@ def records_view_page() -> rx.Component:
                 "an integration has run its first sync.",
             ),
         ),
+        record_drawer(),
         width="100%",
         spacing="4",
     )

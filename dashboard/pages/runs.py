@@ -10,15 +10,17 @@ import reflex as rx
 
 from dashboard import routes
 from dashboard.components.common import count_pages, empty_state, pager, pages_label, status_badge
+from dashboard.components.formats import counted, exact_time, number, relative_time
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.run_progress import run_progress
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
+from dashboard.services import actions as rules
 from dashboard.services import runs as runs_service
 from dashboard.services import sync
 from dashboard.state.auth import AuthState
-from dashboard.state.guard import not_an_event, requires
+from dashboard.state.guard import acting_user, not_an_event, requires
 from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState, assign_changed, live_region
 
@@ -44,7 +46,7 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
 
     @rx.var
     def total_label(self) -> str:
-        return f"{self.total:,} run{'' if self.total == 1 else 's'}"
+        return counted(self.total, "run")
 
     @rx.var
     def filtered(self) -> bool:
@@ -61,7 +63,7 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
     async def fetch(self) -> object:
         query = self._query()
         status, platform, integration, page = query
-        selected = self.selected_run
+        selected, role = self.selected_run, self.user_role
 
         def load(session):
             filters = {
@@ -75,6 +77,14 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
             rows = runs_service.list_runs(
                 session=session, **filters, offset=shown * PAGE_SIZE, limit=PAGE_SIZE
             )
+            for row in rows:  # what each run offers this person (the rule handlers apply)
+                row["actions"] = sorted(
+                    rules.run_actions(
+                        run_status=row["status"], retried=row["resumed_by"] != "",
+                        cancel_requested=row["cancel_requested"],
+                        status=row["integration_status"], role=role,
+                    )
+                )  # fmt: skip
             events = (
                 runs_service.run_events(session=session, run_id=uuid.UUID(selected))
                 if selected
@@ -138,6 +148,8 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def cancel_run(self, run_id: str):
+        if refused := await _refused(run_id, rules.Action.CANCEL):
+            return refused
         try:
             await in_session(lambda s: sync.request_cancel(session=s, run_id=uuid.UUID(run_id)))
         except sync.SyncRefused as refused:
@@ -148,6 +160,8 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def retry_run(self, run_id: str):
+        if refused := await _refused(run_id, rules.Action.RETRY):
+            return refused
         try:
             await sync.retry_run(run_id=uuid.UUID(run_id))  # once per run: refused after
         except (ValueError, sync.SyncRefused) as error:
@@ -156,18 +170,34 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
         return rx.toast.success("Retry queued.")
 
 
+async def _refused(run_id: str, action: rules.Action) -> Any:
+    """The actions rule on the run as stored now: a toast saying why when it refuses."""
+    role = acting_user().role
+    try:
+        await in_session(
+            lambda s: rules.check_run_action(
+                session=s, run_id=uuid.UUID(run_id), action=action, role=role
+            )
+        )
+    except (ValueError, rules.ActionRefused) as refused:
+        return rx.toast.error(str(refused))
+    return None
+
+
 def progress_cell(row: rx.Var[dict]) -> rx.Component:
     return rx.cond(
         row["status"] == "running",
         run_progress(row),
-        rx.text(row["records_read"], " records", size="2"),
+        rx.text(number(row["records_read"]), " records", size="2"),
     )
 
 
 def run_actions(row: rx.Var[dict]) -> rx.Component:
+    """Only what the run offers (``services.actions``): a retried run has no Retry."""
+    offered = row["actions"].to(list[str])
     return rx.fragment(
         rx.cond(
-            (row["status"] == "running") | (row["status"] == "queued"),
+            offered.contains("cancel"),
             rx.button(
                 "Cancel",
                 size="1",
@@ -177,18 +207,8 @@ def run_actions(row: rx.Var[dict]) -> rx.Component:
             ),
         ),
         rx.cond(
-            (row["status"] == "failed")
-            | (row["status"] == "interrupted")
-            | (row["status"] == "cancelled"),
-            rx.button(
-                rx.cond(row["resumed_by"] != "", "Retried", "Retry"),
-                size="1",
-                variant="soft",
-                # A retried run names its retry (resumed_by): one retry per run.
-                disabled=row["resumed_by"] != "",
-                title=rx.cond(row["resumed_by"] != "", "Retried already: see the newer run", ""),
-                on_click=RunsState.retry_run(row["id"]),
-            ),
+            offered.contains("retry"),
+            rx.button("Retry", size="1", variant="soft", on_click=RunsState.retry_run(row["id"])),
         ),
     )
 
@@ -196,7 +216,7 @@ def run_actions(row: rx.Var[dict]) -> rx.Component:
 def run_row(row: rx.Var[dict]) -> rx.Component:
     return rx.fragment(
         rx.table.row(
-            rx.table.cell(rx.moment(row["created_at"], from_now=True)),
+            rx.table.cell(relative_time(row["created_at"])),
             rx.table.cell(
                 rx.link(row["integration"], href="/integrations/" + row["integration_id"].to(str))
             ),
@@ -223,7 +243,7 @@ def run_row(row: rx.Var[dict]) -> rx.Component:
 
 
 def _when(value: rx.Var) -> rx.Component:
-    return rx.cond(value != "", rx.moment(value, format="YYYY-MM-DD HH:mm:ss"), "—")
+    return exact_time(value)
 
 
 def _detail_fact(label: str, value: rx.Var | rx.Component) -> rx.Component:
@@ -237,7 +257,7 @@ def _detail_fact(label: str, value: rx.Var | rx.Component) -> rx.Component:
 
 def log_line(event: rx.Var[dict]) -> rx.Component:
     return rx.hstack(
-        rx.text(rx.moment(event["at"], format="HH:mm:ss"), size="1", color_scheme="gray"),
+        rx.text(exact_time(event["at"], clock_only=True), size="1", color_scheme="gray"),
         rx.code(event["level"], size="1"),
         rx.text(event["message"], size="1"),
         spacing="2",
@@ -255,7 +275,7 @@ def run_detail(row: rx.Var[dict]) -> rx.Component:
     """A run opened with Log: its counters, its timeline and the tail of its log, live."""
     return rx.vstack(
         rx.hstack(
-            *[_detail_fact(label, row[key].to(str)) for label, key in RUN_COUNTERS],
+            *[_detail_fact(label, number(row[key])) for label, key in RUN_COUNTERS],
             wrap="wrap",
             spacing="4",
         ),

@@ -198,6 +198,16 @@ def issue_oauth_state(
     return state
 
 
+def left_consent_unfinished(*, session: Session, link_id: uuid.UUID) -> bool:
+    """Whether someone holding the link went to the platform's consent page and came back
+    without approving: a state was issued for the link and never used. (Shopify sends nothing
+    back when the merchant cancels; the merchant's link is the way back.)"""
+    unused = select(OAuthState.id).where(
+        OAuthState.connect_link_id == link_id, col(OAuthState.used_at).is_(None)
+    )
+    return session.exec(unused.limit(1)).first() is not None
+
+
 def consume_oauth_state(*, session: Session, state: str | None, platform: str) -> OAuthState:
     """Mark the state used and return it; raises OAuthError for unknown, used or expired."""
     restart = "Start the connection again from the hub or from your connect link."

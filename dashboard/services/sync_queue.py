@@ -24,7 +24,9 @@ from dashboard.models import (
     RunTrigger,
     StreamConfig,
     SyncRun,
+    User,
 )
+from dashboard.services.audit import record_audit
 from dashboard.services.sync_progress import _event, _finish, _RunContext, _stream_config
 from dashboard.services.sync_workers import process_gone
 from dashboard.settings import get_settings
@@ -366,9 +368,15 @@ def queue_retry(*, session: Session, run_id: uuid.UUID, worker: str | None = Non
 
 
 def set_paused(
-    *, session: Session, integration_id: uuid.UUID, paused: bool, stream: str | None = None
+    *,
+    session: Session,
+    integration_id: uuid.UUID,
+    paused: bool,
+    stream: str | None = None,
+    actor: User | None = None,
 ) -> None:
-    """Pause or resume one stream, or the whole integration when ``stream`` is None."""
+    """Pause or resume one stream, or the whole integration when ``stream`` is None; audited
+    in ``actor``'s name when one is given (a bulk change records one entry of its own)."""
     if stream is None:
         integration = session.get(Integration, integration_id)
         if integration is None:
@@ -378,13 +386,22 @@ def set_paused(
         elif not paused and integration.status == IntegrationStatus.PAUSED.value:
             integration.status = IntegrationStatus.CONNECTED.value
         session.add(integration)
-        return
-    config = session.exec(
-        select(StreamConfig).where(
-            StreamConfig.integration_id == integration_id, StreamConfig.stream == stream
+    else:
+        config = session.exec(
+            select(StreamConfig).where(
+                StreamConfig.integration_id == integration_id, StreamConfig.stream == stream
+            )
+        ).first()
+        if config is None:
+            raise SyncRefused(f"no stream {stream!r}")
+        config.paused = paused
+        session.add(config)
+    if actor is not None:
+        scope = "integration" if stream is None else "stream"
+        record_audit(
+            session=session,
+            actor=actor.email,
+            action=f"{scope}.pause" if paused else f"{scope}.resume",
+            target=str(integration_id),
+            context={"stream": stream} if stream else {},
         )
-    ).first()
-    if config is None:
-        raise SyncRefused(f"no stream {stream!r}")
-    config.paused = paused
-    session.add(config)

@@ -13,9 +13,13 @@ account or a password reset stops the stream within a tick, and the tab goes to 
 page.
 
 A closed tab never unmounts its page, and Reflex keeps a background event running after its
-client has gone. So while the tab's websocket is not connected the loop reads nothing, and it
-ends once the tab has been away for ABANDONED_SECONDS. A tab that reconnects sooner (a network
-blip, a sleeping laptop) finds its page live again: Reflex does not remount it on reconnecting.
+client has gone. So while the tab's websocket is not connected the loop reads nothing and sends
+nothing, and it ends once the tab has been away for ABANDONED_SECONDS. A tab that reconnects
+sooner (a network blip, a sleeping laptop) finds its page live again: Reflex does not remount
+it on reconnecting. The loop never writes the state of a tab that is away: every write sends a
+delta, and Reflex logs "Attempting to send delta to disconnected client" for each one. So an
+abandoned loop ends without resetting ``watching``; this process's own record of the loops it
+runs (``_RUNNING``) tells a new ``watch`` that the id left behind is no longer live.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from dashboard.state.guard import public, requires
 POLL_SECONDS = 0.5
 # How long a loop waits for its tab to reconnect before it ends.
 ABANDONED_SECONDS = 300.0
+# Ids of the loops running in this process.
+_RUNNING: set[int] = set()
 
 
 class LivePage(Protocol):
@@ -57,18 +63,27 @@ async def live_loop(state: LivePage) -> bool:
     """Body of a live state's background ``watch`` event; True when it ended because the
     session did (signed out elsewhere, disabled, password reset, expired)."""
     async with state:
-        if state.watching:
+        if state.watching in _RUNNING:
             return False  # already watching in another task of this tab
         # Random, not a counter: with several workers the tab's state is shared through Redis.
+        # An id that is not running here (its loop ended with its tab away, or it runs on
+        # another worker, which ends it on its next tick) is simply replaced.
         loop_id = state.watching = secrets.randbelow(2**48) + 1
+    _RUNNING.add(loop_id)
+    try:
+        return await _watch(state, loop_id)
+    finally:
+        _RUNNING.discard(loop_id)
+
+
+async def _watch(state: LivePage, loop_id: int) -> bool:
     away_since: float | None = None
     while True:
         began = time.monotonic()
         if not await _tab_connected(state):
             away_since = away_since or began
             if began - away_since > ABANDONED_SECONDS:
-                await _stop(state, loop_id)
-                return False
+                return False  # the tab is gone: end without a write it could not receive
             await asyncio.sleep(POLL_SECONDS)
             continue
         away_since = None
@@ -78,6 +93,8 @@ async def live_loop(state: LivePage) -> bool:
             await _stop(state, loop_id)
             return True
         data = await state.fetch()
+        if not await _tab_connected(state):
+            continue  # closed while this was read: its rows would go nowhere
         async with state:
             if state.watching != loop_id:
                 return False

@@ -75,6 +75,7 @@ def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> I
     })  # fmt: skip
     env.update(extra_env or {})
     hub = Hub(url=f"http://localhost:{port}", data_dir=data_dir, env=env)
+    tracked_before = _tracked_changes()
     hub.cli("migrate")
     hub.cli("users", "ensure-admin")
     log_path = base_dir / "hub.log"
@@ -106,6 +107,23 @@ def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> I
         # Secrets must never reach the logs, and no event handler may have crashed.
         assert ADMIN_PASSWORD not in log_text
         assert "Backend Exception" not in log_text, log_text[-4000:]
+        # A quiet, true start: no advice that does not apply, the Node.js Reflex asks for,
+        # and the working tree as it was (Reflex rewrites reflex.lock/ on start).
+        assert "uv run reflex run" not in log_text
+        assert "of Node.js is out of date" not in log_text
+        assert _tracked_changes() == tracked_before
+
+
+def _tracked_changes() -> str | None:
+    """`git status` of the files a start could rewrite; None outside a git checkout."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "reflex.lock", "rxconfig.py", "assets"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return status.stdout
 
 
 def private_web_dir(base_dir: Path) -> Path:

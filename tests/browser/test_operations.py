@@ -219,7 +219,7 @@ def test_each_role_sees_only_the_actions_it_may_use(hub: Hub, browser, manager) 
     manager.goto(f"{hub.url}/integrations")
     manager.get_by_role("link", name="Ops store").click()
     open_tab(manager, "Settings")
-    manager.get_by_role("button", name="Rename").wait_for(timeout=TIMEOUT)
+    manager.get_by_role("button", name="Save name").wait_for(timeout=TIMEOUT)
     assert manager.get_by_role("button", name="Disconnect").count() == 1
     assert manager.get_by_role("button", name="Delete").count() == 0  # admins only
 
@@ -251,11 +251,11 @@ def test_each_role_sees_only_the_actions_it_may_use(hub: Hub, browser, manager) 
         open_tab(page, tab)
         for action in (
             "Sync all now", "Sync now", "Pause", "Full resync", "Reconnect now",
-            "New connect link", "New reconnect link", "Pause integration", "Rename",
+            "New connect link", "New reconnect link", "Pause integration", "Save name",
             "Disconnect", "Delete",
         ):  # fmt: skip
             assert page.get_by_role("button", name=action, exact=True).count() == 0, action
-    page.get_by_text("Managers and admins can rename").wait_for(timeout=TIMEOUT)
+    page.get_by_text("Managers and admins can edit").wait_for(timeout=TIMEOUT)
     open_tab(page, "Logs")  # reading stays open to viewers
     page.get_by_role("button", name="Download JSON").wait_for(timeout=TIMEOUT)
 
@@ -519,15 +519,17 @@ def test_records_integration_filter_with_10000_integrations(hub: Hub, manager) -
     page.get_by_text("2 records", exact=True).wait_for(timeout=TIMEOUT)
     page.get_by_role("cell", name="REC-2", exact=True).wait_for()
 
-    # With rows on screen and a record's JSON open, new ones are offered, not pushed in.
-    page.get_by_role("row").filter(has_text="REC-1").get_by_role("button", name="JSON").click()
-    page.get_by_text('"sku": "REC-1"').wait_for(timeout=TIMEOUT)
+    # With rows on screen and a record open in the drawer, new ones are offered, not pushed in.
+    page.get_by_role("row").filter(has_text="REC-1").get_by_role("button", name="Details").click()
+    drawer = page.locator("#record-drawer")
+    expect(drawer.get_by_role("heading", name="Product REC-1")).to_be_visible(timeout=TIMEOUT)
+    drawer.get_by_text('"sku": "REC-1"').wait_for(timeout=TIMEOUT)
     _write(hub, _products(integration_id, ["REC-3", "REC-4", "REC-5"]))
     offer = page.get_by_role("button", name=re.compile("3 new or updated records"))
     offer.wait_for(timeout=TIMEOUT)
     assert page.get_by_role("cell", name="REC-3", exact=True).count() == 0
     page.get_by_text("2 records", exact=True).wait_for()
-    page.get_by_text('"sku": "REC-1"').wait_for()  # the open JSON stays open
+    drawer.get_by_text('"sku": "REC-1"').wait_for()  # the open record stays open
     screenshot(page, "records-new-offered")
     offer.click()
     page.get_by_text("5 records", exact=True).wait_for(timeout=TIMEOUT)

@@ -204,12 +204,19 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
     seller_id = str(form.get("selling_partner_id") or first.seller_id)
     if seller_id not in sandbox.sellers or sandbox.sellers[seller_id].region != region:
         return _consent_error("MD9100", "Unknown selling partner for this region.")
+    separator = "&" if "?" in redirect_uri else "?"
     if decision != "approve":
-        return HTMLResponse(
-            "<!doctype html><html lang='en'><meta charset='utf-8'><title>Not authorized</title>"
-            "<body><h1>You did not authorize the application</h1><p>You can close this page."
-            "</p></body></html>"
+        # Cancel: Login with Amazon's authorization error response (OAuth 2.0, RFC 6749
+        # 4.1.2.1): back to the registered redirect URI with error=access_denied and the state,
+        # no code. The app says what happened and offers the way back.
+        denied = urlencode(
+            {
+                "error": "access_denied",
+                "error_description": "The selling partner cancelled the authorization.",
+                "state": params.get("state", ""),
+            }
         )
+        return RedirectResponse(f"{redirect_uri}{separator}{denied}", status_code=302)
     sandbox.authorize(seller_id)
     code = sandbox.issue_code(seller_id, region, redirect_uri)
     query = urlencode(
@@ -219,7 +226,6 @@ async def consent(request: Request, sandbox: AmazonSandbox) -> Response:
             "spapi_oauth_code": code,
         }
     )
-    separator = "&" if "?" in redirect_uri else "?"
     return RedirectResponse(f"{redirect_uri}{separator}{query}", status_code=302)
 
 

@@ -11,7 +11,7 @@ import json
 import random
 import re
 import time
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import (
@@ -33,6 +33,17 @@ from connectors.sandbox.shopify.sandbox import (
 )
 
 # --- HTTP: OAuth -------------------------------------------------------------------------------
+
+
+RETURN_FIELD = "return_to"  # the app page the merchant came from (the way back after a cancel)
+
+
+def _same_origin(url: str, other: str) -> bool:
+    first, second = urlsplit(url), urlsplit(other)
+    return bool(first.scheme and first.netloc) and (first.scheme, first.netloc) == (
+        second.scheme,
+        second.netloc,
+    )
 
 
 def query_hmac(params: dict[str, str], secret: str) -> str:
@@ -83,7 +94,13 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         # The forms answer this authorization request only (connectors/sandbox/consent.py).
         bound = ["shopify", shop, client_id, redirect_uri, params.get("state", ""), scopes]
         token = consent_token(app_secret, bound)
-        request_fields = {k: v for k, v in params.items() if k not in ("decision", TOKEN_FIELD)}
+        request_fields = {
+            k: v for k, v in params.items() if k not in ("decision", TOKEN_FIELD, RETURN_FIELD)
+        }
+        # Where the merchant came from (the app's page that sent them here), for the way back
+        # after a cancel: only a page of the app's own site (a redirect URI's origin).
+        came_from = form.get(RETURN_FIELD) or request.headers.get("referer", "")
+        return_to = came_from if _same_origin(came_from, redirect_uri) else ""
         hidden = hidden_fields({**request_fields, TOKEN_FIELD: token})
         if request.method == "POST" and not token_matches(
             form.get(TOKEN_FIELD), app_secret, bound
@@ -114,7 +131,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             return _page(
                 f"Install app on {shop}?",
                 f"{who}<p>The app asks for these permissions:</p><ul>{items}</ul>"
-                f"<form method='post'>{hidden}{install}"
+                f"<form method='post'>{hidden}{hidden_fields({RETURN_FIELD: return_to})}{install}"
                 "<button name='decision' value='deny'>Cancel</button></form>",
             )
         if decision == "create" and shop not in sandbox.shops:
@@ -122,7 +139,18 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         elif decision in ("approve", "create") and shop not in sandbox.shops:
             return _page("There's no store at this address", f"<p>{html.escape(shop)}</p>", 404)
         if decision not in ("approve", "create"):
-            return _page("Installation cancelled", "<p>The app was not installed.</p>")
+            # Shopify sends nothing to the app when the merchant cancels (no redirect, no
+            # error parameter): the merchant stays in their admin, which leads on from there.
+            # The sandbox has no admin, so its page leads back to where the merchant came from.
+            way_back = (
+                f"<p><a href='{html.escape(return_to)}'>Back to the app</a></p>"
+                if return_to
+                else ""
+            )
+            return _page(
+                "Installation cancelled",
+                f"<p>The app was not installed on {html.escape(shop)}.</p>{way_back}",
+            )
         code = sandbox.install(shop, scopes, client_id)
         back = {
             "code": code,
