@@ -54,6 +54,7 @@ SIGNED_IN_PAGES: tuple[tuple[str, str, Callable], ...] = (
     ("settings", "/settings", heading("Settings")),
     ("settings-account", "/settings/account", text("Signed in as")),
     ("settings-users", "/settings/users", text(ADMIN_EMAIL)),
+    ("settings-amazon-app", "/settings/amazon", heading("Amazon app")),
     ("settings-go-live", "/settings/go-live", heading("Go-live check")),
 )
 

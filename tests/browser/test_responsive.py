@@ -125,6 +125,7 @@ def test_settings_sub_tabs_show_the_active_one(hub: Hub, browser) -> None:
         ("/settings", "General"),
         ("/settings/account", "Account"),
         ("/settings/users", "Users"),
+        ("/settings/amazon", "Amazon app"),
         ("/settings/go-live", "Go-live check"),
     ):
         page.goto(f"{hub.url}{path}")
