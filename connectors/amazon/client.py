@@ -23,7 +23,7 @@ from connectors.errors import (
     RateLimited,
 )
 from connectors.http import build_client, raise_for_transient, with_retries
-from connectors.ratelimit import TokenBucket, report_throttled, report_wait
+from connectors.ratelimit import TokenBucket, report_quota, report_throttled, report_wait
 
 log = logging.getLogger("connectors.amazon")
 
@@ -142,6 +142,9 @@ class SpApiClient:
                     bucket.set_rate(float(limit))
                 except ValueError:
                     log.debug("unreadable x-amzn-RateLimit-Limit %r", limit)
+            if response.is_success:
+                said = "x-amzn-RateLimit-Limit" if limit else "usage plan"
+                report_quota(f"SP-API {operation} allows {bucket.rate:.4g} calls/s ({said})")
             if status in (401, 403):
                 details = _error_details(response)
                 if "revoked" in details:
