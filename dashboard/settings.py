@@ -205,6 +205,12 @@ class Settings(BaseSettings):
         None, description="Base replacing Amazon's hosts; e.g. {public_url}/sandbox/amazon."
     )
     amazon_orders_api: Literal["v2026-01-01", "v0"] = "v2026-01-01"
+    amazon_buyer_data: Literal["off", "encrypted"] = Field(
+        "off",
+        description="Orders v2026-01-01 buyer and recipient (shipping address) data: 'off' "
+        "never asks Amazon for it; 'encrypted' asks (includedData BUYER, RECIPIENT; the app "
+        "needs Amazon's restricted roles) and stores it encrypted, never in plain text.",
+    )
 
     # --- sync ----------------------------------------------------------------------------
     sync_max_concurrency: int = Field(8, ge=1, le=512)

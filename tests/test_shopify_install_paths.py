@@ -26,12 +26,12 @@ from connectors.shopify.client import _throttles
 from dashboard.api import build_api
 from dashboard.db import get_engine, session_scope
 from dashboard.models import AuditLog, Credential, Incident, Integration, Role, StreamConfig
-from dashboard.pages.new_integration import WizardState
 from dashboard.pages.settings import SettingsState
 from dashboard.services import connect, incident_sweeps, sync
 from dashboard.services.auth import create_session, create_user
 from dashboard.services.integrations import create_integration
 from dashboard.settings import get_settings
+from dashboard.state.wizard import WizardState
 from tests.conftest import reset_caches
 from tests.sandbox_server import apps, control_headers, running_sandbox, shopify_consent
 

@@ -71,25 +71,34 @@ def records_cell(s: rx.Var[dict]) -> rx.Component:
 
 
 def stream_actions(s: rx.Var[dict]) -> rx.Component:
-    return rx.cond(
-        DetailState.can_manage,
-        rx.hstack(
+    """Only what the stream offers now (``services.actions``): none while it is off, or its
+    integration was never connected."""
+    offered = s["actions"].to(list[str])
+    return rx.hstack(
+        rx.cond(
+            offered.contains("sync"),
             rx.button("Sync now", size="1", on_click=DetailState.sync_now(s["stream"])),
-            rx.cond(
-                s["paused"],
-                rx.button(
-                    "Resume",
-                    size="1",
-                    variant="soft",
-                    on_click=DetailState.set_stream_paused(s["stream"], False),
-                ),
-                rx.button(
-                    "Pause",
-                    size="1",
-                    variant="soft",
-                    on_click=DetailState.set_stream_paused(s["stream"], True),
-                ),
+        ),
+        rx.cond(
+            offered.contains("resume"),
+            rx.button(
+                "Resume",
+                size="1",
+                variant="soft",
+                on_click=DetailState.set_stream_paused(s["stream"], False),
             ),
+        ),
+        rx.cond(
+            offered.contains("pause"),
+            rx.button(
+                "Pause",
+                size="1",
+                variant="soft",
+                on_click=DetailState.set_stream_paused(s["stream"], True),
+            ),
+        ),
+        rx.cond(
+            offered.contains("full_resync"),
             rx.button(
                 "Full resync",
                 size="1",
@@ -104,16 +113,24 @@ def stream_row(s: rx.Var[dict]) -> rx.Component:
     return rx.table.row(
         rx.table.row_header_cell(s["stream"]),
         rx.table.cell(health_cell(s)),
-        rx.table.cell(s["interval"], " min"),
+        rx.table.cell(s["schedule"]),
         rx.table.cell(records_cell(s)),
         rx.table.cell(
             rx.cond(s["last_run"] != "", rx.moment(s["last_run"], from_now=True), "never")
         ),
         rx.table.cell(
             rx.cond(
-                s["paused"],
-                rx.badge("paused", color_scheme="amber"),
-                rx.cond(s["next_run"] != "", rx.moment(s["next_run"], from_now=True), "—"),
+                ~s["enabled"].to(bool),
+                rx.badge("off", color_scheme="gray"),
+                rx.cond(
+                    s["paused"],
+                    rx.badge("paused", color_scheme="amber"),
+                    rx.cond(
+                        s["next_run"] != "",
+                        rx.moment(s["next_run"], from_now=True, class_name="next-run"),
+                        "—",
+                    ),
+                ),
             )
         ),
         rx.table.cell(stream_actions(s)),

@@ -101,26 +101,27 @@ def status_tab() -> rx.Component:
             "Last sync",
             rx.cond(info["last_sync"] != "", rx.moment(info["last_sync"], from_now=True), "never"),
         ),
-        fact(
-            "Token refreshed",
-            rx.cond(
-                info["token_refreshed"] != "",
-                rx.moment(info["token_refreshed"], from_now=True),
-                "—",
-            ),
-        ),
-        fact(
-            "Token expires",
-            rx.cond(
-                info["token_expires"] != "",
-                rx.moment(info["token_expires"], from_now=True),
-                "does not expire",
+        rx.cond(  # a never-connected integration has no token: nothing to say about one
+            info["has_token"] != "",
+            rx.fragment(
+                fact(
+                    "Token refreshed",
+                    rx.moment(info["token_refreshed"], from_now=True),
+                ),
+                fact(
+                    "Token expires",
+                    rx.cond(
+                        info["token_expires"] != "",
+                        rx.moment(info["token_expires"], from_now=True),
+                        "does not expire",
+                    ),
+                ),
             ),
         ),
         rx.cond(  # SP-API grants the roles set on the app, not scopes per authorization
             info["platform"] == "shopify", fact("Scopes", info["scopes"])
         ),
-        fact("Encrypted with key", info["key_id"]),
+        rx.cond(info["has_token"] != "", fact("Encrypted with key", info["key_id"])),
         spacing="2",
     )
 

@@ -29,6 +29,8 @@ class StreamConfig(SQLModel, table=True):
     stream: str = Field(max_length=64)
     enabled: bool = True
     interval_minutes: int = 15
+    # A cron expression (five fields, UTC) the stream runs on instead of its interval, when set.
+    cron: str | None = Field(default=None, max_length=120)
     paused: bool = False
     cursor: dict[str, Any] | None = json_field(default_factory=lambda: None, nullable=True)
     cursor_updated_at: datetime | None = ts()

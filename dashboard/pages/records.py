@@ -17,7 +17,7 @@ from dashboard.db import in_session
 from dashboard.models import Role
 from dashboard.services import records_view
 from dashboard.state.auth import AuthState
-from dashboard.state.guard import not_an_event, requires
+from dashboard.state.guard import acting_user, not_an_event, requires
 from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState, live_region
 
@@ -50,6 +50,10 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     total: int = 0
     raw: str = ""
     raw_for: str = ""
+    # The shown order's buyer and shipping lines (decrypted for managers and admins only), or
+    # the note that it holds some a viewer does not see.
+    personal: list[dict[str, str]] = []
+    personal_note: str = ""
     # Records stored, updated or deleted in this view since its rows were read. The rows stay
     # put (nothing moves under the cursor); the page offers to show the newest instead.
     changed: int = 0
@@ -180,14 +184,43 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     @rx.event
     @requires(Role.VIEWER)
     async def show_raw(self, record_id: str):
+        self.personal, self.personal_note = [], ""
         if self.raw_for == record_id:
             self.raw, self.raw_for = "", ""
             return
-        kind = self.kind
-        self.raw = await in_session(
-            lambda s: records_view.raw_json(session=s, kind=kind, record_id=record_id)
-        )
+        kind, user = self.kind, acting_user()
+
+        def read(session: Session) -> tuple[str, list[dict[str, str]], str]:
+            raw = records_view.raw_json(session=session, kind=kind, record_id=record_id)
+            lines, note = records_view.personal_details(
+                session=session, kind=kind, record_id=record_id, actor=user.email, role=user.role
+            )
+            return raw, lines, note
+
+        self.raw, self.personal, self.personal_note = await in_session(read)
         self.raw_for = record_id
+
+
+def personal_panel() -> rx.Component:
+    """The shown order's buyer and shipping details, or why they are not shown."""
+    return rx.fragment(
+        rx.cond(
+            RecordsState.personal.length() > 0,
+            rx.data_list.root(
+                rx.foreach(
+                    RecordsState.personal,
+                    lambda line: rx.data_list.item(
+                        rx.data_list.label(line["label"]), rx.data_list.value(line["value"])
+                    ),
+                ),
+                aria_label="Buyer and shipping",
+            ),
+        ),
+        rx.cond(
+            RecordsState.personal_note != "",
+            rx.callout(RecordsState.personal_note, icon="lock", color_scheme="gray", size="1"),
+        ),
+    )
 
 
 def record_row(row: rx.Var[dict[str, str]]) -> rx.Component:
@@ -265,6 +298,7 @@ def records_view_page() -> rx.Component:
                     variant="surface",
                     width="100%",
                 ),
+                personal_panel(),
                 rx.cond(
                     RecordsState.raw != "",
                     rx.code_block(RecordsState.raw, language="json", width="100%"),

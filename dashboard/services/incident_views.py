@@ -8,15 +8,39 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from dashboard.models import Incident, IncidentStatus, Integration
+from dashboard import routes
+from dashboard.models import Incident, IncidentCause, IncidentStatus, Integration
+
+# Incidents of an app itself (no integration): what they concern, where to act, the platform.
+APP_INCIDENTS: dict[str, tuple[str, str, str]] = {
+    IncidentCause.LWA_SECRET_EXPIRING.value: ("Amazon app", routes.AMAZON_APP, "amazon"),
+}
+
+
+def _app_incident(incident: Incident) -> tuple[str, str, str]:
+    return APP_INCIDENTS.get(incident.cause, ("The hub", routes.SETTINGS, ""))
+
+
+def app_subject(incident: Incident) -> str:
+    """What an incident of the app itself (no integration) concerns, in words."""
+    return _app_incident(incident)[0]
 
 
 def incident_row(incident: Incident, integration: Integration | None) -> dict[str, Any]:
+    """One incident as the screens and the alert webhook read it; ``href`` is where to act
+    (the integration's page, or the app's settings page for an incident of the app)."""
+    if incident.integration_id is None:
+        subject, href, platform = _app_incident(incident)
+    else:
+        subject = integration.display_name if integration else ""
+        platform = integration.platform if integration else ""
+        href = routes.integration_detail(str(incident.integration_id))
     return {
         "id": str(incident.id),
-        "integration_id": str(incident.integration_id),
-        "integration": integration.display_name if integration else "",
-        "platform": integration.platform if integration else "",
+        "integration_id": str(incident.integration_id or ""),
+        "integration": subject,
+        "href": href,
+        "platform": platform,
         "cause": incident.cause,
         "category": incident.category or "",
         "status": incident.status,
@@ -44,7 +68,7 @@ def list_incidents(
     """Incidents (open ones by default), latest seen first: the bell and the attention panel
     (all integrations) or an integration's page (one)."""
     statement = select(Incident, Integration).join(
-        Integration, col(Integration.id) == col(Incident.integration_id)
+        Integration, col(Integration.id) == col(Incident.integration_id), isouter=True
     )
     if status:
         statement = statement.where(Incident.status == status)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dashboard.models import (
     Incident,
@@ -32,6 +32,7 @@ from dashboard.models import (
     Integration,
 )
 from dashboard.services import alerts
+from dashboard.services.incident_views import app_subject
 from dashboard.services.incident_views import incident_row as incident_row
 from dashboard.services.incident_views import list_incidents as list_incidents
 from dashboard.services.incident_views import open_count as open_count
@@ -58,12 +59,15 @@ def _insert_statement(dialect: str) -> sa.Executable:
 
 
 def open_incident(
-    session: Session, integration_id: uuid.UUID, cause: IncidentCause, *, lock: bool = False
+    session: Session, integration_id: uuid.UUID | None, cause: IncidentCause, *, lock: bool = False
 ) -> Incident | None:
-    """The open incident of ``cause``; ``lock`` holds its row until the transaction ends
-    (PostgreSQL; SQLite's write lock already does), so concurrent runs update it in turn."""
+    """The open incident of ``cause`` (of the app itself when ``integration_id`` is None);
+    ``lock`` holds its row until the transaction ends (PostgreSQL; SQLite's write lock
+    already does), so concurrent runs update it in turn."""
     statement = select(Incident).where(
-        Incident.integration_id == integration_id,
+        Incident.integration_id == integration_id
+        if integration_id is not None
+        else col(Incident.integration_id).is_(None),
         Incident.cause == cause.value,
         Incident.status == IncidentStatus.OPEN.value,
     )
@@ -75,7 +79,7 @@ def open_incident(
 def _raise(
     session: Session,
     *,
-    integration: Integration,
+    integration: Integration | None,
     cause: IncidentCause,
     title: str | Callable[[Incident], str],
     advice: str,
@@ -84,18 +88,20 @@ def _raise(
     stream: str | None = None,
     run_id: uuid.UUID | None = None,
 ) -> Incident:
-    """Open the integration's incident of ``cause``, or update the open one (last seen,
-    occurrences, latest error, affected streams). Emits ``incident_opened`` once.
+    """Open the integration's incident of ``cause`` (the app's, for no integration), or
+    update the open one (last seen, occurrences, latest error, affected streams). Emits
+    ``incident_opened`` once.
 
     ``title`` may be a function of the incident as updated (its streams, its opening time).
     Concurrent callers (runs of several streams ending at once) are kept apart by the partial
     unique index (one insert wins) and the row lock (updates take turns).
     """
     now = datetime.now(UTC)
-    incident = open_incident(session, integration.id, cause, lock=True)
+    integration_id = integration.id if integration is not None else None
+    incident = open_incident(session, integration_id, cause, lock=True)
     if incident is None:
         candidate = Incident(
-            integration_id=integration.id, cause=cause.value, category=category, title="",
+            integration_id=integration_id, cause=cause.value, category=category, title="",
             advice=advice, latest_error=(error or "")[:2000] or None,
             streams=[stream] if stream else [], opened_at=now, last_seen_at=now,
         )  # fmt: skip
@@ -103,12 +109,12 @@ def _raise(
         values = {column.name: getattr(candidate, column.name) for column in INCIDENTS.columns}
         statement = _insert_statement(session.get_bind().dialect.name)
         if session.execute(statement, values).scalar_one_or_none() is not None:
-            incident = open_incident(session, integration.id, cause)
+            incident = open_incident(session, integration_id, cause)
             assert incident is not None
             _emit(session, incident, integration, "incident_opened", run_id)
             return incident
         # Another transaction opened it meanwhile: update that one, in turn.
-        incident = open_incident(session, integration.id, cause, lock=True)
+        incident = open_incident(session, integration_id, cause, lock=True)
         assert incident is not None
     incident.occurrences += 1
     incident.last_seen_at = now
@@ -134,31 +140,34 @@ def _resolve(
     incident.resolution = resolution[:500]
     session.add(incident)
     session.flush()
-    integration = integration or session.get(Integration, incident.integration_id)
-    if integration is not None:
-        _emit(session, incident, integration, "incident_resolved", None)
+    if incident.integration_id is not None:
+        integration = integration or session.get(Integration, incident.integration_id)
+        if integration is None:
+            return
+    _emit(session, incident, integration, "incident_resolved", None)
 
 
 def _emit(
     session: Session,
     incident: Incident,
-    integration: Integration,
+    integration: Integration | None,
     kind: str,
     run_id: uuid.UUID | None,
 ) -> None:
     """The bell and the alert webhook, through the alerts service's public ``notify``."""
+    name = integration.display_name if integration is not None else app_subject(incident)
     if kind == "incident_opened" and incident.cause == IncidentCause.ACCESS_LOST.value:
         # What to do comes first: this one needs a person (the merchant) to act.
-        message = f"{integration.display_name} needs to be reconnected: {incident.title}"
+        message = f"{name} needs to be reconnected: {incident.title}"
     elif kind == "incident_opened":
-        message = f"{integration.display_name}: {incident.title} — {incident.advice}"
+        message = f"{name}: {incident.title} — {incident.advice}"
     else:
-        message = f"{integration.display_name}: resolved: {incident.title} ({incident.resolution})"
+        message = f"{name}: resolved: {incident.title} ({incident.resolution})"
     alerts.notify(
         session=session,
         kind=kind,
         message=message,
-        integration_id=integration.id,
+        integration_id=integration.id if integration is not None else None,
         run_id=run_id,
         incident=incident_row(incident, integration),
     )
@@ -202,8 +211,8 @@ CAUSES: dict[IncidentCause, CauseWords] = {
     ),
     IncidentCause.LWA_SECRET_EXPIRING: CauseWords(
         "credentials", "{title}",
-        "an admin rotates it in Solution Provider Portal and sets it in the hub: "
-        "hub amazon rotate-secret (docs/amazon.md)",
+        "an admin rotates it in Solution Provider Portal, then enters it in Settings → "
+        "Amazon app (or hub amazon rotate-secret; docs/amazon.md)",
     ),
     IncidentCause.AMAZON_REAUTHORIZATION_DUE: CauseWords(
         "credentials", "{title}",
@@ -430,31 +439,35 @@ def access_returned(*, session: Session, integration_id: uuid.UUID) -> None:
                       resolution="connected again")  # fmt: skip
 
 
-def lwa_secret_expiring(
-    *, session: Session, integration: Integration, deadline: datetime, now: datetime
-) -> Incident:
+def lwa_secret_expiring(*, session: Session, deadline: datetime, now: datetime) -> Incident:
     """The app's LWA client secret nears Amazon's 180-day deadline: every SP-API call of
-    this integration fails after it (one incident per affected integration)."""
+    every Amazon integration fails after it. One incident, for the app (no integration)."""
     days = max((deadline - now).days, 0)
     when = deadline.strftime("%d %b %Y")
     title = (
-        f"The Amazon app's client secret must be rotated by {when} ({plural(days, 'day')} left)"
+        f"The client secret must be rotated by {when} ({plural(days, 'day')} left)"
         if deadline > now
-        else f"The Amazon app's client secret passed its 180 days on {when}"
+        else f"The client secret passed its 180 days on {when}: every Amazon integration fails"
     )
-    return raise_cause(session=session, integration=integration,
-                       cause=IncidentCause.LWA_SECRET_EXPIRING, title=title)  # fmt: skip
+    words = CAUSES[IncidentCause.LWA_SECRET_EXPIRING]
+    return _raise(
+        session, integration=None, cause=IncidentCause.LWA_SECRET_EXPIRING, title=title,
+        advice=words.advice, category=words.category,
+    )  # fmt: skip
 
 
-def lwa_secret_rotated(*, session: Session) -> None:
-    """A secret far from its deadline is configured: the expiry incidents are over."""
+def lwa_secret_rotated(
+    *, session: Session, resolution: str = "the client secret was rotated"
+) -> None:
+    """A secret far from its deadline is configured (or no integration uses it any more):
+    the expiry incident is over."""
     for incident in session.exec(
         select(Incident).where(
             Incident.cause == IncidentCause.LWA_SECRET_EXPIRING.value,
             Incident.status == IncidentStatus.OPEN.value,
         )
     ).all():
-        _resolve(session, incident, "the client secret was rotated")
+        _resolve(session, incident, resolution)
 
 
 def reauthorization_due(

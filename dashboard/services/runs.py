@@ -85,6 +85,8 @@ def run_summary(run: SyncRun, integration: Integration | None) -> dict[str, Any]
         "integration_id": str(run.integration_id),
         "integration": integration.display_name if integration else "",
         "platform": integration.platform if integration else "",
+        "integration_status": integration.status if integration else "",
+        "cancel_requested": run.cancel_requested,
         "stream": run.stream,
         "status": run.status,
         "trigger": run.trigger,

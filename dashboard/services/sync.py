@@ -335,7 +335,10 @@ class SyncEngine:
                         partial(
                             _mark_waiting, run_id=run_id, worker=self.worker, until=until,
                             reason=f"retrying after {type(error).__name__}: {error}"[:500],
-                            note=retry_note(error, delay=delay),
+                            note=retry_note(
+                                error, delay=delay, attempt=context.attempt,
+                                attempts=len(self._retry_delays) + 1,
+                            ),
                             waiting_for="rate_limit" if isinstance(error, RateLimited) else "retry",
                         )
                     )  # fmt: skip
