@@ -480,6 +480,9 @@ class _RunObserver:
             )
         )  # fmt: skip
 
+    def quota(self, *, words: str) -> None:
+        self._context.quota = words  # the next page's log line says it
+
     async def throttled(self, *, reason: str, retry_after: float | None) -> None:
         context = self._context
         context.throttled += 1
