@@ -231,14 +231,19 @@ def record_detail(*, session: Session, kind: str, record_id: str) -> dict[str, A
         return {}
     names = _integration_names(session, [row.integration_id])
     fields = [
-        {"label": HEADERS.get(name, name.replace("_", " ").capitalize()), "value": _text(value)}
-        for name, value in row.model_dump().items()
+        {
+            "label": HEADERS.get(name, name.replace("_", " ").capitalize()),
+            "value": _text(getattr(row, name)),
+            # A time is shown by the browser, in the viewer's zone.
+            "is_time": "yes" if isinstance(getattr(row, name), datetime) else "",
+        }
+        for name in type(row).model_fields  # the table's own column order
         if name not in _NOT_FIELDS
     ]
     if kind == "product":
         skus = variant_skus(session, [(row.integration_id, row.external_id)])
         listed = skus.get((row.integration_id, row.external_id), [])
-        fields.append({"label": "Variant SKUs", "value": ", ".join(listed) or "—"})
+        fields.append({"label": "Variant SKUs", "value": ", ".join(listed), "is_time": ""})
     return {
         "title": _name_of(row),
         "external_id": row.external_id,
