@@ -49,9 +49,11 @@ def _search(table: Any, search: str) -> Any:
     return or_(*[func.lower(c).like(pattern, escape="\\") for c in searchable])
 
 
-def _listed(table: Any, integration_id: str, search: str) -> Any:
-    """The live records of ``table`` the Records page lists for this filter."""
-    statement = select(table).where(col(table.deleted_at).is_(None))
+def _listed(table: Any, integration_id: str, search: str, columns: Sequence[str] = ()) -> Any:
+    """The live records of ``table`` the Records page lists for this filter (whole rows, or
+    only ``columns``)."""
+    chosen = select(*[getattr(table, name) for name in columns]) if columns else select(table)
+    statement = chosen.where(col(table.deleted_at).is_(None))
     if integration_id:
         statement = statement.where(col(table.integration_id) == uuid.UUID(integration_id))
     if search.strip():
@@ -184,14 +186,16 @@ def export_batch(
     as CSV rows, and the key to continue from (None at the end). Keyset, not offset: every
     batch is a range of the synced_at index, however deep into the list."""
     table = RECORD_TABLES[kind]
-    statement = _listed(table, integration_id, search)
+    columns = VIEWS[kind][1]
+    # Only what the CSV shows: never the raw JSON, which can be most of a row.
+    read = ("id", "integration_id", "external_id", "synced_at", *columns)
+    statement = _listed(table, integration_id, search, read)
     if after is not None:
         synced_at, last_id = after
+        # "<=" first: a range of the synced_at index, which the OR alone would not give.
         statement = statement.where(
-            or_(
-                col(table.synced_at) < synced_at,
-                sa.and_(col(table.synced_at) == synced_at, col(table.id) > last_id),
-            )
+            col(table.synced_at) <= synced_at,
+            or_(col(table.synced_at) < synced_at, col(table.id) > last_id),
         )
     rows = session.exec(
         statement.order_by(col(table.synced_at).desc(), col(table.id)).limit(limit)
@@ -199,7 +203,6 @@ def export_batch(
     names = _integration_names(session, {row.integration_id for row in rows})
     # The CSV lists every SKU of a product, however many.
     skus = variant_skus(session, _products_of(kind, rows))
-    columns = VIEWS[kind][1]
     lines = []
     for row in rows:
         values = [_text(getattr(row, name)) for name in columns]
