@@ -17,7 +17,7 @@ from dashboard.components.common import (
     pages_label,
     status_badge,
 )
-from dashboard.components.formats import relative_time
+from dashboard.components.formats import count, counted, relative_time
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, User
@@ -102,7 +102,7 @@ class IntegrationsState(LiveState, AuthState):
 
     @rx.var
     def total_label(self) -> str:
-        return f"{self.total:,} integration{'' if self.total == 1 else 's'}"
+        return counted(self.total, "integration")
 
     @rx.var
     def filtered(self) -> bool:
@@ -155,7 +155,7 @@ class IntegrationsState(LiveState, AuthState):
             rows = [
                 {
                     **row,
-                    "records": f"{counts[row['id']]:,}",
+                    "records": count(counts[row["id"]]),
                     "never_connected": stale.get(row["id"], ""),
                 }
                 for row in rows
