@@ -36,7 +36,9 @@ class UnifiedRecord:
     """One record in the hub's unified shape.
 
     ``fields`` holds the kind's table columns (see ``dashboard.models``: e.g. ``title``,
-    ``sku`` for products); ``raw`` is the platform's JSON as received.
+    ``sku`` for products); ``raw`` is the platform's JSON as received, less ``protected``:
+    personal data (an Amazon buyer's name, a shipping address) taken out of it, which the
+    engine stores only encrypted (orders; ``dashboard.services.personal_data``).
     """
 
     kind: RecordKind
@@ -45,6 +47,7 @@ class UnifiedRecord:
     raw: dict[str, Any]
     remote_updated_at: datetime | None = None
     deleted: bool = False
+    protected: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

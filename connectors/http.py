@@ -220,14 +220,28 @@ def raise_for_transient(response: httpx.Response) -> None:
         )
 
 
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "retrying after transient error (attempt %s): %s: %s",
-        state.attempt_number,
-        type(error).__name__,
-        error,
-    )
+def _retry_logger(attempts: int) -> Callable[[RetryCallState], None]:
+    """Log a failed attempt before the wait, numbered as the give-up line counts them.
+
+    ``attempt_number`` is the attempt that just failed: the line once read "retrying
+    (attempt 5)" after the fifth failure, while the sixth was the retry, so logs and errors
+    disagreed by one."""
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "attempt %s of %s failed (%s: %s); retrying in %.1f s (attempt %s of %s)",
+            state.attempt_number,
+            attempts,
+            type(error).__name__,
+            error,
+            delay,
+            state.attempt_number + 1,
+            attempts,
+        )
+
+    return log_retry
 
 
 async def with_retries(
@@ -240,16 +254,23 @@ async def with_retries(
 ) -> T:
     """Run ``call`` again on TransientError and httpx network errors, exponential + jitter.
 
-    The last error is re-raised as is when the attempts run out.
+    The last error is re-raised as is when the attempts run out (or ``max_elapsed`` seconds
+    passed), after a line saying how many attempts were made.
     """
     retrying = AsyncRetrying(
         retry=retry_if_exception_type((TransientError, httpx.TransportError)),
         wait=wait_exponential_jitter(multiplier=initial_wait, max=max_wait, jitter=initial_wait),
         stop=stop_after_attempt(attempts) | stop_after_delay(max_elapsed),
-        before_sleep=_log_retry,
+        before_sleep=_retry_logger(attempts),
         reraise=True,
     )
-    async for attempt in retrying:
-        with attempt:
-            return await call()
+    try:
+        async for attempt in retrying:
+            with attempt:
+                return await call()
+    except (TransientError, httpx.TransportError) as error:
+        made = int(retrying.statistics.get("attempt_number", 1))
+        if made > 1:
+            log.warning("gave up after %s attempts: %s: %s", made, type(error).__name__, error)
+        raise
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

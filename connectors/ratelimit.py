@@ -117,10 +117,12 @@ class TokenBucket:
 
 # --- telling the caller about waits and throttles ----------------------------------------------
 #
-# A client that waits for a known rate-limit window, or is throttled, says so here; whoever
-# runs the read (the sync engine) listens through ``observe``. The engine shows "waiting for
-# the rate limit (next call 10:14)" instead of a silent run, and counts throttled attempts
-# (it may raise from ``throttled`` to stop a read that stays throttled). No listener: no-ops.
+# A client that waits for a known rate-limit window, is throttled, or waits while the platform
+# prepares something (a report), says so here; whoever runs the read (the sync engine) listens
+# through ``observe``. The engine shows "waiting for the rate limit (next call 10:14)" or
+# "waiting for Amazon to prepare the report (checked 10:14)" instead of a silent run, and
+# counts throttled attempts (it may raise from ``throttled`` to stop a read that stays
+# throttled). No listener: no-ops.
 
 
 class WaitObserver(Protocol):
@@ -129,6 +131,10 @@ class WaitObserver(Protocol):
 
     async def throttled(self, *, reason: str, retry_after: float | None) -> None:
         """The platform answered a request with a throttle (429, THROTTLED). May raise."""
+
+    async def preparing(self, *, seconds: float, what: str, status: str) -> None:
+        """The platform prepares ``what`` the read waits for (an Amazon report): asked just
+        now, it answered ``status``; it is asked again in ``seconds`` (0: it is ready)."""
 
 
 _observer: ContextVar[WaitObserver | None] = ContextVar("rate_limit_observer", default=None)
@@ -154,3 +160,9 @@ async def report_throttled(reason: str, *, retry_after: float | None = None) -> 
     observer = _observer.get()
     if observer is not None:
         await observer.throttled(reason=reason, retry_after=retry_after)
+
+
+async def report_preparing(seconds: float, *, what: str, status: str) -> None:
+    observer = _observer.get()
+    if observer is not None:
+        await observer.preparing(seconds=seconds, what=what, status=status)

@@ -351,6 +351,8 @@ ROTATION_STEPS = """Rotating the Amazon app's LWA client secret (every 180 days,
   3. Run `hub amazon rotate-secret` again: it records today as the new secret's start (or
      --set-at YYYY-MM-DD when it was generated earlier); the incident resolves at the next sweep.
   4. Within the seven days: remove HUB_AMAZON_CLIENT_SECRET_PREVIOUS and restart.
+Or, instead of steps 2-4: an admin enters the new secret in Settings -> Amazon app (kept
+encrypted, no restart; the old one stays the fallback until they confirm the switch).
 Details: docs/amazon.md, "Rotating the LWA client secret"."""
 
 
@@ -361,7 +363,13 @@ def _print_secret_status(status: object) -> None:
     print(
         f"LWA client secret {status.fingerprint}: set {status.set_at:%Y-%m-%d}, rotate by "
         f"{status.deadline:%Y-%m-%d} ({status.days_left()} days left)"
-        + ("; HUB_AMAZON_CLIENT_SECRET_PREVIOUS is set" if status.previous_configured else "")
+        + ("; entered in Settings" if status.from_settings else "")
+        + ("; the switch is not confirmed yet" if status.switch_pending else "")
+        + (
+            "; HUB_AMAZON_CLIENT_SECRET_PREVIOUS is set"
+            if status.previous_configured and not status.from_settings
+            else ""
+        )
     )
 
 

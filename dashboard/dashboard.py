@@ -17,6 +17,9 @@ from dashboard.pages import (  # noqa: F401  registers pages
     records,
     runs,
     settings,
+    settings_account,
+    settings_amazon,
+    settings_users,
 )
 from dashboard.services.demo import demo_lifespan
 from dashboard.services.lifespan import hub_lifespan

@@ -14,6 +14,7 @@ SETTINGS = "/settings"
 USERS = "/settings/users"
 ACCOUNT = "/settings/account"
 GO_LIVE = "/settings/go-live"
+AMAZON_APP = "/settings/amazon"
 CONNECT = "/connect/[token]"
 
 

@@ -178,6 +178,12 @@ class Settings(BaseSettings):
         description="An incident opens when a Shopify refresh token (90 days) has this many "
         "days or fewer left without a refresh.",
     )
+    shopify_webhook_check_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="How often the hub lists each shop's webhook subscriptions and re-creates "
+        "the ones it needs that were removed (with an incident). 0: never.",
+    )
 
     # --- Amazon --------------------------------------------------------------------------
     amazon_app_id: str | None = None
@@ -199,6 +205,12 @@ class Settings(BaseSettings):
         None, description="Base replacing Amazon's hosts; e.g. {public_url}/sandbox/amazon."
     )
     amazon_orders_api: Literal["v2026-01-01", "v0"] = "v2026-01-01"
+    amazon_buyer_data: Literal["off", "encrypted"] = Field(
+        "off",
+        description="Orders v2026-01-01 buyer and recipient (shipping address) data: 'off' "
+        "never asks Amazon for it; 'encrypted' asks (includedData BUYER, RECIPIENT; the app "
+        "needs Amazon's restricted roles) and stores it encrypted, never in plain text.",
+    )
 
     # --- sync ----------------------------------------------------------------------------
     sync_max_concurrency: int = Field(8, ge=1, le=512)

@@ -21,12 +21,12 @@ import pytest
 from sqlmodel import select
 
 from connectors.amazon.connector import AmazonConnector
-from connectors.amazon.regions import MARKETPLACES
+from connectors.amazon.regions import MARKETPLACES, SELLER_CENTRAL_HOSTS
 from connectors.base import IntegrationRef
 from connectors.sandbox.consent import form_fields
 from dashboard.db import session_scope
 from dashboard.models import Credential, Incident, IncidentCause, Integration
-from dashboard.services import amazon_lifecycle, connect, sync
+from dashboard.services import amazon_lifecycle, connect, incidents, sync
 from dashboard.services.credentials import DbCredentialStore, load_credential
 from dashboard.services.integrations import create_connect_link, create_integration
 from dashboard.settings import get_settings
@@ -38,7 +38,7 @@ from tests.test_sandbox_amazon import validate
 
 __all__ = ["hub"]  # the connect tests' hub: sandbox, settings and an HTTP client
 
-AU, ZA = "A39IBJ37TRP1C6", "AE08WJ6YKNBMC"
+AU, ZA, DE = "A39IBJ37TRP1C6", "AE08WJ6YKNBMC", "A1PA6795UKMFR9"
 LOGIN_URI = f"{HUB}/api/oauth/amazon/login"
 NEW_SELLER = "A6APPSTORESELLER"
 
@@ -72,13 +72,18 @@ async def finish_background() -> None:
 
 @pytest.mark.parametrize(
     ("region", "marketplace", "host"),
-    [("fe", AU, "sellercentral.amazon.com.au"), ("eu", ZA, "sellercentral.amazon.co.za")],
+    [
+        ("fe", AU, "sellercentral.amazon.com.au"),
+        ("eu", ZA, "sellercentral.amazon.co.za"),
+        ("eu", DE, "sellercentral-europe.amazon.com"),
+    ],
 )
 async def test_consent_opens_on_the_sellers_own_seller_central(
     hub: dict, region: str, marketplace: str, host: str
 ) -> None:
     """An Australian seller is sent to sellercentral.amazon.com.au (not .co.jp), a South
-    African one to .co.za; the page there is the region's consent and completes the connect."""
+    African one to .co.za, a German one to the European host Amazon's table gives Germany;
+    the page there is the region's consent and completes the connect."""
     seller = "A7" + region.upper() + "SELLER00"
     control(hub, "POST", "/sellers", json={
         "selling_partner_id": seller, "region": region, "marketplaces": [marketplace],
@@ -118,15 +123,35 @@ async def test_consent_opens_on_the_sellers_own_seller_central(
     )
     payload = validate("getMarketplaceParticipations", "sellers", answer)["payload"]
     assert [p["marketplace"]["id"] for p in payload] == [marketplace]
-    assert payload[0]["marketplace"]["countryCode"] == ("AU" if region == "fe" else "ZA")
+    assert payload[0]["marketplace"]["countryCode"] == MARKETPLACES[marketplace].country
 
 
-def test_every_marketplace_has_its_own_seller_central_host() -> None:
-    hosts = [m.seller_central_host for m in MARKETPLACES.values()]
-    assert len(set(hosts)) == len(hosts) == 23
+# Amazon's "Seller Central URLs" table (docs/amazon.md names the sources), by country code.
+SELLER_CENTRAL_URLS = {
+    "CA": "sellercentral.amazon.ca", "US": "sellercentral.amazon.com",
+    "MX": "sellercentral.amazon.com.mx", "BR": "sellercentral.amazon.com.br",
+    "ES": "sellercentral-europe.amazon.com", "GB": "sellercentral-europe.amazon.com",
+    "FR": "sellercentral-europe.amazon.com", "DE": "sellercentral-europe.amazon.com",
+    "IT": "sellercentral-europe.amazon.com", "NL": "sellercentral.amazon.nl",
+    "SE": "sellercentral.amazon.se", "PL": "sellercentral.amazon.pl",
+    "TR": "sellercentral.amazon.com.tr", "AE": "sellercentral.amazon.ae",
+    "IN": "sellercentral.amazon.in", "BE": "sellercentral.amazon.com.be",
+    "IE": "sellercentral.amazon.ie", "ZA": "sellercentral.amazon.co.za",
+    "SA": "sellercentral.amazon.sa", "EG": "sellercentral.amazon.eg",
+    "SG": "sellercentral.amazon.sg", "AU": "sellercentral.amazon.com.au",
+    "JP": "sellercentral.amazon.co.jp",
+}  # fmt: skip
+
+
+def test_every_marketplace_consents_on_its_seller_central_url_from_amazons_table() -> None:
+    assert {m.country: m.seller_central_host for m in MARKETPLACES.values()} == (
+        SELLER_CENTRAL_URLS
+    )
     assert MARKETPLACES[ZA].region == "eu" and MARKETPLACES[ZA].country == "ZA"
-    assert MARKETPLACES[AU].seller_central_host == "sellercentral.amazon.com.au"
-    assert MARKETPLACES["ATVPDKIKX0DER"].seller_central_host == "sellercentral.amazon.com"
+    # Every host in the table (and each marketplace's own address) names its region.
+    for marketplace in MARKETPLACES.values():
+        for host in (marketplace.seller_central_host, marketplace.own_host):
+            assert SELLER_CENTRAL_HOSTS[host].region == marketplace.region
 
 
 async def test_a_host_amazon_does_not_have_answers_nothing(hub: dict) -> None:
@@ -327,15 +352,27 @@ async def test_a_secret_past_180_days_is_refused_and_warned_ahead(
             session=s, secret=AMAZON_APP["client_secret"],
             set_at=datetime.now(UTC) - timedelta(days=170),
         )  # fmt: skip
+        # A second Amazon integration: the secret is the app's, so still one incident.
+        other = create_integration(
+            session=s, platform="amazon", display_name="Second seller", region="na",
+            marketplaces=["ATVPDKIKX0DER"],
+        )  # fmt: skip
+        other.status = "connected"
+        s.add(other)
+        s.flush()
         assert amazon_lifecycle.sweep(session=s) >= 1
+        amazon_lifecycle.sweep(session=s)  # swept again: the same incident, seen again
         incident = s.exec(
-            select(Incident).where(
-                Incident.integration_id == integration_id,
-                Incident.cause == IncidentCause.LWA_SECRET_EXPIRING.value,
-            )
+            select(Incident).where(Incident.cause == IncidentCause.LWA_SECRET_EXPIRING.value)
         ).one()
+        assert incident.integration_id is None and incident.occurrences == 2
         assert "must be rotated by" in incident.title and "9 days left" in incident.title
-        assert "rotate-secret" in incident.advice
+        assert "Settings → Amazon app" in incident.advice and "rotate-secret" in incident.advice
+        # Where admins look: the bell and the Overview list it once, linking to the app's page.
+        (row,) = [
+            r for r in incidents.list_incidents(session=s) if r["cause"] == incident.cause
+        ]
+        assert row["integration"] == "Amazon app" and row["href"] == "/settings/amazon"
         stored = [c.ciphertext for c in s.exec(select(Credential)).all()]
         assert all(AMAZON_APP["client_secret"] not in c for c in stored)
     control(hub, "PUT", "/app/secret-age", json={"days": 181})

@@ -125,6 +125,7 @@ async def test_pausing_a_stream_is_logged_in_the_managers_name(hub_db: sa.Engine
         }
     )
     await DetailState.set_stream_paused.fn(state, "orders", True)
+    await DetailState.set_paused.fn(state, True)
     await DetailState.set_paused.fn(state, False)
     with session_scope() as s:
         rows, _ = audit_page(session=s)

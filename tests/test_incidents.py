@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, select
 
 from dashboard.models import IntegrationStatus, Notification
-from dashboard.services import health, incidents, overview
+from dashboard.services import health, incident_sweeps, incidents, overview
 from dashboard.services.integrations import (
     create_connect_link,
     create_integration,
@@ -79,10 +79,10 @@ def test_a_connect_link_that_expired_unused_becomes_one_incident(session: Sessio
     create_connect_link(session=session, integration_id=waiting, ttl=timedelta(seconds=-1))
     create_connect_link(session=session, integration_id=fresh)
     session.commit()
-    assert incidents.sweep_expired_links(session=session) == 1
-    assert incidents.sweep_expired_links(session=session) == 0  # once, not every sweep
+    assert incident_sweeps.sweep_expired_links(session=session) == 1
+    assert incident_sweeps.sweep_expired_links(session=session) == 0  # once, not every sweep
     later = datetime.now(UTC) + timedelta(days=30)
-    assert incidents.sweep_expired_links(session=session, now=later) == 1  # Fresh's, later
+    assert incident_sweeps.sweep_expired_links(session=session, now=later) == 1  # Fresh's, later
     causes = {(i["integration"], i["cause"]) for i in overview.attention(session=session)}
     assert causes == {
         ("Waiting", "connect_link_expired_unused"),

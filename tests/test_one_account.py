@@ -33,8 +33,6 @@ from dashboard.models import (
     StreamConfig,
     SyncRun,
 )
-from dashboard.pages.integrations import IntegrationsState
-from dashboard.pages.new_integration import WizardState
 from dashboard.pages.runs import RunsState
 from dashboard.services import connect, sync
 from dashboard.services import integrations as integration_service
@@ -46,6 +44,8 @@ from dashboard.services.integrations import (
     create_integration,
     mark_connected,
 )
+from dashboard.state.integrations import IntegrationsState
+from dashboard.state.wizard import WizardState
 from tests.conftest import reset_caches
 from tests.sandbox_server import (
     apps,
@@ -493,9 +493,10 @@ async def test_retry_four_times_queues_one_run(
     with session_scope() as s:
         retries = s.exec(select(SyncRun).where(SyncRun.trigger == "retry")).all()
         assert len(retries) == 1 and engine_starts == [retries[0].id]
-    # The row says so: the Retry button of a retried run is disabled ("Retried").
+    # The row says so: a retried run names its retry and offers no Retry any more.
     (row,) = [r for r in runs_page.rows if r["id"] == str(run_id)]
     assert row["resumed_by"] == str(retries[0].id)
+    assert "retry" not in row["actions"]
 
 
 async def test_concurrent_retries_queue_one_run(

@@ -26,12 +26,12 @@ from connectors.shopify.client import _throttles
 from dashboard.api import build_api
 from dashboard.db import get_engine, session_scope
 from dashboard.models import AuditLog, Credential, Incident, Integration, Role, StreamConfig
-from dashboard.pages.new_integration import WizardState
 from dashboard.pages.settings import SettingsState
-from dashboard.services import connect, incidents, sync
+from dashboard.services import connect, incident_sweeps, sync
 from dashboard.services.auth import create_session, create_user
 from dashboard.services.integrations import create_integration
 from dashboard.settings import get_settings
+from dashboard.state.wizard import WizardState
 from tests.conftest import reset_caches
 from tests.sandbox_server import apps, control_headers, running_sandbox, shopify_consent
 
@@ -245,13 +245,13 @@ async def test_a_refresh_token_near_its_90_days_opens_an_incident_until_a_refres
         }
         assert stored["refresh_token"].expires_at is not None  # Shopify said 90 days
         assert stored["refresh_token"].expires_at > now + timedelta(days=89)
-        assert incidents.sweep_expiring_refresh_tokens(session=s) == 0
+        assert incident_sweeps.sweep_expiring_refresh_tokens(session=s) == 0
         # 80 days later, still not refreshed (say the integration was paused).
         stored["refresh_token"].expires_at = now + timedelta(days=10, hours=1)
         s.add(stored["refresh_token"])
     with session_scope() as s:
-        assert incidents.sweep_expiring_refresh_tokens(session=s) == 1
-        assert incidents.sweep_expiring_refresh_tokens(session=s) == 1  # told once
+        assert incident_sweeps.sweep_expiring_refresh_tokens(session=s) == 1
+        assert incident_sweeps.sweep_expiring_refresh_tokens(session=s) == 1  # told once
     with session_scope() as s:
         (incident,) = s.exec(select(Incident)).all()
         assert incident.status == "open" and incident.occurrences == 1
@@ -268,7 +268,7 @@ async def test_a_refresh_token_near_its_90_days_opens_an_incident_until_a_refres
         refreshed = s.exec(select(Credential).where(Credential.kind == "refresh_token")).one()
         assert refreshed.refreshed_at is not None
         assert refreshed.expires_at > now + timedelta(days=89)
-        assert incidents.sweep_expiring_refresh_tokens(session=s) == 0
+        assert incident_sweeps.sweep_expiring_refresh_tokens(session=s) == 0
     with session_scope() as s:
         (incident,) = s.exec(select(Incident)).all()
         assert incident.status == "resolved" and incident.resolution == "the token was refreshed"
@@ -289,7 +289,7 @@ async def test_a_refresh_token_past_its_90_days_says_access_ended(session: Sessi
             )
         )  # fmt: skip
     with session_scope() as s:
-        assert incidents.sweep_expiring_refresh_tokens(session=s) == 1
+        assert incident_sweeps.sweep_expiring_refresh_tokens(session=s) == 1
         (incident,) = s.exec(select(Incident)).all()
         assert incident.title.startswith("Shopify access has ended")
         assert "reconnect it from the shop's Shopify admin" in incident.advice

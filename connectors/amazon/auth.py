@@ -20,7 +20,6 @@ from authlib.common.urls import add_params_to_uri
 
 from connectors.amazon.client import TOKEN_HEADER, token_expired
 from connectors.amazon.regions import (
-    MARKETPLACES,
     SELLER_CENTRAL_HOSTS,
     Marketplace,
     lwa_token_url,
@@ -81,14 +80,8 @@ class AppstoreLogin:
 
 
 CONFIRM_PATH = "/apps/authorize/confirm/"
-# The legacy European host some accounts still use; its marketplaces are the EU region's.
-LEGACY_HOSTS = {"sellercentral-europe.amazon.com": "A1F83G8C2ARO7P"}
-
-
 def _marketplace_of_host(host: str) -> Marketplace | None:
     host = host.lower()
-    if host in LEGACY_HOSTS:
-        return MARKETPLACES[LEGACY_HOSTS[host]]
     # Amazon's example callback is on amazon.com itself: the marketplace's own domain.
     return SELLER_CENTRAL_HOSTS.get(host) or SELLER_CENTRAL_HOSTS.get(
         "sellercentral." + host.removeprefix("www.")

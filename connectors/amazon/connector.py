@@ -93,6 +93,7 @@ class AmazonConnector(Connector):
             )
         options = StreamOptions(
             orders_api=str(values.get("amazon_orders_api") or "v2026-01-01"),
+            buyer_data=values.get("amazon_buyer_data") == "encrypted",
         )
         return cls(AmazonConfig(
             app_id=values["amazon_app_id"], client_id=values["amazon_client_id"],

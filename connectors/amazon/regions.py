@@ -1,7 +1,12 @@
 """SP-API regions, their hosts and marketplaces (developer-docs: sp-api-endpoints,
 marketplace-ids, seller-central-urls). Authorizations are regional: one consent covers a
-region's marketplaces, but the consent page is on the Seller Central host of the seller's own
-marketplace (https://developer-docs.amazon.com/sp-api/docs/seller-central-urls)."""
+region's marketplaces, but the consent page is on the Seller Central URL of the seller's own
+marketplace, from Amazon's "Seller Central URLs" table
+(https://developer-docs.amazon.com/sp-api/docs/seller-central-urls; as published in
+amzn/selling-partner-api-docs, guides/en-US/developer-guide/SellingPartnerApiDeveloperGuide.md
+at 24bcb9b, the last version kept in that repository): Spain, UK, France, Germany and Italy
+share https://sellercentral-europe.amazon.com; every other marketplace has its own
+``sellercentral.amazon.<domain>``. docs/amazon.md says which rows come from where."""
 
 from __future__ import annotations
 
@@ -22,9 +27,21 @@ class Marketplace:
 
     @property
     def seller_central_host(self) -> str:
-        """``sellercentral.amazon.<tld>``: the marketplace's own Seller Central, where its
-        sellers sign in and authorize apps (Amazon's "Seller Central URLs" table)."""
+        """The marketplace's Seller Central URL host in Amazon's table, where its sellers
+        sign in and authorize apps: the European one for the five that share it, else
+        ``sellercentral.amazon.<tld>``."""
+        return SELLER_CENTRAL_EUROPE if self.country in EUROPE_SHARED else self.own_host
+
+    @property
+    def own_host(self) -> str:
+        """``sellercentral.amazon.<tld>`` (for the five sharing the European host, an
+        address Amazon also answers on, e.g. an Appstore callback's)."""
         return "sellercentral." + self.domain.removeprefix("www.")
+
+
+SELLER_CENTRAL_EUROPE = "sellercentral-europe.amazon.com"
+# Amazon's table: "Spain, UK, France, Germany, Italy -> https://sellercentral-europe.amazon.com".
+EUROPE_SHARED = frozenset({"ES", "GB", "FR", "DE", "IT"})
 
 
 # fmt: off
@@ -61,10 +78,13 @@ REGIONS = ("na", "eu", "fe")
 REGION_MARKETPLACES: dict[str, tuple[str, ...]] = {
     region: tuple(m.id for m in MARKETPLACES.values() if m.region == region) for region in REGIONS
 }
-# Seller Central host -> marketplace (vendors would use Vendor Central: not supported).
-SELLER_CENTRAL_HOSTS: dict[str, Marketplace] = {
-    m.seller_central_host: m for m in MARKETPLACES.values()
-}
+# Seller Central host -> marketplace (vendors would use Vendor Central: not supported): each
+# table host (the European one names the UK, the first of its five: the region is what
+# matters), then each marketplace's own host.
+SELLER_CENTRAL_HOSTS: dict[str, Marketplace] = {}
+for _marketplace in MARKETPLACES.values():
+    SELLER_CENTRAL_HOSTS.setdefault(_marketplace.seller_central_host, _marketplace)
+    SELLER_CENTRAL_HOSTS.setdefault(_marketplace.own_host, _marketplace)
 LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"  # noqa: S105  one host for all regions
 
 

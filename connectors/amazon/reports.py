@@ -18,10 +18,13 @@ from typing import Any
 
 from connectors.amazon.client import SpApiClient
 from connectors.errors import PlatformError, TransientError
+from connectors.ratelimit import report_preparing
 
 log = logging.getLogger("connectors.amazon")
 REPORTS = "/reports/2021-06-30"
 TERMINAL = ("DONE", "CANCELLED", "FATAL")
+# What a person calls the reports the hub requests.
+REPORT_NAMES = {"GET_MERCHANT_LISTINGS_ALL_DATA": "the listings report"}
 # Java-style names Amazon puts in Content-Type, mapped to Python codecs.
 CHARSETS = {
     "cp1252": "cp1252",
@@ -90,12 +93,17 @@ async def wait_for_report(
     while True:
         report = await client.call("getReport", "GET", f"{REPORTS}/reports/{report_id}")
         status = report.get("processingStatus")
+        what = REPORT_NAMES.get(str(report.get("reportType")), "the report")
         if status in TERMINAL:
+            await report_preparing(0, what=what, status=str(status))
             return report
         if waited >= polling.deadline:
             raise TransientError(
                 f"report {report_id} still {status} after {waited / 60:.0f} minutes"
             )
+        # A known wait, not a stall: the run shows it, and its stall clock runs from the
+        # report's last change of status (IN_QUEUE -> IN_PROGRESS), not from the last page.
+        await report_preparing(delay, what=what, status=str(status))
         await asyncio.sleep(delay)
         waited += delay
         delay = min(polling.maximum, delay * 1.5)

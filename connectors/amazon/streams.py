@@ -32,12 +32,21 @@ from connectors.base import (
     SnapshotComplete,
     UnifiedRecord,
 )
-from connectors.errors import PlatformError
+from connectors.errors import AuthError, PlatformError
 
 log = logging.getLogger("connectors.amazon")
 LISTINGS_REPORT = "GET_MERCHANT_LISTINGS_ALL_DATA"
 ROWS_PER_BATCH = 1000
 ORDER_DATASETS = ["PROCEEDS", "FULFILLMENT"]
+# Buyer (name, email, company) and recipient (delivery address): personal data Amazon returns
+# only to apps holding its restricted roles ("Access Orders PII", developer-docs), asked for
+# only when HUB_AMAZON_BUYER_DATA=encrypted and never kept in ``raw``.
+PERSONAL_DATASETS = {"BUYER": "buyer", "RECIPIENT": "recipient"}
+ROLE_REFUSED = (
+    "Amazon refused the buyer and recipient data (includedData BUYER, RECIPIENT): the app "
+    "lacks the restricted roles for them (Direct-to-Consumer Delivery; Tax Invoicing or Tax "
+    "Remittance). Get them approved in the developer profile, or set HUB_AMAZON_BUYER_DATA=off"
+)
 INVENTORY_OVERLAP = timedelta(minutes=10)
 
 
@@ -46,6 +55,7 @@ class StreamOptions:
     backfill_days: int = 365
     orders_api: str = "v2026-01-01"
     report_reuse_minutes: float = 30.0  # 0: always a new report (a full resync asks for one)
+    buyer_data: bool = False  # ask for BUYER and RECIPIENT (HUB_AMAZON_BUYER_DATA=encrypted)
     polling: reports.ReportPolling = field(default_factory=reports.ReportPolling)
 
 
@@ -71,7 +81,12 @@ def _iso(moment: datetime) -> str:
 
 
 def order_records(order: dict[str, Any]) -> list[UnifiedRecord]:
-    """An Orders API 2026-01-01 order and its items in the unified shape."""
+    """An Orders API 2026-01-01 order and its items in the unified shape; its ``buyer`` and
+    ``recipient``, when Amazon sent them, go to the order's ``protected`` part, not ``raw``."""
+    personal = {
+        key: order[key] for key in PERSONAL_DATASETS.values() if isinstance(order.get(key), dict)
+    }
+    order = {key: value for key, value in order.items() if key not in PERSONAL_DATASETS.values()}
     order_id = order["orderId"]
     updated = parse_time(order.get("lastUpdatedTime"))
     marketplace = (order.get("salesChannel") or {}).get("marketplaceId")
@@ -92,6 +107,7 @@ def order_records(order: dict[str, Any]) -> list[UnifiedRecord]:
             },
             order,
             updated,
+            protected=personal or None,
         )
     ]
     for item in order.get("orderItems") or []:
@@ -197,9 +213,10 @@ async def read_orders(
                 "lastUpdatedAfter": after,
                 "marketplaceIds": marketplaces,
                 "maxResultsPerPage": 100,
-                # Totals and status come only in these datasets; BUYER/RECIPIENT would need
-                # PII roles the hub does not ask for.
-                "includedData": ORDER_DATASETS,
+                # Totals and status come only in these datasets; buyer and recipient only
+                # when the hub is set to keep them (encrypted).
+                "includedData": ORDER_DATASETS
+                + (list(PERSONAL_DATASETS) if options.buyer_data else []),
             }
             if token:
                 params["paginationToken"] = token
@@ -212,6 +229,10 @@ async def read_orders(
                 body = await client.call(
                     "searchOrders", "GET", "/orders/2026-01-01/orders", params=params
                 )
+        except AuthError as error:
+            if options.buyer_data and not v0 and "lacks the role" in str(error):
+                raise PlatformError(ROLE_REFUSED, status=403) from None
+            raise
         except PlatformError as error:
             if token and error.status == 400:
                 # Pagination tokens expire (24 h); the window restarts, upserts dedupe.

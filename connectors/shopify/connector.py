@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -252,13 +252,18 @@ class ShopifyConnector(Connector):
         }
 
     async def subscribe_webhooks(
-        self, shop: str, credentials: CredentialStore, callback_url: str
+        self,
+        shop: str,
+        credentials: CredentialStore,
+        callback_url: str,
+        topics: Sequence[str] = queries.WEBHOOK_TOPICS,
     ) -> dict[str, str | None]:
-        """Subscribe every topic the hub needs; returns topic -> subscription id."""
+        """Subscribe ``topics`` (every topic the hub needs by default); returns topic ->
+        subscription id. Raises InvalidInput when Shopify refuses one."""
         client = self.client(shop, credentials)
         result: dict[str, str | None] = {}
         try:
-            for topic in queries.WEBHOOK_TOPICS:
+            for topic in topics:
                 data = await client.query(
                     "WebhookSubscribe",
                     queries.WEBHOOK_SUBSCRIBE,
@@ -275,6 +280,32 @@ class ShopifyConnector(Connector):
         finally:
             await client.aclose()
         return result
+
+    async def list_webhook_subscriptions(
+        self, shop: str, credentials: CredentialStore
+    ) -> list[dict[str, str]]:
+        """The app's webhook subscriptions in the shop: ``{"id", "topic", "uri"}`` each."""
+        client = self.client(shop, credentials)
+        found: list[dict[str, str]] = []
+        after: str | None = None
+        try:
+            while True:
+                data = await client.query(
+                    "WebhookSubscriptions", queries.WEBHOOK_SUBSCRIPTIONS, {"after": after},
+                    expected_cost=12,
+                )  # fmt: skip
+                connection = data.get("webhookSubscriptions") or {}
+                found.extend(
+                    {"id": str(node.get("id")), "topic": str(node.get("topic")),
+                     "uri": str(node.get("uri") or "")}
+                    for node in connection.get("nodes") or []
+                )  # fmt: skip
+                page = connection.get("pageInfo") or {}
+                if not page.get("hasNextPage") or not page.get("endCursor"):
+                    return found
+                after = page["endCursor"]
+        finally:
+            await client.aclose()
 
     async def fetch_node(
         self, shop: str, credentials: CredentialStore, kind: str, node_id: str

@@ -7,6 +7,7 @@ Refused before any request: IPs, ports, paths, credentials, look-alikes such as
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from connectors.errors import InvalidInput
 
@@ -28,3 +29,33 @@ def validate_shop_domain(value: str) -> str:
             "other domain)."
         )
     return shop
+
+
+SHOP_HANDLE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+ADMIN_STORE_PATH = re.compile(r"^/store/([a-z0-9][a-z0-9-]*)(?:/.*)?$")
+ADMIN_HOST = "admin.shopify.com"
+
+
+def shop_domain_from_input(value: str) -> str:
+    """What a person may paste for a shop, as the shop domain it names: a handle
+    (``acme-outdoor``), a domain, the shop's admin URL (``https://x.myshopify.com/admin``) or
+    Shopify's unified admin URL (``https://admin.shopify.com/store/x``).
+
+    This only rewrites those shapes; anything else comes back as typed, and
+    ``validate_shop_domain`` stays the one gate (a URL with credentials, a port, or a host
+    that is not exactly a myshopify.com shop is left for it to refuse)."""
+    text = (value or "").strip().lower()
+    if SHOP_HANDLE.fullmatch(text):
+        return f"{text}.myshopify.com"
+    if "/" not in text:
+        return text
+    url = urlsplit(text if "://" in text else f"https://{text}")
+    if url.scheme not in ("http", "https") or "@" in url.netloc or ":" in url.netloc:
+        return text
+    host = url.netloc
+    if host == ADMIN_HOST:
+        store = ADMIN_STORE_PATH.fullmatch(url.path)
+        return f"{store.group(1)}.myshopify.com" if store else text
+    if SHOP_DOMAIN.fullmatch(host):
+        return host
+    return text

@@ -277,6 +277,15 @@ WEBHOOK_SUBSCRIBE = """mutation WebhookSubscribe($topic: WebhookSubscriptionTopi
   }
 }"""
 
+# The app's own subscriptions (an app sees only those it made): what the periodic check
+# compares with WEBHOOK_TOPICS.
+WEBHOOK_SUBSCRIPTIONS = """query WebhookSubscriptions($after: String) {
+  webhookSubscriptions(first: 100, after: $after) {
+    nodes { id topic uri }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
 PRODUCT_BY_ID = """query ProductById($id: ID!) {
   product(id: $id) {
     id title handle vendor productType status createdAt updatedAt
@@ -308,6 +317,7 @@ ORDER_BY_ID = """query OrderById($id: ID!) {
 ALL_DOCUMENTS = {
     "Shop": SHOP, "Products": PRODUCTS, "Inventory": INVENTORY, "Orders": ORDERS,
     "Customers": CUSTOMERS, "WebhookSubscribe": WEBHOOK_SUBSCRIBE,
+    "WebhookSubscriptions": WEBHOOK_SUBSCRIPTIONS,
     "ProductById": PRODUCT_BY_ID, "OrderById": ORDER_BY_ID,
     "BulkOperationRun": BULK_RUN, "BulkOperation": BULK_OPERATION,
     "BulkOperationsActive": BULK_ACTIVE, "BulkOperationCancel": BULK_CANCEL,

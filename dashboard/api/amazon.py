@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from sqlmodel import Session
@@ -31,8 +30,9 @@ log = logging.getLogger("hub.amazon")
 PLATFORM = "amazon"
 
 
-def connector() -> AmazonConnector:
-    return AmazonConnector.from_settings(get_settings().model_dump())
+async def connector() -> AmazonConnector:
+    """The Amazon connector with the LWA client secrets in use (environment or Settings)."""
+    return AmazonConnector.from_settings(await amazon_lifecycle.amazon_settings_values())
 
 
 async def start(request: Request) -> Response:
@@ -75,16 +75,17 @@ class _Target:
     created: bool = False  # made by this Appstore authorization: named after the store
 
 
-def _exchange(code: str) -> Awaitable[list[StoredCredential]]:
+async def _exchange(code: str) -> list[StoredCredential]:
     # The code lives five minutes: exchanged before anything else that can wait.
     settings = get_settings()
-    return amazon_auth.exchange_code(
+    secrets_in_use = await in_session(lambda s: amazon_lifecycle.app_secrets(session=s))
+    return await amazon_auth.exchange_code(
         code=code,
         redirect_uri=integration_service.connect_callback_url(PLATFORM),
         client_id=settings.amazon_client_id or "",
-        client_secret=settings.amazon_client_secret or "",
+        client_secret=secrets_in_use.current or "",
         base_url=settings.amazon_base_url,
-        previous_secret=settings.amazon_client_secret_previous,
+        previous_secret=secrets_in_use.previous,
     )
 
 
@@ -169,7 +170,7 @@ async def callback(request: Request) -> Response:
             selling_partner_id=seller_id,
             region=integration.region,
         )
-        participations = await connector().marketplace_participations(
+        participations = await (await connector()).marketplace_participations(
             ref, DbCredentialStore(integration_id)
         )
         active = [p["id"] for p in participations if p["participating"] and p["id"]]

@@ -72,25 +72,34 @@ def records_cell(s: rx.Var[dict]) -> rx.Component:
 
 
 def stream_actions(s: rx.Var[dict]) -> rx.Component:
-    return rx.cond(
-        DetailState.can_manage,
-        rx.hstack(
+    """Only what the stream offers now (``services.actions``): none while it is off, or its
+    integration was never connected."""
+    offered = s["actions"].to(list[str])
+    return rx.hstack(
+        rx.cond(
+            offered.contains("sync"),
             rx.button("Sync now", size="1", on_click=DetailState.sync_now(s["stream"])),
-            rx.cond(
-                s["paused"],
-                rx.button(
-                    "Resume",
-                    size="1",
-                    variant="soft",
-                    on_click=DetailState.set_stream_paused(s["stream"], False),
-                ),
-                rx.button(
-                    "Pause",
-                    size="1",
-                    variant="soft",
-                    on_click=DetailState.set_stream_paused(s["stream"], True),
-                ),
+        ),
+        rx.cond(
+            offered.contains("resume"),
+            rx.button(
+                "Resume",
+                size="1",
+                variant="soft",
+                on_click=DetailState.set_stream_paused(s["stream"], False),
             ),
+        ),
+        rx.cond(
+            offered.contains("pause"),
+            rx.button(
+                "Pause",
+                size="1",
+                variant="soft",
+                on_click=DetailState.set_stream_paused(s["stream"], True),
+            ),
+        ),
+        rx.cond(
+            offered.contains("full_resync"),
             rx.button(
                 "Full resync",
                 size="1",
@@ -105,14 +114,18 @@ def stream_row(s: rx.Var[dict]) -> rx.Component:
     return rx.table.row(
         rx.table.row_header_cell(s["stream"]),
         rx.table.cell(health_cell(s)),
-        rx.table.cell(s["interval"], " min"),
+        rx.table.cell(s["schedule"]),
         rx.table.cell(records_cell(s)),
         rx.table.cell(relative_time(s["last_run"], empty="never")),
         rx.table.cell(
             rx.cond(
-                s["paused"],
-                rx.badge("paused", color_scheme="amber"),
-                relative_time(s["next_run"], empty="—"),
+                ~s["enabled"].to(bool),
+                rx.badge("off", color_scheme="gray"),
+                rx.cond(
+                    s["paused"],
+                    rx.badge("paused", color_scheme="amber"),
+                    relative_time(s["next_run"], empty="—", class_name="next-run"),
+                ),
             )
         ),
         rx.table.cell(stream_actions(s)),

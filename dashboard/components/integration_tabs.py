@@ -98,18 +98,23 @@ def status_tab() -> rx.Component:
             "Last sync",
             relative_time(info["last_sync"], empty="never"),
         ),
-        fact(
-            "Token refreshed",
-            relative_time(info["token_refreshed"], empty="—"),
-        ),
-        fact(
-            "Token expires",
-            relative_time(info["token_expires"], empty="does not expire"),
+        rx.cond(  # a never-connected integration has no token: nothing to say about one
+            info["has_token"] != "",
+            rx.fragment(
+                fact(
+                    "Token refreshed",
+                    relative_time(info["token_refreshed"], empty="—"),
+                ),
+                fact(
+                    "Token expires",
+                    relative_time(info["token_expires"], empty="does not expire"),
+                ),
+            ),
         ),
         rx.cond(  # SP-API grants the roles set on the app, not scopes per authorization
             info["platform"] == "shopify", fact("Scopes", info["scopes"])
         ),
-        fact("Encrypted with key", info["key_id"]),
+        rx.cond(info["has_token"] != "", fact("Encrypted with key", info["key_id"])),
         spacing="2",
     )
 

@@ -18,6 +18,8 @@ CAUSE_ICONS = (
     ("webhook_subscription_removed", "webhook"),
     ("connect_link_expired_unused", "link-2-off"),
     ("refresh_token_expiring", "timer"),
+    ("lwa_secret_expiring", "key-square"),
+    ("amazon_reauthorization_due", "calendar-clock"),
 )
 
 
@@ -34,7 +36,7 @@ def incident_item(item: rx.Var[dict]) -> rx.Component:
         rx.vstack(
             rx.link(
                 item["integration"].to(str) + ": " + item["title"].to(str),
-                href="/integrations/" + item["integration_id"].to(str),
+                href=item["href"].to(str),
                 size="2",
                 weight="bold",
             ),

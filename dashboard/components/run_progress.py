@@ -2,7 +2,8 @@
 
 A bar fills only when the total is known; while it is not, the bar is indeterminate (a
 segment that moves, never a full bar). A rate shows only while records flow. A run waiting
-for a known rate-limit window says until when; a stalled one says so and why. The row is a
+for a known rate-limit window (or to retry) says until when; one waiting for Amazon to
+prepare a report says when the hub last asked; a stalled one says so and why. The row is a
 ``runs.run_summary`` (its ``_live`` keys).
 """
 
@@ -72,9 +73,30 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
         rx.cond(
             row["waiting"].to(bool),
             rx.text(
-                "Waiting for rate limit (next call ",
-                exact_time(row["waiting_until"], clock_only=True),
-                ")",
+                rx.match(
+                    row["waiting_for"].to(str),
+                    (
+                        "report",
+                        rx.text.span(
+                            "Waiting for Amazon to prepare the report (checked ",
+                            exact_time(row["waiting_checked_at"], clock_only=True),
+                            ")",
+                        ),
+                    ),
+                    (
+                        "retry",
+                        rx.text.span(
+                            "Waiting to retry (next attempt ",
+                            exact_time(row["waiting_until"], clock_only=True),
+                            ")",
+                        ),
+                    ),
+                    rx.text.span(
+                        "Waiting for rate limit (next call ",
+                        exact_time(row["waiting_until"], clock_only=True),
+                        ")",
+                    ),
+                ),
                 size="1",
                 color=rx.color("amber", 11),
                 title=row["waiting_reason"],

@@ -90,13 +90,16 @@ class AlertDelivery(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=500)
 
 
-# One open incident per integration and cause, across every process.
+# One open incident per integration and cause, across every process; and one per cause for
+# the incidents of the app itself (no integration: the Amazon app's LWA client secret).
 _OPEN_INCIDENT = sa.text("status = 'open'")
+_OPEN_APP_INCIDENT = sa.text("status = 'open' AND integration_id IS NULL")
 
 
 class Incident(SQLModel, table=True):
-    """Something wrong with an integration, told once: opened, updated while it lasts,
-    resolved when a run succeeds or access returns (``dashboard/services/incidents.py``)."""
+    """Something wrong with an integration (or the app: no integration), told once: opened,
+    updated while it lasts, resolved when a run succeeds or access returns
+    (``dashboard/services/incidents.py``)."""
 
     __tablename__ = "incidents"
     __table_args__ = (
@@ -108,12 +111,22 @@ class Incident(SQLModel, table=True):
             sqlite_where=_OPEN_INCIDENT,
             postgresql_where=_OPEN_INCIDENT,
         ),
+        sa.Index(
+            "uq_incidents_open_app_cause",
+            "cause",
+            unique=True,
+            sqlite_where=_OPEN_APP_INCIDENT,
+            postgresql_where=_OPEN_APP_INCIDENT,
+        ),
         # The bell and the attention panel: open ones, newest first.
         sa.Index("ix_incidents_status_seen", "status", "last_seen_at"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    integration_id: uuid.UUID = Field(foreign_key="integrations.id", index=True, ondelete="CASCADE")
+    # None: an incident of the app itself, shared by all its integrations (LWA secret).
+    integration_id: uuid.UUID | None = Field(
+        default=None, foreign_key="integrations.id", index=True, ondelete="CASCADE"
+    )
     cause: str = Field(max_length=32)  # IncidentCause
     category: str | None = Field(default=None, max_length=32)  # what the platform said, classified
     status: str = Field(default=IncidentStatus.OPEN.value, max_length=16)

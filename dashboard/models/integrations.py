@@ -49,6 +49,9 @@ class Integration(SQLModel, table=True):
     # from here); set by every completed Amazon consent, first or renewal.
     authorized_at: datetime | None = ts()
     last_sync_at: datetime | None = ts()
+    # When a hub process last listed the shop's webhook subscriptions (Shopify): the claim
+    # that lets one process check each shop per HUB_SHOPIFY_WEBHOOK_CHECK_MINUTES.
+    webhooks_checked_at: datetime | None = ts()
 
 
 class Credential(SQLModel, table=True):
@@ -142,3 +145,10 @@ class LwaClientSecret(SQLModel, table=True):
     fingerprint: str = Field(max_length=64, unique=True, index=True)
     set_at: datetime = ts(nullable=False)
     retired_at: datetime | None = ts()
+    # A secret an admin entered in Settings: sealed by the vault (one from the environment
+    # has none). Erased once a later one's switch is confirmed.
+    key_id: str | None = Field(default=None, max_length=64)
+    ciphertext: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # Entered in Settings: the one before stays the fallback until an admin confirms the
+    # switch (Amazon keeps an old secret working seven days after a rotation).
+    switch_confirmed_at: datetime | None = ts()

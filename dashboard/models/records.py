@@ -97,6 +97,10 @@ class Order(RecordColumns, table=True):
     marketplace_id: str | None = Field(default=None, max_length=32)
     placed_at: datetime | None = ts(index=True)
     cancelled_at: datetime | None = ts()
+    # Buyer and recipient (name, email, delivery address) when HUB_AMAZON_BUYER_DATA=encrypted:
+    # sealed by the vault (services/personal_data.py), never in plain text nor in ``raw``.
+    personal_key_id: str | None = Field(default=None, max_length=64)
+    personal_data: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
 
 
 class OrderLine(RecordColumns, table=True):

@@ -29,6 +29,8 @@ class StreamConfig(SQLModel, table=True):
     stream: str = Field(max_length=64)
     enabled: bool = True
     interval_minutes: int = 15
+    # A cron expression (five fields, UTC) the stream runs on instead of its interval, when set.
+    cron: str | None = Field(default=None, max_length=120)
     paused: bool = False
     cursor: dict[str, Any] | None = json_field(default_factory=lambda: None, nullable=True)
     cursor_updated_at: datetime | None = ts()
@@ -112,6 +114,10 @@ class SyncRun(SQLModel, table=True):
     # While it waits for a known rate-limit window: when the next request goes out, and why.
     waiting_until: datetime | None = ts()
     waiting_reason: str | None = Field(default=None, max_length=500)
+    # What it waits for: "rate_limit", "retry" (after a failed attempt) or "report" (the
+    # platform prepares a report; ``waiting_checked_at``: when the hub last asked).
+    waiting_for: str | None = Field(default=None, max_length=16)
+    waiting_checked_at: datetime | None = ts()
     # Set when it made no progress for longer than its stream's stall limit; cleared by a page.
     stalled_at: datetime | None = ts()
     stall_reason: str | None = Field(default=None, max_length=500)

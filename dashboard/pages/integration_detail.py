@@ -10,10 +10,9 @@ import reflex as rx
 from dashboard import routes
 from dashboard.components.common import empty_state
 from dashboard.components.formats import relative_time
+from dashboard.components.integration_settings import settings_tab
 from dashboard.components.integration_streams import health_badge, streams_tab
 from dashboard.components.integration_tabs import (
-    connect_actions,
-    fact,
     logs_tab,
     runs_tab,
     status_tab,
@@ -25,27 +24,34 @@ from dashboard.state.live import live_region
 
 
 def links_tab() -> rx.Component:
+    actions = DetailState.actions
     return rx.vstack(
-        rx.cond(
-            DetailState.can_manage,
-            rx.hstack(
+        rx.hstack(
+            rx.cond(
+                actions.contains("connect_link"),
                 rx.button(
                     rx.icon("link"), "New connect link", on_click=DetailState.create_link("connect")
                 ),
+            ),
+            rx.cond(
+                actions.contains("reconnect_link"),
                 rx.button(
                     rx.icon("refresh-ccw"),
                     "New reconnect link",
                     variant="soft",
                     on_click=DetailState.create_link("reconnect"),
                 ),
-                rx.cond(
-                    DetailState.info["status"] == "paused",
-                    rx.button(
-                        "Resume integration", variant="soft", on_click=DetailState.set_paused(False)
-                    ),
-                    rx.button(
-                        "Pause integration", variant="soft", on_click=DetailState.set_paused(True)
-                    ),
+            ),
+            rx.cond(
+                actions.contains("resume"),
+                rx.button(
+                    "Resume integration", variant="soft", on_click=DetailState.set_paused(False)
+                ),
+            ),
+            rx.cond(
+                actions.contains("pause"),
+                rx.button(
+                    "Pause integration", variant="soft", on_click=DetailState.set_paused(True)
                 ),
             ),
         ),
@@ -88,83 +94,6 @@ def links_tab() -> rx.Component:
     )
 
 
-def settings_tab() -> rx.Component:
-    return rx.cond(
-        DetailState.can_manage,
-        rx.vstack(
-            rx.heading("Name", size="3"),
-            rx.hstack(
-                rx.input(
-                    value=DetailState.rename_to,
-                    on_change=DetailState.set_rename_to,
-                    aria_label="Integration name",
-                    width="20rem",
-                ),
-                rx.button("Rename", variant="soft", on_click=DetailState.rename),
-            ),
-            rx.heading("Authorization", size="3", padding_top="0.5rem"),
-            rx.text(
-                "Reconnecting asks the platform for new access for the same store or seller; "
-                "the new tokens replace the old ones and the data and history stay.",
-                size="2",
-                color_scheme="gray",
-                max_width="40rem",
-            ),
-            connect_actions(),
-            rx.heading("Danger zone", size="3", padding_top="0.5rem"),
-            rx.hstack(disconnect_dialog(), rx.cond(DetailState.is_admin, delete_dialog())),
-            spacing="3",
-            align="start",
-        ),
-        rx.vstack(
-            fact("Name", DetailState.info["name"]),
-            rx.text(
-                "Managers and admins can rename, reconnect and disconnect integrations.",
-                size="2",
-                color_scheme="gray",
-            ),
-            spacing="3",
-        ),
-    )
-
-
-def disconnect_dialog() -> rx.Component:
-    return rx.alert_dialog.root(
-        rx.alert_dialog.trigger(rx.button("Disconnect", color_scheme="orange", variant="soft")),
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Disconnect this integration?"),
-            rx.alert_dialog.description(
-                "Syncing stops and the stored tokens are destroyed. Synced data and history "
-                "are kept."
-            ),
-            rx.hstack(
-                rx.alert_dialog.cancel(rx.button("Cancel", variant="soft")),
-                rx.alert_dialog.action(
-                    rx.button("Disconnect", color_scheme="orange", on_click=DetailState.disconnect)
-                ),
-            ),
-        ),
-    )
-
-
-def delete_dialog() -> rx.Component:
-    return rx.alert_dialog.root(
-        rx.alert_dialog.trigger(rx.button("Delete", color_scheme="red", variant="soft")),
-        rx.alert_dialog.content(
-            rx.alert_dialog.title("Delete this integration and all its data?"),
-            rx.alert_dialog.description(
-                "Its synced records, runs and logs are removed. This cannot be undone."
-            ),
-            rx.hstack(
-                rx.alert_dialog.cancel(rx.button("Cancel", variant="soft")),
-                rx.alert_dialog.action(
-                    rx.button("Delete", color_scheme="red", on_click=DetailState.delete)
-                ),
-            ),
-        ),
-    )
-
-
 def incident_callout(incident: rx.Var[dict]) -> rx.Component:
     """An open incident of this integration: what happened, then what to do."""
     return rx.callout.root(
@@ -200,19 +129,19 @@ def integration_detail() -> rx.Component:
                     health_badge(DetailState.info["health"]),
                     rx.spacer(),
                     rx.cond(
-                        DetailState.can_manage,
-                        rx.cond(
-                            DetailState.can_connect,
-                            rx.button(
-                                rx.icon("plug-zap"),
-                                DetailState.connect_label,
-                                on_click=DetailState.reconnect_now,
-                            ),
-                            rx.button(
-                                rx.icon("refresh-cw"),
-                                "Sync all now",
-                                on_click=DetailState.sync_now(""),
-                            ),
+                        DetailState.can_connect & DetailState.can_manage,
+                        rx.button(
+                            rx.icon("plug-zap"),
+                            DetailState.connect_label,
+                            on_click=DetailState.reconnect_now,
+                        ),
+                    ),
+                    rx.cond(
+                        DetailState.actions.contains("sync"),
+                        rx.button(
+                            rx.icon("refresh-cw"),
+                            "Sync all now",
+                            on_click=DetailState.sync_now(""),
                         ),
                     ),
                     align="center",

@@ -1,263 +1,23 @@
-"""Add-integration wizard: platform -> details -> streams and schedule -> connect or link."""
+"""Add-integration wizard: platform -> details -> streams and schedule -> connect or link.
+
+The wizard's state lives in ``dashboard.state.wizard``; its steps and the page are here."""
 
 from __future__ import annotations
 
-import importlib.util
-import uuid
-
 import reflex as rx
 
-from connectors.amazon.regions import MARKETPLACES, REGION_MARKETPLACES
-from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.components.formats import relative_time
 from dashboard.components.shell import template
-from dashboard.db import in_session
-from dashboard.models import Role
-from dashboard.services import app_credentials
-from dashboard.services import integrations as integration_service
-from dashboard.services.integrations import AccountTaken
-from dashboard.state.auth import AuthState, leave_app
-from dashboard.state.guard import acting_user, requires
-
-
-def _marketplace_options(region: str) -> list[list[str]]:
-    """(id, label) of a region's marketplaces, from the connector's one list."""
-    marketplaces = (MARKETPLACES[m] for m in REGION_MARKETPLACES.get(region, ()))
-    return [[m.id, f"{m.name} ({m.country})"] for m in marketplaces]
-
-
-AMAZON_AVAILABLE = importlib.util.find_spec("connectors.amazon.connector") is not None
-STREAM_LABELS = {
-    "products": "Products and variants",
-    "inventory": "Inventory levels",
-    "orders": "Orders and line items",
-    "customers": "Customers",
-    "listings": "Listings (catalog report)",
-}
-
-
-class WizardState(AuthState):
-    step: int = 1
-    platform: str = ""
-    name: str = ""
-    shop_domain: str = ""
-    shop_error: str = ""
-    region: str = "na"
-    marketplaces: list[str] = list(REGION_MARKETPLACES["na"][:1])
-    streams: dict[str, bool] = {}
-    intervals: dict[str, str] = {}
-    error: str = ""
-    created_id: str = ""
-    link_url: str = ""
-    link_expires: str = ""
-    # The integration holding the shop typed in, when there is one (the wizard warns).
-    connected_id: str = ""
-    connected_name: str = ""
-    # The pending integration this wizard run created: Connect now or a link again reuse it.
-    _pending_id: str = ""
-    # A custom-distribution app's credentials (optional): backend-only, never sent back to
-    # the browser, stored encrypted with the integration and then forgotten here.
-    _app_client_id: str = ""
-    _app_client_secret: str = ""
-    own_app_saved: bool = False
-
-    @rx.var
-    def marketplace_options(self) -> list[list[str]]:
-        return _marketplace_options(self.region)
-
-    @rx.var
-    def stream_options(self) -> list[list[str]]:
-        offered = integration_service.PLATFORM_STREAMS.get(self.platform, {})
-        return [[name, STREAM_LABELS.get(name, name)] for name in offered]
-
-    @rx.event
-    @requires(Role.VIEWER, quiet=True)  # only clears this tab's form; a viewer sees a notice
-    def reset_wizard(self):
-        self.step, self.platform, self.name, self.shop_domain = 1, "", "", ""
-        self.shop_error, self.error, self.created_id, self.link_url = "", "", "", ""
-        self.region, self.marketplaces = "na", list(REGION_MARKETPLACES["na"][:1])
-        self._pending_id, self.connected_id, self.connected_name = "", "", ""
-        self._app_client_id, self._app_client_secret, self.own_app_saved = "", "", False
-
-    @rx.event
-    @requires(Role.MANAGER)
-    def choose_platform(self, platform: str):
-        self.platform = platform
-        offered = integration_service.PLATFORM_STREAMS[platform]
-        self.streams = dict.fromkeys(offered, True)
-        self.intervals = {name: str(minutes) for name, minutes in offered.items()}
-        self.step = 2
-
-    @rx.event
-    @requires(Role.MANAGER)
-    def set_name(self, value: str):
-        self.name = value
-
-    @rx.event
-    @requires(Role.MANAGER)
-    def set_app_client_id(self, value: str):
-        self._app_client_id = value
-
-    @rx.event
-    @requires(Role.MANAGER)
-    def set_app_client_secret(self, value: str):
-        self._app_client_secret = value
-
-    @rx.event
-    @requires(Role.MANAGER)
-    def set_shop_domain(self, value: str):
-        self.shop_domain = value
-        try:
-            integration_service.normalize_shop_domain(value)
-            self.shop_error = ""
-        except InvalidInput as invalid:
-            self.shop_error = str(invalid) if value.strip() else ""
-
-    @rx.event
-    @requires(Role.MANAGER)
-    def set_region(self, value: str):
-        self.region = value
-        self.marketplaces = list(REGION_MARKETPLACES.get(value, ())[:1])
-
-    @rx.event
-    @requires(Role.MANAGER)
-    def toggle_marketplace(self, marketplace: str):
-        if marketplace in self.marketplaces:
-            self.marketplaces = [m for m in self.marketplaces if m != marketplace]
-        else:
-            self.marketplaces = [*self.marketplaces, marketplace]
-
-    @rx.event
-    @requires(Role.MANAGER)
-    def toggle_stream(self, stream: str):
-        self.streams = {**self.streams, stream: not self.streams.get(stream, False)}
-
-    @rx.event
-    @requires(Role.MANAGER)
-    def set_interval(self, stream: str, value: str):
-        self.intervals = {**self.intervals, stream: value}
-
-    @rx.event
-    @requires(Role.MANAGER)
-    async def go_to(self, step: int):
-        self.error = ""
-        if step == 3:
-            if not self.name.strip():
-                self.error = "Give the integration a name."
-                return
-            if self.platform == "shopify":
-                try:
-                    integration_service.normalize_shop_domain(self.shop_domain)
-                except InvalidInput as invalid:
-                    self.shop_error = str(invalid)
-                    return
-            elif not self.marketplaces:
-                self.error = "Choose at least one marketplace."
-                return
-            await self._find_connected()
-        self.step = step
-
-    async def _create(self) -> str | None:
-        actor = acting_user()
-        try:
-            streams = {
-                name: int(self.intervals.get(name) or 15) for name, on in self.streams.items() if on
-            }
-        except ValueError:
-            self.error = "Intervals are whole minutes."
-            return None
-        platform, name, shop = self.platform, self.name, self.shop_domain
-        region, marketplaces = self.region, list(self.marketplaces)
-        pending_id = uuid.UUID(self._pending_id) if self._pending_id else None
-        try:
-            integration = await in_session(
-                lambda s: integration_service.save_pending_integration(
-                    session=s,
-                    pending_id=pending_id,
-                    platform=platform,
-                    display_name=name,
-                    shop_domain=shop or None,
-                    region=region,
-                    marketplaces=marketplaces,
-                    streams=streams,
-                    actor=actor,
-                )
-            )
-        except AccountTaken as taken:
-            self.connected_id, self.connected_name = str(taken.holder_id), taken.holder_name
-            self.error = str(taken)
-            return None
-        except InvalidInput as invalid:
-            self.error = str(invalid)
-            return None
-        self.created_id = self._pending_id = str(integration.id)
-        if self.platform == "shopify" and (self._app_client_id or self._app_client_secret):
-            client_id, client_secret = self._app_client_id, self._app_client_secret
-            try:
-                await in_session(
-                    lambda s: app_credentials.save_app_credentials(
-                        session=s, integration_id=integration.id, client_id=client_id,
-                        client_secret=client_secret, actor=actor.email,
-                    )
-                )  # fmt: skip
-            except InvalidInput as invalid:
-                self.error = f"Custom app credentials: {invalid}"
-                return None
-            self._app_client_id = self._app_client_secret = ""
-            self.own_app_saved = True
-        return self.created_id
-
-    @rx.event
-    @requires(Role.MANAGER)
-    async def connect_now(self):
-        integration_id = await self._create()
-        if integration_id is None:
-            return rx.toast.error(self.error)
-        # The browser goes through the platform's consent page and comes back to the detail.
-        return leave_app(f"/api/oauth/{self.platform}/start?integration={integration_id}")
-
-    @rx.event
-    @requires(Role.MANAGER)
-    async def create_link(self):
-        integration_id = await self._create()
-        if integration_id is None:
-            return rx.toast.error(self.error)
-        actor = acting_user()
-        import uuid
-
-        link, token = await in_session(
-            lambda s: integration_service.create_connect_link(
-                session=s, integration_id=uuid.UUID(integration_id), actor=actor
-            )
-        )
-        self.link_url = integration_service.connect_link_url(token)
-        self.link_expires = link.expires_at.isoformat()
-        self.step = 4
-        return rx.toast.success("Connect link created. Send it to the merchant.")
-
-    async def _find_connected(self) -> None:
-        """Note the integration already holding the shop, for the warning on step 3 (an
-        Amazon seller is known only once it signs in: its callback refuses a taken one)."""
-        platform, shop = self.platform, self.shop_domain
-        holder = await in_session(
-            lambda s: integration_service.find_connected_account(
-                session=s,
-                platform=platform,
-                shop_domain=integration_service.normalize_shop_domain(shop)
-                if platform == "shopify"
-                else None,
-            )
-        )
-        self.connected_id = str(holder.id) if holder else ""
-        self.connected_name = holder.display_name if holder else ""
+from dashboard.services.schedules import MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES
+from dashboard.state.wizard import AMAZON_AVAILABLE, WizardState
 
 
 def connected_warning() -> rx.Component:
     """The shop is connected to another integration already: say so and link to it."""
     return rx.callout(
         rx.text(
-            WizardState.shop_domain,
+            WizardState.shop_normalized,
             " is already connected to ",
             rx.link(
                 WizardState.connected_name,
@@ -271,6 +31,14 @@ def connected_warning() -> rx.Component:
         color_scheme="amber",
         role="alert",
         id="already-connected",
+    )
+
+
+def field_error(message: rx.Var[str], error_id: str) -> rx.Component:
+    """A field's error, once, right under the field (which names it in aria-describedby)."""
+    return rx.cond(  # truthy: a stream without an error has no key (undefined)
+        message.bool(),
+        rx.text(message, color_scheme="red", size="2", id=error_id, role="alert"),
     )
 
 
@@ -333,8 +101,10 @@ def custom_app_section() -> rx.Component:
                     type="password",
                     on_blur=WizardState.set_app_client_secret,
                     autocomplete="new-password",
+                    aria_describedby="app-error",
                     width="24rem",
                 ),
+                field_error(WizardState.app_error, "app-error"),
                 spacing="2",
             ),
         ),
@@ -350,8 +120,11 @@ def details_step() -> rx.Component:
             value=WizardState.name,
             on_change=WizardState.set_name,
             placeholder="e.g. Acme Outdoor US",
+            aria_invalid=rx.cond(WizardState.name_error != "", "true", "false"),
+            aria_describedby="integration-name-error",
             width="24rem",
         ),
+        field_error(WizardState.name_error, "integration-name-error"),
         rx.cond(
             WizardState.platform == "shopify",
             rx.vstack(
@@ -360,13 +133,28 @@ def details_step() -> rx.Component:
                     id="shop-domain",
                     value=WizardState.shop_domain,
                     on_change=WizardState.set_shop_domain,
-                    placeholder="my-store.myshopify.com",
+                    placeholder="my-store, my-store.myshopify.com or its admin URL",
+                    aria_invalid=rx.cond(WizardState.shop_error != "", "true", "false"),
+                    aria_describedby="shop-domain-hint shop-domain-error",
                     width="24rem",
                 ),
                 rx.cond(
-                    WizardState.shop_error != "",
-                    rx.text(WizardState.shop_error, color_scheme="red", size="2", role="alert"),
+                    WizardState.shop_normalized != "",
+                    rx.text(
+                        "Shop: ",
+                        rx.code(WizardState.shop_normalized),
+                        size="2",
+                        id="shop-domain-hint",
+                        aria_live="polite",
+                    ),
+                    rx.text(
+                        "The store's handle, its myshopify.com domain or its admin URL.",
+                        size="2",
+                        color_scheme="gray",
+                        id="shop-domain-hint",
+                    ),
                 ),
+                field_error(WizardState.shop_error, "shop-domain-error"),
                 custom_app_section(),
             ),
             rx.vstack(
@@ -395,6 +183,7 @@ def details_step() -> rx.Component:
                     spacing="2",
                     width="min(40rem, 100%)",
                 ),
+                field_error(WizardState.marketplaces_error, "marketplaces-error"),
                 rx.text(
                     "One Seller Central consent covers the whole region; the hub syncs the "
                     "marketplaces ticked here.",
@@ -416,22 +205,34 @@ def streams_step() -> rx.Component:
         rx.text("What to sync and how often (minutes):", weight="medium"),
         rx.foreach(
             WizardState.stream_options,
-            lambda s: rx.hstack(
-                rx.checkbox(
-                    s[1],
-                    checked=WizardState.streams[s[0]],
-                    on_change=lambda _: WizardState.toggle_stream(s[0]),
+            lambda s: rx.vstack(
+                rx.hstack(
+                    rx.checkbox(
+                        s[1],
+                        checked=WizardState.streams[s[0]],
+                        on_change=lambda _: WizardState.toggle_stream(s[0]),
+                    ),
+                    rx.input(
+                        value=WizardState.intervals[s[0]],
+                        type="number",
+                        min=MIN_INTERVAL_MINUTES,
+                        max=MAX_INTERVAL_MINUTES,
+                        width="7rem",
+                        on_change=lambda v: WizardState.set_interval(s[0], v),
+                        aria_label="Interval in minutes",
+                        aria_describedby="interval-error-" + s[0],
+                    ),
+                    align="center",
                 ),
-                rx.input(
-                    value=WizardState.intervals[s[0]],
-                    type="number",
-                    min=1,
-                    width="6rem",
-                    on_change=lambda v: WizardState.set_interval(s[0], v),
-                    aria_label="Interval in minutes",
-                ),
-                align="center",
+                field_error(WizardState.interval_errors[s[0]].to(str), "interval-error-" + s[0]),
+                spacing="1",
             ),
+        ),
+        rx.text(
+            f"From {MIN_INTERVAL_MINUTES} minutes to 7 days ({MAX_INTERVAL_MINUTES:,} minutes); "
+            "a cron schedule can be set on the integration's Settings tab afterwards.",
+            size="1",
+            color_scheme="gray",
         ),
         rx.cond(WizardState.connected_id != "", connected_warning()),
         rx.hstack(

@@ -21,7 +21,7 @@ from dashboard.db import in_session
 from dashboard.models import Role
 from dashboard.services import records_view
 from dashboard.state.auth import AuthState
-from dashboard.state.guard import not_an_event, public, requires
+from dashboard.state.guard import acting_user, not_an_event, public, requires
 from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState, live_region
 
@@ -63,6 +63,10 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     detail_integration: str = ""
     detail_fields: list[dict[str, str]] = []
     detail_raw: str = ""
+    # The open order's buyer and shipping lines (decrypted for managers and admins only), or
+    # the note that it holds some a viewer does not see.
+    personal: list[dict[str, str]] = []
+    personal_note: str = ""
     # Records stored, updated or deleted in this view since its rows were read. The rows stay
     # put (nothing moves under the cursor); the page offers to show the newest instead.
     changed: int = 0
@@ -213,11 +217,21 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     @rx.event
     @requires(Role.VIEWER)
     async def show_record(self, record_id: str):
-        """Open the side drawer on a record: its fields and its raw JSON."""
-        kind = self.kind
-        detail = await in_session(
-            lambda s: records_view.record_detail(session=s, kind=kind, record_id=record_id)
-        )
+        """Open the side drawer on a record: its fields, its raw JSON and, for an order kept
+        with buyer data, those details (decrypted for the roles allowed, each reading
+        audited)."""
+        kind, user = self.kind, acting_user()
+
+        def read(session: Session) -> tuple[dict[str, Any], list[dict[str, str]], str]:
+            detail = records_view.record_detail(session=session, kind=kind, record_id=record_id)
+            if not detail:
+                return detail, [], ""
+            lines, note = records_view.personal_details(
+                session=session, kind=kind, record_id=record_id, actor=user.email, role=user.role
+            )
+            return detail, lines, note
+
+        detail, self.personal, self.personal_note = await in_session(read)
         if not detail:
             self._close_detail()
             return rx.toast.info("This record is no longer stored.")
@@ -236,6 +250,29 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
         self.selected, self.detail_title, self.detail_integration = "", "", ""
         self.detail_id = ""
         self.detail_fields, self.detail_raw = [], ""
+        self.personal, self.personal_note = [], ""
+
+
+def personal_panel() -> rx.Component:
+    """The shown order's buyer and shipping details, or why they are not shown."""
+    return rx.fragment(
+        rx.cond(
+            RecordsState.personal.length() > 0,
+            rx.data_list.root(
+                rx.foreach(
+                    RecordsState.personal,
+                    lambda line: rx.data_list.item(
+                        rx.data_list.label(line["label"]), rx.data_list.value(line["value"])
+                    ),
+                ),
+                aria_label="Buyer and shipping",
+            ),
+        ),
+        rx.cond(
+            RecordsState.personal_note != "",
+            rx.callout(RecordsState.personal_note, icon="lock", color_scheme="gray", size="1"),
+        ),
+    )
 
 
 def record_row(row: rx.Var[dict[str, str]]) -> rx.Component:
@@ -313,6 +350,7 @@ def record_drawer() -> rx.Component:
                     size="1",
                     width="100%",
                 ),
+                personal_panel(),
                 rx.hstack(
                     rx.heading("Raw JSON", size="3", as_="h3"),
                     rx.spacer(),

@@ -16,10 +16,11 @@ from dashboard.components.run_progress import run_progress
 from dashboard.components.shell import template
 from dashboard.db import in_session
 from dashboard.models import Role
+from dashboard.services import actions as rules
 from dashboard.services import runs as runs_service
 from dashboard.services import sync
 from dashboard.state.auth import AuthState
-from dashboard.state.guard import not_an_event, requires
+from dashboard.state.guard import acting_user, not_an_event, requires
 from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState, assign_changed, live_region
 
@@ -62,7 +63,7 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
     async def fetch(self) -> object:
         query = self._query()
         status, platform, integration, page = query
-        selected = self.selected_run
+        selected, role = self.selected_run, self.user_role
 
         def load(session):
             filters = {
@@ -76,6 +77,14 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
             rows = runs_service.list_runs(
                 session=session, **filters, offset=shown * PAGE_SIZE, limit=PAGE_SIZE
             )
+            for row in rows:  # what each run offers this person (the rule handlers apply)
+                row["actions"] = sorted(
+                    rules.run_actions(
+                        run_status=row["status"], retried=row["resumed_by"] != "",
+                        cancel_requested=row["cancel_requested"],
+                        status=row["integration_status"], role=role,
+                    )
+                )  # fmt: skip
             events = (
                 runs_service.run_events(session=session, run_id=uuid.UUID(selected))
                 if selected
@@ -139,6 +148,8 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def cancel_run(self, run_id: str):
+        if refused := await _refused(run_id, rules.Action.CANCEL):
+            return refused
         try:
             await in_session(lambda s: sync.request_cancel(session=s, run_id=uuid.UUID(run_id)))
         except sync.SyncRefused as refused:
@@ -149,12 +160,28 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def retry_run(self, run_id: str):
+        if refused := await _refused(run_id, rules.Action.RETRY):
+            return refused
         try:
             await sync.retry_run(run_id=uuid.UUID(run_id))  # once per run: refused after
         except (ValueError, sync.SyncRefused) as error:
             return rx.toast.error(str(error))
         await self._reload()
         return rx.toast.success("Retry queued.")
+
+
+async def _refused(run_id: str, action: rules.Action) -> Any:
+    """The actions rule on the run as stored now: a toast saying why when it refuses."""
+    role = acting_user().role
+    try:
+        await in_session(
+            lambda s: rules.check_run_action(
+                session=s, run_id=uuid.UUID(run_id), action=action, role=role
+            )
+        )
+    except (ValueError, rules.ActionRefused) as refused:
+        return rx.toast.error(str(refused))
+    return None
 
 
 def progress_cell(row: rx.Var[dict]) -> rx.Component:
@@ -166,9 +193,11 @@ def progress_cell(row: rx.Var[dict]) -> rx.Component:
 
 
 def run_actions(row: rx.Var[dict]) -> rx.Component:
+    """Only what the run offers (``services.actions``): a retried run has no Retry."""
+    offered = row["actions"].to(list[str])
     return rx.fragment(
         rx.cond(
-            (row["status"] == "running") | (row["status"] == "queued"),
+            offered.contains("cancel"),
             rx.button(
                 "Cancel",
                 size="1",
@@ -178,18 +207,8 @@ def run_actions(row: rx.Var[dict]) -> rx.Component:
             ),
         ),
         rx.cond(
-            (row["status"] == "failed")
-            | (row["status"] == "interrupted")
-            | (row["status"] == "cancelled"),
-            rx.button(
-                rx.cond(row["resumed_by"] != "", "Retried", "Retry"),
-                size="1",
-                variant="soft",
-                # A retried run names its retry (resumed_by): one retry per run.
-                disabled=row["resumed_by"] != "",
-                title=rx.cond(row["resumed_by"] != "", "Retried already: see the newer run", ""),
-                on_click=RunsState.retry_run(row["id"]),
-            ),
+            offered.contains("retry"),
+            rx.button("Retry", size="1", variant="soft", on_click=RunsState.retry_run(row["id"])),
         ),
     )
 

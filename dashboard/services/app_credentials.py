@@ -53,13 +53,13 @@ def save_app_credentials(
     missing or they do not look like a Shopify app's client id and secret."""
     client_id, client_secret = client_id.strip(), client_secret.strip()
     if not client_id or not client_secret:
-        raise InvalidInput("enter both the app's client id and its client secret")
+        raise InvalidInput("Enter both the app's client id and its client secret.")
     if (
         len(client_id) > 200
         or len(client_secret) > 200
         or any(not c.isprintable() or c.isspace() for c in client_id + client_secret)
     ):
-        raise InvalidInput("the client id and secret are single words of printable characters")
+        raise InvalidInput("The client id and secret are single words of printable characters.")
     for kind, value in ((APP_CLIENT_ID, client_id), (APP_CLIENT_SECRET, client_secret)):
         save_credential(
             session=session,
@@ -114,6 +114,10 @@ def settings_values(app: ShopifyApp) -> dict[str, Any]:
 
 async def connector_for(platform: str, integration_id: uuid.UUID | str) -> Connector:
     """The integration's connector: for Shopify, refreshing tokens with its own app."""
+    if platform == Platform.AMAZON.value:  # the LWA secrets in use (environment or Settings)
+        from dashboard.services.amazon_lifecycle import amazon_settings_values
+
+        return get_connector(platform, await amazon_settings_values())
     if platform != Platform.SHOPIFY.value:
         return get_connector(platform, get_settings().model_dump())
     return await shopify_connector_for(uuid.UUID(str(integration_id)))

@@ -59,6 +59,16 @@ PHRASES: dict[str, str] = {
     "keys.rotate": "re-encrypted {credentials} credentials under the newest key",
     "amazon.secret_recorded": "recorded a new Login with Amazon client secret",
     "settings.shopify_install_defaults": "changed what installs started from Shopify sync",
+    "amazon.secret_set": "entered a new Login with Amazon client secret ({fingerprint})",
+    "amazon.secret_switch_confirmed": (
+        "confirmed the switch to the Login with Amazon client secret {fingerprint}"
+    ),
+    "integration.marketplaces": "changed the marketplaces of {target}",
+    "stream.schedule": "changed the {stream} sync of {target}",
+    "order.personal_data_viewed": "read the buyer details of order {order} of {target}",
+    "webhooks.resubscribed": (
+        "found webhook subscriptions removed from {target} and re-created them"
+    ),
 }
 # Actors that are not people, in words (a person is named by their email).
 ACTORS = {

@@ -40,7 +40,7 @@ from dashboard.models import (
     StreamHealth,
     SyncRun,
 )
-from dashboard.services.incidents import describe_failure
+from dashboard.services.incident_words import describe_failure, hhmm
 
 
 class IntegrationHealth(StrEnum):
@@ -311,8 +311,7 @@ def stream_health(
         if health == StreamHealth.STALLED.value and run is not None:
             cause, detail, words = "stalled", run.stall_reason or "", run.stall_reason or ""
         elif health == StreamHealth.WAITING.value and run is not None:
-            cause, detail = "rate_limited", run.waiting_reason or ""
-            words = f"waiting for the rate limit (next call {_iso(run.waiting_until)})"
+            cause, detail, words = _waiting_words(run)
         elif health == StreamHealth.FAILING.value:
             described = describe_failure(
                 detail, platform=platform, interval_minutes=config.interval_minutes
@@ -335,6 +334,23 @@ def stream_health(
             }
         )
     return result
+
+
+def _waiting_words(run: SyncRun) -> tuple[str, str, str]:
+    """cause, detail and words of a run that waits: for a report Amazon prepares, a retry, or
+    a rate limit (times as HH:MM UTC, like the incidents)."""
+    detail = run.waiting_reason or ""
+    if run.waiting_for == "report" and run.waiting_checked_at is not None:
+        checked = hhmm(run.waiting_checked_at)
+        return (
+            "report_preparing",
+            detail,
+            f"waiting for Amazon to prepare the report (checked {checked})",
+        )
+    until = hhmm(run.waiting_until) if run.waiting_until else "soon"
+    if run.waiting_for == "retry":
+        return "retrying", detail, f"waiting to retry (next attempt {until})"
+    return "rate_limited", detail, f"waiting for the rate limit (next call {until})"
 
 
 def _iso(value: datetime | None) -> str:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from connectors.amazon import regions as amazon_regions
 from connectors.errors import InvalidInput
 from dashboard.models import (
-    ConnectLink,
     Integration,
     IntegrationStatus,
     OAuthState,
@@ -24,7 +23,7 @@ from dashboard.models import (
     StreamConfig,
     User,
 )
-from dashboard.services import incidents
+from dashboard.services import incidents, schedules
 from dashboard.services.audit import record_audit
 from dashboard.services.connect_links import (
     CONNECT_LINK_TTL,
@@ -64,6 +63,15 @@ AMAZON_REGIONS = amazon_regions.REGIONS
 PLATFORM_STREAMS: dict[str, dict[str, int]] = {
     Platform.SHOPIFY.value: {"products": 15, "inventory": 15, "orders": 5, "customers": 60},
     Platform.AMAZON.value: {"orders": 10, "listings": 60, "inventory": 30},
+}
+
+# How the wizard and the Settings tab name each stream.
+STREAM_LABELS = {
+    "products": "Products and variants",
+    "inventory": "Inventory levels",
+    "orders": "Orders and line items",
+    "customers": "Customers",
+    "listings": "Listings (catalog report)",
 }
 
 
@@ -108,6 +116,29 @@ def normalize_shop_domain(shop: str) -> str:
     return validate_shop_domain(shop)
 
 
+def shop_from_input(typed: str) -> str:
+    """The shop a person typed, as a handle, domain or admin URL: lower-cased
+    ``name.myshopify.com``; raises InvalidInput (the same gate as ``normalize_shop_domain``)."""
+    from connectors.shopify.domains import shop_domain_from_input
+
+    return normalize_shop_domain(shop_domain_from_input(typed))
+
+
+NAME_MAX_LENGTH = 120
+
+
+def checked_name(name: str) -> str:
+    """An integration's name as stored: 1 to 120 characters, trimmed; raises InvalidInput."""
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidInput("Give the integration a name.")
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidInput(
+            f"Keep the name to {NAME_MAX_LENGTH} characters; this one has {len(name):,}."
+        )
+    return name
+
+
 def _validated(
     *,
     platform: str,
@@ -122,18 +153,16 @@ def _validated(
         platform = Platform(platform).value
     except ValueError:
         raise InvalidInput(f"unknown platform {platform!r}") from None
-    display_name = display_name.strip()
-    if not display_name:
-        raise InvalidInput("give the integration a name")
+    display_name = checked_name(display_name)
     if platform == Platform.SHOPIFY:
         if not shop_domain:
-            raise InvalidInput("enter the shop's myshopify.com domain")
-        shop_domain = normalize_shop_domain(shop_domain)
+            raise InvalidInput("Enter the shop's myshopify.com domain.")
+        shop_domain = shop_from_input(shop_domain)
         region = None
     else:
         region = (region or "").lower()
         if region not in AMAZON_REGIONS:
-            raise InvalidInput("choose the seller's region: NA, EU or FE")
+            raise InvalidInput("Choose the seller's region: NA, EU or FE.")
         marketplaces = amazon_regions.validate_marketplaces(region, list(marketplaces))
         shop_domain = None
     offered = PLATFORM_STREAMS[platform]
@@ -142,11 +171,10 @@ def _validated(
     if unknown:
         raise InvalidInput(f"{platform} has no stream {', '.join(sorted(unknown))}")
     if not chosen:
-        raise InvalidInput("choose at least one thing to sync")
-    for stream, interval in chosen.items():
-        if interval < 1:
-            raise InvalidInput(f"the interval of {stream} must be at least one minute")
-    return platform, display_name[:200], shop_domain, region, list(marketplaces), dict(chosen)
+        raise InvalidInput("Choose at least one thing to sync.")
+    for interval in chosen.values():
+        schedules.check_interval(interval)
+    return platform, display_name, shop_domain, region, list(marketplaces), dict(chosen)
 
 
 def create_integration(
@@ -208,7 +236,7 @@ def save_pending_integration(
     AccountTaken for a shop another integration holds (its connection would be refused)."""
     if platform == Platform.SHOPIFY.value and shop_domain:
         try:
-            shop = normalize_shop_domain(shop_domain)
+            shop = shop_from_input(shop_domain)
         except InvalidInput:
             shop = None  # _validated says what is wrong with it
         holder = find_connected_account(session=session, platform=platform, shop_domain=shop)
@@ -407,87 +435,23 @@ def mark_connected(
 # --- detail, rename, disconnect, delete -------------------------------------------------------
 
 
-def integration_detail(*, session: Session, integration_id: uuid.UUID) -> dict[str, object]:
-    """What the detail page shows: never a secret, only ages, scopes and key ids."""
-    from dashboard.services.credentials import credential_summaries
-
-    integration = get_integration(session=session, integration_id=integration_id)
-    credentials = credential_summaries(session=session, integration_id=integration.id)
-    token = next(
-        (c for c in credentials if c["kind"] == "access_token"), next(iter(credentials), None)
-    )
-
-    def iso(value: object) -> str:
-        return value.isoformat() if isinstance(value, datetime) else ""
-
-    return {
-        "id": str(integration.id),
-        "platform": integration.platform,
-        "name": integration.display_name,
-        "account": integration.shop_domain or integration.selling_partner_id or "",
-        "region": (integration.region or "").upper(),
-        "marketplaces": ", ".join(integration.marketplaces or []),
-        "status": integration.status,
-        "status_detail": integration.status_detail or "",
-        "shop_name": str(integration.shop_info.get("name") or ""),
-        "shop_plan": str(integration.shop_info.get("plan") or ""),
-        "currency": str(integration.shop_info.get("currency") or ""),
-        "connected_at": iso(integration.connected_at),
-        "last_sync": iso(integration.last_sync_at),
-        "token_refreshed": iso(token["refreshed_at"] or token["created_at"]) if token else "",
-        "token_expires": iso(token["expires_at"]) if token else "",
-        "scopes": ", ".join(token["scopes"]) if token else "",  # type: ignore[arg-type]
-        "key_id": str(token["key_id"]) if token else "",
-    }
-
-
-def stream_rows(*, session: Session, integration_id: uuid.UUID) -> list[dict[str, object]]:
-    from dashboard.services.records import count_records
-
-    kinds = {
-        "products": "product",
-        "inventory": "inventory_level",
-        "orders": "order",
-        "customers": "customer",
-        "listings": "product",
-    }
-    rows = []
-    for config in session.exec(
-        select(StreamConfig)
-        .where(StreamConfig.integration_id == integration_id)
-        .order_by(col(StreamConfig.stream))
-    ):
-        kind = kinds.get(config.stream)
-        rows.append(
-            {
-                "stream": config.stream,
-                "interval": config.interval_minutes,
-                "paused": config.paused,
-                "last_run": config.last_run_at.isoformat() if config.last_run_at else "",
-                "next_run": config.next_run_at.isoformat() if config.next_run_at else "",
-                "records": count_records(session=session, integration_id=integration_id, kind=kind)
-                if kind
-                else 0,
-            }
-        )
-    return rows
-
-
 def rename_integration(
     *, session: Session, integration_id: uuid.UUID, name: str, actor: User
 ) -> None:
     integration = get_integration(session=session, integration_id=integration_id)
-    name = name.strip()
-    if not name:
-        raise InvalidInput("give the integration a name")
-    integration.display_name = name[:200]
+    name = checked_name(name)
+    before = integration.display_name
+    if name == before:
+        return
+    integration.display_name = name
+    integration.updated_at = _now()
     session.add(integration)
     record_audit(
         session=session,
         actor=actor.email,
         action="integration.rename",
         target=str(integration_id),
-        context={"name": name},
+        context={"name": name, "before": before},
     )
 
 
@@ -530,84 +494,3 @@ def delete_integration(*, session: Session, integration_id: uuid.UUID, actor: Us
         target=str(integration_id),
         context={"name": name},
     )
-
-
-# --- pending integrations nobody connected ----------------------------------------------------
-
-# A pending integration older than this without consent was most likely abandoned (a wizard
-# left half-way, a merchant who never answered): the Integrations page says so and a manager
-# discards them together. One with a connect link still usable is not stale: the merchant may
-# still answer, and discarding it would break the link in their hands.
-STALE_PENDING_AFTER = timedelta(days=1)
-
-
-def _stale_pending(now: datetime) -> list[sa.ColumnElement[bool]]:
-    usable_link = (
-        select(ConnectLink.id)
-        .where(
-            col(ConnectLink.integration_id) == col(Integration.id),
-            col(ConnectLink.used_at).is_(None),
-            col(ConnectLink.revoked_at).is_(None),
-            col(ConnectLink.declined_at).is_(None),
-            col(ConnectLink.expires_at) > now,
-        )
-        .correlate(Integration)
-        .exists()
-    )
-    return [
-        col(Integration.status) == IntegrationStatus.PENDING.value,
-        col(Integration.connected_at).is_(None),
-        col(Integration.created_at) < now - STALE_PENDING_AFTER,
-        ~usable_link,
-    ]
-
-
-def never_connected_label(created_at: datetime, now: datetime | None = None) -> str:
-    """How a stale pending integration is shown: "Never connected · 3 days"."""
-    days = max(1, ((now or _now()) - created_at).days)
-    return f"Never connected \u00b7 {days} day{'' if days == 1 else 's'}"
-
-
-def stale_pending_count(*, session: Session) -> int:
-    """How many pending integrations are stale (off ix_integrations_status_created)."""
-    statement = select(func.count()).select_from(Integration).where(*_stale_pending(_now()))
-    return int(session.exec(statement).one())
-
-
-def stale_pending_labels(*, session: Session, ids: Iterable[str]) -> dict[str, str]:
-    """For the stale ones among ``ids``: id -> "Never connected · N days"."""
-    wanted = [uuid.UUID(i) for i in ids]
-    if not wanted:
-        return {}
-    now = _now()
-    rows = session.exec(
-        select(Integration.id, Integration.created_at).where(
-            col(Integration.id).in_(wanted), *_stale_pending(now)
-        )
-    ).all()
-    return {str(row_id): never_connected_label(created, now) for row_id, created in rows}
-
-
-def discard_stale_pending(*, session: Session, actor: User) -> int:
-    """Delete every stale pending integration (they have no tokens, runs or records) with
-    their stream configs and dead links, in one audited step; returns how many."""
-    now = _now()
-    stale = session.exec(
-        select(Integration.id, Integration.display_name).where(*_stale_pending(now))
-    ).all()
-    if not stale:
-        return 0
-    ids = [row_id for row_id, _ in stale]
-    # The same conditions again in the DELETE: one connected meanwhile is kept.
-    deleted = session.execute(
-        sa.delete(Integration).where(col(Integration.id).in_(ids), *_stale_pending(now))
-    )
-    count = int(deleted.rowcount or 0)  # type: ignore[attr-defined]
-    record_audit(
-        session=session,
-        actor=actor.email,
-        action="integration.discard_stale",
-        target=f"{count} integrations",
-        context={"ids": [str(i) for i in ids], "names": [name for _, name in stale]},
-    )
-    return count

@@ -22,8 +22,15 @@ from sqlmodel import Session
 
 from connectors.base import ChildrenComplete, RecordError, UnifiedRecord
 from dashboard.db import json_text
-from dashboard.models import RECORD_TABLES, InventoryLevel, OrderLine, RecordColumns, Variant
-from dashboard.services import metrics
+from dashboard.models import (
+    RECORD_TABLES,
+    InventoryLevel,
+    Order,
+    OrderLine,
+    RecordColumns,
+    Variant,
+)
+from dashboard.services import metrics, personal_data
 
 _CHUNK = 500  # rows per statement: well under SQLite's bound-parameter limit
 # A child kind -> the column naming its parent (the parent ids ``ChildrenComplete`` lists).
@@ -62,6 +69,7 @@ _SET_BY_US = {
     "deleted_at",
     "first_synced_at",
     "synced_at",
+    *personal_data.COLUMNS,  # from the record's ``protected`` part, sealed here
 }
 
 
@@ -70,6 +78,7 @@ class _TableShape:
     columns: frozenset[str]
     defaults: dict[str, Any]
     required: frozenset[str]
+    sealed: bool = False  # the table keeps a record's personal data (sealed) beside it
 
 
 @functools.cache
@@ -84,7 +93,12 @@ def _shape(table: type[RecordColumns]) -> _TableShape:
             defaults[name] = info.default
         else:
             required.add(name)
-    return _TableShape(frozenset(defaults) | frozenset(required), defaults, frozenset(required))
+    return _TableShape(
+        frozenset(defaults) | frozenset(required),
+        defaults,
+        frozenset(required),
+        sealed=table is Order,
+    )
 
 
 def _row(
@@ -110,6 +124,14 @@ def _row(
         id=uuid.uuid4(),
         first_synced_at=now,
     )
+    if shape.sealed:
+        row.update(
+            personal_data.seal(
+                record.protected, integration_id=integration_id, external_id=row["external_id"]
+            )
+        )
+    elif record.protected:
+        raise ValueError("personal data is kept for orders only")
     return row
 
 

@@ -14,7 +14,16 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, or_, select
 
 from dashboard.db import contains_pattern
-from dashboard.models import ACTIVE_RUN_STATUSES, RECORD_TABLES, Integration, SyncRun, Variant
+from dashboard.models import (
+    ACTIVE_RUN_STATUSES,
+    RECORD_TABLES,
+    Integration,
+    Order,
+    SyncRun,
+    Variant,
+)
+from dashboard.services import personal_data
+from dashboard.services.audit import record_audit
 
 # Kind -> (label, columns shown besides the external id)
 VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -39,7 +48,8 @@ SEARCHABLE = ("external_id", "title", "sku", "name", "email")
 SKUS_LISTED = 3
 # Fields of every record that the detail drawer leaves out: ids of our own, the raw JSON
 # (shown apart) and the columns it shows under their own names.
-_NOT_FIELDS = {"id", "integration_id", "raw"}
+# The raw JSON has its own pane; sealed buyer data is never shown as stored (ciphertext).
+_NOT_FIELDS = {"id", "integration_id", "raw", "personal_data", "personal_key_id"}
 
 
 def _search(table: Any, search: str) -> Any:
@@ -255,6 +265,36 @@ def record_detail(*, session: Session, kind: str, record_id: str) -> dict[str, A
         "fields": fields,
         "raw": json.dumps(row.raw, indent=2, sort_keys=True),
     }
+
+
+PERSONAL_HIDDEN = (
+    "This order's buyer and shipping details are kept encrypted; managers and admins see them."
+)
+
+
+def personal_details(
+    *, session: Session, kind: str, record_id: str, actor: str, role: str
+) -> tuple[list[dict[str, str]], str]:
+    """The buyer and shipping lines of one order (decrypted for the roles allowed to read
+    them, each reading audited), or a note saying they exist but are not shown; ([], "")
+    for a record without any."""
+    if kind != "order":
+        return [], ""
+    row = session.get(Order, uuid.UUID(record_id))
+    if row is None or not row.personal_data:
+        return [], ""
+    if not personal_data.may_read(role):
+        return [], PERSONAL_HIDDEN
+    data = personal_data.open_sealed(
+        key_id=row.personal_key_id, ciphertext=row.personal_data,
+        integration_id=row.integration_id, external_id=row.external_id,
+    ) or {}  # fmt: skip
+    record_audit(
+        session=session, actor=actor, action="order.personal_data_viewed",
+        target=str(row.integration_id), context={"order": row.external_id},
+    )  # fmt: skip
+    lines = [{"label": label, "value": value} for label, value in personal_data.summary_lines(data)]
+    return lines, ""
 
 
 def record_counts(*, session: Session, integration_ids: Sequence[str]) -> dict[str, int]:

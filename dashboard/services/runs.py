@@ -56,6 +56,9 @@ def _live(run: SyncRun, now: datetime) -> dict[str, Any]:
         "waiting": waiting,
         "waiting_until": _iso(run.waiting_until) if waiting else "",
         "waiting_reason": (run.waiting_reason or "") if waiting else "",
+        # rate_limit, retry, or report (Amazon prepares one; checked_at: when last asked)
+        "waiting_for": (run.waiting_for or "rate_limit") if waiting else "",
+        "waiting_checked_at": _iso(run.waiting_checked_at) if waiting else "",
         "stalled": stalled,
         "stalled_at": _iso(run.stalled_at) if stalled else "",
         "stall_reason": (run.stall_reason or "") if stalled else "",
@@ -82,6 +85,8 @@ def run_summary(run: SyncRun, integration: Integration | None) -> dict[str, Any]
         "integration_id": str(run.integration_id),
         "integration": integration.display_name if integration else "",
         "platform": integration.platform if integration else "",
+        "integration_status": integration.status if integration else "",
+        "cancel_requested": run.cancel_requested,
         "stream": run.stream,
         "status": run.status,
         "trigger": run.trigger,

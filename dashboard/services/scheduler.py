@@ -14,18 +14,20 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import Session, col, select
 
 from dashboard.db import get_engine as get_db_engine
 from dashboard.db import in_session
 from dashboard.models import Integration, RunTrigger, SchedulerLease, StreamConfig, SyncRun
-from dashboard.services import sync
+from dashboard.services import schedules, sync
 
 log = logging.getLogger("hub.scheduler")
 
@@ -93,8 +95,17 @@ def release_lease(session: Session, holder: str) -> None:
 # --- jobs --------------------------------------------------------------------------------------
 
 
-def wanted_jobs(session: Session) -> dict[str, tuple[str, str, int]]:
-    """job id -> (integration id, stream, minutes) for every stream that should run."""
+class JobSpec(NamedTuple):
+    """What one stream's job should be: its integration, stream and schedule."""
+
+    integration_id: str
+    stream: str
+    minutes: int
+    cron: str | None = None
+
+
+def wanted_jobs(session: Session) -> dict[str, JobSpec]:
+    """job id -> the job's spec, for every stream that should run."""
     rows = session.exec(
         select(StreamConfig, Integration)
         .join(Integration, col(Integration.id) == col(StreamConfig.integration_id))
@@ -102,8 +113,8 @@ def wanted_jobs(session: Session) -> dict[str, tuple[str, str, int]]:
         .where(col(Integration.status).in_(sync.SYNCABLE))
     ).all()
     return {
-        job_id(config.integration_id, config.stream): (
-            str(config.integration_id), config.stream, config.interval_minutes,
+        job_id(config.integration_id, config.stream): JobSpec(
+            str(config.integration_id), config.stream, config.interval_minutes, config.cron,
         )
         for config, _ in rows
     }  # fmt: skip
@@ -145,7 +156,7 @@ class HubScheduler:
         if scheduler is None:
             return
         wanted = await in_session(wanted_jobs)
-        longest = timedelta(minutes=max((m for _, _, m in wanted.values()), default=0))
+        longest = timedelta(minutes=max((spec.minutes for spec in wanted.values()), default=0))
         manual = await in_session(lambda s: last_manual_runs(s, since=datetime.now(UTC) - longest))
         next_runs = await asyncio.to_thread(_apply_jobs, scheduler, wanted, manual)
         await in_session(lambda s: _store_next_runs(s, next_runs))
@@ -195,37 +206,63 @@ def last_manual_runs(session: Session, *, since: datetime) -> dict[str, datetime
     }
 
 
+def _same_schedule(trigger: BaseTrigger, wanted: BaseTrigger) -> bool:
+    """Whether a job's trigger already runs on the wanted schedule (jitter aside)."""
+    if isinstance(trigger, IntervalTrigger) and isinstance(wanted, IntervalTrigger):
+        return trigger.interval == wanted.interval
+    return type(trigger) is type(wanted) and str(trigger) == str(wanted)
+
+
 def _apply_jobs(
     scheduler: AsyncIOScheduler,
-    wanted: dict[str, tuple[str, str, int]],
+    wanted: dict[str, JobSpec],
     manual: dict[str, datetime] | None = None,
 ) -> dict[str, datetime | None]:
-    """Add, change and remove jobs to match ``wanted``; after a manual run of a stream, its
-    next scheduled run is a full interval after it. Returns every job's next run."""
+    """Add, change and remove jobs to match ``wanted``; returns every job's next run.
+
+    A new interval job runs soon; a job whose schedule was edited runs next on its new
+    schedule counted from now (an interval) or at the cron's next time, without waiting for
+    its old next run. After a manual run of an interval stream, its next scheduled run is a
+    full interval after it.
+    """
     existing = {job.id: job for job in scheduler.get_jobs()}
     for jid in existing:
         if jid.startswith(JOB_PREFIX) and jid not in wanted:
             with contextlib.suppress(JobLookupError):
                 scheduler.remove_job(jid)
-    for jid, (integration_id, stream, minutes) in wanted.items():
+    now = datetime.now(UTC)
+    for jid, spec in wanted.items():
         job = existing.get(jid)
-        seconds = minutes * MINUTE
-        if job is not None and job.trigger.interval == timedelta(seconds=seconds):
+        try:
+            trigger = schedules.trigger_for(
+                minutes=spec.minutes, cron=spec.cron, seconds_per_minute=MINUTE
+            )
+        except ValueError as error:  # a cron edited by hand in the database: skip only it
+            log.warning("stream %s has an unusable schedule (%s); not scheduled", jid, error)
             continue
+        if job is not None and _same_schedule(job.trigger, trigger):
+            continue
+        if job is None and spec.cron is None:
+            seconds = spec.minutes * MINUTE
+            first_run = now + timedelta(seconds=min(seconds, 5))
+        else:
+            first_run = trigger.get_next_fire_time(None, now)
         scheduler.add_job(
             scheduled_sync,
-            # Jitter spreads many integrations on the same interval over time.
-            trigger=IntervalTrigger(seconds=seconds, jitter=int(min(60, seconds // 10))),
-            args=[integration_id, stream],
+            trigger=trigger,
+            args=[spec.integration_id, spec.stream],
             id=jid,
-            name=f"sync {stream} of {integration_id}",
+            name=f"sync {spec.stream} of {spec.integration_id}",
             replace_existing=True,
-            next_run_time=datetime.now(UTC) + timedelta(seconds=min(seconds, 5)),
+            next_run_time=first_run,
         )
-    jobs = scheduler.get_jobs()
-    for job in jobs:
+    for job in scheduler.get_jobs():
         asked = (manual or {}).get(job.id)
-        if asked is None or job.next_run_time is None:
+        if (
+            asked is None
+            or job.next_run_time is None
+            or not isinstance(job.trigger, IntervalTrigger)
+        ):
             continue
         rebased = asked + job.trigger.interval
         if job.next_run_time < rebased - timedelta(seconds=1):

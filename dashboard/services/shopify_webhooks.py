@@ -27,27 +27,25 @@ from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from connectors.base import ChildrenComplete, UnifiedRecord
 from connectors.errors import AuthError, ConnectorError, RateLimited, TransientError
 from connectors.shopify.streams import NESTED_OF_KIND, normalize_order, normalize_product
 from dashboard.db import in_session
 from dashboard.models import (
-    RECORD_TABLES,
-    Customer,
     Integration,
     IntegrationStatus,
-    Order,
     WebhookEvent,
     WebhookStatus,
 )
-from dashboard.services import incidents
+from dashboard.services import incidents, webhook_subscriptions
 from dashboard.services.app_credentials import APP_KINDS, shopify_connector_for
 from dashboard.services.audit import record_audit
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
 from dashboard.services.integrations import find_integration_by_shop
 from dashboard.services.records import mark_deleted, upsert_records
+from dashboard.services.shopify_compliance import apply_compliance
 from dashboard.services.shopify_webhook_binding import (
     REJECTED_ACTION,
     UNINSTALLED_ACTION,
@@ -336,20 +334,26 @@ async def recover_events() -> int:
 
 
 async def _supervise(stop: asyncio.Event) -> None:
-    """Sweep at once (events a dead process left behind), then every ``RECOVERY_EVERY`` s."""
+    """Sweep at once (events a dead process left behind), then every ``RECOVERY_EVERY`` s;
+    on the same clock, the shops due for a look at their webhook subscriptions."""
     while not stop.is_set():
         try:
             await recover_events()
         except Exception:  # a database hiccup must not end the recovery for good
             log.exception("webhook recovery sweep failed; retrying")
+        try:
+            await webhook_subscriptions.check_due()
+        except Exception:  # nor the subscription checks
+            log.exception("webhook subscription check failed; retrying")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=RECOVERY_EVERY)
 
 
 @contextlib.asynccontextmanager
 async def webhook_lifespan() -> AsyncIterator[None]:
-    """Recovery of stranded webhook events in a hub process; at shutdown the events being
-    applied are handed back (their attempt does not count) for the next process."""
+    """Recovery of stranded webhook events and the webhook subscription checks in a hub
+    process; at shutdown the events being applied are handed back (their attempt does not
+    count) for the next process."""
     stop = asyncio.Event()
     sweeper = asyncio.get_running_loop().create_task(_supervise(stop), name="webhook-recovery")
     try:
@@ -368,7 +372,7 @@ async def _apply(event: WebhookEvent) -> bool:
     integration = await bind(event)
     topic, payload = event.topic, event.payload
     if topic in COMPLIANCE:
-        await in_session(lambda s: _compliance(s, event, integration.id))
+        await in_session(lambda s: apply_compliance(s, event, integration.id))
         return True
     if not integration.shop_domain:
         return False
@@ -451,66 +455,3 @@ def _uninstalled(session: Session, integration_id: uuid.UUID) -> None:
         target=str(integration_id),
     )
     incidents.uninstalled(session=session, integration_id=integration_id)  # issue 13: alert
-
-
-def _rows(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _compliance(session: Session, event: WebhookEvent, integration_id: uuid.UUID) -> None:
-    """Mandatory GDPR topics: record the request; erase what Shopify asks us to forget.
-
-    customers/redact removes the customer and the personal data on their orders;
-    shop/redact (48 hours after an uninstall) removes every record of the shop.
-    customers/data_request is recorded for the merchant to answer from the hub's tables.
-    ``integration_id`` is the shop's integration, as ``bind`` established.
-    """
-    payload = event.payload
-    integration = session.get(Integration, integration_id)
-    customer_id = (payload.get("customer") or {}).get("id")
-    customer_gid = f"gid://shopify/Customer/{customer_id}" if customer_id else None
-    listed = payload.get("orders_to_redact") or payload.get("orders_requested") or []
-    order_gids = [f"gid://shopify/Order/{number}" for number in listed if str(number).isdigit()]
-    redacted = 0
-    if integration is not None and event.topic == "customers/redact":
-        if customer_gid:
-            redacted += _rows(
-                session.execute(
-                    sa.delete(Customer).where(
-                        col(Customer.integration_id) == integration.id,
-                        col(Customer.external_id) == customer_gid,
-                    )
-                )
-            )
-        # The orders Shopify names, and any other order of that customer we hold.
-        matches: list[sa.ColumnElement[bool]] = (
-            [col(Order.external_id).in_(order_gids)] if order_gids else []
-        )
-        if customer_gid:
-            matches.append(col(Order.customer_external_id) == customer_gid)
-        if matches:
-            redacted += _rows(
-                session.execute(
-                    sa.update(Order)
-                    .where(col(Order.integration_id) == integration.id, sa.or_(*matches))
-                    .values(email=None, raw={})
-                )
-            )
-    if integration is not None and event.topic == "shop/redact":
-        for table in RECORD_TABLES.values():
-            redacted += _rows(
-                session.execute(sa.delete(table).where(col(table.integration_id) == integration.id))
-            )
-    record_audit(
-        session=session,
-        actor="shopify",
-        action=f"compliance.{event.topic}",
-        target=event.shop or "",
-        context={
-            "redacted_rows": redacted,
-            "webhook_id": event.webhook_id,
-            "customer_id": customer_gid,
-            "orders": len(order_gids),
-            "data_request_id": (payload.get("data_request") or {}).get("id"),
-        },
-    )

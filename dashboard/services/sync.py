@@ -42,7 +42,7 @@ from dashboard.models import (
     RunStatus,
     RunTrigger,
 )
-from dashboard.services import amazon_lifecycle, app_credentials, auth, incidents
+from dashboard.services import amazon_lifecycle, app_credentials, auth, incident_sweeps
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.sync_progress import (
     RunCancelled,
@@ -50,6 +50,7 @@ from dashboard.services.sync_progress import (
     _apply_batch,
     _auth_failed,
     _checkpoint,
+    _duration,
     _event,
     _finish,
     _heartbeat,
@@ -57,6 +58,8 @@ from dashboard.services.sync_progress import (
     _mark_waiting,
     _RunContext,
     log_json,
+    note_report_status,
+    report_stall_reason,
 )
 from dashboard.services.sync_queue import SYNCABLE as SYNCABLE
 from dashboard.services.sync_queue import SyncRefused as SyncRefused
@@ -252,11 +255,11 @@ class SyncEngine:
                     last_sweep = time.monotonic()
                     await self.recover_interrupted()
                     # Connect links that expired unused become an incident (once).
-                    await in_write_session(lambda s: incidents.sweep_expired_links(session=s))
+                    await in_write_session(lambda s: incident_sweeps.sweep_expired_links(session=s))
                     # Shopify refresh tokens near their 90 days without a refresh, and those
                     # refreshed since (resolved).
                     await in_write_session(
-                        lambda s: incidents.sweep_expiring_refresh_tokens(session=s)
+                        lambda s: incident_sweeps.sweep_expiring_refresh_tokens(session=s)
                     )
                     # Amazon's LWA secret (180 days) and sellers' yearly authorizations.
                     await in_write_session(lambda s: amazon_lifecycle.sweep(session=s))
@@ -332,7 +335,11 @@ class SyncEngine:
                         partial(
                             _mark_waiting, run_id=run_id, worker=self.worker, until=until,
                             reason=f"retrying after {type(error).__name__}: {error}"[:500],
-                            note=retry_note(error, delay=delay),
+                            note=retry_note(
+                                error, delay=delay, attempt=context.attempt,
+                                attempts=len(self._retry_delays) + 1,
+                            ),
+                            waiting_for="rate_limit" if isinstance(error, RateLimited) else "retry",
                         )
                     )  # fmt: skip
                     await asyncio.sleep(delay)
@@ -355,6 +362,7 @@ class SyncEngine:
         else:  # tests inject theirs
             connector = self._connector_factory(context.platform)
         credentials = DbCredentialStore(context.integration.id)
+        context.report_status = None  # an attempt starts: no report is awaited yet
         reader = asyncio.current_task()
         assert reader is not None
         # Batches beat too, but a report being prepared can take minutes between batches.
@@ -453,6 +461,25 @@ class _RunObserver:
             )
         )  # fmt: skip
 
+    async def preparing(self, *, seconds: float, what: str, status: str) -> None:
+        """The platform prepares a report: the run shows it as waiting (when the hub last
+        asked, when it asks next) and logs each change of status; its stall clock runs from
+        the report's last change (``report_stall_reason``), and from when it is ready."""
+        context, now, mono = self._context, datetime.now(UTC), time.monotonic()
+        changed = note_report_status(context, what=what, status=status, now_mono=mono)
+        if seconds <= 0:  # ready (or given up): what follows is the read's own progress
+            context.report_status, context.progress_mono = None, mono
+        if seconds <= 0 and not changed:
+            return
+        await in_write_session(
+            partial(
+                _mark_waiting, run_id=context.run_id, worker=self._engine.worker,
+                until=now + timedelta(seconds=max(seconds, 0)), waiting_for="report",
+                reason=f"Amazon is preparing {what} ({status})", checked_at=now,
+                note=f"{what[:1].upper()}{what[1:]} is {status} on Amazon" if changed else None,
+            )
+        )  # fmt: skip
+
     async def throttled(self, *, reason: str, retry_after: float | None) -> None:
         context = self._context
         context.throttled += 1
@@ -478,6 +505,7 @@ def _note_progress(context: _RunContext, records: int) -> float | None:
     context.throttled = 0
     context.stalled = False
     context.waiting_until_mono = 0.0
+    context.report_status = None
     context.records_read += records
     context.pages += 1
     context.samples.append((now, context.records_read))
@@ -496,6 +524,8 @@ def _stall_reason(context: _RunContext) -> str | None:
     now = time.monotonic()
     if context.stalled or now < context.waiting_until_mono:
         return None
+    if context.report_status is not None:  # the platform prepares a report: its own clock
+        return report_stall_reason(context, now_mono=now)
     quiet = now - max(context.progress_mono, context.waiting_until_mono)
     if quiet <= context.stall_seconds:
         return None
@@ -506,12 +536,6 @@ def _stall_reason(context: _RunContext) -> str | None:
         f"the last progress was {last} at {since:%H:%M:%S} UTC, and no rate-limit wait "
         "explains it"
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 # --- the process-wide engine -------------------------------------------------------------------

@@ -78,6 +78,11 @@ class _RunContext:
     samples: list[tuple[float, int]] = field(default_factory=list)
     previous_sample: tuple[float, int] = (0.0, 0)
     stall_seconds: float = 900.0
+    # While the platform prepares a report the read waits for: its last status, what it is,
+    # and (monotonic) when that status last changed, from which its stall clock runs.
+    report_status: str | None = None
+    report_what: str = ""
+    report_changed_mono: float = 0.0
     interval_minutes: int = 15
 
 
@@ -175,7 +180,7 @@ def _apply_batch(
     run.records_per_second = rate
     now = datetime.now(UTC)
     run.progress_at = now
-    run.waiting_until = run.waiting_reason = None
+    run.waiting_until = run.waiting_reason = run.waiting_for = run.waiting_checked_at = None
     moving_again = run.stalled_at is not None
     run.stalled_at = run.stall_reason = None
     session.add(run)
@@ -285,7 +290,7 @@ def _finish(
     if status == RunStatus.SUCCEEDED and run.records_total is not None:
         run.progress = 1.0
     session.add(run)
-    run.waiting_until = run.waiting_reason = None
+    run.waiting_until = run.waiting_reason = run.waiting_for = run.waiting_checked_at = None
     session.add(run)
     level = EventLevel.ERROR if status == RunStatus.FAILED else EventLevel.INFO
     _event(
@@ -378,14 +383,25 @@ def _summary(run: SyncRun, now: datetime) -> str:
 
 
 def _mark_waiting(
-    session: Session, run_id: uuid.UUID, worker: str, until: datetime, reason: str, note: str | None
+    session: Session,
+    run_id: uuid.UUID,
+    worker: str,
+    until: datetime,
+    reason: str,
+    note: str | None,
+    waiting_for: str = "rate_limit",
+    checked_at: datetime | None = None,
 ) -> None:
-    """The run waits for a known rate-limit window until ``until``: shown live, not a stall."""
+    """The run waits until ``until`` for ``waiting_for``: a known rate-limit window, a retry,
+    or a report the platform prepares (asked at ``checked_at``). Shown live, not a stall."""
     _fence(session, run_id, worker)
     session.execute(
         sa.update(RUNS)
         .where(RUNS.c.id == run_id)
-        .values(waiting_until=until, waiting_reason=reason[:500])
+        .values(
+            waiting_until=until, waiting_reason=reason[:500], waiting_for=waiting_for,
+            waiting_checked_at=checked_at,
+        )
     )
     if note:
         _event(session, run_id, EventLevel.WARNING, note)
@@ -405,3 +421,34 @@ def _mark_stalled(session: Session, context: _RunContext, worker: str, reason: s
         incidents.stream_stalled(
             session=session, integration=integration, stream=context.stream, reason=reason
         )
+
+
+def note_report_status(context: _RunContext, *, what: str, status: str, now_mono: float) -> bool:
+    """The platform answered ``status`` for the report the run waits for; True when that is a
+    change (the report moved: its stall clock starts over)."""
+    changed = status != context.report_status or what != context.report_what
+    if changed:
+        context.report_status, context.report_what = status, what
+        context.report_changed_mono = now_mono
+    return changed
+
+
+def report_stall_reason(context: _RunContext, *, now_mono: float) -> str | None:
+    """Why a run waiting for a report counts as stalled, or None: the report kept one status
+    (say IN_QUEUE) for longer than the stream's stall limit, with no page stored meanwhile.
+    A report that moves (IN_QUEUE -> IN_PROGRESS) or a page restarts the clock."""
+    since = max(context.progress_mono, context.report_changed_mono)
+    quiet = now_mono - since
+    if context.stalled or quiet <= context.stall_seconds:
+        return None
+    return (
+        f"Amazon kept {context.report_what} {context.report_status} for {_duration(quiet)} "
+        f"(stall limit {_duration(context.stall_seconds)}); the hub keeps asking and reads it "
+        "once it is ready"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"

@@ -28,5 +28,10 @@ def gave_up_reason(error: Exception, *, attempts: int) -> str:
     )
 
 
-def retry_note(error: Exception, *, delay: float) -> str:
-    return f"{type(error).__name__}: {error}; retrying in {delay:.0f} s from the last checkpoint"
+def retry_note(error: Exception, *, delay: float, attempt: int, attempts: int) -> str:
+    """The run log's line for a failed attempt that is retried, counted like
+    ``gave_up_reason``: attempt 4 of 4 failing is followed by "gave up after 4 attempts"."""
+    return (
+        f"attempt {attempt} of {attempts} failed ({type(error).__name__}: {error}); retrying in "
+        f"{delay:.0f} s (attempt {attempt + 1} of {attempts}) from the last checkpoint"
+    )

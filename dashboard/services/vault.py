@@ -181,15 +181,30 @@ class Vault:
     def rotate(self, *, session: Session, batch_size: int = 200) -> int:
         """Re-encrypt every credential not under the newest key or not in the current format,
         each integration's under its token-refresh lock; returns how many. Commits."""
-        from dashboard.services.credentials import rotate_credentials  # it imports the vault
+        # They import the vault. Sealed buyer data and Settings-entered LWA secrets go too:
+        # an old key dropped after a rotation must leave nothing it alone can open.
+        from dashboard.services.amazon_lifecycle import reseal_secrets
+        from dashboard.services.credentials import rotate_credentials
+        from dashboard.services.personal_data import reseal_orders
 
-        return rotate_credentials(session=session, vault=self, batch_size=batch_size)
+        rotated = rotate_credentials(session=session, vault=self, batch_size=batch_size)
+        rotated += reseal_orders(session=session, vault=self, batch_size=batch_size)
+        rotated += reseal_secrets(session=session, vault=self)
+        session.commit()
+        return rotated
 
     def key_usage(self, *, session: Session) -> dict[str, int]:
-        """How many credentials each key id protects (for the Settings page)."""
+        """How many secrets each key id protects (for the Settings page): credentials,
+        orders' sealed buyer data, the app secret entered in Settings."""
+        from dashboard.models import LwaClientSecret, Order
+
         counts = dict.fromkeys(self.key_ids, 0)
-        for key_id in session.exec(select(Credential.key_id)).all():
-            counts[key_id] = counts.get(key_id, 0) + 1
+        for column in (col(Credential.key_id), col(Order.personal_key_id),
+                       col(LwaClientSecret.key_id)):  # fmt: skip
+            for key_id, count in session.execute(
+                sa.select(column, sa.func.count()).where(column.is_not(None)).group_by(column)
+            ).all():
+                counts[key_id] = counts.get(key_id, 0) + count
         return counts
 
 

@@ -11,11 +11,19 @@ import reflex as rx
 from sqlmodel import Session
 
 from connectors.amazon import regions as amazon_regions
-from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.db import in_session
 from dashboard.models import ConnectPurpose, Role
-from dashboard.services import completeness, health, incidents, scheduler, sync, webhooks_view
+from dashboard.services import actions as rules
+from dashboard.services import (
+    completeness,
+    health,
+    incidents,
+    integration_view,
+    scheduler,
+    sync,
+    webhooks_view,
+)
 from dashboard.services import integrations as integration_service
 from dashboard.services import runs as runs_service
 from dashboard.services.integrations import NotFound
@@ -53,9 +61,15 @@ def _marketplace_names(ids: str) -> str:
     return ", ".join(names)
 
 
-def _stream_rows(session: Session, integration_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Each stream: schedule and records, its health with the cause in words, and its
-    completeness (the platform's count of the last full pass, the drift)."""
+def _stream_rows(
+    session: Session, integration_id: uuid.UUID, role: str = ""
+) -> list[dict[str, Any]]:
+    """Each stream: schedule and records, its health with the cause in words, its
+    completeness (the platform's count of the last full pass, the drift) and the actions it
+    offers this role."""
+    status = integration_service.get_integration(
+        session=session, integration_id=integration_id
+    ).status
     health_of = {
         row["stream"]: row
         for row in health.stream_health(session=session, integration_id=integration_id)
@@ -66,7 +80,7 @@ def _stream_rows(session: Session, integration_id: uuid.UUID) -> list[dict[str, 
         threshold_percent=get_settings().completeness_drift_percent,
     )
     rows: list[dict[str, Any]] = []
-    for row in integration_service.stream_rows(session=session, integration_id=integration_id):
+    for row in integration_view.stream_rows(session=session, integration_id=integration_id):
         name = str(row["stream"])
         counted = counts.get(name)
         rows.append(
@@ -79,6 +93,14 @@ def _stream_rows(session: Session, integration_id: uuid.UUID) -> list[dict[str, 
                 "counted_at": counted["counted_at"] if counted else "",
                 "drift_words": counted["drift_words"] if counted else "",
                 "drifting": bool(counted and counted["drifting"]),
+                "actions": sorted(
+                    rules.stream_actions(
+                        status=status,
+                        role=role,
+                        enabled=bool(row["enabled"]),
+                        paused=bool(row["paused"]),
+                    )
+                ),
             }
         )
     return rows
@@ -99,7 +121,6 @@ class DetailState(LiveState, AuthState):
     deliveries: list[dict[str, str]] = []
     new_link_url: str = ""
     missing: bool = False
-    rename_to: str = ""
 
     @rx.var
     def integration_id(self) -> str:
@@ -114,16 +135,45 @@ class DetailState(LiveState, AuthState):
     def connect_label(self) -> str:
         return "Connect now" if self.info.get("status") == "pending" else "Reconnect now"
 
+    @rx.var
+    def actions(self) -> list[str]:
+        """What this integration offers the signed-in person now (``services.actions``)."""
+        status = self.info.get("status", "")
+        return (
+            sorted(rules.integration_actions(status=status, role=self.user_role)) if status else []
+        )
+
+    async def _refused(self, action: rules.Action, stream: str = "") -> Any:
+        """The rule again, on the rows as stored now: a toast saying why when it refuses."""
+        integration_id, role = uuid.UUID(self.integration_id), acting_user().role
+
+        def check(session: Session) -> None:
+            if stream:
+                rules.check_stream_action(
+                    session=session, integration_id=integration_id, stream=stream,
+                    action=action, role=role,
+                )  # fmt: skip
+            else:
+                rules.check_integration_action(
+                    session=session, integration_id=integration_id, action=action, role=role
+                )
+
+        try:
+            await in_session(check)
+        except rules.ActionRefused as refused:
+            return rx.toast.error(str(refused))
+        return None
+
     @not_an_event
     async def fetch(self) -> object:
         """The integration and what its open tab shows; None when it does not exist."""
-        raw_id, tab = self.integration_id, self.tab
+        raw_id, tab, role = self.integration_id, self.tab, self.user_role
         search, level = self.log_search, "" if self.log_level == "all" else self.log_level
 
         def load(session) -> dict[str, object] | None:
             try:
                 integration_id = uuid.UUID(raw_id)
-                info = integration_service.integration_detail(
+                info = integration_view.integration_detail(
                     session=session, integration_id=integration_id
                 )
             except (ValueError, NotFound):
@@ -134,7 +184,7 @@ class DetailState(LiveState, AuthState):
             info["health_words"] = HEALTH_WORDS.get(str(info["health"]), "")
             data: dict[str, object] = {
                 "info": info,
-                "streams": _stream_rows(session, integration_id),
+                "streams": _stream_rows(session, integration_id, role),
                 "history": runs_service.runs_per_day(
                     session=session, integration_id=integration_id
                 ),
@@ -181,11 +231,12 @@ class DetailState(LiveState, AuthState):
     @rx.event
     @requires(Role.VIEWER, quiet=True)
     async def load_detail(self):
+        # The role decides which actions the page offers: known before the first read.
+        self.user_role = acting_user().role
         self.new_link_url, self.log_search, self.log_level = "", "", "all"
         requested = dict(parse_qsl(urlsplit(str(self.router.url)).query)).get("tab", "")
         self.tab = requested if requested in TABS else "streams"
         self.apply(await self.fetch())
-        self.rename_to = self.info.get("name", "")
 
     async def _refresh(self) -> None:
         self.apply(await self.fetch())
@@ -230,12 +281,19 @@ class DetailState(LiveState, AuthState):
     async def reconnect_now(self):
         """Re-authorize in place: this browser goes through the platform's consent page, the
         new tokens replace the old ones and the page comes back here."""
+        action = (
+            rules.Action.CONNECT if self.info.get("status") == "pending" else rules.Action.RECONNECT
+        )
+        if refused := await self._refused(action):
+            return refused
         platform = self.info.get("platform", "")
         return leave_app(f"/api/oauth/{platform}/start?integration={self.integration_id}")
 
     @rx.event
     @requires(Role.MANAGER)
     async def sync_now(self, stream: str = ""):
+        if refused := await self._refused(rules.Action.SYNC, stream):
+            return refused
         try:
             await sync.request_sync(integration_id=self.integration_id, stream=stream or None)
         except sync.SyncRefused as refused:
@@ -246,6 +304,8 @@ class DetailState(LiveState, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def full_resync(self, stream: str):
+        if refused := await self._refused(rules.Action.FULL_RESYNC, stream):
+            return refused
         try:
             await sync.request_sync(
                 integration_id=self.integration_id, stream=stream, full_refresh=True
@@ -258,6 +318,9 @@ class DetailState(LiveState, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def set_stream_paused(self, stream: str, paused: bool):
+        action = rules.Action.PAUSE if paused else rules.Action.RESUME
+        if refused := await self._refused(action, stream):
+            return refused
         integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         try:
             await in_session(
@@ -278,6 +341,9 @@ class DetailState(LiveState, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def set_paused(self, paused: bool):
+        action = rules.Action.PAUSE if paused else rules.Action.RESUME
+        if refused := await self._refused(action):
+            return refused
         integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         try:
             await in_session(
@@ -294,6 +360,13 @@ class DetailState(LiveState, AuthState):
     @rx.event
     @requires(Role.MANAGER)
     async def create_link(self, purpose: str):
+        action = (
+            rules.Action.CONNECT_LINK
+            if purpose == ConnectPurpose.CONNECT.value
+            else rules.Action.RECONNECT_LINK
+        )
+        if refused := await self._refused(action):
+            return refused
         integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         _, token = await in_session(
             lambda s: integration_service.create_connect_link(
@@ -326,27 +399,9 @@ class DetailState(LiveState, AuthState):
 
     @rx.event
     @requires(Role.MANAGER)
-    def set_rename_to(self, value: str):
-        self.rename_to = value
-
-    @rx.event
-    @requires(Role.MANAGER)
-    async def rename(self):
-        integration_id, name, actor = uuid.UUID(self.integration_id), self.rename_to, acting_user()
-        try:
-            await in_session(
-                lambda s: integration_service.rename_integration(
-                    session=s, integration_id=integration_id, name=name, actor=actor
-                )
-            )
-        except InvalidInput as invalid:
-            return rx.toast.error(str(invalid))
-        await self._refresh()
-        return rx.toast.success("Renamed.")
-
-    @rx.event
-    @requires(Role.MANAGER)
     async def disconnect(self):
+        if refused := await self._refused(rules.Action.DISCONNECT):
+            return refused
         integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         await in_session(
             lambda s: integration_service.disconnect_integration(
@@ -360,6 +415,8 @@ class DetailState(LiveState, AuthState):
     @rx.event
     @requires(Role.ADMIN)
     async def delete(self):
+        if refused := await self._refused(rules.Action.DELETE):
+            return refused
         integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         await in_session(
             lambda s: integration_service.delete_integration(

@@ -1,4 +1,5 @@
-"""A newcomer's first minutes: sign in, see the empty hub; a viewer cannot manage users."""
+"""A newcomer's first minutes: sign in, see the empty hub; a viewer cannot manage users; an
+admin rotates the Amazon app's LWA secret in Settings."""
 
 from __future__ import annotations
 
@@ -147,3 +148,46 @@ def test_admin_resets_a_password_and_the_user_changes_it(hub: Hub, browser) -> N
     page = fresh.new_page()
     sign_in(page, hub, email, "chosen-password-2")
     fresh.close()
+
+
+# Settings → Amazon app: an admin sees the LWA secret's deadline, enters a new secret that is
+# never shown back and confirms the switch; a viewer cannot open the page.
+NEW_SECRET = "amzn1.oa2-cs.v1.entered-in-the-browser-0123456789"
+
+
+def test_admin_rotates_the_lwa_secret_and_a_viewer_is_refused(hub: Hub, browser) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
+    page.goto(f"{hub.url}/settings/amazon")
+    secret = page.get_by_label("LWA client secret")
+    secret.get_by_text("days left").wait_for(timeout=TIMEOUT)
+    assert "HUB_AMAZON_CLIENT_SECRET (environment)" in secret.inner_text()
+
+    page.get_by_label("New client secret").fill(NEW_SECRET)
+    page.get_by_role("button", name="Use this secret").click()
+    page.get_by_text("Switching: the new secret is in use").wait_for(timeout=TIMEOUT)
+    assert "entered in Settings (encrypted)" in secret.inner_text()
+    assert page.get_by_label("New client secret").input_value() == ""
+    assert NEW_SECRET not in page.content()
+    screenshot(page, "settings-amazon-switching")
+
+    page.get_by_role("button", name="Confirm the switch").click()
+    page.get_by_role("alertdialog").get_by_role("button", name="Confirm the switch").click()
+    page.get_by_text("Switch confirmed").wait_for(timeout=TIMEOUT)
+    page.get_by_text("Switching: the new secret is in use").wait_for(
+        state="detached", timeout=TIMEOUT
+    )
+    context.close()
+
+    hub.cli(
+        "users", "create", "--email", "amazon-viewer@example.com", "--role", "viewer",
+        stdin="viewer-password-2\n",
+    )  # fmt: skip
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, hub, "amazon-viewer@example.com", "viewer-password-2")
+    page.goto(f"{hub.url}/settings/amazon")
+    page.get_by_text("Only admins can open that page.").wait_for(timeout=TIMEOUT)
+    assert page.get_by_label("New client secret").count() == 0
+    context.close()

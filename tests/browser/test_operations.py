@@ -220,7 +220,7 @@ def test_each_role_sees_only_the_actions_it_may_use(hub: Hub, browser, manager) 
     manager.goto(f"{hub.url}/integrations")
     manager.get_by_role("link", name="Ops store").click()
     open_tab(manager, "Settings")
-    manager.get_by_role("button", name="Rename").wait_for(timeout=TIMEOUT)
+    manager.get_by_role("button", name="Save name").wait_for(timeout=TIMEOUT)
     assert manager.get_by_role("button", name="Disconnect").count() == 1
     assert manager.get_by_role("button", name="Delete").count() == 0  # admins only
 
@@ -252,11 +252,11 @@ def test_each_role_sees_only_the_actions_it_may_use(hub: Hub, browser, manager) 
         open_tab(page, tab)
         for action in (
             "Sync all now", "Sync now", "Pause", "Full resync", "Reconnect now",
-            "New connect link", "New reconnect link", "Pause integration", "Rename",
+            "New connect link", "New reconnect link", "Pause integration", "Save name",
             "Disconnect", "Delete",
         ):  # fmt: skip
             assert page.get_by_role("button", name=action, exact=True).count() == 0, action
-    page.get_by_text("Managers and admins can rename").wait_for(timeout=TIMEOUT)
+    page.get_by_text("Managers and admins can edit").wait_for(timeout=TIMEOUT)
     open_tab(page, "Logs")  # reading stays open to viewers
     page.get_by_role("button", name="Download JSON").wait_for(timeout=TIMEOUT)
 

@@ -43,7 +43,7 @@ WORKERS = 3
 REDIS_URL = "redis://127.0.0.1:6379/7"  # a database index of this module's own, flushed
 SHOP = "scaled-store.myshopify.com"
 MANAGER = ("scaled-manager@example.com", "manager-password-1")
-INTERVAL = timedelta(minutes=1)  # the wizard's shortest; the scheduler jitters by 10 %
+INTERVAL = timedelta(minutes=5)  # the wizard's shortest; the scheduler jitters by 10 %
 
 
 @dataclass

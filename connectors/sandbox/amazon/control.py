@@ -109,6 +109,8 @@ def control_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
         body = await request.json()
         if "draft" in body:
             sandbox.app.draft = bool(body["draft"])
+        if "restricted_roles" in body:
+            sandbox.app.restricted_roles = bool(body["restricted_roles"])
         if "redirect_uris" in body:
             uris = body["redirect_uris"]
             if not (
@@ -133,6 +135,7 @@ def control_routes(sandbox: AmazonSandbox) -> list[BaseRoute]:
                 "draft": sandbox.app.draft,
                 "redirect_uris": sandbox.app.redirect_uris,
                 "login_uri": sandbox.app.login_uri,
+                "restricted_roles": sandbox.app.restricted_roles,
             }
         )
 

@@ -2,358 +2,44 @@
 ``{BASE}/amazon/sp/{region}`` (``https://sellingpartnerapi-{region}.amazon.com``): Orders,
 Reports, Listings Items, FBA inventory and Sellers, with per-operation rate limits."""
 
+
 from __future__ import annotations
 
-import base64
-import json
 import random
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import (
-    JSONResponse,
-    Response,
-    StreamingResponse,
-)
+from starlette.responses import Response, StreamingResponse
 
 from connectors.amazon.regions import MARKETPLACES, REGIONS
 from connectors.sandbox.amazon import spec
 from connectors.sandbox.amazon.data import SellerData, iso
+from connectors.sandbox.amazon.orders import (
+    get_order_2026,
+    get_order_items_v0,
+    get_orders_v0,
+    search_orders,
+)
+from connectors.sandbox.amazon.responses import (
+    ApiError,
+    Handler,
+    _decode_token,
+    _encode_token,
+    _error,
+    _int_param,
+    _list_param,
+    _ok,
+    _param,
+    _time_param,
+)
 from connectors.sandbox.amazon.sandbox import (
     FBA_TOKEN_LIFETIME,
     FBA_TOKEN_MIN_REAL_SECONDS,
     AmazonSandbox,
 )
-
-Handler = Callable[[Request, AmazonSandbox, SellerData, dict[str, str]], Awaitable[Response]]
-TWO_MINUTES = timedelta(minutes=2)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
-
-
-def errors_body(code: str, message: str, details: str = "") -> dict[str, Any]:
-    return {"errors": [{"code": code, "message": message, "details": details}]}
-
-
-def _request_id() -> str:
-    return str(uuid.uuid4())
-
-
-# --- query parameters, the way the models declare them --------------------------------------
-
-
-def _param(request: Request, name: str, *, required: bool = False) -> str | None:
-    value = request.query_params.get(name)
-    if required and not value:
-        raise ApiError(400, "InvalidInput", f"Missing required parameter: {name}.")
-    return value
-
-
-def _list_param(request: Request, name: str, *, required: bool = False) -> list[str]:
-    values = [v for raw in request.query_params.getlist(name) for v in raw.split(",") if v]
-    if required and not values:
-        raise ApiError(400, "InvalidInput", f"Missing required parameter: {name}.")
-    return values
-
-
-def _time_param(request: Request, name: str) -> datetime | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "InvalidInput", f"Invalid {name}: {value} is not ISO 8601.") from None
-    if moment.tzinfo is None:
-        raise ApiError(400, "InvalidInput", f"Invalid {name}: a time zone is required.")
-    return moment
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ApiError(400, "InvalidInput", f"Invalid {name}: {value}.") from None
-    if not low <= number <= high:
-        raise ApiError(400, "InvalidInput", f"{name} must be between {low} and {high}.")
-    return number
-
-
-def _encode_token(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
-
-
-def _decode_token(token: str, name: str) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, TypeError):
-        raise ApiError(400, "InvalidInput", f"We could not decode your {name}.") from None
-    return data
-
-
-def _check_before(before: datetime | None, now: datetime, name: str) -> datetime:
-    latest = now - TWO_MINUTES
-    if before is None:
-        return latest
-    if before > latest:
-        raise ApiError(
-            400,
-            "InvalidInput",
-            "The most updated data is 2 minutes after an order is created or last updated. "
-            f"{name} must be a date that is at least 2 minutes before current time.",
-        )
-    return before
-
-
-# --- Orders v2026-01-01 ---------------------------------------------------------------------
-
-
-ORDER_DATASETS = ("PROCEEDS", "FULFILLMENT")  # the includedData sets the sandbox fills in
-
-
-def order_2026(
-    seller: SellerData, index: int, included: frozenset[str] = frozenset(ORDER_DATASETS)
-) -> dict[str, Any]:
-    """An Orders 2026-01-01 order; ``proceeds`` and ``fulfillment`` only when asked for."""
-    order = seller.order(index)
-    marketplace = MARKETPLACES[order["marketplace"]]
-    currency = order["currency"]
-    body: dict[str, Any] = {
-        "orderId": order["orderId"],
-        "createdTime": iso(order["created"]),
-        "lastUpdatedTime": iso(order["updated"]),
-        "programs": [],
-        "salesChannel": {
-            "channelName": "AMAZON",
-            "marketplaceId": marketplace.id,
-            "marketplaceName": marketplace.name,
-        },
-        "orderItems": [
-            {
-                "orderItemId": item["orderItemId"],
-                "quantityOrdered": item["quantity"],
-                "product": {
-                    "asin": item["asin"],
-                    "title": item["title"],
-                    "sellerSku": item["sku"],
-                    "price": {"unitPrice": {"amount": item["price"], "currencyCode": currency}},
-                },
-            }
-            for item in order["items"]
-        ],
-    }
-    if "PROCEEDS" in included:
-        body["proceeds"] = {"grandTotal": {"amount": order["total"], "currencyCode": currency}}
-    if "FULFILLMENT" in included:
-        body["fulfillment"] = {
-            "fulfillmentStatus": order["status"],
-            "fulfilledBy": order["fulfilledBy"],
-        }
-    return body
-
-
-def _included(request: Request) -> frozenset[str]:
-    return frozenset(_list_param(request, "includedData"))
-
-
-async def search_orders(
-    request: Request, sandbox: AmazonSandbox, seller: SellerData, _: dict[str, str]
-) -> Response:
-    now = sandbox.state.clock.now()
-    page_size = _int_param(request, "maxResultsPerPage", 100, 1, 100)
-    token = request.query_params.get("paginationToken")
-    created_after = _time_param(request, "createdAfter")
-    updated_after = _time_param(request, "lastUpdatedAfter")
-    if (created_after is None) == (updated_after is None):
-        raise ApiError(
-            400, "InvalidInput", "Exactly one of createdAfter or lastUpdatedAfter is required."
-        )
-    marketplaces = set(_list_param(request, "marketplaceIds")) or set(seller.marketplaces)
-    statuses = set(_list_param(request, "fulfillmentStatuses"))
-    fulfilled_by = set(_list_param(request, "fulfilledBy"))
-    start_key = None
-    before_value = None
-    if token:
-        state = _decode_token(token, "paginationToken")
-        try:
-            start_key = (state["t"], state["id"])
-            before_value = datetime.fromisoformat(state["before"])
-        except (KeyError, TypeError, ValueError):
-            raise ApiError(
-                400, "InvalidInput", "We could not decode your paginationToken."
-            ) from None
-    if updated_after is not None:
-        before = before_value or _check_before(
-            _time_param(request, "lastUpdatedBefore"), now, "lastUpdatedBefore"
-        )
-        indexes = seller.orders_between(updated_after, before, start_key)
-        before_key = "lastUpdatedBefore"
-    else:
-        assert created_after is not None
-        before = before_value or _check_before(
-            _time_param(request, "createdBefore"), now, "createdBefore"
-        )
-        indexes = sorted(
-            seller.orders_created_between(created_after, before),
-            key=lambda i: (seller.order_updated(i), seller.order_id(i)),
-        )
-        if start_key is not None:
-            moment = datetime.fromisoformat(start_key[0])
-            indexes = [
-                i
-                for i in indexes
-                if (seller.order_updated(i), seller.order_id(i)) > (moment, start_key[1])
-            ]
-        before_key = "createdBefore"
-    page: list[dict[str, Any]] = []
-    last_index = None
-    more = False
-    included = _included(request)
-    for index in indexes:
-        facts = seller.order(index)
-        if facts["marketplace"] not in marketplaces:
-            continue
-        if statuses and facts["status"] not in statuses:
-            continue
-        if fulfilled_by and facts["fulfilledBy"] not in fulfilled_by:
-            continue
-        if len(page) == page_size:
-            more = True
-            break
-        page.append(order_2026(seller, index, included))
-        last_index = index
-    body: dict[str, Any] = {"orders": page, before_key: iso(before)}
-    if more and last_index is not None:
-        body["pagination"] = {
-            "nextToken": _encode_token(
-                {
-                    "t": seller.order_updated(last_index).isoformat(),
-                    "id": seller.order_id(last_index),
-                    "before": before.isoformat(),
-                }
-            )
-        }
-    return _ok(sandbox, request, body)
-
-
-def _find_order(seller: SellerData, order_id: str) -> int:
-    for index in range(seller.orders):
-        if seller.order_id(index) == order_id:
-            return index
-    raise ApiError(404, "NotFound", f"Order {order_id} was not found.")
-
-
-async def get_order_2026(
-    request: Request, sandbox: AmazonSandbox, seller: SellerData, params: dict[str, str]
-) -> Response:
-    index = _find_order(seller, params["orderId"])
-    return _ok(sandbox, request, {"order": order_2026(seller, index, _included(request))})
-
-
-# --- Orders v0 (deprecated, still served) ---------------------------------------------------
-
-
-def order_v0(seller: SellerData, index: int) -> dict[str, Any]:
-    order = seller.order(index)
-    shipped = order["status"] == "SHIPPED"
-    count = sum(item["quantity"] for item in order["items"])
-    return {
-        "AmazonOrderId": order["orderId"],
-        "PurchaseDate": iso(order["created"]),
-        "LastUpdateDate": iso(order["updated"]),
-        "OrderStatus": seller.status_v0(order["status"]),
-        "FulfillmentChannel": "AFN" if order["fulfilledBy"] == "AMAZON" else "MFN",
-        "SalesChannel": MARKETPLACES[order["marketplace"]].name,
-        "OrderTotal": {"CurrencyCode": order["currency"], "Amount": order["total"]},
-        "NumberOfItemsShipped": count if shipped else 0,
-        "NumberOfItemsUnshipped": 0 if shipped else count,
-        "MarketplaceId": order["marketplace"],
-        "IsBusinessOrder": False,
-        "IsPrime": False,
-    }
-
-
-async def get_orders_v0(
-    request: Request, sandbox: AmazonSandbox, seller: SellerData, _: dict[str, str]
-) -> Response:
-    now = sandbox.state.clock.now()
-    marketplaces = set(_list_param(request, "MarketplaceIds", required=True))
-    page_size = _int_param(request, "MaxResultsPerPage", 100, 1, 100)
-    token = request.query_params.get("NextToken")
-    start_key = None
-    if token:
-        state = _decode_token(token, "NextToken")
-        start_key = (state["t"], state["id"])
-        after = datetime.fromisoformat(state["after"])
-        before = datetime.fromisoformat(state["before"])
-    else:
-        found = _time_param(request, "LastUpdatedAfter")
-        if found is None or _time_param(request, "CreatedAfter") is not None:
-            raise ApiError(
-                400, "InvalidInput", "Exactly one of CreatedAfter or LastUpdatedAfter is required."
-            )
-        after = found
-        before = _check_before(_time_param(request, "LastUpdatedBefore"), now, "LastUpdatedBefore")
-    page: list[dict[str, Any]] = []
-    last_index = None
-    more = False
-    for index in seller.orders_between(after, before, start_key):
-        if seller.order(index)["marketplace"] not in marketplaces:
-            continue
-        if len(page) == page_size:
-            more = True
-            break
-        page.append(order_v0(seller, index))
-        last_index = index
-    payload: dict[str, Any] = {"Orders": page, "LastUpdatedBefore": iso(before)}
-    if more and last_index is not None:
-        payload["NextToken"] = _encode_token(
-            {
-                "t": seller.order_updated(last_index).isoformat(),
-                "id": seller.order_id(last_index),
-                "after": after.isoformat(),
-                "before": before.isoformat(),
-            }
-        )
-    return _ok(sandbox, request, {"payload": payload})
-
-
-async def get_order_items_v0(
-    request: Request, sandbox: AmazonSandbox, seller: SellerData, params: dict[str, str]
-) -> Response:
-    order = seller.order(_find_order(seller, params["orderId"]))
-    items = [
-        {
-            "ASIN": item["asin"],
-            "SellerSKU": item["sku"],
-            "OrderItemId": item["orderItemId"],
-            "Title": item["title"],
-            "QuantityOrdered": item["quantity"],
-            "QuantityShipped": item["quantity"] if order["status"] == "SHIPPED" else 0,
-            "ItemPrice": {
-                "CurrencyCode": order["currency"],
-                "Amount": f"{float(item['price']) * item['quantity']:.2f}",
-            },
-        }
-        for item in order["items"]
-    ]
-    return _ok(
-        sandbox,
-        request,
-        {"payload": {"AmazonOrderId": order["orderId"], "OrderItems": items}},
-    )
-
 
 # --- Reports --------------------------------------------------------------------------------
 
@@ -662,29 +348,6 @@ HANDLERS: dict[tuple[str, str], Handler] = {
 def _handler(operation: spec.Operation) -> Handler | None:
     model = operation.model.rsplit("/", 1)[-1].removesuffix(".json")
     return HANDLERS.get((model, operation.operation_id))
-
-
-def _ok(sandbox: AmazonSandbox, request: Request, body: Any, status: int = 200) -> Response:
-    headers = {"x-amzn-RequestId": _request_id()}
-    operation = request.scope.get("sp_operation")
-    if operation is not None:
-        headers["x-amzn-RateLimit-Limit"] = sandbox.rate_header(operation)
-    text = "" if body is None else json.dumps(body)
-    if request.scope.get("sp_fault") == "malformed" and text:
-        text = text[: max(1, len(text) // 2)]
-    return Response(text, status_code=status, media_type="application/json", headers=headers)
-
-
-def _error(error: ApiError, sandbox: AmazonSandbox, request: Request) -> Response:
-    headers = {"x-amzn-RequestId": _request_id()}
-    operation = request.scope.get("sp_operation")
-    if operation is not None and error.status in (400, 404):  # never on 429/401/403
-        headers["x-amzn-RateLimit-Limit"] = sandbox.rate_header(operation)
-    return JSONResponse(
-        errors_body(error.code, error.message, error.details),
-        status_code=error.status,
-        headers=headers,
-    )
 
 
 # --- the SP-API front door ------------------------------------------------------------------

@@ -60,6 +60,9 @@ class SandboxApp:
     draft: bool = False
     redirect_uris: list[str] = field(default_factory=list)  # the consent page's only targets
     login_uri: str | None = None  # where the Appstore sends a seller who authorizes the app
+    # Amazon's restricted roles for orders' personal data (Direct-to-Consumer Delivery, Tax
+    # Invoicing/Remittance): without them includedData BUYER or RECIPIENT is refused.
+    restricted_roles: bool = False
     # Platform time each client secret was generated, and the end a rotation gave old ones.
     secret_issued: dict[str, datetime] = field(default_factory=dict)
     secret_expires: dict[str, datetime] = field(default_factory=dict)
@@ -373,6 +376,7 @@ class AmazonSandbox:
                 "draft": self.app.draft,
                 "redirect_uris": self.app.redirect_uris,
                 "login_uri": self.app.login_uri,
+                "restricted_roles": self.app.restricted_roles,
             },
             "sellers": {
                 seller_id: {
@@ -398,6 +402,7 @@ class AmazonSandbox:
         self.app.draft = bool(saved["app"]["draft"])
         self.app.redirect_uris = list(saved["app"]["redirect_uris"] or [])
         self.app.login_uri = saved["app"].get("login_uri")
+        self.app.restricted_roles = bool(saved["app"].get("restricted_roles", False))
         for seller_id, entry in saved["sellers"].items():
             self.create_seller(
                 seller_id, entry["region"], entry["marketplaces"],

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from connectors.amazon.regions import REGIONS
 from connectors.sandbox.amazon import spec
-from connectors.sandbox.amazon.operations import _request_id, errors_body
+from connectors.sandbox.amazon.responses import _request_id, errors_body
 
 # --- the static sandbox (sandbox.sellingpartnerapi-*.amazon.com) ----------------------------
 

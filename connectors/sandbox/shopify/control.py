@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from connectors.sandbox.shopify import bulk
+from connectors.sandbox.shopify import bulk, webhooks_api
 from connectors.sandbox.shopify.data import iso
 from connectors.sandbox.shopify.routes import signed_app_query
 from connectors.sandbox.shopify.sandbox import DEMO_SHOPS, SHOP_PATTERN, ShopifySandbox
@@ -170,6 +170,25 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             sandbox.bulk.faults[name] = bulk.BulkFault(code, count)
         return JSONResponse({"shop": name, "error_code": code if count else None, "count": count})
 
+    async def webhook_subscriptions(request: Request) -> Response:
+        """The app's webhook subscriptions in the shop: [{"id", "topic", "uri"}]."""
+        name = known_shop(request)
+        listed = sandbox.subscriptions.get(name, {}).values()
+        return JSONResponse([{"id": s.id, "topic": s.topic, "uri": s.callback_url} for s in listed])
+
+    async def remove_webhook_subscriptions(request: Request) -> Response:
+        """Someone deletes the app's webhook subscriptions: {"topics": [GraphQL topic]}, all
+        of them without "topics"."""
+        name = known_shop(request)
+        body = await _json_object(request, {"topics"})
+        topics = body.get("topics")
+        if topics is not None and not (
+            isinstance(topics, list) and all(isinstance(t, str) for t in topics)
+        ):
+            raise _Refused("topics must be a list of webhook topics, e.g. PRODUCTS_UPDATE")
+        removed = webhooks_api.remove(sandbox, name, topics)
+        return JSONResponse({"shop": name, "removed": removed})
+
     async def open_app(request: Request) -> Response:
         """The merchant opens the app from the shop's admin (or installs it from the App
         Store): Shopify sends the browser to the app URL ``?app_url=`` with ``shop``,
@@ -202,6 +221,12 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         ("/shopify/app", configure_app, "PUT"),
         (f"/shopify/shops/{SHOP_PATTERN}/compliance", compliance, "POST"),
         (f"/shopify/shops/{SHOP_PATTERN}/bulk_faults", bulk_faults, "PUT"),
+        (f"/shopify/shops/{SHOP_PATTERN}/webhook_subscriptions", webhook_subscriptions, "GET"),
+        (
+            f"/shopify/shops/{SHOP_PATTERN}/webhook_subscriptions/remove",
+            remove_webhook_subscriptions,
+            "POST",
+        ),
     ]
     return [
         Route(path, _refusals_answered(handler), methods=[method])

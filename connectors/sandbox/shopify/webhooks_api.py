@@ -109,15 +109,27 @@ def _delete(_: Any, info: Any, id: str) -> dict:
     return {"deletedWebhookSubscriptionId": id, "userErrors": []}
 
 
-def _list(_: Any, info: Any, first: int | None = None, **__: Any) -> dict:
-    from connectors.sandbox.shopify.graphql_api import _connection
+def _list(_: Any, info: Any, first: int | None = None, after: str | None = None, **__: Any) -> dict:
+    from connectors.sandbox.shopify.graphql_api import _connection, decode_cursor
 
     sandbox, shop = info.context["sandbox"], info.context["shop"]
     items = list(sandbox.subscriptions.get(shop.shop, {}).values())
     clock = sandbox.state.clock.now()
+    start = decode_cursor(after)[1] + 1 if after else 0
     return _connection(
-        iter(range(len(items))), first, lambda i: items[i].node(), lambda i: (clock, i)
+        iter(range(start, len(items))), first, lambda i: items[i].node(), lambda i: (clock, i)
     )
+
+
+def remove(sandbox: Any, shop: str, topics: list[str] | None) -> list[str]:
+    """Delete the shop's subscriptions of ``topics`` (all when None), as a person or another
+    tool does through the Admin API; returns the removed subscriptions' topics."""
+    subscriptions = sandbox.subscriptions.get(shop, {})
+    gone = [key for key, s in subscriptions.items() if topics is None or s.topic in topics]
+    removed = [subscriptions.pop(key).topic for key in gone]
+    if removed:
+        sandbox.state.remember()
+    return removed
 
 
 def attach(schema: GraphQLSchema) -> None:
