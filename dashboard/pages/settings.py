@@ -11,6 +11,7 @@ from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.components.audit_log import AUDIT_HEADERS, audit_row
 from dashboard.components.common import count_pages, pager, pages_label, submit_button
+from dashboard.components.formats import counted
 from dashboard.components.shell import sub_nav, template
 from dashboard.db import in_session
 from dashboard.models import Role
@@ -107,7 +108,7 @@ class SettingsState(AuthState):
 
     @rx.var
     def audit_total_label(self) -> str:
-        return f"{self.audit_total:,} entr{'y' if self.audit_total == 1 else 'ies'}"
+        return counted(self.audit_total, "entry", "entries")
 
     @rx.var
     def audit_page_label(self) -> str:
