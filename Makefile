@@ -50,13 +50,13 @@ $(BUN): | $(STAMP)
 
 axe: $(AXE)
 
-$(AXE):
-	npm install --silent --no-save --no-audit --no-fund --prefix .tools/axe axe-core@$(AXE_VERSION)
+$(AXE): | $(STAMP)
+	PATH="$(NODE_BIN):$$PATH" $(NPM) install --silent --no-save --no-audit --no-fund --prefix .tools/axe axe-core@$(AXE_VERSION)
 
 # The brand marks are committed in assets/ (the app needs no npm package at run time); this
 # refreshes them from the pinned simple-icons release (CC0, see assets/README.md).
 icons: setup chromium
-	npm install --silent --no-save --no-audit --no-fund --prefix .tools/simple-icons simple-icons@$(SIMPLE_ICONS_VERSION)
+	PATH="$(NODE_BIN):$$PATH" $(NPM) install --silent --no-save --no-audit --no-fund --prefix .tools/simple-icons simple-icons@$(SIMPLE_ICONS_VERSION)
 	sed 's/<svg /<svg fill="#7AB55C" /' .tools/simple-icons/node_modules/simple-icons/icons/shopify.svg > assets/shopify.svg
 	$(PY) scripts/render_favicon.py
 
