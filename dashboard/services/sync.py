@@ -38,19 +38,23 @@ from connectors.registry import get_connector
 from dashboard.db import in_session, in_write_session
 from dashboard.logging_setup import bind_log_context
 from dashboard.models import (
-    EventLevel,
     RunStatus,
     RunTrigger,
 )
 from dashboard.services import amazon_lifecycle, app_credentials, auth, incidents
 from dashboard.services.credentials import DbCredentialStore
+from dashboard.services.sync_observe import (
+    ThrottledOut,
+    _note_progress,
+    _RunObserver,
+    _stall_reason,
+)
 from dashboard.services.sync_progress import (
     RunCancelled,
     RunLost,
     _apply_batch,
     _auth_failed,
     _checkpoint,
-    _event,
     _finish,
     _heartbeat,
     _mark_stalled,
@@ -360,7 +364,9 @@ class SyncEngine:
         # Batches beat too, but a report being prepared can take minutes between batches.
         beat = asyncio.get_running_loop().create_task(self._beat(context, reader))
         try:
-            with observe(_RunObserver(self, context)):
+            with observe(
+                _RunObserver(worker=self.worker, retry_delays=self._retry_delays, context=context)
+            ):
                 batches = connector.read_stream(
                     context.integration, credentials, context.stream, context.cursor,
                     full_refresh=context.full_refresh and context.cursor is None,
@@ -409,109 +415,6 @@ class SyncEngine:
                 context.lost = True
                 reader.cancel()
                 return
-
-
-class ThrottledOut(RateLimited):
-    """The run's requests were throttled attempt after attempt: it fails as documented."""
-
-    def __init__(self, message: str, *, attempts: int) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-
-
-# A wait shorter than this is not worth a write: the run's row shows waits the UI can see.
-WAIT_SHOWN_AFTER = 1.0
-# A wait this long (or one after a throttle) also goes into the run's log.
-WAIT_LOGGED_AFTER = 30.0
-RATE_WINDOW = 30.0  # seconds: the rate a run shows is over this last stretch
-
-
-class _RunObserver:
-    """Hears a run's rate-limit waits and throttles from its connector (``connectors.
-    ratelimit.observe``): shows the wait on the run, counts throttled attempts, and stops the
-    read once they exceed the documented attempts (``RETRY_DELAYS`` + 1)."""
-
-    def __init__(self, engine: SyncEngine, context: _RunContext) -> None:
-        self._engine = engine
-        self._context = context
-        self._after_throttle = False
-
-    async def waiting(self, *, seconds: float, reason: str) -> None:
-        context = self._context
-        context.waiting_until_mono = time.monotonic() + seconds
-        if seconds < WAIT_SHOWN_AFTER and not self._after_throttle:
-            return
-        until = datetime.now(UTC) + timedelta(seconds=seconds)
-        note = None
-        if self._after_throttle or seconds >= WAIT_LOGGED_AFTER:
-            note = f"waiting for the rate limit: next call at {until:%H:%M:%S} UTC ({reason})"
-        self._after_throttle = False
-        await in_write_session(
-            partial(
-                _mark_waiting, run_id=context.run_id, worker=self._engine.worker, until=until,
-                reason=reason, note=note,
-            )
-        )  # fmt: skip
-
-    async def throttled(self, *, reason: str, retry_after: float | None) -> None:
-        context = self._context
-        context.throttled += 1
-        self._after_throttle = True
-        allowed = len(self._engine._retry_delays) + 1
-        await in_write_session(
-            partial(
-                _event, run_id=context.run_id, level=EventLevel.WARNING,
-                message=f"{reason}: throttled attempt {context.throttled} of {allowed}",
-            )
-        )  # fmt: skip
-        if context.throttled >= allowed:
-            raise ThrottledOut(
-                f"{reason}, {context.throttled} times in a row", attempts=context.throttled
-            )
-
-
-def _note_progress(context: _RunContext, records: int) -> float | None:
-    """A page arrived: the run moves (no stall, no throttle streak); returns the rate over
-    the last ``RATE_WINDOW`` seconds."""
-    now = time.monotonic()
-    context.progress_mono = now
-    context.throttled = 0
-    context.stalled = False
-    context.waiting_until_mono = 0.0
-    context.records_read += records
-    context.pages += 1
-    context.samples.append((now, context.records_read))
-    context.samples = [(t, n) for t, n in context.samples if now - t <= RATE_WINDOW]
-    first_time, first_count = context.samples[0]
-    if len(context.samples) == 1:  # the first page of the window: since the previous page
-        first_time, first_count = context.previous_sample
-    context.previous_sample = (now, context.records_read)
-    span = now - first_time
-    return (context.records_read - first_count) / span if span > 0 else None
-
-
-def _stall_reason(context: _RunContext) -> str | None:
-    """Why the run counts as stalled now, or None: no page for longer than the stall limit,
-    and no known rate-limit wait that explains it."""
-    now = time.monotonic()
-    if context.stalled or now < context.waiting_until_mono:
-        return None
-    quiet = now - max(context.progress_mono, context.waiting_until_mono)
-    if quiet <= context.stall_seconds:
-        return None
-    since = datetime.now(UTC) - timedelta(seconds=now - context.progress_mono)
-    last = f"page {context.pages}" if context.pages else "the start"
-    return (
-        f"no progress for {_duration(quiet)} (limit {_duration(context.stall_seconds)}); "
-        f"the last progress was {last} at {since:%H:%M:%S} UTC, and no rate-limit wait "
-        "explains it"
-    )
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 # --- the process-wide engine -------------------------------------------------------------------
