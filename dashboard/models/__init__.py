@@ -71,6 +71,7 @@ from dashboard.models.sync import (
     SyncEvent,
     SyncRun,
 )
+from dashboard.models.workers import HubWorker
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -88,6 +89,7 @@ __all__ = [
     "Customer",
     "EncryptionKey",
     "EventLevel",
+    "HubWorker",
     "Incident",
     "IncidentCause",
     "IncidentStatus",
