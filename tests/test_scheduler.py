@@ -35,13 +35,17 @@ def fast_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fake_engine():
+async def fake_engine():
+    """A hub process's engine: it claims the runs the scheduler queues for any process."""
     engine = sync.SyncEngine(
         connector_factory=lambda _: FakeConnector(total=5), retry_delays=(0.01,)
     )
     sync.set_engine(engine)
-    yield engine
-    sync.set_engine(None)
+    try:
+        async with sync.engine_lifespan():
+            yield engine
+    finally:
+        sync.set_engine(None)
 
 
 def count_runs(trigger: str | None = None) -> int:
@@ -77,7 +81,7 @@ def test_lease_holder_names_a_live_hub_only(session: Session) -> None:
 async def test_scheduled_run_happens_and_repeats(session, fast_minutes, fake_engine) -> None:
     integration_id = connected_integration(session)
     hub = HubScheduler(holder="test")
-    hub._start_scheduler()
+    await hub._start_scheduler()
     try:
         await hub.reconcile()
         assert hub.scheduler.get_job(job_id(integration_id, "products")) is not None
@@ -101,7 +105,7 @@ async def test_a_manual_sync_on_any_worker_moves_the_next_scheduled_run(
     after it, as it does for a manual sync of its own."""
     integration_id = connected_integration(session)  # products every minute
     leader = HubScheduler(holder="leader")
-    leader._start_scheduler()
+    await leader._start_scheduler()
     try:
         await leader.reconcile()
         job = leader.scheduler.get_job(job_id(integration_id, "products"))
@@ -134,12 +138,12 @@ async def test_a_manual_sync_on_any_worker_moves_the_next_scheduled_run(
 async def test_paused_stream_loses_its_job_and_restart_keeps_schedules(session) -> None:
     integration_id = connected_integration(session)
     first = HubScheduler(holder="one")
-    first._start_scheduler()
+    await first._start_scheduler()
     await first.reconcile()
     first._stop_scheduler()
 
     second = HubScheduler(holder="two")  # a restart: the job store is in the database
-    second._start_scheduler()
+    await second._start_scheduler()
     try:
         assert second.scheduler.get_job(job_id(integration_id, "products")) is not None
         with session_scope() as s:

@@ -10,6 +10,7 @@ from dashboard.db import in_session
 from dashboard.logging_setup import configure_from_settings
 from dashboard.services import metrics
 from dashboard.services.alerts import alert_delivery_lifespan
+from dashboard.services.changefeed import changefeed_lifespan
 from dashboard.services.scheduler import scheduler_lifespan
 from dashboard.services.shopify_webhooks import webhook_lifespan
 from dashboard.services.sync import engine_lifespan
@@ -17,15 +18,17 @@ from dashboard.settings import get_settings
 
 
 @contextlib.asynccontextmanager
-async def hub_lifespan() -> AsyncIterator[None]:
-    """The sync engine (crash recovery included) in every process, the recovery of webhook
+async def hub_lifespan(*, kind: str = "web") -> AsyncIterator[None]:
+    """The change feed that connects this process to the others (first in, last out), the
+    sync engine (crash recovery included) in every process, the recovery of webhook
     events inside it (applying one may queue a sync), and the scheduler innermost, so that at
     shutdown scheduling stops first, then webhook events are handed back, then the running
     syncs are interrupted. Alerts raised by any of them go out through the alert outbox, whose
     delivery starts first and stops last. Logging is set up before any of them logs.
 
     Before any of them: a process whose encryption keys differ from the database's under
-    the same id (another host's generated key) refuses to start (KeyMismatchError)."""
+    the same id (another host's generated key) refuses to start (KeyMismatchError).
+    ``kind`` says what the process is in ``hub_workers``: a web worker or a ``hub worker``."""
     from dashboard.services.vault import ensure_keys_match, get_vault
 
     configure_from_settings(get_settings())
@@ -34,8 +37,9 @@ async def hub_lifespan() -> AsyncIterator[None]:
     await asyncio.to_thread(metrics.metrics_token)  # in the data dir for the operator, at once
     try:
         async with (
+            changefeed_lifespan(),
             alert_delivery_lifespan(),
-            engine_lifespan(),
+            engine_lifespan(kind=kind),
             webhook_lifespan(),
             scheduler_lifespan(),
         ):

@@ -12,10 +12,13 @@ This module is the runner (``SyncEngine``); its parts live beside it: ``sync_que
 running run: batches, heartbeats, events, the end of a run), ``sync_retry`` (the attempt
 policy) and ``sync_workers`` (which process runs a run).
 
-Several processes share the database (hub workers, `hub sync`). The database keeps one queued
-or running run per stream (a partial unique index), a queued run is executed by whichever
-process claims it first, and every write of a running run is fenced by its owner's worker id,
-so a run declared dead by crash recovery can never write again.
+Several processes share the database (web workers, `hub worker`s on other hosts, `hub sync`).
+The database keeps one queued or running run per stream (a partial unique index). Runs queued
+for the hub (scheduled, manual, webhook, retry) have no owner: every process with free
+capacity claims the oldest ones (``_claim_queued``), woken at once by the change feed. Every
+write of a running run is fenced by its owner's worker id, so a run declared dead by crash
+recovery can never write again. Each process beats in ``hub_workers``; one silent for
+``WORKER_DEAD_AFTER`` is dead, and its runs resume elsewhere from their checkpoints.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -41,7 +44,8 @@ from dashboard.models import (
     RunStatus,
     RunTrigger,
 )
-from dashboard.services import amazon_lifecycle, app_credentials, auth, incidents
+from dashboard.services import app_credentials
+from dashboard.services.changefeed import QUEUE, get_feed
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.sync_observe import (
     ThrottledOut,
@@ -67,19 +71,21 @@ from dashboard.services.sync_queue import SyncRefused as SyncRefused
 from dashboard.services.sync_queue import (
     _active_among,
     _adoptable_queued,
+    _claim_queued,
     _queue_runs,
     _recover_stale_runs,
     _resumed_by,
     _start_run,
     _stopped,
-    _unowned_queued,
 )
 from dashboard.services.sync_queue import queue_retry as queue_retry
 from dashboard.services.sync_queue import request_cancel as request_cancel
 from dashboard.services.sync_queue import set_paused as set_paused
 from dashboard.services.sync_retry import RETRY_DELAYS, gave_up_reason, retry_delay, retry_note
 from dashboard.services.sync_workers import process_gone as process_gone
-from dashboard.services.sync_workers import worker_id
+from dashboard.services.sync_workers import (
+    worker_id,
+)
 from dashboard.settings import get_settings
 
 # The `X as X` imports above re-export the engine's public names from the modules that now
@@ -88,8 +94,13 @@ from dashboard.settings import get_settings
 log = logging.getLogger("hub.sync")
 
 HEARTBEAT_EVERY = 10.0
-RECOVERY_EVERY = 15.0  # seconds between sweeps for runs of dead processes
-HANDOVER_EVERY = 1.0  # seconds between looks for queued runs without an owner (`hub sync`)
+# Seconds between sweeps for runs of dead processes: with WORKER_DEAD_AFTER, a process killed
+# on another host has its runs resumed within ~20 s.
+RECOVERY_EVERY = 5.0
+HOUSEKEEPING_EVERY = 15.0  # expired links, expiring tokens, old sign-in throttles
+# Seconds between looks for queued runs when no notification came (a lost one, or none sent:
+# a write outside the hub's sessions). A notification starts a claim at once.
+HANDOVER_EVERY = 1.0
 
 ConnectorFactory = Callable[[str], Connector]
 
@@ -104,10 +115,12 @@ class SyncEngine:
         connector_factory: ConnectorFactory | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
-        self._semaphore = asyncio.Semaphore(max_concurrency or get_settings().sync_max_concurrency)
+        self.capacity = max_concurrency or get_settings().sync_max_concurrency
+        self._semaphore = asyncio.Semaphore(self.capacity)
         self._connector_factory = connector_factory or self._default_connector
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._retry_delays = retry_delays
+        self._room_event: asyncio.Event | None = None
         self.worker = worker_id()
 
     @staticmethod
@@ -150,7 +163,30 @@ class SyncEngine:
             return
         task = asyncio.get_running_loop().create_task(self._guarded(run_id), name=f"sync:{run_id}")
         self._tasks[run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+        task.add_done_callback(lambda _: self._ended(run_id))
+
+    def _ended(self, run_id: uuid.UUID) -> None:
+        self._tasks.pop(run_id, None)
+        self.room.set()  # capacity freed: claim the next queued run
+
+    @property
+    def room(self) -> asyncio.Event:
+        """Set when this process may have room for another run (its own wake-up, not sent
+        to other processes)."""
+        if self._room_event is None:
+            self._room_event = asyncio.Event()
+        return self._room_event
+
+    async def claim(self) -> list[uuid.UUID]:
+        """Claim as many queued runs without an owner as this process has room for, oldest
+        first, and start them."""
+        room = self.capacity - len(self._tasks)
+        if room <= 0:
+            return []
+        claimed = await in_write_session(partial(_claim_queued, worker=self.worker, limit=room))
+        for run_id in claimed:
+            self.start(run_id)
+        return claimed
 
     async def wait(self, run_ids: list[uuid.UUID] | None = None) -> None:
         """Wait for the given runs (or all running ones) executing in this process."""
@@ -232,45 +268,6 @@ class SyncEngine:
             self.start(run_id)
         return started
 
-    async def adopt_handed_over(self) -> list[uuid.UUID]:
-        """Start the queued runs without an owner (``hub sync`` handed them to the hub, or a
-        stopping process released them); the claim decides which process executes each."""
-        runs = await in_session(_unowned_queued)
-        started = [run_id for run_id in runs if run_id not in self._tasks]
-        for run_id in started:
-            self.start(run_id)
-        return started
-
-    async def supervise(self, stop: asyncio.Event) -> None:
-        """Until ``stop``: every ``HANDOVER_EVERY`` seconds start the runs handed over to any
-        hub process (one indexed query), every ``RECOVERY_EVERY`` seconds sweep for runs of
-        dead processes."""
-        last_sweep = time.monotonic()
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=HANDOVER_EVERY)
-            if stop.is_set():
-                return
-            try:
-                if time.monotonic() - last_sweep >= RECOVERY_EVERY:
-                    last_sweep = time.monotonic()
-                    await self.recover_interrupted()
-                    # Connect links that expired unused become an incident (once).
-                    await in_write_session(lambda s: incidents.sweep_expired_links(session=s))
-                    # Shopify refresh tokens near their 90 days without a refresh, and those
-                    # refreshed since (resolved).
-                    await in_write_session(
-                        lambda s: incidents.sweep_expiring_refresh_tokens(session=s)
-                    )
-                    # Amazon's LWA secret (180 days) and sellers' yearly authorizations.
-                    await in_write_session(lambda s: amazon_lifecycle.sweep(session=s))
-                    # Housekeeping on the same clock: ended sign-in throttle windows.
-                    await in_write_session(lambda s: auth.prune_sign_in_throttles(session=s))
-                else:
-                    await self.adopt_handed_over()
-            except Exception:  # a database hiccup must not end crash recovery for good
-                log.exception("crash recovery sweep failed; retrying")
-
     # --- execution -----------------------------------------------------------------------
 
     async def _guarded(self, run_id: uuid.UUID) -> None:
@@ -279,6 +276,7 @@ class SyncEngine:
                 await self._execute(run_id)
             except asyncio.CancelledError:
                 await in_write_session(partial(_stopped, run_id=run_id, worker=self.worker))
+                get_feed().changed(QUEUE)  # handed back: another process takes it
                 raise
             except RunLost:
                 log_json(
@@ -434,36 +432,24 @@ def set_engine(engine: SyncEngine | None) -> None:
     _engine = engine
 
 
-@contextlib.asynccontextmanager
-async def engine_lifespan() -> AsyncIterator[SyncEngine]:
-    """The engine of a hub process: crash recovery at start-up and every ``RECOVERY_EVERY``
-    seconds (in every process, lease or not), runs handed over by ``hub sync`` started within
-    ``HANDOVER_EVERY`` seconds, and an orderly stop at shutdown."""
-    engine = get_engine()
-    try:
-        await engine.recover_interrupted()
-    except Exception:  # serve anyway; the periodic sweep tries again
-        log.exception("crash recovery at start-up failed")
-    stop = asyncio.Event()
-    supervisor = asyncio.get_running_loop().create_task(engine.supervise(stop))
-    try:
-        yield engine
-    finally:
-        stop.set()
-        await asyncio.wait([supervisor], timeout=5)
-        await engine.stop()
-
-
 async def request_sync(
     *,
     integration_id: uuid.UUID | str,
     stream: str | None = None,
     trigger: RunTrigger | str = RunTrigger.MANUAL,
     full_refresh: bool = False,
+    claim_here: bool = True,
 ) -> list[uuid.UUID]:
-    run_ids = await get_engine().request_sync(
-        integration_id=integration_id, stream=stream, trigger=trigger, full_refresh=full_refresh
-    )
+    """Queue a run per stream for whichever hub process has room; other processes hear of it
+    through the change feed. ``claim_here`` (a user's Sync now): this process claims at once
+    if it has room (oldest queued runs first); the scheduler leaves its runs to every process."""
+    engine = get_engine()
+    run_ids = await engine.request_sync(
+        integration_id=integration_id, stream=stream, trigger=trigger, full_refresh=full_refresh,
+        run_here=False,
+    )  # fmt: skip
+    if claim_here:
+        await engine.claim()
     if RunTrigger(trigger) == RunTrigger.MANUAL:
         from dashboard.services import scheduler
 
@@ -474,8 +460,12 @@ async def request_sync(
 
 
 async def retry_run(*, run_id: uuid.UUID) -> uuid.UUID:
-    """The Runs page's Retry: ``queue_retry``, then start the retry in this process."""
+    """The Runs page's Retry: ``queue_retry`` for any process, this one claiming first."""
     engine = get_engine()
-    retry = await in_session(lambda s: queue_retry(session=s, run_id=run_id, worker=engine.worker))
-    engine.start(retry)
+    retry = await in_session(lambda s: queue_retry(session=s, run_id=run_id))
+    await engine.claim()
     return retry
+
+
+# The engine's life in a hub process (beats, claims, sweeps) lives beside it.
+from dashboard.services.sync_supervisor import engine_lifespan as engine_lifespan  # noqa: E402
