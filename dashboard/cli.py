@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -55,9 +54,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     refusal = startup_refusal(settings)
     if refusal:
         return _fail(refusal)
-    reflex = shutil.which("reflex", path=str(Path(sys.executable).parent)) or "reflex"
+    # Reflex's `run`, in a process where Granian respawns a worker that dies (serve_prod).
     command = [
-        reflex, "run", "--env", "prod", "--single-port",
+        sys.executable, "-m", "dashboard.serve_prod", "run", "--env", "prod", "--single-port",
         "--frontend-port", str(port), "--backend-port", str(port),
     ]  # fmt: skip
     if settings.sandbox_mounted:
@@ -485,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dashboard.cli_ops import register as register_ops
 
     register_ops(sub)
+    from dashboard.cli_worker import register as register_worker
+
+    register_worker(sub)
     return parser
 
 
