@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import Session, SQLModel, func, select
 
 from dashboard.db import get_engine, session_scope
-from dashboard.models import RunTrigger, StreamConfig, SyncRun
+from dashboard.models import RunTrigger, SchedulerLease, StreamConfig, SyncRun
 from dashboard.services import scheduler as scheduler_module
 from dashboard.services import sync
 from dashboard.services.integrations import create_integration, mark_connected
@@ -68,6 +68,55 @@ def test_lease_is_exclusive_and_taken_over_when_it_expires(session: Session) -> 
     later = datetime.now(UTC) + timedelta(minutes=5)  # worker-a died and stopped renewing
     assert try_acquire_lease(session, "worker-b", now=later)
     assert not try_acquire_lease(session, "worker-a", now=later)
+
+
+def test_lease_says_since_when_its_holder_holds_it(session: Session) -> None:
+    """``acquired_at`` moves on a takeover, not on a renewal: it tells an operator when the
+    scheduler last changed hands."""
+    start = datetime.now(UTC)
+    assert try_acquire_lease(session, "host-a:1", now=start)
+    assert try_acquire_lease(session, "host-a:1", now=start + timedelta(seconds=5))
+    lease = session.get(SchedulerLease, "scheduler")
+    assert lease is not None and lease.acquired_at == start
+    takeover = start + timedelta(minutes=2)  # host-a died and stopped renewing
+    assert try_acquire_lease(session, "host-b:2", now=takeover)
+    session.expire_all()
+    lease = session.get(SchedulerLease, "scheduler")
+    assert lease is not None
+    assert (lease.holder, lease.acquired_at) == ("host-b:2", takeover)
+    assert lease.expires_at == takeover + scheduler_module.LEASE_TTL
+
+
+async def test_after_a_takeover_a_missed_run_fires_once_and_the_next_a_full_interval_later(
+    session,
+) -> None:
+    """The lease was free for a while: the new holder fires each stream's missed run now and
+    the next one a full interval after it, not on the dead holder's grid (seconds later)."""
+    integration_id = connected_integration(session)  # products every minute
+    first = HubScheduler(holder="host-a:1")
+    await first._start_scheduler()
+    await first.reconcile()
+    first._stop_scheduler()
+
+    second = HubScheduler(holder="host-b:2")
+    await second._start_scheduler()
+    try:
+        scheduler = second.scheduler
+        assert scheduler is not None
+        job = scheduler.get_job(job_id(integration_id, "products"))
+        due = job.next_run_time
+        later = due + timedelta(seconds=150)  # 2.5 intervals missed while nobody held it
+        scheduler.pause()
+        assert scheduler_module._rebase_missed(scheduler, now=later) == [job.id]
+        job = scheduler.get_job(job.id)
+        assert job.next_run_time == later  # fires once, now
+        interval = timedelta(minutes=1)
+        assert job.trigger.get_next_fire_time(later, later) - later >= interval
+        # On the old grid the next run would have come 30 s after this one.
+        assert due + 3 * interval - later == timedelta(seconds=30)
+        assert scheduler_module._rebase_missed(scheduler, now=later) == []  # nothing left
+    finally:
+        second._stop_scheduler()
 
 
 def test_lease_holder_names_a_live_hub_only(session: Session) -> None:

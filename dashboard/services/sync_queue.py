@@ -300,10 +300,14 @@ def _claim_queued(session: Session, *, worker: str, limit: int) -> list[uuid.UUI
     )
     if session.get_bind().dialect.name == "postgresql":
         locked = oldest.with_for_update(skip_locked=True).scalar_subquery()
-        claimed = session.execute(
-            sa.update(RUNS).where(RUNS.c.id.in_(locked)).values(worker=worker).returning(RUNS.c.id)
-        )
-        return list(claimed.scalars())
+        rows = session.execute(
+            sa.update(RUNS)
+            .where(RUNS.c.id.in_(locked))
+            .values(worker=worker)
+            .returning(RUNS.c.id, RUNS.c.created_at)
+        ).all()
+        # RETURNING comes in any order: start them oldest first.
+        return [run_id for run_id, _ in sorted(rows, key=lambda row: row[1])]
     taken = []
     for run_id in session.execute(oldest).scalars():
         claimed = session.execute(
