@@ -6,10 +6,12 @@ committed write of this process feeds it (SQLAlchemy session events below), so r
 webhook and operator writes all count without each call site remembering to say so.
 
 Between processes the feed travels over Redis pub/sub when ``REDIS_URL`` is set, else over
-PostgreSQL ``LISTEN/NOTIFY`` (psycopg's async connection), else (SQLite: one process) it stays
-in process. Notifications are coalesced: at most one per topic every ``PUBLISH_EVERY`` seconds
-leaves the process, however many rows a sync writes. Waiters always pass a fallback timeout,
-so a lost notification (a reconnect, a write outside a session) costs a delay, never an update.
+PostgreSQL ``LISTEN/NOTIFY`` (psycopg's async connection). On SQLite (one hub process) it
+stays in process, and one watch per process on SQLite's ``PRAGMA data_version`` (which moves
+when another connection commits) catches writes of other processes (``hub sync``, scripts).
+Notifications are coalesced: at most one per topic every ``PUBLISH_EVERY`` seconds leaves the
+process, however many rows a sync writes. Waiters always pass a fallback timeout, so a lost
+notification (a reconnect, a write outside a session) costs a delay, never an update.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -32,11 +35,12 @@ LIVE = "live"
 TOPICS = (QUEUE, LIVE)
 CHANNEL = "hub_changes"
 PUBLISH_EVERY = 0.05
+SQLITE_LOOK_EVERY = 0.2  # seconds between looks at data_version: one per process, not per page
 RECONNECT_AFTER = 2.0
 # Writes that no live page shows: sessions touched on every request, liveness beats, the
 # scheduler's own bookkeeping. Waking every open page for them would be polling again.
 QUIET_TABLES = frozenset(
-    {"user_sessions", "sign_in_throttles", "hub_workers", "scheduler_leases", "apscheduler_jobs"}
+    {"sign_in_throttles", "hub_workers", "scheduler_leases", "apscheduler_jobs"}
 )
 
 
@@ -63,6 +67,7 @@ class ChangeFeed:
         self._flush_at: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: asyncio.Task[None] | None = None
+        self._local_writes = 0  # commits of this process, for the SQLite watch
 
     # --- waiting ---------------------------------------------------------------------------
 
@@ -161,6 +166,11 @@ class ChangeFeed:
             backend, self.backend_name = _RedisBackend(redis_url), "redis"
         elif database_url.startswith("postgresql"):
             backend, self.backend_name = _PostgresBackend(database_url), "postgresql"
+        elif database_url.startswith("sqlite") and ":memory:" not in database_url:
+            path = sa.engine.make_url(database_url).database
+            if path:
+                self.backend_name = "sqlite data_version"
+                self._listener = asyncio.get_running_loop().create_task(self._watch_sqlite(path))
         if backend is None:
             return
         self._backend = backend
@@ -181,6 +191,25 @@ class ChangeFeed:
             self._bump(TOPICS)  # something may have been missed while away
             await asyncio.sleep(RECONNECT_AFTER)
 
+    async def _watch_sqlite(self, path: str) -> None:
+        """Another process committed when data_version moved and this one did not commit
+        meanwhile (its own commits already woke everyone, and their re-reads see the rest)."""
+        connection = await asyncio.to_thread(_sqlite_connection, path)
+        try:
+            version = await asyncio.to_thread(_data_version, connection)
+            while True:
+                local = self._local_writes
+                await asyncio.sleep(SQLITE_LOOK_EVERY)
+                try:
+                    now = await asyncio.to_thread(_data_version, connection)
+                except sqlite3.Error:
+                    continue
+                if now != version and self._local_writes == local:
+                    self._bump(TOPICS)
+                version = now
+        finally:
+            connection.close()
+
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
@@ -197,6 +226,14 @@ class ChangeFeed:
             with contextlib.suppress(Exception):
                 await backend.aclose()
         self.backend_name = "in-process"
+
+
+def _sqlite_connection(path: str) -> sqlite3.Connection:
+    return sqlite3.connect(path, check_same_thread=False, timeout=5)
+
+
+def _data_version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA data_version").fetchone()[0])
 
 
 class _PostgresBackend:
@@ -321,6 +358,7 @@ def _on_commit(session: Session) -> None:
     tables: set[str] | None = session.info.pop(_WRITTEN, None)
     if not tables:
         return
+    _feed._local_writes += 1  # (from a database thread: a lost increment costs one re-read)
     topics = []
     if "+sync_runs" in tables:  # a run was queued: claimers look now
         topics.append(QUEUE)
