@@ -163,3 +163,27 @@ async def test_the_feed_crosses_processes_over_redis_pubsub(hub_db) -> None:
         pytest.skip(f"Redis not reachable at {REDIS_URL}: {type(error).__name__}")
     took = await two_feeds_hear_each_other(redis_url=REDIS_URL, database_url="sqlite://")
     assert took < 2.0
+
+
+async def test_on_sqlite_another_process_s_commit_wakes_the_feed(hub_db) -> None:
+    """The embedded default has no server to notify through: the feed watches SQLite's
+    data_version, which moves when another connection (here: another process's) commits."""
+    import sqlite3
+
+    database = sa.engine.make_url(get_settings().sqlalchemy_url).database
+    assert database
+    feed = ChangeFeed()
+    await feed.start(redis_url=None, database_url=get_settings().sqlalchemy_url)
+    try:
+        await asyncio.sleep(0.5)  # the watch has read the version
+        seen = feed.version(LIVE)
+        other = sqlite3.connect(database)  # not the hub's engine: as `hub sync` would
+        with other:
+            other.execute("UPDATE integrations SET display_name = display_name")
+            other.execute("CREATE TABLE IF NOT EXISTS bench_marker (id INTEGER)")
+        other.close()
+        began = time.monotonic()
+        assert await feed.wait(LIVE, seen, at_most=5.0) > seen
+        assert time.monotonic() - began < 2.0
+    finally:
+        await feed.stop()
