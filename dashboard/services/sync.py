@@ -121,6 +121,9 @@ class SyncEngine:
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._retry_delays = retry_delays
         self._room_event: asyncio.Event | None = None
+        self.supervised = False  # a supervisor claims for this engine (sync_supervisor)
+        self._stopping = False
+        self._draining: asyncio.Task[list[uuid.UUID]] | None = None
         self.worker = worker_id()
 
     @staticmethod
@@ -167,7 +170,11 @@ class SyncEngine:
 
     def _ended(self, run_id: uuid.UUID) -> None:
         self._tasks.pop(run_id, None)
-        self.room.set()  # capacity freed: claim the next queued run
+        self.room.set()  # capacity freed: the supervisor claims the next queued run
+        # No supervisor (a script, a test): this engine drains the queue itself.
+        idle = self._draining is None or self._draining.done()
+        if not self.supervised and not self._stopping and idle:
+            self._draining = asyncio.get_running_loop().create_task(self.claim())
 
     @property
     def room(self) -> asyncio.Event:
@@ -189,9 +196,16 @@ class SyncEngine:
         return claimed
 
     async def wait(self, run_ids: list[uuid.UUID] | None = None) -> None:
-        """Wait for the given runs (or all running ones) executing in this process."""
-        tasks = [self._tasks[r] for r in (run_ids or list(self._tasks)) if r in self._tasks]
-        if tasks:
+        """Wait for the given runs (or all running ones) executing in this process, and for
+        the runs an unsupervised engine claims as earlier ones end."""
+        while True:
+            tasks: list[asyncio.Task[Any]] = [
+                self._tasks[r] for r in (run_ids or list(self._tasks)) if r in self._tasks
+            ]
+            if self._draining is not None and not self._draining.done():
+                tasks.append(self._draining)
+            if not tasks:
+                return
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def wait_finished(self, run_ids: list[uuid.UUID], *, poll: float = 0.5) -> None:
@@ -244,11 +258,15 @@ class SyncEngine:
 
     async def stop(self) -> None:
         """Cancel running tasks; their runs become interrupted and resume at the next start."""
+        self._stopping = True  # what the stopping runs hand back is for other processes
+        if self._draining is not None:
+            self._draining.cancel()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopping = False
 
     async def recover_interrupted(self, *, adopt: bool = True) -> list[uuid.UUID]:
         """Runs left running by a dead process become interrupted and their streams resume.

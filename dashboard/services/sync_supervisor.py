@@ -29,16 +29,20 @@ async def supervise(engine: SyncEngine, stop: asyncio.Event) -> None:
     feed = get_feed()
     seen = feed.version(QUEUE)
     swept = housekept = time.monotonic()
-    while not stop.is_set():
-        seen = await _next_look(engine, stop, seen)
-        if stop.is_set():
-            return
-        now = time.monotonic()
-        sweep, housekeeping = (
-            now - swept >= sync.RECOVERY_EVERY, now - housekept >= sync.HOUSEKEEPING_EVERY
-        )  # fmt: skip
-        swept, housekept = (now if sweep else swept), (now if housekeeping else housekept)
-        await _supervise_step(engine, sweep=sweep, housekeeping=housekeeping)
+    engine.supervised = True
+    try:
+        while not stop.is_set():
+            seen = await _next_look(engine, stop, seen)
+            if stop.is_set():
+                return
+            now = time.monotonic()
+            sweep, housekeeping = (
+                now - swept >= sync.RECOVERY_EVERY, now - housekept >= sync.HOUSEKEEPING_EVERY
+            )  # fmt: skip
+            swept, housekept = (now if sweep else swept), (now if housekeeping else housekept)
+            await _supervise_step(engine, sweep=sweep, housekeeping=housekeeping)
+    finally:
+        engine.supervised = False
 
 
 async def _next_look(engine: SyncEngine, stop: asyncio.Event, seen: int) -> int:
