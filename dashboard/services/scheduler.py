@@ -35,6 +35,7 @@ log = logging.getLogger("hub.scheduler")
 LEASE_NAME = "scheduler"
 LEASE_TTL = timedelta(seconds=20)
 RENEW_EVERY = 5.0
+RECONCILE_EVERY = 10.0  # seconds between reconciles of the job store with stream_configs
 JOB_PREFIX = "sync:"
 MINUTE = 60.0  # seconds in a schedule minute; tests shrink it to see jobs repeat quickly
 
@@ -170,24 +171,41 @@ class HubScheduler:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Hold or wait for the lease; while held, keep jobs in line with the database."""
+        """Hold or wait for the lease (its own loop: a long reconcile of many thousand jobs
+        must not let the lease lapse); while held, keep jobs in line with the database every
+        ``RECONCILE_EVERY`` seconds, or at once when poked."""
+        holding = asyncio.get_running_loop().create_task(self._hold_lease(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    await self.reconcile()
+                except Exception:  # a database hiccup must not kill scheduling for good
+                    log.exception("scheduler reconcile failed; retrying")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=RECONCILE_EVERY)
+        finally:
+            holding.cancel()
+            with contextlib.suppress(BaseException):
+                await holding
+            self._stop_scheduler()
+            with contextlib.suppress(Exception):
+                await in_session(lambda s: release_lease(s, self.holder))
+
+    async def _hold_lease(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 leader = await in_session(lambda s: try_acquire_lease(s, self.holder))
                 if leader and self.scheduler is None:
                     await self._start_scheduler()
+                    self.poke()  # reconcile now: jobs added while nobody held the lease
                 elif not leader and self.scheduler is not None:
                     log.warning("scheduler lease lost to another process")
                     self._stop_scheduler()
-                await self.reconcile()
             except Exception:  # a database hiccup must not kill scheduling for good
-                log.exception("scheduler loop error; retrying")
-            self._wake.clear()
+                log.exception("scheduler lease renewal failed; retrying")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=RENEW_EVERY)
-        self._stop_scheduler()
-        with contextlib.suppress(Exception):
-            await in_session(lambda s: release_lease(s, self.holder))
+                await asyncio.wait_for(stop.wait(), timeout=RENEW_EVERY)
 
 
 def last_manual_runs(session: Session, *, since: datetime) -> dict[str, datetime]:

@@ -472,7 +472,7 @@ async def request_sync(
         from dashboard.services import scheduler
 
         # The lease holder moves the stream's next scheduled run a full interval after this
-        # one when it reconciles: at once here, within RENEW_EVERY from any other worker.
+        # one when it reconciles: at once here, within RECONCILE_EVERY from any other worker.
         scheduler.poke()
     return run_ids
 
