@@ -120,6 +120,11 @@ async def test_a_host_killed_mid_sync_is_taken_over_within_30_s_losing_nothing(
     )  # fmt: skip
 
     # Within seconds of the kill: the lease (its acquired_at says when) and the run.
+    print(
+        f"after the kill: lease taken in {(acquired_at - killed_at).total_seconds():.1f} s, "
+        f"run interrupted in {(old.finished_at - killed_at).total_seconds():.1f} s, "
+        f"resumed in {(retry.started_at - killed_at).total_seconds():.1f} s"
+    )
     assert acquired_at - killed_at <= TAKEOVER, acquired_at - killed_at
     assert old.finished_at - killed_at <= TAKEOVER, old.finished_at - killed_at
     assert retry.started_at - killed_at <= TAKEOVER, retry.started_at - killed_at

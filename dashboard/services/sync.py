@@ -123,6 +123,7 @@ class SyncEngine:
         self._room_event: asyncio.Event | None = None
         self.supervised = False  # a supervisor claims for this engine (sync_supervisor)
         self._stopping = False
+        self._claimed = False  # claimed queued runs for the hub at least once
         self._draining: asyncio.Task[list[uuid.UUID]] | None = None
         self.worker = worker_id()
 
@@ -171,9 +172,10 @@ class SyncEngine:
     def _ended(self, run_id: uuid.UUID) -> None:
         self._tasks.pop(run_id, None)
         self.room.set()  # capacity freed: the supervisor claims the next queued run
-        # No supervisor (a script, a test): this engine drains the queue itself.
+        # An engine that claims for the hub (``claim``) but has no supervisor (a script, a
+        # test) drains the queue itself. One that never claimed (`hub sync`) takes nothing.
         idle = self._draining is None or self._draining.done()
-        if not self.supervised and not self._stopping and idle:
+        if self._claimed and not self.supervised and not self._stopping and idle:
             self._draining = asyncio.get_running_loop().create_task(self.claim())
 
     @property
@@ -187,6 +189,7 @@ class SyncEngine:
     async def claim(self) -> list[uuid.UUID]:
         """Claim as many queued runs without an owner as this process has room for, oldest
         first, and start them."""
+        self._claimed = True
         room = self.capacity - len(self._tasks)
         if room <= 0:
             return []
