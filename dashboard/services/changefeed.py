@@ -35,7 +35,9 @@ LIVE = "live"
 TOPICS = (QUEUE, LIVE)
 CHANNEL = "hub_changes"
 PUBLISH_EVERY = 0.05
-SQLITE_LOOK_EVERY = 0.2  # seconds between looks at data_version: one per process, not per page
+# Seconds between looks at data_version: one per process, not per page. A look reads a
+# counter in SQLite's shared memory (no lock, no disk), so it runs on the loop itself.
+SQLITE_LOOK_EVERY = 0.1
 RECONNECT_AFTER = 2.0
 # Writes that no live page shows: sessions touched on every request, liveness beats, the
 # scheduler's own bookkeeping. Waking every open page for them would be polling again.
@@ -196,12 +198,12 @@ class ChangeFeed:
         meanwhile (its own commits already woke everyone, and their re-reads see the rest)."""
         connection = await asyncio.to_thread(_sqlite_connection, path)
         try:
-            version = await asyncio.to_thread(_data_version, connection)
+            version = _data_version(connection)
             while True:
                 local = self._local_writes
                 await asyncio.sleep(SQLITE_LOOK_EVERY)
                 try:
-                    now = await asyncio.to_thread(_data_version, connection)
+                    now = _data_version(connection)
                 except sqlite3.Error:
                     continue
                 if now != version and self._local_writes == local:
