@@ -39,7 +39,7 @@ from dashboard.state.guard import public, requires
 # visible" well under the 1 s goal. While syncs write batches after batches, a page re-reads
 # at most every MIN_INTERVAL_SECONDS; with no notification at all (one lost, a write outside
 # the hub's sessions), every FALLBACK_SECONDS.
-MIN_INTERVAL_SECONDS = 0.25
+MIN_INTERVAL_SECONDS = 0.5
 FALLBACK_SECONDS = 5.0
 # While the tab is away: how often the loop looks whether it came back.
 POLL_SECONDS = 0.5
