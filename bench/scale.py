@@ -17,6 +17,14 @@ Figures only, no assertions. On a temporary SQLite file unless --database-url is
 
     python bench/scale.py [--integrations 200 --records 100 --latency-ms 20 --concurrency 8]
 
+With ``--workers N`` the runs are queued for any process (as the scheduler queues them) and
+N worker processes (``hub worker``'s engine, each ``--concurrency`` runs at once) claim them
+from the database, woken by the change feed; it then also prints runs/s, the queue wait p99
+and each process's peak RSS. The issue's scale, on PostgreSQL:
+
+    python bench/scale.py --workers 2 --integrations 10000 --concurrency 50 \
+        --database-url postgresql://postgres@127.0.0.1:5432/scalebench
+
 With ``--sandbox`` the integrations are real Shopify shops of the platform sandbox (its own
 process, clock at 100x), connected through its OAuth endpoints and synced by the real
 connector over HTTP, e.g. the issue's size:
@@ -30,7 +38,9 @@ import argparse
 import asyncio
 import os
 import resource
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -146,8 +156,15 @@ async def poll_runs_page(latencies: list[float], stop: asyncio.Event) -> None:
 
 def create_integrations(count: int, tokens: list[str] | None = None) -> list[uuid.UUID]:
     ids = []
+    for start in range(0, count, 500):  # one transaction per 500: a network database's round trips
+        ids += _create_integrations(range(start, min(count, start + 500)), tokens)
+    return ids
+
+
+def _create_integrations(numbers: range, tokens: list[str] | None) -> list[uuid.UUID]:
+    ids = []
     with session_scope() as session:
-        for n in range(count):
+        for n in numbers:
             integration = create_integration(
                 session=session, platform="shopify", display_name=f"Shop {n:04d}",
                 shop_domain=f"bench-{n}.myshopify.com", streams=dict.fromkeys(STREAMS, 15),
@@ -183,7 +200,7 @@ def sandbox_shops(base: str, count: int, records: int) -> list[str]:
 
 async def scheduler_overhead() -> tuple[float, float, int]:
     hub = HubScheduler(holder="bench")
-    hub._start_scheduler()
+    await hub._start_scheduler()
     assert hub.scheduler is not None
     hub.scheduler.pause()  # measure the bookkeeping only; the syncs below start directly
     try:
@@ -227,6 +244,9 @@ async def run(args: argparse.Namespace) -> None:
         f"steady-state reconcile {steady * 1000:.0f} ms (every 10 s in the lease holder)"
     )
 
+    if args.workers:
+        await across_workers(args, integration_ids)
+        return
     connector: Connector
     if args.sandbox_base:
         connector = ShopifyConnector.from_settings({
@@ -255,6 +275,23 @@ async def run(args: argparse.Namespace) -> None:
     stop.set()
     await asyncio.gather(*probes)
 
+    report(wall, queued, len(run_ids))
+    print(
+        f"event-loop lag: p50 {percentile(lags, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(lags, 0.99) * 1000:.1f} ms, max {max(lags) * 1000:.1f} ms "
+        f"({len(lags)} ticks)"
+    )
+    print(
+        f"Runs page query while syncing: p50 {percentile(page_latencies, 0.5) * 1000:.0f} ms, "
+        f"p99 {percentile(page_latencies, 0.99) * 1000:.0f} ms, "
+        f"max {max(page_latencies) * 1000:.0f} ms"
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:.0f} MB")
+
+
+def report(wall: float, queued: float, run_count: int) -> None:
+    """Records/s, runs/s, fairness and queue waits, from the runs table."""
     with session_scope() as session:
         runs = session.exec(select(SyncRun)).all()
     statuses = {run.status for run in runs}
@@ -270,27 +307,110 @@ async def run(args: argparse.Namespace) -> None:
         rates.append(sum(r.records_read for r in integration_runs) / seconds)
     waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
     print(
-        f"syncs: {len(run_ids)} runs ({', '.join(sorted(statuses))}), {total} records in "
-        f"{wall:.1f} s = {total / wall:,.0f} records/s (all queued after {queued:.1f} s)"
+        f"syncs: {run_count} runs ({', '.join(sorted(statuses))}), {total} records in "
+        f"{wall:.1f} s = {total / wall:,.0f} records/s, {len(runs) / wall:,.1f} runs/s "
+        f"(all queued after {queued:.1f} s)"
     )
     print(
         f"fairness: per-integration throughput min/max = {min(rates) / max(rates):.2f} "
         f"(min {min(rates):,.0f}, median {statistics.median(rates):,.0f}, "
         f"max {max(rates):,.0f} records/s); queue wait median {statistics.median(waits):.1f} s, "
-        f"max {max(waits):.1f} s"
+        f"p99 {percentile(waits, 0.99):.1f} s, max {max(waits):.1f} s"
     )
-    print(
-        f"event-loop lag: p50 {percentile(lags, 0.5) * 1000:.1f} ms, "
-        f"p99 {percentile(lags, 0.99) * 1000:.1f} ms, max {max(lags) * 1000:.1f} ms "
-        f"({len(lags)} ticks)"
-    )
-    print(
-        f"Runs page query while syncing: p50 {percentile(page_latencies, 0.5) * 1000:.0f} ms, "
-        f"p99 {percentile(page_latencies, 0.99) * 1000:.0f} ms, "
-        f"max {max(page_latencies) * 1000:.0f} ms"
-    )
+    by_worker: dict[str, int] = {}
+    for run_row in runs:
+        by_worker[run_row.worker or "-"] = by_worker.get(run_row.worker or "-", 0) + 1
+    if len(by_worker) > 1:
+        shares = ", ".join(f"{count}" for _, count in sorted(by_worker.items()))
+        print(f"runs per process: {shares}")
+
+
+async def across_workers(args: argparse.Namespace, integration_ids: list[uuid.UUID]) -> None:
+    """Queue every stream of every integration for any process, oldest first (as the lease
+    holder queues due runs), while ``args.workers`` processes claim and run them."""
+    from dashboard.services.changefeed import QUEUE, changefeed_lifespan
+    from dashboard.services.sync_queue import _queue_runs
+
+    children = await asyncio.to_thread(spawn_workers, args)
+    try:
+        await asyncio.sleep(3)  # the workers are up and listening
+        began = time.perf_counter()
+        async with changefeed_lifespan() as feed:
+            for start in range(0, len(integration_ids), 200):
+                chunk = integration_ids[start : start + 200]
+
+                def queue(session: Any, chunk: list[uuid.UUID] = chunk) -> None:
+                    for integration_id in chunk:
+                        _queue_runs(session, integration_id, None, "schedule", False, None)
+
+                await in_session(queue)
+                feed.changed(QUEUE)
+        queued = time.perf_counter() - began
+        total = len(integration_ids) * len(STREAMS)
+        while True:
+            if await in_session(_unfinished) == 0:
+                break
+            await asyncio.sleep(0.5)
+        wall = time.perf_counter() - began
+    finally:
+        outputs = await asyncio.to_thread(stop_workers, children)
+    report(wall, queued, total)
+    print("peak RSS per worker process: " + ", ".join(o.strip().split()[-1] for o in outputs))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak:.0f} MB")
+    print(f"peak RSS of the queueing process {peak:.0f} MB")
+
+
+def spawn_workers(args: argparse.Namespace) -> list[subprocess.Popen[str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--child", "--records", str(args.records),
+        "--page-size", str(args.page_size), "--latency-ms", str(args.latency_ms),
+        "--concurrency", str(args.concurrency),
+    ]  # fmt: skip
+    return [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(args.workers)
+    ]
+
+
+def stop_workers(children: list[subprocess.Popen[str]]) -> list[str]:
+    for process in children:
+        process.send_signal(signal.SIGTERM)
+    return [process.communicate(timeout=60)[0] for process in children]
+
+
+def _unfinished(session: Any) -> int:
+    from sqlmodel import col, func
+
+    from dashboard.models import ACTIVE_RUN_STATUSES
+
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(SyncRun)
+            .where(col(SyncRun.status).in_(ACTIVE_RUN_STATUSES))
+        ).one()
+    )
+
+
+def child(args: argparse.Namespace) -> None:
+    """A worker process: the engine claiming queued runs until SIGTERM; prints its peak RSS."""
+    from dashboard.services import sync
+    from dashboard.services.changefeed import changefeed_lifespan
+
+    async def serve() -> None:
+        connector = LatencyConnector(args.records, args.page_size, args.latency_ms / 1000)
+        sync.set_engine(
+            SyncEngine(connector_factory=lambda _: connector, max_concurrency=args.concurrency)
+        )
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        async with changefeed_lifespan(), sync.engine_lifespan(kind="worker"):
+            await stop.wait()
+
+    asyncio.run(serve())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak-rss {peak:.0f}MB", flush=True)
 
 
 def main() -> None:
@@ -304,7 +424,15 @@ def main() -> None:
     parser.add_argument(
         "--sandbox", action="store_true", help="real Shopify connector against the sandbox"
     )
+    parser.add_argument(
+        "--workers", type=int, default=0,
+        help="worker processes claiming the runs (default 0: this process runs them)",
+    )  # fmt: skip
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:  # one of --workers: the settings (database, data dir) come from the parent
+        child(args)
+        return
     args.sandbox_base = None
     if args.sandbox:
         with sandbox_process(time_scale=100.0, seed=5) as base:

@@ -226,6 +226,10 @@ class WaitObserver(Protocol):
     async def throttled(self, *, reason: str, retry_after: float | None) -> None:
         """The platform answered a request with a throttle (429, THROTTLED). May raise."""
 
+    def quota(self, *, words: str) -> None:
+        """What the platform's last answer said of the rate limit: cost and points left
+        (Shopify), the operation's rate (SP-API). Kept for the run's next page line."""
+
     async def preparing(self, *, seconds: float, what: str, status: str) -> None:
         """The platform prepares ``what`` the read waits for (an Amazon report): asked just
         now, it answered ``status``; it is asked again in ``seconds`` (0: it is ready)."""
@@ -260,3 +264,9 @@ async def report_preparing(seconds: float, *, what: str, status: str) -> None:
     observer = _observer.get()
     if observer is not None:
         await observer.preparing(seconds=seconds, what=what, status=status)
+
+
+def report_quota(words: str) -> None:
+    observer = _observer.get()
+    if observer is not None:
+        observer.quota(words=words)

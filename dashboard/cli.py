@@ -70,9 +70,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     refusal = startup_refusal(settings)
     if refusal:
         return _fail(refusal)
-    reflex = shutil.which("reflex", path=str(Path(sys.executable).parent)) or "reflex"
+    # Reflex's `run`, in a process where Granian respawns a worker that dies (serve_prod).
     command = [
-        reflex, "run", "--env", "prod", "--single-port",
+        sys.executable, "-m", "dashboard.serve_prod", "run", "--env", "prod", "--single-port",
         "--frontend-port", str(port), "--backend-port", str(port),
     ]  # fmt: skip
     if settings.sandbox_mounted:
@@ -549,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dashboard.cli_apikeys import register as register_apikeys  # hub apikeys
 
     register_apikeys(sub)
+    from dashboard.cli_worker import register as register_worker
+
+    register_worker(sub)
     return parser
 
 

@@ -44,8 +44,9 @@ async def _sync(args: argparse.Namespace) -> int:
         return 2
     print("queued " + ", ".join(str(r) for r in run_ids), flush=True)
     if not run_here:
+        await _tell_the_hub()
         print(
-            f"the running hub ({hub}) starts them within {sync.HANDOVER_EVERY:.0f} s; "
+            f"the running hub ({hub}) starts them now (at most {sync.HANDOVER_EVERY:.0f} s); "
             "follow them with `hub runs list`, or use --wait"
         )
         return 0
@@ -65,6 +66,14 @@ async def _sync(args: argparse.Namespace) -> int:
     for summary in summaries:
         print(_outcome_line(summary))
     return 1 if any(s["status"] in UNSUCCESSFUL for s in summaries) else 0
+
+
+async def _tell_the_hub() -> None:
+    """Wake the hub's processes now (the change feed) rather than at their next look."""
+    from dashboard.services.changefeed import QUEUE, changefeed_lifespan
+
+    async with changefeed_lifespan() as feed:
+        feed.changed(QUEUE)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ if unguarded := unguarded_handlers():
 
 app = rx.App(
     api_transformer=build_api,  # a factory: a fresh Starlette app each time the App is built
+    stylesheets=["/styles.css"],  # assets/styles.css: focus ring, tables on small screens
 )
 app.register_lifespan_task(hub_lifespan)
 app.register_lifespan_task(demo_lifespan)  # HUB_SANDBOX_DEMO: connected demo integrations

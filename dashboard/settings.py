@@ -229,6 +229,10 @@ class Settings(BaseSettings):
     # by more than this share opens a count_drift incident (resolved once back within it).
     completeness_drift_percent: float = Field(1.0, ge=0, le=100)
     scheduler_enabled: bool = True
+    # The host part of this process's worker id (runs, leases and liveness name it): the
+    # machine's hostname unless set. Hosts of one hub must differ (containers that share a
+    # hostname across machines set it).
+    worker_host: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^:\s]+$")
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = Field(
         None,

@@ -123,3 +123,40 @@ async def test_demo_integrations_keep_syncing_after_the_hub_restarts(demo_env: i
         finished = s.exec(select(SyncRun).where(col(SyncRun.id).in_(runs))).all()
     assert set(statuses.values()) == {"connected"}, statuses
     assert runs and {run.status for run in finished} == {"succeeded"}
+
+
+async def test_a_demo_shop_whose_connecting_failed_once_is_connected_by_the_next_attempt(
+    demo_hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy machine one step of connecting can time out: a demo shop left pending would
+    never get a webhook. The seeding tries it again, on the same pending integration."""
+    from connectors.errors import TransientError
+    from connectors.shopify.connector import ShopifyConnector
+    from dashboard.services import demo
+
+    subscribe = ShopifyConnector.subscribe_webhooks
+    failures = {"demo-outdoor.myshopify.com": 1}
+
+    async def flaky(self, shop, credentials, callback_url, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if failures.get(shop):
+            failures[shop] -= 1
+            raise TransientError(f"POST {shop}/admin/api/2026-10/graphql.json timed out")
+        return await subscribe(self, shop, credentials, callback_url, *args, **kwargs)
+
+    monkeypatch.setattr(ShopifyConnector, "subscribe_webhooks", flaky)
+    monkeypatch.setattr(demo, "CONNECT_RETRY_AFTER", 0.01)
+    assert await seed_demo_integrations() == 3
+    await sync.get_engine().stop()  # their first syncs are not what this is about
+    assert failures == {"demo-outdoor.myshopify.com": 0}  # it did fail once
+    with session_scope() as s:
+        outdoor = s.exec(
+            select(Integration).where(Integration.display_name == "Demo Outdoor (Shopify)")
+        ).all()
+        [one] = outdoor  # the pending integration of the failed attempt went on, no second
+        assert one.status in ("connected", "syncing")
+        topics = s.exec(
+            select(WebhookSubscription.topic).where(
+                WebhookSubscription.integration_id == one.id
+            )
+        ).all()
+        assert "ORDERS_CREATE" in topics

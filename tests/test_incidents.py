@@ -90,6 +90,34 @@ def test_a_connect_link_that_expired_unused_becomes_one_incident(session: Sessio
     }
 
 
+def test_a_new_connect_link_ends_the_incident_and_its_expiry_opens_another(
+    session: Session,
+) -> None:
+    waiting = shop(session, "Waiting")
+    create_connect_link(session=session, integration_id=waiting, ttl=timedelta(seconds=-1))
+    session.commit()
+    assert incident_sweeps.sweep_expired_links(session=session) == 1
+    [incident] = overview.attention(session=session)
+    assert incident["title"] == "The connect link expired before the merchant used it"
+    assert "send the merchant a new connect link" in incident["advice"]
+
+    # The manager does what it says: the incident is over while the new link is out.
+    create_connect_link(session=session, integration_id=waiting, ttl=timedelta(days=3))
+    session.commit()
+    assert incident_sweeps.sweep_expired_links(session=session) == 0
+    assert overview.attention(session=session) == []
+    [resolved] = incidents.list_incidents(session=session, status="resolved")
+    assert resolved["resolution"] == "a new connect link was sent"
+
+    # That one expires unused too: a new incident, once.
+    later = datetime.now(UTC) + timedelta(days=4)
+    assert incident_sweeps.sweep_expired_links(session=session, now=later) == 1
+    assert incident_sweeps.sweep_expired_links(session=session, now=later) == 0
+    assert [i["cause"] for i in overview.attention(session=session)] == [
+        "connect_link_expired_unused"
+    ]
+
+
 def test_raw_errors_become_a_category_and_words() -> None:
     cases = {
         "POST /sandbox/shopify/x.myshopify.com/admin/api/2026-10/graphql.json answered 503": (

@@ -188,6 +188,9 @@ async def test_a_closed_tabs_loop_ends_without_writing_to_it(
     monkeypatch.setattr(live, "_tab_connected", tab_connected)
     monkeypatch.setattr(live, "POLL_SECONDS", 0.01)
     monkeypatch.setattr(live, "ABANDONED_SECONDS", 0.2)
+    # Re-read often without a change notification (the loop waits for the change feed).
+    monkeypatch.setattr(live, "MIN_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(live, "FALLBACK_SECONDS", 0.01)
     tab = _Tab()
     loop = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]
     while tab.applied < 3:

@@ -42,6 +42,14 @@ def sandbox() -> Iterator[str]:
         yield base
 
 
+@pytest.fixture
+def slow_sandbox() -> Iterator[str]:
+    # Time scale 3: a report spends 6.7 s IN_QUEUE, room for a stall limit longer than what
+    # comes before it (a token, createReport) on a busy machine, and shorter than the queue.
+    with running_sandbox(seed=5, time_scale=3) as (base, _app):
+        yield base
+
+
 def seller(base: str, stall_minutes: str, monkeypatch: pytest.MonkeyPatch) -> uuid.UUID:
     monkeypatch.setenv("HUB_SYNC_STALL_MINUTES", stall_minutes)
     reset_caches()
@@ -130,9 +138,10 @@ async def test_a_run_waiting_for_amazons_report_shows_waiting_not_stalled(
 
 
 async def test_a_report_stuck_in_one_status_past_the_stall_limit_is_stalled_in_words(
-    session: Session, sandbox: str, monkeypatch: pytest.MonkeyPatch
+    session: Session, slow_sandbox: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    integration_id = seller(sandbox, "0.01", monkeypatch)  # 0.6 s: less than the queue's 2 s
+    sandbox = slow_sandbox
+    integration_id = seller(sandbox, "0.06", monkeypatch)  # 3.6 s: less than the queue's 6.7 s
     sync = engine(sandbox)
     [run_id] = await sync.request_sync(integration_id=integration_id, stream="listings")
     seen = await follow(sync, run_id)
@@ -140,7 +149,7 @@ async def test_a_report_stuck_in_one_status_past_the_stall_limit_is_stalled_in_w
     stalled = [row for row in seen if row["stalled"]]
     assert stalled, "a report queued past the stall limit was not called stalled"
     assert re.fullmatch(
-        r"Amazon kept the listings report IN_QUEUE for \d+\.\d s \(stall limit 0\.6 s\); "
+        r"Amazon kept the listings report IN_QUEUE for \d+\.\d s \(stall limit 3\.6 s\); "
         r"the hub keeps asking and reads it once it is ready",
         stalled[0]["stall_reason"],
     )

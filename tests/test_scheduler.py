@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import Session, SQLModel, func, select
 
 from dashboard.db import get_engine, session_scope
-from dashboard.models import RunTrigger, StreamConfig, SyncRun
+from dashboard.models import RunTrigger, SchedulerLease, StreamConfig, SyncRun
 from dashboard.services import scheduler as scheduler_module
 from dashboard.services import sync
 from dashboard.services.integrations import create_integration, mark_connected
@@ -35,13 +35,17 @@ def fast_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fake_engine():
+async def fake_engine():
+    """A hub process's engine: it claims the runs the scheduler queues for any process."""
     engine = sync.SyncEngine(
         connector_factory=lambda _: FakeConnector(total=5), retry_delays=(0.01,)
     )
     sync.set_engine(engine)
-    yield engine
-    sync.set_engine(None)
+    try:
+        async with sync.engine_lifespan():
+            yield engine
+    finally:
+        sync.set_engine(None)
 
 
 def count_runs(trigger: str | None = None) -> int:
@@ -66,6 +70,55 @@ def test_lease_is_exclusive_and_taken_over_when_it_expires(session: Session) -> 
     assert not try_acquire_lease(session, "worker-a", now=later)
 
 
+def test_lease_says_since_when_its_holder_holds_it(session: Session) -> None:
+    """``acquired_at`` moves on a takeover, not on a renewal: it tells an operator when the
+    scheduler last changed hands."""
+    start = datetime.now(UTC)
+    assert try_acquire_lease(session, "host-a:1", now=start)
+    assert try_acquire_lease(session, "host-a:1", now=start + timedelta(seconds=5))
+    lease = session.get(SchedulerLease, "scheduler")
+    assert lease is not None and lease.acquired_at == start
+    takeover = start + timedelta(minutes=2)  # host-a died and stopped renewing
+    assert try_acquire_lease(session, "host-b:2", now=takeover)
+    session.expire_all()
+    lease = session.get(SchedulerLease, "scheduler")
+    assert lease is not None
+    assert (lease.holder, lease.acquired_at) == ("host-b:2", takeover)
+    assert lease.expires_at == takeover + scheduler_module.LEASE_TTL
+
+
+async def test_after_a_takeover_a_missed_run_fires_once_and_the_next_a_full_interval_later(
+    session,
+) -> None:
+    """The lease was free for a while: the new holder fires each stream's missed run now and
+    the next one a full interval after it, not on the dead holder's grid (seconds later)."""
+    integration_id = connected_integration(session)  # products every minute
+    first = HubScheduler(holder="host-a:1")
+    await first._start_scheduler()
+    await first.reconcile()
+    first._stop_scheduler()
+
+    second = HubScheduler(holder="host-b:2")
+    await second._start_scheduler()
+    try:
+        scheduler = second.scheduler
+        assert scheduler is not None
+        job = scheduler.get_job(job_id(integration_id, "products"))
+        due = job.next_run_time
+        later = due + timedelta(seconds=150)  # 2.5 intervals missed while nobody held it
+        scheduler.pause()
+        assert scheduler_module._rebase_missed(scheduler, now=later) == [job.id]
+        job = scheduler.get_job(job.id)
+        assert job.next_run_time == later  # fires once, now
+        interval = timedelta(minutes=1)
+        assert job.trigger.get_next_fire_time(later, later) - later >= interval
+        # On the old grid the next run would have come 30 s after this one.
+        assert due + 3 * interval - later == timedelta(seconds=30)
+        assert scheduler_module._rebase_missed(scheduler, now=later) == []  # nothing left
+    finally:
+        second._stop_scheduler()
+
+
 def test_lease_holder_names_a_live_hub_only(session: Session) -> None:
     """`hub sync` without --wait hands its runs to the hub only while one holds the lease."""
     assert lease_holder(session) is None
@@ -77,7 +130,7 @@ def test_lease_holder_names_a_live_hub_only(session: Session) -> None:
 async def test_scheduled_run_happens_and_repeats(session, fast_minutes, fake_engine) -> None:
     integration_id = connected_integration(session)
     hub = HubScheduler(holder="test")
-    hub._start_scheduler()
+    await hub._start_scheduler()
     try:
         await hub.reconcile()
         assert hub.scheduler.get_job(job_id(integration_id, "products")) is not None
@@ -101,7 +154,7 @@ async def test_a_manual_sync_on_any_worker_moves_the_next_scheduled_run(
     after it, as it does for a manual sync of its own."""
     integration_id = connected_integration(session)  # products every 5 minutes
     leader = HubScheduler(holder="leader")
-    leader._start_scheduler()
+    await leader._start_scheduler()
     try:
         await leader.reconcile()
         job = leader.scheduler.get_job(job_id(integration_id, "products"))
@@ -134,12 +187,12 @@ async def test_a_manual_sync_on_any_worker_moves_the_next_scheduled_run(
 async def test_paused_stream_loses_its_job_and_restart_keeps_schedules(session) -> None:
     integration_id = connected_integration(session)
     first = HubScheduler(holder="one")
-    first._start_scheduler()
+    await first._start_scheduler()
     await first.reconcile()
     first._stop_scheduler()
 
     second = HubScheduler(holder="two")  # a restart: the job store is in the database
-    second._start_scheduler()
+    await second._start_scheduler()
     try:
         assert second.scheduler.get_job(job_id(integration_id, "products")) is not None
         with session_scope() as s:

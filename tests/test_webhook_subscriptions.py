@@ -191,3 +191,29 @@ def test_the_sandbox_refuses_a_malformed_removal(sandbox_base: str) -> None:
     bad = httpx.post(url, headers=control_headers(base), json={"topics": "ORDERS_CREATE"})
     assert bad.status_code == 400 and "topics must be a list" in bad.json()["error"]
     assert httpx.post(url, json={}).status_code == 401  # the control token is needed
+
+
+async def test_subscriptions_at_an_old_address_are_made_again_at_the_hubs_own(
+    session: Session, sandbox_base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub moved (HUB_PUBLIC_URL changed): Shopify still delivers to the old address."""
+    base = sandbox_base
+    integration_id = await connected_with_webhooks(session, base)
+    monkeypatch.setenv("HUB_PUBLIC_URL", "http://127.0.0.1:10")
+    reset_caches()
+
+    checked = await webhook_subscriptions.check_subscriptions(integration_id)
+    assert checked is not None and sorted(checked.elsewhere) == sorted(WEBHOOK_TOPICS)
+    listed = httpx.get(
+        f"{base}/_sandbox/shopify/shops/{SHOP}/webhook_subscriptions",
+        headers=control_headers(base),
+    ).json()
+    at_new = {s["topic"] for s in listed if s["uri"] == "http://127.0.0.1:10/api/webhooks/shopify"}
+    assert at_new == set(WEBHOOK_TOPICS)
+    assert len(listed) == 2 * len(WEBHOOK_TOPICS)  # the old ones are left alone
+    with session_scope() as s:
+        [row] = incidents.list_incidents(session=s)
+    assert row["advice"].startswith(
+        f"{len(WEBHOOK_TOPICS)} of them still go to another address, not this hub's "
+        "http://127.0.0.1:10/api/webhooks/shopify"
+    )

@@ -28,6 +28,7 @@ from connectors.ratelimit import (
     LimitStore,
     OperationBucket,
     TokenBucket,
+    report_quota,
     report_throttled,
     report_wait,
     shared_store,
@@ -176,6 +177,9 @@ class SpApiClient:
                     log.debug("unreadable x-amzn-RateLimit-Limit %r", limit)
                 else:
                     await bucket.told_rate(rate)
+            if response.is_success:
+                said = "x-amzn-RateLimit-Limit" if limit else "usage plan"
+                report_quota(f"SP-API {operation} allows {bucket.rate:.4g} calls/s ({said})")
             if status in (401, 403):
                 details = _error_details(response)
                 if "revoked" in details:

@@ -21,6 +21,7 @@ from connectors.sandbox.core import FaultConfig, FaultInjector, SandboxClock, Sa
 from connectors.sandbox.persistence import StateFile, resumed_now
 from connectors.sandbox.shopify import ShopifySandbox
 from connectors.sandbox.shopify import app as shopify_app
+from connectors.sandbox.shopify import graphql_api as shopify_graphql
 
 PLATFORMS = ("shopify", "amazon")
 # Registered for both apps when the creator names none (tests, benchmarks): a reserved name
@@ -104,7 +105,9 @@ def create_sandbox_app(
             return
         running = True
         stop = asyncio.Event()
-        tasks = []
+        # The Admin schema takes a second or more to build: in a thread now, not inside the
+        # first query's request on the event loop (the hub's own, when mounted).
+        tasks = [asyncio.create_task(shopify_graphql.warm_up())]
         if demo:
             tasks.append(asyncio.create_task(shopify_app.run_demo_changes(shopify, stop)))
             tasks.append(asyncio.create_task(amazon_app.run_demo_changes(amazon, stop)))
@@ -112,6 +115,8 @@ def create_sandbox_app(
             yield
         finally:
             stop.set()
+            # Deliveries still retrying (Shopify keeps at it for hours) end with the sandbox.
+            tasks.extend(shopify.background)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

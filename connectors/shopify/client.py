@@ -32,7 +32,13 @@ from connectors.errors import (
 )
 from connectors.http import CLIENTS, ClientPool, build_client, raise_for_transient, with_retries
 from connectors.metrics import record_throttle_wait
-from connectors.ratelimit import CostBucket, report_throttled, report_wait, shared_store
+from connectors.ratelimit import (
+    CostBucket,
+    report_quota,
+    report_throttled,
+    report_wait,
+    shared_store,
+)
 from connectors.shopify.auth import TOKEN_HEADER
 from connectors.shopify.queries import API_VERSION
 
@@ -344,6 +350,14 @@ class ShopifyClient:
             await throttle.answered(
                 ticket, cost if isinstance(cost, dict) else None, key=key, throttled=throttled
             )
+            status = cost.get("throttleStatus") if isinstance(cost, dict) else None
+            if isinstance(cost, dict) and isinstance(status, dict) and not throttled:
+                spent = round(float(cost.get("actualQueryCost") or 0))
+                report_quota(
+                    f"{name} cost {spent} point{'' if spent == 1 else 's'}, "
+                    f"{float(status.get('currentlyAvailable') or 0):.0f} of "
+                    f"{float(status.get('maximumAvailable') or 0):.0f} left"
+                )
             if throttled:
                 log.info("%s throttled on %s; waiting for the bucket", name, self.shop)
                 await report_throttled(f"Shopify answered THROTTLED to {name}")

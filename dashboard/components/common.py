@@ -129,3 +129,39 @@ def pager(
         width="100%",
         align="center",
     )
+
+
+def platform_mark(platform: rx.Var[str] | str, size: int = 16) -> rx.Component:
+    """The platform's mark, decorative (the platform's name is always written beside it).
+    Shopify's comes from assets/ (simple-icons, see assets/README.md); Amazon's marks left
+    simple-icons in 15.0.0 for want of Amazon's permission, so a neutral icon stands in."""
+    shopify = rx.image(src="/shopify.svg", alt="", width=f"{size}px", height=f"{size}px")
+    other = rx.icon("package", size=size, aria_hidden="true")
+    if isinstance(platform, str):
+        return shopify if platform == "shopify" else other
+    return rx.cond(platform == "shopify", shopify, other)
+
+
+def visually_hidden(text: str) -> rx.Component:
+    """Words for screen readers only (``.visually-hidden`` in assets/styles.css)."""
+    return rx.el.span(text, class_name="visually-hidden")
+
+
+def card_button(
+    *children: rx.Component,
+    on_click: object,
+    disabled: rx.Var[bool] | bool = False,
+    **style: object,
+) -> rx.Component:
+    """A card that is one real ``<button>``: reachable with Tab, operated with Enter and Space
+    like any button, named by its content (an ``aria-label`` that differs from the visible
+    words fails axe's label-content-name-mismatch); ``style`` sizes the card (width ...)."""
+    return rx.card(
+        rx.el.button(*children, type="button", on_click=on_click, disabled=disabled),
+        as_child=True,
+        text_align="start",
+        cursor="pointer",
+        font="inherit",
+        color="inherit",
+        **style,
+    )

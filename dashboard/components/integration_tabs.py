@@ -141,7 +141,9 @@ def runs_tab() -> rx.Component:
                         rx.table.cell(
                             rx.cond(
                                 r["has_progress"],
-                                rx.progress(value=r["progress"], width="8rem"),
+                                rx.progress(
+                                    value=r["progress"], width="8rem", aria_label="Progress"
+                                ),
                                 rx.text(r["rate"], "/s", size="1"),
                             )
                         ),

@@ -77,6 +77,7 @@ from dashboard.models.sync import (
     SyncEvent,
     SyncRun,
 )
+from dashboard.models.workers import HubWorker
 
 __all__ = [
     "ACTIVE_RUN_STATUSES",
@@ -98,6 +99,7 @@ __all__ = [
     "Customer",
     "EncryptionKey",
     "EventLevel",
+    "HubWorker",
     "Incident",
     "IncidentCause",
     "IncidentStatus",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
+from dashboard.components.common import platform_mark
 from dashboard.db import in_session
 from dashboard.models import Integration
 from dashboard.services import connect_links
@@ -125,6 +126,7 @@ def connect_page() -> rx.Component:
                     ),
                 ),
                 card(
+                    platform_mark(ConnectState.platform, size=32),
                     rx.heading(
                         ConnectState.org_name,
                         rx.cond(

@@ -8,7 +8,13 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
-from dashboard.components.common import HEALTH_COLORS, empty_state, pager, status_badge
+from dashboard.components.common import (
+    HEALTH_COLORS,
+    empty_state,
+    pager,
+    platform_mark,
+    status_badge,
+)
 from dashboard.components.formats import relative_time
 from dashboard.components.shell import template
 from dashboard.state.integrations import HEALTH_FILTER, IntegrationsState
@@ -55,7 +61,7 @@ def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
         ),
         rx.table.cell(
             rx.hstack(
-                rx.icon(rx.cond(row["platform"] == "shopify", "shopping-bag", "package"), size=16),
+                platform_mark(row["platform"]),
                 rx.text(rx.cond(row["platform"] == "shopify", "Shopify", "Amazon")),
                 align="center",
             )
@@ -247,7 +253,7 @@ def bulk_bar() -> rx.Component:
         rx.cond(IntegrationsState.stale_count > 0, discard_stale_button()),
         align="center",
         spacing="3",
-        height="2rem",
+        min_height="2rem",  # not a fixed height: on a phone the bar wraps onto two lines
         width="100%",
     )
 

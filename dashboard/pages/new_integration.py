@@ -7,6 +7,7 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
+from dashboard.components.common import card_button, platform_mark, visually_hidden
 from dashboard.components.formats import relative_time
 from dashboard.components.shell import template
 from dashboard.services.schedules import MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES
@@ -52,25 +53,19 @@ def step_header(number: int, title: str) -> rx.Component:
     )
 
 
-def platform_card(platform: str, label: str, icon: str, body: str) -> rx.Component:
-    return rx.card(
+def platform_card(platform: str, label: str, body: str) -> rx.Component:
+    return card_button(
         rx.vstack(
-            rx.icon(icon, size=28),
-            rx.heading(label, size="4"),
-            rx.text(body, size="2", color_scheme="gray"),
+            platform_mark(platform, size=28),
+            rx.text(visually_hidden("Choose "), label, size="4", weight="bold", as_="span"),
+            rx.text(body, size="2", color_scheme="gray", as_="span"),
             spacing="2",
         ),
-        as_child=False,
         on_click=WizardState.choose_platform(platform),
-        cursor="pointer",
-        width="16rem",
-        role="button",
-        tab_index=0,
-        aria_label=f"Choose {label}",
         # Until the page is hydrated its on_load (which starts the wizard afresh) has not run:
         # a choice made earlier would be wiped by it a moment later.
-        aria_disabled=rx.cond(rx.State.is_hydrated, "false", "true"),
-        opacity=rx.cond(rx.State.is_hydrated, "1", "0.6"),
+        disabled=~rx.State.is_hydrated,
+        width="16rem",
     )
 
 
@@ -277,8 +272,10 @@ def link_step() -> rx.Component:
         ),
         rx.text("Expires ", relative_time(WizardState.link_expires), size="2"),
         rx.hstack(
-            rx.link(
-                rx.button("Open the integration"), href="/integrations/" + WizardState.created_id
+            # A link drawn as a button, not a button inside a link (two tab stops, one action).
+            rx.button(
+                rx.link("Open the integration", href="/integrations/" + WizardState.created_id),
+                as_child=True,
             ),
             rx.button("Add another", variant="soft", on_click=WizardState.reset_wizard),
         ),
@@ -313,13 +310,11 @@ def new_integration() -> rx.Component:
                         platform_card(
                             "shopify",
                             "Shopify",
-                            "shopping-bag",
                             "A Shopify store: products, inventory, orders, customers.",
                         ),
                         platform_card(
                             "amazon",
                             "Amazon Seller Central",
-                            "package",
                             "An Amazon seller: orders, listings, FBA inventory.",
                         )
                         if AMAZON_AVAILABLE

@@ -119,7 +119,11 @@ def records_chart() -> rx.Component:
                     fill=rx.color("accent", 9),
                     is_animation_active=False,  # redrawn every second: no replayed animation
                 ),
-                rx.recharts.x_axis(data_key="hour", interval=3, tick_line=False),
+                # Recharts drops the labels that would overlap: every third hour on a wide
+                # screen ran into each other on a phone.
+                rx.recharts.x_axis(
+                    data_key="hour", interval="preserveStartEnd", min_tick_gap=24, tick_line=False
+                ),
                 rx.recharts.y_axis(allow_decimals=False, width=56),
                 rx.recharts.graphing_tooltip(cursor=False),
                 data=OverviewState.per_hour,

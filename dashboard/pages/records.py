@@ -14,7 +14,7 @@ from sqlmodel import Session
 from dashboard import routes
 from dashboard.api.records_export import RECORDS_CSV
 from dashboard.components.common import count_pages, empty_state, pager, pages_label
-from dashboard.components.formats import counted
+from dashboard.components.formats import counted, exact_time
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.db import in_session
@@ -26,6 +26,10 @@ from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState, live_region
 
 PAGE_SIZE = 25
+# The record panel beside the table, and the room the page leaves for it while it is open
+# (on a phone the panel takes the whole width, over the page).
+PANEL_WIDTH = "min(36rem, 100vw)"
+PANEL_ROOM = "min(36rem, 45vw)"
 
 
 def _read(session: Session, query: tuple[str, str, str, int]) -> tuple[list[dict[str, str]], int]:
@@ -238,10 +242,9 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
         return None
 
     @rx.event
-    @public("it only closes this tab's drawer and reads nothing")
-    def set_drawer_open(self, is_open: bool):
-        if not is_open:
-            self._close_detail()
+    @public("it only closes this tab's record panel and reads nothing")
+    def close_record(self):
+        self._close_detail()
 
     def _close_detail(self) -> None:
         self.selected, self.detail_title, self.detail_integration = "", "", ""
@@ -297,87 +300,96 @@ def record_row(row: rx.Var[dict[str, str]]) -> rx.Component:
 
 
 def detail_field(field: rx.Var[dict[str, str]]) -> rx.Component:
+    value = field["value"]
     return rx.data_list.item(
         rx.data_list.label(field["label"], min_width="8rem"),
         rx.data_list.value(
-            rx.cond(field["value"] != "", field["value"], "—"), word_break="break-all"
+            rx.cond(
+                field["is_time"] == "yes",
+                exact_time(value),
+                rx.cond(value != "", value, "—"),
+            ),
+            word_break="break-all",
         ),
     )
 
 
 def record_drawer() -> rx.Component:
-    """The selected record beside the table: its fields, then its raw JSON with a copy
-    button. Escape or the close button closes it."""
-    return rx.drawer.root(
-        rx.drawer.portal(
-            rx.drawer.content(
-                rx.vstack(
-                    rx.hstack(
-                        rx.drawer.title(RecordsState.detail_title, size="4", as_="h2"),
-                        rx.spacer(),
-                        rx.drawer.close(
-                            rx.icon_button(rx.icon("x"), variant="ghost", aria_label="Close")
-                        ),
-                        width="100%",
-                        align="center",
+    """The selected record in a panel beside the table: its fields, then its raw JSON with a
+    copy button. Not modal: the table stays usable (another row's Details shows that one);
+    the close button closes it."""
+    return rx.cond(
+        RecordsState.selected != "",
+        rx.box(
+            rx.vstack(
+                rx.hstack(
+                    rx.heading(RecordsState.detail_title, size="4", as_="h2", id="record-title"),
+                    rx.spacer(),
+                    rx.icon_button(
+                        rx.icon("x"),
+                        variant="ghost",
+                        aria_label="Close",
+                        on_click=RecordsState.close_record,
                     ),
-                    rx.drawer.description(
-                        rx.code(RecordsState.detail_id, size="1"),
-                        rx.cond(
-                            RecordsState.detail_integration != "",
-                            " · " + RecordsState.detail_integration,
-                            "",
-                        ),
-                        size="2",
-                        color_scheme="gray",
+                    width="100%",
+                    align="center",
+                ),
+                rx.text(
+                    rx.code(RecordsState.detail_id, size="1"),
+                    rx.cond(
+                        RecordsState.detail_integration != "",
+                        " · " + RecordsState.detail_integration,
+                        "",
                     ),
-                    rx.heading("Fields", size="3", as_="h3"),
-                    rx.data_list.root(
-                        rx.foreach(RecordsState.detail_fields, detail_field),
-                        size="1",
-                        width="100%",
-                    ),
-                    personal_panel(),
-                    rx.hstack(
-                        rx.heading("Raw JSON", size="3", as_="h3"),
-                        rx.spacer(),
-                        rx.button(
-                            rx.icon("copy", size=14),
-                            "Copy JSON",
-                            size="1",
-                            variant="soft",
-                            on_click=[
-                                rx.set_clipboard(RecordsState.detail_raw),
-                                rx.toast.info("JSON copied"),
-                            ],
-                        ),
-                        width="100%",
-                        align="center",
-                    ),
-                    rx.code_block(
-                        RecordsState.detail_raw, language="json", width="100%", wrap_long_lines=True
-                    ),
-                    spacing="3",
+                    size="2",
+                    color_scheme="gray",
+                ),
+                rx.heading("Fields", size="3", as_="h3"),
+                rx.data_list.root(
+                    rx.foreach(RecordsState.detail_fields, detail_field),
+                    size="1",
                     width="100%",
                 ),
-                id="record-drawer",
-                top="0",
-                right="0",
-                height="100%",
-                width="min(36rem, 100vw)",
-                padding="1.25rem",
-                overflow_y="auto",
-                background=rx.color("gray", 1),
-                border_left=f"1px solid {rx.color('gray', 6)}",
-                position="fixed",
-                z_index="50",
+                personal_panel(),
+                rx.hstack(
+                    rx.heading("Raw JSON", size="3", as_="h3"),
+                    rx.spacer(),
+                    rx.button(
+                        rx.icon("copy", size=14),
+                        "Copy JSON",
+                        size="1",
+                        variant="soft",
+                        on_click=[
+                            rx.set_clipboard(RecordsState.detail_raw),
+                            rx.toast.info("JSON copied"),
+                        ],
+                    ),
+                    width="100%",
+                    align="center",
+                ),
+                rx.code_block(
+                    RecordsState.detail_raw, language="json", width="100%", wrap_long_lines=True
+                ),
+                spacing="3",
+                width="100%",
             ),
+            id="record-drawer",
+            role="dialog",
+            aria_labelledby="record-title",
+            # Below the header (the bell and the account menu stay in reach), at the right; the
+            # page makes room for it (PANEL_ROOM), so nothing on it is covered.
+            position="fixed",
+            top="4.5rem",
+            right="0",
+            height="calc(100vh - 4.5rem)",
+            width=PANEL_WIDTH,
+            padding="1.25rem",
+            overflow_y="auto",
+            background=rx.color("gray", 1),
+            border_left=f"1px solid {rx.color('gray', 6)}",
+            box_shadow="var(--shadow-5)",
+            z_index="50",
         ),
-        direction="right",
-        # Not modal: the table stays usable beside it, a click on another row shows that one.
-        modal=False,
-        open=RecordsState.selected != "",
-        on_open_change=RecordsState.set_drawer_open,
     )
 
 
@@ -450,13 +462,14 @@ def records_view_page() -> rx.Component:
                 pager(
                     rx.hstack(
                         rx.text(RecordsState.total_label, size="2", color_scheme="gray"),
-                        # A plain link: the hub streams the file, the browser saves it.
+                        # A document request, not the app's own routing: the hub streams the
+                        # file and the browser saves it.
                         rx.button(
-                            rx.el.a(
+                            rx.link(
                                 rx.icon("download", size=14),
                                 "Export CSV",
                                 href=RecordsState.export_url,
-                                download="",
+                                reload_document=True,
                             ),
                             as_child=True,
                             size="1",
@@ -482,4 +495,5 @@ def records_view_page() -> rx.Component:
         record_drawer(),
         width="100%",
         spacing="4",
+        padding_right=rx.cond(RecordsState.selected != "", PANEL_ROOM, "0"),
     )

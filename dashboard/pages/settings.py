@@ -11,7 +11,8 @@ from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.components.audit_log import AUDIT_HEADERS, audit_row
 from dashboard.components.common import count_pages, pager, pages_label, submit_button
-from dashboard.components.shell import template
+from dashboard.components.formats import counted
+from dashboard.components.shell import sub_nav, template
 from dashboard.db import in_session
 from dashboard.models import Role
 from dashboard.services import connect as connect_service
@@ -107,7 +108,7 @@ class SettingsState(AuthState):
 
     @rx.var
     def audit_total_label(self) -> str:
-        return f"{self.audit_total:,} entr{'y' if self.audit_total == 1 else 'ies'}"
+        return counted(self.audit_total, "entry", "entries")
 
     @rx.var
     def audit_page_label(self) -> str:
@@ -209,15 +210,14 @@ class SettingsState(AuthState):
 
 
 def settings_nav() -> rx.Component:
-    return rx.hstack(
-        rx.link("General", href=routes.SETTINGS),
-        rx.link("Account", href=routes.ACCOUNT),
-        rx.cond(AuthState.is_admin, rx.link("Users", href=routes.USERS)),
-        rx.cond(AuthState.is_admin, rx.link("Amazon app", href=routes.AMAZON_APP)),
-        rx.cond(AuthState.is_admin, rx.link("Go-live check", href=routes.GO_LIVE)),
-        rx.cond(AuthState.is_admin, rx.link("API keys", href=routes.API_KEYS)),
-        spacing="4",
-        padding_bottom="1rem",
+    return sub_nav(
+        "Settings sections",
+        ("General", routes.SETTINGS, None),
+        ("Account", routes.ACCOUNT, None),
+        ("Users", routes.USERS, AuthState.is_admin),
+        ("Amazon app", routes.AMAZON_APP, AuthState.is_admin),
+        ("Go-live check", routes.GO_LIVE, AuthState.is_admin),
+        ("API keys", routes.API_KEYS, AuthState.is_admin),
     )
 
 

@@ -129,7 +129,8 @@ def user_row(user: rx.Var[dict[str, str]]) -> rx.Component:
                 ["admin", "manager", "viewer"],
                 value=user["role"],
                 on_change=lambda role: UsersState.change_role(user["id"], role),
-                aria_label="Role",
+                # custom_attrs: rx.select hands them to its trigger, which screen readers name.
+                custom_attrs={"aria-label": "Role of " + user["email"].to(str)},
             )
         ),
         rx.table.cell(user["state"]),
@@ -256,7 +257,7 @@ def users_page() -> rx.Component:
                     ["viewer", "manager", "admin"],
                     name="role",
                     default_value="viewer",
-                    aria_label="Role of the new user",
+                    custom_attrs={"aria-label": "Role of the new user"},
                 ),
                 submit_button(rx.icon("user-plus"), "Add user"),
                 align="center",

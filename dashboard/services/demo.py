@@ -27,7 +27,7 @@ from connectors.sandbox.installer import install_amazon, install_shopify
 from connectors.shopify.auth import token_credentials
 from connectors.shopify.connector import ShopifyConnector
 from dashboard.db import in_session
-from dashboard.models import Integration
+from dashboard.models import Integration, IntegrationStatus
 from dashboard.services import connect, sync
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, cross_process_lock
@@ -99,6 +99,15 @@ async def _connect(account: DemoAccount, base: str) -> None:
     values = settings.model_dump()
 
     def create(session: Session) -> Integration:
+        # An earlier attempt that failed part-way left it: that one goes on.
+        earlier = session.exec(
+            select(Integration).where(
+                Integration.platform == account.platform,
+                Integration.display_name == account.name,
+            )
+        ).first()
+        if earlier is not None:
+            return earlier
         return integration_service.create_integration(
             session=session,
             platform=account.platform,
@@ -108,6 +117,8 @@ async def _connect(account: DemoAccount, base: str) -> None:
         )
 
     integration = await in_session(create)
+    if integration.status != IntegrationStatus.PENDING.value:
+        return  # connected by an earlier attempt, which failed only after that
     store = DbCredentialStore(integration.id)
     apps = sandbox_apps(sandbox_control_token(settings))
     # The consent pages send codes only to the hub's registered callback; the code is read
@@ -180,13 +191,31 @@ async def seed_demo_integrations() -> int:
             return 0
         created = 0
         for account in DEMO_ACCOUNTS:
-            try:
-                await _connect(account, bases[account.platform])
-                created += 1
-            except Exception:  # a demo nicety must never stop the hub
-                log.exception("demo: connecting %s failed", account.name)
+            created += await _connect_with_retries(account, bases[account.platform])
         log.info("demo: %d demo integrations connected and syncing", created)
         return created
+
+
+# A busy machine can make one step of connecting time out; a demo shop left pending would
+# get no webhooks at all, so each account is tried again a few times, after growing pauses.
+CONNECT_ATTEMPTS = 4
+CONNECT_RETRY_AFTER = 5.0  # seconds, times the attempt number
+
+
+async def _connect_with_retries(account: DemoAccount, base: str) -> int:
+    """1 once ``account`` is connected, 0 when every attempt failed (logged)."""
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            await _connect(account, base)
+            return 1
+        except Exception:  # a demo nicety must never stop the hub
+            log.warning(
+                "demo: connecting %s failed (attempt %d of %d)", account.name, attempt,
+                CONNECT_ATTEMPTS, exc_info=True,
+            )  # fmt: skip
+            if attempt < CONNECT_ATTEMPTS:
+                await asyncio.sleep(CONNECT_RETRY_AFTER * attempt)
+    return 0
 
 
 @contextlib.asynccontextmanager

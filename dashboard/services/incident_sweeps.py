@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from connectors.auth import REFRESH_TOKEN
@@ -14,6 +15,7 @@ from dashboard.models import (
     Credential,
     Incident,
     IncidentCause,
+    IncidentStatus,
     Integration,
     IntegrationStatus,
     Platform,
@@ -23,9 +25,12 @@ from dashboard.services.incidents import open_incident, raise_cause, resolve_cau
 
 
 def sweep_expired_links(*, session: Session, now: datetime | None = None) -> int:
-    """Integrations still pending whose every connect link expired unused get an incident
-    (once). Cheap: only pending integrations with an expired, unused link are read."""
+    """Integrations still pending whose every connect link expired unused get an incident,
+    once per expiry: a link sent since (live) resolves it, and when that one expires unused
+    too, a new incident says so. Returns how many were opened. Cheap: only pending
+    integrations with an expired, unused link are read."""
     now = now or datetime.now(UTC)
+    cause = IncidentCause.CONNECT_LINK_EXPIRED_UNUSED
     live_link = (
         select(ConnectLink.id)
         .where(
@@ -36,7 +41,21 @@ def sweep_expired_links(*, session: Session, now: datetime | None = None) -> int
         )
         .exists()
     )
-    expired_link = (
+    # An open incident, or one opened after the link expired, told about that expiry already.
+    told = (
+        select(Incident.id)
+        .where(
+            # the link's integration: a subquery correlates with the query just around it
+            col(Incident.integration_id) == col(ConnectLink.integration_id),
+            Incident.cause == cause.value,
+            sa.or_(
+                col(Incident.status) == IncidentStatus.OPEN.value,
+                col(Incident.opened_at) >= col(ConnectLink.expires_at),
+            ),
+        )
+        .exists()
+    )
+    expired_untold = (
         select(ConnectLink.id)
         .where(
             col(ConnectLink.integration_id) == col(Integration.id),
@@ -44,28 +63,27 @@ def sweep_expired_links(*, session: Session, now: datetime | None = None) -> int
             col(ConnectLink.used_at).is_(None),
             col(ConnectLink.declined_at).is_(None),
             col(ConnectLink.revoked_at).is_(None),
+            ~told,
         )
         .exists()
     )
-    already = (
-        select(Incident.id)
+    pending = Integration.status == IntegrationStatus.PENDING.value
+    rows = session.exec(select(Integration).where(pending, expired_untold, ~live_link)).all()
+    for integration in rows:
+        raise_cause(session=session, integration=integration, cause=cause)
+    # What to do was done: a new link is out (the merchant has not used it yet).
+    sent_again = session.exec(
+        select(Integration)
+        .join(Incident, col(Incident.integration_id) == col(Integration.id))
         .where(
-            col(Incident.integration_id) == col(Integration.id),
-            Incident.cause == IncidentCause.CONNECT_LINK_EXPIRED_UNUSED.value,
-        )
-        .exists()
-    )
-    rows = session.exec(
-        select(Integration).where(
-            Integration.status == IntegrationStatus.PENDING.value,
-            expired_link,
-            ~live_link,
-            ~already,
+            Incident.cause == cause.value,
+            Incident.status == IncidentStatus.OPEN.value,
+            live_link,
         )
     ).all()
-    for integration in rows:
-        raise_cause(session=session, integration=integration,
-                    cause=IncidentCause.CONNECT_LINK_EXPIRED_UNUSED)  # fmt: skip
+    for integration in sent_again:
+        resolve_cause(session=session, integration=integration, cause=cause,
+                      resolution="a new connect link was sent")  # fmt: skip
     return len(rows)
 
 

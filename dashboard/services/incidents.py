@@ -44,7 +44,11 @@ from dashboard.services.incident_words import (
 )
 from dashboard.services.incident_words import hhmm, plural
 
+# The `X as X` imports re-export what callers read here from the modules that hold it.
+
 INCIDENTS: sa.Table = Incident.__table__  # type: ignore[attr-defined]
+
+
 # --- opening, updating, resolving --------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from dashboard.logging_setup import configure_from_settings
 from dashboard.services import metrics
 from dashboard.services.alerts import alert_delivery_lifespan
 from dashboard.services.change_webhooks import change_webhook_lifespan
+from dashboard.services.changefeed import changefeed_lifespan
 from dashboard.services.platform_clients import platform_clients_lifespan
 from dashboard.services.scheduler import scheduler_lifespan
 from dashboard.services.shopify_webhooks import webhook_lifespan
@@ -19,8 +20,9 @@ from dashboard.settings import get_settings
 
 
 @contextlib.asynccontextmanager
-async def hub_lifespan() -> AsyncIterator[None]:
-    """The sync engine (crash recovery included) in every process, the recovery of webhook
+async def hub_lifespan(*, kind: str = "web") -> AsyncIterator[None]:
+    """The change feed that connects this process to the others (first in, last out), the
+    sync engine (crash recovery included) in every process, the recovery of webhook
     events inside it (applying one may queue a sync), and the scheduler innermost, so that at
     shutdown scheduling stops first, then webhook events are handed back, then the running
     syncs are interrupted. Alerts raised by any of them go out through the alert outbox, whose
@@ -29,7 +31,8 @@ async def hub_lifespan() -> AsyncIterator[None]:
     is set up before any of them logs.
 
     Before any of them: a process whose encryption keys differ from the database's under
-    the same id (another host's generated key) refuses to start (KeyMismatchError)."""
+    the same id (another host's generated key) refuses to start (KeyMismatchError).
+    ``kind`` says what the process is in ``hub_workers``: a web worker or a ``hub worker``."""
     from dashboard.services.vault import ensure_keys_match, get_vault
 
     configure_from_settings(get_settings())
@@ -39,9 +42,10 @@ async def hub_lifespan() -> AsyncIterator[None]:
     try:
         async with (
             platform_clients_lifespan(get_settings()),
+            changefeed_lifespan(),
             alert_delivery_lifespan(),
             change_webhook_lifespan(),
-            engine_lifespan(),
+            engine_lifespan(kind=kind),
             webhook_lifespan(),
             scheduler_lifespan(),
         ):

@@ -59,9 +59,11 @@ def _search(table: Any, search: str) -> Any:
     return or_(*[func.lower(c).like(pattern, escape="\\") for c in searchable])
 
 
-def _listed(table: Any, integration_id: str, search: str) -> Any:
-    """The live records of ``table`` the Records page lists for this filter."""
-    statement = select(table).where(col(table.deleted_at).is_(None))
+def _listed(table: Any, integration_id: str, search: str, columns: Sequence[str] = ()) -> Any:
+    """The live records of ``table`` the Records page lists for this filter (whole rows, or
+    only ``columns``)."""
+    chosen = select(*[getattr(table, name) for name in columns]) if columns else select(table)
+    statement = chosen.where(col(table.deleted_at).is_(None))
     if integration_id:
         statement = statement.where(col(table.integration_id) == uuid.UUID(integration_id))
     if search.strip():
@@ -194,14 +196,16 @@ def export_batch(
     as CSV rows, and the key to continue from (None at the end). Keyset, not offset: every
     batch is a range of the synced_at index, however deep into the list."""
     table = RECORD_TABLES[kind]
-    statement = _listed(table, integration_id, search)
+    columns = VIEWS[kind][1]
+    # Only what the CSV shows: never the raw JSON, which can be most of a row.
+    read = ("id", "integration_id", "external_id", "synced_at", *columns)
+    statement = _listed(table, integration_id, search, read)
     if after is not None:
         synced_at, last_id = after
+        # "<=" first: a range of the synced_at index, which the OR alone would not give.
         statement = statement.where(
-            or_(
-                col(table.synced_at) < synced_at,
-                sa.and_(col(table.synced_at) == synced_at, col(table.id) > last_id),
-            )
+            col(table.synced_at) <= synced_at,
+            or_(col(table.synced_at) < synced_at, col(table.id) > last_id),
         )
     rows = session.exec(
         statement.order_by(col(table.synced_at).desc(), col(table.id)).limit(limit)
@@ -209,7 +213,6 @@ def export_batch(
     names = _integration_names(session, {row.integration_id for row in rows})
     # The CSV lists every SKU of a product, however many.
     skus = variant_skus(session, _products_of(kind, rows))
-    columns = VIEWS[kind][1]
     lines = []
     for row in rows:
         values = [_text(getattr(row, name)) for name in columns]
@@ -241,14 +244,19 @@ def record_detail(*, session: Session, kind: str, record_id: str) -> dict[str, A
         return {}
     names = _integration_names(session, [row.integration_id])
     fields = [
-        {"label": HEADERS.get(name, name.replace("_", " ").capitalize()), "value": _text(value)}
-        for name, value in row.model_dump().items()
+        {
+            "label": HEADERS.get(name, name.replace("_", " ").capitalize()),
+            "value": _text(getattr(row, name)),
+            # A time is shown by the browser, in the viewer's zone.
+            "is_time": "yes" if isinstance(getattr(row, name), datetime) else "",
+        }
+        for name in type(row).model_fields  # the table's own column order
         if name not in _NOT_FIELDS
     ]
     if kind == "product":
         skus = variant_skus(session, [(row.integration_id, row.external_id)])
         listed = skus.get((row.integration_id, row.external_id), [])
-        fields.append({"label": "Variant SKUs", "value": ", ".join(listed) or "—"})
+        fields.append({"label": "Variant SKUs", "value": ", ".join(listed), "is_time": ""})
     return {
         "title": _name_of(row),
         "external_id": row.external_id,

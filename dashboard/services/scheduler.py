@@ -1,9 +1,12 @@
 """Scheduled syncs: APScheduler 3 in the backend process, jobs stored in the hub database.
 
-With several backend workers each runs the lifespan, but only the holder of the database
-lease (a row in ``scheduler_leases``, renewed while alive, taken over once it expires)
-schedules; the others only serve requests and run the syncs users ask them for. Crash
-recovery does not depend on the lease: every process runs it (``sync.engine_lifespan``).
+With several processes (web workers, ``hub worker``s on other hosts) each runs the lifespan,
+but only the holder of the database lease (a row in ``scheduler_leases``, renewed every
+``RENEW_EVERY`` seconds, taken over once it expires) schedules: it decides what is due and
+queues it, and whichever process has room claims and runs it (``sync``). Crash recovery does
+not depend on the lease: every process runs it (``sync_supervisor``). A process killed while
+holding the lease is replaced within ``LEASE_TTL + RENEW_EVERY`` (25 s); the new holder fires
+each missed run once and schedules the next a full interval after it.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from dashboard.services import schedules, sync
 log = logging.getLogger("hub.scheduler")
 
 LEASE_NAME = "scheduler"
-LEASE_TTL = timedelta(seconds=30)
-RENEW_EVERY = 10.0
+LEASE_TTL = timedelta(seconds=20)
+RENEW_EVERY = 5.0
+RECONCILE_EVERY = 10.0  # seconds between reconciles of the job store with stream_configs
 JOB_PREFIX = "sync:"
 MINUTE = 60.0  # seconds in a schedule minute; tests shrink it to see jobs repeat quickly
 
@@ -46,8 +50,9 @@ async def scheduled_sync(integration_id: str, stream: str) -> None:
     """The job APScheduler runs (referenced by name in the job store, so keep it importable)."""
     try:
         await sync.request_sync(
-            integration_id=integration_id, stream=stream, trigger=RunTrigger.SCHEDULE
-        )
+            integration_id=integration_id, stream=stream, trigger=RunTrigger.SCHEDULE,
+            claim_here=False,
+        )  # fmt: skip
     except sync.SyncRefused as refused:
         log.info("scheduled sync of %s/%s skipped: %s", integration_id, stream, refused)
 
@@ -56,14 +61,19 @@ async def scheduled_sync(integration_id: str, stream: str) -> None:
 
 
 def try_acquire_lease(session: Session, holder: str, *, now: datetime | None = None) -> bool:
-    """Take or renew the lease; True when ``holder`` holds it afterwards."""
+    """Take or renew the lease; True when ``holder`` holds it afterwards. ``acquired_at``
+    says since when the current holder holds it: set on a takeover, kept on a renewal."""
     now = now or datetime.now(UTC)
     table = SchedulerLease.__table__  # type: ignore[attr-defined]
     result = session.execute(
         sa.update(table)
         .where(table.c.name == LEASE_NAME)
         .where(sa.or_(table.c.holder == holder, table.c.expires_at < now))
-        .values(holder=holder, expires_at=now + LEASE_TTL)
+        .values(
+            holder=holder,
+            expires_at=now + LEASE_TTL,
+            acquired_at=sa.case((table.c.holder == holder, table.c.acquired_at), else_=now),
+        )
     )
     if result.rowcount:  # type: ignore[attr-defined]
         session.commit()
@@ -71,7 +81,11 @@ def try_acquire_lease(session: Session, holder: str, *, now: datetime | None = N
     if session.get(SchedulerLease, LEASE_NAME) is not None:
         return False
     try:
-        session.add(SchedulerLease(name=LEASE_NAME, holder=holder, expires_at=now + LEASE_TTL))
+        session.add(
+            SchedulerLease(
+                name=LEASE_NAME, holder=holder, acquired_at=now, expires_at=now + LEASE_TTL
+            )
+        )
         session.commit()
         return True
     except sa.exc.IntegrityError:  # another process inserted it first
@@ -130,14 +144,16 @@ class HubScheduler:
     def is_leader(self) -> bool:
         return self.scheduler is not None
 
-    def _start_scheduler(self) -> None:
+    async def _start_scheduler(self) -> None:
         store = SQLAlchemyJobStore(engine=get_db_engine(), tablename="apscheduler_jobs")
         scheduler = AsyncIOScheduler(
             jobstores={"default": store},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
             timezone=UTC,
         )
-        scheduler.start()
+        scheduler.start(paused=True)
+        await asyncio.to_thread(_rebase_missed, scheduler)
+        scheduler.resume()
         self.scheduler = scheduler
         log.info("this process holds the scheduler lease (%s)", self.holder)
 
@@ -166,24 +182,41 @@ class HubScheduler:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Hold or wait for the lease; while held, keep jobs in line with the database."""
+        """Hold or wait for the lease (its own loop: a long reconcile of many thousand jobs
+        must not let the lease lapse); while held, keep jobs in line with the database every
+        ``RECONCILE_EVERY`` seconds, or at once when poked."""
+        holding = asyncio.get_running_loop().create_task(self._hold_lease(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    await self.reconcile()
+                except Exception:  # a database hiccup must not kill scheduling for good
+                    log.exception("scheduler reconcile failed; retrying")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=RECONCILE_EVERY)
+        finally:
+            holding.cancel()
+            with contextlib.suppress(BaseException):
+                await holding
+            self._stop_scheduler()
+            with contextlib.suppress(Exception):
+                await in_session(lambda s: release_lease(s, self.holder))
+
+    async def _hold_lease(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 leader = await in_session(lambda s: try_acquire_lease(s, self.holder))
                 if leader and self.scheduler is None:
-                    self._start_scheduler()
+                    await self._start_scheduler()
+                    self.poke()  # reconcile now: jobs added while nobody held the lease
                 elif not leader and self.scheduler is not None:
                     log.warning("scheduler lease lost to another process")
                     self._stop_scheduler()
-                await self.reconcile()
             except Exception:  # a database hiccup must not kill scheduling for good
-                log.exception("scheduler loop error; retrying")
-            self._wake.clear()
+                log.exception("scheduler lease renewal failed; retrying")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=RENEW_EVERY)
-        self._stop_scheduler()
-        with contextlib.suppress(Exception):
-            await in_session(lambda s: release_lease(s, self.holder))
+                await asyncio.wait_for(stop.wait(), timeout=RENEW_EVERY)
 
 
 def last_manual_runs(session: Session, *, since: datetime) -> dict[str, datetime]:
@@ -268,6 +301,17 @@ def _apply_jobs(
         if job.next_run_time < rebased - timedelta(seconds=1):
             job.modify(next_run_time=rebased)
     return {job.id: job.next_run_time for job in scheduler.get_jobs()}
+
+
+def _rebase_missed(scheduler: AsyncIOScheduler, *, now: datetime | None = None) -> list[str]:
+    """Jobs whose run fell due while no process held the lease fire once, now, and the next
+    run follows a full interval after it. Left alone, APScheduler would fire the missed run
+    and then the next one on the old grid: seconds apart after a takeover. Returns their ids."""
+    now = now or datetime.now(UTC)
+    missed = [job for job in scheduler.get_jobs() if job.next_run_time and job.next_run_time < now]
+    for job in missed:
+        job.modify(next_run_time=now)
+    return [job.id for job in missed]
 
 
 def _store_next_runs(session: Session, next_runs: dict[str, datetime | None]) -> None:

@@ -12,10 +12,13 @@ This module is the runner (``SyncEngine``); its parts live beside it: ``sync_que
 running run: batches, heartbeats, events, the end of a run), ``sync_retry`` (the attempt
 policy) and ``sync_workers`` (which process runs a run).
 
-Several processes share the database (hub workers, `hub sync`). The database keeps one queued
-or running run per stream (a partial unique index), a queued run is executed by whichever
-process claims it first, and every write of a running run is fenced by its owner's worker id,
-so a run declared dead by crash recovery can never write again.
+Several processes share the database (web workers, `hub worker`s on other hosts, `hub sync`).
+The database keeps one queued or running run per stream (a partial unique index). Runs queued
+for the hub (scheduled, manual, webhook, retry) have no owner: every process with free
+capacity claims the oldest ones (``_claim_queued``), woken at once by the change feed. Every
+write of a running run is fenced by its owner's worker id, so a run declared dead by crash
+recovery can never write again. Each process beats in ``hub_workers``; one silent for
+``WORKER_DEAD_AFTER`` is dead, and its runs resume elsewhere from their checkpoints.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -38,47 +41,51 @@ from connectors.registry import get_connector
 from dashboard.db import in_session, in_write_session
 from dashboard.logging_setup import bind_log_context
 from dashboard.models import (
-    EventLevel,
     RunStatus,
     RunTrigger,
 )
-from dashboard.services import amazon_lifecycle, app_credentials, auth, incident_sweeps
+from dashboard.services import app_credentials
+from dashboard.services.changefeed import QUEUE, get_feed
 from dashboard.services.credentials import DbCredentialStore
+from dashboard.services.sync_observe import (
+    ThrottledOut,
+    _note_progress,
+    _RunObserver,
+    _stall_reason,
+)
 from dashboard.services.sync_progress import (
     RunCancelled,
     RunLost,
     _apply_batch,
     _auth_failed,
     _checkpoint,
-    _duration,
-    _event,
     _finish,
     _heartbeat,
     _mark_stalled,
     _mark_waiting,
     _RunContext,
     log_json,
-    note_report_status,
-    report_stall_reason,
 )
 from dashboard.services.sync_queue import SYNCABLE as SYNCABLE
 from dashboard.services.sync_queue import SyncRefused as SyncRefused
 from dashboard.services.sync_queue import (
     _active_among,
     _adoptable_queued,
+    _claim_queued,
     _queue_runs,
     _recover_stale_runs,
     _resumed_by,
     _start_run,
     _stopped,
-    _unowned_queued,
 )
 from dashboard.services.sync_queue import queue_retry as queue_retry
 from dashboard.services.sync_queue import request_cancel as request_cancel
 from dashboard.services.sync_queue import set_paused as set_paused
 from dashboard.services.sync_retry import RETRY_DELAYS, gave_up_reason, retry_delay, retry_note
 from dashboard.services.sync_workers import process_gone as process_gone
-from dashboard.services.sync_workers import worker_id
+from dashboard.services.sync_workers import (
+    worker_id,
+)
 from dashboard.settings import get_settings
 
 # The `X as X` imports above re-export the engine's public names from the modules that now
@@ -87,8 +94,13 @@ from dashboard.settings import get_settings
 log = logging.getLogger("hub.sync")
 
 HEARTBEAT_EVERY = 10.0
-RECOVERY_EVERY = 15.0  # seconds between sweeps for runs of dead processes
-HANDOVER_EVERY = 1.0  # seconds between looks for queued runs without an owner (`hub sync`)
+# Seconds between sweeps for runs of dead processes: with WORKER_DEAD_AFTER, a process killed
+# on another host has its runs resumed within ~20 s.
+RECOVERY_EVERY = 5.0
+HOUSEKEEPING_EVERY = 15.0  # expired links, expiring tokens, old sign-in throttles
+# Seconds between looks for queued runs when no notification came (a lost one, or none sent:
+# a write outside the hub's sessions). A notification starts a claim at once.
+HANDOVER_EVERY = 1.0
 
 ConnectorFactory = Callable[[str], Connector]
 
@@ -103,10 +115,16 @@ class SyncEngine:
         connector_factory: ConnectorFactory | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
-        self._semaphore = asyncio.Semaphore(max_concurrency or get_settings().sync_max_concurrency)
+        self.capacity = max_concurrency or get_settings().sync_max_concurrency
+        self._semaphore = asyncio.Semaphore(self.capacity)
         self._connector_factory = connector_factory or self._default_connector
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._retry_delays = retry_delays
+        self._room_event: asyncio.Event | None = None
+        self.supervised = False  # a supervisor claims for this engine (sync_supervisor)
+        self._stopping = False
+        self._claimed = False  # claimed queued runs for the hub at least once
+        self._draining: asyncio.Task[list[uuid.UUID]] | None = None
         self.worker = worker_id()
 
     @staticmethod
@@ -149,12 +167,48 @@ class SyncEngine:
             return
         task = asyncio.get_running_loop().create_task(self._guarded(run_id), name=f"sync:{run_id}")
         self._tasks[run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+        task.add_done_callback(lambda _: self._ended(run_id))
+
+    def _ended(self, run_id: uuid.UUID) -> None:
+        self._tasks.pop(run_id, None)
+        self.room.set()  # capacity freed: the supervisor claims the next queued run
+        # An engine that claims for the hub (``claim``) but has no supervisor (a script, a
+        # test) drains the queue itself. One that never claimed (`hub sync`) takes nothing.
+        idle = self._draining is None or self._draining.done()
+        if self._claimed and not self.supervised and not self._stopping and idle:
+            self._draining = asyncio.get_running_loop().create_task(self.claim())
+
+    @property
+    def room(self) -> asyncio.Event:
+        """Set when this process may have room for another run (its own wake-up, not sent
+        to other processes)."""
+        if self._room_event is None:
+            self._room_event = asyncio.Event()
+        return self._room_event
+
+    async def claim(self) -> list[uuid.UUID]:
+        """Claim as many queued runs without an owner as this process has room for, oldest
+        first, and start them."""
+        self._claimed = True
+        room = self.capacity - len(self._tasks)
+        if room <= 0:
+            return []
+        claimed = await in_write_session(partial(_claim_queued, worker=self.worker, limit=room))
+        for run_id in claimed:
+            self.start(run_id)
+        return claimed
 
     async def wait(self, run_ids: list[uuid.UUID] | None = None) -> None:
-        """Wait for the given runs (or all running ones) executing in this process."""
-        tasks = [self._tasks[r] for r in (run_ids or list(self._tasks)) if r in self._tasks]
-        if tasks:
+        """Wait for the given runs (or all running ones) executing in this process, and for
+        the runs an unsupervised engine claims as earlier ones end."""
+        while True:
+            tasks: list[asyncio.Task[Any]] = [
+                self._tasks[r] for r in (run_ids or list(self._tasks)) if r in self._tasks
+            ]
+            if self._draining is not None and not self._draining.done():
+                tasks.append(self._draining)
+            if not tasks:
+                return
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def wait_finished(self, run_ids: list[uuid.UUID], *, poll: float = 0.5) -> None:
@@ -207,11 +261,15 @@ class SyncEngine:
 
     async def stop(self) -> None:
         """Cancel running tasks; their runs become interrupted and resume at the next start."""
+        self._stopping = True  # what the stopping runs hand back is for other processes
+        if self._draining is not None:
+            self._draining.cancel()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopping = False
 
     async def recover_interrupted(self, *, adopt: bool = True) -> list[uuid.UUID]:
         """Runs left running by a dead process become interrupted and their streams resume.
@@ -231,45 +289,6 @@ class SyncEngine:
             self.start(run_id)
         return started
 
-    async def adopt_handed_over(self) -> list[uuid.UUID]:
-        """Start the queued runs without an owner (``hub sync`` handed them to the hub, or a
-        stopping process released them); the claim decides which process executes each."""
-        runs = await in_session(_unowned_queued)
-        started = [run_id for run_id in runs if run_id not in self._tasks]
-        for run_id in started:
-            self.start(run_id)
-        return started
-
-    async def supervise(self, stop: asyncio.Event) -> None:
-        """Until ``stop``: every ``HANDOVER_EVERY`` seconds start the runs handed over to any
-        hub process (one indexed query), every ``RECOVERY_EVERY`` seconds sweep for runs of
-        dead processes."""
-        last_sweep = time.monotonic()
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=HANDOVER_EVERY)
-            if stop.is_set():
-                return
-            try:
-                if time.monotonic() - last_sweep >= RECOVERY_EVERY:
-                    last_sweep = time.monotonic()
-                    await self.recover_interrupted()
-                    # Connect links that expired unused become an incident (once).
-                    await in_write_session(lambda s: incident_sweeps.sweep_expired_links(session=s))
-                    # Shopify refresh tokens near their 90 days without a refresh, and those
-                    # refreshed since (resolved).
-                    await in_write_session(
-                        lambda s: incident_sweeps.sweep_expiring_refresh_tokens(session=s)
-                    )
-                    # Amazon's LWA secret (180 days) and sellers' yearly authorizations.
-                    await in_write_session(lambda s: amazon_lifecycle.sweep(session=s))
-                    # Housekeeping on the same clock: ended sign-in throttle windows.
-                    await in_write_session(lambda s: auth.prune_sign_in_throttles(session=s))
-                else:
-                    await self.adopt_handed_over()
-            except Exception:  # a database hiccup must not end crash recovery for good
-                log.exception("crash recovery sweep failed; retrying")
-
     # --- execution -----------------------------------------------------------------------
 
     async def _guarded(self, run_id: uuid.UUID) -> None:
@@ -278,6 +297,7 @@ class SyncEngine:
                 await self._execute(run_id)
             except asyncio.CancelledError:
                 await in_write_session(partial(_stopped, run_id=run_id, worker=self.worker))
+                get_feed().changed(QUEUE)  # handed back: another process takes it
                 raise
             except RunLost:
                 log_json(
@@ -368,7 +388,9 @@ class SyncEngine:
         # Batches beat too, but a report being prepared can take minutes between batches.
         beat = asyncio.get_running_loop().create_task(self._beat(context, reader))
         try:
-            with observe(_RunObserver(self, context)):
+            with observe(
+                _RunObserver(worker=self.worker, retry_delays=self._retry_delays, context=context)
+            ):
                 batches = connector.read_stream(
                     context.integration, credentials, context.stream, context.cursor,
                     full_refresh=context.full_refresh and context.cursor is None,
@@ -419,125 +441,6 @@ class SyncEngine:
                 return
 
 
-class ThrottledOut(RateLimited):
-    """The run's requests were throttled attempt after attempt: it fails as documented."""
-
-    def __init__(self, message: str, *, attempts: int) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-
-
-# A wait shorter than this is not worth a write: the run's row shows waits the UI can see.
-WAIT_SHOWN_AFTER = 1.0
-# A wait this long (or one after a throttle) also goes into the run's log.
-WAIT_LOGGED_AFTER = 30.0
-RATE_WINDOW = 30.0  # seconds: the rate a run shows is over this last stretch
-
-
-class _RunObserver:
-    """Hears a run's rate-limit waits and throttles from its connector (``connectors.
-    ratelimit.observe``): shows the wait on the run, counts throttled attempts, and stops the
-    read once they exceed the documented attempts (``RETRY_DELAYS`` + 1)."""
-
-    def __init__(self, engine: SyncEngine, context: _RunContext) -> None:
-        self._engine = engine
-        self._context = context
-        self._after_throttle = False
-
-    async def waiting(self, *, seconds: float, reason: str) -> None:
-        context = self._context
-        context.waiting_until_mono = time.monotonic() + seconds
-        if seconds < WAIT_SHOWN_AFTER and not self._after_throttle:
-            return
-        until = datetime.now(UTC) + timedelta(seconds=seconds)
-        note = None
-        if self._after_throttle or seconds >= WAIT_LOGGED_AFTER:
-            note = f"waiting for the rate limit: next call at {until:%H:%M:%S} UTC ({reason})"
-        self._after_throttle = False
-        await in_write_session(
-            partial(
-                _mark_waiting, run_id=context.run_id, worker=self._engine.worker, until=until,
-                reason=reason, note=note,
-            )
-        )  # fmt: skip
-
-    async def preparing(self, *, seconds: float, what: str, status: str) -> None:
-        """The platform prepares a report: the run shows it as waiting (when the hub last
-        asked, when it asks next) and logs each change of status; its stall clock runs from
-        the report's last change (``report_stall_reason``), and from when it is ready."""
-        context, now, mono = self._context, datetime.now(UTC), time.monotonic()
-        changed = note_report_status(context, what=what, status=status, now_mono=mono)
-        if seconds <= 0:  # ready (or given up): what follows is the read's own progress
-            context.report_status, context.progress_mono = None, mono
-        if seconds <= 0 and not changed:
-            return
-        await in_write_session(
-            partial(
-                _mark_waiting, run_id=context.run_id, worker=self._engine.worker,
-                until=now + timedelta(seconds=max(seconds, 0)), waiting_for="report",
-                reason=f"Amazon is preparing {what} ({status})", checked_at=now,
-                note=f"{what[:1].upper()}{what[1:]} is {status} on Amazon" if changed else None,
-            )
-        )  # fmt: skip
-
-    async def throttled(self, *, reason: str, retry_after: float | None) -> None:
-        context = self._context
-        context.throttled += 1
-        self._after_throttle = True
-        allowed = len(self._engine._retry_delays) + 1
-        await in_write_session(
-            partial(
-                _event, run_id=context.run_id, level=EventLevel.WARNING,
-                message=f"{reason}: throttled attempt {context.throttled} of {allowed}",
-            )
-        )  # fmt: skip
-        if context.throttled >= allowed:
-            raise ThrottledOut(
-                f"{reason}, {context.throttled} times in a row", attempts=context.throttled
-            )
-
-
-def _note_progress(context: _RunContext, records: int) -> float | None:
-    """A page arrived: the run moves (no stall, no throttle streak); returns the rate over
-    the last ``RATE_WINDOW`` seconds."""
-    now = time.monotonic()
-    context.progress_mono = now
-    context.throttled = 0
-    context.stalled = False
-    context.waiting_until_mono = 0.0
-    context.report_status = None
-    context.records_read += records
-    context.pages += 1
-    context.samples.append((now, context.records_read))
-    context.samples = [(t, n) for t, n in context.samples if now - t <= RATE_WINDOW]
-    first_time, first_count = context.samples[0]
-    if len(context.samples) == 1:  # the first page of the window: since the previous page
-        first_time, first_count = context.previous_sample
-    context.previous_sample = (now, context.records_read)
-    span = now - first_time
-    return (context.records_read - first_count) / span if span > 0 else None
-
-
-def _stall_reason(context: _RunContext) -> str | None:
-    """Why the run counts as stalled now, or None: no page for longer than the stall limit,
-    and no known rate-limit wait that explains it."""
-    now = time.monotonic()
-    if context.stalled or now < context.waiting_until_mono:
-        return None
-    if context.report_status is not None:  # the platform prepares a report: its own clock
-        return report_stall_reason(context, now_mono=now)
-    quiet = now - max(context.progress_mono, context.waiting_until_mono)
-    if quiet <= context.stall_seconds:
-        return None
-    since = datetime.now(UTC) - timedelta(seconds=now - context.progress_mono)
-    last = f"page {context.pages}" if context.pages else "the start"
-    return (
-        f"no progress for {_duration(quiet)} (limit {_duration(context.stall_seconds)}); "
-        f"the last progress was {last} at {since:%H:%M:%S} UTC, and no rate-limit wait "
-        "explains it"
-    )
-
-
 # --- the process-wide engine -------------------------------------------------------------------
 
 _engine: SyncEngine | None = None
@@ -555,48 +458,40 @@ def set_engine(engine: SyncEngine | None) -> None:
     _engine = engine
 
 
-@contextlib.asynccontextmanager
-async def engine_lifespan() -> AsyncIterator[SyncEngine]:
-    """The engine of a hub process: crash recovery at start-up and every ``RECOVERY_EVERY``
-    seconds (in every process, lease or not), runs handed over by ``hub sync`` started within
-    ``HANDOVER_EVERY`` seconds, and an orderly stop at shutdown."""
-    engine = get_engine()
-    try:
-        await engine.recover_interrupted()
-    except Exception:  # serve anyway; the periodic sweep tries again
-        log.exception("crash recovery at start-up failed")
-    stop = asyncio.Event()
-    supervisor = asyncio.get_running_loop().create_task(engine.supervise(stop))
-    try:
-        yield engine
-    finally:
-        stop.set()
-        await asyncio.wait([supervisor], timeout=5)
-        await engine.stop()
-
-
 async def request_sync(
     *,
     integration_id: uuid.UUID | str,
     stream: str | None = None,
     trigger: RunTrigger | str = RunTrigger.MANUAL,
     full_refresh: bool = False,
+    claim_here: bool = True,
 ) -> list[uuid.UUID]:
-    run_ids = await get_engine().request_sync(
-        integration_id=integration_id, stream=stream, trigger=trigger, full_refresh=full_refresh
-    )
+    """Queue a run per stream for whichever hub process has room; other processes hear of it
+    through the change feed. ``claim_here`` (a user's Sync now): this process claims at once
+    if it has room (oldest queued runs first); the scheduler leaves its runs to every process."""
+    engine = get_engine()
+    run_ids = await engine.request_sync(
+        integration_id=integration_id, stream=stream, trigger=trigger, full_refresh=full_refresh,
+        run_here=False,
+    )  # fmt: skip
+    if claim_here:
+        await engine.claim()
     if RunTrigger(trigger) == RunTrigger.MANUAL:
         from dashboard.services import scheduler
 
         # The lease holder moves the stream's next scheduled run a full interval after this
-        # one when it reconciles: at once here, within RENEW_EVERY from any other worker.
+        # one when it reconciles: at once here, within RECONCILE_EVERY from any other worker.
         scheduler.poke()
     return run_ids
 
 
 async def retry_run(*, run_id: uuid.UUID) -> uuid.UUID:
-    """The Runs page's Retry: ``queue_retry``, then start the retry in this process."""
+    """The Runs page's Retry: ``queue_retry`` for any process, this one claiming first."""
     engine = get_engine()
-    retry = await in_session(lambda s: queue_retry(session=s, run_id=run_id, worker=engine.worker))
-    engine.start(retry)
+    retry = await in_session(lambda s: queue_retry(session=s, run_id=run_id))
+    await engine.claim()
     return retry
+
+
+# The engine's life in a hub process (beats, claims, sweeps) lives beside it.
+from dashboard.services.sync_supervisor import engine_lifespan as engine_lifespan  # noqa: E402

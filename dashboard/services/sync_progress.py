@@ -83,6 +83,8 @@ class _RunContext:
     report_status: str | None = None
     report_what: str = ""
     report_changed_mono: float = 0.0
+    # What the platform's last answer said of the rate limit (cost and points left, rate).
+    quota: str | None = None
     interval_minutes: int = 15
 
 
@@ -191,7 +193,8 @@ def _apply_batch(
         EventLevel.INFO,
         f"page {run.pages}: {len(batch.records) + len(batch.errors)} records "
         f"({result.inserted} new, {result.updated} updated, {result.deleted} deleted, "
-        f"{len(errors)} skipped); {run.records_read:,}{total} read so far",
+        f"{len(errors)} skipped); {run.records_read:,}{total} read so far"
+        + (f"; {context.quota}" if context.quota else ""),
         {"cursor": batch.cursor},
         droppable=True,
     )

@@ -28,7 +28,7 @@ from dashboard.models import (
 )
 from dashboard.services.audit import record_audit
 from dashboard.services.sync_progress import _event, _finish, _RunContext, _stream_config
-from dashboard.services.sync_workers import process_gone
+from dashboard.services.sync_workers import process_gone, silent_workers
 from dashboard.settings import get_settings
 
 STALE_AFTER = timedelta(minutes=2)
@@ -235,10 +235,10 @@ def _stopped(session: Session, run_id: uuid.UUID, worker: str) -> None:
 def _recover_stale_runs(session: Session, retry_owner: str | None) -> list[uuid.UUID]:
     """Interrupt the runs of dead processes and queue their retries; runs to start now.
 
-    A run is dead when its heartbeat is older than ``STALE_AFTER`` or its process provably
-    ended. Each is ended by a conditional update that also checks the heartbeat seen here, so
-    a run whose owner beats meanwhile is left alone and two recovering processes cannot both
-    recover it.
+    A run is dead when its heartbeat is older than ``STALE_AFTER``, its process provably
+    ended (same host) or fell silent in ``hub_workers`` (any host, within seconds). Each is
+    ended by a conditional update that also checks the heartbeat seen here, so a run whose
+    owner beats meanwhile is left alone and two recovering processes cannot both recover it.
     """
     cutoff = datetime.now(UTC) - STALE_AFTER
     candidates = session.exec(
@@ -246,9 +246,11 @@ def _recover_stale_runs(session: Session, retry_owner: str | None) -> list[uuid.
             SyncRun.status == RunStatus.RUNNING.value
         )
     ).all()
+    silent = silent_workers(session, {worker for _, worker, _ in candidates})
     retries: list[uuid.UUID] = []
     for run_id, worker, heartbeat_at in candidates:
-        if heartbeat_at is not None and heartbeat_at >= cutoff and not process_gone(worker):
+        fresh = heartbeat_at is not None and heartbeat_at >= cutoff
+        if fresh and worker not in silent and not process_gone(worker):
             continue
         same_beat = (
             RUNS.c.heartbeat_at.is_(None) if heartbeat_at is None
@@ -276,11 +278,49 @@ def _adoptable_queued(session: Session, run_ids: list[uuid.UUID] | None = None) 
     )
     if run_ids is not None:
         query = query.where(col(SyncRun.id).in_(run_ids))
+    rows = session.exec(query.order_by(col(SyncRun.created_at))).all()
+    silent = silent_workers(session, {worker for _, worker, _ in rows})
     return [
         run_id
-        for run_id, worker, created_at in session.exec(query.order_by(col(SyncRun.created_at)))
-        if worker is None or created_at < cutoff or process_gone(worker)
+        for run_id, worker, created_at in rows
+        if worker is None or created_at < cutoff or worker in silent or process_gone(worker)
     ]
+
+
+def _claim_queued(session: Session, *, worker: str, limit: int) -> list[uuid.UUID]:
+    """Take up to ``limit`` queued runs without an owner for ``worker``, oldest first (the
+    order they fell due in, so no integration waits behind another's backlog). On PostgreSQL
+    ``FOR UPDATE SKIP LOCKED`` lets processes claim side by side without waiting for each
+    other; on SQLite (one writer) the conditional update decides."""
+    if limit <= 0:
+        return []
+    oldest = (
+        sa.select(RUNS.c.id)
+        .where(RUNS.c.status == RunStatus.QUEUED.value, RUNS.c.worker.is_(None))
+        .order_by(RUNS.c.created_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        locked = oldest.with_for_update(skip_locked=True).scalar_subquery()
+        rows = session.execute(
+            sa.update(RUNS)
+            .where(RUNS.c.id.in_(locked))
+            .values(worker=worker)
+            .returning(RUNS.c.id, RUNS.c.created_at)
+        ).all()
+        # RETURNING comes in any order: start them oldest first.
+        return [run_id for run_id, _ in sorted(rows, key=lambda row: row[1])]
+    taken = []
+    for run_id in session.execute(oldest).scalars():
+        claimed = session.execute(
+            sa.update(RUNS)
+            .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
+            .where(RUNS.c.worker.is_(None))
+            .values(worker=worker)
+        )
+        if claimed.rowcount:  # type: ignore[attr-defined]
+            taken.append(run_id)
+    return taken
 
 
 def _unowned_queued(session: Session) -> list[uuid.UUID]:

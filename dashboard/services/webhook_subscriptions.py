@@ -63,6 +63,9 @@ class Checked:
     """What one check found and did."""
 
     missing: list[str] = field(default_factory=list)  # GraphQL topics not subscribed
+    # Of those, the ones subscribed at another address (HUB_PUBLIC_URL changed, or another
+    # hub uses the same app): left alone, they may be another hub's.
+    elsewhere: list[str] = field(default_factory=list)
     resubscribed: dict[str, str | None] = field(default_factory=dict)
     error: str | None = None  # why re-subscribing failed
 
@@ -146,6 +149,8 @@ async def check_subscriptions(integration_id: uuid.UUID) -> Checked | None:
         return None
     present = {s["topic"] for s in listed if s["uri"] == callback}
     checked = Checked(missing=[topic for topic in WEBHOOK_TOPICS if topic not in present])
+    other = {s["topic"] for s in listed if s["uri"] != callback}
+    checked.elsewhere = [topic for topic in checked.missing if topic in other]
     if checked.missing:
         try:
             checked.resubscribed = await connector.subscribe_webhooks(
@@ -198,6 +203,12 @@ def _record(
             "only with scheduled syncs until it can: it tries again at the next check, and "
             "reconnecting the integration subscribes anew"
         )
+    if checked.elsewhere:
+        done = (
+            f"{len(checked.elsewhere)} of them still go to another address, not this hub's "
+            f"{callback} (HUB_PUBLIC_URL changed, or another hub uses this app; those were "
+            f"left alone); {done}"
+        )
     incidents.webhook_subscriptions_removed(
         session=session, integration=integration, topics=topics, done=done
     )
@@ -207,5 +218,6 @@ def _record(
             "shop": integration.shop_domain, "removed": topics,
             "resubscribed": sorted(header_topic(t) for t, i in checked.resubscribed.items() if i),
             "error": checked.error,
+            "elsewhere": sorted(header_topic(t) for t in checked.elsewhere),
         },
     )  # fmt: skip

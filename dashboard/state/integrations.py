@@ -10,6 +10,7 @@ import reflex as rx
 from sqlmodel import Session
 
 from dashboard.components.common import count_pages, pages_label
+from dashboard.components.formats import count, counted
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, User
 from dashboard.services import actions as rules
@@ -98,7 +99,7 @@ class IntegrationsState(LiveState, AuthState):
 
     @rx.var
     def total_label(self) -> str:
-        return f"{self.total:,} integration{'' if self.total == 1 else 's'}"
+        return counted(self.total, "integration")
 
     @rx.var
     def filtered(self) -> bool:
@@ -151,7 +152,7 @@ class IntegrationsState(LiveState, AuthState):
             rows = [
                 {
                     **row,
-                    "records": f"{counts[row['id']]:,}",
+                    "records": count(counts[row["id"]]),
                     "never_connected": stale.get(row["id"], ""),
                 }
                 for row in rows

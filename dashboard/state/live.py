@@ -1,4 +1,7 @@
-"""Live updates: one background event per open page re-reads its rows twice a second.
+"""Live updates: one background event per open page re-reads its rows when the process's
+change feed (``services.changefeed``: any committed write of the rows pages show, in this
+process or another) says something changed, at most every ``MIN_INTERVAL_SECONDS`` and at
+least every ``FALLBACK_SECONDS``. An idle hub reads nothing per page beyond that fallback.
 
 The page starts its watcher on mount and stops it on unmount; the loop holds the state lock
 only to swap the rows in, never while the database is read. A live page's state mixes in
@@ -33,10 +36,16 @@ import reflex as rx
 
 from dashboard import routes
 from dashboard.models import Role
+from dashboard.services.changefeed import LIVE, get_feed
 from dashboard.state.guard import public, requires
 
-# Fixed-rate polling: a change shows within POLL_SECONDS plus one read and one render, which
-# keeps "database write -> visible" under the 1 s goal; the pages' reads cost ~1 ms each.
+# A change shows within one notification, one read and one render: "database write ->
+# visible" well under the 1 s goal. While syncs write batches after batches, a page re-reads
+# at most every MIN_INTERVAL_SECONDS; with no notification at all (one lost, a write outside
+# the hub's sessions), every FALLBACK_SECONDS.
+MIN_INTERVAL_SECONDS = 0.5
+FALLBACK_SECONDS = 5.0
+# While the tab is away: how often the loop looks whether it came back.
 POLL_SECONDS = 0.5
 # How long a loop waits for its tab to reconnect before it ends.
 ABANDONED_SECONDS = 300.0
@@ -78,6 +87,7 @@ async def live_loop(state: LivePage) -> bool:
 
 async def _watch(state: LivePage, loop_id: int) -> bool:
     away_since: float | None = None
+    feed = get_feed()
     while True:
         began = time.monotonic()
         if not await _tab_connected(state):
@@ -88,7 +98,8 @@ async def _watch(state: LivePage, loop_id: int) -> bool:
             continue
         away_since = None
         # Every read first asks whether the session still holds: a revoked session, a
-        # disabled user or a reset password ends the stream on the next tick, not minutes on.
+        # disabled user or a reset password (writes that wake the feed) end the stream now.
+        seen = feed.version(LIVE)  # before reading: a change during the read reads again
         if await state.current_user() is None:
             await _stop(state, loop_id)
             return True
@@ -99,7 +110,8 @@ async def _watch(state: LivePage, loop_id: int) -> bool:
             if state.watching != loop_id:
                 return False
             state.apply(data)
-        await asyncio.sleep(max(0.05, POLL_SECONDS - (time.monotonic() - began)))
+        await asyncio.sleep(max(0.0, MIN_INTERVAL_SECONDS - (time.monotonic() - began)))
+        await feed.wait(LIVE, seen, at_most=FALLBACK_SECONDS)
 
 
 class LiveState(rx.State, mixin=True):

@@ -203,3 +203,84 @@ def connect_shopify_now(page, hub: Hub, name: str, shop: str) -> None:
     page.get_by_role("button", name="Install app").click()  # the sandbox's consent page
     page.wait_for_url(re.compile(r".*/integrations/[0-9a-f-]{36}$"), timeout=30_000)
     page.get_by_role("button", name="Sync all now").wait_for(timeout=30_000)
+
+
+AXE_SCRIPT = PROJECT_ROOT / ".tools" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+# What fails a page: axe's two highest impacts (moderate and minor are reported, not failed).
+AXE_FAILING_IMPACTS = ("serious", "critical")
+
+
+def axe_violations(page) -> list[dict]:
+    """Run axe-core (npm ``axe-core``, installed by `make axe`) on the page as it is now and
+    return its violations of serious or critical impact, each with the elements it found.
+    The page's context needs ``bypass_csp=True``: the hub's CSP refuses injected scripts."""
+    if not AXE_SCRIPT.exists():
+        pytest.fail(f"{AXE_SCRIPT} missing: `make axe` (part of `make test`) installs axe-core")
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE_SCRIPT))
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+            .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                        targets: v.nodes.slice(0, 5).map(n => n.target.join(' ')),
+                        summary: (v.nodes[0] || {}).failureSummary || ''}))"""
+    )
+    return [v for v in violations if v["impact"] in AXE_FAILING_IMPACTS]
+
+
+def tab_to(page, target, *, limit: int = 60, key: str = "Tab") -> None:
+    """Press Tab (or ``key``) until the element of ``target`` (a locator) has the focus, as a
+    keyboard user would; fails when it is not reached within ``limit`` presses."""
+    handle = target.element_handle(timeout=30_000)
+    for _ in range(limit):
+        if page.evaluate("el => el === document.activeElement", handle):
+            return
+        page.keyboard.press(key)
+    raise AssertionError(f"{target} not reached with {limit} presses of {key}")
+
+
+def focus_ring_visible(page) -> bool:
+    """Whether the focused control draws a ring: an outline on it or on the frame around it
+    (Radix draws a text field's ring on the field's frame)."""
+    return bool(
+        page.evaluate(
+            """() => {
+                let el = document.activeElement;
+                for (let depth = 0; el && depth < 3; depth++, el = el.parentElement) {
+                    const style = getComputedStyle(el);
+                    if (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0)
+                        return true;
+                }
+                return false;
+            }"""
+        )
+    )
+
+
+@dataclass
+class Seeded:
+    """A hub with something on every page: a connected Shopify store whose first sync ran
+    (runs, records, logs) and a merchant's connect link for another store."""
+
+    integration_url: str
+    connect_link: str
+
+
+@pytest.fixture(scope="module")
+def seeded(hub: Hub, browser) -> Seeded:
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
+    connect_shopify_now(page, hub, "Axe store", "axe-store.myshopify.com")
+    integration_url = page.url
+    page.get_by_role("tab", name="Runs").click()
+    page.get_by_text("succeeded").first.wait_for(timeout=60_000)
+
+    page.goto(f"{hub.url}/integrations/new")
+    page.get_by_role("button", name="Choose Shopify").click()
+    page.get_by_label("Name").fill("Axe link store")
+    page.get_by_label("Shop domain").fill("axe-link.myshopify.com")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Create connect link").click()
+    connect_link = page.locator("#connect-link").inner_text(timeout=30_000)
+    context.close()
+    return Seeded(integration_url=integration_url, connect_link=connect_link)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -34,11 +35,11 @@ HHMM = r"\d\d:\d\d"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """The sandbox's clock 50x: its rate-limit windows (and so the throttled waits) are short."""
+    """The sandbox's clock 50x: its rate-limit windows (and so the throttled waits) are short.
+    Webhook subscriptions are checked every minute instead of every hour."""
     require_chromium()
-    with running_hub(
-        tmp_path_factory.mktemp("hub"), extra_env={"HUB_SANDBOX_TIME_SCALE": "50"}
-    ) as hub:
+    env = {"HUB_SANDBOX_TIME_SCALE": "50", "HUB_SHOPIFY_WEBHOOK_CHECK_MINUTES": "1"}
+    with running_hub(tmp_path_factory.mktemp("hub"), extra_env=env) as hub:
         yield hub
 
 
@@ -124,6 +125,33 @@ def test_an_uninstall_is_an_incident_with_what_to_do(hub: Hub, page) -> None:
     screenshot(page, "failure-uninstall-bell", full_page=False)
     page.keyboard.press("Escape")
     page.get_by_text("uninstalled", exact=True).first.wait_for(timeout=TIMEOUT)  # the badge
+
+
+def test_a_removed_webhook_subscription_comes_back_with_an_incident(hub: Hub, page) -> None:
+    shop = "hooks-store.myshopify.com"
+    connect_shopify_now(page, hub, "Hooks store", shop)
+    # Someone deletes two of the app's subscriptions in the shop.
+    removed = sandbox(hub, "POST", f"/shopify/shops/{shop}/webhook_subscriptions/remove",
+                      {"topics": ["ORDERS_CREATE", "PRODUCTS_UPDATE"]})  # fmt: skip
+    assert sorted(removed["removed"]) == ["ORDERS_CREATE", "PRODUCTS_UPDATE"]
+    words = open_incident(
+        page,
+        re.compile(
+            rf"^Hooks store: 2 webhook subscriptions were removed from {shop}: "
+            rf"orders\/create, products\/update \(found {HHMM}\)$"  # \/: Playwright's syntax
+        ),
+    )
+    assert re.search(rf"the hub subscribed again at {HHMM}", words)
+    screenshot(page, "failure-webhook-subscription-removed", full_page=False)
+    listed = httpx.get(
+        f"{hub.url}/sandbox/_sandbox/shopify/shops/{shop}/webhook_subscriptions",
+        headers=hub.sandbox_headers(), timeout=10,
+    ).json()  # fmt: skip
+    assert {"ORDERS_CREATE", "PRODUCTS_UPDATE"} <= {s["topic"] for s in listed}  # back
+    # The next check finds them all: the incident leaves the integration's page.
+    page.keyboard.press("Escape")
+    callout = page.get_by_text(re.compile("webhook subscriptions were removed"))
+    callout.first.wait_for(state="detached", timeout=150_000)
 
 
 def test_a_merchants_decline_shows_declined_and_an_incident(hub: Hub, browser, page) -> None:

@@ -52,6 +52,15 @@ def test_manager_links_merchant_connects_and_records_sync(hub: Hub, browser) -> 
     install = phone.get_by_role("button", name="Install app")
     install.wait_for(timeout=TIMEOUT)
     screenshot(phone, "sandbox-consent")
+    # A cancel first: Shopify sends the app nothing; the page leads back to the link, which
+    # says the connection was cancelled and offers Approve again.
+    phone.get_by_role("button", name="Cancel").click()
+    phone.get_by_role("heading", name="Installation cancelled").wait_for(timeout=TIMEOUT)
+    phone.get_by_role("link", name="Back to the app").click()
+    phone.locator("#connection-cancelled").wait_for(timeout=TIMEOUT)
+    screenshot(phone, "merchant-connect-cancelled")
+    phone.get_by_role("button", name="Approve").click()
+    install.wait_for(timeout=TIMEOUT)
     install.click()
     phone.get_by_role("heading", name="Connected").wait_for(timeout=TIMEOUT)
     screenshot(phone, "merchant-connected")
@@ -75,6 +84,13 @@ def test_manager_links_merchant_connects_and_records_sync(hub: Hub, browser) -> 
     page.goto(f"{hub.url}/records")
     page.get_by_text("gid://shopify/Product/").first.wait_for(timeout=TIMEOUT)
     screenshot(page, "records")
+
+    # The audit log in words, naming the person.
+    page.goto(f"{hub.url}/settings")
+    page.get_by_text("manager@example.com created the integration Outdoor store").wait_for(
+        timeout=TIMEOUT
+    )
+    page.get_by_text("manager@example.com created a connect link for Outdoor store").wait_for()
     manager.close()
 
 

@@ -4,9 +4,10 @@ with resolvers for what the hub reads, and Shopify's calculated query cost.
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import gzip
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,26 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / f"admin_{API_VERSION}
 MAX_QUERY_COST = 1000
 
 
-@functools.cache
+_schemas: list[GraphQLSchema] = []
+_schema_lock = threading.Lock()
+
+
 def admin_schema() -> GraphQLSchema:
+    """Shopify's Admin schema, built once (a second or more of CPU): by the sandbox's lifespan
+    in a thread at start (``warm_up``), so that the first query does not block the event
+    loop; a caller that comes first builds it, and one that comes meanwhile waits for it."""
+    if not _schemas:
+        with _schema_lock:
+            if not _schemas:
+                _schemas.append(_build_schema())
+    return _schemas[0]
+
+
+async def warm_up() -> None:
+    await asyncio.to_thread(admin_schema)
+
+
+def _build_schema() -> GraphQLSchema:
     with gzip.open(SCHEMA_PATH) as handle:
         schema = build_client_schema(json.load(handle)["data"])
     # Shopify's own schema breaks a few of graphql-core's strictest type-system rules

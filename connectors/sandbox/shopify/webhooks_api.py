@@ -18,7 +18,11 @@ from graphql import GraphQLSchema
 from connectors.sandbox.shopify.data import iso
 
 log = logging.getLogger("sandbox.shopify.webhooks")
-RETRY_DELAYS = (1.0, 5.0, 30.0)  # platform seconds between delivery attempts
+# As Shopify: a delivery not answered 2xx within 5 s (1 s to connect) is retried 8 times over
+# 4 hours with exponential backoff (changelog 2024-09-10): about 56 s, 113 s ... 2 h apart,
+# in platform seconds. A hub that was busy for a minute still gets the change.
+DELIVERY_TIMEOUT = httpx.Timeout(5.0, connect=1.0)
+RETRY_DELAYS = tuple(4 * 3600 / 255 * 2**retry for retry in range(8))
 
 
 @dataclass
@@ -200,7 +204,7 @@ async def _post(
     headers: dict[str, str],
     transport: httpx.AsyncBaseTransport | None,
 ) -> None:
-    async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+    async with httpx.AsyncClient(transport=transport, timeout=DELIVERY_TIMEOUT) as client:
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
             if delay:
                 await sandbox.state.clock.sleep(delay)

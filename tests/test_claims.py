@@ -1,0 +1,195 @@
+"""Any process runs any run: queued runs without an owner are claimed oldest first by the
+processes with room, never twice (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), and the change
+feed wakes the processes at once: in process on SQLite, over PostgreSQL LISTEN/NOTIFY and over
+Redis pub/sub between processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from dashboard.db import in_write_session, session_scope
+from dashboard.models import SyncRun
+from dashboard.services import sync
+from dashboard.services.changefeed import LIVE, QUEUE, ChangeFeed, get_feed
+from dashboard.services.integrations import create_integration, mark_connected
+from dashboard.services.sync_queue import _claim_queued, _queue_runs
+from dashboard.services.sync_workers import beat
+from dashboard.settings import get_settings
+from tests.fake_connector import FakeConnector
+
+REDIS_URL = "redis://127.0.0.1:6379/8"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest) -> str:
+    request.getfixturevalue("pg_hub_db" if request.param == "postgres" else "hub_db")
+    return str(request.param)
+
+
+def queue_for(count: int) -> list[uuid.UUID]:
+    """One integration per run, each run queued for any process, oldest first."""
+    run_ids = []
+    for number in range(count):
+        with session_scope() as s:
+            integration = create_integration(
+                session=s, platform="shopify", display_name=f"Shop {number}",
+                shop_domain=f"shop-{number}.myshopify.com", streams={"products": 15},
+            )  # fmt: skip
+            mark_connected(session=s, integration_id=integration.id)
+            [run_id] = _queue_runs(s, integration.id, None, "schedule", False, None)
+            run_ids.append(run_id)
+    with session_scope() as s:  # distinct queue times, in creation order
+        start = datetime.now(UTC) - timedelta(minutes=1)
+        for index, run_id in enumerate(run_ids):
+            s.execute(
+                sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
+                .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
+                .values(created_at=start + timedelta(seconds=index))
+            )
+    return run_ids
+
+
+def owners(run_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    with session_scope() as s:
+        rows = s.exec(select(SyncRun.id, SyncRun.worker).where(col(SyncRun.id).in_(run_ids)))
+        return dict(rows.all())
+
+
+async def test_a_process_claims_as_many_as_it_has_room_for_oldest_first(any_db: str) -> None:
+    run_ids = queue_for(5)
+    engine = sync.SyncEngine(
+        max_concurrency=2, connector_factory=lambda _: FakeConnector(total=10, page_size=5)
+    )
+    engine.worker = "host-a:1"
+    claimed = await engine.claim()
+    assert claimed == run_ids[:2]  # the two that waited longest
+    assert await engine.claim() == []  # no room left
+    # No supervisor here: as runs end, the engine claims the next ones itself, in order.
+    await engine.wait()
+    with session_scope() as s:
+        runs = {r.id: r for r in s.exec(select(SyncRun).where(col(SyncRun.id).in_(run_ids)))}
+    assert {runs[r].worker for r in run_ids} == {"host-a:1"}
+    assert {runs[r].status for r in run_ids} == {"succeeded"}
+    starts = [runs[r].started_at for r in run_ids]
+    assert starts[2] >= min(runs[r].finished_at for r in run_ids[:2])  # waited for room
+    assert starts[2:] == sorted(starts[2:])  # the oldest queued first
+
+
+@pytest.mark.postgres
+async def test_processes_claiming_at_once_never_take_the_same_run(pg_hub_db) -> None:
+    run_ids = queue_for(40)
+
+    async def claim(worker: str) -> list[uuid.UUID]:
+        taken: list[uuid.UUID] = []
+        for _ in range(10):
+            taken += await in_write_session(lambda s: _claim_queued(s, worker=worker, limit=3))
+        return taken
+
+    results = await asyncio.gather(*(claim(f"host-{n}:1") for n in range(4)))
+    every = [run_id for taken in results for run_id in taken]
+    assert sorted(every) == sorted(run_ids)  # all claimed, none twice
+    assert all(results), "a process got nothing: the claims waited on each other's locks"
+    claimed_by = owners(run_ids)
+    for number, taken in enumerate(results):
+        assert {claimed_by[r] for r in taken} == {f"host-{number}:1"}
+
+
+async def test_a_run_queued_anywhere_is_started_by_a_process_with_room_at_once(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queueing commit wakes the claim (the feed), long before the fallback look."""
+    monkeypatch.setattr(sync, "HANDOVER_EVERY", 30.0)
+    monkeypatch.setattr(sync, "RECOVERY_EVERY", 3600.0)
+    hub = sync.SyncEngine(connector_factory=lambda _: FakeConnector(total=10, page_size=5))
+    hub.worker = "host-a:1"
+    sync.set_engine(hub)
+    try:
+        async with sync.engine_lifespan():
+            await asyncio.sleep(0.2)  # the supervisor waits for the feed now
+            began = time.monotonic()
+            [run_id] = queue_for(1)
+            while owners([run_id])[run_id] is None:
+                assert time.monotonic() - began < 5, "not claimed within 5 s"
+                await asyncio.sleep(0.02)
+            await hub.wait([run_id])
+    finally:
+        sync.set_engine(None)
+    assert owners([run_id])[run_id] == "host-a:1"
+
+
+async def test_committed_writes_feed_the_live_topic_but_session_touches_do_not(hub_db) -> None:
+    feed = get_feed()
+    live, queue = feed.version(LIVE), feed.version(QUEUE)
+    queue_for(1)
+    await asyncio.sleep(0.05)  # the bump is handed to the loop from the database thread
+    assert feed.version(LIVE) > live and feed.version(QUEUE) > queue
+    live = feed.version(LIVE)
+    for _ in range(2):  # a liveness beat inserts, then updates, a row no page shows
+        with session_scope() as s:
+            beat(s, worker="host-a:1", kind="worker", capacity=8, running=0)
+    await asyncio.sleep(0.05)
+    assert feed.version(LIVE) == live
+
+
+async def two_feeds_hear_each_other(**backend: str | None) -> float:
+    sender, listener = ChangeFeed(), ChangeFeed()
+    await sender.start(**backend)  # type: ignore[arg-type]
+    await listener.start(**backend)  # type: ignore[arg-type]
+    try:
+        await asyncio.sleep(0.3)  # subscribed
+        seen = listener.version(QUEUE)
+        began = time.monotonic()
+        sender.changed(QUEUE)
+        assert await listener.wait(QUEUE, seen, at_most=10.0) > seen
+        return time.monotonic() - began
+    finally:
+        await sender.stop()
+        await listener.stop()
+
+
+@pytest.mark.postgres
+async def test_the_feed_crosses_processes_over_postgres_listen_notify(pg_hub_db) -> None:
+    database_url = get_settings().sqlalchemy_url
+    took = await two_feeds_hear_each_other(redis_url=None, database_url=database_url)
+    assert took < 2.0
+
+
+async def test_the_feed_crosses_processes_over_redis_pubsub(hub_db) -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError as error:
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {type(error).__name__}")
+    took = await two_feeds_hear_each_other(redis_url=REDIS_URL, database_url="sqlite://")
+    assert took < 2.0
+
+
+async def test_on_sqlite_another_process_s_commit_wakes_the_feed(hub_db) -> None:
+    """The embedded default has no server to notify through: the feed watches SQLite's
+    data_version, which moves when another connection (here: another process's) commits."""
+    import sqlite3
+
+    database = sa.engine.make_url(get_settings().sqlalchemy_url).database
+    assert database
+    feed = ChangeFeed()
+    await feed.start(redis_url=None, database_url=get_settings().sqlalchemy_url)
+    try:
+        await asyncio.sleep(0.5)  # the watch has read the version
+        seen = feed.version(LIVE)
+        other = sqlite3.connect(database)  # not the hub's engine: as `hub sync` would
+        with other:
+            other.execute("UPDATE integrations SET display_name = display_name")
+            other.execute("CREATE TABLE IF NOT EXISTS bench_marker (id INTEGER)")
+        other.close()
+        began = time.monotonic()
+        assert await feed.wait(LIVE, seen, at_most=5.0) > seen
+        assert time.monotonic() - began < 2.0
+    finally:
+        await feed.stop()
