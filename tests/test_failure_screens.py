@@ -173,6 +173,32 @@ async def test_runs_show_honest_progress(hub_db: sa.Engine) -> None:
     assert "rate_now" in rendered and "flowing" in rendered
 
 
+async def test_a_run_that_outgrows_its_total_shows_no_total(hub_db: sa.Engine) -> None:
+    """A first sync told "100 records" that then reads 120 (the shop grew meanwhile) must not
+    show "120 of 100 records" on the Overview's "Syncing now": its total becomes unknown and
+    its bar indeterminate, while a run within its total keeps both."""
+    now = datetime.now(UTC)
+    with Session(hub_db) as session:
+        acme = add_shop(session, "Acme", status="syncing")
+        common = {"integration_id": acme.id, "status": "running", "started_at": now,
+                  "pages": 3, "progress_at": now, "records_per_second": 40.0}
+        session.add_all([
+            SyncRun(stream="products", records_read=120, records_total=100, progress=1.0,
+                    **common),
+            SyncRun(stream="orders", records_read=100, records_total=100, progress=1.0,
+                    **common),
+        ])  # fmt: skip
+        session.commit()
+
+    page = OverviewState(_reflex_internal_init=True)
+    page.apply(await page.fetch())
+    by_stream = {row["stream"]: row for row in page.running}
+    outgrown, exact = by_stream["products"], by_stream["orders"]
+    assert (outgrown["total_known"], outgrown["records_total"]) == (False, None)
+    assert outgrown["records_read"] == 120  # "120 records", an indeterminate bar
+    assert (exact["total_known"], exact["records_total"], exact["progress"]) == (True, 100, 100)
+
+
 def _events(session: Session) -> None:
     now = datetime.now(UTC)
     acme = add_shop(session, "Acme")

@@ -48,9 +48,15 @@ def _live(run: SyncRun, now: datetime) -> dict[str, Any]:
         and run.pages > 0
         and now - run.progress_at <= RATE_FRESH_FOR
     )
+    # A total the run has outgrown (the store grew during a first sync, or the platform's
+    # count left out what it listed) is no total: "120 of 100" and a full bar while it still
+    # reads would both lie, so the run shows its count and an indeterminate bar instead.
+    total = run.records_total
+    if total is not None and run.records_read > total:
+        total = None
     return {
-        "total_known": run.records_total is not None,
-        "records_total": run.records_total,
+        "total_known": total is not None,
+        "records_total": total,
         "flowing": flowing,
         "rate_now": round(run.records_per_second or 0.0, 1) if flowing else None,
         "waiting": waiting,

@@ -186,7 +186,11 @@ def _apply_batch(
     moving_again = run.stalled_at is not None
     run.stalled_at = run.stall_reason = None
     session.add(run)
-    total = f" of {run.records_total:,}" if run.records_total else ""
+    total = (
+        f" of {run.records_total:,}"
+        if run.records_total and run.records_read <= run.records_total
+        else ""
+    )
     _event(
         session,
         context.run_id,
