@@ -181,7 +181,7 @@ async def test_a_run_that_outgrows_its_total_shows_no_total(hub_db: sa.Engine) -
     with Session(hub_db) as session:
         acme = add_shop(session, "Acme", status="syncing")
         common = {"integration_id": acme.id, "status": "running", "started_at": now,
-                  "pages": 3, "progress_at": now, "records_per_second": 40.0}
+                  "pages": 3, "progress_at": now, "records_per_second": 40.0}  # fmt: skip
         session.add_all([
             SyncRun(stream="products", records_read=120, records_total=100, progress=1.0,
                     **common),
