@@ -12,7 +12,7 @@ from dashboard.components.integration_picker import integration_picker
 from dashboard.components.shell import template
 from dashboard.services import records_view
 from dashboard.state.live import live_region
-from dashboard.state.records import RecordsState
+from dashboard.state.records import CLOSE_BUTTON_ID, DETAILS_BUTTON_PREFIX, RecordsState
 
 __all__ = ["RecordsState", "records_page"]
 
@@ -58,6 +58,7 @@ def record_row(row: rx.Var[dict[str, str]]) -> rx.Component:
                 size="1",
                 variant="ghost",
                 aria_label="Details of " + row["external_id"].to(str),
+                id=DETAILS_BUTTON_PREFIX + row["id"].to(str),
                 on_click=RecordsState.show_record(row["id"]).stop_propagation,
             )
         ),
@@ -98,6 +99,7 @@ def record_drawer() -> rx.Component:
                         rx.icon("x"),
                         variant="ghost",
                         aria_label="Close",
+                        id=CLOSE_BUTTON_ID,
                         on_click=RecordsState.close_record,
                     ),
                     width="100%",

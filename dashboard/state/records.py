@@ -3,12 +3,14 @@ it was read, and the record open in the side panel."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import reflex as rx
+from reflex.event import EventSpec
 from sqlmodel import Session
 
 from dashboard.api.records_export import RECORDS_CSV
@@ -23,6 +25,36 @@ from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState
 
 PAGE_SIZE = 25
+
+# The side panel's close button and each row's Details button (prefix, then the record id): the
+# panel takes the focus when it opens and gives it back to the row's button when it closes.
+CLOSE_BUTTON_ID = "record-close"
+DETAILS_BUTTON_PREFIX = "record-details-"
+
+# Escape closes the panel from anywhere on the page, as a dialog's does. Reflex components
+# take key events only while focused, so one listener on the document (installed once per
+# tab) presses the close button; it leaves an Escape that closes an open menu, popover or
+# dialog to that layer (Radix handles it first, in the capture phase, while it is still there).
+_ESCAPE_CLOSES_PANEL = (
+    "(() => { if (window.hubRecordPanelKeys) return; window.hubRecordPanelKeys = true; "
+    "document.addEventListener('keydown', (event) => { "
+    "if (event.key !== 'Escape' || event.defaultPrevented) return; "
+    "if (document.querySelector('[role=menu], [role=listbox], [role=alertdialog], "
+    "[role=dialog]:not(#record-drawer)')) return; "
+    f"const close = document.getElementById({json.dumps(CLOSE_BUTTON_ID)}); "
+    "if (close) close.click(); }); })()"
+)
+
+
+def focus_when_shown(element_id: str) -> EventSpec:
+    """Focus an element as soon as it is on the page: the state change that shows it reaches
+    the browser with this script, before React has drawn it (tried for up to a second)."""
+    return rx.call_script(
+        "(() => { const focus = (tries) => { "
+        f"const element = document.getElementById({json.dumps(element_id)}); "
+        "if (element) element.focus(); "
+        "else if (tries > 0) requestAnimationFrame(() => focus(tries - 1)); }; focus(60); })()"
+    )
 
 
 def _read(session: Session, query: tuple[str, str, str, int]) -> tuple[list[dict[str, str]], int]:
@@ -156,6 +188,7 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     @requires(Role.VIEWER, quiet=True)
     async def load_records(self):
         await self._reload()
+        return rx.call_script(_ESCAPE_CLOSES_PANEL)
 
     async def _reload(self) -> None:
         query = self._query()
@@ -232,12 +265,15 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
         self.detail_title, self.detail_integration = detail["title"], detail["integration"]
         self.detail_id = detail["external_id"]
         self.detail_fields, self.detail_raw = detail["fields"], detail["raw"]
-        return None
+        return [rx.call_script(_ESCAPE_CLOSES_PANEL), focus_when_shown(CLOSE_BUTTON_ID)]
 
     @rx.event
     @public("it only closes this tab's record panel and reads nothing")
     def close_record(self):
+        """Close the panel and give the focus back to the Details button that opened it."""
+        record_id = self.selected
         self._close_detail()
+        return focus_when_shown(DETAILS_BUTTON_PREFIX + record_id) if record_id else None
 
     def _close_detail(self) -> None:
         self.selected, self.detail_title, self.detail_integration = "", "", ""
