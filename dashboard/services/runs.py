@@ -48,15 +48,14 @@ def _live(run: SyncRun, now: datetime) -> dict[str, Any]:
         and run.pages > 0
         and now - run.progress_at <= RATE_FRESH_FOR
     )
-    # A total the run has outgrown (the store grew during a first sync, or the platform's
-    # count left out what it listed) is no total: "120 of 100" and a full bar while it still
-    # reads would both lie, so the run shows its count and an indeterminate bar instead.
-    total = run.records_total
-    if total is not None and run.records_read > total:
-        total = None
+    # "N of M" counts in the total's unit, the stream's own records (products, not their
+    # variants, which records_read counts too): the share the engine stored of that total.
+    progress, total = run.progress, run.records_total
+    done = round(progress * total) if progress is not None and total is not None else None
     return {
-        "total_known": total is not None,
-        "records_total": total,
+        "total_known": done is not None,
+        "records_total": total if done is not None else None,
+        "records_done": done,
         "flowing": flowing,
         "rate_now": round(run.records_per_second or 0.0, 1) if flowing else None,
         "waiting": waiting,
