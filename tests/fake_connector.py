@@ -28,6 +28,7 @@ class FakeConnector(Connector):
 
     def __init__(self, *, total: int = 50, page_size: int = 10) -> None:
         self.total = total
+        self.announced_total: int | None = None  # the count it gives, when not ``total``
         self.page_size = page_size
         self.fail_transient_at: set[int] = set()  # page numbers that fail once
         self.revoked = False
@@ -69,5 +70,5 @@ class FakeConnector(Connector):
                 records=records,
                 errors=errors,
                 cursor={"next": first + self.page_size},
-                total_hint=self.total,
+                total_hint=self.announced_total or self.total,
             )

@@ -160,6 +160,7 @@ async def test_runs_show_honest_progress(hub_db: sa.Engine) -> None:
     )  # an indeterminate bar, "0 records" and no rate  # fmt: skip
     orders = by_stream["orders"]
     assert (orders["total_known"], orders["progress"], orders["rate_now"]) == (True, 12, 40.0)
+    assert (orders["records_done"], orders["records_total"]) == (120, 1000)  # "120 of 1,000"
     customers = by_stream["customers"]
     assert customers["waiting"] and customers["waiting_until"] and customers["rate_now"] is None
     inventory = by_stream["inventory"]

@@ -20,7 +20,7 @@ from dashboard.models import (
     SyncEvent,
     SyncRun,
 )
-from dashboard.services import sync
+from dashboard.services import runs, sync
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine, SyncRefused, request_cancel
 from dashboard.services.sync_queue import _insert_run
@@ -61,6 +61,47 @@ def product_count(integration_id: uuid.UUID) -> int:
             .select_from(Product)
             .where(Product.integration_id == integration_id)
         ).one()
+
+
+async def test_a_first_sync_that_outgrows_the_announced_total_shows_no_total(
+    integration_id,
+) -> None:
+    """The platform announced 20 products and the shop holds 40 (it grew during the first
+    sync): within the 20 the run shows "10 of 20 records" and a half bar; past them, what the
+    Overview's "Syncing now" and the Runs page show has no total (never "30 of 20") and an
+    indeterminate bar, and the run still reads everything."""
+    connector = FakeConnector(total=40, page_size=10)
+    connector.announced_total = 20
+    seen: dict[int, dict] = {}
+
+    async def look(page: int) -> None:  # before page ``page`` is read: the run as shown
+        with session_scope() as s:
+            run = s.exec(select(SyncRun)).one()
+            seen[page] = runs.run_summary(run, None)
+
+    connector.on_page = look
+    engine = engine_with(connector)
+    [run_id] = await engine.request_sync(integration_id=integration_id)
+    await engine.wait()
+
+    within, past = seen[1], seen[3]
+    assert (within["total_known"], within["records_done"], within["records_total"]) == (
+        True, 10, 20,
+    )  # fmt: skip
+    assert within["progress"] == 50
+    assert (past["total_known"], past["records_total"], past["has_progress"]) == (
+        False, None, False,
+    )  # fmt: skip
+    assert past["records_read"] == 30
+    run = run_row(run_id)
+    assert (run.status, run.records_read, run.records_total) == (RunStatus.SUCCEEDED, 40, None)
+    assert product_count(integration_id) == 40
+    with session_scope() as s:  # the page log says the same
+        log = [event.message for event in s.exec(select(SyncEvent))]
+    pages = sorted(line for line in log if line.startswith("page "))  # "page 1:" .. "page 4:"
+    assert [line.split("; ")[1] for line in pages] == [
+        "10 of 20 read so far", "20 of 20 read so far", "30 read so far", "40 read so far",
+    ]  # fmt: skip
 
 
 async def test_full_sync_stores_every_record_and_checkpoint(integration_id) -> None:

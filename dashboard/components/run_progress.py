@@ -58,7 +58,7 @@ def run_activity(row: rx.Var[dict]) -> rx.Component:
     """What a running run is doing, in words: stalled, waiting, or reading (with its rate)."""
     records = rx.cond(
         row["total_known"].to(bool),
-        rx.text.span(number(row["records_read"]), " of ", number(row["records_total"]), " records"),
+        rx.text.span(number(row["records_done"]), " of ", number(row["records_total"]), " records"),
         rx.text.span(number(row["records_read"]), " records"),
     )
     return rx.cond(

@@ -48,9 +48,14 @@ def _live(run: SyncRun, now: datetime) -> dict[str, Any]:
         and run.pages > 0
         and now - run.progress_at <= RATE_FRESH_FOR
     )
+    # "N of M" counts in the total's unit, the stream's own records (products, not their
+    # variants, which records_read counts too): the share the engine stored of that total.
+    progress, total = run.progress, run.records_total
+    done = round(progress * total) if progress is not None and total is not None else None
     return {
-        "total_known": run.records_total is not None,
-        "records_total": run.records_total,
+        "total_known": done is not None,
+        "records_total": total if done is not None else None,
+        "records_done": done,
         "flowing": flowing,
         "rate_now": round(run.records_per_second or 0.0, 1) if flowing else None,
         "waiting": waiting,

@@ -174,9 +174,13 @@ def _apply_batch(
     run.records_skipped += len(errors)
     run.cursor_after = batch.cursor
     if batch.total_hint:
-        run.records_total = batch.total_hint
         done = batch.done if batch.done is not None else run.records_read
-        run.progress = min(1.0, done / batch.total_hint)
+        if done <= batch.total_hint:
+            run.records_total, run.progress = batch.total_hint, done / batch.total_hint
+        else:
+            # Read more than the platform announced (the shop grew during a first sync): the
+            # total is no total any more, and a full bar or "120 of 100" would say otherwise.
+            run.records_total = run.progress = None
     # The rate over the last seconds (``rate``), not since the start: a run that waited ten
     # minutes and then reads fast shows how fast it reads now.
     run.records_per_second = rate
@@ -186,14 +190,19 @@ def _apply_batch(
     moving_again = run.stalled_at is not None
     run.stalled_at = run.stall_reason = None
     session.add(run)
-    total = f" of {run.records_total:,}" if run.records_total else ""
+    # "750 of 1,200" in the total's unit (the stream's own records), else all records read.
+    so_far = (
+        f"{round(run.progress * run.records_total):,} of {run.records_total:,}"
+        if run.records_total and run.progress is not None
+        else f"{run.records_read:,}"
+    )
     _event(
         session,
         context.run_id,
         EventLevel.INFO,
         f"page {run.pages}: {len(batch.records) + len(batch.errors)} records "
         f"({result.inserted} new, {result.updated} updated, {result.deleted} deleted, "
-        f"{len(errors)} skipped); {run.records_read:,}{total} read so far"
+        f"{len(errors)} skipped); {so_far} read so far"
         + (f"; {context.quota}" if context.quota else ""),
         {"cursor": batch.cursor},
         droppable=True,

@@ -1,5 +1,6 @@
 """Every page passes axe-core (no serious or critical violation) in light and dark mode, and a
-keyboard alone completes the new-integration wizard, with a focus ring on what it reaches.
+keyboard alone completes the new-integration wizard, with a focus ring on what it reaches, and
+opens and closes dialogs, menus and the records side panel.
 
 The hub is shared: the first test connects a Shopify store through the sandbox so that runs,
 records, logs and the integration's tabs have something to show, and creates a connect link
@@ -96,6 +97,13 @@ def test_every_page_passes_axe(hub: Hub, browser, seeded: Seeded, scheme: str) -
         page.goto(f"{hub.url}{path}")
         ready(page)
         check(page, f"{name} [{scheme}]", found)
+
+    # The records side panel, open beside the table.
+    page.goto(f"{hub.url}/records")
+    page.get_by_role("button", name=re.compile("^Details of ")).first.click()
+    panel = page.locator("#record-drawer")
+    panel.get_by_role("button", name="Copy JSON").wait_for(timeout=TIMEOUT)
+    check(page, f"records side panel [{scheme}]", found)
 
     page.goto(seeded.integration_url)
     page.get_by_role("button", name="Sync all now").wait_for(timeout=TIMEOUT)
@@ -211,6 +219,26 @@ def test_menus_and_dialogs_work_by_keyboard(hub: Hub, browser, seeded: Seeded) -
     assert disconnect.evaluate("el => el === document.activeElement")
     page.get_by_role("tab", name="Status").click()
     page.get_by_text("connected").first.wait_for(timeout=TIMEOUT)
+
+    # The records side panel: a row's Details opened with Enter puts the focus in the panel;
+    # Escape closes it and gives the focus back to that Details button.
+    page.goto(f"{hub.url}/records")
+    details = page.get_by_role("button", name=re.compile("^Details of ")).first
+    tab_to(page, details)
+    page.keyboard.press("Enter")
+    panel = page.locator("#record-drawer")
+    panel.get_by_role("button", name="Copy JSON").wait_for(timeout=TIMEOUT)
+    expect(panel.get_by_role("button", name="Close")).to_be_focused(timeout=TIMEOUT)
+    assert focus_ring_visible(page), "the focused control in the panel shows no focus ring"
+    page.keyboard.press("Escape")
+    expect(panel).to_have_count(0, timeout=TIMEOUT)
+    expect(details).to_be_focused(timeout=TIMEOUT)
+    # Escape from elsewhere on the page closes it too (the search field has the focus).
+    details.press("Enter")
+    panel.get_by_role("button", name="Copy JSON").wait_for(timeout=TIMEOUT)
+    page.get_by_label("Search records").focus()
+    page.keyboard.press("Escape")
+    expect(panel).to_have_count(0, timeout=TIMEOUT)
 
     # The user menu: Enter opens it, arrows move, Enter chooses.
     tab_to(page, page.get_by_role("button", name="User menu"))
