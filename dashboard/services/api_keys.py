@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from connectors.ratelimit import shared_store
+from connectors.shared_limits import RedisLimits
 from dashboard.models import ApiKey, Integration
 from dashboard.services.audit import record_audit
 
@@ -224,15 +226,28 @@ def remember_client(presented: str, client: ApiClient) -> None:
 
 
 class RateLimiter:
-    """A token bucket per key, in this process: ``rate_limit_per_minute`` requests a minute,
-    with bursts up to that many. With several workers each holds its own buckets."""
+    """A token bucket per key: ``rate_limit_per_minute`` requests a minute, with bursts up to
+    that many. With ``REDIS_URL`` (the shared limit store of ``platform_clients``) the bucket
+    lives in Redis, one for every worker and host, changed atomically by the ``TOKENS``
+    script; otherwise, or while Redis is unreachable, in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._buckets: dict[uuid.UUID, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def retry_after(self, client: ApiClient, now: float | None = None) -> float:
+    async def retry_after(self, client: ApiClient) -> float:
         """0 when the request may go (one token taken), else seconds until it may."""
+        store = shared_store()
+        if isinstance(store, RedisLimits):
+            capacity = client.rate_limit_per_minute
+            bucket = store.own_bucket(f"apikey:{client.key_id}", capacity / 60.0, capacity)
+            wait = await bucket.spend()
+            if wait is not None:
+                return wait
+        return self.local_retry_after(client)
+
+    def local_retry_after(self, client: ApiClient, now: float | None = None) -> float:
+        """``retry_after`` with this process's bucket."""
         now = time.monotonic() if now is None else now
         capacity = float(client.rate_limit_per_minute)
         per_second = capacity / 60.0

@@ -46,7 +46,7 @@ async def api_client(
                 {"WWW-Authenticate": 'Bearer realm="hub-api"'},
             )
         api_keys.remember_client(presented, client)
-    wait = api_keys.RATE_LIMITER.retry_after(client)
+    wait = await api_keys.RATE_LIMITER.retry_after(client)
     if wait > 0:
         raise ApiError(
             429,
