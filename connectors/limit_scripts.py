@@ -138,6 +138,8 @@ return 1
 # bucket stays full (its refill overflowing) until the call arrives, which under load or
 # after a slow connection is long after we took the token, and other processes would spend
 # that refill in the meantime (a 429). Frozen at most FREEZE_TTL (an answer that never came).
+# 'spend' takes a token without freezing: for a limit we enforce ourselves (the Hub API's
+# per-key limit), where the request counts the moment it is let through.
 TOKENS = (
     _CLOCK
     + """
@@ -164,6 +166,12 @@ if action == 'take' then
     if full == '1' then frozen, frozen_at = taken, tostring(now) end
     tokens = tokens - 1
     answer = {'ok', tostring(now), tostring(taken), full}
+  else
+    answer = {'wait', tostring(wait_time()), '0', '0'}
+  end
+elseif action == 'spend' then
+  if tokens >= 1 then
+    tokens = tokens - 1
   else
     answer = {'wait', tostring(wait_time()), '0', '0'}
   end

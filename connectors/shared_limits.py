@@ -63,6 +63,7 @@ class RedisLimits:
         ] = weakref.WeakKeyDictionary()
         self._cost: dict[str, RedisCostBucket] = {}
         self._operations: dict[tuple[str, str, str], RedisTokenBucket] = {}
+        self._own: dict[str, RedisTokenBucket] = {}
 
     def _connection(self) -> tuple[aioredis.Redis, dict[str, Any]]:
         loop = asyncio.get_running_loop()
@@ -114,6 +115,14 @@ class RedisLimits:
         if bucket is None:
             name = f"{self.prefix}:amazon:{seller}:{region}:{operation}"
             bucket = self._operations[key] = RedisTokenBucket(self, name, rate, burst)
+        return bucket
+
+    def own_bucket(self, name: str, rate: float, burst: int) -> RedisTokenBucket:
+        """A token bucket of a limit the host enforces itself (``name``, e.g. an API key's),
+        shared by every process; used with ``RedisTokenBucket.spend``."""
+        bucket = self._own.get(name)
+        if bucket is None or bucket.burst != burst:
+            bucket = self._own[name] = RedisTokenBucket(self, f"{self.prefix}:{name}", rate, burst)
         return bucket
 
 
@@ -309,6 +318,14 @@ class RedisTokenBucket:
         values = [_text(value) for value in answer]
         self.rate = float(values[4])
         return values
+
+    async def spend(self) -> float | None:
+        """Take a token now if there is one: 0.0, else the seconds until there is one (nothing
+        taken); None when Redis is unreachable (the caller limits in process)."""
+        answer = await self._call("spend")
+        if answer is None:
+            return None
+        return 0.0 if answer[0] == "ok" else max(float(answer[1]), 1e-3)
 
     async def expected_wait(self) -> float:
         answer = await self._call("wait")

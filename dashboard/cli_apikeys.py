@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import sys
@@ -10,6 +11,7 @@ from typing import Any
 
 from dashboard.db import session_scope
 from dashboard.services import api_keys
+from dashboard.services.changefeed import API_KEYS, tell_the_hub
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -75,6 +77,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
             return _fail(f"no API key {args.key!r} (see `hub apikeys list`)")
         api_keys.revoke_api_key(session=session, key_id=key.id, actor=_actor())
         print(f"API key {key.prefix} ({key.name}) revoked")
+    # The hub's workers forget the key they had checked now, not within their cache's 5 s.
+    asyncio.run(tell_the_hub(API_KEYS))
     return 0
 
 

@@ -70,10 +70,9 @@ async def _sync(args: argparse.Namespace) -> int:
 
 async def _tell_the_hub() -> None:
     """Wake the hub's processes now (the change feed) rather than at their next look."""
-    from dashboard.services.changefeed import QUEUE, changefeed_lifespan
+    from dashboard.services.changefeed import QUEUE, tell_the_hub
 
-    async with changefeed_lifespan() as feed:
-        feed.changed(QUEUE)
+    await tell_the_hub(QUEUE)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -41,7 +41,12 @@ def seed(session: Session) -> uuid.UUID:
     )
     alice = {"email": "alice@example.com", "customer_external_id": ALICE}
     records = [
-        UnifiedRecord(RecordKind.CUSTOMER, ALICE, {"email": "alice@example.com"}, {"id": 7}),
+        UnifiedRecord(
+            RecordKind.CUSTOMER,
+            ALICE,
+            {"email": "alice@example.com", "first_name": "Alice", "last_name": "Liddell"},
+            {"id": 7, "email": "alice@example.com", "lastName": "Liddell"},
+        ),
         UnifiedRecord(RecordKind.CUSTOMER, "gid://shopify/Customer/8", {"email": "b@x.com"}, {}),
         UnifiedRecord(RecordKind.ORDER, "gid://shopify/Order/1", alice, dict(alice)),
         UnifiedRecord(RecordKind.PRODUCT, "gid://shopify/Product/1", {"title": "Mug"}, {}),
@@ -57,6 +62,11 @@ async def deliver(topic: str, payload: dict) -> None:
     )
     assert event_id is not None
     await shopify_webhooks.process(event_id)
+
+
+def remaining_text(row: object) -> str:
+    """Everything a stored row still holds, as text, to search for personal data."""
+    return json.dumps(row.model_dump(), default=str).lower()  # type: ignore[attr-defined]
 
 
 def uninstalled(integration_id: uuid.UUID, *, ago: timedelta) -> None:
@@ -77,8 +87,13 @@ async def test_customer_redact_removes_the_customer_and_their_order_data(session
          "phone": None}, "orders_to_redact": []},
     )  # fmt: skip
     with session_scope() as s:
-        emails = {c.email for c in s.exec(select(Customer)).all()}
-        assert emails == {"b@x.com"}
+        live = s.exec(select(Customer).where(col(Customer.deleted_at).is_(None))).all()
+        assert {c.email for c in live} == {"b@x.com"}
+        # What stays of Alice is a tombstone for the feed: her id, nothing she told the shop.
+        tombstone = s.exec(select(Customer).where(Customer.external_id == ALICE)).one()
+        assert tombstone.deleted_at is not None and tombstone.change_seq is not None
+        assert "alice" not in remaining_text(tombstone)
+        assert "liddell" not in remaining_text(tombstone)
         order = s.exec(select(Order)).one()
         assert order.email is None and "alice" not in json.dumps(order.raw)
         assert s.exec(select(Product).where(Product.integration_id == integration_id)).one()
@@ -95,7 +110,12 @@ async def test_shop_redact_removes_every_record_of_a_shop_uninstalled_48_hours_a
     await deliver("shop/redact", {"shop_id": SHOP_ID, "shop_domain": SHOP})
     with session_scope() as s:
         for table in RECORD_TABLES.values():
-            assert s.exec(select(table)).first() is None, table.__name__
+            rows = s.exec(select(table)).all()
+            # Tombstones for the feed, with nothing of the shop's data but ids.
+            assert all(row.deleted_at is not None and row.raw == {} for row in rows)
+            assert not any(
+                word in remaining_text(row) for row in rows for word in ("alice", "b@x", "mug")
+            ), table.__name__
 
 
 async def test_privacy_requests_from_the_sandbox_reach_the_hub_and_erase_synced_data(
@@ -168,7 +188,8 @@ async def privacy_requests_end_to_end(session: Session, base: str, shop: str, po
         assert orders, "the seeded customer has orders to redact"
         await audit_entry("compliance.customers/redact")
         with session_scope() as s:
-            gids = {c.external_id for c in s.exec(select(Customer)).all()}
+            live = select(Customer).where(col(Customer.deleted_at).is_(None))
+            gids = {c.external_id for c in s.exec(live).all()}
             assert "gid://shopify/Customer/7000002" not in gids and len(gids) == 5
             redacted = s.exec(select(Order).where(col(Order.external_id).in_(orders))).all()
             assert len(redacted) == len(orders)
@@ -179,7 +200,12 @@ async def privacy_requests_end_to_end(session: Session, base: str, shop: str, po
         await engine.wait()
         assert stored_checksums(integration_id)["customers"] == truth(base, shop)["customers"]
         with session_scope() as s:
-            assert len(s.exec(select(Customer)).all()) == 5
+            assert len(s.exec(live).all()) == 5
+            tombstone = s.exec(
+                select(Customer).where(Customer.external_id == "gid://shopify/Customer/7000002")
+            ).one()
+            assert tombstone.deleted_at is not None and tombstone.email is None
+            assert tombstone.raw == {}
             again = s.exec(select(Order).where(col(Order.external_id).in_(orders))).all()
             assert all(o.email is None for o in again)
 
@@ -213,7 +239,10 @@ async def privacy_requests_end_to_end(session: Session, base: str, shop: str, po
         await audit_entry("compliance.shop/redact")
         with session_scope() as s:
             for table in RECORD_TABLES.values():
-                assert s.exec(select(table)).first() is None, table.__name__
+                rows = s.exec(select(table)).all()
+                assert all(r.deleted_at is not None and r.raw == {} for r in rows), table.__name__
+                # Only ids remain: no email, name or address of the shop's customers.
+                assert not any("@" in remaining_text(r) for r in rows), table.__name__
 
 
 async def audit_entry(action: str, patience: float = 10.0) -> AuditLog:

@@ -22,8 +22,11 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from connectors.ratelimit import shared_store
+from connectors.shared_limits import RedisLimits
 from dashboard.models import ApiKey, Integration
 from dashboard.services.audit import record_audit
+from dashboard.services.changefeed import API_KEYS, get_feed, tell_at_commit
 
 SCOPES = ("records:read", "integrations:read", "integrations:write", "syncs:write")
 KEY_START = "chk_"
@@ -156,6 +159,7 @@ def revoke_api_key(*, session: Session, key_id: uuid.UUID, actor: str) -> ApiKey
             target=str(row.id),
             context={"name": row.name, "prefix": row.prefix},
         )
+        tell_at_commit(session, API_KEYS)  # every process forgets the keys it checked
     _CACHE.forget(row.prefix)
     return row
 
@@ -185,26 +189,29 @@ def authenticate(*, session: Session, presented: str) -> ApiClient | None:
 
 class _ClientCache:
     """Checked keys for a few seconds per process: the feed's clients poll in loops, and a
-    database round trip per request would cost more than serving a small page. Revoking
-    here takes effect at once; from another process within ``TTL``."""
+    database round trip per request would cost more than serving a small page. A revocation
+    empties it in this process at once, and in the others as soon as the change feed
+    (``changefeed.API_KEYS``, over Redis or PostgreSQL) tells them; a notification lost on
+    the way costs at most ``TTL``."""
 
     TTL = 5.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, str, ApiClient]] = {}
+        # prefix -> (cached at, hash of the key, client, revocations seen before the check)
+        self._entries: dict[str, tuple[float, str, ApiClient, int]] = {}
 
-    def get(self, presented: str) -> ApiClient | None:
+    def get(self, presented: str, revocations: int) -> ApiClient | None:
         prefix = presented[len(KEY_START) :].partition("_")[0]
         with self._lock:
             entry = self._entries.get(prefix)
-        if entry is None or time.monotonic() - entry[0] > self.TTL:
+        if entry is None or time.monotonic() - entry[0] > self.TTL or entry[3] != revocations:
             return None
         return entry[2] if hmac.compare_digest(entry[1], _hash(presented)) else None
 
-    def put(self, presented: str, client: ApiClient) -> None:
+    def put(self, presented: str, client: ApiClient, revocations: int) -> None:
         with self._lock:
-            self._entries[client.prefix] = (time.monotonic(), _hash(presented), client)
+            self._entries[client.prefix] = (time.monotonic(), _hash(presented), client, revocations)
 
     def forget(self, prefix: str) -> None:
         with self._lock:
@@ -214,25 +221,46 @@ class _ClientCache:
 _CACHE = _ClientCache()
 
 
+def revocations_seen() -> int:
+    """How many revocations this process has heard of (any process's); read it before
+    checking a key in the database and hand it to ``remember_client``. Call in the loop."""
+    return get_feed().version(API_KEYS)
+
+
 def cached_client(presented: str) -> ApiClient | None:
-    """The client of ``presented`` when checked in the last few seconds (no database)."""
-    return _CACHE.get(presented)
+    """The client of ``presented`` when checked in the last few seconds and no key was
+    revoked since (no database)."""
+    return _CACHE.get(presented, revocations_seen())
 
 
-def remember_client(presented: str, client: ApiClient) -> None:
-    _CACHE.put(presented, client)
+def remember_client(presented: str, client: ApiClient, revocations: int) -> None:
+    """Cache ``client``, checked after ``revocations`` (``revocations_seen``) revocations."""
+    _CACHE.put(presented, client, revocations)
 
 
 class RateLimiter:
-    """A token bucket per key, in this process: ``rate_limit_per_minute`` requests a minute,
-    with bursts up to that many. With several workers each holds its own buckets."""
+    """A token bucket per key: ``rate_limit_per_minute`` requests a minute, with bursts up to
+    that many. With ``REDIS_URL`` (the shared limit store of ``platform_clients``) the bucket
+    lives in Redis, one for every worker and host, changed atomically by the ``TOKENS``
+    script; otherwise, or while Redis is unreachable, in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._buckets: dict[uuid.UUID, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def retry_after(self, client: ApiClient, now: float | None = None) -> float:
+    async def retry_after(self, client: ApiClient) -> float:
         """0 when the request may go (one token taken), else seconds until it may."""
+        store = shared_store()
+        if isinstance(store, RedisLimits):
+            capacity = client.rate_limit_per_minute
+            bucket = store.own_bucket(f"apikey:{client.key_id}", capacity / 60.0, capacity)
+            wait = await bucket.spend()
+            if wait is not None:
+                return wait
+        return self.local_retry_after(client)
+
+    def local_retry_after(self, client: ApiClient, now: float | None = None) -> float:
+        """``retry_after`` with this process's bucket."""
         now = time.monotonic() if now is None else now
         capacity = float(client.rate_limit_per_minute)
         per_second = capacity / 60.0

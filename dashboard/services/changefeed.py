@@ -1,7 +1,8 @@
 """One change feed per process: "something changed" pushed to whoever waits, across processes.
 
-Two topics: ``QUEUE`` (a run was queued or handed back: processes with free capacity claim it
-at once) and ``LIVE`` (rows the live pages show were written: open pages re-read). Every
+Three topics: ``QUEUE`` (a run was queued or handed back: processes with free capacity claim
+it at once), ``LIVE`` (rows the live pages show were written: open pages re-read) and
+``API_KEYS`` (a Hub API key was revoked: every process forgets the keys it had checked). Every
 committed write of this process feeds it (SQLAlchemy session events below), so run, incident,
 webhook and operator writes all count without each call site remembering to say so.
 
@@ -32,7 +33,8 @@ log = logging.getLogger("hub.changefeed")
 
 QUEUE = "queue"
 LIVE = "live"
-TOPICS = (QUEUE, LIVE)
+API_KEYS = "api_keys"
+TOPICS = (QUEUE, LIVE, API_KEYS)
 CHANNEL = "hub_changes"
 PUBLISH_EVERY = 0.05
 # Seconds between looks at data_version: one per process, not per page. A look reads a
@@ -326,9 +328,23 @@ async def changefeed_lifespan() -> AsyncIterator[ChangeFeed]:
         await feed.stop()
 
 
+async def tell_the_hub(*topics: str) -> None:
+    """From a process that does not run the feed (a CLI command): tell the hub's processes
+    now that ``topics`` changed, rather than at their next look."""
+    async with changefeed_lifespan() as feed:
+        feed.changed(*topics)
+
+
 # --- fed by every committed write --------------------------------------------------------------
 
 _WRITTEN = "hub_changefeed_tables"
+_TOLD = "hub_changefeed_told"
+
+
+def tell_at_commit(session: Session, *topics: str) -> None:
+    """Say that ``topics`` changed once ``session``'s transaction commits (not if it rolls
+    back): for topics that no table write implies, such as ``API_KEYS``."""
+    session.info.setdefault(_TOLD, set()).update(topics)
 
 
 def _note(session: Session, table: str | None) -> None:
@@ -358,10 +374,12 @@ def _on_flush(session: Session, _flush: UOWTransaction) -> None:
 @event.listens_for(Session, "after_commit")
 def _on_commit(session: Session) -> None:
     tables: set[str] | None = session.info.pop(_WRITTEN, None)
+    topics: list[str] = sorted(session.info.pop(_TOLD, None) or ())
     if not tables:
+        if topics:
+            _feed.changed(*topics)
         return
     _feed._local_writes += 1  # (from a database thread: a lost increment costs one re-read)
-    topics = []
     if "+sync_runs" in tables:  # a run was queued: claimers look now
         topics.append(QUEUE)
     if any(not table.startswith("+") and table not in QUIET_TABLES for table in tables):
@@ -373,3 +391,4 @@ def _on_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _on_rollback(session: Session) -> None:
     session.info.pop(_WRITTEN, None)
+    session.info.pop(_TOLD, None)

@@ -35,6 +35,8 @@ async def api_client(
         )
     client = api_keys.cached_client(presented)
     if client is None:
+        # Read first: a revocation committed while we check makes this check stale.
+        revocations = api_keys.revocations_seen()
         client = await in_session(
             lambda session: api_keys.authenticate(session=session, presented=presented)
         )
@@ -45,8 +47,8 @@ async def api_client(
                 "unknown or revoked API key",
                 {"WWW-Authenticate": 'Bearer realm="hub-api"'},
             )
-        api_keys.remember_client(presented, client)
-    wait = api_keys.RATE_LIMITER.retry_after(client)
+        api_keys.remember_client(presented, client, revocations)
+    wait = await api_keys.RATE_LIMITER.retry_after(client)
     if wait > 0:
         raise ApiError(
             429,
