@@ -24,6 +24,7 @@ from dashboard.models import (
     IntegrationStatus,
     Order,
     Product,
+    WebhookEvent,
 )
 from dashboard.services import shopify_webhooks
 from dashboard.services.integrations import create_integration, set_integration_status
@@ -83,8 +84,8 @@ async def test_customer_redact_removes_the_customer_and_their_order_data(session
     integration_id = seed(session)
     await deliver(
         "customers/redact",
-        {"shop_id": SHOP_ID, "shop_domain": SHOP, "customer": {"id": 7, "email": None,
-         "phone": None}, "orders_to_redact": []},
+        {"shop_id": SHOP_ID, "shop_domain": SHOP, "customer": {"id": 7,
+         "email": "alice@example.com", "phone": "+15550100"}, "orders_to_redact": []},
     )  # fmt: skip
     with session_scope() as s:
         live = s.exec(select(Customer).where(col(Customer.deleted_at).is_(None))).all()
@@ -101,6 +102,12 @@ async def test_customer_redact_removes_the_customer_and_their_order_data(session
             select(AuditLog).where(AuditLog.action == "compliance.customers/redact")
         ).one()
         assert audit.context["redacted_rows"] == 2
+        # The request itself, once applied, keeps only the ids it named.
+        request = s.exec(select(WebhookEvent).where(WebhookEvent.topic == "customers/redact")).one()
+        assert "alice" not in json.dumps(request.payload) and "5550100" not in json.dumps(
+            request.payload
+        )
+        assert request.payload["customer"] == {"id": 7}
 
 
 async def test_shop_redact_removes_every_record_of_a_shop_uninstalled_48_hours_ago(

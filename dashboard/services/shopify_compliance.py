@@ -68,6 +68,17 @@ def erase_records(
     return erased
 
 
+def redacted_request(payload: dict[str, Any]) -> dict[str, Any]:
+    """What the hub keeps of a customers/redact request once applied: the ids it named."""
+    customer = payload.get("customer") or {}
+    return {
+        "shop_id": payload.get("shop_id"),
+        "shop_domain": payload.get("shop_domain"),
+        "customer": {"id": customer.get("id")} if isinstance(customer, dict) else {},
+        "orders_to_redact": payload.get("orders_to_redact") or [],
+    }
+
+
 def apply_compliance(session: Session, event: WebhookEvent, integration_id: uuid.UUID) -> None:
     """Mandatory GDPR topics: record the request; erase what Shopify asks us to forget.
 
@@ -107,6 +118,13 @@ def apply_compliance(session: Session, event: WebhookEvent, integration_id: uuid
     if integration is not None and event.topic == "shop/redact":
         for kind in RECORD_TABLES:
             redacted += erase_records(session, integration.id, kind)
+    if event.topic == "customers/redact":
+        # The request names the person it asks us to forget (email, phone): keep only ids.
+        session.execute(
+            sa.update(WebhookEvent)
+            .where(col(WebhookEvent.id) == event.id)
+            .values(payload=redacted_request(payload))
+        )
     record_audit(
         session=session,
         actor="shopify",
