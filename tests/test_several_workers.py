@@ -79,7 +79,8 @@ def test_standalone_sandbox_serves_several_workers(
     assert settings.shopify_client_id == SANDBOX_SHOPIFY_CLIENT_ID  # still the sandbox's app
     reset_caches()
     mounts = [r.path for r in build_api(Starlette()).routes if isinstance(r, Mount)]
-    assert mounts == [""]  # Reflex only: no sandbox of its own in each worker
+    # Reflex and the Hub API only: no sandbox of its own in each worker.
+    assert sorted(mounts) == ["", "/api/v1"]
 
     monkeypatch.setenv("HUB_SANDBOX", "false")  # or as if it were a real platform
     monkeypatch.delenv("HUB_SHOPIFY_BASE_URL")

@@ -27,7 +27,7 @@ def test_admin_creates_copies_and_revokes_an_api_key(hub: Hub, browser) -> None:
     assert key.startswith("chk_")
     screenshot(page, "api-key-created")
     page.get_by_role("button", name="Done").click()
-    page.get_by_text("warehouse ERP").wait_for(timeout=TIMEOUT)
+    page.get_by_role("cell", name="warehouse ERP", exact=True).wait_for(timeout=TIMEOUT)
     assert key not in page.content()  # listed by its prefix only, once the dialog is closed
 
     api = f"{hub.url}/api/v1"
