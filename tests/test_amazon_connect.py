@@ -38,7 +38,7 @@ US, MX = "ATVPDKIKX0DER", "A1AM78C64UM0Y8"
 async def hub(session: Session, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict]:
     BUCKETS.buckets.clear()
     callback = {"amazon": [f"{HUB}/api/oauth/amazon/callback"]}  # the app's registered one
-    with running_sandbox(seed=9, time_scale=500, redirect_uris=callback) as (base, _app):
+    with running_sandbox(seed=9, time_scale=50, redirect_uris=callback) as (base, _app):
         AMAZON_APP.update(
             app_id=apps(base).amazon_app_id,
             client_id=apps(base).amazon_client_id,

@@ -166,7 +166,7 @@ async def test_a_disconnected_integration_gives_its_shop_up(shopify_hub: dict) -
 async def amazon_hub(session: Session, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict]:
     BUCKETS.buckets.clear()
     callback = {"amazon": [f"{HUB}/api/oauth/amazon/callback"]}
-    with running_sandbox(seed=9, time_scale=500, redirect_uris=callback) as (base, _app):
+    with running_sandbox(seed=9, time_scale=50, redirect_uris=callback) as (base, _app):
         monkeypatch.setenv("HUB_SANDBOX", "0")
         monkeypatch.setenv("HUB_PUBLIC_URL", HUB)
         monkeypatch.setenv("HUB_AMAZON_BASE_URL", f"{base}/amazon")
