@@ -22,7 +22,7 @@ import httpx
 import pytest
 import respx
 import sqlalchemy as sa
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 from starlette.applications import Starlette
 
 from connectors.base import RecordKind, StoredCredential, UnifiedRecord
@@ -105,13 +105,17 @@ def row_counts() -> dict[str, int]:
 
 
 def records_of(integration_id: uuid.UUID) -> int:
+    """The integration's live records (an erased one stays only as a tombstone for the Hub
+    API's change feed, deleted and emptied: tests/test_shopify_compliance.py reads those)."""
     with session_scope() as s:
         return sum(
             int(
                 s.exec(
                     select(func.count())
                     .select_from(table)
-                    .where(table.integration_id == integration_id)
+                    .where(
+                        table.integration_id == integration_id, col(table.deleted_at).is_(None)
+                    )
                 ).one()
             )
             for table in RECORD_TABLES.values()
