@@ -224,7 +224,7 @@ async def test_the_running_scheduler_picks_up_a_changed_schedule_without_a_resta
     integration_id = connected()
     manager, _ = make_user()
     hub = HubScheduler(holder="edit-test")
-    hub._start_scheduler()
+    await hub._start_scheduler()
     try:
         await hub.reconcile()
         products = job_id(integration_id, "products")
@@ -364,7 +364,7 @@ async def test_a_hand_edited_unusable_cron_skips_only_its_stream(hub_db: sa.Engi
         products = s.exec(select(StreamConfig).where(StreamConfig.stream == "products")).one()
         products.cron = "every day at nine"  # not through the service, which refuses it
     hub = HubScheduler(holder="bad-cron")
-    hub._start_scheduler()
+    await hub._start_scheduler()
     try:
         await hub.reconcile()
         assert hub.scheduler.get_job(job_id(integration_id, "products")) is None
