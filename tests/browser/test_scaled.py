@@ -282,21 +282,32 @@ def test_a_killed_worker_is_replaced_while_the_others_serve_and_syncs_complete(
     assert victim in before
     os.kill(victim, signal.SIGKILL)
 
+    def probe() -> int:
+        """What a load balancer sees: one retry of a connection that broke, as they all do.
+        A connection the killed worker had already accepted dies with it; the kernel hands
+        the retry to a live worker."""
+        for attempt in range(2):
+            try:
+                return httpx.get(f"{hub.url}/api/ready", timeout=5).status_code
+            except httpx.HTTPError as error:
+                broken.append(f"{type(error).__name__} on attempt {attempt + 1}")
+        return 0
+
     answers: list[int] = []
+    broken: list[str] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        try:
-            answers.append(httpx.get(f"{hub.url}/api/ready", timeout=5).status_code)
-        except httpx.HTTPError:
-            answers.append(0)
+        answers.append(probe())
         after = backend_workers(hub.pid)
         if len(after) == WORKERS and victim not in after and len(answers) >= 20:
             break
         time.sleep(0.25)
     after = backend_workers(hub.pid)
     assert victim not in after and len(after) == WORKERS, (before, after)
-    # Every answer came from a live worker: none refused, none failed.
-    assert answers and set(answers) == {200}, answers
+    # Every probe was answered by a live worker: none refused, none failed twice, and at most
+    # the one connection racing the kill broke.
+    assert answers and set(answers) == {200}, (answers, broken)
+    assert len(broken) <= 1, broken
 
     with scaled.db.connect() as connection:
         integration = connection.execute(
