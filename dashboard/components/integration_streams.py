@@ -129,7 +129,10 @@ def stream_row(s: rx.Var[dict]) -> rx.Component:
             )
         ),
         rx.table.cell(stream_actions(s)),
-        id=f"stream-{s['stream']}",
+        # As an attribute, not the component's id: Reflex makes a React ref of a computed
+        # id, named after the Var's Python hash, which differs between starts and so forced
+        # a frontend rebuild on every start (dashboard/serve_prod.py).
+        custom_attrs={"id": "stream-" + s["stream"].to(str)},
     )
 
 

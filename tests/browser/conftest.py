@@ -1,7 +1,9 @@
 """A real hub (``hub serve``, production build) and Debian's chromium driven by Playwright.
 
-One hub per test module: the first start builds the frontend (seconds once bun has its
-packages). Screenshots go to test-output/screenshots/.
+One hub per test module. The hubs of a session take turns on one port where they can, so
+that the frontend bundle built for the first (it embeds the port) is reused by the next
+(dashboard/serve_prod.py skips an unchanged build). Screenshots go to
+test-output/screenshots/.
 """
 
 from __future__ import annotations
@@ -56,13 +58,28 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SESSION_PORT = _free_port()
+
+
+def _hub_port() -> int:
+    """The session's port when no hub holds it now, else a free one (a hub started while
+    another runs builds its own bundle)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            sock.bind(("0.0.0.0", SESSION_PORT))  # noqa: S104 (where the hub listens)
+        except OSError:
+            return _free_port()
+    return SESSION_PORT
+
+
 @contextlib.contextmanager
 def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[Hub]:
     """``hub serve`` on a free port with its data under ``base_dir``: migrated, the first admin
     created, answering /login/. ``extra_env`` adds settings (DATABASE_URL, REDIS_URL ...).
     On the way out it stops the hub and checks its log (``base_dir/hub.log``): no secret, no
     crashed event handler."""
-    port = int((extra_env or {}).get("HUB_PORT") or _free_port())
+    port = int((extra_env or {}).get("HUB_PORT") or _hub_port())
     data_dir = base_dir / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.pop("DATABASE_URL", None)
