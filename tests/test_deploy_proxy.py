@@ -487,7 +487,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         text = re.sub(r"(?m)^(User|Group)=hub$", rf"\1={user.strip()}", text)
         (tmp_path / unit.name).write_text(text)
         units.append(str(tmp_path / unit.name))
-    assert len(units) == 2
+    assert len(units) == 3  # the hub, its sync worker, the sandbox
     verified = subprocess.run(
         ["systemd-analyze", "verify", *units], capture_output=True, text=True, check=False
     )
