@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -13,13 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dashboard.data_dir import create_private_file, secure_data_dir
+from dashboard.data_dir import secure_data_dir
 from dashboard.settings import (
     PROJECT_ROOT,
     Settings,
     SettingsError,
     get_settings,
-    is_production,
     load_settings,
     production_problems,
 )
@@ -133,7 +131,7 @@ def run_reflex(command: list[str], env: dict[str, str]) -> int:
 # --- production start checks (issue 14) -------------------------------------------------------
 
 
-def _users_exist() -> bool | None:
+def users_exist() -> bool | None:
     """Whether the database holds a user; None when it cannot say (unreachable, not migrated:
     /api/ready and `hub doctor` report that)."""
     from sqlmodel import select
@@ -154,7 +152,7 @@ def startup_refusal(settings: Settings) -> str | None:
     from dashboard.db import session_scope
     from dashboard.services.vault import KeyMismatchError, ensure_keys_match, get_vault
 
-    problems = production_problems(settings, users_exist=_users_exist())
+    problems = production_problems(settings, users_exist=users_exist())
     try:
         with session_scope() as session:
             ensure_keys_match(session=session, vault=get_vault())
@@ -172,248 +170,6 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
     migrations.upgrade_head()
     print(f"database at revision {migrations.current_revision()}")
-    return 0
-
-
-# --- users -----------------------------------------------------------------------------------
-
-
-def _read_password(args: argparse.Namespace) -> str | None:
-    if getattr(args, "password_stdin", False) or not sys.stdin.isatty():
-        data = sys.stdin.readline().rstrip("\n")
-        return data or None
-    return None
-
-
-def _password_file(email: str) -> Path:
-    # An address may hold "/" or "..": the file name keeps only plain characters.
-    return get_settings().data_dir / ("password-" + re.sub(r"[^A-Za-z0-9@._+-]", "_", email))
-
-
-def _hand_over(password: str, *, email: str, terminal_allowed: bool) -> str:
-    """Where the operator finds a generated password, as a line to print.
-
-    At a terminal (stdin and stdout both one) a person reads it there and nothing keeps it.
-    Anywhere else standard output may be a log (``make run``, CI, a service manager), so the
-    password goes to a file only the hub's user can read, replaced if an old one is there,
-    and the line names the file, never the password.
-    """
-    if terminal_allowed and sys.stdin.isatty() and sys.stdout.isatty():
-        return f"password: {password}  (shown once; change it after signing in)"
-    path = _password_file(email)
-    secure_data_dir(path.parent)
-    path.unlink(missing_ok=True)
-    create_private_file(path, password + "\n")
-    return (
-        f"its generated password is in {path} (mode 0600, readable only by you); "
-        "sign in, change it, then delete the file"
-    )
-
-
-def cmd_users_create(args: argparse.Namespace) -> int:
-    from dashboard.db import session_scope
-    from dashboard.services.auth import UserError, create_user
-
-    password = _read_password(args)
-    try:
-        with session_scope() as session:
-            user, generated = create_user(
-                session=session, email=args.email, role=args.role, password=password
-            )
-    except UserError as error:
-        return _fail(str(error))
-    print(f"created {user.email} ({user.role})")
-    if generated:
-        print(_hand_over(generated, email=user.email, terminal_allowed=True))
-    return 0
-
-
-def cmd_users_reset_password(args: argparse.Namespace) -> int:
-    from dashboard.db import session_scope
-    from dashboard.services.auth import UserError, get_user_by_email, reset_password
-
-    password = _read_password(args)
-    try:
-        with session_scope() as session:
-            user = get_user_by_email(session=session, email=args.email)
-            if user is None:
-                raise UserError(f"no user with email {args.email.strip().lower()}")
-            generated = reset_password(
-                session=session, user_id=user.id, actor=None, password=password
-            )
-            email = user.email
-    except UserError as error:
-        return _fail(str(error))
-    print(f"password of {email} reset; their sessions are ended")
-    if generated:
-        print(_hand_over(generated, email=email, terminal_allowed=True))
-    return 0
-
-
-def cmd_users_ensure_admin(_: argparse.Namespace) -> int:
-    from dashboard.db import session_scope
-    from dashboard.services.auth import ensure_admin
-
-    settings = get_settings()
-    if is_production(settings) and not settings.admin_password and _users_exist() is False:
-        return _fail(
-            "HUB_ADMIN_PASSWORD is unset and there is no user yet: in production the first "
-            "admin does not get a generated password in a file. Set HUB_ADMIN_EMAIL and "
-            "HUB_ADMIN_PASSWORD, or run `hub users create --email E --role admin` at a terminal"
-        )
-    with session_scope() as session:
-        created = ensure_admin(
-            session=session, email=settings.admin_email, password=settings.admin_password
-        )
-    if created is None:
-        print("users exist already; sign in with your account")
-        return 0
-    user, generated = created
-    print(f"first admin created: {user.email}")
-    if generated:
-        # `make run` runs this, and its output is often kept in a log: always a file.
-        print(_hand_over(generated, email=user.email, terminal_allowed=False))
-    return 0
-
-
-def cmd_users_list(_: argparse.Namespace) -> int:
-    from dashboard.db import session_scope
-    from dashboard.services.auth import list_users
-
-    with session_scope() as session:
-        for user in list_users(session=session):
-            state = "disabled" if user.disabled else "active"
-            print(f"{user.email:40} {user.role:8} {state}")
-    return 0
-
-
-# --- keys ------------------------------------------------------------------------------------
-
-
-def cmd_keys_generate(_: argparse.Namespace) -> int:
-    from dashboard.services.vault import generate_key_spec
-
-    print(generate_key_spec())
-    return 0
-
-
-def cmd_keys_rotate(_: argparse.Namespace) -> int:
-    from dashboard.db import session_scope
-    from dashboard.services.audit import record_audit
-    from dashboard.services.vault import get_vault
-
-    vault = get_vault()
-    with session_scope() as session:
-        count = vault.rotate(session=session)
-        record_audit(
-            session=session,
-            actor="cli",
-            action="keys.rotate",
-            context={"key_id": vault.current_key_id, "credentials": count},
-        )
-    print(f"re-encrypted {count} credential(s) under key {vault.current_key_id}")
-    return 0
-
-
-def cmd_keys_status(_: argparse.Namespace) -> int:
-    from dashboard.db import session_scope
-    from dashboard.services.vault import get_vault, key_problems, stored_key_fingerprints
-
-    vault = get_vault()
-    with session_scope() as session:
-        usage = vault.key_usage(session=session)
-        recorded = stored_key_fingerprints(session=session)
-        problems = key_problems(session=session, vault=vault)
-    mismatched = {key_id for key_id in vault.key_ids if any(repr(key_id) in p for p in problems)}
-    for key_id, count in usage.items():
-        if key_id in mismatched:
-            marker = "MISMATCH: not the database's key under this id"
-        elif key_id not in vault.key_ids:
-            marker = "missing!"
-        else:
-            marker = "newest" if key_id == vault.current_key_id else "old"
-        fingerprint = vault.fingerprints.get(key_id) or recorded.get(key_id, "?")
-        print(f"{key_id:24} {fingerprint:16} {count:8} credential(s)  {marker}")
-    for problem in problems:
-        print(f"hub: {problem}", file=sys.stderr)
-    return 1 if problems or any(k not in vault.key_ids for k, n in usage.items() if n) else 0
-
-
-# --- amazon: the LWA client secret ------------------------------------------------------------
-
-ROTATION_STEPS = """Rotating the Amazon app's LWA client secret (every 180 days, no downtime):
-  1. Solution Provider Portal (or Seller Central -> Apps and Services -> Develop Apps), as the
-     primary account user: the app's LWA credentials -> View -> Rotate secret. Amazon keeps the
-     old secret working for seven days.
-  2. In every hub process's environment: HUB_AMAZON_CLIENT_SECRET=<the new secret> and
-     HUB_AMAZON_CLIENT_SECRET_PREVIOUS=<the old one>; restart them one by one. A token call
-     refused with invalid_client is retried with the previous secret meanwhile.
-  3. Run `hub amazon rotate-secret` again: it records today as the new secret's start (or
-     --set-at YYYY-MM-DD when it was generated earlier); the incident resolves at the next sweep.
-  4. Within the seven days: remove HUB_AMAZON_CLIENT_SECRET_PREVIOUS and restart.
-Or, instead of steps 2-4: an admin enters the new secret in Settings -> Amazon app (kept
-encrypted, no restart; the old one stays the fallback until they confirm the switch).
-Details: docs/amazon.md, "Rotating the LWA client secret"."""
-
-
-def _print_secret_status(status: object) -> None:
-    from dashboard.services.amazon_lifecycle import SecretStatus
-
-    assert isinstance(status, SecretStatus)
-    print(
-        f"LWA client secret {status.fingerprint}: set {status.set_at:%Y-%m-%d}, rotate by "
-        f"{status.deadline:%Y-%m-%d} ({status.days_left()} days left)"
-        + ("; entered in Settings" if status.from_settings else "")
-        + ("; the switch is not confirmed yet" if status.switch_pending else "")
-        + (
-            "; HUB_AMAZON_CLIENT_SECRET_PREVIOUS is set"
-            if status.previous_configured and not status.from_settings
-            else ""
-        )
-    )
-
-
-def cmd_amazon_secret_status(_: argparse.Namespace) -> int:
-    from dashboard.db import session_scope
-    from dashboard.services.amazon_lifecycle import secret_status
-
-    with session_scope() as session:
-        status = secret_status(session=session)
-        if status is None:
-            print("hub: HUB_AMAZON_CLIENT_SECRET is not set", file=sys.stderr)
-            return 1
-        _print_secret_status(status)
-        return 0 if status.days_left() > get_settings().amazon_secret_warning_days else 1
-
-
-def cmd_amazon_rotate_secret(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
-    from dashboard.db import session_scope
-    from dashboard.services.amazon_lifecycle import record_secret, secret_status
-    from dashboard.services.audit import record_audit
-
-    print(ROTATION_STEPS)
-    secret = get_settings().amazon_client_secret
-    if not secret:
-        print("hub: HUB_AMAZON_CLIENT_SECRET is not set", file=sys.stderr)
-        return 1
-    set_at = None
-    if args.set_at:
-        try:
-            set_at = datetime.strptime(args.set_at, "%Y-%m-%d").replace(tzinfo=UTC)
-        except ValueError:
-            print("hub: --set-at takes a date, YYYY-MM-DD", file=sys.stderr)
-            return 2
-    with session_scope() as session:
-        row = record_secret(session=session, secret=secret, set_at=set_at)
-        record_audit(
-            session=session, actor="cli", action="amazon.secret_recorded",
-            context={"fingerprint": row.fingerprint, "set_at": row.set_at.isoformat()},
-        )  # fmt: skip
-        status = secret_status(session=session)
-        print()
-        _print_secret_status(status)
     return 0
 
 
@@ -465,49 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
 
-    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users", required=True)
-    create = users.add_parser("create", help="create a user (password from stdin or generated)")
-    create.add_argument("--email", required=True)
-    create.add_argument("--role", choices=["admin", "manager", "viewer"], default="viewer")
-    create.add_argument("--password-stdin", action="store_true")
-    create.set_defaults(func=cmd_users_create)
-    reset = users.add_parser(
-        "reset-password",
-        help="set a new password (from stdin or generated) and end the user's sessions",
-    )
-    reset.add_argument("--email", required=True)
-    reset.add_argument("--password-stdin", action="store_true")
-    reset.set_defaults(func=cmd_users_reset_password)
-    users.add_parser(
-        "ensure-admin", help="create the first admin if there is no user"
-    ).set_defaults(func=cmd_users_ensure_admin)
-    users.add_parser("list").set_defaults(func=cmd_users_list)
+    from dashboard.cli_keys import register as register_keys  # hub keys, hub amazon
+    from dashboard.cli_users import register as register_users
 
-    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="keys", required=True)
-    keys.add_parser("generate", help="print a new key for HUB_ENCRYPTION_KEYS").set_defaults(
-        func=cmd_keys_generate
-    )
-    keys.add_parser("rotate", help="re-encrypt every credential under the newest key").set_defaults(
-        func=cmd_keys_rotate
-    )
-    keys.add_parser("status", help="which key protects how many credentials").set_defaults(
-        func=cmd_keys_status
-    )
-
-    amazon = sub.add_parser("amazon", help="the Amazon app's credentials").add_subparsers(
-        dest="amazon", required=True
-    )
-    amazon.add_parser(
-        "secret-status", help="when the LWA client secret was set and must be rotated by"
-    ).set_defaults(func=cmd_amazon_secret_status)
-    rotate_secret = amazon.add_parser(
-        "rotate-secret",
-        help="the steps to rotate the LWA client secret; records the configured one as new",
-    )
-    rotate_secret.add_argument(
-        "--set-at", default=None, help="the date the secret was generated (YYYY-MM-DD)"
-    )
-    rotate_secret.set_defaults(func=cmd_amazon_rotate_secret)
+    register_users(sub)
+    register_keys(sub)
 
     sandbox = sub.add_parser("sandbox", help="the local platform sandbox").add_subparsers(
         dest="sandbox", required=True
