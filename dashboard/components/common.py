@@ -165,3 +165,11 @@ def card_button(
         color="inherit",
         **style,
     )
+
+
+def field_error(message: rx.Var[str], error_id: str | rx.Var[str]) -> rx.Component:
+    """A field's error, once, right under the field (which names it in aria-describedby)."""
+    return rx.cond(  # truthy: a stream without an error has no key (undefined)
+        message.bool(),
+        rx.text(message, color_scheme="red", size="2", id=error_id, role="alert"),
+    )

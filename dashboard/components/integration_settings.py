@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import reflex as rx
 
+from dashboard.components.common import field_error
 from dashboard.components.formats import exact_time
 from dashboard.components.integration_tabs import connect_actions, fact
 from dashboard.services.integrations import NAME_MAX_LENGTH
 from dashboard.services.schedules import MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES
 from dashboard.state.integration_detail import DetailState
 from dashboard.state.integration_settings import SettingsEditState as Edit
-
-
-def field_error(message: rx.Var[str], error_id: str | rx.Var[str]) -> rx.Component:
-    """A field's error, under it; the field names it in ``aria-describedby``."""
-    return rx.cond(  # truthy: a stream without an error has no key (undefined)
-        message.bool(),
-        rx.text(message, color_scheme="red", size="2", id=error_id, role="alert"),
-    )
 
 
 def name_section() -> rx.Component:

@@ -7,7 +7,12 @@ from __future__ import annotations
 import reflex as rx
 
 from dashboard import routes
-from dashboard.components.common import card_button, platform_mark, visually_hidden
+from dashboard.components.common import (
+    card_button,
+    field_error,
+    platform_mark,
+    visually_hidden,
+)
 from dashboard.components.formats import relative_time
 from dashboard.components.shell import template
 from dashboard.services.schedules import MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES
@@ -32,14 +37,6 @@ def connected_warning() -> rx.Component:
         color_scheme="amber",
         role="alert",
         id="already-connected",
-    )
-
-
-def field_error(message: rx.Var[str], error_id: str) -> rx.Component:
-    """A field's error, once, right under the field (which names it in aria-describedby)."""
-    return rx.cond(  # truthy: a stream without an error has no key (undefined)
-        message.bool(),
-        rx.text(message, color_scheme="red", size="2", id=error_id, role="alert"),
     )
 
 
