@@ -61,9 +61,9 @@ def _free_port() -> int:
 SESSION_PORT = _free_port()
 
 
-def _hub_port() -> int:
+def hub_port() -> int:
     """The session's port when no hub holds it now, else a free one (a hub started while
-    another runs builds its own bundle)."""
+    another runs builds its own bundle, in its own web directory: see running_hub)."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
         try:
@@ -79,7 +79,7 @@ def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> I
     created, answering /login/. ``extra_env`` adds settings (DATABASE_URL, REDIS_URL ...).
     On the way out it stops the hub and checks its log (``base_dir/hub.log``): no secret, no
     crashed event handler."""
-    port = int((extra_env or {}).get("HUB_PORT") or _hub_port())
+    port = int((extra_env or {}).get("HUB_PORT") or hub_port())
     data_dir = base_dir / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.pop("DATABASE_URL", None)
@@ -91,6 +91,12 @@ def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> I
         "HUB_SANDBOX": "true", "HUB_SANDBOX_DEMO": "false",
     })  # fmt: skip
     env.update(extra_env or {})
+    private_web = None
+    if port != SESSION_PORT and "REFLEX_WEB_WORKDIR" not in env:
+        # Another hub serves the checkout's .web/build meanwhile: building there would
+        # replace the bundle under it with one that talks to this hub's port.
+        private_web = private_web_dir(base_dir)
+        env["REFLEX_WEB_WORKDIR"] = str(private_web)
     hub = Hub(url=f"http://localhost:{port}", data_dir=data_dir, env=env)
     tracked_before = _tracked_changes()
     hub.cli("migrate")
@@ -126,6 +132,8 @@ def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> I
         assert "Backend Exception" not in log_text, log_text[-4000:]
         # A quiet, true start: no advice that does not apply, the Node.js Reflex asks for,
         # and the working tree as it was (Reflex rewrites reflex.lock/ on start).
+        if private_web is not None:
+            shutil.rmtree(private_web, ignore_errors=True)  # 200+ MB; hub.log stays
         assert "uv run reflex run" not in log_text
         assert "of Node.js is out of date" not in log_text
         assert _tracked_changes() == tracked_before
@@ -144,19 +152,16 @@ def _tracked_changes() -> str | None:
 
 
 def private_web_dir(base_dir: Path) -> Path:
-    """A copy of the checkout's ``.web`` (its installed packages, without the last build) for
-    one hub to build into, given as ``REFLEX_WEB_WORKDIR``: a hub started in the same checkout
-    meanwhile (another test run) then cannot replace the build it serves, nor it theirs."""
+    """A copy of the checkout's ``.web`` (its installed packages and its last build, which the
+    hub reuses only if it was built from the same inputs) for one hub to build into, given as
+    ``REFLEX_WEB_WORKDIR``: a hub started in the same checkout meanwhile (another test run)
+    then cannot replace the build it serves, nor it theirs."""
     source = PROJECT_ROOT / ".web"
     target = base_dir / "web"
     if not source.is_dir():
         target.mkdir(parents=True)  # Reflex sets it up from scratch, as in a fresh checkout
         return target
-
-    def skip_build(directory: str, names: list[str]) -> list[str]:
-        return ["build"] if Path(directory) == source else []
-
-    shutil.copytree(source, target, symlinks=True, ignore=skip_build)
+    shutil.copytree(source, target, symlinks=True)
     return target
 
 

@@ -32,6 +32,7 @@ from tests.browser.conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
     Hub,
+    hub_port,
     private_web_dir,
     require_chromium,
     running_hub,
@@ -39,7 +40,7 @@ from tests.browser.conftest import (
     sign_in,
 )
 from tests.conftest import PG_ADMIN_URL, postgres_available
-from tests.sandbox_server import apps, free_port, sandbox_process
+from tests.sandbox_server import apps, sandbox_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 TIMEOUT = 30_000
@@ -85,7 +86,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
     database_url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     engine = sa.create_engine(psycopg_url(database_url))
     try:
-        port = free_port()  # the hub's: the sandbox registers its callbacks
+        port = hub_port()  # the hub's: the sandbox registers its callbacks
         with sandbox_process(time_scale=50, hub_port=port) as sandbox:
             env = {
                 "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
