@@ -228,6 +228,13 @@ class Settings(BaseSettings):
     # After a full pass, a stream whose stored count differs from the platform's own count
     # by more than this share opens a count_drift incident (resolved once back within it).
     completeness_drift_percent: float = Field(1.0, ge=0, le=100)
+    tombstone_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="How long a deleted record stays in the Hub API's change feed as a "
+        "tombstone; a consumer whose cursor is older reads the feed again from the start.",
+    )
     scheduler_enabled: bool = True
     # The host part of this process's worker id (runs, leases and liveness name it): the
     # machine's hostname unless set. Hosts of one hub must differ (containers that share a

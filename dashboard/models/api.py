@@ -45,6 +45,11 @@ class ChangeCounter(SQLModel, table=True):
         foreign_key="integrations.id", primary_key=True, ondelete="CASCADE"
     )
     last_seq: int = Field(default=0, sa_type=sa.BigInteger)
+    # The highest number of a tombstone removed after HUB_TOMBSTONE_DAYS: a cursor before it
+    # may have missed a deletion (the consumer reads the feed again from the start).
+    purged_through: int = Field(
+        default=0, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"}
+    )
 
 
 class ChangeWebhook(SQLModel, table=True):

@@ -38,6 +38,13 @@ def _record_table_args(table: str) -> tuple[sa.UniqueConstraint | sa.Index, ...]
         sa.Index(f"ix_{table}_synced_at", "synced_at"),
         sa.Index(f"ix_{table}_integration_synced", "integration_id", "synced_at"),
         sa.Index(f"ix_{table}_change_seq", "integration_id", "change_seq"),
+        # The hourly purge of old tombstones reads only deleted rows.
+        sa.Index(
+            f"ix_{table}_tombstones",
+            "deleted_at",
+            postgresql_where=sa.text("deleted_at IS NOT NULL"),
+            sqlite_where=sa.text("deleted_at IS NOT NULL"),
+        ),
     )
 
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +31,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dashboard.models import RECORD_TABLES, ChangeCounter, UTCDateTime
+
+log = logging.getLogger("hub.change_feed")
 
 # Values every statement that changes a record also sets: the row waits for its number.
 PENDING: dict[str, Any] = {"change_seq": None}
@@ -113,21 +117,44 @@ class CursorError(ValueError):
     """A cursor this hub did not hand out."""
 
 
-def encode_cursor(seq: int) -> str:
+@dataclass(frozen=True)
+class Cursor:
+    """Where a consumer is: every change up to ``seq`` read, and no deletion it could need
+    removed from the feed up to ``floor`` (the purge mark when it was last checked)."""
+
+    seq: int
+    floor: int = 0
+
+    def expired_by(self, purged_through: int) -> bool:
+        """Tombstones after this cursor were removed since it was handed out."""
+        return purged_through > max(self.seq, self.floor)
+
+
+def encode_cursor(seq: int, floor: int = 0) -> str:
     """Opaque to consumers: they only hand it back."""
-    return base64.urlsafe_b64encode(f"v1.{seq}".encode()).decode().rstrip("=")
+    text = f"v2.{seq}.{floor}" if floor else f"v1.{seq}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
+CURSOR_MAX_LENGTH = 64
+
+
+def decode_cursor(cursor: str) -> Cursor:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, number = text.partition(".")
-        seq = int(number)
+        version, _, numbers = text.partition(".")
+        if version == "v1":
+            decoded = Cursor(int(numbers))
+        elif version == "v2":
+            seq, floor = numbers.split(".")
+            decoded = Cursor(int(seq), int(floor))
+        else:
+            raise ValueError(version)
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise CursorError("not a cursor of this API") from error
-    if version != "v1" or seq < 0 or len(cursor) > 40:
+    if decoded.seq < 0 or decoded.floor < 0 or len(cursor) > CURSOR_MAX_LENGTH:
         raise CursorError("not a cursor of this API")
-    return seq
+    return decoded
 
 
 def field_names(kind: str) -> list[str]:
@@ -204,3 +231,81 @@ def last_seq(*, session: Session, integration_id: uuid.UUID) -> int:
         )
     ).scalar_one_or_none()
     return int(value or 0)
+
+
+def purged_through(*, session: Session, integration_id: uuid.UUID) -> int:
+    """The highest change number of a tombstone removed from the integration's feed (0:
+    none): a cursor before it may have missed a deletion."""
+    value = session.execute(
+        sa.select(ChangeCounter.purged_through).where(  # type: ignore[call-overload]
+            ChangeCounter.integration_id == integration_id
+        )
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+# --- tombstones --------------------------------------------------------------------------------
+
+PURGE_BATCH = 2_000  # tombstones removed per record kind and sweep: short transactions
+
+
+def purge_tombstones(*, session: Session, older_than: datetime, batch: int = PURGE_BATCH) -> int:
+    """Remove up to ``batch`` tombstones of each record kind deleted before ``older_than``,
+    and raise each integration's ``purged_through`` to the highest number removed, in the
+    same transaction (a reader that misses a removed row sees the new mark after it).
+    Returns how many were removed; a later sweep takes the rest."""
+    counters: sa.Table = ChangeCounter.__table__  # type: ignore[attr-defined]
+    removed = 0
+    for kind in sorted(RECORD_TABLES):
+        table: sa.Table = RECORD_TABLES[kind].__table__  # type: ignore[attr-defined]
+        old = sa.and_(
+            table.c.deleted_at.is_not(None),
+            table.c.deleted_at < older_than,
+            table.c.change_seq.is_not(None),  # numbered: a reader may have seen it
+        )
+        ids = session.execute(sa.select(table.c.id).where(old).limit(batch)).scalars().all()
+        if not ids:
+            continue
+        # Deleted only if still an old tombstone: a record re-created meanwhile stays.
+        gone = session.execute(
+            sa.delete(table)
+            .where(table.c.id.in_(ids), old)
+            .returning(table.c.integration_id, table.c.change_seq)
+        ).all()
+        highest: dict[uuid.UUID, int] = {}
+        for integration_id, seq in gone:
+            highest[integration_id] = max(highest.get(integration_id, 0), int(seq))
+        for integration_id in sorted(highest, key=str):  # the numbering's lock order
+            seq = highest[integration_id]
+            session.execute(
+                sa.update(counters)
+                .where(counters.c.integration_id == integration_id)
+                .values(
+                    purged_through=sa.case(
+                        (counters.c.purged_through < seq, seq),
+                        else_=counters.c.purged_through,
+                    )
+                )
+            )
+        removed += len(gone)
+    return removed
+
+
+async def purge_expired_tombstones() -> int:
+    """Deleted records older than HUB_TOMBSTONE_DAYS leave the Hub API's change feed, a
+    batch per record kind a transaction, until none is left."""
+    from dashboard.db import in_write_session
+    from dashboard.settings import get_settings
+
+    older_than = datetime.now(UTC) - timedelta(days=get_settings().tombstone_days)
+    removed = 0
+    while True:
+        batch = await in_write_session(
+            lambda s: purge_tombstones(session=s, older_than=older_than)
+        )
+        removed += batch
+        if batch == 0:
+            break
+    if removed:
+        log.info("removed %d tombstones older than %s from the change feed", removed, older_than)
+    return removed

@@ -98,6 +98,7 @@ HEARTBEAT_EVERY = 10.0
 # on another host has its runs resumed within ~20 s.
 RECOVERY_EVERY = 5.0
 HOUSEKEEPING_EVERY = 15.0  # expired links, expiring tokens, old sign-in throttles
+PURGE_EVERY = 3600.0  # the change feed's tombstones older than HUB_TOMBSTONE_DAYS
 # Seconds between looks for queued runs when no notification came (a lost one, or none sent:
 # a write outside the hub's sessions). A notification starts a claim at once.
 HANDOVER_EVERY = 1.0

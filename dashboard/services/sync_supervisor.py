@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from functools import partial
 
 from dashboard.db import in_write_session
-from dashboard.services import amazon_lifecycle, auth, incident_sweeps, sync
+from dashboard.services import amazon_lifecycle, auth, change_feed, incident_sweeps, sync
 from dashboard.services.changefeed import QUEUE, get_feed
 from dashboard.services.sync import SyncEngine
 from dashboard.services.sync_workers import WORKER_BEAT_EVERY, beat, forget, prune_dead_workers
@@ -25,10 +26,12 @@ async def supervise(engine: SyncEngine, stop: asyncio.Event) -> None:
     """Until ``stop``: claim queued runs whenever the change feed says one was queued (in
     any process), a run here ended, or ``HANDOVER_EVERY`` seconds passed; every
     ``RECOVERY_EVERY`` seconds sweep for runs of dead processes; every
-    ``HOUSEKEEPING_EVERY`` seconds the incident sweeps."""
+    ``HOUSEKEEPING_EVERY`` seconds the incident sweeps; every ``PURGE_EVERY`` seconds (and
+    at the first housekeeping) the change feed's expired tombstones."""
     feed = get_feed()
     seen = feed.version(QUEUE)
     swept = housekept = time.monotonic()
+    purged = -math.inf
     engine.supervised = True
     try:
         while not stop.is_set():
@@ -40,7 +43,9 @@ async def supervise(engine: SyncEngine, stop: asyncio.Event) -> None:
                 now - swept >= sync.RECOVERY_EVERY, now - housekept >= sync.HOUSEKEEPING_EVERY
             )  # fmt: skip
             swept, housekept = (now if sweep else swept), (now if housekeeping else housekept)
-            await _supervise_step(engine, sweep=sweep, housekeeping=housekeeping)
+            purge = housekeeping and now - purged >= sync.PURGE_EVERY
+            purged = now if purge else purged
+            await _supervise_step(engine, sweep=sweep, housekeeping=housekeeping, purge=purge)
     finally:
         engine.supervised = False
 
@@ -60,7 +65,9 @@ async def _next_look(engine: SyncEngine, stop: asyncio.Event, seen: int) -> int:
     return get_feed().version(QUEUE)
 
 
-async def _supervise_step(engine: SyncEngine, *, sweep: bool, housekeeping: bool) -> None:
+async def _supervise_step(
+    engine: SyncEngine, *, sweep: bool, housekeeping: bool, purge: bool = False
+) -> None:
     try:
         await engine.claim()
         if sweep:
@@ -78,6 +85,8 @@ async def _supervise_step(engine: SyncEngine, *, sweep: bool, housekeeping: bool
             # Ended sign-in throttle windows; rows of processes dead for long.
             await in_write_session(lambda s: auth.prune_sign_in_throttles(session=s))
             await in_write_session(prune_dead_workers)
+        if purge:
+            await change_feed.purge_expired_tombstones()
     except Exception:  # a database hiccup must not end crash recovery for good
         log.exception("crash recovery sweep failed; retrying")
 

@@ -87,7 +87,7 @@ def test_a_consumer_follows_the_demo_orders_with_deletions(
         seen_deletions += tombstones
         from dashboard.services.change_feed import decode_cursor
 
-        upto = decode_cursor(cursor or "")
+        upto = decode_cursor(cursor or "").seq
         with sqlite3.connect(demo.data_dir / "hub.db") as database:
             rows = database.execute(
                 "SELECT external_id, total_price, deleted_at, change_seq FROM orders "

@@ -77,13 +77,15 @@ def _page_model(kind: str, record: type[BaseModel]) -> type[BaseModel]:
     )
 
 
-def _serialize(rows: list[tuple[Any, ...]], names: list[str], include_raw: bool) -> bytes:
+def _serialize(
+    rows: list[tuple[Any, ...]], names: list[str], include_raw: bool, floor: int
+) -> bytes:
     """The rows as JSON records, comma-separated (one orjson call for the chunk)."""
     width = len(names)
     records = [
         {
             "id": values[0],
-            "cursor": change_feed.encode_cursor(values[1]),
+            "cursor": change_feed.encode_cursor(values[1], floor),
             "deleted": values[3] is not None,
             "deleted_at": values[3],
             "updated_at": values[2],
@@ -96,18 +98,39 @@ def _serialize(rows: list[tuple[Any, ...]], names: list[str], include_raw: bool)
     return orjson.dumps(records)[1:-1]
 
 
+class CursorExpired(Exception):
+    """Tombstones after the cursor left the feed (HUB_TOMBSTONE_DAYS) while it was read."""
+
+
+EXPIRED_MESSAGE = (
+    "deleted records older than HUB_TOMBSTONE_DAYS left the feed after this cursor: read the "
+    "feed again from the start (without since) and replace your copy"
+)
+
+
+async def _purge_mark(integration_id: uuid.UUID) -> int:
+    return await in_session(
+        lambda s: change_feed.purged_through(session=s, integration_id=integration_id)
+    )
+
+
 async def _stream(
     *,
     integration_id: uuid.UUID,
     kind: str,
-    after: int,
+    since: change_feed.Cursor,
+    floor: int,
     limit: int,
     include_raw: bool,
     updated_since: datetime | None,
     external_ids: list[str] | None,
 ) -> AsyncIterator[bytes]:
+    """The page as JSON, read in chunks. The cursors it hands out carry ``floor``: the purge
+    mark checked before the read (every deletion removed up to it is no concern of this
+    consumer)."""
     names = change_feed.field_names(kind)
     yield b'{"records":['
+    after = since.seq
     remaining, first, has_more = limit, True, False
     while remaining > 0:
         take = min(CHUNK, remaining)
@@ -131,7 +154,8 @@ async def _stream(
             more = len(rows) > take
             rows = rows[:take]
             last = int(rows[-1][1]) if rows else after
-            return _serialize(rows, names, include_raw), len(rows) + (1 if more else 0), last
+            body = _serialize(rows, names, include_raw, floor)
+            return body, len(rows) + (1 if more else 0), last
 
         body, count, after = await in_session(chunk)
         if body:
@@ -143,7 +167,12 @@ async def _stream(
         if count < take:
             break
         remaining -= take
-    cursor = change_feed.encode_cursor(after)
+    if since.expired_by(await _purge_mark(integration_id)):
+        # A sweep removed tombstones after the cursor while the page was read (looked at
+        # after the read: the sweep removes and marks in one transaction). The response
+        # breaks off rather than end as if nothing had been deleted; the next read is 410.
+        raise CursorExpired(since)
+    cursor = change_feed.encode_cursor(after, floor)
     yield b'],"next_cursor":' + orjson.dumps(cursor) + b',"has_more":' + orjson.dumps(has_more)
     yield b"}"
 
@@ -158,7 +187,8 @@ def _feed_route(url_kind: str, kind: str) -> None:
         since: Annotated[
             str | None,
             Query(
-                max_length=40, description="next_cursor of the previous page; none: from the start"
+                max_length=change_feed.CURSOR_MAX_LENGTH,
+                description="next_cursor of the previous page; none: from the start",
             ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 500,
@@ -174,17 +204,23 @@ def _feed_route(url_kind: str, kind: str) -> None:
     ) -> StreamingResponse:
         require_integration(client, integration_id)
         try:
-            after = change_feed.decode_cursor(since) if since else 0
+            cursor = change_feed.decode_cursor(since) if since else None
         except change_feed.CursorError as error:
             raise ApiError(400, "invalid_cursor", str(error)) from None
         if updated_since is not None and updated_since.tzinfo is None:
             raise ApiError(422, "invalid_request", "updated_since needs a time zone (Z)")
         if await in_session(lambda s: s.get(Integration, integration_id)) is None:
             raise ApiError(404, "not_found", "no such integration")
+        purged = await _purge_mark(integration_id)
+        if cursor is not None and cursor.expired_by(purged):
+            raise ApiError(410, "cursor_expired", EXPIRED_MESSAGE)
         body = _stream(
             integration_id=integration_id,
             kind=kind,
-            after=after,
+            # From the start: deletions removed before this read are no concern of a copy
+            # that begins now.
+            since=cursor or change_feed.Cursor(0, purged),
+            floor=max(purged, cursor.floor if cursor else 0),
             limit=limit,
             include_raw=include_raw,
             updated_since=updated_since,
@@ -203,13 +239,20 @@ def _feed_route(url_kind: str, kind: str) -> None:
         description=(
             "Every record inserted, updated or deleted (a tombstone) after the cursor `since`, "
             "each once, at its latest state, in the order the hub stored the changes. Store "
-            "`next_cursor` after applying the page; while `has_more`, read again at once."
+            "`next_cursor` after applying the page; while `has_more`, read again at once. "
+            "Tombstones stay HUB_TOMBSTONE_DAYS (30 by default): a cursor older than a removed "
+            "one answers 410 cursor_expired."
         ),
         response_class=StreamingResponse,
         responses={
             200: {"model": page, "description": "A page of changes (streamed JSON)"},
             400: {"model": ErrorBody, "description": "A cursor this API did not hand out"},
             404: {"model": ErrorBody, "description": "No such integration"},
+            410: {
+                "model": ErrorBody,
+                "description": "cursor_expired: deletions after the cursor left the feed "
+                "(HUB_TOMBSTONE_DAYS); read again from the start",
+            },
             **ERROR_RESPONSES,
         },
     )
