@@ -250,6 +250,8 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
                 {"errors": {"query": "Required parameter missing or invalid"}}, status_code=400
             )
         shop = sandbox.shops[shop_name]
+        usage = sandbox.usage_of(shop_name)
+        usage.graphql_requests += 1
         if fault == "throttle":
             sandbox.buckets[shop_name].available = 0.0
         # Where this Shopify is served (for bulk result urls), as the client reached it.
@@ -270,6 +272,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             sandbox.refund(shop_name, requested - actual)
         if actual is None:
             sandbox.stats["throttled"] += 1
+            usage.throttled += 1
         body["extensions"] = {
             "cost": {
                 "requestedQueryCost": requested,
