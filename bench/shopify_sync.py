@@ -127,16 +127,18 @@ def isolated_hub(data_dir: Path) -> None:
     SQLModel.metadata.create_all(db.get_engine())
 
 
-def connect(base: str, sizes: dict[str, Any]) -> uuid.UUID:
+def connect(base: str, sizes: dict[str, Any], shop: str = SHOP) -> uuid.UUID:
+    """Create ``shop`` in the sandbox, install the app on it and connect it to the hub."""
     httpx.post(
         f"{base}/_sandbox/shopify/shops",
         headers=control_headers(base),
-        json={"shop": SHOP, **sizes},
+        json={"shop": shop, **sizes},
+        timeout=120,
     ).raise_for_status()
-    token = shopify_install(base, SHOP, scopes=SCOPES)
+    token = shopify_install(base, shop, scopes=SCOPES)
     with db.session_scope() as session:
         integration = create_integration(
-            session=session, platform="shopify", display_name="Bench shop", shop_domain=SHOP
+            session=session, platform="shopify", display_name="Bench shop", shop_domain=shop
         )
         save_credential(
             session=session,

@@ -1,4 +1,4 @@
-"""The peers benchmark's TLS proxy (bench/tls_proxy.py): an unmodified client that speaks to
+"""The peers benchmark's TLS proxy (bench/_tls_proxy.py): an unmodified client that speaks to
 ``https://{shop}.myshopify.com/admin/...`` through it reaches the sandbox's shop, and REST's
 Link headers come back in Shopify's form, so following them stays on the proxy."""
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from tls_proxy import public_link, sandbox_url, tls_proxy
+from _tls_proxy import public_link, sandbox_url, tls_proxy
 
 from tests.sandbox_server import control_headers, running_sandbox, shopify_install
 
