@@ -30,7 +30,66 @@ def product(shop: ShopData, index: int) -> dict[str, Any]:
         lambda v: variant(shop, index, v),
         lambda v: (shop.updated_at("product", index), v),
     )
+    node.update(_product_details(shop, index))
     return node
+
+
+def _product_details(shop: ShopData, index: int) -> dict[str, Any]:
+    """The Product fields the schema makes non-null, derived from the product's variants, for
+    peers that select them (Airbyte's products export): a product of the sandbox has no
+    description, images, media, SEO overrides or selling plans, and one option (Shopify names
+    a lone default variant's option "Title", its value "Default Title")."""
+    variants = [shop.variant_node(index, v) for v in shop.variant_ids(index)]
+    prices = sorted((float(v["price"]), v["price"]) for v in variants) or [(0.0, "0.00")]
+    default_only = shop.variants_per_product == 1
+    number = ID_BASE["product"] + index
+    option_values = [v["title"] for v in variants]
+
+    def money(amount: str) -> dict[str, str]:
+        return {"amount": amount, "currencyCode": "USD"}  # the sandbox's shop currency
+
+    def count(n: int) -> dict[str, Any]:
+        return {"count": n, "precision": "EXACT"}
+
+    return {
+        "description": "",
+        "descriptionHtml": "",
+        "isGiftCard": False,
+        "tracksInventory": True,  # every variant's inventory item is tracked
+        "hasOnlyDefaultVariant": default_only,
+        "hasOutOfStockVariants": any(v["inventoryQuantity"] <= 0 for v in variants),
+        "requiresSellingPlan": False,
+        "priceRangeV2": {
+            "minVariantPrice": money(prices[0][1]),
+            "maxVariantPrice": money(prices[-1][1]),
+        },
+        "seo": {"title": None, "description": None},
+        "options": [
+            {
+                "__typename": "ProductOption",
+                "id": f"gid://shopify/ProductOption/{number}",
+                "name": "Title" if default_only else "Size",
+                "position": 1,
+                "values": option_values,
+                "optionValues": [
+                    {
+                        "__typename": "ProductOptionValue",
+                        "id": f"gid://shopify/ProductOptionValue/{number}{k}",
+                        "name": value,
+                        "hasVariants": True,
+                        "translations": [],
+                    }
+                    for k, value in enumerate(option_values)
+                ],
+                "translations": [],
+            }
+        ],
+        "images": lambda info, first=None, **_: _connection(
+            iter(()), first, lambda _: {}, lambda _: (shop.updated_at("product", index), 0)
+        ),
+        "variantsCount": count(len(variants)),
+        "mediaCount": count(0),
+    }
 
 
 def variant(shop: ShopData, product_index: int, variant_index: int) -> dict[str, Any]:

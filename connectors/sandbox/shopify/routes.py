@@ -298,7 +298,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             or not op.path.exists()
         ):
             return Response("Not Found", status_code=404, media_type="text/plain")
-        return FileResponse(op.path, media_type="application/jsonl")
+        return FileResponse(op.path, media_type="application/jsonl", filename=op.filename)
 
     return [
         Route("/_bulk/{key:str}.jsonl", bulk_result, methods=["GET"]),
