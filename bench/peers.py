@@ -122,18 +122,6 @@ def new_shop(base: str, shop: str, sizes: dict[str, Any]) -> str:
     return shopify_install(base, shop, scopes=SCOPES)
 
 
-def allow_installer(base: str) -> None:
-    """Let the installer's redirect URI receive codes: a standalone sandbox allows only the
-    hub's callback (``hub sandbox serve``); the control API adds it, as a developer would."""
-    from connectors.sandbox.app import DEFAULT_REDIRECT_URI
-
-    url, headers = f"{base}/_sandbox/shopify/app", control_headers(base)
-    allowed = httpx.put(url, headers=headers, json={}).json()["redirect_uris"]
-    httpx.put(
-        url, headers=headers, json={"redirect_uris": [*allowed, DEFAULT_REDIRECT_URI]}
-    ).raise_for_status()
-
-
 def peer_env(proxy: TlsProxy) -> dict[str, str]:
     """The peer's environment: this one without the hub's settings, through the proxy."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
@@ -403,7 +391,6 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
     with sandbox_process(time_scale=1.0, seed=19) as base, tls_proxy(base) as proxy:
-        allow_installer(base)
         contenders: list[tuple[str, Callable[[], Result]]] = [
             ("hub", lambda: run_hub(base, sizes, work, args.timeout)),
             ("airbyte", lambda: run_airbyte(base, proxy, sizes, work, args.timeout)),
