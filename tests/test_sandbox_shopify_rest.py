@@ -135,3 +135,25 @@ async def test_shop_usage_counts_what_each_api_was_asked_and_paid() -> None:
     assert (usage["rest_rate"], usage["rest_bucket"]) == (2, 40)
     assert fresh["graphql_requests"] == fresh["rest_requests"] == 0 and fresh["points"] == 0
     assert unknown.status_code == 404
+
+
+async def test_a_query_over_the_maximum_cost_refunds_nothing_it_was_not_charged() -> None:
+    """Refused before it is charged, a query requesting more than 1,000 points must not put
+    its requested cost back into a half-drained bucket."""
+    app = sandbox_app(seed=1, time_scale=0.001)  # the bucket barely refills during the test
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 300})
+        token = await install(c)
+        url = f"/shopify/{SHOP}/admin/api/2026-10/graphql.json"
+        headers = {"X-Shopify-Access-Token": token}
+        price = "priceRangeV2 { minVariantPrice { amount } }"  # 2 points a product
+        drain = f"{{ products(first: 250) {{ nodes {{ id {price} }} }} }}"  # 752 requested
+        before = (await c.post(url, json={"query": drain}, headers=headers)).json()
+        too_big = f"{{ products(first: 250) {{ nodes {{ id seo {{ title }} {price} }} }} }}"
+        refused = (await c.post(url, json={"query": too_big}, headers=headers)).json()
+        usage = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/usage")).json()
+    assert refused["errors"][0]["extensions"]["code"] == "MAX_COST_EXCEEDED"
+    left = before["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
+    assert left < 2000 - 500  # the first query really drained the bucket
+    assert refused["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == left
+    assert usage["points"] == before["extensions"]["cost"]["actualQueryCost"]
