@@ -4,6 +4,7 @@ connections) and the root fields the hub and its peers read."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from graphql import GraphQLSchema
@@ -85,6 +86,10 @@ def _product_details(shop: ShopData, index: int) -> dict[str, Any]:
             }
         ],
         "images": lambda info, first=None, **_: _connection(
+            iter(()), first, lambda _: {}, lambda _: (shop.updated_at("product", index), 0)
+        ),
+        "hasVariantsThatRequiresComponents": any(v["requiresComponents"] for v in variants),
+        "media": lambda info, first=None, **_: _connection(
             iter(()), first, lambda _: {}, lambda _: (shop.updated_at("product", index), 0)
         ),
         "variantsCount": count(len(variants)),
@@ -186,7 +191,44 @@ def line_item(shop: ShopData, order_index: int, line: int) -> dict[str, Any]:
 
 
 def customer(shop: ShopData, index: int) -> dict[str, Any]:
-    return shop.customer_node(index)
+    node = shop.customer_node(index)
+    created = shop.created_at("customer", index)
+    # The Customer fields the schema makes non-null that a peer selects (tap-shopify's
+    # customers stream): a customer the sandbox made through the API, no addresses, no tax
+    # exemptions, never subscribed (the schema's descriptions give these defaults).
+    node.update(
+        {
+            "displayName": f"{node['firstName']} {node['lastName']}",
+            "verifiedEmail": True,  # "Defaults to true if created through the admin or API"
+            "validEmailAddress": True,
+            "productSubscriberStatus": "NEVER_SUBSCRIBED",
+            "dataSaleOptOut": False,
+            "taxExempt": False,
+            "taxExemptions": [],
+            "tags": [],
+            "addresses": [],
+            "locale": "en",
+            "lifetimeDuration": lambda info, **_: lifetime(
+                created, info.context["sandbox"].state.clock.now()
+            ),
+        }
+    )
+    return node
+
+
+def lifetime(since: datetime, now: datetime) -> str:
+    """``Customer.lifetimeDuration``: time since the customer was added, in words (the
+    schema's example: 'about 12 years')."""
+    days = max(0, (now - since).days)
+    if days < 1:
+        return "less than a day"
+    if days < 30:
+        return f"{days} day{'s' if days > 1 else ''}"
+    if days < 365:
+        months = days // 30
+        return "about 1 month" if months == 1 else f"{months} months"
+    years = round(days / 365.25)
+    return f"about {years} year{'s' if years > 1 else ''}"
 
 
 # --- root resolvers ------------------------------------------------------------------------------
