@@ -303,3 +303,55 @@ async def test_airbytes_products_export_completes_with_every_non_null_field() ->
     disposition = dict(parse_qsl(urlsplit(operation["url"]).query))["response-content-disposition"]
     assert f'filename="bulk-{number}.jsonl"' in disposition
     assert f'filename="bulk-{number}.jsonl"' in download.headers["content-disposition"]
+
+
+# The non-null Customer and Product fields tap-shopify 3.13.0 selects with every field of
+# its customers and products streams (its page of 100: 250 would exceed the cost maximum).
+TAP_CUSTOMERS = """query C($first: Int!) { customers(first: $first, sortKey: UPDATED_AT) {
+  edges { node { id email firstName lastName displayName verifiedEmail validEmailAddress
+    productSubscriberStatus dataSaleOptOut taxExempt taxExemptions tags state locale
+    numberOfOrders lifetimeDuration createdAt updatedAt amountSpent { amount currencyCode }
+    addresses(first: 250) { id city } defaultAddress { id } lastOrder { id } } } } }"""
+TAP_PRODUCTS = """query P($first: Int!) { products(first: $first, sortKey: UPDATED_AT) {
+  edges { node { id hasVariantsThatRequiresComponents hasOnlyDefaultVariant isGiftCard
+    compareAtPriceRange { maxVariantCompareAtPrice { amount } }
+    media(first: 250) { edges { node { id } } } } } } }"""
+
+
+async def test_tap_shopifys_customers_and_products_get_every_non_null_field() -> None:
+    app = sandbox_app(seed=5)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 3,
+                                                     "customers": 4})  # fmt: skip
+        token = await install(c)
+        customers = (await data(c, token, TAP_CUSTOMERS, {"first": 100}))["customers"]["edges"]
+        # media(first: 250) in each product: 3 a page keep the cost under 1,000 points
+        products = (await data(c, token, TAP_PRODUCTS, {"first": 3}))["products"]["edges"]
+    assert len(customers) == 4 and len(products) == 3
+    for edge in customers:
+        node = edge["node"]
+        assert node["displayName"] == f"{node['firstName']} {node['lastName']}"
+        assert node["verifiedEmail"] is True
+        assert node["productSubscriberStatus"] == "NEVER_SUBSCRIBED"
+        assert node["addresses"] == [] and node["taxExemptions"] == []
+        # created 2025-01-01 on, read on the sandbox's clock (today): a year or more ago
+        assert node["lifetimeDuration"].startswith("about ") and "year" in node["lifetimeDuration"]
+    for edge in products:
+        assert edge["node"]["hasVariantsThatRequiresComponents"] is False
+        assert edge["node"]["media"] == {"edges": []}
+        assert edge["node"]["compareAtPriceRange"] is None  # no variant has a compare-at price
+
+
+def test_lifetime_duration_reads_like_shopifys() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.sandbox.shopify.resolvers import lifetime
+
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    assert lifetime(start, start + timedelta(hours=5)) == "less than a day"
+    assert lifetime(start, start + timedelta(days=1)) == "1 day"
+    assert lifetime(start, start + timedelta(days=12)) == "12 days"
+    assert lifetime(start, start + timedelta(days=40)) == "about 1 month"
+    assert lifetime(start, start + timedelta(days=200)) == "6 months"
+    assert lifetime(start, start + timedelta(days=370)) == "about 1 year"
+    assert lifetime(start, start + timedelta(days=12 * 365)) == "about 12 years"
