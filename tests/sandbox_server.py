@@ -118,7 +118,7 @@ def sandbox_process(
     base = f"http://127.0.0.1:{port}"
     _TOKENS[base] = token
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts it slowly
         while True:
             try:
                 httpx.get(
