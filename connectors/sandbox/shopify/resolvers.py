@@ -3,6 +3,7 @@ connections) and the root fields the hub and its peers read."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from graphql import GraphQLSchema
 
 from connectors.sandbox.shopify import search
-from connectors.sandbox.shopify.data import ID_BASE, ShopData, gid, iso
+from connectors.sandbox.shopify.data import EPOCH, ID_BASE, ShopData, gid, iso
 from connectors.sandbox.shopify.paging import (
     RESOURCE_FIELDS,
     _connection,
@@ -37,41 +38,33 @@ def product(shop: ShopData, index: int) -> dict[str, Any]:
 
 def _product_details(shop: ShopData, index: int) -> dict[str, Any]:
     """The Product fields the schema makes non-null, derived from the product's variants, for
-    peers that select them (Airbyte's products export): a product of the sandbox has no
-    description, images, media, SEO overrides or selling plans, and one option (Shopify names
-    a lone default variant's option "Title", its value "Default Title")."""
-    variants = [shop.variant_node(index, v) for v in shop.variant_ids(index)]
-    prices = sorted((float(v["price"]), v["price"]) for v in variants) or [(0.0, "0.00")]
-    default_only = shop.variants_per_product == 1
+    peers that select them (Airbyte's products export, tap-shopify): a product of the sandbox
+    has no description, images, media, SEO overrides or selling plans, and one option
+    (Shopify names a lone default variant's option "Title", its value "Default Title").
+    Those read from the variants are resolved only when selected (the hub selects none)."""
     number = ID_BASE["product"] + index
-    option_values = [v["title"] for v in variants]
+    default_only = shop.variants_per_product == 1
 
-    def money(amount: str) -> dict[str, str]:
-        return {"amount": amount, "currencyCode": "USD"}  # the sandbox's shop currency
+    @functools.cache
+    def variants() -> list[dict[str, Any]]:
+        return [shop.variant_node(index, v) for v in shop.variant_ids(index)]
 
-    def count(n: int) -> dict[str, Any]:
-        return {"count": n, "precision": "EXACT"}
+    def price_range(info: Any, **_: Any) -> dict[str, Any]:
+        prices = sorted((float(v["price"]), v["price"]) for v in variants()) or [(0.0, "0.00")]
+        return {
+            "minVariantPrice": {"amount": prices[0][1], "currencyCode": "USD"},
+            "maxVariantPrice": {"amount": prices[-1][1], "currencyCode": "USD"},
+        }  # USD: the sandbox's shop currency
 
-    return {
-        "description": "",
-        "descriptionHtml": "",
-        "isGiftCard": False,
-        "tracksInventory": True,  # every variant's inventory item is tracked
-        "hasOnlyDefaultVariant": default_only,
-        "hasOutOfStockVariants": any(v["inventoryQuantity"] <= 0 for v in variants),
-        "requiresSellingPlan": False,
-        "priceRangeV2": {
-            "minVariantPrice": money(prices[0][1]),
-            "maxVariantPrice": money(prices[-1][1]),
-        },
-        "seo": {"title": None, "description": None},
-        "options": [
+    def options(info: Any, **_: Any) -> list[dict[str, Any]]:
+        values = [v["title"] for v in variants()]
+        return [
             {
                 "__typename": "ProductOption",
                 "id": f"gid://shopify/ProductOption/{number}",
                 "name": "Title" if default_only else "Size",
                 "position": 1,
-                "values": option_values,
+                "values": values,
                 "optionValues": [
                     {
                         "__typename": "ProductOptionValue",
@@ -80,20 +73,35 @@ def _product_details(shop: ShopData, index: int) -> dict[str, Any]:
                         "hasVariants": True,
                         "translations": [],
                     }
-                    for k, value in enumerate(option_values)
+                    for k, value in enumerate(values)
                 ],
                 "translations": [],
             }
-        ],
-        "images": lambda info, first=None, **_: _connection(
-            iter(()), first, lambda _: {}, lambda _: (shop.updated_at("product", index), 0)
+        ]
+
+    def nothing(info: Any, first: int | None = None, **_: Any) -> dict[str, Any]:
+        return _connection(iter(()), first, lambda _: {}, lambda _: (EPOCH, 0))
+
+    return {
+        "description": "",
+        "descriptionHtml": "",
+        "isGiftCard": False,
+        "tracksInventory": True,  # every variant's inventory item is tracked
+        "hasOnlyDefaultVariant": default_only,
+        "hasOutOfStockVariants": lambda info, **_: any(
+            v["inventoryQuantity"] <= 0 for v in variants()
         ),
-        "hasVariantsThatRequiresComponents": any(v["requiresComponents"] for v in variants),
-        "media": lambda info, first=None, **_: _connection(
-            iter(()), first, lambda _: {}, lambda _: (shop.updated_at("product", index), 0)
+        "hasVariantsThatRequiresComponents": lambda info, **_: any(
+            v["requiresComponents"] for v in variants()
         ),
-        "variantsCount": count(len(variants)),
-        "mediaCount": count(0),
+        "requiresSellingPlan": False,
+        "priceRangeV2": price_range,
+        "seo": {"title": None, "description": None},
+        "options": options,
+        "images": nothing,
+        "media": nothing,
+        "variantsCount": lambda info, **_: {"count": len(variants()), "precision": "EXACT"},
+        "mediaCount": {"count": 0, "precision": "EXACT"},
     }
 
 
