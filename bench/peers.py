@@ -5,11 +5,14 @@ one standalone sandbox (``hub sandbox serve``) at time scale 1, because the peer
 themselves on real time (tap-shopify polls a bulk operation every 60 real seconds; Airbyte
 sleeps on real time too), so every contender meets Shopify's documented rates as they are:
 
-- the hub's Shopify sync (what ``bench/shopify_sync.py`` does, in a child process);
+- the hub's Shopify sync (what ``bench/shopify_sync.py`` does, in a child process), with its
+  defaults (``hub``) and with every backfill a bulk operation (``hub-bulk``);
 - Airbyte's ``airbyte-source-shopify`` and Singer's ``tap-shopify``, unmodified from PyPI in
   their own venvs under ``.tools/peers/`` (``make peers`` installs them and runs this). Their
   ``https://{shop}.myshopify.com`` requests reach the sandbox through a local TLS proxy with a
-  throwaway CA (``bench/_tls_proxy.py``); products, orders and customers are selected;
+  throwaway CA (``bench/_tls_proxy.py``); products, orders and customers are selected (the
+  tap three ways: every field at its default page, every field at ``--tap-page-size``, and
+  only the fields it always reads);
 - Amazon: the hub vs python-amazon-sp-api's ``@throttle_retry()`` loop, by running
   ``bench/amazon_sync.py`` (its own sandbox at its own time scale: searchOrders' documented
   0.0056 requests/s would take hours at 1x).
@@ -19,7 +22,10 @@ of the GraphQL cost-rate bound and of REST's request bound, THROTTLED answers an
 sandbox's per-shop usage), peak RSS (``os.wait4`` on the child) and whether it is complete.
 
     python bench/peers.py [--products 1500 --orders 1500 --customers 500 --plan standard]
-                          [--only hub,airbyte,tap,amazon] [--timeout 2400]
+                          [--only hub,hub-bulk,airbyte,tap,tap-paged,tap-ids,amazon]
+                          [--tap-page-size 100] [--timeout 2400] [--keep DIR]
+
+docs/benchmarks.md says how the peers reach the sandbox and what the runs found.
 """
 
 from __future__ import annotations
@@ -145,11 +151,18 @@ def messages(path: Path) -> list[dict[str, Any]]:
 # --- contenders -------------------------------------------------------------------------------
 
 
-def run_hub(base: str, sizes: dict[str, Any], work: Path, timeout: float) -> Result:
-    result = Result("hub", "peers-hub.myshopify.com")
+def run_hub(base: str, sizes: dict[str, Any], work: Path, timeout: float,
+            bulk_threshold: int | None = None) -> Result:  # fmt: skip
+    """The hub's sync; ``bulk_threshold`` overrides HUB_SHOPIFY_BULK_THRESHOLD (10,000
+    records a stream: a smaller backfill reads pages)."""
+    bulk = bulk_threshold is not None
+    result = Result("hub" + (f" bulk threshold {bulk_threshold}" if bulk else ""),
+                    f"peers-hub{'-bulk' if bulk else ''}.myshopify.com")  # fmt: skip
     argv = [sys.executable, __file__, "--hub-child", "--base", base,
             "--control-token", control_token(base), "--shop", result.shop,
             "--sizes", json.dumps(sizes)]  # fmt: skip
+    if bulk:
+        argv += ["--bulk-threshold", str(bulk_threshold)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result.exit_code, result.seconds, result.peak_mib = run_child(
         argv, env, work, "hub", timeout
@@ -183,7 +196,9 @@ def hub_child(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="hub-peers-") as tmp:
         isolated_hub(Path(tmp))
         integration_id = connect(args.base, json.loads(args.sizes), args.shop)
-        runs = asyncio.run(sync(args.base, integration_id))
+        threshold = args.bulk_threshold
+        extra = {} if threshold is None else {"shopify_bulk_threshold": threshold}
+        runs = asyncio.run(sync(args.base, integration_id, **extra))
         every = {run.stream: run.records_read for run in runs}
         with db.session_scope() as session:
             records = {
@@ -405,7 +420,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--orders", type=int, default=1500)
     parser.add_argument("--customers", type=int, default=500)
     parser.add_argument("--plan", default="standard")
-    parser.add_argument("--only", default="hub,airbyte,tap,tap-paged,tap-ids,amazon")
+    parser.add_argument("--only", default="hub,hub-bulk,airbyte,tap,tap-paged,tap-ids,amazon")
     parser.add_argument(
         "--tap-page-size", type=int, default=100,
         help="tap-paged: tap-shopify's results_per_page (its 250 default exceeds Shopify's "
@@ -416,6 +431,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", help="keep the contenders' output in this directory")
     for hidden in ("--base", "--control-token", "--shop", "--sizes"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--bulk-threshold", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--hub-child", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -442,6 +458,7 @@ def main() -> int:
     with sandbox_process(time_scale=1.0, seed=19) as base, tls_proxy(base) as proxy:
         contenders: list[tuple[str, Callable[[], Result]]] = [
             ("hub", lambda: run_hub(base, sizes, work, args.timeout)),
+            ("hub-bulk", lambda: run_hub(base, sizes, work, args.timeout, 0)),
             ("airbyte", lambda: run_airbyte(base, proxy, sizes, work, args.timeout)),
             ("tap", lambda: run_tap(base, proxy, sizes, work, args.timeout)),
             (

@@ -149,12 +149,15 @@ def connect(base: str, sizes: dict[str, Any], shop: str = SHOP) -> uuid.UUID:
         return integration.id
 
 
-async def sync(base: str, integration_id: uuid.UUID) -> list[SyncRun]:
+async def sync(base: str, integration_id: uuid.UUID, **settings_: Any) -> list[SyncRun]:
+    """Sync every stream of the integration; ``settings_`` add connector settings (e.g.
+    ``shopify_bulk_threshold``)."""
     settings = {
         "shopify_client_id": "sandbox-shopify-client-id",
         "shopify_client_secret": apps(base).shopify_client_secret,
         "shopify_scopes": SCOPES,
         "shopify_base_url": f"{base}/shopify",
+        **settings_,
     }
     engine = SyncEngine(connector_factory=lambda _: ShopifyConnector.from_settings(settings))
     run_ids = await engine.request_sync(integration_id=integration_id)
