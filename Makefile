@@ -106,7 +106,7 @@ bench: setup
 
 # The peers bench/peers.py puts beside the hub, unmodified from PyPI, each in its own venv
 # (their pins clash with ours and with each other's): Airbyte's source-shopify, Singer's
-# tap-shopify. `make peers` installs them and runs the side-by-side benchmark (~1 hour).
+# tap-shopify. `make peers` installs them and runs the side-by-side benchmark (~25 minutes).
 AIRBYTE_SHOPIFY_VERSION := 4.3.0
 TAP_SHOPIFY_VERSION := 3.13.0
 PEERS_DIR := .tools/peers
