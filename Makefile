@@ -21,7 +21,7 @@ export NPM_CONFIG_REGISTRY := https://registry.npmjs.org
 export REFLEX_BUN_PATH := $(BUN)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test setup bun axe icons chromium nginx promtool migrate lint typecheck bench clean
+.PHONY: run test setup bun axe icons chromium nginx promtool migrate lint typecheck bench peers clean
 
 setup: $(STAMP) bun
 
@@ -103,6 +103,29 @@ lint: $(STAMP)
 bench: setup
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/run_all.py
+
+# The peers bench/peers.py puts beside the hub, unmodified from PyPI, each in its own venv
+# (their pins clash with ours and with each other's): Airbyte's source-shopify, Singer's
+# tap-shopify. `make peers` installs them and runs the side-by-side benchmark (~25 minutes).
+AIRBYTE_SHOPIFY_VERSION := 4.3.0
+TAP_SHOPIFY_VERSION := 3.13.0
+PEERS_DIR := .tools/peers
+PEERS_STAMP_AIRBYTE := $(PEERS_DIR)/airbyte/.installed-$(AIRBYTE_SHOPIFY_VERSION)
+PEERS_STAMP_TAP := $(PEERS_DIR)/tap-shopify/.installed-$(TAP_SHOPIFY_VERSION)
+
+$(PEERS_STAMP_AIRBYTE):
+	rm -rf $(PEERS_DIR)/airbyte && $(PYTHON) -m venv $(PEERS_DIR)/airbyte
+	$(PEERS_DIR)/airbyte/bin/pip install --quiet --disable-pip-version-check airbyte-source-shopify==$(AIRBYTE_SHOPIFY_VERSION)
+	touch $@
+
+$(PEERS_STAMP_TAP):
+	rm -rf $(PEERS_DIR)/tap-shopify && $(PYTHON) -m venv $(PEERS_DIR)/tap-shopify
+	$(PEERS_DIR)/tap-shopify/bin/pip install --quiet --disable-pip-version-check tap-shopify==$(TAP_SHOPIFY_VERSION)
+	touch $@
+
+peers: setup $(PEERS_STAMP_AIRBYTE) $(PEERS_STAMP_TAP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) bench/peers.py
 
 clean:
 	rm -rf .web .states

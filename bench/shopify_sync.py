@@ -127,16 +127,18 @@ def isolated_hub(data_dir: Path) -> None:
     SQLModel.metadata.create_all(db.get_engine())
 
 
-def connect(base: str, sizes: dict[str, Any]) -> uuid.UUID:
+def connect(base: str, sizes: dict[str, Any], shop: str = SHOP) -> uuid.UUID:
+    """Create ``shop`` in the sandbox, install the app on it and connect it to the hub."""
     httpx.post(
         f"{base}/_sandbox/shopify/shops",
         headers=control_headers(base),
-        json={"shop": SHOP, **sizes},
+        json={"shop": shop, **sizes},
+        timeout=120,
     ).raise_for_status()
-    token = shopify_install(base, SHOP, scopes=SCOPES)
+    token = shopify_install(base, shop, scopes=SCOPES)
     with db.session_scope() as session:
         integration = create_integration(
-            session=session, platform="shopify", display_name="Bench shop", shop_domain=SHOP
+            session=session, platform="shopify", display_name="Bench shop", shop_domain=shop
         )
         save_credential(
             session=session,
@@ -147,12 +149,15 @@ def connect(base: str, sizes: dict[str, Any]) -> uuid.UUID:
         return integration.id
 
 
-async def sync(base: str, integration_id: uuid.UUID) -> list[SyncRun]:
+async def sync(base: str, integration_id: uuid.UUID, **settings_: Any) -> list[SyncRun]:
+    """Sync every stream of the integration; ``settings_`` add connector settings (e.g.
+    ``shopify_bulk_threshold``)."""
     settings = {
         "shopify_client_id": "sandbox-shopify-client-id",
         "shopify_client_secret": apps(base).shopify_client_secret,
         "shopify_scopes": SCOPES,
         "shopify_base_url": f"{base}/shopify",
+        **settings_,
     }
     engine = SyncEngine(connector_factory=lambda _: ShopifyConnector.from_settings(settings))
     run_ids = await engine.request_sync(integration_id=integration_id)

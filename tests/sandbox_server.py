@@ -103,9 +103,13 @@ def sandbox_process(
 
     port = free_port()
     token = _token_for_new_sandbox()
+    from connectors.sandbox.app import DEFAULT_REDIRECT_URI
+
     process = subprocess.Popen(  # our own CLI
         [sys.executable, "-m", "dashboard.cli", "sandbox", "serve", "--port", str(port),
-         "--time-scale", str(time_scale), "--seed", str(seed)],
+         "--time-scale", str(time_scale), "--seed", str(seed),
+         # The installer's callback (shopify_install, amazon_install), beside the hub's.
+         "--redirect-uri", DEFAULT_REDIRECT_URI],
         cwd=Path(__file__).resolve().parents[1],
         env={**os.environ, "HUB_SANDBOX_CONTROL_TOKEN": token,
              **({"HUB_PORT": str(hub_port)} if hub_port else {})},
@@ -114,7 +118,7 @@ def sandbox_process(
     base = f"http://127.0.0.1:{port}"
     _TOKENS[base] = token
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts it slowly
         while True:
             try:
                 httpx.get(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -241,3 +242,116 @@ async def test_bulk_lines_keep_the_typename_airbyte_composes_records_by() -> Non
     kinds = [line["__typename"] for line in lines]
     assert kinds.count("Product") == 3 and kinds.count("ProductVariant") == 6
     assert all("product_updated_at" in line for line in lines if line["__typename"] == "Product")
+
+
+# The products document of Airbyte's source-shopify 4.3.0 (its bulk products export), whose
+# non-null Product fields failed the export when the sandbox lacked them.
+AIRBYTE_PRODUCT = """__typename id publishedAt createdAt status vendor updatedAt bodyHtml
+  productType tags handle templateSuffix title description descriptionHtml isGiftCard
+  legacyResourceId onlineStorePreviewUrl onlineStoreUrl totalInventory tracksInventory
+  hasOnlyDefaultVariant hasOutOfStockVariants requiresSellingPlan
+  priceRangeV2 { max_variant_price: maxVariantPrice { amount currency_code: currencyCode }
+                 min_variant_price: minVariantPrice { amount currency_code: currencyCode } }
+  featuredImage { height id url width alt_text: altText }
+  seo { description title }
+  featuredMedia { alt id status }
+  feedback { summary }
+  category { id name full_name: fullName }
+  total_variants: variantsCount { total_variants: count }
+  media_count: mediaCount { media_count: count }
+  options { id name values position }
+  images { edges { node { __typename id } } }
+  variants { edges { node { __typename id price title } } }"""
+
+
+async def test_airbytes_products_export_completes_with_every_non_null_field() -> None:
+    app = sandbox_app(seed=5, time_scale=100)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 4,
+                                                     "variants_per_product": 3})  # fmt: skip
+        token = await install(c)
+        window = "updated_at:>='2025-01-01T00:00:00+00:00' AND updated_at:<='2099-01-01'"
+        started = await start_bulk(
+            c, token, f'{{ products(query: "{window}", sortKey: UPDATED_AT) '
+            f"{{ edges {{ node {{ {AIRBYTE_PRODUCT} }} }} }} }}",
+        )  # fmt: skip
+        assert started["userErrors"] == [], started
+        operation, _ = await wait_bulk(c, token, started["bulkOperation"]["id"])
+        download = await c.get(operation["url"])
+        # The same fields paged (connections need first: outside a bulk export).
+        paged_fields = AIRBYTE_PRODUCT.replace("images {", "images(first: 5) {").replace(
+            "variants {", "variants(first: 5) {"
+        )
+        paged = await gql(c, token, f"{{ products(first: 4) {{ nodes {{ {paged_fields} }} }} }}")
+    assert operation["status"] == "COMPLETED"
+    assert "errors" not in paged.json(), paged.json()
+    lines = [json.loads(line) for line in download.text.splitlines()]
+    products = [line for line in lines if line["__typename"] == "Product"]
+    variants = [line for line in lines if line["__typename"] == "ProductVariant"]
+    assert len(products) == 4 and len(variants) == 12
+    for product in products:
+        own = [v for v in variants if v["__parentId"] == product["id"]]
+        prices = sorted(float(v["price"]) for v in own)
+        span = product["priceRangeV2"]
+        assert float(span["min_variant_price"]["amount"]) == prices[0]
+        assert float(span["max_variant_price"]["amount"]) == prices[-1]
+        assert product["total_variants"] == {"total_variants": 3}
+        assert product["options"][0]["values"] == [v["title"] for v in own]
+        assert product["hasOnlyDefaultVariant"] is False and product["description"] == ""
+    # Shopify's result urls name the file; Airbyte takes its local copy's name from there.
+    number = started["bulkOperation"]["id"].rsplit("/", 1)[1]
+    disposition = dict(parse_qsl(urlsplit(operation["url"]).query))["response-content-disposition"]
+    assert f'filename="bulk-{number}.jsonl"' in disposition
+    assert f'filename="bulk-{number}.jsonl"' in download.headers["content-disposition"]
+
+
+# The non-null Customer and Product fields tap-shopify 3.13.0 selects with every field of
+# its customers and products streams (its page of 100: 250 would exceed the cost maximum).
+TAP_CUSTOMERS = """query C($first: Int!) { customers(first: $first, sortKey: UPDATED_AT) {
+  edges { node { id email firstName lastName displayName verifiedEmail validEmailAddress
+    productSubscriberStatus dataSaleOptOut taxExempt taxExemptions tags state locale
+    numberOfOrders lifetimeDuration createdAt updatedAt amountSpent { amount currencyCode }
+    addresses(first: 250) { id city } defaultAddress { id } lastOrder { id } } } } }"""
+TAP_PRODUCTS = """query P($first: Int!) { products(first: $first, sortKey: UPDATED_AT) {
+  edges { node { id hasVariantsThatRequiresComponents hasOnlyDefaultVariant isGiftCard
+    compareAtPriceRange { maxVariantCompareAtPrice { amount } }
+    media(first: 250) { edges { node { id } } } } } } }"""
+
+
+async def test_tap_shopifys_customers_and_products_get_every_non_null_field() -> None:
+    app = sandbox_app(seed=5)
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 3,
+                                                     "customers": 4})  # fmt: skip
+        token = await install(c)
+        customers = (await data(c, token, TAP_CUSTOMERS, {"first": 100}))["customers"]["edges"]
+        # media(first: 250) in each product: 3 a page keep the cost under 1,000 points
+        products = (await data(c, token, TAP_PRODUCTS, {"first": 3}))["products"]["edges"]
+    assert len(customers) == 4 and len(products) == 3
+    for edge in customers:
+        node = edge["node"]
+        assert node["displayName"] == f"{node['firstName']} {node['lastName']}"
+        assert node["verifiedEmail"] is True
+        assert node["productSubscriberStatus"] == "NEVER_SUBSCRIBED"
+        assert node["addresses"] == [] and node["taxExemptions"] == []
+        # created 2025-01-01 on, read on the sandbox's clock (today): a year or more ago
+        assert node["lifetimeDuration"].startswith("about ") and "year" in node["lifetimeDuration"]
+    for edge in products:
+        assert edge["node"]["hasVariantsThatRequiresComponents"] is False
+        assert edge["node"]["media"] == {"edges": []}
+        assert edge["node"]["compareAtPriceRange"] is None  # no variant has a compare-at price
+
+
+def test_lifetime_duration_reads_like_shopifys() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.sandbox.shopify.resolvers import lifetime
+
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    assert lifetime(start, start + timedelta(hours=5)) == "less than a day"
+    assert lifetime(start, start + timedelta(days=1)) == "1 day"
+    assert lifetime(start, start + timedelta(days=12)) == "12 days"
+    assert lifetime(start, start + timedelta(days=40)) == "about 1 month"
+    assert lifetime(start, start + timedelta(days=200)) == "6 months"
+    assert lifetime(start, start + timedelta(days=370)) == "about 1 year"
+    assert lifetime(start, start + timedelta(days=12 * 365)) == "about 12 years"

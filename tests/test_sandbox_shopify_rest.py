@@ -102,3 +102,58 @@ async def test_events_list_product_deletions_and_no_order_deletions() -> None:
         orders, _ = await rest_all(c, token, "events.json", {"filter": "Order", "verb": "destroy"})
     assert len(products) == 3 and {e["verb"] for e in products} == {"destroy"}
     assert orders == []  # the sandbox deletes no orders
+
+
+async def test_shop_usage_counts_what_each_api_was_asked_and_paid() -> None:
+    """A benchmark reads a shop's usage beside its limits: GraphQL requests, THROTTLED and the
+    points really paid (requested minus refunded), REST requests and 429s; a shop created
+    again starts from zero."""
+    app = sandbox_app(seed=1, time_scale=0.001)  # neither bucket refills during the test
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 30})
+        token = await install(c)
+        headers = {"X-Shopify-Access-Token": token}
+        query = "{ products(first: 50) { edges { node { id title } } } }"  # 30 exist
+        answers = [
+            (await c.post(f"/shopify/{SHOP}/admin/api/2026-10/graphql.json",
+                          json={"query": query}, headers=headers)).json()
+            for _ in range(3)
+        ]  # fmt: skip
+        for _ in range(41):
+            await c.get(f"/shopify/{SHOP}/admin/api/2026-10/shop.json", headers=headers)
+        usage = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/usage")).json()
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 1})
+        fresh = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/usage")).json()
+        unknown = await c.get("/_sandbox/shopify/shops/nobody.myshopify.com/usage")
+    paid = sum(a["extensions"]["cost"]["actualQueryCost"] for a in answers)
+    requested = sum(a["extensions"]["cost"]["requestedQueryCost"] for a in answers)
+    assert paid < requested  # the refund of the unused part is not counted as spent
+    assert usage["graphql_requests"] == 3 and usage["throttled"] == 0
+    assert usage["points"] == paid
+    assert usage["rest_requests"] == 40 and usage["rest_throttled"] == 1
+    assert (usage["restore_rate"], usage["maximum"]) == (100, 2000)
+    assert (usage["rest_rate"], usage["rest_bucket"]) == (2, 40)
+    assert fresh["graphql_requests"] == fresh["rest_requests"] == 0 and fresh["points"] == 0
+    assert unknown.status_code == 404
+
+
+async def test_a_query_over_the_maximum_cost_refunds_nothing_it_was_not_charged() -> None:
+    """Refused before it is charged, a query requesting more than 1,000 points must not put
+    its requested cost back into a half-drained bucket."""
+    app = sandbox_app(seed=1, time_scale=0.001)  # the bucket barely refills during the test
+    async with client(app) as c:
+        await c.post("/_sandbox/shopify/shops", json={"shop": SHOP, "products": 300})
+        token = await install(c)
+        url = f"/shopify/{SHOP}/admin/api/2026-10/graphql.json"
+        headers = {"X-Shopify-Access-Token": token}
+        price = "priceRangeV2 { minVariantPrice { amount } }"  # 2 points a product
+        drain = f"{{ products(first: 250) {{ nodes {{ id {price} }} }} }}"  # 752 requested
+        before = (await c.post(url, json={"query": drain}, headers=headers)).json()
+        too_big = f"{{ products(first: 250) {{ nodes {{ id seo {{ title }} {price} }} }} }}"
+        refused = (await c.post(url, json={"query": too_big}, headers=headers)).json()
+        usage = (await c.get(f"/_sandbox/shopify/shops/{SHOP}/usage")).json()
+    assert refused["errors"][0]["extensions"]["code"] == "MAX_COST_EXCEEDED"
+    left = before["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
+    assert left < 2000 - 500  # the first query really drained the bucket
+    assert refused["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == left
+    assert usage["points"] == before["extensions"]["cost"]["actualQueryCost"]

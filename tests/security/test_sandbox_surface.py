@@ -60,6 +60,7 @@ async def test_control_api_without_the_token_is_refused_and_changes_nothing(
         ("POST", "/sandbox/_sandbox/amazon/sellers/A1DEMOSELLER0NA/revoke", None),
         ("PUT", "/sandbox/_sandbox/amazon/app", {"redirect_uris": [EVIL]}),
         ("GET", "/sandbox/_sandbox/shopify/stats", None),
+        ("GET", f"/sandbox/_sandbox/shopify/shops/{SHOP}/usage", None),
     ):
         answer = await make_run_hub.request(method, path, json=body)
         assert answer.status_code == 401, (method, path)

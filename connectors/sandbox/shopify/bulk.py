@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from graphql import (
     GraphQLSchema,
@@ -97,7 +98,7 @@ class BulkOperation:
         expired = self.expired(now)
         status = "EXPIRED" if self.status == "COMPLETED" and expired else self.status
         data_url = (
-            f"{self.base_url}/_bulk/{self.key}.jsonl"
+            f"{self.base_url}/_bulk/{self.key}.jsonl?{self.download_query()}"
             if self.path is not None and not expired
             else None
         )
@@ -119,6 +120,21 @@ class BulkOperation:
             "url": data_url if status == "COMPLETED" and self.object_count else None,
             "partialDataUrl": data_url if self.status == "FAILED" and self.object_count else None,
         }
+
+    @property
+    def filename(self) -> str:
+        return f"bulk-{self.number}.jsonl"
+
+    def download_query(self) -> str:
+        """The query of Shopify's result urls (signed storage urls) that names the download:
+        ``response-content-disposition`` (attachment, filename ``bulk-{id}.jsonl``) and
+        ``response-content-type``. Clients read the file's name from it (Airbyte's
+        source-shopify takes it as the name of its local copy and fails without it)."""
+        disposition = f"attachment; filename=\"{self.filename}\"; filename*=UTF-8''{self.filename}"
+        return urlencode(
+            {"response-content-disposition": disposition,
+             "response-content-type": "application/jsonl"}
+        )  # fmt: skip
 
     def finish_payload(self) -> dict[str, Any]:
         """The body of BULK_OPERATIONS_FINISH: lower-case status and error code, no url."""

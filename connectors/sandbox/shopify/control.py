@@ -7,13 +7,14 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from connectors.sandbox.shopify import bulk, webhooks_api
+from connectors.sandbox.shopify import bulk, rest_api, webhooks_api
 from connectors.sandbox.shopify.data import iso
 from connectors.sandbox.shopify.routes import signed_app_query
 from connectors.sandbox.shopify.sandbox import DEMO_SHOPS, SHOP_PATTERN, ShopifySandbox
@@ -120,6 +121,23 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
     async def stats(_: Request) -> Response:
         return JSONResponse(sandbox.stats)
 
+    async def usage(request: Request) -> Response:
+        """The shop's usage since it was created, beside its limits: GraphQL requests,
+        THROTTLED answers and cost points paid (restoreRate, maximum), legacy REST requests
+        and 429s (its leak rate and bucket size)."""
+        name = known_shop(request)
+        bucket = sandbox.buckets[name]
+        rest_rate = rest_api.LEAK_RATE.get(sandbox.shops[name].plan, rest_api.LEAK_RATE["standard"])
+        return JSONResponse(
+            {
+                **asdict(sandbox.usage_of(name)),
+                "restore_rate": bucket.restore_rate,
+                "maximum": bucket.maximum,
+                "rest_rate": rest_rate,
+                "rest_bucket": rest_rate * rest_api.BUCKET_SECONDS,
+            }
+        )
+
     async def configure_app(request: Request) -> Response:
         """The app's configuration: {"compliance_url": URL or null, "redirect_uris": [URL]}.
         Only the control token's holder gets here: the sandbox POSTs to compliance_url."""
@@ -218,6 +236,7 @@ def control_routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         (f"/shopify/shops/{SHOP_PATTERN}/mutate", mutate, "POST"),
         (f"/shopify/shops/{SHOP_PATTERN}/revoke", revoke, "POST"),
         ("/shopify/stats", stats, "GET"),
+        (f"/shopify/shops/{SHOP_PATTERN}/usage", usage, "GET"),
         ("/shopify/app", configure_app, "PUT"),
         (f"/shopify/shops/{SHOP_PATTERN}/compliance", compliance, "POST"),
         (f"/shopify/shops/{SHOP_PATTERN}/bulk_faults", bulk_faults, "PUT"),

@@ -3,13 +3,15 @@ connections) and the root fields the hub and its peers read."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from graphql import GraphQLSchema
 
 from connectors.sandbox.shopify import search
-from connectors.sandbox.shopify.data import ID_BASE, ShopData, gid, iso
+from connectors.sandbox.shopify.data import EPOCH, ID_BASE, ShopData, gid, iso
 from connectors.sandbox.shopify.paging import (
     RESOURCE_FIELDS,
     _connection,
@@ -30,7 +32,77 @@ def product(shop: ShopData, index: int) -> dict[str, Any]:
         lambda v: variant(shop, index, v),
         lambda v: (shop.updated_at("product", index), v),
     )
+    node.update(_product_details(shop, index))
     return node
+
+
+def _product_details(shop: ShopData, index: int) -> dict[str, Any]:
+    """The Product fields the schema makes non-null, derived from the product's variants, for
+    peers that select them (Airbyte's products export, tap-shopify): a product of the sandbox
+    has no description, images, media, SEO overrides or selling plans, and one option
+    (Shopify names a lone default variant's option "Title", its value "Default Title").
+    Those read from the variants are resolved only when selected (the hub selects none)."""
+    number = ID_BASE["product"] + index
+    default_only = shop.variants_per_product == 1
+
+    @functools.cache
+    def variants() -> list[dict[str, Any]]:
+        return [shop.variant_node(index, v) for v in shop.variant_ids(index)]
+
+    def price_range(info: Any, **_: Any) -> dict[str, Any]:
+        prices = sorted((float(v["price"]), v["price"]) for v in variants()) or [(0.0, "0.00")]
+        return {
+            "minVariantPrice": {"amount": prices[0][1], "currencyCode": "USD"},
+            "maxVariantPrice": {"amount": prices[-1][1], "currencyCode": "USD"},
+        }  # USD: the sandbox's shop currency
+
+    def options(info: Any, **_: Any) -> list[dict[str, Any]]:
+        values = [v["title"] for v in variants()]
+        return [
+            {
+                "__typename": "ProductOption",
+                "id": f"gid://shopify/ProductOption/{number}",
+                "name": "Title" if default_only else "Size",
+                "position": 1,
+                "values": values,
+                "optionValues": [
+                    {
+                        "__typename": "ProductOptionValue",
+                        "id": f"gid://shopify/ProductOptionValue/{number}{k}",
+                        "name": value,
+                        "hasVariants": True,
+                        "translations": [],
+                    }
+                    for k, value in enumerate(values)
+                ],
+                "translations": [],
+            }
+        ]
+
+    def nothing(info: Any, first: int | None = None, **_: Any) -> dict[str, Any]:
+        return _connection(iter(()), first, lambda _: {}, lambda _: (EPOCH, 0))
+
+    return {
+        "description": "",
+        "descriptionHtml": "",
+        "isGiftCard": False,
+        "tracksInventory": True,  # every variant's inventory item is tracked
+        "hasOnlyDefaultVariant": default_only,
+        "hasOutOfStockVariants": lambda info, **_: any(
+            v["inventoryQuantity"] <= 0 for v in variants()
+        ),
+        "hasVariantsThatRequiresComponents": lambda info, **_: any(
+            v["requiresComponents"] for v in variants()
+        ),
+        "requiresSellingPlan": False,
+        "priceRangeV2": price_range,
+        "seo": {"title": None, "description": None},
+        "options": options,
+        "images": nothing,
+        "media": nothing,
+        "variantsCount": lambda info, **_: {"count": len(variants()), "precision": "EXACT"},
+        "mediaCount": {"count": 0, "precision": "EXACT"},
+    }
 
 
 def variant(shop: ShopData, product_index: int, variant_index: int) -> dict[str, Any]:
@@ -127,7 +199,44 @@ def line_item(shop: ShopData, order_index: int, line: int) -> dict[str, Any]:
 
 
 def customer(shop: ShopData, index: int) -> dict[str, Any]:
-    return shop.customer_node(index)
+    node = shop.customer_node(index)
+    created = shop.created_at("customer", index)
+    # The Customer fields the schema makes non-null that a peer selects (tap-shopify's
+    # customers stream): a customer the sandbox made through the API, no addresses, no tax
+    # exemptions, never subscribed (the schema's descriptions give these defaults).
+    node.update(
+        {
+            "displayName": f"{node['firstName']} {node['lastName']}",
+            "verifiedEmail": True,  # "Defaults to true if created through the admin or API"
+            "validEmailAddress": True,
+            "productSubscriberStatus": "NEVER_SUBSCRIBED",
+            "dataSaleOptOut": False,
+            "taxExempt": False,
+            "taxExemptions": [],
+            "tags": [],
+            "addresses": [],
+            "locale": "en",
+            "lifetimeDuration": lambda info, **_: lifetime(
+                created, info.context["sandbox"].state.clock.now()
+            ),
+        }
+    )
+    return node
+
+
+def lifetime(since: datetime, now: datetime) -> str:
+    """``Customer.lifetimeDuration``: time since the customer was added, in words (the
+    schema's example: 'about 12 years')."""
+    days = max(0, (now - since).days)
+    if days < 1:
+        return "less than a day"
+    if days < 30:
+        return f"{days} day{'s' if days > 1 else ''}"
+    if days < 365:
+        months = days // 30
+        return "about 1 month" if months == 1 else f"{months} months"
+    years = round(days / 365.25)
+    return f"about {years} year{'s' if years > 1 else ''}"
 
 
 # --- root resolvers ------------------------------------------------------------------------------

@@ -52,8 +52,10 @@ def routes(sandbox: ShopifySandbox, shop_pattern: str) -> list[BaseRoute]:
             return None, None, JSONResponse({"errors": INVALID_TOKEN}, status_code=401)
         bucket = _bucket(sandbox, shop, grant.app)
         bucket.refill(sandbox.state.clock.monotonic())
+        usage = sandbox.usage_of(shop)
         if bucket.available < 1:
             sandbox.stats["throttled"] += 1
+            usage.rest_throttled += 1
             refusal = JSONResponse(
                 {"errors": f"Exceeded {bucket.restore_rate:g} calls per second for api "
                            "client. Reduce request rates to resume uninterrupted service."},
@@ -63,6 +65,7 @@ def routes(sandbox: ShopifySandbox, shop_pattern: str) -> list[BaseRoute]:
             return grant, bucket, refusal
         bucket.available -= 1
         sandbox.stats["requests"] += 1
+        usage.rest_requests += 1
         return grant, bucket, None
 
     def answer(body: dict[str, Any], bucket: Bucket, version: str | None = None) -> Response:

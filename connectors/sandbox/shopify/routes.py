@@ -250,11 +250,21 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
                 {"errors": {"query": "Required parameter missing or invalid"}}, status_code=400
             )
         shop = sandbox.shops[shop_name]
+        usage = sandbox.usage_of(shop_name)
+        usage.graphql_requests += 1
         if fault == "throttle":
             sandbox.buckets[shop_name].available = 0.0
         # Where this Shopify is served (for bulk result urls), as the client reached it.
         own_url = str(request.url).split("?", 1)[0]
         base_url = own_url[: own_url.rindex(f"/{shop_name}/admin/")]
+        paid: list[int] = []  # what the bucket was charged: only that can be refunded
+
+        def charge(cost: int) -> bool:
+            charged = sandbox.charge(shop_name, cost)
+            if charged:
+                paid.append(cost)
+            return charged
+
         # Executing a page of 250 nodes is CPU work: keep it off the (shared) event loop.
         body = await asyncio.to_thread(
             run_query,
@@ -262,14 +272,16 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             query,
             payload.get("variables"),
             {"sandbox": sandbox, "base_url": base_url, "grant": grant},
-            charge=lambda c: sandbox.charge(shop_name, c),
+            charge=charge,
         )
         bulk.start_pending(sandbox, admin_schema())
         requested, actual = body.pop("_cost", (0, 0))
-        if actual is not None and requested > actual:
+        # A query refused before it was charged (over the 1,000-point maximum) refunds nothing.
+        if paid and actual is not None and requested > actual:
             sandbox.refund(shop_name, requested - actual)
         if actual is None:
             sandbox.stats["throttled"] += 1
+            usage.throttled += 1
         body["extensions"] = {
             "cost": {
                 "requestedQueryCost": requested,
@@ -295,7 +307,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             or not op.path.exists()
         ):
             return Response("Not Found", status_code=404, media_type="text/plain")
-        return FileResponse(op.path, media_type="application/jsonl")
+        return FileResponse(op.path, media_type="application/jsonl", filename=op.filename)
 
     return [
         Route("/_bulk/{key:str}.jsonl", bulk_result, methods=["GET"]),

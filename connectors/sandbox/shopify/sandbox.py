@@ -31,6 +31,18 @@ INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wr
 
 
 @dataclass
+class ShopUsage:
+    """What one shop's apps asked of it since the shop was created: the figures a benchmark
+    compares with the shop's limits (``GET /_sandbox/shopify/shops/{shop}/usage``)."""
+
+    graphql_requests: int = 0
+    throttled: int = 0  # GraphQL answers with THROTTLED
+    points: float = 0.0  # cost points the bucket really paid: charged minus refunded
+    rest_requests: int = 0  # legacy REST requests admitted
+    rest_throttled: int = 0  # legacy REST 429s
+
+
+@dataclass
 class Grant:
     shop: str
     scopes: str
@@ -74,6 +86,7 @@ class ShopifySandbox:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     deliveries: list[tuple[str, Any]] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "throttled": 0})
+    usage: dict[str, ShopUsage] = field(default_factory=dict)
     bulk: bulk.BulkOperations = field(default_factory=bulk.BulkOperations)
     # Transport for deliveries the sandbox starts on its own (bulk_operations/finish); tests
     # set one, otherwise real HTTP.
@@ -113,6 +126,7 @@ class ShopifySandbox:
             raise ValueError(f"plan must be one of {', '.join(PLANS)}")
         data = ShopData(shop=shop, seed=self.state.seed, plan=plan, **sizes)
         self.shops[shop] = data
+        self.usage[shop] = ShopUsage()
         self.revoked.discard(shop)
         self.bulk.forget_shop(shop)
         self.bulk.faults.pop(shop, None)
@@ -130,11 +144,17 @@ class ShopifySandbox:
         if bucket.available < cost:
             return False
         bucket.available -= cost
+        self.usage_of(shop).points += cost
         return True
 
     def refund(self, shop: str, points: int) -> None:
         bucket = self.buckets[shop]
         bucket.available = min(bucket.maximum, bucket.available + points)
+        self.usage_of(shop).points -= points
+
+    def usage_of(self, shop: str) -> ShopUsage:
+        """The shop's usage counters (a shop restored from disk starts them at zero)."""
+        return self.usage.setdefault(shop, ShopUsage())
 
     def throttle_status(self, shop: str) -> dict[str, float]:
         bucket = self.buckets[shop]
