@@ -39,11 +39,15 @@ from dashboard.models import (
     WebhookEvent,
     WebhookStatus,
 )
-from dashboard.services import incidents, webhook_processing, webhook_subscriptions
+from dashboard.services import (
+    incidents,
+    webhook_intake,
+    webhook_processing,
+    webhook_subscriptions,
+)
 from dashboard.services.app_credentials import APP_KINDS, shopify_connector_for
 from dashboard.services.audit import record_audit
 from dashboard.services.credentials import DbCredentialStore, delete_credentials
-from dashboard.services.integrations import find_integration_by_shop
 from dashboard.services.records import mark_deleted, upsert_records
 from dashboard.services.shopify_compliance import apply_compliance
 from dashboard.services.shopify_webhook_binding import (
@@ -53,6 +57,7 @@ from dashboard.services.shopify_webhook_binding import (
     bind,
 )
 from dashboard.services.sync import RECOVERY_EVERY, process_gone, worker_id
+from dashboard.services.webhook_intake import Delivery
 from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.shopify.webhooks")
@@ -74,31 +79,20 @@ class _Retryable(Exception):
 
 
 async def persist(*, webhook_id: str, topic: str, shop: str, body: bytes) -> uuid.UUID | None:
-    """Store the event; None when this webhook id was received already (a redelivery)."""
+    """Store the event, committed with the deliveries arriving together (``webhook_intake``);
+    None when this webhook id was received already (a redelivery)."""
     try:
         payload = json.loads(body)
     except ValueError:
         payload = {"unparsed": body[:2000].decode(errors="replace")}
-
-    def store(session: Session) -> uuid.UUID | None:
-        integration = find_integration_by_shop(session=session, shop_domain=shop) if shop else None
-        event = WebhookEvent(
-            platform="shopify",
-            webhook_id=webhook_id[:128],
-            topic=topic[:64],
-            shop=shop[:255] or None,
-            payload=payload if isinstance(payload, dict) else {"value": payload},
-            integration_id=integration.id if integration else None,
-        )
-        session.add(event)
-        try:
-            session.flush()
-        except sa.exc.IntegrityError:
-            session.rollback()
-            return None
-        return event.id
-
-    return await in_session(store)
+    delivery = Delivery(
+        platform="shopify",
+        webhook_id=webhook_id,
+        topic=topic,
+        shop=shop,
+        payload=payload if isinstance(payload, dict) else {"value": payload},
+    )
+    return await webhook_intake.group_commit().add(delivery)
 
 
 def process_later(event_id: uuid.UUID) -> None:
