@@ -26,28 +26,33 @@ from tests.test_shopify_connect import PRODUCT_1, approve, hub, new_link, signed
 __all__ = ["hub"]  # the fixture, shared with the connect tests
 
 
-async def test_a_process_applies_at_most_its_concurrency_at_once() -> None:
-    running, most = 0, 0
+async def test_a_process_applies_at_most_its_concurrency_in_batches_at_once() -> None:
+    running, most, batches = 0, 0, []
 
-    async def apply(_: uuid.UUID) -> None:
+    async def apply(event_ids: list[uuid.UUID]) -> None:
         nonlocal running, most
         running += 1
         most = max(most, running)
+        batches.append(event_ids)
         await asyncio.sleep(0.01)
         running -= 1
 
-    processor = WebhookProcessor(apply, consumers=4)
-    done = [processor.submit(uuid.uuid4()) for _ in range(40)]
+    processor = WebhookProcessor(apply, consumers=4, batch=5)
+    submitted = [uuid.uuid4() for _ in range(40)]
+    done = [processor.submit(event_id) for event_id in submitted]
     await asyncio.gather(*[d for d in done if d is not None])
     assert processor.applied == 40
     assert most == 4
+    # A burst is taken in batches, no batch larger than asked; every event once.
+    assert max(len(batch) for batch in batches) == 5
+    assert sorted(e for batch in batches for e in batch) == sorted(submitted)
     await processor.stop()
 
 
 async def test_a_full_queue_leaves_events_to_the_recovery_sweep() -> None:
     release = asyncio.Event()
 
-    async def apply(_: uuid.UUID) -> None:
+    async def apply(_: list[uuid.UUID]) -> None:
         await release.wait()
 
     processor = WebhookProcessor(apply, consumers=1, capacity=2)

@@ -16,11 +16,10 @@ import asyncio
 import logging
 import uuid
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -46,7 +45,8 @@ class Delivery:
     payload: dict[str, Any]
 
 
-Store = Callable[[Session, list[Delivery]], list[uuid.UUID | None]]
+class Store(Protocol):
+    def __call__(self, session: Session, deliveries: list[Delivery]) -> list[uuid.UUID | None]: ...
 
 
 def store_deliveries(session: Session, deliveries: list[Delivery]) -> list[uuid.UUID | None]:
@@ -117,8 +117,9 @@ class GroupCommit:
             while self.pending:
                 group = self.pending[: self.max_group]
                 del self.pending[: self.max_group]
+                deliveries = [delivery for delivery, _ in group]
                 try:
-                    ids = await in_session(partial(self.store, deliveries=[d for d, _ in group]))
+                    ids = await in_session(partial(self.store, deliveries=deliveries))
                 except Exception as error:  # the database refused: none of the group is stored
                     log.warning("storing %d webhook deliveries failed: %s", len(group), error)
                     for _, committed in group:
