@@ -47,7 +47,10 @@ from dashboard.services.shopify_record_lookups import stop_record_lookups
 from dashboard.services.shopify_webhook_actions import apply_event
 from dashboard.services.shopify_webhook_binding import (
     REJECTED_ACTION,
+    Known,
     Rejected,
+    integrations_of,
+    known,
 )
 from dashboard.services.sync import RECOVERY_EVERY, process_gone, worker_id
 from dashboard.services.webhook_intake import Delivery
@@ -114,12 +117,18 @@ async def process_many(event_ids: list[uuid.UUID]) -> None:
     slow to get to it) is left to the sweep, and each event is applied once.
     """
     worker = worker_id()
-    events = await in_session(partial(_claim_new, event_ids=event_ids, worker=worker))
-    await _attempt_all([(event, 1) for event in events], worker=worker)
+    events, integrations = await in_session(
+        partial(_claim_new, event_ids=event_ids, worker=worker)
+    )
+    with known(integrations):  # what ``bind`` would look up for each, read with the claim
+        await _attempt_all([(event, 1) for event in events], worker=worker)
 
 
-def _claim_new(session: Session, event_ids: list[uuid.UUID], worker: str) -> list[WebhookEvent]:
-    """``_claim`` of many events never attempted, in one statement; the events it took."""
+def _claim_new(
+    session: Session, event_ids: list[uuid.UUID], worker: str
+) -> tuple[list[WebhookEvent], Known]:
+    """``_claim`` of many events never attempted, in one statement; the events it took, and
+    the integrations they name."""
     claimed = (
         session.execute(
             sa.update(EVENTS)
@@ -136,14 +145,15 @@ def _claim_new(session: Session, event_ids: list[uuid.UUID], worker: str) -> lis
         .all()
     )
     if not claimed:
-        return []
-    return list(
+        return [], {}
+    events = list(
         session.exec(
             select(WebhookEvent)
             .where(col(WebhookEvent.id).in_(claimed))
             .order_by(col(WebhookEvent.received_at))
         ).all()
     )
+    return events, integrations_of(session, events)
 
 
 @dataclass(frozen=True)

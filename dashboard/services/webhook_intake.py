@@ -6,8 +6,9 @@ no acknowledged delivery. Deliveries that arrive together share one transaction:
 same webhook id twice in a group, is stored once), and every request of the group awaits that
 commit. One group commits at a time per process; the deliveries arriving meanwhile form the
 next group. A lone delivery therefore waits for nothing, and a burst pays one commit per group
-instead of one per delivery. The database work runs in the database threads (``in_session``),
-never on the event loop.
+instead of one per delivery. The database work runs on a database thread of its own
+(``in_own_session``), never on the event loop, and never queues behind the background work
+of the shared database threads (applying earlier webhooks, syncs).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from dashboard.db import in_session
+from dashboard.db import in_own_session
 from dashboard.models import WebhookEvent, WebhookStatus
 from dashboard.services.integrations import find_integration_by_shop
 
@@ -119,7 +120,9 @@ class GroupCommit:
                 del self.pending[: self.max_group]
                 deliveries = [delivery for delivery, _ in group]
                 try:
-                    ids = await in_session(partial(self.store, deliveries=deliveries))
+                    ids = await in_own_session(
+                        "webhook-intake", partial(self.store, deliveries=deliveries)
+                    )
                 except Exception as error:  # the database refused: none of the group is stored
                     log.warning("storing %d webhook deliveries failed: %s", len(group), error)
                     for _, committed in group:
