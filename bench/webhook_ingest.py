@@ -296,6 +296,7 @@ def main() -> int:
             command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
                        "--working-dir", str(ROOT / "bench"), "--host", "127.0.0.1",
                        "--port", str(port), "--workers", str(workers), "--no-ws",
+                       "--respawn-failed-workers",  # as hub serve does
                        "--log-level", "warning", "webhook_ingest:api_app"]  # fmt: skip
         else:
             command = [sys.executable, "-m", "uvicorn", "webhook_ingest:api_app", "--factory",
