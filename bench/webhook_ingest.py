@@ -1,7 +1,8 @@
 """Benchmark: signed Shopify webhooks into the hub, from a load generator on loopback.
 
 The hub's HTTP routes and lifespan (webhook consumers, recovery sweep, sync engine) run in
-``--workers`` uvicorn worker processes on a fresh PostgreSQL database (SQLite with one
+``--workers`` worker processes of Granian (the server ``hub serve`` runs; ``--server uvicorn``
+for the pure-Python one) on a fresh PostgreSQL database (SQLite with one
 worker when PostgreSQL is not reachable), the sandbox in its own process, the load
 generator here. The shop is connected, so every ``products/update`` is applied as in
 production: the product is fetched from the sandbox and stored. Prints verified/s (2xx
@@ -10,6 +11,7 @@ how long applying took after the last answer, and the workers' RSS before and af
 
     python bench/webhook_ingest.py [--deliveries 10000] [--concurrency 50] [--products 200]
                                    [--workers 2] [--kill-one] [--postgres URL]
+                                   [--server granian|uvicorn]
 
 ``--kill-one`` kills one worker with SIGKILL halfway through: deliveries it had not answered
 fail (Shopify would send them again); every one it answered is applied by another process.
@@ -157,7 +159,7 @@ def rss_mib(pid: int) -> float:
 
 
 def worker_pids(parent: int) -> list[int]:
-    """uvicorn's worker processes (not multiprocessing's resource tracker)."""
+    """The server's worker processes (not multiprocessing's resource tracker)."""
     children = Path(f"/proc/{parent}/task/{parent}/children")
     pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
     return [
@@ -277,6 +279,7 @@ def main() -> int:
     parser.add_argument("--kill-one", action="store_true")
     parser.add_argument("--postgres", default=os.environ.get("HUB_BENCH_POSTGRES", POSTGRES))
     parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument("--server", choices=("granian", "uvicorn"), default="granian")
     args = parser.parse_args()
     postgres = args.postgres if postgres_reachable(args.postgres) else None
     workers = args.workers if postgres else 1
@@ -289,12 +292,18 @@ def main() -> int:
         env = hub_environment(Path(tmp), database_url, base)
         connect_shop(env, base, args.products, port)
         secret = apps(base).shopify_client_secret
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "webhook_ingest:api_app", "--factory",
-             "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
-            env=env, cwd=tmp,
-        )  # fmt: skip
+        if args.server == "granian":
+            command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+                       "--working-dir", str(ROOT / "bench"), "--host", "127.0.0.1",
+                       "--port", str(port), "--workers", str(workers), "--no-ws",
+                       "--respawn-failed-workers",  # as hub serve does
+                       "--log-level", "warning", "webhook_ingest:api_app"]  # fmt: skip
+        else:
+            command = [sys.executable, "-m", "uvicorn", "webhook_ingest:api_app", "--factory",
+                       "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1",
+                       "--port", str(port), "--workers", str(workers), "--no-access-log",
+                       "--log-level", "warning"]  # fmt: skip
+        server = subprocess.Popen(command, env=env, cwd=tmp)
         try:
             url = f"http://127.0.0.1:{port}/api/webhooks/shopify"
             deadline = time.monotonic() + 60
@@ -347,7 +356,7 @@ def main() -> int:
     accepted = set(figures["accepted"])
     stored = states["ids"]
     print(
-        f"{workers} worker(s), {'PostgreSQL' if postgres else 'SQLite'}, concurrency "
+        f"{workers} {args.server} worker(s), {'PostgreSQL' if postgres else 'SQLite'}, concurrency "
         f"{args.concurrency}, {args.deliveries:,} products/update over {args.products} products"
     )
     print(

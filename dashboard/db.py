@@ -163,6 +163,28 @@ async def in_write_session(fn: Callable[[Session], T]) -> T:
     )
 
 
+_OWN_THREADS: dict[str, ThreadPoolExecutor] = {}
+
+
+async def in_own_session(lane: str, fn: Callable[[Session], T]) -> T:
+    """``in_session`` on a thread of ``lane``'s own, one per lane and process.
+
+    For short work that someone waits for and that must not queue behind the shared
+    database threads' background work: the webhook route's group commit, which Shopify's
+    request waits for while the same process applies earlier webhooks.
+    """
+    with _ENGINES_LOCK:
+        executor = _OWN_THREADS.get(lane)
+        if executor is None:
+            executor = _OWN_THREADS[lane] = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"hub-db-{lane}"
+            )
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        executor, functools.partial(context.run, _run, fn)
+    )
+
+
 def contains_pattern(text: str) -> str:
     """A LIKE pattern (``escape="\\"``) matching ``text`` anywhere, lower-cased, with ``%`` and
     ``_`` as plain characters: what a user typing in a search box means."""

@@ -175,8 +175,9 @@ class Settings(BaseSettings):
         8,
         ge=1,
         le=256,
-        description="Stored webhook events a process applies at once (its queue's "
-        "consumers); the rest wait in the queue, beyond it for the recovery sweep.",
+        description="Batches of stored webhook events (up to 50 each) a process applies at "
+        "once (its queue's consumers); the rest wait in the queue, beyond it for the recovery "
+        "sweep.",
     )
     shopify_refresh_warning_days: int = Field(
         14,

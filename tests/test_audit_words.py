@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from dashboard.db import session_scope
 from dashboard.models import Role
-from dashboard.services import audit, integrations, shopify_webhooks
+from dashboard.services import audit, integrations, shopify_webhook_actions
 from dashboard.services.audit import PHRASES, audit_page, record_audit, sentence
 from dashboard.services.auth import create_session, create_user
 from dashboard.state.integration_detail import DetailState
@@ -45,7 +45,7 @@ def _keys(node: ast.expr, constants: dict[str, str], where: str) -> Iterator[str
     elif isinstance(node, ast.Name) and node.id in constants:
         yield constants[node.id]
     elif isinstance(node, ast.JoinedStr) and ast.unparse(node) == "f'compliance.{event.topic}'":
-        yield from (f"compliance.{topic}" for topic in shopify_webhooks.COMPLIANCE)
+        yield from (f"compliance.{topic}" for topic in shopify_webhook_actions.COMPLIANCE)
     elif isinstance(node, ast.JoinedStr) and ast.unparse(node) in (
         "f'{scope}.pause'",
         "f'{scope}.resume'",

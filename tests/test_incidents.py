@@ -17,7 +17,7 @@ from dashboard.services.integrations import (
     decline_connect_link,
     mark_connected,
 )
-from dashboard.services.shopify_webhooks import _uninstalled
+from dashboard.services.shopify_webhook_actions import uninstalled as _uninstalled
 
 
 def shop(session: Session, name: str = "Acme") -> uuid.UUID:

@@ -72,8 +72,8 @@ async def test_many_variants_lines_and_levels_are_stored_completely_through_page
 async def test_a_webhook_look_up_reads_every_variant_and_line(
     sandbox: tuple[str, Any],
 ) -> None:
-    """products/update and orders/updated read the node by id: beyond its first 20 variants or
-    50 lines too."""
+    """products/update and orders/updated read their nodes by id (`nodes(ids:)`, one query for
+    many): beyond the first page of 10 variants or lines too, and a gone one is told apart."""
     base, _ = sandbox
     httpx.post(
         f"{base}/_sandbox/shopify/shops", headers=control_headers(base),
@@ -91,16 +91,20 @@ async def test_a_webhook_look_up_reads_every_variant_and_line(
             base_url=f"{base}/shopify",
         )
     )
-    product = await connector.fetch_node(
-        SHOP, credentials, "product", "gid://shopify/Product/1000001"
+    products = await connector.fetch_nodes(
+        SHOP, credentials, "product", ["gid://shopify/Product/1000001"]
     )
-    order = await connector.fetch_node(SHOP, credentials, "order", "gid://shopify/Order/5000001")
-    assert product is not None and order is not None
+    orders = await connector.fetch_nodes(
+        SHOP, credentials, "order", ["gid://shopify/Order/5000001", "gid://shopify/Order/5000099"]
+    )
+    product = products.nodes["gid://shopify/Product/1000001"]
+    order = orders.nodes["gid://shopify/Order/5000001"]
     variants = [v["id"] for v in product["variants"]["nodes"]]
     assert len(variants) == len(set(variants)) == 45
     assert len({line["id"] for line in order["lineItems"]["nodes"]}) == 60
-    gone = await connector.fetch_node(SHOP, credentials, "order", "gid://shopify/Order/5000099")
-    assert gone is None
+    # The order that does not exist is neither found nor incomplete: gone.
+    assert set(orders.nodes) == {"gid://shopify/Order/5000001"}
+    assert orders.incomplete == {} and products.incomplete == {}
 
 
 async def test_a_removed_variant_or_line_item_is_deleted_by_the_next_incremental_run(

@@ -123,6 +123,19 @@ def test_requested_cost_stays_within_shopifys_single_query_limit(name: str, docu
     assert 0 < cost <= MAX_QUERY_COST, f"{name} requests {cost} points with {variables}"
 
 
+@pytest.mark.parametrize("kind", sorted(queries.NODES_BY_IDS))
+def test_a_full_batch_of_ids_stays_within_the_limit_even_priced_per_id(kind: str) -> None:
+    """``nodes(ids:)`` of a webhook batch: priced as that many ``product(id:)`` / ``order(id:)``
+    of the same fields, it still requests at most 1,000 points."""
+    name, document, per_query = queries.NODES_BY_IDS[kind]
+    fields = document.split(f"... on {kind.capitalize()} {{", 1)[1].rsplit("}", 3)[0]
+    single = f"query One($id: ID!) {{ {kind}(id: $id) {{ {fields} }} }}"
+    assert schema_errors(single) == []
+    per_id = document_cost(parse(single), {"id": SAMPLE_VARIABLES["id"]})
+    assert per_id > 10  # the fields were found: a product or order with a page of children
+    assert per_id * per_query <= MAX_QUERY_COST, f"{name}: {per_query} x {per_id} points"
+
+
 def test_page_sizes_are_within_shopifys_maximum() -> None:
     assert all(0 < size <= MAX_FIRST for size in queries.PAGE_SIZES.values())
     assert set(PAGE_SIZE_OF) <= set(queries.ALL_DOCUMENTS)

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from connectors.http import CLIENTS
 from connectors.shopify.client import ShopifyClient
 from dashboard.db import session_scope
-from dashboard.models import WebhookEvent
+from dashboard.models import Product, WebhookEvent
 from dashboard.services import connect, shopify_webhooks, sync, webhook_signers
 from dashboard.services.webhook_processing import RecordRefreshes, WebhookProcessor
 from dashboard.settings import get_settings
@@ -26,28 +26,33 @@ from tests.test_shopify_connect import PRODUCT_1, approve, hub, new_link, signed
 __all__ = ["hub"]  # the fixture, shared with the connect tests
 
 
-async def test_a_process_applies_at_most_its_concurrency_at_once() -> None:
-    running, most = 0, 0
+async def test_a_process_applies_at_most_its_concurrency_in_batches_at_once() -> None:
+    running, most, batches = 0, 0, []
 
-    async def apply(_: uuid.UUID) -> None:
+    async def apply(event_ids: list[uuid.UUID]) -> None:
         nonlocal running, most
         running += 1
         most = max(most, running)
+        batches.append(event_ids)
         await asyncio.sleep(0.01)
         running -= 1
 
-    processor = WebhookProcessor(apply, consumers=4)
-    done = [processor.submit(uuid.uuid4()) for _ in range(40)]
+    processor = WebhookProcessor(apply, consumers=4, batch=5)
+    submitted = [uuid.uuid4() for _ in range(40)]
+    done = [processor.submit(event_id) for event_id in submitted]
     await asyncio.gather(*[d for d in done if d is not None])
     assert processor.applied == 40
     assert most == 4
+    # A burst is taken in batches, no batch larger than asked; every event once.
+    assert max(len(batch) for batch in batches) == 5
+    assert sorted(e for batch in batches for e in batch) == sorted(submitted)
     await processor.stop()
 
 
 async def test_a_full_queue_leaves_events_to_the_recovery_sweep() -> None:
     release = asyncio.Event()
 
-    async def apply(_: uuid.UUID) -> None:
+    async def apply(_: list[uuid.UUID]) -> None:
         await release.wait()
 
     processor = WebhookProcessor(apply, consumers=1, capacity=2)
@@ -130,6 +135,49 @@ async def test_a_burst_of_updates_to_one_product_is_applied_with_few_fetches(hub
     # A fetch reads the product (and its variants); the 20 events shared at most a few.
     assert stats["requests"] - requests_before <= 4
     assert CLIENTS.built - clients_before <= 1  # the shop's client, if the sync's was closed
+
+
+async def test_updates_to_many_products_are_read_in_one_look_up_and_stored(hub: dict) -> None:
+    """A burst about ten products: each delivery applied once, every product stored again
+    with what Shopify has now, and the ten read together (one `nodes(ids:)` query per batch),
+    not one Admin API call per product."""
+    integration_id, token = new_link()
+    assert (await hub["client"].get(await approve(hub, token))).status_code == 200
+    await asyncio.gather(*connect._background)
+    await sync.get_engine().wait()
+    gids = [f"gid://shopify/Product/{1_000_001 + n}" for n in range(10)]
+    with session_scope() as s:
+        synced_before = dict(
+            s.exec(
+                select(Product.external_id, Product.synced_at).where(
+                    Product.integration_id == integration_id, col(Product.external_id).in_(gids)
+                )
+            ).all()
+        )
+    assert set(synced_before) == set(gids)  # the first sync stored them
+    stats = hub["sandbox"].state.sandbox.extras["shopify"].stats
+    requests_before = stats["requests"]
+    deliveries = [
+        signed({"id": int(gid.rsplit("/", 1)[1]), "admin_graphql_api_id": gid})
+        for gid in gids * 2
+    ]
+    answers = await asyncio.gather(
+        *(hub["client"].post("/api/webhooks/shopify", **d) for d in deliveries)
+    )
+    assert [a.status_code for a in answers] == [200] * 20
+    await asyncio.gather(*shopify_webhooks._tasks)
+    with session_scope() as s:
+        events = s.exec(select(WebhookEvent).where(WebhookEvent.integration_id == integration_id))
+        assert [(e.status, e.attempts) for e in events] == [("processed", 1)] * 20
+        products = s.exec(
+            select(Product).where(
+                Product.integration_id == integration_id, col(Product.external_id).in_(gids)
+            )
+        ).all()
+    assert {p.external_id for p in products if p.deleted_at is None} == set(gids)
+    assert all(p.synced_at > synced_before[p.external_id] for p in products)  # stored again
+    # Ten products, twenty events: a few look-ups (one per product would be ten).
+    assert stats["requests"] - requests_before <= 5
 
 
 def _signature(secret: str, body: bytes) -> str:

@@ -56,15 +56,16 @@ NEAR_FULL = 0.95  # a bucket this full may have capped the refill: a measurement
 
 
 def cost_key(name: str, variables: dict[str, Any] | None) -> tuple[Any, ...]:
-    """What a query's requested cost depends on: the document (by name) and its page sizes.
+    """What a query's requested cost depends on: the document (by name), its page sizes and
+    the number of ids it asks for (``nodes(ids:)``).
 
     Shopify prices a query before running it from its connections' ``first``/``last``;
     cursors and search strings change what it returns, not what it requests.
     """
     sizes = sorted(
-        (key, value)
+        (key, len(value) if isinstance(value, list) else value)
         for key, value in (variables or {}).items()
-        if isinstance(value, int) and not isinstance(value, bool)
+        if isinstance(value, list) or (isinstance(value, int) and not isinstance(value, bool))
     )
     return (name, *sizes)
 

@@ -307,34 +307,52 @@ class ShopifyConnector(Connector):
         finally:
             await client.aclose()
 
-    async def fetch_node(
-        self, shop: str, credentials: CredentialStore, kind: str, node_id: str
-    ) -> dict[str, Any] | None:
-        """The current product or order behind a webhook, with every variant or line item
-        (None when it no longer exists).
+    async def fetch_nodes(
+        self, shop: str, credentials: CredentialStore, kind: str, node_ids: Sequence[str]
+    ) -> FetchedNodes:
+        """The current products or orders behind webhooks, each with every variant or line
+        item: one ``nodes(ids:)`` query per ``NODES_BY_IDS`` ids, then the follow-up queries
+        of the long ones. An id in neither ``nodes`` nor ``incomplete`` no longer exists.
 
-        Raises MalformedResponse (a TransientError: try again later) when its variants or
-        line items could not be read to the end, e.g. it was deleted meanwhile.
+        Raises the client's typed errors (AuthError, TransientError, ...) for the whole look-up.
         """
-        client = self.client(shop, credentials)
-        document, name = (
-            (queries.PRODUCT_BY_ID, "ProductById")
-            if kind == "product"
-            else (queries.ORDER_BY_ID, "OrderById")
-        )
+        name, document, per_query = queries.NODES_BY_IDS[kind]
         nested = NESTED_OF_KIND[kind]
+        fetched = FetchedNodes()
+        client = self.client(shop, credentials)
         try:
-            data = await client.query(name, document, {"id": node_id}, expected_cost=30)
-            node = data.get(kind)
-            if (
-                isinstance(node, dict)
-                and nested is not None
-                and not await complete_nested(client, nested, node)
-            ):
-                raise MalformedResponse(f"{name}: the {nested.field} of {node_id} were cut short")
+            unique = list(dict.fromkeys(node_ids))
+            for start in range(0, len(unique), per_query):
+                ids = unique[start : start + per_query]
+                data = await client.query(
+                    name, document, {"ids": ids}, expected_cost=per_query * 60.0
+                )
+                answered = data.get("nodes")
+                if not isinstance(answered, list) or len(answered) != len(ids):
+                    raise MalformedResponse(f"{name}: not one answer per id")
+                for node_id, node in zip(ids, answered, strict=True):
+                    # None, or another type under that id (the fragment selects nothing): gone.
+                    if not isinstance(node, dict) or not node.get("id"):
+                        continue
+                    if nested is not None and not await complete_nested(client, nested, node):
+                        fetched.incomplete[node_id] = (
+                            f"{name}: the {nested.field} of {node_id} were cut short"
+                        )
+                        continue
+                    fetched.nodes[node_id] = node
         finally:
             await client.aclose()
-        return node
+        return fetched
+
+
+@dataclass
+class FetchedNodes:
+    """What ``ShopifyConnector.fetch_nodes`` found, by global id."""
+
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # complete
+    # Nested variants or line items that could not be read to the end (deleted meanwhile?):
+    # why, by id; try again later.
+    incomplete: dict[str, str] = field(default_factory=dict)
 
 
 def _hours(value: Any) -> timedelta | None:

@@ -19,6 +19,9 @@ Anything else raises ``Rejected``: the event is not applied, is logged and audit
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, col, select
@@ -49,6 +52,34 @@ class Rejected(Exception):
     """The event must not act; the message says why (for the log and the audit log)."""
 
 
+# (shop, any status) -> its integration, read for a batch of events at once (``known``).
+Known = dict[tuple[str, bool], Integration | None]
+_known: ContextVar[Known | None] = ContextVar("known_integrations", default=None)
+
+
+def integrations_of(session: Session, events: Iterable[WebhookEvent]) -> Known:
+    """The integrations ``bind`` looks up for ``events``: one query per shop, not per event."""
+    found: Known = {}
+    for event in events:
+        try:
+            key = (validate_shop_domain(event.shop or ""), event.topic in COMPLIANCE_TOPICS)
+        except InvalidInput:
+            continue
+        if key not in found:
+            found[key] = _integration_of(session, key[0], any_status=key[1])
+    return found
+
+
+@contextmanager
+def known(integrations: Known) -> Iterator[None]:
+    """``bind`` in this block (and the tasks it starts) takes the integrations read already."""
+    token = _known.set(integrations)
+    try:
+        yield
+    finally:
+        _known.reset(token)
+
+
 async def bind(event: WebhookEvent) -> Integration:
     """The integration the event may act on; raises Rejected when it may not act at all.
 
@@ -75,9 +106,12 @@ async def _bind(event: WebhookEvent) -> Integration:
     if named is not None and named != shop:
         raise Rejected(f"the signed body names {named[:255]}, the header {shop}")
     # Privacy topics also concern a shop that has uninstalled the app (shop/redact only does).
-    integration = await in_session(
-        lambda s: _integration_of(s, shop, any_status=topic in COMPLIANCE_TOPICS)
-    )
+    key = (shop, topic in COMPLIANCE_TOPICS)
+    read = _known.get()
+    if read is not None and key in read:
+        integration = read[key]
+    else:
+        integration = await in_session(lambda s: _integration_of(s, shop, any_status=key[1]))
     if integration is None:
         raise Rejected(f"no integration for {shop}")
     if topic == APP_UNINSTALLED:

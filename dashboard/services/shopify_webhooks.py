@@ -1,16 +1,18 @@
 """Shopify webhook events: stored first (deduplicated on X-Shopify-Webhook-Id), then applied.
 
-Changes are applied by re-reading the current record from the Admin API (payloads can arrive
-out of order; the API answers with the latest state), deletes mark records deleted, and
-app/uninstalled disconnects the integration and destroys its token.
+Storing is a group commit (``webhook_intake``): the webhook route answers once the event's
+row is committed. What an event does is ``shopify_webhook_actions``; this module decides when,
+where and how often.
 
-Every attempt to apply an event first claims it (a conditional update: ``attempts`` + 1,
-``worker``, ``attempted_at``), so exactly one process applies it at a time. The receiving
-process applies a new event at once; a sweep in every hub process (``webhook_lifespan``: at
-start-up, then every ``RECOVERY_EVERY`` s) takes the events no live process is applying: never
-attempted after a grace period (the receiving process died before applying them), attempted by
-a process that died or went silent, or due for a retry. After ``MAX_ATTEMPTS`` an event ends
-``failed`` with the reason, never retried forever.
+The receiving process applies new events in batches (``webhook_processing``): one claim for
+a batch, the events applied concurrently (their products and orders re-read together,
+``shopify_record_lookups``), their outcomes recorded in one transaction. Every attempt to
+apply an event first claims it (a conditional update: ``attempts`` + 1, ``worker``,
+``attempted_at``), so exactly one process applies it at a time. A sweep in every hub process
+(``webhook_lifespan``: at start-up, then every ``RECOVERY_EVERY`` s) takes the events no live
+process is applying: never attempted after a grace period (the receiving process died before
+applying them), attempted by a process that died or went silent, or due for a retry. After
+``MAX_ATTEMPTS`` an event ends ``failed`` with the reason, never retried forever.
 """
 
 from __future__ import annotations
@@ -27,37 +29,35 @@ from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from connectors.base import ChildrenComplete, UnifiedRecord
-from connectors.errors import AuthError, ConnectorError, RateLimited, TransientError
-from connectors.shopify.streams import NESTED_OF_KIND, normalize_order, normalize_product
+from connectors.errors import ConnectorError, RateLimited, TransientError
 from dashboard.db import in_session
 from dashboard.models import (
-    Integration,
-    IntegrationStatus,
     WebhookEvent,
     WebhookStatus,
 )
-from dashboard.services import incidents, webhook_processing, webhook_subscriptions
-from dashboard.services.app_credentials import APP_KINDS, shopify_connector_for
+from dashboard.services import (
+    webhook_intake,
+    webhook_processing,
+    webhook_subscriptions,
+)
 from dashboard.services.audit import record_audit
-from dashboard.services.credentials import DbCredentialStore, delete_credentials
-from dashboard.services.integrations import find_integration_by_shop
-from dashboard.services.records import mark_deleted, upsert_records
-from dashboard.services.shopify_compliance import apply_compliance
+from dashboard.services.shopify_record_lookups import stop_record_lookups
+from dashboard.services.shopify_webhook_actions import apply_event
 from dashboard.services.shopify_webhook_binding import (
     REJECTED_ACTION,
-    UNINSTALLED_ACTION,
+    Known,
     Rejected,
-    bind,
+    integrations_of,
+    known,
 )
 from dashboard.services.sync import RECOVERY_EVERY, process_gone, worker_id
+from dashboard.services.webhook_intake import Delivery
 from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.shopify.webhooks")
 _tasks: set[asyncio.Future[None]] = set()  # events queued or being applied here
-COMPLIANCE = {"customers/data_request", "customers/redact", "shop/redact"}
 EVENTS: sa.Table = WebhookEvent.__table__  # type: ignore[attr-defined]
 RECEIVED = WebhookStatus.RECEIVED.value
 
@@ -69,42 +69,35 @@ SWEEP_LIMIT = 500  # oldest stranded events considered per sweep
 SWEEP_CONCURRENCY = 4
 
 
+_apply = apply_event  # what an event does; tests replace it here
+
+
 class _Retryable(Exception):
     """An attempt failed in a way a later attempt may not (platform down, database hiccup)."""
 
 
 async def persist(*, webhook_id: str, topic: str, shop: str, body: bytes) -> uuid.UUID | None:
-    """Store the event; None when this webhook id was received already (a redelivery)."""
+    """Store the event, committed with the deliveries arriving together (``webhook_intake``);
+    None when this webhook id was received already (a redelivery)."""
     try:
         payload = json.loads(body)
     except ValueError:
         payload = {"unparsed": body[:2000].decode(errors="replace")}
-
-    def store(session: Session) -> uuid.UUID | None:
-        integration = find_integration_by_shop(session=session, shop_domain=shop) if shop else None
-        event = WebhookEvent(
-            platform="shopify",
-            webhook_id=webhook_id[:128],
-            topic=topic[:64],
-            shop=shop[:255] or None,
-            payload=payload if isinstance(payload, dict) else {"value": payload},
-            integration_id=integration.id if integration else None,
-        )
-        session.add(event)
-        try:
-            session.flush()
-        except sa.exc.IntegrityError:
-            session.rollback()
-            return None
-        return event.id
-
-    return await in_session(store)
+    delivery = Delivery(
+        platform="shopify",
+        webhook_id=webhook_id,
+        topic=topic,
+        shop=shop,
+        payload=payload if isinstance(payload, dict) else {"value": payload},
+    )
+    return await webhook_intake.group_commit().add(delivery)
 
 
 def process_later(event_id: uuid.UUID) -> None:
     """Queue a newly stored event for this process's webhook consumers
-    (``webhook_processing``: bounded; a full queue leaves it to the recovery sweep)."""
-    done = webhook_processing.processor(process, get_settings().webhook_concurrency).submit(
+    (``webhook_processing``: bounded, in batches; a full queue leaves it to the recovery
+    sweep)."""
+    done = webhook_processing.processor(process_many, get_settings().webhook_concurrency).submit(
         event_id
     )
     if done is not None:
@@ -113,14 +106,54 @@ def process_later(event_id: uuid.UUID) -> None:
 
 
 async def process(event_id: uuid.UUID) -> None:
-    """Apply a newly stored event here (the webhook route's background task).
+    """Apply one newly stored event here."""
+    await process_many([event_id])
 
-    Claimed first: a sweep that took it meanwhile (this process was slow to get here) wins,
-    and the event is applied once.
+
+async def process_many(event_ids: list[uuid.UUID]) -> None:
+    """Apply newly stored events here (a batch of the webhook consumers).
+
+    Claimed together first, in one UPDATE: an event a sweep took meanwhile (this process was
+    slow to get to it) is left to the sweep, and each event is applied once.
     """
     worker = worker_id()
-    if await in_session(partial(_claim, event_id=event_id, seen=_Seen(0, None), worker=worker)):
-        await _attempt(event_id, attempt=1, worker=worker)
+    events, integrations = await in_session(
+        partial(_claim_new, event_ids=event_ids, worker=worker)
+    )
+    with known(integrations):  # what ``bind`` would look up for each, read with the claim
+        await _attempt_all([(event, 1) for event in events], worker=worker)
+
+
+def _claim_new(
+    session: Session, event_ids: list[uuid.UUID], worker: str
+) -> tuple[list[WebhookEvent], Known]:
+    """``_claim`` of many events never attempted, in one statement; the events it took, and
+    the integrations they name."""
+    claimed = (
+        session.execute(
+            sa.update(EVENTS)
+            .where(
+                EVENTS.c.id.in_(event_ids),
+                EVENTS.c.status == RECEIVED,
+                EVENTS.c.attempts == 0,
+                EVENTS.c.worker.is_(None),
+            )
+            .values(attempts=1, worker=worker, attempted_at=datetime.now(UTC))
+            .returning(EVENTS.c.id)
+        )
+        .scalars()
+        .all()
+    )
+    if not claimed:
+        return [], {}
+    events = list(
+        session.exec(
+            select(WebhookEvent)
+            .where(col(WebhookEvent.id).in_(claimed))
+            .order_by(col(WebhookEvent.received_at))
+        ).all()
+    )
+    return events, integrations_of(session, events)
 
 
 @dataclass(frozen=True)
@@ -219,47 +252,116 @@ def retry_delay(attempts: int) -> timedelta:
     return RETRY_AFTER * 2 ** max(0, attempts - 1)
 
 
-async def _attempt(event_id: uuid.UUID, *, attempt: int, worker: str) -> None:
-    """Apply a claimed event once and record the outcome (or release it for a retry)."""
-    event = await in_session(lambda s: s.get(WebhookEvent, event_id))
-    if event is None:
-        return
-    status, error, retryable = WebhookStatus.PROCESSED, None, None
+@dataclass
+class _Outcome:
+    """How an attempt ended: ``status`` recorded, or released for a later attempt."""
+
+    event_id: uuid.UUID
+    attempt: int
+    status: WebhookStatus = WebhookStatus.PROCESSED
+    error: str | None = None
     rejected: dict[str, Any] | None = None
+    release: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """Ended without anything to write but its status: recorded with others at once."""
+        return not self.release and self.error is None and self.rejected is None
+
+
+async def _attempt(event_id: uuid.UUID, *, attempt: int, worker: str) -> None:
+    """Apply one claimed event and record the outcome (or release it for a retry)."""
+    event = await in_session(lambda s: s.get(WebhookEvent, event_id))
+    if event is not None:
+        await _attempt_all([(event, attempt)], worker=worker)
+
+
+async def _attempt_all(claimed: list[tuple[WebhookEvent, int]], *, worker: str) -> None:
+    """Apply claimed events (each with its attempt number) concurrently, then record how each
+    attempt ended, all in one transaction; when this process stops meanwhile, hand them all
+    back (their attempts do not count)."""
+    if not claimed:
+        return
+    try:
+        outcomes = await asyncio.gather(*(_try(event, attempt) for event, attempt in claimed))
+    except asyncio.CancelledError:  # this process stops: the next one applies them
+        handed = [(event.id, attempt) for event, attempt in claimed]
+        await in_session(partial(_hand_back_all, claimed=handed, worker=worker))
+        raise
+    taken = await in_session(partial(_record_outcomes, outcomes=outcomes, worker=worker))
+    for event, _ in claimed:
+        if event.id in taken:  # declared dead meanwhile (silent too long); another attempt owns it
+            log.warning("webhook %s (%s): taken over by another attempt", event.webhook_id,
+                        event.topic)  # fmt: skip
+
+
+async def _try(event: WebhookEvent, attempt: int) -> _Outcome:
+    """Apply the event once; how the attempt ended."""
+    outcome = _Outcome(event.id, attempt)
+    retryable = None
     try:
         if not await _apply(event):
-            status = WebhookStatus.IGNORED
+            outcome.status = WebhookStatus.IGNORED
     except Rejected as refusal:  # the signed body does not back what the headers claim
-        status, error = WebhookStatus.IGNORED, f"rejected: {refusal}"
-        rejected = {"webhook_id": event.webhook_id, "topic": event.topic,
-                    "shop": event.shop, "reason": str(refusal)}  # fmt: skip
-    except asyncio.CancelledError:  # this process stops: the next one applies it
-        await in_session(partial(_hand_back, event_id=event_id, attempt=attempt, worker=worker))
-        raise
+        outcome.status, outcome.error = WebhookStatus.IGNORED, f"rejected: {refusal}"
+        outcome.rejected = {"webhook_id": event.webhook_id, "topic": event.topic,
+                            "shop": event.shop, "reason": str(refusal)}  # fmt: skip
     except (TransientError, RateLimited) as failure:  # the platform may answer later
         retryable = f"{type(failure).__name__}: {failure}"
     except (ConnectorError, ValueError, KeyError) as failure:  # refused, or unusable payload
-        status, error = WebhookStatus.FAILED, f"{type(failure).__name__}: {failure}"
+        outcome.status, outcome.error = WebhookStatus.FAILED, f"{type(failure).__name__}: {failure}"
     except Exception as failure:  # a database hiccup or a bug: retried, within limits
         log.exception("webhook %s (%s): attempt %d crashed", event.webhook_id, event.topic, attempt)
         retryable = f"{type(failure).__name__}: {failure}"
     if retryable and attempt < MAX_ATTEMPTS:
-        reason = f"attempt {attempt} of {MAX_ATTEMPTS} failed: {retryable}; retrying"
-        log.warning("webhook %s (%s): %s", event.webhook_id, event.topic, reason)
-        await in_session(
-            partial(_release, event_id=event_id, attempt=attempt, worker=worker, error=reason)
-        )
-        return
+        outcome.error = f"attempt {attempt} of {MAX_ATTEMPTS} failed: {retryable}; retrying"
+        outcome.release = True
+        log.warning("webhook %s (%s): %s", event.webhook_id, event.topic, outcome.error)
+        return outcome
     if retryable:
-        status, error = WebhookStatus.FAILED, f"gave up after {attempt} attempts: {retryable}"
-    if error:
-        log.warning("webhook %s (%s) not applied: %s", event.webhook_id, event.topic, error)
-    recorded = await in_session(
-        partial(_record_outcome, event_id=event_id, attempt=attempt, worker=worker,
-                status=status, error=error, rejected=rejected)
-    )  # fmt: skip
-    if not recorded:  # declared dead meanwhile (silent too long); another attempt owns it
-        log.warning("webhook %s (%s): taken over by another attempt", event.webhook_id, event.topic)
+        outcome.status = WebhookStatus.FAILED
+        outcome.error = f"gave up after {attempt} attempts: {retryable}"
+    if outcome.error:
+        log.warning("webhook %s (%s) not applied: %s", event.webhook_id, event.topic,
+                    outcome.error)  # fmt: skip
+    return outcome
+
+
+def _record_outcomes(session: Session, outcomes: list[_Outcome], worker: str) -> set[uuid.UUID]:
+    """Record the attempts' outcomes; the events another attempt took over meanwhile.
+
+    The plain ones (applied or ignored, nothing else to write) of the same status and attempt
+    number take one UPDATE together, under the same conditions as ``_record_outcome``.
+    """
+    taken: set[uuid.UUID] = set()
+    plain: dict[tuple[WebhookStatus, int], list[uuid.UUID]] = {}
+    for outcome in outcomes:
+        if outcome.plain:
+            plain.setdefault((outcome.status, outcome.attempt), []).append(outcome.event_id)
+        elif outcome.release:
+            _release(session, outcome.event_id, outcome.attempt, worker, outcome.error)
+        elif not _record_outcome(session, outcome.event_id, outcome.attempt, worker,
+                                 outcome.status, outcome.error, outcome.rejected):  # fmt: skip
+            taken.add(outcome.event_id)
+    for (status, attempt), event_ids in plain.items():
+        recorded = session.execute(
+            sa.update(EVENTS)
+            .where(
+                EVENTS.c.id.in_(event_ids),
+                EVENTS.c.status == RECEIVED,
+                EVENTS.c.attempts == attempt,
+                EVENTS.c.worker == worker,
+            )
+            .values(status=status.value, error=None, processed_at=datetime.now(UTC), worker=None)
+            .returning(EVENTS.c.id)
+        )
+        taken |= set(event_ids) - set(recorded.scalars())
+    return taken
+
+
+def _hand_back_all(session: Session, claimed: list[tuple[uuid.UUID, int]], worker: str) -> None:
+    for event_id, attempt in claimed:
+        _hand_back(session, event_id, attempt, worker)
 
 
 # --- recovery of stranded events ----------------------------------------------------------------
@@ -367,107 +469,8 @@ async def webhook_lifespan() -> AsyncIterator[None]:
     finally:
         stop.set()
         await webhook_processing.stop_processor()  # the events being applied are handed back
+        await stop_record_lookups()
         in_flight = [*_tasks, sweeper]
         for task in in_flight:
             task.cancel()
         await asyncio.wait(in_flight, timeout=5)
-
-
-async def _apply(event: WebhookEvent) -> bool:
-    """Act on the event; False when there is nothing to do. Raises Rejected (from ``bind``)
-    when the signed body does not back the headers or a destructive topic is unconfirmed."""
-    integration = await bind(event)
-    topic, payload = event.topic, event.payload
-    if topic in COMPLIANCE:
-        await in_session(lambda s: apply_compliance(s, event, integration.id))
-        return True
-    if not integration.shop_domain:
-        return False
-    if topic == "app/uninstalled":
-        await in_session(lambda s: _uninstalled(s, integration.id))
-        return True
-    resource, _, action = topic.partition("/")
-    if action == "delete":
-        if resource not in ("products", "orders", "customers"):
-            return False
-        kind = resource[:-1]
-        gid = (
-            payload.get("admin_graphql_api_id")
-            or f"gid://shopify/{kind.capitalize()}/{payload['id']}"
-        )
-        await in_session(lambda s: _mark_deleted(s, integration.id, kind, gid))
-        return True
-    if resource in ("products", "orders"):
-        kind = resource[:-1]
-        gid = (
-            payload.get("admin_graphql_api_id")
-            or f"gid://shopify/{kind.capitalize()}/{payload['id']}"
-        )
-        # The events about one record received meanwhile share one fetch (and its upsert).
-        refreshes = webhook_processing.record_refreshes()
-        return bool(
-            await refreshes.refresh(
-                (integration.id, kind, gid),
-                event.received_at,
-                partial(_refresh_record, integration.id, integration.shop_domain, kind, gid),
-            )
-        )
-    if resource in ("customers", "inventory_levels"):
-        from dashboard.services import sync
-
-        stream = "customers" if resource == "customers" else "inventory"
-        try:
-            await sync.request_sync(integration_id=integration.id, stream=stream, trigger="webhook")
-        except sync.SyncRefused:
-            return False
-        return True
-    return False
-
-
-async def _refresh_record(integration_id: uuid.UUID, shop: str, kind: str, gid: str) -> bool:
-    """Store the current product or order ``gid`` (deleted when Shopify no longer has it);
-    False when the shop's access is refused (the next sync marks it needs_reauth)."""
-    connector = await shopify_connector_for(integration_id)
-    try:
-        node = await connector.fetch_node(shop, DbCredentialStore(integration_id), kind, gid)
-    except AuthError:
-        return False
-    if node is None:
-        await in_session(lambda s: _mark_deleted(s, integration_id, kind, gid))
-        return True
-    records: list[UnifiedRecord] = (
-        normalize_product(node) if kind == "product" else normalize_order(node)
-    )
-    # fetch_node read every variant or line item: the stored ones it lacks are gone.
-    nested = NESTED_OF_KIND[kind]
-    complete = ChildrenComplete(nested.kind, (node["id"],)) if nested else None
-    await in_session(
-        lambda s: upsert_records(
-            session=s, integration_id=integration_id, records=records, children_complete=complete
-        )
-    )
-    return True
-
-
-def _mark_deleted(session: Session, integration_id: uuid.UUID, kind: str, gid: str) -> None:
-    mark_deleted(session=session, integration_id=integration_id, kind=kind, external_ids=[gid])
-
-
-def _uninstalled(session: Session, integration_id: uuid.UUID) -> None:
-    integration = session.get(Integration, integration_id)
-    if integration is None:
-        return
-    # The tokens go; an own app's credentials stay, so that reconnecting can use that app.
-    delete_credentials(session=session, integration_id=integration_id, keep=APP_KINDS)
-    integration.status = IntegrationStatus.DISCONNECTED.value
-    integration.status_detail = (
-        "The merchant removed the app from their shop. Send a reconnect link to sync again."
-    )
-    session.add(integration)
-    record_audit(
-        session=session,
-        actor="shopify",
-        action=UNINSTALLED_ACTION,
-        target=str(integration_id),
-    )
-    incidents.uninstalled(session=session, integration_id=integration_id)  # issue 13: alert

@@ -1,12 +1,14 @@
-"""Applying stored webhook events: a bounded queue, a fixed number of consumers, and one
-fetch for many events about the same record.
+"""Applying stored webhook events: a bounded queue, a fixed number of consumers taking
+events in batches, and one fetch for many events about the same record.
 
 The webhook route stores an event, answers 200 and submits the event here; a process applies
-at most ``HUB_WEBHOOK_CONCURRENCY`` events at once, whatever the burst, so a burst neither
-opens a connection per event nor starves the event loop. An event the queue has no room for
-stays stored, unapplied: the recovery sweep (``shopify_webhooks.recover_events``) takes it
-after its grace period, in this or another process. A process killed meanwhile loses nothing
-either: the sweep takes every stored event no live process applies.
+at most ``HUB_WEBHOOK_CONCURRENCY`` batches of at most ``BATCH`` events at once, whatever the
+burst, so a burst neither opens a connection per event nor starves the event loop, and the
+database sees one claim and one outcome transaction per batch, not per event. An event the
+queue has no room for stays stored, unapplied: the recovery sweep
+(``shopify_webhooks.recover_events``) takes it after its grace period, in this or another
+process. A process killed meanwhile loses nothing either: the sweep takes every stored event
+no live process applies.
 
 Shopify sends a burst of ``products/update`` for one product (each variant edit, inventory,
 a bulk edit). ``RecordRefreshes`` lets the events about one record share a fetch (and its
@@ -28,19 +30,25 @@ from typing import Any
 log = logging.getLogger("hub.shopify.webhooks")
 
 QUEUE_CAPACITY = 10_000  # events waiting in one process; beyond, the sweep takes them
+BATCH = 50  # events a consumer takes at once: what is queued, up to this many
 
-Apply = Callable[[uuid.UUID], Awaitable[None]]
+Apply = Callable[[list[uuid.UUID]], Awaitable[None]]
 
 
 class WebhookProcessor:
-    """A queue of stored event ids and ``consumers`` tasks applying them with ``apply``."""
+    """A queue of stored event ids and ``consumers`` tasks applying them with ``apply``, each
+    taking what is queued (up to ``batch`` events) at once."""
 
-    def __init__(self, apply: Apply, *, consumers: int, capacity: int = QUEUE_CAPACITY) -> None:
+    def __init__(
+        self, apply: Apply, *, consumers: int, capacity: int = QUEUE_CAPACITY, batch: int = BATCH
+    ) -> None:
         self.apply = apply
         self.consumers = consumers
+        self.batch = batch
         self.queue: asyncio.Queue[tuple[uuid.UUID, asyncio.Future[None]]] = asyncio.Queue(capacity)
         self._tasks: list[asyncio.Task[None]] = []
         self.applied = 0
+        self.batches = 0
         self.overflowed = 0
 
     def submit(self, event_id: uuid.UUID) -> asyncio.Future[None] | None:
@@ -66,19 +74,25 @@ class WebhookProcessor:
 
     async def _consume(self) -> None:
         while True:
-            event_id, done = await self.queue.get()
+            taken = [await self.queue.get()]
+            while len(taken) < self.batch and not self.queue.empty():
+                taken.append(self.queue.get_nowait())
             try:
-                await self.apply(event_id)
+                await self.apply([event_id for event_id, _ in taken])
             except asyncio.CancelledError:
-                done.cancel()
+                for _, done in taken:
+                    done.cancel()
                 raise
-            except Exception:  # the attempt records its own failures; this is a bug
-                log.exception("webhook event %s: applying it crashed", event_id)
+            except Exception:  # the attempts record their own failures; this is a bug
+                log.exception("webhook events %s: applying them crashed", [e for e, _ in taken])
             finally:
-                self.queue.task_done()
-            self.applied += 1
-            if not done.done():
-                done.set_result(None)
+                for _ in taken:
+                    self.queue.task_done()
+            self.applied += len(taken)
+            self.batches += 1
+            for _, done in taken:
+                if not done.done():
+                    done.set_result(None)
 
     async def stop(self) -> None:
         """Stop the consumers: the event each applies is handed back (its attempt's
