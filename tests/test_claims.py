@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from dashboard.db import in_write_session, session_scope
-from dashboard.models import SyncRun
+from dashboard.models import Integration, SyncRun
 from dashboard.services import sync
 from dashboard.services.changefeed import LIVE, QUEUE, ChangeFeed, get_feed
 from dashboard.services.integrations import create_integration, mark_connected
-from dashboard.services.sync_queue import _claim_queued, _queue_runs
+from dashboard.services.sync_claims import claim_queued
+from dashboard.services.sync_queue import _queue_runs
 from dashboard.services.sync_workers import beat
 from dashboard.settings import get_settings
 from tests.fake_connector import FakeConnector
@@ -90,7 +91,7 @@ async def test_processes_claiming_at_once_never_take_the_same_run(pg_hub_db) -> 
     async def claim(worker: str) -> list[uuid.UUID]:
         taken: list[uuid.UUID] = []
         for _ in range(10):
-            taken += await in_write_session(lambda s: _claim_queued(s, worker=worker, limit=3))
+            taken += await in_write_session(lambda s: claim_queued(s, worker=worker, limit=3))
         return taken
 
     results = await asyncio.gather(*(claim(f"host-{n}:1") for n in range(4)))
@@ -100,6 +101,101 @@ async def test_processes_claiming_at_once_never_take_the_same_run(pg_hub_db) -> 
     claimed_by = owners(run_ids)
     for number, taken in enumerate(results):
         assert {claimed_by[r] for r in taken} == {f"host-{number}:1"}
+
+
+SHOPIFY_STREAMS = {"products": 15, "inventory": 15, "orders": 15, "customers": 60}
+
+
+def queue_shop(name: str, streams: dict[str, int], *, queued_at: datetime) -> list[uuid.UUID]:
+    """A connected shop with every stream queued for any process at ``queued_at`` (a second
+    apart, in stream order)."""
+    with session_scope() as s:
+        integration = create_integration(
+            session=s, platform="shopify", display_name=name,
+            shop_domain=f"{name.lower().replace(' ', '-')}.myshopify.com", streams=streams,
+        )  # fmt: skip
+        mark_connected(session=s, integration_id=integration.id)
+        run_ids = _queue_runs(s, integration.id, None, "schedule", False, None)
+        for index, run_id in enumerate(run_ids):
+            s.execute(
+                sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
+                .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
+                .values(created_at=queued_at + timedelta(seconds=index))
+            )
+    return run_ids
+
+
+def shop_of(run_ids: list[uuid.UUID]) -> list[str]:
+    with session_scope() as s:
+        names = dict(
+            s.exec(
+                select(SyncRun.id, Integration.display_name)
+                .join(Integration, col(Integration.id) == col(SyncRun.integration_id))
+                .where(col(SyncRun.id).in_(run_ids))
+            ).all()
+        )
+    return [names[run_id] for run_id in run_ids]
+
+
+async def test_a_backlog_of_other_integrations_does_not_starve_one_s_single_run(
+    any_db: str,
+) -> None:
+    """Three shops queued every stream ten minutes ago; a quiet shop queues one run now. The
+    first claim serves every shop once, the quiet one included, before anyone's second run;
+    no shop ever has more than HUB_SYNC_PER_INTEGRATION (2) runs at once, in any process."""
+    assert get_settings().sync_per_integration == 2
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    backlog = {
+        name: queue_shop(name, SHOPIFY_STREAMS, queued_at=long_ago + timedelta(seconds=n * 10))
+        for n, name in enumerate(["Busy A", "Busy B", "Busy C"])
+    }
+    [quiet] = queue_shop("Quiet", {"orders": 5}, queued_at=datetime.now(UTC))
+
+    async def claim(worker: str, room: int) -> list[uuid.UUID]:
+        return await in_write_session(lambda s: claim_queued(s, worker=worker, limit=room))
+
+    first = await claim("host-a:1", 4)
+    assert first == [backlog["Busy A"][0], backlog["Busy B"][0], backlog["Busy C"][0], quiet]
+    # Another process with plenty of room: the busy shops' second runs, oldest first; their
+    # third and fourth wait although it has room, as each shop has 2 running.
+    second = await claim("host-b:1", 8)
+    assert shop_of(second) == ["Busy A", "Busy B", "Busy C"]
+    assert second == [backlog[name][1] for name in ["Busy A", "Busy B", "Busy C"]]
+    assert await claim("host-b:1", 8) == []
+    # One of Busy B's runs ends: its next stream is the only one that may start.
+    with session_scope() as s:
+        s.execute(
+            sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
+            .where(SyncRun.__table__.c.id == backlog["Busy B"][0])  # type: ignore[attr-defined]
+            .values(status="succeeded", finished_at=datetime.now(UTC))
+        )
+    assert await claim("host-a:1", 8) == [backlog["Busy B"][2]]
+
+
+@pytest.mark.postgres
+async def test_processes_claiming_at_once_never_exceed_the_per_integration_cap(
+    pg_hub_db,
+) -> None:
+    """Four processes claim side by side from ten shops with four queued streams each: each
+    shop ends with exactly two runs claimed, none claimed twice, none waiting for a lock."""
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    queued = {
+        n: queue_shop(f"Shop {n}", SHOPIFY_STREAMS, queued_at=long_ago + timedelta(seconds=n))
+        for n in range(10)
+    }
+
+    async def claim(worker: str) -> list[uuid.UUID]:
+        taken: list[uuid.UUID] = []
+        for _ in range(8):
+            taken += await in_write_session(lambda s: claim_queued(s, worker=worker, limit=3))
+        return taken
+
+    results = await asyncio.gather(*(claim(f"host-{n}:1") for n in range(4)))
+    every = [run_id for taken in results for run_id in taken]
+    assert len(every) == len(set(every)) == 20  # two per shop, none twice
+    for runs in queued.values():
+        assert len(set(runs[:2]) & set(every)) == 2  # each shop's two oldest
+    assert all(results), "a process got nothing: the claims waited on each other's locks"
 
 
 async def test_a_run_queued_anywhere_is_started_by_a_process_with_room_at_once(

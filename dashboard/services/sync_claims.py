@@ -1,0 +1,140 @@
+"""Which queued runs a process with room claims: fairly across integrations.
+
+Queued runs without an owner are open to every process. A claim takes them round-robin over
+integrations: first one run of every integration that has none running, then a second one
+of each, and so on, each integration's oldest queued run first, and never more than
+``HUB_SYNC_PER_INTEGRATION`` runs of one integration at once across all processes (its
+platform account's rate limit is shared by its runs anyway). So one integration's backlog
+of queued runs cannot starve another's single run.
+
+The cap holds across processes and hosts: on PostgreSQL a claim first locks the rows of the
+integrations it may serve (``FOR NO KEY UPDATE SKIP LOCKED``: claims of other processes skip
+them instead of waiting, and queueing a run, which only takes a key-share lock, is not
+held up), then counts their runs in a fresh statement, which sees every claim committed by
+whoever held those locks before. On SQLite one writer at a time decides.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from dashboard.models import ACTIVE_RUN_STATUSES, Integration, RunStatus, SyncRun
+from dashboard.settings import get_settings
+
+RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
+INTEGRATIONS: sa.Table = Integration.__table__  # type: ignore[attr-defined]
+
+_UNOWNED_QUEUED = sa.and_(RUNS.c.status == RunStatus.QUEUED.value, RUNS.c.worker.is_(None))
+# A run counts against its integration's cap once a process owns it: running, or claimed
+# and about to start.
+_OWNED_ACTIVE = sa.and_(RUNS.c.status.in_(ACTIVE_RUN_STATUSES), RUNS.c.worker.is_not(None))
+
+
+def claim_queued(
+    session: Session, *, worker: str, limit: int, per_integration: int | None = None
+) -> list[uuid.UUID]:
+    """Take up to ``limit`` queued runs without an owner for ``worker``, in the order they
+    should start: round-robin over integrations (fewest running first), each integration's
+    oldest first, at most ``per_integration`` (default ``HUB_SYNC_PER_INTEGRATION``) of one
+    integration running at once anywhere."""
+    if limit <= 0:
+        return []
+    cap = per_integration or get_settings().sync_per_integration
+    postgres = session.get_bind().dialect.name == "postgresql"
+    integration_ids = _servable_integrations(session, cap=cap, limit=limit, lock=postgres)
+    if not integration_ids:
+        return []
+    chosen = _fair_order(session, integration_ids, cap=cap, limit=limit)
+    if not chosen:
+        return []
+    if postgres:
+        # A run being started or cancelled right now is skipped, not waited for.
+        open_rows = (
+            sa.select(RUNS.c.id)
+            .where(RUNS.c.id.in_(chosen), _UNOWNED_QUEUED)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        taken = set(
+            session.execute(
+                sa.update(RUNS).where(RUNS.c.id.in_(open_rows)).values(worker=worker)
+                .returning(RUNS.c.id)
+            ).scalars()
+        )  # fmt: skip
+        return [run_id for run_id in chosen if run_id in taken]
+    taken_here = []
+    for run_id in chosen:
+        claimed = session.execute(
+            sa.update(RUNS).where(RUNS.c.id == run_id, _UNOWNED_QUEUED).values(worker=worker)
+        )
+        if claimed.rowcount:  # type: ignore[attr-defined]
+            taken_here.append(run_id)
+    return taken_here
+
+
+def _servable_integrations(
+    session: Session, *, cap: int, limit: int, lock: bool
+) -> list[uuid.UUID]:
+    """Up to ``limit`` integrations with a queued run nobody owns and fewer than ``cap``
+    runs owned by a process: fewest running first, then the one waiting longest. With
+    ``lock`` their rows are locked for this transaction, skipping those another claim holds."""
+    queued = (
+        sa.select(RUNS.c.integration_id, sa.func.min(RUNS.c.created_at).label("oldest"))
+        .where(_UNOWNED_QUEUED)
+        .group_by(RUNS.c.integration_id)
+        .subquery("queued")
+    )
+    busy = _busy_counts(None).subquery("busy")
+    running = sa.func.coalesce(busy.c.busy, 0)
+    query = (
+        sa.select(INTEGRATIONS.c.id)
+        .join(queued, queued.c.integration_id == INTEGRATIONS.c.id)
+        .outerjoin(busy, busy.c.integration_id == INTEGRATIONS.c.id)
+        .where(running < cap)
+        .order_by(running, queued.c.oldest, INTEGRATIONS.c.id)
+        .limit(limit)
+    )
+    if lock:
+        query = query.with_for_update(of=INTEGRATIONS, skip_locked=True, key_share=True)
+    return list(session.execute(query).scalars())
+
+
+def _busy_counts(integration_ids: list[uuid.UUID] | None) -> sa.Select[tuple[uuid.UUID, int]]:
+    query = sa.select(RUNS.c.integration_id, sa.func.count().label("busy")).where(_OWNED_ACTIVE)
+    if integration_ids is not None:
+        query = query.where(RUNS.c.integration_id.in_(integration_ids))
+    return query.group_by(RUNS.c.integration_id)
+
+
+def _fair_order(
+    session: Session, integration_ids: list[uuid.UUID], *, cap: int, limit: int
+) -> list[uuid.UUID]:
+    """The queued runs of ``integration_ids`` that fit under ``cap``, round-robin: a run's
+    slot is the number its integration would have running once it starts; every first slot
+    before any second one, and within a slot the run waiting longest first. A statement of
+    its own, so that on PostgreSQL it sees what the lock holders before us committed."""
+    ranked = (
+        sa.select(
+            RUNS.c.id,
+            RUNS.c.integration_id,
+            RUNS.c.created_at,
+            sa.func.row_number()
+            .over(partition_by=RUNS.c.integration_id, order_by=(RUNS.c.created_at, RUNS.c.id))
+            .label("rank"),
+        )
+        .where(_UNOWNED_QUEUED, RUNS.c.integration_id.in_(integration_ids))
+        .subquery("ranked")
+    )
+    busy = _busy_counts(integration_ids).subquery("busy")
+    slot = ranked.c.rank + sa.func.coalesce(busy.c.busy, 0)
+    query = (
+        sa.select(ranked.c.id)
+        .outerjoin(busy, busy.c.integration_id == ranked.c.integration_id)
+        .where(slot <= cap)
+        .order_by(slot, ranked.c.created_at, ranked.c.id)
+        .limit(limit)
+    )
+    return list(session.execute(query).scalars())
