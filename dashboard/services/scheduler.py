@@ -15,14 +15,15 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import sqlalchemy as sa
+from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import Session, col, select
@@ -31,6 +32,7 @@ from dashboard.db import get_engine as get_db_engine
 from dashboard.db import in_session
 from dashboard.models import Integration, RunTrigger, SchedulerLease, StreamConfig, SyncRun
 from dashboard.services import schedules, sync
+from dashboard.services.scheduler_store import BatchingJobStore
 
 log = logging.getLogger("hub.scheduler")
 
@@ -145,7 +147,7 @@ class HubScheduler:
         return self.scheduler is not None
 
     async def _start_scheduler(self) -> None:
-        store = SQLAlchemyJobStore(engine=get_db_engine(), tablename="apscheduler_jobs")
+        store = BatchingJobStore(engine=get_db_engine(), tablename="apscheduler_jobs")
         scheduler = AsyncIOScheduler(
             jobstores={"default": store},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
@@ -256,16 +258,14 @@ def _apply_jobs(
     A new interval job runs soon; a job whose schedule was edited runs next on its new
     schedule counted from now (an interval) or at the cron's next time, without waiting for
     its old next run. After a manual run of an interval stream, its next scheduled run is a
-    full interval after it.
+    full interval after it. The job store is read once and written in one transaction.
     """
-    existing = {job.id: job for job in scheduler.get_jobs()}
-    for jid in existing:
-        if jid.startswith(JOB_PREFIX) and jid not in wanted:
-            with contextlib.suppress(JobLookupError):
-                scheduler.remove_job(jid)
+    current = {job.id: job for job in scheduler.get_jobs()}
+    removed = [jid for jid in current if jid.startswith(JOB_PREFIX) and jid not in wanted]
     now = datetime.now(UTC)
+    added = []
     for jid, spec in wanted.items():
-        job = existing.get(jid)
+        job = current.get(jid)
         try:
             trigger = schedules.trigger_for(
                 minutes=spec.minutes, cron=spec.cron, seconds_per_minute=MINUTE
@@ -280,27 +280,56 @@ def _apply_jobs(
             first_run = now + timedelta(seconds=min(seconds, 5))
         else:
             first_run = trigger.get_next_fire_time(None, now)
-        scheduler.add_job(
-            scheduled_sync,
-            trigger=trigger,
-            args=[spec.integration_id, spec.stream],
-            id=jid,
-            name=f"sync {spec.stream} of {spec.integration_id}",
-            replace_existing=True,
-            next_run_time=first_run,
-        )
-    for job in scheduler.get_jobs():
-        asked = (manual or {}).get(job.id)
-        if (
-            asked is None
-            or job.next_run_time is None
-            or not isinstance(job.trigger, IntervalTrigger)
-        ):
-            continue
-        rebased = asked + job.trigger.interval
-        if job.next_run_time < rebased - timedelta(seconds=1):
-            job.modify(next_run_time=rebased)
-    return {job.id: job.next_run_time for job in scheduler.get_jobs()}
+        added.append((jid, spec, trigger, first_run))
+    if not (removed or added or manual):
+        return {job.id: job.next_run_time for job in current.values()}
+    with _batched(scheduler, current.values()):
+        for jid in removed:
+            with contextlib.suppress(JobLookupError):
+                scheduler.remove_job(jid)
+            current.pop(jid)
+        for jid, spec, trigger, first_run in added:
+            current[jid] = scheduler.add_job(
+                scheduled_sync,
+                trigger=trigger,
+                args=[spec.integration_id, spec.stream],
+                id=jid,
+                name=f"sync {spec.stream} of {spec.integration_id}",
+                replace_existing=True,
+                next_run_time=first_run,
+            )
+        for job in current.values():
+            asked = (manual or {}).get(job.id)
+            if (
+                asked is None
+                or job.next_run_time is None
+                or not isinstance(job.trigger, IntervalTrigger)
+            ):
+                continue
+            rebased = asked + job.trigger.interval
+            if job.next_run_time < rebased - timedelta(seconds=1):
+                job.modify(next_run_time=rebased)
+    return {job.id: job.next_run_time for job in current.values()}
+
+
+@contextlib.contextmanager
+def _batched(scheduler: AsyncIOScheduler, known: Iterable[Job]) -> Iterator[None]:
+    """The job store's writes inside go to the database in one transaction
+    (``BatchingJobStore``); job processing pauses meanwhile, so that thousands of changes do
+    not each wake the scheduler on the event loop to read the store."""
+    store = scheduler._lookup_jobstore("default")
+    running = scheduler.state == STATE_RUNNING
+    if running:
+        scheduler.pause()
+    try:
+        if isinstance(store, BatchingJobStore):
+            with store.batch(known):
+                yield
+        else:
+            yield
+    finally:
+        if running:
+            scheduler.resume()
 
 
 def _rebase_missed(scheduler: AsyncIOScheduler, *, now: datetime | None = None) -> list[str]:
@@ -309,8 +338,10 @@ def _rebase_missed(scheduler: AsyncIOScheduler, *, now: datetime | None = None) 
     and then the next one on the old grid: seconds apart after a takeover. Returns their ids."""
     now = now or datetime.now(UTC)
     missed = [job for job in scheduler.get_jobs() if job.next_run_time and job.next_run_time < now]
-    for job in missed:
-        job.modify(next_run_time=now)
+    if missed:
+        with _batched(scheduler, missed):
+            for job in missed:
+                job.modify(next_run_time=now)
     return [job.id for job in missed]
 
 
