@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from dashboard.db import in_write_session, session_scope
 from dashboard.models import Integration, SyncRun
-from dashboard.services import sync
+from dashboard.services import sync, sync_claims
 from dashboard.services.changefeed import LIVE, QUEUE, ChangeFeed, get_feed
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync_claims import claim_queued
@@ -170,6 +170,23 @@ async def test_a_backlog_of_other_integrations_does_not_starve_one_s_single_run(
             .values(status="succeeded", finished_at=datetime.now(UTC))
         )
     assert await claim("host-a:1", 8) == [backlog["Busy B"][2]]
+
+
+async def test_a_claim_looks_past_old_runs_held_back_by_the_cap(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim first reads only the oldest queued runs; when those all belong to shops at
+    their cap, it reads on and still finds the quiet shop's run."""
+    monkeypatch.setattr(sync_claims, "WINDOW", 0)  # the window: as many runs as there is room
+    busy = queue_shop("Busy", SHOPIFY_STREAMS, queued_at=datetime.now(UTC) - timedelta(hours=1))
+    [quiet] = queue_shop("Quiet", {"orders": 5}, queued_at=datetime.now(UTC))
+    claims = [
+        await in_write_session(lambda s: claim_queued(s, worker="host-a:1", limit=1))
+        for _ in range(4)
+    ]
+    # Within the window (the one oldest run) Busy's first two; then the window holds only
+    # Busy's third, held back by the cap, and the claim reads on to Quiet's.
+    assert claims == [busy[:1], busy[1:2], [quiet], []]
 
 
 @pytest.mark.postgres

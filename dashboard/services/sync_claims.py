@@ -32,6 +32,11 @@ _UNOWNED_QUEUED = sa.and_(RUNS.c.status == RunStatus.QUEUED.value, RUNS.c.worker
 # and about to start.
 _OWNED_ACTIVE = sa.and_(RUNS.c.status.in_(ACTIVE_RUN_STATUSES), RUNS.c.worker.is_not(None))
 
+# How many of the oldest queued runs a claim looks among first: the round-robin's horizon (a
+# newer integration's run may overtake an older one of an integration with runs going only
+# within it), and what bounds a claim's reading.
+WINDOW = 256
+
 
 def claim_queued(
     session: Session, *, worker: str, limit: int, per_integration: int | None = None
@@ -79,17 +84,36 @@ def _servable_integrations(
     session: Session, *, cap: int, limit: int, lock: bool
 ) -> list[uuid.UUID]:
     """Up to ``limit`` integrations with a queued run nobody owns and fewer than ``cap``
-    runs owned by a process: fewest running first, then the one waiting longest. With
-    ``lock`` their rows are locked for this transaction, skipping those another claim holds."""
+    runs owned by a process: fewest running first, then the one waiting longest. Looked for
+    among the oldest queued runs first (``WINDOW``, read off the status index, so a claim
+    does not read a queue of 30,000 runs), then the whole queue if those do not yield
+    ``limit``. With ``lock`` their rows are locked for this transaction, skipping those
+    another claim holds."""
+    window: int | None = WINDOW + limit
+    found: list[uuid.UUID] = []
+    while True:
+        query = _servable_query(cap=cap, limit=limit, window=window)
+        if lock:
+            query = query.with_for_update(of=INTEGRATIONS, skip_locked=True, key_share=True)
+        found += [i for i in session.execute(query).scalars() if i not in found]
+        if len(found) >= limit or window is None or not _window_full(session, window):
+            return found[:limit]
+        window = None
+
+
+def _servable_query(*, cap: int, limit: int, window: int | None) -> sa.Select[tuple[uuid.UUID]]:
+    oldest_runs = sa.select(RUNS.c.integration_id, RUNS.c.created_at).where(_UNOWNED_QUEUED)
+    if window is not None:
+        oldest_runs = oldest_runs.order_by(RUNS.c.created_at).limit(window)
+    runs = oldest_runs.subquery("oldest_runs")
     queued = (
-        sa.select(RUNS.c.integration_id, sa.func.min(RUNS.c.created_at).label("oldest"))
-        .where(_UNOWNED_QUEUED)
-        .group_by(RUNS.c.integration_id)
+        sa.select(runs.c.integration_id, sa.func.min(runs.c.created_at).label("oldest"))
+        .group_by(runs.c.integration_id)
         .subquery("queued")
     )
-    busy = _busy_counts(None).subquery("busy")
+    busy = _busy_counts(sa.select(queued.c.integration_id)).subquery("busy")
     running = sa.func.coalesce(busy.c.busy, 0)
-    query = (
+    return (
         sa.select(INTEGRATIONS.c.id)
         .join(queued, queued.c.integration_id == INTEGRATIONS.c.id)
         .outerjoin(busy, busy.c.integration_id == INTEGRATIONS.c.id)
@@ -97,16 +121,23 @@ def _servable_integrations(
         .order_by(running, queued.c.oldest, INTEGRATIONS.c.id)
         .limit(limit)
     )
-    if lock:
-        query = query.with_for_update(of=INTEGRATIONS, skip_locked=True, key_share=True)
-    return list(session.execute(query).scalars())
 
 
-def _busy_counts(integration_ids: list[uuid.UUID] | None) -> sa.Select[tuple[uuid.UUID, int]]:
-    query = sa.select(RUNS.c.integration_id, sa.func.count().label("busy")).where(_OWNED_ACTIVE)
-    if integration_ids is not None:
-        query = query.where(RUNS.c.integration_id.in_(integration_ids))
-    return query.group_by(RUNS.c.integration_id)
+def _window_full(session: Session, window: int) -> bool:
+    """Whether more runs are queued than the window held."""
+    beyond = sa.select(RUNS.c.id).where(_UNOWNED_QUEUED).order_by(RUNS.c.created_at)
+    return session.execute(beyond.offset(window).limit(1)).first() is not None
+
+
+def _busy_counts(
+    integration_ids: list[uuid.UUID] | sa.Select[tuple[uuid.UUID]],
+) -> sa.Select[tuple[uuid.UUID, int]]:
+    """Runs owned by a process per integration, read off the partial index of active runs."""
+    return (
+        sa.select(RUNS.c.integration_id, sa.func.count().label("busy"))
+        .where(_OWNED_ACTIVE, RUNS.c.integration_id.in_(integration_ids))
+        .group_by(RUNS.c.integration_id)
+    )
 
 
 def _fair_order(
