@@ -137,39 +137,36 @@ def shop_of(run_ids: list[uuid.UUID]) -> list[str]:
     return [names[run_id] for run_id in run_ids]
 
 
-async def test_a_backlog_of_other_integrations_does_not_starve_one_s_single_run(
+async def test_a_flood_from_one_integration_does_not_starve_another_s_single_run(
     any_db: str,
 ) -> None:
-    """Three shops queued every stream ten minutes ago; a quiet shop queues one run now. The
-    first claim serves every shop once, the quiet one included, before anyone's second run;
-    no shop ever has more than HUB_SYNC_PER_INTEGRATION (2) runs at once, in any process."""
+    """A shop queued all four streams ten minutes ago, another five minutes ago, a quiet
+    shop one run now. Claims go oldest first, but never more than HUB_SYNC_PER_INTEGRATION
+    (2) runs of one shop at once in any process: the rest of the room serves the others, so
+    the quiet shop waits behind two runs of each, not behind their whole backlogs."""
     assert get_settings().sync_per_integration == 2
-    long_ago = datetime.now(UTC) - timedelta(minutes=10)
-    backlog = {
-        name: queue_shop(name, SHOPIFY_STREAMS, queued_at=long_ago + timedelta(seconds=n * 10))
-        for n, name in enumerate(["Busy A", "Busy B", "Busy C"])
-    }
-    [quiet] = queue_shop("Quiet", {"orders": 5}, queued_at=datetime.now(UTC))
+    now = datetime.now(UTC)
+    flood = queue_shop("Flood", SHOPIFY_STREAMS, queued_at=now - timedelta(minutes=10))
+    busy = queue_shop("Busy", SHOPIFY_STREAMS, queued_at=now - timedelta(minutes=5))
+    [quiet] = queue_shop("Quiet", {"orders": 5}, queued_at=now)
 
     async def claim(worker: str, room: int) -> list[uuid.UUID]:
         return await in_write_session(lambda s: claim_queued(s, worker=worker, limit=room))
 
-    first = await claim("host-a:1", 4)
-    assert first == [backlog["Busy A"][0], backlog["Busy B"][0], backlog["Busy C"][0], quiet]
-    # Another process with plenty of room: the busy shops' second runs, oldest first; their
-    # third and fourth wait although it has room, as each shop has 2 running.
+    assert await claim("host-a:1", 3) == [flood[0], flood[1], busy[0]]
+    # Another process with plenty of room: Busy's second run and the quiet one; the two
+    # shops' other streams wait although it has room, as each has 2 running.
     second = await claim("host-b:1", 8)
-    assert shop_of(second) == ["Busy A", "Busy B", "Busy C"]
-    assert second == [backlog[name][1] for name in ["Busy A", "Busy B", "Busy C"]]
+    assert (second, shop_of(second)) == ([busy[1], quiet], ["Busy", "Quiet"])
     assert await claim("host-b:1", 8) == []
-    # One of Busy B's runs ends: its next stream is the only one that may start.
+    # One of Flood's runs ends: its next stream is the only one that may start.
     with session_scope() as s:
         s.execute(
             sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
-            .where(SyncRun.__table__.c.id == backlog["Busy B"][0])  # type: ignore[attr-defined]
+            .where(SyncRun.__table__.c.id == flood[0])  # type: ignore[attr-defined]
             .values(status="succeeded", finished_at=datetime.now(UTC))
         )
-    assert await claim("host-a:1", 8) == [backlog["Busy B"][2]]
+    assert await claim("host-a:1", 8) == [flood[2]]
 
 
 async def test_a_claim_looks_past_old_runs_held_back_by_the_cap(
@@ -184,8 +181,8 @@ async def test_a_claim_looks_past_old_runs_held_back_by_the_cap(
         await in_write_session(lambda s: claim_queued(s, worker="host-a:1", limit=1))
         for _ in range(4)
     ]
-    # Within the window (the one oldest run) Busy's first two; then the window holds only
-    # Busy's third, held back by the cap, and the claim reads on to Quiet's.
+    # The window (the one oldest run) holds Busy's first, then its second; then only its
+    # third, held back by the cap, and the claim reads on to Quiet's.
     assert claims == [busy[:1], busy[1:2], [quiet], []]
 
 

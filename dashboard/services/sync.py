@@ -15,8 +15,8 @@ policy) and ``sync_workers`` (which process runs a run).
 Several processes share the database (web workers, `hub worker`s on other hosts, `hub sync`).
 The database keeps one queued or running run per stream (a partial unique index). Runs queued
 for the hub (scheduled, manual, webhook, retry) have no owner: every process with free
-capacity claims them, round-robin over integrations with at most ``HUB_SYNC_PER_INTEGRATION``
-of one integration at once (``sync_claims``), woken at once by the change feed. Every
+capacity claims them, oldest first with at most ``HUB_SYNC_PER_INTEGRATION`` of one
+integration at once (``sync_claims``), woken at once by the change feed. Every
 write of a running run is fenced by its owner's worker id, so a run declared dead by crash
 recovery can never write again. Each process beats in ``hub_workers``; one silent for
 ``WORKER_DEAD_AFTER`` is dead, and its runs resume elsewhere from their checkpoints.
