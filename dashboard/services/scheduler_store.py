@@ -15,13 +15,14 @@ import contextlib
 import pickle
 import threading
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.util import datetime_to_utc_timestamp
+from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
 
 class _Batch:
@@ -66,6 +67,13 @@ class BatchingJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         finally:
             self._local.batch = None
         self._write(batch)
+
+    def next_run_times(self) -> dict[str, datetime | None]:
+        """Every job's id and next run, from their columns: no job is unpickled."""
+        table = self.jobs_t
+        with self.engine.begin() as connection:
+            rows = connection.execute(sa.select(table.c.id, table.c.next_run_time)).all()
+        return {job_id: utc_timestamp_to_datetime(moment) for job_id, moment in rows}
 
     def _row(self, job: Job) -> dict[str, Any]:
         return {
