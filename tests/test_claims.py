@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from dashboard.db import in_write_session, session_scope
-from dashboard.models import Integration, SyncRun
+from dashboard.models import HubWorker, Integration, SyncRun
 from dashboard.services import sync, sync_claims
 from dashboard.services.changefeed import LIVE, QUEUE, ChangeFeed, get_feed
 from dashboard.services.integrations import create_integration, mark_connected
@@ -210,6 +210,42 @@ async def test_processes_claiming_at_once_never_exceed_the_per_integration_cap(
     for runs in queued.values():
         assert len(set(runs[:2]) & set(every)) == 2  # each shop's two oldest
     assert all(results), "a process got nothing: the claims waited on each other's locks"
+
+
+async def test_a_run_claimed_by_a_process_that_died_before_starting_it_runs_elsewhere(
+    any_db: str,
+) -> None:
+    """A process claimed two runs and was killed before starting them; a third run is held
+    by a live process. The sweep of another process hands the dead one's runs back to the
+    queue, its claim starts them (under the cap), and the live process's run stays its own."""
+    dead_owner, live_owner = "host-gone:1", "host-live:2"
+    runs = queue_for(3)
+    with session_scope() as s:
+        for worker in (dead_owner, live_owner):
+            beat(s, worker=worker, kind="worker", capacity=8, running=0)
+        s.execute(
+            sa.update(HubWorker.__table__)  # type: ignore[attr-defined]
+            .where(HubWorker.__table__.c.id == dead_owner)  # type: ignore[attr-defined]
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    for run_id, worker in zip(runs, [dead_owner, dead_owner, live_owner], strict=True):
+        await in_write_session(
+            lambda s, run_id=run_id, worker=worker: s.execute(
+                sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
+                .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
+                .values(worker=worker)
+            )
+        )
+    rescuer = sync.SyncEngine(connector_factory=lambda _: FakeConnector(total=10, page_size=5))
+    rescuer.worker = "host-a:1"
+    assert await rescuer.recover_interrupted() == []  # nothing was running: no retries
+    assert owners(runs) == {runs[0]: None, runs[1]: None, runs[2]: live_owner}
+    assert await rescuer.claim() == runs[:2]
+    await rescuer.wait()
+    with session_scope() as s:
+        done = {r.id: (r.status, r.worker) for r in s.exec(select(SyncRun))}
+    assert done[runs[0]] == done[runs[1]] == ("succeeded", "host-a:1")
+    assert done[runs[2]] == ("queued", live_owner)
 
 
 async def test_a_run_queued_anywhere_is_started_by_a_process_with_room_at_once(
