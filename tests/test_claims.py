@@ -215,11 +215,12 @@ async def test_processes_claiming_at_once_never_exceed_the_per_integration_cap(
 async def test_a_run_claimed_by_a_process_that_died_before_starting_it_runs_elsewhere(
     any_db: str,
 ) -> None:
-    """A process claimed two runs and was killed before starting them; a third run is held
-    by a live process. The sweep of another process hands the dead one's runs back to the
-    queue, its claim starts them (under the cap), and the live process's run stays its own."""
+    """A process claimed two runs and was killed before starting them; a live process
+    claimed one just now and one two minutes ago that it never started (its start failed).
+    The sweep of another process hands the dead one's runs and the forgotten one back to the
+    queue, its claim starts them, and the live process's fresh claim stays its own."""
     dead_owner, live_owner = "host-gone:1", "host-live:2"
-    runs = queue_for(3)
+    runs = queue_for(4)
     with session_scope() as s:
         for worker in (dead_owner, live_owner):
             beat(s, worker=worker, kind="worker", capacity=8, running=0)
@@ -228,23 +229,26 @@ async def test_a_run_claimed_by_a_process_that_died_before_starting_it_runs_else
             .where(HubWorker.__table__.c.id == dead_owner)  # type: ignore[attr-defined]
             .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
         )
-    for run_id, worker in zip(runs, [dead_owner, dead_owner, live_owner], strict=True):
+    now = datetime.now(UTC)
+    claims = [(dead_owner, now), (dead_owner, now), (live_owner, now)]
+    claims.append((live_owner, now - timedelta(minutes=2)))
+    for run_id, (worker, claimed_at) in zip(runs, claims, strict=True):
         await in_write_session(
-            lambda s, run_id=run_id, worker=worker: s.execute(
+            lambda s, run_id=run_id, worker=worker, claimed_at=claimed_at: s.execute(
                 sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
                 .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
-                .values(worker=worker)
+                .values(worker=worker, heartbeat_at=claimed_at)
             )
         )
     rescuer = sync.SyncEngine(connector_factory=lambda _: FakeConnector(total=10, page_size=5))
     rescuer.worker = "host-a:1"
     assert await rescuer.recover_interrupted() == []  # nothing was running: no retries
-    assert owners(runs) == {runs[0]: None, runs[1]: None, runs[2]: live_owner}
-    assert await rescuer.claim() == runs[:2]
+    assert owners(runs) == {runs[0]: None, runs[1]: None, runs[2]: live_owner, runs[3]: None}
+    assert await rescuer.claim() == [runs[0], runs[1], runs[3]]
     await rescuer.wait()
     with session_scope() as s:
         done = {r.id: (r.status, r.worker) for r in s.exec(select(SyncRun))}
-    assert done[runs[0]] == done[runs[1]] == ("succeeded", "host-a:1")
+    assert done[runs[0]] == done[runs[1]] == done[runs[3]] == ("succeeded", "host-a:1")
     assert done[runs[2]] == ("queued", live_owner)
 
 

@@ -24,6 +24,7 @@ whoever held those locks before. On SQLite one writer at a time decides.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -60,6 +61,9 @@ def claim_queued(
     chosen = _fair_order(session, integration_ids, cap=cap, limit=limit)
     if not chosen:
         return []
+    # When it was claimed, for crash recovery: a run claimed long ago and still queued was
+    # never started by its process (``sync_queue._release_stranded``).
+    claimed_at = datetime.now(UTC)
     if postgres:
         # A run being started or cancelled right now is skipped, not waited for.
         open_rows = (
@@ -70,7 +74,8 @@ def claim_queued(
         )
         taken = set(
             session.execute(
-                sa.update(RUNS).where(RUNS.c.id.in_(open_rows)).values(worker=worker)
+                sa.update(RUNS).where(RUNS.c.id.in_(open_rows))
+                .values(worker=worker, heartbeat_at=claimed_at)
                 .returning(RUNS.c.id)
             ).scalars()
         )  # fmt: skip
@@ -78,7 +83,9 @@ def claim_queued(
     taken_here = []
     for run_id in chosen:
         claimed = session.execute(
-            sa.update(RUNS).where(RUNS.c.id == run_id, _UNOWNED_QUEUED).values(worker=worker)
+            sa.update(RUNS)
+            .where(RUNS.c.id == run_id, _UNOWNED_QUEUED)
+            .values(worker=worker, heartbeat_at=claimed_at)
         )
         if claimed.rowcount:  # type: ignore[attr-defined]
             taken_here.append(run_id)

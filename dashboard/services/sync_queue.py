@@ -32,6 +32,9 @@ from dashboard.services.sync_workers import beating_workers, process_gone, silen
 from dashboard.settings import get_settings
 
 STALE_AFTER = timedelta(minutes=2)
+# A claimed run starts at once (a claim takes only what its process has room for); one still
+# queued this long after its claim (``heartbeat_at``, set by the claim) never will.
+CLAIM_STARTS_WITHIN = timedelta(minutes=1)
 ACTIVE = ACTIVE_RUN_STATUSES
 RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
 SYNCABLE = (
@@ -274,29 +277,35 @@ def _recover_stale_runs(session: Session, retry_owner: str | None) -> list[uuid.
 
 
 def _release_stranded(session: Session) -> int:
-    """Queued runs held by a process that will not start them (it died, or it never beats
-    and they waited past ``STALE_AFTER``) lose their owner: the fair claim
-    (``sync_claims``) hands them out again. How many were released."""
-    cutoff = datetime.now(UTC) - STALE_AFTER
+    """Queued runs held by a process that will not start them lose their owner, and the
+    fair claim (``sync_claims``) hands them out again: the owner died; or it claimed them
+    more than ``CLAIM_STARTS_WITHIN`` ago and never started them (its start failed, e.g.
+    the database refused a connection: seen in bench/scale.py at 10,000 integrations, where
+    five such runs of a live process stayed queued for 25 minutes and held their
+    integrations at the cap); or it never beats (``hub sync --wait``) and they waited past
+    ``STALE_AFTER``. How many were released."""
+    now = datetime.now(UTC)
     rows = session.exec(
-        select(SyncRun.id, SyncRun.worker, SyncRun.created_at).where(
+        select(SyncRun.id, SyncRun.worker, SyncRun.created_at, SyncRun.heartbeat_at).where(
             SyncRun.status == RunStatus.QUEUED.value, col(SyncRun.worker).is_not(None)
         )
     ).all()
     if not rows:
         return 0
-    owners = {worker for _, worker, _ in rows}
+    owners = {worker for _, worker, _, _ in rows}
     silent, beating = silent_workers(session, owners), beating_workers(session, owners)
     released = 0
-    for run_id, worker, created_at in rows:
+    for run_id, worker, created_at, claimed_at in rows:
         dead = worker in silent or process_gone(worker)
-        if not dead and (worker in beating or created_at >= cutoff):
+        never_started = claimed_at is not None and claimed_at < now - CLAIM_STARTS_WITHIN
+        forgotten = worker not in beating and created_at < now - STALE_AFTER
+        if not (dead or never_started or forgotten):
             continue
         released += session.execute(
             sa.update(RUNS)
             .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
             .where(RUNS.c.worker == worker)
-            .values(worker=None)
+            .values(worker=None, heartbeat_at=None)
         ).rowcount  # type: ignore[attr-defined]
     return released
 
