@@ -190,12 +190,13 @@ async def test_a_claim_looks_past_old_runs_held_back_by_the_cap(
 async def test_processes_claiming_at_once_never_exceed_the_per_integration_cap(
     pg_hub_db,
 ) -> None:
-    """Four processes claim side by side from ten shops with four queued streams each: each
-    shop ends with exactly two runs claimed, none claimed twice, none waiting for a lock."""
+    """Four processes claim side by side from forty shops with four queued streams each:
+    each shop ends with exactly its two oldest runs claimed, none claimed twice, and every
+    process got some (room for 96, 80 to take: no process waited out the others' locks)."""
     long_ago = datetime.now(UTC) - timedelta(minutes=10)
     queued = {
         n: queue_shop(f"Shop {n}", SHOPIFY_STREAMS, queued_at=long_ago + timedelta(seconds=n))
-        for n in range(10)
+        for n in range(40)
     }
 
     async def claim(worker: str) -> list[uuid.UUID]:
@@ -206,7 +207,7 @@ async def test_processes_claiming_at_once_never_exceed_the_per_integration_cap(
 
     results = await asyncio.gather(*(claim(f"host-{n}:1") for n in range(4)))
     every = [run_id for taken in results for run_id in taken]
-    assert len(every) == len(set(every)) == 20  # two per shop, none twice
+    assert len(every) == len(set(every)) == 80  # two per shop, none twice
     for runs in queued.values():
         assert len(set(runs[:2]) & set(every)) == 2  # each shop's two oldest
     assert all(results), "a process got nothing: the claims waited on each other's locks"
