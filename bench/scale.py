@@ -317,6 +317,12 @@ def report(wall: float, queued: float, run_count: int) -> None:
         f"max {max(rates):,.0f} records/s); queue wait median {statistics.median(waits):.1f} s, "
         f"p99 {percentile(waits, 0.99):.1f} s, max {max(waits):.1f} s"
     )
+    # min/max is set by the two most extreme of thousands of integrations (the first runs,
+    # started before the processes fill up, are the fastest); p5/p95 shows the bulk.
+    print(
+        f"fairness p5/p95 = {percentile(rates, 0.05) / percentile(rates, 0.95):.2f}; "
+        f"machine load average {' / '.join(f'{load:.1f}' for load in os.getloadavg())}"
+    )
     by_worker: dict[str, int] = {}
     for run_row in runs:
         by_worker[run_row.worker or "-"] = by_worker.get(run_row.worker or "-", 0) + 1

@@ -222,6 +222,10 @@ class Settings(BaseSettings):
 
     # --- sync ----------------------------------------------------------------------------
     sync_max_concurrency: int = Field(8, ge=1, le=512)
+    # The most runs of one integration running at once across every process: the claim takes
+    # the others' queued runs first (a platform account's rate limit is shared by its runs,
+    # so more at once would not go faster, only keep other integrations waiting).
+    sync_per_integration: int = Field(2, ge=1, le=64)
     sync_default_interval_minutes: int = Field(15, ge=1)
     # A running run that stores no page for this long (and is not waiting for a known
     # rate-limit window) is flagged stalled; a stream's ``stall_minutes`` overrides it.

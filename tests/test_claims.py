@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from dashboard.db import in_write_session, session_scope
-from dashboard.models import SyncRun
-from dashboard.services import sync
+from dashboard.models import HubWorker, Integration, SyncRun
+from dashboard.services import sync, sync_claims
 from dashboard.services.changefeed import LIVE, QUEUE, ChangeFeed, get_feed
 from dashboard.services.integrations import create_integration, mark_connected
-from dashboard.services.sync_queue import _claim_queued, _queue_runs
+from dashboard.services.sync_claims import claim_queued
+from dashboard.services.sync_queue import _queue_runs
 from dashboard.services.sync_workers import beat
 from dashboard.settings import get_settings
 from tests.fake_connector import FakeConnector
@@ -90,7 +91,7 @@ async def test_processes_claiming_at_once_never_take_the_same_run(pg_hub_db) -> 
     async def claim(worker: str) -> list[uuid.UUID]:
         taken: list[uuid.UUID] = []
         for _ in range(10):
-            taken += await in_write_session(lambda s: _claim_queued(s, worker=worker, limit=3))
+            taken += await in_write_session(lambda s: claim_queued(s, worker=worker, limit=3))
         return taken
 
     results = await asyncio.gather(*(claim(f"host-{n}:1") for n in range(4)))
@@ -100,6 +101,156 @@ async def test_processes_claiming_at_once_never_take_the_same_run(pg_hub_db) -> 
     claimed_by = owners(run_ids)
     for number, taken in enumerate(results):
         assert {claimed_by[r] for r in taken} == {f"host-{number}:1"}
+
+
+SHOPIFY_STREAMS = {"products": 15, "inventory": 15, "orders": 15, "customers": 60}
+
+
+def queue_shop(name: str, streams: dict[str, int], *, queued_at: datetime) -> list[uuid.UUID]:
+    """A connected shop with every stream queued for any process at ``queued_at`` (a second
+    apart, in stream order)."""
+    with session_scope() as s:
+        integration = create_integration(
+            session=s, platform="shopify", display_name=name,
+            shop_domain=f"{name.lower().replace(' ', '-')}.myshopify.com", streams=streams,
+        )  # fmt: skip
+        mark_connected(session=s, integration_id=integration.id)
+        run_ids = _queue_runs(s, integration.id, None, "schedule", False, None)
+        for index, run_id in enumerate(run_ids):
+            s.execute(
+                sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
+                .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
+                .values(created_at=queued_at + timedelta(seconds=index))
+            )
+    return run_ids
+
+
+def shop_of(run_ids: list[uuid.UUID]) -> list[str]:
+    with session_scope() as s:
+        names = dict(
+            s.exec(
+                select(SyncRun.id, Integration.display_name)
+                .join(Integration, col(Integration.id) == col(SyncRun.integration_id))
+                .where(col(SyncRun.id).in_(run_ids))
+            ).all()
+        )
+    return [names[run_id] for run_id in run_ids]
+
+
+async def test_a_flood_from_one_integration_does_not_starve_another_s_single_run(
+    any_db: str,
+) -> None:
+    """A shop queued all four streams ten minutes ago, another five minutes ago, a quiet
+    shop one run now. Claims go oldest first, but never more than HUB_SYNC_PER_INTEGRATION
+    (2) runs of one shop at once in any process: the rest of the room serves the others, so
+    the quiet shop waits behind two runs of each, not behind their whole backlogs."""
+    assert get_settings().sync_per_integration == 2
+    now = datetime.now(UTC)
+    flood = queue_shop("Flood", SHOPIFY_STREAMS, queued_at=now - timedelta(minutes=10))
+    busy = queue_shop("Busy", SHOPIFY_STREAMS, queued_at=now - timedelta(minutes=5))
+    [quiet] = queue_shop("Quiet", {"orders": 5}, queued_at=now)
+
+    async def claim(worker: str, room: int) -> list[uuid.UUID]:
+        return await in_write_session(lambda s: claim_queued(s, worker=worker, limit=room))
+
+    assert await claim("host-a:1", 3) == [flood[0], flood[1], busy[0]]
+    # Another process with plenty of room: Busy's second run and the quiet one; the two
+    # shops' other streams wait although it has room, as each has 2 running.
+    second = await claim("host-b:1", 8)
+    assert (second, shop_of(second)) == ([busy[1], quiet], ["Busy", "Quiet"])
+    assert await claim("host-b:1", 8) == []
+    # One of Flood's runs ends: its next stream is the only one that may start.
+    with session_scope() as s:
+        s.execute(
+            sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
+            .where(SyncRun.__table__.c.id == flood[0])  # type: ignore[attr-defined]
+            .values(status="succeeded", finished_at=datetime.now(UTC))
+        )
+    assert await claim("host-a:1", 8) == [flood[2]]
+
+
+async def test_a_claim_looks_past_old_runs_held_back_by_the_cap(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim first reads only the oldest queued runs; when those all belong to shops at
+    their cap, it reads on and still finds the quiet shop's run."""
+    monkeypatch.setattr(sync_claims, "WINDOW", 0)  # the window: as many runs as there is room
+    busy = queue_shop("Busy", SHOPIFY_STREAMS, queued_at=datetime.now(UTC) - timedelta(hours=1))
+    [quiet] = queue_shop("Quiet", {"orders": 5}, queued_at=datetime.now(UTC))
+    claims = [
+        await in_write_session(lambda s: claim_queued(s, worker="host-a:1", limit=1))
+        for _ in range(4)
+    ]
+    # The window (the one oldest run) holds Busy's first, then its second; then only its
+    # third, held back by the cap, and the claim reads on to Quiet's.
+    assert claims == [busy[:1], busy[1:2], [quiet], []]
+
+
+@pytest.mark.postgres
+async def test_processes_claiming_at_once_never_exceed_the_per_integration_cap(
+    pg_hub_db,
+) -> None:
+    """Four processes claim side by side from forty shops with four queued streams each:
+    each shop ends with exactly its two oldest runs claimed, none claimed twice, and every
+    process got some (room for 96, 80 to take: no process waited out the others' locks)."""
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    queued = {
+        n: queue_shop(f"Shop {n}", SHOPIFY_STREAMS, queued_at=long_ago + timedelta(seconds=n))
+        for n in range(40)
+    }
+
+    async def claim(worker: str) -> list[uuid.UUID]:
+        taken: list[uuid.UUID] = []
+        for _ in range(8):
+            taken += await in_write_session(lambda s: claim_queued(s, worker=worker, limit=3))
+        return taken
+
+    results = await asyncio.gather(*(claim(f"host-{n}:1") for n in range(4)))
+    every = [run_id for taken in results for run_id in taken]
+    assert len(every) == len(set(every)) == 80  # two per shop, none twice
+    for runs in queued.values():
+        assert len(set(runs[:2]) & set(every)) == 2  # each shop's two oldest
+    assert all(results), "a process got nothing: the claims waited on each other's locks"
+
+
+async def test_a_run_claimed_by_a_process_that_died_before_starting_it_runs_elsewhere(
+    any_db: str,
+) -> None:
+    """A process claimed two runs and was killed before starting them; a live process
+    claimed one just now and one two minutes ago that it never started (its start failed).
+    The sweep of another process hands the dead one's runs and the forgotten one back to the
+    queue, its claim starts them, and the live process's fresh claim stays its own."""
+    dead_owner, live_owner = "host-gone:1", "host-live:2"
+    runs = queue_for(4)
+    with session_scope() as s:
+        for worker in (dead_owner, live_owner):
+            beat(s, worker=worker, kind="worker", capacity=8, running=0)
+        s.execute(
+            sa.update(HubWorker.__table__)  # type: ignore[attr-defined]
+            .where(HubWorker.__table__.c.id == dead_owner)  # type: ignore[attr-defined]
+            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    now = datetime.now(UTC)
+    claims = [(dead_owner, now), (dead_owner, now), (live_owner, now)]
+    claims.append((live_owner, now - timedelta(minutes=2)))
+    for run_id, (worker, claimed_at) in zip(runs, claims, strict=True):
+        await in_write_session(
+            lambda s, run_id=run_id, worker=worker, claimed_at=claimed_at: s.execute(
+                sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
+                .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
+                .values(worker=worker, heartbeat_at=claimed_at)
+            )
+        )
+    rescuer = sync.SyncEngine(connector_factory=lambda _: FakeConnector(total=10, page_size=5))
+    rescuer.worker = "host-a:1"
+    assert await rescuer.recover_interrupted() == []  # nothing was running: no retries
+    assert owners(runs) == {runs[0]: None, runs[1]: None, runs[2]: live_owner, runs[3]: None}
+    assert await rescuer.claim() == [runs[0], runs[1], runs[3]]
+    await rescuer.wait()
+    with session_scope() as s:
+        done = {r.id: (r.status, r.worker) for r in s.exec(select(SyncRun))}
+    assert done[runs[0]] == done[runs[1]] == done[runs[3]] == ("succeeded", "host-a:1")
+    assert done[runs[2]] == ("queued", live_owner)
 
 
 async def test_a_run_queued_anywhere_is_started_by_a_process_with_room_at_once(

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from sqlmodel import Session, SQLModel, func, select
 
 from dashboard.db import get_engine, session_scope
@@ -16,6 +17,7 @@ from dashboard.services import scheduler as scheduler_module
 from dashboard.services import sync
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.scheduler import HubScheduler, job_id, lease_holder, try_acquire_lease
+from dashboard.services.scheduler_store import BatchingJobStore
 from tests.fake_connector import FakeConnector
 
 
@@ -245,3 +247,63 @@ async def test_two_schedulers_on_postgres_run_each_job_once(
     assert all(
         later - earlier > timedelta(seconds=0.1) for earlier, later in itertools.pairwise(times)
     )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest) -> str:
+    request.getfixturevalue("pg_hub_db" if request.param == "postgres" else "hub_db")
+    return str(request.param)
+
+
+async def test_a_reconcile_of_many_streams_writes_the_job_store_in_one_transaction(
+    any_db: str,
+) -> None:
+    """Forty streams: while the first reconcile's batch is open another process's store
+    sees none of its jobs; once it ends, every one, on the schedule the Settings tab shows.
+    A failure inside a batch writes nothing; conflicts still raise as APScheduler expects."""
+    with session_scope() as s:
+        shops = [connected_integration(s, f"shop-{n}") for n in range(40)]
+    hub = HubScheduler(holder="host-a:1")
+    await hub._start_scheduler()
+    other = BatchingJobStore(engine=get_engine(), tablename="apscheduler_jobs")
+    try:
+        scheduler = hub.scheduler
+        assert scheduler is not None
+        store = scheduler._lookup_jobstore("default")
+        seen_inside: list[int] = []
+        original = store._write
+
+        def write(batch: object) -> None:  # the moment before the one commit
+            seen_inside.append(len(other.get_all_jobs()))
+            original(batch)
+
+        store._write = write
+        await hub.reconcile()
+        assert seen_inside == [0]
+        jobs = {job.id: job for job in other.get_all_jobs()}
+        assert set(jobs) == {job_id(shop, "products") for shop in shops}
+        with session_scope() as s:
+            shown = {
+                job_id(c.integration_id, c.stream): c.next_run_at
+                for c in s.exec(select(StreamConfig))
+            }
+        for jid, job in jobs.items():
+            assert abs(job.next_run_time - shown[jid].replace(tzinfo=UTC)) < timedelta(seconds=1)
+
+        first = job_id(shops[0], "products")
+        with pytest.raises(RuntimeError), store.batch():
+            store.remove_job(first)
+            raise RuntimeError("the database went away")
+        assert other.lookup_job(first) is not None  # nothing was written
+        with store.batch():
+            with pytest.raises(ConflictingIdError):
+                store.add_job(jobs[first])
+            with pytest.raises(JobLookupError):
+                store.remove_job("sync:no-such-stream")
+            store.remove_job(first)
+            with pytest.raises(JobLookupError):
+                store.update_job(jobs[first])
+        assert other.lookup_job(first) is None
+        assert len(other.get_all_jobs()) == 39
+    finally:
+        hub._stop_scheduler()

@@ -15,7 +15,8 @@ policy) and ``sync_workers`` (which process runs a run).
 Several processes share the database (web workers, `hub worker`s on other hosts, `hub sync`).
 The database keeps one queued or running run per stream (a partial unique index). Runs queued
 for the hub (scheduled, manual, webhook, retry) have no owner: every process with free
-capacity claims the oldest ones (``_claim_queued``), woken at once by the change feed. Every
+capacity claims them, oldest first with at most ``HUB_SYNC_PER_INTEGRATION`` of one
+integration at once (``sync_claims``), woken at once by the change feed. Every
 write of a running run is fenced by its owner's worker id, so a run declared dead by crash
 recovery can never write again. Each process beats in ``hub_workers``; one silent for
 ``WORKER_DEAD_AFTER`` is dead, and its runs resume elsewhere from their checkpoints.
@@ -47,6 +48,7 @@ from dashboard.models import (
 from dashboard.services import app_credentials
 from dashboard.services.changefeed import QUEUE, get_feed
 from dashboard.services.credentials import DbCredentialStore
+from dashboard.services.sync_claims import claim_queued
 from dashboard.services.sync_observe import (
     ThrottledOut,
     _note_progress,
@@ -71,7 +73,6 @@ from dashboard.services.sync_queue import SyncRefused as SyncRefused
 from dashboard.services.sync_queue import (
     _active_among,
     _adoptable_queued,
-    _claim_queued,
     _queue_runs,
     _recover_stale_runs,
     _resumed_by,
@@ -188,13 +189,13 @@ class SyncEngine:
         return self._room_event
 
     async def claim(self) -> list[uuid.UUID]:
-        """Claim as many queued runs without an owner as this process has room for, oldest
-        first, and start them."""
+        """Claim as many queued runs without an owner as this process has room for, fairly
+        across integrations (``sync_claims``), and start them."""
         self._claimed = True
         room = self.capacity - len(self._tasks)
         if room <= 0:
             return []
-        claimed = await in_write_session(partial(_claim_queued, worker=self.worker, limit=room))
+        claimed = await in_write_session(partial(claim_queued, worker=self.worker, limit=room))
         for run_id in claimed:
             self.start(run_id)
         return claimed
@@ -277,9 +278,10 @@ class SyncEngine:
 
         A run is dead when its heartbeat is older than ``STALE_AFTER`` or its process is
         provably gone (same host); a run of a live process is never touched. Each gets a
-        ``retry`` run from the stream's checkpoint. With ``adopt`` this process also starts
-        those retries and every queued run no live process will start; without (``hub
-        sync``), they stay queued for a hub process. Returns the runs started here.
+        ``retry`` run from the stream's checkpoint. With ``adopt`` this process starts those
+        retries; without (``hub sync``), they stay queued for a hub process. Queued runs that
+        a dead process held go back to the queue, for the fair claim (``claim``). Returns the
+        runs started here.
         """
         owner = self.worker if adopt else None
         runs = await in_session(lambda s: _recover_stale_runs(s, retry_owner=owner))

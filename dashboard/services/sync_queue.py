@@ -28,10 +28,13 @@ from dashboard.models import (
 )
 from dashboard.services.audit import record_audit
 from dashboard.services.sync_progress import _event, _finish, _RunContext, _stream_config
-from dashboard.services.sync_workers import process_gone, silent_workers
+from dashboard.services.sync_workers import beating_workers, process_gone, silent_workers
 from dashboard.settings import get_settings
 
 STALE_AFTER = timedelta(minutes=2)
+# A claimed run starts at once (a claim takes only what its process has room for); one still
+# queued this long after its claim (``heartbeat_at``, set by the claim) never will.
+CLAIM_STARTS_WITHIN = timedelta(minutes=1)
 ACTIVE = ACTIVE_RUN_STATUSES
 RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
 SYNCABLE = (
@@ -233,7 +236,9 @@ def _stopped(session: Session, run_id: uuid.UUID, worker: str) -> None:
 
 
 def _recover_stale_runs(session: Session, retry_owner: str | None) -> list[uuid.UUID]:
-    """Interrupt the runs of dead processes and queue their retries; runs to start now.
+    """Interrupt the runs of dead processes and queue their retries (owned by
+    ``retry_owner``: the runs to start now); queued runs stranded with a dead owner go back
+    to the queue for the fair claim.
 
     A run is dead when its heartbeat is older than ``STALE_AFTER``, its process provably
     ended (same host) or fell silent in ``hub_workers`` (any host, within seconds). Each is
@@ -267,7 +272,42 @@ def _recover_stale_runs(session: Session, retry_owner: str | None) -> list[uuid.
             retry = _queue_retry(session, run_id, owner=retry_owner)
             if retry is not None and retry_owner is not None:
                 retries.append(retry)
-    return retries + [r for r in _adoptable_queued(session) if r not in retries]
+    _release_stranded(session)
+    return retries
+
+
+def _release_stranded(session: Session) -> int:
+    """Queued runs held by a process that will not start them lose their owner, and the
+    fair claim (``sync_claims``) hands them out again: the owner died; or it claimed them
+    more than ``CLAIM_STARTS_WITHIN`` ago and never started them (its start failed, e.g.
+    the database refused a connection: seen in bench/scale.py at 10,000 integrations, where
+    five such runs of a live process stayed queued for 25 minutes and held their
+    integrations at the cap); or it never beats (``hub sync --wait``) and they waited past
+    ``STALE_AFTER``. How many were released."""
+    now = datetime.now(UTC)
+    rows = session.exec(
+        select(SyncRun.id, SyncRun.worker, SyncRun.created_at, SyncRun.heartbeat_at).where(
+            SyncRun.status == RunStatus.QUEUED.value, col(SyncRun.worker).is_not(None)
+        )
+    ).all()
+    if not rows:
+        return 0
+    owners = {worker for _, worker, _, _ in rows}
+    silent, beating = silent_workers(session, owners), beating_workers(session, owners)
+    released = 0
+    for run_id, worker, created_at, claimed_at in rows:
+        dead = worker in silent or process_gone(worker)
+        never_started = claimed_at is not None and claimed_at < now - CLAIM_STARTS_WITHIN
+        forgotten = worker not in beating and created_at < now - STALE_AFTER
+        if not (dead or never_started or forgotten):
+            continue
+        released += session.execute(
+            sa.update(RUNS)
+            .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
+            .where(RUNS.c.worker == worker)
+            .values(worker=None, heartbeat_at=None)
+        ).rowcount  # type: ignore[attr-defined]
+    return released
 
 
 def _adoptable_queued(session: Session, run_ids: list[uuid.UUID] | None = None) -> list[uuid.UUID]:
@@ -285,42 +325,6 @@ def _adoptable_queued(session: Session, run_ids: list[uuid.UUID] | None = None) 
         for run_id, worker, created_at in rows
         if worker is None or created_at < cutoff or worker in silent or process_gone(worker)
     ]
-
-
-def _claim_queued(session: Session, *, worker: str, limit: int) -> list[uuid.UUID]:
-    """Take up to ``limit`` queued runs without an owner for ``worker``, oldest first (the
-    order they fell due in, so no integration waits behind another's backlog). On PostgreSQL
-    ``FOR UPDATE SKIP LOCKED`` lets processes claim side by side without waiting for each
-    other; on SQLite (one writer) the conditional update decides."""
-    if limit <= 0:
-        return []
-    oldest = (
-        sa.select(RUNS.c.id)
-        .where(RUNS.c.status == RunStatus.QUEUED.value, RUNS.c.worker.is_(None))
-        .order_by(RUNS.c.created_at)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        locked = oldest.with_for_update(skip_locked=True).scalar_subquery()
-        rows = session.execute(
-            sa.update(RUNS)
-            .where(RUNS.c.id.in_(locked))
-            .values(worker=worker)
-            .returning(RUNS.c.id, RUNS.c.created_at)
-        ).all()
-        # RETURNING comes in any order: start them oldest first.
-        return [run_id for run_id, _ in sorted(rows, key=lambda row: row[1])]
-    taken = []
-    for run_id in session.execute(oldest).scalars():
-        claimed = session.execute(
-            sa.update(RUNS)
-            .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
-            .where(RUNS.c.worker.is_(None))
-            .values(worker=worker)
-        )
-        if claimed.rowcount:  # type: ignore[attr-defined]
-            taken.append(run_id)
-    return taken
 
 
 def _unowned_queued(session: Session) -> list[uuid.UUID]:

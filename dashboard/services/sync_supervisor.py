@@ -69,9 +69,9 @@ async def _supervise_step(
     engine: SyncEngine, *, sweep: bool, housekeeping: bool, purge: bool = False
 ) -> None:
     try:
-        await engine.claim()
-        if sweep:
+        if sweep:  # first: what it hands back to the queue is claimed just below
             await engine.recover_interrupted()
+        await engine.claim()
         if housekeeping:
             # Connect links that expired unused become an incident (once).
             await in_write_session(lambda s: incident_sweeps.sweep_expired_links(session=s))
@@ -121,6 +121,7 @@ async def engine_lifespan(*, kind: str = "web") -> AsyncIterator[SyncEngine]:
     beating = loop.create_task(beat_while_alive(engine, stop, kind=kind))
     try:
         await engine.recover_interrupted()
+        await engine.claim()  # this process's share of what waits, at once
     except Exception:  # serve anyway; the periodic sweep tries again
         log.exception("crash recovery at start-up failed")
     supervisor = loop.create_task(supervise(engine, stop))

@@ -128,6 +128,21 @@ def silent_workers(session: Session, workers: Collection[str | None]) -> set[str
     )
 
 
+def beating_workers(session: Session, workers: Collection[str | None]) -> set[str]:
+    """Those of ``workers`` that beat within ``WORKER_DEAD_AFTER``: alive, on any host."""
+    names = {worker for worker in workers if worker}
+    if not names:
+        return set()
+    cutoff = datetime.now(UTC) - WORKER_DEAD_AFTER
+    return set(
+        session.exec(
+            select(HubWorker.id).where(
+                col(HubWorker.id).in_(names), col(HubWorker.heartbeat_at) >= cutoff
+            )
+        ).all()
+    )
+
+
 def live_workers(session: Session) -> list[HubWorker]:
     """The processes that beat within ``WORKER_DEAD_AFTER``, oldest first."""
     cutoff = datetime.now(UTC) - WORKER_DEAD_AFTER
