@@ -88,7 +88,14 @@ def reuse_unchanged_build() -> None:
         if stamp.is_file() and stamp.read_text().strip() == inputs:
             print(f"Frontend unchanged since its last build: serving {build_dir} as it is.")
             return
-        original()
+        try:
+            original()
+        except SystemExit:
+            # React Router prerenders each page through a preview server with a fixed 10 s
+            # timeout and no retry: on a busy machine the first page's render can miss it.
+            # The second attempt finds the bundle's modules warm.
+            print("The frontend build failed; trying once more.")
+            original()
         stamp.write_text(inputs + "\n")
 
     build_when_changed._hub_reuses = True  # type: ignore[attr-defined]

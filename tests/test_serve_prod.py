@@ -68,3 +68,41 @@ def test_an_unchanged_restart_skips_the_build_and_a_change_rebuilds(
     (web / "build" / serve_prod.BUILD_STAMP).unlink()
     build.build()
     assert builds == ["built", "built", "built"]
+
+
+def test_a_build_that_fails_once_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """React Router's prerender gives each page 10 s, once: a busy machine can miss it."""
+    web = compiled_web_dir(tmp_path)
+    attempts: list[str] = []
+
+    def reflex_build() -> None:
+        attempts.append("build")
+        if len(attempts) == 1:
+            raise SystemExit(1)  # what Reflex's build does when `bun run export` fails
+        (web / "build" / "client").mkdir(parents=True, exist_ok=True)
+
+    monkeypatch.setattr(build, "build", reflex_build)
+    monkeypatch.setattr(prerequisites, "get_web_dir", lambda: web)
+    serve_prod.reuse_unchanged_build()
+    build.build()
+    assert attempts == ["build", "build"]
+    assert "trying once more" in capsys.readouterr().out
+    assert (web / "build" / serve_prod.BUILD_STAMP).is_file()
+
+
+def test_a_build_that_fails_twice_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = compiled_web_dir(tmp_path)
+
+    def reflex_build() -> None:
+        raise SystemExit(1)
+
+    monkeypatch.setattr(build, "build", reflex_build)
+    monkeypatch.setattr(prerequisites, "get_web_dir", lambda: web)
+    serve_prod.reuse_unchanged_build()
+    with pytest.raises(SystemExit):
+        build.build()
+    assert not (web / "build" / serve_prod.BUILD_STAMP).exists()

@@ -121,11 +121,13 @@ def running_hub(base_dir: Path, extra_env: Mapping[str, str] | None = None) -> I
             time.sleep(1)
         yield hub
     finally:
-        os.killpg(process.pid, 15)
+        with contextlib.suppress(ProcessLookupError):  # it may have ended (a failed start)
+            os.killpg(process.pid, 15)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 9)
         log_text = log_path.read_text()
         # Secrets must never reach the logs, and no event handler may have crashed.
         assert ADMIN_PASSWORD not in log_text
