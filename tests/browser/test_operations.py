@@ -139,12 +139,16 @@ def test_revoked_access_notifies_and_reconnect_restores_it(hub: Hub, browser, ma
     # One incident, however many streams found out, in words, with what to do.
     bell = page.get_by_role("button", name="Notifications, 1 open incident")
     bell.wait_for(timeout=TIMEOUT)
+    # The admin switches to the Overview's tab (a hidden tab's page may render late: Chromium
+    # defers a background page's frames) and finds it changed without a reload.
+    overview.bring_to_front()
     overview.get_by_role("link", name="Ops store", exact=True).wait_for(timeout=TIMEOUT)
     overview.locator("#attention").get_by_role(
         "link", name=re.compile(r"^Ops store: Shopify refused the hub's access")
     ).wait_for(timeout=TIMEOUT)
     screenshot(overview, "overview-needs-reauth")
 
+    page.bring_to_front()
     bell.click()
     notice = page.get_by_role("link", name=re.compile(r"^Ops store: Shopify refused"))
     notice.wait_for(timeout=TIMEOUT)
