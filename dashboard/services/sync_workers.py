@@ -115,32 +115,22 @@ def forget(session: Session, worker: str) -> None:
 def silent_workers(session: Session, workers: Collection[str | None]) -> set[str]:
     """Those of ``workers`` that beat once and then fell silent for ``WORKER_DEAD_AFTER``:
     dead, on whichever host. A worker that never beat (``hub sync``) is not among them."""
-    names = {worker for worker in workers if worker}
-    if not names:
-        return set()
-    cutoff = datetime.now(UTC) - WORKER_DEAD_AFTER
-    return set(
-        session.exec(
-            select(HubWorker.id).where(
-                col(HubWorker.id).in_(names), col(HubWorker.heartbeat_at) < cutoff
-            )
-        ).all()
-    )
+    return _by_last_beat(session, workers, alive=False)
 
 
 def beating_workers(session: Session, workers: Collection[str | None]) -> set[str]:
     """Those of ``workers`` that beat within ``WORKER_DEAD_AFTER``: alive, on any host."""
+    return _by_last_beat(session, workers, alive=True)
+
+
+def _by_last_beat(session: Session, workers: Collection[str | None], *, alive: bool) -> set[str]:
     names = {worker for worker in workers if worker}
     if not names:
         return set()
     cutoff = datetime.now(UTC) - WORKER_DEAD_AFTER
-    return set(
-        session.exec(
-            select(HubWorker.id).where(
-                col(HubWorker.id).in_(names), col(HubWorker.heartbeat_at) >= cutoff
-            )
-        ).all()
-    )
+    beat_at = col(HubWorker.heartbeat_at)
+    recent = beat_at >= cutoff if alive else beat_at < cutoff
+    return set(session.exec(select(HubWorker.id).where(col(HubWorker.id).in_(names), recent)).all())
 
 
 def live_workers(session: Session) -> list[HubWorker]:

@@ -74,13 +74,22 @@ def routes(sandbox: ShopifySandbox, shop_pattern: str) -> list[BaseRoute]:
             headers["X-Shopify-API-Version"] = version
         return JSONResponse(body, headers=headers)
 
-    async def shop_json(request: Request) -> Response:
+    def admit_versioned(request: Request) -> tuple[str, Bucket] | Response:
+        """A versioned endpoint's answering version and the request's bucket, or the refusal
+        (an unknown version is 404, as on Shopify)."""
         version = versions.answering_version(request.path_params["version"])
         if version is None:
             return JSONResponse({"errors": "Not Found"}, status_code=404)
         _, bucket, refusal = admit(request)
         if refusal is not None or bucket is None:
             return refusal or Response(status_code=500)
+        return version, bucket
+
+    async def shop_json(request: Request) -> Response:
+        admitted = admit_versioned(request)
+        if isinstance(admitted, Response):
+            return admitted
+        version, bucket = admitted
         data = sandbox.shops[request.path_params["shop"]]
         from connectors.sandbox.shopify.resolvers import shop_node
 
@@ -109,12 +118,10 @@ def routes(sandbox: ShopifySandbox, shop_pattern: str) -> list[BaseRoute]:
 
     def listing(kind: str) -> Any:
         async def endpoint(request: Request) -> Response:
-            version = versions.answering_version(request.path_params["version"])
-            if version is None:
-                return JSONResponse({"errors": "Not Found"}, status_code=404)
-            _, bucket, refusal = admit(request)
-            if refusal is not None or bucket is None:
-                return refusal or Response(status_code=500)
+            admitted = admit_versioned(request)
+            if isinstance(admitted, Response):
+                return admitted
+            version, bucket = admitted
             data = sandbox.shops[request.path_params["shop"]]
             url = str(request.url).split("?", 1)[0]
             try:
