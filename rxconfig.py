@@ -2,7 +2,8 @@
 
 import reflex as rx
 
-from dashboard.settings import SettingsError, check_production, get_settings
+from dashboard.production_profile import check_production
+from dashboard.settings import SettingsError, get_settings
 
 try:
     settings = get_settings()

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dashboard.data_dir import secure_data_dir
+from dashboard.production_profile import production_problems
 from dashboard.settings import (
     PROJECT_ROOT,
     Settings,
     SettingsError,
     get_settings,
     load_settings,
-    production_problems,
 )
 
 log = logging.getLogger("hub")

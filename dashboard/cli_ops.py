@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dashboard.settings import Settings, get_settings, production_problems
+from dashboard.production_profile import production_problems
+from dashboard.settings import Settings, get_settings
 
 MASK = "********"
 # A setting holding a secret, by name: app secrets, passwords, keys, tokens (metrics' too).

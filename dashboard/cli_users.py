@@ -11,7 +11,8 @@ from typing import Any
 
 from dashboard.cli import users_exist
 from dashboard.data_dir import create_private_file, secure_data_dir
-from dashboard.settings import get_settings, is_production
+from dashboard.production_profile import is_production
+from dashboard.settings import get_settings
 
 
 def _fail(message: str, code: int = 2) -> int:

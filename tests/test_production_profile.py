@@ -18,6 +18,7 @@ from connectors.sandbox.access import sandbox_apps
 from dashboard import migrations
 from dashboard.db import session_scope
 from dashboard.models import EncryptionKey
+from dashboard.production_profile import production_problems
 from dashboard.services.credentials import load_credential, save_credential
 from dashboard.services.integrations import create_integration
 from dashboard.services.lifespan import hub_lifespan
@@ -28,7 +29,7 @@ from dashboard.services.vault import (
     get_vault,
     key_fingerprint,
 )
-from dashboard.settings import SettingsError, load_settings, production_problems
+from dashboard.settings import SettingsError, load_settings
 from tests.conftest import reset_caches
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,11 +35,12 @@ from sqlmodel import Session, col, select
 from connectors.http import build_client
 from dashboard.db import in_session
 from dashboard.models import RECORD_TABLES, ChangeWebhook, ChangeWebhookDelivery, Integration
+from dashboard.production_profile import is_production
 from dashboard.services.alerts import sign
 from dashboard.services.audit import record_audit
 from dashboard.services.change_feed import encode_cursor
 from dashboard.services.vault import get_vault
-from dashboard.settings import get_settings, is_production
+from dashboard.settings import get_settings
 
 log = logging.getLogger(__name__)
 

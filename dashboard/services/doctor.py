@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from dashboard import migrations
 from dashboard.db import get_engine
+from dashboard.production_profile import is_production, production_problems
 from dashboard.services.doctor_platforms import (
     _PlatformAnswer,
     check_amazon,
@@ -28,7 +29,7 @@ from dashboard.services.doctor_platforms import (
     check_shopify,
 )
 from dashboard.services.doctor_result import Check, Status
-from dashboard.settings import Settings, get_settings, is_production, production_problems
+from dashboard.settings import Settings, get_settings
 
 __all__ = ["Check", "DoctorReport", "Status", "check_amazon_secret", "format_report", "run_doctor"]
 
