@@ -163,3 +163,27 @@ async def test_bad_input_and_other_roles_are_refused(hub: dict, session: Session
     await AmazonAppState.save_secret.fn(admin, {"secret": "amzn1.oa2-cs.v1.first"})
     await AmazonAppState.save_secret.fn(admin, {"secret": "amzn1.oa2-cs.v1.second"})
     assert admin.form_error.startswith("Confirm the switch to the secret entered last")
+
+
+def test_two_runs_first_seeing_the_environment_secret_both_get_it(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seller's first streams start together and each records HUB_AMAZON_CLIENT_SECRET the
+    first time it is seen: the run that loses that race reads the other's row instead of
+    failing with a unique-constraint error (the demo's orders run once did)."""
+    monkeypatch.setenv("HUB_AMAZON_CLIENT_SECRET", "amzn1.oa2-cs.v1.from-the-environment")
+    get_settings.cache_clear()
+    with session_scope() as first:
+        amazon_lifecycle.app_secrets(session=first)  # the other run recorded it first
+    seen, looks = amazon_lifecycle._row_of, []
+
+    def looked_before_that_commit(s: Session, fingerprint: str) -> LwaClientSecret | None:
+        looks.append(fingerprint)
+        return None if len(looks) <= 2 else seen(s, fingerprint)  # the check, the insert's
+
+    monkeypatch.setattr(amazon_lifecycle, "_row_of", looked_before_that_commit)
+    with session_scope() as second:
+        secrets = amazon_lifecycle.app_secrets(session=second)
+    assert secrets.current == "amzn1.oa2-cs.v1.from-the-environment"
+    with session_scope() as s:
+        assert len(s.exec(select(LwaClientSecret)).all()) == 1

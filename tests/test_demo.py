@@ -68,7 +68,10 @@ async def test_empty_hub_gets_connected_demo_integrations_that_sync(demo_hub) ->
         assert s.exec(select(WebhookSubscription)).first() is not None
         products = s.exec(select(Product).where(Product.integration_id == outdoor.id)).all()
         assert len(products) == 1200  # the demo shop's catalog, synced
-        assert s.exec(select(Order).where(Order.integration_id == amazon.id)).first()
+        amazon_runs = s.exec(select(SyncRun).where(SyncRun.integration_id == amazon.id)).all()
+        assert s.exec(select(Order).where(Order.integration_id == amazon.id)).first(), [
+            (run.stream, run.status, run.records_read, run.error) for run in amazon_runs
+        ]
     # Expiring tokens, stored as the hub's own callback stores them: the Status tab shows when
     # the token expires, and the connector refreshes ahead of it.
     access = await DbCredentialStore(outdoor.id).get("access_token")
@@ -155,8 +158,38 @@ async def test_a_demo_shop_whose_connecting_failed_once_is_connected_by_the_next
         [one] = outdoor  # the pending integration of the failed attempt went on, no second
         assert one.status in ("connected", "syncing")
         topics = s.exec(
-            select(WebhookSubscription.topic).where(
-                WebhookSubscription.integration_id == one.id
-            )
+            select(WebhookSubscription.topic).where(WebhookSubscription.integration_id == one.id)
         ).all()
         assert "ORDERS_CREATE" in topics
+
+
+async def test_a_demo_account_connected_by_an_attempt_that_failed_after_still_syncs(
+    demo_hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queueing the first sync can meet a busy database after the account was connected: the
+    next attempt finds it connected and queues that first sync, which would otherwise wait
+    for the schedule (the demo test saw a seller with no orders)."""
+    from dashboard.services import demo
+
+    engine = sync.get_engine()
+    request = engine.request_sync
+    failures = {"amazon": 1}
+
+    async def busy(**kwargs):  # type: ignore[no-untyped-def]
+        with session_scope() as s:
+            platform = s.get(Integration, kwargs["integration_id"]).platform
+        if failures.get(platform):
+            failures[platform] -= 1
+            raise RuntimeError("database is locked")
+        return await request(**kwargs)
+
+    monkeypatch.setattr(engine, "request_sync", busy)
+    monkeypatch.setattr(demo, "CONNECT_RETRY_AFTER", 0.01)
+    assert await seed_demo_integrations() == 3
+    await engine.wait()
+    assert failures == {"amazon": 0}  # it did fail once
+    with session_scope() as s:
+        [amazon] = s.exec(select(Integration).where(Integration.platform == "amazon")).all()
+        streams = s.exec(select(SyncRun.stream).where(SyncRun.integration_id == amazon.id)).all()
+        assert sorted(streams) == ["inventory", "listings", "orders"]
+        assert s.exec(select(Order).where(Order.integration_id == amazon.id)).first()

@@ -23,13 +23,16 @@ own).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from connectors.errors import InvalidInput, OAuthError
@@ -164,8 +167,17 @@ def record_secret(
     fingerprint = secret_fingerprint(secret)
     row = _row_of(session, fingerprint)
     if row is None:
-        row = LwaClientSecret(fingerprint=fingerprint, set_at=set_at or _now())
-        _retire_current(session)
+        # A seller's first runs start together and each may see the secret first: the
+        # database keeps one row, and only the run whose row it is retires the one before.
+        new_id = session.execute(
+            _insert_secret(session.get_bind().dialect.name),
+            {"id": uuid.uuid4(), "fingerprint": fingerprint, "set_at": set_at or _now()},
+        ).scalar_one_or_none()
+        row = _row_of(session, fingerprint)
+        assert row is not None
+        if new_id is None:
+            return row  # recorded meanwhile by another run or process
+        _retire_current(session, keep=row.id)
     elif set_at is not None:
         row.set_at = set_at
     if row.retired_at is not None:
@@ -182,9 +194,18 @@ def _row_of(session: Session, fingerprint: str) -> LwaClientSecret | None:
     ).first()
 
 
-def _retire_current(session: Session) -> None:
+@functools.cache
+def _insert_secret(dialect: str) -> sa.Executable:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table: sa.Table = LwaClientSecret.__table__  # type: ignore[attr-defined]
+    return insert(table).on_conflict_do_nothing().returning(table.c.id)
+
+
+def _retire_current(session: Session, *, keep: uuid.UUID | None = None) -> None:
     for older in session.exec(
-        select(LwaClientSecret).where(col(LwaClientSecret.retired_at).is_(None))
+        select(LwaClientSecret).where(
+            col(LwaClientSecret.retired_at).is_(None), LwaClientSecret.id != keep
+        )
     ).all():
         older.retired_at = _now()
         session.add(older)
@@ -284,9 +305,9 @@ def secret_status(*, session: Session, settings: Settings | None = None) -> Secr
         fingerprint=row.fingerprint,
         set_at=row.set_at,
         deadline=row.set_at + LWA_SECRET_LIFETIME,
-        previous_configured=pending if row.ciphertext else bool(
-            settings.amazon_client_secret_previous
-        ),
+        previous_configured=pending
+        if row.ciphertext
+        else bool(settings.amazon_client_secret_previous),
         from_settings=bool(row.ciphertext),
         switch_pending=pending,
     )

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -27,7 +29,7 @@ from connectors.sandbox.installer import install_amazon, install_shopify
 from connectors.shopify.auth import token_credentials
 from connectors.shopify.connector import ShopifyConnector
 from dashboard.db import in_session
-from dashboard.models import Integration, IntegrationStatus
+from dashboard.models import Integration, IntegrationStatus, SyncRun
 from dashboard.services import connect, sync
 from dashboard.services import integrations as integration_service
 from dashboard.services.credentials import DbCredentialStore, cross_process_lock
@@ -94,6 +96,11 @@ async def _wait_for_sandbox(base: str, platform: str, patience: float = 120.0) -
     return False
 
 
+def _has_runs(session: Session, *, integration_id: uuid.UUID) -> bool:
+    runs = select(SyncRun.id).where(SyncRun.integration_id == integration_id).limit(1)
+    return session.exec(runs).first() is not None
+
+
 async def _connect(account: DemoAccount, base: str) -> None:
     settings = get_settings()
     values = settings.model_dump()
@@ -118,7 +125,11 @@ async def _connect(account: DemoAccount, base: str) -> None:
 
     integration = await in_session(create)
     if integration.status != IntegrationStatus.PENDING.value:
-        return  # connected by an earlier attempt, which failed only after that
+        # Connected by an earlier attempt that failed only after that (queueing its first
+        # sync can meet a busy database): it still gets its first sync.
+        if not await in_session(partial(_has_runs, integration_id=integration.id)):
+            await sync.request_sync(integration_id=integration.id, trigger="manual")
+        return
     store = DbCredentialStore(integration.id)
     apps = sandbox_apps(sandbox_control_token(settings))
     # The consent pages send codes only to the hub's registered callback; the code is read
