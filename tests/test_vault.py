@@ -229,3 +229,31 @@ async def test_rotation_during_a_token_refresh_keeps_the_refreshed_token(
     assert token is not None and token.secret == "shpat_after_refresh"
     with session_scope() as session:
         assert {row.key_id for row in session.exec(select(Credential))} == {"new"}
+
+
+def test_a_refresh_lock_holds_across_event_loops_of_one_process(hub_db) -> None:
+    """A webhook applied on the served routes' loop and a sync on another loop of the same
+    process refresh one integration's token: each waits its turn (an asyncio lock bound to
+    one loop failed the other's run with "bound to a different event loop")."""
+    from dashboard.services.credentials import cross_process_lock
+
+    order: list[str] = []
+
+    async def two_refreshes(loop_name: str) -> None:
+        async def refresh(n: int) -> None:
+            async with cross_process_lock("refresh:one-integration:access_token"):
+                order.append(f"{loop_name}{n} in")
+                await asyncio.sleep(0.05)
+                order.append(f"{loop_name}{n} out")
+
+        await asyncio.gather(refresh(1), refresh(2))  # contended: binds a lock to this loop
+
+    asyncio.run(two_refreshes("a"))
+    other = threading.Thread(target=lambda: asyncio.run(two_refreshes("b")))
+    other.start()
+    asyncio.run(two_refreshes("c"))
+    other.join(10)
+    assert len(order) == 12
+    # Never two holders at once, whichever loop they ran on.
+    assert all(order[i].endswith("in") and order[i + 1] == order[i][:-2] + "out"
+               for i in range(0, 12, 2))  # fmt: skip

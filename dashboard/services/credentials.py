@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import os
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
@@ -106,7 +107,11 @@ def credential_summaries(*, session: Session, integration_id: uuid.UUID) -> list
     ]
 
 
-_local_locks: dict[str, asyncio.Lock] = {}
+# Per event loop: an asyncio lock belongs to one loop, and a process may run more than one
+# (a test serving the hub's routes in a thread beside its own loop).
+_local_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _lock_number(name: str) -> int:
@@ -148,7 +153,8 @@ def hold_cross_process_lock(name: str) -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def cross_process_lock(name: str) -> AsyncIterator[None]:
     """Hold ``name`` against every task of this process and every other hub process."""
-    local = _local_locks.setdefault(name, asyncio.Lock())
+    locks = _local_locks.setdefault(asyncio.get_running_loop(), {})
+    local = locks.setdefault(name, asyncio.Lock())
     async with local:  # tasks of this process queue here, not in threads
         held = hold_cross_process_lock(name)
         await asyncio.to_thread(held.__enter__)
