@@ -138,3 +138,18 @@ def leaked_secrets(
             if secret in text
         ]  # fmt: skip
     return leaks
+
+
+# Tests that serve the hub's frontend build it in the checkout's .web for the session's port
+# (tests/browser/conftest.py): under pytest-xdist (`make test` runs two processes) they share
+# one process, one at a time, as they did before; every other test may run beside them.
+SERVES_THE_FRONTEND = ("tests/browser/", "tests/test_deploy_proxy.py",
+                       "tests/security/test_sessions_headers.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        if where.startswith(SERVES_THE_FRONTEND):
+            item.add_marker(pytest.mark.xdist_group("frontend"))
