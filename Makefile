@@ -94,7 +94,7 @@ run: setup migrate
 test: setup axe chromium nginx promtool
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=25
+	$(PY) -m pytest -q -n 2 --durations=25
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

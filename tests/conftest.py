@@ -147,9 +147,14 @@ SERVES_THE_FRONTEND = ("tests/browser/", "tests/test_deploy_proxy.py",
                        "tests/security/test_sessions_headers.py")  # fmt: skip
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    root = Path(str(config.rootpath))
-    for item in items:
-        where = Path(str(item.path)).relative_to(root).as_posix()
-        if where.startswith(SERVES_THE_FRONTEND):
-            item.add_marker(pytest.mark.xdist_group("frontend"))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Every test its own unit of work, except those serving the frontend: one unit. (xdist's
+    ``--dist loadgroup`` would do it with a marker, but its way of tagging the tests no
+    longer reaches pytest 9's node ids.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FrontendTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "frontend" if nodeid.startswith(SERVES_THE_FRONTEND) else nodeid
+
+    return FrontendTogether(config, log)
