@@ -21,7 +21,7 @@ export NPM_CONFIG_REGISTRY := https://registry.npmjs.org
 export REFLEX_BUN_PATH := $(BUN)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test setup bun axe icons chromium nginx promtool migrate lint typecheck bench peers clean
+.PHONY: run test setup bun axe icons chromium nginx promtool wrk migrate lint typecheck bench peers clean
 
 setup: $(STAMP) bun
 
@@ -79,6 +79,13 @@ promtool:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
+# Debian's wrk: the load generator of bench/webhook_ingest.py (C, scripted in Lua), so that the
+# figures are the hub's and not a Python generator's.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
 migrate: $(STAMP)
 	$(VENV)/bin/hub migrate
 
@@ -100,7 +107,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: setup
+bench: setup wrk
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/run_all.py
 
