@@ -295,11 +295,18 @@ def get_integration(*, session: Session, integration_id: uuid.UUID | str) -> Int
 def find_integration_by_shop(*, session: Session, shop_domain: str) -> Integration | None:
     """The integration a shop's webhooks belong to: the one holding the shop, else the newest
     not disconnected (a pending duplicate must not take them from the one that syncs)."""
+    found = integration_id_for_shop(session=session, shop_domain=shop_domain)
+    return session.get(Integration, found) if found is not None else None
+
+
+def integration_id_for_shop(*, session: Session, shop_domain: str) -> uuid.UUID | None:
+    """``find_integration_by_shop``'s id only (webhook intake: no row loaded per group)."""
     return session.exec(
-        select(Integration)
+        select(Integration.id)
         .where(Integration.shop_domain == shop_domain.lower())
         .where(Integration.status != IntegrationStatus.DISCONNECTED.value)
         .order_by(col(Integration.account_key).is_(None), col(Integration.created_at).desc())
+        .limit(1)
     ).first()
 
 

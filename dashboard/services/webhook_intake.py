@@ -28,7 +28,7 @@ from sqlmodel import Session
 
 from dashboard.db import in_own_session
 from dashboard.models import WebhookEvent, WebhookStatus
-from dashboard.services.integrations import find_integration_by_shop
+from dashboard.services.integrations import integration_id_for_shop
 
 log = logging.getLogger("hub.shopify.webhooks")
 EVENTS: sa.Table = WebhookEvent.__table__  # type: ignore[attr-defined]
@@ -55,8 +55,7 @@ def store_deliveries(session: Session, deliveries: list[Delivery]) -> list[uuid.
     its webhook id was stored already (earlier, or earlier in the same group)."""
     integrations: dict[str, uuid.UUID | None] = {}
     for shop in {d.shop for d in deliveries if d.shop}:
-        found = find_integration_by_shop(session=session, shop_domain=shop)
-        integrations[shop] = found.id if found is not None else None
+        integrations[shop] = integration_id_for_shop(session=session, shop_domain=shop)
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     ids: list[uuid.UUID | None] = []

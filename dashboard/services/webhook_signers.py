@@ -11,6 +11,7 @@ secret is honoured at once. A secret removed from the hub is still accepted for 
 
 from __future__ import annotations
 
+import functools
 import time
 
 from connectors.errors import InvalidInput
@@ -28,10 +29,7 @@ _known: dict[str, tuple[float, list[ShopifyApp]]] = {}
 async def signed_by_shop_app(shop_header: str, body: bytes, signature: str | None) -> bool:
     """True when ``signature`` is the HMAC of ``body`` with the secret of an app that may sign
     for the shop in ``shop_header`` (``X-Shopify-Shop-Domain``, unsigned)."""
-    try:
-        shop = integration_service.normalize_shop_domain(shop_header)
-    except InvalidInput:
-        shop = ""
+    shop = _shop_of(shop_header)
     now = time.monotonic()
     remembered = _known.get(shop)
     if (
@@ -49,6 +47,15 @@ async def signed_by_shop_app(shop_header: str, body: bytes, signature: str | Non
         _known.clear()
     _known[shop] = (now + REMEMBER, apps)
     return _any_signed(apps, body, signature)
+
+
+@functools.lru_cache(maxsize=1024)  # the same few headers, a thousand times a second
+def _shop_of(shop_header: str) -> str:
+    """The header's shop, normalized; "" for one that is not a shop domain."""
+    try:
+        return integration_service.normalize_shop_domain(shop_header)
+    except InvalidInput:
+        return ""
 
 
 def _any_signed(apps: list[ShopifyApp], body: bytes, signature: str | None) -> bool:
