@@ -4,14 +4,16 @@ The hub's HTTP routes and lifespan (webhook consumers, recovery sweep, sync engi
 ``--workers`` worker processes of Granian (the server ``hub serve`` runs; ``--server uvicorn``
 for the pure-Python one) on a fresh PostgreSQL database (SQLite with one
 worker when PostgreSQL is not reachable), the sandbox in its own process, the load
-generator here. The shop is connected, so every ``products/update`` is applied as in
-production: the product is fetched from the sandbox and stored. Prints verified/s (2xx
-answers), latency p50/p99, whether every accepted delivery was stored once and applied once,
-how long applying took after the last answer, and the workers' RSS before and after.
+generator Debian's wrk (``make wrk``; ``--load httpx`` for the one in this process, whose own
+CPU on a small machine limits the figures). The shop is connected, so every
+``products/update`` is applied as in production: the product is fetched from the sandbox
+and stored. Prints verified/s (2xx answers), latency p50/p99, whether every accepted
+delivery was stored once and applied once, how long applying took after the last answer,
+and the workers' RSS before and after.
 
     python bench/webhook_ingest.py [--deliveries 10000] [--concurrency 50] [--products 200]
                                    [--workers 2] [--kill-one] [--postgres URL]
-                                   [--server granian|uvicorn]
+                                   [--server granian|uvicorn] [--load wrk|httpx]
 
 ``--kill-one`` kills one worker with SIGKILL halfway through: deliveries it had not answered
 fail (Shopify would send them again); every one it answered is applied by another process.
