@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
 import httpx  # noqa: E402
+from _databases import fresh_database  # noqa: E402
 from sqlmodel import SQLModel, select  # noqa: E402
 
 import dashboard.models  # noqa: E402, F401  registers the tables
@@ -449,11 +450,12 @@ def main() -> None:
 
 
 def run_in_temp_hub(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as data_dir:
+    # A PostgreSQL URL names the server: the bench's tables go into a database of its own.
+    with tempfile.TemporaryDirectory() as data_dir, fresh_database(args.database_url) as url:
         os.environ["HUB_DATA_DIR"] = data_dir
         os.environ.pop("DATABASE_URL", None)
         if args.database_url:
-            os.environ["DATABASE_URL"] = args.database_url
+            os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
         db.reset_engines()
         SQLModel.metadata.create_all(db.get_engine())

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
+
+from _databases import fresh_database  # noqa: E402
 
 from connectors.sandbox.installer import install_shopify  # noqa: E402
 from tests.sandbox_server import apps, control_headers, free_port, sandbox_process  # noqa: E402
@@ -74,25 +76,6 @@ def api_app() -> Any:
 
 
 # --- set-up ------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def database(url: str | None) -> Iterator[str]:
-    """A fresh PostgreSQL database (dropped afterwards), else a SQLite file."""
-    if url is None:
-        with tempfile.TemporaryDirectory(prefix="hub-bench-db-") as tmp:
-            yield f"sqlite:///{tmp}/hub.db"
-        return
-    import psycopg
-
-    name = f"hub_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def postgres_reachable(url: str) -> bool:
@@ -404,7 +387,7 @@ def main() -> int:
     port = free_port()
     with (
         tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp,
-        database(postgres) as database_url,
+        fresh_database(postgres) as database_url,
         sandbox_process(time_scale=1.0, seed=16, hub_port=port) as base,
     ):
         env = hub_environment(Path(tmp), database_url, base)
