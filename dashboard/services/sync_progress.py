@@ -368,17 +368,20 @@ def _auth_failed(session: Session, context: _RunContext, message: str, worker: s
         report=False,
     ):
         return
+    integration = session.get(Integration, integration_id)
+    if integration is None or integration.status == IntegrationStatus.DISCONNECTED.value:
+        # The merchant uninstalled meanwhile (the webhook deleted the tokens this run was
+        # refused for): that says more than "needs reauth", and has its own incident.
+        return
     set_integration_status(
         session=session,
         integration_id=integration_id,
         status=IntegrationStatus.NEEDS_REAUTH,
         detail="Access was revoked or expired. Send the merchant a reconnect link.",
     )
-    integration = session.get(Integration, integration_id)
-    if integration is not None:
-        incidents.access_lost(
-            session=session, integration=integration, error=message, run_id=context.run_id
-        )
+    incidents.access_lost(
+        session=session, integration=integration, error=message, run_id=context.run_id
+    )
 
 
 def _summary(run: SyncRun, now: datetime) -> str:

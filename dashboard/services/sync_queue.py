@@ -156,6 +156,10 @@ def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext 
     if integration is None or config is None:
         _finish(session, run_id, RunStatus.FAILED, "the integration or stream was removed")
         return None
+    if integration.status not in SYNCABLE:  # uninstalled, revoked or paused since it queued
+        status = integration.status.replace("_", " ")
+        _finish(session, run_id, RunStatus.CANCELLED, f"not run: the integration is {status}")
+        return None
     if run.full_refresh and run.attempt == 1:
         config.cursor = None  # full resync: start over, keep the history of runs
         session.add(config)
