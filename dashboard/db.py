@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -89,6 +90,12 @@ def _prepare_sqlite_file(path: Path) -> None:
 
 def get_engine() -> Engine:
     return engine_for(get_settings().sqlalchemy_url)
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The ``insert`` with ``ON CONFLICT`` of a database dialect (PostgreSQL's, else
+    SQLite's): the two the hub runs on."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 @contextmanager

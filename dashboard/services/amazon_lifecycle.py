@@ -32,11 +32,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from connectors.errors import InvalidInput, OAuthError
-from dashboard.db import in_session
+from dashboard.db import dialect_insert, in_session
 from dashboard.models import (
     AppstoreState,
     Integration,
@@ -196,7 +195,7 @@ def _row_of(session: Session, fingerprint: str) -> LwaClientSecret | None:
 
 @functools.cache
 def _insert_secret(dialect: str) -> sa.Executable:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     table: sa.Table = LwaClientSecret.__table__  # type: ignore[attr-defined]
     return insert(table).on_conflict_do_nothing().returning(table.c.id)
 

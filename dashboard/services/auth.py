@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
+from dashboard.db import dialect_insert
 from dashboard.models import Role, SignInThrottle, User, UserSession
 from dashboard.services.audit import record_audit
 from dashboard.settings import get_settings
@@ -328,7 +329,7 @@ def address_key(client_address: str | None) -> str:
 
 def _upsert(session: Session) -> type[sqlite.Insert] | type[postgresql.Insert]:
     dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert  # type: ignore[return-value]
+    return dialect_insert(dialect)  # type: ignore[no-any-return]
 
 
 def _take_attempt(*, session: Session, key: str, limit: int) -> None:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from dashboard.db import dialect_insert
 from dashboard.models import (
     Incident,
     IncidentCause,
@@ -54,7 +54,7 @@ INCIDENTS: sa.Table = Incident.__table__  # type: ignore[attr-defined]
 
 @functools.cache
 def _insert_statement(dialect: str) -> sa.Executable:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     return insert(INCIDENTS).on_conflict_do_nothing().returning(INCIDENTS.c.id)
 
 

@@ -11,10 +11,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from connectors.base import IntegrationRef
+from dashboard.db import dialect_insert
 from dashboard.models import (
     ACTIVE_RUN_STATUSES,
     EventLevel,
@@ -74,7 +74,7 @@ def _insert_run(
 def _insert_run_statement(dialect: str) -> sa.Executable:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once (values are parameters, so
     the compiled form is cached). RETURNING, because psycopg reports no row count for it."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     return insert(RUNS).on_conflict_do_nothing().returning(RUNS.c.id)
 
 

@@ -23,10 +23,9 @@ from functools import partial
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from dashboard.db import in_own_session
+from dashboard.db import dialect_insert, in_own_session
 from dashboard.models import WebhookEvent, WebhookStatus
 from dashboard.services.integrations import integration_id_for_shop
 
@@ -83,7 +82,7 @@ def store_deliveries(session: Session, deliveries: list[Delivery]) -> list[uuid.
             }
         )
     dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(EVENTS)
+    insert = dialect_insert(dialect)(EVENTS)
     statement = insert.on_conflict_do_nothing(index_elements=["webhook_id"]).returning(EVENTS.c.id)
     # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues"),
     # compiled once and cached, whatever the group's size.
