@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
 from _databases import fresh_database  # noqa: E402
+from _wrk_load import WRK, load_with_wrk  # noqa: E402
 
 from connectors.sandbox.installer import install_shopify  # noqa: E402
 from tests.sandbox_server import apps, control_headers, free_port, sandbox_process  # noqa: E402
@@ -229,117 +229,6 @@ async def load(
     }
 
 
-WRK = shutil.which("wrk")  # Debian's wrk (`make wrk`): a load generator in C with Lua
-WRK_SCRIPT = """
--- Each thread sends its share of the signed deliveries once, in order, and stops when its
--- share is sent (the answers still on their way are not counted: the database tells).
-local deliveries = {%(deliveries)s}
-local threads = {}
-function setup(thread)
-  thread:set("first", #threads + 1)
-  thread:set("verifying", #threads == 0)  -- wrk calls the first thread's request() once to check it
-  thread:set("stride", %(threads)d)
-  table.insert(threads, thread)
-end
-function init(args)
-  nxt, ok, other, failed = first, 0, 0, 0
-end
-function request()
-  local d = deliveries[nxt]
-  if d == nil then
-    if not told then  -- wrk's main thread sleeps out -d: the bench stops it once all are sent
-      told = true
-      local mark = io.open("%(stopped)s/" .. first, "w")
-      mark:close()
-    end
-    wrk.thread:stop()
-    return wrk.format("GET", "/api/health")  -- never sent: the thread stops first
-  end
-  if verifying then
-    verifying = false  -- that call's request is never sent: the delivery stays next
-  else
-    nxt = nxt + stride
-  end
-  return wrk.format("POST", "/api/webhooks/shopify", {
-    ["Content-Type"] = "application/json", ["X-Shopify-Topic"] = "products/update",
-    ["X-Shopify-Shop-Domain"] = "%(shop)s", ["X-Shopify-API-Version"] = "2026-10",
-    ["X-Shopify-Webhook-Id"] = d[1], ["X-Shopify-Hmac-Sha256"] = d[2]}, d[3])
-end
-function response(status, headers, body)
-  if body == '{"ok":true}' then ok = ok + 1
-  elseif status == 200 then other = other + 1
-  else failed = failed + 1 end
-end
-function done(summary, latency, requests)
-  local ok_all, failed_all = 0, 0
-  for _, thread in ipairs(threads) do
-    ok_all = ok_all + thread:get("ok")
-    failed_all = failed_all + thread:get("failed")
-  end
-  io.write(string.format("RESULT %%d %%d %%.6f %%d %%d %%d\\n", ok_all, failed_all,
-    summary.duration / 1e6, latency:percentile(50), latency:percentile(99),
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-"""
-
-
-def lua_string(text: str) -> str:
-    return "[==[" + text + "]==]"
-
-
-def load_with_wrk(
-    url: str, secret: str, *, deliveries: int, concurrency: int, products: list[int],
-    on_half: Any = None, threads: int = 2,
-) -> dict[str, Any]:  # fmt: skip
-    """``load`` by wrk: the generator's own CPU stays far below the hub's, so the figures are
-    the hub's. Latency percentiles are wrk's (over every request, the last health GETs
-    included); a SIGKILL halfway is sent by time (the run's expected half)."""
-    assert WRK is not None
-    prepared = [delivery(secret, products[i % len(products)]) for i in range(deliveries)]
-    entries = ",\n".join(
-        "{" + ",".join(lua_string(text) for text in (headers["X-Shopify-Webhook-Id"],
-                       headers["X-Shopify-Hmac-Sha256"], body.decode())) + "}"
-        for body, headers in prepared
-    )  # fmt: skip
-    base = url.split("/api/", 1)[0]
-    stopped = Path(tempfile.mkdtemp(prefix="hub-bench-wrk-"))
-    script = stopped / "deliveries.lua"
-    script.write_text(
-        WRK_SCRIPT % {"deliveries": entries, "threads": threads, "shop": SHOP, "stopped": stopped}
-    )
-    try:
-        command = [WRK, "-t", str(threads), "-c", str(concurrency), "-d", "900s",
-                   "--timeout", "30s", "-s", str(script), base]  # fmt: skip
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        halfway = on_half is None
-        while len(list(stopped.glob("[0-9]*"))) < threads and process.poll() is None:
-            time.sleep(0.005)
-            if not halfway and time.perf_counter() - started > deliveries / 1000 / 2:
-                halfway = True  # about halfway at ~1,000/s
-                on_half()
-        process.send_signal(signal.SIGINT)  # every thread sent its share: wrk reports
-        output, _ = process.communicate(timeout=60)
-        seconds = time.perf_counter() - started
-    finally:
-        shutil.rmtree(stopped, ignore_errors=True)
-    result = next(line for line in output.splitlines() if line.startswith("RESULT"))
-    ok, failed, duration, p50_us, p99_us, socket_errors = result.split()[1:]
-    ids = [headers["X-Shopify-Webhook-Id"] for _, headers in prepared]
-    return {
-        "seconds": float(duration) or seconds,
-        # wrk counts the answers but does not name them; the few still on their way when it
-        # stopped were not answered (Shopify would send them again).
-        "accepted": ids[: int(ok)],
-        "failed": int(failed) + int(socket_errors),
-        "per_s": int(ok) / (float(duration) or seconds),
-        "p50_ms": int(p50_us) / 1000,
-        "p99_ms": int(p99_us) / 1000,
-        "exact_accepted": False,
-        "all_ids": ids,
-    }
-
-
 def event_states(env: dict[str, str]) -> dict[str, Any]:
     """Stored events: count per status, attempts > 1, and their webhook ids."""
     script = """
@@ -431,8 +320,9 @@ def main() -> int:
 
             products = list(range(1, args.products + 1))
             if args.load == "wrk":
-                figures = load_with_wrk(url, secret, deliveries=args.deliveries,
-                                        concurrency=args.concurrency, products=products,
+                prepared = [delivery(secret, products[i % len(products)])
+                            for i in range(args.deliveries)]  # fmt: skip
+                figures = load_with_wrk(url, prepared, shop=SHOP, concurrency=args.concurrency,
                                         on_half=kill_one if args.kill_one else None)  # fmt: skip
             else:
                 figures = asyncio.run(
