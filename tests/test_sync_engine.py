@@ -21,11 +21,7 @@ from dashboard.models import (
     SyncRun,
 )
 from dashboard.services import runs, sync
-from dashboard.services.integrations import (
-    create_integration,
-    mark_connected,
-    set_integration_status,
-)
+from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine, SyncRefused, request_cancel
 from dashboard.services.sync_queue import _insert_run
 from tests.fake_connector import FakeConnector
@@ -205,56 +201,6 @@ async def test_revoked_token_sets_needs_reauth_and_refuses_new_syncs(integration
         assert notification.message.startswith("Acme needs to be reconnected: Shopify refused")
     with pytest.raises(SyncRefused, match="needs reauth"):
         await engine.request_sync(integration_id=integration_id)
-
-
-async def test_a_run_refused_after_the_merchant_uninstalled_leaves_it_uninstalled(
-    integration_id,
-) -> None:
-    """The uninstall webhook disconnects the integration while one of its runs is under way;
-    the run's next call is refused. The integration stays disconnected (the merchant removed
-    the app: the page says "uninstalled"), not "needs reauth", and no second incident opens."""
-    from dashboard.models import Integration
-
-    connector = FakeConnector(total=30, page_size=10)
-
-    async def uninstalled(page: int) -> None:
-        with session_scope() as s:
-            set_integration_status(session=s, integration_id=integration_id,
-                                   status=IntegrationStatus.DISCONNECTED)  # fmt: skip
-        connector.revoked = True
-
-    connector.on_page = uninstalled
-    engine = engine_with(connector)
-    [run_id] = await engine.request_sync(integration_id=integration_id)
-    await engine.wait()
-    run = run_row(run_id)
-    assert run.status == RunStatus.FAILED and "refused the hub's access" in (run.error or "")
-    with session_scope() as s:
-        assert s.get(Integration, integration_id).status == IntegrationStatus.DISCONNECTED
-        assert s.exec(select(Notification)).all() == []
-
-
-async def test_a_queued_run_of_an_integration_uninstalled_meanwhile_does_not_run(
-    integration_id,
-) -> None:
-    """Runs wait for room (at most HUB_SYNC_PER_INTEGRATION of one integration at once): one
-    that starts after the merchant uninstalled is cancelled, saying why, and does not turn
-    the integration back to "syncing"."""
-    from dashboard.models import Integration
-
-    connector = FakeConnector(total=30)
-    engine = engine_with(connector)
-    [run_id] = await engine.request_sync(integration_id=integration_id)
-    with session_scope() as s:  # before the run's task first runs
-        set_integration_status(session=s, integration_id=integration_id,
-                               status=IntegrationStatus.DISCONNECTED)  # fmt: skip
-    await engine.wait()
-    run = run_row(run_id)
-    assert run.status == RunStatus.CANCELLED
-    assert run.error == "not run: the integration is disconnected"
-    assert connector.pages_served == 0
-    with session_scope() as s:
-        assert s.get(Integration, integration_id).status == IntegrationStatus.DISCONNECTED
 
 
 async def test_bad_records_are_skipped_and_logged(integration_id) -> None:
