@@ -348,7 +348,7 @@ async def across_workers(args: argparse.Namespace, integration_ids: list[uuid.UU
 
                 def queue(session: Any, chunk: list[uuid.UUID] = chunk) -> None:
                     for integration_id in chunk:
-                        _queue_runs(session, integration_id, None, "schedule", False, None)
+                        _queue_runs(session, integration_id, None, "schedule", False)
 
                 await in_session(queue)
                 feed.changed(QUEUE)

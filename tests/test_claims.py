@@ -8,13 +8,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from connectors.base import Batch
 from dashboard.db import in_write_session, session_scope
 from dashboard.models import HubWorker, Integration, SyncRun
 from dashboard.services import sync, sync_claims
@@ -45,7 +48,7 @@ def queue_for(count: int) -> list[uuid.UUID]:
                 shop_domain=f"shop-{number}.myshopify.com", streams={"products": 15},
             )  # fmt: skip
             mark_connected(session=s, integration_id=integration.id)
-            [run_id] = _queue_runs(s, integration.id, None, "schedule", False, None)
+            [run_id] = _queue_runs(s, integration.id, None, "schedule", False)
             run_ids.append(run_id)
     with session_scope() as s:  # distinct queue times, in creation order
         start = datetime.now(UTC) - timedelta(minutes=1)
@@ -115,7 +118,7 @@ def queue_shop(name: str, streams: dict[str, int], *, queued_at: datetime) -> li
             shop_domain=f"{name.lower().replace(' ', '-')}.myshopify.com", streams=streams,
         )  # fmt: skip
         mark_connected(session=s, integration_id=integration.id)
-        run_ids = _queue_runs(s, integration.id, None, "schedule", False, None)
+        run_ids = _queue_runs(s, integration.id, None, "schedule", False)
         for index, run_id in enumerate(run_ids):
             s.execute(
                 sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
@@ -184,6 +187,52 @@ async def test_a_claim_looks_past_old_runs_held_back_by_the_cap(
     # The window (the one oldest run) holds Busy's first, then its second; then only its
     # third, held back by the cap, and the claim reads on to Quiet's.
     assert claims == [busy[:1], busy[1:2], [quiet], []]
+
+
+class CountingConnector(FakeConnector):
+    """Counts the streams it reads at once (they all belong to one integration here)."""
+
+    def __init__(self) -> None:
+        super().__init__(total=30, page_size=10)
+        self.reading = self.most = 0
+
+    async def read_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Batch]:
+        self.reading += 1
+        self.most = max(self.most, self.reading)
+        try:
+            async for batch in super().read_stream(*args, **kwargs):
+                await asyncio.sleep(0.05)  # a platform's answer: the runs overlap
+                yield batch
+        finally:
+            self.reading -= 1
+
+
+async def test_runs_a_process_queues_for_itself_keep_the_per_integration_cap(
+    any_db: str,
+) -> None:
+    """`hub sync --wait` and a crash recovery's retries queue runs for their own process.
+    They take turns like every queued run: never more than HUB_SYNC_PER_INTEGRATION (2) of
+    the shop's four streams at once, though the process has room for all, and every one
+    ends, started here as the earlier ones end."""
+    assert get_settings().sync_per_integration == 2
+    with session_scope() as s:
+        integration = create_integration(
+            session=s, platform="shopify", display_name="Shop",
+            shop_domain="shop.myshopify.com", streams=SHOPIFY_STREAMS,
+        )  # fmt: skip
+        mark_connected(session=s, integration_id=integration.id)
+        integration_id = integration.id
+    connector = CountingConnector()
+    engine = sync.SyncEngine(max_concurrency=8, connector_factory=lambda _: connector)
+    run_ids = await engine.request_sync(integration_id=integration_id)
+    assert len(run_ids) == 4
+    await engine.wait_finished(run_ids)
+    with session_scope() as s:
+        runs = s.exec(select(SyncRun).where(col(SyncRun.id).in_(run_ids))).all()
+    assert {(run.status, run.worker, run.records_read) for run in runs} == {
+        ("succeeded", engine.worker, 30)
+    }
+    assert connector.most == 2
 
 
 @pytest.mark.postgres

@@ -129,10 +129,20 @@ async def test_startup_recovers_runs_of_dead_processes_and_spares_live_ones(
         }
         assert after["products"].error == STOPPED
         assert after["orders"].heartbeat_at == fresh  # not even written
-        await fake_engine.wait()
+        retries = {r.stream: r for r in runs_of(integration_id) if r.trigger == "retry"}
+        assert set(retries) == {"products", "customers"}  # each dead stream resumed, once
+        # The two live runs are HUB_SYNC_PER_INTEGRATION (2): the retries wait their turn,
+        # open to any process, until those end.
+        assert {(r.status, r.worker) for r in retries.values()} == {("queued", None)}
+        with session_scope() as s:
+            for run in s.exec(select(SyncRun).where(SyncRun.status == "running")):
+                run.status = "succeeded"
+                s.add(run)
+        deadline = asyncio.get_running_loop().time() + 20
+        while {r.status for r in runs_of(integration_id) if r.trigger == "retry"} != {"succeeded"}:
+            assert asyncio.get_running_loop().time() < deadline, "the retries never ran"
+            await asyncio.sleep(0.1)
     retries = {r.stream: r for r in runs_of(integration_id) if r.trigger == "retry"}
-    assert set(retries) == {"products", "customers"}  # each dead stream resumed, once
-    assert {r.status for r in retries.values()} == {"succeeded"}
     assert {r.worker for r in retries.values()} == {fake_engine.worker}
 
 

@@ -53,7 +53,7 @@ from dashboard.services.sync_observe import (
     ThrottledOut,
     _note_progress,
     _RunObserver,
-    _stall_reason,
+    beat_while_reading,
 )
 from dashboard.services.sync_progress import (
     RunCancelled,
@@ -62,8 +62,6 @@ from dashboard.services.sync_progress import (
     _auth_failed,
     _checkpoint,
     _finish,
-    _heartbeat,
-    _mark_stalled,
     _mark_waiting,
     _RunContext,
     log_json,
@@ -72,12 +70,12 @@ from dashboard.services.sync_queue import SYNCABLE as SYNCABLE
 from dashboard.services.sync_queue import SyncRefused as SyncRefused
 from dashboard.services.sync_queue import (
     _active_among,
-    _adoptable_queued,
     _queue_runs,
     _recover_stale_runs,
     _resumed_by,
     _start_run,
     _stopped,
+    _unowned_queued,
 )
 from dashboard.services.sync_queue import queue_retry as queue_retry
 from dashboard.services.sync_queue import request_cancel as request_cancel
@@ -89,12 +87,10 @@ from dashboard.services.sync_workers import (
 )
 from dashboard.settings import get_settings
 
-# The `X as X` imports above re-export the engine's public names from the modules that now
-# hold them (sync_queue, sync_workers), so callers keep importing them from here.
+# The `X as X` imports above re-export names from sync_queue and sync_workers for callers.
 
 log = logging.getLogger("hub.sync")
 
-HEARTBEAT_EVERY = 10.0
 # Seconds between sweeps for runs of dead processes: with WORKER_DEAD_AFTER, a process killed
 # on another host has its runs resumed within ~20 s.
 RECOVERY_EVERY = 5.0
@@ -127,6 +123,7 @@ class SyncEngine:
         self._stopping = False
         self._claimed = False  # claimed queued runs for the hub at least once
         self._draining: asyncio.Task[list[uuid.UUID]] | None = None
+        self._held: set[uuid.UUID] = set()  # queued for itself, not started yet (``hold``)
         self.worker = worker_id()
 
     @staticmethod
@@ -147,20 +144,20 @@ class SyncEngine:
         """Queue a run per stream (all enabled ones when ``stream`` is None) and start them.
 
         A stream that already has a queued or running run (in any process) is not queued
-        twice; that run's id is returned instead. ``run_here=False`` leaves new runs queued
-        without an owner, for a hub process to adopt (``hub sync`` without ``--wait``).
+        twice; that run's id is returned instead. With ``run_here`` this process holds the
+        runs (``hold``): it starts them as the per-integration cap allows, unless a hub
+        process with room claims them first. ``run_here=False`` leaves them to the hub's
+        processes (``hub sync`` without ``--wait``).
         Raises SyncRefused when the integration cannot sync.
         """
         integration_uuid = uuid.UUID(str(integration_id))
-        owner = self.worker if run_here else None
         run_ids = await in_session(
             lambda s: _queue_runs(
-                s, integration_uuid, stream, RunTrigger(trigger).value, full_refresh, owner
+                s, integration_uuid, stream, RunTrigger(trigger).value, full_refresh
             )
         )
         if run_here:
-            for run_id in run_ids:
-                self.start(run_id)
+            await self.hold(run_ids)
         return run_ids
 
     def start(self, run_id: uuid.UUID) -> None:
@@ -175,10 +172,15 @@ class SyncEngine:
         self._tasks.pop(run_id, None)
         self.room.set()  # capacity freed: the supervisor claims the next queued run
         # An engine that claims for the hub (``claim``) but has no supervisor (a script, a
-        # test) drains the queue itself. One that never claimed (`hub sync`) takes nothing.
+        # test) drains the queue itself; one that only holds its own runs (`hub sync
+        # --wait`) starts the next of those. One that never claimed takes nothing.
         idle = self._draining is None or self._draining.done()
-        if self._claimed and not self.supervised and not self._stopping and idle:
+        if self._stopping or not idle:
+            return
+        if self._claimed and not self.supervised:
             self._draining = asyncio.get_running_loop().create_task(self.claim())
+        elif self._held:
+            self._draining = asyncio.get_running_loop().create_task(self._claim_held())
 
     @property
     def room(self) -> asyncio.Event:
@@ -196,6 +198,32 @@ class SyncEngine:
         if room <= 0:
             return []
         claimed = await in_write_session(partial(claim_queued, worker=self.worker, limit=room))
+        for run_id in claimed:
+            self.start(run_id)
+        return claimed
+
+    async def hold(self, run_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Runs this process queued for itself (``hub sync --wait``, a crash recovery's
+        retries): it starts them through the same fair claim as every other queued run, so
+        they too wait while their integration has ``HUB_SYNC_PER_INTEGRATION`` runs going
+        anywhere, and starts the rest as runs end. Until then they stay open to every
+        process. Returns the runs started now."""
+        self._held.update(run_ids)
+        return await self._claim_held()
+
+    async def _claim_held(self) -> list[uuid.UUID]:
+        room = self.capacity - len(self._tasks)
+        held = list(self._held)
+        if room <= 0 or not held:
+            return []
+
+        def claim(session: Any) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+            claimed = claim_queued(session, worker=self.worker, limit=room, among=held)
+            return claimed, _unowned_queued(session, run_ids=held)
+
+        claimed, waiting = await in_write_session(claim)
+        # What another process took or what ended meanwhile is no longer this one's to start.
+        self._held = set(waiting) - set(claimed)
         for run_id in claimed:
             self.start(run_id)
         return claimed
@@ -225,9 +253,10 @@ class SyncEngine:
             await asyncio.sleep(poll)
             if time.monotonic() - last_sweep >= RECOVERY_EVERY:
                 last_sweep = time.monotonic()
+                # Runs a dead process held go back to the queue; the waiting ones that nobody
+                # started (no hub running, or a process that stopped) are started here.
                 await self.recover_interrupted(adopt=False)
-                for run_id in await in_session(partial(_adoptable_queued, run_ids=run_ids)):
-                    self.start(run_id)  # released by a process that stopped: run it here
+                await self.hold(run_ids)
             await self.wait(run_ids)
 
     async def wait_resumed(
@@ -256,10 +285,7 @@ class SyncEngine:
                 if on_resumed is not None:
                     await on_resumed(old, new)
             final = [links.get(run_id, run_id) for run_id in final]
-            for run_id in await in_session(
-                partial(_adoptable_queued, run_ids=list(links.values()))
-            ):
-                self.start(run_id)
+            await self.hold(list(links.values()))
 
     async def stop(self) -> None:
         """Cancel running tasks; their runs become interrupted and resume at the next start."""
@@ -278,19 +304,16 @@ class SyncEngine:
 
         A run is dead when its heartbeat is older than ``STALE_AFTER`` or its process is
         provably gone (same host); a run of a live process is never touched. Each gets a
-        ``retry`` run from the stream's checkpoint. With ``adopt`` this process starts those
-        retries; without (``hub sync``), they stay queued for a hub process. Queued runs that
-        a dead process held go back to the queue, for the fair claim (``claim``). Returns the
-        runs started here.
+        ``retry`` run from the stream's checkpoint, queued for any process. With ``adopt``
+        this process also holds them (``hold``: it starts those the per-integration cap
+        allows); without (``hub sync``), they wait for a hub process. Queued runs that a dead
+        process held go back to the queue, for the fair claim (``claim``). Returns the runs
+        started here.
         """
-        owner = self.worker if adopt else None
-        runs = await in_session(lambda s: _recover_stale_runs(s, retry_owner=owner))
+        retries = await in_session(_recover_stale_runs)
         if not adopt:
             return []
-        started = [run_id for run_id in runs if run_id not in self._tasks]
-        for run_id in started:
-            self.start(run_id)
-        return started
+        return await self.hold(retries)
 
     # --- execution -----------------------------------------------------------------------
 
@@ -388,8 +411,9 @@ class SyncEngine:
         context.report_status = None  # an attempt starts: no report is awaited yet
         reader = asyncio.current_task()
         assert reader is not None
-        # Batches beat too, but a report being prepared can take minutes between batches.
-        beat = asyncio.get_running_loop().create_task(self._beat(context, reader))
+        beat = asyncio.get_running_loop().create_task(
+            beat_while_reading(context, reader, worker=self.worker)
+        )
         try:
             with observe(
                 _RunObserver(worker=self.worker, retry_delays=self._retry_delays, context=context)
@@ -418,30 +442,6 @@ class SyncEngine:
             beat.cancel()
             with contextlib.suppress(Exception):
                 await connector.aclose()
-
-    async def _beat(self, context: _RunContext, reader: asyncio.Task[Any]) -> None:
-        # Often enough to name a stall within a third of its limit.
-        every = min(HEARTBEAT_EVERY, max(context.stall_seconds / 3, 0.05))
-        while True:
-            await asyncio.sleep(every)
-            try:
-                owned = await in_write_session(
-                    partial(_heartbeat, run_id=context.run_id, worker=self.worker)
-                )
-                if owned and (reason := _stall_reason(context)) is not None:
-                    context.stalled = True
-                    await in_write_session(
-                        partial(_mark_stalled, context=context, worker=self.worker, reason=reason)
-                    )
-            except RunLost:
-                owned = False
-            except Exception:  # the next beat or batch tries again
-                log.warning("heartbeat of run %s failed", context.run_id, exc_info=True)
-                continue
-            if not owned:
-                context.lost = True
-                reader.cancel()
-                return
 
 
 # --- the process-wide engine -------------------------------------------------------------------

@@ -46,19 +46,28 @@ WINDOW = 256
 
 
 def claim_queued(
-    session: Session, *, worker: str, limit: int, per_integration: int | None = None
+    session: Session,
+    *,
+    worker: str,
+    limit: int,
+    per_integration: int | None = None,
+    among: list[uuid.UUID] | None = None,
 ) -> list[uuid.UUID]:
     """Take up to ``limit`` queued runs without an owner for ``worker``, in the order they
     should start: oldest first, but at most ``per_integration`` (default
-    ``HUB_SYNC_PER_INTEGRATION``) of one integration running at once anywhere."""
-    if limit <= 0:
+    ``HUB_SYNC_PER_INTEGRATION``) of one integration running at once anywhere. ``among``:
+    only these runs (the ones a process queued for itself, ``SyncEngine.request_sync``)."""
+    if limit <= 0 or among == []:
         return []
     cap = per_integration or get_settings().sync_per_integration
     postgres = session.get_bind().dialect.name == "postgresql"
-    integration_ids = _servable_integrations(session, cap=cap, limit=limit, lock=postgres)
+    open_runs = _UNOWNED_QUEUED if among is None else sa.and_(_UNOWNED_QUEUED, RUNS.c.id.in_(among))
+    integration_ids = _servable_integrations(
+        session, open_runs, cap=cap, limit=limit, lock=postgres
+    )
     if not integration_ids:
         return []
-    chosen = _fair_order(session, integration_ids, cap=cap, limit=limit)
+    chosen = _fair_order(session, open_runs, integration_ids, cap=cap, limit=limit)
     if not chosen:
         return []
     # When it was claimed, for crash recovery: a run claimed long ago and still queued was
@@ -93,7 +102,7 @@ def claim_queued(
 
 
 def _servable_integrations(
-    session: Session, *, cap: int, limit: int, lock: bool
+    session: Session, open_runs: sa.ColumnElement[bool], *, cap: int, limit: int, lock: bool
 ) -> list[uuid.UUID]:
     """Up to ``limit`` integrations with a queued run nobody owns and fewer than ``cap``
     runs owned by a process: the one waiting longest first, then fewest running. Looked for
@@ -104,17 +113,19 @@ def _servable_integrations(
     window: int | None = WINDOW + limit
     found: list[uuid.UUID] = []
     while True:
-        query = _servable_query(cap=cap, limit=limit, window=window)
+        query = _servable_query(open_runs, cap=cap, limit=limit, window=window)
         if lock:
             query = query.with_for_update(of=INTEGRATIONS, skip_locked=True, key_share=True)
         found += [i for i in session.execute(query).scalars() if i not in found]
-        if len(found) >= limit or window is None or not _window_full(session, window):
+        if len(found) >= limit or window is None or not _window_full(session, open_runs, window):
             return found[:limit]
         window = None
 
 
-def _servable_query(*, cap: int, limit: int, window: int | None) -> sa.Select[tuple[uuid.UUID]]:
-    oldest_runs = sa.select(RUNS.c.integration_id, RUNS.c.created_at).where(_UNOWNED_QUEUED)
+def _servable_query(
+    open_runs: sa.ColumnElement[bool], *, cap: int, limit: int, window: int | None
+) -> sa.Select[tuple[uuid.UUID]]:
+    oldest_runs = sa.select(RUNS.c.integration_id, RUNS.c.created_at).where(open_runs)
     if window is not None:
         oldest_runs = oldest_runs.order_by(RUNS.c.created_at).limit(window)
     runs = oldest_runs.subquery("oldest_runs")
@@ -135,9 +146,9 @@ def _servable_query(*, cap: int, limit: int, window: int | None) -> sa.Select[tu
     )
 
 
-def _window_full(session: Session, window: int) -> bool:
+def _window_full(session: Session, open_runs: sa.ColumnElement[bool], window: int) -> bool:
     """Whether more runs are queued than the window held."""
-    beyond = sa.select(RUNS.c.id).where(_UNOWNED_QUEUED).order_by(RUNS.c.created_at)
+    beyond = sa.select(RUNS.c.id).where(open_runs).order_by(RUNS.c.created_at)
     return session.execute(beyond.offset(window).limit(1)).first() is not None
 
 
@@ -153,7 +164,12 @@ def _busy_counts(
 
 
 def _fair_order(
-    session: Session, integration_ids: list[uuid.UUID], *, cap: int, limit: int
+    session: Session,
+    open_runs: sa.ColumnElement[bool],
+    integration_ids: list[uuid.UUID],
+    *,
+    cap: int,
+    limit: int,
 ) -> list[uuid.UUID]:
     """The queued runs of ``integration_ids`` that fit under ``cap``, oldest first: a run's
     slot is the number its integration would have running once it starts, at most ``cap``
@@ -168,7 +184,7 @@ def _fair_order(
             .over(partition_by=RUNS.c.integration_id, order_by=(RUNS.c.created_at, RUNS.c.id))
             .label("rank"),
         )
-        .where(_UNOWNED_QUEUED, RUNS.c.integration_id.in_(integration_ids))
+        .where(open_runs, RUNS.c.integration_id.in_(integration_ids))
         .subquery("ranked")
     )
     busy = _busy_counts(integration_ids).subquery("busy")

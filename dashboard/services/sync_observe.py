@@ -1,18 +1,25 @@
 """What a running run hears and measures besides its batches: rate-limit waits and throttles
-from its connector (``_RunObserver``), its progress rate and whether it counts as stalled."""
+from its connector (``_RunObserver``), its progress rate, its heartbeat
+(``beat_while_reading``) and whether it counts as stalled."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from connectors.errors import RateLimited
 from dashboard.db import in_write_session
 from dashboard.models import EventLevel
 from dashboard.services.sync_progress import (
+    RunLost,
     _duration,
     _event,
+    _heartbeat,
+    _mark_stalled,
     _mark_waiting,
     _RunContext,
     note_report_status,
@@ -33,6 +40,9 @@ WAIT_SHOWN_AFTER = 1.0
 # A wait this long (or one after a throttle) also goes into the run's log.
 WAIT_LOGGED_AFTER = 30.0
 RATE_WINDOW = 30.0  # seconds: the rate a run shows is over this last stretch
+HEARTBEAT_EVERY = 10.0
+
+log = logging.getLogger("hub.sync")
 
 
 class _RunObserver:
@@ -143,3 +153,33 @@ def _stall_reason(context: _RunContext) -> str | None:
         f"the last progress was {last} at {since:%H:%M:%S} UTC, and no rate-limit wait "
         "explains it"
     )
+
+
+async def beat_while_reading(
+    context: _RunContext, reader: asyncio.Task[Any], *, worker: str
+) -> None:
+    """The run's heartbeat while ``reader`` reads (batches beat too, but a report being
+    prepared can take minutes between batches), naming a stall when progress stops. When
+    crash recovery declared the run dead (the beat is refused), it cancels the reader."""
+    # Often enough to name a stall within a third of its limit.
+    every = min(HEARTBEAT_EVERY, max(context.stall_seconds / 3, 0.05))
+    while True:
+        await asyncio.sleep(every)
+        try:
+            owned = await in_write_session(
+                partial(_heartbeat, run_id=context.run_id, worker=worker)
+            )
+            if owned and (reason := _stall_reason(context)) is not None:
+                context.stalled = True
+                await in_write_session(
+                    partial(_mark_stalled, context=context, worker=worker, reason=reason)
+                )
+        except RunLost:
+            owned = False
+        except Exception:  # the next beat or batch tries again
+            log.warning("heartbeat of run %s failed", context.run_id, exc_info=True)
+            continue
+        if not owned:
+            context.lost = True
+            reader.cancel()
+            return

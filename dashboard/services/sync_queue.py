@@ -58,12 +58,12 @@ def _insert_run(
     stream: str,
     trigger: str,
     full_refresh: bool = False,
-    worker: str | None = None,
 ) -> uuid.UUID | None:
-    """Queue a run unless the stream has an active one (the database decides); its id or None."""
+    """Queue a run, without an owner, unless the stream has an active one (the database
+    decides); its id or None."""
     run = SyncRun(
         integration_id=integration_id, stream=stream, trigger=trigger,
-        full_refresh=full_refresh, worker=worker,
+        full_refresh=full_refresh,
     )  # fmt: skip
     values = {column.name: getattr(run, column.name) for column in RUNS.columns}
     statement = _insert_run_statement(session.get_bind().dialect.name)
@@ -94,8 +94,9 @@ def _queue_runs(
     stream: str | None,
     trigger: str,
     full_refresh: bool,
-    worker: str | None,
 ) -> list[uuid.UUID]:
+    """A run per stream (``stream``, or every enabled one), queued without an owner; a
+    stream's active run instead where it has one."""
     integration = session.get(Integration, integration_id)
     if integration is None:
         raise SyncRefused("no such integration")
@@ -121,7 +122,7 @@ def _queue_runs(
         for _ in range(5):
             run_id = _active_run_id(session, integration_id, config.stream) or _insert_run(
                 session, integration_id=integration_id, stream=config.stream, trigger=trigger,
-                full_refresh=full_refresh, worker=worker,
+                full_refresh=full_refresh,
             )  # fmt: skip
             if run_id is not None:
                 run_ids.append(run_id)
@@ -198,7 +199,7 @@ def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext 
     )
 
 
-def _queue_retry(session: Session, run_id: uuid.UUID, owner: str | None) -> uuid.UUID | None:
+def _queue_retry(session: Session, run_id: uuid.UUID) -> uuid.UUID | None:
     """After an interruption, queue a run that resumes the stream from its checkpoint; the
     interrupted run's ``resumed_by`` names it, for whoever waits for the interrupted run."""
     run = session.get(SyncRun, run_id)
@@ -212,7 +213,7 @@ def _queue_retry(session: Session, run_id: uuid.UUID, owner: str | None) -> uuid
         return None  # resumes when the stream is resumed
     retry = _insert_run(
         session, integration_id=run.integration_id, stream=run.stream,
-        trigger=RunTrigger.RETRY.value, worker=owner,
+        trigger=RunTrigger.RETRY.value,
     )  # fmt: skip
     if retry is not None:  # None only if the stream has an active run, which it cannot
         session.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(resumed_by=retry))
@@ -236,13 +237,13 @@ def _stopped(session: Session, run_id: uuid.UUID, worker: str) -> None:
         worker=worker,
     )
     if stopped:
-        _queue_retry(session, run_id, owner=None)
+        _queue_retry(session, run_id)
 
 
-def _recover_stale_runs(session: Session, retry_owner: str | None) -> list[uuid.UUID]:
-    """Interrupt the runs of dead processes and queue their retries (owned by
-    ``retry_owner``: the runs to start now); queued runs stranded with a dead owner go back
-    to the queue for the fair claim.
+def _recover_stale_runs(session: Session) -> list[uuid.UUID]:
+    """Interrupt the runs of dead processes and queue their retries (returned, without an
+    owner: the fair claim hands them out); queued runs stranded with a dead owner go back to
+    the queue too.
 
     A run is dead when its heartbeat is older than ``STALE_AFTER``, its process provably
     ended (same host) or fell silent in ``hub_workers`` (any host, within seconds). Each is
@@ -273,8 +274,8 @@ def _recover_stale_runs(session: Session, retry_owner: str | None) -> list[uuid.
             "the process running it stopped; resumed from the last checkpoint",
             guard=sa.and_(RUNS.c.status == RunStatus.RUNNING.value, same_beat, same_worker),
         ):
-            retry = _queue_retry(session, run_id, owner=retry_owner)
-            if retry is not None and retry_owner is not None:
+            retry = _queue_retry(session, run_id)
+            if retry is not None:
                 retries.append(retry)
     _release_stranded(session)
     return retries
@@ -314,32 +315,15 @@ def _release_stranded(session: Session) -> int:
     return released
 
 
-def _adoptable_queued(session: Session, run_ids: list[uuid.UUID] | None = None) -> list[uuid.UUID]:
-    """Queued runs no live process will start: no owner, a dead owner, or waiting too long."""
-    cutoff = datetime.now(UTC) - STALE_AFTER
-    query = select(SyncRun.id, SyncRun.worker, SyncRun.created_at).where(
-        SyncRun.status == RunStatus.QUEUED.value
+def _unowned_queued(session: Session, run_ids: list[uuid.UUID] | None = None) -> list[uuid.UUID]:
+    """Queued runs without an owner (only among ``run_ids`` if given), oldest first: read
+    off ix_sync_runs_status_created."""
+    query = select(SyncRun.id).where(
+        SyncRun.status == RunStatus.QUEUED.value, col(SyncRun.worker).is_(None)
     )
     if run_ids is not None:
         query = query.where(col(SyncRun.id).in_(run_ids))
-    rows = session.exec(query.order_by(col(SyncRun.created_at))).all()
-    silent = silent_workers(session, {worker for _, worker, _ in rows})
-    return [
-        run_id
-        for run_id, worker, created_at in rows
-        if worker is None or created_at < cutoff or worker in silent or process_gone(worker)
-    ]
-
-
-def _unowned_queued(session: Session) -> list[uuid.UUID]:
-    """Queued runs without an owner, oldest first: read off ix_sync_runs_status_created."""
-    return list(
-        session.exec(
-            select(SyncRun.id)
-            .where(SyncRun.status == RunStatus.QUEUED.value, col(SyncRun.worker).is_(None))
-            .order_by(col(SyncRun.created_at))
-        ).all()
-    )
+    return list(session.exec(query.order_by(col(SyncRun.created_at))).all())
 
 
 def _resumed_by(session: Session, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
@@ -388,7 +372,7 @@ def request_cancel(*, session: Session, run_id: uuid.UUID) -> SyncRun:
 RETRYABLE = (RunStatus.FAILED.value, RunStatus.INTERRUPTED.value, RunStatus.CANCELLED.value)
 
 
-def queue_retry(*, session: Session, run_id: uuid.UUID, worker: str | None = None) -> uuid.UUID:
+def queue_retry(*, session: Session, run_id: uuid.UUID) -> uuid.UUID:
     """Retry a failed, interrupted or cancelled run once: queue a run of its stream (or take
     the stream's active one) and name it in the run's ``resumed_by``. The conditional update
     of ``resumed_by`` decides between concurrent clicks; the loser's transaction rolls back.
@@ -402,9 +386,7 @@ def queue_retry(*, session: Session, run_id: uuid.UUID, worker: str | None = Non
         raise SyncRefused(
             f"Only failed, interrupted or cancelled runs can be retried: this one is {run.status}."
         )
-    (retry,) = _queue_runs(
-        session, run.integration_id, run.stream, RunTrigger.RETRY.value, False, worker
-    )
+    (retry,) = _queue_runs(session, run.integration_id, run.stream, RunTrigger.RETRY.value, False)
     claimed = session.execute(
         sa.update(RUNS)
         .where(RUNS.c.id == run_id, RUNS.c.resumed_by.is_(None))
