@@ -393,3 +393,35 @@ async def test_on_sqlite_another_process_s_commit_wakes_the_feed(hub_db) -> None
         assert time.monotonic() - began < 2.0
     finally:
         await feed.stop()
+
+
+async def test_on_sqlite_another_process_s_commit_beside_one_of_ours_still_wakes_pages(
+    hub_db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This process commits (waking its pages at once) and another process commits within
+    the same look at data_version: the pages may have read before the other commit, so the
+    watch wakes them once more instead of leaving the change to the 5 s fallback."""
+    import sqlite3
+
+    from dashboard.services import changefeed
+
+    monkeypatch.setattr(changefeed, "SQLITE_LOOK_EVERY", 0.5)  # one wide look
+    database = sa.engine.make_url(get_settings().sqlalchemy_url).database
+    assert database
+    feed = ChangeFeed()
+    await feed.start(redis_url=None, database_url=get_settings().sqlalchemy_url)
+    try:
+        await asyncio.sleep(0.6)  # the watch has read the version
+        feed._local_writes += 1  # what a commit of this process does (``_on_commit``)
+        feed.changed(LIVE)
+        seen = feed.version(LIVE)  # the pages woke and read
+        other = sqlite3.connect(database)
+        with other:
+            other.execute("UPDATE integrations SET display_name = display_name")
+            other.execute("CREATE TABLE IF NOT EXISTS bench_marker (id INTEGER)")
+        other.close()
+        began = time.monotonic()
+        assert await feed.wait(LIVE, seen, at_most=5.0) > seen
+        assert time.monotonic() - began < 2.0
+    finally:
+        await feed.stop()

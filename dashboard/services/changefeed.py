@@ -197,7 +197,10 @@ class ChangeFeed:
 
     async def _watch_sqlite(self, path: str) -> None:
         """Another process committed when data_version moved and this one did not commit
-        meanwhile (its own commits already woke everyone, and their re-reads see the rest)."""
+        meanwhile. When both happened in one look, the pages this process's commit woke may
+        have read before the other commit landed: they read once more (``LIVE`` only; the
+        claimers look every ``HANDOVER_EVERY`` anyway). While syncs here commit batch after
+        batch the pages already re-read at their own pace, so that costs nothing then."""
         connection = await asyncio.to_thread(_sqlite_connection, path)
         try:
             version = _data_version(connection)
@@ -208,8 +211,8 @@ class ChangeFeed:
                     now = _data_version(connection)
                 except sqlite3.Error:
                     continue
-                if now != version and self._local_writes == local:
-                    self._bump(TOPICS)
+                if now != version:
+                    self._bump(TOPICS if self._local_writes == local else (LIVE,))
                 version = now
         finally:
             connection.close()
