@@ -41,7 +41,7 @@ def several_workers_reason(redis_url: str | None) -> str | None:
     """What makes ``hub serve`` run several backend processes, if anything: Reflex starts 2n+1
     of them (n cores, at most 8) when Redis holds its state; GRANIAN_WORKERS sets the count."""
     workers = os.environ.get("GRANIAN_WORKERS", "").strip()
-    if workers.isdigit():
+    if workers.isascii() and workers.isdigit():
         return f"GRANIAN_WORKERS={workers}" if int(workers) > 1 else None
     return "REDIS_URL" if redis_url else None
 

@@ -294,7 +294,7 @@ def listing_record(row: dict[str, str], marketplace: str) -> UnifiedRecord:
     sku = row["seller-sku"]
     if not sku:
         raise ValueError("row without seller-sku")
-    quantity = row.get("quantity") or ""
+    quantity = (row.get("quantity") or "").strip()
     return UnifiedRecord(
         RecordKind.PRODUCT,
         f"{sku}@{marketplace}",
@@ -304,7 +304,7 @@ def listing_record(row: dict[str, str], marketplace: str) -> UnifiedRecord:
             "asin": row.get("asin1") or None,
             "price": row.get("price") or None,
             "currency": MARKETPLACES[marketplace].currency if marketplace in MARKETPLACES else None,
-            "quantity": int(quantity) if quantity.strip().isdigit() else None,
+            "quantity": int(quantity) if quantity.isascii() and quantity.isdigit() else None,
             "status": (row.get("status") or "").lower() or None,
             "product_type": row.get("fulfillment-channel") or None,
         },

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import respx
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlmodel import func, select
 from starlette.applications import Starlette
@@ -169,6 +169,9 @@ def test_a_malformed_or_non_ascii_callback_hmac_is_the_clear_400_page(
     signature=st.just("signed") | header_text | base64_text,
     content_length=st.none() | header_text | st.integers(-5, 10**12).map(str),
 )
+# Found by this test: "¹".isdigit() is true, int("¹") raises (the route answered 500).
+@example(topic="products/update", shop=SHOPS[0], webhook_id="1", body=b"{}", signature="signed",
+         content_length="\u00b9")  # fmt: skip
 def test_random_webhooks_get_no_500_and_change_no_row(
     hub_app: Starlette,
     topic: str,
