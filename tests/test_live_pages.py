@@ -49,6 +49,42 @@ async def test_overview_sends_only_what_changed_since_the_last_tick(hub_db: sa.E
     assert not overview.dirty_vars & {"per_hour", "running", "reauth", "failures_24h", "loaded"}
 
 
+async def test_pages_showing_the_same_rows_share_one_read_per_change(
+    hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 admins' Overviews woken by one change read the database once; the next change, or
+    the fallback's tick after MIN_INTERVAL_SECONDS, reads again; a failed read is not kept."""
+    monkeypatch.setattr(live, "MIN_INTERVAL_SECONDS", 0.2)
+    reads = 0
+
+    async def read() -> int:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.05)  # the database answering
+        return reads
+
+    async def fifty_pages() -> set[int]:
+        return set(await asyncio.gather(*(live.shared_read("test", read) for _ in range(50))))
+
+    assert (await fifty_pages(), reads) == ({1}, 1)
+    assert (await fifty_pages(), reads) == ({1}, 1)  # nothing changed since, a moment ago
+    with sa.orm.Session(hub_db) as session:  # a committed write: the feed moves
+        session.add(Integration(platform="shopify", display_name="Acme",
+                                shop_domain="acme.myshopify.com", status="connected"))  # fmt: skip
+        session.commit()
+    assert (await fifty_pages(), reads) == ({2}, 2)
+    await asyncio.sleep(0.25)  # no notification: a page's fallback tick reads anew
+    assert (await fifty_pages(), reads) == ({3}, 3)
+
+    async def failing() -> int:
+        raise RuntimeError("database went away")
+
+    live._SHARED.pop("test")
+    with pytest.raises(RuntimeError):
+        await live.shared_read("test", failing)
+    assert await live.shared_read("test", read) == 4  # read again, not the failure
+
+
 async def test_runs_page_and_bell_send_nothing_on_a_quiet_tick(hub_db: sa.Engine) -> None:
     for state in (RunsState(_reflex_internal_init=True),
                   NotificationState(_reflex_internal_init=True)):  # fmt: skip
@@ -156,8 +192,10 @@ class _Tab:
         self.router = None
         self.writes = 0
         self.applied = 0
+        self.session_checks = 0
 
     async def current_user(self) -> object:
+        self.session_checks += 1
         return object()
 
     async def fetch(self) -> object:
@@ -215,3 +253,39 @@ async def test_a_closed_tabs_loop_ends_without_writing_to_it(
     with pytest.raises(asyncio.CancelledError):
         await again
     assert not live._RUNNING
+
+
+async def test_a_live_page_checks_its_session_when_sessions_change_not_every_tick(
+    hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session check per tick was the largest cost of 50 open Overviews (a profile): a tab
+    checks once, then again only when users or sessions were written (any sign-out wakes it
+    at once) or SESSION_CHECK_SECONDS passed (a session expiring writes nothing)."""
+
+    async def connected(state: object) -> bool:
+        return True
+
+    monkeypatch.setattr(live, "_tab_connected", connected)
+    monkeypatch.setattr(live, "MIN_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(live, "FALLBACK_SECONDS", 0.01)
+    tab = _Tab()
+    loop = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]
+    while tab.applied < 20:
+        await asyncio.sleep(0.01)
+    assert tab.session_checks == 1  # twenty ticks, one check
+
+    with Session(hub_db) as session:  # someone signs in elsewhere: sessions were written
+        user, _ = create_user(session=session, email="viewer@example.com", role=Role.VIEWER)
+        create_session(session=session, user=user)
+        session.commit()
+    applied = tab.applied
+    while tab.applied < applied + 3:
+        await asyncio.sleep(0.01)
+    assert tab.session_checks == 2
+
+    monkeypatch.setattr(live, "SESSION_CHECK_SECONDS", 0.05)  # time alone brings a check too
+    await asyncio.sleep(0.2)
+    assert tab.session_checks >= 3
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop

@@ -20,7 +20,7 @@ from dashboard.services import overview as overview_service
 from dashboard.services import runs as runs_service
 from dashboard.state.auth import AuthState
 from dashboard.state.guard import not_an_event, requires
-from dashboard.state.live import LiveState, assign_changed, live_region
+from dashboard.state.live import LiveState, assign_changed, live_region, shared_read
 
 CHART_HEIGHT = 240
 PANEL_HEIGHT = "17rem"  # fixed, so rows coming and going never move the page
@@ -30,6 +30,31 @@ ATTENTION_SHOWN = 10
 # this often anyway, since a run turning "waiting" or "stalled" moves no watermark.
 CARDS_AT_LEAST_EVERY = 30.0
 CARD_BUCKETS = ("healthy", "attention", "access", "not_connected", "paused")
+
+
+# The cards, the attention panel and the open count, with the watermark they were read at
+# and when (monotonic): shared by the process's Overviews like the read itself.
+_slow_part: dict[str, Any] = {"mark": None, "read_at": -CARDS_AT_LEAST_EVERY, "rows": {}}
+
+
+def _read_overview(session: Any) -> dict[str, Any]:
+    # The database is part of the mark (tests give each their own).
+    mark = (id(session.get_bind()), overview_service.integrations_watermark(session=session))
+    due = time.monotonic() - _slow_part["read_at"] >= CARDS_AT_LEAST_EVERY
+    if mark != _slow_part["mark"] or due:
+        cards = overview_service.health_cards(session=session)
+        _slow_part.update(mark=mark, read_at=time.monotonic(), rows={
+            "cards": {bucket: cards[bucket] for bucket in (*CARD_BUCKETS, "total")},
+            "attention": overview_service.attention(session=session, limit=ATTENTION_SHOWN),
+            "open_incidents": incidents_service.open_count(session=session),
+        })  # fmt: skip
+    return {
+        **_slow_part["rows"],
+        "failures_24h": overview_service.failures_since(session=session, hours=24),
+        "per_hour": overview_service.live_records_per_hour(session=session, hours=24),
+        "running": runs_service.list_runs(session=session, status="running", limit=10),
+        "reauth": overview_service.needs_reauth(session=session, limit=10),
+    }
 
 
 class OverviewState(LiveState, AuthState):
@@ -42,9 +67,6 @@ class OverviewState(LiveState, AuthState):
     per_hour: list[dict[str, Any]] = []
     running: list[dict[str, Any]] = []
     reauth: list[dict[str, str]] = []
-    # Backend only: the watermark the cards and attention panel were read at, and when.
-    _mark: tuple = ()
-    _cards_read_at: float = 0.0
 
     @rx.var
     def total_integrations(self) -> int:
@@ -61,36 +83,11 @@ class OverviewState(LiveState, AuthState):
 
     @not_an_event
     async def fetch(self) -> object:
-        mark_before, read_at = self._mark, self._cards_read_at
-
-        def load(session):
-            mark = overview_service.integrations_watermark(session=session)
-            due = mark != mark_before or time.monotonic() - read_at >= CARDS_AT_LEAST_EVERY
-            slow: dict[str, Any] = {}
-            if due:
-                cards = overview_service.health_cards(session=session)
-                slow = {
-                    "cards": {bucket: cards[bucket] for bucket in (*CARD_BUCKETS, "total")},
-                    "attention": overview_service.attention(session=session, limit=ATTENTION_SHOWN),
-                    "open_incidents": incidents_service.open_count(session=session),
-                    "_mark": mark,
-                    "_cards_read_at": time.monotonic(),
-                }
-            return {
-                **slow,
-                "failures_24h": overview_service.failures_since(session=session, hours=24),
-                "per_hour": overview_service.live_records_per_hour(session=session, hours=24),
-                "running": runs_service.list_runs(session=session, status="running", limit=10),
-                "reauth": overview_service.needs_reauth(session=session, limit=10),
-            }
-
-        return await in_session(load)
+        # The same for every viewer: one read per change for all open Overviews.
+        return await shared_read("overview", lambda: in_session(_read_overview))
 
     @not_an_event
     def apply(self, data: Any) -> None:
-        for backend in ("_mark", "_cards_read_at"):
-            if backend in data:
-                setattr(self, backend, data.pop(backend))
         assign_changed(self, {**data, "loaded": True})
 
     @rx.event

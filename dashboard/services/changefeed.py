@@ -1,8 +1,10 @@
 """One change feed per process: "something changed" pushed to whoever waits, across processes.
 
-Three topics: ``QUEUE`` (a run was queued or handed back: processes with free capacity claim
-it at once), ``LIVE`` (rows the live pages show were written: open pages re-read) and
-``API_KEYS`` (a Hub API key was revoked: every process forgets the keys it had checked). Every
+Four topics: ``QUEUE`` (a run was queued or handed back: processes with free capacity claim
+it at once), ``LIVE`` (rows the live pages show were written: open pages re-read),
+``SESSIONS`` (users or their sessions were written: a sign-out, a disabled account, a reset
+password; open pages check their session again) and ``API_KEYS`` (a Hub API key was revoked:
+every process forgets the keys it had checked). Every
 committed write of this process feeds it (SQLAlchemy session events below), so run, incident,
 webhook and operator writes all count without each call site remembering to say so.
 
@@ -34,7 +36,10 @@ log = logging.getLogger("hub.changefeed")
 QUEUE = "queue"
 LIVE = "live"
 API_KEYS = "api_keys"
-TOPICS = (QUEUE, LIVE, API_KEYS)
+SESSIONS = "sessions"
+TOPICS = (QUEUE, LIVE, API_KEYS, SESSIONS)
+# Tables whose writes can end a signed-in session.
+SESSION_TABLES = frozenset({"users", "user_sessions"})
 CHANNEL = "hub_changes"
 PUBLISH_EVERY = 0.05
 # Seconds between looks at data_version: one per process, not per page. A look reads a
@@ -387,6 +392,8 @@ def _on_commit(session: Session) -> None:
         topics.append(QUEUE)
     if any(not table.startswith("+") and table not in QUIET_TABLES for table in tables):
         topics.append(LIVE)
+    if tables & SESSION_TABLES:
+        topics.append(SESSIONS)
     if topics:
         _feed.changed(*topics)
 

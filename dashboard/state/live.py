@@ -10,10 +10,11 @@ Reflex copies onto each state that mixes it in) and defines ``fetch`` and ``appl
 
 ``watching`` is 0 when no loop runs, else the id of the one loop that may: leaving a page and
 coming back within a second starts a new loop, and the old one, on waking, sees a different id
-and ends, so a tab never accumulates loops. Only a signed-in viewer may start one, and every
-tick that reads rows first checks the session (one indexed lookup): sign-out, a disabled
-account or a password reset stops the stream within a tick, and the tab goes to the login
-page.
+and ends, so a tab never accumulates loops. Only a signed-in viewer may start one, and a tick
+checks the session (one indexed lookup) when the change feed says users or sessions were
+written, and every SESSION_CHECK_SECONDS: sign-out, a disabled account or a password reset
+stops the stream within a tick, an expired session within that, and the tab goes to the
+login page.
 
 A closed tab never unmounts its page, and Reflex keeps a background event running after its
 client has gone. So while the tab's websocket is not connected the loop reads nothing and sends
@@ -30,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import reflex as rx
 
 from dashboard import routes
 from dashboard.models import Role
-from dashboard.services.changefeed import LIVE, get_feed
+from dashboard.services.changefeed import LIVE, SESSIONS, get_feed
 from dashboard.state.guard import public, requires
 
 # A change shows within one notification, one read and one render: "database write ->
@@ -45,6 +47,8 @@ from dashboard.state.guard import public, requires
 # the hub's sessions), every FALLBACK_SECONDS.
 MIN_INTERVAL_SECONDS = 0.5
 FALLBACK_SECONDS = 5.0
+# How often a page checks its session when nothing said users or sessions changed.
+SESSION_CHECK_SECONDS = 15.0
 # While the tab is away: how often the loop looks whether it came back.
 POLL_SECONDS = 0.5
 # How long a loop waits for its tab to reconnect before it ends.
@@ -88,6 +92,7 @@ async def live_loop(state: LivePage) -> bool:
 async def _watch(state: LivePage, loop_id: int) -> bool:
     away_since: float | None = None
     feed = get_feed()
+    sessions_seen, checked_at = -1, -SESSION_CHECK_SECONDS
     while True:
         began = time.monotonic()
         if not await _tab_connected(state):
@@ -97,12 +102,16 @@ async def _watch(state: LivePage, loop_id: int) -> bool:
             await asyncio.sleep(POLL_SECONDS)
             continue
         away_since = None
-        # Every read first asks whether the session still holds: a revoked session, a
-        # disabled user or a reset password (writes that wake the feed) end the stream now.
+        # A read first asks whether the session still holds when users or sessions were
+        # written since the last check (a sign-out, a disabled user, a reset password: the
+        # feed's SESSIONS), and every SESSION_CHECK_SECONDS anyway (a session expiring
+        # writes nothing). Asking on every tick was the largest cost of 50 open pages.
         seen = feed.version(LIVE)  # before reading: a change during the read reads again
-        if await state.current_user() is None:
-            await _stop(state, loop_id)
-            return True
+        if feed.version(SESSIONS) != sessions_seen or began - checked_at >= SESSION_CHECK_SECONDS:
+            sessions_seen, checked_at = feed.version(SESSIONS), began
+            if await state.current_user() is None:
+                await _stop(state, loop_id)
+                return True
         data = await state.fetch()
         if not await _tab_connected(state):
             continue  # closed while this was read: its rows would go nowhere
@@ -154,6 +163,39 @@ async def _tab_connected(state: LivePage) -> bool:
         return bool(await namespace._token_manager.is_token_connected(token))
     except Exception:
         return True
+
+
+T = TypeVar("T")
+# Reads of rows every viewer sees alike (the Overview, the bell), per key: the feed's version
+# when the read started, when it ended (None while running) and the read itself.
+_SHARED: dict[str, tuple[int, float | None, asyncio.Future[Any]]] = {}
+
+
+async def shared_read(key: str, read: Callable[[], Awaitable[T]]) -> T:
+    """One read per process for every open page that shows the same rows: a change wakes
+    every page at once, and they all take the read that started after it (or the one that
+    ended less than ``MIN_INTERVAL_SECONDS`` ago with nothing changed since) instead of each
+    asking the database. 50 admins on the Overview cost one read per change, not 50."""
+    version = get_feed().version(LIVE)
+    entry = _SHARED.get(key)
+    if entry is not None:
+        started_at, ended_at, pending = entry
+        fresh = ended_at is None or time.monotonic() - ended_at < MIN_INTERVAL_SECONDS
+        if started_at >= version and fresh and pending.get_loop() is asyncio.get_running_loop():
+            return await asyncio.shield(pending)
+    pending = asyncio.ensure_future(read())
+    _SHARED[key] = (version, None, pending)
+
+    def ended(done: asyncio.Future[Any]) -> None:
+        if _SHARED.get(key, (0, None, None))[2] is not pending:
+            return  # a newer read took its place
+        if done.cancelled() or done.exception() is not None:
+            del _SHARED[key]  # the next page reads again
+        else:
+            _SHARED[key] = (version, time.monotonic(), pending)
+
+    pending.add_done_callback(ended)
+    return await asyncio.shield(pending)
 
 
 def assign_changed(state: Any, values: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from dashboard.db import in_session
 from dashboard.services import incidents
 from dashboard.state.auth import AuthState
 from dashboard.state.guard import not_an_event
-from dashboard.state.live import LiveState, assign_changed
+from dashboard.state.live import LiveState, assign_changed, shared_read
 
 SHOWN = 20
 
@@ -49,7 +49,9 @@ class NotificationState(LiveState, AuthState):
                 incidents.list_incidents(session=session, limit=SHOWN),
             )
 
-        return await in_session(load)
+        # Every page has the bell, and every viewer sees the same incidents: one read per
+        # change for all of them.
+        return await shared_read("bell", lambda: in_session(load))
 
     @not_an_event
     def apply(self, data: Any) -> None:
