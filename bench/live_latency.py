@@ -11,10 +11,12 @@ row, with its status badge), and back to ``connected``. A MutationObserver in th
 the moment the name appears (and disappears) in the rendered text; latency = that moment - the
 start of the write.
 
-With ``--viewers N`` N signed-in sessions (each its own browser context, as N admins) watch
-the page at once; every write is timed on every page, and the hub's CPU (all its processes)
-over the measured window is printed: pages are woken by the hub's change feed, one per
-process, instead of each re-reading the database on its own clock.
+With ``--viewers N`` N signed-in sessions (each its own sign-in, as N admins) watch the page
+at once; every write is timed on every page, and the hub's CPU (all its processes) over the
+measured window is printed. ``--browsers B``: only the first B are chromium pages, the others
+websocket-only sessions (``_viewers.SocketViewer``: what the hub serves per open page, without
+a renderer; 50 chromium pages on 2 CPUs measure chromium). ``--sandbox standalone`` runs the
+sandbox in its own process, as a real platform is elsewhere, instead of mounted in the hub's.
 
 Prints p50/p95/max latency (also idle, while the hub has not yet adopted the queued syncs,
 of the write's own commit, and from the commit to the screen: on SQLite the write waits for
@@ -24,11 +26,10 @@ running meanwhile and the records/s the hub synced. Figures only, no assertions 
 
     python bench/live_latency.py [--page overview|integrations] [--integrations N]
                                  [--syncs 20 --products 8000 --samples 40 --time-scale 20]
-                                 [--viewers 50] [--database-url postgresql://...]
+                                 [--viewers 50 --browsers 1] [--sandbox standalone]
+                                 [--database-url postgresql://...]
 
-``--syncs 0`` measures an idle hub (every sample then counts as idle). About 2.5 minutes here.
-The hub and the browser are stopped however the bench ends.
-"""
+``--syncs 0``: an idle hub. About 1.5 minutes; the hub and browser stop however it ends."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import concurrent.futures
 import contextlib
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -56,6 +58,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
+from _viewers import open_viewers  # noqa: E402
 from sqlmodel import func, select  # noqa: E402
 
 from connectors.base import StoredCredential  # noqa: E402
@@ -74,28 +77,16 @@ from tests.browser.conftest import (  # noqa: E402
     CHROMIUM_ARGS,
     Hub,
     _free_port,
-    sign_in,
 )
+from tests.sandbox_server import apps, control_headers, sandbox_process  # noqa: E402
 
 CONTROL_TOKEN = new_control_token()  # the bench hub's sandbox control token
 STREAM = "products"  # one stream per integration: N integrations = N syncs running
+# A page that has not shown a write after this long counts as having missed it (reported).
+MISSED_AFTER = 15.0
+MISSED: list[int] = []  # the viewer numbers, once per missed write
+KEPT_LOG = Path(tempfile.gettempdir()) / "hub-live-bench.log"
 SCOPES = "read_products,read_inventory,read_orders,read_customers,read_locations"
-
-# Arms a watch for ``text`` in the page's rendered text (innerText: what a user can see):
-# window.__probe.at becomes Date.now() when its presence equals ``present``.
-ARM_PROBE = """([text, present]) => {
-    const probe = {at: null};
-    const check = () => {
-        if (probe.at === null && document.body.innerText.includes(text) === present) {
-            probe.at = Date.now();
-            observer.disconnect();
-        }
-    };
-    const observer = new MutationObserver(check);
-    observer.observe(document.body, {subtree: true, childList: true, characterData: true});
-    window.__probe = probe;
-    check();
-}"""
 
 
 def hub_environment(data_dir: Path, port: int, args: argparse.Namespace) -> dict[str, str]:
@@ -151,18 +142,20 @@ def running_hub(hub: Hub, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
             process.wait()
 
 
-def connect_shops(base: str, count: int, sizes: dict[str, Any]) -> list[uuid.UUID]:
-    """Sandbox shops, approved like a merchant would, connected through the hub's services."""
+def connect_shops(
+    base: str, count: int, sizes: dict[str, Any], *, token: str, callback: str
+) -> list[uuid.UUID]:
+    """Sandbox shops, approved like a merchant would, connected through the hub's services.
+    ``token``: the sandbox's control token; the consent page sends codes only to the hub's
+    registered ``callback``."""
     ids = []
-    headers = {"Authorization": f"Bearer {CONTROL_TOKEN}"}  # the mounted sandbox's token
-    # The consent page sends codes only to the hub's registered callback.
-    callback = base.removesuffix("/sandbox") + "/api/oauth/shopify/callback"
+    headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         for index in range(count):
             shop = f"live-bench-{index:02d}.myshopify.com"
             client.post("/_sandbox/shopify/shops", json={"shop": shop, **sizes}).raise_for_status()
-            token = install_shopify(
-                client, shop, sandbox_apps(CONTROL_TOKEN), scopes=SCOPES, redirect_uri=callback
+            granted = install_shopify(
+                client, shop, sandbox_apps(token), scopes=SCOPES, redirect_uri=callback
             )
             with db.session_scope() as session:
                 integration = create_integration(
@@ -171,7 +164,7 @@ def connect_shops(base: str, count: int, sizes: dict[str, Any]) -> list[uuid.UUI
                 )  # fmt: skip
                 save_credential(
                     session=session, integration_id=integration.id,
-                    credential=StoredCredential("access_token", token["access_token"],
+                    credential=StoredCredential("access_token", granted["access_token"],
                                                 SCOPES.split(",")),
                 )  # fmt: skip
                 mark_connected(session=session, integration_id=integration.id, actor="bench")
@@ -261,18 +254,21 @@ def write_probe(
 
 
 def seen_after(
-    pages: list[Any], text: str, *, present: bool, write: Any
-) -> tuple[list[float], float]:
-    """Arm every page's watch for ``text``, do ``write()``; for each page the seconds from the
-    write's start until it showed ``text`` (``present``) or stopped showing it, and the
-    write's own."""
-    for page in pages:
-        page.evaluate(ARM_PROBE, [text, present])
+    viewers: list[Any], text: str, *, present: bool, write: Any
+) -> tuple[list[float | None], float]:
+    """Arm every viewer's watch for ``text``, do ``write()``; for each viewer the seconds from
+    the write's start until it showed ``text`` (``present``) or stopped showing it (None:
+    not within MISSED_AFTER, counted and reported), and the write's own."""
+    for viewer in viewers:
+        viewer.arm(text, present=present)
     started, write_seconds = write()
-    seen = []
-    for page in pages:
-        page.wait_for_function("window.__probe.at !== null", timeout=30_000, polling=50)
-        seen.append(float(page.evaluate("window.__probe.at")) / 1000 - started)
+    seen: list[float | None] = []
+    for number, viewer in enumerate(viewers, 1):
+        at = viewer.wait(MISSED_AFTER)
+        if at is None:
+            MISSED.append(number)
+            print(f"viewer {number} did not show {text!r} in time", file=sys.stderr, flush=True)
+        seen.append(None if at is None else at - started)
     return seen, write_seconds
 
 
@@ -282,13 +278,13 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def sample(
-    pages: list[Any], probe: uuid.UUID, index: int
-) -> tuple[list[float], list[float], float]:
-    """One write and its revert: seconds until each page showed each, and the write's own."""
+    viewers: list[Any], probe: uuid.UUID, index: int
+) -> tuple[list[float | None], list[float | None], float]:
+    """One write and its revert: seconds until each viewer showed each, and the write's own."""
     name = f"Probe {index:02d} {uuid.uuid4().hex[:8]}"
-    appear, write_seconds = seen_after(pages, name, present=True, write=lambda: (
+    appear, write_seconds = seen_after(viewers, name, present=True, write=lambda: (
         write_probe(probe, name, IntegrationStatus.NEEDS_REAUTH)))  # fmt: skip
-    vanish, _ = seen_after(pages, name, present=False, write=lambda: (
+    vanish, _ = seen_after(viewers, name, present=False, write=lambda: (
         write_probe(probe, "Live probe", IntegrationStatus.CONNECTED)))  # fmt: skip
     # A random phase, so the writes land anywhere in the page's 1 s poll.
     time.sleep(random.uniform(0.0, 0.3))
@@ -308,27 +304,32 @@ def cpu_seconds(group: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def open_viewers(browser: Any, hub: Hub, count: int, args: argparse.Namespace) -> list[Any]:
-    """``count`` signed-in sessions (own contexts: own cookies, own websocket) on the page."""
-    pages = []
-    for _ in range(count):
-        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
-        if args.page == "integrations":
-            page.goto(f"{hub.url}/integrations")
-            page.get_by_role("link", name="Live probe").wait_for(timeout=60_000)
-        else:
-            page.get_by_text("Every integration's access works.").wait_for(timeout=60_000)
-        pages.append(page)
-    return pages
-
-
 def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
 
     data_dir = tmp / "data"
     port = _free_port()
     env = hub_environment(data_dir, port, args)
+    with contextlib.ExitStack() as stack:
+        sandbox_base = None
+        if args.sandbox == "standalone":  # its own process: the platform's CPU is not the hub's
+            sandbox_base = stack.enter_context(
+                sandbox_process(time_scale=args.time_scale, seed=17, hub_port=port)
+            )
+            sandbox_apps_ = apps(sandbox_base)
+            env.update({
+                "HUB_SANDBOX": "false", "HUB_SHOPIFY_BASE_URL": f"{sandbox_base}/shopify",
+                "HUB_SHOPIFY_CLIENT_ID": sandbox_apps_.shopify_client_id,
+                "HUB_SHOPIFY_CLIENT_SECRET": sandbox_apps_.shopify_client_secret,
+            })  # fmt: skip
+        return _measure(args, tmp, env, port, sandbox_base)
+
+
+def _measure(
+    args: argparse.Namespace, tmp: Path, env: dict[str, str], port: int, sandbox_base: str | None
+) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    data_dir = tmp / "data"
     # This process writes to the same database with the same key as the hub.
     os.environ.update({k: v for k, v in env.items() if k.startswith("HUB_")})
     for name in ("DATABASE_URL", "REDIS_URL"):
@@ -342,25 +343,31 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     log_path = tmp / "hub.log"
     result: dict[str, Any] = {
         "idle": [], "appear": [], "vanish": [], "writes": [], "committed": [], "running": [],
-        "first_page": [],
+        "in_browser": [],
     }  # fmt: skip
     started = time.monotonic()
     with running_hub(hub, log_path) as process, sync_playwright() as playwright:
         result["boot"] = time.monotonic() - started
         seed_integrations(args.integrations)
-        ids = connect_shops(
-            f"{hub.url}/sandbox", args.syncs, {"products": args.products, "variants_per_product": 2}
-        )
+        sizes = {"products": args.products, "variants_per_product": 2}
+        callback = f"{hub.url}/api/oauth/shopify/callback"
+        if sandbox_base is None:  # mounted in the hub
+            token, base = CONTROL_TOKEN, f"{hub.url}/sandbox"
+        else:
+            token, base = control_headers(sandbox_base)["Authorization"][7:], sandbox_base
+        ids = connect_shops(base, args.syncs, sizes, token=token, callback=callback)
         probe = create_probe()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             # Signed in and on the page before the syncs load the hub.
-            pages = open_viewers(browser, hub, args.viewers, args)
+            viewers = open_viewers(
+                browser, hub, page=args.page, count=args.viewers, browsers=args.browsers
+            )
             queue_syncs(ids)
             # Until the hub adopts the queued runs (within RECOVERY_EVERY): the idle baseline.
             index = 0
             while sync_progress()[0] == 0 and len(result["idle"]) < 10:
-                result["idle"] += sample(pages, probe, index)[0]
+                result["idle"] += sample(viewers, probe, index)[0]
                 index += 1
             running = wait_running(args.syncs, patience=RECOVERY_EVERY * 3)
             if running < args.syncs:
@@ -368,21 +375,24 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             _, records_before = sync_progress()
             window_start, cpu_before = time.monotonic(), cpu_seconds(process.pid)
             for _ in range(args.samples):
-                appear, vanish, write_seconds = sample(pages, probe, index)
+                appear, vanish, write_seconds = sample(viewers, probe, index)
                 index += 1
                 result["appear"] += appear
-                result["first_page"].append(appear[0])
+                result["in_browser"] += appear[: args.browsers]
                 result["vanish"] += vanish
                 result["writes"].append(write_seconds)
                 # What the hub controls: from the change being in the database to the screen.
-                result["committed"] += [seen - write_seconds for seen in appear]
+                result["committed"] += [s - write_seconds for s in appear if s is not None]
                 result["running"].append(sync_progress()[0])
             result["window"] = time.monotonic() - window_start
             result["cpu"] = cpu_seconds(process.pid) - cpu_before
             result["records"] = sync_progress()[1] - records_before
             result["load"] = os.getloadavg()[0]  # the machine's, other processes included
         finally:
+            for viewer in locals().get("viewers", []):
+                viewer.close()
             browser.close()
+            shutil.copy(log_path, KEPT_LOG)  # the temporary directory goes; the log stays
         if process.poll() is not None:
             raise RuntimeError(f"hub died:\n{log_path.read_text()[-3000:]}")
     return result
@@ -405,11 +415,26 @@ def main() -> int:
     parser.add_argument(
         "--viewers", type=int, default=1, help="signed-in sessions watching the page at once"
     )
+    parser.add_argument(
+        "--browsers", type=int, default=None,
+        help="how many of the viewers are chromium pages (default: all); the others are "
+        "websocket-only sessions (the Overview only)",
+    )  # fmt: skip
     parser.add_argument("--time-scale", type=float, default=20.0)
+    parser.add_argument(
+        "--sandbox", choices=("mounted", "standalone"), default="mounted",
+        help="the sandbox inside the hub's process (the demo's way) or in its own, as a real "
+        "platform is elsewhere",
+    )  # fmt: skip
     parser.add_argument(
         "--database-url", default=None, help="an empty PostgreSQL database; default: SQLite"
     )
     args = parser.parse_args()
+    browsers = args.viewers if args.browsers is None else args.browsers
+    args.browsers = max(1, min(browsers, args.viewers))
+    if args.page != "overview" and args.browsers < args.viewers:
+        print("websocket-only viewers watch the Overview only: use --page overview")
+        return 1
     if args.integrations is None:
         args.integrations = 10_000 if args.page == "integrations" else 0
     if not Path(CHROMIUM).exists():
@@ -428,7 +453,7 @@ def main() -> int:
     running = result["running"]
     print(f"page: {args.page}, {args.integrations + args.syncs + 1:,} integrations in all")
     print(
-        f"hub: sandbox x{args.time_scale:g}, {args.syncs} Shopify product syncs "
+        f"hub: sandbox ({args.sandbox}) x{args.time_scale:g}, {args.syncs} Shopify product syncs "
         f"({args.products:,} products x 2 variants per shop); hub up in {result['boot']:.0f} s"
     )
     print(
@@ -438,25 +463,32 @@ def main() -> int:
         f"{result['load']:.1f} on {os.cpu_count()} CPUs"
     )
     print(
-        f"{args.viewers} signed-in session(s) on the page; hub CPU while measuring "
+        f"{args.viewers} signed-in session(s) on the page ({args.browsers} in chromium, the "
+        f"others websocket-only: their figure is the delta's arrival); hub CPU while measuring "
         f"{result['cpu']:.0f} s in {result['window']:.0f} s = "
         f"{result['cpu'] / result['window'] * 100:.0f} % of one core (all its processes)"
     )
     rows = (
         ("idle: write -> visible", result["idle"]),
         ("write -> visible", result["appear"]),
-        ("  on the first page", result["first_page"]),
+        ("  rendered in chromium", result["in_browser"]),
         ("revert -> gone", result["vanish"]),
         ("  the write itself", result["writes"]),
         ("commit -> visible", result["committed"]),
     )
-    for label, values in rows:
+    for label, all_values in rows:
+        values = [value for value in all_values if value is not None]
         if values:
             print(
                 f"{label:<23} n={len(values):<3} p50 {statistics.median(values) * 1000:>6,.0f} ms"
                 f"  p95 {percentile(values, 0.95) * 1000:>6,.0f} ms"
                 f"  max {max(values) * 1000:>6,.0f} ms"
             )
+    if MISSED:
+        print(
+            f"MISSED: {len(MISSED)} page updates never shown within {MISSED_AFTER:.0f} s"
+            f" (viewers {sorted(set(MISSED))}); the hub's log: {KEPT_LOG}"
+        )
     print(
         f"goal: write -> visible p95 <= 1,000 ms with {args.syncs} syncs running "
         f"(whole bench {time.monotonic() - total_start:.0f} s)"
