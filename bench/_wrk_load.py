@@ -25,8 +25,9 @@ function setup(thread)
   table.insert(threads, thread)
 end
 function init(args)
-  nxt, ok, other, failed = first, 0, 0, 0
+  nxt, ok, other, failed, late = first, 0, 0, 0, 0
 end
+%(pacing)s
 function request()
   local d = deliveries[nxt]
   if d == nil then
@@ -54,14 +55,40 @@ function response(status, headers, body)
   else failed = failed + 1 end
 end
 function done(summary, latency, requests)
-  local ok_all, failed_all = 0, 0
+  local ok_all, failed_all, late_all = 0, 0, 0
   for _, thread in ipairs(threads) do
     ok_all = ok_all + thread:get("ok")
     failed_all = failed_all + thread:get("failed")
+    late_all = late_all + thread:get("late")
   end
-  io.write(string.format("RESULT %%d %%d %%.6f %%d %%d %%d\\n", ok_all, failed_all,
+  io.write(string.format("RESULT %%d %%d %%.6f %%d %%d %%d %%d\\n", ok_all, failed_all,
     summary.duration / 1e6, latency:percentile(50), latency:percentile(99),
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    late_all))
+end
+"""
+# With a rate: each thread sends on a fixed schedule (its share of the rate), as a platform
+# delivers, instead of a new request the moment an answer comes (a closed loop, where the
+# latency is mostly the queue the generator itself keeps full). wrk calls delay() before each
+# request; a slot that passed while every connection of the thread was busy is sent at once
+# and counted as late (its wait for a connection is not in the latency).
+PACING = """
+local ffi = require("ffi")
+ffi.cdef[[ typedef struct { long tv_sec; long tv_nsec; } hub_timespec;
+           int clock_gettime(int clock, hub_timespec *now); ]]
+local clock = ffi.new("hub_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+end
+local interval = %(interval_ms).6f
+function delay()
+  local now = now_ms()
+  slot = slot or now
+  local wait = slot - now
+  slot = slot + interval
+  if wait < -10 then late = late + 1 end
+  return wait > 0 and math.floor(wait) or 0
 end
 """
 
@@ -72,11 +99,12 @@ def lua_string(text: str) -> str:
 
 def load_with_wrk(
     url: str, prepared: list[tuple[bytes, dict[str, str]]], *, shop: str, concurrency: int,
-    on_half: Callable[[], None] | None = None, threads: int = 2,
+    on_half: Callable[[], None] | None = None, threads: int = 2, rate: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Send each signed delivery of ``prepared`` (body, headers) once with wrk: its own CPU
     stays far below the hub's, so the figures are the hub's. Latency percentiles are wrk's;
-    ``on_half`` is called about halfway (by time, at ~1,000/s)."""
+    ``on_half`` is called about halfway (by time, at ~1,000/s). With ``rate`` (deliveries a
+    second) the requests go out on that schedule over ``concurrency`` connections."""
     assert WRK is not None
     deliveries = len(prepared)
     entries = ",\n".join(
@@ -87,9 +115,11 @@ def load_with_wrk(
     base = url.split("/api/", 1)[0]
     stopped = Path(tempfile.mkdtemp(prefix="hub-bench-wrk-"))
     script = stopped / "deliveries.lua"
+    pacing = PACING % {"interval_ms": threads * 1000 / rate} if rate else ""
     script.write_text(
-        WRK_SCRIPT % {"deliveries": entries, "threads": threads, "shop": shop, "stopped": stopped}
-    )
+        WRK_SCRIPT % {"deliveries": entries, "threads": threads, "shop": shop,
+                      "stopped": stopped, "pacing": pacing}
+    )  # fmt: skip
     try:
         command = [WRK, "-t", str(threads), "-c", str(concurrency), "-d", "900s",
                    "--timeout", "30s", "-s", str(script), base]  # fmt: skip
@@ -98,8 +128,8 @@ def load_with_wrk(
         halfway = on_half is None
         while len(list(stopped.glob("[0-9]*"))) < threads and process.poll() is None:
             time.sleep(0.005)
-            if not halfway and time.perf_counter() - started > deliveries / 1000 / 2:
-                halfway = True  # about halfway at ~1,000/s
+            if not halfway and time.perf_counter() - started > deliveries / (rate or 1000) / 2:
+                halfway = True  # about halfway (at ~1,000/s unless paced)
                 on_half()
         process.send_signal(signal.SIGINT)  # every thread sent its share: wrk reports
         output, _ = process.communicate(timeout=60)
@@ -107,7 +137,7 @@ def load_with_wrk(
     finally:
         shutil.rmtree(stopped, ignore_errors=True)
     result = next(line for line in output.splitlines() if line.startswith("RESULT"))
-    ok, failed, duration, p50_us, p99_us, socket_errors = result.split()[1:]
+    ok, failed, duration, p50_us, p99_us, socket_errors, late = result.split()[1:]
     ids = [headers["X-Shopify-Webhook-Id"] for _, headers in prepared]
     return {
         "seconds": float(duration) or seconds,
@@ -119,5 +149,6 @@ def load_with_wrk(
         "p50_ms": int(p50_us) / 1000,
         "p99_ms": int(p99_us) / 1000,
         "exact_accepted": False,
+        "late": int(late),
         "all_ids": ids,
     }

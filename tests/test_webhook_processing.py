@@ -49,6 +49,42 @@ async def test_a_process_applies_at_most_its_concurrency_in_batches_at_once() ->
     await processor.stop()
 
 
+async def test_while_deliveries_arrive_one_consumer_applies_and_the_rest_wait() -> None:
+    """Answers first: eight batches applying at once took the GIL from the webhook route
+    (p50 61 ms instead of 21 ms at 700/s). While the intake is busy only the first consumer
+    applies; once it has been quiet, all of them."""
+    running, most = 0, 0
+    quiet = asyncio.Event()
+
+    async def apply(event_ids: list[uuid.UUID]) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    processor = WebhookProcessor(apply, consumers=4, batch=5, quiet=quiet.wait)
+    busy = [processor.submit(uuid.uuid4()) for _ in range(20)]
+    await asyncio.gather(*[d for d in busy if d is not None])
+    assert (processor.applied, most) == (20, 1)  # all applied, one batch at a time
+    quiet.set()
+    await asyncio.sleep(0)  # the waiting consumers take their turn
+    calm = [processor.submit(uuid.uuid4()) for _ in range(40)]
+    await asyncio.gather(*[d for d in calm if d is not None])
+    assert most == 4
+    await processor.stop()
+
+
+async def test_the_intake_is_quiet_once_no_delivery_came_for_a_while() -> None:
+    from dashboard.services import webhook_intake
+
+    intake = webhook_intake.group_commit()
+    intake.last_arrival = asyncio.get_running_loop().time()  # a delivery just came
+    began = asyncio.get_running_loop().time()
+    await webhook_intake.quiet_for(0.05)
+    assert asyncio.get_running_loop().time() - began >= 0.05
+
+
 async def test_a_full_queue_leaves_events_to_the_recovery_sweep() -> None:
     release = asyncio.Event()
 
@@ -158,8 +194,7 @@ async def test_updates_to_many_products_are_read_in_one_look_up_and_stored(hub: 
     stats = hub["sandbox"].state.sandbox.extras["shopify"].stats
     requests_before = stats["requests"]
     deliveries = [
-        signed({"id": int(gid.rsplit("/", 1)[1]), "admin_graphql_api_id": gid})
-        for gid in gids * 2
+        signed({"id": int(gid.rsplit("/", 1)[1]), "admin_graphql_api_id": gid}) for gid in gids * 2
     ]
     answers = await asyncio.gather(
         *(hub["client"].post("/api/webhooks/shopify", **d) for d in deliveries)

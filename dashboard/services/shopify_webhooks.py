@@ -97,12 +97,16 @@ def process_later(event_id: uuid.UUID) -> None:
     """Queue a newly stored event for this process's webhook consumers
     (``webhook_processing``: bounded, in batches; a full queue leaves it to the recovery
     sweep)."""
-    done = webhook_processing.processor(process_many, get_settings().webhook_concurrency).submit(
-        event_id
-    )
+    done = webhook_processing.processor(
+        process_many, get_settings().webhook_concurrency, quiet=_intake_quiet
+    ).submit(event_id)
     if done is not None:
         _tasks.add(done)
         done.add_done_callback(_tasks.discard)
+
+
+async def _intake_quiet() -> None:
+    await webhook_intake.quiet_for(webhook_processing.QUIET_FOR)
 
 
 async def process(event_id: uuid.UUID) -> None:

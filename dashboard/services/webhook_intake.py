@@ -100,11 +100,13 @@ class GroupCommit:
         self.committing: asyncio.Task[None] | None = None
         self.groups = 0
         self.stored = 0
+        self.last_arrival = -float("inf")  # the loop's clock when the latest delivery came
 
     async def add(self, delivery: Delivery) -> uuid.UUID | None:
         """The delivery's event id once its group is committed; None for a webhook id stored
         already. Raises what storing raised (the route answers 500: Shopify retries)."""
         loop = asyncio.get_running_loop()
+        self.last_arrival = loop.time()
         committed: asyncio.Future[uuid.UUID | None] = loop.create_future()
         self.pending.append((delivery, committed))
         if self.committing is None:
@@ -148,3 +150,15 @@ def group_commit() -> GroupCommit:
     if found is None:
         found = _groups[loop] = GroupCommit()
     return found
+
+
+async def quiet_for(seconds: float) -> None:
+    """Return once no delivery has arrived in this process for ``seconds``: applying gives
+    the answers Shopify waits for the CPU first (``webhook_processing``)."""
+    intake = group_commit()
+    loop = asyncio.get_running_loop()
+    while True:  # a sleep to the deadline, not an Event: a delivery moves the deadline
+        wait = intake.last_arrival + seconds - loop.time()
+        if wait <= 0:
+            return
+        await asyncio.sleep(wait)
