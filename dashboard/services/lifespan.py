@@ -56,9 +56,17 @@ async def hub_lifespan(*, kind: str = "web") -> AsyncIterator[None]:
         metrics.process_exiting()
 
 
+_frozen = False
+
+
 def _freeze_startup_objects() -> None:
     """Move what start-up built (the app, its modules, its states' classes: most of the
     heap) out of the collector's sight: a full collection then walks only what was made
-    since, instead of pausing every request for the whole heap."""
+    since, instead of pausing every request for the whole heap. Once per process (tests
+    start many lifespans in one)."""
+    global _frozen
+    if _frozen:
+        return
+    _frozen = True
     gc.collect()
     gc.freeze()
