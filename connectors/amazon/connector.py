@@ -11,8 +11,9 @@ import httpx
 
 from connectors.amazon import auth
 from connectors.amazon.client import BUCKETS, BucketRegistry, SpApiClient
+from connectors.amazon.inventory import read_inventory
 from connectors.amazon.regions import REGION_MARKETPLACES, sp_api_base, validate_region
-from connectors.amazon.streams import StreamOptions, read_inventory, read_listings, read_orders
+from connectors.amazon.streams import StreamOptions, read_listings, read_orders
 from connectors.auth import TokenFlow
 from connectors.base import (
     Batch,

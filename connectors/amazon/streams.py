@@ -1,4 +1,5 @@
-"""Amazon streams: orders (Orders API 2026-01-01 or v0), listings (Reports API), FBA inventory.
+"""Amazon streams: orders (Orders API 2026-01-01 or v0), listings (Reports API); FBA inventory
+lives beside them (``inventory``).
 
 Each yields ``Batch``es whose cursor resumes exactly where the batch ended:
 - orders: ``{"last_updated_after", "pagination_token"}``; a window ends at the
@@ -14,7 +15,6 @@ Each yields ``Batch``es whose cursor resumes exactly where the batch ended:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -47,7 +47,6 @@ ROLE_REFUSED = (
     "lacks the restricted roles for them (Direct-to-Consumer Delivery; Tax Invoicing or Tax "
     "Remittance). Get them approved in the developer profile, or set HUB_AMAZON_BUYER_DATA=off"
 )
-INVENTORY_OVERLAP = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -412,104 +411,3 @@ async def read_listings(
         [], {"complete": True, "at": _iso(datetime.now(UTC))}, pages=0, done=done_rows,
         platform_count=sum(report_rows.values()),
     )  # fmt: skip
-
-
-# --- FBA inventory --------------------------------------------------------------------------
-
-
-def inventory_record(summary: dict[str, Any], marketplace: str) -> UnifiedRecord:
-    sku = summary["sellerSku"]
-    details = summary.get("inventoryDetails") or {}
-    reserved = (details.get("reservedQuantity") or {}).get("totalReservedQuantity")
-    inbound = sum(
-        int(details.get(name) or 0)
-        for name in ("inboundWorkingQuantity", "inboundShippedQuantity", "inboundReceivingQuantity")
-    )
-    market = MARKETPLACES.get(marketplace)
-    return UnifiedRecord(
-        RecordKind.INVENTORY_LEVEL,
-        f"{sku}@{marketplace}",
-        {
-            "inventory_item_id": summary.get("fnSku") or summary.get("asin") or sku,
-            "location_id": marketplace,
-            "location_name": f"FBA {market.country}" if market else "FBA",
-            "sku": sku,
-            "available": details.get("fulfillableQuantity"),
-            "on_hand": summary.get("totalQuantity"),
-            "reserved": reserved,
-            "inbound": inbound if details else None,
-        },
-        summary,
-        parse_time(summary.get("lastUpdatedTime")),
-    )
-
-
-async def read_inventory(
-    client: SpApiClient,
-    marketplaces: list[str],
-    cursor: dict[str, Any] | None,
-    options: StreamOptions,
-) -> AsyncIterator[Batch]:
-    cursor = cursor or {}
-    since = cursor.get("since")
-    finished: list[str] = list(cursor.get("done") or [])
-    started = datetime.now(UTC)
-    done = 0
-
-    async def fetch(marketplace: str, token: str | None) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "details": True,
-            "granularityType": "Marketplace",
-            "granularityId": marketplace,
-            "marketplaceIds": [marketplace],
-        }
-        if since:
-            params["startDateTime"] = since
-        if token:
-            params["nextToken"] = token
-        return await client.call(
-            "getInventorySummaries", "GET", "/fba/inventory/v1/summaries", params=params
-        )
-
-    for marketplace in marketplaces:
-        if marketplace in finished:
-            continue
-        restarts = 0
-        next_page: asyncio.Task[dict[str, Any]] | None = None
-        body = await fetch(marketplace, None)
-        while True:
-            summaries = (body.get("payload") or {}).get("inventorySummaries")
-            if not isinstance(summaries, list):
-                raise PlatformError("getInventorySummaries answered without inventorySummaries")
-            token = (body.get("pagination") or {}).get("nextToken")
-            # A nextToken dies 30 s after it was issued: ask for the next page now, while
-            # this one is being stored, never after.
-            next_page = asyncio.create_task(fetch(marketplace, token)) if token else None
-            records, errors = [], []
-            for summary in summaries:
-                try:
-                    records.append(inventory_record(summary, marketplace))
-                except (KeyError, TypeError, ValueError) as error:
-                    errors.append(RecordError(None, f"inventory summary: {error!r}", summary))
-            done += len(summaries)
-            if next_page is None:
-                finished = [*finished, marketplace]
-            try:
-                # The nextToken is never checkpointed: a resumed run restarts the
-                # marketplace, which upserts make harmless.
-                yield Batch(records, {"since": since, "done": finished}, errors=errors, done=done)
-                if next_page is None:
-                    break
-                try:
-                    body = await next_page
-                except PlatformError as error:
-                    if error.status != 400 or restarts >= 2:
-                        raise
-                    restarts += 1
-                    log.warning("FBA nextToken expired for %s, restarting it", marketplace)
-                    body = await fetch(marketplace, None)
-            finally:
-                if next_page is not None and not next_page.done():
-                    next_page.cancel()
-    next_since = _iso(started - INVENTORY_OVERLAP)
-    yield Batch([], {"since": next_since, "done": []}, pages=0, done=done)
