@@ -3,7 +3,7 @@
 Passwords are hashed with argon2id at OWASP's parameters; older scrypt hashes still verify
 and are replaced on the next successful sign-in. Session tokens are random and only their
 SHA-256 is stored. Sign-in attempts are counted per account and per client address with one
-atomic database upsert *before* the password is checked (``SignInThrottle``), so parallel
+atomic database upsert *before* the password is checked (``sign_in_throttle``), so parallel
 guesses cannot all be checked; unknown, disabled and wrong look the same, in answer and time.
 """
 
@@ -17,17 +17,27 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
-from dashboard.db import dialect_insert
-from dashboard.models import Role, SignInThrottle, User, UserSession
+from dashboard.models import Role, User, UserSession
 from dashboard.services.audit import record_audit
+from dashboard.services.sign_in_throttle import (
+    ACCOUNT_ATTEMPTS,
+    ADDRESS_ATTEMPTS,
+    account_key,
+    address_key,
+    clear_attempts,
+    give_back_attempt,
+    take_attempt,
+)
+from dashboard.services.sign_in_throttle import THROTTLE_WINDOW as THROTTLE_WINDOW
+from dashboard.services.sign_in_throttle import (
+    prune_sign_in_throttles as prune_sign_in_throttles,
+)
 from dashboard.settings import get_settings
 
 # OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1. The modest memory keeps
@@ -35,9 +45,6 @@ from dashboard.settings import get_settings
 _PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # A window of sign-in attempts: per account (existing or not) and per client address. Every
 # attempt counts when it starts; a success gives its slots back.
-THROTTLE_WINDOW = timedelta(minutes=15)
-ACCOUNT_ATTEMPTS = 10
-ADDRESS_ATTEMPTS = 50
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 10
 SESSION_COOKIE = "hub_session"  # HttpOnly, set only by the sign-in route (dashboard/api/session.py)
@@ -289,7 +296,7 @@ def change_password(
     try:
         # Counted (and committed) before the check, like a sign-in: a stolen session cannot
         # guess the password faster than the sign-in page allows.
-        _take_attempt(session=session, key=account_key(email), limit=ACCOUNT_ATTEMPTS)
+        _count_attempt(session=session, key=account_key(email), limit=ACCOUNT_ATTEMPTS)
     except SignInThrottled as throttled:
         raise UserError(
             f"Too many wrong passwords. Try again in {throttled.retry_after} seconds."
@@ -319,70 +326,11 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def account_key(email: str) -> str:
-    return f"account:{email.strip().lower()[:320]}"
-
-
-def address_key(client_address: str | None) -> str:
-    return f"address:{(client_address or 'unknown')[:64]}"
-
-
-def _upsert(session: Session) -> type[sqlite.Insert] | type[postgresql.Insert]:
-    dialect = session.get_bind().dialect.name
-    return dialect_insert(dialect)  # type: ignore[no-any-return]
-
-
-def _take_attempt(*, session: Session, key: str, limit: int) -> None:
-    """Count one attempt for ``key`` and commit it; raise SignInThrottled past ``limit``.
-
-    One ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` (SQLite >= 3.35, PostgreSQL):
-    the database serializes the increments, so N parallel attempts read N distinct counts.
-    """
-    now = datetime.now(UTC)
-    table = SignInThrottle.__table__  # type: ignore[attr-defined]
-    expired = table.c.window_started_at <= now - THROTTLE_WINDOW
-    statement = (
-        _upsert(session)(table)
-        .values(key=key, attempts=1, window_started_at=now)
-        .on_conflict_do_update(
-            index_elements=[table.c.key],
-            set_={
-                "attempts": sa.case((expired, 1), else_=table.c.attempts + 1),
-                "window_started_at": sa.case((expired, now), else_=table.c.window_started_at),
-            },
-        )
-        .returning(table.c.attempts, table.c.window_started_at)
-    )
-    attempts, started = session.execute(statement).one()
-    session.commit()  # before the password check: a refusal must not roll the count back
-    if attempts > limit:
-        if started.tzinfo is None:
-            started = started.replace(tzinfo=UTC)
-        retry_after = max(1, int((started + THROTTLE_WINDOW - now).total_seconds()) + 1)
+def _count_attempt(*, session: Session, key: str, limit: int) -> None:
+    """Count one attempt for ``key`` (committed); raise SignInThrottled past ``limit``."""
+    retry_after = take_attempt(session=session, key=key, limit=limit)
+    if retry_after is not None:
         raise SignInThrottled(retry_after)
-
-
-def _give_back_attempt(*, session: Session, key: str) -> None:
-    table = SignInThrottle.__table__  # type: ignore[attr-defined]
-    session.execute(
-        sa.update(table)
-        .where(table.c.key == key, table.c.attempts > 0)
-        .values(attempts=table.c.attempts - 1)
-    )
-
-
-def prune_sign_in_throttles(*, session: Session, now: datetime | None = None) -> int:
-    """Delete the counters whose window has ended (they would restart at 1 anyway), so that
-    a spray of made-up emails or addresses does not grow the table for ever."""
-    cutoff = (now or datetime.now(UTC)) - THROTTLE_WINDOW
-    table = SignInThrottle.__table__  # type: ignore[attr-defined]
-    result = session.execute(sa.delete(table).where(table.c.window_started_at <= cutoff))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def clear_attempts(*, session: Session, email: str) -> None:
-    """Lift an account's sign-in limit (a correct password, a reset by an admin)."""
-    session.execute(sa.delete(SignInThrottle).where(col(SignInThrottle.key) == account_key(email)))
 
 
 @dataclass(frozen=True)
@@ -403,8 +351,8 @@ def authenticate(
     attempts back, and a hash from an older scheme or parameters is replaced.
     """
     normalized = email.strip().lower()
-    _take_attempt(session=session, key=address_key(client_address), limit=ADDRESS_ATTEMPTS)
-    _take_attempt(session=session, key=account_key(normalized), limit=ACCOUNT_ATTEMPTS)
+    _count_attempt(session=session, key=address_key(client_address), limit=ADDRESS_ATTEMPTS)
+    _count_attempt(session=session, key=account_key(normalized), limit=ACCOUNT_ATTEMPTS)
     user = get_user_by_email(session=session, email=normalized)
     candidate = (
         _Candidate(id=user.id, password_hash=user.password_hash, usable=not user.disabled)
@@ -427,7 +375,7 @@ def authenticate(
     user.last_login_at = datetime.now(UTC)
     session.add(user)
     clear_attempts(session=session, email=normalized)
-    _give_back_attempt(session=session, key=address_key(client_address))
+    give_back_attempt(session=session, key=address_key(client_address))
     return user
 
 

@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 from dashboard.db import in_write_session
-from dashboard.services import amazon_lifecycle, auth, change_feed, incident_sweeps, sync
+from dashboard.services import (
+    amazon_lifecycle,
+    change_feed,
+    incident_sweeps,
+    sign_in_throttle,
+    sync,
+)
 from dashboard.services.changefeed import QUEUE, get_feed
 from dashboard.services.sync import SyncEngine
 from dashboard.services.sync_workers import WORKER_BEAT_EVERY, beat, forget, prune_dead_workers
@@ -83,7 +89,7 @@ async def _supervise_step(
             # Amazon's LWA secret (180 days) and sellers' yearly authorizations.
             await in_write_session(lambda s: amazon_lifecycle.sweep(session=s))
             # Ended sign-in throttle windows; rows of processes dead for long.
-            await in_write_session(lambda s: auth.prune_sign_in_throttles(session=s))
+            await in_write_session(lambda s: sign_in_throttle.prune_sign_in_throttles(session=s))
             await in_write_session(prune_dead_workers)
         if purge:
             await change_feed.purge_expired_tombstones()
