@@ -371,11 +371,20 @@ async def test_the_feed_crosses_processes_over_redis_pubsub(hub_db) -> None:
     assert took < 2.0
 
 
+def commit_from_another_process(database: str) -> None:
+    """A commit through a connection of its own, not the hub's engine: as `hub sync` would."""
+    import sqlite3
+
+    other = sqlite3.connect(database)
+    with other:
+        other.execute("UPDATE integrations SET display_name = display_name")
+        other.execute("CREATE TABLE IF NOT EXISTS bench_marker (id INTEGER)")
+    other.close()
+
+
 async def test_on_sqlite_another_process_s_commit_wakes_the_feed(hub_db) -> None:
     """The embedded default has no server to notify through: the feed watches SQLite's
     data_version, which moves when another connection (here: another process's) commits."""
-    import sqlite3
-
     database = sa.engine.make_url(get_settings().sqlalchemy_url).database
     assert database
     feed = ChangeFeed()
@@ -383,11 +392,7 @@ async def test_on_sqlite_another_process_s_commit_wakes_the_feed(hub_db) -> None
     try:
         await asyncio.sleep(0.5)  # the watch has read the version
         seen = feed.version(LIVE)
-        other = sqlite3.connect(database)  # not the hub's engine: as `hub sync` would
-        with other:
-            other.execute("UPDATE integrations SET display_name = display_name")
-            other.execute("CREATE TABLE IF NOT EXISTS bench_marker (id INTEGER)")
-        other.close()
+        commit_from_another_process(database)
         began = time.monotonic()
         assert await feed.wait(LIVE, seen, at_most=5.0) > seen
         assert time.monotonic() - began < 2.0
@@ -401,8 +406,6 @@ async def test_on_sqlite_another_process_s_commit_beside_one_of_ours_still_wakes
     """This process commits (waking its pages at once) and another process commits within
     the same look at data_version: the pages may have read before the other commit, so the
     watch wakes them once more instead of leaving the change to the 5 s fallback."""
-    import sqlite3
-
     from dashboard.services import changefeed
 
     monkeypatch.setattr(changefeed, "SQLITE_LOOK_EVERY", 0.5)  # one wide look
@@ -415,11 +418,7 @@ async def test_on_sqlite_another_process_s_commit_beside_one_of_ours_still_wakes
         feed._local_writes += 1  # what a commit of this process does (``_on_commit``)
         feed.changed(LIVE)
         seen = feed.version(LIVE)  # the pages woke and read
-        other = sqlite3.connect(database)
-        with other:
-            other.execute("UPDATE integrations SET display_name = display_name")
-            other.execute("CREATE TABLE IF NOT EXISTS bench_marker (id INTEGER)")
-        other.close()
+        commit_from_another_process(database)
         began = time.monotonic()
         assert await feed.wait(LIVE, seen, at_most=5.0) > seen
         assert time.monotonic() - began < 2.0
