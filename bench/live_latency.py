@@ -1,28 +1,24 @@
 """Benchmark: live latency, from a database write to its text visible in the browser.
 
-A real hub (``hub serve``, production build, the sandbox mounted at /sandbox running
-``--time-scale`` times faster than real time) runs 20 Shopify product syncs against 20
-sandbox shops, while headless chromium, signed in as admin, shows the Overview (or, with
-``--page integrations``, the Integrations page, newest first, among ``--integrations`` more
-seeded integrations: 10,000 by default there). The bench then repeatedly writes straight to
-the hub's database: one extra integration gets a unique name and status ``needs_reauth`` (the
-Overview lists it under "Waiting for reconnection"; the Integrations page shows it in its first
-row, with its status badge), and back to ``connected``. A MutationObserver in the page stamps
-the moment the name appears (and disappears) in the rendered text; latency = that moment - the
-start of the write.
+A real hub (``hub serve``, production build, the sandbox at ``--time-scale`` x real time,
+mounted at /sandbox or with ``--sandbox standalone`` in its own process, as a real platform
+is elsewhere) runs 20 Shopify product syncs against 20 sandbox shops while signed-in admins
+watch the Overview (or, with ``--page integrations``, the Integrations page among
+``--integrations`` more seeded integrations: 10,000 by default there). The bench writes
+straight to the hub's database: one extra integration gets a unique name and status
+``needs_reauth`` (the Overview lists it under "Waiting for reconnection"; the Integrations
+page shows it in its first row), then back to ``connected``. In chromium a MutationObserver
+stamps when the name appears (and disappears) in the rendered text; latency = that moment -
+the start of the write.
 
-With ``--viewers N`` N signed-in sessions (each its own sign-in, as N admins) watch the page
-at once; every write is timed on every page, and the hub's CPU (all its processes) over the
-measured window is printed. ``--browsers B``: only the first B are chromium pages, the others
-websocket-only sessions (``_viewers.SocketViewer``: what the hub serves per open page, without
-a renderer; 50 chromium pages on 2 CPUs measure chromium). ``--sandbox standalone`` runs the
-sandbox in its own process, as a real platform is elsewhere, instead of mounted in the hub's.
+``--viewers N`` sessions (each its own sign-in) watch at once, every write timed on each; the
+hub's CPU (all its processes) over the window is printed. ``--browsers B``: only the first B
+are chromium pages, the others websocket-only sessions (``_viewers.SocketViewer``: what the
+hub serves per open page, without a renderer; 50 chromium pages on 2 CPUs measure chromium).
 
-Prints p50/p95/max latency (also idle, while the hub has not yet adopted the queued syncs,
-of the write's own commit, and from the commit to the screen: on SQLite the write waits for
-the database's single write lock, which the syncs' batches hold in turn), how many syncs were
-running meanwhile and the records/s the hub synced. Figures only, no assertions (goal: p95
-<= 1 s with 20 syncs running):
+Prints p50/p95/max latency (also idle, of the write's own commit, and from the commit to the
+screen: on SQLite the write waits for the single write lock the syncs' batches hold in turn),
+the syncs running and the records/s synced. Figures only (goal: p95 <= 1 s, 20 syncs):
 
     python bench/live_latency.py [--page overview|integrations] [--integrations N]
                                  [--syncs 20 --products 8000 --samples 40 --time-scale 20]
@@ -143,19 +139,19 @@ def running_hub(hub: Hub, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def connect_shops(
-    base: str, count: int, sizes: dict[str, Any], *, token: str, callback: str
-) -> list[uuid.UUID]:
+    base: str, count: int, sizes: dict[str, Any], *, headers: dict[str, str],
+    platform_apps: Any, callback: str,
+) -> list[uuid.UUID]:  # fmt: skip
     """Sandbox shops, approved like a merchant would, connected through the hub's services.
-    ``token``: the sandbox's control token; the consent page sends codes only to the hub's
-    registered ``callback``."""
+    ``headers`` carry the sandbox's control token; the consent page sends codes only to the
+    hub's registered ``callback``."""
     ids = []
-    headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         for index in range(count):
             shop = f"live-bench-{index:02d}.myshopify.com"
             client.post("/_sandbox/shopify/shops", json={"shop": shop, **sizes}).raise_for_status()
             granted = install_shopify(
-                client, shop, sandbox_apps(token), scopes=SCOPES, redirect_uri=callback
+                client, shop, platform_apps, scopes=SCOPES, redirect_uri=callback
             )
             with db.session_scope() as session:
                 integration = create_integration(
@@ -315,11 +311,11 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             sandbox_base = stack.enter_context(
                 sandbox_process(time_scale=args.time_scale, seed=17, hub_port=port)
             )
-            sandbox_apps_ = apps(sandbox_base)
+            platform_apps = apps(sandbox_base)
             env.update({
                 "HUB_SANDBOX": "false", "HUB_SHOPIFY_BASE_URL": f"{sandbox_base}/shopify",
-                "HUB_SHOPIFY_CLIENT_ID": sandbox_apps_.shopify_client_id,
-                "HUB_SHOPIFY_CLIENT_SECRET": sandbox_apps_.shopify_client_secret,
+                "HUB_SHOPIFY_CLIENT_ID": platform_apps.shopify_client_id,
+                "HUB_SHOPIFY_CLIENT_SECRET": platform_apps.shopify_client_secret,
             })  # fmt: skip
         return _measure(args, tmp, env, port, sandbox_base)
 
@@ -352,12 +348,20 @@ def _measure(
         sizes = {"products": args.products, "variants_per_product": 2}
         callback = f"{hub.url}/api/oauth/shopify/callback"
         if sandbox_base is None:  # mounted in the hub
-            token, base = CONTROL_TOKEN, f"{hub.url}/sandbox"
+            base, headers, platform_apps = (
+                f"{hub.url}/sandbox", control_headers(CONTROL_TOKEN), sandbox_apps(CONTROL_TOKEN)
+            )  # fmt: skip
         else:
-            token, base = control_headers(sandbox_base)["Authorization"][7:], sandbox_base
-        ids = connect_shops(base, args.syncs, sizes, token=token, callback=callback)
+            base, headers, platform_apps = (
+                sandbox_base, control_headers(sandbox_base), apps(sandbox_base)
+            )  # fmt: skip
+        ids = connect_shops(
+            base, args.syncs, sizes, headers=headers, platform_apps=platform_apps,
+            callback=callback,
+        )  # fmt: skip
         probe = create_probe()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        viewers: list[Any] = []
         try:
             # Signed in and on the page before the syncs load the hub.
             viewers = open_viewers(
@@ -389,7 +393,7 @@ def _measure(
             result["records"] = sync_progress()[1] - records_before
             result["load"] = os.getloadavg()[0]  # the machine's, other processes included
         finally:
-            for viewer in locals().get("viewers", []):
+            for viewer in viewers:
                 viewer.close()
             browser.close()
             shutil.copy(log_path, KEPT_LOG)  # the temporary directory goes; the log stays
@@ -415,17 +419,9 @@ def main() -> int:
     parser.add_argument(
         "--viewers", type=int, default=1, help="signed-in sessions watching the page at once"
     )
-    parser.add_argument(
-        "--browsers", type=int, default=None,
-        help="how many of the viewers are chromium pages (default: all); the others are "
-        "websocket-only sessions (the Overview only)",
-    )  # fmt: skip
+    parser.add_argument("--browsers", type=int, help="chromium pages among the viewers (all)")
     parser.add_argument("--time-scale", type=float, default=20.0)
-    parser.add_argument(
-        "--sandbox", choices=("mounted", "standalone"), default="mounted",
-        help="the sandbox inside the hub's process (the demo's way) or in its own, as a real "
-        "platform is elsewhere",
-    )  # fmt: skip
+    parser.add_argument("--sandbox", choices=("mounted", "standalone"), default="mounted")
     parser.add_argument(
         "--database-url", default=None, help="an empty PostgreSQL database; default: SQLite"
     )
