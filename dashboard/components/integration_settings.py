@@ -241,10 +241,19 @@ def settings_tab() -> rx.Component:
     return rx.cond(
         actions.contains("edit"),
         rx.vstack(
-            name_section(),
-            streams_section(),
-            rx.cond(DetailState.info["platform"] == "amazon", marketplaces_section()),
-            rx.cond(DetailState.info["platform"] == "shopify", own_app_section()),
+            rx.cond(
+                Edit.loaded_for == DetailState.integration_id,
+                rx.vstack(
+                    name_section(),
+                    streams_section(),
+                    rx.cond(DetailState.info["platform"] == "amazon", marketplaces_section()),
+                    rx.cond(DetailState.info["platform"] == "shopify", own_app_section()),
+                    spacing="3",
+                    align="start",
+                    width="100%",
+                ),
+                rx.hstack(rx.spinner(), rx.text("Loading the settings…", size="2")),
+            ),
             rx.heading("Authorization", size="3", padding_top="0.5rem"),
             rx.text(
                 rx.cond(

@@ -32,6 +32,9 @@ def _iso(moments: list[datetime]) -> list[str]:
 
 
 class SettingsEditState(DetailState):
+    # The integration the form holds: until it is this page's, the form is not shown, so
+    # nothing typed into it can be overwritten (or joined) by the load still on its way.
+    loaded_for: str = ""
     edit_name: str = ""
     name_error: str = ""
     # One row per stream the platform offers: stream, label, enabled, mode, interval, cron.
@@ -56,6 +59,8 @@ class SettingsEditState(DetailState):
             integration_id = uuid.UUID(raw_id)
         except ValueError:
             return
+        self.loaded_for = ""  # hide the form (and what it held before) until it is reloaded
+        yield
 
         def load(session: Session) -> tuple[Any, ...] | None:
             try:
@@ -103,6 +108,7 @@ class SettingsEditState(DetailState):
         }
         self.name_error = self.marketplaces_error = self.app_error = ""
         self.schedule_errors = {}
+        self.loaded_for = raw_id
 
     async def _allowed(self) -> str:
         """ "" when the integration may be edited by this person now, else why not."""

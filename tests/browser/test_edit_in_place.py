@@ -38,6 +38,8 @@ def test_edit_in_place_reschedules_and_refuses_a_500_character_name(hub: Hub, br
     page.get_by_role("tab", name="Settings").click()
     name = page.get_by_label("Integration name")
     name.wait_for(timeout=TIMEOUT)
+    # The field appears holding the stored name, so what is typed next replaces it whole.
+    assert name.input_value() == "Edit store"
     name.fill("x" * 500)
     error = page.locator("#integration-name-error")
     error.wait_for(timeout=TIMEOUT)
