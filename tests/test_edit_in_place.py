@@ -19,7 +19,8 @@ from dashboard.db import session_scope
 from dashboard.models import AuditLog, Credential, Integration, Role, StreamConfig
 from dashboard.services import integration_settings, schedules
 from dashboard.services.auth import create_session, create_user
-from dashboard.services.integrations import create_integration, mark_connected, rename_integration
+from dashboard.services.integration_settings import rename_integration
+from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.scheduler import HubScheduler, job_id
 from dashboard.state.integration_settings import SettingsEditState
 
@@ -84,13 +85,21 @@ def test_a_500_character_name_is_refused_everywhere(hub_db: sa.Engine) -> None:
         assert s.get(Integration, integration_id).display_name == "Acme"
 
 
+async def open_settings(page: SettingsEditState) -> None:
+    """What opening the tab runs: the form is hidden while it loads, shown once it holds
+    this integration's values."""
+    async for _ in SettingsEditState.load_settings.fn(page):
+        assert page.loaded_for == ""
+    assert page.loaded_for == page.integration_id
+
+
 async def test_the_settings_tab_renames_and_says_what_is_wrong_next_to_the_name(
     hub_db: sa.Engine,
 ) -> None:
     integration_id = connected()
     page = settings_page(integration_id)
     await SettingsEditState.load_detail.fn(page)
-    await SettingsEditState.load_settings.fn(page)
+    await open_settings(page)
     assert page.edit_name == "Acme"
 
     await SettingsEditState.set_edit_name.fn(page, "z" * 500)
@@ -279,7 +288,7 @@ async def test_the_settings_tab_shows_a_crons_next_three_runs_and_saves_it(
     integration_id = connected()
     page = settings_page(integration_id)
     await SettingsEditState.load_detail.fn(page)
-    await SettingsEditState.load_settings.fn(page)
+    await open_settings(page)
     assert [row["stream"] for row in page.schedules] == [
         "products", "inventory", "orders", "customers"
     ]  # fmt: skip
@@ -339,7 +348,7 @@ async def test_own_app_client_id_is_shown_and_its_secret_replaced_never_shown(
     integration_id = connected()
     page = settings_page(integration_id)
     await SettingsEditState.load_detail.fn(page)
-    await SettingsEditState.load_settings.fn(page)
+    await open_settings(page)
     assert page.app_client_id == ""
     await SettingsEditState.set_new_client_id.fn(page, "own-client-id")
     await SettingsEditState.set_new_client_secret.fn(page, "first-secret-value")
