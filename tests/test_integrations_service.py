@@ -148,11 +148,8 @@ def test_mark_connected_fills_details(session: Session) -> None:
 
 
 def test_an_integration_holds_its_shop_until_it_is_disconnected(session: Session, manager) -> None:
-    from dashboard.services.integrations import (
-        disconnect_integration,
-        find_connected_account,
-        find_integration_by_shop,
-    )
+    from dashboard.services.integration_settings import disconnect_integration
+    from dashboard.services.integrations import find_connected_account, find_integration_by_shop
 
     shop = "held.myshopify.com"
     holder = create_integration(

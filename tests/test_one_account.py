@@ -34,7 +34,7 @@ from dashboard.models import (
     SyncRun,
 )
 from dashboard.pages.runs import RunsState
-from dashboard.services import connect, sync
+from dashboard.services import connect, integration_settings, sync
 from dashboard.services import integrations as integration_service
 from dashboard.services import runs as runs_service
 from dashboard.services.auth import create_session, create_user
@@ -152,7 +152,7 @@ async def test_a_disconnected_integration_gives_its_shop_up(shopify_hub: dict) -
     assert (await shopify_approve(shopify_hub, token)).status_code == 200
     with session_scope() as s:
         manager, _ = create_user(session=s, email="m@example.com", role=Role.MANAGER)
-        integration_service.disconnect_integration(
+        integration_settings.disconnect_integration(
             session=s, integration_id=first_id, actor=manager
         )
     second_id, token = shopify_link("Outdoor, new")

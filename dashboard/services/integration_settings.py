@@ -1,22 +1,33 @@
-"""Editing an integration in place after the wizard: each stream on or off and its schedule
-(an interval or a cron expression), an Amazon integration's marketplaces, and a Shopify
-integration's own app credentials. Every change is checked as the wizard checks it, audited,
-and picked up by the scheduler at its next reconcile (``scheduler.poke`` makes that now)."""
+"""Editing an integration in place after the wizard: its name, each stream on or off and its
+schedule (an interval or a cron expression), an Amazon integration's marketplaces, a Shopify
+integration's own app credentials, and the Settings tab's danger zone (disconnect, delete).
+Every change is checked as the wizard checks it, audited, and picked up by the scheduler at
+its next reconcile (``scheduler.poke`` makes that now)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import TypedDict
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from connectors.amazon import regions as amazon_regions
 from connectors.errors import InvalidInput
-from dashboard.models import Platform, StreamConfig, User
+from dashboard.models import (
+    RECORD_TABLES,
+    IntegrationStatus,
+    Platform,
+    StreamConfig,
+    SyncEvent,
+    SyncRun,
+    User,
+)
 from dashboard.services import app_credentials, schedules
 from dashboard.services.audit import record_audit
-from dashboard.services.credentials import load_credential
-from dashboard.services.integrations import PLATFORM_STREAMS, get_integration
+from dashboard.services.credentials import delete_credentials, load_credential
+from dashboard.services.integrations import PLATFORM_STREAMS, checked_name, get_integration
 
 
 class StreamSchedule(TypedDict):
@@ -156,4 +167,65 @@ def replace_app_credentials(
         client_id=client_id,
         client_secret=client_secret,
         actor=actor.email,
+    )
+
+
+# --- name, disconnect, delete ----------------------------------------------------------------
+
+
+def rename_integration(
+    *, session: Session, integration_id: uuid.UUID, name: str, actor: User
+) -> None:
+    integration = get_integration(session=session, integration_id=integration_id)
+    name = checked_name(name)
+    before = integration.display_name
+    if name == before:
+        return
+    integration.display_name = name
+    integration.updated_at = datetime.now(UTC)
+    session.add(integration)
+    record_audit(
+        session=session,
+        actor=actor.email,
+        action="integration.rename",
+        target=str(integration_id),
+        context={"name": name, "before": before},
+    )
+
+
+def disconnect_integration(*, session: Session, integration_id: uuid.UUID, actor: User) -> None:
+    """Stop syncing and destroy the stored tokens; data and history stay."""
+    integration = get_integration(session=session, integration_id=integration_id)
+    # The tokens go; an own app's credentials stay, so that reconnecting can use that app.
+    delete_credentials(
+        session=session, integration_id=integration_id, keep=app_credentials.APP_KINDS
+    )
+    integration.status = IntegrationStatus.DISCONNECTED.value
+    integration.status_detail = "Disconnected by " + actor.email
+    integration.account_key = None  # the account is free for another integration
+    session.add(integration)
+    record_audit(
+        session=session,
+        actor=actor.email,
+        action="integration.disconnect",
+        target=str(integration_id),
+    )
+
+
+def delete_integration(*, session: Session, integration_id: uuid.UUID, actor: User) -> None:
+    """Remove the integration with its credentials, streams, runs and synced records."""
+    integration = get_integration(session=session, integration_id=integration_id)
+    name = integration.display_name
+    run_ids = select(SyncRun.id).where(SyncRun.integration_id == integration_id)
+    session.execute(sa.delete(SyncEvent).where(col(SyncEvent.run_id).in_(run_ids)))
+    for table in RECORD_TABLES.values():
+        session.execute(sa.delete(table).where(col(table.integration_id) == integration_id))
+    session.delete(integration)
+    session.flush()
+    record_audit(
+        session=session,
+        actor=actor.email,
+        action="integration.delete",
+        target=str(integration_id),
+        context={"name": name},
     )

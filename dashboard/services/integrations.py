@@ -1,4 +1,5 @@
-"""Integrations: creating, connecting, renaming, disconnecting and deleting them.
+"""Integrations: creating, finding and connecting them (renaming, disconnecting and deleting
+are edits of the Settings tab: ``integration_settings``).
 
 UI, CLI and HTTP routes all go through these keyword-only functions. Connect links and OAuth
 ``state`` live in ``connect_links`` and are re-exported here for the routes and pages.
@@ -437,67 +438,3 @@ def mark_connected(
         session=session, actor=actor, action="integration.connected", target=str(integration.id)
     )
     return integration
-
-
-# --- detail, rename, disconnect, delete -------------------------------------------------------
-
-
-def rename_integration(
-    *, session: Session, integration_id: uuid.UUID, name: str, actor: User
-) -> None:
-    integration = get_integration(session=session, integration_id=integration_id)
-    name = checked_name(name)
-    before = integration.display_name
-    if name == before:
-        return
-    integration.display_name = name
-    integration.updated_at = _now()
-    session.add(integration)
-    record_audit(
-        session=session,
-        actor=actor.email,
-        action="integration.rename",
-        target=str(integration_id),
-        context={"name": name, "before": before},
-    )
-
-
-def disconnect_integration(*, session: Session, integration_id: uuid.UUID, actor: User) -> None:
-    """Stop syncing and destroy the stored tokens; data and history stay."""
-    from dashboard.services.app_credentials import APP_KINDS
-    from dashboard.services.credentials import delete_credentials
-
-    integration = get_integration(session=session, integration_id=integration_id)
-    # The tokens go; an own app's credentials stay, so that reconnecting can use that app.
-    delete_credentials(session=session, integration_id=integration_id, keep=APP_KINDS)
-    integration.status = IntegrationStatus.DISCONNECTED.value
-    integration.status_detail = "Disconnected by " + actor.email
-    integration.account_key = None  # the account is free for another integration
-    session.add(integration)
-    record_audit(
-        session=session,
-        actor=actor.email,
-        action="integration.disconnect",
-        target=str(integration_id),
-    )
-
-
-def delete_integration(*, session: Session, integration_id: uuid.UUID, actor: User) -> None:
-    """Remove the integration with its credentials, streams, runs and synced records."""
-    from dashboard.models import RECORD_TABLES, SyncEvent, SyncRun
-
-    integration = get_integration(session=session, integration_id=integration_id)
-    name = integration.display_name
-    run_ids = select(SyncRun.id).where(SyncRun.integration_id == integration_id)
-    session.execute(sa.delete(SyncEvent).where(col(SyncEvent.run_id).in_(run_ids)))
-    for table in RECORD_TABLES.values():
-        session.execute(sa.delete(table).where(col(table.integration_id) == integration_id))
-    session.delete(integration)
-    session.flush()
-    record_audit(
-        session=session,
-        actor=actor.email,
-        action="integration.delete",
-        target=str(integration_id),
-        context={"name": name},
-    )

@@ -19,6 +19,7 @@ from dashboard.services import (
     completeness,
     health,
     incidents,
+    integration_settings,
     integration_view,
     scheduler,
     sync,
@@ -404,7 +405,7 @@ class DetailState(LiveState, AuthState):
             return refused
         integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         await in_session(
-            lambda s: integration_service.disconnect_integration(
+            lambda s: integration_settings.disconnect_integration(
                 session=s, integration_id=integration_id, actor=actor
             )
         )
@@ -419,7 +420,7 @@ class DetailState(LiveState, AuthState):
             return refused
         integration_id, actor = uuid.UUID(self.integration_id), acting_user()
         await in_session(
-            lambda s: integration_service.delete_integration(
+            lambda s: integration_settings.delete_integration(
                 session=s, integration_id=integration_id, actor=actor
             )
         )

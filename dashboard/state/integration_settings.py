@@ -144,7 +144,7 @@ class SettingsEditState(DetailState):
         integration_id, name, actor = uuid.UUID(self.integration_id), self.edit_name, acting_user()
         try:
             await in_session(
-                lambda s: integration_service.rename_integration(
+                lambda s: settings_service.rename_integration(
                     session=s, integration_id=integration_id, name=name, actor=actor
                 )
             )
