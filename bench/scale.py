@@ -300,12 +300,14 @@ def report(wall: float, queued: float, run_count: int) -> None:
     per_integration: dict[uuid.UUID, list[SyncRun]] = {}
     for run_row in runs:
         per_integration.setdefault(run_row.integration_id, []).append(run_row)
-    rates = []
+    started_rates: list[tuple[datetime, float]] = []
     for integration_runs in per_integration.values():
         start = min(r.started_at for r in integration_runs if r.started_at)
         end = max(r.finished_at for r in integration_runs if r.finished_at)
         seconds = max((end - start).total_seconds(), 1e-3)
-        rates.append(sum(r.records_read for r in integration_runs) / seconds)
+        started_rates.append((start, sum(r.records_read for r in integration_runs) / seconds))
+    started_rates.sort(key=lambda pair: pair[0])
+    rates = [rate for _, rate in started_rates]
     waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
     print(
         f"syncs: {run_count} runs ({', '.join(sorted(statuses))}), {total} records in "
@@ -324,6 +326,11 @@ def report(wall: float, queued: float, run_count: int) -> None:
         f"fairness p5/p95 = {percentile(rates, 0.05) / percentile(rates, 0.95):.2f}; "
         f"machine load average {' / '.join(f'{load:.1f}' for load in os.getloadavg())}"
     )
+    # Where the extremes sit: integrations in the order they started, in tenths (the first
+    # and last tenths run while the processes fill up and drain).
+    tenth = max(1, len(rates) // 10)
+    medians = [statistics.median(rates[i : i + tenth]) for i in range(0, len(rates), tenth)]
+    print("median throughput by start, in tenths: " + " / ".join(f"{m:,.0f}" for m in medians))
     by_worker: dict[str, int] = {}
     for run_row in runs:
         by_worker[run_row.worker or "-"] = by_worker.get(run_row.worker or "-", 0) + 1

@@ -51,6 +51,18 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+async def _wait(seconds: float) -> None:
+    """Sleep before asking the bucket again; first leave if this task was cancelled.
+
+    redis-py can swallow a cancellation that lands while it connects and return the script's
+    answer: without this check a bucket's wait loop would go on asking (up to IN_FLIGHT_TTL)
+    for a caller that gave up. An answer that took points is kept (the caller got them)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    await asyncio.sleep(seconds)
+
+
 class RedisLimits:
     """A ``connectors.ratelimit.LimitStore`` in Redis at ``url`` (``redis://host:6379/0``)."""
 
@@ -238,7 +250,7 @@ class RedisCostBucket:
                 delay = POLL
             else:
                 await report_wait(delay, f"Shopify query cost bucket refills ({cost:.0f} pts)")
-            await asyncio.sleep(min(max(delay, 1e-3), MAX_SLEEP))
+            await _wait(min(max(delay, 1e-3), MAX_SLEEP))
 
     async def answered(
         self, ticket: Any, cost: dict[str, Any] | None, *, key: tuple[Any, ...], throttled: bool
@@ -342,7 +354,7 @@ class RedisTokenBucket:
                     return loop.time() - start, _LocalTake(self.local.last_take)
                 if answer[0] == "ok":
                     break
-                await asyncio.sleep(max(float(answer[1]), 1e-3))
+                await _wait(max(float(answer[1]), 1e-3))
         waited = loop.time() - start
         record_throttle_wait("amazon", waited)
         return waited, Take(float(answer[1]), int(answer[2]), answer[3] == "1")

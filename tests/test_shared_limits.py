@@ -9,6 +9,7 @@ sandbox shop and one seller (bench/shared_limits.py, shorter).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -154,3 +155,28 @@ async def test_the_hub_keeps_its_limits_in_redis_when_redis_url_is_set(
     get_settings.cache_clear()
     async with platform_clients_lifespan(get_settings()):
         assert shared_store() is None  # each process keeps its own
+
+
+@needs_redis
+async def test_a_caller_that_gives_up_while_the_store_connects_stops_waiting(prefix: str) -> None:
+    """A sync cancelled (stopped, timed out) while its query waits for room must leave at
+    once, wherever the cancellation lands, even in redis-py's connecting, which can swallow
+    it: the wait would otherwise go on until the held points expire (minutes)."""
+    shop, key = "shared.myshopify.com", ("Products", ("first", 250))
+    holder = RedisLimits(REDIS_URL, prefix=prefix)
+    await holder.cost_bucket(shop).reserve(key, 900)
+    still_waiting = []
+    for step in range(60):  # cancel 0 to 15 ms in: while connecting, asking, sleeping
+        waiter = RedisLimits(REDIS_URL, prefix=prefix)  # a new connection each time
+        task = asyncio.create_task(waiter.cost_bucket(shop).reserve(key, 900))
+        await asyncio.sleep(step * 0.00025)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        if not done:
+            still_waiting.append(step)
+            task.cancel()  # once more, so the test ends
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await waiter.aclose()
+    await holder.aclose()
+    assert still_waiting == []
