@@ -5,7 +5,8 @@ mounted at /sandbox or with ``--sandbox standalone`` in its own process, as a re
 is elsewhere) runs 20 Shopify product syncs against 20 sandbox shops while signed-in admins
 watch the Overview (or, with ``--page integrations``, the Integrations page among
 ``--integrations`` more seeded integrations: 10,000 by default there). The bench writes
-straight to the hub's database: one extra integration gets a unique name and status
+straight to the hub's database, with the change feed running as in every hub process (without
+it a PostgreSQL hub hears of the write only at its 5 s fallback): one extra integration gets a unique name and status
 ``needs_reauth`` (the Overview lists it under "Waiting for reconnection"; the Integrations
 page shows it in its first row), then back to ``connected``. In chromium a MutationObserver
 stamps when the name appears (and disappears) in the rendered text; latency = that moment -
@@ -54,6 +55,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
+from _feed import change_feed_running  # noqa: E402
 from _viewers import open_viewers  # noqa: E402
 from sqlmodel import func, select  # noqa: E402
 
@@ -337,12 +339,11 @@ def _measure(
     db.reset_engines()
     hub = Hub(url=f"http://localhost:{port}", data_dir=data_dir, env=env)
     log_path = tmp / "hub.log"
-    result: dict[str, Any] = {
-        "idle": [], "appear": [], "vanish": [], "writes": [], "committed": [], "running": [],
-        "in_browser": [],
-    }  # fmt: skip
+    lists = ("idle", "appear", "vanish", "writes", "committed", "running", "in_browser")
+    result: dict[str, Any] = {name: [] for name in lists}
     started = time.monotonic()
-    with running_hub(hub, log_path) as process, sync_playwright() as playwright:
+    # The probe's writes tell the hub's processes, as a hub process's writes do.
+    with running_hub(hub, log_path) as process, change_feed_running(), sync_playwright() as pw:
         result["boot"] = time.monotonic() - started
         seed_integrations(args.integrations)
         sizes = {"products": args.products, "variants_per_product": 2}
@@ -360,7 +361,7 @@ def _measure(
             callback=callback,
         )  # fmt: skip
         probe = create_probe()
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         viewers: list[Any] = []
         try:
             # Signed in and on the page before the syncs load the hub.

@@ -291,6 +291,17 @@ async def run(args: argparse.Namespace) -> None:
     print(f"peak RSS {peak:.0f} MB")
 
 
+def describe(runs: list[SyncRun], origin: datetime) -> str:
+    """Each run: queued, started and finished, in seconds after ``origin``."""
+    def at(moment: datetime | None) -> str:
+        return "-" if moment is None else f"{(moment - origin).total_seconds():.2f}"
+
+    return "; ".join(
+        f"{run.stream} queued {at(run.created_at)} ran {at(run.started_at)}-{at(run.finished_at)}"
+        for run in sorted(runs, key=lambda run: run.started_at or origin)
+    )
+
+
 def report(wall: float, queued: float, run_count: int) -> None:
     """Records/s, runs/s, fairness and queue waits, from the runs table."""
     with session_scope() as session:
@@ -300,14 +311,15 @@ def report(wall: float, queued: float, run_count: int) -> None:
     per_integration: dict[uuid.UUID, list[SyncRun]] = {}
     for run_row in runs:
         per_integration.setdefault(run_row.integration_id, []).append(run_row)
-    started_rates: list[tuple[datetime, float]] = []
+    started_rates: list[tuple[datetime, float, list[SyncRun]]] = []
     for integration_runs in per_integration.values():
         start = min(r.started_at for r in integration_runs if r.started_at)
         end = max(r.finished_at for r in integration_runs if r.finished_at)
         seconds = max((end - start).total_seconds(), 1e-3)
-        started_rates.append((start, sum(r.records_read for r in integration_runs) / seconds))
-    started_rates.sort(key=lambda pair: pair[0])
-    rates = [rate for _, rate in started_rates]
+        rate = sum(r.records_read for r in integration_runs) / seconds
+        started_rates.append((start, rate, integration_runs))
+    started_rates.sort(key=lambda entry: entry[0])
+    rates = [rate for _, rate, _ in started_rates]
     waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
     print(
         f"syncs: {run_count} runs ({', '.join(sorted(statuses))}), {total} records in "
@@ -331,6 +343,13 @@ def report(wall: float, queued: float, run_count: int) -> None:
     tenth = max(1, len(rates) // 10)
     medians = [statistics.median(rates[i : i + tenth]) for i in range(0, len(rates), tenth)]
     print("median throughput by start, in tenths: " + " / ".join(f"{m:,.0f}" for m in medians))
+    first_start = started_rates[0][0]
+    for label, (_, rate, extreme_runs) in (
+        ("slowest", min(started_rates, key=lambda entry: entry[1])),
+        ("fastest", max(started_rates, key=lambda entry: entry[1])),
+    ):
+        runs_told = describe(extreme_runs, first_start)
+        print(f"{label} integration ({rate:,.0f} records/s), its runs: {runs_told}")
     by_worker: dict[str, int] = {}
     for run_row in runs:
         by_worker[run_row.worker or "-"] = by_worker.get(run_row.worker or "-", 0) + 1

@@ -190,6 +190,7 @@ class _Tab:
     def __init__(self) -> None:
         self.watching = 0
         self.router = None
+        self.min_interval = 0.0  # re-read as soon as told (or the fallback)
         self.writes = 0
         self.applied = 0
         self.session_checks = 0
@@ -227,7 +228,6 @@ async def test_a_closed_tabs_loop_ends_without_writing_to_it(
     monkeypatch.setattr(live, "POLL_SECONDS", 0.01)
     monkeypatch.setattr(live, "ABANDONED_SECONDS", 0.2)
     # Re-read often without a change notification (the loop waits for the change feed).
-    monkeypatch.setattr(live, "MIN_INTERVAL_SECONDS", 0.0)
     monkeypatch.setattr(live, "FALLBACK_SECONDS", 0.01)
     tab = _Tab()
     loop = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]
@@ -266,7 +266,6 @@ async def test_a_live_page_checks_its_session_when_sessions_change_not_every_tic
         return True
 
     monkeypatch.setattr(live, "_tab_connected", connected)
-    monkeypatch.setattr(live, "MIN_INTERVAL_SECONDS", 0.0)
     monkeypatch.setattr(live, "FALLBACK_SECONDS", 0.01)
     tab = _Tab()
     loop = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ incidents, syncs running, records per hour."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import reflex as rx
 
@@ -20,7 +20,13 @@ from dashboard.services import overview as overview_service
 from dashboard.services import runs as runs_service
 from dashboard.state.auth import AuthState
 from dashboard.state.guard import not_an_event, requires
-from dashboard.state.live import LiveState, assign_changed, live_region, shared_read
+from dashboard.state.live import (
+    SHARED_MIN_INTERVAL_SECONDS,
+    LiveState,
+    assign_changed,
+    live_region,
+    shared_read,
+)
 
 CHART_HEIGHT = 240
 PANEL_HEIGHT = "17rem"  # fixed, so rows coming and going never move the page
@@ -58,6 +64,7 @@ def _read_overview(session: Any) -> dict[str, Any]:
 
 
 class OverviewState(LiveState, AuthState):
+    min_interval: ClassVar[float] = SHARED_MIN_INTERVAL_SECONDS  # its read is shared
     loaded: bool = False
     # Every integration in exactly one bucket (overview_service.health_cards): they add up.
     cards: dict[str, int] = {bucket: 0 for bucket in (*CARD_BUCKETS, "total")}
