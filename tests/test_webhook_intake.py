@@ -54,6 +54,11 @@ async def test_a_burst_is_stored_in_few_transactions_each_webhook_id_once(any_db
     assert {(r.status, r.attempts, r.shop, r.integration_id is not None) for r in rows} == {
         ("received", 0, SHOP, True)
     }
+    # Every column as sent (on PostgreSQL the group travels as one array per column).
+    assert {(r.platform, r.topic, repr(r.payload)) for r in rows} == {
+        ("shopify", "products/update", "{'id': 1}")
+    }
+    assert all(r.received_at is not None for r in rows)
     assert {r.id for r in rows} == set(new)
 
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dashboard.db import dialect_insert, in_own_session
+from dashboard.db import dialect_insert, in_own_session, json_text
 from dashboard.models import WebhookEvent, WebhookStatus
 from dashboard.services.integrations import integration_id_for_shop
 
@@ -82,12 +82,45 @@ def store_deliveries(session: Session, deliveries: list[Delivery]) -> list[uuid.
             }
         )
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stored = set(session.execute(_UNNEST_INSERT, _columns(rows, now)).scalars())
+        return [event_id if event_id in stored else None for event_id in ids]
     insert = dialect_insert(dialect)(EVENTS)
     statement = insert.on_conflict_do_nothing(index_elements=["webhook_id"]).returning(EVENTS.c.id)
     # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues"),
     # compiled once and cached, whatever the group's size.
     stored = set(session.execute(statement, rows).scalars())
     return [event_id if event_id in stored else None for event_id in ids]
+
+
+# On PostgreSQL the group is one array per column: the statement's text is the same whatever
+# the group's size, so psycopg prepares it once and the server neither parses nor plans it
+# again (a multi-row VALUES is a new statement for every group size).
+_UNNEST_INSERT = sa.text(
+    "INSERT INTO webhook_events (id, platform, webhook_id, topic, shop, integration_id, payload,"
+    " received_at, status, attempts)"
+    " SELECT id, platform, webhook_id, topic, shop, integration_id, payload, :received_at,"
+    " :status, 0"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:platforms AS text[]),"
+    " CAST(:webhook_ids AS text[]), CAST(:topics AS text[]), CAST(:shops AS text[]),"
+    " CAST(:integration_ids AS uuid[]), CAST(:payloads AS json[]))"
+    " AS delivery(id, platform, webhook_id, topic, shop, integration_id, payload)"
+    " ON CONFLICT (webhook_id) DO NOTHING RETURNING id"
+).columns(id=sa.Uuid)
+
+
+def _columns(rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    return {
+        "ids": [row["id"] for row in rows],
+        "platforms": [row["platform"] for row in rows],
+        "webhook_ids": [row["webhook_id"] for row in rows],
+        "topics": [row["topic"] for row in rows],
+        "shops": [row["shop"] for row in rows],
+        "integration_ids": [row["integration_id"] for row in rows],
+        "payloads": [json_text(row["payload"]) for row in rows],
+        "received_at": now,
+        "status": WebhookStatus.RECEIVED.value,
+    }
 
 
 class GroupCommit:
