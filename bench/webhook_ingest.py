@@ -374,10 +374,10 @@ def main() -> int:
         accepted = set(stored) & set(figures["all_ids"])
         sent = args.deliveries
         ours = len(set(stored) & set(figures["all_ids"]))
-        unanswered = sent - answered - figures["failed"]
+        # (wrk's socket errors count reconnects too: "failed" may exceed what went unanswered)
         print(
-            f"wrk: {answered:,} of {sent:,} sent answered 200 ({unanswered} unanswered when the "
-            f"load stopped); {ours:,} of them stored: "
+            f"wrk: {answered:,} of {sent:,} sent answered 200 ({sent - answered:,} failed or "
+            f"unanswered when the load stopped); {ours:,} of them stored: "
             + ("at least the answered" if ours >= answered else "FEWER than the answered")
         )
     print(
