@@ -6,11 +6,11 @@ is elsewhere) runs 20 Shopify product syncs against 20 sandbox shops while signe
 watch the Overview (or, with ``--page integrations``, the Integrations page among
 ``--integrations`` more seeded integrations: 10,000 by default there). The bench writes
 straight to the hub's database, with the change feed running as in every hub process (without
-it a PostgreSQL hub hears of the write only at its 5 s fallback): one extra integration gets a unique name and status
-``needs_reauth`` (the Overview lists it under "Waiting for reconnection"; the Integrations
-page shows it in its first row), then back to ``connected``. In chromium a MutationObserver
-stamps when the name appears (and disappears) in the rendered text; latency = that moment -
-the start of the write.
+it a PostgreSQL hub hears of the write only at its 5 s fallback): one extra integration gets
+a unique name and status ``needs_reauth`` (the Overview lists it under "Waiting for
+reconnection"; the Integrations page shows it in its first row), then back to ``connected``.
+In chromium a MutationObserver stamps when the name appears (and disappears) in the rendered
+text; latency = that moment - the start of the write.
 
 ``--viewers N`` sessions (each its own sign-in) watch at once, every write timed on each; the
 hub's CPU (all its processes) over the window is printed. ``--browsers B``: only the first B
