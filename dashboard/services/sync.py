@@ -46,7 +46,7 @@ from dashboard.models import (
     RunTrigger,
 )
 from dashboard.services import app_credentials
-from dashboard.services.changefeed import QUEUE, get_feed
+from dashboard.services.changefeed import LIVE, QUEUE, get_feed
 from dashboard.services.credentials import DbCredentialStore
 from dashboard.services.sync_claims import claim_queued
 from dashboard.services.sync_observe import (
@@ -82,9 +82,7 @@ from dashboard.services.sync_queue import request_cancel as request_cancel
 from dashboard.services.sync_queue import set_paused as set_paused
 from dashboard.services.sync_retry import RETRY_DELAYS, gave_up_reason, retry_delay, retry_note
 from dashboard.services.sync_workers import process_gone as process_gone
-from dashboard.services.sync_workers import (
-    worker_id,
-)
+from dashboard.services.sync_workers import worker_id
 from dashboard.settings import get_settings
 
 # The `X as X` imports above re-export names from sync_queue and sync_workers for callers.
@@ -143,13 +141,11 @@ class SyncEngine:
     ) -> list[uuid.UUID]:
         """Queue a run per stream (all enabled ones when ``stream`` is None) and start them.
 
-        A stream that already has a queued or running run (in any process) is not queued
-        twice; that run's id is returned instead. With ``run_here`` this process holds the
-        runs (``hold``): it starts them as the per-integration cap allows, unless a hub
-        process with room claims them first. ``run_here=False`` leaves them to the hub's
-        processes (``hub sync`` without ``--wait``).
-        Raises SyncRefused when the integration cannot sync.
-        """
+        A stream with a queued or running run (in any process) is not queued twice: that
+        run's id is returned. With ``run_here`` this process holds the runs (``hold``) and
+        starts them as the per-integration cap allows, unless a hub process with room claims
+        them first; ``run_here=False`` leaves them to the hub's (``hub sync`` without
+        ``--wait``). Raises SyncRefused when the integration cannot sync."""
         integration_uuid = uuid.UUID(str(integration_id))
         run_ids = await in_session(
             lambda s: _queue_runs(
@@ -171,21 +167,19 @@ class SyncEngine:
     def _ended(self, run_id: uuid.UUID) -> None:
         self._tasks.pop(run_id, None)
         self.room.set()  # capacity freed: the supervisor claims the next queued run
-        # An engine that claims for the hub (``claim``) but has no supervisor (a script, a
-        # test) drains the queue itself; one that only holds its own runs (`hub sync
-        # --wait`) starts the next of those. One that never claimed takes nothing.
+        # An engine claiming for the hub without a supervisor (a script, a test) drains the
+        # queue itself; one holding its own runs (`hub sync --wait`) starts the next of those.
         idle = self._draining is None or self._draining.done()
         if self._stopping or not idle:
             return
         if self._claimed and not self.supervised:
             self._draining = asyncio.get_running_loop().create_task(self.claim())
         elif self._held:
-            self._draining = asyncio.get_running_loop().create_task(self._claim_held())
+            self._draining = asyncio.get_running_loop().create_task(self._drain_held())
 
     @property
     def room(self) -> asyncio.Event:
-        """Set when this process may have room for another run (its own wake-up, not sent
-        to other processes)."""
+        """Set when this process may have room for another run (not sent to others)."""
         if self._room_event is None:
             self._room_event = asyncio.Event()
         return self._room_event
@@ -204,10 +198,9 @@ class SyncEngine:
 
     async def hold(self, run_ids: list[uuid.UUID]) -> list[uuid.UUID]:
         """Runs this process queued for itself (``hub sync --wait``, a crash recovery's
-        retries): it starts them through the same fair claim as every other queued run, so
-        they too wait while their integration has ``HUB_SYNC_PER_INTEGRATION`` runs going
-        anywhere, and starts the rest as runs end. Until then they stay open to every
-        process. Returns the runs started now."""
+        retries), started through the fair claim, so they too wait while their integration
+        has ``HUB_SYNC_PER_INTEGRATION`` runs going anywhere; the rest start as runs end,
+        open to every process meanwhile. Returns the runs started now."""
         self._held.update(run_ids)
         return await self._claim_held()
 
@@ -228,6 +221,18 @@ class SyncEngine:
             self.start(run_id)
         return claimed
 
+    async def _drain_held(self) -> list[uuid.UUID]:
+        """``_claim_held`` as a run ends. While none runs here it looks again at the next
+        run write: the claim may have skipped an integration row locked for a moment, or
+        counted a run still ending (on PostgreSQL), and no run here would end to retry it."""
+        feed = get_feed()
+        while True:
+            seen = feed.version(LIVE)
+            claimed = await self._claim_held()
+            if claimed or not self._held or self._tasks:
+                return claimed
+            await feed.wait(LIVE, seen, at_most=HANDOVER_EVERY)
+
     async def wait(self, run_ids: list[uuid.UUID] | None = None) -> None:
         """Wait for the given runs (or all running ones) executing in this process, and for
         the runs an unsupervised engine claims as earlier ones end."""
@@ -242,11 +247,9 @@ class SyncEngine:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def wait_finished(self, run_ids: list[uuid.UUID], *, poll: float = 0.5) -> None:
-        """Wait until every run has ended, wherever it executes (here or in another process).
-
-        While waiting, runs whose process died are recovered (they end ``interrupted``), so a
-        wait never outlives a dead process by more than the staleness bound.
-        """
+        """Wait until every run has ended, wherever it executes. Runs whose process died are
+        recovered meanwhile (``interrupted``): a wait outlives a dead process by the staleness
+        bound at most."""
         await self.wait(run_ids)
         last_sweep = time.monotonic()
         while await in_session(lambda s: _active_among(s, run_ids)):
@@ -266,13 +269,10 @@ class SyncEngine:
         on_resumed: Callable[[uuid.UUID, uuid.UUID], Awaitable[None]] | None = None,
         poll: float = 0.5,
     ) -> list[uuid.UUID]:
-        """Like ``wait_finished``, but a run that ends ``interrupted`` is followed to the run
-        that resumed its stream (``resumed_by``: the retry crash recovery queued), and that
-        one to its end, and so on. Returns the last run of each, in the order given.
-
-        ``on_resumed(interrupted, resumed)`` is called at each step. A retry nobody starts
-        (no hub running) is started here, like the runs handed to ``wait_finished``.
-        """
+        """``wait_finished``, following a run that ends ``interrupted`` to the run that resumed
+        its stream (``resumed_by``), and so on; the last run of each, in the order given.
+        ``on_resumed(interrupted, resumed)`` at each step. A retry nobody starts is started
+        here, like the runs handed to ``wait_finished``."""
         final, followed = list(run_ids), set(run_ids)
         while True:
             await self.wait_finished(final, poll=poll)
