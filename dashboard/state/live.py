@@ -46,8 +46,9 @@ from dashboard.state.guard import public, requires
 # at most every MIN_INTERVAL_SECONDS; with no notification at all (one lost, a write outside
 # the hub's sessions), every FALLBACK_SECONDS.
 MIN_INTERVAL_SECONDS = 0.5
-# Pages whose one read serves every open tab (``shared_read``: the Overview, the bell) re-read
-# twice as often: that costs one read per process, not one per tab. Measured with 50 sessions
+# The Overview, whose one read serves every open tab (``shared_read``), re-reads twice as
+# often: that costs one read per process, not one per tab. (The bell, shared too but on every
+# page beside the page's own loop, keeps MIN_INTERVAL_SECONDS.) Measured with 50 sessions
 # on the Overview and 20 syncs: write -> visible p95 0.54-0.58 s against 0.74-0.80 s on
 # PostgreSQL, the hub's CPU unchanged (bench/live_latency.py).
 SHARED_MIN_INTERVAL_SECONDS = 0.25
@@ -80,7 +81,8 @@ class LivePage(Protocol):
 
 async def live_loop(state: LivePage) -> bool:
     """Body of a live state's background ``watch`` event; True when it ended because the
-    session did (signed out elsewhere, disabled, password reset, expired)."""
+    session did (signed out elsewhere, disabled, password reset, expired) and the tab, still
+    connected, goes to the login page."""
     async with state:
         if state.watching in _RUNNING:
             return False  # already watching in another task of this tab
@@ -117,7 +119,9 @@ async def _watch(state: LivePage, loop_id: int) -> bool:
             sessions_seen, checked_at = feed.version(SESSIONS), began
             if await state.current_user() is None:
                 await _stop(state, loop_id)
-                return True
+                # A tab away now is loading a page (its own sign-out's login page): that page
+                # decides. A redirect sent now would reach it late and cut a navigation short.
+                return await _tab_connected(state)
         data = await state.fetch()
         if not await _tab_connected(state):
             continue  # closed while this was read: its rows would go nowhere

@@ -8,7 +8,7 @@ access returned) drops off at the next tick. Live like the pages (its own watche
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import reflex as rx
 
@@ -16,18 +16,12 @@ from dashboard.db import in_session
 from dashboard.services import incidents
 from dashboard.state.auth import AuthState
 from dashboard.state.guard import not_an_event
-from dashboard.state.live import (
-    SHARED_MIN_INTERVAL_SECONDS,
-    LiveState,
-    assign_changed,
-    shared_read,
-)
+from dashboard.state.live import LiveState, assign_changed, shared_read
 
 SHOWN = 20
 
 
 class NotificationState(LiveState, AuthState):
-    min_interval: ClassVar[float] = SHARED_MIN_INTERVAL_SECONDS  # its read is shared
     open_incidents: int = 0
     items: list[dict[str, Any]] = []
 
