@@ -207,6 +207,17 @@ class CountingConnector(FakeConnector):
             self.reading -= 1
 
 
+def connected_shop() -> uuid.UUID:
+    """A connected shop with its four streams."""
+    with session_scope() as s:
+        integration = create_integration(
+            session=s, platform="shopify", display_name="Shop",
+            shop_domain="shop.myshopify.com", streams=SHOPIFY_STREAMS,
+        )  # fmt: skip
+        mark_connected(session=s, integration_id=integration.id)
+        return integration.id
+
+
 async def test_runs_a_process_queues_for_itself_keep_the_per_integration_cap(
     any_db: str,
 ) -> None:
@@ -215,13 +226,7 @@ async def test_runs_a_process_queues_for_itself_keep_the_per_integration_cap(
     the shop's four streams at once, though the process has room for all, and every one
     ends, started here as the earlier ones end."""
     assert get_settings().sync_per_integration == 2
-    with session_scope() as s:
-        integration = create_integration(
-            session=s, platform="shopify", display_name="Shop",
-            shop_domain="shop.myshopify.com", streams=SHOPIFY_STREAMS,
-        )  # fmt: skip
-        mark_connected(session=s, integration_id=integration.id)
-        integration_id = integration.id
+    integration_id = connected_shop()
     connector = CountingConnector()
     engine = sync.SyncEngine(max_concurrency=8, connector_factory=lambda _: connector)
     run_ids = await engine.request_sync(integration_id=integration_id)
@@ -245,13 +250,7 @@ async def test_held_runs_start_though_a_claim_as_runs_end_takes_none(
     the whole suite caught `engine.wait()` returning with a stream still queued. Simulated
     here: the first claim after a run ends waits until the other run has ended too, and
     takes nothing."""
-    with session_scope() as s:
-        integration = create_integration(
-            session=s, platform="shopify", display_name="Shop",
-            shop_domain="shop.myshopify.com", streams=SHOPIFY_STREAMS,
-        )  # fmt: skip
-        mark_connected(session=s, integration_id=integration.id)
-        integration_id = integration.id
+    integration_id = connected_shop()
     connector = CountingConnector()
     calls = 0
 
