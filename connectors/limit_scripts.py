@@ -6,9 +6,14 @@ one bucket per platform account, changed only here.
 
 from __future__ import annotations
 
+from connectors.http import DEFAULT_TIMEOUT
+
 PREFIX = "hub:limits"
 KEY_TTL_MS = 3_600_000  # an account nobody called for an hour starts from a full bucket again
-IN_FLIGHT_TTL = 120.0  # seconds: a reservation unanswered this long belongs to a dead process
+# Seconds: a reservation unanswered this long belongs to a process that died mid-request (its
+# client would have given up by then). Until then its points stay held for every process, so
+# a resumed run waits at most this long for a shop whose process was killed.
+IN_FLIGHT_TTL = (DEFAULT_TIMEOUT.connect or 0.0) + (DEFAULT_TIMEOUT.read or 0.0)
 # While only an answer to a query in flight (maybe another process's) can make room, or
 # another process's query is first in line: ask again after this long.
 POLL = 0.02

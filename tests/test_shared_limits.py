@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from connectors import shared_limits
 from connectors.amazon.client import BucketRegistry
+from connectors.limit_scripts import IN_FLIGHT_TTL
 from connectors.shared_limits import RedisLimits
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -180,3 +182,23 @@ async def test_a_caller_that_gives_up_while_the_store_connects_stops_waiting(pre
         await waiter.aclose()
     await holder.aclose()
     assert still_waiting == []
+
+
+@needs_redis
+async def test_points_held_by_a_process_that_died_mid_query_are_let_go(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed while its query was out never settles it. Its points must come back
+    once its client would have given up (not minutes later), or the run resumed elsewhere
+    waits for room nobody holds."""
+    assert IN_FLIGHT_TTL <= 45  # the client's connect and read timeouts, not minutes
+    monkeypatch.setattr(shared_limits, "IN_FLIGHT_TTL", 0.5)
+    shop, key = "shared.myshopify.com", ("Products", ("first", 250))
+    dead = RedisLimits(REDIS_URL, prefix=prefix)
+    await dead.cost_bucket(shop).reserve(key, 900)
+    await dead.aclose()  # killed: no answer, no settle
+    # 200 points: more than the 100 the dead query left, so it waits for the held 900 to go;
+    # then the bucket refills at 50 points/s as usual (the dead query was charged).
+    survivor = RedisLimits(REDIS_URL, prefix=prefix)
+    await asyncio.wait_for(survivor.cost_bucket(shop).reserve(key, 200), timeout=5)
+    await survivor.aclose()

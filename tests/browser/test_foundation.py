@@ -72,7 +72,9 @@ def test_viewer_is_refused_the_users_page(hub: Hub, browser) -> None:
     page.get_by_role("button", name="User menu").click()
     page.get_by_role("menuitem", name="Sign out").click()
     page.wait_for_url("**/login**", timeout=TIMEOUT)
-    page.goto(f"{hub.url}/integrations")
+    # The page sends a signed-out tab to /login/ as soon as its websocket answers, which can
+    # be before the document's load event: wait for the navigation to begin, not to load.
+    page.goto(f"{hub.url}/integrations", wait_until="commit")
     page.wait_for_url("**/login**", timeout=TIMEOUT)  # the session is gone after sign-out
     context.close()
 
