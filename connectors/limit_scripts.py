@@ -14,6 +14,8 @@ KEY_TTL_MS = 3_600_000  # an account nobody called for an hour starts from a ful
 # client would have given up by then). Until then its points stay held for every process, so
 # a resumed run waits at most this long for a shop whose process was killed.
 IN_FLIGHT_TTL = (DEFAULT_TIMEOUT.connect or 0.0) + (DEFAULT_TIMEOUT.read or 0.0)
+# A query waiting this long for points held by unanswered queries says so (the run shows it).
+HELD_SHOWN_AFTER = 1.0
 # While only an answer to a query in flight (maybe another process's) can make room, or
 # another process's query is first in line: ask again after this long.
 POLL = 0.02
@@ -74,7 +76,12 @@ local estimate = math.min(top, available + (now - updated) * rate)
 local cost = math.min(tonumber(ARGV[1]), maximum)
 local missing = cost - estimate
 if missing > 1e-3 then
-  if cost > top + 1e-3 then return {'wait', '-1'} end
+  if cost > top + 1e-3 then
+    -- Only answers to queries in flight make room: when the oldest is let go at the latest.
+    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    local sent = tonumber(oldest[2] or tostring(now))
+    return {'held', tostring(sent + tonumber(ARGV[#ARGV]) - now)}
+  end
   return {'wait', tostring(missing / rate)}
 end
 redis.call('HSET', KEYS[1], 'available', tostring(estimate - cost), 'updated', tostring(now),

@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from connectors.limit_scripts import (
+    HELD_SHOWN_AFTER,
     IN_FLIGHT_TTL,
     LEAVE,
     MAX_SLEEP,
@@ -231,6 +232,9 @@ class RedisCostBucket:
     async def _wait_turn(
         self, key: tuple[Any, ...], hint: float | None, cost: float, ticket: str
     ) -> None:
+        loop = asyncio.get_running_loop()
+        held_since: float | None = None
+        shown = False
         while True:
             try:
                 verdict, value = await self.store.run(
@@ -246,7 +250,15 @@ class RedisCostBucket:
             if _text(verdict) == "ok":
                 return
             delay = float(_text(value))
-            if delay < 0:  # only an answer to a query in flight makes room
+            if _text(verdict) == "held":  # only an answer to a query in flight makes room
+                held_since = held_since or loop.time()
+                if not shown and loop.time() - held_since >= HELD_SHOWN_AFTER:
+                    # Answers come in well under a second: this one may never come (its
+                    # process died), and its points come back only when it is let go.
+                    shown = True
+                    await report_wait(delay, "Shopify points held by a query still unanswered")
+                delay = POLL
+            elif delay < 0:  # another query of the shop is first in line
                 delay = POLL
             else:
                 await report_wait(delay, f"Shopify query cost bucket refills ({cost:.0f} pts)")

@@ -23,6 +23,7 @@ import redis
 from connectors import shared_limits
 from connectors.amazon.client import BucketRegistry
 from connectors.limit_scripts import IN_FLIGHT_TTL
+from connectors.ratelimit import observe
 from connectors.shared_limits import RedisLimits
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -184,6 +185,25 @@ async def test_a_caller_that_gives_up_while_the_store_connects_stops_waiting(pre
     assert still_waiting == []
 
 
+class _Run:
+    """What a run's observer is told (``connectors.ratelimit.WaitObserver``)."""
+
+    def __init__(self) -> None:
+        self.waits: list[tuple[float, str]] = []
+
+    async def waiting(self, *, seconds: float, reason: str) -> None:
+        self.waits.append((seconds, reason))
+
+    async def throttled(self, *, reason: str, retry_after: float | None) -> None:
+        raise AssertionError(reason)
+
+    def quota(self, *, words: str) -> None:
+        pass
+
+    async def preparing(self, *, seconds: float, what: str, status: str) -> None:
+        raise AssertionError(what)
+
+
 @needs_redis
 async def test_points_held_by_a_process_that_died_mid_query_are_let_go(
     prefix: str, monkeypatch: pytest.MonkeyPatch
@@ -192,7 +212,8 @@ async def test_points_held_by_a_process_that_died_mid_query_are_let_go(
     once its client would have given up (not minutes later), or the run resumed elsewhere
     waits for room nobody holds."""
     assert IN_FLIGHT_TTL <= 45  # the client's connect and read timeouts, not minutes
-    monkeypatch.setattr(shared_limits, "IN_FLIGHT_TTL", 0.5)
+    monkeypatch.setattr(shared_limits, "IN_FLIGHT_TTL", 1.5)
+    monkeypatch.setattr(shared_limits, "HELD_SHOWN_AFTER", 0.2)
     shop, key = "shared.myshopify.com", ("Products", ("first", 250))
     dead = RedisLimits(REDIS_URL, prefix=prefix)
     await dead.cost_bucket(shop).reserve(key, 900)
@@ -200,5 +221,13 @@ async def test_points_held_by_a_process_that_died_mid_query_are_let_go(
     # 200 points: more than the 100 the dead query left, so it waits for the held 900 to go;
     # then the bucket refills at 50 points/s as usual (the dead query was charged).
     survivor = RedisLimits(REDIS_URL, prefix=prefix)
-    await asyncio.wait_for(survivor.cost_bucket(shop).reserve(key, 200), timeout=5)
+    run = _Run()
+    with observe(run):
+        await asyncio.wait_for(survivor.cost_bucket(shop).reserve(key, 200), timeout=5)
+    # The run said what it waited for, once, and until when at the latest; then the refill.
+    assert [reason for _, reason in run.waits] == [
+        "Shopify points held by a query still unanswered",
+        "Shopify query cost bucket refills (200 pts)",
+    ]
+    assert 0.8 < run.waits[0][0] <= 1.5
     await survivor.aclose()
