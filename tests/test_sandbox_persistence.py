@@ -19,7 +19,7 @@ from connectors.sandbox.access import sandbox_apps
 from connectors.sandbox.app import create_sandbox_app
 from connectors.sandbox.installer import install_amazon, install_shopify
 from tests.sandbox_server import running_sandbox
-from tests.test_sandbox_shopify import consent
+from tests.sandbox_shopify_helpers import consent
 
 SHOP = "kept.myshopify.com"
 GONE = "uninstalled.myshopify.com"

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from tests.test_sandbox_shopify import (
+from tests.sandbox_shopify_helpers import (
     SHOP,
     client,
     gql,

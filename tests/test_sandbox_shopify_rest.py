@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tests.test_sandbox_shopify import SHOP, client, install, sandbox_app
+from tests.sandbox_shopify_helpers import SHOP, client, install, sandbox_app
 
 
 async def test_airbyte_connection_check_calls_answer() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_sandbox_shopify import SHOP, client, gql, install, sandbox_app
+from tests.sandbox_shopify_helpers import SHOP, client, gql, install, sandbox_app
 
 PRODUCTS = """query P($q: String, $sort: ProductSortKeys) {
   products(first: 250, query: $q, sortKey: $sort) { nodes { id updatedAt createdAt } }

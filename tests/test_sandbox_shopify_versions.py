@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_sandbox_shopify import SHOP, client, install, sandbox_app
+from tests.sandbox_shopify_helpers import SHOP, client, install, sandbox_app
 
 QUERY = "{ shop { myshopifyDomain } publicApiVersions { handle displayName supported } }"
 
