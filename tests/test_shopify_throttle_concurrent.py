@@ -1,0 +1,267 @@
+"""The Shopify client's cost-based throttling when queries are in flight together: streams
+of one shop sharing its bucket, on virtual time, against a shop that charges and refunds
+points as Shopify documents; every wait is exact, none is slept. One query at a time, and
+the errors: tests/test_shopify_throttle_waits_errors.py."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import json
+from collections.abc import Awaitable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from connectors.shopify import client as client_module
+from connectors.shopify.client import ShopifyClient, ShopifyThrottle
+from connectors.shopify.queries import PRODUCTS
+from tests.shopify_throttle_helpers import (
+    BASE,
+    ENDPOINT,
+    PAGE,
+    REAL_SLEEP,
+    THROTTLED,
+    TOKEN,
+    FakeClock,
+    answer,
+    clock,
+)
+
+__all__ = ["clock"]  # the fake clock fixture, imported for this module's tests
+
+
+# --- streams of one shop sharing its bucket, on virtual time ------------------------------
+
+
+class VirtualClock:
+    """Discrete-event time for concurrent queries: ``sleep`` parks the caller until the
+    clock reaches its wake-up time; the clock jumps to the next wake-up once every task
+    waits. Latency, refill and waits are all exact, and nothing is slept for real."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float, *_: Any) -> None:
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + max(0.0, seconds), next(self._order), wake))
+        await wake
+
+    async def run(self, *work: Awaitable[Any]) -> list[Any]:
+        tasks = [asyncio.ensure_future(w) for w in work]
+        while not all(task.done() for task in tasks):
+            for _ in range(50):  # let every runnable task run until it waits
+                await REAL_SLEEP(0)
+            while self._timers and self._timers[0][2].done():  # cancelled sleeps
+                heapq.heappop(self._timers)
+            if all(task.done() for task in tasks):
+                break
+            assert self._timers, "deadlock: every task waits and no timer is due"
+            when, _, wake = heapq.heappop(self._timers)
+            self.now = max(self.now, when)
+            wake.set_result(None)
+        return [task.result() for task in tasks]
+
+
+class LeakyBucketShop:
+    """A shop as Shopify documents its bucket: a query is charged its requested cost when
+    it arrives (THROTTLED, free, if the bucket cannot pay), refunded down to its actual
+    cost once it has run, and answered with the bucket as it then is.
+
+    A query of ``{"first": n}`` requests ``8n`` points and uses ``used`` of them.
+    ``uplinks``, ``downlinks``: the seconds each query travels to Shopify and its answer
+    back, in the order the queries are sent.
+    """
+
+    def __init__(
+        self,
+        clock: VirtualClock,
+        *,
+        maximum: float = 2000.0,
+        restore: float = 100.0,
+        uplinks: list[float] | None = None,
+        run: float = 0.3,
+        downlink: float = 0.1,
+        used: float = 0.5,
+        downlinks: list[float] | None = None,
+    ) -> None:
+        self.clock, self.maximum, self.restore = clock, maximum, restore
+        self.available, self.updated = maximum, clock.now
+        self.uplinks = list(uplinks or [])
+        self.downlinks = list(downlinks or [])
+        self.run, self.downlink, self.used = run, downlink, used
+        self.throttled = 0
+        self.kept = 0.0  # points the shop's bucket really paid
+
+    def refill(self) -> float:
+        now = self.clock.now
+        self.available = min(self.maximum, self.available + (now - self.updated) * self.restore)
+        self.updated = now
+        return self.available
+
+    async def answer(self, request: httpx.Request) -> httpx.Response:
+        await self.clock.sleep(self.uplinks.pop(0) if self.uplinks else 0.1)
+        downlink = self.downlinks.pop(0) if self.downlinks else self.downlink
+        first = json.loads(request.content)["variables"]["first"]
+        requested = 8.0 * first
+        actual = requested * self.used
+        if self.refill() < requested:
+            self.throttled += 1
+            await self.clock.sleep(downlink)
+            return answer(
+                available=self.refill(), requested=requested, actual=None, errors_=THROTTLED
+            )
+        self.available -= requested
+        await self.clock.sleep(self.run)
+        self.refill()
+        self.available += requested - actual
+        self.kept += actual
+        status = self.available
+        await self.clock.sleep(downlink)
+        return answer(PAGE, available=status, maximum=self.maximum, requested=requested,
+                      actual=actual)  # fmt: skip
+
+
+@pytest.fixture
+def virtual(monkeypatch: pytest.MonkeyPatch) -> Iterator[VirtualClock]:
+    fake = VirtualClock()
+    monkeypatch.setattr(client_module, "time", SimpleNamespace(monotonic=fake.monotonic))
+    monkeypatch.setattr(asyncio, "sleep", fake.sleep)
+    monkeypatch.setattr(client_module, "_throttles", {})
+    yield fake
+
+
+def shop_client(clock: VirtualClock) -> ShopifyClient:
+    client = ShopifyClient(shop="acme.myshopify.com", base_url=BASE, token=TOKEN)
+    client.throttle.updated = clock.now
+    return client
+
+
+@respx.mock
+async def test_concurrent_streams_share_the_bucket_without_throttled(
+    virtual: VirtualClock,
+) -> None:
+    """Four streams page through at once, each page's cost unknown until Shopify prices it.
+
+    Before: the first pages went out at an assumed 50 points each (3 of 4 THROTTLED);
+    every answer's snapshot replaced the estimate while other pages were still on their
+    way (not charged yet), and interleaved answers taught a refill hundreds of times the
+    real one: THROTTLED throughout the run.
+    """
+    shop = LeakyBucketShop(virtual)
+    respx.post(ENDPOINT).mock(side_effect=shop.answer)
+    client = shop_client(virtual)
+
+    async def stream(first: int) -> None:
+        for _ in range(10):
+            await client.query("Products", PRODUCTS, {"first": first})
+
+    await virtual.run(*(stream(first) for first in (100, 90, 100, 80)))
+    await client.aclose()
+    assert shop.throttled == 0 and client.throttle.throttled == 0
+    assert client.throttle.restore_rate == 100.0  # nothing faster was "learned"
+    # The streams kept Shopify's bucket busy: what it paid is close to all it could give.
+    bound = shop.maximum + shop.restore * virtual.now
+    assert shop.kept / bound >= 0.95
+
+
+def spent(points: float, available: float) -> dict[str, Any]:
+    """``extensions.cost`` of an answer that used ``points``, leaving ``available``."""
+    status = {"maximumAvailable": 2000.0, "currentlyAvailable": available, "restoreRate": 100.0}
+    return {"requestedQueryCost": points, "actualQueryCost": points, "throttleStatus": status}
+
+
+async def test_answers_of_overlapping_queries_teach_no_refill_rate(clock: FakeClock) -> None:
+    """Two queries in flight, both charged before the first answer's snapshot: the second
+    answer, 10 ms later, reports one point more. Read as "801 points came back in 10 ms"
+    (the second query's 800 plus one), that taught 80,000 points/s: the bench's THROTTLED."""
+    throttle = ShopifyThrottle(maximum=2000.0, available=2000.0, restore_rate=100.0)
+    throttle.updated = clock.now
+    for _ in range(4):
+        first = await throttle.reserve(("Products", ("first", 100)))
+        second = await throttle.reserve(("Orders", ("first", 100)))
+        clock.now += 0.5
+        reported = throttle.estimate(clock.now)  # both charged: 2,000 - 1,600 + 50
+        throttle.settle(first, spent(800.0, reported), clock.now)
+        clock.now += 0.01
+        throttle.settle(second, spent(800.0, reported + 1.0), clock.now)
+        assert throttle.restore_rate == 100.0
+        clock.now += 20.0  # the bucket fills up again
+
+
+@respx.mock
+async def test_an_answer_does_not_hide_a_query_still_on_its_way(virtual: VirtualClock) -> None:
+    # A and B, 800 points each, leave at once. A's answer (1,250 points) comes back before
+    # B reaches Shopify: that snapshot does not know B yet.
+    shop = LeakyBucketShop(virtual, uplinks=[0.1, 1.0, 0.1], run=0.5, downlink=0.0, used=1.0)
+    respx.post(ENDPOINT).mock(side_effect=shop.answer)
+    client = shop_client(virtual)
+    client.throttle.maximum = client.throttle.available = 2000.0
+    client.throttle.restore_rate = 100.0
+    sent: list[float] = []
+
+    async def page(delay: float) -> None:
+        await asyncio.sleep(delay)
+        await client.query("Products", PRODUCTS, {"first": 100}, expected_cost=800)
+        sent.append(virtual.now)
+
+    await virtual.run(page(0.0), page(0.0), page(0.65))
+    await client.aclose()
+    # C may not spend the 800 points B is about to be charged: it waits for the refill
+    # (450 points after A's answer: 1,250 reported less B's 800 in flight).
+    assert shop.throttled == 0 and client.throttle.throttled == 0
+    assert sent[-1] == pytest.approx(0.6 + 3.5 + 0.1 + 0.5)
+
+
+@respx.mock
+async def test_a_late_answer_does_not_undo_a_query_answered_before_it(
+    virtual: VirtualClock,
+) -> None:
+    # A (800 points) is charged first, but its answer (1,200 left) takes 3 s to come back;
+    # B, charged just after A, is answered long before: A's snapshot predates B's charge.
+    shop = LeakyBucketShop(virtual, run=0.0, used=1.0, downlinks=[3.0, 0.1, 0.1])
+    respx.post(ENDPOINT).mock(side_effect=shop.answer)
+    client = shop_client(virtual)
+    client.throttle.maximum = client.throttle.available = 2000.0
+    client.throttle.restore_rate = 100.0
+
+    async def page() -> None:
+        await client.query("Products", PRODUCTS, {"first": 100}, expected_cost=800)
+
+    async def after(delay: float, first: Awaitable[None] | None = None) -> None:
+        if first is not None:
+            await first
+        await asyncio.sleep(delay)
+        await page()
+
+    await virtual.run(after(0.0, page()), after(0.01))
+    await client.aclose()
+    # C, sent after A's answer, waited for the 700 points there (689 by our account, which
+    # held B's 800 out from the moment it was sent) to become 800.
+    assert shop.throttled == 0 and client.throttle.throttled == 0
+    assert virtual.now == pytest.approx(3.1 + 1.11 + 0.2)
+
+
+@respx.mock
+async def test_a_full_bucket_overflows_while_the_first_query_travels(
+    virtual: VirtualClock,
+) -> None:
+    # The bucket is full; the first query takes 2 s to reach Shopify, whose bucket stays
+    # full (its refill overflowing) until it charges it; the next travels 0.1 s.
+    shop = LeakyBucketShop(virtual, maximum=1000.0, uplinks=[2.0, 0.1], run=0.0, downlink=0.0)
+    respx.post(ENDPOINT).mock(side_effect=shop.answer)
+    client = shop_client(virtual)
+    client.throttle.restore_rate = 100.0
+    await virtual.run(client.query("Products", PRODUCTS, {"first": 110}, expected_cost=880))
+    await virtual.run(client.query("Products", PRODUCTS, {"first": 110}))
+    await client.aclose()
+    assert shop.throttled == 0
