@@ -21,9 +21,9 @@ from dashboard import db
 from dashboard.services import vault, webhook_signers
 from dashboard.settings import get_settings
 
-# Shared helpers that assert (a webhook subscription made, for one) get pytest's detailed
-# assertion messages, as they did when they lived in a test module.
-pytest.register_assert_rewrite("tests.sandbox_shopify_helpers")
+# Shared helpers that assert (a webhook subscription made, an Amazon response's schema)
+# get pytest's detailed assertion messages, as they did when they lived in a test module.
+pytest.register_assert_rewrite("tests.sandbox_shopify_helpers", "tests.sandbox_amazon_helpers")
 
 PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -32,10 +32,10 @@ from dashboard.services.credentials import load_credential
 from dashboard.services.sync import SyncEngine
 from dashboard.services.vault import generate_key_spec, get_vault
 from tests.conftest import reset_caches
+from tests.sandbox_amazon_helpers import validate
 from tests.sandbox_server import apps, control_headers, running_sandbox
 from tests.spapi_contract import RecordingTransport, contract_problems
 from tests.test_amazon_sync import any_session, connect
-from tests.test_sandbox_amazon import validate
 
 ORDERS = "/orders/2026-01-01/orders"
 __all__ = ["any_session"]  # the sync tests' fixture: SQLite, then PostgreSQL

@@ -31,10 +31,10 @@ from dashboard.services.credentials import DbCredentialStore, load_credential
 from dashboard.services.integrations import create_connect_link, create_integration
 from dashboard.settings import get_settings
 from tests.conftest import reset_caches
+from tests.sandbox_amazon_helpers import validate
 from tests.sandbox_server import control_headers
 from tests.spapi_contract import RecordingTransport, contract_problems
 from tests.test_amazon_connect import AMAZON_APP, HUB, SELLER, consent, hub, new_link
-from tests.test_sandbox_amazon import validate
 
 __all__ = ["hub"]  # the connect tests' hub: sandbox, settings and an HTTP client
 

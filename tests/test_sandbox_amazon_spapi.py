@@ -1,6 +1,7 @@
-"""The Amazon sandbox follows Amazon's models: every served response validates against its
-operation's schema, the static-sandbox examples are answered as Amazon answers them, and
-LWA, rate limits, the 2-minute rule, reports and faults behave as documented."""
+"""The Amazon sandbox's Selling Partner API follows Amazon's models: every served response
+validates against its operation's schema, the static-sandbox examples are answered as Amazon
+answers them, and rate limits, the 2-minute rule, paging, reports, faults and seeds behave
+as documented. Consent and LWA tokens: tests/test_sandbox_amazon_oauth.py."""
 
 from __future__ import annotations
 
@@ -9,110 +10,28 @@ import gzip
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlparse
+from urllib.parse import quote
 
 import httpx
-import jsonschema
 import pytest
 
-from connectors.sandbox.access import sandbox_apps
 from connectors.sandbox.amazon import spec
-from connectors.sandbox.app import create_sandbox_app
-from connectors.sandbox.consent import form_fields
+from tests.sandbox_amazon_helpers import (
+    AUTH,
+    CA,
+    SELLER,
+    US,
+    access_token,
+    amazon,
+    sandbox_app,
+    validate,
+)
+
+__all__ = ["amazon"]  # the seller's client fixture, imported for this module's tests
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared/platform-specs/amazon-sp-api"
-SELLER = "A3SANDBOXTEST"
-US, CA = "ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"
-TOKEN = "test-control-token"
-_APPS = sandbox_apps(TOKEN)
-AMAZON_APP = {
-    "app_id": _APPS.amazon_app_id,
-    "client_id": _APPS.amazon_client_id,
-    "client_secret": _APPS.amazon_client_secret,
-}
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def sandbox_app(**options: Any) -> Any:
-    """A sandbox with this file's control token and "http://hub/cb" registered."""
-    return create_sandbox_app(
-        control_token=TOKEN, redirect_uris={"amazon": ["http://hub/cb"]}, **options
-    )
-
-
-@pytest.fixture
-async def amazon() -> AsyncIterator[httpx.AsyncClient]:
-    app = sandbox_app(seed=3, time_scale=1000)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://sandbox", headers=AUTH
-    ) as client:
-        created = await client.post(
-            "/_sandbox/amazon/sellers",
-            json={"selling_partner_id": SELLER, "orders": 230, "listings": 120, "fba_items": 70,
-                  "marketplaces": [US, CA]},
-        )  # fmt: skip
-        assert created.status_code == 201
-        client.headers["x-amz-access-token"] = await access_token(client)
-        await asyncio.sleep(0.13)  # 2 platform minutes: recent orders become visible
-        yield client
-
-
-CONSENT = "/amazon/sellercentral/sellercentral.amazon.com/apps/authorize/consent"
-
-
-async def consent_code(client: httpx.AsyncClient, redirect_uri: str = "http://hub/cb") -> str:
-    params = {"application_id": AMAZON_APP["app_id"], "state": "st", "redirect_uri": redirect_uri}
-    page = await client.get(CONSENT, params=params)
-    response = await client.post(
-        CONSENT,
-        params=params,
-        data={**form_fields(page.text), "decision": "approve", "selling_partner_id": SELLER},
-    )
-    assert response.status_code == 302
-    query = parse_qs(urlparse(response.headers["location"]).query)
-    assert query["state"] == ["st"] and query["selling_partner_id"] == [SELLER]
-    return query["spapi_oauth_code"][0]
-
-
-def token_form(**values: str) -> dict[str, str]:
-    return {
-        "client_id": AMAZON_APP["client_id"],
-        "client_secret": AMAZON_APP["client_secret"],
-    } | values
-
-
-async def access_token(client: httpx.AsyncClient) -> str:
-    code = await consent_code(client)
-    response = await client.post(
-        "/amazon/lwa/auth/o2/token",
-        data=token_form(grant_type="authorization_code", code=code, redirect_uri="http://hub/cb"),
-    )
-    body = response.json()
-    assert body["token_type"] == "bearer" and body["expires_in"] == 3600
-    assert body["access_token"].startswith("Atza|") and body["refresh_token"].startswith("Atzr|")
-    # A refresh answers the same refresh token beside a new access token, as LWA does.
-    refreshed = await client.post(
-        "/amazon/lwa/auth/o2/token",
-        data=token_form(grant_type="refresh_token", refresh_token=body["refresh_token"]),
-    )
-    assert refreshed.json()["refresh_token"] == body["refresh_token"]
-    assert refreshed.json()["access_token"] != body["access_token"]
-    return str(refreshed.json()["access_token"])
-
-
-def validate(operation_id: str, model_hint: str, response: httpx.Response) -> Any:
-    """The body validates against the operation's response schema for its status."""
-    operation = spec.operation(operation_id, model_hint)
-    schema = operation.response_schema(response.status_code)
-    assert schema is not None, f"{operation_id} declares no {response.status_code} response"
-    body = response.json()
-    jsonschema.Draft4Validator(schema).validate(body)
-    assert response.headers["x-amzn-RequestId"]
-    return body
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/platform-specs is not on this machine")
@@ -290,137 +209,6 @@ async def test_pagination_walks_every_visible_order_once(amazon) -> None:
                   "paginationToken": token}  # fmt: skip
     truth = (await amazon.get(f"/_sandbox/amazon/sellers/{SELLER}/truth")).json()["streams"]
     assert len(seen) == len(set(seen)) == truth["orders"]["count"] == 230
-
-
-async def test_lwa_codes_are_single_use_and_short_lived(amazon) -> None:
-    code = await consent_code(amazon)
-    exchange = token_form(grant_type="authorization_code", code=code, redirect_uri="http://hub/cb")
-    assert (await amazon.post("/amazon/lwa/auth/o2/token", data=exchange)).status_code == 200
-    reused = await amazon.post("/amazon/lwa/auth/o2/token", data=exchange)
-    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
-    late = await consent_code(amazon)
-    await asyncio.sleep(0.31)  # five platform minutes
-    expired = token_form(grant_type="authorization_code", code=late, redirect_uri="http://hub/cb")
-    assert (await amazon.post("/amazon/lwa/auth/o2/token", data=expired)).json()[
-        "error"
-    ] == "invalid_grant"
-    wrong = await amazon.post(
-        "/amazon/lwa/auth/o2/token", data=exchange | {"client_secret": "guess"}
-    )
-    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
-    grantless = await amazon.post(
-        "/amazon/lwa/auth/o2/token",
-        data=token_form(grant_type="client_credentials", scope="sellingpartnerapi::notifications"),
-    )
-    assert grantless.status_code == 200 and "refresh_token" not in grantless.json()
-    bad_scope = await amazon.post(
-        "/amazon/lwa/auth/o2/token",
-        data=token_form(grant_type="client_credentials", scope="sellingpartnerapi::orders"),
-    )
-    assert bad_scope.json()["error"] == "invalid_scope"
-
-
-async def test_expired_and_revoked_tokens_get_the_documented_403(amazon) -> None:
-    path = "/amazon/sp/na/fba/inventory/v1/summaries"
-    params = {"granularityType": "Marketplace", "granularityId": US, "marketplaceIds": US}
-    await amazon.post(f"/_sandbox/amazon/sellers/{SELLER}/expire-tokens")
-    expired = await amazon.get(path, params=params)
-    assert expired.status_code == 403
-    assert expired.json()["errors"][0] == {
-        "code": "Unauthorized",
-        "message": "Access to requested resource is denied.",
-        "details": "The access token you provided has expired.",
-    }
-    await amazon.post(f"/_sandbox/amazon/sellers/{SELLER}/revoke")
-    revoked = await amazon.get(path, params=params, headers={"x-amz-access-token": "Atza|forged"})
-    assert "revoked, malformed or invalid" in revoked.json()["errors"][0]["details"]
-
-
-async def test_consent_errors_md1000_and_md5101(amazon) -> None:
-    page = "/amazon/sellercentral/sellercentral.amazon.com/apps/authorize/consent"
-    params = {"application_id": AMAZON_APP["app_id"], "state": "s", "redirect_uri": "http://hub/cb"}
-    await amazon.put("/_sandbox/amazon/app", json={"draft": True})
-    draft = await amazon.get(page, params=params)
-    assert draft.status_code == 400 and "MD1000" in draft.text
-    assert (await amazon.get(page, params=params | {"version": "beta"})).status_code == 200
-    await amazon.put(
-        "/_sandbox/amazon/app", json={"draft": False, "redirect_uris": ["https://hub.example/cb"]}
-    )
-    unregistered = await amazon.get(page, params=params)
-    assert unregistered.status_code == 400 and "MD5101" in unregistered.text
-
-
-async def test_consent_lets_the_person_choose_the_seller_or_create_one(amazon) -> None:
-    params = {
-        "application_id": AMAZON_APP["app_id"],
-        "state": "st",
-        "redirect_uri": "http://hub/cb",
-    }
-    await amazon.post(
-        "/_sandbox/amazon/sellers",
-        json={"selling_partner_id": "A2SECONDSELLER", "store_name": "Second Store"},
-    )
-    page = await amazon.get(CONSENT, params=params)
-    # Every NA seller to sign in as, the first one chosen.
-    choices = re.findall(r'name="selling_partner_id" value="(\w+)"( checked)?', page.text)
-    assert choices == [(SELLER, " checked"), ("A2SECONDSELLER", "")]
-    assert "Second Store" in page.text
-    fields = form_fields(page.text)
-    second = await amazon.post(
-        CONSENT, params=params,
-        data={**fields, "decision": "approve", "selling_partner_id": "A2SECONDSELLER"},
-    )  # fmt: skip
-    assert second.status_code == 302
-    assert parse_qs(urlparse(second.headers["location"]).query)["selling_partner_id"] == [
-        "A2SECONDSELLER"
-    ]
-
-    created = await amazon.post(
-        CONSENT, params=params, data={**fields, "decision": "create", "store_name": " Trail  Co "}
-    )
-    assert created.status_code == 200
-    new_id = re.search(r'value="(\w+)" checked', created.text).group(1)
-    assert re.fullmatch(r"A[A-Z0-9]{13}", new_id) and "Trail Co" in created.text
-    confirmed = await amazon.post(
-        CONSENT, params=params,
-        data={**form_fields(created.text), "decision": "approve", "selling_partner_id": new_id},
-    )  # fmt: skip
-    assert confirmed.headers["location"].startswith("http://hub/cb?")
-    assert parse_qs(urlparse(confirmed.headers["location"]).query)["selling_partner_id"] == [new_id]
-    truth = (await amazon.get(f"/_sandbox/amazon/sellers/{new_id}/truth")).json()["streams"]
-    assert 0 < truth["listings"]["count"] <= 40  # a small catalog of its own
-
-    nameless = await amazon.post(
-        CONSENT, params=params, data={**fields, "decision": "create", "store_name": "  "}
-    )
-    assert nameless.status_code == 400 and "Enter a store name" in nameless.text
-
-
-async def test_consent_forms_answer_their_own_authorization_only(amazon) -> None:
-    """Another site cannot post the form (it cannot read the page's token), and a form filled
-    for one authorization request does not answer another: nothing is created or approved."""
-    params = {
-        "application_id": AMAZON_APP["app_id"],
-        "state": "st",
-        "redirect_uri": "http://hub/cb",
-    }
-    fields = form_fields((await amazon.get(CONSENT, params=params)).text)
-    attempts = [
-        (params, {"decision": "create", "store_name": "Forged"}),
-        (params, {"decision": "approve", "selling_partner_id": SELLER}),
-        (params | {"state": "other"}, {**fields, "decision": "create", "store_name": "Forged"}),
-        (params | {"state": "other"}, {**fields, "decision": "approve"}),
-    ]
-    for query, form in attempts:
-        refused = await amazon.post(CONSENT, params=query, data=form)
-        assert refused.status_code == 403 and "location" not in refused.headers
-        assert "Forged" not in (await amazon.get(CONSENT, params=params)).text
-    # The redirect still goes to registered redirect URIs only, token or not.
-    stranger = params | {"redirect_uri": "https://evil.example/cb"}
-    refused = await amazon.post(
-        CONSENT, params=stranger, data={**fields, "decision": "create", "store_name": "Forged"}
-    )
-    assert refused.status_code == 400 and "MD5101" in refused.text
 
 
 async def test_faults_are_injected_per_seller(amazon) -> None:
