@@ -197,6 +197,15 @@ def sign_in(page, hub: Hub, email: str, password: str) -> None:
     page.wait_for_url(f"{hub.url}/", timeout=30_000)
 
 
+def sent_to_sign_in(page, url: str) -> None:
+    """Open ``url`` without a session and wait until the hub has sent the tab to /login/.
+    The page does that as soon as its websocket answers, which can be before the document's
+    load event (Playwright would call the goto interrupted): wait for the navigation to
+    begin, not to load."""
+    page.goto(url, wait_until="commit")
+    page.wait_for_url("**/login**", timeout=30_000)
+
+
 def screenshot(page, name: str, *, full_page: bool = True) -> None:
     """Save to test-output/screenshots/; ``full_page=False`` keeps an open popover open."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Hub, screenshot, sign_in
+from tests.browser.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    Hub,
+    screenshot,
+    sent_to_sign_in,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 TIMEOUT = 30_000
@@ -14,8 +21,7 @@ TIMEOUT = 30_000
 def test_admin_signs_in_and_sees_the_empty_hub(hub: Hub, browser) -> None:
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{hub.url}/integrations")
-    page.wait_for_url("**/login**", timeout=TIMEOUT)  # signed-out users land on sign-in
+    sent_to_sign_in(page, f"{hub.url}/integrations")  # signed-out users land on sign-in
     sign_in(page, hub, ADMIN_EMAIL, ADMIN_PASSWORD)
     page.get_by_text("No integrations yet").wait_for(timeout=TIMEOUT)
     screenshot(page, "overview-empty")
@@ -72,10 +78,7 @@ def test_viewer_is_refused_the_users_page(hub: Hub, browser) -> None:
     page.get_by_role("button", name="User menu").click()
     page.get_by_role("menuitem", name="Sign out").click()
     page.wait_for_url("**/login**", timeout=TIMEOUT)
-    # The page sends a signed-out tab to /login/ as soon as its websocket answers, which can
-    # be before the document's load event: wait for the navigation to begin, not to load.
-    page.goto(f"{hub.url}/integrations", wait_until="commit")
-    page.wait_for_url("**/login**", timeout=TIMEOUT)  # the session is gone after sign-out
+    sent_to_sign_in(page, f"{hub.url}/integrations")  # the session is gone after sign-out
     context.close()
 
 
@@ -115,8 +118,7 @@ def test_admin_resets_a_password_and_the_user_changes_it(hub: Hub, browser) -> N
     admin_context.close()
 
     # The user's session ended: the next page load asks to sign in; the old password is gone.
-    user_page.goto(f"{hub.url}/integrations")
-    user_page.wait_for_url("**/login**", timeout=TIMEOUT)
+    sent_to_sign_in(user_page, f"{hub.url}/integrations")
     user_page.get_by_label("Email").fill(email)
     user_page.get_by_label("Password").fill("first-password-1")
     user_page.get_by_role("button", name="Sign in").click()

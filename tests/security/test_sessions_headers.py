@@ -196,7 +196,13 @@ def real_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 def test_real_pages_load_and_sign_in_under_the_csp(real_hub) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
-    from tests.browser.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM, CHROMIUM_ARGS
+    from tests.browser.conftest import (
+        ADMIN_EMAIL,
+        ADMIN_PASSWORD,
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        sent_to_sign_in,
+    )
 
     for path in ("/login/", "/connect/not-a-link/", "/api/health"):
         headers = httpx.get(f"{real_hub.url}{path}").headers
@@ -222,8 +228,7 @@ def test_real_pages_load_and_sign_in_under_the_csp(real_hub) -> None:  # type: i
         page.get_by_role("menuitem", name="Sign out").click()
         page.wait_for_url("**/login**", timeout=30_000)
         assert not any(c["name"] == "hub_session" for c in page.context.cookies())
-        page.goto(f"{real_hub.url}/integrations")
-        page.wait_for_url("**/login**", timeout=30_000)
+        sent_to_sign_in(page, f"{real_hub.url}/integrations")
         browser.close()
     assert violations == []
 
