@@ -118,6 +118,8 @@ async def test_a_request_s_lines_carry_its_request_id(hub_db: object, json_log: 
         hostile = await client.get("/api/health", headers={"X-Request-ID": "a b\nforged"})
         generated = hostile.headers["x-request-id"]
         assert uuid.UUID(generated)  # a made-up id is replaced, not logged
+        again = (await client.get("/api/health")).headers["x-request-id"]
+        assert again != generated and uuid.UUID(again)
     refused = next(line for line in lines_of(json_log) if "bad signature" in line["message"])
     assert refused["request_id"] == "proxy-id-1"
     assert refused["level"] == "warning"
@@ -141,3 +143,22 @@ async def test_every_line_of_a_sync_run_carries_its_run_and_integration(
     for line in of_the_run:
         assert line["run_id"] == str(run_id), line
         assert line["integration_id"] == str(integration_id), line
+
+
+def test_forked_workers_make_request_ids_of_their_own() -> None:
+    """Granian forks its workers from one process: each must draw its own prefix, or two
+    workers would give different requests the same id."""
+    from dashboard.logging_setup import _new_request_id
+
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only writes its id
+        os.write(write, _new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    ours = _new_request_id()
+    assert len(theirs) == len(ours) == 32
+    assert theirs[:12] != ours[:12]
