@@ -26,7 +26,7 @@ from tests.browser.conftest import (
     screenshot,
     sign_in,
 )
-from tests.browser.test_operations import MANAGER, TIMEOUT, open_tab, sandbox, users  # noqa: F401
+from tests.browser.operations_helpers import MANAGER, TIMEOUT, open_tab, sandbox, users  # noqa: F401
 
 pytestmark = pytest.mark.browser
 THROTTLED_SELLER = "A1THROTTLESELLRNA"

@@ -17,7 +17,7 @@ from tests.browser.conftest import (
     screenshot,
     sign_in,
 )
-from tests.browser.test_operations import MANAGER, TIMEOUT, open_tab, sandbox, users  # noqa: F401
+from tests.browser.operations_helpers import MANAGER, TIMEOUT, open_tab, sandbox, users  # noqa: F401
 
 pytestmark = pytest.mark.browser
 SHOP = "truth-store.myshopify.com"
