@@ -62,6 +62,30 @@ async def test_a_burst_is_stored_in_few_transactions_each_webhook_id_once(any_db
     assert {r.id for r in rows} == set(new)
 
 
+async def test_each_delivery_names_the_integration_of_its_shop(any_db: str) -> None:
+    """Looked up per group on SQLite, inside the insert on PostgreSQL: the same answer."""
+    with session_scope() as s:
+        other = create_integration(
+            session=s, platform="shopify", display_name="Other", shop_domain="other.myshopify.com"
+        ).id
+    sent = {
+        "w-intake": Delivery("shopify", "w-intake", "products/update", SHOP, {"id": 1}),
+        "w-other": Delivery("shopify", "w-other", "orders/create", "other.myshopify.com", {}),
+        "w-upper": Delivery("shopify", "w-upper", "products/update", SHOP.upper(), {"id": 2}),
+        "w-unknown": Delivery("shopify", "w-unknown", "products/update", "nobody.myshopify.com",
+                              {"id": 3}),
+    }  # fmt: skip
+    group = GroupCommit()
+    await asyncio.gather(*(group.add(d) for d in sent.values()))
+    with session_scope() as s:
+        intake = s.exec(
+            select(WebhookEvent.integration_id).where(WebhookEvent.webhook_id == "w-intake")
+        ).one()
+        found = dict(s.exec(select(WebhookEvent.webhook_id, WebhookEvent.integration_id)).all())
+    assert intake is not None
+    assert found == {"w-intake": intake, "w-other": other, "w-upper": intake, "w-unknown": None}
+
+
 async def test_a_redelivery_of_a_stored_webhook_is_not_stored_again(any_db: str) -> None:
     body = json.dumps({"id": 7}).encode()
     first = await shopify_webhooks.persist(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from connectors.amazon import regions as amazon_regions
 from connectors.errors import InvalidInput
@@ -302,13 +303,21 @@ def find_integration_by_shop(*, session: Session, shop_domain: str) -> Integrati
 
 def integration_id_for_shop(*, session: Session, shop_domain: str) -> uuid.UUID | None:
     """``find_integration_by_shop``'s id only (webhook intake: no row loaded per group)."""
-    return session.exec(
+    return session.exec(shop_integration_query(shop_domain.lower())).first()
+
+
+def shop_integration_query(
+    shop_domain: str | sa.ColumnElement[str],
+) -> SelectOfScalar[uuid.UUID]:
+    """The id of the integration a shop's webhooks belong to, for a lower-case domain or an
+    SQL expression giving one (the webhook intake's insert looks it up in the statement)."""
+    return (
         select(Integration.id)
-        .where(Integration.shop_domain == shop_domain.lower())
+        .where(Integration.shop_domain == shop_domain)
         .where(Integration.status != IntegrationStatus.DISCONNECTED.value)
         .order_by(col(Integration.account_key).is_(None), col(Integration.created_at).desc())
         .limit(1)
-    ).first()
+    )
 
 
 # --- one account, one integration ------------------------------------------------------------
