@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
 from _feed import change_feed_running  # noqa: E402
+from _stats import percentile  # noqa: E402
 from _viewers import open_viewers  # noqa: E402
 from sqlmodel import func, select  # noqa: E402
 
@@ -268,11 +269,6 @@ def seen_after(
             print(f"viewer {number} did not show {text!r} in time", file=sys.stderr, flush=True)
         seen.append(None if at is None else at - started)
     return seen, write_seconds
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def sample(

@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, 
 
 import httpx  # noqa: E402
 from _databases import fresh_database  # noqa: E402
+from _stats import percentile  # noqa: E402
 from sqlmodel import SQLModel, select  # noqa: E402
 
 import dashboard.models  # noqa: E402, F401  registers the tables
@@ -129,13 +130,6 @@ class LatencyConnector(Connector):
                 for i in range(first, last)
             ]
             yield Batch(records=records, cursor={"next": last}, total_hint=self.records, done=last)
-
-
-def percentile(values: list[float], share: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 async def tick(lags: list[float], stop: asyncio.Event, every: float = 0.005) -> None:
