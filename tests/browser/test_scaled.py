@@ -323,14 +323,15 @@ def test_a_killed_worker_is_replaced_while_the_others_serve_and_syncs_complete(
     deadline = time.monotonic() + 90
     while True:
         with scaled.db.connect() as connection:
-            status, worker = connection.execute(
-                sa.text("SELECT status, worker FROM sync_runs WHERE id = :id"),
+            status, worker, waiting = connection.execute(
+                sa.text("SELECT status, worker, waiting_reason FROM sync_runs WHERE id = :id"),
                 {"id": run_id.group(1)},
             ).one()
             lease = connection.execute(sa.text("SELECT holder FROM scheduler_leases")).scalar()
         if status == "succeeded" and lease is not None and lease != holder:
             break
-        assert time.monotonic() < deadline, (status, worker, lease)
+        # What the run waits for, if it says: the rate limit, a retry (the hub log has more).
+        assert time.monotonic() < deadline, (status, worker, lease, waiting)
         time.sleep(1)
     assert int(worker.split(":")[1]) in backend_workers(hub.pid)
     # Nothing is left running under the killed worker's id.
