@@ -12,6 +12,7 @@ from typing import Any
 from dashboard.db import in_session, session_scope
 from dashboard.services import runs as runs_service
 from dashboard.services import scheduler, sync
+from dashboard.services.sync_waits import wait_resumed
 
 # Exit codes of `hub sync`: 1 when a run (or the retry that resumed it) did not read its
 # stream to the end.
@@ -61,7 +62,7 @@ async def _sync(args: argparse.Namespace) -> int:
         print(f"{'':12} resumed by run {retry}; waiting for it", flush=True)
 
     # A run interrupted meanwhile (its process died) is followed to the retry that resumes it.
-    final = await engine.wait_resumed(run_ids, on_resumed=resumed)
+    final = await wait_resumed(engine, run_ids, on_resumed=resumed)
     summaries = await in_session(lambda s: runs_service.summaries_of(session=s, run_ids=final))
     for summary in summaries:
         print(_outcome_line(summary))

@@ -120,6 +120,14 @@ def pg_hub_db(
     reset_caches()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest) -> str:
+    """The hub database on a SQLite file, then on PostgreSQL (skipped when not reachable);
+    the dialect's name."""
+    request.getfixturevalue("pg_hub_db" if request.param == "postgres" else "hub_db")
+    return str(request.param)
+
+
 def leaked_secrets(
     records: list[logging.LogRecord], secrets: list[str], *, client_origin: str
 ) -> list[str]:

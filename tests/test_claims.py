@@ -19,23 +19,19 @@ from sqlmodel import col, select
 
 from connectors.base import Batch
 from dashboard.db import in_write_session, session_scope
-from dashboard.models import HubWorker, Integration, SyncRun
+from dashboard.models import HubWorker, SyncRun
 from dashboard.services import sync, sync_claims
 from dashboard.services.changefeed import LIVE, QUEUE, ChangeFeed, get_feed
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync_claims import claim_queued
 from dashboard.services.sync_queue import _queue_runs
+from dashboard.services.sync_waits import wait_finished
 from dashboard.services.sync_workers import beat
 from dashboard.settings import get_settings
+from tests.claims_helpers import SHOPIFY_STREAMS, queue_shop, shop_of
 from tests.fake_connector import FakeConnector
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_db(request: pytest.FixtureRequest) -> str:
-    request.getfixturevalue("pg_hub_db" if request.param == "postgres" else "hub_db")
-    return str(request.param)
 
 
 def queue_for(count: int) -> list[uuid.UUID]:
@@ -104,40 +100,6 @@ async def test_processes_claiming_at_once_never_take_the_same_run(pg_hub_db) -> 
     claimed_by = owners(run_ids)
     for number, taken in enumerate(results):
         assert {claimed_by[r] for r in taken} == {f"host-{number}:1"}
-
-
-SHOPIFY_STREAMS = {"products": 15, "inventory": 15, "orders": 15, "customers": 60}
-
-
-def queue_shop(name: str, streams: dict[str, int], *, queued_at: datetime) -> list[uuid.UUID]:
-    """A connected shop with every stream queued for any process at ``queued_at`` (a second
-    apart, in stream order)."""
-    with session_scope() as s:
-        integration = create_integration(
-            session=s, platform="shopify", display_name=name,
-            shop_domain=f"{name.lower().replace(' ', '-')}.myshopify.com", streams=streams,
-        )  # fmt: skip
-        mark_connected(session=s, integration_id=integration.id)
-        run_ids = _queue_runs(s, integration.id, None, "schedule", False)
-        for index, run_id in enumerate(run_ids):
-            s.execute(
-                sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
-                .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
-                .values(created_at=queued_at + timedelta(seconds=index))
-            )
-    return run_ids
-
-
-def shop_of(run_ids: list[uuid.UUID]) -> list[str]:
-    with session_scope() as s:
-        names = dict(
-            s.exec(
-                select(SyncRun.id, Integration.display_name)
-                .join(Integration, col(Integration.id) == col(SyncRun.integration_id))
-                .where(col(SyncRun.id).in_(run_ids))
-            ).all()
-        )
-    return [names[run_id] for run_id in run_ids]
 
 
 async def test_a_flood_from_one_integration_does_not_starve_another_s_single_run(
@@ -231,7 +193,7 @@ async def test_runs_a_process_queues_for_itself_keep_the_per_integration_cap(
     engine = sync.SyncEngine(max_concurrency=8, connector_factory=lambda _: connector)
     run_ids = await engine.request_sync(integration_id=integration_id)
     assert len(run_ids) == 4
-    await engine.wait_finished(run_ids)
+    await wait_finished(engine, run_ids)
     with session_scope() as s:
         runs = s.exec(select(SyncRun).where(col(SyncRun.id).in_(run_ids))).all()
     assert {(run.status, run.worker, run.records_read) for run in runs} == {

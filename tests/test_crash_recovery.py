@@ -40,18 +40,12 @@ from dashboard.services import sync
 from dashboard.services.credentials import save_credential
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.lifespan import hub_lifespan
+from dashboard.services.sync_waits import wait_finished
 from tests.fake_connector import FakeConnector
 from tests.sandbox_server import apps, control_headers, running_sandbox, shopify_install
 
 ROOT = Path(__file__).resolve().parents[1]
 STOPPED = "the process running it stopped; resumed from the last checkpoint"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_db(request: pytest.FixtureRequest) -> str:
-    """The hub database on a SQLite file, then on PostgreSQL (skipped when not reachable)."""
-    request.getfixturevalue("pg_hub_db" if request.param == "postgres" else "hub_db")
-    return str(request.param)
 
 
 @pytest.fixture
@@ -287,7 +281,7 @@ def _child_sync(integration_id: str) -> None:
         sync.set_engine(sync.SyncEngine(connector_factory=lambda _: connector))
         async with sync.engine_lifespan() as engine:  # start-up recovery of the last crash
             run_ids = await engine.request_sync(integration_id=integration_id)
-            await engine.wait_finished(run_ids, poll=0.05)
+            await wait_finished(engine, run_ids, poll=0.05)
 
     asyncio.run(main())
 

@@ -24,6 +24,7 @@ from dashboard.services import runs, sync
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine, SyncRefused, request_cancel
 from dashboard.services.sync_queue import _insert_run
+from dashboard.services.sync_waits import wait_finished, wait_resumed
 from tests.fake_connector import FakeConnector
 
 
@@ -256,13 +257,6 @@ async def test_pending_integration_cannot_sync(session: Session) -> None:
 # --- one active run per stream across processes ------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_db(request: pytest.FixtureRequest) -> str:
-    """The hub database on SQLite, then on PostgreSQL (skipped when it is not reachable)."""
-    request.getfixturevalue("pg_hub_db" if request.param == "postgres" else "hub_db")
-    return str(request.param)
-
-
 @pytest.fixture
 def shared_integration(any_db: str) -> uuid.UUID:
     with session_scope() as s:
@@ -351,7 +345,7 @@ async def test_a_run_running_in_another_process_is_not_executed_again(shared_int
     await cli.wait()
     assert second.pages_served == 0
     gate.set()
-    await cli.wait_finished([run_id], poll=0.02)  # waits for the other process's run
+    await wait_finished(cli, [run_id], poll=0.02)  # waits for the other process's run
     run = run_row(run_id)
     assert (run.status, run.worker, run.records_read, run.pages) == ("succeeded", "hub:1", 30, 3)
 
@@ -409,7 +403,7 @@ async def test_wait_follows_an_interrupted_run_to_the_retry_that_resumes_it(
     async def resumed(interrupted: uuid.UUID, retry: uuid.UUID) -> None:
         followed.append((interrupted, retry))
 
-    [final] = await waiter.wait_resumed([run_id], on_resumed=resumed, poll=0.02)
+    [final] = await wait_resumed(waiter, [run_id], on_resumed=resumed, poll=0.02)
     gate.set()
     await hub.wait()
     old, retry = run_row(run_id), run_row(final)
@@ -433,7 +427,7 @@ async def test_a_run_whose_stream_is_paused_is_not_resumed_and_wait_ends(
                         paused=True)  # fmt: skip
     [run_id] = [run.id for run in active_runs(shared_integration)]
     waiter = process_engine(FakeConnector(), "cli:2")
-    assert await waiter.wait_resumed([run_id], poll=0.02) == [run_id]
+    assert await wait_resumed(waiter, [run_id], poll=0.02) == [run_id]
     old = run_row(run_id)
     assert (old.status, old.resumed_by) == ("interrupted", None)
     assert active_runs(shared_integration) == []

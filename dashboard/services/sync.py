@@ -10,13 +10,15 @@ Errors map to statuses here and nowhere else.
 This module is the runner (``SyncEngine``); its parts live beside it: ``sync_queue``
 (queueing, claiming, crash recovery, cancel/pause), ``sync_progress`` (the fenced writes of a
 running run: batches, heartbeats, events, the end of a run), ``sync_retry`` (the attempt
-policy) and ``sync_workers`` (which process runs a run).
+policy), ``sync_workers`` (which process runs a run) and ``sync_waits`` (waiting for runs
+wherever they execute).
 
 Several processes share the database (web workers, `hub worker`s on other hosts, `hub sync`).
 The database keeps one queued or running run per stream (a partial unique index). Runs queued
 for the hub (scheduled, manual, webhook, retry) have no owner: every process with free
 capacity claims them, oldest first with at most ``HUB_SYNC_PER_INTEGRATION`` of one
-integration at once (``sync_claims``), woken at once by the change feed. Every
+integration at once (``sync_claims``), woken at once by the change feed; a run that ends
+starts the next in its slot in its last transaction. Every
 write of a running run is fenced by its owner's worker id, so a run declared dead by crash
 recovery can never write again. Each process beats in ``hub_workers``; one silent for
 ``WORKER_DEAD_AFTER`` is dead, and its runs resume elsewhere from their checkpoints.
@@ -30,7 +32,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -48,7 +50,7 @@ from dashboard.models import (
 from dashboard.services import app_credentials
 from dashboard.services.changefeed import LIVE, QUEUE, get_feed
 from dashboard.services.credentials import DbCredentialStore
-from dashboard.services.sync_claims import claim_queued
+from dashboard.services.sync_claims import claim_queued, finish_and_start_next
 from dashboard.services.sync_observe import (
     ThrottledOut,
     _note_progress,
@@ -69,10 +71,8 @@ from dashboard.services.sync_progress import (
 from dashboard.services.sync_queue import SYNCABLE as SYNCABLE
 from dashboard.services.sync_queue import SyncRefused as SyncRefused
 from dashboard.services.sync_queue import (
-    _active_among,
     _queue_runs,
     _recover_stale_runs,
-    _resumed_by,
     _start_run,
     _stopped,
     _unowned_queued,
@@ -156,11 +156,14 @@ class SyncEngine:
             await self.hold(run_ids)
         return run_ids
 
-    def start(self, run_id: uuid.UUID) -> None:
-        """Execute a queued run here, unless another process claims it first."""
+    def start(self, run_id: uuid.UUID, started: _RunContext | None = None) -> None:
+        """Execute a queued run here, unless another process claims it first (``started``:
+        the run is running already, started by the end of the run before it in its slot)."""
         if run_id in self._tasks and not self._tasks[run_id].done():
             return
-        task = asyncio.get_running_loop().create_task(self._guarded(run_id), name=f"sync:{run_id}")
+        task = asyncio.get_running_loop().create_task(
+            self._guarded(run_id, started), name=f"sync:{run_id}"
+        )
         self._tasks[run_id] = task
         task.add_done_callback(lambda _: self._ended(run_id))
 
@@ -246,47 +249,6 @@ class SyncEngine:
                 return
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def wait_finished(self, run_ids: list[uuid.UUID], *, poll: float = 0.5) -> None:
-        """Wait until every run has ended, wherever it executes. Runs whose process died are
-        recovered meanwhile (``interrupted``): a wait outlives a dead process by the staleness
-        bound at most."""
-        await self.wait(run_ids)
-        last_sweep = time.monotonic()
-        while await in_session(lambda s: _active_among(s, run_ids)):
-            await asyncio.sleep(poll)
-            if time.monotonic() - last_sweep >= RECOVERY_EVERY:
-                last_sweep = time.monotonic()
-                # Runs a dead process held go back to the queue; the waiting ones that nobody
-                # started (no hub running, or a process that stopped) are started here.
-                await self.recover_interrupted(adopt=False)
-                await self.hold(run_ids)
-            await self.wait(run_ids)
-
-    async def wait_resumed(
-        self,
-        run_ids: list[uuid.UUID],
-        *,
-        on_resumed: Callable[[uuid.UUID, uuid.UUID], Awaitable[None]] | None = None,
-        poll: float = 0.5,
-    ) -> list[uuid.UUID]:
-        """``wait_finished``, following a run that ends ``interrupted`` to the run that resumed
-        its stream (``resumed_by``), and so on; the last run of each, in the order given.
-        ``on_resumed(interrupted, resumed)`` at each step. A retry nobody starts is started
-        here, like the runs handed to ``wait_finished``."""
-        final, followed = list(run_ids), set(run_ids)
-        while True:
-            await self.wait_finished(final, poll=poll)
-            links = await in_session(partial(_resumed_by, run_ids=final))
-            links = {old: new for old, new in links.items() if new not in followed}
-            if not links:
-                return final
-            for old, new in links.items():
-                followed.add(new)
-                if on_resumed is not None:
-                    await on_resumed(old, new)
-            final = [links.get(run_id, run_id) for run_id in final]
-            await self.hold(list(links.values()))
-
     async def stop(self) -> None:
         """Cancel running tasks; their runs become interrupted and resume at the next start."""
         self._stopping = True  # what the stopping runs hand back is for other processes
@@ -317,10 +279,11 @@ class SyncEngine:
 
     # --- execution -----------------------------------------------------------------------
 
-    async def _guarded(self, run_id: uuid.UUID) -> None:
+    async def _guarded(self, run_id: uuid.UUID, started: _RunContext | None = None) -> None:
+        next_run = None  # started by the run's last transaction, in the slot it frees
         async with self._semaphore:
             try:
-                await self._execute(run_id)
+                next_run = await self._execute(run_id, started)
             except asyncio.CancelledError:
                 await in_write_session(partial(_stopped, run_id=run_id, worker=self.worker))
                 get_feed().changed(QUEUE)  # handed back: another process takes it
@@ -340,11 +303,20 @@ class SyncEngine:
                         worker=self.worker,
                     )
                 )  # fmt: skip
+        if next_run is not None and self._stopping:  # stop() did not see it: it resumes
+            await in_write_session(partial(_stopped, run_id=next_run.run_id, worker=self.worker))
+        elif next_run is not None:
+            self.start(next_run.run_id, next_run)
 
-    async def _execute(self, run_id: uuid.UUID) -> None:
-        context = await in_write_session(partial(_start_run, run_id=run_id, worker=self.worker))
+    async def _execute(
+        self, run_id: uuid.UUID, started: _RunContext | None = None
+    ) -> _RunContext | None:
+        """Run it; the next run its end started in this slot (``finish_and_start_next``)."""
+        context = started or await in_write_session(
+            partial(_start_run, run_id=run_id, worker=self.worker)
+        )
         if context is None:
-            return  # claimed by another process, finished, or cancelled meanwhile
+            return None  # claimed by another process, finished, or cancelled meanwhile
         bind_log_context(run_id=run_id, integration_id=context.integration.id)  # every line
         log_json(
             logging.INFO,
@@ -365,7 +337,7 @@ class SyncEngine:
                 await in_write_session(
                     partial(_auth_failed, context=context, message=str(error), worker=self.worker)
                 )
-                return
+                return None
             except ThrottledOut as error:  # throttled attempt after attempt: no more waiting
                 status, reason = RunStatus.FAILED, gave_up_reason(error, attempts=error.attempts)
             except (TransientError, RateLimited) as error:
@@ -396,8 +368,13 @@ class SyncEngine:
                     continue
             except PlatformError as error:
                 status, reason = RunStatus.FAILED, str(error)
+            if self._claimed and not self._stopping:  # it claims for the hub: hand on
+                return await in_write_session(
+                    partial(finish_and_start_next, run_id=run_id, worker=self.worker,
+                            status=status, error=reason)
+                )  # fmt: skip
             await in_write_session(partial(finish, status=status, error=reason))
-            return
+            return None
 
     async def _read_all(self, context: _RunContext) -> None:
         if self._connector_factory == self._default_connector:
