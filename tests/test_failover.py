@@ -2,7 +2,8 @@
 host ids (HUB_WORKER_HOST). The one holding the scheduler lease and syncing is killed with
 SIGKILL mid-run; the other notices by its silence in ``hub_workers`` and takes over the lease
 and the run within 30 s, resuming from the checkpoint: the stored rows equal the sandbox's,
-none lost, none inserted twice. Skipped with the reason when PostgreSQL is not reachable."""
+none lost, none inserted twice. A busy process is not taken for dead: its beat does not wait
+for its database threads. Skipped with the reason when PostgreSQL is not reachable."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,8 +22,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from dashboard.db import session_scope
-from dashboard.models import Product
+from dashboard.db import in_session, session_scope
+from dashboard.models import HubWorker, Product
+from dashboard.services import sync
+from dashboard.services.sync_supervisor import beat_while_alive
+from dashboard.services.sync_workers import WORKER_DEAD_AFTER
 from tests.sandbox_server import control_headers
 from tests.test_crash_recovery import (
     SHOP,
@@ -143,3 +148,32 @@ async def test_a_host_killed_mid_sync_is_taken_over_within_30_s_losing_nothing(
     # host-a is gone from the live workers; host-b is the one left.
     live = query("SELECT host FROM hub_workers WHERE heartbeat_at > now() - interval '15 s'")
     assert [row.host for row in live] == ["host-b"]
+
+
+async def test_a_busy_process_s_liveness_beat_does_not_wait_for_its_database_threads(
+    pg_hub_db: Any,
+) -> None:
+    """Every shared database thread of a process busy (a hundred runs' page writes under
+    load): its beat in ``hub_workers`` still lands at once, so the other processes do not
+    take it for dead and resume its runs."""
+    engine = sync.SyncEngine(max_concurrency=1)
+    engine.worker = "busy-host:1"
+    release = threading.Event()
+    busy = [asyncio.ensure_future(in_session(lambda _: release.wait(20))) for _ in range(40)]
+    stop = asyncio.Event()
+    beating = asyncio.ensure_future(beat_while_alive(engine, stop, kind="worker"))
+    try:
+        deadline = time.monotonic() + WORKER_DEAD_AFTER.total_seconds() / 3
+        while time.monotonic() < deadline and not beaten(engine.worker):
+            await asyncio.sleep(0.05)
+        assert beaten(engine.worker), "the beat waited for the busy database threads"
+        assert not any(job.done() for job in busy)  # they were all still busy meanwhile
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.gather(beating, *busy)
+
+
+def beaten(worker: str) -> bool:
+    with session_scope() as s:
+        return s.get(HubWorker, worker) is not None

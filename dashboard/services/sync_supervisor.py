@@ -10,10 +10,12 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
-from dashboard.db import in_write_session
+from sqlmodel import Session
+
+from dashboard.db import get_engine, in_own_session, in_write_session
 from dashboard.services import (
     amazon_lifecycle,
     change_feed,
@@ -102,7 +104,7 @@ async def beat_while_alive(engine: SyncEngine, stop: asyncio.Event, *, kind: str
     in ``hub_workers``); at the end, an orderly stop removes the row."""
     while not stop.is_set():
         try:
-            await in_write_session(
+            await _liveness_write(
                 partial(
                     beat, worker=engine.worker, kind=kind, capacity=engine.capacity,
                     running=len(engine._tasks),
@@ -114,6 +116,17 @@ async def beat_while_alive(engine: SyncEngine, stop: asyncio.Event, *, kind: str
             await asyncio.wait_for(stop.wait(), timeout=WORKER_BEAT_EVERY)
     with contextlib.suppress(Exception):
         await in_write_session(partial(forget, worker=engine.worker))
+
+
+async def _liveness_write(fn: Callable[[Session], None]) -> None:
+    """A beat on PostgreSQL takes a database thread of its own: queued behind a busy
+    process's run writes it could come later than ``WORKER_DEAD_AFTER``, and the other
+    processes would take a live process for dead and resume its runs. SQLite has one
+    writer; there it queues with the rest."""
+    if get_engine().dialect.name == "sqlite":
+        await in_write_session(fn)
+    else:
+        await in_own_session("liveness", fn)
 
 
 @contextlib.asynccontextmanager
