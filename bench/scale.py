@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, 
 
 import httpx  # noqa: E402
 from _databases import fresh_database  # noqa: E402
+from _runs import describe, last_stream_waits  # noqa: E402
 from _stats import percentile  # noqa: E402
 from sqlmodel import SQLModel, select  # noqa: E402
 
@@ -270,7 +271,7 @@ async def run(args: argparse.Namespace) -> None:
     stop.set()
     await asyncio.gather(*probes)
 
-    report(wall, queued, len(run_ids))
+    report(wall, queued, len(run_ids), in_flight=args.concurrency)
     print(
         f"event-loop lag: p50 {percentile(lags, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(lags, 0.99) * 1000:.1f} ms, max {max(lags) * 1000:.1f} ms "
@@ -285,19 +286,9 @@ async def run(args: argparse.Namespace) -> None:
     print(f"peak RSS {peak:.0f} MB")
 
 
-def describe(runs: list[SyncRun], origin: datetime) -> str:
-    """Each run: queued, started and finished, in seconds after ``origin``."""
-    def at(moment: datetime | None) -> str:
-        return "-" if moment is None else f"{(moment - origin).total_seconds():.2f}"
-
-    return "; ".join(
-        f"{run.stream} queued {at(run.created_at)} ran {at(run.started_at)}-{at(run.finished_at)}"
-        for run in sorted(runs, key=lambda run: run.started_at or origin)
-    )
-
-
-def report(wall: float, queued: float, run_count: int) -> None:
-    """Records/s, runs/s, fairness and queue waits, from the runs table."""
+def report(wall: float, queued: float, run_count: int, *, in_flight: int) -> None:
+    """Records/s, runs/s, fairness and queue waits, from the runs table; ``in_flight``: how
+    many runs the processes run at once."""
     with session_scope() as session:
         runs = session.exec(select(SyncRun)).all()
     statuses = {run.status for run in runs}
@@ -337,6 +328,22 @@ def report(wall: float, queued: float, run_count: int) -> None:
     tenth = max(1, len(rates) // 10)
     medians = [statistics.median(rates[i : i + tenth]) for i in range(0, len(rates), tenth)]
     print("median throughput by start, in tenths: " + " / ".join(f"{m:,.0f}" for m in medians))
+    # The same min/max without the integrations that start while the processes fill up and
+    # drain (as many as run at once, at each end): the spread of the steady state, beside
+    # the load's own ramps (the min/max above stays the figure of record).
+    steady = rates[in_flight:-in_flight]
+    if steady:
+        print(
+            f"fairness without the first and last {in_flight} integrations to start: "
+            f"min/max = {min(steady) / max(steady):.2f}"
+        )
+    waits_for_slot = last_stream_waits(per_integration.values())
+    if waits_for_slot:
+        print(
+            f"an integration's last stream started after its first run ended: median "
+            f"{statistics.median(waits_for_slot):.2f} s, p95 "
+            f"{percentile(waits_for_slot, 0.95):.2f} s"
+        )
     first_start = started_rates[0][0]
     for label, (_, rate, extreme_runs) in (
         ("slowest", min(started_rates, key=lambda entry: entry[1])),
@@ -381,7 +388,7 @@ async def across_workers(args: argparse.Namespace, integration_ids: list[uuid.UU
         wall = time.perf_counter() - began
     finally:
         outputs = await asyncio.to_thread(stop_workers, children)
-    report(wall, queued, total)
+    report(wall, queued, total, in_flight=args.concurrency * args.workers)
     print("peak RSS per worker process: " + ", ".join(o.strip().split()[-1] for o in outputs))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the queueing process {peak:.0f} MB")

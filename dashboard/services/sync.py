@@ -18,7 +18,7 @@ The database keeps one queued or running run per stream (a partial unique index)
 for the hub (scheduled, manual, webhook, retry) have no owner: every process with free
 capacity claims them, oldest first with at most ``HUB_SYNC_PER_INTEGRATION`` of one
 integration at once (``sync_claims``), woken at once by the change feed; a run that ends
-starts the next in its slot in its last transaction. Every
+starts its integration's next queued run in its slot, in its last transaction. Every
 write of a running run is fenced by its owner's worker id, so a run declared dead by crash
 recovery can never write again. Each process beats in ``hub_workers``; one silent for
 ``WORKER_DEAD_AFTER`` is dead, and its runs resume elsewhere from their checkpoints.
