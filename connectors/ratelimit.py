@@ -10,12 +10,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connectors.metrics import record_throttle_wait
+
+
+class LoopLock:
+    """An ``asyncio.Lock`` per event loop, for state a process keeps per platform account.
+
+    An asyncio lock belongs to the loop that first waits on it, and a process may run more
+    than one loop (a test serving the hub's routes in a thread beside its own): a second
+    loop waiting on the same lock failed the run ("bound to a different event loop"). Takers
+    on one loop take turns; loops do not exclude each other (a hub process runs one).
+    """
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _of_this_loop(self) -> asyncio.Lock:
+        return self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+
+    async def __aenter__(self) -> None:
+        await self._of_this_loop().acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._of_this_loop().release()
 
 
 @dataclass(frozen=True)
@@ -50,7 +75,7 @@ class TokenBucket:
         self._clock = clock
         self._sleep = sleep
         self._updated = clock()
-        self._lock = asyncio.Lock()
+        self._lock = LoopLock()
         self.taken = 0
         self.last_take: Take | None = None
 

@@ -9,6 +9,8 @@ import asyncio
 import heapq
 import itertools
 import json
+import threading
+import time
 from collections.abc import Awaitable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -265,3 +267,36 @@ async def test_a_full_bucket_overflows_while_the_first_query_travels(
     await virtual.run(client.query("Products", PRODUCTS, {"first": 110}))
     await client.aclose()
     assert shop.throttled == 0
+
+
+def test_one_shop_s_bucket_serves_queries_from_two_event_loops_of_one_process() -> None:
+    """A process may run a second event loop (a test serving the hub's webhook routes in a
+    thread beside its syncs): queries of one shop from both wait their turn on their own
+    loop instead of failing the run ("bound to a different event loop"), and an answer on
+    one loop wakes a query waiting on the other."""
+    throttle = ShopifyThrottle(available=0.0, restore_rate=2_000.0)
+    tickets: list[int] = []
+    failures: list[BaseException] = []
+
+    async def queries() -> None:
+        async def one() -> None:
+            ticket = await throttle.reserve(("products",), 50.0)
+            await asyncio.sleep(0.001)
+            throttle.settle(ticket, None, time.monotonic())
+            tickets.append(ticket)
+
+        await asyncio.gather(*(one() for _ in range(5)))
+
+    def loop_of_its_own() -> None:
+        try:
+            asyncio.run(queries())
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    threads = [threading.Thread(target=loop_of_its_own) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert failures == []
+    assert sorted(tickets) == list(range(10))  # every query reserved once, none twice

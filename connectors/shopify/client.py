@@ -34,6 +34,7 @@ from connectors.http import CLIENTS, ClientPool, build_client, raise_for_transie
 from connectors.metrics import record_throttle_wait
 from connectors.ratelimit import (
     CostBucket,
+    LoopLock,
     report_quota,
     report_throttled,
     report_wait,
@@ -99,7 +100,7 @@ class ShopifyThrottle:
     updated: float = field(default_factory=time.monotonic)
     # Shopify's ``requestedQueryCost`` of the last answer, by ``cost_key``.
     expected_cost: dict[tuple[Any, ...], float] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: LoopLock = field(default_factory=LoopLock)
     throttled: int = 0
     waited: float = 0.0
     in_flight: dict[int, Reservation] = field(default_factory=dict)
@@ -228,9 +229,11 @@ class ShopifyThrottle:
         self._wake()
 
     def _wake(self) -> None:
-        for woken in self._wakers:
-            if not woken.done():
-                woken.set_result(None)
+        for woken in list(self._wakers):
+            if woken.get_loop() is _running_loop():
+                _wake_up(woken)
+            else:  # a query waiting on another event loop of this process
+                woken.get_loop().call_soon_threadsafe(_wake_up, woken)
 
     def _learn_rate(self, reported: float, kept: float, now: float) -> None:
         """Measure the refill since the mark when this query was the only one in between.
@@ -278,6 +281,18 @@ class ShopifyThrottle:
 
     async def abandoned(self, ticket: int) -> None:
         self.settle(ticket, None, time.monotonic())
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _wake_up(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 _throttles: dict[str, ShopifyThrottle] = {}
