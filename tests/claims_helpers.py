@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from dashboard.db import session_scope
 from dashboard.models import Integration, SyncRun
@@ -27,12 +27,17 @@ def queue_shop(name: str, streams: dict[str, int], *, queued_at: datetime) -> li
         mark_connected(session=s, integration_id=integration.id)
         run_ids = _queue_runs(s, integration.id, None, "schedule", False)
         for index, run_id in enumerate(run_ids):
-            s.execute(
-                sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
-                .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
-                .values(created_at=queued_at + timedelta(seconds=index))
-            )
+            set_queued_at(s, run_id, queued_at + timedelta(seconds=index))
     return run_ids
+
+
+def set_queued_at(session: Session, run_id: uuid.UUID, at: datetime) -> None:
+    """Move a run's queue time (``created_at``): claims go by it."""
+    session.execute(
+        sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
+        .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
+        .values(created_at=at)
+    )
 
 
 def shop_of(run_ids: list[uuid.UUID]) -> list[str]:

@@ -28,7 +28,7 @@ from dashboard.services.sync_queue import _queue_runs
 from dashboard.services.sync_waits import wait_finished
 from dashboard.services.sync_workers import beat
 from dashboard.settings import get_settings
-from tests.claims_helpers import SHOPIFY_STREAMS, queue_shop, shop_of
+from tests.claims_helpers import SHOPIFY_STREAMS, queue_shop, set_queued_at, shop_of
 from tests.fake_connector import FakeConnector
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
@@ -49,11 +49,7 @@ def queue_for(count: int) -> list[uuid.UUID]:
     with session_scope() as s:  # distinct queue times, in creation order
         start = datetime.now(UTC) - timedelta(minutes=1)
         for index, run_id in enumerate(run_ids):
-            s.execute(
-                sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
-                .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
-                .values(created_at=start + timedelta(seconds=index))
-            )
+            set_queued_at(s, run_id, start + timedelta(seconds=index))
     return run_ids
 
 

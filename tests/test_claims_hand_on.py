@@ -11,13 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlmodel import col, select
 
 from dashboard.db import session_scope
 from dashboard.models import SyncRun
 from dashboard.services import sync
-from tests.claims_helpers import queue_shop, shop_of
+from tests.claims_helpers import queue_shop, set_queued_at, shop_of
 from tests.fake_connector import FakeConnector
 
 TWO_STREAMS = {"products": 15, "customers": 15}
@@ -35,15 +34,6 @@ def runs_in_start_order(run_ids: list[uuid.UUID]) -> list[SyncRun]:
     with session_scope() as s:
         runs = s.exec(select(SyncRun).where(col(SyncRun.id).in_(run_ids))).all()
     return sorted(runs, key=lambda run: (run.started_at is None, run.started_at))
-
-
-def requeue(run_id: uuid.UUID, at: datetime) -> None:
-    with session_scope() as s:
-        s.execute(
-            sa.update(SyncRun.__table__)  # type: ignore[attr-defined]
-            .where(SyncRun.__table__.c.id == run_id)  # type: ignore[attr-defined]
-            .values(created_at=at)
-        )
 
 
 async def test_an_integration_s_runs_queued_together_run_back_to_back(any_db: str) -> None:
@@ -74,8 +64,9 @@ async def test_a_run_queued_after_the_ending_one_started_waits_its_turn(any_db: 
     first = queue_shop("First", TWO_STREAMS, queued_at=now - timedelta(minutes=10))
     [second] = queue_shop("Second", {"orders": 15}, queued_at=now - timedelta(minutes=10))
     # Queued after the first shop's first run will have started: the other shop's earlier.
-    requeue(second, now + timedelta(hours=1))
-    requeue(first[1], now + timedelta(hours=2))
+    with session_scope() as s:
+        set_queued_at(s, second, now + timedelta(hours=1))
+        set_queued_at(s, first[1], now + timedelta(hours=2))
     engine = one_slot_engine()
 
     assert await engine.claim() == first[:1]
