@@ -15,7 +15,6 @@ import fcntl
 import hashlib
 import os
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
@@ -24,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from connectors.auth import ACCESS_TOKEN
 from connectors.base import StoredCredential
+from connectors.ratelimit import LoopLock
 from dashboard.db import get_engine, in_session
 from dashboard.models import Credential
 from dashboard.services.vault import CREDENTIAL_FORMAT, Vault, get_vault
@@ -107,11 +107,8 @@ def credential_summaries(*, session: Session, integration_id: uuid.UUID) -> list
     ]
 
 
-# Per event loop: an asyncio lock belongs to one loop, and a process may run more than one
-# (a test serving the hub's routes in a thread beside its own loop).
-_local_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
+# Per name, one asyncio lock per event loop (``LoopLock``: a process may run more than one).
+_local_locks: dict[str, LoopLock] = {}
 
 
 def _lock_number(name: str) -> int:
@@ -153,9 +150,7 @@ def hold_cross_process_lock(name: str) -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def cross_process_lock(name: str) -> AsyncIterator[None]:
     """Hold ``name`` against every task of this process and every other hub process."""
-    locks = _local_locks.setdefault(asyncio.get_running_loop(), {})
-    local = locks.setdefault(name, asyncio.Lock())
-    async with local:  # tasks of this process queue here, not in threads
+    async with _local_locks.setdefault(name, LoopLock()):  # this process's tasks queue here
         held = hold_cross_process_lock(name)
         await asyncio.to_thread(held.__enter__)
         try:
