@@ -55,6 +55,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, on the path
 
+from _databases import fresh_database  # noqa: E402
 from _feed import change_feed_running  # noqa: E402
 from _stats import percentile  # noqa: E402
 from _viewers import open_viewers  # noqa: E402
@@ -420,7 +421,8 @@ def main() -> int:
     parser.add_argument("--time-scale", type=float, default=20.0)
     parser.add_argument("--sandbox", choices=("mounted", "standalone"), default="mounted")
     parser.add_argument(
-        "--database-url", default=None, help="an empty PostgreSQL database; default: SQLite"
+        "--database-url", default=None,
+        help="a PostgreSQL server, where the bench makes a database of its own; default: SQLite",
     )
     args = parser.parse_args()
     browsers = args.viewers if args.browsers is None else args.browsers
@@ -436,7 +438,14 @@ def main() -> int:
     # run_all and CI stop us with SIGTERM: unwind through the finally blocks (hub, browser).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     total_start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="hub-live-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="hub-live-bench-") as tmp,
+        fresh_database(args.database_url) as database_url,
+    ):
+        # A database of its own: a second run on the server's `postgres` would find the
+        # first one's rows, sealed with another run's key.
+        if args.database_url:
+            args.database_url = database_url
         try:
             result = measure(args, Path(tmp))
         finally:
