@@ -85,6 +85,44 @@ async def test_pages_showing_the_same_rows_share_one_read_per_change(
     assert await live.shared_read("test", read) == 4  # read again, not the failure
 
 
+async def test_while_writes_keep_coming_one_read_runs_and_one_waits(
+    hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Syncs move the feed every few milliseconds. Pages woken by each move must not start a
+    read each: while one read runs, every page that needs a newer state shares the one read
+    queued behind it, and it starts after the running one has ended."""
+    from dashboard.services.changefeed import LIVE, get_feed
+
+    feed = get_feed()
+    running = 0
+    most_at_once = 0
+    reads = 0
+    started_versions: list[int] = []
+
+    async def read() -> int:
+        nonlocal running, most_at_once, reads
+        reads += 1
+        started_versions.append(feed.version(LIVE))
+        running += 1
+        most_at_once = max(most_at_once, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return reads
+
+    first = asyncio.ensure_future(live.shared_read("busy", read))
+    await asyncio.sleep(0.01)  # the first read runs
+    later: list[asyncio.Future[int]] = []
+    for _ in range(20):  # a write, then a page woken by it, while that read runs
+        feed.changed(LIVE)
+        await asyncio.sleep(0)
+        later.append(asyncio.ensure_future(live.shared_read("busy", read)))
+    assert await first == 1
+    assert set(await asyncio.gather(*later)) == {2}  # every later page: the one queued read
+    assert (reads, most_at_once) == (2, 1)
+    assert started_versions[1] >= started_versions[0] + 20  # it read after every write
+    live._SHARED.pop("busy")
+
+
 async def test_runs_page_and_bell_send_nothing_on_a_quiet_tick(hub_db: sa.Engine) -> None:
     for state in (RunsState(_reflex_internal_init=True),
                   NotificationState(_reflex_internal_init=True)):  # fmt: skip
@@ -149,7 +187,7 @@ async def test_a_live_page_stops_streaming_within_a_second_of_the_session_ending
         reads.append(time.monotonic())
         return await real_fetch(self)
 
-    async def connected(state: object) -> bool:
+    async def connected(token: object) -> bool:
         return True  # the tab's websocket is open (another test's app may hold the registry)
 
     monkeypatch.setattr(OverviewState, "fetch", counted_fetch)
@@ -221,7 +259,7 @@ async def test_a_closed_tabs_loop_ends_without_writing_to_it(
     away ABANDONED_SECONDS, and the tab, back later, gets a live page again."""
     connected = True
 
-    async def tab_connected(state: object) -> bool:
+    async def tab_connected(token: object) -> bool:
         return connected
 
     monkeypatch.setattr(live, "_tab_connected", tab_connected)
@@ -262,7 +300,7 @@ async def test_a_live_page_checks_its_session_when_sessions_change_not_every_tic
     checks once, then again only when users or sessions were written (any sign-out wakes it
     at once) or SESSION_CHECK_SECONDS passed (a session expiring writes nothing)."""
 
-    async def connected(state: object) -> bool:
+    async def connected(token: object) -> bool:
         return True
 
     monkeypatch.setattr(live, "_tab_connected", connected)

@@ -32,6 +32,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import reflex as rx
@@ -90,20 +91,21 @@ async def live_loop(state: LivePage) -> bool:
         # An id that is not running here (its loop ended with its tab away, or it runs on
         # another worker, which ends it on its next tick) is simply replaced.
         loop_id = state.watching = secrets.randbelow(2**48) + 1
+        tab = _client_token(state)
     _RUNNING.add(loop_id)
     try:
-        return await _watch(state, loop_id)
+        return await _watch(state, loop_id, tab)
     finally:
         _RUNNING.discard(loop_id)
 
 
-async def _watch(state: LivePage, loop_id: int) -> bool:
+async def _watch(state: LivePage, loop_id: int, tab: str | None) -> bool:
     away_since: float | None = None
     feed = get_feed()
     sessions_seen, checked_at = -1, -SESSION_CHECK_SECONDS
     while True:
         began = time.monotonic()
-        if not await _tab_connected(state):
+        if not await _tab_connected(tab):
             away_since = away_since or began
             if began - away_since > ABANDONED_SECONDS:
                 return False  # the tab is gone: end without a write it could not receive
@@ -121,9 +123,9 @@ async def _watch(state: LivePage, loop_id: int) -> bool:
                 await _stop(state, loop_id)
                 # A tab away now is loading a page (its own sign-out's login page): that page
                 # decides. A redirect sent now would reach it late and cut a navigation short.
-                return await _tab_connected(state)
+                return await _tab_connected(tab)
         data = await state.fetch()
-        if not await _tab_connected(state):
+        if not await _tab_connected(tab):
             continue  # closed while this was read: its rows would go nowhere
         async with state:
             if state.watching != loop_id:
@@ -161,53 +163,101 @@ async def _stop(state: LivePage, loop_id: int) -> None:
             state.watching = 0
 
 
-async def _tab_connected(state: LivePage) -> bool:
+def _client_token(state: LivePage) -> str | None:
+    """The tab's token, read once per loop: through the state's proxy every read of
+    ``router`` builds proxies anew, a third of a live loop's CPU when asked twice a tick."""
+    try:
+        return str(state.router.session.client_token)
+    except Exception:
+        return None
+
+
+async def _tab_connected(tab: str | None) -> bool:
     """Whether the tab's websocket is connected (to any worker). Reflex offers no public way to
     ask, so this uses what its shared states use; when that cannot answer, the tab counts as
     connected (the loop then behaves as it did without this check)."""
+    if tab is None:
+        return True
     try:
         from reflex_base.registry import RegistrationContext
 
         namespace = RegistrationContext.get().app.event_namespace
         if namespace is None:
             return True
-        token = state.router.session.client_token
-        return bool(await namespace._token_manager.is_token_connected(token))
+        return bool(await namespace._token_manager.is_token_connected(tab))
     except Exception:
         return True
 
 
 T = TypeVar("T")
-# Reads of rows every viewer sees alike (the Overview, the bell), per key: the feed's version
-# when the read started, when it ended (None while running) and the read itself.
-_SHARED: dict[str, tuple[int, float | None, asyncio.Future[Any]]] = {}
+
+
+@dataclass
+class _Read:
+    """A shared read: the feed's version when it started, when it ended (None while it runs)
+    and its result."""
+
+    version: int
+    result: asyncio.Future[Any]
+    ended_at: float | None = None
+
+
+# Reads of rows every viewer sees alike (the Overview, the bell), per key: the latest read
+# (running or ended), and the one queued to start when a running one ends.
+_SHARED: dict[str, _Read] = {}
+_NEXT: dict[str, asyncio.Future[Any]] = {}
 
 
 async def shared_read(key: str, read: Callable[[], Awaitable[T]]) -> T:
     """One read per process for every open page that shows the same rows: a change wakes
     every page at once, and they all take the read that started after it (or the one that
     ended less than ``MIN_INTERVAL_SECONDS`` ago with nothing changed since) instead of each
-    asking the database. 50 admins on the Overview cost one read per change, not 50."""
+    asking the database. 50 admins on the Overview cost one read per change, not 50.
+
+    At most one read per key runs at a time. A page that needs a newer state than the running
+    read's waits for the one read queued behind it, which every such page shares. Starting a
+    read per newer version instead (syncs move the version every few milliseconds) ran the
+    same read several times at once: up to four Overview reads of 0.4-0.7 s each were seen
+    together with 50 pages and 20 syncs (bench/live_latency.py)."""
+    loop = asyncio.get_running_loop()
     version = get_feed().version(LIVE)
-    entry = _SHARED.get(key)
-    if entry is not None:
-        started_at, ended_at, pending = entry
-        fresh = ended_at is None or time.monotonic() - ended_at < MIN_INTERVAL_SECONDS
-        if started_at >= version and fresh and pending.get_loop() is asyncio.get_running_loop():
-            return await asyncio.shield(pending)
-    pending = asyncio.ensure_future(read())
-    _SHARED[key] = (version, None, pending)
+    latest = _SHARED.get(key)
+    if latest is not None and latest.result.get_loop() is loop:
+        if latest.version >= version:
+            fresh = (
+                latest.ended_at is None or time.monotonic() - latest.ended_at < MIN_INTERVAL_SECONDS
+            )
+            if fresh:
+                return await asyncio.shield(latest.result)
+        elif latest.ended_at is None:  # running, but older than this page's change
+            queued = _NEXT.get(key)
+            if queued is None or queued.get_loop() is not loop:
+                queued = _NEXT[key] = loop.create_task(_after(key, latest, read))
+            return await asyncio.shield(queued)
+    return await asyncio.shield(_start(key, read).result)
+
+
+def _start(key: str, read: Callable[[], Awaitable[Any]]) -> _Read:
+    entry = _Read(get_feed().version(LIVE), asyncio.ensure_future(read()))
+    _SHARED[key] = entry
 
     def ended(done: asyncio.Future[Any]) -> None:
-        if _SHARED.get(key, (0, None, None))[2] is not pending:
+        if _SHARED.get(key) is not entry:
             return  # a newer read took its place
         if done.cancelled() or done.exception() is not None:
             del _SHARED[key]  # the next page reads again
         else:
-            _SHARED[key] = (version, time.monotonic(), pending)
+            entry.ended_at = time.monotonic()
 
-    pending.add_done_callback(ended)
-    return await asyncio.shield(pending)
+    entry.result.add_done_callback(ended)
+    return entry
+
+
+async def _after(key: str, running: _Read, read: Callable[[], Awaitable[T]]) -> T:
+    """The queued read: it starts once ``running`` ended, however that ended."""
+    await asyncio.wait([running.result])
+    _NEXT.pop(key, None)
+    return await asyncio.shield(_start(key, read).result)
 
 
 def assign_changed(state: Any, values: dict[str, Any]) -> None:
