@@ -293,6 +293,36 @@ async def test_a_closed_tabs_loop_ends_without_writing_to_it(
     assert not live._RUNNING
 
 
+async def test_a_read_equal_to_the_last_one_does_not_enter_the_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Entering a page's state costs a lock and a delta even when nothing changed: a loop
+    whose reads bring nothing new enters it only every RECHECK_SECONDS, and there sees that
+    its page has left."""
+
+    async def connected(token: object) -> bool:
+        return True
+
+    class QuietTab(_Tab):
+        reads = 0
+
+        async def fetch(self) -> object:
+            self.reads += 1
+            return {"open_incidents": 0, "items": []}  # a new object, equal every time
+
+    monkeypatch.setattr(live, "_tab_connected", connected)
+    monkeypatch.setattr(live, "FALLBACK_SECONDS", 0.01)
+    monkeypatch.setattr(live, "RECHECK_SECONDS", 0.3)
+    tab = QuietTab()
+    loop = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]
+    while tab.reads < 10:
+        await asyncio.sleep(0.01)
+    assert (tab.applied, tab.writes) == (1, 2)  # one apply; the other entry took the loop id
+    tab.watching = 0  # the page left (its unmount's stop_watching)
+    await asyncio.wait_for(loop, timeout=2)  # ended at its next look, within RECHECK_SECONDS
+    assert tab.applied == 1
+
+
 async def test_a_live_page_checks_its_session_when_sessions_change_not_every_tick(
     hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

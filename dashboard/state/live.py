@@ -54,6 +54,10 @@ MIN_INTERVAL_SECONDS = 0.5
 # PostgreSQL, the hub's CPU unchanged (bench/live_latency.py).
 SHARED_MIN_INTERVAL_SECONDS = 0.25
 FALLBACK_SECONDS = 5.0
+# How long a loop whose reads bring nothing new goes without entering its state, where it
+# sees that its page has left (``watching`` changed): such a loop ends within this.
+RECHECK_SECONDS = 5.0
+_NOTHING_YET = object()
 # How often a page checks its session when nothing said users or sessions changed.
 SESSION_CHECK_SECONDS = 15.0
 # While the tab is away: how often the loop looks whether it came back.
@@ -103,6 +107,8 @@ async def _watch(state: LivePage, loop_id: int, tab: str | None) -> bool:
     away_since: float | None = None
     feed = get_feed()
     sessions_seen, checked_at = -1, -SESSION_CHECK_SECONDS
+    applied: object = _NOTHING_YET  # the read this loop last applied, and when
+    entered_at = time.monotonic()
     while True:
         began = time.monotonic()
         if not await _tab_connected(tab):
@@ -127,10 +133,15 @@ async def _watch(state: LivePage, loop_id: int, tab: str | None) -> bool:
         data = await state.fetch()
         if not await _tab_connected(tab):
             continue  # closed while this was read: its rows would go nowhere
-        async with state:
-            if state.watching != loop_id:
-                return False
-            state.apply(data)
+        # Entering the state costs a lock, proxies and a delta even when nothing changed, and
+        # the bell's rows stay the same for minutes on every open page: a read equal to the
+        # last one applied is skipped. RECHECK_SECONDS still brings a look at ``watching``.
+        if data != applied or began - entered_at >= RECHECK_SECONDS:
+            async with state:
+                if state.watching != loop_id:
+                    return False
+                state.apply(data)
+            applied, entered_at = data, began
         await asyncio.sleep(max(0.0, state.min_interval - (time.monotonic() - began)))
         await feed.wait(LIVE, seen, at_most=FALLBACK_SECONDS)
 
