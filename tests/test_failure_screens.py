@@ -233,6 +233,27 @@ async def test_logs_page_filters_across_integrations_and_downloads(hub_db: sa.En
     assert lines[0].endswith("an old run's summary") and "ERROR" in lines[2]
 
 
+async def test_logs_page_turns_pages_it_does_not_count(
+    hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Logs page reads one event past its page instead of counting: Next goes on only
+    while another page follows, and the label names the page alone."""
+    monkeypatch.setattr("dashboard.pages.logs.PAGE_SIZE", 3)
+    with Session(hub_db) as session:
+        _events(session)
+        logs = signed_in(LogsState(_reflex_internal_init=True), session)
+    assert isinstance(logs, LogsState)
+    await LogsState.load_logs.fn(logs)
+    await LogsState.set_period.fn(logs, "all")  # 4 events: a page of 3, then 1
+    assert (len(logs.rows), logs.more, logs.page_label, logs.page_count) == (3, True, "Page 1", 2)
+    await LogsState.next_page.fn(logs)
+    assert (len(logs.rows), logs.more, logs.page_label) == (1, False, "Page 2")
+    await LogsState.next_page.fn(logs)  # no page follows: Next stays
+    assert (logs.page, logs.rows[0]["message"]) == (1, "an old run's summary")
+    await LogsState.previous_page.fn(logs)
+    assert (logs.page, len(logs.rows)) == (0, 3)
+
+
 async def test_logs_page_needs_a_session(hub_db: sa.Engine) -> None:
     logs = LogsState(_reflex_internal_init=True)
     logs.router = RouterData.from_router_data({"headers": {}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import reflex as rx
 from sqlmodel import Session
@@ -23,6 +23,7 @@ from dashboard.state.auth import AuthState
 from dashboard.state.guard import requires
 from dashboard.state.integration_detail import LOG_LEVELS
 from dashboard.state.integration_filter import IntegrationFilter
+from dashboard.state.paging import PagedState
 
 PAGE_SIZE = 50
 # The table pages through the newest events of the newest matching runs
@@ -43,16 +44,18 @@ def _since(period: str) -> datetime | None:
     return None
 
 
-class LogsState(IntegrationFilter, AuthState):
+class LogsState(PagedState, IntegrationFilter, AuthState):
+    page_size: ClassVar[int] = PAGE_SIZE
     search: str = ""
     level: str = "all"
     platform: str = "all"
     period: str = "day"
-    page: int = 0
     rows: list[dict[str, str]] = []
-    more: bool = False  # a next page exists
+    more: bool = False  # a next page exists: the read asks for one row past the page
     loaded: bool = False
 
+    # Events are not counted (``total`` stays 0): a read takes one event past the page, so
+    # the pager knows only whether another page follows.
     @rx.var
     def page_count(self) -> int:
         return self.page + (2 if self.more else 1)
@@ -60,6 +63,9 @@ class LogsState(IntegrationFilter, AuthState):
     @rx.var
     def page_label(self) -> str:
         return f"Page {self.page + 1}"
+
+    def _has_next_page(self) -> bool:
+        return self.more
 
     @rx.var
     def shown_label(self) -> str:
@@ -129,20 +135,6 @@ class LogsState(IntegrationFilter, AuthState):
     async def set_period(self, value: str):
         self.period, self.page = value, 0
         await self._reload()
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def next_page(self):
-        if self.more:
-            self.page += 1
-            await self._reload()
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def previous_page(self):
-        if self.page > 0:
-            self.page -= 1
-            await self._reload()
 
     @rx.event
     @requires(Role.VIEWER)

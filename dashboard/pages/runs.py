@@ -4,12 +4,12 @@ cancel, retry; a run's log tail."""
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import reflex as rx
 
 from dashboard import routes
-from dashboard.components.common import count_pages, empty_state, pager, pages_label, status_badge
+from dashboard.components.common import empty_state, pager, status_badge
 from dashboard.components.formats import counted, exact_time, number, relative_time
 from dashboard.components.integration_picker import integration_picker
 from dashboard.components.run_progress import run_progress
@@ -23,26 +23,18 @@ from dashboard.state.auth import AuthState
 from dashboard.state.guard import acting_user, not_an_event, requires
 from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState, assign_changed, live_region
+from dashboard.state.paging import PagedState
 
 PAGE_SIZE = 50
 
 
-class RunsState(LiveState, IntegrationFilter, AuthState):
+class RunsState(LiveState, PagedState, IntegrationFilter, AuthState):
+    page_size: ClassVar[int] = PAGE_SIZE
     rows: list[dict] = []
-    total: int = 0
-    page: int = 0
     status_filter: str = "all"
     platform_filter: str = "all"
     selected_run: str = ""
     events: list[dict[str, str]] = []
-
-    @rx.var
-    def page_count(self) -> int:
-        return count_pages(self.total, PAGE_SIZE)
-
-    @rx.var
-    def page_label(self) -> str:
-        return pages_label(self.page, self.page_count)
 
     @rx.var
     def total_label(self) -> str:
@@ -124,20 +116,6 @@ class RunsState(LiveState, IntegrationFilter, AuthState):
     async def set_platform_filter(self, value: str):
         self.platform_filter, self.page = value, 0
         await self._reload()
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def next_page(self):
-        if self.page + 1 < self.page_count:
-            self.page += 1
-            await self._reload()
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def previous_page(self):
-        if self.page > 0:
-            self.page -= 1
-            await self._reload()
 
     @rx.event
     @requires(Role.VIEWER)

@@ -4,12 +4,11 @@ filters, sort and selection, kept live; bulk pause and resume; discarding stale 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import reflex as rx
 from sqlmodel import Session
 
-from dashboard.components.common import count_pages, pages_label
 from dashboard.components.formats import count, counted
 from dashboard.db import in_session
 from dashboard.models import Integration, Role, User
@@ -20,6 +19,7 @@ from dashboard.services.audit import record_audit
 from dashboard.state.auth import AuthState
 from dashboard.state.guard import acting_user, not_an_event, requires
 from dashboard.state.live import LiveState
+from dashboard.state.paging import PagedState
 
 PAGE_SIZE = 25
 HEALTH_FILTER = "health:"  # a status filter value naming a health, not a stored status
@@ -71,10 +71,9 @@ def _read_page(session: Session, query: tuple) -> tuple[list[dict[str, Any]], in
     )
 
 
-class IntegrationsState(LiveState, AuthState):
+class IntegrationsState(LiveState, PagedState, AuthState):
+    page_size: ClassVar[int] = PAGE_SIZE
     rows: list[dict[str, str]] = []
-    total: int = 0
-    page: int = 0
     search: str = ""
     platform_filter: str = "all"
     status_filter: str = "all"
@@ -88,14 +87,6 @@ class IntegrationsState(LiveState, AuthState):
     _shown_for: tuple = ()
     _mark: tuple = ()
     _record_bases: dict[str, Any] = {}
-
-    @rx.var
-    def page_count(self) -> int:
-        return count_pages(self.total, PAGE_SIZE)
-
-    @rx.var
-    def page_label(self) -> str:
-        return pages_label(self.page, self.page_count)
 
     @rx.var
     def total_label(self) -> str:
@@ -228,20 +219,6 @@ class IntegrationsState(LiveState, AuthState):
     async def reverse_order(self):
         self.descending, self.page = not self.descending, 0
         await self._reload()
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def next_page(self):
-        if self.page + 1 < self.page_count:
-            self.page += 1
-            await self._reload()
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def previous_page(self):
-        if self.page > 0:
-            self.page -= 1
-            await self._reload()
 
     @rx.event
     @requires(Role.VIEWER)

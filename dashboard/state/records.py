@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import reflex as rx
@@ -14,7 +14,6 @@ from reflex.event import EventSpec
 from sqlmodel import Session
 
 from dashboard.api.records_export import RECORDS_CSV
-from dashboard.components.common import count_pages, pages_label
 from dashboard.components.formats import counted
 from dashboard.db import in_session
 from dashboard.models import Role
@@ -23,6 +22,7 @@ from dashboard.state.auth import AuthState
 from dashboard.state.guard import acting_user, not_an_event, public, requires
 from dashboard.state.integration_filter import IntegrationFilter
 from dashboard.state.live import LiveState
+from dashboard.state.paging import PagedState
 
 PAGE_SIZE = 25
 
@@ -75,12 +75,11 @@ MIN_CHECK_SECONDS = 1.0
 RECHECK_SECONDS = 10.0
 
 
-class RecordsState(LiveState, IntegrationFilter, AuthState):
+class RecordsState(LiveState, PagedState, IntegrationFilter, AuthState):
+    page_size: ClassVar[int] = PAGE_SIZE
     kind: str = "product"
     search: str = ""
-    page: int = 0
     rows: list[dict[str, str]] = []
-    total: int = 0
     # The record open in the side drawer ("" when none) and what the drawer shows of it.
     selected: str = ""
     detail_title: str = ""
@@ -119,14 +118,6 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
         if self.search.strip():
             query["search"] = self.search
         return f"{RECORDS_CSV}?{urlencode(query)}"
-
-    @rx.var
-    def page_count(self) -> int:
-        return count_pages(self.total, PAGE_SIZE)
-
-    @rx.var
-    def page_label(self) -> str:
-        return pages_label(self.page, self.page_count)
 
     @rx.var
     def changed_label(self) -> str:
@@ -225,20 +216,6 @@ class RecordsState(LiveState, IntegrationFilter, AuthState):
     async def set_search(self, value: str):
         self.search, self.page = value, 0
         await self._reload()
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def next_page(self):
-        if (self.page + 1) * PAGE_SIZE < self.total:
-            self.page += 1
-            await self._reload()
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def previous_page(self):
-        if self.page > 0:
-            self.page -= 1
-            await self._reload()
 
     @rx.event
     @requires(Role.VIEWER)
