@@ -322,10 +322,15 @@ async def test_a_run_queued_anywhere_is_started_by_a_process_with_room_at_once(
             while owners([run_id])[run_id] is None:
                 assert time.monotonic() - began < 5, "not claimed within 5 s"
                 await asyncio.sleep(0.02)
-            await hub.wait([run_id])
+            # Until it has ended in the database: the claim commits before the engine holds
+            # the run's task, and a wait on the engine's tasks alone could return before it
+            # (the run, stopped with the engine, then went back to the queue).
+            await wait_finished(hub, [run_id], poll=0.05)
     finally:
         sync.set_engine(None)
-    assert owners([run_id])[run_id] == "host-a:1"
+    with session_scope() as s:
+        run = s.get(SyncRun, run_id)
+        assert run is not None and (run.status, run.worker) == ("succeeded", "host-a:1")
 
 
 async def test_committed_writes_feed_the_live_topic_but_session_touches_do_not(hub_db) -> None:
