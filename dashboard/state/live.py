@@ -9,8 +9,9 @@ only to swap the rows in, never while the database is read. A live page's state 
 Reflex copies onto each state that mixes it in) and defines ``fetch`` and ``apply``.
 
 ``watching`` is 0 when no loop runs, else the id of the one loop that may: leaving a page and
-coming back within a second starts a new loop, and the old one, on waking, sees a different id
-and ends, so a tab never accumulates loops. Only a signed-in viewer may start one, and a tick
+coming back within a second starts a new loop, and the old one, the next time it enters the
+state (a read with something new, or RECHECK_SECONDS later), sees a different id and ends, so a
+tab never accumulates loops. Only a signed-in viewer may start one, and a tick
 checks the session (one indexed lookup) when the change feed says users or sessions were
 written, and every SESSION_CHECK_SECONDS: sign-out, a disabled account or a password reset
 stops the stream within a tick, an expired session within that, and the tab goes to the
