@@ -442,9 +442,7 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="hub-live-bench-") as tmp,
         fresh_database(args.database_url) as database_url,
     ):
-        # A database of its own: a second run on the server's `postgres` would find the
-        # first one's rows, sealed with another run's key.
-        if args.database_url:
+        if args.database_url:  # its own: another run's rows are sealed with another key
             args.database_url = database_url
         try:
             result = measure(args, Path(tmp))
