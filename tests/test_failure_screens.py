@@ -259,6 +259,10 @@ async def test_logs_page_needs_a_session(hub_db: sa.Engine) -> None:
     logs.router = RouterData.from_router_data({"headers": {}})
     await LogsState.load_logs.fn(logs)
     assert logs.rows == [] and not logs.loaded
+    logs.more = True  # as if a page followed: turning pages still needs a session
+    await LogsState.next_page.fn(logs)
+    await LogsState.previous_page.fn(logs)
+    assert (logs.page, logs.rows) == (0, [])
 
 
 def test_the_integrations_list_filters_by_health(session: Session) -> None:
