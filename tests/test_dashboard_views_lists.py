@@ -205,6 +205,40 @@ def test_live_record_counts_follow_a_running_sync_without_counting_records(
     assert counts[str(acme.id)] == 62  # exact again once the sync has ended
 
 
+def test_a_batch_landing_while_a_sync_start_is_counted_is_not_left_out(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count and the run counters are read by separate statements: a batch committed
+    between them must not vanish from the count for as long as the run lasts."""
+    acme = add_integration(session)
+    ids = [str(acme.id)]
+    add_products(session, acme, 30)
+    _, bases = overview.live_record_counts(session=session, ids=ids, bases={})
+    run = add_run(session, acme, status="running", stream="products")
+    counting = records_view.record_counts
+    landed: list[int] = []
+
+    def count_then_a_batch_lands(**kwargs: object) -> dict[str, int]:
+        counts = counting(**kwargs)  # type: ignore[arg-type]
+        if not landed:  # the sync's next batch commits right after the count
+            add_products(session, acme, 10)
+            run.records_inserted += 10
+            session.add(run)
+            session.flush()
+            landed.append(10)
+        return counts
+
+    monkeypatch.setattr(records_view, "record_counts", count_then_a_batch_lands)
+    counts, bases = overview.live_record_counts(session=session, ids=ids, bases=bases)
+    assert counts[str(acme.id)] == 40
+    add_products(session, acme, 5)  # and the batch after, followed through the counters
+    run.records_inserted += 5
+    session.add(run)
+    session.flush()
+    counts, _ = overview.live_record_counts(session=session, ids=ids, bases=bases)
+    assert counts[str(acme.id)] == 45
+
+
 def test_records_view_sees_sync_activity_and_counts_what_changed(session: Session) -> None:
     acme, globex = add_integration(session), add_integration(session, "Globex")
     quiet = records_view.sync_activity(session=session, integration_id=str(acme.id))

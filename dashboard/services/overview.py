@@ -360,6 +360,8 @@ def needs_reauth(*, session: Session, limit: int = 10) -> list[dict[str, str]]:
 
 # An integration's exact record count, and the stored-so-far of its syncs running then.
 RecordBase = tuple[int, dict[str, int]]
+# Counts taken while batches keep landing between count and counters, before giving up.
+COUNT_ATTEMPTS = 3
 
 
 def live_record_counts(
@@ -372,18 +374,32 @@ def live_record_counts(
     exact count plus what each running sync has stored since, read off the run rows that the
     sync engine updates with every batch: no record table is read while a sync runs.
     Returns the counts and the bases to pass next time.
+
+    Each statement sees what was committed when it ran, so a batch can land between the
+    count and the read of the run counters that goes with it. That base would leave the
+    batch out for as long as the run lasts: a count is kept only when the counters read
+    before and after it agree, else it is taken again (and, still moving, next time).
     """
     active = active_run_writes(session=session, ids=ids)
     stale = [i for i in ids if i not in bases or bases[i][1].keys() != active.get(i, {}).keys()]
     fresh = {i: bases[i] for i in ids if i not in stale}
-    if stale:
+    unsettled: dict[str, int] = {}
+    for _ in range(COUNT_ATTEMPTS):
+        if not stale:
+            break
         counts = records_view.record_counts(session=session, integration_ids=stale)
-        # Read after counting: a batch landing in between is counted once, not twice.
         after = active_run_writes(session=session, ids=stale)
+        moved = [i for i in stale if after.get(i, {}) != active.get(i, {})]
         for integration_id in stale:
             active[integration_id] = after.get(integration_id, {})
-            fresh[integration_id] = (counts[integration_id], active[integration_id])
-    shown = {
+            if integration_id in moved:
+                unsettled[integration_id] = counts[integration_id]
+            else:
+                unsettled.pop(integration_id, None)
+                fresh[integration_id] = (counts[integration_id], active[integration_id])
+        stale = moved
+    shown = dict(unsettled)  # close, and counted again on the next call
+    shown |= {
         integration_id: base
         + sum(
             stored - at_base.get(run, 0) for run, stored in active.get(integration_id, {}).items()
