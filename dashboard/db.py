@@ -11,6 +11,7 @@ import contextvars
 import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -71,10 +72,39 @@ def _create_engine(url: str) -> Engine:
         )  # fmt: skip
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+    engine = sa.create_engine(
+        url, pool_size=10, max_overflow=20,
         json_serializer=json_text, json_deserializer=orjson.loads,
     )  # fmt: skip
+    sa.event.listen(engine, "connect", _note_idle)
+    sa.event.listen(engine, "checkin", _note_idle)
+    sa.event.listen(engine, "checkout", functools.partial(_ping_if_idle, engine.dialect))
+    return engine
+
+
+# A pooled connection unused for this long is pinged before it is handed out: the server
+# may have restarted or closed it meanwhile (an idle timeout, a failover, a firewall). One
+# in steady use is not. SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip
+# in every transaction, five per sync run and one per webhook group commit. A connection
+# that breaks within this window fails its next statement once, and SQLAlchemy then
+# replaces every connection of the pool older than that failure.
+PING_IDLE_AFTER = 5.0
+_IDLE_SINCE = "hub_idle_since"
+
+
+def _note_idle(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Any, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    idle_since = record.info.get(_IDLE_SINCE)
+    if idle_since is not None and time.monotonic() - idle_since < PING_IDLE_AFTER:
+        return
+    try:
+        dialect.do_ping(dbapi_connection)
+    except Exception as error:
+        # The pool discards this connection and checks out another (a new one if need be).
+        raise sa.exc.DisconnectionError(f"idle connection no longer answers: {error}") from error
 
 
 def _prepare_sqlite_file(path: Path) -> None:

@@ -323,6 +323,35 @@ async def test_a_read_equal_to_the_last_one_does_not_enter_the_state(
     assert tab.applied == 1
 
 
+async def test_a_failed_read_leaves_the_page_live(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database restarting, or a connection it closed, fails a read: the page keeps what it
+    shows and reads again, instead of its loop ending and the page silently going stale."""
+
+    async def connected(token: object) -> bool:
+        return True
+
+    class FlakyTab(_Tab):
+        reads = 0
+
+        async def fetch(self) -> object:
+            self.reads += 1
+            if self.reads == 2:
+                raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
+            return {"read": self.reads}
+
+    monkeypatch.setattr(live, "_tab_connected", connected)
+    monkeypatch.setattr(live, "FALLBACK_SECONDS", 0.01)
+    monkeypatch.setattr(live, "RETRY_READ_SECONDS", 0.01)
+    tab = FlakyTab()
+    loop = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]
+    while tab.applied < 3:
+        await asyncio.sleep(0.01)
+    assert not loop.done() and tab.reads >= 4  # read on past the failure, and applied
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+
+
 async def test_a_live_page_checks_its_session_when_sessions_change_not_every_tick(
     hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

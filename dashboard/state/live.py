@@ -30,6 +30,7 @@ runs (``_RUNNING``) tells a new ``watch`` that the id left behind is no longer l
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -67,6 +68,11 @@ POLL_SECONDS = 0.5
 ABANDONED_SECONDS = 300.0
 # Ids of the loops running in this process.
 _RUNNING: set[int] = set()
+# After a failed read (the database restarting, a connection it closed), the page keeps what
+# it shows and reads again this much later.
+RETRY_READ_SECONDS = 2.0
+
+log = logging.getLogger(__name__)
 
 
 class LivePage(Protocol):
@@ -109,6 +115,7 @@ async def _watch(state: LivePage, loop_id: int, tab: str | None) -> bool:
     feed = get_feed()
     sessions_seen, checked_at = -1, -SESSION_CHECK_SECONDS
     applied: object = _NOTHING_YET  # the read this loop last applied, and when
+    failing = False  # the last read failed
     entered_at = time.monotonic()
     while True:
         began = time.monotonic()
@@ -131,7 +138,17 @@ async def _watch(state: LivePage, loop_id: int, tab: str | None) -> bool:
                 # A tab away now is loading a page (its own sign-out's login page): that page
                 # decides. A redirect sent now would reach it late and cut a navigation short.
                 return await _tab_connected(tab)
-        data = await state.fetch()
+        try:
+            data = await state.fetch()
+        except Exception:
+            # A page that stopped updating would look live and be stale: the loop lives on,
+            # and says so once per outage, not once per page and retry.
+            if not failing:
+                log.warning("a live page's read failed; reading again", exc_info=True)
+            failing = True
+            await asyncio.sleep(RETRY_READ_SECONDS)
+            continue
+        failing = False
         if not await _tab_connected(tab):
             continue  # closed while this was read: its rows would go nowhere
         # Entering the state costs a lock, proxies and a delta even when nothing changed, and
