@@ -24,6 +24,8 @@ from dashboard.models import (
 )
 from dashboard.services import health, incidents, records_view
 
+RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
+
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
@@ -358,10 +360,33 @@ def needs_reauth(*, session: Session, limit: int = 10) -> list[dict[str, str]]:
     ]
 
 
+def _stored_and_run_writes(
+    *, session: Session, ids: Sequence[str]
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Each integration's stored records and its active runs' stored-so-far
+    (``active_run_writes``), in one statement: one snapshot on PostgreSQL and on SQLite."""
+    uuids = [uuid.UUID(i) for i in ids]
+    per_table = records_view.stored_records(uuids).subquery()
+    records = sa.select(
+        per_table.c.integration_id,
+        sa.type_coerce(sa.null(), sa.Uuid).label("run_id"),
+        sa.func.sum(per_table.c.stored).label("stored"),
+    ).group_by(per_table.c.integration_id)
+    runs = sa.select(
+        RUNS.c.integration_id, RUNS.c.id, RUNS.c.records_inserted - RUNS.c.records_deleted
+    ).where(RUNS.c.integration_id.in_(uuids), RUNS.c.status.in_(ACTIVE_RUN_STATUSES))
+    counts = dict.fromkeys(ids, 0)
+    writes: dict[str, dict[str, int]] = {}
+    for integration_id, run_id, stored in session.execute(sa.union_all(records, runs)):
+        if run_id is None:
+            counts[str(integration_id)] = int(stored)
+        else:
+            writes.setdefault(str(integration_id), {})[str(run_id)] = int(stored)
+    return counts, writes
+
+
 # An integration's exact record count, and the stored-so-far of its syncs running then.
 RecordBase = tuple[int, dict[str, int]]
-# Counts taken while batches keep landing between count and counters, before giving up.
-COUNT_ATTEMPTS = 3
 
 
 def live_record_counts(
@@ -369,37 +394,26 @@ def live_record_counts(
 ) -> tuple[dict[str, int], dict[str, RecordBase]]:
     """Stored records of each integration, for a page that refreshes every tick.
 
-    An integration is counted exactly (``record_counts``) when it is first shown and whenever
+    An integration is counted exactly (``_stored_and_run_writes``) when first shown and whenever
     its set of running syncs changes (one starts or ends). In between, its count is that
     exact count plus what each running sync has stored since, read off the run rows that the
     sync engine updates with every batch: no record table is read while a sync runs.
     Returns the counts and the bases to pass next time.
 
-    Each statement sees what was committed when it ran, so a batch can land between the
-    count and the read of the run counters that goes with it. That base would leave the
-    batch out for as long as the run lasts: a count is kept only when the counters read
-    before and after it agree, else it is taken again (and, still moving, next time).
+    The count and the counters it starts from are read by one statement, so as of one
+    moment: read by two, a batch committed in between (records and counters in one
+    transaction) was in the counters but not in the count, and missing from the count shown
+    for as long as its run lasted.
     """
     active = active_run_writes(session=session, ids=ids)
     stale = [i for i in ids if i not in bases or bases[i][1].keys() != active.get(i, {}).keys()]
     fresh = {i: bases[i] for i in ids if i not in stale}
-    unsettled: dict[str, int] = {}
-    for _ in range(COUNT_ATTEMPTS):
-        if not stale:
-            break
-        counts = records_view.record_counts(session=session, integration_ids=stale)
-        after = active_run_writes(session=session, ids=stale)
-        moved = [i for i in stale if after.get(i, {}) != active.get(i, {})]
+    if stale:
+        counts, writes = _stored_and_run_writes(session=session, ids=stale)
         for integration_id in stale:
-            active[integration_id] = after.get(integration_id, {})
-            if integration_id in moved:
-                unsettled[integration_id] = counts[integration_id]
-            else:
-                unsettled.pop(integration_id, None)
-                fresh[integration_id] = (counts[integration_id], active[integration_id])
-        stale = moved
-    shown = dict(unsettled)  # close, and counted again on the next call
-    shown |= {
+            active[integration_id] = writes.get(integration_id, {})
+            fresh[integration_id] = (counts[integration_id], active[integration_id])
+    shown = {
         integration_id: base
         + sum(
             stored - at_base.get(run, 0) for run, stored in active.get(integration_id, {}).items()

@@ -297,29 +297,19 @@ def personal_details(
     return lines, ""
 
 
-def record_counts(*, session: Session, integration_ids: Sequence[str]) -> dict[str, int]:
-    """Stored records (every kind, deleted ones left out) of each integration, in one
-    statement: per table, a range of its ``integration_id`` index for each integration."""
-    if not integration_ids:
-        return {}
-    ids = [uuid.UUID(i) for i in integration_ids]
+def stored_records(integration_ids: Sequence[uuid.UUID]) -> sa.CompoundSelect:
+    """Rows of (``integration_id``, ``stored``): per record table, how many records (deleted
+    ones left out) each integration has there, a range of the table's ``integration_id``
+    index for each."""
     parts = []
     for model in RECORD_TABLES.values():
         table: sa.Table = model.__table__  # type: ignore[attr-defined]
         parts.append(
             sa.select(table.c.integration_id, sa.func.count().label("stored"))
-            .where(table.c.integration_id.in_(ids), table.c.deleted_at.is_(None))
+            .where(table.c.integration_id.in_(integration_ids), table.c.deleted_at.is_(None))
             .group_by(table.c.integration_id)
         )
-    union = sa.union_all(*parts).subquery()
-    rows = session.execute(
-        sa.select(union.c.integration_id, sa.func.sum(union.c.stored)).group_by(
-            union.c.integration_id
-        )
-    ).all()
-    counts = dict.fromkeys(integration_ids, 0)
-    counts.update({str(integration_id): int(stored) for integration_id, stored in rows})
-    return counts
+    return sa.union_all(*parts)
 
 
 def changed_since(
