@@ -293,15 +293,24 @@ async def test_a_closed_tabs_loop_ends_without_writing_to_it(
     assert not live._RUNNING
 
 
+@pytest.fixture
+def quick_connected_tab(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tab stays connected, and its loop re-reads without waiting for a change."""
+
+    async def connected(token: object) -> bool:
+        return True
+
+    monkeypatch.setattr(live, "_tab_connected", connected)
+    monkeypatch.setattr(live, "FALLBACK_SECONDS", 0.01)
+
+
+@pytest.mark.usefixtures("quick_connected_tab")
 async def test_a_read_equal_to_the_last_one_does_not_enter_the_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Entering a page's state costs a lock and a delta even when nothing changed: a loop
     whose reads bring nothing new enters it only every RECHECK_SECONDS, and there sees that
     its page has left."""
-
-    async def connected(token: object) -> bool:
-        return True
 
     class QuietTab(_Tab):
         reads = 0
@@ -310,8 +319,6 @@ async def test_a_read_equal_to_the_last_one_does_not_enter_the_state(
             self.reads += 1
             return {"open_incidents": 0, "items": []}  # a new object, equal every time
 
-    monkeypatch.setattr(live, "_tab_connected", connected)
-    monkeypatch.setattr(live, "FALLBACK_SECONDS", 0.01)
     monkeypatch.setattr(live, "RECHECK_SECONDS", 0.3)
     tab = QuietTab()
     loop = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]
@@ -323,12 +330,10 @@ async def test_a_read_equal_to_the_last_one_does_not_enter_the_state(
     assert tab.applied == 1
 
 
+@pytest.mark.usefixtures("quick_connected_tab")
 async def test_a_failed_read_leaves_the_page_live(monkeypatch: pytest.MonkeyPatch) -> None:
     """The database restarting, or a connection it closed, fails a read: the page keeps what it
     shows and reads again, instead of its loop ending and the page silently going stale."""
-
-    async def connected(token: object) -> bool:
-        return True
 
     class FlakyTab(_Tab):
         reads = 0
@@ -339,8 +344,6 @@ async def test_a_failed_read_leaves_the_page_live(monkeypatch: pytest.MonkeyPatc
                 raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
             return {"read": self.reads}
 
-    monkeypatch.setattr(live, "_tab_connected", connected)
-    monkeypatch.setattr(live, "FALLBACK_SECONDS", 0.01)
     monkeypatch.setattr(live, "RETRY_READ_SECONDS", 0.01)
     tab = FlakyTab()
     loop = asyncio.create_task(live.live_loop(tab))  # type: ignore[arg-type]
