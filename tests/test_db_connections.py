@@ -34,8 +34,9 @@ def test_a_connection_closed_by_the_server_while_idle_is_replaced_unnoticed(
 
 
 def test_a_connection_closed_within_the_window_fails_once_then_the_pool_is_renewed(
-    pg_hub_db: sa.Engine,
+    pg_hub_db: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(db, "PING_IDLE_AFTER", 60.0)  # however slow the machine, within it
     closed = _backend_pid()
     _terminate(pg_hub_db, closed)
     with pytest.raises(sa.exc.OperationalError) as failure:
