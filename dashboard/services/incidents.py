@@ -326,28 +326,19 @@ def stream_stalled(
 
 def stream_succeeded(*, session: Session, integration: Integration, stream: str) -> None:
     """A run of ``stream`` succeeded: it no longer counts in a failing or stalled incident
-    (resolved when no stream is left), and access evidently works again.
-
-    Every succeeding run asks, and there is usually nothing open: one statement reads (and
-    locks, in the order one cause at a time would) the integration's open incidents of the
-    three causes, instead of one statement per cause."""
+    (resolved when no stream is left), and access evidently works again. Usually nothing is
+    open: one SELECT reads and locks all three causes (in the order they were locked one by
+    one before), not one per cause."""
     synced = f"{stream} synced at {hhmm(datetime.now(UTC))}"
-    causes = (IncidentCause.STREAM_FAILING, IncidentCause.STALLED, IncidentCause.ACCESS_LOST)
-    order = sa.case({cause.value: rank for rank, cause in enumerate(causes)}, value=Incident.cause)
-    found = {
-        incident.cause: incident
-        for incident in session.exec(
-            select(Incident)
-            .where(
-                Incident.integration_id == integration.id,
-                col(Incident.cause).in_([cause.value for cause in causes]),
-                Incident.status == IncidentStatus.OPEN.value,
-            )
-            .order_by(order)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).all()
-    }
+    causes = [IncidentCause.STREAM_FAILING, IncidentCause.STALLED, IncidentCause.ACCESS_LOST]
+    rank = sa.case({cause.value: n for n, cause in enumerate(causes)}, value=Incident.cause)
+    statement = select(Incident).where(
+        Incident.integration_id == integration.id,
+        Incident.status == IncidentStatus.OPEN.value,
+        col(Incident.cause).in_([cause.value for cause in causes]),
+    )
+    locked = statement.order_by(rank).with_for_update()
+    found = {i.cause: i for i in session.exec(locked.execution_options(populate_existing=True))}
     for cause in causes[:2]:
         incident = found.get(cause.value)
         if incident is None or (incident.streams and stream not in incident.streams):
@@ -361,8 +352,7 @@ def stream_succeeded(*, session: Session, integration: Integration, stream: str)
             session.add(incident)
             continue
         _resolve(session, incident, synced, integration)
-    access = found.get(IncidentCause.ACCESS_LOST.value)
-    if access is not None:  # as resolve_cause does for a cause without streams
+    if (access := found.get(IncidentCause.ACCESS_LOST.value)) is not None:
         _resolve(session, access, f"{stream} synced again", integration)
 
 
