@@ -241,23 +241,22 @@ def integrations_watermark(*, session: Session) -> tuple[Any, ...]:
     return counts, _iso(newest), _iso(latest_sync), _iso(incident_seen), open_incidents
 
 
+def _run_writes_query(ids: Sequence[uuid.UUID]) -> sa.Select:
+    """(integration id, run id, stored so far) of the integrations' queued and running runs."""
+    return sa.select(
+        RUNS.c.integration_id, RUNS.c.id, RUNS.c.records_inserted - RUNS.c.records_deleted
+    ).where(RUNS.c.integration_id.in_(ids), RUNS.c.status.in_(ACTIVE_RUN_STATUSES))
+
+
 def active_run_writes(*, session: Session, ids: Sequence[str]) -> dict[str, dict[str, int]]:
     """Each integration's queued and running runs: run id -> records it has stored so far
     (inserted minus deleted), counted in the same transaction as each batch it writes."""
     if not ids:
         return {}
-    rows = session.exec(
-        select(
-            SyncRun.integration_id,
-            SyncRun.id,
-            col(SyncRun.records_inserted) - col(SyncRun.records_deleted),
-        ).where(
-            col(SyncRun.integration_id).in_([uuid.UUID(i) for i in ids]),
-            col(SyncRun.status).in_(ACTIVE_RUN_STATUSES),
-        )
-    ).all()
     writes: dict[str, dict[str, int]] = {}
-    for integration_id, run_id, stored in rows:
+    for integration_id, run_id, stored in session.execute(
+        _run_writes_query([uuid.UUID(i) for i in ids])
+    ):
         writes.setdefault(str(integration_id), {})[str(run_id)] = int(stored)
     return writes
 
@@ -372,12 +371,10 @@ def _stored_and_run_writes(
         sa.type_coerce(sa.null(), sa.Uuid).label("run_id"),
         sa.func.sum(per_table.c.stored).label("stored"),
     ).group_by(per_table.c.integration_id)
-    runs = sa.select(
-        RUNS.c.integration_id, RUNS.c.id, RUNS.c.records_inserted - RUNS.c.records_deleted
-    ).where(RUNS.c.integration_id.in_(uuids), RUNS.c.status.in_(ACTIVE_RUN_STATUSES))
     counts = dict.fromkeys(ids, 0)
     writes: dict[str, dict[str, int]] = {}
-    for integration_id, run_id, stored in session.execute(sa.union_all(records, runs)):
+    both = sa.union_all(records, _run_writes_query(uuids))
+    for integration_id, run_id, stored in session.execute(both):
         if run_id is None:
             counts[str(integration_id)] = int(stored)
         else:
