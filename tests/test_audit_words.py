@@ -145,3 +145,32 @@ def test_a_connect_names_the_manager_not_a_role(session: Session) -> None:
     rows, _ = audit_page(session=session)
     (signed_in,) = [row for row in rows if row["action"] == "user.sign_in"]
     assert signed_in["sentence"] == "max@example.com signed in"
+
+
+async def test_the_settings_page_pages_through_the_audit_log(session: Session) -> None:
+    """30 entries (a sign-in among them): 25 on the first page, newest first, then 5; the
+    pager says where the admin is and stops at both ends."""
+    from dashboard.pages.settings import SettingsState
+
+    admin, _ = create_user(session=session, email="ada@example.com", role=Role.ADMIN)
+    token = create_session(session=session, user=admin)
+    for _ in range(29):
+        record_audit(session=session, actor="ada@example.com", action="user.sign_in")
+    record_audit(session=session, actor="ada@example.com", action="keys.rotate")
+    session.commit()
+    state = SettingsState(_reflex_internal_init=True)
+    state.router = RouterData.from_router_data({"headers": {"cookie": f"hub_session={token}"}})
+
+    await SettingsState.load_settings.fn(state)
+    total = state.total
+    assert total >= 30 and state.audit_total_label == f"{total} entries"
+    assert len(state.audit) == 25 and state.audit[0]["action"] == "keys.rotate"
+    assert state.page_label == "Page 1 of 2"
+    await SettingsState.previous_page.fn(state)
+    assert state.page_label == "Page 1 of 2"
+    await SettingsState.next_page.fn(state)
+    assert state.page_label == "Page 2 of 2" and len(state.audit) == total - 25
+    await SettingsState.next_page.fn(state)
+    assert state.page_label == "Page 2 of 2"
+    await SettingsState.previous_page.fn(state)
+    assert len(state.audit) == 25 and state.audit[0]["action"] == "keys.rotate"

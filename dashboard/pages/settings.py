@@ -4,13 +4,15 @@ settings_users, settings_account, golive)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import reflex as rx
 from sqlmodel import Session
 
 from connectors.errors import InvalidInput
 from dashboard import routes
 from dashboard.components.audit_log import AUDIT_HEADERS, audit_row
-from dashboard.components.common import count_pages, pager, pages_label, submit_button
+from dashboard.components.common import pager, submit_button
 from dashboard.components.formats import counted
 from dashboard.components.shell import sub_nav, template
 from dashboard.db import in_session
@@ -22,6 +24,7 @@ from dashboard.services.vault import VaultError, get_vault
 from dashboard.settings import get_settings
 from dashboard.state.auth import AuthState
 from dashboard.state.guard import acting_user, requires
+from dashboard.state.paging import PagedState
 
 
 def _credential_presence() -> list[dict[str, str]]:
@@ -92,27 +95,20 @@ def install_defaults_section() -> rx.Component:
     )
 
 
-class SettingsState(AuthState):
+class SettingsState(PagedState, AuthState):
+    """The General page; its paged table (``page``, ``total``) is the audit log."""
+
+    page_size: ClassVar[int] = AUDIT_PAGE_SIZE
     credentials: list[dict[str, str]] = []
     keys: list[dict[str, str]] = []
     audit: list[dict[str, str]] = []
-    audit_total: int = 0
-    audit_page: int = 0
     key_error: str = ""
     # Shopify-initiated installs: each stream offered, with its default interval ("" = off).
     install_streams: list[dict[str, str]] = []
 
     @rx.var
-    def audit_page_count(self) -> int:
-        return count_pages(self.audit_total, AUDIT_PAGE_SIZE)
-
-    @rx.var
     def audit_total_label(self) -> str:
-        return counted(self.audit_total, "entry", "entries")
-
-    @rx.var
-    def audit_page_label(self) -> str:
-        return pages_label(self.audit_page, self.audit_page_count)
+        return counted(self.total, "entry", "entries")
 
     @rx.event
     @requires(Role.VIEWER, quiet=True)
@@ -121,7 +117,7 @@ class SettingsState(AuthState):
 
     async def _load(self) -> None:
         self.credentials = _credential_presence()
-        self.audit_page = 0
+        self.page = 0
 
         def load(session):
             try:
@@ -143,27 +139,13 @@ class SettingsState(AuthState):
 
         self.keys, self.key_error = await in_session(load)
         self.install_streams = await in_session(_install_stream_rows)
-        await self._load_audit()
+        await self._reload()
 
-    async def _load_audit(self) -> None:
-        offset = self.audit_page * AUDIT_PAGE_SIZE
-        self.audit, self.audit_total = await in_session(
+    async def _reload(self) -> None:
+        offset = self.page * AUDIT_PAGE_SIZE
+        self.audit, self.total = await in_session(
             lambda s: audit_page(session=s, offset=offset, limit=AUDIT_PAGE_SIZE)
         )
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def next_audit_page(self):
-        if self.audit_page + 1 < self.audit_page_count:
-            self.audit_page += 1
-            await self._load_audit()
-
-    @rx.event
-    @requires(Role.VIEWER)
-    async def previous_audit_page(self):
-        if self.audit_page > 0:
-            self.audit_page -= 1
-            await self._load_audit()
 
     @rx.event
     @requires(Role.ADMIN)
@@ -288,11 +270,11 @@ def settings_page() -> rx.Component:
         ),
         pager(
             rx.text(SettingsState.audit_total_label, size="2", color_scheme="gray"),
-            page=SettingsState.audit_page,
-            page_count=SettingsState.audit_page_count,
-            label=SettingsState.audit_page_label,
-            previous=SettingsState.previous_audit_page,
-            next_page=SettingsState.next_audit_page,
+            page=SettingsState.page,
+            page_count=SettingsState.page_count,
+            label=SettingsState.page_label,
+            previous=SettingsState.previous_page,
+            next_page=SettingsState.next_page,
         ),
         width="100%",
         align="start",

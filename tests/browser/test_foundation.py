@@ -115,6 +115,7 @@ def test_admin_resets_a_password_and_the_user_changes_it(hub: Hub, browser) -> N
     admin.goto(f"{hub.url}/settings")
     # The audit log says it in words, naming the admin who did it.
     admin.get_by_text(f"{ADMIN_EMAIL} reset the password of").first.wait_for(timeout=TIMEOUT)
+    admin.get_by_text("Page 1 of 1").wait_for(timeout=TIMEOUT)  # the log's pager
     admin_context.close()
 
     # The user's session ended: the next page load asks to sign in; the old password is gone.
