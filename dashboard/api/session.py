@@ -17,10 +17,11 @@ ignored.
 
 from __future__ import annotations
 
+import html
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dashboard import routes as ui_routes
 from dashboard.api.access import Access, route
@@ -62,7 +63,15 @@ def _back_to_login(error: str, **extra: str) -> RedirectResponse:
 
 
 def _cross_origin() -> Response:
-    return PlainTextResponse("Cross-origin request refused.", status_code=403)
+    """403 with where the form belongs: usually the hub opened at another address for the
+    same server (127.0.0.1 for localhost), whose page can post but not sign in."""
+    login = html.escape(f"{hub_origin()}{ui_routes.LOGIN}")
+    return HTMLResponse(
+        "<!doctype html><title>Sign-in refused</title><p>Cross-origin request refused: this "
+        "form was not sent from the hub's own address. The hub answers at "
+        f'<a href="{login}">{login}</a>; sign in there.</p>',
+        status_code=403,
+    )
 
 
 def cookie_secure() -> bool:

@@ -3,6 +3,8 @@ admin rotates the Amazon app's LWA secret in Settings."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.browser.conftest import (
@@ -51,6 +53,37 @@ def test_wrong_password_is_refused_with_a_message(hub: Hub, browser) -> None:
     # Back on the sign-in page (the form posts to /api/session, which redirects here with
     # ?error=refused); the password never went in the URL.
     assert "/login" in page.url and "not-the-password" not in page.url
+    page.close()
+
+
+def test_the_hub_opened_at_another_address_says_where_it_answers(hub: Hub, browser) -> None:
+    """The demo opened at 127.0.0.1 instead of its public localhost URL: the page cannot
+    reach the hub's websocket, so it says where the hub answers and links there; a sign-in
+    sent from there is refused with the same way out."""
+    elsewhere = hub.url.replace("localhost", "127.0.0.1")
+    page = browser.new_page()
+    page.goto(f"{elsewhere}/login?next=/runs")
+    banner = page.get_by_role("alert").filter(has_text="This hub answers at")
+    banner.wait_for(timeout=TIMEOUT)
+    assert f"not at {elsewhere}" in banner.inner_text()
+    screenshot(page, "login-wrong-address")
+    page.get_by_label("Email").fill(ADMIN_EMAIL)
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Cross-origin request refused").wait_for(timeout=TIMEOUT)
+    page.get_by_role("link", name=f"{hub.url}/login").click()
+    page.wait_for_url(f"{hub.url}/login**", timeout=TIMEOUT)
+
+    page.goto(f"{elsewhere}/login?next=/runs")
+    same_page = page.get_by_role("alert").get_by_role("link")
+    assert re.fullmatch(rf"Open {re.escape(hub.url)}/login/?\?next=/runs", same_page.inner_text())
+    same_page.click()
+    page.wait_for_url(f"{hub.url}/login**", timeout=TIMEOUT)
+    page.get_by_role("button", name="Sign in").wait_for(timeout=TIMEOUT)
+    # At the hub's own address the page says nothing of the kind.
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(1_000)
+    assert page.locator("#hub-wrong-address").count() == 0
     page.close()
 
 
