@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from dashboard.components.formats import relative_time
+
 STATUS_COLORS = {
     "pending": "gray",
     "connected": "green",
@@ -56,6 +58,16 @@ def status_badge(status: rx.Var[str] | str) -> rx.Component:
         color_scheme=color,
         variant="soft",
         radius="full",
+    )
+
+
+def last_sync(last_sync_at: rx.Var[str], status: rx.Var[str]) -> rx.Component:
+    """When the integration last finished a sync; "first sync running" rather than "never"
+    while its first one runs, which may already have stored thousands of records."""
+    return rx.cond(
+        (last_sync_at.to(str) == "") & (status == "syncing"),
+        rx.text.span("first sync running"),
+        relative_time(last_sync_at, empty="never"),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from dashboard.components.common import empty_state, status_badge
+from dashboard.components.common import empty_state, last_sync, status_badge
 from dashboard.components.formats import exact_time, relative_time
 from dashboard.state.integration_detail import LOG_LEVELS, DetailState
 
@@ -96,7 +96,7 @@ def status_tab() -> rx.Component:
         ),
         fact(
             "Last sync",
-            relative_time(info["last_sync"], empty="never"),
+            last_sync(info["last_sync"], info["status"]),
         ),
         rx.cond(  # a never-connected integration has no token: nothing to say about one
             info["has_token"] != "",

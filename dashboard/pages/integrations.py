@@ -11,6 +11,7 @@ from dashboard import routes
 from dashboard.components.common import (
     HEALTH_COLORS,
     empty_state,
+    last_sync,
     pager,
     platform_mark,
     status_badge,
@@ -76,7 +77,7 @@ def integration_row(row: rx.Var[dict[str, str]]) -> rx.Component:
             )
         ),
         rx.table.cell(rx.cond(row["health"] != "", health_badge(row))),
-        rx.table.cell(relative_time(row["last_sync"], empty="never")),
+        rx.table.cell(last_sync(row["last_sync"], row["status"])),
         rx.table.cell(relative_time(row["next_sync"], empty="not scheduled")),
         rx.table.cell(row["records"], text_align="right"),
     )

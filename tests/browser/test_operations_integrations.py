@@ -315,6 +315,7 @@ def test_integrations_page_shows_syncs_as_they_happen(hub: Hub, manager) -> None
         _products(integration_id, ["LIVE-1", "LIVE-2", "LIVE-3"]),
     )
     expect(row).to_contain_text("syncing", timeout=TIMEOUT)
+    expect(row).to_contain_text("first sync running")  # not "never" beside its records
     expect(row.get_by_role("cell").last).to_have_text("3", timeout=TIMEOUT)
     _write(
         hub,
@@ -335,4 +336,5 @@ def test_integrations_page_shows_syncs_as_they_happen(hub: Hub, manager) -> None
     )
     expect(row).to_contain_text("connected", timeout=TIMEOUT)
     expect(row).not_to_contain_text("never", timeout=TIMEOUT)
+    expect(row).not_to_contain_text("first sync running")
     expect(row.get_by_role("cell").last).to_have_text("5")
