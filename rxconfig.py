@@ -12,10 +12,9 @@ except SettingsError as error:  # `reflex run` started directly rather than by `
     raise SystemExit(f"hub: {error}") from None
 
 public_url = settings.public_url or f"http://localhost:{settings.port}"
-_scheme, _, _rest = public_url.partition("://")
 # CORS (Reflex's HTTP endpoints) and the socket.io Origin check (its event websocket) accept
 # only the hub's own origin: another site's page cannot drive a signed-in browser's socket.
-hub_origin = f"{_scheme}://{_rest.split('/', 1)[0]}"
+hub_origin = settings.public_origin
 
 config = rx.Config(
     app_name="dashboard",

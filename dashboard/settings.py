@@ -326,6 +326,19 @@ class Settings(BaseSettings):
         )
 
     @property
+    def public_origin(self) -> str:
+        """The public URL's origin as a browser sends it in ``Origin`` and reads it from
+        ``location.origin``: scheme://host[:port], lower case, without a default port. The
+        only origin the websocket, sign-in and the pages accept."""
+        parts = urlsplit(self.public_url or "")
+        host = parts.hostname or ""
+        if ":" in host:  # an IPv6 literal keeps its brackets
+            host = f"[{host}]"
+        default = {"http": 80, "https": 443}.get(parts.scheme)
+        port = f":{parts.port}" if parts.port and parts.port != default else ""
+        return f"{parts.scheme}://{host}{port}".lower()
+
+    @property
     def sqlalchemy_url(self) -> str:
         """Absolute database URL: relative SQLite paths would follow the working directory."""
         if self.database_url:

@@ -28,6 +28,25 @@ def test_port_changes_public_url(hub_env: Path, monkeypatch: pytest.MonkeyPatch)
     assert load_settings().public_url == "http://localhost:3100"
 
 
+@pytest.mark.parametrize(
+    ("public_url", "origin"),
+    [
+        ("http://localhost:3100", "http://localhost:3100"),
+        ("https://Hub.Example.com:443/hub", "https://hub.example.com"),  # as browsers send it
+        ("https://hub.example.com:8443", "https://hub.example.com:8443"),
+        ("https://[2001:db8::1]:8443", "https://[2001:db8::1]:8443"),
+    ],
+)
+def test_the_public_origin_is_the_one_a_browser_sends(
+    hub_env: Path, monkeypatch: pytest.MonkeyPatch, public_url: str, origin: str
+) -> None:
+    """The websocket, sign-in and the pages' address check compare this with a browser's
+    Origin, which never names a default port."""
+    monkeypatch.setenv("HUB_PUBLIC_URL", public_url)
+    monkeypatch.setenv("HUB_SANDBOX", "false")
+    assert load_settings().public_origin == origin
+
+
 def test_invalid_value_names_the_variable(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_PORT", "not-a-port")
     with pytest.raises(SettingsError, match="HUB_PORT"):

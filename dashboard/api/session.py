@@ -36,9 +36,8 @@ MAX_FIELD = 1024  # longer than any email (320) or sensible password; argon2 cos
 
 
 def hub_origin() -> str:
-    """scheme://host[:port] of the public URL: the only origin allowed to post here."""
-    parts = urlsplit(get_settings().public_url or "")
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    """The public URL's origin: the only one allowed to post here."""
+    return get_settings().public_origin
 
 
 def _same_origin(request: Request) -> bool:
