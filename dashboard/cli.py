@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -68,6 +69,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     refusal = startup_refusal(settings)
     if refusal:
         return _fail(refusal)
+    if _port_in_use(port):  # said before Reflex builds the frontend, with the way out
+        return _fail(
+            f"port {port} is in use (another hub, or another program): stop it, or start on "
+            f"another port, e.g. HUB_PORT={port + 1} make run (hub serve --port {port + 1})"
+        )
     # Reflex's `run`, in a process where Granian respawns a worker that dies (serve_prod).
     command = [
         sys.executable, "-m", "dashboard.serve_prod", "run", "--env", "prod", "--single-port",
@@ -88,6 +94,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             fresh_multiprocess_dir(secure_data_dir(settings.data_dir))
         )
     return run_reflex(command, env)
+
+
+def _port_in_use(port: int) -> bool:
+    """Whether something listens on ``port`` on any address, where the hub binds. With
+    SO_REUSEADDR, as the server binds: a connection of the previous run still closing
+    (TIME_WAIT) does not count."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))  # noqa: S104 (where the hub listens)
+        except OSError:
+            return True
+    return False
 
 
 # Reflex's own advice that does not apply to the hub, removed from what it prints.

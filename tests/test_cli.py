@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import socket
 import stat
 import subprocess
 import sys
@@ -198,6 +199,30 @@ def test_serve_announces_the_address_of_the_port_it_was_given(
     ).stdout
     wanted = tuple(int(n) for n in constants.Node.MIN_VERSION.split("."))
     assert tuple(int(n) for n in version.strip().lstrip("v").split(".")) >= wanted
+
+
+def test_serve_on_a_port_in_use_says_so_before_building_anything(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dashboard import cli
+    from dashboard.settings import get_settings
+
+    for name in ("HUB_PORT", "HUB_PUBLIC_URL", "HUB_SANDBOX"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli, "run_reflex", lambda command, env: started.append(command) or 0)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        try:
+            assert cli.main(["serve", "--port", str(port)]) == 2
+        finally:
+            get_settings.cache_clear()
+    assert started == []
+    error = capsys.readouterr().err
+    assert f"port {port} is in use" in error and f"HUB_PORT={port + 1} make run" in error
 
 
 def test_serve_leaves_out_reflex_hints_that_do_not_apply() -> None:
