@@ -32,6 +32,9 @@ from dashboard.settings import get_settings
 SIGN_IN = "/api/session"
 SIGN_OUT = "/api/session/end"
 SESSION_COOKIE = auth_service.SESSION_COOKIE
+# The sign-in page as it is served: /login answers 307 to /login/, a second hop for every
+# redirect there (and a navigation a browser may still be making when the next one starts).
+LOGIN_PAGE = f"{ui_routes.LOGIN}/"
 MAX_FIELD = 1024  # longer than any email (320) or sensible password; argon2 cost stays flat
 
 
@@ -58,13 +61,13 @@ def _local_path(target: str) -> str:
 
 def _back_to_login(error: str, **extra: str) -> RedirectResponse:
     query = urlencode({"error": error, **extra})
-    return RedirectResponse(f"{ui_routes.LOGIN}?{query}", status_code=303)
+    return RedirectResponse(f"{LOGIN_PAGE}?{query}", status_code=303)
 
 
 def _cross_origin() -> Response:
     """403 with where the form belongs: usually the hub opened at another address for the
     same server (127.0.0.1 for localhost), whose page can post but not sign in."""
-    login = html.escape(f"{hub_origin()}{ui_routes.LOGIN}")
+    login = html.escape(f"{hub_origin()}{LOGIN_PAGE}")
     return HTMLResponse(
         "<!doctype html><title>Sign-in refused</title><p>Cross-origin request refused: this "
         "form was not sent from the hub's own address. The hub answers at "
@@ -79,7 +82,7 @@ def cookie_secure() -> bool:
 
 async def sign_in(request: Request) -> Response:
     """POST email + password (+ next): 303 to the page with the session cookie, or back to
-    /login?error=... with one answer for every wrong email, password or disabled account."""
+    /login/?error=... with one answer for every wrong email, password or disabled account."""
     if not _same_origin(request):
         return _cross_origin()
     async with request.form(max_files=0, max_fields=8, max_part_size=4 * MAX_FIELD) as form:
@@ -121,7 +124,7 @@ async def sign_out(request: Request) -> Response:
         return _cross_origin()
     token = request.cookies.get(SESSION_COOKIE)
     await in_session(lambda session: auth_service.revoke_session(session=session, token=token))
-    response = RedirectResponse(ui_routes.LOGIN, status_code=303)
+    response = RedirectResponse(LOGIN_PAGE, status_code=303)
     response.delete_cookie(
         SESSION_COOKIE, path="/", secure=cookie_secure(), httponly=True, samesite="strict"
     )

@@ -133,7 +133,7 @@ async def test_sign_out_revokes_the_session_and_clears_the_cookie(
     foreign = await hub.post("/api/session/end", headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 403
     out = await hub.post("/api/session/end")  # the client sends the cookie it was given
-    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert out.status_code == 303 and out.headers["location"] == "/login/"
     cleared = out.headers["set-cookie"]
     assert cleared.startswith('hub_session=""') and "max-age=0" in cleared.lower()
     with Session(hub_db) as session:

@@ -152,7 +152,7 @@ async def test_unknown_wrong_and_disabled_look_the_same(
         assert verify_counter.calls == before + 1
         answers.append((answer.status_code, answer.headers["location"], answer.content,
                         "set-cookie" in answer.headers))  # fmt: skip
-    assert answers[0] == answers[1] == answers[2] == (303, "/login?error=refused", b"", False)
+    assert answers[0] == answers[1] == answers[2] == (303, "/login/?error=refused", b"", False)
     login = await client.get("/login?error=refused")  # the page shows one fixed message
     assert login.status_code == 200
 
@@ -197,7 +197,7 @@ async def test_a_right_password_gives_the_attempts_back(
         await _sign_in(client, "ann@example.com", "wrong password")
     assert (await _sign_in(client, "ann@example.com", PASSWORD)).headers["location"] == "/"
     wrong = await _sign_in(client, "ann@example.com", "wrong password")
-    assert wrong.headers["location"] == "/login?error=refused"  # counting starts again
+    assert wrong.headers["location"] == "/login/?error=refused"  # counting starts again
 
 
 async def test_sign_in_redirects_only_to_a_page_of_the_hub(
