@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -170,9 +171,12 @@ def test_at_a_terminal_a_generated_password_is_shown_to_the_operator(tmp_path: P
     assert not list(data.glob("password-*"))
 
 
-def test_serve_announces_the_address_of_the_port_it_was_given(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def reflex_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[list[tuple[list[str], dict[str, str]]]]:
+    """``hub serve`` in this process with the default settings, Reflex itself not started:
+    the commands and environments it would have been started with."""
     from dashboard import cli
     from dashboard.settings import get_settings
 
@@ -181,11 +185,17 @@ def test_serve_announces_the_address_of_the_port_it_was_given(
     get_settings.cache_clear()
     started: list[tuple[list[str], dict[str, str]]] = []
     monkeypatch.setattr(cli, "run_reflex", lambda command, env: started.append((command, env)) or 0)
-    try:
-        assert cli.main(["serve", "--port", "3300"]) == 0
-    finally:
-        get_settings.cache_clear()
-    ((command, env),) = started
+    yield started
+    get_settings.cache_clear()
+
+
+def test_serve_announces_the_address_of_the_port_it_was_given(
+    reflex_runs: list[tuple[list[str], dict[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dashboard import cli
+
+    assert cli.main(["serve", "--port", "3300"]) == 0
+    ((command, env),) = reflex_runs
     assert command[command.index("--frontend-port") + 1] == "3300"
     assert env["HUB_PORT"] == "3300"
     assert "http://localhost:3300" in capsys.readouterr().out
@@ -202,25 +212,16 @@ def test_serve_announces_the_address_of_the_port_it_was_given(
 
 
 def test_serve_on_a_port_in_use_says_so_before_building_anything(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    reflex_runs: list[tuple[list[str], dict[str, str]]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from dashboard import cli
-    from dashboard.settings import get_settings
 
-    for name in ("HUB_PORT", "HUB_PUBLIC_URL", "HUB_SANDBOX"):
-        monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    started: list[list[str]] = []
-    monkeypatch.setattr(cli, "run_reflex", lambda command, env: started.append(command) or 0)
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        try:
-            assert cli.main(["serve", "--port", str(port)]) == 2
-        finally:
-            get_settings.cache_clear()
-    assert started == []
+        assert cli.main(["serve", "--port", str(port)]) == 2
+    assert reflex_runs == []
     error = capsys.readouterr().err
     assert f"port {port} is in use" in error and f"HUB_PORT={port + 1} make run" in error
 
