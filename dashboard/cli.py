@@ -69,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     refusal = startup_refusal(settings)
     if refusal:
         return _fail(refusal)
-    if _port_in_use(port):  # said before Reflex builds the frontend, with the way out
+    if port_in_use(port):  # said before Reflex builds the frontend, with the way out
         return _fail(
             f"port {port} is in use (another hub, or another program): stop it, or start on "
             f"another port, e.g. HUB_PORT={port + 1} make run (hub serve --port {port + 1})"
@@ -96,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_reflex(command, env)
 
 
-def _port_in_use(port: int) -> bool:
+def port_in_use(port: int) -> bool:
     """Whether something listens on ``port`` on any address, where the hub binds. With
     SO_REUSEADDR, as the server binds: a connection of the previous run still closing
     (TIME_WAIT) does not count."""

@@ -5,7 +5,6 @@ import logging
 import reflex as rx
 
 from dashboard.api import build_api
-from dashboard.api.session import hub_origin
 from dashboard.components.wrong_address import wrong_address_script
 from dashboard.pages import (  # noqa: F401  registers pages
     connect,
@@ -26,6 +25,7 @@ from dashboard.pages import (  # noqa: F401  registers pages
 )
 from dashboard.services.demo import demo_lifespan
 from dashboard.services.lifespan import hub_lifespan
+from dashboard.settings import get_settings
 from dashboard.state.guard import unguarded_handlers
 
 
@@ -49,7 +49,7 @@ app = rx.App(
     api_transformer=build_api,  # a factory: a fresh Starlette app each time the App is built
     stylesheets=["/styles.css"],  # assets/styles.css: focus ring, tables on small screens
     # A page opened at another address than HUB_PUBLIC_URL says so and links there.
-    head_components=[wrong_address_script(hub_origin())],
+    head_components=[wrong_address_script(get_settings().public_origin)],
 )
 app.register_lifespan_task(hub_lifespan)
 app.register_lifespan_task(demo_lifespan)  # HUB_SANDBOX_DEMO: connected demo integrations

@@ -38,18 +38,13 @@ LOGIN_PAGE = f"{ui_routes.LOGIN}/"
 MAX_FIELD = 1024  # longer than any email (320) or sensible password; argon2 cost stays flat
 
 
-def hub_origin() -> str:
-    """The public URL's origin: the only one allowed to post here."""
-    return get_settings().public_origin
-
-
 def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:  # some browsers omit Origin on same-origin posts; Referer then says
         referer = request.headers.get("referer", "")
         parts = urlsplit(referer)
         origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
-    return origin.lower() == hub_origin()
+    return origin.lower() == get_settings().public_origin  # the only one allowed to post
 
 
 def _local_path(target: str) -> str:
@@ -67,7 +62,7 @@ def _back_to_login(error: str, **extra: str) -> RedirectResponse:
 def _cross_origin() -> Response:
     """403 with where the form belongs: usually the hub opened at another address for the
     same server (127.0.0.1 for localhost), whose page can post but not sign in."""
-    login = html.escape(f"{hub_origin()}{LOGIN_PAGE}")
+    login = html.escape(f"{get_settings().public_origin}{LOGIN_PAGE}")
     return HTMLResponse(
         "<!doctype html><title>Sign-in refused</title><p>Cross-origin request refused: this "
         "form was not sent from the hub's own address. The hub answers at "

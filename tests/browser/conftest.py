@@ -64,13 +64,9 @@ SESSION_PORT = _free_port()
 def hub_port() -> int:
     """The session's port when no hub holds it now, else a free one (a hub started while
     another runs builds its own bundle, in its own web directory: see running_hub)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
-        try:
-            sock.bind(("0.0.0.0", SESSION_PORT))  # noqa: S104 (where the hub listens)
-        except OSError:
-            return _free_port()
-    return SESSION_PORT
+    from dashboard.cli import port_in_use  # the check `hub serve` makes before it starts
+
+    return _free_port() if port_in_use(SESSION_PORT) else SESSION_PORT
 
 
 @contextlib.contextmanager
