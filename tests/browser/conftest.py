@@ -198,7 +198,13 @@ def sent_to_sign_in(page, url: str) -> None:
     The page does that as soon as its websocket answers, which can be before the document's
     load event (Playwright would call the goto interrupted): wait for the navigation to
     begin, not to load."""
-    page.goto(url, wait_until="commit")
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        page.goto(url, wait_until="commit")
+    except PlaywrightError as error:  # sent on to /login/ before the goto counted as begun
+        if "interrupted by another navigation" not in str(error):
+            raise
     page.wait_for_url("**/login**", timeout=30_000)
 
 
