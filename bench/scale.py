@@ -23,7 +23,7 @@ from the database, woken by the change feed; it then also prints runs/s, the que
 and each process's peak RSS. The issue's scale, on PostgreSQL:
 
     python bench/scale.py --workers 2 --integrations 10000 --concurrency 50 \
-        --database-url postgresql://postgres@127.0.0.1:5432/scalebench
+        --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
 With ``--sandbox`` the integrations are real Shopify shops of the platform sandbox (its own
 process, clock at 100x), connected through its OAuth endpoints and synced by the real
@@ -39,7 +39,6 @@ import asyncio
 import os
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,8 +54,9 @@ sys.path.insert(0, str(ROOT))  # `python bench/x.py` puts bench/, not the root, 
 
 import httpx  # noqa: E402
 from _databases import fresh_database  # noqa: E402
-from _runs import describe, last_stream_waits  # noqa: E402
+from _runs import report  # noqa: E402
 from _stats import percentile  # noqa: E402
+from _sustained import sustain  # noqa: E402
 from sqlmodel import SQLModel, select  # noqa: E402
 
 import dashboard.models  # noqa: E402, F401  registers the tables
@@ -95,7 +95,9 @@ STREAMS: dict[str, tuple[RecordKind, Any]] = {
 
 
 class LatencyConnector(Connector):
-    """``records`` records per stream in pages, each page after ``latency`` seconds."""
+    """``records`` records per stream in pages, each page after ``latency`` seconds; with
+    ``changing``, every run finds ``records`` new ones past its cursor (a shop that keeps
+    changing, for runs on a schedule), else a synced stream has nothing new."""
 
     platform = "shopify"
     label = "Bench"
@@ -103,8 +105,11 @@ class LatencyConnector(Connector):
         StreamSpec(name, name.title(), "bench", (kind,)) for name, (kind, _) in STREAMS.items()
     )
 
-    def __init__(self, records: int, page_size: int, latency: float) -> None:
+    def __init__(
+        self, records: int, page_size: int, latency: float, *, changing: bool = False
+    ) -> None:
         self.records, self.page_size, self.latency = records, page_size, latency
+        self.changing = changing
 
     async def read_stream(
         self,
@@ -117,9 +122,10 @@ class LatencyConnector(Connector):
     ) -> AsyncIterator[Batch]:
         kind, fields = STREAMS[stream]
         start = 0 if cursor is None else int(cursor["next"])
-        for first in range(start, self.records, self.page_size):
+        end = start + self.records if self.changing else self.records
+        for first in range(start, end, self.page_size):
             await asyncio.sleep(self.latency)  # the platform answering over the network
-            last = min(first + self.page_size, self.records)
+            last = min(first + self.page_size, end)
             records = [
                 UnifiedRecord(
                     kind=kind,
@@ -130,7 +136,13 @@ class LatencyConnector(Connector):
                 )
                 for i in range(first, last)
             ]
-            yield Batch(records=records, cursor={"next": last}, total_hint=self.records, done=last)
+            yield Batch(records=records, cursor={"next": last}, total_hint=end, done=last)
+
+
+def latency_connector(args: argparse.Namespace) -> LatencyConnector:
+    return LatencyConnector(
+        args.records, args.page_size, args.latency_ms / 1000, changing=bool(args.sustain)
+    )
 
 
 async def tick(lags: list[float], stop: asyncio.Event, every: float = 0.005) -> None:
@@ -252,7 +264,7 @@ async def run(args: argparse.Namespace) -> None:
             "shopify_base_url": f"{args.sandbox_base}/shopify",
         })  # fmt: skip
     else:
-        connector = LatencyConnector(args.records, args.page_size, args.latency_ms / 1000)
+        connector = latency_connector(args)
     engine = SyncEngine(connector_factory=lambda _: connector, max_concurrency=args.concurrency)
     stop = asyncio.Event()
     lags: list[float] = []
@@ -286,79 +298,6 @@ async def run(args: argparse.Namespace) -> None:
     print(f"peak RSS {peak:.0f} MB")
 
 
-def report(wall: float, queued: float, run_count: int, *, in_flight: int) -> None:
-    """Records/s, runs/s, fairness and queue waits, from the runs table; ``in_flight``: how
-    many runs the processes run at once."""
-    with session_scope() as session:
-        runs = session.exec(select(SyncRun)).all()
-    statuses = {run.status for run in runs}
-    total = sum(run.records_read for run in runs)
-    per_integration: dict[uuid.UUID, list[SyncRun]] = {}
-    for run_row in runs:
-        per_integration.setdefault(run_row.integration_id, []).append(run_row)
-    started_rates: list[tuple[datetime, float, list[SyncRun]]] = []
-    for integration_runs in per_integration.values():
-        start = min(r.started_at for r in integration_runs if r.started_at)
-        end = max(r.finished_at for r in integration_runs if r.finished_at)
-        seconds = max((end - start).total_seconds(), 1e-3)
-        rate = sum(r.records_read for r in integration_runs) / seconds
-        started_rates.append((start, rate, integration_runs))
-    started_rates.sort(key=lambda entry: entry[0])
-    rates = [rate for _, rate, _ in started_rates]
-    waits = [(r.started_at - r.created_at).total_seconds() for r in runs if r.started_at]
-    print(
-        f"syncs: {run_count} runs ({', '.join(sorted(statuses))}), {total} records in "
-        f"{wall:.1f} s = {total / wall:,.0f} records/s, {len(runs) / wall:,.1f} runs/s "
-        f"(all queued after {queued:.1f} s)"
-    )
-    print(
-        f"fairness: per-integration throughput min/max = {min(rates) / max(rates):.2f} "
-        f"(min {min(rates):,.0f}, median {statistics.median(rates):,.0f}, "
-        f"max {max(rates):,.0f} records/s); queue wait median {statistics.median(waits):.1f} s, "
-        f"p99 {percentile(waits, 0.99):.1f} s, max {max(waits):.1f} s"
-    )
-    # min/max is set by the two most extreme of thousands of integrations (the first runs,
-    # started before the processes fill up, are the fastest); p5/p95 shows the bulk.
-    print(
-        f"fairness p5/p95 = {percentile(rates, 0.05) / percentile(rates, 0.95):.2f}; "
-        f"machine load average {' / '.join(f'{load:.1f}' for load in os.getloadavg())}"
-    )
-    # Where the extremes sit: integrations in the order they started, in tenths (the first
-    # and last tenths run while the processes fill up and drain).
-    tenth = max(1, len(rates) // 10)
-    medians = [statistics.median(rates[i : i + tenth]) for i in range(0, len(rates), tenth)]
-    print("median throughput by start, in tenths: " + " / ".join(f"{m:,.0f}" for m in medians))
-    # The same min/max without the integrations that start while the processes fill up and
-    # drain (as many as run at once, at each end): the spread of the steady state, beside
-    # the load's own ramps (the min/max above stays the figure of record).
-    steady = rates[in_flight:-in_flight]
-    if steady:
-        print(
-            f"fairness without the first and last {in_flight} integrations to start: "
-            f"min/max = {min(steady) / max(steady):.2f}"
-        )
-    waits_for_slot = last_stream_waits(per_integration.values())
-    if waits_for_slot:
-        print(
-            f"an integration's last stream started after its first run ended: median "
-            f"{statistics.median(waits_for_slot):.2f} s, p95 "
-            f"{percentile(waits_for_slot, 0.95):.2f} s"
-        )
-    first_start = started_rates[0][0]
-    for label, (_, rate, extreme_runs) in (
-        ("slowest", min(started_rates, key=lambda entry: entry[1])),
-        ("fastest", max(started_rates, key=lambda entry: entry[1])),
-    ):
-        runs_told = describe(extreme_runs, first_start)
-        print(f"{label} integration ({rate:,.0f} records/s), its runs: {runs_told}")
-    by_worker: dict[str, int] = {}
-    for run_row in runs:
-        by_worker[run_row.worker or "-"] = by_worker.get(run_row.worker or "-", 0) + 1
-    if len(by_worker) > 1:
-        shares = ", ".join(f"{count}" for _, count in sorted(by_worker.items()))
-        print(f"runs per process: {shares}")
-
-
 async def across_workers(args: argparse.Namespace, integration_ids: list[uuid.UUID]) -> None:
     """Queue every stream of every integration for any process, oldest first (as the lease
     holder queues due runs), while ``args.workers`` processes claim and run them."""
@@ -368,6 +307,10 @@ async def across_workers(args: argparse.Namespace, integration_ids: list[uuid.UU
     children = await asyncio.to_thread(spawn_workers, args)
     try:
         await asyncio.sleep(3)  # the workers are up and listening
+        if args.sustain:
+            async with changefeed_lifespan():
+                await sustain(args, integration_ids, len(STREAMS), latency_connector(args))
+            return
         began = time.perf_counter()
         async with changefeed_lifespan() as feed:
             for start in range(0, len(integration_ids), 200):
@@ -388,8 +331,8 @@ async def across_workers(args: argparse.Namespace, integration_ids: list[uuid.UU
         wall = time.perf_counter() - began
     finally:
         outputs = await asyncio.to_thread(stop_workers, children)
+        print("peak RSS per worker process: " + ", ".join(o.strip().split()[-1] for o in outputs))
     report(wall, queued, total, in_flight=args.concurrency * args.workers)
-    print("peak RSS per worker process: " + ", ".join(o.strip().split()[-1] for o in outputs))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the queueing process {peak:.0f} MB")
 
@@ -399,7 +342,7 @@ def spawn_workers(args: argparse.Namespace) -> list[subprocess.Popen[str]]:
     command = [
         sys.executable, str(Path(__file__).resolve()), "--child", "--records", str(args.records),
         "--page-size", str(args.page_size), "--latency-ms", str(args.latency_ms),
-        "--concurrency", str(args.concurrency),
+        "--concurrency", str(args.concurrency), "--sustain", str(args.sustain),
     ]  # fmt: skip
     return [
         subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
@@ -433,7 +376,7 @@ def child(args: argparse.Namespace) -> None:
     from dashboard.services.changefeed import changefeed_lifespan
 
     async def serve() -> None:
-        connector = LatencyConnector(args.records, args.page_size, args.latency_ms / 1000)
+        connector = latency_connector(args)
         sync.set_engine(
             SyncEngine(connector_factory=lambda _: connector, max_concurrency=args.concurrency)
         )
@@ -461,6 +404,15 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=0,
         help="worker processes claiming the runs (default 0: this process runs them)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sustain", type=float, default=0,
+        help="with --workers: seconds of the hub's own scheduler queueing due runs (a clock "
+        "compressed by --minute-seconds) instead of every run at once",
+    )  # fmt: skip
+    parser.add_argument(
+        "--minute-seconds", type=float, default=1.0,
+        help="with --sustain: how long a schedule minute lasts (streams run every 15)",
     )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

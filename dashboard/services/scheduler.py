@@ -6,7 +6,9 @@ but only the holder of the database lease (a row in ``scheduler_leases``, renewe
 queues it, and whichever process has room claims and runs it (``sync``). Crash recovery does
 not depend on the lease: every process runs it (``sync_supervisor``). A process killed while
 holding the lease is replaced within ``LEASE_TTL + RENEW_EVERY`` (25 s); the new holder fires
-each missed run once and schedules the next a full interval after it.
+each missed run once and schedules the next a full interval after it. Runs falling due
+together by the thousand (after an outage, or streams added at once) are spread out
+(``RELEASE_PER_SECOND``), so that they do not come due together again every interval.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ RENEW_EVERY = 5.0
 RECONCILE_EVERY = 10.0  # seconds between reconciles of the job store with stream_configs
 JOB_PREFIX = "sync:"
 MINUTE = 60.0  # seconds in a schedule minute; tests shrink it to see jobs repeat quickly
+# Runs falling due together (a reconcile adding thousands of streams, a takeover after an
+# outage) are released at most this many per second, over at most each stream's interval.
+# Queued at once they would only wait their turn in the queue, and the streams would stay in
+# lockstep (each next run comes an interval after the last), bringing the herd back every
+# interval: measured with ``bench/scale.py --sustain``. About what two workers run per
+# second there; a faster hub still drains in time, a slower one gets an interval's worth.
+RELEASE_PER_SECOND = 20.0
 
 
 def job_id(integration_id: uuid.UUID | str, stream: str) -> str:
@@ -291,6 +300,9 @@ def _apply_jobs(
             seen[job.id] = _schedule(spec) if spec is not None and same else None
     removed = [jid for jid in next_runs if jid.startswith(JOB_PREFIX) and jid not in wanted]
     now = datetime.now(UTC)
+    # New interval jobs run soon, released RELEASE_PER_SECOND when many come at once.
+    brand_new = [jid for jid, spec in wanted.items() if jid not in next_runs and spec.cron is None]
+    release_order = {jid: position for position, jid in enumerate(brand_new)}
     added = []
     for jid, spec in wanted.items():
         if jid in seen and seen[jid] == _schedule(spec):
@@ -301,7 +313,9 @@ def _apply_jobs(
             log.warning("stream %s has an unusable schedule (%s); not scheduled", jid, error)
             continue
         if jid not in next_runs and spec.cron is None:
-            first_run = now + timedelta(seconds=min(spec.minutes * MINUTE, 5))
+            interval = timedelta(seconds=spec.minutes * MINUTE)
+            soon = now + min(interval, timedelta(seconds=5))
+            first_run = soon + _spread(release_order[jid], len(brand_new), interval)
         else:
             first_run = trigger.get_next_fire_time(None, now)
         added.append((jid, spec, trigger, first_run))
@@ -372,16 +386,35 @@ def _batched(scheduler: AsyncIOScheduler, known: Iterable[Job]) -> Iterator[None
 
 
 def _rebase_missed(scheduler: AsyncIOScheduler, *, now: datetime | None = None) -> list[str]:
-    """Jobs whose run fell due while no process held the lease fire once, now, and the next
-    run follows a full interval after it. Left alone, APScheduler would fire the missed run
-    and then the next one on the old grid: seconds apart after a takeover. Returns their ids."""
+    """Jobs whose run fell due while no process held the lease fire once, from now on (the
+    longest overdue first, ``RELEASE_PER_SECOND``), and the next run follows a full interval
+    after it. Left alone, APScheduler would fire the missed run and then the next one on the
+    old grid: seconds apart after a takeover. Returns their ids."""
     now = now or datetime.now(UTC)
-    missed = [job for job in scheduler.get_jobs() if job.next_run_time and job.next_run_time < now]
+    missed = sorted(
+        (job for job in scheduler.get_jobs() if job.next_run_time and job.next_run_time < now),
+        key=lambda job: job.next_run_time,
+    )
     if missed:
         with _batched(scheduler, missed):
-            for job in missed:
-                job.modify(next_run_time=now)
+            for position, job in enumerate(missed):
+                period = _period(job.trigger, now)
+                job.modify(next_run_time=now + _spread(position, len(missed), period))
     return [job.id for job in missed]
+
+
+def _spread(position: int, count: int, period: timedelta) -> timedelta:
+    """How long after the first of ``count`` runs falling due together the one at
+    ``position`` is released: ``RELEASE_PER_SECOND``, but all within ``period``."""
+    return min(timedelta(seconds=position / RELEASE_PER_SECOND), period * (position / count))
+
+
+def _period(trigger: BaseTrigger, now: datetime) -> timedelta:
+    """A job's interval; for a cron, the time until its next regular run."""
+    if isinstance(trigger, IntervalTrigger):
+        return trigger.interval  # type: ignore[no-any-return]
+    upcoming = trigger.get_next_fire_time(None, now)
+    return timedelta(0) if upcoming is None else max(upcoming - now, timedelta(0))
 
 
 def _store_next_runs(session: Session, next_runs: dict[str, datetime | None]) -> None:
