@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -307,3 +308,30 @@ async def test_a_reconcile_of_many_streams_writes_the_job_store_in_one_transacti
         assert len(other.get_all_jobs()) == 39
     finally:
         hub._stop_scheduler()
+
+
+async def test_stopping_while_a_due_run_is_being_queued_logs_no_error(
+    session, fast_minutes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deploy stops the lease holder while its jobs are queueing runs: that is no error, and
+    the log says so in one line instead of a traceback per job."""
+    caplog.set_level(logging.INFO, logger="hub.scheduler")
+    connected_integration(session)
+    queueing = asyncio.Event()
+
+    async def slow_request_sync(**_: object) -> list[uuid.UUID]:
+        queueing.set()
+        await asyncio.sleep(30)  # the database answers slowly
+        return []
+
+    monkeypatch.setattr(sync, "request_sync", slow_request_sync)
+    hub = HubScheduler(holder="test")
+    await hub._start_scheduler()
+    try:
+        await hub.reconcile()
+        await asyncio.wait_for(queueing.wait(), timeout=10)
+    finally:
+        hub._stop_scheduler()
+    await asyncio.sleep(0.1)  # the cancelled job ends
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert "stopped while queueing" in caplog.text

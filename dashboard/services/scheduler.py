@@ -66,6 +66,11 @@ async def scheduled_sync(integration_id: str, stream: str) -> None:
         )  # fmt: skip
     except sync.SyncRefused as refused:
         log.info("scheduled sync of %s/%s skipped: %s", integration_id, stream, refused)
+    except asyncio.CancelledError:
+        # The scheduler stops (a deploy, the lease lost) while this run is being queued. Its
+        # transaction commits or rolls back in its database thread; if it rolled back, the
+        # stream runs at its next time. APScheduler would log a traceback per such job.
+        log.info("scheduler stopped while queueing %s/%s", integration_id, stream)
 
 
 # --- lease -------------------------------------------------------------------------------------
