@@ -25,6 +25,13 @@ and each process's peak RSS. The issue's scale, on PostgreSQL:
     python bench/scale.py --workers 2 --integrations 10000 --concurrency 50 \
         --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
+With ``--workers N --sustain S`` the runs are not queued all at once: the hub's own
+scheduler queues them as they fall due, on a clock where a schedule minute lasts
+``--minute-seconds``, for S seconds; it prints fair share over time (``_sustained.py``):
+
+    python bench/scale.py --workers 2 --integrations 200 --concurrency 4 --sustain 330 \
+        --minute-seconds 2 --database-url postgresql://postgres@127.0.0.1:5432/postgres
+
 With ``--sandbox`` the integrations are real Shopify shops of the platform sandbox (its own
 process, clock at 100x), connected through its OAuth endpoints and synced by the real
 connector over HTTP, e.g. the issue's size:
