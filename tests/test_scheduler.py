@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session, SQLModel, func, select
 
 from dashboard.db import get_engine, session_scope
@@ -90,26 +93,34 @@ def test_lease_says_since_when_its_holder_holds_it(session: Session) -> None:
     assert lease.expires_at == takeover + scheduler_module.LEASE_TTL
 
 
+@contextlib.asynccontextmanager
+async def taken_over() -> AsyncIterator[AsyncIOScheduler]:
+    """host-a scheduled the streams and died; host-b holds the lease now, its scheduler
+    paused so that the test says when time has passed (``_rebase_missed(now=...)``)."""
+    first = HubScheduler(holder="host-a:1")
+    await first._start_scheduler()
+    await first.reconcile()
+    first._stop_scheduler()
+    second = HubScheduler(holder="host-b:2")
+    await second._start_scheduler()
+    try:
+        assert second.scheduler is not None
+        second.scheduler.pause()
+        yield second.scheduler
+    finally:
+        second._stop_scheduler()
+
+
 async def test_after_a_takeover_a_missed_run_fires_once_and_the_next_a_full_interval_later(
     session,
 ) -> None:
     """The lease was free for a while: the new holder fires each stream's missed run now and
     the next one a full interval after it, not on the dead holder's grid (seconds later)."""
     integration_id = connected_integration(session)  # products every minute
-    first = HubScheduler(holder="host-a:1")
-    await first._start_scheduler()
-    await first.reconcile()
-    first._stop_scheduler()
-
-    second = HubScheduler(holder="host-b:2")
-    await second._start_scheduler()
-    try:
-        scheduler = second.scheduler
-        assert scheduler is not None
+    async with taken_over() as scheduler:
         job = scheduler.get_job(job_id(integration_id, "products"))
         due = job.next_run_time
         later = due + timedelta(seconds=150)  # 2.5 intervals missed while nobody held it
-        scheduler.pause()
         assert scheduler_module._rebase_missed(scheduler, now=later) == [job.id]
         job = scheduler.get_job(job.id)
         assert job.next_run_time == later  # fires once, now
@@ -118,8 +129,32 @@ async def test_after_a_takeover_a_missed_run_fires_once_and_the_next_a_full_inte
         # On the old grid the next run would have come 30 s after this one.
         assert due + 3 * interval - later == timedelta(seconds=30)
         assert scheduler_module._rebase_missed(scheduler, now=later) == []  # nothing left
-    finally:
-        second._stop_scheduler()
+
+
+async def test_runs_missed_during_an_outage_are_released_longest_overdue_first(
+    session,
+) -> None:
+    """A hundred missed runs do not all fire at once (and then every interval together):
+    ``RELEASE_PER_SECOND``, the longest overdue first, all within their interval."""
+    for n in range(50):
+        connected_integration(session, f"shop-{n}")
+    async with taken_over() as scheduler:
+        due = {job.id: job.next_run_time for job in scheduler.get_jobs()}
+        later = max(due.values()) + timedelta(minutes=15)  # nobody held the lease meanwhile
+        missed = scheduler_module._rebase_missed(scheduler, now=later)
+        assert missed == sorted(due, key=lambda jid: due[jid])  # longest overdue first
+        released = [scheduler.get_job(jid).next_run_time for jid in missed]
+        assert released[0] == later  # the first fires at once
+        step = timedelta(seconds=1 / scheduler_module.RELEASE_PER_SECOND)
+        assert min(b - a for a, b in itertools.pairwise(released)) >= step - timedelta(
+            milliseconds=1
+        )
+        interval = timedelta(minutes=5)
+        assert released[-1] - later < interval
+        # Each one's next run is then a full interval after it, not on the old grid.
+        job = scheduler.get_job(missed[-1])
+        assert job.trigger.get_next_fire_time(released[-1], later) - released[-1] >= interval
+        assert scheduler_module._rebase_missed(scheduler, now=later) == []  # fired once
 
 
 def test_lease_holder_names_a_live_hub_only(session: Session) -> None:
