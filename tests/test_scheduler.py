@@ -370,3 +370,22 @@ async def test_stopping_while_a_due_run_is_being_queued_logs_no_error(
     await asyncio.sleep(0.1)  # the cancelled job ends
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert "stopped while queueing" in caplog.text
+
+
+async def test_a_wakeup_queued_behind_the_shutdown_does_nothing(session) -> None:
+    """``shutdown(wait=False)`` runs on the loop's next turn; a timer that fires in the same
+    turn queues its wakeup behind it. That wakeup must not process the stopped scheduler's
+    jobs nor fail on its event loop, gone ("'NoneType' object has no attribute 'call_later'",
+    seen once when a lease holder with 3,000 jobs stopped)."""
+    connected_integration(session)
+    loop_errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: loop_errors.append(context))
+    hub = HubScheduler(holder="test")
+    await hub._start_scheduler()
+    await hub.reconcile()
+    scheduler = hub.scheduler
+    assert scheduler is not None and scheduler.get_jobs()
+    hub._stop_scheduler()
+    scheduler.wakeup()  # as the timer's callback would, in the same turn
+    await asyncio.sleep(0.1)
+    assert loop_errors == []

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import Session, col, select
@@ -153,6 +153,18 @@ def wanted_jobs(session: Session) -> dict[str, JobSpec]:
     }  # fmt: skip
 
 
+class _AsyncIOScheduler(AsyncIOScheduler):
+    """APScheduler's, minus a race when it stops: ``shutdown(wait=False)`` runs on the loop's
+    next turn, and a wakeup that a timer queued behind it then processed the stopped
+    scheduler's jobs and failed on its event loop, gone (asyncio logged "'NoneType' object
+    has no attribute 'call_later'" when a lease holder with 3,000 jobs stopped)."""
+
+    def _process_jobs(self) -> float | None:
+        if self.state == STATE_STOPPED:
+            return None
+        return super()._process_jobs()  # type: ignore[no-any-return]
+
+
 class HubScheduler:
     def __init__(self, *, holder: str | None = None) -> None:
         self.holder = holder or sync.worker_id()
@@ -167,7 +179,7 @@ class HubScheduler:
 
     async def _start_scheduler(self) -> None:
         store = BatchingJobStore(engine=get_db_engine(), tablename="apscheduler_jobs")
-        scheduler = AsyncIOScheduler(
+        scheduler = _AsyncIOScheduler(
             jobstores={"default": store},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
             timezone=UTC,
