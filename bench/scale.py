@@ -423,6 +423,8 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sustain and not args.workers:
+        parser.error("--sustain needs --workers: the runs it schedules are claimed by workers")
     if args.child:  # one of --workers: the settings (database, data dir) come from the parent
         child(args)
         return
