@@ -85,18 +85,35 @@ async def test_the_intake_is_quiet_once_no_delivery_came_for_a_while() -> None:
     assert asyncio.get_running_loop().time() - began >= 0.05
 
 
-async def test_a_full_queue_leaves_events_to_the_recovery_sweep() -> None:
+async def test_a_full_queue_leaves_events_to_the_recovery_sweep(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     release = asyncio.Event()
 
     async def apply(_: list[uuid.UUID]) -> None:
         await release.wait()
 
-    processor = WebhookProcessor(apply, consumers=1, capacity=2)
-    accepted = [processor.submit(uuid.uuid4()) for _ in range(3)]
-    assert accepted[2] is None  # stored, unapplied: the sweep takes it after its grace
-    assert processor.overflowed == 1
+    processor = WebhookProcessor(apply, consumers=1, capacity=4, batch=1)
+    accepted = [processor.submit(uuid.uuid4()) for _ in range(5 + 500)]
+    assert accepted[4:] == [None] * 501  # stored, unapplied: the sweep takes them after 30 s
+    assert processor.overflowed == 501
+    # A slot freed at the brim takes the next event, and the queue is full again at once.
+    await asyncio.sleep(0)  # the consumer takes one event, and waits on it
+    assert processor.submit(uuid.uuid4()) is not None
+    assert processor.submit(uuid.uuid4()) is None
+    # One line for the overflow, not one per event or per flip at the brim, and one once the
+    # queue is half empty.
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "webhook queue full (4 events waiting): the events arriving now stay stored for the "
+        "recovery sweep, which applies them after 30 s"
+    ]
     release.set()
     await asyncio.gather(*[d for d in accepted if d is not None])
+    assert processor.submit(uuid.uuid4()) is not None
+    assert caplog.records[-1].getMessage() == (
+        "webhook queue has room again; 502 events were left for the recovery sweep"
+    )
     await processor.stop()
 
 

@@ -18,10 +18,11 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from connectors.errors import TransientError
 from dashboard.db import session_scope
@@ -122,6 +123,32 @@ async def test_sweeps_in_three_processes_apply_each_event_once(any_db: str) -> N
     assert {(r.status, r.attempts) for r in rows} == {("processed", 1)}
     applied = data_requests()
     assert sorted(applied) == sorted(r.webhook_id for r in rows)  # each exactly once
+
+
+async def test_a_backlog_beyond_one_read_is_applied_by_one_sweep_a_batch_per_claim(
+    any_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webhook queue that overflowed in a burst leaves thousands of events to the sweep
+    (``SWEEP_LIMIT`` read at a time, 40 here): one sweep applies them all, a batch per
+    claim, not one event per transaction."""
+    monkeypatch.setattr(shopify_webhooks, "SWEEP_LIMIT", 40)
+    event_ids = await asyncio.gather(*(stored() for _ in range(100)))
+    age(*event_ids)
+    claims: list[int] = []
+    claim = shopify_webhooks._claim
+
+    def counted(session: Session, seen: dict[uuid.UUID, Any], worker: str) -> Any:
+        claims.append(len(seen))
+        return claim(session, seen, worker)
+
+    monkeypatch.setattr(shopify_webhooks, "_claim", counted)
+    assert await shopify_webhooks.recover_events() == 100
+    assert claims == [40, 40, 20]
+    with session_scope() as s:
+        rows = s.exec(select(WebhookEvent)).all()
+    assert {(r.status, r.attempts, r.worker) for r in rows} == {("processed", 1, None)}
+    assert sorted(data_requests()) == sorted(r.webhook_id for r in rows)  # each once
+    assert await shopify_webhooks.recover_events() == 0
 
 
 async def test_fresh_events_and_live_attempts_are_left_alone(any_db: str) -> None:

@@ -61,7 +61,7 @@ _tasks: set[asyncio.Future[None]] = set()  # events queued or being applied here
 EVENTS: sa.Table = WebhookEvent.__table__  # type: ignore[attr-defined]
 RECEIVED = WebhookStatus.RECEIVED.value
 
-GRACE = timedelta(seconds=30)  # a new event is its receiving process's to apply
+GRACE = timedelta(seconds=webhook_processing.GRACE_SECONDS)  # the receiving process's
 ATTEMPT_EXPIRES = timedelta(minutes=10)  # an attempt silent this long died or hangs
 MAX_ATTEMPTS = 5
 RETRY_AFTER = timedelta(seconds=30)  # after a failed attempt; doubles with each one
@@ -121,43 +121,10 @@ async def process_many(event_ids: list[uuid.UUID]) -> None:
     slow to get to it) is left to the sweep, and each event is applied once.
     """
     worker = worker_id()
-    events, integrations = await in_session(
-        partial(_claim_new, event_ids=event_ids, worker=worker)
-    )
+    never_tried = dict.fromkeys(event_ids, _Seen(attempts=0, worker=None))
+    claimed, integrations = await in_session(partial(_claim, seen=never_tried, worker=worker))
     with known(integrations):  # what ``bind`` would look up for each, read with the claim
-        await _attempt_all([(event, 1) for event in events], worker=worker)
-
-
-def _claim_new(
-    session: Session, event_ids: list[uuid.UUID], worker: str
-) -> tuple[list[WebhookEvent], Known]:
-    """``_claim`` of many events never attempted, in one statement; the events it took, and
-    the integrations they name."""
-    claimed = (
-        session.execute(
-            sa.update(EVENTS)
-            .where(
-                EVENTS.c.id.in_(event_ids),
-                EVENTS.c.status == RECEIVED,
-                EVENTS.c.attempts == 0,
-                EVENTS.c.worker.is_(None),
-            )
-            .values(attempts=1, worker=worker, attempted_at=datetime.now(UTC))
-            .returning(EVENTS.c.id)
-        )
-        .scalars()
-        .all()
-    )
-    if not claimed:
-        return [], {}
-    events = list(
-        session.exec(
-            select(WebhookEvent)
-            .where(col(WebhookEvent.id).in_(claimed))
-            .order_by(col(WebhookEvent.received_at))
-        ).all()
-    )
-    return events, integrations_of(session, events)
+        await _attempt_all(claimed, worker=worker)
 
 
 @dataclass(frozen=True)
@@ -168,30 +135,45 @@ class _Seen:
     worker: str | None
 
 
-def _claim(session: Session, event_id: uuid.UUID, seen: _Seen, worker: str) -> bool:
-    """Take the event for one attempt, if it is still unapplied and claimed as ``seen``.
+def _claim(
+    session: Session, seen: dict[uuid.UUID, _Seen], worker: str
+) -> tuple[list[tuple[WebhookEvent, int]], Known]:
+    """Take events for one attempt each, those still unapplied and claimed as ``seen``:
+    per event taken its row and attempt number, oldest first, and the integrations they name.
 
-    One conditional UPDATE, so of several processes (or sweeps) only one wins: every claim
-    raises ``attempts``, and the others' conditions no longer match. On PostgreSQL a
-    concurrent claim waits for the row lock and then re-checks; on SQLite writes take turns.
+    One conditional UPDATE per way they were seen (attempts, worker), so of several
+    processes (or sweeps) only one wins each event: every claim raises ``attempts``, and the
+    others' conditions no longer match. On PostgreSQL a concurrent claim waits for the row
+    lock and then re-checks; on SQLite writes take turns.
     """
-    claimed = session.execute(
-        sa.update(EVENTS)
-        .where(*_still(event_id, seen))
-        .values(attempts=seen.attempts + 1, worker=worker, attempted_at=datetime.now(UTC))
-    )
-    return bool(claimed.rowcount)  # type: ignore[attr-defined]
+    by_seen: dict[_Seen, list[uuid.UUID]] = {}
+    for event_id, event_seen in seen.items():
+        by_seen.setdefault(event_seen, []).append(event_id)
+    attempt_of: dict[uuid.UUID, int] = {}
+    for way, event_ids in by_seen.items():
+        claimed = session.execute(
+            sa.update(EVENTS)
+            .where(EVENTS.c.id.in_(event_ids), *_still(None, way))
+            .values(attempts=way.attempts + 1, worker=worker, attempted_at=datetime.now(UTC))
+            .returning(EVENTS.c.id)
+        ).scalars()
+        attempt_of.update(dict.fromkeys(claimed, way.attempts + 1))
+    if not attempt_of:
+        return [], {}
+    events = session.exec(
+        select(WebhookEvent)
+        .where(col(WebhookEvent.id).in_(attempt_of))
+        .order_by(col(WebhookEvent.received_at))
+    ).all()
+    return [(event, attempt_of[event.id]) for event in events], integrations_of(session, events)
 
 
-def _still(event_id: uuid.UUID, seen: _Seen) -> tuple[sa.ColumnElement[bool], ...]:
-    """The event is still unapplied and claimed as ``seen``: nobody took it meanwhile."""
+def _still(event_id: uuid.UUID | None, seen: _Seen) -> tuple[sa.ColumnElement[bool], ...]:
+    """The event (any event: None) is still unapplied and claimed as ``seen``: nobody took it
+    meanwhile."""
     worker = EVENTS.c.worker.is_(None) if seen.worker is None else EVENTS.c.worker == seen.worker
-    return (
-        EVENTS.c.id == event_id,
-        EVENTS.c.status == RECEIVED,
-        EVENTS.c.attempts == seen.attempts,
-        worker,
-    )
+    same = (EVENTS.c.status == RECEIVED, EVENTS.c.attempts == seen.attempts, worker)
+    return same if event_id is None else (EVENTS.c.id == event_id, *same)
 
 
 def _yours(event_id: uuid.UUID, attempt: int, worker: str) -> tuple[sa.ColumnElement[bool], ...]:
@@ -271,13 +253,6 @@ class _Outcome:
     def plain(self) -> bool:
         """Ended without anything to write but its status: recorded with others at once."""
         return not self.release and self.error is None and self.rejected is None
-
-
-async def _attempt(event_id: uuid.UUID, *, attempt: int, worker: str) -> None:
-    """Apply one claimed event and record the outcome (or release it for a retry)."""
-    event = await in_session(lambda s: s.get(WebhookEvent, event_id))
-    if event is not None:
-        await _attempt_all([(event, attempt)], worker=worker)
 
 
 async def _attempt_all(claimed: list[tuple[WebhookEvent, int]], *, worker: str) -> None:
@@ -371,14 +346,9 @@ def _hand_back_all(session: Session, claimed: list[tuple[uuid.UUID, int]], worke
 # --- recovery of stranded events ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Stranded:
-    event_id: uuid.UUID
-    seen: _Seen
-
-
-def _stranded_events(session: Session, now: datetime) -> list[_Stranded]:
-    """Unapplied events that no live process is applying, oldest first.
+def _stranded_events(session: Session, now: datetime) -> tuple[int, dict[uuid.UUID, _Seen]]:
+    """Of the ``SWEEP_LIMIT`` oldest unapplied events (how many were read), those that no live
+    process is applying, oldest first.
 
     - never attempted, received more than ``GRACE`` ago: the receiving process died first;
     - attempted by a process that provably ended (same host) or silent for
@@ -391,7 +361,7 @@ def _stranded_events(session: Session, now: datetime) -> list[_Stranded]:
         .order_by(EVENTS.c.received_at)
         .limit(SWEEP_LIMIT)
     ).all()
-    stranded = []
+    stranded = {}
     for event_id, attempts, worker, attempted_at in rows:
         if worker is not None:
             due = attempted_at is None or attempted_at < now - ATTEMPT_EXPIRES
@@ -399,50 +369,61 @@ def _stranded_events(session: Session, now: datetime) -> list[_Stranded]:
         else:
             due = attempted_at is None or attempted_at + retry_delay(attempts) <= now
         if due:
-            stranded.append(_Stranded(event_id, _Seen(attempts, worker)))
-    return stranded
+            stranded[event_id] = _Seen(attempts, worker)
+    return len(rows), stranded
 
 
-def _give_up(session: Session, stranded: _Stranded) -> None:
+def _give_up(session: Session, stranded: dict[uuid.UUID, _Seen]) -> None:
     """Every attempt died with its process (or hung): the event itself is the likely cause."""
-    seen = stranded.seen
-    session.execute(
-        sa.update(EVENTS)
-        .where(*_still(stranded.event_id, seen))
-        .values(
-            status=WebhookStatus.FAILED.value,
-            processed_at=datetime.now(UTC),
-            worker=None,
-            error=f"gave up after {seen.attempts} attempts: the process applying it stopped "
-            f"or went silent each time",
+    for event_id, seen in stranded.items():
+        session.execute(
+            sa.update(EVENTS)
+            .where(*_still(event_id, seen))
+            .values(
+                status=WebhookStatus.FAILED.value,
+                processed_at=datetime.now(UTC),
+                worker=None,
+                error=f"gave up after {seen.attempts} attempts: the process applying it "
+                f"stopped or went silent each time",
+            )
         )
-    )
 
 
 async def recover_events() -> int:
-    """Apply the events no live process is applying; how many attempts this sweep made."""
-    now = datetime.now(UTC)
-    stranded = await in_session(partial(_stranded_events, now=now))
-    if not stranded:
-        return 0
+    """Apply the events no live process is applying; how many attempts this sweep made.
+
+    In batches like new events (``webhook_processing.BATCH``: one claim and one outcome
+    transaction each, their records re-read together), reading on at once while it finds
+    work: a queue that overflowed in a burst leaves thousands here, and one at a time they
+    took minutes (bench/webhook_ingest.py, 40,000 at 1,000/s: applied 103 s after the burst).
+    """
     worker = worker_id()
     slots = asyncio.Semaphore(SWEEP_CONCURRENCY)
 
-    async def take(event: _Stranded) -> int:
+    async def take(batch: dict[uuid.UUID, _Seen]) -> int:
         async with slots:
-            if event.seen.attempts >= MAX_ATTEMPTS:
-                await in_session(partial(_give_up, stranded=event))
-                return 0
-            if not await in_session(
-                partial(_claim, event_id=event.event_id, seen=event.seen, worker=worker)
-            ):
-                return 0  # another process (or sweep) took it
-            log.info("webhook event %s: applying it again (attempt %d)", event.event_id,
-                     event.seen.attempts + 1)  # fmt: skip
-            await _attempt(event.event_id, attempt=event.seen.attempts + 1, worker=worker)
-            return 1
+            claimed, integrations = await in_session(partial(_claim, seen=batch, worker=worker))
+            with known(integrations):
+                await _attempt_all(claimed, worker=worker)
+            return len(claimed)
 
-    return sum(await asyncio.gather(*(take(event) for event in stranded)))
+    attempts = 0
+    while True:
+        read, stranded = await in_session(partial(_stranded_events, now=datetime.now(UTC)))
+        exhausted = {e: seen for e, seen in stranded.items() if seen.attempts >= MAX_ATTEMPTS}
+        if exhausted:
+            await in_session(partial(_give_up, stranded=exhausted))
+        due = [(e, seen) for e, seen in stranded.items() if seen.attempts < MAX_ATTEMPTS]
+        if due:
+            retries = sum(seen.attempts > 0 for _, seen in due)
+            log.info("webhook recovery: applying %d stored events (%d of them retries)",
+                     len(due), retries)  # fmt: skip
+        size = webhook_processing.BATCH
+        batches = [dict(due[start : start + size]) for start in range(0, len(due), size)]
+        made = sum(await asyncio.gather(*(take(batch) for batch in batches)))
+        attempts += made
+        if read < SWEEP_LIMIT or not (made or exhausted):
+            return attempts
 
 
 async def _supervise(stop: asyncio.Event) -> None:

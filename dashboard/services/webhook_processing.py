@@ -36,6 +36,7 @@ log = logging.getLogger("hub.shopify.webhooks")
 QUEUE_CAPACITY = 10_000  # events waiting in one process; beyond, the sweep takes them
 BATCH = 50  # events a consumer takes at once: what is queued, up to this many
 QUIET_FOR = 0.1  # seconds without a delivery before the consumers beyond the first apply
+GRACE_SECONDS = 30  # an event unapplied this long is the recovery sweep's (any process's)
 
 Apply = Callable[[list[uuid.UUID]], Awaitable[None]]
 
@@ -62,6 +63,7 @@ class WebhookProcessor:
         self.applied = 0
         self.batches = 0
         self.overflowed = 0
+        self._left = 0  # events left to the sweep since the queue was last half empty
 
     def submit(self, event_id: uuid.UUID) -> asyncio.Future[None] | None:
         """Queue the event; a future done once it was applied (or its attempt ended), None
@@ -73,8 +75,20 @@ class WebhookProcessor:
             self.queue.put_nowait((event_id, done))
         except asyncio.QueueFull:
             self.overflowed += 1
-            log.warning("webhook queue full: event %s is left for the recovery sweep", event_id)
+            self._left += 1
+            if self._left == 1:  # once per overflow: a burst would log thousands of lines
+                log.warning(
+                    "webhook queue full (%d events waiting): the events arriving now stay "
+                    "stored for the recovery sweep, which applies them after %d s",
+                    self.queue.maxsize, GRACE_SECONDS,
+                )  # fmt: skip
             return None
+        # Once half empty, not at the first free slot: at the brim each batch taken frees
+        # room for a moment, and the queue would flip between full and not many times a second.
+        if self._left and self.queue.qsize() <= self.queue.maxsize // 2:
+            log.warning("webhook queue has room again; %d events were left for the recovery "
+                        "sweep", self._left)  # fmt: skip
+            self._left = 0
         return done
 
     def _start(self) -> None:
