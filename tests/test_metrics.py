@@ -282,6 +282,42 @@ async def test_webhooks_received_verified_and_rejected(hub: httpx.AsyncClient) -
     assert grew("hub_webhooks_rejected_total", platform="shopify", reason="binding") == 1
 
 
+async def test_webhook_events_not_applied_yet_show_how_far_behind(
+    hub: httpx.AsyncClient,
+) -> None:
+    """What ``HubWebhooksBehind`` watches: stored events not applied, and the oldest's age."""
+    import sqlalchemy as sa
+
+    from dashboard.models import WebhookEvent
+    from dashboard.services import shopify_webhooks
+
+    samples = await scrape(hub)
+    assert value(samples, "hub_webhook_events_unapplied") == 0
+    assert value(samples, "hub_webhook_oldest_unapplied_seconds") == 0
+    stored = [
+        await shopify_webhooks.persist(
+            webhook_id=str(uuid.uuid4()), topic="products/update", shop="late.myshopify.com",
+            body=b'{"id": 1}',
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    with session_scope() as s:  # one arrived 20 minutes ago, and nobody applied it
+        s.execute(
+            sa.update(WebhookEvent)
+            .where(WebhookEvent.id == stored[0])  # type: ignore[arg-type]
+            .values(received_at=datetime.now(UTC) - timedelta(minutes=20))
+        )
+    samples = await scrape(hub)
+    assert value(samples, "hub_webhook_events_unapplied", platform="shopify") == 3
+    assert 1195 <= value(samples, "hub_webhook_oldest_unapplied_seconds") <= 1260
+    for event_id in stored:  # applied (ignored: that shop has no integration)
+        assert event_id is not None
+        await shopify_webhooks.process(event_id)
+    samples = await scrape(hub)
+    assert value(samples, "hub_webhook_events_unapplied") == 0
+    assert value(samples, "hub_webhook_oldest_unapplied_seconds") == 0
+
+
 WORKER = """
 import asyncio, httpx, sys
 from connectors.http import build_client

@@ -47,6 +47,8 @@ from dashboard.models import (
     SchedulerLease,
     StreamConfig,
     SyncRun,
+    WebhookEvent,
+    WebhookStatus,
 )
 from dashboard.settings import get_settings
 
@@ -254,6 +256,34 @@ class HubStateCollector(Collector):
             [], max(0.0, (now - _aware(oldest_due)).total_seconds()) if oldest_due else 0
         )
         yield lag
+        yield from self._webhook_backlog(connection, now)
+
+    def _webhook_backlog(self, connection: sa.Connection, now: datetime) -> Iterator[Metric]:
+        """Webhook events stored and not applied yet (queued in a process, being applied, or
+        waiting for a retry), read off the index on status: a count that keeps growing, or an
+        oldest one far past the retries' 7.5 minutes, means the hub does not keep up."""
+        events = WebhookEvent.__table__  # type: ignore[attr-defined]
+        statement = (
+            sa.select(events.c.platform, sa.func.count(), sa.func.min(events.c.received_at))
+            .where(events.c.status == WebhookStatus.RECEIVED.value)
+            .group_by(events.c.platform)
+        )
+        waiting = GaugeMetricFamily(
+            "hub_webhook_events_unapplied",
+            "Webhook events stored and not applied yet, by platform.",
+            labels=["platform"],
+        )
+        oldest = GaugeMetricFamily(
+            "hub_webhook_oldest_unapplied_seconds",
+            "Seconds since the oldest webhook event not applied yet arrived (0 when none waits).",
+        )
+        first: datetime | None = None
+        for platform, count, received in connection.execute(statement):
+            waiting.add_metric([platform], count)
+            first = _aware(received) if first is None else min(first, _aware(received))
+        oldest.add_metric([], max(0.0, (now - first).total_seconds()) if first else 0)
+        yield waiting
+        yield oldest
 
     def _durations(
         self, connection: sa.Connection, joined: Any, runs: Any, integrations: Any, now: datetime
