@@ -60,6 +60,16 @@ def log_context(**values: object) -> Iterator[None]:
             _CONTEXT[name].reset(token)
 
 
+def detached_log_context() -> contextvars.Context:
+    """A copy of this context without the ids of the request or run: for a task started
+    here that serves others too (a queue's consumer started by the first request to use it
+    would otherwise tag every later line with that request's id)."""
+    context = contextvars.copy_context()
+    for var in _CONTEXT.values():
+        context.run(var.set, None)
+    return context
+
+
 def current_log_context() -> dict[str, str]:
     return {name: value for name, var in _CONTEXT.items() if (value := var.get()) is not None}
 

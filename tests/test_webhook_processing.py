@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from connectors.http import CLIENTS
 from connectors.shopify.client import ShopifyClient
 from dashboard.db import session_scope
+from dashboard.logging_setup import current_log_context, log_context
 from dashboard.models import Product, WebhookEvent
 from dashboard.services import connect, shopify_webhooks, sync, webhook_signers
 from dashboard.services.webhook_processing import RecordRefreshes, WebhookProcessor
@@ -47,6 +48,25 @@ async def test_a_process_applies_at_most_its_concurrency_in_batches_at_once() ->
     assert max(len(batch) for batch in batches) == 5
     assert sorted(e for batch in batches for e in batch) == sorted(submitted)
     await processor.stop()
+
+
+async def test_the_consumers_log_lines_carry_no_request_id_of_the_first_delivery() -> None:
+    """The consumers start with the first delivery's request: every later line they wrote,
+    about any request's events, carried that one request's id (the demo's log showed a
+    single request_id on every webhook look-up for hours)."""
+    seen: list[dict[str, str]] = []
+
+    async def apply(ids: list[uuid.UUID]) -> None:
+        seen.append(current_log_context())
+
+    processor = WebhookProcessor(apply, consumers=2)
+    for request_id in ("first-delivery", "second-delivery"):
+        with log_context(request_id=request_id):
+            done = processor.submit(uuid.uuid4())
+        assert done is not None
+        await done
+    await processor.stop()
+    assert seen == [{}, {}]
 
 
 async def test_while_deliveries_arrive_one_consumer_applies_and_the_rest_wait() -> None:

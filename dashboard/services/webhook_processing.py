@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dashboard.logging_setup import detached_log_context
+
 log = logging.getLogger("hub.shopify.webhooks")
 
 QUEUE_CAPACITY = 10_000  # events waiting in one process; beyond, the sweep takes them
@@ -94,7 +96,11 @@ class WebhookProcessor:
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._consume(first=n == 0), name=f"webhook-consumer-{n}")
+            loop.create_task(
+                self._consume(first=n == 0),
+                name=f"webhook-consumer-{n}",
+                context=detached_log_context(),  # they serve every request, not the first
+            )
             for n in range(self.consumers)
         ]
 
