@@ -47,10 +47,13 @@ end
 """.replace("KEY_TTL_MS", str(KEY_TTL_MS))
 
 # KEYS: state, in-flight (ticket -> sent), points (ticket -> points), settled ("t:kept" -> at),
-# queue (ticket -> arrival), seen (ticket -> last asked). ARGV: cost, ticket, default maximum,
-# default restore rate, in-flight ttl.
+# queue (ticket -> place), seen (ticket -> last asked). ARGV: cost, ticket, default maximum,
+# default restore rate, seconds ahead, in-flight ttl.
 # Queries take turns across processes (the queue), as they do within one: otherwise a large
-# query waiting for room would starve while other processes' small ones keep taking it.
+# query waiting for room would starve while other processes' small ones keep taking it. A
+# query's place is its arrival less its "seconds ahead" (``connectors.ratelimit.Place``: how
+# long it has waited in its process, plus an urgent query's head start), so an urgent query
+# of one process goes ahead of the sync pages of all.
 RESERVE = (
     _CLOCK
     + _HELD
@@ -62,7 +65,7 @@ for _, waiter in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
     redis.call('HDEL', KEYS[6], waiter)
   end
 end
-redis.call('ZADD', KEYS[5], 'NX', now, ARGV[2])
+redis.call('ZADD', KEYS[5], 'NX', now - tonumber(ARGV[5]), ARGV[2])
 redis.call('HSET', KEYS[6], ARGV[2], tostring(now))
 touch()
 if redis.call('ZRANGE', KEYS[5], 0, 0)[1] ~= ARGV[2] then return {'wait', '-1'} end

@@ -8,7 +8,10 @@ limit instead of into 429s.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import itertools
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,6 +44,108 @@ class LoopLock:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._of_this_loop().release()
+
+
+# A query someone waits on (a webhook's look-up, a person connecting a shop) is placed in
+# line as if it had come this many seconds earlier: ahead of a sync's pages, which wait for
+# the bucket anyway, while a page that has waited longer than this goes ahead of newer urgent
+# queries, so that a stream of webhooks slows a sync down but never stops it.
+URGENT_HEAD_START = 30.0
+
+
+@dataclass(frozen=True, order=True)
+class Place:
+    """A query's place in a ``WaitingLine``: when it came (less any head start), then who
+    joined first."""
+
+    at: float
+    seq: int
+
+    def ahead(self, now: float) -> float:
+        """Seconds this place is ahead of a query joining at ``now`` without a head start."""
+        return now - self.at
+
+
+class WaitingLine:
+    """The queries of one platform account waiting for its bucket in this process.
+
+    Only the first in line may take from the bucket; the others wait until they are first.
+    The first is woken when an answer changes the bucket (``wake_first``) and when someone
+    goes ahead of it, so an urgent query does not wait behind a sync page sleeping for a
+    refill. Waiters on several event loops of a process (tests) share the line.
+    """
+
+    def __init__(self) -> None:
+        self._places: list[Place] = []  # sorted: the first in line is [0]
+        self._wakers: dict[Place, asyncio.Future[None]] = {}
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._places)
+
+    def join(self, now: float, *, urgent: bool = False) -> Place:
+        """Join the line at ``now`` (the caller's monotonic clock); leave it with ``leave``."""
+        place = Place(now - (URGENT_HEAD_START if urgent else 0.0), next(self._seq))
+        self._wakers[place] = asyncio.get_running_loop().create_future()
+        before = self._places[0] if self._places else None
+        bisect.insort(self._places, place)
+        if before is not None and place < before:
+            self._wake(before)  # it is no longer first: it stops taking
+        return place
+
+    def first(self, place: Place) -> bool:
+        return bool(self._places) and self._places[0] == place
+
+    def leave(self, place: Place) -> None:
+        was_first = self.first(place)
+        with contextlib.suppress(ValueError):
+            self._places.remove(place)
+        self._wakers.pop(place, None)
+        if was_first:
+            self.wake_first()
+
+    def wake_first(self) -> None:
+        if self._places:
+            self._wake(self._places[0])
+
+    async def wait(self, place: Place, delay: float) -> None:
+        """Sleep ``delay`` seconds (infinite: until woken), or until woken. A wake that came
+        since the last wait ends this one at once: nothing is missed between a check of the
+        line and the wait."""
+        woken = self._wakers[place]
+        if not woken.done():
+            if math.isinf(delay):
+                await asyncio.shield(woken)
+            else:
+                sleeper = asyncio.ensure_future(asyncio.sleep(max(delay, 0.0)))
+                try:
+                    await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleeper.cancel()
+        if woken.done():
+            self._wakers[place] = asyncio.get_running_loop().create_future()
+
+    def _wake(self, place: Place) -> None:
+        woken = self._wakers.get(place)
+        if woken is None or woken.done():
+            return
+        loop = woken.get_loop()
+        if loop is _running_loop():
+            woken.set_result(None)
+        else:  # a query waiting on another event loop of this process
+            loop.call_soon_threadsafe(_wake_up, woken)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _wake_up(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -195,8 +300,11 @@ class CostBucket(Protocol):
     throttled: int
     waited: float
 
-    async def reserve(self, key: tuple[Any, ...], hint: float | None = None) -> Any:
-        """Wait until the bucket can pay the query's cost and take it; returns the ticket."""
+    async def reserve(
+        self, key: tuple[Any, ...], hint: float | None = None, *, urgent: bool = False
+    ) -> Any:
+        """Wait until the bucket can pay the query's cost and take it; returns the ticket.
+        ``urgent``: someone waits on the answer; it goes ahead of sync pages (``WaitingLine``)."""
 
     async def answered(
         self, ticket: Any, cost: dict[str, Any] | None, *, key: tuple[Any, ...], throttled: bool

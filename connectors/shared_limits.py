@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from connectors.limit_scripts import (
     TOKENS,
 )
 from connectors.metrics import record_throttle_wait
-from connectors.ratelimit import Take, TokenBucket, report_wait
+from connectors.ratelimit import Place, Take, TokenBucket, WaitingLine, report_wait
 from connectors.shopify.client import SINGLE_QUERY_MAX_COST, ShopifyThrottle
 
 log = logging.getLogger("connectors.limits")
@@ -52,8 +53,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def _wait(seconds: float) -> None:
-    """Sleep before asking the bucket again; first leave if this task was cancelled.
+async def _wait(
+    seconds: float, line: WaitingLine | None = None, place: Place | None = None
+) -> None:
+    """Sleep before asking the bucket again, or until someone of this process goes ahead of
+    ``place`` in ``line``; first leave if this task was cancelled.
 
     redis-py can swallow a cancellation that lands while it connects and return the script's
     answer: without this check a bucket's wait loop would go on asking (up to IN_FLIGHT_TTL)
@@ -61,7 +65,10 @@ async def _wait(seconds: float) -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-    await asyncio.sleep(seconds)
+    if line is None or place is None:
+        await asyncio.sleep(seconds)
+    else:
+        await line.wait(place, seconds)
 
 
 class RedisLimits:
@@ -188,7 +195,7 @@ class RedisCostBucket:
     # Shopify's last ``requestedQueryCost`` of each query, as this process saw it.
     expected_cost: dict[tuple[Any, ...], float] = field(default_factory=dict)
     local: ShopifyThrottle = field(default_factory=ShopifyThrottle)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    line: WaitingLine = field(default_factory=WaitingLine)
     _fallback: _Fallback | None = None
 
     def _keys(self) -> list[str]:
@@ -203,52 +210,73 @@ class RedisCostBucket:
             self._fallback = _Fallback(self.name)
         return self._fallback
 
-    async def reserve(self, key: tuple[Any, ...], hint: float | None = None) -> Any:
+    async def reserve(
+        self, key: tuple[Any, ...], hint: float | None = None, *, urgent: bool = False
+    ) -> Any:
         """Wait until the shared bucket can pay the query's cost, take it; the ticket.
 
-        The queries of this process take turns (the lock); those of other processes are
-        served as Redis runs their scripts.
+        The queries of this process take turns (the line: only its first asks Redis, and an
+        ``urgent`` one goes ahead of sync pages); those of other processes are served in
+        the order of the queue in Redis, where each query keeps its place.
         """
         known = self.expected_cost.get(key)
         cost = known if known is not None else (hint if hint is not None else SINGLE_QUERY_MAX_COST)
         ticket = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
-        async with self._lock:
-            start = loop.time()
-            try:
-                await self._wait_turn(key, hint, cost, ticket)
-            except asyncio.CancelledError:
-                # Out of the line at once, or the next query would wait WAITER_TTL for it.
-                with contextlib.suppress(RedisError, OSError):
-                    await asyncio.shield(self.store.run("leave", self._keys()[4:], [ticket]))
-                raise
-            except _FellBack as fallback:
-                return _LocalTicket(fallback.ticket)
-            waited = loop.time() - start
+        place = self.line.join(time.monotonic(), urgent=urgent)
+        start = loop.time()
+        try:
+            await self._wait_turn(key, hint, cost, ticket, place, urgent=urgent)
+        except asyncio.CancelledError:
+            # Out of the line at once, or the next query would wait WAITER_TTL for it.
+            with contextlib.suppress(RedisError, OSError):
+                await asyncio.shield(self.store.run("leave", self._keys()[4:], [ticket]))
+            raise
+        except _FellBack as fallback:
+            return _LocalTicket(fallback.ticket)
+        finally:
+            self.line.leave(place)
+        waited = loop.time() - start
         self.waited += waited
         record_throttle_wait("shopify", waited)
         return ticket
 
     async def _wait_turn(
-        self, key: tuple[Any, ...], hint: float | None, cost: float, ticket: str
+        self,
+        key: tuple[Any, ...],
+        hint: float | None,
+        cost: float,
+        ticket: str,
+        place: Place,
+        *,
+        urgent: bool,
     ) -> None:
         loop = asyncio.get_running_loop()
         held_since: float | None = None
         shown = False
+        queued = False  # in the queue in Redis
         while True:
+            if not self.line.first(place):
+                if queued:  # someone of this process went ahead: it asks Redis now
+                    queued = False
+                    with contextlib.suppress(RedisError, OSError):  # else gone in WAITER_TTL
+                        await asyncio.shield(self.store.run("leave", self._keys()[4:], [ticket]))
+                await self.line.wait(place, math.inf)
+                continue
             try:
                 verdict, value = await self.store.run(
                         "reserve",
                         self._keys(),
                         [cost, ticket, self.local.maximum, self.local.restore_rate,
-                         IN_FLIGHT_TTL],
+                         place.ahead(time.monotonic()), IN_FLIGHT_TTL],
                     )  # fmt: skip
             except (RedisError, OSError) as error:
                 self.fallback.failed(error)
-                raise _FellBack(await self.local.reserve(key, hint)) from error
+                raise _FellBack(await self.local.reserve(key, hint, urgent=urgent)) from error
             self.fallback.worked()
             if _text(verdict) == "ok":
                 return
+            queued = True
             delay = float(_text(value))
             if _text(verdict) == "held":  # only an answer to a query in flight makes room
                 held_since = held_since or loop.time()
@@ -262,7 +290,7 @@ class RedisCostBucket:
                 delay = POLL
             else:
                 await report_wait(delay, f"Shopify query cost bucket refills ({cost:.0f} pts)")
-            await _wait(min(max(delay, 1e-3), MAX_SLEEP))
+            await _wait(min(max(delay, 1e-3), MAX_SLEEP), self.line, place)
 
     async def answered(
         self, ticket: Any, cost: dict[str, Any] | None, *, key: tuple[Any, ...], throttled: bool

@@ -232,3 +232,29 @@ async def test_points_held_by_a_process_that_died_mid_query_are_let_go(
     ]
     assert 0.8 < run.waits[0][0] <= 1.5
     await survivor.aclose()
+
+
+@needs_redis
+@pytest.mark.parametrize("where", ["this process", "another process"])
+async def test_a_webhooks_look_up_goes_ahead_of_a_sync_page_waiting_for_points(
+    prefix: str, where: str
+) -> None:
+    """A sync page waits ~10 s for 500 points of an empty bucket. A webhook's 20-point
+    look-up asked after it, in its process or another, used to wait behind it in the line:
+    now it goes first, once the bucket has its 20 points."""
+    shop, page, look_up = "shared.myshopify.com", ("Products", ("first", 250)), ("Nodes",)
+    syncing = RedisLimits(REDIS_URL, prefix=prefix)
+    webhooks = syncing if where == "this process" else RedisLimits(REDIS_URL, prefix=prefix)
+    drained = await syncing.cost_bucket(shop).reserve(page, 990)
+    await syncing.cost_bucket(shop).answered(
+        drained, _cost(990, 990, 10), key=page, throttled=False
+    )
+    waiting_page = asyncio.create_task(syncing.cost_bucket(shop).reserve(page, 500))
+    await asyncio.sleep(0.3)  # the page is first in line, waiting for the refill
+    await asyncio.wait_for(webhooks.cost_bucket(shop).reserve(look_up, 20, urgent=True), 2)
+    assert not waiting_page.done()  # and the page still waits its turn, next
+    waiting_page.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting_page
+    for store in {syncing, webhooks}:
+        await store.aclose()

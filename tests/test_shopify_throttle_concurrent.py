@@ -19,6 +19,7 @@ import httpx
 import pytest
 import respx
 
+from connectors.ratelimit import URGENT_HEAD_START
 from connectors.shopify import client as client_module
 from connectors.shopify.client import ShopifyClient, ShopifyThrottle
 from connectors.shopify.queries import PRODUCTS
@@ -120,8 +121,9 @@ class LeakyBucketShop:
             self.throttled += 1
             await self.clock.sleep(downlink)
             return answer(
-                available=self.refill(), requested=requested, actual=None, errors_=THROTTLED
-            )
+                available=self.refill(), maximum=self.maximum, restore=self.restore,
+                requested=requested, actual=None, errors_=THROTTLED,
+            )  # fmt: skip
         self.available -= requested
         await self.clock.sleep(self.run)
         self.refill()
@@ -129,8 +131,8 @@ class LeakyBucketShop:
         self.kept += actual
         status = self.available
         await self.clock.sleep(downlink)
-        return answer(PAGE, available=status, maximum=self.maximum, requested=requested,
-                      actual=actual)  # fmt: skip
+        return answer(PAGE, available=status, maximum=self.maximum, restore=self.restore,
+                      requested=requested, actual=actual)  # fmt: skip
 
 
 @pytest.fixture
@@ -300,3 +302,84 @@ def test_one_shop_s_bucket_serves_queries_from_two_event_loops_of_one_process() 
         thread.join(timeout=20)
     assert failures == []
     assert sorted(tickets) == list(range(10))  # every query reserved once, none twice
+
+
+# --- queries someone waits on go ahead of sync pages ---------------------------------------
+
+
+@respx.mock
+async def test_a_webhooks_look_up_goes_ahead_of_sync_pages_waiting_for_the_bucket(
+    virtual: VirtualClock,
+) -> None:
+    """Two syncs keep the shop's bucket empty, each page waiting 8 s for its 800 points. A
+    webhook's look-up (8 points) used to wait behind them in the shop's line: the demo's
+    webhooks were applied 5-24 s after they came. It goes first now, as soon as the bucket
+    has its 8 points, and Shopify still throttles nothing."""
+    shop = LeakyBucketShop(virtual, used=1.0)
+    respx.post(ENDPOINT).mock(side_effect=shop.answer)
+    sync = shop_client(virtual)
+    look_up = ShopifyClient(shop="acme.myshopify.com", base_url=BASE, token=TOKEN, urgent=True)
+    waited: list[float] = []
+
+    async def pages() -> None:
+        for _ in range(8):
+            await sync.query("Products", PRODUCTS, {"first": 100}, expected_cost=800)
+
+    async def webhook_look_ups() -> None:
+        for _ in range(5):
+            await asyncio.sleep(4.0)  # a sync page is waiting for the refill by then
+            asked = virtual.now
+            await look_up.query("Products", PRODUCTS, {"first": 1}, expected_cost=8)
+            waited.append(virtual.now - asked)
+
+    await virtual.run(pages(), pages(), webhook_look_ups())
+    await sync.aclose()
+    await look_up.aclose()
+    assert shop.throttled == 0 and sync.throttle.throttled == 0
+    # Each answered within its own refill (8 points at 100/s) and the round trip (0.5 s),
+    # not after a sync page's 8 s.
+    assert len(waited) == 5 and max(waited) <= 0.1 + 0.5 + 0.01
+
+
+@respx.mock
+async def test_a_stream_of_urgent_queries_slows_a_sync_page_but_never_stops_it(
+    virtual: VirtualClock,
+) -> None:
+    """Urgent look-ups asking for more than the bucket refills would keep a sync page
+    waiting for ever if urgent simply meant first: urgent queries asked more than
+    URGENT_HEAD_START after the page go after it."""
+    shop = LeakyBucketShop(virtual, maximum=1000.0, restore=50.0, used=1.0)
+    respx.post(ENDPOINT).mock(side_effect=shop.answer)
+    sync = shop_client(virtual)
+    look_up = ShopifyClient(shop="acme.myshopify.com", base_url=BASE, token=TOKEN, urgent=True)
+    look_ups: list[tuple[float, float]] = []  # (asked, answered)
+    page_answered: list[float] = []
+
+    async def one() -> None:
+        asked = virtual.now
+        await look_up.query("Products", PRODUCTS, {"first": 2}, expected_cost=16)
+        look_ups.append((asked, virtual.now))
+
+    async def flood() -> None:  # 80 points/s asked, 50 refilled
+        tasks = []
+        while not page_answered and virtual.now < 300.0:  # a page that starves fails
+            tasks.append(asyncio.ensure_future(one()))
+            await asyncio.sleep(0.2)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def page() -> None:
+        await asyncio.sleep(40.0)  # the flood has emptied the bucket by then
+        await sync.query("Products", PRODUCTS, {"first": 100}, expected_cost=800)
+        page_answered.append(virtual.now)
+
+    await virtual.run(flood(), page())
+    await sync.aclose()
+    await look_up.aclose()
+    assert shop.throttled == 0
+    assert page_answered and page_answered[0] < 300.0, "the sync page starved"
+    # Look-ups asked up to 30 s after the page went ahead of it; none asked later did.
+    cut = 40.0 + URGENT_HEAD_START
+    assert any(asked > 40.0 and done < page_answered[0] for asked, done in look_ups)
+    assert all(done > page_answered[0] for asked, done in look_ups if asked > cut + 1e-6)

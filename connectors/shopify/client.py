@@ -34,7 +34,7 @@ from connectors.http import CLIENTS, ClientPool, build_client, raise_for_transie
 from connectors.metrics import record_throttle_wait
 from connectors.ratelimit import (
     CostBucket,
-    LoopLock,
+    WaitingLine,
     report_quota,
     report_throttled,
     report_wait,
@@ -100,7 +100,7 @@ class ShopifyThrottle:
     updated: float = field(default_factory=time.monotonic)
     # Shopify's ``requestedQueryCost`` of the last answer, by ``cost_key``.
     expected_cost: dict[tuple[Any, ...], float] = field(default_factory=dict)
-    lock: LoopLock = field(default_factory=LoopLock)
+    line: WaitingLine = field(default_factory=WaitingLine)
     throttled: int = 0
     waited: float = 0.0
     in_flight: dict[int, Reservation] = field(default_factory=dict)
@@ -116,7 +116,6 @@ class ShopifyThrottle:
     # difference, nothing else.
     _mark: tuple[float, float] | None = None
     _sent_since_mark: int = 0
-    _wakers: set[asyncio.Future[None]] = field(default_factory=set)
 
     def estimate(self, now: float) -> float:
         top = self.maximum - sum(r.points for r in self.in_flight.values())
@@ -142,18 +141,27 @@ class ShopifyThrottle:
             return known
         return hint if hint is not None else SINGLE_QUERY_MAX_COST
 
-    async def reserve(self, key: tuple[Any, ...], hint: float | None = None) -> int:
+    async def reserve(
+        self, key: tuple[Any, ...], hint: float | None = None, *, urgent: bool = False
+    ) -> int:
         """Wait until the bucket can pay the query's cost, take it; returns the ticket.
 
-        Queries of one shop take turns (the lock). A waiting query wakes early when an
-        answer shows the bucket fuller than estimated (a refund) or prices the query.
+        Queries of one shop take turns (the line; ``urgent`` ones, that someone waits on,
+        go ahead of sync pages). The first in line wakes early when an answer shows the
+        bucket fuller than estimated (a refund) or prices the query.
         """
-        async with self.lock:
-            start = now = time.monotonic()
-            while (delay := self.wait_time(cost := self.cost_of(key, hint), now)) > 0:
-                if not math.isinf(delay):
+        line = self.line
+        start = now = time.monotonic()
+        place = line.join(now, urgent=urgent)
+        try:
+            while True:
+                cost = self.cost_of(key, hint)
+                delay = self.wait_time(cost, now) if line.first(place) else math.inf
+                if delay <= 0:
+                    break
+                if line.first(place) and not math.isinf(delay):
                     await report_wait(delay, f"Shopify query cost bucket refills ({cost:.0f} pts)")
-                await self._sleep_or_wake(delay)
+                await line.wait(place, delay)
                 now = time.monotonic()
             self.waited += now - start
             record_throttle_wait("shopify", now - start)
@@ -163,22 +171,8 @@ class ShopifyThrottle:
             self.in_flight[ticket] = Reservation(cost, now)
             self._sent_since_mark += 1
             return ticket
-
-    async def _sleep_or_wake(self, delay: float) -> None:
-        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._wakers.add(woken)
-        if math.isinf(delay):
-            try:
-                await woken
-            finally:
-                self._wakers.discard(woken)
-            return
-        sleeper = asyncio.ensure_future(asyncio.sleep(delay))
-        try:
-            await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            sleeper.cancel()
-            self._wakers.discard(woken)
+            line.leave(place)
 
     def settle(
         self,
@@ -202,7 +196,7 @@ class ShopifyThrottle:
         if not status:
             self.available, self.updated = own, now
             self._mark = None
-            self._wake()
+            self.line.wake_first()
             return
         actual = cost.get("actualQueryCost") if cost else None
         kept = float(actual) if actual is not None else 0.0
@@ -226,14 +220,7 @@ class ShopifyThrottle:
         else:
             self._mark, self._sent_since_mark = (reported, reservation.sent), 0
             self.settled.clear()
-        self._wake()
-
-    def _wake(self) -> None:
-        for woken in list(self._wakers):
-            if woken.get_loop() is _running_loop():
-                _wake_up(woken)
-            else:  # a query waiting on another event loop of this process
-                woken.get_loop().call_soon_threadsafe(_wake_up, woken)
+        self.line.wake_first()
 
     def _learn_rate(self, reported: float, kept: float, now: float) -> None:
         """Measure the refill since the mark when this query was the only one in between.
@@ -283,18 +270,6 @@ class ShopifyThrottle:
         self.settle(ticket, None, time.monotonic())
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _wake_up(woken: asyncio.Future[None]) -> None:
-    if not woken.done():
-        woken.set_result(None)
-
-
 _throttles: dict[str, ShopifyThrottle] = {}
 
 
@@ -320,9 +295,12 @@ class ShopifyClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_throttled_retries: int = 20,
         clients: ClientPool = CLIENTS,
+        urgent: bool = False,
     ) -> None:
         """``token``: a fixed access token, or the flow that supplies and renews one
-        (``connectors.auth.TokenFlow``: a 401 on an expiring token refreshes it once)."""
+        (``connectors.auth.TokenFlow``: a 401 on an expiring token refreshes it once).
+        ``urgent``: someone waits on these queries (a webhook's look-up, a person connecting
+        the shop); they go ahead of sync pages waiting for the shop's cost bucket."""
         self.shop = shop
         self.endpoint = f"{base_url}/admin/api/{API_VERSION}/graphql.json"
         # The token goes with each request, not into the client: the client (connections,
@@ -336,6 +314,7 @@ class ShopifyClient:
         self._http = shared or build_client(transport=transport)
         self.throttle = cost_bucket_for(shop)
         self._max_throttled = max_throttled_retries
+        self.urgent = urgent
 
     async def aclose(self) -> None:
         """Close the client unless it is the shop's shared one (the pool closes that)."""
@@ -358,7 +337,7 @@ class ShopifyClient:
         throttle = self.throttle
         key = cost_key(name, variables)
         for _ in range(self._max_throttled):
-            ticket = await throttle.reserve(key, expected_cost)
+            ticket = await throttle.reserve(key, expected_cost, urgent=self.urgent)
             body = await self._post_reserved(ticket, name, document, variables)
             errors = body.get("errors") or []
             throttled = any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors)

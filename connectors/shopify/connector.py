@@ -22,7 +22,7 @@ from connectors.base import (
 from connectors.errors import InvalidInput, MalformedResponse, PlatformError
 from connectors.shopify import auth, bulk, queries
 from connectors.shopify.bulk import BulkPolicy, BulkUnavailable
-from connectors.shopify.client import ShopifyClient
+from connectors.shopify.client import SINGLE_QUERY_MAX_COST, ShopifyClient
 from connectors.shopify.streams import (
     DELETION_KEYS,
     NESTED_OF_KIND,
@@ -113,8 +113,13 @@ class ShopifyConnector(Connector):
     def base_url(self, shop: str) -> str:
         return auth.shop_base_url(shop, self.config.base_url)
 
-    def client(self, shop: str, credentials: CredentialStore) -> ShopifyClient:
-        """A client of the shop whose token comes from (and is refreshed into) ``credentials``."""
+    def client(self, shop: str, credentials: CredentialStore, *, urgent: bool) -> ShopifyClient:
+        """A client of the shop whose token comes from (and is refreshed into) ``credentials``.
+
+        ``urgent`` (all but a sync's reads; each caller says which): someone waits on the
+        answer, a webhook's record or a person connecting the shop, so its queries go ahead
+        of sync pages waiting for the shop's cost bucket.
+        """
         endpoint = auth.token_endpoint(
             shop=shop,
             client_id=self.config.client_id,
@@ -127,6 +132,7 @@ class ShopifyConnector(Connector):
             base_url=self.base_url(shop),
             token=auth.token_flow(endpoint, credentials),
             transport=self.transport,
+            urgent=urgent,
         )
 
     async def read_stream(
@@ -141,7 +147,7 @@ class ShopifyConnector(Connector):
         self.stream(stream)  # KeyError for an unknown stream
         if not integration.shop_domain:
             raise InvalidInput("this integration has no shop domain")
-        client = self.client(integration.shop_domain, credentials)
+        client = self.client(integration.shop_domain, credentials, urgent=False)
         token = await credentials.get(ACCESS_TOKEN)
         reconciles = STREAM_QUERIES[stream].ids is not None and (
             stream != "orders" or ALL_ORDERS_SCOPE in (token.scopes if token else [])
@@ -237,7 +243,7 @@ class ShopifyConnector(Connector):
     # --- set-up after connecting -------------------------------------------------------------
 
     async def fetch_shop(self, shop: str, credentials: CredentialStore) -> dict[str, Any]:
-        client = self.client(shop, credentials)
+        client = self.client(shop, credentials, urgent=True)
         try:
             data = await client.query("Shop", queries.SHOP, expected_cost=2)
         finally:
@@ -260,7 +266,7 @@ class ShopifyConnector(Connector):
     ) -> dict[str, str | None]:
         """Subscribe ``topics`` (every topic the hub needs by default); returns topic ->
         subscription id. Raises InvalidInput when Shopify refuses one."""
-        client = self.client(shop, credentials)
+        client = self.client(shop, credentials, urgent=True)
         result: dict[str, str | None] = {}
         try:
             for topic in topics:
@@ -285,7 +291,7 @@ class ShopifyConnector(Connector):
         self, shop: str, credentials: CredentialStore
     ) -> list[dict[str, str]]:
         """The app's webhook subscriptions in the shop: ``{"id", "topic", "uri"}`` each."""
-        client = self.client(shop, credentials)
+        client = self.client(shop, credentials, urgent=True)
         found: list[dict[str, str]] = []
         after: str | None = None
         try:
@@ -319,13 +325,17 @@ class ShopifyConnector(Connector):
         name, document, per_query = queries.NODES_BY_IDS[kind]
         nested = NESTED_OF_KIND[kind]
         fetched = FetchedNodes()
-        client = self.client(shop, credentials)
+        client = self.client(shop, credentials, urgent=True)
         try:
             unique = list(dict.fromkeys(node_ids))
             for start in range(0, len(unique), per_query):
                 ids = unique[start : start + per_query]
+                # Until Shopify has priced a look-up of this many ids: a full batch stays
+                # within the most a query may cost, priced per id. (A full batch's price for
+                # a look-up of 2 ids reserved the whole bucket: it waited for every sync page.)
+                per_id = SINGLE_QUERY_MAX_COST / per_query
                 data = await client.query(
-                    name, document, {"ids": ids}, expected_cost=per_query * 60.0
+                    name, document, {"ids": ids}, expected_cost=len(ids) * per_id
                 )
                 answered = data.get("nodes")
                 if not isinstance(answered, list) or len(answered) != len(ids):
