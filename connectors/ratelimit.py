@@ -72,26 +72,60 @@ class WaitingLine:
     Only the first in line may take from the bucket; the others wait until they are first.
     The first is woken when an answer changes the bucket (``wake_first``) and when someone
     goes ahead of it, so an urgent query does not wait behind a sync page sleeping for a
-    refill. Waiters on several event loops of a process (tests) share the line.
+    refill. One line per event loop, as ``LoopLock``: a process may run more than one (tests),
+    and a line's waiters and wakers belong to their loop.
     """
 
     def __init__(self) -> None:
-        self._places: list[Place] = []  # sorted: the first in line is [0]
-        self._wakers: dict[Place, asyncio.Future[None]] = {}
+        self._lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopLine] = (
+            weakref.WeakKeyDictionary()
+        )
         self._seq = itertools.count()
 
-    def __len__(self) -> int:
-        return len(self._places)
+    def _of_this_loop(self) -> _LoopLine:
+        return self._lines.setdefault(asyncio.get_running_loop(), _LoopLine())
 
     def join(self, now: float, *, urgent: bool = False) -> Place:
         """Join the line at ``now`` (the caller's monotonic clock); leave it with ``leave``."""
         place = Place(now - (URGENT_HEAD_START if urgent else 0.0), next(self._seq))
+        self._of_this_loop().join(place)
+        return place
+
+    def first(self, place: Place) -> bool:
+        return self._of_this_loop().first(place)
+
+    def leave(self, place: Place) -> None:
+        self._of_this_loop().leave(place)
+
+    async def wait(self, place: Place, delay: float) -> None:
+        """Sleep ``delay`` seconds (infinite: until woken), or until woken. A wake that came
+        since the last wait ends this one at once: nothing is missed between a check of the
+        line and the wait."""
+        await self._of_this_loop().wait(place, delay)
+
+    def wake_first(self) -> None:
+        """The bucket changed: the first in line looks again (on every loop)."""
+        current = _running_loop()
+        for loop, line in list(self._lines.items()):
+            if loop is current:
+                line.wake_first()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(line.wake_first)
+
+
+class _LoopLine:
+    """A ``WaitingLine`` on one event loop."""
+
+    def __init__(self) -> None:
+        self._places: list[Place] = []  # sorted: the first in line is [0]
+        self._wakers: dict[Place, asyncio.Future[None]] = {}
+
+    def join(self, place: Place) -> None:
         self._wakers[place] = asyncio.get_running_loop().create_future()
         before = self._places[0] if self._places else None
         bisect.insort(self._places, place)
         if before is not None and place < before:
             self._wake(before)  # it is no longer first: it stops taking
-        return place
 
     def first(self, place: Place) -> bool:
         return bool(self._places) and self._places[0] == place
@@ -109,9 +143,6 @@ class WaitingLine:
             self._wake(self._places[0])
 
     async def wait(self, place: Place, delay: float) -> None:
-        """Sleep ``delay`` seconds (infinite: until woken), or until woken. A wake that came
-        since the last wait ends this one at once: nothing is missed between a check of the
-        line and the wait."""
         woken = self._wakers[place]
         if not woken.done():
             if math.isinf(delay):
@@ -127,13 +158,8 @@ class WaitingLine:
 
     def _wake(self, place: Place) -> None:
         woken = self._wakers.get(place)
-        if woken is None or woken.done():
-            return
-        loop = woken.get_loop()
-        if loop is _running_loop():
+        if woken is not None and not woken.done():
             woken.set_result(None)
-        else:  # a query waiting on another event loop of this process
-            loop.call_soon_threadsafe(_wake_up, woken)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -141,11 +167,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _wake_up(woken: asyncio.Future[None]) -> None:
-    if not woken.done():
-        woken.set_result(None)
 
 
 @dataclass(frozen=True)
