@@ -43,7 +43,7 @@ class StreamConfig(SQLModel, table=True):
         max_length=16,
         sa_column_kwargs={"server_default": StreamHealth.NEVER_RUN.value},
     )
-    health_cause: str | None = Field(default=None, max_length=32)  # incidents.CAUSES key
+    health_cause: str | None = Field(default=None, max_length=32)  # incident_words.CAUSES key
     health_detail: str | None = Field(default=None, max_length=2000)  # the last error, raw
     last_success_at: datetime | None = ts()
     last_failure_at: datetime | None = ts()

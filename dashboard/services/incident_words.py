@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dashboard.models import IncidentCause
+
 PLATFORM_LABELS = {"shopify": "Shopify", "amazon": "Amazon"}
 PLATFORM_APIS = {"shopify": "the store's API", "amazon": "Amazon's SP-API"}
 
@@ -129,3 +131,57 @@ def hhmm(moment: datetime) -> str:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+# --- the words of every other cause, which no raw error carries --------------------------------
+
+
+@dataclass(frozen=True)
+class CauseWords:
+    """What an incident of one cause says when its words do not come from a raw error:
+    its category (``Incident.category``), what to do, and its title (``{label}`` is the
+    platform's name, ``{shop}`` the shop, ``{since}`` the time it was opened, plus what the
+    caller passes)."""
+
+    category: str
+    title: str
+    advice: str
+
+
+CAUSES: dict[IncidentCause, CauseWords] = {
+    IncidentCause.ACCESS_LOST: CauseWords(
+        "access_refused", "{label} refused the hub's access since {since}",
+        "send the merchant a reconnect link; scheduled syncs stop until they approve",
+    ),
+    IncidentCause.UNINSTALLED: CauseWords(
+        "uninstalled", "The merchant removed the app from {shop}",
+        "the hub's access is gone and syncing stopped; send a reconnect link if this was a "
+        "mistake",
+    ),
+    IncidentCause.DECLINED: CauseWords(
+        "declined", "The merchant declined the connection request",
+        "talk to the merchant, then send a new connect link",
+    ),
+    IncidentCause.CONNECT_LINK_EXPIRED_UNUSED: CauseWords(
+        "connect_link", "The connect link expired before the merchant used it",
+        "send the merchant a new connect link, or discard the integration",
+    ),
+    IncidentCause.WEBHOOK_SUBSCRIPTION_REMOVED: CauseWords(
+        "webhook", "{removed} removed from {shop}: {topics} (found {since})", "{done}",
+    ),
+    IncidentCause.LWA_SECRET_EXPIRING: CauseWords(
+        "credentials", "{title}",
+        "an admin rotates it in Solution Provider Portal, then enters it in Settings → "
+        "Amazon app (or hub amazon rotate-secret; docs/amazon.md)",
+    ),
+    IncidentCause.AMAZON_REAUTHORIZATION_DUE: CauseWords(
+        "credentials", "{title}",
+        "the seller renews it in Seller Central (Apps and Services → Manage Your Apps), "
+        "or send them a reconnect link",
+    ),
+    IncidentCause.REFRESH_TOKEN_EXPIRING: CauseWords(
+        "refresh_token", "{title}",
+        "resume the integration or run a sync (it refreshes the token for another 90 days); "
+        "once ended, reconnect it from the shop's Shopify admin",
+    ),
+}  # fmt: skip

@@ -3,8 +3,8 @@ by itself when a run succeeds or access returns.
 
 A failing stream's words come from ``incident_words`` (raw error -> category and plain
 words: "Shopify answered 503 for 4 streams since 10:02 — the store's API is down or
-overloaded; the hub retries every 15 min"); every other cause's words are data in
-``CAUSES``. What the screens read is in ``incident_views``; the periodic looks in
+overloaded; the hub retries every 15 min"); every other cause's words are data there too
+(``CAUSES``). What the screens read is in ``incident_views``; the periodic looks in
 ``incident_sweeps``. The bell, the Overview's attention panel and the outgoing alert
 webhook (``alerts.notify`` with kind ``incident_opened`` / ``incident_resolved``) come from
 here, so one outage is one notification.
@@ -18,7 +18,6 @@ import functools
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -36,13 +35,13 @@ from dashboard.services.incident_views import app_subject
 from dashboard.services.incident_views import incident_row as incident_row
 from dashboard.services.incident_views import list_incidents as list_incidents
 from dashboard.services.incident_views import open_count as open_count
+from dashboard.services.incident_words import CAUSES, hhmm, plural
 from dashboard.services.incident_words import (
     PLATFORM_LABELS as PLATFORM_LABELS,
 )
 from dashboard.services.incident_words import (
     describe_failure as describe_failure,
 )
-from dashboard.services.incident_words import hhmm, plural
 
 # The `X as X` imports re-export what callers read here from the modules that hold it.
 
@@ -174,57 +173,6 @@ def _emit(
 
 
 # --- the causes ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CauseWords:
-    """What an incident of one cause says when its words do not come from a raw error:
-    its category (``Incident.category``), what to do, and its title (``{label}`` is the
-    platform's name, ``{shop}`` the shop, ``{since}`` the time it was opened, plus what the
-    caller passes)."""
-
-    category: str
-    title: str
-    advice: str
-
-
-CAUSES: dict[IncidentCause, CauseWords] = {
-    IncidentCause.ACCESS_LOST: CauseWords(
-        "access_refused", "{label} refused the hub's access since {since}",
-        "send the merchant a reconnect link; scheduled syncs stop until they approve",
-    ),
-    IncidentCause.UNINSTALLED: CauseWords(
-        "uninstalled", "The merchant removed the app from {shop}",
-        "the hub's access is gone and syncing stopped; send a reconnect link if this was a "
-        "mistake",
-    ),
-    IncidentCause.DECLINED: CauseWords(
-        "declined", "The merchant declined the connection request",
-        "talk to the merchant, then send a new connect link",
-    ),
-    IncidentCause.CONNECT_LINK_EXPIRED_UNUSED: CauseWords(
-        "connect_link", "The connect link expired before the merchant used it",
-        "send the merchant a new connect link, or discard the integration",
-    ),
-    IncidentCause.WEBHOOK_SUBSCRIPTION_REMOVED: CauseWords(
-        "webhook", "{removed} removed from {shop}: {topics} (found {since})", "{done}",
-    ),
-    IncidentCause.LWA_SECRET_EXPIRING: CauseWords(
-        "credentials", "{title}",
-        "an admin rotates it in Solution Provider Portal, then enters it in Settings → "
-        "Amazon app (or hub amazon rotate-secret; docs/amazon.md)",
-    ),
-    IncidentCause.AMAZON_REAUTHORIZATION_DUE: CauseWords(
-        "credentials", "{title}",
-        "the seller renews it in Seller Central (Apps and Services → Manage Your Apps), "
-        "or send them a reconnect link",
-    ),
-    IncidentCause.REFRESH_TOKEN_EXPIRING: CauseWords(
-        "refresh_token", "{title}",
-        "resume the integration or run a sync (it refreshes the token for another 90 days); "
-        "once ended, reconnect it from the shop's Shopify admin",
-    ),
-}  # fmt: skip
 
 
 def raise_cause(
