@@ -19,9 +19,11 @@ import httpx
 import pytest
 import respx
 
+from connectors.base import MemoryCredentialStore, StoredCredential
 from connectors.ratelimit import URGENT_HEAD_START
 from connectors.shopify import client as client_module
 from connectors.shopify.client import ShopifyClient, ShopifyThrottle
+from connectors.shopify.connector import ShopifyConfig, ShopifyConnector
 from connectors.shopify.queries import PRODUCTS
 from tests.shopify_throttle_helpers import (
     BASE,
@@ -383,3 +385,35 @@ async def test_a_stream_of_urgent_queries_slows_a_sync_page_but_never_stops_it(
     cut = 40.0 + URGENT_HEAD_START
     assert any(asked > 40.0 and done < page_answered[0] for asked, done in look_ups)
     assert all(done > page_answered[0] for asked, done in look_ups if asked > cut + 1e-6)
+
+
+@respx.mock
+async def test_the_connector_marks_webhook_look_ups_and_connecting_urgent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Which queries go ahead is the connector's to say: the look-ups behind webhooks and
+    what a person connecting a shop waits on (a sync's pages are not: ``read_stream``)."""
+    monkeypatch.setattr(client_module, "_throttles", {})
+    asked: list[tuple[str, bool]] = []
+    reserve = ShopifyThrottle.reserve
+
+    async def recorded(
+        self: ShopifyThrottle, key: tuple[Any, ...], hint: float | None = None, *,
+        urgent: bool = False,
+    ) -> int:  # fmt: skip
+        asked.append((key[0], urgent))
+        return await reserve(self, key, hint, urgent=urgent)
+
+    monkeypatch.setattr(ShopifyThrottle, "reserve", recorded)
+    data = {"nodes": [None], "shop": {"name": "Acme"}}
+    respx.post(url__regex=r".*/graphql\.json$").mock(
+        side_effect=lambda _: answer(data, available=990.0, requested=10.0, actual=10.0)
+    )
+    connector = ShopifyConnector(
+        ShopifyConfig(client_id="id", client_secret="secret", scopes=(), base_url=BASE)
+    )
+    credentials = MemoryCredentialStore(StoredCredential("access_token", TOKEN))
+    shop = "acme.myshopify.com"
+    await connector.fetch_nodes(shop, credentials, "product", ["gid://shopify/Product/1"])
+    await connector.fetch_shop(shop, credentials)
+    assert asked == [("ProductsByIds", True), ("Shop", True)]
