@@ -243,3 +243,33 @@ def test_runs_per_day_counts_the_last_seven_days_in_one_row_each(session: Sessio
     assert (history[-3]["succeeded"], history[-3]["failed"]) == (0, 1)
     assert history[0]["records"] == 7 and history[0]["succeeded"] == 1
     assert sum(row["succeeded"] + row["failed"] for row in history) == 5
+
+
+async def test_a_reconnect_keeps_the_logs_search_and_another_integration_starts_without(
+    hub_db: sa.Engine,
+) -> None:
+    """A websocket reconnect runs the page's on_load again. It cleared the search while the
+    search box still showed it: the list, and the download, were the unfiltered logs (a
+    browser test downloaded page lines after searching "SUCCEEDED")."""
+    with session_scope() as s:
+        ids = [
+            integrations.create_integration(
+                session=s, platform="shopify", display_name=name, shop_domain=domain
+            ).id
+            for name, domain in (("Acme", "acme.myshopify.com"), ("Other", "other.myshopify.com"))
+        ]
+    state = _detail_state(ids[0])
+    await DetailState.load_detail.fn(state)
+    await DetailState.set_log_search.fn(state, "SUCCEEDED")
+    await DetailState.set_log_level.fn(state, "error")
+    await DetailState.load_detail.fn(state)  # the same page, after a reconnect
+    assert (state.log_search, state.log_level) == ("SUCCEEDED", "error")
+    state.router = RouterData.from_router_data(
+        {
+            "headers": dict(state.router.headers.raw_headers),
+            "pathname": "/integrations/[integration_id]",
+            "asPath": f"/integrations/{ids[1]}",
+        }
+    )
+    await DetailState.load_detail.fn(state)
+    assert (state.log_search, state.log_level) == ("", "all")
