@@ -245,12 +245,13 @@ def test_runs_per_day_counts_the_last_seven_days_in_one_row_each(session: Sessio
     assert sum(row["succeeded"] + row["failed"] for row in history) == 5
 
 
-async def test_a_reconnect_keeps_the_logs_search_and_another_integration_starts_without(
+async def test_a_reconnect_keeps_the_logs_search_and_a_new_link_another_page_starts_without(
     hub_db: sa.Engine,
 ) -> None:
     """A websocket reconnect runs the page's on_load again. It cleared the search while the
     search box still showed it: the list, and the download, were the unfiltered logs (a
-    browser test downloaded page lines after searching "SUCCEEDED")."""
+    browser test downloaded page lines after searching "SUCCEEDED"); and it dropped a
+    connect link just created, which is shown only once."""
     with session_scope() as s:
         ids = [
             integrations.create_integration(
@@ -262,8 +263,10 @@ async def test_a_reconnect_keeps_the_logs_search_and_another_integration_starts_
     await DetailState.load_detail.fn(state)
     await DetailState.set_log_search.fn(state, "SUCCEEDED")
     await DetailState.set_log_level.fn(state, "error")
+    state.new_link_url = "http://localhost:3000/connect/just-created"
     await DetailState.load_detail.fn(state)  # the same page, after a reconnect
     assert (state.log_search, state.log_level) == ("SUCCEEDED", "error")
+    assert state.new_link_url == "http://localhost:3000/connect/just-created"
     state.router = RouterData.from_router_data(
         {
             "headers": dict(state.router.headers.raw_headers),
@@ -272,4 +275,4 @@ async def test_a_reconnect_keeps_the_logs_search_and_another_integration_starts_
         }
     )
     await DetailState.load_detail.fn(state)
-    assert (state.log_search, state.log_level) == ("", "all")
+    assert (state.log_search, state.log_level, state.new_link_url) == ("", "all", "")

@@ -118,7 +118,7 @@ class DetailState(LiveState, AuthState):
     logs: list[dict[str, str]] = []
     log_search: str = ""
     log_level: str = "all"
-    _filters_for: str = ""  # the integration the log search and level were set on
+    _page_of: str = ""  # the integration the log filters and the new link belong to
     subscriptions: list[dict[str, str]] = []
     deliveries: list[dict[str, str]] = []
     new_link_url: str = ""
@@ -235,15 +235,15 @@ class DetailState(LiveState, AuthState):
     async def load_detail(self):
         # The role decides which actions the page offers: known before the first read.
         self.user_role = acting_user().role
-        self.new_link_url = ""
         # A websocket reconnect runs on_load again on the same page, whose search box keeps
         # its text: the filters stay with it (reset, the list and the download were the
-        # unfiltered logs under a box still saying "SUCCEEDED"). Another integration starts
-        # unfiltered.
+        # unfiltered logs under a box still saying "SUCCEEDED"), and so does a connect link
+        # just created (shown once: its token is kept hashed). Another integration starts
+        # without them.
         shown = routes.route_arg(str(self.router.url), routes.INTEGRATIONS)
-        if self._filters_for != shown:
-            self.log_search, self.log_level = "", "all"
-            self._filters_for = shown
+        if self._page_of != shown:
+            self.new_link_url, self.log_search, self.log_level = "", "", "all"
+            self._page_of = shown
         requested = dict(parse_qsl(urlsplit(str(self.router.url)).query)).get("tab", "")
         self.tab = requested if requested in TABS else "streams"
         self.apply(await self.fetch())
