@@ -488,3 +488,31 @@ async def test_a_run_logs_start_pages_and_a_summary_searchable_across_integratio
         later = datetime.now(UTC) + timedelta(minutes=1)
         assert runs.search_events(session=s, since=later) == []
         assert runs.summaries_of(session=s, run_ids=[run_id])[0]["live_state"] == "succeeded"
+
+
+async def test_a_long_run_keeps_a_bounded_log_with_room_for_its_warnings(
+    shared_integration,
+) -> None:
+    """250 pages: the run's log keeps its first 159 pages, then stops logging pages so that the
+    records it had to skip near the end and its summary are still there to read (on SQLite and
+    PostgreSQL: each page's transaction counts the log in its fence's RETURNING)."""
+    from dashboard.services.run_log import MAX_EVENTS_PER_RUN, RESERVED_FOR_NOTES
+
+    connector = FakeConnector(total=250, page_size=1)
+    connector.bad_ids = {245, 246}
+    engine = engine_with(connector)
+    [run_id] = await engine.request_sync(integration_id=shared_integration)
+    await engine.wait()
+    with session_scope() as s:
+        log = [e["message"] for e in runs.run_events(session=s, run_id=run_id, limit=1000)]
+    pages = [line for line in log if line.startswith("page ")]
+    assert len(pages) == MAX_EVENTS_PER_RUN - RESERVED_FOR_NOTES - 1  # after "run started"
+    assert pages[-1].startswith("page 159: 1 records")
+    assert [line for line in log if line.startswith("skipped record")] == [
+        "skipped record p245: price is not a number",
+        "skipped record p246: price is not a number",
+    ]
+    assert log[0].startswith("run started") and log[-1].startswith(
+        "run partial (250 records read in 250 pages"
+    )
+    assert len(log) <= MAX_EVENTS_PER_RUN

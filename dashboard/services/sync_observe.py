@@ -14,10 +14,10 @@ from typing import Any
 from connectors.errors import RateLimited
 from dashboard.db import in_write_session
 from dashboard.models import EventLevel
+from dashboard.services.run_log import add_event
 from dashboard.services.sync_progress import (
     RunLost,
     _duration,
-    _event,
     _heartbeat,
     _mark_stalled,
     _mark_waiting,
@@ -104,7 +104,7 @@ class _RunObserver:
         allowed = len(self._retry_delays) + 1
         await in_write_session(
             partial(
-                _event, run_id=context.run_id, level=EventLevel.WARNING,
+                add_event, run_id=context.run_id, level=EventLevel.WARNING,
                 message=f"{reason}: throttled attempt {context.throttled} of {allowed}",
             )
         )  # fmt: skip

@@ -25,20 +25,16 @@ from dashboard.models import (
     IntegrationStatus,
     RunStatus,
     StreamConfig,
-    SyncEvent,
     SyncRun,
 )
 from dashboard.services import completeness, health, incidents
 from dashboard.services.integrations import set_integration_status
 from dashboard.services.records import mark_missing_deleted, mark_seen, upsert_records
+from dashboard.services.run_log import EVENT_COUNT, add_event, counted
 from dashboard.settings import get_settings
 
 log = logging.getLogger("hub.sync")
 
-MAX_EVENTS_PER_RUN = 200  # the per-run log stays bounded; the last event says how many were cut
-# Page events stop this many events short of the cap, so that waits, retries, errors and the
-# summary of a long run still find room in its log.
-RESERVED_FOR_NOTES = 40
 ACTIVE = ACTIVE_RUN_STATUSES
 RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
 STREAM_CONFIGS: sa.Table = StreamConfig.__table__  # type: ignore[attr-defined]
@@ -97,24 +93,49 @@ def _stream_config(session: Session, integration_id: uuid.UUID, stream: str) -> 
     ).first()
 
 
-def _fence(session: Session, run_id: uuid.UUID, worker: str) -> None:
+def _fence(session: Session, run_id: uuid.UUID, worker: str, *read: sa.ColumnElement[Any]) -> Any:
     """Beat the run's heartbeat, or raise RunLost when ``worker`` no longer owns it.
 
     First statement of every write of a running run: on PostgreSQL it locks the run's row
     until the transaction ends, on SQLite it takes the write lock, so crash recovery sees
-    either none or all of the transaction.
+    either none or all of the transaction. Returns the run's columns ``read``, read under
+    that lock in the same round trip.
     """
     owned = session.execute(
-        sa.update(RUNS)
-        .where(
-            RUNS.c.id == run_id,
-            RUNS.c.status == RunStatus.RUNNING.value,
-            RUNS.c.worker == worker,
-        )
-        .values(heartbeat_at=datetime.now(UTC))
-    )
-    if not owned.rowcount:  # type: ignore[attr-defined]
+        _FENCE.returning(RUNS.c.id, *read),
+        {"run_id": run_id, "owner": worker, "now": datetime.now(UTC)},
+    ).first()
+    if owned is None:
         raise RunLost(str(run_id))
+    return owned
+
+
+_FENCE = (
+    sa.update(RUNS)
+    .where(
+        RUNS.c.id == sa.bindparam("run_id"),
+        RUNS.c.status == RunStatus.RUNNING.value,
+        RUNS.c.worker == sa.bindparam("owner"),
+    )
+    .values(heartbeat_at=sa.bindparam("now"))
+)
+# What a page's progress is computed from, read by its fence.
+_PROGRESS_READ = tuple(
+    RUNS.c[name]
+    for name in (
+        "pages", "records_read", "records_inserted", "records_updated", "records_deleted",
+        "records_skipped", "records_total", "progress", "stalled_at", "cancel_requested",
+    )
+)  # fmt: skip
+# What ``_finish`` reads of the run it ends: its summary's figures, its stream, its status.
+_FINISH_READ = tuple(
+    RUNS.c[name]
+    for name in (
+        "status", "integration_id", "stream", "cursor_after", "started_at", "attempt", "pages",
+        "records_read", "records_inserted", "records_updated", "records_deleted",
+        "records_skipped",
+    )
+)  # fmt: skip
 
 
 def _note_platform_count(
@@ -126,7 +147,7 @@ def _note_platform_count(
         platform_count=platform_count, threshold_percent=get_settings().completeness_drift_percent,
     )  # fmt: skip
     if drift is not None:
-        _event(
+        add_event(
             session, context.run_id, EventLevel.INFO,
             f"full pass done: the platform counts {drift.platform:,}, the hub holds {drift.hub:,}",
         )  # fmt: skip
@@ -136,7 +157,8 @@ def _apply_batch(
     session: Session, context: _RunContext, batch: Batch, rate: float | None, worker: str
 ) -> bool:
     """Upsert the batch, move the checkpoint, count: one transaction. True = cancel asked."""
-    _fence(session, context.run_id, worker)
+    before = _fence(session, context.run_id, worker, *_PROGRESS_READ, EVENT_COUNT)
+    counted(session, context.run_id, before.events)
     integration_id = uuid.UUID(context.integration.id)
     result = upsert_records(
         session=session,
@@ -169,44 +191,48 @@ def _apply_batch(
         .values(cursor=batch.cursor, cursor_updated_at=datetime.now(UTC))
     )
     assert moved.rowcount == 1  # type: ignore[attr-defined]
-    run = session.get(SyncRun, context.run_id, populate_existing=True)
-    assert run is not None
-    run.pages += batch.pages
-    run.records_read += len(batch.records) + len(batch.errors)
-    run.records_inserted += result.inserted
-    run.records_updated += result.updated
-    run.records_deleted += result.deleted
     errors = batch.errors + result.errors
-    run.records_skipped += len(errors)
-    run.cursor_after = batch.cursor
+    counts = {
+        "pages": before.pages + batch.pages,
+        "records_read": before.records_read + len(batch.records) + len(batch.errors),
+        "records_inserted": before.records_inserted + result.inserted,
+        "records_updated": before.records_updated + result.updated,
+        "records_deleted": before.records_deleted + result.deleted,
+        "records_skipped": before.records_skipped + len(errors),
+    }
+    total, progress = before.records_total, before.progress
     if batch.total_hint:
-        done = batch.done if batch.done is not None else run.records_read
+        done = batch.done if batch.done is not None else counts["records_read"]
         if done <= batch.total_hint:
-            run.records_total, run.progress = batch.total_hint, done / batch.total_hint
+            total, progress = batch.total_hint, done / batch.total_hint
         else:
             # Read more than the platform announced (the shop grew during a first sync): the
             # total is no total any more, and a full bar or "120 of 100" would say otherwise.
-            run.records_total = run.progress = None
-    # The rate over the last seconds (``rate``), not since the start: a run that waited ten
-    # minutes and then reads fast shows how fast it reads now.
-    run.records_per_second = rate
-    now = datetime.now(UTC)
-    run.progress_at = now
-    run.waiting_until = run.waiting_reason = run.waiting_for = run.waiting_checked_at = None
-    moving_again = run.stalled_at is not None
-    run.stalled_at = run.stall_reason = None
-    session.add(run)
+            total = progress = None
+    session.execute(
+        sa.update(RUNS)
+        .where(RUNS.c.id == context.run_id)
+        .values(
+            **counts, cursor_after=batch.cursor, records_total=total, progress=progress,
+            # The rate over the last seconds (``rate``), not since the start: a run that
+            # waited ten minutes and then reads fast shows how fast it reads now.
+            records_per_second=rate, progress_at=datetime.now(UTC), waiting_until=None,
+            waiting_reason=None, waiting_for=None, waiting_checked_at=None, stalled_at=None,
+            stall_reason=None,
+        )
+    )  # fmt: skip
+    moving_again = before.stalled_at is not None
     # "750 of 1,200" in the total's unit (the stream's own records), else all records read.
     so_far = (
-        f"{round(run.progress * run.records_total):,} of {run.records_total:,}"
-        if run.records_total and run.progress is not None
-        else f"{run.records_read:,}"
+        f"{round(progress * total):,} of {total:,}"
+        if total and progress is not None
+        else f"{counts['records_read']:,}"
     )
-    _event(
+    add_event(
         session,
         context.run_id,
         EventLevel.INFO,
-        f"page {run.pages}: {len(batch.records) + len(batch.errors)} records "
+        f"page {counts['pages']}: {len(batch.records) + len(batch.errors)} records "
         f"({result.inserted} new, {result.updated} updated, {result.deleted} deleted, "
         f"{len(errors)} skipped); {so_far} read so far"
         + (f"; {context.quota}" if context.quota else ""),
@@ -216,18 +242,18 @@ def _apply_batch(
     if batch.platform_count is not None:
         _note_platform_count(session, context, integration_id, batch.platform_count)
     if moving_again:
-        _event(session, context.run_id, EventLevel.INFO, "moving again after a stall")
+        add_event(session, context.run_id, EventLevel.INFO, "moving again after a stall")
         integration = session.get(Integration, integration_id)
         if integration is not None:
             incidents.stream_moving(session=session, integration=integration, stream=context.stream)
     for error in errors:
-        _event(
+        add_event(
             session,
             context.run_id,
             EventLevel.WARNING,
             f"skipped record {error.external_id or '(no id)'}: {error.message}",
         )
-    return run.cancel_requested
+    return bool(before.cancel_requested)
 
 
 def _heartbeat(session: Session, run_id: uuid.UUID, worker: str) -> bool:
@@ -247,32 +273,6 @@ def _checkpoint(session: Session, context: _RunContext, worker: str) -> dict[str
     config = _stream_config(session, uuid.UUID(context.integration.id), context.stream)
     assert config is not None
     return config.cursor
-
-
-def _event(
-    session: Session,
-    run_id: uuid.UUID,
-    level: EventLevel,
-    message: str,
-    context: dict[str, Any] | None = None,
-    *,
-    droppable: bool = False,
-    summary: bool = False,
-) -> None:
-    """Add to the run's log. ``droppable`` events (pages) leave room for the others; the
-    ``summary`` (the run's last event) is always stored."""
-    count = session.exec(
-        select(func.count()).select_from(SyncEvent).where(SyncEvent.run_id == run_id)
-    ).one()
-    if droppable and count >= MAX_EVENTS_PER_RUN - RESERVED_FOR_NOTES:
-        return
-    if not summary and count > MAX_EVENTS_PER_RUN:
-        return
-    if not summary and count == MAX_EVENTS_PER_RUN:
-        level, message = EventLevel.WARNING, "event log full: later events of this run dropped"
-    session.add(
-        SyncEvent(run_id=run_id, level=level.value, message=message[:2000], context=context or {})
-    )
 
 
 def _finish(
@@ -296,22 +296,28 @@ def _finish(
     if guard is not None:
         conditions.append(guard)
     now = datetime.now(UTC)
-    ended = session.execute(
-        sa.update(RUNS).where(*conditions).values(status=status.value, error=error, finished_at=now)
-    )
-    if not ended.rowcount:  # type: ignore[attr-defined]
+    values: dict[str, Any] = {
+        "status": status.value, "error": error, "finished_at": now, "waiting_until": None,
+        "waiting_reason": None, "waiting_for": None, "waiting_checked_at": None,
+    }  # fmt: skip
+    if status == RunStatus.SUCCEEDED:
+        values["status"] = sa.case(
+            (RUNS.c.records_skipped > 0, RunStatus.PARTIAL.value), else_=status.value
+        )
+        values["progress"] = sa.case(
+            (RUNS.c.records_total.is_not(None), 1.0), else_=RUNS.c.progress
+        )
+    # One statement ends the run and reads what its summary, health and incidents need.
+    run = session.execute(
+        sa.update(RUNS).where(*conditions).values(values).returning(*_FINISH_READ, EVENT_COUNT)
+    ).first()
+    if run is None:
         return False
-    run = session.get(SyncRun, run_id, populate_existing=True)
-    assert run is not None
-    if status == RunStatus.SUCCEEDED and run.records_skipped:
-        run.status = RunStatus.PARTIAL.value
-    if status == RunStatus.SUCCEEDED and run.records_total is not None:
-        run.progress = 1.0
-    session.add(run)
-    run.waiting_until = run.waiting_reason = run.waiting_for = run.waiting_checked_at = None
-    session.add(run)
+    counted(session, run_id, run.events)
+    if (loaded := session.identity_map.get(session.identity_key(SyncRun, run_id))) is not None:
+        session.expire(loaded)  # a caller's copy of the run reads the ended row
     level = EventLevel.ERROR if status == RunStatus.FAILED else EventLevel.INFO
-    _event(
+    add_event(
         session, run_id, level,
         f"run {run.status}" + (f": {error}" if error else "") + f" ({_summary(run, now)})",
         {"cursor": run.cursor_after}, summary=True,
@@ -390,7 +396,7 @@ def _auth_failed(session: Session, context: _RunContext, message: str, worker: s
     )
 
 
-def _summary(run: SyncRun, now: datetime) -> str:
+def _summary(run: Any, now: datetime) -> str:
     """What the run did, in one line, for its last event."""
     took = ""
     if run.started_at is not None:
@@ -425,7 +431,7 @@ def _mark_waiting(
         )
     )
     if note:
-        _event(session, run_id, EventLevel.WARNING, note)
+        add_event(session, run_id, EventLevel.WARNING, note)
 
 
 def _mark_stalled(session: Session, context: _RunContext, worker: str, reason: str) -> None:
@@ -436,7 +442,7 @@ def _mark_stalled(session: Session, context: _RunContext, worker: str, reason: s
         .where(RUNS.c.id == context.run_id)
         .values(stalled_at=datetime.now(UTC), stall_reason=reason[:500])
     )
-    _event(session, context.run_id, EventLevel.WARNING, f"stalled: {reason}")
+    add_event(session, context.run_id, EventLevel.WARNING, f"stalled: {reason}")
     integration = session.get(Integration, uuid.UUID(context.integration.id))
     if integration is not None:
         incidents.stream_stalled(

@@ -27,7 +27,8 @@ from dashboard.models import (
     User,
 )
 from dashboard.services.audit import record_audit
-from dashboard.services.sync_progress import _event, _finish, _RunContext, _stream_config
+from dashboard.services.run_log import EVENT_COUNT, add_event, counted
+from dashboard.services.sync_progress import _finish, _RunContext, _stream_config
 from dashboard.services.sync_workers import beating_workers, process_gone, silent_workers
 from dashboard.settings import get_settings
 
@@ -132,10 +133,17 @@ def _queue_runs(
     return run_ids
 
 
+# What starting a run reads of it, in the claiming statement.
+_START_READ = tuple(
+    RUNS.c[name] for name in ("integration_id", "stream", "trigger", "attempt", "full_refresh")
+)
+
+
 def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext | None:
     """Claim a queued run for ``worker``; None when another process claimed it first."""
     now = datetime.now(UTC)
-    claimed = session.execute(
+    # The claim reads what the run's start needs in the same statement (no load of the row).
+    run = session.execute(
         sa.update(RUNS)
         .where(RUNS.c.id == run_id, RUNS.c.status == RunStatus.QUEUED.value)
         .values(
@@ -147,11 +155,11 @@ def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext 
             waiting_until=None,
             stalled_at=None,
         )
-    )
-    if not claimed.rowcount:  # type: ignore[attr-defined]
+        .returning(*_START_READ, EVENT_COUNT)
+    ).first()
+    if run is None:
         return None
-    run = session.get(SyncRun, run_id, populate_existing=True)
-    assert run is not None
+    counted(session, run_id, run.events)
     integration = session.get(Integration, run.integration_id)
     config = _stream_config(session, run.integration_id, run.stream)
     if integration is None or config is None:
@@ -164,9 +172,8 @@ def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext 
     if run.full_refresh and run.attempt == 1:
         config.cursor = None  # full resync: start over, keep the history of runs
         session.add(config)
-    run.cursor_before = config.cursor
-    session.add(run)
-    _event(
+    session.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(cursor_before=config.cursor))
+    add_event(
         session,
         run_id,
         EventLevel.INFO,
@@ -180,7 +187,7 @@ def _start_run(session: Session, run_id: uuid.UUID, worker: str) -> _RunContext 
         integration.status = IntegrationStatus.SYNCING.value
         session.add(integration)
     return _RunContext(
-        run_id=run.id,
+        run_id=run_id,
         integration=IntegrationRef(
             id=str(integration.id),
             platform=integration.platform,
