@@ -122,10 +122,9 @@ def finish_and_start_next(
     and start (``_start_run``) its integration's next queued run if that was queued before
     this one started (by the same due batch, say) and the per-integration cap allows. The
     started run's context, or None: the slot is then free for the process's next claim."""
-    _finish(session, run_id, status, error, worker=worker)
-    ended = session.execute(
-        sa.select(RUNS.c.integration_id, RUNS.c.started_at).where(RUNS.c.id == run_id)
-    ).one()
+    ended = _finish(session, run_id, status, error, worker=worker)
+    if ended is None:  # no longer this worker's (crash recovery ended it): nothing to hand on
+        return None
     siblings = session.execute(
         sa.select(RUNS.c.id).where(
             _UNOWNED_QUEUED,

@@ -284,8 +284,9 @@ def _finish(
     worker: str | None = None,
     guard: sa.ColumnElement[bool] | None = None,
     report: bool = True,
-) -> bool:
-    """End an active run (only if ``worker`` still owns it, when given); False if it had ended.
+) -> sa.Row[Any] | None:
+    """End an active run (only if ``worker`` still owns it, when given): what it read of the
+    run (``_FINISH_READ``), or None if it had ended.
 
     The stream's health follows (``health.record_run_end``), and so do the integration's
     incidents unless ``report`` is False (an access failure reports its own incident).
@@ -312,7 +313,7 @@ def _finish(
         sa.update(RUNS).where(*conditions).values(values).returning(*_FINISH_READ, EVENT_COUNT)
     ).first()
     if run is None:
-        return False
+        return None
     counted(session, run_id, run.events)
     if (loaded := session.identity_map.get(session.identity_key(SyncRun, run_id))) is not None:
         session.expire(loaded)  # a caller's copy of the run reads the ended row
@@ -365,7 +366,7 @@ def _finish(
         integration_id=run.integration_id,
         error=error,
     )
-    return True
+    return run
 
 
 def _auth_failed(session: Session, context: _RunContext, message: str, worker: str) -> None:
