@@ -23,7 +23,7 @@ from dashboard.models import (
 from dashboard.services import runs, sync
 from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.services.sync import SyncEngine, SyncRefused, request_cancel
-from dashboard.services.sync_queue import _insert_run
+from dashboard.services.sync_queue import _insert_run, _queue_runs
 from dashboard.services.sync_waits import wait_finished, wait_resumed
 from tests.fake_connector import FakeConnector
 
@@ -235,6 +235,15 @@ async def test_cancel_stops_between_batches(integration_id) -> None:
     assert run.status == RunStatus.CANCELLED
     assert run.records_read == 30  # the batch in flight is kept, nothing after it
     assert product_count(integration_id) == 30
+
+
+def test_cancelling_a_queued_run_returns_it_cancelled(integration_id) -> None:
+    """The run Cancel returns reads as cancelled, with its end, after its session is gone."""
+    with session_scope() as s:
+        [run_id] = _queue_runs(s, integration_id, None, "manual", False)
+    with session_scope() as s:
+        run = request_cancel(session=s, run_id=run_id)
+    assert run.status == RunStatus.CANCELLED and run.finished_at is not None
 
 
 async def test_one_run_per_stream(integration_id) -> None:

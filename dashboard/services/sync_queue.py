@@ -365,6 +365,7 @@ def request_cancel(*, session: Session, run_id: uuid.UUID) -> SyncRun:
     if run.status == queued and _finish(
         session, run_id, RunStatus.CANCELLED, None, guard=RUNS.c.status == queued
     ):
+        session.refresh(run)  # readable once the session is gone
         return run
     # Running (or claimed by a process just now): its process stops after the batch in hand.
     session.execute(
