@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from sqlmodel import Session, SQLModel
 
 import dashboard.models  # noqa: F401  registers the tables
 from dashboard import db
+from dashboard.db import session_scope
 from dashboard.services import vault, webhook_signers
+from dashboard.services.integrations import create_integration, mark_connected
 from dashboard.settings import get_settings
 
 # Shared helpers that assert (a webhook subscription made, an Amazon response's schema)
@@ -126,6 +129,34 @@ def any_db(request: pytest.FixtureRequest) -> str:
     the dialect's name."""
     request.getfixturevalue("pg_hub_db" if request.param == "postgres" else "hub_db")
     return str(request.param)
+
+
+@pytest.fixture
+def integration_id(session: Session) -> uuid.UUID:
+    """A connected Shopify shop with a products stream, on SQLite (the sync engine's tests)."""
+    integration = create_integration(
+        session=session,
+        platform="shopify",
+        display_name="Acme",
+        shop_domain="acme.myshopify.com",
+        streams={"products": 15},
+    )
+    mark_connected(session=session, integration_id=integration.id)
+    session.commit()
+    return integration.id
+
+
+@pytest.fixture
+def shared_integration(any_db: str) -> uuid.UUID:
+    """A connected Shopify shop with a products stream, on SQLite then PostgreSQL: for the
+    tests of several processes sharing one database."""
+    with session_scope() as s:
+        integration = create_integration(
+            session=s, platform="shopify", display_name="Shared",
+            shop_domain="shared.myshopify.com", streams={"products": 15},
+        )  # fmt: skip
+        mark_connected(session=s, integration_id=integration.id)
+        return integration.id
 
 
 def leaked_secrets(

@@ -9,11 +9,11 @@ from dashboard.db import session_scope
 from dashboard.models import Integration, IntegrationStatus, Notification, RunStatus
 from dashboard.services.integrations import set_integration_status
 from tests.fake_connector import FakeConnector
-from tests.test_sync_engine import engine_with, integration_id, run_row  # noqa: F401
+from tests.sync_engine_helpers import engine_with, run_row
 
 
 async def test_a_run_refused_after_the_merchant_uninstalled_leaves_it_uninstalled(
-    integration_id,  # noqa: F811
+    integration_id,
 ) -> None:
     """The uninstall webhook disconnects the integration while one of its runs is under way;
     the run's next call is refused. The integration stays disconnected (the merchant removed
@@ -38,7 +38,7 @@ async def test_a_run_refused_after_the_merchant_uninstalled_leaves_it_uninstalle
 
 
 async def test_a_queued_run_of_an_integration_uninstalled_meanwhile_does_not_run(
-    integration_id,  # noqa: F811
+    integration_id,
 ) -> None:
     """Runs wait for room (at most HUB_SYNC_PER_INTEGRATION of one integration at once): one
     that starts after the merchant uninstalled is cancelled, saying why, and does not turn
