@@ -58,6 +58,7 @@ class StreamConfig(SQLModel, table=True):
 # A run holds its stream while it is queued or running.
 ACTIVE_RUN_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 _ACTIVE_RUN = sa.text("status IN ('queued', 'running')")
+_UNCLAIMED_RUN = sa.text("status = 'queued' AND worker IS NULL")
 
 
 class SyncRun(SQLModel, table=True):
@@ -68,6 +69,15 @@ class SyncRun(SQLModel, table=True):
         # ends on the id (ties in time), so a page is read off one of these indexes.
         sa.Index("ix_sync_runs_created_id", "created_at", "id"),
         sa.Index("ix_sync_runs_status_created", "status", "created_at", "id"),
+        # The queue the processes claim from, oldest first (``sync_claims``): only runs no
+        # process owns yet, so a claim reads its window off the head of this index.
+        sa.Index(
+            "ix_sync_runs_unclaimed",
+            "created_at",
+            "id",
+            sqlite_where=_UNCLAIMED_RUN,
+            postgresql_where=_UNCLAIMED_RUN,
+        ),
         # One queued or running run per stream, across every process sharing the database.
         sa.Index(
             "uq_sync_runs_active_stream",

@@ -143,8 +143,9 @@ def _servable_integrations(
 ) -> list[uuid.UUID]:
     """Up to ``limit`` integrations with a queued run nobody owns and fewer than ``cap``
     runs owned by a process: the one waiting longest first, then fewest running. Looked for
-    among the oldest queued runs first (``WINDOW``, read off the status index, so a claim
-    does not read a queue of 30,000 runs), then the whole queue if those do not yield
+    among the oldest queued runs first (``WINDOW``, read off the head of the index of
+    unclaimed runs, so a claim does not read a queue of 30,000), then the whole queue if
+    those do not yield
     ``limit``. With ``lock`` their rows are locked for this transaction, skipping those
     another claim holds."""
     window: int | None = WINDOW + limit
@@ -171,12 +172,10 @@ def _servable_query(
         .group_by(runs.c.integration_id)
         .subquery("queued")
     )
-    busy = _busy_counts(sa.select(queued.c.integration_id)).subquery("busy")
-    running = sa.func.coalesce(busy.c.busy, 0)
+    running = _running_count(queued.c.integration_id)
     return (
         sa.select(INTEGRATIONS.c.id)
         .join(queued, queued.c.integration_id == INTEGRATIONS.c.id)
-        .outerjoin(busy, busy.c.integration_id == INTEGRATIONS.c.id)
         .where(running < cap)
         .order_by(queued.c.oldest, running, INTEGRATIONS.c.id)
         .limit(limit)
@@ -189,14 +188,20 @@ def _window_full(session: Session, open_runs: sa.ColumnElement[bool], window: in
     return session.execute(beyond.offset(window).limit(1)).first() is not None
 
 
-def _busy_counts(
-    integration_ids: list[uuid.UUID] | sa.Select[tuple[uuid.UUID]],
-) -> sa.Select[tuple[uuid.UUID, int]]:
-    """Runs owned by a process per integration, read off the partial index of active runs."""
+def _running_count(integration_id: sa.ColumnElement[uuid.UUID]) -> sa.ScalarSelect[int]:
+    """Runs owned by a process of the integration in ``integration_id`` (a column of the
+    enclosing query), read off the partial index of active runs.
+
+    A count per candidate, not a join with counts grouped over the candidates: the planner
+    estimates the queue off statistics taken before a burst filled it (a handful of runs),
+    and with that estimate it re-ran the grouped counts for every candidate: 88 times 260
+    rows, 24,000 buffers and 33 ms a claim at 1,000 integrations queued at once. Here each
+    candidate costs one look-up in the index, whatever the estimate."""
     return (
-        sa.select(RUNS.c.integration_id, sa.func.count().label("busy"))
-        .where(_OWNED_ACTIVE, RUNS.c.integration_id.in_(integration_ids))
-        .group_by(RUNS.c.integration_id)
+        sa.select(sa.func.count())
+        .select_from(RUNS)
+        .where(_OWNED_ACTIVE, RUNS.c.integration_id == integration_id)
+        .scalar_subquery()
     )
 
 
@@ -224,11 +229,9 @@ def _fair_order(
         .where(open_runs, RUNS.c.integration_id.in_(integration_ids))
         .subquery("ranked")
     )
-    busy = _busy_counts(integration_ids).subquery("busy")
-    slot = ranked.c.rank + sa.func.coalesce(busy.c.busy, 0)
+    slot = ranked.c.rank + _running_count(ranked.c.integration_id)
     query = (
         sa.select(ranked.c.id)
-        .outerjoin(busy, busy.c.integration_id == ranked.c.integration_id)
         .where(slot <= cap)
         .order_by(ranked.c.created_at, slot, ranked.c.id)
         .limit(limit)
