@@ -324,7 +324,7 @@ def _release_stranded(session: Session) -> int:
 
 def _unowned_queued(session: Session, run_ids: list[uuid.UUID] | None = None) -> list[uuid.UUID]:
     """Queued runs without an owner (only among ``run_ids`` if given), oldest first: read
-    off ix_sync_runs_status_created."""
+    off ix_sync_runs_unclaimed."""
     query = select(SyncRun.id).where(
         SyncRun.status == RunStatus.QUEUED.value, col(SyncRun.worker).is_(None)
     )
