@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import asyncpg
 
 from dashboard.db import session_scope
 from dashboard.services import sync_claims
@@ -22,6 +22,19 @@ pytestmark = pytest.mark.postgres
 
 INTEGRATIONS = 300
 LIMIT = 4
+
+
+def sql_literal(value: object) -> str:
+    """A parameter's value written out, for EXECUTE's argument list."""
+    return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+
+
+def indexes_used(plan: dict[str, Any]) -> set[str]:
+    """The indexes the plan's scans read."""
+    used = {plan["Index Name"]} if "Index Name" in plan else set()
+    for child in plan.get("Plans", []):
+        used |= indexes_used(child)
+    return used
 
 
 def rows_read(plan: dict[str, Any], table: str) -> int:
@@ -35,7 +48,10 @@ def rows_read(plan: dict[str, Any], table: str) -> int:
     return read
 
 
-def test_a_claim_reads_the_window_once_whatever_the_statistics(pg_hub_db: sa.Engine) -> None:
+@pytest.mark.parametrize("plan_mode", ["force_custom_plan", "force_generic_plan"])
+def test_a_claim_reads_the_window_once_whatever_the_statistics(
+    pg_hub_db: sa.Engine, plan_mode: str
+) -> None:
     with session_scope() as s:
         ids = []
         for number in range(INTEGRATIONS):
@@ -56,9 +72,18 @@ def test_a_claim_reads_the_window_once_whatever_the_statistics(pg_hub_db: sa.Eng
     query = sync_claims._servable_query(
         sync_claims._UNOWNED_QUEUED, cap=2, limit=LIMIT, window=window
     ).with_for_update(of=sync_claims.INTEGRATIONS, skip_locked=True, key_share=True)
-    sql = query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    # As the server runs it: a prepared statement, its plan made with the parameters' values
+    # (custom) or without them (generic: PostgreSQL's choice after five executions).
+    compiled = query.compile(
+        dialect=asyncpg.dialect(), compile_kwargs={"render_postcompile": True}
+    )  # $1-style placeholders, as PREPARE takes them
+    values = ", ".join(sql_literal(compiled.params[name]) for name in compiled.positiontup or ())
     with pg_hub_db.begin() as connection:
-        [[explained]] = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").all()
+        connection.exec_driver_sql(f"SET LOCAL plan_cache_mode = {plan_mode}")
+        connection.exec_driver_sql(f"PREPARE claim AS {compiled.string}")
+        [[explained]] = connection.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim({values})"
+        ).all()
         served = connection.execute(query).scalars().all()
     read = rows_read(explained[0]["Plan"], "sync_runs")
 
@@ -66,3 +91,4 @@ def test_a_claim_reads_the_window_once_whatever_the_statistics(pg_hub_db: sa.Eng
     # The window once, and for each candidate integration (at most the window's) its three
     # active runs, looked up twice (to filter and to order): far below a re-read per candidate.
     assert read <= window + window * 3 * 2, f"the claim read {read} runs of {3 * INTEGRATIONS}"
+    assert "ix_sync_runs_unclaimed" in indexes_used(explained[0]["Plan"])

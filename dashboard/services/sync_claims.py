@@ -49,7 +49,11 @@ from dashboard.settings import get_settings
 RUNS: sa.Table = SyncRun.__table__  # type: ignore[attr-defined]
 INTEGRATIONS: sa.Table = Integration.__table__  # type: ignore[attr-defined]
 
-_UNOWNED_QUEUED = sa.and_(RUNS.c.status == RunStatus.QUEUED.value, RUNS.c.worker.is_(None))
+# Written out, not a bound parameter: the predicate of ``ix_sync_runs_unclaimed``, which a
+# prepared statement's generic plan (made without the parameters' values) could not use.
+_UNOWNED_QUEUED = sa.and_(
+    RUNS.c.status == sa.literal_column(f"'{RunStatus.QUEUED.value}'"), RUNS.c.worker.is_(None)
+)
 # A run counts against its integration's cap once a process owns it: running, or claimed
 # and about to start.
 _OWNED_ACTIVE = sa.and_(RUNS.c.status.in_(ACTIVE_RUN_STATUSES), RUNS.c.worker.is_not(None))
