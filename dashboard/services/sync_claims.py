@@ -149,9 +149,8 @@ def _servable_integrations(
     runs owned by a process: the one waiting longest first, then fewest running. Looked for
     among the oldest queued runs first (``WINDOW``, read off the head of the index of
     unclaimed runs, so a claim does not read a queue of 30,000), then the whole queue if
-    those do not yield
-    ``limit``. With ``lock`` their rows are locked for this transaction, skipping those
-    another claim holds."""
+    those do not yield ``limit``. With ``lock`` their rows are locked for this transaction,
+    skipping those another claim holds."""
     window: int | None = WINDOW + limit
     found: list[uuid.UUID] = []
     while True:
